@@ -1,0 +1,112 @@
+//! The audit trail's vocabulary: the stages an inbound delivery passes through and the one terminal state
+//! each ends in.
+
+use crate::Timestamp;
+use crate::ids::{CustomerId, TraceId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditStage {
+    /// The delivery was verified and durably committed (headers without secrets, body digest).
+    Received,
+    /// Canonical events produced by normalisation.
+    Normalized,
+    /// Customer state before/after summary.
+    StateChanged,
+    /// Scores with inputs, outputs, model version and explanation.
+    Scored,
+    /// The decision and its actions.
+    Decided,
+    /// One attempt to call a destination (endpoint, status, error).
+    DeliveryAttempt,
+    /// The one terminal state.
+    Terminal,
+}
+
+impl AuditStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditStage::Received => "received",
+            AuditStage::Normalized => "normalized",
+            AuditStage::StateChanged => "state_changed",
+            AuditStage::Scored => "scored",
+            AuditStage::Decided => "decided",
+            AuditStage::DeliveryAttempt => "delivery_attempt",
+            AuditStage::Terminal => "terminal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "received" => AuditStage::Received,
+            "normalized" => AuditStage::Normalized,
+            "state_changed" => AuditStage::StateChanged,
+            "scored" => AuditStage::Scored,
+            "decided" => AuditStage::Decided,
+            "delivery_attempt" => AuditStage::DeliveryAttempt,
+            "terminal" => AuditStage::Terminal,
+            _ => return None,
+        })
+    }
+}
+
+/// Every delivery ends in exactly one of these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", content = "reason", rename_all = "snake_case")]
+pub enum TerminalState {
+    /// Everything the decision asked for was accepted by the destination (or nothing needed pushing).
+    Delivered,
+    /// A destination refused it permanently.
+    Rejected(String),
+    /// Retries ran out.
+    DeadLettered(String),
+    /// Nothing to do (unknown topic, duplicate, stale, shadow mode).
+    Ignored(String),
+    /// The payload could not be parsed; kept verbatim for replay.
+    Quarantined(String),
+}
+
+impl TerminalState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TerminalState::Delivered => "delivered",
+            TerminalState::Rejected(_) => "rejected",
+            TerminalState::DeadLettered(_) => "dead_lettered",
+            TerminalState::Ignored(_) => "ignored",
+            TerminalState::Quarantined(_) => "quarantined",
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            TerminalState::Delivered => None,
+            TerminalState::Rejected(r)
+            | TerminalState::DeadLettered(r)
+            | TerminalState::Ignored(r)
+            | TerminalState::Quarantined(r) => Some(r),
+        }
+    }
+}
+
+impl fmt::Display for TerminalState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason() {
+            Some(r) => write!(f, "{} ({r})", self.name()),
+            None => f.write_str(self.name()),
+        }
+    }
+}
+
+/// One line of the audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub trace_id: TraceId,
+    pub customer: Option<CustomerId>,
+    pub stage: AuditStage,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+    /// Stage-specific detail; never contains secrets or raw personal data beyond identifiers.
+    pub detail: serde_json::Value,
+}

@@ -1,0 +1,70 @@
+//! Decisions and the destination-neutral actions they carry. A destination (`deliver`) turns an
+//! [`Action`] into its own request shape; nothing here knows Klaviyo or Braze.
+
+use crate::Timestamp;
+use crate::ids::{CustomerId, TraceId};
+use crate::money::Money;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A profile attribute value. Numbers are floats here because they are statistical outputs, not money.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AttrValue {
+    Number(f64),
+    Text(String),
+    Bool(bool),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Write (prefixed) attributes onto the customer's profile.
+    UpsertProfile {
+        customer: CustomerId,
+        email: Option<String>,
+        first_name: Option<String>,
+        last_name: Option<String>,
+        attributes: BTreeMap<String, AttrValue>,
+    },
+    /// Record a trigger event on the customer's profile, which marketing flows listen to.
+    TriggerEvent {
+        customer: CustomerId,
+        email: Option<String>,
+        /// Event (metric) name such as `AI Checkout Abandoned`.
+        name: String,
+        properties: serde_json::Map<String, serde_json::Value>,
+        value: Option<Money>,
+        #[serde(with = "time::serde::rfc3339")]
+        time: Timestamp,
+        /// Deterministic: the same cause always produces the same id, so retries never duplicate.
+        unique_id: String,
+    },
+}
+
+impl Action {
+    pub fn customer(&self) -> &CustomerId {
+        match self {
+            Action::UpsertProfile { customer, .. } | Action::TriggerEvent { customer, .. } => customer,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::UpsertProfile { .. } => "upsert_profile",
+            Action::TriggerEvent { .. } => "trigger_event",
+        }
+    }
+}
+
+/// What the policy decided for one customer after one event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub trace_id: TraceId,
+    pub customer: CustomerId,
+    /// Why these actions (flow name and condition that fired).
+    pub reason: String,
+    /// When true the whole pipeline ran but nothing is pushed.
+    pub shadow: bool,
+    pub actions: Vec<Action>,
+}

@@ -1,0 +1,206 @@
+//! The canonical event: what every platform payload becomes after `ingest`. It is persisted and queued,
+//! so it is versioned (`EVENT_SCHEMA_VERSION`) and only grows by adding optional fields or variants.
+
+use crate::Timestamp;
+use crate::ids::{CustomerId, Source, TraceId};
+use crate::money::Money;
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a change to [`Event`] is not backwards compatible for stored events.
+pub const EVENT_SCHEMA_VERSION: u16 = 1;
+
+/// A canonical event with where and when it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    /// Schema version of `event`, so stored events can be migrated.
+    pub v: u16,
+    /// The delivery this event came from.
+    pub trace_id: TraceId,
+    pub source: Source,
+    /// The shop (e.g. `demo-store.myshopify.com`), when the source has one.
+    pub shop: Option<String>,
+    /// When the platform says the underlying change happened.
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: Timestamp,
+    pub event: Event,
+}
+
+/// The platform-independent events nudge reacts to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// An order was created, updated or paid. Upsert semantics: the newest `updated_at` wins.
+    OrderUpserted(Order),
+    /// An order was cancelled.
+    OrderCancelled(Order),
+    /// A checkout was started or changed.
+    CheckoutUpserted(Checkout),
+    /// A checkout saw no update and no completion for the configured window.
+    CheckoutAbandoned(CheckoutAbandoned),
+    CustomerUpserted(Customer),
+    CartUpserted(Cart),
+    ProductUpserted(Product),
+}
+
+impl Event {
+    /// A short stable name, used in metrics and the audit trail.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::OrderUpserted(_) => "order_upserted",
+            Event::OrderCancelled(_) => "order_cancelled",
+            Event::CheckoutUpserted(_) => "checkout_upserted",
+            Event::CheckoutAbandoned(_) => "checkout_abandoned",
+            Event::CustomerUpserted(_) => "customer_upserted",
+            Event::CartUpserted(_) => "cart_upserted",
+            Event::ProductUpserted(_) => "product_upserted",
+        }
+    }
+
+    /// The customer this event is about, when it names one.
+    pub fn customer(&self) -> Option<&CustomerId> {
+        match self {
+            Event::OrderUpserted(o) | Event::OrderCancelled(o) => o.customer.as_ref(),
+            Event::CheckoutUpserted(c) => c.customer.as_ref(),
+            Event::CheckoutAbandoned(a) => Some(&a.customer),
+            Event::CustomerUpserted(c) => Some(&c.id),
+            Event::CartUpserted(_) | Event::ProductUpserted(_) => None,
+        }
+    }
+}
+
+/// Marketing consent as the platform reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarketingConsent {
+    Subscribed,
+    NotSubscribed,
+    Unsubscribed,
+    Pending,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineItem {
+    pub product_id: Option<String>,
+    pub variant_id: Option<String>,
+    pub sku: Option<String>,
+    pub title: String,
+    pub quantity: u32,
+    /// Unit price.
+    pub price: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    /// Platform order id as exact text.
+    pub id: String,
+    /// Human order name such as `#1042`.
+    pub name: Option<String>,
+    pub customer: Option<CustomerId>,
+    pub email: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub cancelled_at: Option<Timestamp>,
+    pub total: Money,
+    pub financial_status: Option<String>,
+    pub line_items: Vec<LineItem>,
+    pub checkout_token: Option<String>,
+    pub cart_token: Option<String>,
+    pub accepts_marketing: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkout {
+    pub token: String,
+    pub cart_token: Option<String>,
+    pub customer: Option<CustomerId>,
+    pub email: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub completed_at: Option<Timestamp>,
+    pub total: Money,
+    pub line_items: Vec<LineItem>,
+    /// The platform's link back into the checkout (Shopify `abandoned_checkout_url`).
+    pub recovery_url: Option<String>,
+    pub accepts_marketing: Option<bool>,
+}
+
+/// Emitted by the pipeline's durable timer, never by a platform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckoutAbandoned {
+    pub customer: CustomerId,
+    pub email: Option<String>,
+    pub checkout: Checkout,
+    /// When the checkout was last updated; the abandonment window ran from here.
+    #[serde(with = "time::serde::rfc3339")]
+    pub idle_since: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    pub id: CustomerId,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub created_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+    pub email_consent: MarketingConsent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cart {
+    pub token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+    pub line_items: Vec<LineItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: String,
+    pub title: String,
+    /// The product type, used as the product's category.
+    pub category: Option<String>,
+    pub vendor: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Money;
+
+    #[test]
+    fn event_json_is_tagged_and_round_trips() {
+        let t = time::macros::datetime!(2026-05-01 10:00 UTC);
+        let order = Order {
+            id: "9007199254740993".into(),
+            name: Some("#1042".into()),
+            customer: Some("shopify:880012".parse().unwrap()),
+            email: Some("lena@example.org".into()),
+            created_at: t,
+            updated_at: t,
+            cancelled_at: None,
+            total: Money::parse("84.90", "EUR").unwrap(),
+            financial_status: Some("paid".into()),
+            line_items: vec![],
+            checkout_token: None,
+            cart_token: None,
+            accepts_marketing: Some(true),
+        };
+        let e = Event::OrderUpserted(order);
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.starts_with(r#"{"type":"order_upserted","id":"9007199254740993""#), "{json}");
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
+        assert_eq!(e.kind(), "order_upserted");
+    }
+}

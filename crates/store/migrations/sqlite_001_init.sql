@@ -1,0 +1,102 @@
+-- Every acknowledged inbound delivery, verbatim. The sequence number is the processing order.
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    trace_id     TEXT NOT NULL UNIQUE,
+    source       TEXT NOT NULL,
+    topic        TEXT NOT NULL,
+    shop         TEXT,
+    webhook_id   TEXT,
+    event_id     TEXT,
+    received_at  INTEGER NOT NULL,
+    headers      TEXT NOT NULL,
+    body         BLOB NOT NULL,
+    status       TEXT NOT NULL DEFAULT 'pending',
+    status_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(status, seq);
+
+-- Dedupe keys (webhook id and event id), kept for the configured retention (at least 7 days).
+CREATE TABLE IF NOT EXISTS dedupe (
+    key        TEXT PRIMARY KEY,
+    trace_id   TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_age ON dedupe(created_at);
+
+-- Customer state as JSON, keyed by source + platform id; email is a secondary key.
+CREATE TABLE IF NOT EXISTS customers (
+    customer_id TEXT PRIMARY KEY,
+    email       TEXT,
+    state       TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS customers_email ON customers(email);
+
+-- Durable outbox: one row per destination action, delivered in id order per customer.
+CREATE TABLE IF NOT EXISTS outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    trace_id        TEXT NOT NULL,
+    customer_id     TEXT NOT NULL,
+    destination     TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'pending',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    enqueued_at_us  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outbox_customer ON outbox(customer_id, status, id);
+CREATE INDEX IF NOT EXISTS outbox_trace ON outbox(trace_id);
+
+-- The audit trail.
+CREATE TABLE IF NOT EXISTS audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    trace_id    TEXT NOT NULL,
+    customer_id TEXT,
+    stage       TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    detail      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_trace ON audit(trace_id, id);
+CREATE INDEX IF NOT EXISTS audit_customer ON audit(customer_id, id);
+
+-- Exactly one terminal state per trace (the primary key enforces it).
+CREATE TABLE IF NOT EXISTS terminal (
+    trace_id TEXT PRIMARY KEY,
+    state    TEXT NOT NULL,
+    reason   TEXT,
+    at       INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Durable abandonment timers, one per open checkout.
+CREATE TABLE IF NOT EXISTS timers (
+    checkout_token TEXT PRIMARY KEY,
+    cart_token     TEXT,
+    customer_id    TEXT NOT NULL,
+    due_at         INTEGER NOT NULL,
+    payload        TEXT NOT NULL,
+    origin_trace   TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS timers_due ON timers(due_at);
+CREATE INDEX IF NOT EXISTS timers_cart ON timers(cart_token);
+
+-- Imported order history (for model fitting), idempotent on (customer, order).
+CREATE TABLE IF NOT EXISTS transactions (
+    customer_id TEXT NOT NULL,
+    order_id    TEXT NOT NULL,
+    day         INTEGER NOT NULL,
+    amount      TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    PRIMARY KEY (customer_id, order_id)
+) WITHOUT ROWID;
+
+-- The model registry: every fit is a version; at most one is active.
+CREATE TABLE IF NOT EXISTS model_versions (
+    id         TEXT PRIMARY KEY,
+    family     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    active     INTEGER NOT NULL DEFAULT 0,
+    body       TEXT NOT NULL
+) WITHOUT ROWID;

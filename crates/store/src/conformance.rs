@@ -1,0 +1,332 @@
+//! The conformance suite every backend must pass. A backend's test calls [`run_all`] with a factory that
+//! returns a fresh, empty store; each check gets its own store.
+
+use crate::*;
+use nudge_model::{AuditRecord, AuditStage, CustomerId, TerminalState, TraceId};
+use std::future::Future;
+use std::sync::Arc;
+
+/// Runs every check against fresh stores from `make`. Panics with the check's name on failure.
+pub async fn run_all<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    dedupe_and_group_commit(make().await).await;
+    processing_round_trip(make().await).await;
+    outbox_keeps_per_customer_order(make().await).await;
+    terminal_states_and_replay(make().await).await;
+    timers_fire_and_cancel(make().await).await;
+    quarantine_and_replay(make().await).await;
+    registry(make().await).await;
+    import_is_idempotent(make().await).await;
+}
+
+fn delivery(webhook: &str, event: Option<&str>) -> NewDelivery {
+    let mut keys = vec![format!("shopify:webhook:{webhook}")];
+    if let Some(e) = event {
+        keys.push(format!("shopify:event:{e}"));
+    }
+    NewDelivery {
+        trace_id: TraceId::new(),
+        source: "shopify".into(),
+        topic: "orders/create".into(),
+        shop: Some("demo.myshopify.com".into()),
+        webhook_id: Some(webhook.into()),
+        event_id: event.map(str::to_string),
+        received_at_ms: 1_000,
+        headers_json: "{}".into(),
+        body: b"{\"id\":1}".to_vec(),
+        dedupe_keys: keys,
+    }
+}
+
+fn cust(n: u32) -> CustomerId {
+    format!("shopify:{n}").parse().expect("valid id")
+}
+
+fn audit(trace: TraceId, stage: AuditStage) -> AuditRecord {
+    AuditRecord {
+        trace_id: trace,
+        customer: Some(cust(1)),
+        stage,
+        at: time::OffsetDateTime::now_utc(),
+        detail: serde_json::json!({"k": "v"}),
+    }
+}
+
+pub async fn dedupe_and_group_commit(s: Arc<dyn Store>) {
+    let first = delivery("w1", Some("e1"));
+    let first_trace = first.trace_id;
+    assert!(matches!(s.commit_delivery(first).await.unwrap(), CommitResult::Committed { .. }));
+    // Same webhook id: duplicate.
+    match s.commit_delivery(delivery("w1", None)).await.unwrap() {
+        CommitResult::Duplicate { original, .. } => {
+            assert_eq!(original, first_trace, "dedupe: original trace")
+        }
+        other => panic!("dedupe: expected duplicate, got {other:?}"),
+    }
+    // Different webhook id, same event id: duplicate.
+    assert!(matches!(
+        s.commit_delivery(delivery("w2", Some("e1"))).await.unwrap(),
+        CommitResult::Duplicate { .. }
+    ));
+    // Many concurrent deliveries (group commit), with duplicates among them: exactly one of each key lands.
+    let mut handles = Vec::new();
+    for i in 0..200 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            s.commit_delivery(delivery(&format!("c{}", i % 100), None)).await
+        }));
+    }
+    let mut committed = 0;
+    for h in handles {
+        if matches!(h.await.unwrap().unwrap(), CommitResult::Committed { .. }) {
+            committed += 1;
+        }
+    }
+    assert_eq!(committed, 100, "group commit: each key committed once");
+    assert_eq!(s.stats().await.unwrap().deliveries, 101);
+    // Pruning old keys makes the key usable again.
+    assert!(s.prune_dedupe(2_000).await.unwrap() >= 101);
+    assert!(matches!(s.commit_delivery(delivery("w1", None)).await.unwrap(), CommitResult::Committed { .. }));
+}
+
+pub async fn processing_round_trip(s: Arc<dyn Store>) {
+    for i in 0..3 {
+        s.commit_delivery(delivery(&format!("p{i}"), None)).await.unwrap();
+    }
+    let pending = s.pending_deliveries(10).await.unwrap();
+    assert_eq!(pending.len(), 3);
+    assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq), "pending in sequence order");
+    let d = &pending[0];
+    let outcome = ProcessOutcome {
+        seq: d.seq,
+        trace_id: Some(d.trace_id),
+        status: Some(DeliveryStatus::Processed),
+        states: vec![StoredState {
+            customer: cust(1),
+            email: Some("Lena@Example.org ".into()),
+            state_json: "{\"a\":1}".into(),
+        }],
+        audit: vec![audit(d.trace_id, AuditStage::Received), audit(d.trace_id, AuditStage::Scored)],
+        terminal: Some(TerminalState::Ignored("nothing to do".into())),
+        ..Default::default()
+    };
+    s.commit_processing(vec![outcome]).await.unwrap();
+    assert_eq!(s.pending_deliveries(10).await.unwrap().len(), 2);
+    let states = s.load_states(&[cust(1), cust(2)]).await.unwrap();
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].state_json, "{\"a\":1}");
+    assert_eq!(
+        s.customer_by_email("lena@example.org").await.unwrap(),
+        Some(cust(1)),
+        "email is a secondary key"
+    );
+    let view = s.trace(d.trace_id).await.unwrap().expect("trace exists");
+    assert_eq!(view.records.len(), 2);
+    assert_eq!(view.records[1].stage, AuditStage::Scored);
+    assert_eq!(view.terminal, Some(TerminalState::Ignored("nothing to do".into())));
+    assert_eq!(s.customer_audit(&cust(1), 1).await.unwrap().len(), 1);
+    assert!(s.trace(TraceId::new()).await.unwrap().is_none());
+}
+
+fn outbox_item(trace: TraceId, c: u32, n: u32) -> NewOutboxItem {
+    NewOutboxItem {
+        trace_id: trace,
+        customer: cust(c),
+        destination: "klaviyo".into(),
+        action_json: format!("{{\"n\":{n}}}"),
+    }
+}
+
+pub async fn outbox_keeps_per_customer_order(s: Arc<dyn Store>) {
+    let t = TraceId::new();
+    s.commit_processing(vec![ProcessOutcome {
+        trace_id: Some(t),
+        outbox: vec![outbox_item(t, 1, 1), outbox_item(t, 1, 2), outbox_item(t, 2, 3)],
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+    let far = i64::MAX / 2;
+    let due = s.due_outbox(far, 10).await.unwrap();
+    assert_eq!(due.len(), 2, "only the oldest item per customer is due");
+    let first = due.iter().find(|i| i.customer == cust(1)).unwrap();
+    assert_eq!(first.action_json, "{\"n\":1}");
+    // A retry keeps the customer's queue blocked until the item succeeds.
+    s.record_attempt(AttemptRecord {
+        item_id: first.id,
+        trace_id: t,
+        result: AttemptResult::RetryAt(far + 10),
+        audit: audit(t, AuditStage::DeliveryAttempt),
+        at_ms: 1,
+    })
+    .await
+    .unwrap();
+    let due = s.due_outbox(far, 10).await.unwrap();
+    assert!(due.iter().all(|i| i.customer != cust(1)), "customer 1 blocked behind its retrying item");
+    s.record_attempt(AttemptRecord {
+        item_id: first.id,
+        trace_id: t,
+        result: AttemptResult::Delivered,
+        audit: audit(t, AuditStage::DeliveryAttempt),
+        at_ms: 2,
+    })
+    .await
+    .unwrap();
+    let due = s.due_outbox(far, 10).await.unwrap();
+    let next = due.iter().find(|i| i.customer == cust(1)).expect("second item now due");
+    assert_eq!(next.action_json, "{\"n\":2}");
+}
+
+pub async fn terminal_states_and_replay(s: Arc<dyn Store>) {
+    let t = TraceId::new();
+    s.commit_processing(vec![ProcessOutcome {
+        trace_id: Some(t),
+        outbox: vec![outbox_item(t, 5, 1), outbox_item(t, 6, 2)],
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+    let due = s.due_outbox(i64::MAX / 2, 10).await.unwrap();
+    assert_eq!(due.len(), 2);
+    s.record_attempt(AttemptRecord {
+        item_id: due[0].id,
+        trace_id: t,
+        result: AttemptResult::Delivered,
+        audit: audit(t, AuditStage::DeliveryAttempt),
+        at_ms: 1,
+    })
+    .await
+    .unwrap();
+    assert_eq!(terminal_of(&*s, t).await.unwrap(), None, "not final while an item is pending");
+    s.record_attempt(AttemptRecord {
+        item_id: due[1].id,
+        trace_id: t,
+        result: AttemptResult::DeadLettered("503 after 8 attempts".into()),
+        audit: audit(t, AuditStage::DeliveryAttempt),
+        at_ms: 2,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        terminal_of(&*s, t).await.unwrap(),
+        Some(TerminalState::DeadLettered("503 after 8 attempts".into()))
+    );
+    assert_eq!(s.stats().await.unwrap().outbox_dead, 1);
+    assert_eq!(s.requeue_dead_letters(None).await.unwrap(), 1);
+    assert_eq!(terminal_of(&*s, t).await.unwrap(), None, "replay reopens the trace");
+    let due = s.due_outbox(i64::MAX / 2, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    s.record_attempt(AttemptRecord {
+        item_id: due[0].id,
+        trace_id: t,
+        result: AttemptResult::Delivered,
+        audit: audit(t, AuditStage::DeliveryAttempt),
+        at_ms: 3,
+    })
+    .await
+    .unwrap();
+    assert_eq!(terminal_of(&*s, t).await.unwrap(), Some(TerminalState::Delivered));
+    let view = s.trace(t).await.unwrap().unwrap();
+    assert_eq!(view.records.last().unwrap().stage, AuditStage::Terminal);
+}
+
+pub async fn timers_fire_and_cancel(s: Arc<dyn Store>) {
+    let t = TraceId::new();
+    let timer = |tok: &str, cart: &str, due: i64| TimerSpec {
+        checkout_token: tok.into(),
+        cart_token: Some(cart.into()),
+        customer: cust(1),
+        due_at_ms: due,
+        payload_json: format!("{{\"token\":\"{tok}\"}}"),
+        origin_trace: t,
+    };
+    s.commit_processing(vec![ProcessOutcome {
+        set_timers: vec![timer("a", "ca", 100), timer("b", "cb", 100), timer("c", "cc", 500)],
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+    // Moving a timer replaces it; cancelling by cart token removes it.
+    s.commit_processing(vec![ProcessOutcome {
+        set_timers: vec![timer("a", "ca", 1_000)],
+        cancel_timers: vec!["cb".into()],
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+    assert_eq!(s.fire_due_timers(200, 10).await.unwrap(), 0);
+    assert_eq!(s.fire_due_timers(600, 10).await.unwrap(), 1, "only c is due");
+    let pending = s.pending_deliveries(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].source, "timer");
+    assert_eq!(pending[0].body, b"{\"token\":\"c\"}");
+    assert_eq!(s.fire_due_timers(600, 10).await.unwrap(), 0, "a timer fires once");
+    assert_eq!(s.stats().await.unwrap().timers, 1);
+}
+
+pub async fn quarantine_and_replay(s: Arc<dyn Store>) {
+    s.commit_delivery(delivery("q1", None)).await.unwrap();
+    let d = s.pending_deliveries(1).await.unwrap().remove(0);
+    s.commit_processing(vec![ProcessOutcome {
+        seq: d.seq,
+        trace_id: Some(d.trace_id),
+        status: Some(DeliveryStatus::Quarantined),
+        status_reason: Some("bad json".into()),
+        terminal: Some(TerminalState::Quarantined("bad json".into())),
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+    assert_eq!(s.stats().await.unwrap().quarantined, 1);
+    assert!(s.pending_deliveries(10).await.unwrap().is_empty());
+    assert_eq!(s.requeue_quarantined(Some(TraceId::new())).await.unwrap(), 0);
+    assert_eq!(s.requeue_quarantined(Some(d.trace_id)).await.unwrap(), 1);
+    let again = s.pending_deliveries(10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].body, d.body, "kept verbatim");
+    assert_eq!(terminal_of(&*s, d.trace_id).await.unwrap(), None);
+}
+
+pub async fn registry(s: Arc<dyn Store>) {
+    assert!(s.active_model_version().await.unwrap().is_none());
+    for (i, id) in ["v1", "v2"].iter().enumerate() {
+        s.save_model_version(ModelVersion {
+            id: id.to_string(),
+            family: "bgnbd".into(),
+            created_at_ms: i as i64,
+            active: false,
+            body: serde_json::json!({"r": 0.24}),
+        })
+        .await
+        .unwrap();
+    }
+    assert!(matches!(s.activate_model_version("nope").await, Err(StoreError::NotFound(_))));
+    s.activate_model_version("v1").await.unwrap();
+    s.activate_model_version("v2").await.unwrap();
+    let versions = s.model_versions().await.unwrap();
+    assert_eq!(versions[0].id, "v2", "newest first");
+    assert_eq!(versions.iter().filter(|v| v.active).count(), 1, "exactly one active");
+    assert_eq!(s.active_model_version().await.unwrap().unwrap().id, "v2");
+    s.activate_model_version("v1").await.unwrap();
+    assert_eq!(s.active_model_version().await.unwrap().unwrap().id, "v1", "roll back");
+}
+
+pub async fn import_is_idempotent(s: Arc<dyn Store>) {
+    let rows: Vec<ImportedTransaction> = (0..5)
+        .map(|i| ImportedTransaction {
+            customer_id: format!("c{}", i % 2),
+            order_id: format!("o{i}"),
+            day: 10_000 + i,
+            amount: "12.30".into(),
+            source: "csv".into(),
+        })
+        .collect();
+    assert_eq!(s.import_transactions(rows.clone()).await.unwrap(), 5);
+    assert_eq!(s.import_transactions(rows).await.unwrap(), 0);
+    let all = s.transactions().await.unwrap();
+    assert_eq!(all.len(), 5);
+    assert_eq!(all[0].amount, "12.30");
+}

@@ -1,0 +1,118 @@
+//! Storage ports and the embedded backend.
+//!
+//! The [`Store`] trait is the one port every durable thing goes through: acknowledged deliveries and their
+//! dedupe keys, customer state, the outbox, the audit trail with its terminal states, abandonment timers,
+//! imported order history and the model registry. Backends implement it whole, so one processing step can
+//! commit state, audit, outbox and timers in a single transaction. [`sqlite::SqliteStore`] is the embedded
+//! default; other backends plug in behind the same trait and must pass [`conformance`].
+//!
+//! Nothing here knows a platform payload, a destination's request shape, or how scores are computed:
+//! states, actions and model bodies are stored as JSON the callers own.
+
+pub mod conformance;
+pub mod sqlite;
+mod types;
+
+pub use types::*;
+
+use async_trait::async_trait;
+use nudge_model::{AuditRecord, CustomerId, TerminalState, TraceId};
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// The storage port. Every method is atomic.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Durably commits an inbound delivery unless one of its dedupe keys was seen within the retention.
+    /// Returns only after the commit is durable: the caller acknowledges the sender after this.
+    async fn commit_delivery(&self, d: NewDelivery) -> Result<CommitResult>;
+
+    /// The oldest deliveries waiting to be processed, in sequence order.
+    async fn pending_deliveries(&self, limit: usize) -> Result<Vec<StoredDelivery>>;
+
+    /// Loads the stored states of these customers (missing ones are absent from the map).
+    async fn load_states(&self, customers: &[CustomerId]) -> Result<Vec<StoredState>>;
+
+    /// Finds a customer by (normalised) email, the secondary key.
+    async fn customer_by_email(&self, email: &str) -> Result<Option<CustomerId>>;
+
+    /// Commits the results of processing a batch of deliveries in one transaction: states, audit records,
+    /// outbox items, timers, delivery statuses and terminal states.
+    async fn commit_processing(&self, batch: Vec<ProcessOutcome>) -> Result<()>;
+
+    /// Turns every timer due at `now_ms` into a pending delivery (source `timer`), atomically, and returns
+    /// how many fired.
+    async fn fire_due_timers(&self, now_ms: i64, limit: usize) -> Result<usize>;
+
+    /// Outbox items due at `now_ms` that are the oldest pending item of their customer (per-customer order).
+    async fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>>;
+
+    /// Records one delivery attempt: its audit record, the item's new status, and the trace's terminal
+    /// state once every item of the trace is final.
+    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<()>;
+
+    /// The audit trail of one trace, in order, and its terminal state.
+    async fn trace(&self, trace: TraceId) -> Result<Option<TraceView>>;
+
+    /// The newest audit records about a customer (oldest first), at most `limit`.
+    async fn customer_audit(&self, customer: &CustomerId, limit: usize) -> Result<Vec<AuditRecord>>;
+
+    /// Puts quarantined deliveries (all, or one trace) back into the pending queue; returns how many.
+    async fn requeue_quarantined(&self, trace: Option<TraceId>) -> Result<usize>;
+
+    /// Puts dead-lettered outbox items (all, or one trace) back into the outbox; returns how many.
+    async fn requeue_dead_letters(&self, trace: Option<TraceId>) -> Result<usize>;
+
+    /// Counts for health, metrics and the demo summary.
+    async fn stats(&self) -> Result<StoreStats>;
+
+    /// Removes dedupe keys older than `older_than_ms`; returns how many.
+    async fn prune_dedupe(&self, older_than_ms: i64) -> Result<usize>;
+
+    /// Imports order-history rows, ignoring rows already present (idempotent); returns how many were new.
+    async fn import_transactions(&self, rows: Vec<ImportedTransaction>) -> Result<usize>;
+
+    /// Every imported transaction.
+    async fn transactions(&self) -> Result<Vec<ImportedTransaction>>;
+
+    /// Saves a new model version (inactive).
+    async fn save_model_version(&self, v: ModelVersion) -> Result<()>;
+
+    /// All model versions, newest first.
+    async fn model_versions(&self) -> Result<Vec<ModelVersion>>;
+
+    /// Makes one version the only active one.
+    async fn activate_model_version(&self, id: &str) -> Result<()>;
+
+    /// The active version, if any.
+    async fn active_model_version(&self) -> Result<Option<ModelVersion>>;
+}
+
+/// Convenience: the terminal state recorded for a trace, if any.
+pub async fn terminal_of(store: &dyn Store, trace: TraceId) -> Result<Option<TerminalState>> {
+    Ok(store.trace(trace).await?.and_then(|t| t.terminal))
+}

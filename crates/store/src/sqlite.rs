@@ -1,0 +1,737 @@
+//! The embedded backend: one SQLite database file in the data directory, in WAL mode.
+//!
+//! All writes go through one writer thread that owns the write connection. Deliveries on the ack path are
+//! group-committed: the writer drains every delivery waiting in its queue into one transaction, so one
+//! fsync acknowledges many webhooks. Reads use a small pool of read-only connections on blocking threads,
+//! so the audit API never waits behind the writer.
+
+use crate::*;
+use nudge_model::{AuditRecord, AuditStage, CustomerId, TerminalState, TraceId};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::oneshot;
+
+const MIGRATION: &str = include_str!("../migrations/sqlite_001_init.sql");
+/// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
+const MAX_GROUP: usize = 4096;
+
+/// How hard SQLite works to make a commit durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// fsync on every commit: survives power loss.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: survives a process crash (kill -9), not a power cut.
+    Normal,
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+enum Cmd {
+    Deliver(Box<NewDelivery>, oneshot::Sender<Result<CommitResult>>),
+    Run(Job),
+}
+
+pub struct SqliteStore {
+    /// Queue of the writer thread; every write goes through it so SQLite sees one writer.
+    tx: Mutex<mpsc::Sender<Cmd>>,
+    /// Idle read connections, reused so reads don't pay for opening the file.
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `dir/nudge.db`, applies migrations and starts the writer thread.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Database(format!("cannot create data dir {}: {e}", dir.display())))?;
+        let path = dir.join("nudge.db");
+        let mut conn = Connection::open(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            match durability {
+                Durability::Full => "FULL",
+                Durability::Normal => "NORMAL",
+            },
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(MIGRATION)?;
+        let (tx, rx) = mpsc::channel::<Cmd>();
+        std::thread::Builder::new()
+            .name("nudge-sqlite-writer".into())
+            .spawn(move || writer_loop(&mut conn, rx))
+            .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
+        Ok(SqliteStore { tx: Mutex::new(tx), readers: Arc::new(Mutex::new(Vec::new())), path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn send(&self, cmd: Cmd) -> Result<()> {
+        self.tx.lock().expect("writer queue lock poisoned").send(cmd).map_err(|_| StoreError::Closed)
+    }
+
+    async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let (otx, orx) = oneshot::channel();
+        self.send(Cmd::Run(Box::new(move |c| {
+            let _ = otx.send(f(c));
+        })))?;
+        orx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.lock().expect("reader pool lock poisoned").pop() {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    c.busy_timeout(std::time::Duration::from_secs(10))?;
+                    c
+                }
+            };
+            let r = f(&conn);
+            let mut p = pool.lock().expect("reader pool lock poisoned");
+            if p.len() < 8 {
+                p.push(conn);
+            }
+            r
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
+    }
+}
+
+fn writer_loop(conn: &mut Connection, rx: mpsc::Receiver<Cmd>) {
+    let mut deferred: Option<Cmd> = None;
+    loop {
+        let cmd = match deferred.take() {
+            Some(c) => c,
+            None => match rx.recv() {
+                Ok(c) => c,
+                Err(_) => return,
+            },
+        };
+        match cmd {
+            Cmd::Run(job) => job(conn),
+            Cmd::Deliver(d, reply) => {
+                let mut batch = vec![(d, reply)];
+                while batch.len() < MAX_GROUP {
+                    match rx.try_recv() {
+                        Ok(Cmd::Deliver(d, r)) => batch.push((d, r)),
+                        Ok(other) => {
+                            deferred = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                group_commit(conn, batch);
+            }
+        }
+    }
+}
+
+type Pending = (Box<NewDelivery>, oneshot::Sender<Result<CommitResult>>);
+
+fn group_commit(conn: &mut Connection, batch: Vec<Pending>) {
+    let run = |conn: &mut Connection, batch: &[Pending]| -> Result<Vec<CommitResult>> {
+        let tx = conn.transaction()?;
+        let mut out = Vec::with_capacity(batch.len());
+        {
+            let mut find = tx.prepare_cached("SELECT trace_id FROM dedupe WHERE key = ?1")?;
+            let mut ins_d = tx.prepare_cached(
+                "INSERT INTO deliveries (trace_id, source, topic, shop, webhook_id, event_id, received_at, headers, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            let mut ins_k = tx.prepare_cached(
+                "INSERT OR IGNORE INTO dedupe (key, trace_id, created_at) VALUES (?1, ?2, ?3)",
+            )?;
+            'next: for (d, _) in batch {
+                for key in &d.dedupe_keys {
+                    let hit: Option<String> = find.query_row([key], |r| r.get(0)).optional()?;
+                    if let Some(t) = hit {
+                        let original = t.parse().map_err(|_| StoreError::Corrupt(format!("trace id {t}")))?;
+                        out.push(CommitResult::Duplicate { original, key: key.clone() });
+                        continue 'next;
+                    }
+                }
+                let trace = d.trace_id.to_string();
+                ins_d.execute(params![
+                    trace,
+                    d.source,
+                    d.topic,
+                    d.shop,
+                    d.webhook_id,
+                    d.event_id,
+                    d.received_at_ms,
+                    d.headers_json,
+                    d.body
+                ])?;
+                let seq = tx.last_insert_rowid();
+                for key in &d.dedupe_keys {
+                    ins_k.execute(params![key, trace, d.received_at_ms])?;
+                }
+                out.push(CommitResult::Committed { seq });
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    };
+    match run(conn, &batch) {
+        Ok(results) => {
+            for ((_, reply), r) in batch.into_iter().zip(results) {
+                let _ = reply.send(Ok(r));
+            }
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            for (_, reply) in batch {
+                let _ = reply.send(Err(StoreError::Database(msg.clone())));
+            }
+        }
+    }
+}
+
+fn ms_to_ts(ms: i64) -> nudge_model::Timestamp {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+pub(crate) fn ts_to_ms(t: nudge_model::Timestamp) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn parse_trace(s: &str) -> rusqlite::Result<TraceId> {
+    s.parse()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn parse_customer(s: &str) -> rusqlite::Result<CustomerId> {
+    s.parse()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn insert_audit(tx: &rusqlite::Transaction<'_>, r: &AuditRecord) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO audit (trace_id, customer_id, stage, at, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        r.trace_id.to_string(),
+        r.customer.as_ref().map(|c| c.to_string()),
+        r.stage.as_str(),
+        ts_to_ms(r.at),
+        serde_json::to_string(&r.detail)?
+    ])?;
+    Ok(())
+}
+
+fn insert_terminal(
+    tx: &rusqlite::Transaction<'_>,
+    trace: TraceId,
+    t: &TerminalState,
+    at_ms: i64,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO terminal (trace_id, state, reason, at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![trace.to_string(), t.name(), t.reason(), at_ms])?;
+    Ok(())
+}
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    let trace: String = r.get(0)?;
+    let customer: Option<String> = r.get(1)?;
+    let stage: String = r.get(2)?;
+    let at: i64 = r.get(3)?;
+    let detail: String = r.get(4)?;
+    Ok(AuditRecord {
+        trace_id: parse_trace(&trace)?,
+        customer: customer.as_deref().map(parse_customer).transpose()?,
+        stage: AuditStage::parse(&stage).unwrap_or(AuditStage::Received),
+        at: ms_to_ts(at),
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+    })
+}
+
+fn terminal_from(state: &str, reason: Option<String>) -> TerminalState {
+    let r = reason.unwrap_or_default();
+    match state {
+        "delivered" => TerminalState::Delivered,
+        "rejected" => TerminalState::Rejected(r),
+        "dead_lettered" => TerminalState::DeadLettered(r),
+        "ignored" => TerminalState::Ignored(r),
+        _ => TerminalState::Quarantined(r),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn commit_delivery(&self, d: NewDelivery) -> Result<CommitResult> {
+        let (otx, orx) = oneshot::channel();
+        self.send(Cmd::Deliver(Box::new(d), otx))?;
+        orx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn pending_deliveries(&self, limit: usize) -> Result<Vec<StoredDelivery>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT seq, trace_id, source, topic, shop, webhook_id, received_at, body FROM deliveries
+                 WHERE status = 'pending' ORDER BY seq LIMIT ?1",
+            )?;
+            let rows = st.query_map([limit as i64], |r| {
+                Ok(StoredDelivery {
+                    seq: r.get(0)?,
+                    trace_id: parse_trace(&r.get::<_, String>(1)?)?,
+                    source: r.get(2)?,
+                    topic: r.get(3)?,
+                    shop: r.get(4)?,
+                    webhook_id: r.get(5)?,
+                    received_at_ms: r.get(6)?,
+                    body: r.get(7)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn load_states(&self, customers: &[CustomerId]) -> Result<Vec<StoredState>> {
+        let ids: Vec<String> = customers.iter().map(|c| c.to_string()).collect();
+        self.read(move |c| {
+            let mut st = c.prepare_cached("SELECT email, state FROM customers WHERE customer_id = ?1")?;
+            let mut out = Vec::new();
+            for id in ids {
+                if let Some((email, state)) =
+                    st.query_row([&id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?
+                {
+                    let customer =
+                        id.parse().map_err(|_| StoreError::Corrupt(format!("customer id {id}")))?;
+                    out.push(StoredState { customer, email, state_json: state });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn customer_by_email(&self, email: &str) -> Result<Option<CustomerId>> {
+        let email = email.trim().to_lowercase();
+        self.read(move |c| {
+            let id: Option<String> = c
+                .prepare_cached(
+                    "SELECT customer_id FROM customers WHERE email = ?1 ORDER BY customer_id LIMIT 1",
+                )?
+                .query_row([email], |r| r.get(0))
+                .optional()?;
+            id.map(|s| s.parse().map_err(|_| StoreError::Corrupt(format!("customer id {s}")))).transpose()
+        })
+        .await
+    }
+
+    async fn commit_processing(&self, batch: Vec<ProcessOutcome>) -> Result<()> {
+        self.write(move |conn| {
+            let now_ms = ts_to_ms(time::OffsetDateTime::now_utc());
+            let now_us = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
+            let tx = conn.transaction()?;
+            for o in &batch {
+                if let Some(status) = &o.status {
+                    let s = match status {
+                        DeliveryStatus::Processed => "processed",
+                        DeliveryStatus::Quarantined => "quarantined",
+                    };
+                    tx.prepare_cached("UPDATE deliveries SET status = ?1, status_reason = ?2 WHERE seq = ?3")?
+                        .execute(params![s, o.status_reason, o.seq])?;
+                }
+                for s in &o.states {
+                    tx.prepare_cached(
+                        "INSERT INTO customers (customer_id, email, state, updated_at) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(customer_id) DO UPDATE SET email = excluded.email, state = excluded.state,
+                         updated_at = excluded.updated_at",
+                    )?
+                    .execute(params![
+                        s.customer.to_string(),
+                        s.email.as_ref().map(|e| e.trim().to_lowercase()),
+                        s.state_json,
+                        now_ms
+                    ])?;
+                }
+                for r in &o.audit {
+                    insert_audit(&tx, r)?;
+                }
+                for item in &o.outbox {
+                    tx.prepare_cached(
+                        "INSERT INTO outbox (trace_id, customer_id, destination, action, next_attempt_at, created_at, enqueued_at_us)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        item.trace_id.to_string(),
+                        item.customer.to_string(),
+                        item.destination,
+                        item.action_json,
+                        now_ms,
+                        now_us
+                    ])?;
+                }
+                for token in &o.cancel_timers {
+                    tx.prepare_cached("DELETE FROM timers WHERE checkout_token = ?1 OR cart_token = ?1")?
+                        .execute([token])?;
+                }
+                for t in &o.set_timers {
+                    tx.prepare_cached(
+                        "INSERT INTO timers (checkout_token, cart_token, customer_id, due_at, payload, origin_trace)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT(checkout_token) DO UPDATE SET cart_token = excluded.cart_token,
+                         customer_id = excluded.customer_id, due_at = excluded.due_at, payload = excluded.payload,
+                         origin_trace = excluded.origin_trace",
+                    )?
+                    .execute(params![
+                        t.checkout_token,
+                        t.cart_token,
+                        t.customer.to_string(),
+                        t.due_at_ms,
+                        t.payload_json,
+                        t.origin_trace.to_string()
+                    ])?;
+                }
+                if let (Some(t), Some(trace)) = (&o.terminal, o.trace_id) {
+                    insert_terminal(&tx, trace, t, now_ms)?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn fire_due_timers(&self, now_ms: i64, limit: usize) -> Result<usize> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let due: Vec<(String, String, String, String)> = {
+                let mut st = tx.prepare_cached(
+                    "SELECT checkout_token, customer_id, payload, origin_trace FROM timers WHERE due_at <= ?1
+                     ORDER BY due_at LIMIT ?2",
+                )?;
+                st.query_map(params![now_ms, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            for (token, _customer, payload, origin) in &due {
+                let trace = TraceId::new().to_string();
+                let headers = serde_json::json!({ "origin_trace": origin, "checkout_token": token }).to_string();
+                tx.prepare_cached(
+                    "INSERT INTO deliveries (trace_id, source, topic, shop, webhook_id, event_id, received_at, headers, body)
+                     VALUES (?1, 'timer', 'checkouts/abandoned', NULL, NULL, NULL, ?2, ?3, ?4)",
+                )?
+                .execute(params![trace, now_ms, headers, payload.as_bytes()])?;
+                tx.prepare_cached("DELETE FROM timers WHERE checkout_token = ?1")?.execute([token])?;
+            }
+            tx.commit()?;
+            Ok(due.len())
+        })
+        .await
+    }
+
+    async fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT o.id, o.trace_id, o.customer_id, o.destination, o.action, o.attempts, o.enqueued_at_us
+                 FROM outbox o
+                 WHERE o.status = 'pending' AND o.next_attempt_at <= ?1
+                   AND o.id = (SELECT MIN(id) FROM outbox p WHERE p.customer_id = o.customer_id AND p.status = 'pending')
+                 ORDER BY o.id LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![now_ms, limit as i64], |r| {
+                Ok(OutboxItem {
+                    id: r.get(0)?,
+                    trace_id: parse_trace(&r.get::<_, String>(1)?)?,
+                    customer: parse_customer(&r.get::<_, String>(2)?)?,
+                    destination: r.get(3)?,
+                    action_json: r.get(4)?,
+                    attempts: r.get(5)?,
+                    enqueued_at_us: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn record_attempt(&self, a: AttemptRecord) -> Result<()> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            insert_audit(&tx, &a.audit)?;
+            let (status, next, err) = match &a.result {
+                AttemptResult::Delivered => ("delivered", None, None),
+                AttemptResult::RetryAt(t) => ("pending", Some(*t), None),
+                AttemptResult::Rejected(e) => ("rejected", None, Some(e.clone())),
+                AttemptResult::DeadLettered(e) => ("dead", None, Some(e.clone())),
+            };
+            tx.prepare_cached(
+                "UPDATE outbox SET status = ?1, attempts = attempts + 1, next_attempt_at = COALESCE(?2, next_attempt_at),
+                 last_error = COALESCE(?3, last_error) WHERE id = ?4",
+            )?
+            .execute(params![status, next, err, a.item_id])?;
+            // The trace is final once none of its items is pending.
+            let trace = a.trace_id.to_string();
+            let counts: (i64, i64, i64) = tx
+                .prepare_cached(
+                    "SELECT SUM(status = 'pending'), SUM(status = 'rejected'), SUM(status = 'dead') FROM outbox WHERE trace_id = ?1",
+                )?
+                .query_row([&trace], |r| {
+                    Ok((
+                        r.get::<_, Option<i64>>(0)?.unwrap_or(0),
+                        r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                        r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                    ))
+                })?;
+            if counts.0 == 0 {
+                let errors: Vec<String> = tx
+                    .prepare_cached(
+                        "SELECT last_error FROM outbox WHERE trace_id = ?1 AND status IN ('rejected', 'dead') ORDER BY id",
+                    )?
+                    .query_map([&trace], |r| Ok(r.get::<_, Option<String>>(0)?.unwrap_or_default()))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let terminal = if counts.2 > 0 {
+                    TerminalState::DeadLettered(errors.join("; "))
+                } else if counts.1 > 0 {
+                    TerminalState::Rejected(errors.join("; "))
+                } else {
+                    TerminalState::Delivered
+                };
+                // A replayed trace gets its new outcome: replace the earlier terminal state.
+                tx.prepare_cached("DELETE FROM terminal WHERE trace_id = ?1")?.execute([&trace])?;
+                insert_terminal(&tx, a.trace_id, &terminal, a.at_ms)?;
+                insert_audit(
+                    &tx,
+                    &AuditRecord {
+                        trace_id: a.trace_id,
+                        customer: a.audit.customer.clone(),
+                        stage: AuditStage::Terminal,
+                        at: ms_to_ts(a.at_ms),
+                        detail: serde_json::json!({ "state": terminal.name(), "reason": terminal.reason() }),
+                    },
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn trace(&self, trace: TraceId) -> Result<Option<TraceView>> {
+        self.read(move |c| {
+            let t = trace.to_string();
+            let records: Vec<AuditRecord> = c
+                .prepare_cached(
+                    "SELECT trace_id, customer_id, stage, at, detail FROM audit WHERE trace_id = ?1 ORDER BY id",
+                )?
+                .query_map([&t], audit_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            let terminal = c
+                .prepare_cached("SELECT state, reason FROM terminal WHERE trace_id = ?1")?
+                .query_row([&t], |r| Ok(terminal_from(&r.get::<_, String>(0)?, r.get(1)?)))
+                .optional()?;
+            if records.is_empty() && terminal.is_none() {
+                let known: Option<i64> = c
+                    .prepare_cached("SELECT seq FROM deliveries WHERE trace_id = ?1")?
+                    .query_row([&t], |r| r.get(0))
+                    .optional()?;
+                if known.is_none() {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(TraceView { trace_id: trace, records, terminal }))
+        })
+        .await
+    }
+
+    async fn customer_audit(&self, customer: &CustomerId, limit: usize) -> Result<Vec<AuditRecord>> {
+        let id = customer.to_string();
+        self.read(move |c| {
+            let mut v: Vec<AuditRecord> = c
+                .prepare_cached(
+                    "SELECT trace_id, customer_id, stage, at, detail FROM audit WHERE customer_id = ?1
+                     ORDER BY id DESC LIMIT ?2",
+                )?
+                .query_map(params![id, limit as i64], audit_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            v.reverse();
+            Ok(v)
+        })
+        .await
+    }
+
+    async fn requeue_quarantined(&self, trace: Option<TraceId>) -> Result<usize> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let traces: Vec<String> = {
+                let mut st = tx.prepare_cached(
+                    "SELECT trace_id FROM deliveries WHERE status = 'quarantined' AND (?1 IS NULL OR trace_id = ?1)",
+                )?;
+                st.query_map([trace.map(|t| t.to_string())], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+            };
+            for t in &traces {
+                tx.prepare_cached("UPDATE deliveries SET status = 'pending', status_reason = NULL WHERE trace_id = ?1")?
+                    .execute([t])?;
+                tx.prepare_cached("DELETE FROM terminal WHERE trace_id = ?1")?.execute([t])?;
+            }
+            tx.commit()?;
+            Ok(traces.len())
+        })
+        .await
+    }
+
+    async fn requeue_dead_letters(&self, trace: Option<TraceId>) -> Result<usize> {
+        self.write(move |conn| {
+            let now = ts_to_ms(time::OffsetDateTime::now_utc());
+            let tx = conn.transaction()?;
+            let t = trace.map(|t| t.to_string());
+            let traces: Vec<String> = tx
+                .prepare_cached("SELECT DISTINCT trace_id FROM outbox WHERE status = 'dead' AND (?1 IS NULL OR trace_id = ?1)")?
+                .query_map([&t], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let n = tx
+                .prepare_cached(
+                    "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?2
+                     WHERE status = 'dead' AND (?1 IS NULL OR trace_id = ?1)",
+                )?
+                .execute(params![t, now])?;
+            for tr in &traces {
+                tx.prepare_cached("DELETE FROM terminal WHERE trace_id = ?1")?.execute([tr])?;
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        self.read(|c| {
+            let one = |sql: &str| -> Result<u64> { Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
+            let mut s = StoreStats {
+                deliveries: one("SELECT COUNT(*) FROM deliveries")?,
+                pending_deliveries: one("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")?,
+                quarantined: one("SELECT COUNT(*) FROM deliveries WHERE status = 'quarantined'")?,
+                customers: one("SELECT COUNT(*) FROM customers")?,
+                outbox_pending: one("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")?,
+                outbox_delivered: one("SELECT COUNT(*) FROM outbox WHERE status = 'delivered'")?,
+                outbox_rejected: one("SELECT COUNT(*) FROM outbox WHERE status = 'rejected'")?,
+                outbox_dead: one("SELECT COUNT(*) FROM outbox WHERE status = 'dead'")?,
+                timers: one("SELECT COUNT(*) FROM timers")?,
+                terminal_by_state: Vec::new(),
+            };
+            let mut st = c.prepare("SELECT state, COUNT(*) FROM terminal GROUP BY state ORDER BY state")?;
+            s.terminal_by_state = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(s)
+        })
+        .await
+    }
+
+    async fn prune_dedupe(&self, older_than_ms: i64) -> Result<usize> {
+        self.write(move |c| Ok(c.execute("DELETE FROM dedupe WHERE created_at < ?1", [older_than_ms])?)).await
+    }
+
+    async fn import_transactions(&self, rows: Vec<ImportedTransaction>) -> Result<usize> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let mut n = 0;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO transactions (customer_id, order_id, day, amount, source) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for r in &rows {
+                    n += st.execute(params![r.customer_id, r.order_id, r.day, r.amount, r.source])?;
+                }
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn transactions(&self) -> Result<Vec<ImportedTransaction>> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT customer_id, order_id, day, amount, source FROM transactions ORDER BY customer_id, day, order_id",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(ImportedTransaction {
+                    customer_id: r.get(0)?,
+                    order_id: r.get(1)?,
+                    day: r.get(2)?,
+                    amount: r.get(3)?,
+                    source: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn save_model_version(&self, v: ModelVersion) -> Result<()> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO model_versions (id, family, created_at, active, body) VALUES (?1, ?2, ?3, 0, ?4)",
+                params![v.id, v.family, v.created_at_ms, serde_json::to_string(&v.body)?],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn model_versions(&self) -> Result<Vec<ModelVersion>> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT id, family, created_at, active, body FROM model_versions ORDER BY created_at DESC, id DESC",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0, r.get::<_, String>(4)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, family, created_at_ms, active, body) = row?;
+                out.push(ModelVersion { id, family, created_at_ms, active, body: serde_json::from_str(&body)? });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn activate_model_version(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let exists: Option<String> = tx
+                .query_row("SELECT id FROM model_versions WHERE id = ?1", [&id], |r| r.get(0))
+                .optional()?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!("model version {id}")));
+            }
+            tx.execute("UPDATE model_versions SET active = (id = ?1)", [&id])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn active_model_version(&self) -> Result<Option<ModelVersion>> {
+        Ok(self.model_versions().await?.into_iter().find(|v| v.active))
+    }
+}

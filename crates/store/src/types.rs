@@ -1,0 +1,172 @@
+//! Plain data that crosses the storage port.
+
+use nudge_model::{AuditRecord, CustomerId, TerminalState, TraceId};
+use serde::{Deserialize, Serialize};
+
+/// An inbound delivery to commit on the ack path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    pub trace_id: TraceId,
+    /// `shopify`, or `timer` for deliveries the pipeline makes itself.
+    pub source: String,
+    pub topic: String,
+    pub shop: Option<String>,
+    pub webhook_id: Option<String>,
+    pub event_id: Option<String>,
+    pub received_at_ms: i64,
+    /// Headers as JSON, secrets already removed by the caller.
+    pub headers_json: String,
+    pub body: Vec<u8>,
+    /// Keys that make a later delivery a duplicate of this one (webhook id, event id, …).
+    pub dedupe_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitResult {
+    /// Durably stored with this processing sequence number.
+    Committed { seq: i64 },
+    /// A dedupe key was seen already; nothing was stored.
+    Duplicate { original: TraceId, key: String },
+}
+
+/// A committed delivery as the processing worker sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDelivery {
+    pub seq: i64,
+    pub trace_id: TraceId,
+    pub source: String,
+    pub topic: String,
+    pub shop: Option<String>,
+    pub webhook_id: Option<String>,
+    pub received_at_ms: i64,
+    pub body: Vec<u8>,
+}
+
+/// A customer's state as the store keeps it: JSON the state crate owns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredState {
+    pub customer: CustomerId,
+    pub email: Option<String>,
+    pub state_json: String,
+}
+
+/// What processing does to a delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Processed,
+    Quarantined,
+}
+
+/// A timer to set (or move) for an open checkout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerSpec {
+    pub checkout_token: String,
+    pub cart_token: Option<String>,
+    pub customer: CustomerId,
+    pub due_at_ms: i64,
+    /// The body of the delivery the timer fires (a canonical event as JSON).
+    pub payload_json: String,
+    pub origin_trace: TraceId,
+}
+
+/// An action to enqueue for a destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutboxItem {
+    pub trace_id: TraceId,
+    pub customer: CustomerId,
+    pub destination: String,
+    pub action_json: String,
+}
+
+/// Everything one processed delivery changes, committed atomically with the rest of its batch.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProcessOutcome {
+    pub seq: i64,
+    pub trace_id: Option<TraceId>,
+    pub status: Option<DeliveryStatus>,
+    pub status_reason: Option<String>,
+    pub states: Vec<StoredState>,
+    pub audit: Vec<AuditRecord>,
+    pub outbox: Vec<NewOutboxItem>,
+    pub set_timers: Vec<TimerSpec>,
+    /// Cancel timers by checkout token or cart token.
+    pub cancel_timers: Vec<String>,
+    /// Set when the trace ends here (nothing was enqueued).
+    pub terminal: Option<TerminalState>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub trace_id: TraceId,
+    pub customer: CustomerId,
+    pub destination: String,
+    pub action_json: String,
+    pub attempts: u32,
+    /// Microseconds since the epoch when the item was enqueued, for event→push latency.
+    pub enqueued_at_us: i64,
+}
+
+/// The new status of an outbox item after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptResult {
+    Delivered,
+    /// Try again at this time.
+    RetryAt(i64),
+    Rejected(String),
+    DeadLettered(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    pub item_id: i64,
+    pub trace_id: TraceId,
+    pub result: AttemptResult,
+    pub audit: AuditRecord,
+    pub at_ms: i64,
+}
+
+/// One trace's audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceView {
+    pub trace_id: TraceId,
+    pub records: Vec<AuditRecord>,
+    pub terminal: Option<TerminalState>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StoreStats {
+    pub deliveries: u64,
+    pub pending_deliveries: u64,
+    pub quarantined: u64,
+    pub customers: u64,
+    pub outbox_pending: u64,
+    pub outbox_delivered: u64,
+    pub outbox_rejected: u64,
+    pub outbox_dead: u64,
+    pub timers: u64,
+    pub terminal_by_state: Vec<(String, u64)>,
+}
+
+/// One imported history row. Amount stays an exact decimal string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedTransaction {
+    pub customer_id: String,
+    pub order_id: String,
+    /// Days since 1970-01-01.
+    pub day: i32,
+    pub amount: String,
+    pub source: String,
+}
+
+/// A fitted model version in the registry. `body` is the JSON the caller owns (parameters, training window,
+/// data digest, convergence, holdout metrics).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    pub id: String,
+    pub family: String,
+    pub created_at_ms: i64,
+    pub active: bool,
+    pub body: serde_json::Value,
+}
