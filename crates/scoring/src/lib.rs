@@ -5,8 +5,10 @@
 //! [`BtydScorer`], which evaluates a fitted BTYD + Gamma-Gamma model version in closed form. [`Fallback`]
 //! chains them so the pipeline always has scores. No I/O here: the active model version is passed in.
 
+mod btyd;
 mod rules;
 
+pub use btyd::{BtydModel, BtydScorer, CountModelParams};
 pub use rules::{RULES_ID, RULES_VERSION, RulesScorer};
 
 use nudge_model::{Score, ScoreSet, Segment, Timestamp};
