@@ -56,6 +56,20 @@ impl Event {
         }
     }
 
+    /// Re-keys the event to another customer (a guest checkout matched to a known customer by email).
+    pub fn set_customer(&mut self, id: CustomerId) {
+        match self {
+            Event::OrderUpserted(o) | Event::OrderCancelled(o) => o.customer = Some(id),
+            Event::CheckoutUpserted(c) => c.customer = Some(id),
+            Event::CheckoutAbandoned(a) => {
+                a.checkout.customer = Some(id.clone());
+                a.customer = id;
+            }
+            Event::CustomerUpserted(c) => c.id = id,
+            Event::CartUpserted(_) | Event::ProductUpserted(_) => {}
+        }
+    }
+
     /// The customer this event is about, when it names one.
     pub fn customer(&self) -> Option<&CustomerId> {
         match self {

@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_attempt_at INTEGER NOT NULL,
     last_error      TEXT,
     created_at      INTEGER NOT NULL,
-    enqueued_at_us  INTEGER NOT NULL
+    origin_us       INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outbox_customer ON outbox(customer_id, status, id);

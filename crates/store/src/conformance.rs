@@ -129,6 +129,16 @@ pub async fn processing_round_trip(s: Arc<dyn Store>) {
     assert_eq!(view.terminal, Some(TerminalState::Ignored("nothing to do".into())));
     assert_eq!(s.customer_audit(&cust(1), 1).await.unwrap().len(), 1);
     assert!(s.trace(TraceId::new()).await.unwrap().is_none());
+    // Backfill writes states directly; scanning pages through them in key order.
+    let more: Vec<StoredState> = (2..6)
+        .map(|i| StoredState { customer: cust(i), email: None, state_json: format!("{{\"n\":{i}}}") })
+        .collect();
+    s.put_states(more).await.unwrap();
+    let page1 = s.scan_states(None, 3).await.unwrap();
+    assert_eq!(page1.len(), 3);
+    let page2 = s.scan_states(Some(page1[2].customer.clone()), 10).await.unwrap();
+    assert_eq!(page1.len() + page2.len(), 5, "every state exactly once");
+    assert!(page2.iter().all(|p| page1.iter().all(|q| q.customer != p.customer)));
 }
 
 fn outbox_item(trace: TraceId, c: u32, n: u32) -> NewOutboxItem {
@@ -137,6 +147,7 @@ fn outbox_item(trace: TraceId, c: u32, n: u32) -> NewOutboxItem {
         customer: cust(c),
         destination: "klaviyo".into(),
         action_json: format!("{{\"n\":{n}}}"),
+        origin_us: 0,
     }
 }
 

@@ -57,6 +57,12 @@ pub trait Store: Send + Sync + 'static {
     /// Loads the stored states of these customers (missing ones are absent from the map).
     async fn load_states(&self, customers: &[CustomerId]) -> Result<Vec<StoredState>>;
 
+    /// Customer states in key order after `after` (exclusive), at most `limit`: for refits and exports.
+    async fn scan_states(&self, after: Option<CustomerId>, limit: usize) -> Result<Vec<StoredState>>;
+
+    /// Writes customer states directly (history backfill), without touching deliveries or the outbox.
+    async fn put_states(&self, states: Vec<StoredState>) -> Result<()>;
+
     /// Finds a customer by (normalised) email, the secondary key.
     async fn customer_by_email(&self, email: &str) -> Result<Option<CustomerId>>;
 

@@ -291,7 +291,7 @@ impl Store for SqliteStore {
     async fn pending_deliveries(&self, limit: usize) -> Result<Vec<StoredDelivery>> {
         self.read(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT seq, trace_id, source, topic, shop, webhook_id, received_at, body FROM deliveries
+                "SELECT seq, trace_id, source, topic, shop, webhook_id, received_at, headers, body FROM deliveries
                  WHERE status = 'pending' ORDER BY seq LIMIT ?1",
             )?;
             let rows = st.query_map([limit as i64], |r| {
@@ -303,7 +303,8 @@ impl Store for SqliteStore {
                     shop: r.get(4)?,
                     webhook_id: r.get(5)?,
                     received_at_ms: r.get(6)?,
-                    body: r.get(7)?,
+                    headers_json: r.get(7)?,
+                    body: r.get(8)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -330,6 +331,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn scan_states(&self, after: Option<CustomerId>, limit: usize) -> Result<Vec<StoredState>> {
+        let after = after.map(|c| c.to_string()).unwrap_or_default();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT customer_id, email, state FROM customers WHERE customer_id > ?1 ORDER BY customer_id LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![after, limit as i64], |r| {
+                Ok(StoredState {
+                    customer: parse_customer(&r.get::<_, String>(0)?)?,
+                    email: r.get(1)?,
+                    state_json: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn put_states(&self, states: Vec<StoredState>) -> Result<()> {
+        self.commit_processing(vec![ProcessOutcome { states, ..Default::default() }]).await
+    }
+
     async fn customer_by_email(&self, email: &str) -> Result<Option<CustomerId>> {
         let email = email.trim().to_lowercase();
         self.read(move |c| {
@@ -347,7 +370,6 @@ impl Store for SqliteStore {
     async fn commit_processing(&self, batch: Vec<ProcessOutcome>) -> Result<()> {
         self.write(move |conn| {
             let now_ms = ts_to_ms(time::OffsetDateTime::now_utc());
-            let now_us = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
             let tx = conn.transaction()?;
             for o in &batch {
                 if let Some(status) = &o.status {
@@ -376,7 +398,7 @@ impl Store for SqliteStore {
                 }
                 for item in &o.outbox {
                     tx.prepare_cached(
-                        "INSERT INTO outbox (trace_id, customer_id, destination, action, next_attempt_at, created_at, enqueued_at_us)
+                        "INSERT INTO outbox (trace_id, customer_id, destination, action, next_attempt_at, created_at, origin_us)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
                     )?
                     .execute(params![
@@ -385,7 +407,7 @@ impl Store for SqliteStore {
                         item.destination,
                         item.action_json,
                         now_ms,
-                        now_us
+                        item.origin_us
                     ])?;
                 }
                 for token in &o.cancel_timers {
@@ -449,7 +471,7 @@ impl Store for SqliteStore {
     async fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>> {
         self.read(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT o.id, o.trace_id, o.customer_id, o.destination, o.action, o.attempts, o.enqueued_at_us
+                "SELECT o.id, o.trace_id, o.customer_id, o.destination, o.action, o.attempts, o.origin_us
                  FROM outbox o
                  WHERE o.status = 'pending' AND o.next_attempt_at <= ?1
                    AND o.id = (SELECT MIN(id) FROM outbox p WHERE p.customer_id = o.customer_id AND p.status = 'pending')
@@ -463,7 +485,7 @@ impl Store for SqliteStore {
                     destination: r.get(3)?,
                     action_json: r.get(4)?,
                     attempts: r.get(5)?,
-                    enqueued_at_us: r.get(6)?,
+                    origin_us: r.get(6)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

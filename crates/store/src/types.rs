@@ -39,6 +39,8 @@ pub struct StoredDelivery {
     pub shop: Option<String>,
     pub webhook_id: Option<String>,
     pub received_at_ms: i64,
+    /// Headers as committed (secrets removed), for the audit trail.
+    pub headers_json: String,
     pub body: Vec<u8>,
 }
 
@@ -77,6 +79,8 @@ pub struct NewOutboxItem {
     pub customer: CustomerId,
     pub destination: String,
     pub action_json: String,
+    /// Microseconds since the epoch when the causing delivery was received, for event→push latency.
+    pub origin_us: i64,
 }
 
 /// Everything one processed delivery changes, committed atomically with the rest of its batch.
@@ -104,8 +108,8 @@ pub struct OutboxItem {
     pub destination: String,
     pub action_json: String,
     pub attempts: u32,
-    /// Microseconds since the epoch when the item was enqueued, for event→push latency.
-    pub enqueued_at_us: i64,
+    /// Microseconds since the epoch when the causing delivery was received, for event→push latency.
+    pub origin_us: i64,
 }
 
 /// The new status of an outbox item after an attempt.

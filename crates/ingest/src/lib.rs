@@ -1,0 +1,23 @@
+//! Inbound platform deliveries → canonical nudge events, as pure functions.
+//!
+//! A delivery is its headers plus its raw body bytes. This crate checks that it is authentic, reads what
+//! its headers say about it, and turns its body into `nudge_model::Event`s (or a privacy request), with
+//! an error precise enough to quarantine the body under. It does no I/O and holds no state: receiving
+//! requests, deduplicating deliveries and persisting events are the server's and the store's jobs.
+//!
+//! Layout:
+//! - [`headers`]: `Headers`, the case-insensitive header set every platform's verifier reads.
+//! - [`shopify`]: Shopify webhooks over HTTPS, EventBridge and Pub/Sub (`verify`, `normalize`,
+//!   `envelope`, `fixtures`). Its main entry points are re-exported here.
+//!
+//! Invariants: ids from platforms are exact text and amounts exact decimals, never `f64`; a body is
+//! verified as the exact bytes received; every input gives `Ok` or a descriptive error, never a panic.
+
+pub mod headers;
+pub mod shopify;
+
+pub use headers::Headers;
+pub use shopify::{
+    ComplianceRequest, DeliveryMeta, NormalizeError, Normalized, Topic, VerifyError, guest_customer_id,
+    normalize, verify,
+};

@@ -1,0 +1,434 @@
+//! Shopify wire structs → canonical `nudge_model::Event`s and compliance requests.
+//!
+//! Lives here: the topic → event mapping, the customer key (platform id, or a hashed guest key when a
+//! checkout or order has only an email), the currency fallback order, `updated_at` fallbacks, and the
+//! consent mapping, plus [`NormalizeError`], whose message is what the server stores next to a
+//! quarantined body. Not here: signatures and headers (`verify`) or reading JSON fields (`payload`).
+
+use crate::shopify::payload::{
+    Amount, CartWire, CheckoutWire, ComplianceKind, ComplianceWire, CurrencyFields, CustomerRef,
+    CustomerWire, FieldError, FieldProblem, LineItemWire, Obj, OrderWire, ProductWire, ShopifyId,
+};
+use crate::shopify::topic::Topic;
+use nudge_model::{
+    Cart, Checkout, Currency, Customer, CustomerId, Event, LineItem, MarketingConsent, Money, Order, Product,
+    Source,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What one delivery's body means to nudge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Normalized {
+    /// Canonical events, in the order they should be applied.
+    Events(Vec<Event>),
+    /// A topic nudge does not handle; the delivery is acknowledged and recorded, not processed.
+    Ignored { reason: String },
+    /// One of the mandatory privacy topics.
+    Compliance(ComplianceRequest),
+}
+
+/// A mandatory privacy request. Persisted as a job by the server, hence serialisable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ComplianceRequest {
+    /// `customers/data_request`: gather what nudge holds about the customer for the merchant.
+    CustomerDataRequest {
+        shop: ComplianceShop,
+        customer: ComplianceCustomer,
+        /// Shopify order ids, exact text.
+        orders_requested: Vec<String>,
+        /// `data_request.id`, the merchant-facing reference for this request.
+        data_request_id: Option<String>,
+    },
+    /// `customers/redact`: erase the customer here and at every destination.
+    CustomerRedact {
+        shop: ComplianceShop,
+        customer: ComplianceCustomer,
+        /// Shopify order ids, exact text.
+        orders_to_redact: Vec<String>,
+    },
+    /// `shop/redact`: erase everything held for the shop.
+    ShopRedact { shop: ComplianceShop },
+}
+
+impl ComplianceRequest {
+    pub fn shop(&self) -> &ComplianceShop {
+        match self {
+            ComplianceRequest::CustomerDataRequest { shop, .. }
+            | ComplianceRequest::CustomerRedact { shop, .. }
+            | ComplianceRequest::ShopRedact { shop } => shop,
+        }
+    }
+
+    /// The customer the request is about; `None` for `shop/redact`.
+    pub fn customer(&self) -> Option<&ComplianceCustomer> {
+        match self {
+            ComplianceRequest::CustomerDataRequest { customer, .. }
+            | ComplianceRequest::CustomerRedact { customer, .. } => Some(customer),
+            ComplianceRequest::ShopRedact { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComplianceShop {
+    /// `shop_id`, exact text.
+    pub id: Option<String>,
+    /// The lower-cased shop domain.
+    pub domain: String,
+}
+
+/// Who a customer compliance request is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComplianceCustomer {
+    /// The key for `customer.id`.
+    pub id: Option<CustomerId>,
+    /// The guest key for `customer.email`: orders and checkouts placed without an account were stored
+    /// under it, so erasure and export must cover it too.
+    pub guest_id: Option<CustomerId>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+impl ComplianceCustomer {
+    /// Every key this customer's data may be stored under.
+    pub fn keys(&self) -> impl Iterator<Item = &CustomerId> {
+        self.id.iter().chain(self.guest_id.iter())
+    }
+}
+
+/// Why a body could not be turned into canonical events. The message is stored with the quarantined
+/// body, so it names the topic and, where there is one, the exact field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("{topic}: the body is empty")]
+    EmptyBody { topic: Topic },
+    #[error("{topic}: invalid JSON at line {line} column {column}: {message}")]
+    InvalidJson { topic: Topic, line: usize, column: usize, message: String },
+    #[error("{topic}: expected a JSON object at the top level, found {found}")]
+    NotAnObject { topic: Topic, found: String },
+    #[error("{topic}: field `{field}`: {problem}")]
+    Field { topic: Topic, field: String, problem: FieldProblem },
+    #[error("{topic}: the body is for shop `{body}` but the delivery came from `{delivery}`")]
+    ShopMismatch { topic: Topic, delivery: String, body: String },
+}
+
+impl NormalizeError {
+    fn field(topic: &Topic, e: FieldError) -> Self {
+        NormalizeError::Field { topic: topic.clone(), field: e.field, problem: e.problem }
+    }
+}
+
+/// Turns the body of a delivery on `topic` from `shop_domain` into what it means to nudge.
+///
+/// Pure and total: any byte string gives `Ok` or a descriptive `Err`, never a panic. Unknown fields are
+/// ignored; unknown topics give [`Normalized::Ignored`] without reading the body. `shop_domain` (from
+/// [`DeliveryMeta`](crate::shopify::DeliveryMeta)) is what a compliance body's own `shop_domain` must
+/// match, so a request can never erase another shop's data; the other topics do not use it.
+pub fn normalize(topic: &Topic, shop_domain: &str, body: &[u8]) -> Result<Normalized, NormalizeError> {
+    if let Topic::Unknown(name) = topic {
+        return Ok(Normalized::Ignored {
+            reason: format!("topic `{name}` is not one nudge handles; the body was not read"),
+        });
+    }
+    if body.trim_ascii().is_empty() {
+        return Err(NormalizeError::EmptyBody { topic: topic.clone() });
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| invalid_json(topic, &e))?;
+    let root =
+        Obj::root(&value).map_err(|found| NormalizeError::NotAnObject { topic: topic.clone(), found })?;
+    let fail = |e: FieldError| NormalizeError::field(topic, e);
+
+    let event = match topic {
+        Topic::OrdersCreate | Topic::OrdersUpdated | Topic::OrdersPaid => {
+            Event::OrderUpserted(order(OrderWire::read(&root).map_err(fail)?).map_err(fail)?)
+        }
+        Topic::OrdersCancelled => {
+            Event::OrderCancelled(order(OrderWire::read(&root).map_err(fail)?).map_err(fail)?)
+        }
+        Topic::CheckoutsCreate | Topic::CheckoutsUpdate => {
+            Event::CheckoutUpserted(checkout(CheckoutWire::read(&root).map_err(fail)?).map_err(fail)?)
+        }
+        Topic::CustomersCreate | Topic::CustomersUpdate => {
+            Event::CustomerUpserted(customer(CustomerWire::read(&root).map_err(fail)?).map_err(fail)?)
+        }
+        Topic::CartsCreate | Topic::CartsUpdate => {
+            Event::CartUpserted(cart(CartWire::read(&root).map_err(fail)?).map_err(fail)?)
+        }
+        Topic::ProductsCreate | Topic::ProductsUpdate => {
+            Event::ProductUpserted(product(ProductWire::read(&root).map_err(fail)?).map_err(fail)?)
+        }
+        Topic::CustomersDataRequest => {
+            return compliance(topic, shop_domain, &root, ComplianceKind::DataRequest);
+        }
+        Topic::CustomersRedact => {
+            return compliance(topic, shop_domain, &root, ComplianceKind::CustomerRedact);
+        }
+        Topic::ShopRedact => return compliance(topic, shop_domain, &root, ComplianceKind::ShopRedact),
+        Topic::Unknown(_) => unreachable!("unknown topics returned above"),
+    };
+    Ok(Normalized::Events(vec![event]))
+}
+
+/// The key of a customer who checked out without an account: `guest-` and the first 16 hex digits of
+/// the SHA-256 of the trimmed, lower-cased email, so no raw email ends up in a key.
+pub fn guest_customer_id(email: &str) -> CustomerId {
+    let digest = Sha256::digest(email.trim().to_lowercase().as_bytes());
+    let local = format!("guest-{}", &hex::encode(digest)[..16]);
+    CustomerId::new(Source::Shopify, local).expect("`guest-` plus hex digits is a valid id part")
+}
+
+fn order(w: OrderWire) -> Result<Order, FieldError> {
+    let currency = resolve_currency(&w.currency, &w.total_price, &w.line_items)?;
+    let email = w.email.or_else(|| w.customer.as_ref().and_then(|c| c.email.clone()));
+    Ok(Order {
+        id: w.id.into_string(),
+        name: w.name,
+        customer: customer_key(w.customer.as_ref(), email.as_deref()),
+        email,
+        created_at: w.created_at,
+        updated_at: w.updated_at.unwrap_or(w.created_at),
+        cancelled_at: w.cancelled_at,
+        total: Money::new(w.total_price.amount, currency),
+        financial_status: w.financial_status,
+        line_items: line_items(w.line_items, currency),
+        checkout_token: w.checkout_token,
+        cart_token: w.cart_token,
+        accepts_marketing: w.buyer_accepts_marketing,
+    })
+}
+
+fn checkout(w: CheckoutWire) -> Result<Checkout, FieldError> {
+    let currency = resolve_currency(&w.currency, &w.total_price, &w.line_items)?;
+    let email = w.email.or_else(|| w.customer.as_ref().and_then(|c| c.email.clone()));
+    Ok(Checkout {
+        token: w.token,
+        cart_token: w.cart_token,
+        customer: customer_key(w.customer.as_ref(), email.as_deref()),
+        email,
+        created_at: w.created_at,
+        updated_at: w.updated_at.unwrap_or(w.created_at),
+        completed_at: w.completed_at,
+        total: Money::new(w.total_price.amount, currency),
+        line_items: line_items(w.line_items, currency),
+        recovery_url: w.abandoned_checkout_url,
+        accepts_marketing: w.buyer_accepts_marketing,
+    })
+}
+
+fn customer(w: CustomerWire) -> Result<Customer, FieldError> {
+    let updated_at = w
+        .updated_at
+        .or(w.created_at)
+        .ok_or(FieldError { field: "updated_at".into(), problem: FieldProblem::Missing })?;
+    let email_consent = match (w.email_consent_state.as_deref(), w.accepts_marketing) {
+        (Some(state), _) => consent_from_state(state),
+        (None, Some(true)) => MarketingConsent::Subscribed,
+        (None, Some(false)) => MarketingConsent::NotSubscribed,
+        (None, None) => MarketingConsent::Unknown,
+    };
+    Ok(Customer {
+        id: platform_customer_id(&w.id),
+        email: w.email,
+        first_name: w.first_name,
+        last_name: w.last_name,
+        created_at: w.created_at,
+        updated_at,
+        email_consent,
+    })
+}
+
+fn cart(w: CartWire) -> Result<Cart, FieldError> {
+    let updated_at = w
+        .updated_at
+        .or(w.created_at)
+        .ok_or(FieldError { field: "updated_at".into(), problem: FieldProblem::Missing })?;
+    // A cart without line items carries no money, so only a non-empty cart needs a currency.
+    let line_items = if w.line_items.is_empty() {
+        Vec::new()
+    } else {
+        let candidates =
+            [("currency", w.currency.as_deref())].into_iter().chain(line_item_bag_currency(&w.line_items));
+        let currency = first_currency(candidates)?;
+        line_items(w.line_items, currency)
+    };
+    Ok(Cart { token: w.token, updated_at, line_items })
+}
+
+fn product(w: ProductWire) -> Result<Product, FieldError> {
+    let updated_at = w
+        .updated_at
+        .or(w.created_at)
+        .ok_or(FieldError { field: "updated_at".into(), problem: FieldProblem::Missing })?;
+    Ok(Product {
+        id: w.id.into_string(),
+        title: w.title,
+        category: w.product_type,
+        vendor: w.vendor,
+        updated_at,
+    })
+}
+
+fn compliance(
+    topic: &Topic,
+    shop_domain: &str,
+    root: &Obj<'_>,
+    kind: ComplianceKind,
+) -> Result<Normalized, NormalizeError> {
+    let w = ComplianceWire::read(root, kind).map_err(|e| NormalizeError::field(topic, e))?;
+    let delivery = shop_domain.trim().to_ascii_lowercase();
+    if let Some(body) = &w.shop_domain
+        && !body.trim().eq_ignore_ascii_case(&delivery)
+    {
+        return Err(NormalizeError::ShopMismatch { topic: topic.clone(), delivery, body: body.clone() });
+    }
+    let shop = ComplianceShop { id: w.shop_id.map(ShopifyId::into_string), domain: delivery };
+    let orders: Vec<String> = w.orders.into_iter().map(ShopifyId::into_string).collect();
+    let customer = || -> Result<ComplianceCustomer, NormalizeError> {
+        if w.customer_id.is_none() && w.customer_email.is_none() {
+            return Err(NormalizeError::Field {
+                topic: topic.clone(),
+                field: "customer".into(),
+                problem: FieldProblem::NoCustomerIdentity,
+            });
+        }
+        Ok(ComplianceCustomer {
+            id: w.customer_id.as_ref().map(platform_customer_id),
+            guest_id: w.customer_email.as_deref().map(guest_customer_id),
+            email: w.customer_email.clone(),
+            phone: w.customer_phone.clone(),
+        })
+    };
+    let request = match kind {
+        ComplianceKind::DataRequest => ComplianceRequest::CustomerDataRequest {
+            customer: customer()?,
+            shop,
+            orders_requested: orders,
+            data_request_id: w.data_request_id.clone().map(ShopifyId::into_string),
+        },
+        ComplianceKind::CustomerRedact => {
+            ComplianceRequest::CustomerRedact { customer: customer()?, shop, orders_to_redact: orders }
+        }
+        ComplianceKind::ShopRedact => ComplianceRequest::ShopRedact { shop },
+    };
+    Ok(Normalized::Compliance(request))
+}
+
+fn platform_customer_id(id: &ShopifyId) -> CustomerId {
+    CustomerId::new(Source::Shopify, id.as_str()).expect("a 64-bit id's digits are a valid id part")
+}
+
+/// The platform customer when there is one, else a guest key from the email, else nobody.
+fn customer_key(customer: Option<&CustomerRef>, email: Option<&str>) -> Option<CustomerId> {
+    match customer.and_then(|c| c.id.as_ref()) {
+        Some(id) => Some(platform_customer_id(id)),
+        None => email.map(guest_customer_id),
+    }
+}
+
+/// `email_marketing_consent.state` as Shopify spells it; states nudge does not know (such as
+/// `redacted` or `invalid`) are `Unknown`, which no flow treats as permission to email.
+fn consent_from_state(state: &str) -> MarketingConsent {
+    match state.trim().to_ascii_lowercase().as_str() {
+        "subscribed" => MarketingConsent::Subscribed,
+        "not_subscribed" => MarketingConsent::NotSubscribed,
+        "unsubscribed" => MarketingConsent::Unsubscribed,
+        "pending" => MarketingConsent::Pending,
+        _ => MarketingConsent::Unknown,
+    }
+}
+
+/// The currency of an order or checkout.
+///
+/// `total_price` is in the shop's currency, so the shop-currency sources come first: `currency`, then
+/// the total's shop-money bag; `presentment_currency` (the buyer's currency, equal to the shop's in a
+/// single-currency store) and line-item bags are last resorts for trimmed payloads.
+fn resolve_currency(
+    fields: &CurrencyFields,
+    total: &Amount,
+    items: &[LineItemWire],
+) -> Result<Currency, FieldError> {
+    let candidates = [
+        ("currency", fields.currency.as_deref()),
+        ("total_price_set.shop_money.currency_code", total.bag_currency.as_deref()),
+        ("presentment_currency", fields.presentment_currency.as_deref()),
+    ]
+    .into_iter()
+    .chain(line_item_bag_currency(items));
+    first_currency(candidates)
+}
+
+fn line_item_bag_currency(items: &[LineItemWire]) -> impl Iterator<Item = (&'static str, Option<&str>)> {
+    let bag = items.iter().find_map(|i| i.price.bag_currency.as_deref());
+    std::iter::once(("line_items[].price_set.shop_money.currency_code", bag))
+}
+
+/// The first present candidate, which must then be valid: a malformed `currency` is an error rather
+/// than a reason to quietly use a fallback.
+fn first_currency<'a>(
+    candidates: impl Iterator<Item = (&'static str, Option<&'a str>)>,
+) -> Result<Currency, FieldError> {
+    for (field, value) in candidates {
+        if let Some(code) = value {
+            return Currency::parse(code.trim()).map_err(|_| FieldError {
+                field: field.to_string(),
+                problem: FieldProblem::NotCurrency(code.to_string()),
+            });
+        }
+    }
+    Err(FieldError { field: "currency".into(), problem: FieldProblem::NoCurrency })
+}
+
+/// Line items priced in the order's currency (Shopify's `price` is in shop money like the total).
+fn line_items(items: Vec<LineItemWire>, currency: Currency) -> Vec<LineItem> {
+    items
+        .into_iter()
+        .map(|i| LineItem {
+            product_id: i.product_id.map(ShopifyId::into_string),
+            variant_id: i.variant_id.map(ShopifyId::into_string),
+            sku: i.sku,
+            title: i.title,
+            quantity: i.quantity,
+            price: Money::new(i.price.amount, currency),
+        })
+        .collect()
+}
+
+fn invalid_json(topic: &Topic, e: &serde_json::Error) -> NormalizeError {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let message = full.strip_suffix(&suffix).unwrap_or(&full).to_string();
+    NormalizeError::InvalidJson { topic: topic.clone(), line: e.line(), column: e.column(), message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_keys_ignore_case_and_blanks() {
+        let a = guest_customer_id("  Lena@Example.org ");
+        assert_eq!(a, guest_customer_id("lena@example.org"));
+        assert!(a.local().starts_with("guest-"));
+        assert_eq!(a.local().len(), "guest-".len() + 16);
+        assert_ne!(a, guest_customer_id("ada@example.org"));
+    }
+
+    #[test]
+    fn consent_states() {
+        assert_eq!(consent_from_state("subscribed"), MarketingConsent::Subscribed);
+        assert_eq!(consent_from_state("NOT_SUBSCRIBED"), MarketingConsent::NotSubscribed);
+        assert_eq!(consent_from_state("unsubscribed"), MarketingConsent::Unsubscribed);
+        assert_eq!(consent_from_state("pending"), MarketingConsent::Pending);
+        assert_eq!(consent_from_state("redacted"), MarketingConsent::Unknown);
+    }
+
+    #[test]
+    fn invalid_json_message_has_position_once() {
+        let err = normalize(&Topic::OrdersCreate, "s.myshopify.com", b"{\"id\": 1,,}").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("orders/create: invalid JSON at line 1 column 10: "), "{text}");
+        assert_eq!(text.matches("line").count(), 1, "{text}");
+    }
+}

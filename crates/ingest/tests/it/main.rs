@@ -1,0 +1,48 @@
+//! The integration tests of `nudge-ingest`, as one test binary.
+//!
+//! - `verify`: the signature and header contract (api-contracts §8 cases 1–9).
+//! - `normalize`: body → canonical event snapshots and error messages (cases 13–17, 19 at function level).
+//! - `envelope`: EventBridge and Pub/Sub give the same result as HTTPS (case 18).
+//! - `props`: property tests for the verifier, the normaliser's totality and fixture round trips.
+//!
+//! Everything goes through the crate's public API only, as the server will.
+
+mod envelope;
+mod normalize;
+mod props;
+mod verify;
+
+use nudge_ingest::{Normalized, Topic};
+use serde_json::{Value, json};
+
+/// The shop every test delivery comes from.
+pub const SHOP: &str = "demo-store.myshopify.com";
+
+/// The one snapshot helper: normalises `body` on `topic` and compares the outcome, as JSON, with
+/// `expected`. Events appear as `{"events": [...]}`, privacy requests as `{"compliance": ...}`, ignored
+/// topics as `{"ignored": reason}` and failures as `{"error": message}`, so error wording is pinned too.
+#[track_caller]
+pub fn check(topic: &str, body: &[u8], expected: Value) {
+    let actual = outcome(topic, body);
+    assert!(
+        actual == expected,
+        "snapshot mismatch for {topic}\n--- expected\n{}\n--- actual\n{}",
+        serde_json::to_string_pretty(&expected).unwrap(),
+        serde_json::to_string_pretty(&actual).unwrap()
+    );
+}
+
+/// What `check` compares: the normalised outcome as JSON.
+pub fn outcome(topic: &str, body: &[u8]) -> Value {
+    match nudge_ingest::normalize(&Topic::parse(topic), SHOP, body) {
+        Ok(Normalized::Events(events)) => json!({ "events": events }),
+        Ok(Normalized::Compliance(request)) => json!({ "compliance": request }),
+        Ok(Normalized::Ignored { reason }) => json!({ "ignored": reason }),
+        Err(error) => json!({ "error": error.to_string() }),
+    }
+}
+
+/// A fixed instant with a shop-local offset, so UTC normalisation is visible in snapshots.
+pub fn at(rfc3339: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).unwrap()
+}
