@@ -1,0 +1,252 @@
+//! The Klaviyo HTTP client: sends one request per delivery attempt with the required headers, waits for
+//! the client-side rate limiter first, and turns the response into an [`Outcome`]. Request bodies and
+//! their checks are in `request`; retry timing belongs to the caller (see [`crate::Backoff`]).
+
+use super::config::KlaviyoConfig;
+use super::request::{self, Endpoint};
+use crate::{
+    DeliverError, Destination, Outcome, RateLimiter, StatusClass, classify_status, parse_retry_after,
+};
+use nudge_model::Action;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use serde::Deserialize;
+use std::fmt;
+use time::OffsetDateTime;
+
+/// The JSON:API media type Klaviyo requires for request and response bodies.
+pub const JSON_API: &str = "application/vnd.api+json";
+/// How much of an error response is read; Klaviyo's error documents are far smaller.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// A [`Destination`] writing profiles and events to one Klaviyo account.
+pub struct KlaviyoClient {
+    /// One connection pool for the whole process, carrying the auth and revision headers on every call.
+    http: reqwest::Client,
+    /// Base URL without a trailing slash.
+    base_url: String,
+    /// Kept for `Debug` and for reporting the configured limits; the key inside is never shown.
+    config: KlaviyoConfig,
+    /// Keeps `POST /api/profile-import` within its quota (75/s, 750/min by default).
+    profile_import_limiter: RateLimiter,
+    /// Keeps `POST /api/events` within its quota (350/s, 3500/min by default).
+    events_limiter: RateLimiter,
+}
+
+impl KlaviyoClient {
+    /// Builds a client after checking `config`. A TLS crypto provider must already be installed.
+    pub fn new(config: KlaviyoConfig) -> Result<Self, DeliverError> {
+        config.validate()?;
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            return Err(DeliverError::NoCryptoProvider);
+        }
+        let mut auth = HeaderValue::from_str(&format!("Klaviyo-API-Key {}", config.api_key))
+            .map_err(|_| DeliverError::Config("klaviyo api_key is not a valid header value".into()))?;
+        auth.set_sensitive(true);
+        let revision = HeaderValue::from_str(&config.revision)
+            .map_err(|_| DeliverError::Config("klaviyo revision is not a valid header value".into()))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert("revision", revision);
+        headers.insert(ACCEPT, HeaderValue::from_static(JSON_API));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_API));
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(std::time::Duration::from_secs(5)))
+            // A redirect would carry the key to another host; Klaviyo's API never redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("nudge/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(KlaviyoClient {
+            http,
+            base_url: config.base_url.trim_end_matches('/').to_string(),
+            profile_import_limiter: RateLimiter::new(config.profile_import_limit),
+            events_limiter: RateLimiter::new(config.events_limit),
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &KlaviyoConfig {
+        &self.config
+    }
+
+    fn limiter(&self, endpoint: Endpoint) -> &RateLimiter {
+        match endpoint {
+            Endpoint::ProfileImport => &self.profile_import_limiter,
+            Endpoint::Events => &self.events_limiter,
+        }
+    }
+
+    async fn send(&self, endpoint: Endpoint, body: Vec<u8>) -> Outcome {
+        let label = endpoint.label().to_string();
+        let waited = self.limiter(endpoint).acquire().await;
+        if !waited.is_zero() {
+            tracing::debug!(endpoint = %label, waited_ms = waited.as_millis() as u64, "waited for the klaviyo rate limit");
+        }
+        let url = format!("{}{}", self.base_url, endpoint.path());
+        let response = match self.http.post(url).body(body).send().await {
+            Ok(response) => response,
+            Err(e) => {
+                let error = describe_transport_error(&e, self.config.timeout);
+                tracing::warn!(endpoint = %label, %error, "klaviyo request failed before a response");
+                return Outcome::Retry { endpoint: label, status: None, error, retry_after: None };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after =
+            response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+        let outcome = match classify_status(status) {
+            StatusClass::Success => Outcome::Delivered { endpoint: label, status },
+            StatusClass::Retryable => {
+                let error = error_text(status, read_capped(response).await);
+                Outcome::Retry { endpoint: label, status: Some(status), error, retry_after }
+            }
+            StatusClass::Permanent => {
+                let error = error_text(status, read_capped(response).await);
+                Outcome::Rejected { endpoint: label, status: Some(status), error }
+            }
+        };
+        tracing::debug!(outcome = %outcome, "klaviyo attempt finished");
+        outcome
+    }
+}
+
+impl fmt::Debug for KlaviyoClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KlaviyoClient").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl Destination for KlaviyoClient {
+    fn name(&self) -> &'static str {
+        "klaviyo"
+    }
+
+    async fn deliver(&self, action: &Action) -> Outcome {
+        let endpoint = Endpoint::for_action(action);
+        match request::build(action, OffsetDateTime::now_utc()) {
+            Ok(req) => self.send(req.endpoint, req.body).await,
+            Err(e) => {
+                let error = match e {
+                    DeliverError::Invalid(message) => message,
+                    other => other.to_string(),
+                };
+                Outcome::Rejected { endpoint: endpoint.label().to_string(), status: None, error }
+            }
+        }
+    }
+}
+
+/// Klaviyo's JSON:API error document; unknown fields are ignored.
+#[derive(Debug, Deserialize)]
+struct ErrorDocument {
+    #[serde(default)]
+    errors: Vec<ErrorObject>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorObject {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    detail: Option<String>,
+    #[serde(default)]
+    source: Option<ErrorSource>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorSource {
+    #[serde(default)]
+    pointer: Option<String>,
+    #[serde(default)]
+    parameter: Option<String>,
+}
+
+/// Reads at most [`MAX_ERROR_BODY_BYTES`] of a response body; a body that fails to arrive reads as empty.
+async fn read_capped(mut response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = MAX_ERROR_BODY_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_ERROR_BODY_BYTES {
+            break;
+        }
+    }
+    body
+}
+
+/// A one-line description of a failed response: Klaviyo's `errors[].detail` (with code and source) when
+/// the body is a JSON:API error document, otherwise the start of the body.
+fn error_text(status: u16, body: Vec<u8>) -> String {
+    if let Ok(doc) = serde_json::from_slice::<ErrorDocument>(&body) {
+        let parts: Vec<String> = doc
+            .errors
+            .iter()
+            .map(|e| {
+                let text = e.detail.as_deref().or(e.title.as_deref()).unwrap_or("no detail given");
+                let mut line = match &e.code {
+                    Some(code) => format!("{code}: {text}"),
+                    None => text.to_string(),
+                };
+                if let Some(src) = &e.source
+                    && let Some(at) = src.pointer.as_deref().or(src.parameter.as_deref())
+                {
+                    line.push_str(&format!(" (at {at})"));
+                }
+                line
+            })
+            .collect();
+        if !parts.is_empty() {
+            return format!("HTTP {status}: {}", parts.join("; "));
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    let text = text.trim();
+    if text.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        let cut: String = text.chars().take(300).collect();
+        format!("HTTP {status}: {cut}")
+    }
+}
+
+fn describe_transport_error(e: &reqwest::Error, timeout: std::time::Duration) -> String {
+    let mut text = if e.is_timeout() {
+        format!("no response within {timeout:?}")
+    } else if e.is_connect() {
+        "could not connect".to_string()
+    } else {
+        "the connection failed".to_string()
+    };
+    // The error chain names the cause (reset, refused, …) but never the request headers.
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_uses_the_json_api_detail_and_ignores_unknown_fields() {
+        let body = br#"{"errors":[{"id":"e1","status":400,"code":"invalid","title":"Invalid input.",
+            "detail":"The metric name is required.","source":{"pointer":"/data/attributes/metric"},"links":{},"meta":{"x":1}}],
+            "unknown":true}"#;
+        assert_eq!(
+            error_text(400, body.to_vec()),
+            "HTTP 400: invalid: The metric name is required. (at /data/attributes/metric)"
+        );
+        assert_eq!(
+            error_text(502, b"<html>Bad gateway</html>".to_vec()),
+            "HTTP 502: <html>Bad gateway</html>"
+        );
+        assert_eq!(error_text(500, Vec::new()), "HTTP 500");
+    }
+}

@@ -1,0 +1,375 @@
+//! Destinations: the code that turns a destination-neutral [`Action`] into one call to a marketing
+//! platform and reports how that call went.
+//!
+//! What lives here: the [`Destination`] trait every platform implements, the [`Outcome`] of one attempt,
+//! the retry classification shared by all destinations ([`classify_status`], [`parse_retry_after`]),
+//! the jittered exponential [`Backoff`], the client-side [`RateLimiter`], and the crate's error type.
+//! Platform clients live in their own modules ([`klaviyo`]).
+//!
+//! What does not live here: retrying, persistence and ordering. A destination makes exactly one attempt
+//! per call; the server's durable outbox decides when to try again (using [`Backoff`]) and when to give
+//! up, so a crash between attempts never loses or duplicates work.
+
+pub mod klaviyo;
+
+use nudge_model::Action;
+use rand::Rng;
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub use klaviyo::{KlaviyoClient, KlaviyoConfig};
+
+/// A marketing platform that actions can be delivered to.
+#[async_trait::async_trait]
+pub trait Destination: Send + Sync {
+    /// A short stable name used in metrics, logs and the audit trail (for example `klaviyo`).
+    fn name(&self) -> &'static str;
+
+    /// Makes exactly one attempt to deliver `action`, after waiting for the client-side rate limiter.
+    ///
+    /// Never retries by itself and never panics on bad input: invalid actions come back as
+    /// [`Outcome::Rejected`] without any request being sent.
+    async fn deliver(&self, action: &Action) -> Outcome;
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The platform accepted the request.
+    Delivered {
+        /// Method and path that was called, such as `POST /api/events`.
+        endpoint: String,
+        status: u16,
+    },
+    /// The attempt failed in a way that may succeed later: throttling, a server error, a timeout or a
+    /// connection failure. `retry_after` is the platform's own instruction when it gave one.
+    Retry { endpoint: String, status: Option<u16>, error: String, retry_after: Option<Duration> },
+    /// The platform refused the request for good (or it failed client-side validation and was never
+    /// sent, in which case `status` is `None`). Retrying the same input cannot succeed.
+    Rejected { endpoint: String, status: Option<u16>, error: String },
+}
+
+impl Outcome {
+    /// The endpoint the attempt was for.
+    pub fn endpoint(&self) -> &str {
+        match self {
+            Outcome::Delivered { endpoint, .. }
+            | Outcome::Retry { endpoint, .. }
+            | Outcome::Rejected { endpoint, .. } => endpoint,
+        }
+    }
+
+    /// The HTTP status the platform answered with, if a response arrived.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Outcome::Delivered { status, .. } => Some(*status),
+            Outcome::Retry { status, .. } | Outcome::Rejected { status, .. } => *status,
+        }
+    }
+
+    /// The error text of a failed attempt.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Outcome::Delivered { .. } => None,
+            Outcome::Retry { error, .. } | Outcome::Rejected { error, .. } => Some(error),
+        }
+    }
+
+    /// A short stable name (`delivered`, `retry`, `rejected`) for metrics and the audit trail.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Delivered { .. } => "delivered",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Rejected { .. } => "rejected",
+        }
+    }
+
+    pub fn is_delivered(&self) -> bool {
+        matches!(self, Outcome::Delivered { .. })
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind(), self.endpoint())?;
+        if let Some(status) = self.status() {
+            write!(f, " (HTTP {status})")?;
+        }
+        if let Some(error) = self.error() {
+            write!(f, ": {error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The errors callers of this crate match on.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    /// The configuration cannot work (empty key, malformed URL or revision, zero rate limit, …).
+    #[error("invalid destination configuration: {0}")]
+    Config(String),
+    /// No TLS crypto provider was installed before a client was built. The binary installs one at start.
+    #[error("no TLS crypto provider is installed; install one (for example ring's) before building a client")]
+    NoCryptoProvider,
+    /// The HTTP client could not be built.
+    #[error("could not build the HTTP client: {0}")]
+    HttpClient(#[from] reqwest::Error),
+    /// An action broke one of the platform's documented limits and was not sent.
+    #[error("invalid action: {0}")]
+    Invalid(String),
+}
+
+/// What a response status means for the attempt that received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusClass {
+    /// 2xx.
+    Success,
+    /// 429, 408 and every 5xx (including Cloudflare's 524): try again later.
+    Retryable,
+    /// Every other status: the request itself is wrong and must not be repeated unchanged.
+    Permanent,
+}
+
+/// Classifies a response status the same way for every destination.
+pub fn classify_status(status: u16) -> StatusClass {
+    match status {
+        200..=299 => StatusClass::Success,
+        408 | 429 | 500..=599 => StatusClass::Retryable,
+        _ => StatusClass::Permanent,
+    }
+}
+
+/// Parses a `Retry-After` header given in seconds (`"3"`, or a decimal such as `"1.5"`).
+///
+/// The HTTP-date form is not used by the platforms we call and is treated as absent, which makes the
+/// caller fall back to its own backoff.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    value.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+}
+
+/// Jittered exponential backoff, never shorter than a platform's `Retry-After`.
+///
+/// The defaults follow Klaviyo's own SDK: 0.5 s × 1.5ⁿ, ±50 % jitter, at most 60 s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// The delay before the first retry, before jitter.
+    pub base: Duration,
+    /// How much longer each further delay is than the one before.
+    pub factor: f64,
+    /// The longest delay the backoff itself produces (a longer `Retry-After` still wins).
+    pub max: Duration,
+    /// The fraction (0..=1) by which a delay is randomly shortened or lengthened.
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { base: Duration::from_millis(500), factor: 1.5, max: Duration::from_secs(60), jitter: 0.5 }
+    }
+}
+
+impl Backoff {
+    /// The delay before retry number `attempt` (0 for the first retry), never shorter than `retry_after`.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        self.delay_with(attempt, retry_after, &mut rand::thread_rng())
+    }
+
+    /// [`Backoff::delay`] with a caller-supplied random source, so tests can be deterministic.
+    pub fn delay_with<R: Rng + ?Sized>(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        rng: &mut R,
+    ) -> Duration {
+        let max = self.max.as_secs_f64();
+        let exponent = i32::try_from(attempt).unwrap_or(i32::MAX);
+        let nominal = (self.base.as_secs_f64() * self.factor.max(1.0).powi(exponent)).min(max);
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        let scale = if jitter > 0.0 { rng.gen_range((1.0 - jitter)..=(1.0 + jitter)) } else { 1.0 };
+        let jittered = Duration::from_secs_f64((nominal * scale).clamp(0.0, max));
+        match retry_after {
+            Some(floor) if floor > jittered => floor,
+            _ => jittered,
+        }
+    }
+}
+
+/// A platform's request quota for one endpoint: a 1-second burst window and a 1-minute steady window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests allowed in any one second.
+    pub burst_per_sec: u32,
+    /// Requests allowed in any one minute.
+    pub steady_per_min: u32,
+}
+
+impl RateLimit {
+    pub const fn new(burst_per_sec: u32, steady_per_min: u32) -> Self {
+        RateLimit { burst_per_sec, steady_per_min }
+    }
+}
+
+/// A client-side limiter that keeps requests to one endpoint within a [`RateLimit`].
+///
+/// It keeps a sliding log of the most recent grants, so that no interval of one second (or one minute),
+/// wherever it starts, contains more grants than allowed; the platform's fixed windows are therefore
+/// never exceeded by our own timing. Callers reserve the earliest free slot under a short lock and then
+/// sleep outside it, so waiters are served in arrival order. Time is [`tokio::time::Instant`], so tests
+/// can drive it with paused time.
+#[derive(Debug)]
+pub struct RateLimiter {
+    limit: RateLimit,
+    /// Grant times (some possibly in the future, when reserved by waiting callers), oldest first.
+    /// Only as many as the larger window allows are kept.
+    grants: Mutex<VecDeque<Instant>>,
+}
+
+impl RateLimiter {
+    const BURST_WINDOW: Duration = Duration::from_secs(1);
+    const STEADY_WINDOW: Duration = Duration::from_secs(60);
+
+    /// A limiter for `limit`; zero limits are treated as one request per window.
+    pub fn new(limit: RateLimit) -> Self {
+        let limit = RateLimit::new(limit.burst_per_sec.max(1), limit.steady_per_min.max(1));
+        RateLimiter { limit, grants: Mutex::new(VecDeque::new()) }
+    }
+
+    pub fn limit(&self) -> RateLimit {
+        self.limit
+    }
+
+    /// Reserves the earliest slot that keeps both windows within the limit and returns when it starts.
+    pub fn reserve(&self) -> Instant {
+        let now = Instant::now();
+        let mut grants = self.grants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut at = grants.back().map_or(now, |last| (*last).max(now));
+        for (allowed, window) in [
+            (self.limit.burst_per_sec as usize, Self::BURST_WINDOW),
+            (self.limit.steady_per_min as usize, Self::STEADY_WINDOW),
+        ] {
+            if grants.len() >= allowed {
+                // The grant `allowed` places back must have left the window before a new one may start.
+                let oldest_in_window = grants[grants.len() - allowed];
+                at = at.max(oldest_in_window + window);
+            }
+        }
+        grants.push_back(at);
+        let keep = self.limit.burst_per_sec.max(self.limit.steady_per_min) as usize;
+        while grants.len() > keep {
+            grants.pop_front();
+        }
+        at
+    }
+
+    /// Waits until a request may be sent and returns how long that took.
+    pub async fn acquire(&self) -> Duration {
+        let start = Instant::now();
+        let at = self.reserve();
+        if at > start {
+            tokio::time::sleep_until(at).await;
+        }
+        start.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn classifies_statuses() {
+        assert_eq!(classify_status(200), StatusClass::Success);
+        assert_eq!(classify_status(202), StatusClass::Success);
+        for s in [408, 429, 500, 502, 503, 504, 524] {
+            assert_eq!(classify_status(s), StatusClass::Retryable, "{s}");
+        }
+        for s in [400, 401, 403, 404, 409, 413, 415, 422] {
+            assert_eq!(classify_status(s), StatusClass::Permanent, "{s}");
+        }
+    }
+
+    #[test]
+    fn parses_retry_after_seconds() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(" 1.5 "), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_retry_after("Fri, 01 May 2026 10:00:00 GMT"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        let b = Backoff { jitter: 0.0, ..Backoff::default() };
+        assert_eq!(b.delay(0, None), Duration::from_millis(500));
+        assert_eq!(b.delay(1, None), Duration::from_millis(750));
+        assert_eq!(b.delay(50, None), Duration::from_secs(60));
+        assert_eq!(b.delay(0, Some(Duration::from_secs(3))), Duration::from_secs(3));
+        assert_eq!(b.delay(50, Some(Duration::from_secs(90))), Duration::from_secs(90));
+        assert_eq!(b.delay(u32::MAX, None), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn backoff_jitter_stays_within_bounds() {
+        let b = Backoff::default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for attempt in 0..20 {
+            let nominal = (0.5 * 1.5f64.powi(attempt as i32)).min(60.0);
+            for _ in 0..50 {
+                let d = b.delay_with(attempt, None, &mut rng).as_secs_f64();
+                assert!(d >= nominal * 0.5 - 1e-9 && d <= (nominal * 1.5).min(60.0) + 1e-9, "{attempt}: {d}");
+                let floored = b.delay_with(attempt, Some(Duration::from_secs(3)), &mut rng);
+                assert!(floored >= Duration::from_secs(3));
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limiter_allows_a_burst_then_spaces_by_the_second() {
+        let limiter = RateLimiter::new(RateLimit::new(75, 750));
+        let start = Instant::now();
+        for _ in 0..75 {
+            assert_eq!(limiter.acquire().await, Duration::ZERO);
+        }
+        limiter.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limiter_never_exceeds_either_window() {
+        let limit = RateLimit::new(75, 750);
+        let limiter = std::sync::Arc::new(RateLimiter::new(limit));
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..1600)
+            .map(|_| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move {
+                    limiter.acquire().await;
+                    Instant::now()
+                })
+            })
+            .collect();
+        let mut times = Vec::new();
+        for t in tasks {
+            times.push(t.await.unwrap());
+        }
+        times.sort();
+        for (window, allowed) in [(Duration::from_secs(1), 75), (Duration::from_secs(60), 750)] {
+            for (i, t) in times.iter().enumerate() {
+                let in_window = times[i..].iter().take_while(|u| **u < *t + window).count();
+                assert!(in_window <= allowed, "{in_window} grants within {window:?} of grant {i}");
+            }
+        }
+        // The first 750 go out 75 a second; the next 750 wait for the minute to pass, and so on.
+        assert_eq!(*times.last().unwrap() - start, Duration::from_secs(121));
+        assert_eq!(times[749] - start, Duration::from_secs(9));
+    }
+}

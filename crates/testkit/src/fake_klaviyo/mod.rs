@@ -1,0 +1,558 @@
+//! A fake Klaviyo API that enforces the documented contract of `POST /api/profile-import` and
+//! `POST /api/events` (revision 2026-07-15) and remembers what it accepted.
+//!
+//! Checks, in the order a request meets them: the failure mode set by the test ([`FakeMode`]), the path
+//! and method (404/405), `Authorization: Klaviyo-API-Key <key>` (401), the `revision` header (400),
+//! `Content-Type` (415) and `Accept` (406) of `application/vnd.api+json`, the per-endpoint rate limits in
+//! fixed windows (429 with an integer `Retry-After`), the body size (413), and the JSON:API schema (400,
+//! or 409 when the identifiers of one profile-import name two different stored profiles). Every error is
+//! a JSON:API error document. What passed is stored: profiles are upserted (201 created, 200 updated,
+//! properties merged) and events are deduplicated on profile + metric + unique id (202 either way).
+//!
+//! Layout: `rules` holds the checks, `store` what is kept, `listener` the connection cutting; this file
+//! holds the configuration, the failure modes, the HTTP handler and the handle tests use.
+
+mod listener;
+mod rules;
+mod store;
+
+pub use rules::{
+    FakeRateLimit, JSON_API, MAX_EVENT_BODY_BYTES, MAX_EVENT_PROPERTIES, MAX_METRIC_NAME_CHARS,
+    MAX_PROFILE_BODY_BYTES, MAX_STRING_BYTES,
+};
+pub use store::{StoredEvent, StoredProfile};
+
+use crate::TestkitError;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use rules::{ApiError, EndpointLimiter};
+use serde_json::Value;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use store::{Store, Upserted};
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// The key the fake accepts unless configured otherwise.
+pub const DEFAULT_API_KEY: &str = "pk_test_fake_klaviyo";
+/// The revision the fake serves unless configured otherwise.
+pub const DEFAULT_REVISION: &str = "2026-07-15";
+
+/// How the fake behaves.
+#[derive(Debug, Clone)]
+pub struct FakeKlaviyoConfig {
+    /// The only private key accepted.
+    pub api_key: String,
+    /// When set, only this `revision` is accepted; when `None`, any well-formed revision is.
+    pub revision: Option<String>,
+    /// Limit for `/api/profile-import`; `None` for no limit.
+    pub profile_import_limit: Option<FakeRateLimit>,
+    /// Limit for `/api/events`; `None` for no limit.
+    pub events_limit: Option<FakeRateLimit>,
+    /// The mode the fake starts in.
+    pub mode: FakeMode,
+}
+
+impl Default for FakeKlaviyoConfig {
+    fn default() -> Self {
+        FakeKlaviyoConfig {
+            api_key: DEFAULT_API_KEY.to_string(),
+            revision: Some(DEFAULT_REVISION.to_string()),
+            profile_import_limit: Some(FakeRateLimit::per_second_and_minute(75, 750)),
+            events_limit: Some(FakeRateLimit::per_second_and_minute(350, 3500)),
+            mode: FakeMode::Normal,
+        }
+    }
+}
+
+impl FakeKlaviyoConfig {
+    /// Klaviyo's limits and revision, accepting `api_key`.
+    pub fn new(api_key: impl Into<String>) -> Self {
+        FakeKlaviyoConfig { api_key: api_key.into(), ..Self::default() }
+    }
+
+    /// No rate limits at all, for benchmarks and load tests.
+    pub fn unthrottled(mut self) -> Self {
+        self.profile_import_limit = None;
+        self.events_limit = None;
+        self
+    }
+
+    pub fn with_profile_import_limit(mut self, limit: FakeRateLimit) -> Self {
+        self.profile_import_limit = Some(limit);
+        self
+    }
+
+    pub fn with_events_limit(mut self, limit: FakeRateLimit) -> Self {
+        self.events_limit = Some(limit);
+        self
+    }
+
+    /// Accepts any well-formed `revision` instead of only the pinned one.
+    pub fn any_revision(mut self) -> Self {
+        self.revision = None;
+        self
+    }
+}
+
+/// Failure modes a test can switch on while the fake runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FakeMode {
+    /// Enforce the contract and answer as Klaviyo does.
+    #[default]
+    Normal,
+    /// Answer the next `count` requests with `status` (and a JSON:API error), then return to normal.
+    Fail5xx { status: u16, count: u32 },
+    /// Answer the next `count` requests with 429 and `Retry-After: retry_after_secs`, then return to normal.
+    Throttle { retry_after_secs: u64, count: u32 },
+    /// Handle requests normally (storing what is valid) but hold each response back this long.
+    Slow(Duration),
+    /// Answer everything with 503.
+    Down,
+    /// Close connections without answering, like a host that went away.
+    DropConnections,
+}
+
+/// One request the fake received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// The status the fake answered with.
+    pub status: u16,
+    /// Request headers with lower-case names; the credential in `authorization` is replaced by
+    /// `[redacted]`, so logs of the fake never contain a key.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The body the fake answered with.
+    pub response_body: String,
+}
+
+impl RecordedRequest {
+    /// The first value of a header (name in any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The request body as JSON, when it is JSON.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// Everything the handler and the handle share.
+struct Shared {
+    config: FakeKlaviyoConfig,
+    /// Where the fixed rate-limit windows start.
+    epoch: Instant,
+    /// Mirrors `mode == DropConnections` for the listener, which must not take the state lock.
+    cut: Arc<AtomicBool>,
+    state: Mutex<FakeState>,
+}
+
+struct FakeState {
+    mode: FakeMode,
+    requests: Vec<RecordedRequest>,
+    store: Store,
+    /// Window counters for `/api/profile-import`, when limited.
+    profile_import_limiter: Option<EndpointLimiter>,
+    /// Window counters for `/api/events`, when limited.
+    events_limiter: Option<EndpointLimiter>,
+    /// The `scheme://host:port` the fake is reached at, for `links.self`.
+    base_url: String,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, FakeState> {
+        // A panic while holding the lock cannot leave the state half-written in a way tests care about.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn set_mode(&self, mode: FakeMode) {
+        self.cut.store(mode == FakeMode::DropConnections, Ordering::SeqCst);
+        self.lock().mode = mode;
+    }
+}
+
+/// Entry points for running the fake.
+pub struct FakeKlaviyo;
+
+impl FakeKlaviyo {
+    /// Starts the fake on an ephemeral port of 127.0.0.1.
+    pub async fn start(config: FakeKlaviyoConfig) -> Result<FakeKlaviyoHandle, TestkitError> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config).await
+    }
+
+    /// Starts the fake on `addr`.
+    pub async fn start_on(
+        addr: SocketAddr,
+        config: FakeKlaviyoConfig,
+    ) -> Result<FakeKlaviyoHandle, TestkitError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| TestkitError::Bind { addr: addr.to_string(), source })?;
+        Self::start_with_listener(listener, config)
+    }
+
+    /// Starts the fake on an already bound listener.
+    pub fn start_with_listener(
+        listener: TcpListener,
+        config: FakeKlaviyoConfig,
+    ) -> Result<FakeKlaviyoHandle, TestkitError> {
+        let addr = listener.local_addr().map_err(TestkitError::Serve)?;
+        let shared = new_shared(config, addr);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(listener, shared.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Ok(FakeKlaviyoHandle { addr, shared, stop: Some(stop), task: Some(task) })
+    }
+
+    /// Serves on `listener` until `shutdown` completes; for the standalone `nudge dev fake-klaviyo`.
+    pub async fn serve(
+        listener: TcpListener,
+        config: FakeKlaviyoConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), TestkitError> {
+        let addr = listener.local_addr().map_err(TestkitError::Serve)?;
+        run(listener, new_shared(config, addr), shutdown).await
+    }
+}
+
+fn new_shared(config: FakeKlaviyoConfig, addr: SocketAddr) -> Arc<Shared> {
+    let cut = Arc::new(AtomicBool::new(config.mode == FakeMode::DropConnections));
+    let state = FakeState {
+        mode: config.mode.clone(),
+        requests: Vec::new(),
+        store: Store::default(),
+        profile_import_limiter: config.profile_import_limit.map(EndpointLimiter::new),
+        events_limiter: config.events_limit.map(EndpointLimiter::new),
+        base_url: format!("http://{addr}"),
+    };
+    Arc::new(Shared { config, epoch: Instant::now(), cut, state: Mutex::new(state) })
+}
+
+async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), TestkitError> {
+    let listener = listener::CuttableListener { inner: listener, cut: shared.cut.clone() };
+    let app = Router::new()
+        .fallback(handle)
+        .with_state(shared)
+        // Above the largest body Klaviyo accepts, so that the fake itself answers 413 with a JSON:API error.
+        .layer(DefaultBodyLimit::max(MAX_EVENT_BODY_BYTES * 2));
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(TestkitError::Serve)
+}
+
+/// A running fake; inspect what it received and stored, switch its mode, stop it.
+pub struct FakeKlaviyoHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    /// Tells the server loop to stop; taken by `shutdown` or on drop.
+    stop: Option<oneshot::Sender<()>>,
+    /// The server loop, awaited by `shutdown`.
+    task: Option<JoinHandle<Result<(), TestkitError>>>,
+}
+
+impl FakeKlaviyoHandle {
+    /// `http://127.0.0.1:<port>`, to use as the client's base URL.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The key the fake accepts.
+    pub fn api_key(&self) -> &str {
+        &self.shared.config.api_key
+    }
+
+    pub fn set_mode(&self, mode: FakeMode) {
+        self.shared.set_mode(mode);
+    }
+
+    pub fn mode(&self) -> FakeMode {
+        self.shared.lock().mode.clone()
+    }
+
+    /// Every request received so far, oldest first (connections dropped by the fake are not here).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.shared.lock().requests.clear();
+    }
+
+    /// The stored profiles, in creation order.
+    pub fn profiles(&self) -> Vec<StoredProfile> {
+        self.shared.lock().store.profiles.clone()
+    }
+
+    /// The stored profile with this (case-insensitive) email, if any.
+    pub fn profile_by_email(&self, email: &str) -> Option<StoredProfile> {
+        let email = email.trim().to_lowercase();
+        self.shared.lock().store.profiles.iter().find(|p| p.email.as_deref() == Some(email.as_str())).cloned()
+    }
+
+    /// The stored events (each once, after deduplication), in arrival order.
+    pub fn events(&self) -> Vec<StoredEvent> {
+        self.shared.lock().store.events.clone()
+    }
+
+    /// How many stored events carry this `unique_id`.
+    pub fn count_events_with_unique_id(&self, unique_id: &str) -> usize {
+        self.shared.lock().store.events.iter().filter(|e| e.unique_id.as_deref() == Some(unique_id)).count()
+    }
+
+    /// Stops accepting connections, lets requests in flight finish (for at most 5 s) and returns.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for FakeKlaviyoHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The one handler: every path and method comes here, so that unknown ones get JSON:API errors too.
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (response, delay) = {
+        let mut state = shared.lock();
+        let now = OffsetDateTime::now_utc();
+        let mode = state.mode.clone();
+        let (status, response_body, retry_after) =
+            match answer(&shared, &mut state, &mode, &method, &uri, &headers, &body, now) {
+                Answer::Drop => {
+                    // The listener's stream fails the write of whatever is answered here.
+                    return plain(StatusCode::SERVICE_UNAVAILABLE, String::new(), None);
+                }
+                Answer::Ok(status, body) => (status, body, None),
+                Answer::Err(e) => (e.status, e.body().to_string(), e.retry_after),
+            };
+        state.requests.push(RecordedRequest {
+            method: method.to_string(),
+            path: uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.to_string()),
+            status,
+            headers: redacted(&headers),
+            body: body.to_vec(),
+            response_body: response_body.clone(),
+        });
+        let delay = match mode {
+            FakeMode::Slow(d) => Some(d),
+            _ => None,
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (plain(status, response_body, retry_after), delay)
+    };
+    if let Some(delay) = delay {
+        // The request has been handled and stored already; only the answer is late, as with a slow API.
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+enum Answer {
+    Ok(u16, String),
+    Err(ApiError),
+    Drop,
+}
+
+impl From<ApiError> for Answer {
+    fn from(e: ApiError) -> Self {
+        Answer::Err(e)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    ProfileImport,
+    Events,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn answer(
+    shared: &Shared,
+    state: &mut FakeState,
+    mode: &FakeMode,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Answer {
+    match mode {
+        FakeMode::Normal | FakeMode::Slow(_) => {}
+        FakeMode::DropConnections => return Answer::Drop,
+        FakeMode::Down => {
+            return ApiError::new(503, "service_unavailable", "Service unavailable.", "The fake is down.")
+                .into();
+        }
+        FakeMode::Fail5xx { status, count } => {
+            let (status, count) = (*status, *count);
+            state.mode =
+                if count > 1 { FakeMode::Fail5xx { status, count: count - 1 } } else { FakeMode::Normal };
+            if count > 0 {
+                return ApiError::new(status, "error", "A server error occurred.", "Injected failure.")
+                    .into();
+            }
+        }
+        FakeMode::Throttle { retry_after_secs, count } => {
+            let (secs, count) = (*retry_after_secs, *count);
+            state.mode = if count > 1 {
+                FakeMode::Throttle { retry_after_secs: secs, count: count - 1 }
+            } else {
+                FakeMode::Normal
+            };
+            if count > 0 {
+                return rules::throttled(secs).into();
+            }
+        }
+    }
+    let endpoint = match uri.path().trim_end_matches('/') {
+        "/api/profile-import" => Endpoint::ProfileImport,
+        "/api/events" => Endpoint::Events,
+        other => {
+            return ApiError::new(
+                404,
+                "not_found",
+                "Not found.",
+                format!("No endpoint at `{other}` in this fake."),
+            )
+            .into();
+        }
+    };
+    if method != Method::POST {
+        return ApiError::new(
+            405,
+            "method_not_allowed",
+            "Method not allowed.",
+            format!("`{method}` is not allowed."),
+        )
+        .into();
+    }
+    let checked = rules::check_auth(headers, &shared.config.api_key)
+        .and_then(|()| rules::check_revision(headers, shared.config.revision.as_deref()))
+        .and_then(|()| rules::check_media_types(headers));
+    if let Err(e) = checked {
+        return e.into();
+    }
+    let limiter = match endpoint {
+        Endpoint::ProfileImport => state.profile_import_limiter.as_mut(),
+        Endpoint::Events => state.events_limiter.as_mut(),
+    };
+    if let Some(limiter) = limiter
+        && let Err(e) = limiter.admit(shared.epoch)
+    {
+        return e.into();
+    }
+    let max = match endpoint {
+        Endpoint::ProfileImport => MAX_PROFILE_BODY_BYTES,
+        Endpoint::Events => MAX_EVENT_BODY_BYTES,
+    };
+    if body.len() > max {
+        return ApiError::new(
+            413,
+            "request_too_large",
+            "Request entity too large.",
+            format!("The body is {} bytes; this endpoint accepts at most {max}.", body.len()),
+        )
+        .into();
+    }
+    let doc = match rules::parse_document(body) {
+        Ok(doc) => doc,
+        Err(e) => return e.into(),
+    };
+    match endpoint {
+        Endpoint::ProfileImport => {
+            let import = match rules::check_profile_import(&doc) {
+                Ok(import) => import,
+                Err(e) => return e.into(),
+            };
+            match state.store.upsert_profile(import.id, import.attributes, now) {
+                Ok((upserted, profile)) => {
+                    let status = if upserted == Upserted::Created { 201 } else { 200 };
+                    Answer::Ok(status, store::profile_resource(&profile, &state.base_url).to_string())
+                }
+                Err(store::Conflict) => ApiError {
+                    pointer: Some("/data/attributes".into()),
+                    ..ApiError::new(
+                        409,
+                        "duplicate_profile",
+                        "Conflict.",
+                        "The identifiers given belong to different profiles.",
+                    )
+                }
+                .into(),
+            }
+        }
+        Endpoint::Events => match rules::check_event(&doc, now) {
+            Ok(attrs) => {
+                state.store.add_event(attrs, now);
+                Answer::Ok(202, String::new())
+            }
+            Err(e) => e.into(),
+        },
+    }
+}
+
+fn plain(status: StatusCode, body: String, retry_after: Option<u64>) -> Response {
+    let mut response = Response::new(Body::from(body.clone()));
+    *response.status_mut() = status;
+    if !body.is_empty() {
+        response.headers_mut().insert("content-type", HeaderValue::from_static(JSON_API));
+    }
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert("retry-after", HeaderValue::from(seconds));
+    }
+    response
+}
+
+fn redacted(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let value = value.to_str().unwrap_or("[not text]");
+            let value = if name.as_str() == "authorization" {
+                match value.split_once(' ') {
+                    Some((scheme, _)) => format!("{scheme} [redacted]"),
+                    None => "[redacted]".to_string(),
+                }
+            } else {
+                value.to_string()
+            };
+            (name.as_str().to_string(), value)
+        })
+        .collect()
+}

@@ -1,0 +1,47 @@
+//! Faithful fakes of the services nudge talks to, for tests and for `nudge demo` / `nudge dev`.
+//!
+//! - [`fake_klaviyo`]: an HTTP server that enforces Klaviyo's request contract (auth, revision, media type,
+//!   body limits, schema, rate limits) and keeps the profiles and events it accepted, with switchable
+//!   failure modes. A fake that accepted anything would prove nothing, so every rule it checks is one the
+//!   real API documents.
+//! - [`shopify_sender`]: a client that delivers webhooks the way Shopify does (HMAC over the exact bytes,
+//!   the `X-Shopify-*` headers), with options to send deliberately wrong ones.
+//!
+//! What does not live here: nudge's own logic. The fakes only know the external contracts.
+
+pub mod fake_klaviyo;
+pub mod shopify_sender;
+
+pub use fake_klaviyo::{
+    FakeKlaviyo, FakeKlaviyoConfig, FakeKlaviyoHandle, FakeMode, FakeRateLimit, RecordedRequest, StoredEvent,
+    StoredProfile,
+};
+pub use shopify_sender::{Delivery, SendOptions, SentResponse, ShopifySender, Signature};
+
+/// The errors callers of this crate match on.
+#[derive(Debug, thiserror::Error)]
+pub enum TestkitError {
+    /// The fake could not listen on the requested address.
+    #[error("could not listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    /// The fake's server loop stopped with an error.
+    #[error("the fake server stopped: {0}")]
+    Serve(std::io::Error),
+    /// A request made by one of the senders failed before a response arrived.
+    #[error("HTTP request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// A header value given to a sender cannot be sent.
+    #[error("header `{name}` cannot be sent: {reason}")]
+    InvalidHeader { name: String, reason: String },
+}
+
+/// Installs ring as the process-wide TLS crypto provider unless one is installed already.
+///
+/// The HTTP client is built without a default provider, so something must install one before the first
+/// client is built; the senders here call this themselves because they are used outside the binary too.
+pub fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race with another thread installing one is fine: either way a provider is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
