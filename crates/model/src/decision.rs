@@ -8,12 +8,44 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A profile attribute value. Numbers are floats here because they are statistical outputs, not money.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum AttrValue {
     Number(f64),
     Text(String),
     Bool(bool),
+}
+
+// Written by hand rather than derived: an untagged derive buffers numbers in a way that breaks when
+// serde_json keeps exact number text (its `arbitrary_precision` feature, which ingest relies on).
+impl<'de> Deserialize<'de> for AttrValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => n
+                .as_f64()
+                .map(AttrValue::Number)
+                .ok_or_else(|| serde::de::Error::custom(format!("attribute number {n} is out of range"))),
+            serde_json::Value::String(s) => Ok(AttrValue::Text(s)),
+            serde_json::Value::Bool(b) => Ok(AttrValue::Bool(b)),
+            other => Err(serde::de::Error::custom(format!(
+                "an attribute is a number, a string or a boolean, not {other}"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_values_round_trip_through_json() {
+        let v = vec![AttrValue::Number(12.5), AttrValue::Text("loyal".into()), AttrValue::Bool(true)];
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(json, r#"[12.5,"loyal",true]"#);
+        assert_eq!(serde_json::from_str::<Vec<AttrValue>>(&json).unwrap(), v);
+        assert!(serde_json::from_str::<AttrValue>("null").is_err());
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

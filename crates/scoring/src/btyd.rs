@@ -2,13 +2,13 @@
 //! spend) on one customer's purchase days, in closed form. Microseconds per customer.
 
 use crate::rules::round;
-use crate::{names, score, segment_for, ScoreError, Scorer, SegmentThresholds};
+use crate::{ScoreError, Scorer, SegmentThresholds, names, score, segment_for};
 use nudge_model::{ScoreSet, Timestamp};
 use nudge_models::{
-    churn_risk, customer_lifetime_value, expected_time_to_next_order, BgNbd, ClvSettings, GammaGamma, MbgNbd,
-    ParetoNbd, Rfm, TimeUnit, TransactionModel,
+    BgNbd, ClvSettings, GammaGamma, MbgNbd, ParetoNbd, Rfm, TimeUnit, TransactionModel, churn_risk,
+    customer_lifetime_value, expected_time_to_next_order,
 };
-use nudge_state::{day_number, CustomerState};
+use nudge_state::{CustomerState, day_number};
 use serde::{Deserialize, Serialize};
 
 /// The count model of a version, tagged by family.
@@ -76,7 +76,8 @@ impl Scorer for BtydScorer {
                 f64::from(today - first.0) / unit_days,
             );
             let repeat: Vec<f64> = days[1..].iter().map(|d| d.1).collect();
-            let mean_repeat = if repeat.is_empty() { 0.0 } else { repeat.iter().sum::<f64>() / repeat.len() as f64 };
+            let mean_repeat =
+                if repeat.is_empty() { 0.0 } else { repeat.iter().sum::<f64>() / repeat.len() as f64 };
             let aov = days.iter().map(|d| d.1).sum::<f64>() / days.len() as f64;
             let out = match &self.model.count {
                 CountModelParams::Bgnbd(m) => evaluate(m, &rfm, &self.model, mean_repeat, aov),
@@ -91,9 +92,24 @@ impl Scorer for BtydScorer {
             }
             let id = self.model.count.family();
             let v = &self.model.version;
-            let hist = format!("x={} repeat purchase days, t_x={:.1}, T={:.1} ({:?})", rfm.x, rfm.t_x, rfm.t, self.model.unit);
-            scores.push(score(names::CHURN_RISK, round(out.churn, 1), id, v, format!("100 × (1 − P(alive)); {hist}")));
-            scores.push(score(names::P_ALIVE, round(out.p_alive, 4), id, v, format!("{id} P(alive | history); {hist}")));
+            let hist = format!(
+                "x={} repeat purchase days, t_x={:.1}, T={:.1} ({:?})",
+                rfm.x, rfm.t_x, rfm.t, self.model.unit
+            );
+            scores.push(score(
+                names::CHURN_RISK,
+                round(out.churn, 1),
+                id,
+                v,
+                format!("100 × (1 − P(alive)); {hist}"),
+            ));
+            scores.push(score(
+                names::P_ALIVE,
+                round(out.p_alive, 4),
+                id,
+                v,
+                format!("{id} P(alive | history); {hist}"),
+            ));
             scores.push(score(
                 names::EXPECTED_ORDERS_90D,
                 round(out.e90, 3),
@@ -110,7 +126,11 @@ impl Scorer for BtydScorer {
                     "{} months, {:.1}% monthly discount, spend {}",
                     self.model.clv.months,
                     self.model.clv.monthly_discount_rate * 100.0,
-                    if self.model.spend.is_some() { "from Gamma-Gamma" } else { "from the customer's average order" }
+                    if self.model.spend.is_some() {
+                        "from Gamma-Gamma"
+                    } else {
+                        "from the customer's average order"
+                    }
                 ),
             ));
             if let Some(d) = out.days_to_next {
@@ -136,7 +156,13 @@ struct Evaluated {
     days_to_next: Option<f64>,
 }
 
-fn evaluate<M: TransactionModel>(m: &M, rfm: &Rfm, model: &BtydModel, mean_repeat: f64, aov: f64) -> Evaluated {
+fn evaluate<M: TransactionModel>(
+    m: &M,
+    rfm: &Rfm,
+    model: &BtydModel,
+    mean_repeat: f64,
+    aov: f64,
+) -> Evaluated {
     let unit_days = model.unit.days();
     let p_alive = m.p_alive(rfm);
     let e90 = m.conditional_expected_purchases(90.0 / unit_days, rfm);

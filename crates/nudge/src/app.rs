@@ -1,0 +1,221 @@
+//! The boot sequence, top to bottom: open the store, build destinations and scorers, start the workers and
+//! the HTTP server. [`run`] is what `nudge serve`, `nudge demo` and the integration tests call; the one
+//! place where backends and destinations are chosen.
+
+use crate::config::Config;
+use crate::outbox::OutboxWorker;
+use crate::pipeline::{Pipeline, Scoring};
+use crate::telemetry::{self, LatencySample};
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use nudge_deliver::{Backoff, Destination};
+use nudge_store::Store;
+use nudge_store::sqlite::SqliteStore;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+/// Counters the summary needs that are not in the store.
+#[derive(Default)]
+pub struct Counters {
+    pub rejected: AtomicU64,
+    pub duplicates: AtomicU64,
+}
+
+/// State shared by the HTTP handlers.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    /// Secrets for Shopify's HMAC; empty when the source is not configured (every delivery is then 401).
+    pub shopify_secrets: Vec<String>,
+    pub max_body_bytes: usize,
+    pub admin_from_any_address: bool,
+    /// Wakes the processing worker right after a commit, so event→push latency is not a poll interval.
+    pub wake_pipeline: Arc<Notify>,
+    pub metrics: PrometheusHandle,
+    pub ack_latency: Arc<LatencySample>,
+    pub counters: Counters,
+}
+
+/// A running nudge.
+pub struct App {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    pub scoring: Arc<Scoring>,
+    pub push_latency: Arc<LatencySample>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The one place a storage backend is chosen.
+pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let store = SqliteStore::open(&cfg.storage.data_dir, cfg.storage.durability)
+        .with_context(|| format!("opening the store in {}", cfg.storage.data_dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// The one place destinations are chosen.
+pub fn destinations(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Destination>>> {
+    let mut map: HashMap<String, Arc<dyn Destination>> = HashMap::new();
+    if let Some(k) = &cfg.destinations.klaviyo {
+        let client =
+            nudge_deliver::klaviyo::KlaviyoClient::new(k.clone()).context("building the Klaviyo client")?;
+        map.insert("klaviyo".into(), Arc::new(client));
+    }
+    Ok(map)
+}
+
+/// Starts nudge on `listener` with `cfg`.
+pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
+    let store = open_store(&cfg)?;
+    let dests = destinations(&cfg)?;
+    let scoring = Arc::new(Scoring::new(nudge_scoring::RulesScorer { thresholds: cfg.segments.clone() }));
+    crate::models_cli::load_active_scorer(&*store, &scoring, &cfg).await?;
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let wake_pipeline = Arc::new(Notify::new());
+    let wake_outbox = Arc::new(Notify::new());
+    let mut names: Vec<String> = dests.keys().cloned().collect();
+    names.sort();
+    let pipeline = Arc::new(Pipeline {
+        store: store.clone(),
+        scoring: scoring.clone(),
+        policy: cfg.policy(),
+        destinations: names,
+        abandon_after: cfg.pipeline.checkout_abandon_after.0,
+        batch_size: cfg.pipeline.batch_size,
+    });
+    let push_latency = Arc::new(LatencySample::new(100_000));
+    let outbox = Arc::new(OutboxWorker {
+        store: store.clone(),
+        destinations: dests,
+        backoff: Backoff::default(),
+        max_attempts: cfg.pipeline.max_attempts,
+        concurrency: 16,
+        latency: push_latency.clone(),
+    });
+    let mut tasks = vec![
+        tokio::spawn(pipeline.run(wake_pipeline.clone(), wake_outbox.clone(), shutdown_rx.clone())),
+        tokio::spawn(outbox.run(wake_outbox, shutdown_rx.clone())),
+        tokio::spawn(crate::outbox::run_timers(
+            store.clone(),
+            cfg.pipeline.timer_tick.0,
+            wake_pipeline.clone(),
+            shutdown_rx.clone(),
+        )),
+    ];
+    // Dedupe keys older than the retention are pruned hourly.
+    {
+        let store = store.clone();
+        let retention = cfg.storage.dedupe_retention.0;
+        let mut rx = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let cutoff = crate::outbox::now_ms() - retention.as_millis() as i64;
+                if let Err(e) = store.prune_dedupe(cutoff).await {
+                    tracing::error!(error = %e, "pruning dedupe keys failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                    _ = rx.changed() => return,
+                }
+            }
+        }));
+    }
+
+    // The active model version is reloaded when it changes (`nudge models activate` while serving), and
+    // the models are refitted from the store's history every `pipeline.refit_every`.
+    {
+        let store = store.clone();
+        let scoring = scoring.clone();
+        let cfg = cfg.clone();
+        let mut rx = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut active = store.active_model_version().await.ok().flatten().map(|v| v.id);
+            let refit_every = cfg.pipeline.refit_every.0;
+            let mut next_refit = (!refit_every.is_zero()).then(|| tokio::time::Instant::now() + refit_every);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    _ = rx.changed() => return,
+                }
+                if next_refit.is_some_and(|t| tokio::time::Instant::now() >= t) {
+                    next_refit = Some(tokio::time::Instant::now() + refit_every);
+                    match crate::models_cli::refit_from_store(&*store, &cfg).await {
+                        Ok(Some(v)) => tracing::info!(version = %v, "scheduled refit activated a new model version"),
+                        Ok(None) => tracing::info!("scheduled refit: not enough data, rules fallback stays"),
+                        Err(e) => tracing::error!(error = %e, "scheduled refit failed"),
+                    }
+                }
+                let now_active = store.active_model_version().await.ok().flatten().map(|v| v.id);
+                if now_active != active {
+                    active = now_active;
+                    if let Err(e) = crate::models_cli::load_active_scorer(&*store, &scoring, &cfg).await {
+                        tracing::error!(error = %e, "loading the active model version failed; rules fallback");
+                        scoring.set_primary(None);
+                    }
+                }
+            }
+        }));
+    }
+
+    let shared = Arc::new(Shared {
+        store,
+        shopify_secrets: cfg.sources.shopify.as_ref().map(|s| s.secrets.clone()).unwrap_or_default(),
+        max_body_bytes: cfg.server.max_body_bytes,
+        admin_from_any_address: cfg.server.admin_from_any_address,
+        wake_pipeline,
+        metrics: telemetry::metrics_handle(),
+        ack_latency: Arc::new(LatencySample::new(100_000)),
+        counters: Counters::default(),
+    });
+    let addr = listener.local_addr()?;
+    let router = crate::http::router(shared.clone());
+    let mut rx = shutdown_rx;
+    tasks.push(tokio::spawn(async move {
+        let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }));
+    tracing::info!(%addr, "nudge is listening");
+    Ok(App { addr, shared, scoring, push_latency, shutdown, tasks })
+}
+
+impl App {
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    /// Waits until nothing is pending (deliveries, outbox) or `timeout` passes; true when idle.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok(s) = self.shared.store.stats().await
+                && s.pending_deliveries == 0
+                && s.outbox_pending == 0
+            {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the server and the workers and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

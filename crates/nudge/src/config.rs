@@ -1,0 +1,427 @@
+//! Configuration: one TOML file (every key documented in `nudge.example.toml`), overlaid by environment
+//! variables, with `${ENV_VAR}` expansion for secrets, validated before anything starts.
+//!
+//! Environment overrides: `NUDGE__<SECTION>__<KEY>=value` sets `section.key` (double underscores separate
+//! path segments; the value is read as TOML when it parses, e.g. `["a","b"]` or `true`, else as text).
+//! Every error names the key path and the reason; the CLI exits with code 2 on any of them.
+
+use nudge_deliver::klaviyo::KlaviyoConfig;
+use nudge_store::sqlite::Durability;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub sources: SourcesConfig,
+    #[serde(default)]
+    pub destinations: DestinationsConfig,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub segments: nudge_scoring::SegmentThresholds,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the webhook and admin listener.
+    pub listen: SocketAddr,
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Serve `/api/*` (audit, admin) to non-loopback peers too. Off by default: roles come later.
+    pub admin_from_any_address: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 5 * 1024 * 1024,
+            admin_from_any_address: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The embedded SQLite database (`nudge.db`) lives here.
+    pub data_dir: PathBuf,
+    /// `full` (fsync per group commit) or `normal` (survives a process crash, not a power cut).
+    pub durability: Durability,
+    /// How long webhook and event ids are remembered for dedupe (at least 7 days).
+    pub dedupe_retention: HumanDuration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./nudge-data"),
+            durability: Durability::Full,
+            dedupe_retention: HumanDuration(Duration::from_secs(14 * 86_400)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    pub shopify: Option<ShopifyConfig>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShopifyConfig {
+    /// App client secrets; a delivery signed by any of them is accepted (secret rotation).
+    pub secrets: Vec<String>,
+}
+
+impl fmt::Debug for ShopifyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShopifyConfig")
+            .field("secrets", &format!("[{} redacted]", self.secrets.len()))
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationsConfig {
+    pub klaviyo: Option<KlaviyoConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// A checkout with no update and no completion for this long becomes `CheckoutAbandoned`.
+    pub checkout_abandon_after: HumanDuration,
+    /// Prefix of every attribute nudge writes.
+    pub attribute_prefix: String,
+    /// Run everything, push nothing.
+    pub shadow: bool,
+    /// Percentage of customers held out of trigger flows (deterministic hashing).
+    pub holdout_percent: u8,
+    /// Attempts per outbox item before it is dead-lettered.
+    pub max_attempts: u32,
+    /// Deliveries processed per batch (one transaction).
+    pub batch_size: usize,
+    /// How often due abandonment timers are checked.
+    pub timer_tick: HumanDuration,
+    /// How often the models are refitted from the store's history; zero turns refits off.
+    pub refit_every: HumanDuration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            checkout_abandon_after: HumanDuration(Duration::from_secs(3600)),
+            attribute_prefix: "ai_".into(),
+            shadow: false,
+            holdout_percent: 0,
+            max_attempts: 8,
+            batch_size: 256,
+            timer_tick: HumanDuration(Duration::from_secs(1)),
+            refit_every: HumanDuration(Duration::from_secs(86_400)),
+        }
+    }
+}
+
+/// A duration written as `90s`, `60m`, `2h`, `14d` or `250ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        if num.is_empty() && unit.is_empty() {
+            return Err("empty duration".into());
+        }
+        let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 90s, 60m, 2h or 14d"))?;
+        let secs = match unit {
+            "ms" => return Ok(HumanDuration(Duration::from_millis(n))),
+            "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            "d" => n * 86_400,
+            _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)")),
+        };
+        Ok(HumanDuration(Duration::from_secs(secs)))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        HumanDuration::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A configuration problem: where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration at `{path}`: {reason}")]
+pub struct ConfigError {
+    pub path: String,
+    pub reason: String,
+}
+
+fn err(path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError { path: path.into(), reason: reason.into() }
+}
+
+impl Config {
+    /// Loads `path` (or only defaults when `None`) with the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        let text = match path {
+            Some(p) => {
+                std::fs::read_to_string(p).map_err(|e| err("<file>", format!("{}: {e}", p.display())))?
+            }
+            None => String::new(),
+        };
+        Config::from_toml(&text, &env)
+    }
+
+    /// Parses TOML text, applies `NUDGE__…` overrides and `${VAR}` expansion from `env`, and validates.
+    pub fn from_toml(text: &str, env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+        let mut table: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| err("<file>", e.to_string()))?;
+        for (k, v) in env {
+            let Some(rest) = k.strip_prefix("NUDGE__") else { continue };
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            if path.iter().any(|p| p.is_empty()) {
+                return Err(err(k.clone(), "empty path segment in environment override"));
+            }
+            set_path(&mut table, &path, parse_env_value(v)).map_err(|r| err(path.join("."), r))?;
+        }
+        let mut value = toml::Value::Table(table);
+        expand_env(&mut value, "", env)?;
+        let cfg: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let p = e.path().to_string();
+            err(if p == "." { "<root>".to_string() } else { p }, e.into_inner().to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.max_body_bytes < 1024 {
+            return Err(err("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.storage.dedupe_retention.0 < Duration::from_secs(7 * 86_400) {
+            return Err(err("storage.dedupe_retention", "must be at least 7d"));
+        }
+        if let Some(s) = &self.sources.shopify {
+            if s.secrets.is_empty() {
+                return Err(err("sources.shopify.secrets", "list at least one app client secret"));
+            }
+            if let Some(i) = s.secrets.iter().position(|x| x.trim().is_empty()) {
+                return Err(err(format!("sources.shopify.secrets[{i}]"), "secret is empty"));
+            }
+        }
+        if let Some(k) = &self.destinations.klaviyo {
+            k.validate().map_err(|e| err("destinations.klaviyo", e.to_string()))?;
+        }
+        let p = &self.pipeline;
+        if p.checkout_abandon_after.0 < Duration::from_secs(1) {
+            return Err(err("pipeline.checkout_abandon_after", "must be at least 1s"));
+        }
+        let prefix_ok = !p.attribute_prefix.is_empty()
+            && p.attribute_prefix.len() <= 32
+            && p.attribute_prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !prefix_ok {
+            return Err(err("pipeline.attribute_prefix", "use 1–32 ASCII letters, digits or underscores"));
+        }
+        if p.holdout_percent > 100 {
+            return Err(err("pipeline.holdout_percent", "must be between 0 and 100"));
+        }
+        if p.max_attempts == 0 {
+            return Err(err("pipeline.max_attempts", "must be at least 1"));
+        }
+        if p.batch_size == 0 || p.batch_size > 10_000 {
+            return Err(err("pipeline.batch_size", "must be between 1 and 10000"));
+        }
+        Ok(())
+    }
+
+    /// The policy settings derived from the pipeline section.
+    pub fn policy(&self) -> nudge_policy::PolicyConfig {
+        nudge_policy::PolicyConfig {
+            attribute_prefix: self.pipeline.attribute_prefix.clone(),
+            shadow: self.pipeline.shadow,
+            holdout_percent: self.pipeline.holdout_percent,
+            ..Default::default()
+        }
+    }
+
+    /// Every secret in the configuration, so logs and the audit trail can be checked against them.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.sources.shopify.iter().flat_map(|s| s.secrets.clone()).collect();
+        v.extend(self.destinations.klaviyo.iter().map(|k| k.api_key.clone()));
+        v
+    }
+}
+
+fn parse_env_value(v: &str) -> toml::Value {
+    let probe = format!("x = {v}");
+    match probe.parse::<toml::Table>() {
+        Ok(mut t) => t.remove("x").unwrap_or_else(|| toml::Value::String(v.to_string())),
+        Err(_) => toml::Value::String(v.to_string()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().expect("override paths have at least one segment");
+    let mut t = table;
+    for p in parents {
+        let entry = t.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry.as_table_mut().ok_or_else(|| format!("`{p}` is not a table"))?;
+    }
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+/// Replaces `${NAME}` in every string with the environment variable's value.
+fn expand_env(v: &mut toml::Value, path: &str, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    match v {
+        toml::Value::String(s) => {
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                let end = after.find('}').ok_or_else(|| err(path, "unterminated `${`"))?;
+                let name = &after[..end];
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(err(path, format!("`${{{name}}}` is not a valid variable reference")));
+                }
+                let val = env
+                    .get(name)
+                    .ok_or_else(|| err(path, format!("environment variable {name} is not set")))?;
+                out.push_str(val);
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        toml::Value::Array(a) => {
+            for (i, x) in a.iter_mut().enumerate() {
+                expand_env(x, &format!("{path}[{i}]"), env)?;
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, x) in t.iter_mut() {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                expand_env(x, &p, env)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let c = Config::from_toml("", &env(&[])).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.server.max_body_bytes, 5 * 1024 * 1024);
+        assert_eq!(c.storage.data_dir, PathBuf::from("./nudge-data"));
+        assert_eq!(c.pipeline.checkout_abandon_after.0, Duration::from_secs(3600));
+        assert_eq!(c.pipeline.attribute_prefix, "ai_");
+    }
+
+    #[test]
+    fn expands_secrets_and_applies_env_overrides() {
+        let text = r#"
+            [sources.shopify]
+            secrets = ["${OLD}", "${NEW}"]
+            [destinations.klaviyo]
+            api_key = "${KEY}"
+        "#;
+        let c = Config::from_toml(
+            text,
+            &env(&[
+                ("OLD", "s1"),
+                ("NEW", "s2"),
+                ("KEY", "pk_x"),
+                ("NUDGE__PIPELINE__CHECKOUT_ABANDON_AFTER", "90s"),
+                ("NUDGE__SERVER__LISTEN", "127.0.0.1:9999"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.sources.shopify.as_ref().unwrap().secrets, vec!["s1", "s2"]);
+        assert_eq!(c.destinations.klaviyo.as_ref().unwrap().api_key, "pk_x");
+        assert_eq!(c.pipeline.checkout_abandon_after.0, Duration::from_secs(90));
+        assert_eq!(c.server.listen.port(), 9999);
+        assert!(!format!("{c:?}").contains("pk_x") && !format!("{c:?}").contains("s1\""));
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let e = Config::from_toml("[server]\nlisten = \"nope\"", &env(&[])).unwrap_err();
+        assert_eq!(e.path, "server.listen");
+        let e = Config::from_toml("[pipeline]\ncheckout_abandon_after = \"5 weeks\"", &env(&[])).unwrap_err();
+        assert_eq!(e.path, "pipeline.checkout_abandon_after");
+        let e = Config::from_toml("[sources.shopify]\nsecrets = [\"${MISSING}\"]", &env(&[])).unwrap_err();
+        assert_eq!(e.path, "sources.shopify.secrets[0]");
+        assert!(e.reason.contains("MISSING"));
+        let e = Config::from_toml("[server]\nlisten_typo = 1", &env(&[])).unwrap_err();
+        assert!(e.reason.contains("unknown field"), "{e}");
+        let e = Config::from_toml("[sources.shopify]\nsecrets = []", &env(&[])).unwrap_err();
+        assert_eq!(e.path, "sources.shopify.secrets");
+        let e = Config::from_toml("[pipeline]\nattribute_prefix = \"ai-\"", &env(&[])).unwrap_err();
+        assert_eq!(e.path, "pipeline.attribute_prefix");
+        let e = Config::from_toml("[destinations.klaviyo]\napi_key = \"\"", &env(&[])).unwrap_err();
+        assert_eq!(e.path, "destinations.klaviyo");
+        let e = Config::from_toml("[server\n", &env(&[])).unwrap_err();
+        assert_eq!(e.path, "<file>");
+    }
+
+    #[test]
+    fn the_reference_file_is_valid_and_states_the_defaults() {
+        let text = include_str!("../../../nudge.example.toml");
+        let c = Config::from_toml(
+            text,
+            &env(&[("SHOPIFY_APP_SECRET", "shpss_x"), ("KLAVIYO_PRIVATE_KEY", "pk_x")]),
+        )
+        .unwrap();
+        let d = Config::from_toml("", &env(&[])).unwrap();
+        assert_eq!(c.server.listen, d.server.listen);
+        assert_eq!(c.server.max_body_bytes, d.server.max_body_bytes);
+        assert_eq!(c.storage.data_dir, d.storage.data_dir);
+        assert_eq!(c.pipeline.checkout_abandon_after, d.pipeline.checkout_abandon_after);
+        assert_eq!(c.pipeline.refit_every, d.pipeline.refit_every);
+        assert_eq!(c.segments, d.segments);
+        let k = c.destinations.klaviyo.unwrap();
+        assert_eq!(k.base_url, "https://a.klaviyo.com");
+        assert_eq!(k.revision, "2026-07-15");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(HumanDuration::parse("90s").unwrap().0, Duration::from_secs(90));
+        assert_eq!(HumanDuration::parse("2h").unwrap().0, Duration::from_secs(7200));
+        assert_eq!(HumanDuration::parse("250ms").unwrap().0, Duration::from_millis(250));
+        assert!(HumanDuration::parse("h").is_err());
+        assert!(HumanDuration::parse("5w").is_err());
+    }
+}

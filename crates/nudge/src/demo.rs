@@ -1,0 +1,502 @@
+//! `nudge demo`: a synthetic store end to end on this machine, with no services and no accounts.
+//!
+//! It builds a store (customers, products and a year of order history from the BG/NBD + Gamma-Gamma
+//! process, seeded), imports the history and fits the models, starts nudge on 127.0.0.1 with the built-in
+//! Klaviyo-compatible fake (real rate limits), then plays live storefront traffic as correctly signed
+//! Shopify webhooks — orders, updates, checkouts that complete and checkouts that are abandoned, customer
+//! updates, carts, products, plus a few duplicates, bad signatures, unknown topics and malformed bodies —
+//! and prints a summary. It exits non-zero when an invariant fails (an acknowledged delivery without a
+//! terminal state, or a trigger event pushed twice).
+
+use crate::app::App;
+use crate::config::{Config, HumanDuration};
+use anyhow::Context;
+use nudge_ingest::shopify::fixtures::{
+    CheckoutFixture, CustomerFixture, LineItemFixture, OrderFixture, ProductFixture,
+};
+use nudge_testkit::fake_klaviyo::{FakeKlaviyo, FakeKlaviyoConfig};
+use nudge_testkit::shopify_sender::{Delivery, SendOptions, ShopifySender};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Customers in the synthetic store.
+    #[arg(long, default_value_t = 1000)]
+    pub customers: usize,
+    /// Live webhook deliveries per second.
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
+    /// How long live traffic runs (e.g. 10s, 2m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Keep the server running after the summary (until Ctrl-C).
+    #[arg(long)]
+    pub keep_serving: bool,
+    /// Where the demo keeps its data (recreated on each run; inspect it with `nudge --data-dir DIR audit …`).
+    #[arg(long, default_value = "./nudge-demo")]
+    pub dir: PathBuf,
+    /// Seed of the synthetic store and traffic.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Abandonment window used in the demo (the production default is 60m).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub abandon_after: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    HumanDuration::parse(s).map(|d| d.0)
+}
+
+const SECRET: &str = "demo_app_secret_current";
+const OLD_SECRET: &str = "demo_app_secret_previous";
+const KLAVIYO_KEY: &str = "pk_demo_fake_key";
+const MARKER: &str = ".nudge-demo";
+const ID_BASE: u64 = 7_000_000_000_000;
+const CATEGORIES: [&str; 5] = ["Tees", "Outerwear", "Shoes", "Accessories", "Home"];
+
+/// Runs the standalone fake (`nudge dev fake-klaviyo`).
+pub async fn run_fake_klaviyo(
+    listen: std::net::SocketAddr,
+    api_key: String,
+    unthrottled: bool,
+) -> anyhow::Result<()> {
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let mut cfg = FakeKlaviyoConfig::new(api_key);
+    if unthrottled {
+        cfg = cfg.unthrottled();
+    }
+    eprintln!("fake Klaviyo listening on http://{listen} (Ctrl-C to stop)");
+    FakeKlaviyo::serve(listener, cfg, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}
+
+fn prepare_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        let is_demo = dir.join(MARKER).exists();
+        let empty = std::fs::read_dir(dir)?.next().is_none();
+        if !is_demo && !empty {
+            anyhow::bail!("{} exists and is not a demo directory; choose another with --dir", dir.display());
+        }
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("removing the previous demo in {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(MARKER), "created by nudge demo\n")?;
+    Ok(())
+}
+
+/// One planned webhook: when to send it (offset from the start) and how.
+struct Planned {
+    at: Duration,
+    delivery: Delivery,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Normal,
+    Duplicate,
+    OtherSubscription,
+    BadSignature,
+    OldSecret,
+}
+
+#[derive(Default)]
+struct Tally {
+    by_topic: BTreeMap<String, u64>,
+    accepted: u64,
+    duplicates: u64,
+    rejected: u64,
+    errors: u64,
+    client_latency: Vec<f64>,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.customers >= 10, "--customers must be at least 10");
+    anyhow::ensure!(
+        args.rate > 0.0 && args.rate <= 20_000.0,
+        "--rate must be between 0 and 20000 per second"
+    );
+    prepare_dir(&args.dir)?;
+    let started = Instant::now();
+    let fake = FakeKlaviyo::start(FakeKlaviyoConfig::new(KLAVIYO_KEY)).await?;
+
+    let mut cfg = Config::from_toml("", &BTreeMap::new()).expect("defaults are valid");
+    cfg.storage.data_dir = args.dir.clone();
+    cfg.sources.shopify =
+        Some(crate::config::ShopifyConfig { secrets: vec![SECRET.into(), OLD_SECRET.into()] });
+    cfg.destinations.klaviyo =
+        Some(nudge_deliver::klaviyo::KlaviyoConfig::new(KLAVIYO_KEY).with_base_url(fake.base_url()));
+    cfg.pipeline.checkout_abandon_after = HumanDuration(args.abandon_after);
+    cfg.pipeline.timer_tick = HumanDuration(Duration::from_millis(200));
+
+    // 1. The synthetic store's history, imported and fitted before the server starts.
+    let now = OffsetDateTime::now_utc();
+    let today = nudge_state::day_number(now);
+    let sim = nudge_models::Simulation {
+        model: nudge_models::BgNbd { r: 0.25, alpha: 4.0, a: 0.8, b: 2.5 },
+        spend: Some(nudge_models::GammaGamma { p: 6.0, q: 4.0, v: 15.0 }),
+        customers: args.customers,
+        first_day: today - 400,
+        acquisition_days: 90,
+        observation_end: today - 1,
+        unit: nudge_models::TimeUnit::W,
+        seed: args.seed,
+    };
+    let history = nudge_models::simulate_bgnbd(&sim)?;
+    load_history(&cfg, &history).await?;
+
+    // 2. nudge itself.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let app = crate::app::run(cfg, listener).await?;
+    let url = format!("http://{}/webhooks/shopify", app.addr);
+    eprintln!(
+        "nudge listening on http://{}; live traffic for {:?} at {}/s",
+        app.addr, args.duration, args.rate
+    );
+
+    // 3. Live traffic.
+    let plan = plan_traffic(&args, history.iter().map(|t| t.customer).max().unwrap_or(0) + 1, now);
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let sender = ShopifySender::new(url, SECRET)?;
+    let live_start = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = Vec::with_capacity(plan.len());
+    for p in plan {
+        let wait = p.at.saturating_sub(live_start.elapsed());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let permit = sem.clone().acquire_owned().await?;
+        let sender = sender.clone();
+        let tally = tally.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let opts = match p.kind {
+                Kind::BadSignature => SendOptions::corrupted_signature(),
+                Kind::OldSecret => SendOptions::signed_with(OLD_SECRET),
+                _ => SendOptions::default(),
+            };
+            let res = sender.send_with(&p.delivery, &opts).await;
+            let mut t = tally.lock().await;
+            *t.by_topic.entry(p.delivery.topic.clone()).or_default() += 1;
+            match res {
+                Ok(r) if r.status == 200 => {
+                    t.client_latency.push(r.elapsed.as_secs_f64());
+                    if String::from_utf8_lossy(&r.body).contains("\"duplicate\"") {
+                        t.duplicates += 1;
+                    } else {
+                        t.accepted += 1;
+                    }
+                }
+                Ok(r) if r.status == 401 => t.rejected += 1,
+                _ => t.errors += 1,
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let live_secs = live_start.elapsed().as_secs_f64();
+
+    // 4. Let abandonment timers fire and the outbox drain.
+    tokio::time::sleep(args.abandon_after + Duration::from_millis(600)).await;
+    let idle = app.wait_idle(Duration::from_secs(120)).await;
+
+    let ok = summarize(&app, &fake, &tally, live_secs, started, &args, idle).await?;
+    if args.keep_serving {
+        eprintln!("serving on http://{} until Ctrl-C", app.addr);
+        tokio::signal::ctrl_c().await?;
+    }
+    app.shutdown().await;
+    fake.shutdown().await;
+    if !ok {
+        anyhow::bail!("the demo found an invariant violation (see above)");
+    }
+    Ok(())
+}
+
+/// Imports the simulated history (orders of `shopify:<id>` customers, backfilled into their states) and
+/// fits the models; activates the new version when the data passes the sufficiency gate.
+async fn load_history(cfg: &Config, history: &[nudge_models::Transaction]) -> anyhow::Result<()> {
+    let currency = nudge_model::Currency::parse("USD").expect("USD is a currency code");
+    let rows: Vec<crate::import::HistoryRow> = history
+        .iter()
+        .enumerate()
+        .map(|(i, t)| crate::import::HistoryRow {
+            line: 0,
+            customer: nudge_model::CustomerId::new(
+                nudge_model::Source::Shopify,
+                (ID_BASE + t.customer).to_string(),
+            )
+            .expect("numeric ids are valid"),
+            email: Some(format!("customer{}@example.com", t.customer)),
+            order_id: format!("hist-{i}"),
+            order_name: None,
+            day: t.day,
+            at: None,
+            amount: rust_decimal::Decimal::from_f64_retain(t.amount.max(1.0))
+                .unwrap_or(rust_decimal::Decimal::ONE)
+                .round_dp(2),
+            currency,
+            source: "demo",
+        })
+        .collect();
+    let store = crate::app::open_store(cfg)?;
+    let summary = crate::import::import_rows(&*store, rows, false).await?;
+    eprintln!(
+        "history: {} orders of {} customers imported into customer state",
+        summary.new_transactions, summary.customers
+    );
+    match crate::models_cli::refit_from_store(&*store, cfg).await? {
+        Some(v) => eprintln!("models: fitted and activated {v}"),
+        None => eprintln!("models: not enough history for a model; scoring with the rules fallback"),
+    }
+    Ok(())
+}
+
+fn plan_traffic(args: &DemoArgs, customers: u64, now: OffsetDateTime) -> Vec<Planned> {
+    let mut rng = StdRng::seed_from_u64(args.seed ^ 0x5eed);
+    let total = (args.rate * args.duration.as_secs_f64()).round().max(1.0) as usize;
+    let step = Duration::from_secs_f64(1.0 / args.rate);
+    let mut plan: Vec<Planned> = Vec::with_capacity(total + total / 4);
+    let mut order_seq: u64 = 0;
+    let mut i = 0usize;
+    while plan.len() < total {
+        let at = step * i as u32;
+        i += 1;
+        let c = rng.gen_range(0..customers);
+        let cid = ID_BASE + c;
+        let email = format!("customer{c}@example.com");
+        let customer = CustomerFixture::new(cid, Some(&email), now - time::Duration::days(400))
+            .name(Some("Demo"), Some(&format!("Customer {c}")))
+            .consent(Some("subscribed"));
+        let product = rng.gen_range(0..20u64);
+        let price = format!("{}.{:02}", rng.gen_range(12..120), rng.gen_range(0..100));
+        let item = LineItemFixture::new(
+            9_100_000_000 + product,
+            format!("Product {product}"),
+            rng.gen_range(1..3),
+            &price,
+        );
+        let ts = now + time::Duration::milliseconds(at.as_millis() as i64);
+        let roll: f64 = rng.r#gen();
+        let push = |plan: &mut Vec<Planned>, at: Duration, topic: &str, body: Vec<u8>, kind: Kind| {
+            plan.push(Planned { at, delivery: Delivery::new(topic, body), kind });
+        };
+        if roll < 0.35 {
+            // A checkout: created, updated, then completed by an order — or abandoned.
+            order_seq += 1;
+            let oid = 6_100_000_000_000 + order_seq;
+            let token = format!("chk-{oid}");
+            let cart = format!("cart-{oid}");
+            let checkout = CheckoutFixture::new(oid, ts)
+                .token(&token)
+                .cart_token(Some(&cart))
+                .customer(customer.clone())
+                .line_item(item.clone());
+            push(&mut plan, at, "checkouts/create", checkout.to_bytes(), Kind::Normal);
+            let later = checkout.clone().updated_at(ts + time::Duration::milliseconds(300));
+            push(
+                &mut plan,
+                at + Duration::from_millis(300),
+                "checkouts/update",
+                later.to_bytes(),
+                Kind::Normal,
+            );
+            if rng.gen_bool(0.6) {
+                let order = OrderFixture::new(oid, ts + time::Duration::milliseconds(800))
+                    .number(1000 + order_seq as u32)
+                    .customer(customer.clone())
+                    .line_item(item)
+                    .tokens(Some(&token), Some(&cart));
+                push(
+                    &mut plan,
+                    at + Duration::from_millis(800),
+                    "orders/create",
+                    order.to_bytes(),
+                    Kind::Normal,
+                );
+            }
+        } else if roll < 0.55 {
+            order_seq += 1;
+            let oid = 6_100_000_000_000 + order_seq;
+            let order =
+                OrderFixture::new(oid, ts).number(1000 + order_seq as u32).customer(customer).line_item(item);
+            let d = Delivery::new("orders/create", order.to_bytes());
+            plan.push(Planned { at, delivery: d.clone(), kind: Kind::Normal });
+            if rng.gen_bool(0.3) {
+                let upd = order.clone().updated_at(ts + time::Duration::seconds(1)).financial_status("paid");
+                push(
+                    &mut plan,
+                    at + Duration::from_millis(500),
+                    "orders/updated",
+                    upd.to_bytes(),
+                    Kind::Normal,
+                );
+            }
+            if rng.gen_bool(0.1) {
+                // Shopify retries the same delivery: same webhook id, same body.
+                plan.push(Planned {
+                    at: at + Duration::from_millis(200),
+                    delivery: d.clone(),
+                    kind: Kind::Duplicate,
+                });
+            }
+            if rng.gen_bool(0.05) {
+                plan.push(Planned {
+                    at: at + Duration::from_millis(250),
+                    delivery: d.for_another_subscription(),
+                    kind: Kind::OtherSubscription,
+                });
+            }
+        } else if roll < 0.70 {
+            let consent = if rng.gen_bool(0.8) { "subscribed" } else { "unsubscribed" };
+            let upd = customer.updated_at(ts).consent(Some(consent));
+            push(&mut plan, at, "customers/update", upd.to_bytes(), Kind::Normal);
+        } else if roll < 0.80 {
+            let cart = nudge_ingest::shopify::fixtures::CartFixture::new(&format!("cart-live-{i}"), ts)
+                .line_item(item);
+            push(&mut plan, at, "carts/update", cart.to_bytes(), Kind::Normal);
+        } else if roll < 0.85 {
+            let p = ProductFixture::new(9_100_000_000 + product, &format!("Product {product}"), ts)
+                .product_type(Some(CATEGORIES[(product % 5) as usize]))
+                .updated_at(ts);
+            push(&mut plan, at, "products/update", p.to_bytes(), Kind::Normal);
+        } else if roll < 0.90 {
+            let upd = customer.updated_at(ts);
+            push(&mut plan, at, "customers/create", upd.to_bytes(), Kind::OldSecret);
+        } else if roll < 0.94 {
+            let order = OrderFixture::new(6_900_000_000_000 + i as u64, ts).customer(customer);
+            push(&mut plan, at, "orders/create", order.to_bytes(), Kind::BadSignature);
+        } else if roll < 0.97 {
+            push(&mut plan, at, "app/uninstalled", br#"{"id":1}"#.to_vec(), Kind::Normal);
+        } else {
+            // Signed but malformed: kept in quarantine, answered 200.
+            push(&mut plan, at, "orders/create", br#"{"id": 5, "total_price": "5x""#.to_vec(), Kind::Normal);
+        }
+    }
+    plan.sort_by_key(|p| p.at);
+    plan
+}
+
+async fn summarize(
+    app: &App,
+    fake: &nudge_testkit::fake_klaviyo::FakeKlaviyoHandle,
+    tally: &Mutex<Tally>,
+    live_secs: f64,
+    started: Instant,
+    args: &DemoArgs,
+    idle: bool,
+) -> anyhow::Result<bool> {
+    let t = tally.lock().await;
+    let stats = app.store().stats().await?;
+    let requests = fake.requests();
+    let mut by_endpoint: BTreeMap<(String, u16), u64> = BTreeMap::new();
+    for r in &requests {
+        *by_endpoint.entry((r.path.clone(), r.status)).or_default() += 1;
+    }
+    let events = fake.events();
+    let abandoned = events.iter().filter(|e| e.metric == "AI Checkout Abandoned").count();
+    let mut unique: std::collections::HashSet<(String, String, Option<String>)> = Default::default();
+    let mut twice = 0;
+    for e in &events {
+        if !unique.insert((e.profile_id.clone(), e.metric.clone(), e.unique_id.clone())) {
+            twice += 1;
+        }
+    }
+    let mut lat = t.client_latency.clone();
+    lat.sort_by(f64::total_cmp);
+    let q =
+        |v: &[f64], p: f64| if v.is_empty() { 0.0 } else { v[((v.len() as f64 - 1.0) * p).round() as usize] };
+    let terminal_total: u64 = stats.terminal_by_state.iter().map(|(_, n)| n).sum();
+
+    println!(
+        "nudge demo — {} customers, {:.1}s of live traffic, total {:.1}s",
+        args.customers,
+        live_secs,
+        started.elapsed().as_secs_f64()
+    );
+    println!();
+    println!("webhooks sent by topic:");
+    for (topic, n) in &t.by_topic {
+        println!("  {topic:<20} {n:>7}");
+    }
+    println!(
+        "acknowledged {} · deduplicated {} · rejected (bad signature) {} · transport errors {}",
+        t.accepted, t.duplicates, t.rejected, t.errors
+    );
+    println!(
+        "pipeline: {} deliveries stored ({} from abandonment timers), {} quarantined, {} customers, {} decisions",
+        stats.deliveries,
+        stats.deliveries.saturating_sub(t.accepted),
+        stats.quarantined,
+        stats.customers,
+        crate::telemetry::DECISIONS.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    println!("terminal states:");
+    for (state, n) in &stats.terminal_by_state {
+        println!("  {state:<20} {n:>7}");
+    }
+    println!("pushes to the Klaviyo fake:");
+    for ((path, status), n) in &by_endpoint {
+        println!("  {path:<24} {status} {n:>7}");
+    }
+    println!(
+        "Klaviyo fake holds {} profiles and {} events ({} × AI Checkout Abandoned)",
+        fake.profiles().len(),
+        events.len(),
+        abandoned
+    );
+    if let Some((n, p50, p99)) = app.shared.ack_latency.quantiles() {
+        println!("ingest ack latency (server, {n}): p50 {:.2} ms, p99 {:.2} ms", p50 * 1e3, p99 * 1e3);
+    }
+    println!(
+        "ingest round trip (client, {}): p50 {:.2} ms, p99 {:.2} ms",
+        lat.len(),
+        q(&lat, 0.5) * 1e3,
+        q(&lat, 0.99) * 1e3
+    );
+    if let Some((n, p50, p99)) = app.push_latency.quantiles() {
+        println!("event→push latency ({n}): p50 {:.1} ms, p99 {:.1} ms", p50 * 1e3, p99 * 1e3);
+    }
+    let sample = app.store().customer_audit(&format!("shopify:{}", ID_BASE).parse()?, 1).await?;
+    let dir = args.dir.display();
+    match sample.first() {
+        Some(r) => println!("\ninspect: nudge --data-dir {dir} audit show {}", r.trace_id),
+        None => println!("\ninspect: nudge --data-dir {dir} audit stats"),
+    }
+
+    let mut ok = true;
+    if !idle {
+        println!("INVARIANT: work was still pending after 120 s");
+        ok = false;
+    }
+    if terminal_total != stats.deliveries {
+        println!(
+            "INVARIANT: {} deliveries but {} terminal states — every delivery must end in exactly one",
+            stats.deliveries, terminal_total
+        );
+        ok = false;
+    }
+    if twice > 0 {
+        println!("INVARIANT: {twice} events stored twice in the fake");
+        ok = false;
+    }
+    if t.errors > 0 {
+        println!("INVARIANT: {} deliveries got no 200/401 answer", t.errors);
+        ok = false;
+    }
+    Ok(ok)
+}

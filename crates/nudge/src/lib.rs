@@ -1,0 +1,27 @@
+//! nudge: the AI layer between an online store and its marketing platform.
+//!
+//! This crate is the binary's library: configuration, the boot sequence, the HTTP edge, the workers and
+//! the CLI commands. It wires the pure crates (`model`, `ingest`, `state`, `scoring`, `policy`) to the I/O
+//! crates (`store`, `deliver`), and it is the only crate that chooses backends.
+//!
+//! Layout:
+//! - [`config`]: TOML + environment configuration, validated.
+//! - [`app`]: `run(cfg, listener)`, the boot sequence; backends and destinations are chosen here.
+//! - [`http`]: routes (webhooks, health, metrics, audit API).
+//! - [`pipeline`]: the processing worker (delivery → events → state → scores → decision → outbox).
+//! - [`outbox`]: the delivery worker and the abandonment-timer worker.
+//! - [`telemetry`]: logs and metrics, each metric defined once.
+//! - [`demo`]: `nudge demo`, a synthetic store end to end against the built-in Klaviyo fake.
+//! - [`audit_cli`], [`models_cli`], [`import`]: the other subcommands.
+
+pub mod app;
+pub mod audit_cli;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod import;
+pub mod models_cli;
+pub mod outbox;
+pub mod pipeline;
+pub mod svg;
+pub mod telemetry;

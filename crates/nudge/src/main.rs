@@ -1,0 +1,152 @@
+//! The `nudge` command line.
+
+use clap::{Parser, Subcommand};
+use nudge::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "nudge", version, about = "The AI layer between an online store and its marketing platform")]
+struct Cli {
+    /// Configuration file (TOML). Without it, defaults and NUDGE__* environment overrides apply.
+    #[arg(long, short, global = true, env = "NUDGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides `storage.data_dir`.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: webhooks in, scores and events out.
+    Serve,
+    /// Run a synthetic store end to end on this machine (no services, no accounts) and print a summary.
+    Demo(nudge::demo::DemoArgs),
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Show the audit trail.
+    #[command(subcommand)]
+    Audit(nudge::audit_cli::AuditCmd),
+    /// Re-process quarantined deliveries or re-send dead-lettered pushes.
+    #[command(subcommand)]
+    Replay(nudge::audit_cli::ReplayCmd),
+    /// Import order history (idempotent).
+    Import(nudge::import::ImportArgs),
+    /// Fit, score, list and activate predictive models.
+    #[command(subcommand)]
+    Models(nudge::models_cli::ModelsCmd),
+    /// Developer tools.
+    #[command(subcommand)]
+    Dev(DevCmd),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate the configuration and print the effective values (secrets redacted).
+    Check,
+}
+
+#[derive(Subcommand)]
+enum DevCmd {
+    /// Run the Klaviyo-compatible fake standalone, to dry-run a configuration.
+    FakeKlaviyo {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// The private API key the fake accepts.
+        #[arg(long, default_value = "pk_fake_demo")]
+        api_key: String,
+        /// Turn off the fake's rate limits.
+        #[arg(long)]
+        unthrottled: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    nudge::telemetry::init_logging(cli.log_json);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async move {
+        let data_dir = cli.data_dir.clone();
+        let load = || {
+            Config::load(cli.config.as_deref()).map(|mut c| {
+                if let Some(d) = &data_dir {
+                    c.storage.data_dir = d.clone();
+                }
+                c
+            })
+        };
+        let result: anyhow::Result<()> = match cli.command {
+            Command::Config(ConfigCmd::Check) => match load() {
+                Ok(cfg) => {
+                    println!("configuration is valid");
+                    println!("{cfg:#?}");
+                    Ok(())
+                }
+                Err(e) => return config_error(e),
+            },
+            Command::Serve => {
+                let cfg = match load() {
+                    Ok(c) => c,
+                    Err(e) => return config_error(e),
+                };
+                serve(cfg).await
+            }
+            Command::Demo(args) => nudge::demo::run(args).await,
+            Command::Audit(cmd) => match load() {
+                Ok(cfg) => nudge::audit_cli::audit(&cfg, cmd).await,
+                Err(e) => return config_error(e),
+            },
+            Command::Replay(cmd) => match load() {
+                Ok(cfg) => nudge::audit_cli::replay(&cfg, cmd).await,
+                Err(e) => return config_error(e),
+            },
+            Command::Import(args) => match load() {
+                Ok(cfg) => nudge::import::run(&cfg, args).await,
+                Err(e) => return config_error(e),
+            },
+            Command::Models(cmd) => match load() {
+                Ok(cfg) => nudge::models_cli::run(&cfg, cmd).await,
+                Err(e) => return config_error(e),
+            },
+            Command::Dev(DevCmd::FakeKlaviyo { listen, api_key, unthrottled }) => {
+                nudge::demo::run_fake_klaviyo(listen, api_key, unthrottled).await
+            }
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+fn config_error(e: nudge::config::ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.server.listen))?;
+    let app = nudge::app::run(cfg, listener).await?;
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("shutting down");
+    app.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,1533 @@
+//! `nudge models`: fit, score, list, activate and report predictive-model versions, and the two hooks the
+//! server uses: [`load_active_scorer`] at boot and [`refit_from_store`] for the scheduled refit.
+//!
+//! A fit reads customer histories (a transactions file, a per-customer summary file, or the store's
+//! customer states), fits BG/NBD, MBG/NBD, Pareto/NBD and Gamma-Gamma, validates them on a holdout
+//! period when there is one, picks a family and saves everything as one registry version whose body is
+//! [`VersionBody`]. Only activation makes a version score live customers; activation refuses versions
+//! whose data failed the sufficiency gate unless forced. The statistics live in `nudge_models` and the
+//! live scorer in `nudge_scoring`; file parsing is shared with [`crate::import`], plotting with
+//! [`crate::svg`].
+
+use crate::config::Config;
+use crate::import::{HistoryFormat, date_to_day, day_to_date, parse_history, parse_iso_date};
+use crate::pipeline::Scoring;
+use crate::svg;
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use nudge_model::Currency;
+use nudge_models::holdout::{ModelHoldout, TrackingPoint, evaluate_holdout};
+use nudge_models::{
+    BgNbd, ClvSettings, CustomerSummary, FitOptions, FitReport, GammaGamma, HoldoutComparison, MbgNbd,
+    ParetoNbd, Requirements, Rfm, Spend, TimeUnit, Transaction, TransactionModel, check_sufficiency,
+    churn_risk, customer_lifetime_values, expected_time_to_next_order, summarize, tracking_series,
+};
+use nudge_scoring::{BtydModel, BtydScorer, CountModelParams};
+use nudge_state::CustomerState;
+use nudge_store::{ModelVersion, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use time::Date;
+
+/// The three count-model families, in display order.
+const FAMILIES: [&str; 3] = ["bgnbd", "mbgnbd", "pareto_nbd"];
+
+/// Customer states read per store call when the store is the data source.
+const SCAN_PAGE: usize = 2_000;
+
+/// The time unit on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum UnitArg {
+    /// Days.
+    #[value(name = "D")]
+    D,
+    /// Weeks.
+    #[value(name = "W")]
+    W,
+    /// Months.
+    #[value(name = "M")]
+    M,
+}
+
+impl From<UnitArg> for TimeUnit {
+    fn from(u: UnitArg) -> Self {
+        match u {
+            UnitArg::D => TimeUnit::D,
+            UnitArg::W => TimeUnit::W,
+            UnitArg::M => TimeUnit::M,
+        }
+    }
+}
+
+/// A transaction-model family on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FamilyArg {
+    #[value(name = "bgnbd")]
+    Bgnbd,
+    #[value(name = "mbgnbd")]
+    Mbgnbd,
+    #[value(name = "pareto_nbd", alias = "pareto-nbd")]
+    ParetoNbd,
+}
+
+impl FamilyArg {
+    pub const ALL: [FamilyArg; 3] = [FamilyArg::Bgnbd, FamilyArg::Mbgnbd, FamilyArg::ParetoNbd];
+}
+
+fn parse_date_arg(s: &str) -> Result<Date, String> {
+    parse_iso_date(s)
+}
+
+#[derive(Args, Debug)]
+pub struct FitArgs {
+    /// Order history to fit on. Without it (and without --summary), the store's customer states are used.
+    #[arg(long, conflicts_with = "summary")]
+    pub transactions: Option<PathBuf>,
+    /// The layout of --transactions.
+    #[arg(long, value_enum, default_value_t = HistoryFormat::Csv)]
+    pub format: HistoryFormat,
+    /// A per-customer summary CSV: id first, then `frequency` (or `x`), `recency` (or `t_x`), `T`, and
+    /// optionally `monetary_value` (or `zbar`), times in --unit.
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    /// The time unit of the models: days, weeks or months.
+    #[arg(long, value_enum, default_value_t = UnitArg::W, ignore_case = true)]
+    pub unit: UnitArg,
+    /// The last day of the calibration period (YYYY-MM-DD); later purchases form the holdout period.
+    /// Defaults to the last day in the data (no holdout).
+    #[arg(long, value_parser = parse_date_arg, conflicts_with = "summary")]
+    pub calibration_end: Option<Date>,
+    /// The transaction-model families to fit, comma separated (Pareto/NBD is the slowest to fit).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = FamilyArg::ALL)]
+    pub families: Vec<FamilyArg>,
+    /// L2 penalty on the parameters (0 = plain maximum likelihood).
+    #[arg(long, default_value_t = 0.0)]
+    pub penalizer: f64,
+    /// Print one JSON object to stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not save the fit as a registry version.
+    #[arg(long, conflicts_with = "activate")]
+    pub no_save: bool,
+    /// Activate the new version right away (refused when the data is insufficient, unless --force).
+    #[arg(long)]
+    pub activate: bool,
+    /// With --activate: activate even when the data failed the sufficiency check.
+    #[arg(long, requires = "activate")]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// The version whose parameters are used (default: the active one).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Order history to score. Without it (and without --summary), the store's customer states are used.
+    #[arg(long, conflicts_with = "summary")]
+    pub transactions: Option<PathBuf>,
+    /// The layout of --transactions.
+    #[arg(long, value_enum, default_value_t = HistoryFormat::Csv)]
+    pub format: HistoryFormat,
+    /// A per-customer summary CSV, in the version's time unit (see `models fit --summary`).
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    /// The horizon of the lifetime value, in months.
+    #[arg(long, default_value_t = 12)]
+    pub horizon_months: u32,
+    /// The monthly discount rate of the lifetime value (0.01 = 1% a month).
+    #[arg(long, default_value_t = 0.01)]
+    pub discount_rate: f64,
+    /// Where to write the predictions: CSV, or JSON lines when the name ends in `.jsonl`. Default: stdout
+    /// as CSV.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCmd {
+    /// Fit every model family on customer histories and save the result as a new version.
+    Fit(FitArgs),
+    /// Per-customer predictions (P(alive), churn risk, expected purchases, CLV, next order) from a version.
+    Score(ScoreArgs),
+    /// List model versions, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a version the active one (rolling back is activating an older version).
+    Activate {
+        version: String,
+        /// Activate even when the version's data failed the sufficiency check.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The holdout report of a version: predicted against actual purchases, and a tracking plot as SVG.
+    Report {
+        version: String,
+        /// Where to write the plot (default: `<version>.svg` in the current directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cfg: &Config, cmd: ModelsCmd) -> anyhow::Result<()> {
+    match cmd {
+        ModelsCmd::Fit(args) => fit_cmd(cfg, args).await,
+        ModelsCmd::Score(args) => score_cmd(cfg, args).await,
+        ModelsCmd::List { json } => list_cmd(cfg, json).await,
+        ModelsCmd::Activate { version, force } => activate_cmd(cfg, &version, force).await,
+        ModelsCmd::Report { version, out, json } => report_cmd(cfg, &version, out, json).await,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The registry body.
+// ---------------------------------------------------------------------------------------------------------
+
+/// Everything a registry version records. Stored as the version's JSON body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionBody {
+    /// Where the data came from: `transactions`, `summary` or `store`.
+    pub source: String,
+    pub unit: TimeUnit,
+    /// The last calibration day (`YYYY-MM-DD`); absent for summary input.
+    pub calibration_end: Option<String>,
+    /// The last day of the data (`YYYY-MM-DD`); after `calibration_end` when there is a holdout.
+    pub observation_end: Option<String>,
+    /// SHA-256 of the sorted per-customer summary rows: equal digests mean equal training data.
+    pub data_digest: String,
+    pub customers: usize,
+    pub repeat_buyers: usize,
+    pub penalizer: f64,
+    pub fits: Fits,
+    pub holdout: Option<HoldoutComparison>,
+    pub tracking: Option<Tracking>,
+    pub sufficiency: Sufficiency,
+    /// The family the scorer uses.
+    pub selected: String,
+    /// Why that family was selected.
+    pub selected_because: String,
+    /// What the live scorer loads.
+    pub scorer: BtydModel,
+}
+
+/// Every fit report, and why a family could not be fitted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Fits {
+    pub bgnbd: Option<FitReport<BgNbd>>,
+    pub mbgnbd: Option<FitReport<MbgNbd>>,
+    pub pareto_nbd: Option<FitReport<ParetoNbd>>,
+    pub gamma_gamma: Option<FitReport<GammaGamma>>,
+    #[serde(default)]
+    pub failures: BTreeMap<String, String>,
+}
+
+impl Fits {
+    /// The log-likelihood, convergence and plausibility of a count family, when it was fitted.
+    fn status(&self, family: &str) -> Option<FitStatus> {
+        let of = |ll: f64, converged: bool, params: &[f64]| FitStatus {
+            loglik: ll,
+            converged,
+            plausible: ll.is_finite() && params.iter().all(|p| p.is_finite() && (1e-8..=1e8).contains(p)),
+        };
+        match family {
+            "bgnbd" => self
+                .bgnbd
+                .as_ref()
+                .map(|f| of(f.loglik, f.converged, &[f.params.r, f.params.alpha, f.params.a, f.params.b])),
+            "mbgnbd" => self
+                .mbgnbd
+                .as_ref()
+                .map(|f| of(f.loglik, f.converged, &[f.params.r, f.params.alpha, f.params.a, f.params.b])),
+            "pareto_nbd" => self
+                .pareto_nbd
+                .as_ref()
+                .map(|f| of(f.loglik, f.converged, &[f.params.r, f.params.alpha, f.params.s, f.params.beta])),
+            _ => None,
+        }
+    }
+
+    fn count_params(&self, family: &str) -> Option<CountModelParams> {
+        match family {
+            "bgnbd" => self.bgnbd.as_ref().map(|f| CountModelParams::Bgnbd(f.params)),
+            "mbgnbd" => self.mbgnbd.as_ref().map(|f| CountModelParams::Mbgnbd(f.params)),
+            "pareto_nbd" => self.pareto_nbd.as_ref().map(|f| CountModelParams::ParetoNbd(f.params)),
+            _ => None,
+        }
+    }
+}
+
+/// How trustworthy one fit is.
+#[derive(Debug, Clone, Copy)]
+struct FitStatus {
+    loglik: f64,
+    converged: bool,
+    /// Every parameter within `[1e-8, 1e8]` and a finite log-likelihood; fits that run off to the edge of
+    /// the parameter space (tiny or degenerate data) are not.
+    plausible: bool,
+}
+
+impl FitStatus {
+    fn trusted(&self) -> bool {
+        self.converged && self.plausible
+    }
+}
+
+/// The weekly cumulative repeat-transaction series, actual against each family's prediction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tracking {
+    pub step_days: i32,
+    /// The earliest first purchase; period `k` ends `k * step_days` after it.
+    pub start_day: i32,
+    pub calibration_end_day: i32,
+    pub series: BTreeMap<String, Vec<TrackingPoint>>,
+}
+
+/// The outcome of the data-sufficiency gate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sufficiency {
+    pub ok: bool,
+    pub reason: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Data sources.
+// ---------------------------------------------------------------------------------------------------------
+
+/// Customer histories, either as transactions (customers numbered densely) or already summarised.
+struct Dataset {
+    source: &'static str,
+    /// Customer keys, indexed by the dense number used in `transactions` and summaries.
+    names: Vec<String>,
+    data: Data,
+}
+
+enum Data {
+    Transactions(Vec<Transaction>),
+    Summary(Vec<CustomerSummary>),
+}
+
+impl Dataset {
+    fn from_history_file(path: &Path, format: HistoryFormat) -> anyhow::Result<Dataset> {
+        let usd = Currency::parse("USD").expect("USD is a currency code");
+        let rows = parse_history(path, format, usd)?;
+        let mut names: Vec<String> = rows.iter().map(|r| r.customer.to_string()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let transactions = rows
+            .iter()
+            .map(|r| {
+                let key = r.customer.to_string();
+                let customer = names.binary_search(&key).expect("every customer is named") as u64;
+                Transaction {
+                    customer,
+                    day: r.day,
+                    amount: rust_decimal::prelude::ToPrimitive::to_f64(&r.amount).unwrap_or(0.0),
+                }
+            })
+            .collect();
+        Ok(Dataset { source: "transactions", names, data: Data::Transactions(transactions) })
+    }
+
+    fn from_summary_file(path: &Path, unit: TimeUnit) -> anyhow::Result<Dataset> {
+        let (names, rows) = read_summary(path, unit)?;
+        Ok(Dataset { source: "summary", names, data: Data::Summary(rows) })
+    }
+
+    async fn from_store(store: &dyn Store) -> anyhow::Result<Dataset> {
+        let mut names = Vec::new();
+        let mut transactions = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.scan_states(after.clone(), SCAN_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.customer.clone());
+            for s in &page {
+                let state: CustomerState = serde_json::from_str(&s.state_json)
+                    .with_context(|| format!("the stored state of {} is unreadable", s.customer))?;
+                let days = state.purchase_days();
+                if days.is_empty() {
+                    continue;
+                }
+                let customer = names.len() as u64;
+                names.push(s.customer.to_string());
+                transactions.extend(days.into_iter().map(|(day, amount)| Transaction {
+                    customer,
+                    day,
+                    amount,
+                }));
+            }
+            if page.len() < SCAN_PAGE {
+                break;
+            }
+        }
+        Ok(Dataset { source: "store", names, data: Data::Transactions(transactions) })
+    }
+
+    async fn load(
+        store: &dyn Store,
+        transactions: Option<&Path>,
+        format: HistoryFormat,
+        summary: Option<&Path>,
+        unit: TimeUnit,
+    ) -> anyhow::Result<Dataset> {
+        let ds = match (transactions, summary) {
+            (Some(path), _) => {
+                let path = path.to_path_buf();
+                tokio::task::spawn_blocking(move || Dataset::from_history_file(&path, format)).await??
+            }
+            (None, Some(path)) => {
+                let path = path.to_path_buf();
+                tokio::task::spawn_blocking(move || Dataset::from_summary_file(&path, unit)).await??
+            }
+            (None, None) => Dataset::from_store(store).await?,
+        };
+        if ds.names.is_empty() {
+            bail!(match ds.source {
+                "store" =>
+                    "the store has no customers with orders yet; import history with `nudge import` first",
+                _ => "the input holds no customers",
+            });
+        }
+        Ok(ds)
+    }
+}
+
+/// Reads a per-customer summary CSV. Every bad row is reported with its line number.
+fn read_summary(path: &Path, unit: TimeUnit) -> anyhow::Result<(Vec<String>, Vec<CustomerSummary>)> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_path(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let headers: Vec<String> = rdr
+        .headers()
+        .with_context(|| format!("cannot read the header of {}", path.display()))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_string())
+        .collect();
+    let find =
+        |names: &[&str]| names.iter().find_map(|n| headers.iter().position(|h| h.eq_ignore_ascii_case(n)));
+    let missing = |what: &str| {
+        anyhow!(
+            "{}: the header has no {what} column (expected id,frequency,recency,T[,monetary_value] or id,x,t_x,T[,zbar])",
+            path.display()
+        )
+    };
+    let c_x = find(&["frequency", "x"]).ok_or_else(|| missing("`frequency` (or `x`)"))?;
+    let c_tx = find(&["recency", "t_x"]).ok_or_else(|| missing("`recency` (or `t_x`)"))?;
+    let c_t = headers.iter().position(|h| h == "T").or_else(|| find(&["t"])).ok_or_else(|| missing("`T`"))?;
+    let c_m = find(&["monetary_value", "zbar"]);
+    let mut names = Vec::new();
+    let mut rows = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    for rec in rdr.records() {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                errors.push(format!("line {line}: unreadable row: {e}"));
+                continue;
+            }
+        };
+        let line = rec.position().map_or(0, |p| p.line());
+        let get = |i: usize| rec.get(i).unwrap_or("");
+        let num = |i: usize, what: &str| -> Result<f64, String> {
+            let s = get(i);
+            match s.parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+                _ => Err(format!("{what} `{s}` is not a number of at least 0")),
+            }
+        };
+        let row = (|| {
+            let id = get(0);
+            if id.is_empty() {
+                return Err("missing customer id".to_string());
+            }
+            let x = get(c_x);
+            let frequency: u32 = x.parse().map_err(|_| format!("frequency `{x}` is not a whole number"))?;
+            let recency = num(c_tx, "recency")?;
+            let t = num(c_t, "T")?;
+            if recency > t {
+                return Err(format!("recency {recency} is greater than T {t}"));
+            }
+            if frequency == 0 && recency != 0.0 {
+                return Err(format!("recency is {recency} but frequency is 0 (recency must be 0 then)"));
+            }
+            let monetary_value = match c_m {
+                Some(i) if !get(i).is_empty() => num(i, "monetary_value")?,
+                _ => 0.0,
+            };
+            Ok((id.to_string(), frequency, recency, t, monetary_value))
+        })();
+        match row {
+            Ok((id, frequency, recency, t, monetary_value)) => {
+                rows.push(CustomerSummary {
+                    customer: names.len() as u64,
+                    first_day: 0,
+                    frequency,
+                    recency,
+                    t,
+                    monetary_value,
+                    frequency_holdout: 0,
+                    monetary_value_holdout: 0.0,
+                    duration_holdout: 0.0,
+                    unit,
+                });
+                names.push(id);
+            }
+            Err(m) => errors.push(format!("line {line}: {m}")),
+        }
+        if errors.len() >= crate::import::MAX_REPORTED_ERRORS {
+            break;
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}: bad rows:\n  {}", path.display(), errors.join("\n  "));
+    }
+    Ok((names, rows))
+}
+
+/// The summaries a fit or a scoring run works on, with their window.
+struct Window {
+    summaries: Vec<CustomerSummary>,
+    calibration_end: Option<i32>,
+    observation_end: Option<i32>,
+}
+
+impl Window {
+    fn has_holdout(&self) -> bool {
+        matches!((self.calibration_end, self.observation_end), (Some(c), Some(o)) if o > c)
+    }
+}
+
+/// Summarises a dataset: calibration up to `calibration_end` (default: the last day of the data), holdout
+/// from there to the last day.
+fn window(ds: &Dataset, unit: TimeUnit, calibration_end: Option<i32>) -> anyhow::Result<Window> {
+    match &ds.data {
+        Data::Summary(rows) => {
+            if calibration_end.is_some() {
+                bail!("--calibration-end needs transactions; a summary file has no dates");
+            }
+            Ok(Window { summaries: rows.clone(), calibration_end: None, observation_end: None })
+        }
+        Data::Transactions(tx) => {
+            let last =
+                tx.iter().map(|t| t.day).max().ok_or_else(|| anyhow!("the input holds no transactions"))?;
+            let first = tx.iter().map(|t| t.day).min().unwrap_or(last);
+            let cal = calibration_end.unwrap_or(last);
+            if cal < first {
+                bail!(
+                    "the calibration end {} is before the first purchase in the data ({})",
+                    day_to_date(cal),
+                    day_to_date(first)
+                );
+            }
+            let obs = last.max(cal);
+            let summaries = summarize(tx, cal, Some(obs), unit)?;
+            Ok(Window { summaries, calibration_end: Some(cal), observation_end: Some(obs) })
+        }
+    }
+}
+
+/// SHA-256 over the sorted per-customer summary rows (customer keys left out, so equal histories give
+/// equal digests whatever the ids).
+fn data_digest(summaries: &[CustomerSummary]) -> String {
+    let mut rows: Vec<(u32, u64, u64, u64, u32, u64)> = summaries
+        .iter()
+        .map(|s| {
+            (
+                s.frequency,
+                s.recency.to_bits(),
+                s.t.to_bits(),
+                s.monetary_value.to_bits(),
+                s.frequency_holdout,
+                s.duration_holdout.to_bits(),
+            )
+        })
+        .collect();
+    rows.sort_unstable();
+    let mut h = Sha256::new();
+    for r in rows {
+        h.update(r.0.to_le_bytes());
+        h.update(r.1.to_le_bytes());
+        h.update(r.2.to_le_bytes());
+        h.update(r.3.to_le_bytes());
+        h.update(r.4.to_le_bytes());
+        h.update(r.5.to_le_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Fitting.
+// ---------------------------------------------------------------------------------------------------------
+
+/// Everything a fit produced, before it has a version id.
+struct Fitted {
+    source: &'static str,
+    unit: TimeUnit,
+    calibration_end: Option<i32>,
+    observation_end: Option<i32>,
+    digest: String,
+    customers: usize,
+    repeat_buyers: usize,
+    penalizer: f64,
+    fits: Fits,
+    holdout: Option<HoldoutComparison>,
+    tracking: Option<Tracking>,
+    sufficiency: Sufficiency,
+    selected: String,
+    selected_because: String,
+}
+
+impl Fitted {
+    fn into_body(self, version: &str) -> anyhow::Result<VersionBody> {
+        let count = self
+            .fits
+            .count_params(&self.selected)
+            .ok_or_else(|| anyhow!("the selected family {} has no fit", self.selected))?;
+        let spend = self.fits.gamma_gamma.as_ref().map(|f| f.params);
+        let scorer = BtydModel {
+            version: version.to_string(),
+            unit: self.unit,
+            count,
+            spend,
+            clv: ClvSettings { months: 12, monthly_discount_rate: 0.01, unit: self.unit },
+        };
+        Ok(VersionBody {
+            source: self.source.to_string(),
+            unit: self.unit,
+            calibration_end: self.calibration_end.map(|d| day_to_date(d).to_string()),
+            observation_end: self.observation_end.map(|d| day_to_date(d).to_string()),
+            data_digest: self.digest,
+            customers: self.customers,
+            repeat_buyers: self.repeat_buyers,
+            penalizer: self.penalizer,
+            fits: self.fits,
+            holdout: self.holdout,
+            tracking: self.tracking,
+            sufficiency: self.sufficiency,
+            selected: self.selected,
+            selected_because: self.selected_because,
+            scorer,
+        })
+    }
+}
+
+/// Fits every family on a dataset. CPU-bound: run it off the async runtime.
+fn fit_dataset(
+    ds: &Dataset,
+    unit: TimeUnit,
+    calibration_end: Option<i32>,
+    penalizer: f64,
+    families: &[FamilyArg],
+) -> anyhow::Result<Fitted> {
+    if !(penalizer.is_finite() && penalizer >= 0.0) {
+        bail!("--penalizer must be a number of at least 0");
+    }
+    let w = window(ds, unit, calibration_end)?;
+    if w.summaries.is_empty() {
+        bail!("no customer made a first purchase on or before the calibration end");
+    }
+    let opts = FitOptions { penalizer_coef: penalizer, ..FitOptions::default() };
+    let data: Vec<Rfm> = w.summaries.iter().map(Rfm::from).collect();
+    let spends: Vec<Spend> = w
+        .summaries
+        .iter()
+        .filter(|s| s.frequency > 0 && s.monetary_value > 0.0)
+        .map(|s| Spend { x: s.frequency, mean: s.monetary_value })
+        .collect();
+
+    // The four fits are independent; run them side by side.
+    let wanted = |f: FamilyArg| families.contains(&f);
+    let (data, opts) = (&data, &opts);
+    let (bg, mbg, pareto, gg) = std::thread::scope(|scope| {
+        let bg =
+            scope.spawn(move || if wanted(FamilyArg::Bgnbd) { BgNbd::fit(data, opts) } else { skipped() });
+        let mbg =
+            scope.spawn(move || if wanted(FamilyArg::Mbgnbd) { MbgNbd::fit(data, opts) } else { skipped() });
+        let pareto = scope
+            .spawn(move || if wanted(FamilyArg::ParetoNbd) { ParetoNbd::fit(data, opts) } else { skipped() });
+        let gg = if spends.is_empty() {
+            Err(nudge_models::Error::NoData("no repeat buyers with a positive spend".into()))
+        } else {
+            GammaGamma::fit(&spends, opts)
+        };
+        (join(bg), join(mbg), join(pareto), gg)
+    });
+    let mut failures = BTreeMap::new();
+    let fits = Fits {
+        bgnbd: keep(&mut failures, "bgnbd", bg),
+        mbgnbd: keep(&mut failures, "mbgnbd", mbg),
+        pareto_nbd: keep(&mut failures, "pareto_nbd", pareto),
+        gamma_gamma: keep(&mut failures, "gamma_gamma", gg),
+        failures,
+    };
+    if FAMILIES.iter().all(|f| fits.status(f).is_none()) {
+        bail!(
+            "no transaction model could be fitted: {}",
+            fits.failures.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("; ")
+        );
+    }
+
+    let (holdout, tracking) = if w.has_holdout() {
+        let Data::Transactions(tx) = &ds.data else { unreachable!("a holdout needs transactions") };
+        let (cal, obs) = (w.calibration_end.unwrap_or_default(), w.observation_end.unwrap_or_default());
+        let (h, t) = holdout_and_tracking(&fits, &w.summaries, tx, cal, obs);
+        (Some(h), Some(t))
+    } else {
+        (None, None)
+    };
+
+    let (selected, selected_because) = select_family(&fits, holdout.as_ref());
+    let sufficiency = match check_sufficiency(&w.summaries, &Requirements::default()) {
+        Ok(()) => Sufficiency { ok: true, reason: None },
+        Err(e) => Sufficiency { ok: false, reason: Some(e.reason) },
+    };
+    Ok(Fitted {
+        source: ds.source,
+        unit,
+        calibration_end: w.calibration_end,
+        observation_end: w.observation_end,
+        digest: data_digest(&w.summaries),
+        customers: w.summaries.len(),
+        repeat_buyers: w.summaries.iter().filter(|s| s.frequency > 0).count(),
+        penalizer,
+        fits,
+        holdout,
+        tracking,
+        sufficiency,
+        selected,
+        selected_because,
+    })
+}
+
+/// Waits for a fit thread; a panic in a fit is a bug and is passed on.
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    match h.join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// The outcome recorded for a family left out with `--families`.
+fn skipped<T>() -> nudge_models::Result<T> {
+    Err(nudge_models::Error::NoData("not requested (see --families)".into()))
+}
+
+/// Keeps a successful fit, or records why it failed.
+fn keep<T>(failures: &mut BTreeMap<String, String>, name: &str, r: nudge_models::Result<T>) -> Option<T> {
+    match r {
+        Ok(f) => Some(f),
+        Err(e) => {
+            failures.insert(name.to_string(), e.to_string());
+            None
+        }
+    }
+}
+
+/// Scores every fitted family on the holdout period and builds the weekly tracking series.
+fn holdout_and_tracking(
+    fits: &Fits,
+    summaries: &[CustomerSummary],
+    tx: &[Transaction],
+    calibration_end: i32,
+    observation_end: i32,
+) -> (HoldoutComparison, Tracking) {
+    let mut models: Vec<ModelHoldout> = Vec::new();
+    let mut series = BTreeMap::new();
+    if let Some(f) = &fits.bgnbd {
+        let p = f.params;
+        models.push(evaluate_holdout(&p, vec![p.r, p.alpha, p.a, p.b], f.loglik, f.converged, summaries));
+        series.insert("bgnbd".to_string(), tracking_series(&p, tx, summaries, observation_end, 7));
+    }
+    if let Some(f) = &fits.mbgnbd {
+        let p = f.params;
+        models.push(evaluate_holdout(&p, vec![p.r, p.alpha, p.a, p.b], f.loglik, f.converged, summaries));
+        series.insert("mbgnbd".to_string(), tracking_series(&p, tx, summaries, observation_end, 7));
+    }
+    if let Some(f) = &fits.pareto_nbd {
+        let p = f.params;
+        models.push(evaluate_holdout(&p, vec![p.r, p.alpha, p.s, p.beta], f.loglik, f.converged, summaries));
+        series.insert("pareto_nbd".to_string(), tracking_series(&p, tx, summaries, observation_end, 7));
+    }
+    let best =
+        models.iter().min_by(|a, b| a.mae.total_cmp(&b.mae)).map(|m| m.model.clone()).unwrap_or_default();
+    let start_day = summaries.iter().map(|s| s.first_day).min().unwrap_or(calibration_end);
+    (
+        HoldoutComparison { models, best },
+        Tracking { step_days: 7, start_day, calibration_end_day: calibration_end, series },
+    )
+}
+
+/// The family the scorer uses: the best on the holdout when there is one (and its fit is plausible),
+/// else the highest log-likelihood among converged, plausible fits, falling back to plausible fits and
+/// then to any fit.
+fn select_family(fits: &Fits, holdout: Option<&HoldoutComparison>) -> (String, String) {
+    if let Some(h) = holdout
+        && let Some(m) = h.models.iter().find(|m| m.model == h.best)
+        && fits.status(&h.best).is_some_and(|s| s.plausible)
+    {
+        return (h.best.clone(), format!("lowest holdout mean absolute error ({:.4})", m.mae));
+    }
+    let candidates: Vec<(&str, FitStatus)> =
+        FAMILIES.iter().filter_map(|f| fits.status(f).map(|s| (*f, s))).collect();
+    // Tiers, most trusted first: converged and plausible, plausible, anything.
+    let tiers = [
+        (2, "highest log-likelihood among converged fits"),
+        (1, "highest log-likelihood; no fit met the convergence test"),
+        (0, "highest log-likelihood; every fit is degenerate, the data is too thin for these models"),
+    ];
+    let rank = |s: &FitStatus| if s.trusted() { 2 } else { u8::from(s.plausible) };
+    for (min_rank, why) in tiers {
+        if let Some((name, _)) = candidates
+            .iter()
+            .filter(|(_, s)| rank(s) >= min_rank)
+            .max_by(|a, b| a.1.loglik.total_cmp(&b.1.loglik))
+        {
+            return (name.to_string(), why.to_string());
+        }
+    }
+    (String::new(), "no fit".to_string())
+}
+
+/// Saves a fit as a new, inactive registry version and returns its id and body.
+async fn save_version(store: &dyn Store, fitted: Fitted) -> anyhow::Result<(String, VersionBody)> {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp =
+        now.format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))?;
+    let base = format!("v{stamp}-{}", &fitted.digest[..8]);
+    let existing: std::collections::HashSet<String> =
+        store.model_versions().await?.into_iter().map(|v| v.id).collect();
+    let mut id = base.clone();
+    let mut n = 2;
+    while existing.contains(&id) {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    let family = fitted.selected.clone();
+    let body = fitted.into_body(&id)?;
+    store
+        .save_model_version(ModelVersion {
+            id: id.clone(),
+            family,
+            created_at_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
+            active: false,
+            body: serde_json::to_value(&body)?,
+        })
+        .await?;
+    Ok((id, body))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// `models fit`.
+// ---------------------------------------------------------------------------------------------------------
+
+async fn fit_cmd(cfg: &Config, args: FitArgs) -> anyhow::Result<()> {
+    let unit: TimeUnit = args.unit.into();
+    let needs_store = !args.no_save || (args.transactions.is_none() && args.summary.is_none());
+    let store = if needs_store { Some(crate::app::open_store(cfg)?) } else { None };
+    let ds = match (&args.transactions, &args.summary, &store) {
+        (Some(path), _, _) => {
+            let (path, format) = (path.clone(), args.format);
+            tokio::task::spawn_blocking(move || Dataset::from_history_file(&path, format)).await??
+        }
+        (None, Some(path), _) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || Dataset::from_summary_file(&path, unit)).await??
+        }
+        (None, None, Some(store)) => Dataset::from_store(&**store).await?,
+        (None, None, None) => unreachable!("the store is opened when it is the data source"),
+    };
+    if ds.names.is_empty() {
+        bail!(match ds.source {
+            "store" => "the store has no customers with orders yet; import history with `nudge import` first",
+            _ => "the input holds no customers",
+        });
+    }
+    eprintln!(
+        "fitting BG/NBD, MBG/NBD, Pareto/NBD and Gamma-Gamma on {} customers ({})…",
+        ds.names.len(),
+        ds.source
+    );
+    let calibration_end = args.calibration_end.map(date_to_day);
+    let penalizer = args.penalizer;
+    let families = args.families.clone();
+    let fitted =
+        tokio::task::spawn_blocking(move || fit_dataset(&ds, unit, calibration_end, penalizer, &families))
+            .await??;
+
+    let (version, body) = match &store {
+        Some(store) if !args.no_save => {
+            let (id, body) = save_version(&**store, fitted).await?;
+            (Some(id), body)
+        }
+        _ => (None, fitted.into_body("unsaved")?),
+    };
+    let mut activated = false;
+    let mut refused = None;
+    if let (true, Some(id), Some(store)) = (args.activate, &version, &store) {
+        match activation_blocker(&serde_json::to_value(&body)?, &body.selected) {
+            Some(why) if !args.force => {
+                refused = Some(format!(
+                    "version {id} was saved but not activated: {why}; pass --force to activate it anyway"
+                ));
+            }
+            _ => {
+                store.activate_model_version(id).await?;
+                activated = true;
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&fit_json(&body, version.as_deref(), activated))?);
+    } else {
+        print_fit(&body, version.as_deref(), activated);
+    }
+    match refused {
+        Some(message) => Err(anyhow!(message)),
+        None => Ok(()),
+    }
+}
+
+/// The `--json` object of `models fit`: the contract keys plus the registry details.
+fn fit_json(body: &VersionBody, version: Option<&str>, activated: bool) -> Value {
+    let f = &body.fits;
+    json!({
+        "bgnbd": f.bgnbd.as_ref().map(|f| json!({
+            "r": f.params.r, "alpha": f.params.alpha, "a": f.params.a, "b": f.params.b,
+            "loglik": f.loglik, "converged": f.converged, "iterations": f.iterations,
+        })),
+        "mbgnbd": f.mbgnbd.as_ref().map(|f| json!({
+            "r": f.params.r, "alpha": f.params.alpha, "a": f.params.a, "b": f.params.b,
+            "loglik": f.loglik, "converged": f.converged, "iterations": f.iterations,
+        })),
+        "pareto_nbd": f.pareto_nbd.as_ref().map(|f| json!({
+            "r": f.params.r, "alpha": f.params.alpha, "s": f.params.s, "beta": f.params.beta,
+            "loglik": f.loglik, "converged": f.converged, "iterations": f.iterations,
+        })),
+        "gamma_gamma": f.gamma_gamma.as_ref().map(|f| json!({
+            "p": f.params.p, "q": f.params.q, "v": f.params.v,
+            "loglik": f.loglik, "converged": f.converged, "iterations": f.iterations,
+        })),
+        "customers": body.customers,
+        "repeat_buyers": body.repeat_buyers,
+        "version": version,
+        "activated": activated,
+        "selected": body.selected,
+        "selected_because": body.selected_because,
+        "unit": body.unit,
+        "source": body.source,
+        "calibration_end": body.calibration_end,
+        "observation_end": body.observation_end,
+        "data_digest": body.data_digest,
+        "sufficiency": body.sufficiency,
+        "failures": f.failures,
+        "holdout": body.holdout.as_ref().map(|h| json!({
+            "best": h.best,
+            "models": h.models.iter().map(|m| json!({
+                "model": m.model, "predicted_total": m.predicted_total, "actual_total": m.actual_total,
+                "mae": m.mae, "rmse": m.rmse,
+            })).collect::<Vec<_>>(),
+        })),
+    })
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// A parameter for the table: four decimals, or scientific notation when that would hide it.
+fn fp(v: f64) -> String {
+    if v != 0.0 && !(1e-3..1e6).contains(&v.abs()) { format!("{v:.3e}") } else { format!("{v:.4}") }
+}
+
+fn unit_name(u: TimeUnit) -> &'static str {
+    match u {
+        TimeUnit::D => "days",
+        TimeUnit::W => "weeks",
+        TimeUnit::M => "months",
+    }
+}
+
+/// The readable form of a fit.
+fn print_fit(body: &VersionBody, version: Option<&str>, activated: bool) {
+    let f = &body.fits;
+    println!(
+        "data: {} customers ({} repeat buyers) from {}, time in {}",
+        body.customers,
+        body.repeat_buyers,
+        body.source,
+        unit_name(body.unit)
+    );
+    if let Some(cal) = &body.calibration_end {
+        match (&body.observation_end, &body.holdout) {
+            (Some(obs), Some(_)) => println!("calibration up to {cal}, holdout to {obs}"),
+            _ => println!("calibration up to {cal} (no holdout)"),
+        }
+    }
+    println!();
+    println!("{:<12} {:<46} {:>12} {:>6} {:>10}", "model", "parameters", "log-lik", "iters", "converged");
+    let row = |name: &str, params: String, ll: f64, it: usize, conv: bool| {
+        println!("{name:<12} {params:<46} {ll:>12.2} {it:>6} {:>10}", yes_no(conv));
+    };
+    if let Some(x) = &f.bgnbd {
+        let p = x.params;
+        let s = format!("r={} alpha={} a={} b={}", fp(p.r), fp(p.alpha), fp(p.a), fp(p.b));
+        row("bgnbd", s, x.loglik, x.iterations, x.converged);
+    }
+    if let Some(x) = &f.mbgnbd {
+        let p = x.params;
+        let s = format!("r={} alpha={} a={} b={}", fp(p.r), fp(p.alpha), fp(p.a), fp(p.b));
+        row("mbgnbd", s, x.loglik, x.iterations, x.converged);
+    }
+    if let Some(x) = &f.pareto_nbd {
+        let p = x.params;
+        let s = format!("r={} alpha={} s={} beta={}", fp(p.r), fp(p.alpha), fp(p.s), fp(p.beta));
+        row("pareto_nbd", s, x.loglik, x.iterations, x.converged);
+    }
+    if let Some(x) = &f.gamma_gamma {
+        let p = x.params;
+        let s = format!("p={} q={} v={}", fp(p.p), fp(p.q), fp(p.v));
+        row("gamma_gamma", s, x.loglik, x.iterations, x.converged);
+    }
+    for (name, why) in &f.failures {
+        println!("{name:<12} not fitted: {why}");
+    }
+    if let Some(h) = &body.holdout {
+        println!();
+        print_holdout_totals(h);
+    }
+    println!();
+    println!("selected: {} ({})", body.selected, body.selected_because);
+    match (&body.sufficiency.ok, &body.sufficiency.reason) {
+        (true, _) => println!("sufficiency: ok"),
+        (false, reason) => {
+            println!("sufficiency: NOT met: {}", reason.as_deref().unwrap_or("insufficient data"))
+        }
+    }
+    match version {
+        Some(id) if activated => println!("version: {id} (saved and active)"),
+        Some(id) => println!("version: {id} (saved, inactive; `nudge models activate {id}` makes it live)"),
+        None => println!("version: not saved"),
+    }
+}
+
+fn print_holdout_totals(h: &HoldoutComparison) {
+    println!(
+        "{:<12} {:>12} {:>10} {:>9} {:>9} {:>9}",
+        "holdout", "predicted", "actual", "error", "MAE", "RMSE"
+    );
+    for m in &h.models {
+        let err =
+            if m.actual_total > 0.0 { 100.0 * (m.predicted_total / m.actual_total - 1.0) } else { f64::NAN };
+        println!(
+            "{:<12} {:>12.1} {:>10.0} {:>8.1}% {:>9.4} {:>9.4}{}",
+            m.model,
+            m.predicted_total,
+            m.actual_total,
+            err,
+            m.mae,
+            m.rmse,
+            if m.model == h.best { "  (best)" } else { "" }
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// `models score`.
+// ---------------------------------------------------------------------------------------------------------
+
+/// One customer's predictions, as written by `models score`.
+#[derive(Debug, Clone, Serialize)]
+struct ScoreRow {
+    customer_id: String,
+    frequency: u32,
+    recency: f64,
+    #[serde(rename = "T")]
+    t: f64,
+    monetary_value: f64,
+    p_alive: f64,
+    churn_risk: f64,
+    expected_purchases_90d: f64,
+    expected_spend: f64,
+    clv: f64,
+    days_to_next_order: Option<f64>,
+}
+
+fn round6(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}
+
+/// Predictions for every summarised customer. `aov[i]` is the average order value of `summaries[i]`,
+/// used for spend when the version has no Gamma-Gamma model.
+fn predict<M: TransactionModel>(
+    m: &M,
+    spend: Option<&GammaGamma>,
+    summaries: &[CustomerSummary],
+    names: &[String],
+    aov: &[f64],
+    settings: &ClvSettings,
+) -> Vec<ScoreRow> {
+    let data: Vec<Rfm> = summaries.iter().map(Rfm::from).collect();
+    let unit_days = settings.unit.days();
+    let horizon = f64::from(settings.months) * settings.unit.units_per_month();
+    let clv: Vec<f64> = match spend {
+        Some(gg) => {
+            let means: Vec<f64> = summaries.iter().map(|s| s.monetary_value).collect();
+            customer_lifetime_values(m, gg, &data, &means, settings)
+        }
+        None => data.iter().zip(aov).map(|(c, a)| a * m.conditional_expected_purchases(horizon, c)).collect(),
+    };
+    summaries
+        .iter()
+        .zip(&data)
+        .zip(aov)
+        .zip(clv)
+        .map(|(((s, c), &a), clv)| ScoreRow {
+            customer_id: names[s.customer as usize].clone(),
+            frequency: s.frequency,
+            recency: round6(s.recency),
+            t: round6(s.t),
+            monetary_value: round6(s.monetary_value),
+            p_alive: round6(m.p_alive(c)),
+            churn_risk: round6(churn_risk(m, c)),
+            expected_purchases_90d: round6(m.conditional_expected_purchases(90.0 / unit_days, c)),
+            expected_spend: round6(match spend {
+                Some(gg) => gg.conditional_expected_spend(s.frequency, s.monetary_value),
+                None => a,
+            }),
+            clv: round6(clv),
+            days_to_next_order: expected_time_to_next_order(m, c, 0.05).map(|t| round6(t * unit_days)),
+        })
+        .collect()
+}
+
+/// Average order value per summarised customer: the mean amount per purchase day (the summary's
+/// monetary value for summary input).
+fn average_order_values(
+    ds: &Dataset,
+    summaries: &[CustomerSummary],
+    observation_end: Option<i32>,
+) -> Vec<f64> {
+    let Data::Transactions(tx) = &ds.data else {
+        return summaries.iter().map(|s| s.monetary_value).collect();
+    };
+    let end = observation_end.unwrap_or(i32::MAX);
+    let mut rows: Vec<(u64, i32, f64)> =
+        tx.iter().filter(|t| t.day <= end).map(|t| (t.customer, t.day, t.amount)).collect();
+    rows.sort_unstable_by_key(|r| (r.0, r.1));
+    let mut per_customer = vec![(0.0f64, 0u32); ds.names.len()];
+    let mut last: Option<(u64, i32)> = None;
+    for (c, d, a) in rows {
+        let e = &mut per_customer[c as usize];
+        e.0 += a;
+        if last != Some((c, d)) {
+            e.1 += 1;
+        }
+        last = Some((c, d));
+    }
+    summaries
+        .iter()
+        .map(|s| {
+            let (sum, days) = per_customer[s.customer as usize];
+            if days > 0 { sum / f64::from(days) } else { 0.0 }
+        })
+        .collect()
+}
+
+/// Writes predictions as CSV, or as JSON lines.
+fn write_scores(rows: &[ScoreRow], sink: Box<dyn Write>, jsonl: bool) -> std::io::Result<()> {
+    let mut sink = std::io::BufWriter::new(sink);
+    if jsonl {
+        for r in rows {
+            serde_json::to_writer(&mut sink, r)?;
+            sink.write_all(b"\n")?;
+        }
+    } else {
+        let mut w = csv::Writer::from_writer(&mut sink);
+        for r in rows {
+            w.serialize(r).map_err(csv_to_io)?;
+        }
+        w.flush()?;
+    }
+    sink.flush()
+}
+
+/// Keeps the I/O error inside a CSV error, so a closed pipe stays recognisable.
+fn csv_to_io(e: csv::Error) -> std::io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => io,
+        other => std::io::Error::other(format!("{other:?}")),
+    }
+}
+
+async fn score_cmd(cfg: &Config, args: ScoreArgs) -> anyhow::Result<()> {
+    if args.horizon_months == 0 {
+        bail!("--horizon-months must be at least 1");
+    }
+    if !(args.discount_rate.is_finite() && args.discount_rate >= 0.0) {
+        bail!("--discount-rate must be a number of at least 0 (0.01 = 1% a month)");
+    }
+    let store = crate::app::open_store(cfg)?;
+    let version = match &args.version {
+        Some(id) => find_version(&*store, id).await?,
+        None => store.active_model_version().await?.ok_or_else(|| {
+            anyhow!("no model version is active; activate one with `nudge models activate VERSION` or pass --version")
+        })?,
+    };
+    let model = scorer_of(&version)?;
+    let ds = Dataset::load(
+        &*store,
+        args.transactions.as_deref(),
+        args.format,
+        args.summary.as_deref(),
+        model.unit,
+    )
+    .await?;
+    let settings = ClvSettings {
+        months: args.horizon_months,
+        monthly_discount_rate: args.discount_rate,
+        unit: model.unit,
+    };
+    let rows = tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<ScoreRow>, Option<i32>)> {
+        let w = window(&ds, model.unit, None)?;
+        let aov = average_order_values(&ds, &w.summaries, w.observation_end);
+        let spend = model.spend.as_ref();
+        let rows = match &model.count {
+            CountModelParams::Bgnbd(m) => predict(m, spend, &w.summaries, &ds.names, &aov, &settings),
+            CountModelParams::Mbgnbd(m) => predict(m, spend, &w.summaries, &ds.names, &aov, &settings),
+            CountModelParams::ParetoNbd(m) => predict(m, spend, &w.summaries, &ds.names, &aov, &settings),
+        };
+        Ok((rows, w.observation_end))
+    })
+    .await??;
+    let (rows, as_of) = rows;
+    let sink: Box<dyn Write> = match &args.out {
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let jsonl =
+        args.out.as_ref().is_some_and(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("jsonl")));
+    match write_scores(&rows, sink, jsonl) {
+        // A reader that stops early (`| head`) is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        other => other.context("writing the predictions")?,
+    }
+    eprintln!(
+        "scored {} customers with version {} ({}){}{}",
+        rows.len(),
+        version.id,
+        version.family,
+        as_of.map(|d| format!(" as of {}", day_to_date(d))).unwrap_or_default(),
+        args.out.as_ref().map(|p| format!(" into {}", p.display())).unwrap_or_default()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// `models list`, `models activate`, `models report`.
+// ---------------------------------------------------------------------------------------------------------
+
+async fn find_version(store: &dyn Store, id: &str) -> anyhow::Result<ModelVersion> {
+    store
+        .model_versions()
+        .await?
+        .into_iter()
+        .find(|v| v.id == id)
+        .ok_or_else(|| anyhow!("model version `{id}` not found; `nudge models list` shows the versions"))
+}
+
+/// The scorer a version carries.
+fn scorer_of(v: &ModelVersion) -> anyhow::Result<BtydModel> {
+    let raw = v.body.get("scorer").ok_or_else(|| anyhow!("model version {} carries no scorer", v.id))?;
+    let mut model: BtydModel = serde_json::from_value(raw.clone())
+        .with_context(|| format!("the scorer of model version {} is unreadable", v.id))?;
+    model.version = v.id.clone();
+    Ok(model)
+}
+
+/// Why a version should not score live customers without `--force`: its data failed the sufficiency
+/// gate, or the fit of its family did not converge.
+fn activation_blocker(body: &Value, family: &str) -> Option<String> {
+    if body.pointer("/sufficiency/ok").and_then(Value::as_bool) == Some(false) {
+        let reason =
+            body.pointer("/sufficiency/reason").and_then(Value::as_str).unwrap_or("too little history");
+        return Some(format!("it was fitted on insufficient data ({reason})"));
+    }
+    if body.pointer(&format!("/fits/{family}/converged")).and_then(Value::as_bool) == Some(false) {
+        return Some(format!("its {family} fit did not converge"));
+    }
+    None
+}
+
+fn created_at(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z")).ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// The facts `models list` shows about a version, read leniently from its body.
+fn list_entry(v: &ModelVersion) -> Value {
+    let b = &v.body;
+    let converged = b.pointer(&format!("/fits/{}/converged", v.family)).and_then(Value::as_bool);
+    json!({
+        "id": v.id,
+        "family": v.family,
+        "created": created_at(v.created_at_ms),
+        "created_at_ms": v.created_at_ms,
+        "active": v.active,
+        "customers": b.get("customers").and_then(Value::as_u64),
+        "converged": converged,
+        "sufficiency": b.get("sufficiency").cloned().unwrap_or(Value::Null),
+        "holdout": b.get("holdout").is_some_and(|h| !h.is_null()),
+        "calibration_end": b.get("calibration_end").cloned().unwrap_or(Value::Null),
+        "data_digest": b.get("data_digest").cloned().unwrap_or(Value::Null),
+    })
+}
+
+async fn list_cmd(cfg: &Config, json_out: bool) -> anyhow::Result<()> {
+    let store = crate::app::open_store(cfg)?;
+    let versions = store.model_versions().await?;
+    let entries: Vec<Value> = versions.iter().map(list_entry).collect();
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    if entries.is_empty() {
+        println!("no model versions yet; `nudge models fit` creates one");
+        return Ok(());
+    }
+    println!(
+        "{:<32} {:<11} {:<21} {:<6} {:>9} {:>9} {:<7} sufficiency",
+        "id", "family", "created", "active", "customers", "converged", "holdout"
+    );
+    for e in &entries {
+        let text = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let suff = match e.pointer("/sufficiency/ok").and_then(Value::as_bool) {
+            Some(true) => "ok".to_string(),
+            Some(false) => format!(
+                "NOT met: {}",
+                e.pointer("/sufficiency/reason").and_then(Value::as_str).unwrap_or("insufficient data")
+            ),
+            None => "-".to_string(),
+        };
+        println!(
+            "{:<32} {:<11} {:<21} {:<6} {:>9} {:>9} {:<7} {}",
+            text("id"),
+            text("family"),
+            text("created"),
+            if e["active"].as_bool() == Some(true) { "*" } else { "" },
+            e["customers"].as_u64().map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            e["converged"].as_bool().map(yes_no).unwrap_or("-"),
+            yes_no(e["holdout"].as_bool() == Some(true)),
+            suff
+        );
+    }
+    Ok(())
+}
+
+async fn activate_cmd(cfg: &Config, id: &str, force: bool) -> anyhow::Result<()> {
+    let store = crate::app::open_store(cfg)?;
+    let v = find_version(&*store, id).await?;
+    scorer_of(&v)?;
+    if let Some(why) = activation_blocker(&v.body, &v.family)
+        && !force
+    {
+        bail!("model version {id} is not activated: {why}; pass --force to activate it anyway");
+    }
+    let previous = store.active_model_version().await?.map(|p| p.id);
+    if previous.as_deref() == Some(id) {
+        println!("model version {id} is already active");
+        return Ok(());
+    }
+    store.activate_model_version(id).await?;
+    match previous {
+        Some(p) => println!("active model version: {id} ({}), was {p}", v.family),
+        None => println!("active model version: {id} ({})", v.family),
+    }
+    println!("a running server scores with it from its next model reload or restart");
+    Ok(())
+}
+
+async fn report_cmd(cfg: &Config, id: &str, out: Option<PathBuf>, json_out: bool) -> anyhow::Result<()> {
+    let store = crate::app::open_store(cfg)?;
+    let v = find_version(&*store, id).await?;
+    let body: VersionBody = serde_json::from_value(v.body.clone()).with_context(|| {
+        format!("model version {id} has no fit report (it was not made by `nudge models fit`)")
+    })?;
+    let Some(holdout) = &body.holdout else {
+        bail!(
+            "model version {id} has no holdout period: it was fitted on all the data; refit with \
+             `nudge models fit --transactions FILE --calibration-end YYYY-MM-DD` (a date before the last purchase) \
+             to get a holdout report"
+        );
+    };
+    let svg_path = out.unwrap_or_else(|| PathBuf::from(format!("{id}.svg")));
+    if let Some(t) = &body.tracking {
+        std::fs::write(&svg_path, tracking_chart(id, t).render())
+            .with_context(|| format!("cannot write {}", svg_path.display()))?;
+    }
+    let written = body.tracking.as_ref().map(|_| svg_path.display().to_string());
+    if json_out {
+        let doc = json!({
+            "version": id,
+            "selected": body.selected,
+            "unit": body.unit,
+            "calibration_end": body.calibration_end,
+            "observation_end": body.observation_end,
+            "customers": body.customers,
+            "holdout": holdout,
+            "tracking": body.tracking,
+            "svg": written,
+        });
+        println!("{}", serde_json::to_string(&doc)?);
+        return Ok(());
+    }
+    println!("holdout report for model version {id} (selected: {})", body.selected);
+    println!(
+        "{} customers, calibration up to {}, holdout to {}",
+        body.customers,
+        body.calibration_end.as_deref().unwrap_or("?"),
+        body.observation_end.as_deref().unwrap_or("?")
+    );
+    println!();
+    print_holdout_totals(holdout);
+    println!();
+    println!(
+        "mean holdout purchases by calibration frequency (actual, then each model's conditional expectation):"
+    );
+    print!("{:<6} {:>9} {:>9}", "x", "customers", "actual");
+    for m in &holdout.models {
+        print!(" {:>11}", m.model);
+    }
+    println!();
+    let buckets = holdout.models.first().map(|m| m.by_frequency.len()).unwrap_or(0);
+    for i in 0..buckets {
+        let first = &holdout.models[0].by_frequency[i];
+        let label =
+            if i + 1 == buckets { format!("{}+", first.frequency) } else { first.frequency.to_string() };
+        print!("{label:<6} {:>9} {:>9.3}", first.customers, first.actual_mean);
+        for m in &holdout.models {
+            print!(" {:>11.3}", m.by_frequency[i].predicted_mean);
+        }
+        println!();
+    }
+    if let Some(path) = written {
+        println!();
+        println!("tracking plot (weekly cumulative repeat transactions): {path}");
+    }
+    Ok(())
+}
+
+/// The tracking plot: actual cumulative repeat transactions against each family's prediction, with the
+/// calibration end marked.
+fn tracking_chart(id: &str, t: &Tracking) -> svg::LineChart {
+    let step = f64::from(t.step_days.max(1));
+    let x_of = |day: i32| f64::from(day - t.start_day) / step;
+    let mut series = Vec::new();
+    if let Some(points) = t.series.values().next() {
+        series.push(svg::Series {
+            name: "actual".into(),
+            color: svg::PALETTE[0].into(),
+            dashed: false,
+            points: points.iter().map(|p| (x_of(p.end_day), p.actual)).collect(),
+        });
+    }
+    for (i, (name, points)) in t.series.iter().enumerate() {
+        series.push(svg::Series {
+            name: format!("{name} (predicted)"),
+            color: svg::PALETTE[(i + 1) % svg::PALETTE.len()].into(),
+            dashed: true,
+            points: points.iter().map(|p| (x_of(p.end_day), p.predicted)).collect(),
+        });
+    }
+    svg::LineChart {
+        title: format!("Cumulative repeat transactions, model version {id}"),
+        x_label: if t.step_days == 7 { "week".into() } else { format!("period of {} days", t.step_days) },
+        y_label: "cumulative repeat transactions".into(),
+        series,
+        markers: vec![svg::Marker {
+            x: x_of(t.calibration_end_day),
+            label: format!("calibration end {}", day_to_date(t.calibration_end_day)),
+        }],
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Server hooks.
+// ---------------------------------------------------------------------------------------------------------
+
+/// Makes the active registry version the pipeline's primary scorer (rules remain the fallback). With no
+/// active version, or one whose scorer cannot be read, scoring stays with the rules; the latter is logged.
+pub async fn load_active_scorer(store: &dyn Store, scoring: &Scoring, cfg: &Config) -> anyhow::Result<()> {
+    let Some(v) = store.active_model_version().await? else {
+        scoring.set_primary(None);
+        return Ok(());
+    };
+    match scorer_of(&v) {
+        Ok(model) => {
+            tracing::info!(version = %v.id, family = model.count.family(), "scoring with the active model version");
+            scoring.set_primary(Some(Arc::new(BtydScorer::new(model, cfg.segments.clone()))));
+        }
+        Err(e) => {
+            tracing::warn!(version = %v.id, error = %format!("{e:#}"), "the active model version cannot be loaded; scoring with rules");
+        }
+    }
+    Ok(())
+}
+
+/// The scheduled refit: when the store's customer states pass the sufficiency gate, fits on them (weeks,
+/// no holdout), saves a version unless the newest version was fitted on the same data, and activates it
+/// when the selected fit converged to a plausible optimum. Returns the id of the version it activated, if any, so the caller
+/// can reload the scorer with [`load_active_scorer`].
+pub async fn refit_from_store(store: &dyn Store, _cfg: &Config) -> anyhow::Result<Option<String>> {
+    let ds = Dataset::from_store(store).await?;
+    if ds.names.is_empty() {
+        tracing::info!("model refit skipped: no customers with orders yet");
+        return Ok(None);
+    }
+    // The gate is checked before fitting: thin data cannot be activated anyway, and fits on it can be slow.
+    let (ds, gate) = tokio::task::spawn_blocking(move || {
+        let gate = window(&ds, TimeUnit::W, None)
+            .map(|w| check_sufficiency(&w.summaries, &Requirements::default()).map_err(|e| e.reason));
+        (ds, gate)
+    })
+    .await?;
+    if let Err(reason) = gate? {
+        tracing::info!(reason = %reason, "model refit skipped: insufficient data");
+        return Ok(None);
+    }
+    let fitted =
+        tokio::task::spawn_blocking(move || fit_dataset(&ds, TimeUnit::W, None, 0.0, &FamilyArg::ALL))
+            .await??;
+    let newest = store.model_versions().await?.into_iter().next();
+    if let Some(n) = newest
+        && n.body.get("data_digest").and_then(Value::as_str) == Some(fitted.digest.as_str())
+    {
+        tracing::info!(version = %n.id, "model refit skipped: the data has not changed since the newest version");
+        return Ok(None);
+    }
+    let converged = fitted.fits.status(&fitted.selected).is_some_and(|s| s.trusted());
+    let (id, _) = save_version(store, fitted).await?;
+    if !converged {
+        tracing::warn!(version = %id, "model refit saved but not activated: the selected fit did not converge to a plausible optimum");
+        return Ok(None);
+    }
+    store.activate_model_version(&id).await?;
+    tracing::info!(version = %id, "model refit activated");
+    Ok(Some(id))
+}

@@ -1,0 +1,411 @@
+//! The processing worker: committed deliveries → canonical events → customer state → scores → decision →
+//! outbox, with the audit trail, committed atomically per batch.
+//!
+//! [`Pipeline::step`] processes one batch and is what tests drive; [`Pipeline::run`] loops it, woken by the
+//! ack path. Processing is deterministic given the stored state, so a crash between a batch's reads and its
+//! commit simply reprocesses the batch: nothing is half-applied and nothing is enqueued twice.
+
+use crate::telemetry;
+use nudge_ingest::{Normalized, Topic};
+use nudge_model::{
+    AuditRecord, AuditStage, CheckoutAbandoned, CustomerId, Event, ScoreSet, TerminalState, Timestamp,
+};
+use nudge_policy::{PolicyConfig, Verdict};
+use nudge_scoring::{RulesScorer, Scorer};
+use nudge_state::{Applied, CustomerState};
+use nudge_store::{
+    DeliveryStatus, NewOutboxItem, ProcessOutcome, Store, StoreError, StoredDelivery, StoredState, TimerSpec,
+};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+/// The scorers the pipeline uses: the active fitted model when there is one, rules otherwise.
+pub struct Scoring {
+    /// Replaced when a model version is activated; readers clone the `Arc` and never hold the lock long.
+    primary: RwLock<Option<Arc<dyn Scorer>>>,
+    rules: RulesScorer,
+}
+
+impl Scoring {
+    pub fn new(rules: RulesScorer) -> Self {
+        Scoring { primary: RwLock::new(None), rules }
+    }
+
+    pub fn set_primary(&self, scorer: Option<Arc<dyn Scorer>>) {
+        *self.primary.write().expect("scorer lock poisoned") = scorer;
+    }
+
+    /// Scores with the active model, falling back to rules when there is none or it fails; the second value
+    /// says why the fallback was used.
+    pub fn score(&self, state: &CustomerState, now: Timestamp) -> (ScoreSet, Option<String>) {
+        let primary = self.primary.read().expect("scorer lock poisoned").clone();
+        let fallback_reason = match primary {
+            Some(p) => match p.score(state, now) {
+                Ok(s) => return (s, None),
+                Err(e) => e.to_string(),
+            },
+            None => "no active model version".to_string(),
+        };
+        let set = self.rules.score(state, now).expect("the rules scorer is total");
+        (set, Some(fallback_reason))
+    }
+}
+
+pub struct Pipeline {
+    pub store: Arc<dyn Store>,
+    pub scoring: Arc<Scoring>,
+    pub policy: PolicyConfig,
+    /// Names of the configured destinations; each action is enqueued once per destination.
+    pub destinations: Vec<String>,
+    pub abandon_after: Duration,
+    pub batch_size: usize,
+}
+
+/// What a delivery's body turned into before state is touched.
+enum Prepared {
+    Events(Vec<Event>),
+    Ignored(String),
+    Quarantined(String),
+}
+
+impl Pipeline {
+    /// Processes one batch of pending deliveries; returns (deliveries processed, outbox items enqueued).
+    pub async fn step(&self) -> Result<(usize, usize), StoreError> {
+        let batch = self.store.pending_deliveries(self.batch_size).await?;
+        if batch.is_empty() {
+            return Ok((0, 0));
+        }
+        let mut prepared: Vec<(StoredDelivery, Prepared)> = batch
+            .into_iter()
+            .map(|d| {
+                let p = prepare(&d);
+                (d, p)
+            })
+            .collect();
+
+        // Resolve guest customers to known ones by email (the secondary key).
+        for (_, p) in prepared.iter_mut() {
+            if let Prepared::Events(events) = p {
+                for ev in events.iter_mut() {
+                    if let (Some(c), Some(email)) = (ev.customer(), event_email(ev))
+                        && c.local().starts_with("guest-")
+                        && let Some(known) = self.store.customer_by_email(email).await?
+                    {
+                        ev.set_customer(known);
+                    }
+                }
+            }
+        }
+
+        let mut ids: Vec<CustomerId> = prepared
+            .iter()
+            .filter_map(|(_, p)| match p {
+                Prepared::Events(evs) => Some(evs.iter().filter_map(|e| e.customer().cloned())),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let mut states: HashMap<CustomerId, CustomerState> = HashMap::new();
+        for s in self.store.load_states(&ids).await? {
+            let state: CustomerState = serde_json::from_str(&s.state_json)
+                .map_err(|e| StoreError::Corrupt(format!("state of {}: {e}", s.customer)))?;
+            states.insert(s.customer, state);
+        }
+
+        let now = time::OffsetDateTime::now_utc();
+        let mut outcomes = Vec::with_capacity(prepared.len());
+        let mut enqueued = 0;
+        for (d, p) in prepared {
+            let o = self.process_one(&d, p, &mut states, now);
+            enqueued += o.outbox.len();
+            outcomes.push(o);
+        }
+        // Every changed state is written once, with the last outcome of the batch that touched it.
+        let mut written = std::collections::HashSet::new();
+        for o in outcomes.iter_mut().rev() {
+            for c in std::mem::take(&mut o.states) {
+                if written.insert(c.customer.clone()) {
+                    let s = &states[&c.customer];
+                    o.states.push(StoredState {
+                        customer: c.customer,
+                        email: s.email.clone(),
+                        state_json: serde_json::to_string(s).expect("state serialises"),
+                    });
+                }
+            }
+        }
+        let n = outcomes.len();
+        self.store.commit_processing(outcomes).await?;
+        Ok((n, enqueued))
+    }
+
+    fn process_one(
+        &self,
+        d: &StoredDelivery,
+        p: Prepared,
+        states: &mut HashMap<CustomerId, CustomerState>,
+        now: Timestamp,
+    ) -> ProcessOutcome {
+        let trace = d.trace_id;
+        let mut out = ProcessOutcome { seq: d.seq, trace_id: Some(trace), ..Default::default() };
+        let received_at = ms_to_ts(d.received_at_ms);
+        let headers: serde_json::Value =
+            serde_json::from_str(&d.headers_json).unwrap_or(serde_json::Value::Null);
+        let body_digest = hex::encode(Sha256::digest(&d.body));
+        let mut customer_of_trace: Option<CustomerId> = None;
+        let audit = |out: &mut ProcessOutcome, c: Option<&CustomerId>, stage, detail| {
+            out.audit.push(AuditRecord { trace_id: trace, customer: c.cloned(), stage, at: now, detail });
+        };
+        let received = serde_json::json!({
+            "source": d.source, "topic": d.topic, "shop": d.shop, "webhook_id": d.webhook_id,
+            "headers": headers, "body_sha256": body_digest, "body_bytes": d.body.len(),
+            "received_at": fmt_ts(received_at),
+        });
+        let events = match p {
+            Prepared::Quarantined(reason) => {
+                audit(&mut out, None, AuditStage::Received, received);
+                audit(&mut out, None, AuditStage::Normalized, serde_json::json!({ "error": reason }));
+                out.status = Some(DeliveryStatus::Quarantined);
+                out.status_reason = Some(reason.clone());
+                out.terminal = Some(TerminalState::Quarantined(reason));
+                telemetry::processed("quarantined");
+                return out;
+            }
+            Prepared::Ignored(reason) => {
+                audit(&mut out, None, AuditStage::Received, received);
+                out.status = Some(DeliveryStatus::Processed);
+                out.terminal = Some(TerminalState::Ignored(reason));
+                telemetry::processed("ignored");
+                return out;
+            }
+            Prepared::Events(evs) => evs,
+        };
+        let first_customer = events.iter().find_map(|e| e.customer().cloned());
+        audit(&mut out, first_customer.as_ref(), AuditStage::Received, received);
+        audit(
+            &mut out,
+            first_customer.as_ref(),
+            AuditStage::Normalized,
+            serde_json::json!({ "events": events.iter().map(|e| e.kind()).collect::<Vec<_>>() }),
+        );
+        let mut reasons: Vec<String> = Vec::new();
+        for ev in &events {
+            // Orders cancel the abandonment timers of the checkout and cart they came from.
+            if let Event::OrderUpserted(o) | Event::OrderCancelled(o) = ev {
+                out.cancel_timers.extend(o.checkout_token.iter().cloned());
+                out.cancel_timers.extend(o.cart_token.iter().cloned());
+            }
+            let Some(cid) = ev.customer().cloned() else {
+                reasons.push(format!(
+                    "{}: carries no customer; catalog and cart events do not drive decisions yet",
+                    ev.kind()
+                ));
+                continue;
+            };
+            customer_of_trace = Some(cid.clone());
+            let state = states.entry(cid.clone()).or_insert_with(|| CustomerState::new(cid.clone()));
+            let before = state.summary();
+            match state.apply(ev) {
+                Applied::Changed => {}
+                Applied::Unchanged => {
+                    reasons.push(format!("{}: state already reflects this event", ev.kind()));
+                    continue;
+                }
+                Applied::Stale { reason } => {
+                    reasons.push(format!("stale: {reason}"));
+                    continue;
+                }
+                Applied::NotApplicable => {
+                    reasons.push(format!("{}: not applicable", ev.kind()));
+                    continue;
+                }
+            }
+            out.states.push(StoredState { customer: cid.clone(), email: None, state_json: String::new() });
+            let after = state.summary();
+            audit(
+                &mut out,
+                Some(&cid),
+                AuditStage::StateChanged,
+                serde_json::json!({ "event": ev.kind(), "revision": state.revision, "before": before, "after": after }),
+            );
+            // Timers: an open checkout (re)arms its abandonment timer; a completed one disarms it.
+            if let Event::CheckoutUpserted(c) = ev {
+                if state.open_checkouts.contains_key(&c.token) {
+                    let due = c.updated_at + self.abandon_after;
+                    let abandoned = Event::CheckoutAbandoned(CheckoutAbandoned {
+                        customer: cid.clone(),
+                        email: c.email.clone(),
+                        checkout: c.clone(),
+                        idle_since: c.updated_at,
+                    });
+                    out.set_timers.push(TimerSpec {
+                        checkout_token: c.token.clone(),
+                        cart_token: c.cart_token.clone(),
+                        customer: cid.clone(),
+                        due_at_ms: ts_to_ms(due),
+                        payload_json: serde_json::to_string(&abandoned).expect("events serialise"),
+                        origin_trace: trace,
+                    });
+                } else {
+                    out.cancel_timers.push(c.token.clone());
+                }
+            }
+            let (scores, fallback) = self.scoring.score(state, now);
+            audit(
+                &mut out,
+                Some(&cid),
+                AuditStage::Scored,
+                serde_json::json!({
+                    "inputs": after, "model_version": scores.model_version, "scores": scores.scores,
+                    "segment": scores.segment, "fallback_reason": fallback,
+                }),
+            );
+            match nudge_policy::decide(trace, ev, state, &scores, &self.policy) {
+                Verdict::Skip(reason) => reasons.push(reason),
+                Verdict::Act(decision) => {
+                    telemetry::decision(decision.shadow);
+                    let summary: Vec<serde_json::Value> =
+                        decision.actions.iter().map(action_summary).collect();
+                    audit(
+                        &mut out,
+                        Some(&cid),
+                        AuditStage::Decided,
+                        serde_json::json!({ "reason": decision.reason, "shadow": decision.shadow, "actions": summary }),
+                    );
+                    if decision.shadow {
+                        reasons.push("shadow mode: decision recorded, nothing pushed".into());
+                    } else if self.destinations.is_empty() {
+                        reasons.push("no destination configured".into());
+                    } else {
+                        for action in &decision.actions {
+                            for dest in &self.destinations {
+                                out.outbox.push(NewOutboxItem {
+                                    trace_id: trace,
+                                    customer: cid.clone(),
+                                    destination: dest.clone(),
+                                    action_json: serde_json::to_string(action).expect("actions serialise"),
+                                    origin_us: d.received_at_ms * 1000,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out.status = Some(DeliveryStatus::Processed);
+        if out.outbox.is_empty() {
+            let reason = if reasons.is_empty() { "nothing to do".to_string() } else { reasons.join("; ") };
+            audit(
+                &mut out,
+                customer_of_trace.as_ref(),
+                AuditStage::Terminal,
+                serde_json::json!({ "state": "ignored", "reason": reason }),
+            );
+            out.terminal = Some(TerminalState::Ignored(reason));
+            telemetry::processed("ignored");
+        } else {
+            telemetry::processed("enqueued");
+        }
+        out
+    }
+
+    /// Runs until `shutdown` turns true, woken by `wake` (new deliveries) and by a periodic poll.
+    pub async fn run(
+        self: Arc<Self>,
+        wake: Arc<Notify>,
+        outbox_wake: Arc<Notify>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.step().await {
+                Ok((0, _)) => {
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Ok((_, enqueued)) => {
+                    if enqueued > 0 {
+                        outbox_wake.notify_one();
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "processing batch failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
+fn prepare(d: &StoredDelivery) -> Prepared {
+    match d.source.as_str() {
+        "shopify" => {
+            let topic = Topic::parse(&d.topic);
+            match nudge_ingest::normalize(&topic, d.shop.as_deref().unwrap_or(""), &d.body) {
+                Ok(Normalized::Events(evs)) => Prepared::Events(evs),
+                Ok(Normalized::Ignored { reason }) => Prepared::Ignored(reason),
+                Ok(Normalized::Compliance(_)) => {
+                    tracing::warn!(
+                        topic = topic.as_str(),
+                        "compliance request received; kept for the merchant"
+                    );
+                    Prepared::Ignored(format!(
+                        "compliance request {} kept verbatim for the merchant; automated erasure is not part of this version",
+                        topic.as_str()
+                    ))
+                }
+                Err(e) => Prepared::Quarantined(e.to_string()),
+            }
+        }
+        "timer" => match serde_json::from_slice::<Event>(&d.body) {
+            Ok(ev) => Prepared::Events(vec![ev]),
+            Err(e) => Prepared::Quarantined(format!("timer payload does not parse: {e}")),
+        },
+        other => Prepared::Quarantined(format!("unknown delivery source `{other}`")),
+    }
+}
+
+fn event_email(ev: &Event) -> Option<&str> {
+    match ev {
+        Event::OrderUpserted(o) | Event::OrderCancelled(o) => o.email.as_deref(),
+        Event::CheckoutUpserted(c) => c.email.as_deref(),
+        Event::CheckoutAbandoned(a) => a.email.as_deref().or(a.checkout.email.as_deref()),
+        Event::CustomerUpserted(c) => c.email.as_deref(),
+        Event::CartUpserted(_) | Event::ProductUpserted(_) => None,
+    }
+}
+
+/// What the audit trail keeps of an action: its kind, names and ids, never an email.
+fn action_summary(a: &nudge_model::Action) -> serde_json::Value {
+    match a {
+        nudge_model::Action::UpsertProfile { attributes, .. } => serde_json::json!({
+            "kind": "upsert_profile", "attributes": attributes,
+        }),
+        nudge_model::Action::TriggerEvent { name, unique_id, value, .. } => serde_json::json!({
+            "kind": "trigger_event", "name": name, "unique_id": unique_id, "value": value,
+        }),
+    }
+}
+
+pub(crate) fn ms_to_ts(ms: i64) -> Timestamp {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+pub(crate) fn ts_to_ms(t: Timestamp) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub(crate) fn fmt_ts(t: Timestamp) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

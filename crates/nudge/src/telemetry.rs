@@ -1,0 +1,126 @@
+//! Logs and metrics. Every metric is named and described once here; the rest of the code calls these
+//! functions, so names cannot drift. `/metrics` renders the Prometheus text of the recorder installed by
+//! [`metrics_handle`].
+
+use metrics::{counter, describe_counter, describe_histogram, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::{Mutex, OnceLock};
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+                ])
+                .expect("static buckets are valid")
+                .install_recorder()
+                .unwrap_or_else(|_| {
+                    // Another recorder is installed (a test harness); render an empty, private one.
+                    PrometheusBuilder::new().build_recorder().handle()
+                });
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!("nudge_webhooks_total", "Inbound webhook deliveries by source, topic and outcome.");
+    describe_histogram!("nudge_ack_seconds", "Time from request to durable acknowledgement.");
+    describe_counter!("nudge_deliveries_processed_total", "Processed deliveries by terminal outcome.");
+    describe_counter!("nudge_decisions_total", "Decisions made, by shadow flag.");
+    describe_counter!("nudge_pushes_total", "Destination calls by destination and outcome.");
+    describe_histogram!("nudge_event_to_push_seconds", "Time from webhook receipt to a successful push.");
+    describe_counter!("nudge_timers_fired_total", "Abandonment timers that fired.");
+}
+
+pub fn webhook(source: &'static str, topic: &str, outcome: &'static str) {
+    counter!("nudge_webhooks_total", "source" => source, "topic" => topic.to_string(), "outcome" => outcome)
+        .increment(1);
+}
+
+pub fn ack_latency(seconds: f64) {
+    histogram!("nudge_ack_seconds").record(seconds);
+}
+
+pub fn processed(outcome: &'static str) {
+    counter!("nudge_deliveries_processed_total", "outcome" => outcome).increment(1);
+}
+
+/// Decisions made since the process started (all pipelines), for summaries.
+pub static DECISIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn decision(shadow: bool) {
+    DECISIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    counter!("nudge_decisions_total", "shadow" => if shadow { "true" } else { "false" }).increment(1);
+}
+
+pub fn push(destination: &'static str, outcome: &'static str) {
+    counter!("nudge_pushes_total", "destination" => destination, "outcome" => outcome).increment(1);
+}
+
+pub fn event_to_push(seconds: f64) {
+    histogram!("nudge_event_to_push_seconds").record(seconds);
+}
+
+pub fn timers_fired(n: usize) {
+    counter!("nudge_timers_fired_total").increment(n as u64);
+}
+
+/// An in-process sample of latencies for exact quantiles in summaries (the demo, benchmarks).
+/// Bounded: keeps at most `cap` samples (a uniform reservoir beyond that).
+pub struct LatencySample {
+    /// Samples in seconds plus the count seen, behind one lock; recording is rare enough per event.
+    inner: Mutex<(Vec<f64>, u64)>,
+    cap: usize,
+}
+
+impl LatencySample {
+    pub fn new(cap: usize) -> Self {
+        LatencySample { inner: Mutex::new((Vec::new(), 0)), cap }
+    }
+
+    pub fn record(&self, seconds: f64) {
+        let mut g = self.inner.lock().expect("latency lock poisoned");
+        g.1 += 1;
+        let seen = g.1;
+        if g.0.len() < self.cap {
+            g.0.push(seconds);
+        } else {
+            let j = rand::random::<u64>() % seen;
+            if (j as usize) < self.cap {
+                g.0[j as usize] = seconds;
+            }
+        }
+    }
+
+    /// Forgets every sample (between benchmark phases).
+    pub fn reset(&self) {
+        let mut g = self.inner.lock().expect("latency lock poisoned");
+        g.0.clear();
+        g.1 = 0;
+    }
+
+    /// (count, p50, p99) in seconds; `None` when empty.
+    pub fn quantiles(&self) -> Option<(u64, f64, f64)> {
+        let g = self.inner.lock().expect("latency lock poisoned");
+        if g.0.is_empty() {
+            return None;
+        }
+        let mut v = g.0.clone();
+        v.sort_by(f64::total_cmp);
+        let q = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+        Some((g.1, q(0.5), q(0.99)))
+    }
+}
+
+/// Sets up JSON or human logs, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}

@@ -1,0 +1,62 @@
+//! Integration tests over real HTTP on ephemeral ports: nudge against the contract-enforcing Klaviyo fake,
+//! fed by the Shopify sender of the test kit.
+
+mod architecture;
+mod crash;
+mod spine;
+
+use nudge::app::App;
+use nudge::config::{Config, HumanDuration, ShopifyConfig};
+use nudge_testkit::fake_klaviyo::{FakeKlaviyo, FakeKlaviyoConfig, FakeKlaviyoHandle};
+use nudge_testkit::shopify_sender::ShopifySender;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub const SECRET: &str = "test_client_secret_123";
+pub const OLD_SECRET: &str = "test_client_secret_old";
+pub const KEY: &str = "pk_test_integration";
+
+pub struct TestApp {
+    pub app: App,
+    pub fake: FakeKlaviyoHandle,
+    pub sender: ShopifySender,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub _dir: tempfile::TempDir,
+}
+
+/// Starts nudge on 127.0.0.1:0 with a fresh data dir and a fake Klaviyo; `tweak` adjusts the config.
+pub async fn spawn_app(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    nudge_testkit::ensure_crypto_provider();
+    let fake = FakeKlaviyo::start(FakeKlaviyoConfig::new(KEY)).await.expect("fake starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cfg = Config::from_toml("", &BTreeMap::new()).expect("defaults");
+    cfg.storage.data_dir = dir.path().to_path_buf();
+    cfg.storage.durability = nudge_store::sqlite::Durability::Normal;
+    cfg.sources.shopify = Some(ShopifyConfig { secrets: vec![SECRET.into(), OLD_SECRET.into()] });
+    cfg.destinations.klaviyo = Some(
+        nudge_deliver::klaviyo::KlaviyoConfig::new(KEY)
+            .with_base_url(fake.base_url())
+            .with_timeout(Duration::from_secs(2)),
+    );
+    cfg.pipeline.checkout_abandon_after = HumanDuration(Duration::from_secs(1));
+    cfg.pipeline.timer_tick = HumanDuration(Duration::from_millis(100));
+    tweak(&mut cfg);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = nudge::app::run(cfg, listener).await.expect("nudge starts");
+    let base = format!("http://{}", app.addr);
+    let sender = ShopifySender::new(format!("{base}/webhooks/shopify"), SECRET).unwrap();
+    TestApp { app, fake, sender, base, http: reqwest::Client::new(), _dir: dir }
+}
+
+/// Polls `f` until it returns true or `secs` pass.
+pub async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
