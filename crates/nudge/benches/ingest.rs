@@ -60,16 +60,30 @@ fn args() -> Args {
     a
 }
 
-fn delivery(i: u64) -> Delivery {
+/// A realistic order body (about 5 KB) built once; each delivery gets its own order id and one of 50,000
+/// customers, so the load generator spends its time sending rather than building fixtures.
+fn template() -> serde_json::Value {
     let now = time::OffsetDateTime::now_utc();
-    let c = CustomerFixture::new(1_000_000 + i % 50_000, Some(&format!("b{}@example.org", i % 50_000)), now);
-    let o = OrderFixture::new(5_000_000_000 + i, now).customer(c).line_item(LineItemFixture::new(
-        9_100_000_000 + i % 100,
+    let c = CustomerFixture::new(1_000_000, Some("b0@example.org"), now);
+    let o = OrderFixture::new(5_000_000_000, now).customer(c).line_item(LineItemFixture::new(
+        9_100_000_000,
         "Item",
         1,
         "25.00",
     ));
-    Delivery::new("orders/create", o.to_bytes())
+    o.to_json()
+}
+
+fn delivery(template: &serde_json::Value, i: u64) -> Delivery {
+    let mut v = template.clone();
+    let cust = i % 50_000;
+    v["id"] = serde_json::json!(5_000_000_000u64 + i);
+    v["email"] = serde_json::json!(format!("b{cust}@example.org"));
+    v["customer"]["id"] = serde_json::json!(1_000_000 + cust);
+    v["customer"]["email"] = serde_json::json!(format!("b{cust}@example.org"));
+    v["checkout_token"] = serde_json::json!(format!("chk-{i}"));
+    v["cart_token"] = serde_json::json!(format!("cart-{i}"));
+    Delivery::new("orders/create", serde_json::to_vec(&v).expect("JSON serialises"))
 }
 
 fn quantiles(mut v: Vec<f64>) -> (f64, f64) {
@@ -110,6 +124,7 @@ fn main() {
             a.connections
         );
 
+        let tpl = Arc::new(template());
         // Phase 1: sustained throughput, closed loop.
         let seq = Arc::new(AtomicU64::new(0));
         let deadline = Instant::now() + Duration::from_secs(a.seconds);
@@ -117,11 +132,12 @@ fn main() {
         for _ in 0..a.connections {
             let s = sender.clone();
             let seq = seq.clone();
+            let tpl = tpl.clone();
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut ok = 0u64;
                 while Instant::now() < deadline {
-                    let d = delivery(seq.fetch_add(1, Ordering::Relaxed));
+                    let d = delivery(&tpl, seq.fetch_add(1, Ordering::Relaxed));
                     if let Ok(r) = s.send(&d).await
                         && r.status == 200
                     {
@@ -169,7 +185,7 @@ fn main() {
                 tokio::time::sleep(due - now).await;
             }
             let s = sender.clone();
-            let d = delivery(10_000_000 + i);
+            let d = delivery(&tpl, 10_000_000 + i);
             handles.push(tokio::spawn(async move {
                 let t0 = Instant::now();
                 let r = s.send(&d).await;

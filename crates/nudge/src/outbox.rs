@@ -30,18 +30,19 @@ impl OutboxWorker {
         let now_ms = now_ms();
         let items = self.store.due_outbox(now_ms, self.concurrency * 4).await?;
         let n = items.len();
-        let results: Vec<Result<(), StoreError>> = futures::stream::iter(items)
+        // All attempts of a round are recorded in one transaction: one fsync per round, not per push.
+        let records: Vec<AttemptRecord> = futures::stream::iter(items)
             .map(|item| self.attempt(item))
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
-        for r in results {
-            r?;
+        if !records.is_empty() {
+            self.store.record_attempts(records).await?;
         }
         Ok(n)
     }
 
-    async fn attempt(&self, item: OutboxItem) -> Result<(), StoreError> {
+    async fn attempt(&self, item: OutboxItem) -> AttemptRecord {
         let attempt_no = item.attempts + 1;
         let (outcome, dest_name): (Outcome, &'static str) = match self.destinations.get(&item.destination) {
             None => (
@@ -108,9 +109,7 @@ impl OutboxWorker {
                 "next_attempt_at": match &result { AttemptResult::RetryAt(t) => Some(crate::pipeline::fmt_ts(crate::pipeline::ms_to_ts(*t))), _ => None },
             }),
         };
-        self.store
-            .record_attempt(AttemptRecord { item_id: item.id, trace_id: item.trace_id, result, audit, at_ms })
-            .await
+        AttemptRecord { item_id: item.id, trace_id: item.trace_id, result, audit, at_ms }
     }
 
     /// Runs until `shutdown`, woken by the pipeline when it enqueues and by a short poll for retries.

@@ -166,24 +166,24 @@ pub async fn outbox_keeps_per_customer_order(s: Arc<dyn Store>) {
     let first = due.iter().find(|i| i.customer == cust(1)).unwrap();
     assert_eq!(first.action_json, "{\"n\":1}");
     // A retry keeps the customer's queue blocked until the item succeeds.
-    s.record_attempt(AttemptRecord {
+    s.record_attempts(vec![AttemptRecord {
         item_id: first.id,
         trace_id: t,
         result: AttemptResult::RetryAt(far + 10),
         audit: audit(t, AuditStage::DeliveryAttempt),
         at_ms: 1,
-    })
+    }])
     .await
     .unwrap();
     let due = s.due_outbox(far, 10).await.unwrap();
     assert!(due.iter().all(|i| i.customer != cust(1)), "customer 1 blocked behind its retrying item");
-    s.record_attempt(AttemptRecord {
+    s.record_attempts(vec![AttemptRecord {
         item_id: first.id,
         trace_id: t,
         result: AttemptResult::Delivered,
         audit: audit(t, AuditStage::DeliveryAttempt),
         at_ms: 2,
-    })
+    }])
     .await
     .unwrap();
     let due = s.due_outbox(far, 10).await.unwrap();
@@ -202,23 +202,23 @@ pub async fn terminal_states_and_replay(s: Arc<dyn Store>) {
     .unwrap();
     let due = s.due_outbox(i64::MAX / 2, 10).await.unwrap();
     assert_eq!(due.len(), 2);
-    s.record_attempt(AttemptRecord {
+    s.record_attempts(vec![AttemptRecord {
         item_id: due[0].id,
         trace_id: t,
         result: AttemptResult::Delivered,
         audit: audit(t, AuditStage::DeliveryAttempt),
         at_ms: 1,
-    })
+    }])
     .await
     .unwrap();
     assert_eq!(terminal_of(&*s, t).await.unwrap(), None, "not final while an item is pending");
-    s.record_attempt(AttemptRecord {
+    s.record_attempts(vec![AttemptRecord {
         item_id: due[1].id,
         trace_id: t,
         result: AttemptResult::DeadLettered("503 after 8 attempts".into()),
         audit: audit(t, AuditStage::DeliveryAttempt),
         at_ms: 2,
-    })
+    }])
     .await
     .unwrap();
     assert_eq!(
@@ -230,13 +230,13 @@ pub async fn terminal_states_and_replay(s: Arc<dyn Store>) {
     assert_eq!(terminal_of(&*s, t).await.unwrap(), None, "replay reopens the trace");
     let due = s.due_outbox(i64::MAX / 2, 10).await.unwrap();
     assert_eq!(due.len(), 1);
-    s.record_attempt(AttemptRecord {
+    s.record_attempts(vec![AttemptRecord {
         item_id: due[0].id,
         trace_id: t,
         result: AttemptResult::Delivered,
         audit: audit(t, AuditStage::DeliveryAttempt),
         at_ms: 3,
-    })
+    }])
     .await
     .unwrap();
     assert_eq!(terminal_of(&*s, t).await.unwrap(), Some(TerminalState::Delivered));

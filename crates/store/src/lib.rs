@@ -77,9 +77,9 @@ pub trait Store: Send + Sync + 'static {
     /// Outbox items due at `now_ms` that are the oldest pending item of their customer (per-customer order).
     async fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>>;
 
-    /// Records one delivery attempt: its audit record, the item's new status, and the trace's terminal
-    /// state once every item of the trace is final.
-    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<()>;
+    /// Records delivery attempts in one transaction: each attempt's audit record, the item's new status,
+    /// and a trace's terminal state once every item of the trace is final.
+    async fn record_attempts(&self, attempts: Vec<AttemptRecord>) -> Result<()>;
 
     /// The audit trail of one trace, in order, and its terminal state.
     async fn trace(&self, trace: TraceId) -> Result<Option<TraceView>>;

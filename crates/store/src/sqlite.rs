@@ -280,6 +280,64 @@ fn terminal_from(state: &str, reason: Option<String>) -> TerminalState {
     }
 }
 
+/// One attempt inside an open transaction (see `Store::record_attempts`).
+fn record_one(tx: &rusqlite::Transaction<'_>, a: &AttemptRecord) -> Result<()> {
+    insert_audit(tx, &a.audit)?;
+    let (status, next, err) = match &a.result {
+        AttemptResult::Delivered => ("delivered", None, None),
+        AttemptResult::RetryAt(t) => ("pending", Some(*t), None),
+        AttemptResult::Rejected(e) => ("rejected", None, Some(e.clone())),
+        AttemptResult::DeadLettered(e) => ("dead", None, Some(e.clone())),
+    };
+    tx.prepare_cached(
+                "UPDATE outbox SET status = ?1, attempts = attempts + 1, next_attempt_at = COALESCE(?2, next_attempt_at),
+                 last_error = COALESCE(?3, last_error) WHERE id = ?4",
+            )?
+            .execute(params![status, next, err, a.item_id])?;
+    // The trace is final once none of its items is pending.
+    let trace = a.trace_id.to_string();
+    let counts: (i64, i64, i64) = tx
+                .prepare_cached(
+                    "SELECT SUM(status = 'pending'), SUM(status = 'rejected'), SUM(status = 'dead') FROM outbox WHERE trace_id = ?1",
+                )?
+                .query_row([&trace], |r| {
+                    Ok((
+                        r.get::<_, Option<i64>>(0)?.unwrap_or(0),
+                        r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                        r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                    ))
+                })?;
+    if counts.0 == 0 {
+        let errors: Vec<String> = tx
+                    .prepare_cached(
+                        "SELECT last_error FROM outbox WHERE trace_id = ?1 AND status IN ('rejected', 'dead') ORDER BY id",
+                    )?
+                    .query_map([&trace], |r| Ok(r.get::<_, Option<String>>(0)?.unwrap_or_default()))?
+                    .collect::<rusqlite::Result<_>>()?;
+        let terminal = if counts.2 > 0 {
+            TerminalState::DeadLettered(errors.join("; "))
+        } else if counts.1 > 0 {
+            TerminalState::Rejected(errors.join("; "))
+        } else {
+            TerminalState::Delivered
+        };
+        // A replayed trace gets its new outcome: replace the earlier terminal state.
+        tx.prepare_cached("DELETE FROM terminal WHERE trace_id = ?1")?.execute([&trace])?;
+        insert_terminal(&tx, a.trace_id, &terminal, a.at_ms)?;
+        insert_audit(
+            &tx,
+            &AuditRecord {
+                trace_id: a.trace_id,
+                customer: a.audit.customer.clone(),
+                stage: AuditStage::Terminal,
+                at: ms_to_ts(a.at_ms),
+                detail: serde_json::json!({ "state": terminal.name(), "reason": terminal.reason() }),
+            },
+        )?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn commit_delivery(&self, d: NewDelivery) -> Result<CommitResult> {
@@ -493,61 +551,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn record_attempt(&self, a: AttemptRecord) -> Result<()> {
+    async fn record_attempts(&self, attempts: Vec<AttemptRecord>) -> Result<()> {
         self.write(move |conn| {
             let tx = conn.transaction()?;
-            insert_audit(&tx, &a.audit)?;
-            let (status, next, err) = match &a.result {
-                AttemptResult::Delivered => ("delivered", None, None),
-                AttemptResult::RetryAt(t) => ("pending", Some(*t), None),
-                AttemptResult::Rejected(e) => ("rejected", None, Some(e.clone())),
-                AttemptResult::DeadLettered(e) => ("dead", None, Some(e.clone())),
-            };
-            tx.prepare_cached(
-                "UPDATE outbox SET status = ?1, attempts = attempts + 1, next_attempt_at = COALESCE(?2, next_attempt_at),
-                 last_error = COALESCE(?3, last_error) WHERE id = ?4",
-            )?
-            .execute(params![status, next, err, a.item_id])?;
-            // The trace is final once none of its items is pending.
-            let trace = a.trace_id.to_string();
-            let counts: (i64, i64, i64) = tx
-                .prepare_cached(
-                    "SELECT SUM(status = 'pending'), SUM(status = 'rejected'), SUM(status = 'dead') FROM outbox WHERE trace_id = ?1",
-                )?
-                .query_row([&trace], |r| {
-                    Ok((
-                        r.get::<_, Option<i64>>(0)?.unwrap_or(0),
-                        r.get::<_, Option<i64>>(1)?.unwrap_or(0),
-                        r.get::<_, Option<i64>>(2)?.unwrap_or(0),
-                    ))
-                })?;
-            if counts.0 == 0 {
-                let errors: Vec<String> = tx
-                    .prepare_cached(
-                        "SELECT last_error FROM outbox WHERE trace_id = ?1 AND status IN ('rejected', 'dead') ORDER BY id",
-                    )?
-                    .query_map([&trace], |r| Ok(r.get::<_, Option<String>>(0)?.unwrap_or_default()))?
-                    .collect::<rusqlite::Result<_>>()?;
-                let terminal = if counts.2 > 0 {
-                    TerminalState::DeadLettered(errors.join("; "))
-                } else if counts.1 > 0 {
-                    TerminalState::Rejected(errors.join("; "))
-                } else {
-                    TerminalState::Delivered
-                };
-                // A replayed trace gets its new outcome: replace the earlier terminal state.
-                tx.prepare_cached("DELETE FROM terminal WHERE trace_id = ?1")?.execute([&trace])?;
-                insert_terminal(&tx, a.trace_id, &terminal, a.at_ms)?;
-                insert_audit(
-                    &tx,
-                    &AuditRecord {
-                        trace_id: a.trace_id,
-                        customer: a.audit.customer.clone(),
-                        stage: AuditStage::Terminal,
-                        at: ms_to_ts(a.at_ms),
-                        detail: serde_json::json!({ "state": terminal.name(), "reason": terminal.reason() }),
-                    },
-                )?;
+            for a in &attempts {
+                record_one(&tx, a)?;
             }
             tx.commit()?;
             Ok(())

@@ -3,7 +3,7 @@
 //! been validated by `rules` before they get here, so this module only applies them.
 
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use time::OffsetDateTime;
 
 /// A profile as the fake stores it.
@@ -61,6 +61,25 @@ pub(crate) struct Store {
     pub(crate) events: Vec<StoredEvent>,
     /// (profile id, metric name, unique id) of every stored event, for deduplication.
     event_keys: HashSet<(String, String, String)>,
+    /// Profile indices by identifier, so lookups stay constant-time when a benchmark stores many profiles.
+    by_identifier: HashMap<(Ident, String), usize>,
+}
+
+/// The identifiers a profile can be found by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Ident {
+    Id,
+    Email,
+    Phone,
+    External,
+}
+
+fn identifiers(p: &StoredProfile) -> Vec<(Ident, String)> {
+    let mut v = vec![(Ident::Id, p.id.clone())];
+    v.extend(p.email.clone().map(|e| (Ident::Email, e)));
+    v.extend(p.phone_number.clone().map(|e| (Ident::Phone, e)));
+    v.extend(p.external_id.clone().map(|e| (Ident::External, e)));
+    v
 }
 
 fn text(attrs: &Map<String, Value>, key: &str) -> Option<String> {
@@ -73,17 +92,31 @@ impl Store {
         let email = text(attrs, "email").map(|e| e.to_lowercase());
         let phone = text(attrs, "phone_number");
         let external = text(attrs, "external_id");
-        self.profiles
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| {
-                id.is_some_and(|id| p.id == id)
-                    || (email.is_some() && p.email == email)
-                    || (phone.is_some() && p.phone_number == phone)
-                    || (external.is_some() && p.external_id == external)
-            })
-            .map(|(i, _)| i)
-            .collect()
+        let wanted = [
+            id.map(|i| (Ident::Id, i.to_string())),
+            email.map(|e| (Ident::Email, e)),
+            phone.map(|p| (Ident::Phone, p)),
+            external.map(|e| (Ident::External, e)),
+        ];
+        let mut found: Vec<usize> =
+            wanted.into_iter().flatten().filter_map(|k| self.by_identifier.get(&k).copied()).collect();
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    fn unindex(&mut self, index: usize) {
+        for k in identifiers(&self.profiles[index]) {
+            if self.by_identifier.get(&k) == Some(&index) {
+                self.by_identifier.remove(&k);
+            }
+        }
+    }
+
+    fn index(&mut self, index: usize) {
+        for k in identifiers(&self.profiles[index]) {
+            self.by_identifier.insert(k, index);
+        }
     }
 
     fn create(&mut self, attrs: &Map<String, Value>, now: OffsetDateTime) -> usize {
@@ -102,6 +135,7 @@ impl Store {
         });
         let index = self.profiles.len() - 1;
         apply_attributes(&mut self.profiles[index], attrs);
+        self.index(index);
         index
     }
 
@@ -117,12 +151,15 @@ impl Store {
                 let index = self.create(attrs, now);
                 Ok((Upserted::Created, self.profiles[index].clone()))
             }
-            [index] => {
-                let profile = &mut self.profiles[*index];
+            &[index] => {
+                self.unindex(index);
+                let profile = &mut self.profiles[index];
                 apply_attributes(profile, attrs);
                 profile.updated = now;
                 profile.update_count += 1;
-                Ok((Upserted::Updated, profile.clone()))
+                let out = profile.clone();
+                self.index(index);
+                Ok((Upserted::Updated, out))
             }
             _ => Err(Conflict),
         }
