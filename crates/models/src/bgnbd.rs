@@ -9,7 +9,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fit::{Compressed, Family, FitOptions, FitReport, Rfm, fit_family, par_sum};
+use crate::fit::{
+    Compressed, Family, FitOptions, FitReport, Rfm, fit_family, par_sum, require_repeat_purchases,
+};
 use crate::model::TransactionModel;
 use crate::special::{digamma, hyp2f1, ln_beta, ln_gamma};
 
@@ -242,6 +244,7 @@ macro_rules! bg_family {
 
             fn fit(data: &[Rfm], opts: &FitOptions) -> Result<FitReport<Self>> {
                 let compressed = Compressed::new(data)?;
+                require_repeat_purchases(data)?;
                 fit_family::<$ty>(&compressed, opts, &starts(data))
             }
 

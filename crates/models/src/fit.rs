@@ -66,8 +66,11 @@ pub struct FitReport<P> {
     /// The largest gradient component of the optimised objective (mean negative
     /// log-likelihood plus penalty, in log-parameters) at the end.
     pub grad_norm: f64,
-    /// Whether the gradient test was met; `false` means the parameters are the best
-    /// point found but not a verified optimum.
+    /// Whether the gradient test was met at an interior point; `false` means the
+    /// parameters are the best point found but not a verified optimum. Fits are
+    /// confined to log-parameters in `[-30, 30]` (parameters between about 1e-13 and
+    /// 1e13), and a fit that ends on that boundary, because the likelihood keeps
+    /// improving towards a degenerate limit, is never reported as converged.
     pub converged: bool,
     /// Asymptotic standard errors of the natural parameters, from the inverse of the
     /// finite-difference Hessian of the total penalised negative log-likelihood; `None`
@@ -160,6 +163,20 @@ impl Compressed {
     }
 }
 
+/// The box on log-parameters that every fit stays within.
+pub(crate) const LOG_PARAM_BOUND: f64 = 30.0;
+
+/// Rejects data in which nobody made a repeat purchase: the purchase-rate distribution
+/// is then not identified and the likelihood grows without bound towards `r → 0`.
+pub(crate) fn require_repeat_purchases(data: &[Rfm]) -> Result<()> {
+    if !data.is_empty() && data.iter().all(|d| d.x == 0) {
+        return Err(Error::NoData(
+            "no customer made a repeat purchase, so the purchase rates cannot be estimated".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Rows per parallel work item when summing over rows.
 const CHUNK: usize = 4096;
 
@@ -227,7 +244,7 @@ pub(crate) fn fit_family<F: Family>(
         }
         f
     };
-    let settings = Settings { max_iter: opts.max_iter, grad_tol: opts.grad_tol };
+    let settings = Settings { max_iter: opts.max_iter, grad_tol: opts.grad_tol, bound: LOG_PARAM_BOUND };
     let mut best: Option<optim::Minimum> = None;
     for start in starts {
         let theta0: Vec<f64> = start.iter().map(|p| p.ln()).collect();

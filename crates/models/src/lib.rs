@@ -21,6 +21,7 @@ pub mod holdout;
 pub mod model;
 mod optim;
 pub mod pareto;
+mod pareto_integral;
 pub mod rfm;
 pub mod simulate;
 pub mod special;

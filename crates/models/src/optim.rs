@@ -1,5 +1,5 @@
-//! A small BFGS quasi-Newton minimiser with a strong-Wolfe line search, plus a
-//! finite-difference Hessian helper used for standard errors.
+//! A small BFGS quasi-Newton minimiser with a strong-Wolfe line search inside a box,
+//! plus a finite-difference Hessian helper used for standard errors.
 //!
 //! The optimiser is generic over a closure returning the objective and its gradient.
 //! Nothing model-specific lives here.
@@ -11,6 +11,7 @@ pub(crate) struct Minimum {
     pub f: f64,
     pub grad_norm: f64,
     pub iterations: usize,
+    /// False also when some coordinate ended on the box boundary.
     pub converged: bool,
 }
 
@@ -19,6 +20,8 @@ pub(crate) struct Minimum {
 pub(crate) struct Settings {
     pub max_iter: usize,
     pub grad_tol: f64,
+    /// Every coordinate is kept within `[-bound, bound]`.
+    pub bound: f64,
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -29,13 +32,14 @@ fn inf_norm(a: &[f64]) -> f64 {
     a.iter().fold(0.0, |m, v| m.max(v.abs()))
 }
 
-/// Evaluates `f` at `x + step * dir`, returning the value and the directional derivative.
-fn probe<F>(f: &F, x: &[f64], dir: &[f64], step: f64, xt: &mut [f64], g: &mut [f64]) -> (f64, f64)
+/// Evaluates `f` at `x + step * dir` clipped to the box `[-bound, bound]`, returning the
+/// value and the directional derivative.
+fn probe<F>(f: &F, x: &[f64], dir: &[f64], step: f64, bound: f64, xt: &mut [f64], g: &mut [f64]) -> (f64, f64)
 where
     F: Fn(&[f64], &mut [f64]) -> f64,
 {
     for i in 0..x.len() {
-        xt[i] = x[i] + step * dir[i];
+        xt[i] = (x[i] + step * dir[i]).clamp(-bound, bound);
     }
     let v = f(xt, g);
     if v.is_finite() && g.iter().all(|d| d.is_finite()) {
@@ -45,15 +49,34 @@ where
     }
 }
 
-/// Minimises `f` from `x0` with BFGS. `f` writes the gradient into its second argument
-/// and returns the objective; non-finite values are treated as a wall the line search
-/// backs away from.
+/// Zeroes the components of `v` that would move a coordinate sitting on the box
+/// boundary further out (`v` is a step direction, or a negated gradient).
+fn project(x: &[f64], v: &mut [f64], bound: f64) {
+    for (xi, vi) in x.iter().zip(v.iter_mut()) {
+        if (*xi >= bound && *vi > 0.0) || (*xi <= -bound && *vi < 0.0) {
+            *vi = 0.0;
+        }
+    }
+}
+
+/// The largest component of the gradient that can still be followed inside the box.
+fn projected_norm(x: &[f64], g: &[f64], bound: f64) -> f64 {
+    let mut descent: Vec<f64> = g.iter().map(|v| -v).collect();
+    project(x, &mut descent, bound);
+    inf_norm(&descent)
+}
+
+/// Minimises `f` from `x0` with BFGS inside the box `[-bound, bound]ⁿ`. `f` writes the
+/// gradient into its second argument and returns the objective; non-finite values are
+/// treated as a wall the line search backs away from. Coordinates that reach the box
+/// boundary stay there while the gradient pushes outwards.
 pub(crate) fn bfgs<F>(f: F, x0: &[f64], settings: Settings) -> Minimum
 where
     F: Fn(&[f64], &mut [f64]) -> f64,
 {
     let n = x0.len();
-    let mut x = x0.to_vec();
+    let bound = settings.bound;
+    let mut x: Vec<f64> = x0.iter().map(|v| v.clamp(-bound, bound)).collect();
     let mut g = vec![0.0; n];
     let mut fx = f(&x, &mut g);
     let mut h = vec![0.0; n * n];
@@ -70,13 +93,14 @@ where
         if !fx.is_finite() {
             break;
         }
-        if inf_norm(&g) <= settings.grad_tol {
+        if projected_norm(&x, &g, bound) <= settings.grad_tol {
             break;
         }
         iterations += 1;
         for i in 0..n {
             dir[i] = -(0..n).map(|j| h[i * n + j] * g[j]).sum::<f64>();
         }
+        project(&x, &mut dir, bound);
         let mut d0 = dot(&g, &dir);
         if d0 >= 0.0 {
             // The inverse-Hessian estimate lost positive definiteness: restart on the gradient.
@@ -85,10 +109,14 @@ where
                 h[i * n + i] = 1.0;
                 dir[i] = -g[i];
             }
+            project(&x, &mut dir, bound);
             d0 = dot(&g, &dir);
+            if d0 >= 0.0 {
+                break;
+            }
         }
         let step0 = if first { (1.0 / inf_norm(&dir)).min(1.0) } else { 1.0 };
-        let Some((step, f_new)) = line_search(&f, &x, fx, d0, &dir, step0, &mut xt, &mut gt) else {
+        let Some((_, f_new)) = line_search(&f, &x, fx, d0, &dir, step0, bound, &mut xt, &mut gt) else {
             stalled += 1;
             if stalled > 1 {
                 break;
@@ -102,8 +130,9 @@ where
             continue;
         };
         stalled = 0;
-        // The line search leaves the accepted point in `xt` and its gradient in `gt`.
-        let s: Vec<f64> = (0..n).map(|i| step * dir[i]).collect();
+        // The line search leaves the accepted point in `xt` and its gradient in `gt`; the
+        // step actually taken can be shorter than `step * dir` where the box clipped it.
+        let s: Vec<f64> = (0..n).map(|i| xt[i] - x[i]).collect();
         let y: Vec<f64> = (0..n).map(|i| gt[i] - g[i]).collect();
         let sy = dot(&s, &y);
         x.copy_from_slice(&xt);
@@ -133,9 +162,10 @@ where
             break;
         }
     }
-    let grad_norm = inf_norm(&g);
+    let grad_norm = projected_norm(&x, &g, bound);
+    let at_bound = x.iter().any(|v| v.abs() >= bound);
     Minimum {
-        converged: fx.is_finite() && grad_norm <= settings.grad_tol * 10.0,
+        converged: fx.is_finite() && grad_norm <= settings.grad_tol * 10.0 && !at_bound,
         x,
         f: fx,
         grad_norm,
@@ -153,6 +183,7 @@ fn line_search<F>(
     d0: f64,
     dir: &[f64],
     step0: f64,
+    bound: f64,
     xt: &mut [f64],
     gt: &mut [f64],
 ) -> Option<(f64, f64)>
@@ -165,7 +196,7 @@ where
     let mut step = step0;
     let mut hi: Option<(f64, f64, f64)> = None;
     for _ in 0..60 {
-        let (fv, dv) = probe(f, x, dir, step, xt, gt);
+        let (fv, dv) = probe(f, x, dir, step, bound, xt, gt);
         if !fv.is_finite() {
             hi = Some((step, f64::INFINITY, f64::NAN));
         } else if dv.abs() <= -C2 * d0 && dv <= (2.0 * C1 - 1.0) * d0 && fv <= f0 + 1e-12 * f0.abs() {
@@ -194,7 +225,7 @@ where
     }
     // Accept the best point seen if it decreased the objective at all.
     if lo.0 > 0.0 && lo.1 < f0 {
-        let (fv, _) = probe(f, x, dir, lo.0, xt, gt);
+        let (fv, _) = probe(f, x, dir, lo.0, bound, xt, gt);
         return Some((lo.0, fv));
     }
     None
@@ -307,9 +338,23 @@ mod tests {
             g[1] = 200.0 * (b - a * a);
             (1.0 - a).powi(2) + 100.0 * (b - a * a).powi(2)
         };
-        let m = bfgs(f, &[-1.2, 1.0], Settings { max_iter: 500, grad_tol: 1e-10 });
+        let m = bfgs(f, &[-1.2, 1.0], Settings { max_iter: 500, grad_tol: 1e-10, bound: 30.0 });
         assert!(m.converged, "{m:?}");
         assert!((m.x[0] - 1.0).abs() < 1e-8 && (m.x[1] - 1.0).abs() < 1e-8);
+    }
+
+    #[test]
+    fn stops_on_the_box_without_claiming_convergence() {
+        // The infimum of e^(−x) + y² lies at x = +∞; the box stops it at x = 5.
+        let f = |x: &[f64], g: &mut [f64]| {
+            g[0] = -(-x[0]).exp();
+            g[1] = 2.0 * x[1];
+            (-x[0]).exp() + x[1] * x[1]
+        };
+        let m = bfgs(f, &[0.0, 1.0], Settings { max_iter: 500, grad_tol: 1e-10, bound: 5.0 });
+        assert_eq!(m.x[0], 5.0, "{m:?}");
+        assert!(m.x[1].abs() < 1e-6, "{m:?}");
+        assert!(!m.converged, "{m:?}");
     }
 
     #[test]

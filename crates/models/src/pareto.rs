@@ -5,18 +5,22 @@
 //! The likelihood of a customer who dropped out between `t_x` and `T` needs the
 //! integral `G(t) = ∫_t^∞ (α+τ)^-(r+x) (β+τ)^-(s+1) dτ`, which equals
 //! `(m+t)^-k · 2F1(k, b; k+1; z) / k` with `k = r+s+x` and, for `α ≥ β`,
-//! `m = α, b = s+1, z = (α−β)/(α+t)` (the roles swap when `α < β`). This module sums
-//! that hypergeometric series itself, carrying the derivatives with respect to every
-//! parameter along with the value, so the gradient is exact. The general-purpose
-//! `2F1` lives in [`crate::special`].
+//! `m = α, b = s+1, z = (α−β)/(α+t)` (the roles swap when `α < β`). That
+//! hypergeometric function and its derivatives in `b`, `k` and `z` come from a
+//! dedicated evaluator whose cost stays bounded as `z → 1`, so the gradient with
+//! respect to every parameter is analytic. The general-purpose `2F1` lives in
+//! [`crate::special`].
 
 use serde::{Deserialize, Serialize};
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::fit::{Compressed, Family, FitOptions, FitReport, Rfm, fit_family, par_sum};
+use crate::fit::{
+    Compressed, Family, FitOptions, FitReport, Rfm, fit_family, par_sum, require_repeat_purchases,
+};
 use crate::model::TransactionModel;
+use crate::pareto_integral::ln_s;
 use crate::special::{digamma, ln_gamma, log_add_exp};
 
 /// Pareto/NBD parameters: purchase rates `λ ~ Gamma(r, alpha)`, dropout rates
@@ -36,48 +40,22 @@ pub struct ParetoNbd {
 /// A log-term and its gradient with respect to `(r, alpha, s, beta)`.
 type Term = (f64, [f64; 4]);
 
-/// The maximum number of series terms; reached only when `z` is extremely close to one.
-const MAX_TERMS: usize = 2_000_000;
-
 /// `ln G(t)` for frequency `x` and its gradient with respect to `(r, alpha, s, beta)`.
 pub(crate) fn log_g(p: &[f64], x: f64, t: f64) -> (f64, [f64; 4]) {
     let (r, alpha, s, beta) = (p[0], p[1], p[2], p[3]);
     let k = r + s + x;
     let swap = alpha < beta;
-    let (m, b, z) = if swap {
-        (beta + t, r + x, (beta - alpha) / (beta + t))
+    // `w = 1 − z` is formed as a ratio so that it keeps full precision when z → 1.
+    let (m, b, z, w) = if swap {
+        (beta + t, r + x, (beta - alpha) / (beta + t), (alpha + t) / (beta + t))
     } else {
-        (alpha + t, s + 1.0, (alpha - beta) / (alpha + t))
+        (alpha + t, s + 1.0, (alpha - beta) / (alpha + t), (beta + t) / (alpha + t))
     };
-    // Series Σ c_n zⁿ with c_n = (b)_n / (n! (k + n)), plus its derivatives in b, k, z.
-    let mut c = 1.0 / k;
-    let mut zp = 1.0;
-    let mut sum = c;
-    let mut sum_b = 0.0;
-    let mut sum_k = -c / k;
-    let mut sum_z = 0.0;
-    let mut harmonic = 0.0;
-    for n in 1..MAX_TERMS {
-        let nf = n as f64;
-        c *= (b + nf - 1.0) / nf * (k + nf - 1.0) / (k + nf);
-        harmonic += 1.0 / (b + nf - 1.0);
-        sum_z += nf * c * zp;
-        zp *= z;
-        let term = c * zp;
-        sum += term;
-        sum_b += term * harmonic;
-        sum_k -= term / (k + nf);
-        let ratio = (b + nf) / (nf + 1.0) * z;
-        if ratio < 1.0 && term <= 1e-17 * sum && nf * c * zp <= 1e-17 * sum_z.max(1e-300) {
-            break;
-        }
-    }
+    let (lns, [db, d_k, dz]) = ln_s(b, k, z, w);
     let ln_m = m.ln();
-    let lg = -k * ln_m + sum.ln();
-    let dk = -ln_m + sum_k / sum;
-    let db = sum_b / sum;
+    let lg = -k * ln_m + lns;
+    let dk = -ln_m + d_k;
     let dm = -k / m;
-    let dz = sum_z / sum;
     let g = if swap {
         [dk + db, -dz / m, dk, dm + dz * (alpha + t) / (m * m)]
     } else {
@@ -237,6 +215,7 @@ impl TransactionModel for ParetoNbd {
 
     fn fit(data: &[Rfm], opts: &FitOptions) -> Result<FitReport<Self>> {
         let compressed = Compressed::new(data)?;
+        require_repeat_purchases(data)?;
         let n = data.len() as f64;
         let mean_x = data.iter().map(|d| f64::from(d.x)).sum::<f64>() / n;
         let mean_t = data.iter().map(|d| d.t).sum::<f64>() / n;
@@ -398,6 +377,71 @@ mod tests {
             };
             let want = num + head;
             assert!((lg.exp() - want).abs() < 1e-8 * want, "{} vs {want}", lg.exp());
+        }
+    }
+
+    #[test]
+    fn g_near_the_singular_point_matches_reference() {
+        // `(p, x, t, ln G, ∇ ln G)` with the reference computed in 50-digit arithmetic
+        // from the hypergeometric form; `z` is the series argument.
+        #[allow(clippy::type_complexity)]
+        let cases: &[([f64; 4], f64, f64, f64, [f64; 4])] = &[
+            (
+                [0.5, 1000.0, 0.7, 1.0],
+                3.0,
+                0.0,
+                -23.865454259702847,
+                [-6.916433770067298, -0.0034712622110198432, -1.26579011462893, -0.7287377889801566],
+            ), // z = 0.999
+            (
+                [0.8, 1.0, 0.3, 100000.0],
+                5.0,
+                0.0,
+                -16.535422443405523,
+                [-0.20833243307067598, -4.8000034210081335, -11.512928096524345, -1.2999965789918664e-05],
+            ), // z = 0.99999
+            (
+                [0.5, 100000.0, 1.0, 1.0],
+                2.0,
+                0.0,
+                -28.782559515702694,
+                [-11.513015559815969, -2.499779114289626e-05, -0.998766477024414, -1.000220885710374],
+            ), // z = 0.99999
+            (
+                [0.3, 2.0, 0.5, 2000.0],
+                0.0,
+                0.0,
+                -5.552889690219999,
+                [-7.399025532565878, -0.0019447455197861186, -8.608107408091236, -0.0003980552544802139],
+            ), // z = 0.999
+            (
+                [0.5, 1.0, 2.0, 1000.0],
+                40.0,
+                0.0,
+                -24.399644425656295,
+                [-0.025314432025896776, -39.500077911528344, -6.907781250184032, -0.0029999220884716587],
+            ), // z = 0.999
+            (
+                [0.6, 3.0, 0.9, 30000.0],
+                12.0,
+                20.0,
+                -58.411151610230306,
+                [-3.2216881613641846, -0.5043537950062819, -10.30969136629089, -6.328656611777205e-05],
+            ), // z = 0.99923384
+            (
+                [2.0, 1.0, 0.4, 10000000.0],
+                1.0,
+                5.0,
+                -26.842001570342124,
+                [-2.2917586293415426, -0.33333347332847013, -16.118096750941465, -1.3999984600299493e-07],
+            ), // z = 0.9999994
+        ];
+        for &(p, x, t, want, grad) in cases {
+            let (lg, g) = log_g(&p, x, t);
+            assert!((lg - want).abs() <= 1e-10, "{p:?} x={x} t={t}: {lg} vs {want}");
+            for i in 0..4 {
+                assert!((g[i] - grad[i]).abs() <= 1e-8 * grad[i].abs(), "{p:?} x={x}: {g:?} vs {grad:?}");
+            }
         }
     }
 

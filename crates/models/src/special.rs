@@ -57,12 +57,20 @@ const MAX_TERMS: usize = 500_000;
 
 /// Sums the Gauss power series `Σ (a)_n (b)_n / ((c)_n n!) zⁿ` for `|z| < 1`.
 fn series(a: f64, b: f64, c: f64, z: f64) -> f64 {
+    series_with_size(a, b, c, z).0
+}
+
+/// The power series and the sum of the magnitudes of its terms, which measures how
+/// much accuracy cancellation between terms costs.
+fn series_with_size(a: f64, b: f64, c: f64, z: f64) -> (f64, f64) {
     let mut term = 1.0;
     let mut sum = 1.0;
+    let mut size = 1.0;
     for n in 0..MAX_TERMS {
         let nf = n as f64;
         term *= (a + nf) * (b + nf) / ((c + nf) * (nf + 1.0)) * z;
         sum += term;
+        size += f64::abs(term);
         if term == 0.0 {
             break;
         }
@@ -72,7 +80,7 @@ fn series(a: f64, b: f64, c: f64, z: f64) -> f64 {
             break;
         }
     }
-    sum
+    (sum, size)
 }
 
 /// The Gauss hypergeometric function `2F1(a, b; c; z)` for real arguments and `z ≤ 1`.
@@ -80,8 +88,8 @@ fn series(a: f64, b: f64, c: f64, z: f64) -> f64 {
 /// Strategy: for `z < 0` the Pfaff transformation maps the argument into `[0, 1)`;
 /// arguments up to 0.75 use the power series directly; arguments closer to one use
 /// the linear transformation to `1 − z` unless `c − a − b` is (nearly) an integer,
-/// where that transformation is singular and the slowly converging direct series is
-/// used instead. `z = 1` uses Gauss's summation theorem. Returns `NaN` for `z > 1`,
+/// where that transformation is singular, or its parts cancel by more than three
+/// orders of magnitude; the slowly converging direct series is used instead. `z = 1` uses Gauss's summation theorem. Returns `NaN` for `z > 1`,
 /// for `c` a non-positive integer, and `+inf` at `z = 1` when the series diverges.
 pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
     if !(a.is_finite() && b.is_finite() && c.is_finite() && z.is_finite()) || z > 1.0 {
@@ -120,9 +128,16 @@ fn hyp2f1_unit(a: f64, b: f64, c: f64, z: f64) -> f64 {
         return series(a, b, c, z);
     }
     let w = 1.0 - z;
-    let t1 = gamma_ratio(&[c, d], &[c - a, c - b]) * series(a, b, 1.0 - d, w);
-    let t2 = w.powf(d) * gamma_ratio(&[c, -d], &[a, b]) * series(c - a, c - b, 1.0 + d, w);
-    t1 + t2
+    let (s1, m1) = series_with_size(a, b, 1.0 - d, w);
+    let (s2, m2) = series_with_size(c - a, c - b, 1.0 + d, w);
+    let g1 = gamma_ratio(&[c, d], &[c - a, c - b]);
+    let g2 = w.powf(d) * gamma_ratio(&[c, -d], &[a, b]);
+    let value = g1 * s1 + g2 * s2;
+    // With a large `c − a − b` of either sign one of the transformed series has a
+    // negative lower parameter and its terms (and the two parts) can cancel by many
+    // orders of magnitude; the direct series is then the accurate choice.
+    let size = (g1 * m1).abs() + (g2 * m2).abs();
+    if size.is_finite() && size <= 1e3 * value.abs() { value } else { series(a, b, c, z) }
 }
 
 /// `Π Γ(num) / Π Γ(den)` computed in log space with signs; zero when a denominator is a pole.
