@@ -114,6 +114,9 @@ fn main() {
             k.events_limit = unlimited;
         }
         cfg.pipeline.refit_every = nudge::config::HumanDuration(Duration::ZERO);
+        if let Ok(b) = std::env::var("NUDGE_BENCH_BATCH") {
+            cfg.pipeline.batch_size = b.parse().expect("NUDGE_BENCH_BATCH is a number");
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = nudge::app::run(cfg, listener).await.unwrap();
         let sender = ShopifySender::new(format!("http://{}/webhooks/shopify", app.addr), SECRET).unwrap();

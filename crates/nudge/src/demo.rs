@@ -167,7 +167,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
 
     // 3. Live traffic.
-    let plan = plan_traffic(&args, history.iter().map(|t| t.customer).max().unwrap_or(0) + 1, now);
+    // Event times start now, so the abandonment window runs from when each checkout is actually sent.
+    let plan = plan_traffic(
+        &args,
+        history.iter().map(|t| t.customer).max().unwrap_or(0) + 1,
+        OffsetDateTime::now_utc(),
+    );
     let tally = Arc::new(Mutex::new(Tally::default()));
     let sender = ShopifySender::new(url, SECRET)?;
     let live_start = Instant::now();
@@ -275,7 +280,7 @@ fn plan_traffic(args: &DemoArgs, customers: u64, now: OffsetDateTime) -> Vec<Pla
     let mut i = 0usize;
     while plan.len() < total {
         let at = step * i as u32;
-        i += 1;
+        let planned_before = plan.len();
         let c = rng.gen_range(0..customers);
         let cid = ID_BASE + c;
         let email = format!("customer{c}@example.com");
@@ -386,6 +391,8 @@ fn plan_traffic(args: &DemoArgs, customers: u64, now: OffsetDateTime) -> Vec<Pla
             // Signed but malformed: kept in quarantine, answered 200.
             push(&mut plan, at, "orders/create", br#"{"id": 5, "total_price": "5x""#.to_vec(), Kind::Normal);
         }
+        // Scenarios send one to four deliveries; advancing by that many keeps the rate per delivery.
+        i += (plan.len() - planned_before).max(1);
     }
     plan.sort_by_key(|p| p.at);
     plan
@@ -471,7 +478,17 @@ async fn summarize(
     if let Some((n, p50, p99)) = app.push_latency.quantiles() {
         println!("event→push latency ({n}): p50 {:.1} ms, p99 {:.1} ms", p50 * 1e3, p99 * 1e3);
     }
-    let sample = app.store().customer_audit(&format!("shopify:{}", ID_BASE).parse()?, 1).await?;
+    // Show where to look: the trail of an abandoned checkout when there is one.
+    let sample_customer = events
+        .iter()
+        .find(|e| e.metric == "AI Checkout Abandoned")
+        .and_then(|e| e.profile.get("external_id"))
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse::<nudge_model::CustomerId>().ok());
+    let sample = match sample_customer {
+        Some(c) => app.store().customer_audit(&c, 1).await?,
+        None => Vec::new(),
+    };
     let dir = args.dir.display();
     match sample.first() {
         Some(r) => println!("\ninspect: nudge --data-dir {dir} audit show {}", r.trace_id),

@@ -70,7 +70,9 @@ enum DevCmd {
 fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    nudge::telemetry::init_logging(cli.log_json);
+    // The demo prints its own summary; its logs stay at warnings unless RUST_LOG asks for more.
+    let level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    nudge::telemetry::init_logging(cli.log_json, level);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -117,10 +117,10 @@ impl LatencySample {
     }
 }
 
-/// Sets up JSON or human logs, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging(json: bool) {
+/// Sets up JSON or human logs, filtered by `RUST_LOG` (default `default_level`).
+pub fn init_logging(json: bool, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
