@@ -129,7 +129,7 @@ impl Default for PipelineConfig {
             shadow: false,
             holdout_percent: 0,
             max_attempts: 8,
-            batch_size: 256,
+            batch_size: 32,
             timer_tick: HumanDuration(Duration::from_secs(1)),
             refit_every: HumanDuration(Duration::from_secs(86_400)),
         }
