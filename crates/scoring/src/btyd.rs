@@ -185,7 +185,6 @@ fn evaluate<M: TransactionModel>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nudge_model::{Event, Money, Order};
     use time::macros::datetime;
 
     fn model() -> BtydModel {
@@ -198,35 +197,11 @@ mod tests {
         }
     }
 
-    fn state(days: &[i64]) -> CustomerState {
-        let c: nudge_model::CustomerId = "shopify:9".parse().unwrap();
-        let mut s = CustomerState::new(c.clone());
-        for (i, d) in days.iter().enumerate() {
-            let t = datetime!(2026-01-01 12:00 UTC) + time::Duration::days(*d);
-            s.apply(&Event::OrderUpserted(Order {
-                id: i.to_string(),
-                name: None,
-                customer: Some(c.clone()),
-                email: None,
-                created_at: t,
-                updated_at: t,
-                cancelled_at: None,
-                total: Money::parse("30.00", "USD").unwrap(),
-                financial_status: None,
-                line_items: vec![],
-                checkout_token: None,
-                cart_token: None,
-                accepts_marketing: None,
-            }));
-        }
-        s
-    }
-
     #[test]
     fn scores_match_the_model_and_carry_the_version() {
         let sc = BtydScorer::new(model(), SegmentThresholds::default());
         // Hardie's example customer: x = 2, t_x = 30.43 weeks, T = 38.86 weeks (days rounded).
-        let s = state(&[0, 108, 213]);
+        let s = crate::test_support::state_with_orders(&[0, 108, 213], "30.00");
         let now = datetime!(2026-01-01 12:00 UTC) + time::Duration::days(272);
         let set = sc.score(&s, now).unwrap();
         let m = BgNbd { r: 0.243, alpha: 4.414, a: 0.793, b: 2.426 };
@@ -241,7 +216,7 @@ mod tests {
     #[test]
     fn churn_risk_grows_with_silence() {
         let sc = BtydScorer::new(model(), SegmentThresholds::default());
-        let s = state(&[0, 20, 40, 60]);
+        let s = crate::test_support::state_with_orders(&[0, 20, 40, 60], "30.00");
         let soon = sc.score(&s, datetime!(2026-03-05 0:00 UTC)).unwrap().value(names::CHURN_RISK).unwrap();
         let late = sc.score(&s, datetime!(2027-06-01 0:00 UTC)).unwrap().value(names::CHURN_RISK).unwrap();
         assert!(late > soon + 30.0, "{soon} → {late}");

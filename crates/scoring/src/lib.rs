@@ -126,3 +126,35 @@ pub(crate) fn score(name: &str, value: f64, model_id: &str, version: &str, expla
         explanation,
     }
 }
+
+/// Test helpers shared by the scorers' unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use nudge_model::{Event, Money, Order};
+    use nudge_state::CustomerState;
+
+    /// A customer with one order of `amount` USD on each given day after 2026-01-01 12:00 UTC.
+    pub fn state_with_orders(days: &[i64], amount: &str) -> CustomerState {
+        let c: nudge_model::CustomerId = "shopify:1".parse().expect("valid id");
+        let mut s = CustomerState::new(c.clone());
+        for (i, d) in days.iter().enumerate() {
+            let t = time::macros::datetime!(2026-01-01 12:00 UTC) + time::Duration::days(*d);
+            s.apply(&Event::OrderUpserted(Order {
+                id: i.to_string(),
+                name: None,
+                customer: Some(c.clone()),
+                email: None,
+                created_at: t,
+                updated_at: t,
+                cancelled_at: None,
+                total: Money::parse(amount, "USD").expect("valid amount"),
+                financial_status: None,
+                line_items: vec![],
+                checkout_token: None,
+                cart_token: None,
+                accepts_marketing: None,
+            }));
+        }
+        s
+    }
+}

@@ -85,36 +85,12 @@ pub(crate) fn round(x: f64, dp: i32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nudge_model::{Event, Money, Order, Segment};
+    use nudge_model::Segment;
     use time::macros::datetime;
-
-    fn state_with_orders(days: &[i64]) -> CustomerState {
-        let c: nudge_model::CustomerId = "shopify:1".parse().unwrap();
-        let mut s = CustomerState::new(c.clone());
-        for (i, d) in days.iter().enumerate() {
-            let t = datetime!(2026-01-01 12:00 UTC) + time::Duration::days(*d);
-            s.apply(&Event::OrderUpserted(Order {
-                id: i.to_string(),
-                name: None,
-                customer: Some(c.clone()),
-                email: None,
-                created_at: t,
-                updated_at: t,
-                cancelled_at: None,
-                total: Money::parse("50.00", "USD").unwrap(),
-                financial_status: None,
-                line_items: vec![],
-                checkout_token: None,
-                cart_token: None,
-                accepts_marketing: None,
-            }));
-        }
-        s
-    }
 
     #[test]
     fn prospects_get_no_scores() {
-        let s = state_with_orders(&[]);
+        let s = crate::test_support::state_with_orders(&[], "50.00");
         let set = RulesScorer::default().score(&s, datetime!(2026-06-01 0:00 UTC)).unwrap();
         assert!(set.scores.is_empty());
         assert_eq!(set.segment, Segment::Prospect);
@@ -122,7 +98,7 @@ mod tests {
 
     #[test]
     fn churn_risk_rises_with_recency() {
-        let s = state_with_orders(&[0, 30, 60]);
+        let s = crate::test_support::state_with_orders(&[0, 30, 60], "50.00");
         let r = RulesScorer::default();
         let soon = r.score(&s, datetime!(2026-03-05 0:00 UTC)).unwrap();
         let late = r.score(&s, datetime!(2026-12-01 0:00 UTC)).unwrap();
@@ -136,7 +112,7 @@ mod tests {
 
     #[test]
     fn one_time_recent_buyer_is_new() {
-        let s = state_with_orders(&[0]);
+        let s = crate::test_support::state_with_orders(&[0], "50.00");
         let set = RulesScorer::default().score(&s, datetime!(2026-01-10 0:00 UTC)).unwrap();
         assert_eq!(set.segment, Segment::New);
         assert!(set.value(names::PREDICTED_CLV).unwrap() > 0.0);
