@@ -4,6 +4,7 @@
 use crate::app::Shared;
 use crate::telemetry;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -56,8 +57,20 @@ fn auditable_headers(h: &HeaderMap) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
-async fn shopify_webhook(State(app): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn shopify_webhook(
+    State(app): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
+    // Bodies over `server.max_body_bytes` (413) and unreadable bodies get the same JSON error shape.
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            telemetry::webhook("shopify", "-", "refused");
+            return ApiError(rejection.status(), rejection.body_text()).into_response();
+        }
+    };
     let h = Headers::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
     let meta = match nudge_ingest::verify(&h, &body, &app.shopify_secrets) {
         Ok(m) => m,

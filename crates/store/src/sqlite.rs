@@ -323,9 +323,9 @@ fn record_one(tx: &rusqlite::Transaction<'_>, a: &AttemptRecord) -> Result<()> {
         };
         // A replayed trace gets its new outcome: replace the earlier terminal state.
         tx.prepare_cached("DELETE FROM terminal WHERE trace_id = ?1")?.execute([&trace])?;
-        insert_terminal(&tx, a.trace_id, &terminal, a.at_ms)?;
+        insert_terminal(tx, a.trace_id, &terminal, a.at_ms)?;
         insert_audit(
-            &tx,
+            tx,
             &AuditRecord {
                 trace_id: a.trace_id,
                 customer: a.audit.customer.clone(),

@@ -114,6 +114,7 @@ async fn bad_deliveries_are_refused_with_json_errors() {
     let big = vec![b' '; 32_768];
     let r = t.sender.send(&Delivery::new("orders/create", big)).await.unwrap();
     assert_eq!(r.status, 413);
+    assert!(serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["error"].is_string());
     assert_eq!(t.app.store().stats().await.unwrap().deliveries, 1, "only the good delivery was stored");
     t.app.shutdown().await;
 }
