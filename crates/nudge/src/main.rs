@@ -70,6 +70,11 @@ enum DevCmd {
 fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    // Commands that only print may stop quietly on a closed pipe; the server keeps Rust's default, where a
+    // peer that went away is an error on that connection, never a signal to the process.
+    if !matches!(cli.command, Command::Serve | Command::Demo(_) | Command::Dev(_)) {
+        restore_default_sigpipe();
+    }
     // The demo prints its own summary; its logs stay at warnings unless RUST_LOG asks for more.
     let level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
     nudge::telemetry::init_logging(cli.log_json, level);
@@ -135,6 +140,16 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Rust ignores SIGPIPE, which turns `nudge audit … | head` into a panic on the closed pipe; a printing
+/// command should simply stop, as other Unix tools do.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to the default at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 fn config_error(e: nudge::config::ConfigError) -> ExitCode {
