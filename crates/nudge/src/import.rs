@@ -206,6 +206,17 @@ struct Errors {
 }
 
 impl Errors {
+    /// Keeps a good row or records a bad one; returns `false` when parsing should stop.
+    fn keep(&mut self, line: u64, row: Result<HistoryRow, String>, rows: &mut Vec<HistoryRow>) -> bool {
+        match row {
+            Ok(r) => {
+                rows.push(r);
+                true
+            }
+            Err(m) => self.push(line, m),
+        }
+    }
+
     /// Records a bad row; returns `false` when parsing should stop.
     fn push(&mut self, line: u64, message: String) -> bool {
         if self.list.len() >= MAX_REPORTED_ERRORS {
@@ -325,13 +336,8 @@ fn parse_csv(
                 source: HistoryFormat::Csv.name(),
             })
         })();
-        match row {
-            Ok(r) => out.rows.push(r),
-            Err(m) => {
-                if !errors.push(line, m) {
-                    break;
-                }
-            }
+        if !errors.keep(line, row, &mut out.rows) {
+            break;
         }
     }
     Ok(out)
@@ -380,13 +386,8 @@ fn parse_cdnow(
                 source: HistoryFormat::Cdnow.name(),
             })
         })();
-        match row {
-            Ok(r) => out.rows.push(r),
-            Err(m) => {
-                if !errors.push(number, m) {
-                    break;
-                }
-            }
+        if !errors.keep(number, row, &mut out.rows) {
+            break;
         }
     }
     Ok(out)
@@ -479,13 +480,8 @@ fn parse_shopify(
                 source: HistoryFormat::ShopifyOrders.name(),
             })
         })();
-        match row {
-            Ok(r) => out.rows.push(r),
-            Err(m) => {
-                if !errors.push(line, m) {
-                    break;
-                }
-            }
+        if !errors.keep(line, row, &mut out.rows) {
+            break;
         }
     }
     Ok(out)

@@ -2,8 +2,8 @@
 //! explanation, plus the segment derived from them.
 //!
 //! Two scorers live here: [`RulesScorer`], a clearly labelled recency/frequency/monetary fallback, and
-//! [`BtydScorer`], which evaluates a fitted BTYD + Gamma-Gamma model version in closed form. [`Fallback`]
-//! chains them so the pipeline always has scores. No I/O here: the active model version is passed in.
+//! [`BtydScorer`], which evaluates a fitted BTYD + Gamma-Gamma model version in closed form. The pipeline
+//! chains them (active model first, rules when there is none or it fails) so it always has scores. No I/O here: the active model version is passed in.
 
 mod btyd;
 mod rules;
@@ -91,29 +91,6 @@ pub fn segment_for(
         Segment::Loyal
     } else {
         Segment::Active
-    }
-}
-
-/// Tries the primary scorer (a fitted model version) and falls back to rules when there is none or it fails.
-pub struct Fallback<P: Scorer, F: Scorer> {
-    pub primary: Option<P>,
-    pub fallback: F,
-}
-
-impl<P: Scorer, F: Scorer> Fallback<P, F> {
-    /// Returns the scores and, when the fallback was used, why.
-    pub fn score(
-        &self,
-        state: &CustomerState,
-        now: Timestamp,
-    ) -> (Result<ScoreSet, ScoreError>, Option<String>) {
-        match &self.primary {
-            Some(p) => match p.score(state, now) {
-                Ok(s) => (Ok(s), None),
-                Err(e) => (self.fallback.score(state, now), Some(e.to_string())),
-            },
-            None => (self.fallback.score(state, now), Some("no active model version".into())),
-        }
     }
 }
 
