@@ -4,22 +4,32 @@
 //! `cargo bench -p nudge --bench ingest -- [--connections 64] [--seconds 10] [--rate 5000]
 //!  [--rate-seconds 10] [--durability full|normal]`
 //!
-//! Phase 1 sends back to back from `--connections` tasks and reports sustained durable acks/s with the
-//! ack latency quantiles. Phase 2 sends at a fixed rate (open loop) and reports the ack latency at that
-//! rate and the event→push latency of the deliveries of that phase. Everything runs on this machine's
-//! loopback and stops by itself.
+//! The load generator is this same program started again as a child process (`--role loadgen`): it builds
+//! and signs every request before the clock starts, then writes them over raw HTTP/1.1 keep-alive
+//! connections from one thread, so what is measured is nudge, not the cost of building JSON and HMACs.
+//!
+//! Phase 1 sends back to back from `--connections` connections (closed loop) and reports sustained durable
+//! acks/s with the ack latency quantiles, while nudge processes and pushes concurrently; then how long the
+//! backlog took to drain, and the end-to-end rate (acked, processed and pushed). Phase 2 sends at a fixed
+//! rate (open loop; latency counts from when each request was due, so a stalled server cannot hide queueing)
+//! and reports the ack latency at that rate and the event→push latency of its deliveries. Everything runs on
+//! this machine's loopback and stops by itself.
 
 use nudge::config::{Config, ShopifyConfig};
 use nudge_ingest::shopify::fixtures::{CustomerFixture, LineItemFixture, OrderFixture};
 use nudge_testkit::fake_klaviyo::{FakeKlaviyo, FakeKlaviyoConfig};
-use nudge_testkit::shopify_sender::{Delivery, ShopifySender};
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "bench_secret";
 const KEY: &str = "pk_bench";
+/// Customers the deliveries are spread over.
+const CUSTOMERS: u64 = 50_000;
 
 struct Args {
     connections: usize,
@@ -29,75 +39,283 @@ struct Args {
     durability: nudge_store::sqlite::Durability,
 }
 
-fn args() -> Args {
-    let mut a = Args {
-        connections: 64,
-        seconds: 10,
-        rate: 5000,
-        rate_seconds: 10,
-        durability: nudge_store::sqlite::Durability::Full,
-    };
+fn flags() -> BTreeMap<String, String> {
     let v: Vec<String> = std::env::args().skip(1).filter(|s| s != "--bench").collect();
-    let mut i = 0;
-    while i < v.len() {
-        let val = v.get(i + 1).cloned().unwrap_or_default();
-        match v[i].as_str() {
-            "--connections" => a.connections = val.parse().expect("--connections N"),
-            "--seconds" => a.seconds = val.parse().expect("--seconds N"),
-            "--rate" => a.rate = val.parse().expect("--rate N"),
-            "--rate-seconds" => a.rate_seconds = val.parse().expect("--rate-seconds N"),
-            "--durability" => {
-                a.durability = match val.as_str() {
-                    "full" => nudge_store::sqlite::Durability::Full,
-                    "normal" => nudge_store::sqlite::Durability::Normal,
-                    other => panic!("--durability full|normal, not {other}"),
-                }
-            }
-            other => panic!("unknown argument {other}"),
+    let mut m = BTreeMap::new();
+    for pair in v.chunks(2) {
+        let key = pair[0].strip_prefix("--").unwrap_or_else(|| panic!("unexpected argument {}", pair[0]));
+        m.insert(key.to_string(), pair.get(1).cloned().unwrap_or_default());
+    }
+    m
+}
+
+fn num(m: &BTreeMap<String, String>, key: &str, default: u64) -> u64 {
+    m.get(key).map(|v| v.parse().unwrap_or_else(|_| panic!("--{key} takes a number"))).unwrap_or(default)
+}
+
+fn args(m: &BTreeMap<String, String>) -> Args {
+    for k in m.keys() {
+        let known = ["connections", "seconds", "rate", "rate-seconds", "durability"];
+        assert!(known.contains(&k.as_str()), "unknown argument --{k}");
+    }
+    Args {
+        connections: num(m, "connections", 64) as usize,
+        seconds: num(m, "seconds", 10),
+        rate: num(m, "rate", 5000),
+        rate_seconds: num(m, "rate-seconds", 10),
+        durability: match m.get("durability").map(String::as_str) {
+            None | Some("full") => nudge_store::sqlite::Durability::Full,
+            Some("normal") => nudge_store::sqlite::Durability::Normal,
+            Some(other) => panic!("--durability full|normal, not {other}"),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The load generator (child process).
+
+/// A realistic `orders/create` body (about 5 KB) split around the fields each delivery changes, so building
+/// one is a few copies rather than a JSON serialisation.
+struct BodyTemplate {
+    /// Text before each slot, then the tail.
+    parts: Vec<String>,
+    /// Which value goes after `parts[k]`.
+    slots: Vec<&'static str>,
+}
+
+impl BodyTemplate {
+    const SLOTS: [&'static str; 6] = ["\"@ORDER@\"", "\"@CUST@\"", "@EMAIL1@", "@EMAIL2@", "@CHK@", "@CART@"];
+
+    fn new() -> Self {
+        let now = time::OffsetDateTime::now_utc();
+        let c = CustomerFixture::new(1_000_000, Some("b0@example.org"), now);
+        let o = OrderFixture::new(5_000_000_000, now).customer(c).line_item(LineItemFixture::new(
+            9_100_000_000,
+            "Item",
+            1,
+            "25.00",
+        ));
+        let mut v = o.to_json();
+        v["id"] = serde_json::json!("@ORDER@");
+        v["email"] = serde_json::json!("@EMAIL1@");
+        v["customer"]["id"] = serde_json::json!("@CUST@");
+        v["customer"]["email"] = serde_json::json!("@EMAIL2@");
+        v["checkout_token"] = serde_json::json!("@CHK@");
+        v["cart_token"] = serde_json::json!("@CART@");
+        let text = serde_json::to_string(&v).expect("JSON serialises");
+        let mut marks: Vec<(usize, &'static str)> = Vec::new();
+        for slot in Self::SLOTS {
+            let found: Vec<_> = text.match_indices(slot).collect();
+            assert_eq!(found.len(), 1, "slot {slot} appears once in the template");
+            marks.push((found[0].0, slot));
         }
-        i += 2;
+        marks.sort();
+        let (mut parts, mut slots, mut at) = (Vec::new(), Vec::new(), 0);
+        for (i, slot) in marks {
+            parts.push(text[at..i].to_string());
+            slots.push(slot);
+            at = i + slot.len();
+        }
+        parts.push(text[at..].to_string());
+        BodyTemplate { parts, slots }
     }
-    a
-}
 
-/// A realistic order body (about 5 KB) built once; each delivery gets its own order id and one of 50,000
-/// customers, so the load generator spends its time sending rather than building fixtures.
-fn template() -> serde_json::Value {
-    let now = time::OffsetDateTime::now_utc();
-    let c = CustomerFixture::new(1_000_000, Some("b0@example.org"), now);
-    let o = OrderFixture::new(5_000_000_000, now).customer(c).line_item(LineItemFixture::new(
-        9_100_000_000,
-        "Item",
-        1,
-        "25.00",
-    ));
-    o.to_json()
-}
-
-fn delivery(template: &serde_json::Value, i: u64) -> Delivery {
-    let mut v = template.clone();
-    let cust = i % 50_000;
-    v["id"] = serde_json::json!(5_000_000_000u64 + i);
-    v["email"] = serde_json::json!(format!("b{cust}@example.org"));
-    v["customer"]["id"] = serde_json::json!(1_000_000 + cust);
-    v["customer"]["email"] = serde_json::json!(format!("b{cust}@example.org"));
-    v["checkout_token"] = serde_json::json!(format!("chk-{i}"));
-    v["cart_token"] = serde_json::json!(format!("cart-{i}"));
-    Delivery::new("orders/create", serde_json::to_vec(&v).expect("JSON serialises"))
-}
-
-fn quantiles(mut v: Vec<f64>) -> (f64, f64) {
-    if v.is_empty() {
-        return (0.0, 0.0);
+    fn body(&self, i: u64) -> Vec<u8> {
+        let cust = i % CUSTOMERS;
+        let email = format!("b{cust}@example.org");
+        let mut out = String::with_capacity(self.parts.iter().map(String::len).sum::<usize>() + 96);
+        for (part, slot) in self.parts.iter().zip(&self.slots) {
+            out.push_str(part);
+            let value = match *slot {
+                "\"@ORDER@\"" => (5_000_000_000u64 + i).to_string(),
+                "\"@CUST@\"" => (1_000_000 + cust).to_string(),
+                "@CHK@" => format!("chk-{i}"),
+                "@CART@" => format!("cart-{i}"),
+                _ => email.clone(),
+            };
+            out.push_str(&value);
+        }
+        out.push_str(self.parts.last().expect("a tail"));
+        out.into_bytes()
     }
-    v.sort_by(f64::total_cmp);
-    let q = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
-    (q(0.5), q(0.99))
+}
+
+fn request(host: &str, body: &[u8]) -> Vec<u8> {
+    let sig = nudge_testkit::shopify_sender::sign(SECRET.as_bytes(), body);
+    let head = format!(
+        "POST /webhooks/shopify HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         x-shopify-topic: orders/create\r\nx-shopify-hmac-sha256: {sig}\r\nx-shopify-shop-domain: demo-store.myshopify.com\r\n\
+         x-shopify-api-version: 2026-07\r\nx-shopify-webhook-id: {}\r\nx-shopify-event-id: {}\r\n\
+         x-shopify-triggered-at: 2026-11-27T12:00:00Z\r\n\r\n",
+        body.len(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    let mut r = head.into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+/// Reads one HTTP/1.1 response from `conn`; returns its status. `buf` keeps bytes across calls.
+async fn read_response(conn: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end]).map_err(std::io::Error::other)?;
+            let status: u16 = head.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| {
+                std::io::Error::other(format!("not an HTTP response: {}", &head[..head.len().min(40)]))
+            })?;
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            let total = end + 4 + len;
+            while buf.len() < total {
+                let mut chunk = [0u8; 4096];
+                let n = conn.read(&mut chunk).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            buf.drain(..total);
+            return Ok(status);
+        }
+        let mut chunk = [0u8; 4096];
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn quantile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() { 0.0 } else { v[((v.len() as f64 - 1.0) * p).round() as usize] }
+}
+
+/// The child: `--role loadgen --addr A --connections C --first N --count K` and either `--seconds S`
+/// (closed loop until S seconds have passed or the K requests are used) or `--rate R` (open loop).
+fn loadgen(m: &BTreeMap<String, String>) {
+    let addr = m.get("addr").expect("--addr").clone();
+    let connections = num(m, "connections", 64) as usize;
+    let first = num(m, "first", 0);
+    let count = num(m, "count", 100_000);
+    let seconds = num(m, "seconds", 0);
+    let rate = num(m, "rate", 0);
+    let built = Instant::now();
+    let tpl = BodyTemplate::new();
+    let requests: Arc<Vec<Vec<u8>>> =
+        Arc::new((0..count).map(|i| request(&addr, &tpl.body(first + i))).collect());
+    let bytes: usize = requests.iter().map(Vec::len).sum();
+    eprintln!(
+        "loadgen: {count} signed requests ({:.1} MB) built in {:.1}s",
+        bytes as f64 / 1e6,
+        built.elapsed().as_secs_f64()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let result = rt.block_on(async move {
+        let next = Arc::new(AtomicU64::new(0));
+        let start = Instant::now() + Duration::from_millis(50);
+        let deadline = (seconds > 0).then(|| start + Duration::from_secs(seconds));
+        let interval = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
+        let mut tasks = Vec::new();
+        for _ in 0..connections {
+            let (requests, next, addr) = (requests.clone(), next.clone(), addr.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut conn = tokio::net::TcpStream::connect(&addr).await.expect("connect to nudge");
+                conn.set_nodelay(true).unwrap();
+                let mut buf = Vec::with_capacity(8192);
+                let (mut lat, mut ok, mut other, mut errors) = (Vec::new(), 0u64, 0u64, 0u64);
+                tokio::time::sleep_until(start.into()).await;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= requests.len() as u64 || deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
+                    let t0 = match interval {
+                        Some(iv) => {
+                            let due = start + iv * i as u32;
+                            tokio::time::sleep_until(due.into()).await;
+                            due
+                        }
+                        None => Instant::now(),
+                    };
+                    let r = async {
+                        conn.write_all(&requests[i as usize]).await?;
+                        read_response(&mut conn, &mut buf).await
+                    }
+                    .await;
+                    match r {
+                        Ok(200) => {
+                            ok += 1;
+                            lat.push(t0.elapsed().as_secs_f64());
+                        }
+                        Ok(_) => other += 1,
+                        Err(_) => {
+                            errors += 1;
+                            break;
+                        }
+                    }
+                }
+                (lat, ok, other, errors)
+            }));
+        }
+        let mut lat = Vec::new();
+        let (mut ok, mut other, mut errors) = (0, 0, 0);
+        for t in tasks {
+            let (l, o, n, e) = t.await.unwrap();
+            lat.extend(l);
+            ok += o;
+            other += n;
+            errors += e;
+        }
+        let secs = (Instant::now() - start).as_secs_f64();
+        lat.sort_by(f64::total_cmp);
+        serde_json::json!({
+            "ok": ok, "other_status": other, "errors": errors, "secs": secs,
+            "p50_ms": quantile(&lat, 0.5) * 1e3, "p99_ms": quantile(&lat, 0.99) * 1e3,
+            "p999_ms": quantile(&lat, 0.999) * 1e3, "max_ms": lat.last().copied().unwrap_or(0.0) * 1e3,
+        })
+    });
+    println!("{result}");
+}
+
+/// Runs the load generator as a child process and returns its result line.
+fn spawn_loadgen(extra: &[(&str, String)]) -> serde_json::Value {
+    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+    cmd.arg("--role").arg("loadgen");
+    for (k, v) in extra {
+        cmd.arg(format!("--{k}")).arg(v);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("start the load generator");
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut result = serde_json::Value::Null;
+    for line in out.lines() {
+        result = serde_json::from_str(&line.expect("read the load generator")).expect("a JSON result line");
+    }
+    assert!(child.wait().expect("the load generator ends").success(), "the load generator failed");
+    result
+}
+
+/// CPU seconds (user + system) this process has used so far.
+fn cpu_seconds() -> f64 {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
 }
 
 fn main() {
+    let m = flags();
+    if m.get("role").map(String::as_str) == Some("loadgen") {
+        return loadgen(&m);
+    }
     nudge_testkit::ensure_crypto_provider();
-    let a = args();
+    let a = args(&m);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         let fake = FakeKlaviyo::start(FakeKlaviyoConfig::new(KEY).unthrottled()).await.unwrap();
@@ -119,102 +337,78 @@ fn main() {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = nudge::app::run(cfg, listener).await.unwrap();
-        let sender = ShopifySender::new(format!("http://{}/webhooks/shopify", app.addr), SECRET).unwrap();
+        let addr = app.addr.to_string();
         println!(
-            "machine: {} cores; durability {:?}; {} connections",
+            "machine: {} cores; durability {:?}; {} connections; load generator in its own process",
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             a.durability,
             a.connections
         );
 
-        let tpl = Arc::new(template());
         // Phase 1: sustained throughput, closed loop.
-        let seq = Arc::new(AtomicU64::new(0));
-        let deadline = Instant::now() + Duration::from_secs(a.seconds);
-        let mut tasks = Vec::new();
-        for _ in 0..a.connections {
-            let s = sender.clone();
-            let seq = seq.clone();
-            let tpl = tpl.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut ok = 0u64;
-                while Instant::now() < deadline {
-                    let d = delivery(&tpl, seq.fetch_add(1, Ordering::Relaxed));
-                    if let Ok(r) = s.send(&d).await
-                        && r.status == 200
-                    {
-                        ok += 1;
-                        lat.push(r.elapsed.as_secs_f64());
-                    }
-                }
-                (ok, lat)
-            }));
-        }
+        let count = a.seconds * 40_000;
+        let cpu0 = cpu_seconds();
         let started = Instant::now();
-        let mut ok = 0;
-        let mut lat = Vec::new();
-        for t in tasks {
-            let (n, l) = t.await.unwrap();
-            ok += n;
-            lat.extend(l);
-        }
-        let secs = started.elapsed().as_secs_f64();
-        let (p50, p99) = quantiles(lat);
+        let r = {
+            let args = vec![
+                ("addr", addr.clone()),
+                ("connections", a.connections.to_string()),
+                ("first", "0".to_string()),
+                ("count", count.to_string()),
+                ("seconds", a.seconds.to_string()),
+            ];
+            tokio::task::spawn_blocking(move || spawn_loadgen(&args)).await.unwrap()
+        };
+        let acked = r["ok"].as_u64().unwrap_or(0);
+        let secs = r["secs"].as_f64().unwrap_or(1.0);
         println!(
-            "phase 1 (closed loop, {}s): {ok} durable acks, {:.0} acks/s, ack p50 {:.2} ms p99 {:.2} ms",
+            "phase 1 (closed loop, {}s): {acked} durable acks, {:.0} acks/s, ack p50 {:.2} ms p99 {:.2} ms \
+             p99.9 {:.2} ms (non-200: {}, connection errors: {})",
             a.seconds,
-            ok as f64 / secs,
-            p50 * 1e3,
-            p99 * 1e3
+            acked as f64 / secs,
+            r["p50_ms"].as_f64().unwrap_or(0.0),
+            r["p99_ms"].as_f64().unwrap_or(0.0),
+            r["p999_ms"].as_f64().unwrap_or(0.0),
+            r["other_status"],
+            r["errors"],
         );
-        let drain = Instant::now();
-        app.wait_idle(Duration::from_secs(600)).await;
+        app.wait_idle(Duration::from_secs(900)).await;
+        let total = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu0;
         println!(
-            "  backlog drained (processed + pushed) {:.1}s after the phase ended",
-            drain.elapsed().as_secs_f64()
+            "  backlog drained {:.1}s after the phase ended: {:.0} deliveries/s acked, processed and pushed \
+             end to end; nudge + fake used {:.0} µs CPU per delivery",
+            (total - secs).max(0.0),
+            acked as f64 / total,
+            cpu / acked.max(1) as f64 * 1e6
         );
 
         // Phase 2: fixed rate, open loop.
         app.push_latency.reset();
         let total = a.rate * a.rate_seconds;
-        let interval = Duration::from_secs_f64(1.0 / a.rate as f64);
-        let start = Instant::now();
-        let mut handles = Vec::with_capacity(total as usize);
-        for i in 0..total {
-            let due = start + interval * i as u32;
-            let now = Instant::now();
-            if due > now {
-                tokio::time::sleep(due - now).await;
-            }
-            let s = sender.clone();
-            let d = delivery(&tpl, 10_000_000 + i);
-            handles.push(tokio::spawn(async move {
-                let t0 = Instant::now();
-                let r = s.send(&d).await;
-                (r.map(|r| r.status).unwrap_or(0), t0.elapsed().as_secs_f64())
-            }));
-        }
-        let mut lat = Vec::new();
-        let mut ok = 0;
-        for h in handles {
-            let (status, l) = h.await.unwrap();
-            if status == 200 {
-                ok += 1;
-                lat.push(l);
-            }
-        }
-        let sent_secs = start.elapsed().as_secs_f64();
-        let (p50, p99) = quantiles(lat);
+        let r = {
+            let args = vec![
+                ("addr", addr.clone()),
+                ("connections", (a.connections * 4).to_string()),
+                ("first", "100000000".to_string()),
+                ("count", total.to_string()),
+                ("rate", a.rate.to_string()),
+            ];
+            tokio::task::spawn_blocking(move || spawn_loadgen(&args)).await.unwrap()
+        };
         println!(
-            "phase 2 (open loop, {}/s for {}s): {ok}/{total} acked in {:.1}s, ack p50 {:.2} ms p99 {:.2} ms",
+            "phase 2 (open loop, {}/s for {}s): {}/{total} acked in {:.1}s, ack p50 {:.2} ms p99 {:.2} ms \
+             p99.9 {:.2} ms max {:.2} ms",
             a.rate,
             a.rate_seconds,
-            sent_secs,
-            p50 * 1e3,
-            p99 * 1e3
+            r["ok"],
+            r["secs"].as_f64().unwrap_or(0.0),
+            r["p50_ms"].as_f64().unwrap_or(0.0),
+            r["p99_ms"].as_f64().unwrap_or(0.0),
+            r["p999_ms"].as_f64().unwrap_or(0.0),
+            r["max_ms"].as_f64().unwrap_or(0.0),
         );
-        app.wait_idle(Duration::from_secs(600)).await;
+        app.wait_idle(Duration::from_secs(900)).await;
         if let Some((n, p50, p99)) = app.push_latency.quantiles() {
             println!(
                 "event→push during phase 2 (unthrottled fake, {n} pushes): p50 {:.1} ms p99 {:.1} ms",

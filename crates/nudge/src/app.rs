@@ -49,6 +49,36 @@ pub struct App {
     pub push_latency: Arc<LatencySample>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The runtime of the background workers; shut down with the app.
+    work: Option<tokio::runtime::Runtime>,
+}
+
+/// The background workers (processing, outbox, timers, refits) run on a runtime of their own whose threads
+/// run at a lower OS priority (`pipeline.worker_nice`): when the CPU is contended, the ack path wins and the
+/// durable backlog is worked off with what is left.
+fn work_runtime(nice: i32) -> anyhow::Result<tokio::runtime::Runtime> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("nudge-work")
+        .on_thread_start(move || lower_priority(nice))
+        .enable_all()
+        .build()
+        .context("starting the background worker runtime")
+}
+
+/// Lowers the calling thread's scheduling priority (Linux keeps niceness per thread).
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        // SAFETY: plain system calls on the calling thread's own id.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+        if rc != 0 {
+            tracing::warn!(nice, "could not lower the priority of a background worker thread");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 /// The one place a storage backend is chosen.
@@ -98,10 +128,20 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         concurrency: 16,
         latency: push_latency.clone(),
     });
+    let work = work_runtime(cfg.pipeline.worker_nice)?;
     let mut tasks = vec![
-        tokio::spawn(pipeline.run(wake_pipeline.clone(), wake_outbox.clone(), shutdown_rx.clone())),
-        tokio::spawn(outbox.run(wake_outbox, shutdown_rx.clone())),
-        tokio::spawn(crate::outbox::run_timers(
+        work.spawn({
+            let w = wake_pipeline.clone();
+            let o = wake_outbox.clone();
+            let r = shutdown_rx.clone();
+            async move {
+                if std::env::var_os("NUDGE_X_NOPIPE").is_none() {
+                    pipeline.run(w, o, r).await
+                }
+            }
+        }),
+        work.spawn(outbox.run(wake_outbox, shutdown_rx.clone())),
+        work.spawn(crate::outbox::run_timers(
             store.clone(),
             cfg.pipeline.timer_tick.0,
             wake_pipeline.clone(),
@@ -113,7 +153,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         let store = store.clone();
         let retention = cfg.storage.dedupe_retention.0;
         let mut rx = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(work.spawn(async move {
             loop {
                 let cutoff = crate::outbox::now_ms() - retention.as_millis() as i64;
                 if let Err(e) = store.prune_dedupe(cutoff).await {
@@ -134,7 +174,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         let scoring = scoring.clone();
         let cfg = cfg.clone();
         let mut rx = shutdown_rx.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(work.spawn(async move {
             let mut active = store.active_model_version().await.ok().flatten().map(|v| v.id);
             let refit_every = cfg.pipeline.refit_every.0;
             let mut next_refit = (!refit_every.is_zero()).then(|| tokio::time::Instant::now() + refit_every);
@@ -186,7 +226,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         }
     }));
     tracing::info!(%addr, "nudge is listening");
-    Ok(App { addr, shared, scoring, push_latency, shutdown, tasks })
+    Ok(App { addr, shared, scoring, push_latency, shutdown, tasks, work: Some(work) })
 }
 
 impl App {
@@ -212,10 +252,19 @@ impl App {
     }
 
     /// Stops the server and the workers and waits for them.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(rt) = self.work.take() {
+            rt.shutdown_background();
         }
     }
 }

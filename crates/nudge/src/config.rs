@@ -119,6 +119,9 @@ pub struct PipelineConfig {
     pub timer_tick: HumanDuration,
     /// How often the models are refitted from the store's history; zero turns refits off.
     pub refit_every: HumanDuration,
+    /// OS scheduling niceness (0–19) of the background workers (processing, outbox, timers, refits);
+    /// the ack path keeps the default priority, so under load acknowledging wins the CPU.
+    pub worker_nice: i32,
 }
 
 impl Default for PipelineConfig {
@@ -132,6 +135,7 @@ impl Default for PipelineConfig {
             batch_size: 32,
             timer_tick: HumanDuration(Duration::from_secs(1)),
             refit_every: HumanDuration(Duration::from_secs(86_400)),
+            worker_nice: 10,
         }
     }
 }
@@ -251,6 +255,12 @@ impl Config {
         }
         if p.batch_size == 0 || p.batch_size > 10_000 {
             return Err(err("pipeline.batch_size", "must be between 1 and 10000"));
+        }
+        if !(0..=19).contains(&p.worker_nice) {
+            return Err(err(
+                "pipeline.worker_nice",
+                "must be between 0 (same priority as the ack path) and 19",
+            ));
         }
         Ok(())
     }

@@ -15,13 +15,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(status, seq);
 
--- Dedupe keys (webhook id and event id), kept for the configured retention (at least 7 days).
-CREATE TABLE IF NOT EXISTS dedupe (
-    key        TEXT PRIMARY KEY,
-    trace_id   TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dedupe_age ON dedupe(created_at);
+-- Dedupe keys (webhook id and event id) of each delivery, newline-separated, kept for the configured
+-- retention (at least 7 days). Rows are appended in delivery order, so inserting and pruning are cheap; the
+-- lookup by key is an in-memory hash index rebuilt from this table when the store opens.
+CREATE TABLE IF NOT EXISTS delivery_keys (
+    seq        INTEGER PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    keys       TEXT NOT NULL
+);
 
 -- Customer state as JSON, keyed by source + platform id; email is a secondary key.
 CREATE TABLE IF NOT EXISTS customers (

@@ -15,6 +15,12 @@ use tokio::sync::oneshot;
 const MIGRATION: &str = include_str!("../migrations/sqlite_001_init.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
 const MAX_GROUP: usize = 4096;
+/// The most other write jobs (processing batches, attempts, …) one group commit takes.
+const MAX_JOBS: usize = 64;
+/// At most this often the background thread checkpoints the WAL.
+const CHECKPOINT_EVERY_MS: u64 = 50;
+/// SQLite's own checkpoint (run by the committing writer) only past this many WAL pages.
+const BACKSTOP_CHECKPOINT_PAGES: i64 = 20_000;
 
 /// How hard SQLite works to make a commit durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -27,7 +33,10 @@ pub enum Durability {
     Normal,
 }
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// What a write job hands back: called once the transaction it ran in has committed (`Ok`) or failed.
+type Reply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+/// A write run by the writer thread inside the current group transaction (in a savepoint of its own).
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
 
 enum Cmd {
     Deliver(Box<NewDelivery>, oneshot::Sender<Result<CommitResult>>),
@@ -40,6 +49,93 @@ pub struct SqliteStore {
     /// Idle read connections, reused so reads don't pay for opening the file.
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    /// Dedupe keys by hash; owned by the writer, shared with the pruning job.
+    keys: Arc<Mutex<KeyIndex>>,
+}
+
+/// In-memory index of the dedupe keys in `delivery_keys`: a 64-bit hash of each key → the delivery's seq.
+/// A hit is confirmed against the table, so a hash collision can never drop a delivery; the few keys whose
+/// hash collides live in `more`. About 20 bytes per key.
+pub(crate) struct KeyIndex {
+    hasher: std::collections::hash_map::RandomState,
+    first: std::collections::HashMap<u64, i64>,
+    more: std::collections::HashMap<u64, Vec<i64>>,
+}
+
+impl KeyIndex {
+    fn load(conn: &Connection) -> Result<Self> {
+        let mut idx = KeyIndex {
+            hasher: std::collections::hash_map::RandomState::new(),
+            first: std::collections::HashMap::new(),
+            more: std::collections::HashMap::new(),
+        };
+        let mut st = conn.prepare("SELECT seq, keys FROM delivery_keys ORDER BY seq")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let keys: String = r.get(1)?;
+            for k in keys.split('\n') {
+                idx.insert(k, seq);
+            }
+        }
+        Ok(idx)
+    }
+
+    fn hash(&self, key: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+
+    fn insert(&mut self, key: &str, seq: i64) {
+        let h = self.hash(key);
+        match self.first.entry(h) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(seq);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => self.more.entry(h).or_default().push(seq),
+        }
+    }
+
+    /// Deliveries that may carry `key` (same hash), newest last.
+    fn candidates(&self, key: &str) -> Vec<i64> {
+        let h = self.hash(key);
+        let mut v: Vec<i64> = self.first.get(&h).copied().into_iter().collect();
+        if let Some(m) = self.more.get(&h) {
+            v.extend(m);
+        }
+        v
+    }
+
+    /// Forgets every key of deliveries before `seq`; returns how many.
+    fn forget_before(&mut self, seq: i64) -> usize {
+        let before = self.first.len() + self.more.values().map(Vec::len).sum::<usize>();
+        self.first.retain(|_, s| *s >= seq);
+        self.more.retain(|_, v| {
+            v.retain(|s| *s >= seq);
+            !v.is_empty()
+        });
+        before - (self.first.len() + self.more.values().map(Vec::len).sum::<usize>())
+    }
+}
+
+/// Databases written before `delivery_keys` kept one row per key in `dedupe`; move them over once.
+fn migrate_legacy_dedupe(conn: &Connection) -> Result<()> {
+    let legacy: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dedupe')",
+        [],
+        |r| r.get(0),
+    )?;
+    if legacy {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             INSERT OR IGNORE INTO delivery_keys (seq, created_at, keys)
+               SELECT d.seq, MIN(k.created_at), group_concat(k.key, char(10))
+               FROM dedupe k JOIN deliveries d ON d.trace_id = k.trace_id GROUP BY d.seq;
+             DROP TABLE dedupe;
+             COMMIT;",
+        )?;
+    }
+    Ok(())
 }
 
 impl SqliteStore {
@@ -60,12 +156,17 @@ impl SqliteStore {
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(MIGRATION)?;
+        migrate_legacy_dedupe(&conn)?;
+        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)?;
+        let keys = Arc::new(Mutex::new(KeyIndex::load(&conn)?));
+        let checkpointer = Checkpointer::start(path.clone())?;
         let (tx, rx) = mpsc::channel::<Cmd>();
+        let writer_keys = keys.clone();
         std::thread::Builder::new()
             .name("nudge-sqlite-writer".into())
-            .spawn(move || writer_loop(&mut conn, rx))
+            .spawn(move || writer_loop(&mut conn, rx, checkpointer, writer_keys))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
-        Ok(SqliteStore { tx: Mutex::new(tx), readers: Arc::new(Mutex::new(Vec::new())), path })
+        Ok(SqliteStore { tx: Mutex::new(tx), readers: Arc::new(Mutex::new(Vec::new())), path, keys })
     }
 
     pub fn path(&self) -> &Path {
@@ -76,13 +177,22 @@ impl SqliteStore {
         self.tx.lock().expect("writer queue lock poisoned").send(cmd).map_err(|_| StoreError::Closed)
     }
 
+    /// Runs `f` on the writer thread inside the next group transaction; resolves once that transaction is
+    /// durably committed. An error from `f` rolls back only `f`'s own changes.
     async fn write<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<R> + Send + 'static,
+        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let (otx, orx) = oneshot::channel();
         self.send(Cmd::Run(Box::new(move |c| {
-            let _ = otx.send(f(c));
+            let r = in_savepoint(c, f);
+            Box::new(move |committed: std::result::Result<(), String>| {
+                let _ = otx.send(match (r, committed) {
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Err(msg)) => Err(StoreError::Database(msg)),
+                    (Ok(v), Ok(())) => Ok(v),
+                });
+            })
         })))?;
         orx.await.map_err(|_| StoreError::Closed)?
     }
@@ -117,93 +227,190 @@ impl SqliteStore {
     }
 }
 
-fn writer_loop(conn: &mut Connection, rx: mpsc::Receiver<Cmd>) {
-    let mut deferred: Option<Cmd> = None;
-    loop {
-        let cmd = match deferred.take() {
-            Some(c) => c,
-            None => match rx.recv() {
-                Ok(c) => c,
-                Err(_) => return,
-            },
-        };
-        match cmd {
-            Cmd::Run(job) => job(conn),
-            Cmd::Deliver(d, reply) => {
-                let mut batch = vec![(d, reply)];
-                while batch.len() < MAX_GROUP {
-                    match rx.try_recv() {
-                        Ok(Cmd::Deliver(d, r)) => batch.push((d, r)),
-                        Ok(other) => {
-                            deferred = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                group_commit(conn, batch);
-            }
+/// Runs `f` between `SAVEPOINT` and `RELEASE`; on error its changes are rolled back and the error returned.
+fn in_savepoint<R>(c: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    c.execute_batch("SAVEPOINT job")?;
+    match f(c) {
+        Ok(v) => {
+            c.execute_batch("RELEASE job")?;
+            Ok(v)
         }
+        Err(e) => {
+            c.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+/// The writer thread: takes everything waiting in its queue (deliveries from the ack path, processing
+/// batches, delivery attempts, timer firings, …) and commits it in one transaction, so one fsync serves the
+/// whole group. Replies go out only after the commit.
+fn writer_loop(
+    conn: &mut Connection,
+    rx: mpsc::Receiver<Cmd>,
+    checkpointer: Checkpointer,
+    keys: Arc<Mutex<KeyIndex>>,
+) {
+    loop {
+        let first = match rx.recv() {
+            Ok(c) => c,
+            Err(_) => return,
+        };
+        let mut deliveries: Vec<Pending> = Vec::new();
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut next = Some(first);
+        while let Some(cmd) = next {
+            match cmd {
+                Cmd::Deliver(d, r) => deliveries.push((d, r)),
+                Cmd::Run(j) => jobs.push(j),
+            }
+            next =
+                if deliveries.len() < MAX_GROUP && jobs.len() < MAX_JOBS { rx.try_recv().ok() } else { None };
+        }
+        let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string());
+        let mut delivered: std::result::Result<Vec<CommitResult>, String> = Ok(Vec::new());
+        let mut replies: Vec<Reply> = Vec::with_capacity(jobs.len());
+        let committed = began.and_then(|()| {
+            if !deliveries.is_empty() {
+                let mut keys = keys.lock().expect("key index lock poisoned");
+                delivered = in_savepoint(conn, |c| insert_deliveries(c, &mut keys, &deliveries))
+                    .map_err(|e| e.to_string());
+            }
+            for job in jobs {
+                replies.push(job(conn));
+            }
+            conn.execute_batch("COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                e.to_string()
+            })
+        });
+        let results: Vec<Result<CommitResult>> = match (&committed, delivered) {
+            (Ok(()), Ok(results)) => results.into_iter().map(Ok).collect(),
+            (Err(msg), _) => deliveries.iter().map(|_| Err(StoreError::Database(msg.clone()))).collect(),
+            (Ok(()), Err(msg)) => deliveries.iter().map(|_| Err(StoreError::Database(msg.clone()))).collect(),
+        };
+        for ((_, reply), r) in deliveries.into_iter().zip(results) {
+            let _ = reply.send(r);
+        }
+        for reply in replies {
+            reply(committed.clone());
+        }
+        checkpointer.nudge();
     }
 }
 
 type Pending = (Box<NewDelivery>, oneshot::Sender<Result<CommitResult>>);
 
-fn group_commit(conn: &mut Connection, batch: Vec<Pending>) {
-    let run = |conn: &mut Connection, batch: &[Pending]| -> Result<Vec<CommitResult>> {
-        let tx = conn.transaction()?;
-        let mut out = Vec::with_capacity(batch.len());
-        {
-            let mut find = tx.prepare_cached("SELECT trace_id FROM dedupe WHERE key = ?1")?;
-            let mut ins_d = tx.prepare_cached(
-                "INSERT INTO deliveries (trace_id, source, topic, shop, webhook_id, event_id, received_at, headers, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            let mut ins_k = tx.prepare_cached(
-                "INSERT OR IGNORE INTO dedupe (key, trace_id, created_at) VALUES (?1, ?2, ?3)",
-            )?;
-            'next: for (d, _) in batch {
-                for key in &d.dedupe_keys {
-                    let hit: Option<String> = find.query_row([key], |r| r.get(0)).optional()?;
-                    if let Some(t) = hit {
-                        let original = t.parse().map_err(|_| StoreError::Corrupt(format!("trace id {t}")))?;
-                        out.push(CommitResult::Duplicate { original, key: key.clone() });
-                        continue 'next;
+/// Stores the deliveries of one group, skipping (and reporting) those whose dedupe key is already known.
+/// Keys enter the index as soon as their row is written: a later delivery in the same group sees them, and
+/// should the group roll back, the confirmation against the table finds no row and the key counts as new.
+fn insert_deliveries(tx: &Connection, keys: &mut KeyIndex, batch: &[Pending]) -> Result<Vec<CommitResult>> {
+    let mut out = Vec::with_capacity(batch.len());
+    let mut confirm = tx.prepare_cached(
+        "SELECT d.trace_id, k.keys FROM delivery_keys k JOIN deliveries d ON d.seq = k.seq WHERE k.seq = ?1",
+    )?;
+    let mut ins_d = tx.prepare_cached(
+        "INSERT INTO deliveries (trace_id, source, topic, shop, webhook_id, event_id, received_at, headers, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut ins_k =
+        tx.prepare_cached("INSERT INTO delivery_keys (seq, created_at, keys) VALUES (?1, ?2, ?3)")?;
+    'next: for (d, _) in batch {
+        for key in &d.dedupe_keys {
+            for seq in keys.candidates(key).into_iter().rev() {
+                let row: Option<(String, String)> =
+                    confirm.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+                if let Some((t, stored)) = row
+                    && stored.split('\n').any(|k| k == key)
+                {
+                    let original = t.parse().map_err(|_| StoreError::Corrupt(format!("trace id {t}")))?;
+                    out.push(CommitResult::Duplicate { original, key: key.clone() });
+                    continue 'next;
+                }
+            }
+        }
+        ins_d.execute(params![
+            d.trace_id.to_string(),
+            d.source,
+            d.topic,
+            d.shop,
+            d.webhook_id,
+            d.event_id,
+            d.received_at_ms,
+            d.headers_json,
+            d.body
+        ])?;
+        let seq = tx.last_insert_rowid();
+        if !d.dedupe_keys.is_empty() {
+            if let Some(bad) = d.dedupe_keys.iter().find(|k| k.contains('\n')) {
+                return Err(StoreError::Database(format!("dedupe key {bad:?} contains a newline")));
+            }
+            ins_k.execute(params![seq, d.received_at_ms, d.dedupe_keys.join("\n")])?;
+            for key in &d.dedupe_keys {
+                keys.insert(key, seq);
+            }
+        }
+        out.push(CommitResult::Committed { seq });
+    }
+    Ok(out)
+}
+
+/// Copies committed WAL frames into the database file on a thread of its own, so the writer (and the acks
+/// waiting on it) never pays for a checkpoint. SQLite's own automatic checkpoint stays on as a backstop,
+/// at a larger WAL size, for when this thread falls behind.
+struct Checkpointer {
+    /// (a checkpoint is wanted, the store is closing)
+    state: Arc<(Mutex<(bool, bool)>, std::sync::Condvar)>,
+}
+
+impl Checkpointer {
+    fn start(path: PathBuf) -> Result<Self> {
+        let state = Arc::new((Mutex::new((false, false)), std::sync::Condvar::new()));
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let st = state.clone();
+        std::thread::Builder::new()
+            .name("nudge-sqlite-checkpoint".into())
+            .spawn(move || {
+                loop {
+                    {
+                        let (lock, cv) = &*st;
+                        let mut s = lock.lock().expect("checkpoint lock poisoned");
+                        while !s.0 && !s.1 {
+                            s = cv.wait(s).expect("checkpoint lock poisoned");
+                        }
+                        if s.1 {
+                            return;
+                        }
+                        s.0 = false;
                     }
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        tracing::warn!(error = %e, "background WAL checkpoint failed; SQLite's own takes over");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(CHECKPOINT_EVERY_MS));
                 }
-                let trace = d.trace_id.to_string();
-                ins_d.execute(params![
-                    trace,
-                    d.source,
-                    d.topic,
-                    d.shop,
-                    d.webhook_id,
-                    d.event_id,
-                    d.received_at_ms,
-                    d.headers_json,
-                    d.body
-                ])?;
-                let seq = tx.last_insert_rowid();
-                for key in &d.dedupe_keys {
-                    ins_k.execute(params![key, trace, d.received_at_ms])?;
-                }
-                out.push(CommitResult::Committed { seq });
-            }
+            })
+            .map_err(|e| StoreError::Database(format!("cannot start checkpoint thread: {e}")))?;
+        Ok(Checkpointer { state })
+    }
+
+    /// Asks for a checkpoint soon; cheap when one is already pending.
+    fn nudge(&self) {
+        let (lock, cv) = &*self.state;
+        let mut s = lock.lock().expect("checkpoint lock poisoned");
+        if !s.0 {
+            s.0 = true;
+            cv.notify_one();
         }
-        tx.commit()?;
-        Ok(out)
-    };
-    match run(conn, &batch) {
-        Ok(results) => {
-            for ((_, reply), r) in batch.into_iter().zip(results) {
-                let _ = reply.send(Ok(r));
-            }
-        }
-        Err(e) => {
-            let msg = e.to_string();
-            for (_, reply) in batch {
-                let _ = reply.send(Err(StoreError::Database(msg.clone())));
-            }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.state;
+        if let Ok(mut s) = lock.lock() {
+            s.1 = true;
+            cv.notify_one();
         }
     }
 }
@@ -227,7 +434,7 @@ fn parse_customer(s: &str) -> rusqlite::Result<CustomerId> {
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
-fn insert_audit(tx: &rusqlite::Transaction<'_>, r: &AuditRecord) -> Result<()> {
+fn insert_audit(tx: &Connection, r: &AuditRecord) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO audit (trace_id, customer_id, stage, at, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -241,12 +448,7 @@ fn insert_audit(tx: &rusqlite::Transaction<'_>, r: &AuditRecord) -> Result<()> {
     Ok(())
 }
 
-fn insert_terminal(
-    tx: &rusqlite::Transaction<'_>,
-    trace: TraceId,
-    t: &TerminalState,
-    at_ms: i64,
-) -> Result<()> {
+fn insert_terminal(tx: &Connection, trace: TraceId, t: &TerminalState, at_ms: i64) -> Result<()> {
     tx.prepare_cached(
         "INSERT OR IGNORE INTO terminal (trace_id, state, reason, at) VALUES (?1, ?2, ?3, ?4)",
     )?
@@ -281,7 +483,7 @@ fn terminal_from(state: &str, reason: Option<String>) -> TerminalState {
 }
 
 /// One attempt inside an open transaction (see `Store::record_attempts`).
-fn record_one(tx: &rusqlite::Transaction<'_>, a: &AttemptRecord) -> Result<()> {
+fn record_one(tx: &Connection, a: &AttemptRecord) -> Result<()> {
     insert_audit(tx, &a.audit)?;
     let (status, next, err) = match &a.result {
         AttemptResult::Delivered => ("delivered", None, None),
@@ -426,9 +628,8 @@ impl Store for SqliteStore {
     }
 
     async fn commit_processing(&self, batch: Vec<ProcessOutcome>) -> Result<()> {
-        self.write(move |conn| {
+        self.write(move |tx| {
             let now_ms = ts_to_ms(time::OffsetDateTime::now_utc());
-            let tx = conn.transaction()?;
             for o in &batch {
                 if let Some(status) = &o.status {
                     let s = match status {
@@ -452,7 +653,7 @@ impl Store for SqliteStore {
                     ])?;
                 }
                 for r in &o.audit {
-                    insert_audit(&tx, r)?;
+                    insert_audit(tx, r)?;
                 }
                 for item in &o.outbox {
                     tx.prepare_cached(
@@ -490,18 +691,16 @@ impl Store for SqliteStore {
                     ])?;
                 }
                 if let (Some(t), Some(trace)) = (&o.terminal, o.trace_id) {
-                    insert_terminal(&tx, trace, t, now_ms)?;
+                    insert_terminal(tx, trace, t, now_ms)?;
                 }
             }
-            tx.commit()?;
             Ok(())
         })
         .await
     }
 
     async fn fire_due_timers(&self, now_ms: i64, limit: usize) -> Result<usize> {
-        self.write(move |conn| {
-            let tx = conn.transaction()?;
+        self.write(move |tx| {
             let due: Vec<(String, String, String, String)> = {
                 let mut st = tx.prepare_cached(
                     "SELECT checkout_token, customer_id, payload, origin_trace FROM timers WHERE due_at <= ?1
@@ -520,7 +719,6 @@ impl Store for SqliteStore {
                 .execute(params![trace, now_ms, headers, payload.as_bytes()])?;
                 tx.prepare_cached("DELETE FROM timers WHERE checkout_token = ?1")?.execute([token])?;
             }
-            tx.commit()?;
             Ok(due.len())
         })
         .await
@@ -552,12 +750,10 @@ impl Store for SqliteStore {
     }
 
     async fn record_attempts(&self, attempts: Vec<AttemptRecord>) -> Result<()> {
-        self.write(move |conn| {
-            let tx = conn.transaction()?;
+        self.write(move |tx| {
             for a in &attempts {
-                record_one(&tx, a)?;
+                record_one(tx, a)?;
             }
-            tx.commit()?;
             Ok(())
         })
         .await
@@ -607,8 +803,7 @@ impl Store for SqliteStore {
     }
 
     async fn requeue_quarantined(&self, trace: Option<TraceId>) -> Result<usize> {
-        self.write(move |conn| {
-            let tx = conn.transaction()?;
+        self.write(move |tx| {
             let traces: Vec<String> = {
                 let mut st = tx.prepare_cached(
                     "SELECT trace_id FROM deliveries WHERE status = 'quarantined' AND (?1 IS NULL OR trace_id = ?1)",
@@ -620,16 +815,14 @@ impl Store for SqliteStore {
                     .execute([t])?;
                 tx.prepare_cached("DELETE FROM terminal WHERE trace_id = ?1")?.execute([t])?;
             }
-            tx.commit()?;
             Ok(traces.len())
         })
         .await
     }
 
     async fn requeue_dead_letters(&self, trace: Option<TraceId>) -> Result<usize> {
-        self.write(move |conn| {
+        self.write(move |tx| {
             let now = ts_to_ms(time::OffsetDateTime::now_utc());
-            let tx = conn.transaction()?;
             let t = trace.map(|t| t.to_string());
             let traces: Vec<String> = tx
                 .prepare_cached("SELECT DISTINCT trace_id FROM outbox WHERE status = 'dead' AND (?1 IS NULL OR trace_id = ?1)")?
@@ -644,7 +837,6 @@ impl Store for SqliteStore {
             for tr in &traces {
                 tx.prepare_cached("DELETE FROM terminal WHERE trace_id = ?1")?.execute([tr])?;
             }
-            tx.commit()?;
             Ok(n)
         })
         .await
@@ -675,12 +867,32 @@ impl Store for SqliteStore {
     }
 
     async fn prune_dedupe(&self, older_than_ms: i64) -> Result<usize> {
-        self.write(move |c| Ok(c.execute("DELETE FROM dedupe WHERE created_at < ?1", [older_than_ms])?)).await
+        let keep_from = self
+            .write(move |c| {
+                // Rows are in delivery order; everything before the first row young enough goes.
+                let keep_from: Option<i64> = c
+                    .query_row(
+                        "SELECT seq FROM delivery_keys WHERE created_at >= ?1 ORDER BY seq LIMIT 1",
+                        [older_than_ms],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let keep_from = match keep_from {
+                    Some(s) => s,
+                    None => {
+                        c.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM delivery_keys", [], |r| r.get(0))?
+                    }
+                };
+                c.execute("DELETE FROM delivery_keys WHERE seq < ?1", [keep_from])?;
+                Ok(keep_from)
+            })
+            .await?;
+        // Only once the rows are gone for good does the index forget them.
+        Ok(self.keys.lock().expect("key index lock poisoned").forget_before(keep_from))
     }
 
     async fn import_transactions(&self, rows: Vec<ImportedTransaction>) -> Result<usize> {
-        self.write(move |conn| {
-            let tx = conn.transaction()?;
+        self.write(move |tx| {
             let mut n = 0;
             {
                 let mut st = tx.prepare_cached(
@@ -690,7 +902,6 @@ impl Store for SqliteStore {
                     n += st.execute(params![r.customer_id, r.order_id, r.day, r.amount, r.source])?;
                 }
             }
-            tx.commit()?;
             Ok(n)
         })
         .await
@@ -746,8 +957,7 @@ impl Store for SqliteStore {
 
     async fn activate_model_version(&self, id: &str) -> Result<()> {
         let id = id.to_string();
-        self.write(move |conn| {
-            let tx = conn.transaction()?;
+        self.write(move |tx| {
             let exists: Option<String> = tx
                 .query_row("SELECT id FROM model_versions WHERE id = ?1", [&id], |r| r.get(0))
                 .optional()?;
@@ -755,7 +965,6 @@ impl Store for SqliteStore {
                 return Err(StoreError::NotFound(format!("model version {id}")));
             }
             tx.execute("UPDATE model_versions SET active = (id = ?1)", [&id])?;
-            tx.commit()?;
             Ok(())
         })
         .await
