@@ -26,6 +26,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The same allocator as the `nudge` binary, so the benchmark measures what ships.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SECRET: &str = "bench_secret";
 const KEY: &str = "pk_bench";
 /// Customers the deliveries are spread over.
@@ -37,6 +41,7 @@ struct Args {
     rate: u64,
     rate_seconds: u64,
     durability: nudge_store::sqlite::Durability,
+    worker_nice: Option<i32>,
 }
 
 fn flags() -> BTreeMap<String, String> {
@@ -55,7 +60,7 @@ fn num(m: &BTreeMap<String, String>, key: &str, default: u64) -> u64 {
 
 fn args(m: &BTreeMap<String, String>) -> Args {
     for k in m.keys() {
-        let known = ["connections", "seconds", "rate", "rate-seconds", "durability"];
+        let known = ["connections", "seconds", "rate", "rate-seconds", "durability", "worker-nice"];
         assert!(known.contains(&k.as_str()), "unknown argument --{k}");
     }
     Args {
@@ -63,6 +68,7 @@ fn args(m: &BTreeMap<String, String>) -> Args {
         seconds: num(m, "seconds", 10),
         rate: num(m, "rate", 5000),
         rate_seconds: num(m, "rate-seconds", 10),
+        worker_nice: m.get("worker-nice").map(|v| v.parse().expect("--worker-nice takes 0-19")),
         durability: match m.get("durability").map(String::as_str) {
             None | Some("full") => nudge_store::sqlite::Durability::Full,
             Some("normal") => nudge_store::sqlite::Durability::Normal,
@@ -332,6 +338,9 @@ fn main() {
             k.events_limit = unlimited;
         }
         cfg.pipeline.refit_every = nudge::config::HumanDuration(Duration::ZERO);
+        if let Some(n) = a.worker_nice {
+            cfg.pipeline.worker_nice = n;
+        }
         if let Ok(b) = std::env::var("NUDGE_BENCH_BATCH") {
             cfg.pipeline.batch_size = b.parse().expect("NUDGE_BENCH_BATCH is a number");
         }
@@ -339,10 +348,11 @@ fn main() {
         let app = nudge::app::run(cfg, listener).await.unwrap();
         let addr = app.addr.to_string();
         println!(
-            "machine: {} cores; durability {:?}; {} connections; load generator in its own process",
+            "machine: {} cores; durability {:?}; {} connections; worker_nice {}; load generator in its own process",
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             a.durability,
-            a.connections
+            a.connections,
+            a.worker_nice.map_or("default".to_string(), |n| n.to_string()),
         );
 
         // Phase 1: sustained throughput, closed loop.

@@ -238,10 +238,7 @@ impl App {
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Ok(s) = self.shared.store.stats().await
-                && s.pending_deliveries == 0
-                && s.outbox_pending == 0
-            {
+            if let Ok((0, 0)) = self.shared.store.backlog().await {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {

@@ -130,11 +130,11 @@ async fn shopify_webhook(
 }
 
 async fn readyz(State(app): State<Arc<Shared>>) -> Response {
-    match app.store.stats().await {
-        Ok(s) => Json(serde_json::json!({
+    match app.store.backlog().await {
+        Ok((pending_deliveries, outbox_pending)) => Json(serde_json::json!({
             "status": "ready",
-            "pending_deliveries": s.pending_deliveries,
-            "outbox_pending": s.outbox_pending,
+            "pending_deliveries": pending_deliveries,
+            "outbox_pending": outbox_pending,
         }))
         .into_response(),
         Err(e) => {

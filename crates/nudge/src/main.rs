@@ -5,6 +5,11 @@ use nudge::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc: the request path allocates small buffers on several threads; glibc malloc spent ~10% of the
+/// CPU under load in profiles, mimalloc a fraction of that.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "nudge", version, about = "The AI layer between an online store and its marketing platform")]
 struct Cli {

@@ -11,7 +11,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     headers      TEXT NOT NULL,
     body         BLOB NOT NULL,
     status       TEXT NOT NULL DEFAULT 'pending',
-    status_reason TEXT
+    status_reason TEXT,
+    -- How `body` is stored: 0 as received, 1 LZ4-compressed (length-prefixed); reads give back the exact bytes.
+    body_codec   INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(status, seq);
 
@@ -48,6 +50,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     origin_us       INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_attempt_at);
+-- Pending items in id order: the due query walks this and stops at its limit, whatever the backlog.
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status, id);
 CREATE INDEX IF NOT EXISTS outbox_customer ON outbox(customer_id, status, id);
 CREATE INDEX IF NOT EXISTS outbox_trace ON outbox(trace_id);
 

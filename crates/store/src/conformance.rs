@@ -98,6 +98,7 @@ pub async fn processing_round_trip(s: Arc<dyn Store>) {
     }
     let pending = s.pending_deliveries(10).await.unwrap();
     assert_eq!(pending.len(), 3);
+    assert_eq!(s.backlog().await.unwrap(), (3, 0), "backlog counts what is pending");
     assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq), "pending in sequence order");
     let d = &pending[0];
     let outcome = ProcessOutcome {

@@ -96,6 +96,10 @@ pub trait Store: Send + Sync + 'static {
     /// Counts for health, metrics and the demo summary.
     async fn stats(&self) -> Result<StoreStats>;
 
+    /// Work not yet done: (deliveries pending processing, outbox items pending). Cheap at any store size,
+    /// unlike [`Store::stats`]; for readiness checks and waiting until idle.
+    async fn backlog(&self) -> Result<(u64, u64)>;
+
     /// Removes dedupe keys older than `older_than_ms`; returns how many.
     async fn prune_dedupe(&self, older_than_ms: i64) -> Result<usize>;
 

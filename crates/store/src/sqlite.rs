@@ -39,7 +39,7 @@ type Reply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
 
 enum Cmd {
-    Deliver(Box<NewDelivery>, oneshot::Sender<Result<CommitResult>>),
+    Deliver(Box<NewDelivery>, i64, oneshot::Sender<Result<CommitResult>>),
     Run(Job),
 }
 
@@ -118,6 +118,47 @@ impl KeyIndex {
     }
 }
 
+/// Adds a column that a database written by an earlier version lacks.
+fn add_column_if_missing(conn: &Connection, table: &str, column: &str, decl: &str) -> Result<()> {
+    let present: bool = conn.query_row(
+        &format!("SELECT EXISTS(SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1)"),
+        [column],
+        |r| r.get(0),
+    )?;
+    if !present {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+    }
+    Ok(())
+}
+
+/// Body codecs (`deliveries.body_codec`).
+const CODEC_RAW: i64 = 0;
+const CODEC_LZ4: i64 = 1;
+
+/// Compresses a delivery body for storage when that makes it smaller (webhook JSON typically shrinks 3–5×,
+/// which is that much less for the WAL, the checkpoint and the reads of the processing worker).
+fn encode_body(body: Vec<u8>) -> (i64, Vec<u8>) {
+    if body.len() < 256 {
+        return (CODEC_RAW, body);
+    }
+    let packed = lz4_flex::compress_prepend_size(&body);
+    if packed.len() < body.len() { (CODEC_LZ4, packed) } else { (CODEC_RAW, body) }
+}
+
+fn decode_body(codec: i64, stored: Vec<u8>) -> rusqlite::Result<Vec<u8>> {
+    match codec {
+        CODEC_RAW => Ok(stored),
+        CODEC_LZ4 => lz4_flex::decompress_size_prepended(&stored).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Blob, Box::new(e))
+        }),
+        other => Err(rusqlite::Error::FromSqlConversionFailure(
+            9,
+            rusqlite::types::Type::Integer,
+            format!("unknown body codec {other}").into(),
+        )),
+    }
+}
+
 /// Databases written before `delivery_keys` kept one row per key in `dedupe`; move them over once.
 fn migrate_legacy_dedupe(conn: &Connection) -> Result<()> {
     let legacy: bool = conn.query_row(
@@ -157,6 +198,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(MIGRATION)?;
         migrate_legacy_dedupe(&conn)?;
+        add_column_if_missing(&conn, "deliveries", "body_codec", "INTEGER NOT NULL DEFAULT 0")?;
         conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&conn)?));
         let checkpointer = Checkpointer::start(path.clone())?;
@@ -227,6 +269,16 @@ impl SqliteStore {
     }
 }
 
+/// Runs `f` in one write transaction and commits it; the error is the reason the commit failed.
+fn in_transaction(conn: &Connection, f: impl FnOnce(&Connection)) -> std::result::Result<(), String> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string())?;
+    f(conn);
+    conn.execute_batch("COMMIT").map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        e.to_string()
+    })
+}
+
 /// Runs `f` between `SAVEPOINT` and `RELEASE`; on error its changes are rolled back and the error returned.
 fn in_savepoint<R>(c: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
     c.execute_batch("SAVEPOINT job")?;
@@ -243,8 +295,8 @@ fn in_savepoint<R>(c: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> 
 }
 
 /// The writer thread: takes everything waiting in its queue (deliveries from the ack path, processing
-/// batches, delivery attempts, timer firings, …) and commits it in one transaction, so one fsync serves the
-/// whole group. Replies go out only after the commit.
+/// batches, delivery attempts, timer firings, …) and commits it in at most two transactions — the
+/// deliveries, then the other jobs — so one fsync serves many. Replies go out only after the commit.
 fn writer_loop(
     conn: &mut Connection,
     rx: mpsc::Receiver<Cmd>,
@@ -261,45 +313,49 @@ fn writer_loop(
         let mut next = Some(first);
         while let Some(cmd) = next {
             match cmd {
-                Cmd::Deliver(d, r) => deliveries.push((d, r)),
+                Cmd::Deliver(d, codec, r) => deliveries.push((d, codec, r)),
                 Cmd::Run(j) => jobs.push(j),
             }
             next =
                 if deliveries.len() < MAX_GROUP && jobs.len() < MAX_JOBS { rx.try_recv().ok() } else { None };
         }
-        let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| e.to_string());
-        let mut delivered: std::result::Result<Vec<CommitResult>, String> = Ok(Vec::new());
-        let mut replies: Vec<Reply> = Vec::with_capacity(jobs.len());
-        let committed = began.and_then(|()| {
-            if !deliveries.is_empty() {
+        // The acks' deliveries commit first, in a transaction of their own, so an ack never waits for the
+        // processing work queued beside it; then every queued job commits together.
+        if !deliveries.is_empty() {
+            let mut delivered: std::result::Result<Vec<CommitResult>, String> = Ok(Vec::new());
+            let committed = in_transaction(conn, |conn| {
                 let mut keys = keys.lock().expect("key index lock poisoned");
                 delivered = in_savepoint(conn, |c| insert_deliveries(c, &mut keys, &deliveries))
                     .map_err(|e| e.to_string());
+            });
+            let results: Vec<Result<CommitResult>> = match (&committed, delivered) {
+                (Ok(()), Ok(results)) => results.into_iter().map(Ok).collect(),
+                (Err(msg), _) => deliveries.iter().map(|_| Err(StoreError::Database(msg.clone()))).collect(),
+                (Ok(()), Err(msg)) => {
+                    deliveries.iter().map(|_| Err(StoreError::Database(msg.clone()))).collect()
+                }
+            };
+            for ((_, _, reply), r) in deliveries.into_iter().zip(results) {
+                let _ = reply.send(r);
             }
-            for job in jobs {
-                replies.push(job(conn));
-            }
-            conn.execute_batch("COMMIT").map_err(|e| {
-                let _ = conn.execute_batch("ROLLBACK");
-                e.to_string()
-            })
-        });
-        let results: Vec<Result<CommitResult>> = match (&committed, delivered) {
-            (Ok(()), Ok(results)) => results.into_iter().map(Ok).collect(),
-            (Err(msg), _) => deliveries.iter().map(|_| Err(StoreError::Database(msg.clone()))).collect(),
-            (Ok(()), Err(msg)) => deliveries.iter().map(|_| Err(StoreError::Database(msg.clone()))).collect(),
-        };
-        for ((_, reply), r) in deliveries.into_iter().zip(results) {
-            let _ = reply.send(r);
         }
-        for reply in replies {
-            reply(committed.clone());
+        if !jobs.is_empty() {
+            let mut replies: Vec<Reply> = Vec::with_capacity(jobs.len());
+            let committed = in_transaction(conn, |conn| {
+                for job in jobs {
+                    replies.push(job(conn));
+                }
+            });
+            for reply in replies {
+                reply(committed.clone());
+            }
         }
         checkpointer.nudge();
     }
 }
 
-type Pending = (Box<NewDelivery>, oneshot::Sender<Result<CommitResult>>);
+/// A delivery waiting for the group commit: its body already encoded (codec, bytes), and the reply.
+type Pending = (Box<NewDelivery>, i64, oneshot::Sender<Result<CommitResult>>);
 
 /// Stores the deliveries of one group, skipping (and reporting) those whose dedupe key is already known.
 /// Keys enter the index as soon as their row is written: a later delivery in the same group sees them, and
@@ -310,12 +366,12 @@ fn insert_deliveries(tx: &Connection, keys: &mut KeyIndex, batch: &[Pending]) ->
         "SELECT d.trace_id, k.keys FROM delivery_keys k JOIN deliveries d ON d.seq = k.seq WHERE k.seq = ?1",
     )?;
     let mut ins_d = tx.prepare_cached(
-        "INSERT INTO deliveries (trace_id, source, topic, shop, webhook_id, event_id, received_at, headers, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO deliveries (trace_id, source, topic, shop, webhook_id, event_id, received_at, headers, body,
+         body_codec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     let mut ins_k =
         tx.prepare_cached("INSERT INTO delivery_keys (seq, created_at, keys) VALUES (?1, ?2, ?3)")?;
-    'next: for (d, _) in batch {
+    'next: for (d, codec, _) in batch {
         for key in &d.dedupe_keys {
             for seq in keys.candidates(key).into_iter().rev() {
                 let row: Option<(String, String)> =
@@ -338,7 +394,8 @@ fn insert_deliveries(tx: &Connection, keys: &mut KeyIndex, batch: &[Pending]) ->
             d.event_id,
             d.received_at_ms,
             d.headers_json,
-            d.body
+            d.body,
+            codec
         ])?;
         let seq = tx.last_insert_rowid();
         if !d.dedupe_keys.is_empty() {
@@ -542,16 +599,19 @@ fn record_one(tx: &Connection, a: &AttemptRecord) -> Result<()> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn commit_delivery(&self, d: NewDelivery) -> Result<CommitResult> {
+    async fn commit_delivery(&self, mut d: NewDelivery) -> Result<CommitResult> {
+        // Encoded here, on the caller's thread, so the single writer only copies bytes.
+        let (codec, body) = encode_body(std::mem::take(&mut d.body));
+        d.body = body;
         let (otx, orx) = oneshot::channel();
-        self.send(Cmd::Deliver(Box::new(d), otx))?;
+        self.send(Cmd::Deliver(Box::new(d), codec, otx))?;
         orx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn pending_deliveries(&self, limit: usize) -> Result<Vec<StoredDelivery>> {
         self.read(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT seq, trace_id, source, topic, shop, webhook_id, received_at, headers, body FROM deliveries
+                "SELECT seq, trace_id, source, topic, shop, webhook_id, received_at, headers, body, body_codec FROM deliveries
                  WHERE status = 'pending' ORDER BY seq LIMIT ?1",
             )?;
             let rows = st.query_map([limit as i64], |r| {
@@ -564,7 +624,7 @@ impl Store for SqliteStore {
                     webhook_id: r.get(5)?,
                     received_at_ms: r.get(6)?,
                     headers_json: r.get(7)?,
-                    body: r.get(8)?,
+                    body: decode_body(r.get(9)?, r.get(8)?)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -728,7 +788,7 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT o.id, o.trace_id, o.customer_id, o.destination, o.action, o.attempts, o.origin_us
-                 FROM outbox o
+                 FROM outbox o INDEXED BY outbox_pending
                  WHERE o.status = 'pending' AND o.next_attempt_at <= ?1
                    AND o.id = (SELECT MIN(id) FROM outbox p WHERE p.customer_id = o.customer_id AND p.status = 'pending')
                  ORDER BY o.id LIMIT ?2",
@@ -862,6 +922,19 @@ impl Store for SqliteStore {
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(s)
+        })
+        .await
+    }
+
+    async fn backlog(&self) -> Result<(u64, u64)> {
+        self.read(|c| {
+            let deliveries: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")?
+                .query_row([], |r| r.get(0))?;
+            let outbox: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")?
+                .query_row([], |r| r.get(0))?;
+            Ok((deliveries as u64, outbox as u64))
         })
         .await
     }

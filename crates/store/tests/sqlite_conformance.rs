@@ -95,3 +95,16 @@ async fn legacy_dedupe_keys_are_migrated() {
         nudge_store::CommitResult::Committed { .. }
     ));
 }
+
+/// Large bodies are stored compressed and come back byte for byte.
+#[tokio::test]
+async fn large_bodies_round_trip_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
+    let mut d = delivery("big", 1);
+    let body: Vec<u8> = (0..6000u32).flat_map(|i| format!("{{\"n\":{}}},", i % 97).into_bytes()).collect();
+    d.body = body.clone();
+    s.commit_delivery(d).await.unwrap();
+    let p = s.pending_deliveries(1).await.unwrap();
+    assert_eq!(p[0].body, body);
+}
