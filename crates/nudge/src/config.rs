@@ -55,7 +55,7 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// The embedded SQLite database (`nudge.db`) lives here.
+    /// The embedded SQLite databases (`ingest.db`, the log of deliveries; `nudge.db`, the rest) live here.
     pub data_dir: PathBuf,
     /// `full` (fsync per group commit) or `normal` (survives a process crash, not a power cut).
     pub durability: Durability,

@@ -1,29 +1,19 @@
--- Every acknowledged inbound delivery, verbatim. The sequence number is the processing order.
-CREATE TABLE IF NOT EXISTS deliveries (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    trace_id     TEXT NOT NULL UNIQUE,
-    source       TEXT NOT NULL,
-    topic        TEXT NOT NULL,
-    shop         TEXT,
-    webhook_id   TEXT,
-    event_id     TEXT,
-    received_at  INTEGER NOT NULL,
-    headers      TEXT NOT NULL,
-    body         BLOB NOT NULL,
-    status       TEXT NOT NULL DEFAULT 'pending',
-    status_reason TEXT,
-    -- How `body` is stored: 0 as received, 1 LZ4-compressed (length-prefixed); reads give back the exact bytes.
-    body_codec   INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(status, seq);
+-- The main database: everything derived from the deliveries. The deliveries themselves live in the
+-- ingest log (sqlite_log_001.sql, `ingest.db`), written by the ack path alone.
 
--- Dedupe keys (webhook id and event id) of each delivery, newline-separated, kept for the configured
--- retention (at least 7 days). Rows are appended in delivery order, so inserting and pruning are cheap; the
--- lookup by key is an in-memory hash index rebuilt from this table when the store opens.
-CREATE TABLE IF NOT EXISTS delivery_keys (
-    seq        INTEGER PRIMARY KEY,
-    created_at INTEGER NOT NULL,
-    keys       TEXT NOT NULL
+-- Deliveries the processing worker is done with, committed with what it derived from them. Processing goes
+-- in log order, so every log entry after the highest seq here is pending.
+CREATE TABLE IF NOT EXISTS processed (
+    seq      INTEGER PRIMARY KEY,
+    trace_id TEXT NOT NULL,
+    status   TEXT NOT NULL,
+    reason   TEXT
+);
+CREATE INDEX IF NOT EXISTS processed_quarantined ON processed(trace_id) WHERE status = 'quarantined';
+
+-- Deliveries put back for processing (`nudge replay`), below the highest processed seq.
+CREATE TABLE IF NOT EXISTS requeued (
+    seq INTEGER PRIMARY KEY
 );
 
 -- Customer state as JSON, keyed by source + platform id; email is a secondary key.

@@ -96,8 +96,9 @@ pub trait Store: Send + Sync + 'static {
     /// Counts for health, metrics and the demo summary.
     async fn stats(&self) -> Result<StoreStats>;
 
-    /// Work not yet done: (deliveries pending processing, outbox items pending). Cheap at any store size,
-    /// unlike [`Store::stats`]; for readiness checks and waiting until idle.
+    /// Work not yet done: (deliveries pending processing, outbox items pending). Cheap at any backlog,
+    /// unlike [`Store::stats`]; for readiness checks and waiting until idle. Exact when there is nothing
+    /// pending; otherwise the delivery count may be an upper bound.
     async fn backlog(&self) -> Result<(u64, u64)>;
 
     /// Removes dedupe keys older than `older_than_ms`; returns how many.

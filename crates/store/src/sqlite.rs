@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::oneshot;
 
 const MIGRATION: &str = include_str!("../migrations/sqlite_001_init.sql");
+const LOG_MIGRATION: &str = include_str!("../migrations/sqlite_log_001.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
 const MAX_GROUP: usize = 4096;
 /// The most other write jobs (processing batches, attempts, …) one group commit takes.
@@ -44,11 +45,14 @@ enum Cmd {
 }
 
 pub struct SqliteStore {
-    /// Queue of the writer thread; every write goes through it so SQLite sees one writer.
+    /// Queue of the ingest log's writer (deliveries from the ack path and the timers).
+    log_tx: Mutex<mpsc::Sender<Cmd>>,
+    /// Queue of the main database's writer (every other write).
     tx: Mutex<mpsc::Sender<Cmd>>,
     /// Idle read connections, reused so reads don't pay for opening the file.
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    log_path: PathBuf,
     /// Dedupe keys by hash; owned by the writer, shared with the pruning job.
     keys: Arc<Mutex<KeyIndex>>,
 }
@@ -63,12 +67,16 @@ pub(crate) struct KeyIndex {
 }
 
 impl KeyIndex {
-    fn load(conn: &Connection) -> Result<Self> {
-        let mut idx = KeyIndex {
+    fn empty() -> Self {
+        KeyIndex {
             hasher: std::collections::hash_map::RandomState::new(),
             first: std::collections::HashMap::new(),
             more: std::collections::HashMap::new(),
-        };
+        }
+    }
+
+    fn load(conn: &Connection) -> Result<Self> {
+        let mut idx = KeyIndex::empty();
         let mut st = conn.prepare("SELECT seq, keys FROM delivery_keys ORDER BY seq")?;
         let mut rows = st.query([])?;
         while let Some(r) = rows.next()? {
@@ -159,64 +167,128 @@ fn decode_body(codec: i64, stored: Vec<u8>) -> rusqlite::Result<Vec<u8>> {
     }
 }
 
-/// Databases written before `delivery_keys` kept one row per key in `dedupe`; move them over once.
-fn migrate_legacy_dedupe(conn: &Connection) -> Result<()> {
-    let legacy: bool = conn.query_row(
-        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dedupe')",
-        [],
-        |r| r.get(0),
-    )?;
-    if legacy {
-        conn.execute_batch(
-            "BEGIN IMMEDIATE;
-             INSERT OR IGNORE INTO delivery_keys (seq, created_at, keys)
-               SELECT d.seq, MIN(k.created_at), group_concat(k.key, char(10))
-               FROM dedupe k JOIN deliveries d ON d.trace_id = k.trace_id GROUP BY d.seq;
-             DROP TABLE dedupe;
-             COMMIT;",
-        )?;
+/// Databases written by earlier versions kept the deliveries (with their processing status) and the dedupe
+/// keys in `nudge.db`. Move them into the ingest log once: copy (idempotent), then record what was
+/// processed and drop the old tables. A crash in between repeats the copy harmlessly.
+fn migrate_legacy_layout(main: &Connection, log: &Connection, main_path: &Path) -> Result<()> {
+    let has = |c: &Connection, table: &str| -> Result<bool> {
+        Ok(c.query_row(
+            "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+            [table],
+            |r| r.get(0),
+        )?)
+    };
+    if !has(main, "deliveries")? {
+        return Ok(());
     }
+    add_column_if_missing(main, "deliveries", "body_codec", "INTEGER NOT NULL DEFAULT 0")?;
+    let main_path = main_path.to_str().ok_or_else(|| StoreError::Database("data dir is not UTF-8".into()))?;
+    log.execute("ATTACH DATABASE ?1 AS legacy", [main_path])?;
+    let copy = (|| -> Result<()> {
+        log.execute_batch(
+            "BEGIN IMMEDIATE;
+             INSERT OR IGNORE INTO deliveries
+               (seq, trace_id, source, topic, shop, webhook_id, event_id, received_at, headers, body, body_codec)
+               SELECT seq, trace_id, source, topic, shop, webhook_id, event_id, received_at, headers, body, body_codec
+               FROM legacy.deliveries;",
+        )?;
+        if has(main, "delivery_keys")? {
+            log.execute_batch(
+                "INSERT OR IGNORE INTO delivery_keys (seq, created_at, keys)
+                 SELECT seq, created_at, keys FROM legacy.delivery_keys;",
+            )?;
+        }
+        if has(main, "dedupe")? {
+            log.execute_batch(
+                "INSERT OR IGNORE INTO delivery_keys (seq, created_at, keys)
+                 SELECT d.seq, MIN(k.created_at), group_concat(k.key, char(10))
+                 FROM legacy.dedupe k JOIN legacy.deliveries d ON d.trace_id = k.trace_id GROUP BY d.seq;",
+            )?;
+        }
+        log.execute_batch("COMMIT")?;
+        Ok(())
+    })();
+    if copy.is_err() {
+        let _ = log.execute_batch("ROLLBACK");
+    }
+    log.execute_batch("DETACH DATABASE legacy")?;
+    copy?;
+    main.execute_batch(
+        "BEGIN IMMEDIATE;
+         INSERT OR IGNORE INTO processed (seq, trace_id, status, reason)
+           SELECT seq, trace_id, status, status_reason FROM deliveries WHERE status != 'pending';
+         INSERT OR IGNORE INTO requeued (seq)
+           SELECT seq FROM deliveries WHERE status = 'pending'
+             AND seq < (SELECT COALESCE(MAX(seq), 0) FROM processed);
+         DROP TABLE deliveries;
+         DROP TABLE IF EXISTS delivery_keys;
+         DROP TABLE IF EXISTS dedupe;
+         COMMIT;",
+    )?;
     Ok(())
 }
 
+/// A write connection in WAL mode with the chosen durability.
+fn open_writer(path: &Path, durability: Durability, migration: &str) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        },
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(migration)?;
+    conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)?;
+    Ok(conn)
+}
+
+/// Starts a writer thread on `conn`; returns its queue.
+fn start_writer(
+    name: &str,
+    mut conn: Connection,
+    path: PathBuf,
+    keys: Arc<Mutex<KeyIndex>>,
+) -> Result<mpsc::Sender<Cmd>> {
+    let checkpointer = Checkpointer::start(path)?;
+    let (tx, rx) = mpsc::channel::<Cmd>();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || writer_loop(&mut conn, rx, checkpointer, keys))
+        .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
+    Ok(tx)
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) `dir/nudge.db`, applies migrations and starts the writer thread.
+    /// Opens (creating if needed) `dir/nudge.db` and the ingest log `dir/ingest.db`, applies migrations and
+    /// starts one writer thread for each.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Database(format!("cannot create data dir {}: {e}", dir.display())))?;
         let path = dir.join("nudge.db");
-        let mut conn = Connection::open(&path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(
-            None,
-            "synchronous",
-            match durability {
-                Durability::Full => "FULL",
-                Durability::Normal => "NORMAL",
-            },
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(MIGRATION)?;
-        migrate_legacy_dedupe(&conn)?;
-        add_column_if_missing(&conn, "deliveries", "body_codec", "INTEGER NOT NULL DEFAULT 0")?;
-        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)?;
-        let keys = Arc::new(Mutex::new(KeyIndex::load(&conn)?));
-        let checkpointer = Checkpointer::start(path.clone())?;
-        let (tx, rx) = mpsc::channel::<Cmd>();
-        let writer_keys = keys.clone();
-        std::thread::Builder::new()
-            .name("nudge-sqlite-writer".into())
-            .spawn(move || writer_loop(&mut conn, rx, checkpointer, writer_keys))
-            .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
-        Ok(SqliteStore { tx: Mutex::new(tx), readers: Arc::new(Mutex::new(Vec::new())), path, keys })
+        let log_path = dir.join("ingest.db");
+        let log = open_writer(&log_path, durability, LOG_MIGRATION)?;
+        let conn = open_writer(&path, durability, MIGRATION)?;
+        migrate_legacy_layout(&conn, &log, &path)?;
+        let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
+        let log_tx = start_writer("nudge-sqlite-log", log, log_path.clone(), keys.clone())?;
+        let tx =
+            start_writer("nudge-sqlite-writer", conn, path.clone(), Arc::new(Mutex::new(KeyIndex::empty())))?;
+        Ok(SqliteStore {
+            log_tx: Mutex::new(log_tx),
+            tx: Mutex::new(tx),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            path,
+            log_path,
+            keys,
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    fn send(&self, cmd: Cmd) -> Result<()> {
-        self.tx.lock().expect("writer queue lock poisoned").send(cmd).map_err(|_| StoreError::Closed)
     }
 
     /// Runs `f` on the writer thread inside the next group transaction; resolves once that transaction is
@@ -225,8 +297,17 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
+        self.write_on(&self.tx, f).await
+    }
+
+    /// [`Self::write`] on the given writer's queue (the main database's or the ingest log's).
+    async fn write_on<R: Send + 'static>(
+        &self,
+        queue: &Mutex<mpsc::Sender<Cmd>>,
+        f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
         let (otx, orx) = oneshot::channel();
-        self.send(Cmd::Run(Box::new(move |c| {
+        let job = Cmd::Run(Box::new(move |c| {
             let r = in_savepoint(c, f);
             Box::new(move |committed: std::result::Result<(), String>| {
                 let _ = otx.send(match (r, committed) {
@@ -235,7 +316,8 @@ impl SqliteStore {
                     (Ok(v), Ok(())) => Ok(v),
                 });
             })
-        })))?;
+        }));
+        queue.lock().expect("writer queue lock poisoned").send(job).map_err(|_| StoreError::Closed)?;
         orx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -245,6 +327,7 @@ impl SqliteStore {
     ) -> Result<R> {
         let pool = self.readers.clone();
         let path = self.path.clone();
+        let log_path = self.log_path.clone();
         tokio::task::spawn_blocking(move || {
             let conn = match pool.lock().expect("reader pool lock poisoned").pop() {
                 Some(c) => c,
@@ -254,6 +337,10 @@ impl SqliteStore {
                         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                     )?;
                     c.busy_timeout(std::time::Duration::from_secs(10))?;
+                    let log = log_path
+                        .to_str()
+                        .ok_or_else(|| StoreError::Database("data dir is not UTF-8".into()))?;
+                    c.execute("ATTACH DATABASE ?1 AS log", [log])?;
                     c
                 }
             };
@@ -528,6 +615,25 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
     })
 }
 
+fn stored_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDelivery> {
+    Ok(StoredDelivery {
+        seq: r.get(0)?,
+        trace_id: parse_trace(&r.get::<_, String>(1)?)?,
+        source: r.get(2)?,
+        topic: r.get(3)?,
+        shop: r.get(4)?,
+        webhook_id: r.get(5)?,
+        received_at_ms: r.get(6)?,
+        headers_json: r.get(7)?,
+        body: decode_body(r.get(9)?, r.get(8)?)?,
+    })
+}
+
+/// Deliveries in the log not yet processed: after the highest processed seq, plus those requeued below it.
+const PENDING_COUNT: &str = "SELECT
+    (SELECT COUNT(*) FROM log.deliveries WHERE seq > (SELECT COALESCE(MAX(seq), 0) FROM main.processed))
+  + (SELECT COUNT(*) FROM main.requeued WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM main.processed))";
+
 fn terminal_from(state: &str, reason: Option<String>) -> TerminalState {
     let r = reason.unwrap_or_default();
     match state {
@@ -604,30 +710,33 @@ impl Store for SqliteStore {
         let (codec, body) = encode_body(std::mem::take(&mut d.body));
         d.body = body;
         let (otx, orx) = oneshot::channel();
-        self.send(Cmd::Deliver(Box::new(d), codec, otx))?;
+        self.log_tx
+            .lock()
+            .expect("writer queue lock poisoned")
+            .send(Cmd::Deliver(Box::new(d), codec, otx))
+            .map_err(|_| StoreError::Closed)?;
         orx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn pending_deliveries(&self, limit: usize) -> Result<Vec<StoredDelivery>> {
         self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT seq, trace_id, source, topic, shop, webhook_id, received_at, headers, body, body_codec FROM deliveries
-                 WHERE status = 'pending' ORDER BY seq LIMIT ?1",
-            )?;
-            let rows = st.query_map([limit as i64], |r| {
-                Ok(StoredDelivery {
-                    seq: r.get(0)?,
-                    trace_id: parse_trace(&r.get::<_, String>(1)?)?,
-                    source: r.get(2)?,
-                    topic: r.get(3)?,
-                    shop: r.get(4)?,
-                    webhook_id: r.get(5)?,
-                    received_at_ms: r.get(6)?,
-                    headers_json: r.get(7)?,
-                    body: decode_body(r.get(9)?, r.get(8)?)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            // Requeued deliveries first, then the log after the highest processed seq.
+            let mut out: Vec<StoredDelivery> = Vec::new();
+            for sql in [
+                "SELECT seq, trace_id, source, topic, shop, webhook_id, received_at, headers, body, body_codec
+                 FROM log.deliveries WHERE seq IN (SELECT seq FROM main.requeued) ORDER BY seq LIMIT ?1",
+                "SELECT seq, trace_id, source, topic, shop, webhook_id, received_at, headers, body, body_codec
+                 FROM log.deliveries WHERE seq > (SELECT COALESCE(MAX(seq), 0) FROM main.processed)
+                 ORDER BY seq LIMIT ?1",
+            ] {
+                let mut st = c.prepare_cached(sql)?;
+                let rows = st.query_map([limit as i64], stored_delivery)?;
+                out.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
+            }
+            out.sort_by_key(|d| d.seq);
+            out.dedup_by_key(|d| d.seq);
+            out.truncate(limit);
+            Ok(out)
         })
         .await
     }
@@ -696,8 +805,11 @@ impl Store for SqliteStore {
                         DeliveryStatus::Processed => "processed",
                         DeliveryStatus::Quarantined => "quarantined",
                     };
-                    tx.prepare_cached("UPDATE deliveries SET status = ?1, status_reason = ?2 WHERE seq = ?3")?
-                        .execute(params![s, o.status_reason, o.seq])?;
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO processed (seq, trace_id, status, reason) VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![o.seq, o.trace_id.map(|t| t.to_string()).unwrap_or_default(), s, o.status_reason])?;
+                    tx.prepare_cached("DELETE FROM requeued WHERE seq = ?1")?.execute([o.seq])?;
                 }
                 for s in &o.states {
                     tx.prepare_cached(
@@ -760,28 +872,45 @@ impl Store for SqliteStore {
     }
 
     async fn fire_due_timers(&self, now_ms: i64, limit: usize) -> Result<usize> {
-        self.write(move |tx| {
-            let due: Vec<(String, String, String, String)> = {
-                let mut st = tx.prepare_cached(
-                    "SELECT checkout_token, customer_id, payload, origin_trace FROM timers WHERE due_at <= ?1
+        let due: Vec<(String, i64, String, String)> = self
+            .read(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT checkout_token, due_at, payload, origin_trace FROM timers WHERE due_at <= ?1
                      ORDER BY due_at LIMIT ?2",
                 )?;
-                st.query_map(params![now_ms, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                    .collect::<rusqlite::Result<_>>()?
-            };
-            for (token, _customer, payload, origin) in &due {
-                let trace = TraceId::new().to_string();
-                let headers = serde_json::json!({ "origin_trace": origin, "checkout_token": token }).to_string();
-                tx.prepare_cached(
-                    "INSERT INTO deliveries (trace_id, source, topic, shop, webhook_id, event_id, received_at, headers, body)
-                     VALUES (?1, 'timer', 'checkouts/abandoned', NULL, NULL, NULL, ?2, ?3, ?4)",
-                )?
-                .execute(params![trace, now_ms, headers, payload.as_bytes()])?;
-                tx.prepare_cached("DELETE FROM timers WHERE checkout_token = ?1")?.execute([token])?;
-            }
-            Ok(due.len())
-        })
-        .await
+                Ok(st
+                    .query_map(params![now_ms, limit as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?)
+            })
+            .await?;
+        // Each firing goes into the ingest log under a key naming the timer, then the timer goes. A crash in
+        // between fires it again, and the key makes that a duplicate: one delivery per firing, whatever happens.
+        for (token, due_at, payload, origin) in &due {
+            let headers = serde_json::json!({ "origin_trace": origin, "checkout_token": token }).to_string();
+            self.commit_delivery(NewDelivery {
+                trace_id: TraceId::new(),
+                source: "timer".into(),
+                topic: "checkouts/abandoned".into(),
+                shop: None,
+                webhook_id: None,
+                event_id: None,
+                received_at_ms: now_ms,
+                headers_json: headers,
+                body: payload.as_bytes().to_vec(),
+                dedupe_keys: vec![format!("timer:{token}:{due_at}")],
+            })
+            .await?;
+            let (token, due_at) = (token.clone(), *due_at);
+            self.write(move |tx| {
+                tx.prepare_cached("DELETE FROM timers WHERE checkout_token = ?1 AND due_at = ?2")?
+                    .execute(params![token, due_at])?;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(due.len())
     }
 
     async fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>> {
@@ -834,7 +963,7 @@ impl Store for SqliteStore {
                 .optional()?;
             if records.is_empty() && terminal.is_none() {
                 let known: Option<i64> = c
-                    .prepare_cached("SELECT seq FROM deliveries WHERE trace_id = ?1")?
+                    .prepare_cached("SELECT seq FROM log.deliveries WHERE trace_id = ?1")?
                     .query_row([&t], |r| r.get(0))
                     .optional()?;
                 if known.is_none() {
@@ -864,18 +993,19 @@ impl Store for SqliteStore {
 
     async fn requeue_quarantined(&self, trace: Option<TraceId>) -> Result<usize> {
         self.write(move |tx| {
-            let traces: Vec<String> = {
+            let found: Vec<(i64, String)> = {
                 let mut st = tx.prepare_cached(
-                    "SELECT trace_id FROM deliveries WHERE status = 'quarantined' AND (?1 IS NULL OR trace_id = ?1)",
+                    "SELECT seq, trace_id FROM processed WHERE status = 'quarantined' AND (?1 IS NULL OR trace_id = ?1)",
                 )?;
-                st.query_map([trace.map(|t| t.to_string())], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+                st.query_map([trace.map(|t| t.to_string())], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?
             };
-            for t in &traces {
-                tx.prepare_cached("UPDATE deliveries SET status = 'pending', status_reason = NULL WHERE trace_id = ?1")?
-                    .execute([t])?;
+            for (seq, t) in &found {
+                tx.prepare_cached("DELETE FROM processed WHERE seq = ?1")?.execute([seq])?;
+                tx.prepare_cached("INSERT OR IGNORE INTO requeued (seq) VALUES (?1)")?.execute([seq])?;
                 tx.prepare_cached("DELETE FROM terminal WHERE trace_id = ?1")?.execute([t])?;
             }
-            Ok(traces.len())
+            Ok(found.len())
         })
         .await
     }
@@ -906,9 +1036,9 @@ impl Store for SqliteStore {
         self.read(|c| {
             let one = |sql: &str| -> Result<u64> { Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
             let mut s = StoreStats {
-                deliveries: one("SELECT COUNT(*) FROM deliveries")?,
-                pending_deliveries: one("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")?,
-                quarantined: one("SELECT COUNT(*) FROM deliveries WHERE status = 'quarantined'")?,
+                deliveries: one("SELECT COUNT(*) FROM log.deliveries")?,
+                pending_deliveries: one(PENDING_COUNT)?,
+                quarantined: one("SELECT COUNT(*) FROM processed WHERE status = 'quarantined'")?,
                 customers: one("SELECT COUNT(*) FROM customers")?,
                 outbox_pending: one("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")?,
                 outbox_delivered: one("SELECT COUNT(*) FROM outbox WHERE status = 'delivered'")?,
@@ -928,8 +1058,15 @@ impl Store for SqliteStore {
 
     async fn backlog(&self) -> Result<(u64, u64)> {
         self.read(|c| {
+            // From the ends of the log and of the processed range, not by walking the backlog: exact when
+            // idle, otherwise an upper bound (a rolled-back group leaves a gap in the seqs).
             let deliveries: i64 = c
-                .prepare_cached("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")?
+                .prepare_cached(
+                    "SELECT MAX(0, (SELECT COALESCE(MAX(seq), 0) FROM log.deliveries)
+                                 - (SELECT COALESCE(MAX(seq), 0) FROM main.processed))
+                          + (SELECT COUNT(*) FROM main.requeued
+                             WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM main.processed))",
+                )?
                 .query_row([], |r| r.get(0))?;
             let outbox: i64 = c
                 .prepare_cached("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")?
@@ -941,7 +1078,7 @@ impl Store for SqliteStore {
 
     async fn prune_dedupe(&self, older_than_ms: i64) -> Result<usize> {
         let keep_from = self
-            .write(move |c| {
+            .write_on(&self.log_tx, move |c| {
                 // Rows are in delivery order; everything before the first row young enough goes.
                 let keep_from: Option<i64> = c
                     .query_row(

@@ -65,35 +65,48 @@ fn delivery(key: &str, at_ms: i64) -> nudge_store::NewDelivery {
     }
 }
 
-/// A data directory written before dedupe keys moved to `delivery_keys` keeps its keys.
+/// A data directory written by an earlier version (deliveries with their status and a per-key dedupe table,
+/// all in `nudge.db`) opens with its deliveries, processing status and dedupe keys intact.
 #[tokio::test]
-async fn legacy_dedupe_keys_are_migrated() {
+async fn earlier_layout_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
-    let first = delivery("old-key", 1);
-    let trace = first.trace_id;
-    {
-        let s = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
-        s.commit_delivery(first).await.unwrap();
-    }
-    // Rewrite the file the way the earlier layout stored the key.
+    let (done, waiting) = (nudge_model::TraceId::new(), nudge_model::TraceId::new());
     {
         let c = rusqlite::Connection::open(dir.path().join("nudge.db")).unwrap();
         c.execute_batch(&format!(
-            "CREATE TABLE dedupe (key TEXT PRIMARY KEY, trace_id TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
-             INSERT INTO dedupe VALUES ('old-key', '{trace}', 1);
-             DELETE FROM delivery_keys;"
+            "CREATE TABLE deliveries (seq INTEGER PRIMARY KEY AUTOINCREMENT, trace_id TEXT NOT NULL UNIQUE,
+               source TEXT NOT NULL, topic TEXT NOT NULL, shop TEXT, webhook_id TEXT, event_id TEXT,
+               received_at INTEGER NOT NULL, headers TEXT NOT NULL, body BLOB NOT NULL,
+               status TEXT NOT NULL DEFAULT 'pending', status_reason TEXT);
+             CREATE TABLE dedupe (key TEXT PRIMARY KEY, trace_id TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
+             INSERT INTO deliveries VALUES (1, '{done}', 'shopify', 'orders/create', NULL, 'old-key', NULL, 1, '{{}}', X'7B7D', 'processed', NULL);
+             INSERT INTO deliveries VALUES (2, '{waiting}', 'shopify', 'orders/create', NULL, 'w2', NULL, 2, '{{}}', X'7B7D', 'pending', NULL);
+             INSERT INTO dedupe VALUES ('old-key', '{done}', 1);
+             INSERT INTO dedupe VALUES ('w2', '{waiting}', 2);"
         ))
         .unwrap();
     }
     let s = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
-    match s.commit_delivery(delivery("old-key", 2)).await.unwrap() {
-        nudge_store::CommitResult::Duplicate { original, .. } => assert_eq!(original, trace),
+    match s.commit_delivery(delivery("old-key", 3)).await.unwrap() {
+        nudge_store::CommitResult::Duplicate { original, .. } => assert_eq!(original, done),
         other => panic!("expected the migrated key to be known, got {other:?}"),
     }
+    let pending = s.pending_deliveries(10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|d| d.trace_id).collect::<Vec<_>>(),
+        vec![waiting],
+        "only the unprocessed one"
+    );
+    assert_eq!(pending[0].body, b"{}");
     assert!(matches!(
-        s.commit_delivery(delivery("new-key", 3)).await.unwrap(),
-        nudge_store::CommitResult::Committed { .. }
+        s.commit_delivery(delivery("new-key", 4)).await.unwrap(),
+        nudge_store::CommitResult::Committed { seq: 3 }
     ));
+    drop(s);
+    // Opening again changes nothing.
+    let s = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
+    assert_eq!(s.stats().await.unwrap().deliveries, 3);
+    assert_eq!(s.backlog().await.unwrap().0, 2);
 }
 
 /// Large bodies are stored compressed and come back byte for byte.
