@@ -61,30 +61,20 @@ fn work_runtime(nice: i32) -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("nudge-work")
-        .on_thread_start(move || lower_priority(nice))
+        .on_thread_start(move || nudge_store::sqlite::lower_thread_priority(nice))
         .enable_all()
         .build()
         .context("starting the background worker runtime")
 }
 
-/// Lowers the calling thread's scheduling priority (Linux keeps niceness per thread).
-fn lower_priority(nice: i32) {
-    #[cfg(target_os = "linux")]
-    if nice > 0 {
-        // SAFETY: plain system calls on the calling thread's own id.
-        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
-        if rc != 0 {
-            tracing::warn!(nice, "could not lower the priority of a background worker thread");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = nice;
-}
-
 /// The one place a storage backend is chosen.
 pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = SqliteStore::open(&cfg.storage.data_dir, cfg.storage.durability)
-        .with_context(|| format!("opening the store in {}", cfg.storage.data_dir.display()))?;
+    let store = SqliteStore::open_with_priority(
+        &cfg.storage.data_dir,
+        cfg.storage.durability,
+        cfg.pipeline.worker_nice,
+    )
+    .with_context(|| format!("opening the store in {}", cfg.storage.data_dir.display()))?;
     Ok(Arc::new(store))
 }
 

@@ -246,18 +246,36 @@ fn open_writer(path: &Path, durability: Durability, migration: &str) -> Result<C
     Ok(conn)
 }
 
-/// Starts a writer thread on `conn`; returns its queue.
+/// Lowers the calling thread's scheduling priority to `nice` (Linux keeps niceness per thread).
+pub fn lower_thread_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        // SAFETY: plain system calls on the calling thread's own id.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+        if rc != 0 {
+            tracing::warn!(nice, "could not lower the priority of a background thread");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
+/// Starts a writer thread on `conn` (and its checkpoint thread) at niceness `nice`; returns its queue.
 fn start_writer(
     name: &str,
     mut conn: Connection,
     path: PathBuf,
     keys: Arc<Mutex<KeyIndex>>,
+    nice: i32,
 ) -> Result<mpsc::Sender<Cmd>> {
-    let checkpointer = Checkpointer::start(path)?;
+    let checkpointer = Checkpointer::start(path, nice)?;
     let (tx, rx) = mpsc::channel::<Cmd>();
     std::thread::Builder::new()
         .name(name.into())
-        .spawn(move || writer_loop(&mut conn, rx, checkpointer, keys))
+        .spawn(move || {
+            lower_thread_priority(nice);
+            writer_loop(&mut conn, rx, checkpointer, keys)
+        })
         .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
     Ok(tx)
 }
@@ -266,6 +284,13 @@ impl SqliteStore {
     /// Opens (creating if needed) `dir/nudge.db` and the ingest log `dir/ingest.db`, applies migrations and
     /// starts one writer thread for each.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self> {
+        Self::open_with_priority(dir, durability, 0)
+    }
+
+    /// [`Self::open`], with the main database's writer and checkpoint threads (the processing side) at
+    /// niceness `background_nice`; the ingest log's threads, which acknowledgements wait on, keep the
+    /// default priority.
+    pub fn open_with_priority(dir: &Path, durability: Durability, background_nice: i32) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Database(format!("cannot create data dir {}: {e}", dir.display())))?;
         let path = dir.join("nudge.db");
@@ -274,9 +299,14 @@ impl SqliteStore {
         let conn = open_writer(&path, durability, MIGRATION)?;
         migrate_legacy_layout(&conn, &log, &path)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
-        let log_tx = start_writer("nudge-sqlite-log", log, log_path.clone(), keys.clone())?;
-        let tx =
-            start_writer("nudge-sqlite-writer", conn, path.clone(), Arc::new(Mutex::new(KeyIndex::empty())))?;
+        let log_tx = start_writer("nudge-sqlite-log", log, log_path.clone(), keys.clone(), 0)?;
+        let tx = start_writer(
+            "nudge-sqlite-writer",
+            conn,
+            path.clone(),
+            Arc::new(Mutex::new(KeyIndex::empty())),
+            background_nice,
+        )?;
         Ok(SqliteStore {
             log_tx: Mutex::new(log_tx),
             tx: Mutex::new(tx),
@@ -508,7 +538,7 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn start(path: PathBuf) -> Result<Self> {
+    fn start(path: PathBuf, nice: i32) -> Result<Self> {
         let state = Arc::new((Mutex::new((false, false)), std::sync::Condvar::new()));
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -516,6 +546,7 @@ impl Checkpointer {
         std::thread::Builder::new()
             .name("nudge-sqlite-checkpoint".into())
             .spawn(move || {
+                lower_thread_priority(nice);
                 loop {
                     {
                         let (lock, cv) = &*st;
