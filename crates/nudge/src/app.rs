@@ -120,16 +120,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     });
     let work = work_runtime(cfg.pipeline.worker_nice)?;
     let mut tasks = vec![
-        work.spawn({
-            let w = wake_pipeline.clone();
-            let o = wake_outbox.clone();
-            let r = shutdown_rx.clone();
-            async move {
-                if std::env::var_os("NUDGE_X_NOPIPE").is_none() {
-                    pipeline.run(w, o, r).await
-                }
-            }
-        }),
+        work.spawn(pipeline.run(wake_pipeline.clone(), wake_outbox.clone(), shutdown_rx.clone())),
         work.spawn(outbox.run(wake_outbox, shutdown_rx.clone())),
         work.spawn(crate::outbox::run_timers(
             store.clone(),
