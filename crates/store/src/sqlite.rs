@@ -104,14 +104,10 @@ impl KeyIndex {
         }
     }
 
-    /// Deliveries that may carry `key` (same hash), newest last.
-    fn candidates(&self, key: &str) -> Vec<i64> {
+    /// Deliveries that may carry `key` (same hash).
+    fn candidates(&self, key: &str) -> impl Iterator<Item = i64> + '_ {
         let h = self.hash(key);
-        let mut v: Vec<i64> = self.first.get(&h).copied().into_iter().collect();
-        if let Some(m) = self.more.get(&h) {
-            v.extend(m);
-        }
-        v
+        self.first.get(&h).copied().into_iter().chain(self.more.get(&h).into_iter().flatten().copied())
     }
 
     /// Forgets every key of deliveries before `seq`; returns how many.
@@ -260,12 +256,13 @@ pub fn lower_thread_priority(nice: i32) {
     let _ = nice;
 }
 
-/// Starts a writer thread on `conn` (and its checkpoint thread) at niceness `nice`; returns its queue.
+/// Starts a writer thread on `conn` (and its checkpoint thread) at niceness `nice`; returns its queue. Only
+/// the ingest log's writer takes deliveries, and it alone holds the dedupe index (`keys`).
 fn start_writer(
     name: &str,
     mut conn: Connection,
     path: PathBuf,
-    keys: Arc<Mutex<KeyIndex>>,
+    keys: Option<Arc<Mutex<KeyIndex>>>,
     nice: i32,
 ) -> Result<mpsc::Sender<Cmd>> {
     let checkpointer = Checkpointer::start(path, nice)?;
@@ -299,14 +296,8 @@ impl SqliteStore {
         let conn = open_writer(&path, durability, MIGRATION)?;
         migrate_legacy_layout(&conn, &log, &path)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
-        let log_tx = start_writer("nudge-sqlite-log", log, log_path.clone(), keys.clone(), 0)?;
-        let tx = start_writer(
-            "nudge-sqlite-writer",
-            conn,
-            path.clone(),
-            Arc::new(Mutex::new(KeyIndex::empty())),
-            background_nice,
-        )?;
+        let log_tx = start_writer("nudge-sqlite-log", log, log_path.clone(), Some(keys.clone()), 0)?;
+        let tx = start_writer("nudge-sqlite-writer", conn, path.clone(), None, background_nice)?;
         Ok(SqliteStore {
             log_tx: Mutex::new(log_tx),
             tx: Mutex::new(tx),
@@ -315,10 +306,6 @@ impl SqliteStore {
             log_path,
             keys,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Runs `f` on the writer thread inside the next group transaction; resolves once that transaction is
@@ -418,7 +405,7 @@ fn writer_loop(
     conn: &mut Connection,
     rx: mpsc::Receiver<Cmd>,
     checkpointer: Checkpointer,
-    keys: Arc<Mutex<KeyIndex>>,
+    keys: Option<Arc<Mutex<KeyIndex>>>,
 ) {
     loop {
         let first = match rx.recv() {
@@ -441,9 +428,14 @@ fn writer_loop(
         if !deliveries.is_empty() {
             let mut delivered: std::result::Result<Vec<CommitResult>, String> = Ok(Vec::new());
             let committed = in_transaction(conn, |conn| {
-                let mut keys = keys.lock().expect("key index lock poisoned");
-                delivered = in_savepoint(conn, |c| insert_deliveries(c, &mut keys, &deliveries))
-                    .map_err(|e| e.to_string());
+                delivered = match &keys {
+                    Some(keys) => {
+                        let mut keys = keys.lock().expect("key index lock poisoned");
+                        in_savepoint(conn, |c| insert_deliveries(c, &mut keys, &deliveries))
+                            .map_err(|e| e.to_string())
+                    }
+                    None => Err("deliveries go to the ingest log's writer".to_string()),
+                };
             });
             let results: Vec<Result<CommitResult>> = match (&committed, delivered) {
                 (Ok(()), Ok(results)) => results.into_iter().map(Ok).collect(),
@@ -490,7 +482,7 @@ fn insert_deliveries(tx: &Connection, keys: &mut KeyIndex, batch: &[Pending]) ->
         tx.prepare_cached("INSERT INTO delivery_keys (seq, created_at, keys) VALUES (?1, ?2, ?3)")?;
     'next: for (d, codec, _) in batch {
         for key in &d.dedupe_keys {
-            for seq in keys.candidates(key).into_iter().rev() {
+            for seq in keys.candidates(key) {
                 let row: Option<(String, String)> =
                     confirm.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
                 if let Some((t, stored)) = row
@@ -516,9 +508,6 @@ fn insert_deliveries(tx: &Connection, keys: &mut KeyIndex, batch: &[Pending]) ->
         ])?;
         let seq = tx.last_insert_rowid();
         if !d.dedupe_keys.is_empty() {
-            if let Some(bad) = d.dedupe_keys.iter().find(|k| k.contains('\n')) {
-                return Err(StoreError::Database(format!("dedupe key {bad:?} contains a newline")));
-            }
             ins_k.execute(params![seq, d.received_at_ms, d.dedupe_keys.join("\n")])?;
             for key in &d.dedupe_keys {
                 keys.insert(key, seq);
@@ -737,6 +726,10 @@ fn record_one(tx: &Connection, a: &AttemptRecord) -> Result<()> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn commit_delivery(&self, mut d: NewDelivery) -> Result<CommitResult> {
+        // Keys are stored newline-separated; refuse a bad one here, before it could fail a whole group.
+        if let Some(bad) = d.dedupe_keys.iter().find(|k| k.is_empty() || k.contains('\n')) {
+            return Err(StoreError::Database(format!("dedupe key {bad:?} is empty or contains a newline")));
+        }
         // Encoded here, on the caller's thread, so the single writer only copies bytes.
         let (codec, body) = encode_body(std::mem::take(&mut d.body));
         d.body = body;
@@ -930,18 +923,25 @@ impl Store for SqliteStore {
                 received_at_ms: now_ms,
                 headers_json: headers,
                 body: payload.as_bytes().to_vec(),
-                dedupe_keys: vec![format!("timer:{token}:{due_at}")],
-            })
-            .await?;
-            let (token, due_at) = (token.clone(), *due_at);
-            self.write(move |tx| {
-                tx.prepare_cached("DELETE FROM timers WHERE checkout_token = ?1 AND due_at = ?2")?
-                    .execute(params![token, due_at])?;
-                Ok(())
+                // `{:?}` escapes the token, so any token (even one with a newline) makes a distinct key.
+                dedupe_keys: vec![format!("timer:{token:?}:{due_at}")],
             })
             .await?;
         }
-        Ok(due.len())
+        // A timer re-armed meanwhile has another due time and stays.
+        let fired: Vec<(String, i64)> =
+            due.iter().map(|(token, due_at, _, _)| (token.clone(), *due_at)).collect();
+        let n = fired.len();
+        self.write(move |tx| {
+            let mut del =
+                tx.prepare_cached("DELETE FROM timers WHERE checkout_token = ?1 AND due_at = ?2")?;
+            for (token, due_at) in &fired {
+                del.execute(params![token, due_at])?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(n)
     }
 
     async fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>> {

@@ -121,3 +121,18 @@ async fn large_bodies_round_trip_exactly() {
     let p = s.pending_deliveries(1).await.unwrap();
     assert_eq!(p[0].body, body);
 }
+
+/// A key that cannot be stored is refused on its own, with the reason; the next delivery is unaffected.
+#[tokio::test]
+async fn unusable_dedupe_keys_are_refused_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
+    let err = s.commit_delivery(delivery("a\nb", 1)).await.unwrap_err();
+    assert!(err.to_string().contains("newline"), "{err}");
+    assert!(s.commit_delivery(delivery("", 1)).await.is_err());
+    assert!(matches!(
+        s.commit_delivery(delivery("fine", 2)).await.unwrap(),
+        nudge_store::CommitResult::Committed { .. }
+    ));
+    assert_eq!(s.stats().await.unwrap().deliveries, 1);
+}
