@@ -60,7 +60,8 @@ fn num(m: &BTreeMap<String, String>, key: &str, default: u64) -> u64 {
 
 fn args(m: &BTreeMap<String, String>) -> Args {
     for k in m.keys() {
-        let known = ["connections", "seconds", "rate", "rate-seconds", "durability", "worker-nice"];
+        let known =
+            ["connections", "seconds", "rate", "rate-seconds", "durability", "worker-nice", "progress"];
         assert!(known.contains(&k.as_str()), "unknown argument --{k}");
     }
     Args {
@@ -382,6 +383,17 @@ fn main() {
             r["other_status"],
             r["errors"],
         );
+        if m.contains_key("progress") {
+            // The backlog once a second while it drains: (deliveries not yet processed, outbox items not yet
+            // pushed); shows which stage is behind.
+            while let Ok(b) = app.shared.store.backlog().await {
+                println!("  {:5.1}s backlog {b:?}", started.elapsed().as_secs_f64());
+                if b == (0, 0) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
         app.wait_idle(Duration::from_secs(900)).await;
         let total = started.elapsed().as_secs_f64();
         let cpu = cpu_seconds() - cpu0;

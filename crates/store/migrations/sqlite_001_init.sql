@@ -39,11 +39,17 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at      INTEGER NOT NULL,
     origin_us       INTEGER NOT NULL
 );
--- Pending items in id order: the due query walks this and stops at its limit, whatever the backlog.
--- (It replaced an index on (status, next_attempt_at) that every insert and status change paid for.)
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status, id);
+-- Pending items only (partial indexes): the due query walks them in id order and stops at its limit,
+-- whatever the backlog, and an item leaves both indexes when it is delivered instead of moving within them.
+-- (They replaced indexes on (status, id), (customer_id, status, id) and (status, next_attempt_at) that every
+-- insert and status change paid for in full.)
 DROP INDEX IF EXISTS outbox_due;
-CREATE INDEX IF NOT EXISTS outbox_customer ON outbox(customer_id, status, id);
+DROP INDEX IF EXISTS outbox_pending;
+DROP INDEX IF EXISTS outbox_customer;
+CREATE INDEX IF NOT EXISTS outbox_pending_id ON outbox(id) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_pending_customer ON outbox(customer_id, id) WHERE status = 'pending';
+-- Dead letters, for `nudge replay --dead-letters`.
+CREATE INDEX IF NOT EXISTS outbox_dead ON outbox(trace_id) WHERE status = 'dead';
 CREATE INDEX IF NOT EXISTS outbox_trace ON outbox(trace_id);
 
 -- The audit trail.

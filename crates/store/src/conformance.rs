@@ -101,6 +101,22 @@ pub async fn processing_round_trip(s: Arc<dyn Store>) {
     assert_eq!(s.backlog().await.unwrap(), (3, 0), "backlog counts what is pending");
     assert!(pending.windows(2).all(|w| w[0].seq < w[1].seq), "pending in sequence order");
     let d = &pending[0];
+    // Records of one instant, as a processing step writes them, plus one of another customer.
+    let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid instant");
+    let record = |stage, customer: Option<CustomerId>, i: u32| AuditRecord {
+        trace_id: d.trace_id,
+        customer,
+        stage,
+        at,
+        detail: serde_json::json!({ "i": i, "text": "a+b, [c]" }),
+    };
+    let trail = vec![
+        record(AuditStage::Received, Some(cust(1)), 0),
+        record(AuditStage::Normalized, Some(cust(1)), 1),
+        record(AuditStage::Scored, Some(cust(1)), 2),
+        record(AuditStage::StateChanged, Some(cust(9)), 3),
+        record(AuditStage::Decided, Some(cust(1)), 4),
+    ];
     let outcome = ProcessOutcome {
         seq: d.seq,
         trace_id: Some(d.trace_id),
@@ -110,7 +126,7 @@ pub async fn processing_round_trip(s: Arc<dyn Store>) {
             email: Some("Lena@Example.org ".into()),
             state_json: "{\"a\":1}".into(),
         }],
-        audit: vec![audit(d.trace_id, AuditStage::Received), audit(d.trace_id, AuditStage::Scored)],
+        audit: trail.clone(),
         terminal: Some(TerminalState::Ignored("nothing to do".into())),
         ..Default::default()
     };
@@ -125,10 +141,11 @@ pub async fn processing_round_trip(s: Arc<dyn Store>) {
         "email is a secondary key"
     );
     let view = s.trace(d.trace_id).await.unwrap().expect("trace exists");
-    assert_eq!(view.records.len(), 2);
-    assert_eq!(view.records[1].stage, AuditStage::Scored);
+    assert_eq!(view.records, trail, "the trail reads back whole and in order");
     assert_eq!(view.terminal, Some(TerminalState::Ignored("nothing to do".into())));
-    assert_eq!(s.customer_audit(&cust(1), 1).await.unwrap().len(), 1);
+    assert_eq!(s.customer_audit(&cust(1), 2).await.unwrap(), vec![trail[2].clone(), trail[4].clone()]);
+    assert_eq!(s.customer_audit(&cust(1), 10).await.unwrap().len(), 4);
+    assert_eq!(s.customer_audit(&cust(9), 10).await.unwrap(), vec![trail[3].clone()]);
     assert!(s.trace(TraceId::new()).await.unwrap().is_none());
     // Backfill writes states directly; scanning pages through them in key order.
     let more: Vec<StoredState> = (2..6)

@@ -598,17 +598,57 @@ fn parse_customer(s: &str) -> rusqlite::Result<CustomerId> {
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
-fn insert_audit(tx: &Connection, r: &AuditRecord) -> Result<()> {
+/// Audit records as stored: consecutive records of one trace, customer and instant share a row, whose
+/// `stage` names their stages joined by `+` and whose `detail` is the JSON array of their details. A
+/// delivery's processing is one row instead of five, and an attempt with the terminal state it settles one
+/// instead of two; rows with a single stage (and those written before packing) hold the detail itself.
+struct AuditRow {
+    trace: String,
+    customer: Option<String>,
+    stage: String,
+    at: i64,
+    detail: String,
+}
+
+/// Packs `records` into rows (see [`AuditRow`]); the JSON is written here, on the caller's thread, so the
+/// writer thread only inserts.
+fn pack_audit<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> Result<Vec<AuditRow>> {
+    let mut rows: Vec<AuditRow> = Vec::new();
+    let mut group: Vec<&AuditRecord> = Vec::new();
+    let flush = |group: &mut Vec<&AuditRecord>, rows: &mut Vec<AuditRow>| -> Result<()> {
+        let Some(first) = group.first() else { return Ok(()) };
+        let detail = if group.len() == 1 {
+            serde_json::to_string(&first.detail)?
+        } else {
+            serde_json::to_string(&group.iter().map(|r| &r.detail).collect::<Vec<_>>())?
+        };
+        rows.push(AuditRow {
+            trace: first.trace_id.to_string(),
+            customer: first.customer.as_ref().map(|c| c.to_string()),
+            stage: group.iter().map(|r| r.stage.as_str()).collect::<Vec<_>>().join("+"),
+            at: ts_to_ms(first.at),
+            detail,
+        });
+        group.clear();
+        Ok(())
+    };
+    for r in records {
+        if let Some(first) = group.first()
+            && (first.trace_id != r.trace_id || first.customer != r.customer || first.at != r.at)
+        {
+            flush(&mut group, &mut rows)?;
+        }
+        group.push(r);
+    }
+    flush(&mut group, &mut rows)?;
+    Ok(rows)
+}
+
+fn insert_audit(tx: &Connection, r: &AuditRow) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO audit (trace_id, customer_id, stage, at, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![
-        r.trace_id.to_string(),
-        r.customer.as_ref().map(|c| c.to_string()),
-        r.stage.as_str(),
-        ts_to_ms(r.at),
-        serde_json::to_string(&r.detail)?
-    ])?;
+    .execute(params![r.trace, r.customer, r.stage, r.at, r.detail])?;
     Ok(())
 }
 
@@ -620,19 +660,30 @@ fn insert_terminal(tx: &Connection, trace: TraceId, t: &TerminalState, at_ms: i6
     Ok(())
 }
 
-fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
-    let trace: String = r.get(0)?;
-    let customer: Option<String> = r.get(1)?;
+/// The records of one audit row (see [`AuditRow`]).
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Vec<AuditRecord>> {
+    let trace = parse_trace(&r.get::<_, String>(0)?)?;
+    let customer = r.get::<_, Option<String>>(1)?.as_deref().map(parse_customer).transpose()?;
     let stage: String = r.get(2)?;
-    let at: i64 = r.get(3)?;
+    let at = ms_to_ts(r.get(3)?);
     let detail: String = r.get(4)?;
-    Ok(AuditRecord {
-        trace_id: parse_trace(&trace)?,
-        customer: customer.as_deref().map(parse_customer).transpose()?,
-        stage: AuditStage::parse(&stage).unwrap_or(AuditStage::Received),
-        at: ms_to_ts(at),
-        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-    })
+    let record = |stage: &str, detail: serde_json::Value| AuditRecord {
+        trace_id: trace,
+        customer: customer.clone(),
+        stage: AuditStage::parse(stage).unwrap_or(AuditStage::Received),
+        at,
+        detail,
+    };
+    if stage.contains('+') {
+        let stages: Vec<&str> = stage.split('+').collect();
+        if let Ok(serde_json::Value::Array(details)) = serde_json::from_str(&detail)
+            && details.len() == stages.len()
+        {
+            return Ok(stages.into_iter().zip(details).map(|(s, d)| record(s, d)).collect());
+        }
+    }
+    let detail = serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail));
+    Ok(vec![record(&stage, detail)])
 }
 
 fn stored_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDelivery> {
@@ -667,7 +718,6 @@ fn terminal_from(state: &str, reason: Option<String>) -> TerminalState {
 
 /// One attempt inside an open transaction (see `Store::record_attempts`).
 fn record_one(tx: &Connection, a: &AttemptRecord) -> Result<()> {
-    insert_audit(tx, &a.audit)?;
     let (status, next, err) = match &a.result {
         AttemptResult::Delivered => ("delivered", None, None),
         AttemptResult::RetryAt(t) => ("pending", Some(*t), None),
@@ -675,50 +725,55 @@ fn record_one(tx: &Connection, a: &AttemptRecord) -> Result<()> {
         AttemptResult::DeadLettered(e) => ("dead", None, Some(e.clone())),
     };
     tx.prepare_cached(
-                "UPDATE outbox SET status = ?1, attempts = attempts + 1, next_attempt_at = COALESCE(?2, next_attempt_at),
-                 last_error = COALESCE(?3, last_error) WHERE id = ?4",
-            )?
-            .execute(params![status, next, err, a.item_id])?;
+        "UPDATE outbox SET status = ?1, attempts = attempts + 1, next_attempt_at = COALESCE(?2, next_attempt_at),
+         last_error = COALESCE(?3, last_error) WHERE id = ?4",
+    )?
+    .execute(params![status, next, err, a.item_id])?;
     // The trace is final once none of its items is pending.
     let trace = a.trace_id.to_string();
     let counts: (i64, i64, i64) = tx
-                .prepare_cached(
-                    "SELECT SUM(status = 'pending'), SUM(status = 'rejected'), SUM(status = 'dead') FROM outbox WHERE trace_id = ?1",
-                )?
-                .query_row([&trace], |r| {
-                    Ok((
-                        r.get::<_, Option<i64>>(0)?.unwrap_or(0),
-                        r.get::<_, Option<i64>>(1)?.unwrap_or(0),
-                        r.get::<_, Option<i64>>(2)?.unwrap_or(0),
-                    ))
-                })?;
+        .prepare_cached(
+            "SELECT SUM(status = 'pending'), SUM(status = 'rejected'), SUM(status = 'dead') FROM outbox WHERE trace_id = ?1",
+        )?
+        .query_row([&trace], |r| {
+            Ok((
+                r.get::<_, Option<i64>>(0)?.unwrap_or(0),
+                r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+            ))
+        })?;
+    let mut records = vec![a.audit.clone()];
     if counts.0 == 0 {
-        let errors: Vec<String> = tx
-                    .prepare_cached(
-                        "SELECT last_error FROM outbox WHERE trace_id = ?1 AND status IN ('rejected', 'dead') ORDER BY id",
-                    )?
-                    .query_map([&trace], |r| Ok(r.get::<_, Option<String>>(0)?.unwrap_or_default()))?
-                    .collect::<rusqlite::Result<_>>()?;
-        let terminal = if counts.2 > 0 {
-            TerminalState::DeadLettered(errors.join("; "))
-        } else if counts.1 > 0 {
-            TerminalState::Rejected(errors.join("; "))
-        } else {
+        let terminal = if counts.1 + counts.2 == 0 {
             TerminalState::Delivered
+        } else {
+            let errors: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT last_error FROM outbox WHERE trace_id = ?1 AND status IN ('rejected', 'dead') ORDER BY id",
+                )?
+                .query_map([&trace], |r| Ok(r.get::<_, Option<String>>(0)?.unwrap_or_default()))?
+                .collect::<rusqlite::Result<_>>()?;
+            if counts.2 > 0 {
+                TerminalState::DeadLettered(errors.join("; "))
+            } else {
+                TerminalState::Rejected(errors.join("; "))
+            }
         };
-        // A replayed trace gets its new outcome: replace the earlier terminal state.
-        tx.prepare_cached("DELETE FROM terminal WHERE trace_id = ?1")?.execute([&trace])?;
-        insert_terminal(tx, a.trace_id, &terminal, a.at_ms)?;
-        insert_audit(
-            tx,
-            &AuditRecord {
-                trace_id: a.trace_id,
-                customer: a.audit.customer.clone(),
-                stage: AuditStage::Terminal,
-                at: ms_to_ts(a.at_ms),
-                detail: serde_json::json!({ "state": terminal.name(), "reason": terminal.reason() }),
-            },
-        )?;
+        // A replayed trace gets its new outcome: it replaces the earlier terminal state.
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO terminal (trace_id, state, reason, at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![trace, terminal.name(), terminal.reason(), a.at_ms])?;
+        records.push(AuditRecord {
+            trace_id: a.trace_id,
+            customer: a.audit.customer.clone(),
+            stage: AuditStage::Terminal,
+            at: a.audit.at,
+            detail: serde_json::json!({ "state": terminal.name(), "reason": terminal.reason() }),
+        });
+    }
+    for row in pack_audit(&records)? {
+        insert_audit(tx, &row)?;
     }
     Ok(())
 }
@@ -821,9 +876,10 @@ impl Store for SqliteStore {
     }
 
     async fn commit_processing(&self, batch: Vec<ProcessOutcome>) -> Result<()> {
+        let audit: Vec<Vec<AuditRow>> = batch.iter().map(|o| pack_audit(&o.audit)).collect::<Result<_>>()?;
         self.write(move |tx| {
             let now_ms = ts_to_ms(time::OffsetDateTime::now_utc());
-            for o in &batch {
+            for (o, audit) in batch.iter().zip(&audit) {
                 if let Some(status) = &o.status {
                     let s = match status {
                         DeliveryStatus::Processed => "processed",
@@ -848,7 +904,7 @@ impl Store for SqliteStore {
                         now_ms
                     ])?;
                 }
-                for r in &o.audit {
+                for r in audit {
                     insert_audit(tx, r)?;
                 }
                 for item in &o.outbox {
@@ -948,9 +1004,10 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT o.id, o.trace_id, o.customer_id, o.destination, o.action, o.attempts, o.origin_us
-                 FROM outbox o INDEXED BY outbox_pending
+                 FROM outbox o INDEXED BY outbox_pending_id
                  WHERE o.status = 'pending' AND o.next_attempt_at <= ?1
-                   AND o.id = (SELECT MIN(id) FROM outbox p WHERE p.customer_id = o.customer_id AND p.status = 'pending')
+                   AND o.id = (SELECT MIN(id) FROM outbox p INDEXED BY outbox_pending_customer
+                               WHERE p.customer_id = o.customer_id AND p.status = 'pending')
                  ORDER BY o.id LIMIT ?2",
             )?;
             let rows = st.query_map(params![now_ms, limit as i64], |r| {
@@ -987,7 +1044,10 @@ impl Store for SqliteStore {
                     "SELECT trace_id, customer_id, stage, at, detail FROM audit WHERE trace_id = ?1 ORDER BY id",
                 )?
                 .query_map([&t], audit_row)?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<rusqlite::Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect();
             let terminal = c
                 .prepare_cached("SELECT state, reason FROM terminal WHERE trace_id = ?1")?
                 .query_row([&t], |r| Ok(terminal_from(&r.get::<_, String>(0)?, r.get(1)?)))
@@ -1009,14 +1069,17 @@ impl Store for SqliteStore {
     async fn customer_audit(&self, customer: &CustomerId, limit: usize) -> Result<Vec<AuditRecord>> {
         let id = customer.to_string();
         self.read(move |c| {
-            let mut v: Vec<AuditRecord> = c
+            // A row holds one or more records, so `limit` rows hold at least `limit` records.
+            let rows: Vec<Vec<AuditRecord>> = c
                 .prepare_cached(
                     "SELECT trace_id, customer_id, stage, at, detail FROM audit WHERE customer_id = ?1
                      ORDER BY id DESC LIMIT ?2",
                 )?
                 .query_map(params![id, limit as i64], audit_row)?
                 .collect::<rusqlite::Result<_>>()?;
-            v.reverse();
+            let mut v: Vec<AuditRecord> = rows.into_iter().rev().flatten().collect();
+            let extra = v.len().saturating_sub(limit);
+            v.drain(..extra);
             Ok(v)
         })
         .await
@@ -1071,13 +1134,25 @@ impl Store for SqliteStore {
                 pending_deliveries: one(PENDING_COUNT)?,
                 quarantined: one("SELECT COUNT(*) FROM processed WHERE status = 'quarantined'")?,
                 customers: one("SELECT COUNT(*) FROM customers")?,
-                outbox_pending: one("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")?,
-                outbox_delivered: one("SELECT COUNT(*) FROM outbox WHERE status = 'delivered'")?,
-                outbox_rejected: one("SELECT COUNT(*) FROM outbox WHERE status = 'rejected'")?,
-                outbox_dead: one("SELECT COUNT(*) FROM outbox WHERE status = 'dead'")?,
+                outbox_pending: 0,
+                outbox_delivered: 0,
+                outbox_rejected: 0,
+                outbox_dead: 0,
                 timers: one("SELECT COUNT(*) FROM timers")?,
                 terminal_by_state: Vec::new(),
             };
+            // One pass over the outbox (no index covers every status; this is for summaries, not hot paths).
+            let mut st = c.prepare("SELECT status, COUNT(*) FROM outbox GROUP BY status")?;
+            for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))? {
+                let (status, n) = row?;
+                match status.as_str() {
+                    "pending" => s.outbox_pending = n,
+                    "delivered" => s.outbox_delivered = n,
+                    "rejected" => s.outbox_rejected = n,
+                    "dead" => s.outbox_dead = n,
+                    _ => {}
+                }
+            }
             let mut st = c.prepare("SELECT state, COUNT(*) FROM terminal GROUP BY state ORDER BY state")?;
             s.terminal_by_state = st
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
