@@ -322,6 +322,8 @@ fn main() {
         return loadgen(&m);
     }
     nudge_testkit::ensure_crypto_provider();
+    // Warnings and errors of the server under test show up in the benchmark's output.
+    nudge::telemetry::init_logging(false, "warn");
     let a = args(&m);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async move {

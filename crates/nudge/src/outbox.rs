@@ -6,7 +6,7 @@ use crate::telemetry::{self, LatencySample};
 use nudge_deliver::{Backoff, Destination, Outcome};
 use nudge_model::{Action, AuditRecord, AuditStage};
 use nudge_store::{AttemptRecord, AttemptResult, OutboxItem, Store, StoreError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -24,22 +24,28 @@ pub struct OutboxWorker {
 }
 
 impl OutboxWorker {
-    /// Attempts every due item once; returns how many were attempted.
+    /// Attempts every due item once and records the attempts; returns how many were attempted.
     pub async fn step(&self) -> Result<usize, StoreError> {
-        use futures::StreamExt;
-        let now_ms = now_ms();
-        let items = self.store.due_outbox(now_ms, self.concurrency * 4).await?;
-        let n = items.len();
-        // All attempts of a round are recorded in one transaction: one fsync per round, not per push.
-        let records: Vec<AttemptRecord> = futures::stream::iter(items)
-            .map(|item| self.attempt(item))
-            .buffer_unordered(self.concurrency.max(1))
-            .collect()
-            .await;
+        let records = self.round(&HashSet::new()).await?;
+        let n = records.len();
         if !records.is_empty() {
             self.store.record_attempts(records).await?;
         }
         Ok(n)
+    }
+
+    /// Attempts the due items not in `exclude` (items whose attempts are being recorded) once each.
+    async fn round(&self, exclude: &HashSet<i64>) -> Result<Vec<AttemptRecord>, StoreError> {
+        use futures::StreamExt;
+        let limit = self.concurrency * 4;
+        let mut items = self.store.due_outbox(now_ms(), limit + exclude.len()).await?;
+        items.retain(|i| !exclude.contains(&i.id));
+        items.truncate(limit);
+        Ok(futures::stream::iter(items)
+            .map(|item| self.attempt(item))
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await)
     }
 
     async fn attempt(&self, item: OutboxItem) -> AttemptRecord {
@@ -112,26 +118,84 @@ impl OutboxWorker {
         AttemptRecord { item_id: item.id, trace_id: item.trace_id, result, audit, at_ms }
     }
 
-    /// Runs until `shutdown`, woken by the pipeline when it enqueues and by a short poll for retries.
+    /// Runs until `shutdown`, woken by the pipeline when it enqueues and by a short poll for retries. A
+    /// round's attempts are recorded (one transaction) while the next round's items are pushed; those
+    /// exclude the items still being recorded, and a customer's next item is due only once the one before
+    /// is recorded, so per-customer order holds.
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+        let mut inflight: Option<Recording> = None;
         loop {
             if *shutdown.borrow() {
+                if let Some(r) = inflight.take() {
+                    r.finish().await;
+                }
                 return;
             }
-            match self.step().await {
-                Ok(0) => {
-                    tokio::select! {
-                        _ = wake.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                }
-                Ok(_) => {}
+            let exclude = inflight.as_ref().map(|r| r.items.clone()).unwrap_or_default();
+            let records = match self.round(&exclude).await {
+                Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, "outbox step failed; retrying");
+                    if let Some(r) = inflight.take() {
+                        r.finish().await;
+                    }
                     tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
                 }
+            };
+            if records.is_empty() {
+                match inflight.take() {
+                    Some(r) => r.finish().await,
+                    None => {
+                        tokio::select! {
+                            _ = wake.notified() => {}
+                            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    }
+                }
+                continue;
             }
+            let next = Recording::start(self.store.clone(), records).await;
+            if let Some(prev) = inflight.replace(next) {
+                prev.finish().await;
+            }
+        }
+    }
+}
+
+type RecordFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>;
+
+/// A round's attempts on their way into the store.
+struct Recording {
+    items: HashSet<i64>,
+    future: RecordFuture,
+    early: Option<Result<(), StoreError>>,
+}
+
+impl Recording {
+    /// Hands the records to the store (one poll, so rounds reach the writer in order).
+    async fn start(store: Arc<dyn Store>, records: Vec<AttemptRecord>) -> Self {
+        let items = records.iter().map(|r| r.item_id).collect();
+        let mut future: RecordFuture = Box::pin(async move { store.record_attempts(records).await });
+        let early = match futures::poll!(future.as_mut()) {
+            std::task::Poll::Ready(r) => Some(r),
+            std::task::Poll::Pending => None,
+        };
+        Recording { items, future, early }
+    }
+
+    /// Waits until the records are stored. If that failed, the items stay pending and are attempted again
+    /// (a push repeated that way is absorbed downstream: events carry a unique id, upserts repeat), after
+    /// a pause so a failing store is not hammered.
+    async fn finish(self) {
+        let result = match self.early {
+            Some(r) => r,
+            None => self.future.await,
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "recording delivery attempts failed; the items will be attempted again");
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 }

@@ -71,13 +71,85 @@ enum Prepared {
     Quarantined(String),
 }
 
+/// A processed batch whose commit has not landed yet.
+struct Built {
+    outcomes: Vec<ProcessOutcome>,
+    /// The states the batch leaves behind, by customer: what the next batch must start from even before
+    /// this one's commit lands.
+    states: HashMap<CustomerId, CustomerState>,
+    last_seq: i64,
+    enqueued: usize,
+}
+
+/// States left by batches whose commits are in flight, each with the number of the batch that wrote it,
+/// and their emails (the secondary key) as the store normalises them.
+#[derive(Default)]
+struct Overlay {
+    states: HashMap<CustomerId, (CustomerState, u64)>,
+    emails: HashMap<String, CustomerId>,
+}
+
+fn email_key(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+impl Overlay {
+    fn insert(&mut self, customer: CustomerId, state: CustomerState, generation: u64) {
+        if let Some(e) = &state.email {
+            self.emails.insert(email_key(e), customer.clone());
+        }
+        self.states.insert(customer, (state, generation));
+    }
+
+    fn customer_by_email(&self, email: &str) -> Option<CustomerId> {
+        let c = self.emails.get(&email_key(email))?;
+        // Only while that customer still has this email.
+        let (s, _) = self.states.get(c)?;
+        (s.email.as_deref().map(email_key) == Some(email_key(email))).then(|| c.clone())
+    }
+
+    /// Forgets what batch `generation` wrote, now that it is in the store (later batches' states stay).
+    fn landed(&mut self, generation: u64) {
+        self.states.retain(|_, (_, g)| *g != generation);
+        let states = &self.states;
+        self.emails.retain(|_, c| states.contains_key(c));
+    }
+}
+
+type CommitFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>;
+
+/// A batch's commit, running while the next batch is prepared. It was polled once when it was made, which
+/// hands the batch to the store's writer in order; `early` holds the answer if that first poll had it.
+struct InFlight {
+    commit: CommitFuture,
+    early: Option<Result<(), StoreError>>,
+    last_seq: i64,
+    generation: u64,
+    enqueued: usize,
+}
+
+/// Every this many batches in a row the processor lets its commits land before reading on, so deliveries
+/// put back below the read cursor (`nudge replay`) are picked up under sustained load too.
+const SYNC_EVERY_BATCHES: u32 = 64;
+
 impl Pipeline {
-    /// Processes one batch of pending deliveries; returns (deliveries processed, outbox items enqueued).
+    /// Processes one batch of pending deliveries and waits for its commit; returns (deliveries processed,
+    /// outbox items enqueued).
     pub async fn step(&self) -> Result<(usize, usize), StoreError> {
         let batch = self.store.pending_deliveries(self.batch_size).await?;
         if batch.is_empty() {
             return Ok((0, 0));
         }
+        let built = self.build(batch, &Overlay::default()).await?;
+        let (n, enqueued) = (built.outcomes.len(), built.enqueued);
+        self.store.commit_processing(built.outcomes).await?;
+        Ok((n, enqueued))
+    }
+
+    /// Turns a batch into its outcomes, starting from the overlay's states where it has them and the
+    /// store's otherwise.
+    async fn build(&self, batch: Vec<StoredDelivery>, overlay: &Overlay) -> Result<Built, StoreError> {
+        let last_seq = batch.last().map_or(0, |d| d.seq);
         let mut prepared: Vec<(StoredDelivery, Prepared)> = batch
             .into_iter()
             .map(|d| {
@@ -92,9 +164,14 @@ impl Pipeline {
                 for ev in events.iter_mut() {
                     if let (Some(c), Some(email)) = (ev.customer(), event_email(ev))
                         && c.local().starts_with("guest-")
-                        && let Some(known) = self.store.customer_by_email(email).await?
                     {
-                        ev.set_customer(known);
+                        let known = match overlay.customer_by_email(email) {
+                            Some(k) => Some(k),
+                            None => self.store.customer_by_email(email).await?,
+                        };
+                        if let Some(known) = known {
+                            ev.set_customer(known);
+                        }
                     }
                 }
             }
@@ -111,6 +188,13 @@ impl Pipeline {
         ids.sort();
         ids.dedup();
         let mut states: HashMap<CustomerId, CustomerState> = HashMap::new();
+        ids.retain(|c| match overlay.states.get(c) {
+            Some((s, _)) => {
+                states.insert(c.clone(), s.clone());
+                false
+            }
+            None => true,
+        });
         for s in self.store.load_states(&ids).await? {
             let state: CustomerState = serde_json::from_str(&s.state_json)
                 .map_err(|e| StoreError::Corrupt(format!("state of {}: {e}", s.customer)))?;
@@ -126,22 +210,21 @@ impl Pipeline {
             outcomes.push(o);
         }
         // Every changed state is written once, with the last outcome of the batch that touched it.
-        let mut written = std::collections::HashSet::new();
+        let mut changed = HashMap::new();
         for o in outcomes.iter_mut().rev() {
             for c in std::mem::take(&mut o.states) {
-                if written.insert(c.customer.clone()) {
-                    let s = &states[&c.customer];
+                if let std::collections::hash_map::Entry::Vacant(slot) = changed.entry(c.customer) {
+                    let s = states.remove(slot.key()).expect("a changed state is loaded");
                     o.states.push(StoredState {
-                        customer: c.customer,
+                        customer: slot.key().clone(),
                         email: s.email.clone(),
-                        state_json: serde_json::to_string(s).expect("state serialises"),
+                        state_json: serde_json::to_string(&s).expect("state serialises"),
                     });
+                    slot.insert(s);
                 }
             }
         }
-        let n = outcomes.len();
-        self.store.commit_processing(outcomes).await?;
-        Ok((n, enqueued))
+        Ok(Built { outcomes, states: changed, last_seq, enqueued })
     }
 
     fn process_one(
@@ -314,36 +397,135 @@ impl Pipeline {
         out
     }
 
-    /// Runs until `shutdown` turns true, woken by `wake` (new deliveries) and by a periodic poll.
+    /// Runs until `shutdown` turns true, woken by `wake` (new deliveries) and by a periodic poll. While a
+    /// batch's commit is in flight the next batch is read and processed on top of the states it left (the
+    /// commit of that one is conditional on the first having landed), so processing and the writer's
+    /// commits overlap.
     pub async fn run(
         self: Arc<Self>,
         wake: Arc<Notify>,
         outbox_wake: Arc<Notify>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let mut overlay = Overlay::default();
+        let mut inflight: Option<InFlight> = None;
+        let mut generation = 0u64;
+        let mut in_a_row = 0u32;
         loop {
             if *shutdown.borrow() {
+                if let Some(f) = inflight.take() {
+                    self.land(f, &mut overlay, &outbox_wake).await;
+                }
                 return;
             }
-            match self.step().await {
-                Ok((0, _)) => {
-                    tokio::select! {
-                        _ = wake.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                }
-                Ok((_, enqueued)) => {
-                    if enqueued > 0 {
-                        outbox_wake.notify_one();
-                    }
-                }
+            let after = inflight.as_ref().map(|f| f.last_seq);
+            let batch = match self.store.pending_deliveries_after(after, self.batch_size).await {
+                Ok(b) => b,
                 Err(e) => {
-                    tracing::error!(error = %e, "processing batch failed; retrying");
+                    self.failed(e, inflight.take(), &mut overlay, &outbox_wake).await;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                match inflight.take() {
+                    // Let it land, then look again from the store's own view.
+                    Some(f) => {
+                        self.land(f, &mut overlay, &outbox_wake).await;
+                    }
+                    None => {
+                        in_a_row = 0;
+                        tokio::select! {
+                            _ = wake.notified() => {}
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    }
+                }
+                continue;
+            }
+            let built = match self.build(batch, &overlay).await {
+                Ok(b) => b,
+                Err(e) => {
+                    self.failed(e, inflight.take(), &mut overlay, &outbox_wake).await;
+                    continue;
+                }
+            };
+            generation += 1;
+            for (c, s) in built.states {
+                overlay.insert(c, s, generation);
+            }
+            let store = self.store.clone();
+            let outcomes = built.outcomes;
+            let mut commit: CommitFuture =
+                Box::pin(async move { store.commit_processing_after(outcomes, after).await });
+            let early = match futures::poll!(commit.as_mut()) {
+                std::task::Poll::Ready(r) => Some(r),
+                std::task::Poll::Pending => None,
+            };
+            let next =
+                InFlight { commit, early, last_seq: built.last_seq, generation, enqueued: built.enqueued };
+            if let Some(prev) = inflight.replace(next)
+                && !self.land(prev, &mut overlay, &outbox_wake).await
+            {
+                // The batch just started was computed on top of the failed one: its commit is refused.
+                if let Some(f) = inflight.take()
+                    && f.early.is_none()
+                {
+                    let _ = f.commit.await;
+                }
+                overlay = Overlay::default();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            in_a_row += 1;
+            if in_a_row >= SYNC_EVERY_BATCHES
+                && let Some(f) = inflight.take()
+            {
+                in_a_row = 0;
+                if !self.land(f, &mut overlay, &outbox_wake).await {
+                    overlay = Overlay::default();
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         }
+    }
+
+    /// Waits for a batch's commit; true when it landed.
+    async fn land(&self, f: InFlight, overlay: &mut Overlay, outbox_wake: &Notify) -> bool {
+        let result = match f.early {
+            Some(r) => r,
+            None => f.commit.await,
+        };
+        match result {
+            Ok(()) => {
+                overlay.landed(f.generation);
+                if f.enqueued > 0 {
+                    outbox_wake.notify_one();
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "processing batch failed; retrying");
+                false
+            }
+        }
+    }
+
+    /// After an error: lets the batch in flight finish (it lands or not), forgets every state not read
+    /// from the store, and pauses before retrying from the store's view.
+    async fn failed(
+        &self,
+        e: StoreError,
+        inflight: Option<InFlight>,
+        overlay: &mut Overlay,
+        outbox_wake: &Notify,
+    ) {
+        tracing::error!(error = %e, "processing batch failed; retrying");
+        if let Some(f) = inflight {
+            self.land(f, overlay, outbox_wake).await;
+        }
+        *overlay = Overlay::default();
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

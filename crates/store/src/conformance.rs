@@ -14,6 +14,7 @@ where
 {
     dedupe_and_group_commit(make().await).await;
     processing_round_trip(make().await).await;
+    pipelined_batches(make().await).await;
     outbox_keeps_per_customer_order(make().await).await;
     terminal_states_and_replay(make().await).await;
     timers_fire_and_cancel(make().await).await;
@@ -157,6 +158,37 @@ pub async fn processing_round_trip(s: Arc<dyn Store>) {
     let page2 = s.scan_states(Some(page1[2].customer.clone()), 10).await.unwrap();
     assert_eq!(page1.len() + page2.len(), 5, "every state exactly once");
     assert!(page2.iter().all(|p| page1.iter().all(|q| q.customer != p.customer)));
+}
+
+/// A processor reads batch N+1 while batch N's commit is in flight; N+1 commits only on top of N.
+pub async fn pipelined_batches(s: Arc<dyn Store>) {
+    for i in 0..5 {
+        s.commit_delivery(delivery(&format!("q{i}"), None)).await.unwrap();
+    }
+    let first = s.pending_deliveries_after(None, 2).await.unwrap();
+    let (a, b) = (first[0].seq, first[1].seq);
+    let next = s.pending_deliveries_after(Some(b), 2).await.unwrap();
+    assert_eq!(next.len(), 2);
+    assert!(next.iter().all(|d| d.seq > b), "nothing at or below the cursor");
+    let processed = |d: &StoredDelivery| ProcessOutcome {
+        seq: d.seq,
+        trace_id: Some(d.trace_id),
+        status: Some(DeliveryStatus::Processed),
+        terminal: Some(TerminalState::Ignored("test".into())),
+        ..Default::default()
+    };
+    // Batch N+1 arrives before batch N has landed: refused, and nothing of it is written.
+    let early = s.commit_processing_after(next.iter().map(processed).collect(), Some(b)).await;
+    assert!(matches!(early, Err(StoreError::Conflict(_))), "{early:?}");
+    assert_eq!(s.pending_deliveries(10).await.unwrap().len(), 5, "the refused batch wrote nothing");
+    assert!(terminal_of(&*s, next[0].trace_id).await.unwrap().is_none());
+    s.commit_processing_after(first.iter().map(processed).collect(), None).await.unwrap();
+    s.commit_processing_after(next.iter().map(processed).collect(), Some(b)).await.unwrap();
+    let rest = s.pending_deliveries(10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert!(rest[0].seq > next[1].seq);
+    assert!(s.pending_deliveries_after(Some(rest[0].seq), 10).await.unwrap().is_empty());
+    assert!(a < b);
 }
 
 fn outbox_item(trace: TraceId, c: u32, n: u32) -> NewOutboxItem {

@@ -30,6 +30,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("the store is shut down")]
     Closed,
+    /// A conditional write found its condition false and wrote nothing.
+    #[error("conflict: {0}")]
+    Conflict(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -52,7 +55,14 @@ pub trait Store: Send + Sync + 'static {
     async fn commit_delivery(&self, d: NewDelivery) -> Result<CommitResult>;
 
     /// The oldest deliveries waiting to be processed, in sequence order.
-    async fn pending_deliveries(&self, limit: usize) -> Result<Vec<StoredDelivery>>;
+    async fn pending_deliveries(&self, limit: usize) -> Result<Vec<StoredDelivery>> {
+        self.pending_deliveries_after(None, limit).await
+    }
+
+    /// [`Store::pending_deliveries`] with a sequence number above `after`: lets a processor read the next
+    /// batch while the commit of the one before (up to `after`) is still in flight.
+    async fn pending_deliveries_after(&self, after: Option<i64>, limit: usize)
+    -> Result<Vec<StoredDelivery>>;
 
     /// Loads the stored states of these customers (missing ones are absent from the map).
     async fn load_states(&self, customers: &[CustomerId]) -> Result<Vec<StoredState>>;
@@ -68,7 +78,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Commits the results of processing a batch of deliveries in one transaction: states, audit records,
     /// outbox items, timers, delivery statuses and terminal states.
-    async fn commit_processing(&self, batch: Vec<ProcessOutcome>) -> Result<()>;
+    async fn commit_processing(&self, batch: Vec<ProcessOutcome>) -> Result<()> {
+        self.commit_processing_after(batch, None).await
+    }
+
+    /// [`Store::commit_processing`], on condition that delivery `after` (the last of the batch before, whose
+    /// commit may still be in flight) has been processed; if it has not, nothing is written and the answer
+    /// is [`StoreError::Conflict`]. A batch computed on top of one that failed can then never land.
+    async fn commit_processing_after(&self, batch: Vec<ProcessOutcome>, after: Option<i64>) -> Result<()>;
 
     /// Turns every timer due at `now_ms` into a pending delivery (source `timer`), atomically, and returns
     /// how many fired.

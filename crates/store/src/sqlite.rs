@@ -797,19 +797,25 @@ impl Store for SqliteStore {
         orx.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn pending_deliveries(&self, limit: usize) -> Result<Vec<StoredDelivery>> {
+    async fn pending_deliveries_after(
+        &self,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<StoredDelivery>> {
+        let after = after.unwrap_or(i64::MIN);
         self.read(move |c| {
             // Requeued deliveries first, then the log after the highest processed seq.
             let mut out: Vec<StoredDelivery> = Vec::new();
             for sql in [
                 "SELECT seq, trace_id, source, topic, shop, webhook_id, received_at, headers, body, body_codec
-                 FROM log.deliveries WHERE seq IN (SELECT seq FROM main.requeued) ORDER BY seq LIMIT ?1",
+                 FROM log.deliveries WHERE seq IN (SELECT seq FROM main.requeued WHERE seq > ?2)
+                 ORDER BY seq LIMIT ?1",
                 "SELECT seq, trace_id, source, topic, shop, webhook_id, received_at, headers, body, body_codec
-                 FROM log.deliveries WHERE seq > (SELECT COALESCE(MAX(seq), 0) FROM main.processed)
+                 FROM log.deliveries WHERE seq > MAX(?2, (SELECT COALESCE(MAX(seq), 0) FROM main.processed))
                  ORDER BY seq LIMIT ?1",
             ] {
                 let mut st = c.prepare_cached(sql)?;
-                let rows = st.query_map([limit as i64], stored_delivery)?;
+                let rows = st.query_map(params![limit as i64, after], stored_delivery)?;
                 out.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
             }
             out.sort_by_key(|d| d.seq);
@@ -875,9 +881,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn commit_processing(&self, batch: Vec<ProcessOutcome>) -> Result<()> {
+    async fn commit_processing_after(&self, batch: Vec<ProcessOutcome>, after: Option<i64>) -> Result<()> {
         let audit: Vec<Vec<AuditRow>> = batch.iter().map(|o| pack_audit(&o.audit)).collect::<Result<_>>()?;
         self.write(move |tx| {
+            if let Some(seq) = after {
+                let done: Option<i64> = tx
+                    .prepare_cached("SELECT seq FROM processed WHERE seq = ?1")?
+                    .query_row([seq], |r| r.get(0))
+                    .optional()?;
+                if done.is_none() {
+                    return Err(StoreError::Conflict(format!(
+                        "delivery {seq}, which this batch was computed after, is not processed"
+                    )));
+                }
+            }
             let now_ms = ts_to_ms(time::OffsetDateTime::now_utc());
             for (o, audit) in batch.iter().zip(&audit) {
                 if let Some(status) = &o.status {
