@@ -127,6 +127,16 @@ impl NormalizeError {
 /// [`DeliveryMeta`](crate::shopify::DeliveryMeta)) is what a compliance body's own `shop_domain` must
 /// match, so a request can never erase another shop's data; the other topics do not use it.
 pub fn normalize(topic: &Topic, shop_domain: &str, body: &[u8]) -> Result<Normalized, NormalizeError> {
+    normalize_with(topic, shop_domain, body, crate::shopify::payload::parse_body)
+}
+
+/// [`normalize`] with the given JSON parser (tests compare the pruning parser with a full one).
+fn normalize_with(
+    topic: &Topic,
+    shop_domain: &str,
+    body: &[u8],
+    parse: fn(&[u8]) -> Result<serde_json::Value, serde_json::Error>,
+) -> Result<Normalized, NormalizeError> {
     if let Topic::Unknown(name) = topic {
         return Ok(Normalized::Ignored {
             reason: format!("topic `{name}` is not one nudge handles; the body was not read"),
@@ -135,7 +145,7 @@ pub fn normalize(topic: &Topic, shop_domain: &str, body: &[u8]) -> Result<Normal
     if body.trim_ascii().is_empty() {
         return Err(NormalizeError::EmptyBody { topic: topic.clone() });
     }
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| invalid_json(topic, &e))?;
+    let value = parse(body).map_err(|e| invalid_json(topic, &e))?;
     let root =
         Obj::root(&value).map_err(|found| NormalizeError::NotAnObject { topic: topic.clone(), found })?;
     let fail = |e: FieldError| NormalizeError::field(topic, e);
@@ -422,6 +432,133 @@ mod tests {
         assert_eq!(consent_from_state("unsubscribed"), MarketingConsent::Unsubscribed);
         assert_eq!(consent_from_state("pending"), MarketingConsent::Pending);
         assert_eq!(consent_from_state("redacted"), MarketingConsent::Unknown);
+    }
+
+    /// Every path of `v` (objects and arrays, depth first), as keys and indexes.
+    fn paths(v: &serde_json::Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        let children: Vec<(String, &serde_json::Value)> = match v {
+            serde_json::Value::Object(m) => m.iter().map(|(k, c)| (k.clone(), c)).collect(),
+            serde_json::Value::Array(a) => a.iter().enumerate().map(|(i, c)| (i.to_string(), c)).collect(),
+            _ => return,
+        };
+        for (k, c) in children {
+            prefix.push(k);
+            out.push(prefix.clone());
+            paths(c, prefix, out);
+            prefix.pop();
+        }
+    }
+
+    fn replace(v: &mut serde_json::Value, path: &[String], with: serde_json::Value) {
+        let mut at = v;
+        for p in path {
+            at = match at {
+                serde_json::Value::Object(m) => m.get_mut(p).expect("path exists"),
+                serde_json::Value::Array(a) => &mut a[p.parse::<usize>().expect("index")],
+                _ => unreachable!("paths only descend into containers"),
+            };
+        }
+        *at = with;
+    }
+
+    /// The pruning parser must change nothing: for every fixture body, with every field in turn replaced
+    /// by values of every JSON kind, and cut short at many points, the outcome (events or the exact error)
+    /// equals the one from parsing the whole tree.
+    #[test]
+    fn pruned_parsing_gives_the_same_outcome_as_the_full_tree() {
+        use crate::shopify::fixtures::*;
+        let at = time::OffsetDateTime::from_unix_timestamp(1_780_000_000).expect("valid instant");
+        let customer = CustomerFixture::new(7_000_000_000_000_001, Some("Lena@Example.org"), at)
+            .consent(Some("subscribed"));
+        let item =
+            LineItemFixture::new(9_100_000_001, "Tee", 2, "19.99").variant(9_200_000_001).sku(Some("T-1"));
+        let shop = "s.myshopify.com";
+        let bodies: Vec<(&str, serde_json::Value)> = vec![
+            (
+                "orders/create",
+                order_json(
+                    &OrderFixture::new(5_000_000_001, at).customer(customer.clone()).line_item(item.clone()),
+                ),
+            ),
+            (
+                "orders/cancelled",
+                order_json(&OrderFixture::new(5_000_000_002, at).guest("g@example.org").cancelled(at)),
+            ),
+            (
+                "checkouts/update",
+                checkout_json(
+                    &CheckoutFixture::new(3_300_001, at).customer(customer.clone()).line_item(item.clone()),
+                ),
+            ),
+            ("customers/update", customer_json(&customer)),
+            ("carts/update", cart_json(&CartFixture::new("c0ffee", at).line_item(item.clone()))),
+            ("products/create", product_json(&ProductFixture::new(9_100_000_001, "Tee", at).vendor("Acme"))),
+            ("customers/data_request", customers_data_request_json(shop, 7, "a@example.org", &[1, 2], 9001)),
+            ("customers/redact", customers_redact_json(shop, 7, "a@example.org", &[3])),
+            ("shop/redact", shop_redact_json(shop)),
+        ];
+        let kinds: Vec<serde_json::Value> = [
+            "null",
+            "true",
+            "0",
+            "-1",
+            "1.5e3",
+            "123456789012345678901234567890",
+            "\"\"",
+            "\" x \"",
+            "\"2026-01-01T00:00:00Z\"",
+            "\"12.50\"",
+            "\"EUR\"",
+            "[]",
+            "[1]",
+            "{}",
+            "{\"id\": 1, \"amount\": \"1\"}",
+        ]
+        .iter()
+        .map(|t| serde_json::from_str(t).expect("valid JSON"))
+        .collect();
+        let full: fn(&[u8]) -> Result<serde_json::Value, serde_json::Error> = |b| serde_json::from_slice(b);
+        // Malformed JSON is refused at the same line and column; serde_json may word the reason differently
+        // when it skips a value instead of building it.
+        let same = |topic: &Topic, body: &[u8]| match (
+            normalize(topic, shop, body),
+            normalize_with(topic, shop, body, full),
+        ) {
+            (
+                Err(NormalizeError::InvalidJson { line, column, .. }),
+                Err(NormalizeError::InvalidJson { line: l2, column: c2, .. }),
+            ) => assert_eq!((line, column), (l2, c2), "{}", String::from_utf8_lossy(body)),
+            (pruned, whole) => {
+                assert_eq!(pruned, whole, "{} {}", topic.as_str(), String::from_utf8_lossy(body))
+            }
+        };
+        let mut checked = 0;
+        for (topic, body) in &bodies {
+            let topic = Topic::parse(topic);
+            let bytes = to_bytes(body);
+            assert!(normalize(&topic, shop, &bytes).is_ok(), "{} fixture normalises", topic.as_str());
+            same(&topic, &bytes);
+            for cut in (0..bytes.len()).step_by(7) {
+                same(&topic, &bytes[..cut]);
+            }
+            let mut all = Vec::new();
+            paths(body, &mut Vec::new(), &mut all);
+            for path in &all {
+                for kind in &kinds {
+                    let mut changed = body.clone();
+                    replace(&mut changed, path, kind.clone());
+                    same(&topic, &to_bytes(&changed));
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked} variants checked");
+    }
+
+    #[test]
+    fn read_keys_are_sorted_for_lookup() {
+        let keys = crate::shopify::payload::READ_KEYS;
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "READ_KEYS must be sorted and unique");
     }
 
     #[test]

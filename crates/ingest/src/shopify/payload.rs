@@ -10,7 +10,9 @@
 //! The structs are read from a `serde_json::Value` by hand rather than by `#[derive(Deserialize)]` so
 //! every error names its field path (`line_items[2].price`), which derived code cannot report. The JSON
 //! is parsed with `arbitrary_precision`, so a number keeps the exact text Shopify sent: ids above 2^53
-//! and amounts never pass through `f64`.
+//! and amounts never pass through `f64`. [`parse_body`] builds only the keys these readers look up
+//! ([`READ_KEYS`]) and skips the rest of the body (addresses, tax and shipping lines, fulfilment details,
+//! …) without building it; a unit test checks that the outcome equals reading the whole tree.
 
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
@@ -337,6 +339,159 @@ impl CurrencyFields {
     }
 }
 
+/// Every object key any reader in this module looks up, at whatever depth. [`parse_body`] keeps these and
+/// nothing else; `Obj::get` checks (in debug builds, so in every test) that it is asked for no other key.
+pub const READ_KEYS: &[&str] = &[
+    "abandoned_checkout_url",
+    "accepts_marketing",
+    "amount",
+    "buyer_accepts_marketing",
+    "cancelled_at",
+    "cart_token",
+    "checkout_token",
+    "completed_at",
+    "created_at",
+    "currency",
+    "currency_code",
+    "customer",
+    "data_request",
+    "email",
+    "email_marketing_consent",
+    "financial_status",
+    "first_name",
+    "id",
+    "last_name",
+    "line_items",
+    "name",
+    "orders_requested",
+    "orders_to_redact",
+    "phone",
+    "presentment_currency",
+    "price",
+    "price_set",
+    "product_id",
+    "product_type",
+    "quantity",
+    "shop_domain",
+    "shop_id",
+    "shop_money",
+    "sku",
+    "state",
+    "title",
+    "token",
+    "total_price",
+    "total_price_set",
+    "updated_at",
+    "variant_id",
+    "vendor",
+];
+
+/// Parses a webhook body into a JSON tree holding only the object keys in [`READ_KEYS`]; values under
+/// other keys are checked for well-formedness and skipped without being built. Numbers keep their exact
+/// text, as with a full parse.
+pub fn parse_body(body: &[u8]) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice::<Pruned>(body).map(|p| p.0)
+}
+
+/// A JSON value with only the keys readers use (see [`parse_body`]).
+struct Pruned(Value);
+
+/// An object key as [`Pruned`] sees it: one readers use, the marker serde_json uses to hand over a
+/// number's exact text (`arbitrary_precision`), or one to skip.
+enum Key {
+    Read(&'static str),
+    Number,
+    Skip,
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(match READ_KEYS.binary_search(&key) {
+                    Ok(i) => Key::Read(READ_KEYS[i]),
+                    Err(_) if key.starts_with("$serde_json::private::Number") => Key::Number,
+                    Err(_) => Key::Skip,
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Pruned {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IgnoredAny, MapAccess, SeqAccess};
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Pruned;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: Error>(self, v: bool) -> Result<Pruned, E> {
+                Ok(Pruned(Value::Bool(v)))
+            }
+            fn visit_i64<E: Error>(self, v: i64) -> Result<Pruned, E> {
+                Ok(Pruned(Value::from(v)))
+            }
+            fn visit_u64<E: Error>(self, v: u64) -> Result<Pruned, E> {
+                Ok(Pruned(Value::from(v)))
+            }
+            fn visit_f64<E: Error>(self, v: f64) -> Result<Pruned, E> {
+                Ok(Pruned(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)))
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<Pruned, E> {
+                Ok(Pruned(Value::String(v.to_string())))
+            }
+            fn visit_string<E: Error>(self, v: String) -> Result<Pruned, E> {
+                Ok(Pruned(Value::String(v)))
+            }
+            fn visit_unit<E: Error>(self) -> Result<Pruned, E> {
+                Ok(Pruned(Value::Null))
+            }
+            fn visit_none<E: Error>(self) -> Result<Pruned, E> {
+                Ok(Pruned(Value::Null))
+            }
+            fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Pruned, D2::Error> {
+                serde::Deserialize::deserialize(d)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Pruned, A::Error> {
+                let mut items = Vec::new();
+                while let Some(Pruned(v)) = seq.next_element()? {
+                    items.push(v);
+                }
+                Ok(Pruned(Value::Array(items)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pruned, A::Error> {
+                let mut out = Map::new();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Read(k) => {
+                            let Pruned(v) = map.next_value()?;
+                            out.insert(k.to_string(), v);
+                        }
+                        Key::Number => {
+                            let text: String = map.next_value()?;
+                            let n = text.parse::<serde_json::Number>().map_err(A::Error::custom)?;
+                            return Ok(Pruned(Value::Number(n)));
+                        }
+                        Key::Skip => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Pruned(Value::Object(out)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A JSON object being read, with its path from the body's root.
 pub struct Obj<'a> {
     map: &'a Map<String, Value>,
@@ -364,6 +519,10 @@ impl<'a> Obj<'a> {
 
     /// The value of `key`, treating `null` as absent.
     fn get(&self, key: &str) -> Option<&'a Value> {
+        debug_assert!(
+            READ_KEYS.contains(&key),
+            "`{key}` is read but not in READ_KEYS, so parse_body drops it"
+        );
         self.map.get(key).filter(|v| !v.is_null())
     }
 
