@@ -3,6 +3,7 @@
 
 mod architecture;
 mod crash;
+mod pipelined;
 mod spine;
 
 use nudge::app::App;
