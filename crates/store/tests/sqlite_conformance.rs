@@ -4,19 +4,30 @@ use nudge_store::Store;
 use nudge_store::sqlite::{Durability, SqliteStore};
 use std::sync::Arc;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_passes_conformance() {
+async fn conformance_with(durability: Durability) {
     let dirs = Arc::new(std::sync::Mutex::new(Vec::new()));
     nudge_store::conformance::run_all(|| {
         let dirs = dirs.clone();
         async move {
             let dir = tempfile::tempdir().expect("temp dir");
-            let store = SqliteStore::open(dir.path(), Durability::Normal).expect("open store");
+            let store = SqliteStore::open(dir.path(), durability).expect("open store");
             dirs.lock().unwrap().push(dir);
             Arc::new(store) as Arc<dyn Store>
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_passes_conformance() {
+    conformance_with(Durability::Normal).await;
+}
+
+/// With `durability = "full"` the derived database flushes only durable jobs' commits, switching
+/// `synchronous` around them; the behaviour is the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_passes_conformance_with_full_durability() {
+    conformance_with(Durability::Full).await;
 }
 
 #[tokio::test]
