@@ -2,6 +2,7 @@
 //! actions reach a destination in order), makes one attempt each, and records the attempt, the retry
 //! schedule and, when a trace is done, its terminal state.
 
+use crate::pipeline::Submitted;
 use crate::telemetry::{self, LatencySample};
 use nudge_deliver::{Backoff, Destination, Outcome};
 use nudge_model::{Action, AuditRecord, AuditStage};
@@ -164,36 +165,26 @@ impl OutboxWorker {
     }
 }
 
-type RecordFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>;
-
 /// A round's attempts on their way into the store.
 struct Recording {
     items: HashSet<i64>,
-    future: RecordFuture,
-    early: Option<Result<(), StoreError>>,
+    write: Submitted,
 }
 
 impl Recording {
-    /// Hands the records to the store (one poll, so rounds reach the writer in order).
     async fn start(store: Arc<dyn Store>, records: Vec<AttemptRecord>) -> Self {
         let items = records.iter().map(|r| r.item_id).collect();
-        let mut future: RecordFuture = Box::pin(async move { store.record_attempts(records).await });
-        let early = match futures::poll!(future.as_mut()) {
-            std::task::Poll::Ready(r) => Some(r),
-            std::task::Poll::Pending => None,
-        };
-        Recording { items, future, early }
+        Recording {
+            items,
+            write: Submitted::start(async move { store.record_attempts(records).await }).await,
+        }
     }
 
     /// Waits until the records are stored. If that failed, the items stay pending and are attempted again
     /// (a push repeated that way is absorbed downstream: events carry a unique id, upserts repeat), after
     /// a pause so a failing store is not hammered.
     async fn finish(self) {
-        let result = match self.early {
-            Some(r) => r,
-            None => self.future.await,
-        };
-        if let Err(e) = result {
+        if let Err(e) = self.write.answer().await {
             tracing::error!(error = %e, "recording delivery attempts failed; the items will be attempted again");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

@@ -102,10 +102,11 @@ impl Overlay {
     }
 
     fn customer_by_email(&self, email: &str) -> Option<CustomerId> {
-        let c = self.emails.get(&email_key(email))?;
+        let key = email_key(email);
+        let c = self.emails.get(&key)?;
         // Only while that customer still has this email.
         let (s, _) = self.states.get(c)?;
-        (s.email.as_deref().map(email_key) == Some(email_key(email))).then(|| c.clone())
+        (s.email.as_deref().map(email_key) == Some(key)).then(|| c.clone())
     }
 
     /// Forgets what batch `generation` wrote, now that it is in the store (later batches' states stay).
@@ -116,13 +117,39 @@ impl Overlay {
     }
 }
 
-type CommitFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>;
-
-/// A batch's commit, running while the next batch is prepared. It was polled once when it was made, which
-/// hands the batch to the store's writer in order; `early` holds the answer if that first poll had it.
-struct InFlight {
-    commit: CommitFuture,
+/// A store write handed over and not yet answered. Made by polling the write once, which hands the work to
+/// the store's writer there and then, so writes started one after another reach the writer in that order
+/// (a spawned task could first run after a later one). Used by the processing and delivery workers.
+pub(crate) struct Submitted {
+    future: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>,
+    /// The answer, if the first poll already had it.
     early: Option<Result<(), StoreError>>,
+}
+
+impl Submitted {
+    pub(crate) async fn start(
+        write: impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
+    ) -> Self {
+        let mut future = Box::pin(write);
+        let early = match futures::poll!(future.as_mut()) {
+            std::task::Poll::Ready(r) => Some(r),
+            std::task::Poll::Pending => None,
+        };
+        Submitted { future, early }
+    }
+
+    /// The store's answer.
+    pub(crate) async fn answer(self) -> Result<(), StoreError> {
+        match self.early {
+            Some(r) => r,
+            None => self.future.await,
+        }
+    }
+}
+
+/// A batch's commit, running while the next batch is prepared.
+struct InFlight {
+    commit: Submitted,
     last_seq: i64,
     generation: u64,
     enqueued: usize,
@@ -456,25 +483,14 @@ impl Pipeline {
             }
             let store = self.store.clone();
             let outcomes = built.outcomes;
-            let mut commit: CommitFuture =
-                Box::pin(async move { store.commit_processing_after(outcomes, after).await });
-            let early = match futures::poll!(commit.as_mut()) {
-                std::task::Poll::Ready(r) => Some(r),
-                std::task::Poll::Pending => None,
-            };
-            let next =
-                InFlight { commit, early, last_seq: built.last_seq, generation, enqueued: built.enqueued };
+            let commit =
+                Submitted::start(async move { store.commit_processing_after(outcomes, after).await }).await;
+            let next = InFlight { commit, last_seq: built.last_seq, generation, enqueued: built.enqueued };
             if let Some(prev) = inflight.replace(next)
                 && !self.land(prev, &mut overlay, &outbox_wake).await
             {
                 // The batch just started was computed on top of the failed one: its commit is refused.
-                if let Some(f) = inflight.take()
-                    && f.early.is_none()
-                {
-                    let _ = f.commit.await;
-                }
-                overlay = Overlay::default();
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                self.recover(inflight.take(), &mut overlay, &outbox_wake).await;
                 continue;
             }
             in_a_row += 1;
@@ -483,8 +499,7 @@ impl Pipeline {
             {
                 in_a_row = 0;
                 if !self.land(f, &mut overlay, &outbox_wake).await {
-                    overlay = Overlay::default();
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    self.recover(None, &mut overlay, &outbox_wake).await;
                 }
             }
         }
@@ -492,11 +507,7 @@ impl Pipeline {
 
     /// Waits for a batch's commit; true when it landed.
     async fn land(&self, f: InFlight, overlay: &mut Overlay, outbox_wake: &Notify) -> bool {
-        let result = match f.early {
-            Some(r) => r,
-            None => f.commit.await,
-        };
-        match result {
+        match f.commit.answer().await {
             Ok(()) => {
                 overlay.landed(f.generation);
                 if f.enqueued > 0 {
@@ -511,8 +522,7 @@ impl Pipeline {
         }
     }
 
-    /// After an error: lets the batch in flight finish (it lands or not), forgets every state not read
-    /// from the store, and pauses before retrying from the store's view.
+    /// After an error: logs it and recovers (see [`Self::recover`]).
     async fn failed(
         &self,
         e: StoreError,
@@ -521,6 +531,12 @@ impl Pipeline {
         outbox_wake: &Notify,
     ) {
         tracing::error!(error = %e, "processing batch failed; retrying");
+        self.recover(inflight, overlay, outbox_wake).await;
+    }
+
+    /// Lets the batch in flight finish (it lands or not), forgets every state not read from the store, and
+    /// pauses before processing goes on from the store's view.
+    async fn recover(&self, inflight: Option<InFlight>, overlay: &mut Overlay, outbox_wake: &Notify) {
         if let Some(f) = inflight {
             self.land(f, overlay, outbox_wake).await;
         }

@@ -742,7 +742,7 @@ fn record_one(tx: &Connection, a: &AttemptRecord) -> Result<()> {
                 r.get::<_, Option<i64>>(2)?.unwrap_or(0),
             ))
         })?;
-    let mut records = vec![a.audit.clone()];
+    let mut settled: Option<AuditRecord> = None;
     if counts.0 == 0 {
         let terminal = if counts.1 + counts.2 == 0 {
             TerminalState::Delivered
@@ -764,7 +764,7 @@ fn record_one(tx: &Connection, a: &AttemptRecord) -> Result<()> {
             "INSERT OR REPLACE INTO terminal (trace_id, state, reason, at) VALUES (?1, ?2, ?3, ?4)",
         )?
         .execute(params![trace, terminal.name(), terminal.reason(), a.at_ms])?;
-        records.push(AuditRecord {
+        settled = Some(AuditRecord {
             trace_id: a.trace_id,
             customer: a.audit.customer.clone(),
             stage: AuditStage::Terminal,
@@ -772,7 +772,7 @@ fn record_one(tx: &Connection, a: &AttemptRecord) -> Result<()> {
             detail: serde_json::json!({ "state": terminal.name(), "reason": terminal.reason() }),
         });
     }
-    for row in pack_audit(&records)? {
+    for row in pack_audit(std::iter::once(&a.audit).chain(&settled))? {
         insert_audit(tx, &row)?;
     }
     Ok(())
