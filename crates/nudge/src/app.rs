@@ -10,7 +10,7 @@ use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use nudge_deliver::{Backoff, Destination};
 use nudge_store::Store;
-use nudge_store::sqlite::SqliteStore;
+use nudge_store::sqlite::{BackgroundPriority, SqliteStore};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,14 +54,14 @@ pub struct App {
 }
 
 /// The background workers (processing, outbox, timers, refits) run on a runtime of their own whose threads
-/// run at a lower OS priority (`pipeline.worker_nice`): when the CPU is contended, the ack path wins and the
-/// durable backlog is worked off with what is left.
-fn work_runtime(nice: i32) -> anyhow::Result<tokio::runtime::Runtime> {
+/// run at a lower OS priority (`pipeline.worker_scheduling`, `pipeline.worker_nice`): when the CPU is
+/// contended, the ack path wins and the durable backlog is worked off with what is left.
+fn work_runtime(priority: BackgroundPriority) -> anyhow::Result<tokio::runtime::Runtime> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("nudge-work")
-        .on_thread_start(move || nudge_store::sqlite::lower_thread_priority(nice))
+        .on_thread_start(move || priority.apply())
         .enable_all()
         .build()
         .context("starting the background worker runtime")
@@ -72,7 +72,7 @@ pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let store = SqliteStore::open_with_priority(
         &cfg.storage.data_dir,
         cfg.storage.durability,
-        cfg.pipeline.worker_nice,
+        cfg.pipeline.worker_priority(),
     )
     .with_context(|| format!("opening the store in {}", cfg.storage.data_dir.display()))?;
     Ok(Arc::new(store))
@@ -118,7 +118,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         concurrency: 16,
         latency: push_latency.clone(),
     });
-    let work = work_runtime(cfg.pipeline.worker_nice)?;
+    let work = work_runtime(cfg.pipeline.worker_priority())?;
     let mut tasks = vec![
         work.spawn(pipeline.run(wake_pipeline.clone(), wake_outbox.clone(), shutdown_rx.clone())),
         work.spawn(outbox.run(wake_outbox, shutdown_rx.clone())),

@@ -122,6 +122,30 @@ pub struct PipelineConfig {
     /// OS scheduling niceness (0–19) of the background workers (processing, outbox, timers, refits);
     /// the ack path keeps the default priority, so under load acknowledging wins the CPU.
     pub worker_nice: i32,
+    /// Scheduling class of the background workers.
+    pub worker_scheduling: WorkerScheduling,
+}
+
+/// How the background workers share the CPU with the ack path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerScheduling {
+    /// Linux's idle class: the workers use only CPU the ack path leaves free, and a webhook arriving
+    /// preempts them at once.
+    #[default]
+    Idle,
+    /// Normal class at `worker_nice`: the workers keep a small share of a busy CPU.
+    Nice,
+}
+
+impl PipelineConfig {
+    /// The OS priority the background workers' threads run at.
+    pub fn worker_priority(&self) -> nudge_store::sqlite::BackgroundPriority {
+        nudge_store::sqlite::BackgroundPriority {
+            nice: self.worker_nice,
+            idle: self.worker_scheduling == WorkerScheduling::Idle,
+        }
+    }
 }
 
 impl Default for PipelineConfig {
@@ -136,6 +160,7 @@ impl Default for PipelineConfig {
             timer_tick: HumanDuration(Duration::from_secs(1)),
             refit_every: HumanDuration(Duration::from_secs(86_400)),
             worker_nice: 10,
+            worker_scheduling: WorkerScheduling::Idle,
         }
     }
 }
@@ -404,6 +429,20 @@ mod tests {
         assert_eq!(e.path, "destinations.klaviyo");
         let e = Config::from_toml("[server\n", &env(&[])).unwrap_err();
         assert_eq!(e.path, "<file>");
+        let e = Config::from_toml("[pipeline]\nworker_scheduling = \"realtime\"", &env(&[])).unwrap_err();
+        assert_eq!(e.path, "pipeline.worker_scheduling");
+    }
+
+    #[test]
+    fn worker_scheduling_sets_the_background_priority() {
+        let d = Config::from_toml("", &env(&[])).unwrap().pipeline;
+        assert_eq!(d.worker_scheduling, WorkerScheduling::Idle);
+        assert_eq!(d.worker_priority(), nudge_store::sqlite::BackgroundPriority { nice: 10, idle: true });
+        let text = "[pipeline]\nworker_scheduling = \"nice\"\nworker_nice = 19";
+        let p = Config::from_toml(text, &env(&[])).unwrap().pipeline;
+        assert_eq!(p.worker_priority(), nudge_store::sqlite::BackgroundPriority { nice: 19, idle: false });
+        let p = Config::from_toml("", &env(&[("NUDGE__PIPELINE__WORKER_SCHEDULING", "nice")])).unwrap();
+        assert_eq!(p.pipeline.worker_scheduling, WorkerScheduling::Nice);
     }
 
     #[test]
@@ -420,6 +459,7 @@ mod tests {
         assert_eq!(c.storage.data_dir, d.storage.data_dir);
         assert_eq!(c.pipeline.checkout_abandon_after, d.pipeline.checkout_abandon_after);
         assert_eq!(c.pipeline.refit_every, d.pipeline.refit_every);
+        assert_eq!(c.pipeline.worker_priority(), d.pipeline.worker_priority());
         assert_eq!(c.segments, d.segments);
         let k = c.destinations.klaviyo.unwrap();
         assert_eq!(k.base_url, "https://a.klaviyo.com");

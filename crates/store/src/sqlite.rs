@@ -141,12 +141,39 @@ const CODEC_LZ4: i64 = 1;
 
 /// Compresses a delivery body for storage when that makes it smaller (webhook JSON typically shrinks 3–5×,
 /// which is that much less for the WAL, the checkpoint and the reads of the processing worker).
+/// The LZ4 form is the body's length (u32, little endian) and then the LZ4 block. The hash table and the
+/// output buffer are kept per thread, so a body costs one allocation (the stored bytes) and no zeroing.
 fn encode_body(body: Vec<u8>) -> (i64, Vec<u8>) {
+    use lz4_flex::block::{CompressTable, compress_into_with_table, get_maximum_output_size};
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<(CompressTable, Vec<u8>)> =
+            std::cell::RefCell::new((CompressTable::small(), Vec::new()));
+    }
+    let Ok(len) = u32::try_from(body.len()) else {
+        return (CODEC_RAW, body);
+    };
     if body.len() < 256 {
         return (CODEC_RAW, body);
     }
-    let packed = lz4_flex::compress_prepend_size(&body);
-    if packed.len() < body.len() { (CODEC_LZ4, packed) } else { (CODEC_RAW, body) }
+    SCRATCH.with_borrow_mut(|(table, out)| {
+        let needed = 4 + get_maximum_output_size(body.len());
+        if out.len() < needed {
+            out.resize(needed, 0);
+        }
+        out[..4].copy_from_slice(&len.to_le_bytes());
+        let packed = match compress_into_with_table(&body, &mut out[4..needed], table) {
+            Ok(n) if 4 + n < body.len() => Some(out[..4 + n].to_vec()),
+            _ => None,
+        };
+        // A rare huge body does not pin its buffer to the thread.
+        if out.len() > 1 << 20 {
+            *out = Vec::new();
+        }
+        match packed {
+            Some(p) => (CODEC_LZ4, p),
+            None => (CODEC_RAW, body),
+        }
+    })
 }
 
 fn decode_body(codec: i64, stored: Vec<u8>) -> rusqlite::Result<Vec<u8>> {
@@ -242,35 +269,61 @@ fn open_writer(path: &Path, durability: Durability, migration: &str) -> Result<C
     Ok(conn)
 }
 
-/// Lowers the calling thread's scheduling priority to `nice` (Linux keeps niceness per thread).
-pub fn lower_thread_priority(nice: i32) {
-    #[cfg(target_os = "linux")]
-    if nice > 0 {
-        // SAFETY: plain system calls on the calling thread's own id.
-        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
-        if rc != 0 {
-            tracing::warn!(nice, "could not lower the priority of a background thread");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = nice;
+/// How a background thread (the processing side) is scheduled next to the ack path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackgroundPriority {
+    /// Niceness, 0–19 (Linux keeps it per thread).
+    pub nice: i32,
+    /// Linux's `SCHED_IDLE` class: the thread runs only on CPU no normal thread wants, and a waking normal
+    /// thread (an ack) preempts it at once instead of waiting out its time slice.
+    pub idle: bool,
 }
 
-/// Starts a writer thread on `conn` (and its checkpoint thread) at niceness `nice`; returns its queue. Only
+impl BackgroundPriority {
+    /// The same priority as the ack path.
+    pub const NORMAL: BackgroundPriority = BackgroundPriority { nice: 0, idle: false };
+
+    /// Applies this priority to the calling thread (Linux; elsewhere it does nothing).
+    pub fn apply(self) {
+        #[cfg(target_os = "linux")]
+        {
+            if self.nice > 0 {
+                // SAFETY: plain system call on the calling thread's own id.
+                let rc =
+                    unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, self.nice) };
+                if rc != 0 {
+                    tracing::warn!(nice = self.nice, "could not lower the priority of a background thread");
+                }
+            }
+            if self.idle {
+                let param = libc::sched_param { sched_priority: 0 };
+                // SAFETY: plain system call; pid 0 is the calling thread, `param` outlives the call.
+                let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+                if rc != 0 {
+                    tracing::warn!("could not move a background thread to the idle scheduling class");
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = self;
+    }
+}
+
+/// Starts a writer thread on `conn` (and its checkpoint thread) at `priority`; returns its queue. Only
 /// the ingest log's writer takes deliveries, and it alone holds the dedupe index (`keys`).
 fn start_writer(
     name: &str,
     mut conn: Connection,
     path: PathBuf,
     keys: Option<Arc<Mutex<KeyIndex>>>,
-    nice: i32,
+    priority: BackgroundPriority,
 ) -> Result<mpsc::Sender<Cmd>> {
-    let checkpointer = Checkpointer::start(path, nice)?;
+    let checkpointer = Checkpointer::start(path, priority)?;
     let (tx, rx) = mpsc::channel::<Cmd>();
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            lower_thread_priority(nice);
+            priority.apply();
             writer_loop(&mut conn, rx, checkpointer, keys)
         })
         .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
@@ -281,13 +334,16 @@ impl SqliteStore {
     /// Opens (creating if needed) `dir/nudge.db` and the ingest log `dir/ingest.db`, applies migrations and
     /// starts one writer thread for each.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self> {
-        Self::open_with_priority(dir, durability, 0)
+        Self::open_with_priority(dir, durability, BackgroundPriority::NORMAL)
     }
 
     /// [`Self::open`], with the main database's writer and checkpoint threads (the processing side) at
-    /// niceness `background_nice`; the ingest log's threads, which acknowledgements wait on, keep the
-    /// default priority.
-    pub fn open_with_priority(dir: &Path, durability: Durability, background_nice: i32) -> Result<Self> {
+    /// `background`; the ingest log's threads, which acknowledgements wait on, keep the default priority.
+    pub fn open_with_priority(
+        dir: &Path,
+        durability: Durability,
+        background: BackgroundPriority,
+    ) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Database(format!("cannot create data dir {}: {e}", dir.display())))?;
         let path = dir.join("nudge.db");
@@ -296,8 +352,14 @@ impl SqliteStore {
         let conn = open_writer(&path, durability, MIGRATION)?;
         migrate_legacy_layout(&conn, &log, &path)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
-        let log_tx = start_writer("nudge-sqlite-log", log, log_path.clone(), Some(keys.clone()), 0)?;
-        let tx = start_writer("nudge-sqlite-writer", conn, path.clone(), None, background_nice)?;
+        let log_tx = start_writer(
+            "nudge-sqlite-log",
+            log,
+            log_path.clone(),
+            Some(keys.clone()),
+            BackgroundPriority::NORMAL,
+        )?;
+        let tx = start_writer("nudge-sqlite-writer", conn, path.clone(), None, background)?;
         Ok(SqliteStore {
             log_tx: Mutex::new(log_tx),
             tx: Mutex::new(tx),
@@ -527,7 +589,7 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn start(path: PathBuf, nice: i32) -> Result<Self> {
+    fn start(path: PathBuf, priority: BackgroundPriority) -> Result<Self> {
         let state = Arc::new((Mutex::new((false, false)), std::sync::Condvar::new()));
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -535,7 +597,7 @@ impl Checkpointer {
         std::thread::Builder::new()
             .name("nudge-sqlite-checkpoint".into())
             .spawn(move || {
-                lower_thread_priority(nice);
+                priority.apply();
                 loop {
                     {
                         let (lock, cv) = &*st;
@@ -1220,8 +1282,14 @@ impl Store for SqliteStore {
                 Ok(keep_from)
             })
             .await?;
-        // Only once the rows are gone for good does the index forget them.
-        Ok(self.keys.lock().expect("key index lock poisoned").forget_before(keep_from))
+        // Only once the rows are gone for good does the index forget them; on the log's writer thread, which
+        // holds the index for every group anyway (the caller may be a low-priority worker that must not be
+        // preempted while holding it).
+        let keys = self.keys.clone();
+        self.write_on(&self.log_tx, move |_| {
+            Ok(keys.lock().expect("key index lock poisoned").forget_before(keep_from))
+        })
+        .await
     }
 
     async fn import_transactions(&self, rows: Vec<ImportedTransaction>) -> Result<usize> {
@@ -1305,5 +1373,75 @@ impl Store for SqliteStore {
 
     async fn active_model_version(&self) -> Result<Option<ModelVersion>> {
         Ok(self.model_versions().await?.into_iter().find(|v| v.active))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn background_priority_applies_to_the_calling_thread_only() {
+        // (scheduling class, niceness) of a new thread after `p.apply()`.
+        let on_new_thread = |p: BackgroundPriority| {
+            std::thread::spawn(move || {
+                p.apply();
+                // SAFETY: plain system calls about the calling thread.
+                unsafe {
+                    (libc::sched_getscheduler(0), libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as _))
+                }
+            })
+            .join()
+            .unwrap()
+        };
+        assert_eq!(on_new_thread(BackgroundPriority { nice: 7, idle: true }), (libc::SCHED_IDLE, 7));
+        let nice_only = on_new_thread(BackgroundPriority { nice: 3, idle: false });
+        assert_eq!(nice_only, (libc::SCHED_OTHER, 3));
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER, "the test thread is untouched");
+    }
+
+    /// Bodies of every shape come back byte for byte, on one thread reusing its scratch space, and the LZ4
+    /// form is the crate's size-prepended format (what earlier versions stored).
+    #[test]
+    fn bodies_round_trip_through_the_codec() {
+        let json: Vec<u8> = (0..400)
+            .flat_map(|i| format!("{{\"id\":{i},\"title\":\"Item {i}\",\"price\":\"{i}.99\"}},").into_bytes())
+            .collect();
+        let mut noise = Vec::with_capacity(70_000);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        while noise.len() < 70_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            noise.extend_from_slice(&x.to_le_bytes());
+        }
+        let big: Vec<u8> = json.iter().copied().cycle().take(3 << 20).collect();
+        let bodies = [
+            Vec::new(),
+            b"{}".to_vec(),
+            vec![b'a'; 255],
+            vec![b'a'; 256],
+            json.clone(),
+            noise.clone(),
+            big,
+            json[..1000].to_vec(),
+            noise[..300].to_vec(),
+        ];
+        for body in bodies {
+            let (codec, stored) = encode_body(body.clone());
+            if codec == CODEC_LZ4 {
+                assert!(stored.len() < body.len());
+                assert_eq!(lz4_flex::decompress_size_prepended(&stored).unwrap(), body);
+            } else {
+                assert_eq!(stored, body);
+            }
+            assert_eq!(decode_body(codec, stored).unwrap(), body, "a body of {} bytes", body.len());
+        }
+        assert_eq!(encode_body(json.clone()).0, CODEC_LZ4, "JSON compresses");
+        assert_eq!(encode_body(noise).0, CODEC_RAW, "noise is kept as it is");
+        let old = lz4_flex::compress_prepend_size(&json);
+        assert_eq!(decode_body(CODEC_LZ4, old).unwrap(), json, "rows written by earlier versions still read");
     }
 }
