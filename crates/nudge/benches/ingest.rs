@@ -466,6 +466,7 @@ fn main() {
 
         // Phase 2: fixed rate, open loop.
         app.push_latency.reset();
+        app.shared.ack_latency.reset();
         let total = a.rate * a.rate_seconds;
         let r = {
             let args = vec![
@@ -491,6 +492,13 @@ fn main() {
             r["late_p50_ms"].as_f64().unwrap_or(0.0),
             r["late_p99_ms"].as_f64().unwrap_or(0.0),
         );
+        if let Some((_, p50, p99)) = app.shared.ack_latency.quantiles() {
+            println!(
+                "  inside nudge (request read → commit answered): p50 {:.2} ms p99 {:.2} ms",
+                p50 * 1e3,
+                p99 * 1e3
+            );
+        }
         app.wait_idle(Duration::from_secs(900)).await;
         if let Some((n, p50, p99)) = app.push_latency.quantiles() {
             println!(

@@ -45,10 +45,11 @@ enum Cmd {
 }
 
 pub struct SqliteStore {
-    /// Queue of the ingest log's writer (deliveries from the ack path and the timers).
-    log_tx: Mutex<mpsc::Sender<Cmd>>,
+    /// Queue of the ingest log's writer (deliveries from the ack path and the timers). `Sender` is `Sync`
+    /// and sends without a lock.
+    log_tx: mpsc::Sender<Cmd>,
     /// Queue of the main database's writer (every other write).
-    tx: Mutex<mpsc::Sender<Cmd>>,
+    tx: mpsc::Sender<Cmd>,
     /// Idle read connections, reused so reads don't pay for opening the file.
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
@@ -360,14 +361,7 @@ impl SqliteStore {
             BackgroundPriority::NORMAL,
         )?;
         let tx = start_writer("nudge-sqlite-writer", conn, path.clone(), None, background)?;
-        Ok(SqliteStore {
-            log_tx: Mutex::new(log_tx),
-            tx: Mutex::new(tx),
-            readers: Arc::new(Mutex::new(Vec::new())),
-            path,
-            log_path,
-            keys,
-        })
+        Ok(SqliteStore { log_tx, tx, readers: Arc::new(Mutex::new(Vec::new())), path, log_path, keys })
     }
 
     /// Runs `f` on the writer thread inside the next group transaction; resolves once that transaction is
@@ -382,7 +376,7 @@ impl SqliteStore {
     /// [`Self::write`] on the given writer's queue (the main database's or the ingest log's).
     async fn write_on<R: Send + 'static>(
         &self,
-        queue: &Mutex<mpsc::Sender<Cmd>>,
+        queue: &mpsc::Sender<Cmd>,
         f: impl FnOnce(&Connection) -> Result<R> + Send + 'static,
     ) -> Result<R> {
         let (otx, orx) = oneshot::channel();
@@ -396,7 +390,7 @@ impl SqliteStore {
                 });
             })
         }));
-        queue.lock().expect("writer queue lock poisoned").send(job).map_err(|_| StoreError::Closed)?;
+        queue.send(job).map_err(|_| StoreError::Closed)?;
         orx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -851,11 +845,8 @@ impl Store for SqliteStore {
         let (codec, body) = encode_body(std::mem::take(&mut d.body));
         d.body = body;
         let (otx, orx) = oneshot::channel();
-        self.log_tx
-            .lock()
-            .expect("writer queue lock poisoned")
-            .send(Cmd::Deliver(Box::new(d), codec, otx))
-            .map_err(|_| StoreError::Closed)?;
+        // The queue takes no lock, so an ack never waits for a worker that was preempted while enqueueing.
+        self.log_tx.send(Cmd::Deliver(Box::new(d), codec, otx)).map_err(|_| StoreError::Closed)?;
         orx.await.map_err(|_| StoreError::Closed)?
     }
 
