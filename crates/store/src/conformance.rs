@@ -141,6 +141,23 @@ pub async fn processing_round_trip(s: Arc<dyn Store>) {
         Some(cust(1)),
         "email is a secondary key"
     );
+    // The secondary key follows the state: kept when unchanged, moved when changed, gone when cleared.
+    let state = |email: Option<&str>, json: &str| StoredState {
+        customer: cust(1),
+        email: email.map(str::to_string),
+        state_json: json.into(),
+    };
+    for (email, json, lena, mara) in [
+        (Some("lena@example.org"), "{\"a\":2}", Some(cust(1)), None),
+        (Some("Mara@example.org"), "{\"a\":3}", None, Some(cust(1))),
+        (None, "{\"a\":4}", None, None),
+        (Some("lena@example.org"), "{\"a\":5}", Some(cust(1)), None),
+    ] {
+        s.put_states(vec![state(email, json)]).await.unwrap();
+        assert_eq!(s.load_states(&[cust(1)]).await.unwrap()[0].state_json, json);
+        assert_eq!(s.customer_by_email("lena@example.org").await.unwrap(), lena, "after {email:?}");
+        assert_eq!(s.customer_by_email("mara@example.org").await.unwrap(), mara, "after {email:?}");
+    }
     let view = s.trace(d.trace_id).await.unwrap().expect("trace exists");
     assert_eq!(view.records, trail, "the trail reads back whole and in order");
     assert_eq!(view.terminal, Some(TerminalState::Ignored("nothing to do".into())));
