@@ -356,16 +356,22 @@ fn main() {
     nudge::telemetry::init_logging(false, "warn");
     let a = args(&m);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    // The fake stands for Klaviyo, which runs elsewhere: it gets threads of its own at the background
-    // workers' priority, so it does not compete with the ack path as if it were part of nudge.
-    let mut fake_priority = nudge::config::PipelineConfig::default();
+    let mut cfg = Config::from_toml("", &BTreeMap::new()).unwrap();
+    cfg.storage.durability = a.durability;
+    cfg.sources.shopify = Some(ShopifyConfig { secrets: vec![SECRET.into()] });
+    cfg.pipeline.refit_every = nudge::config::HumanDuration(Duration::ZERO);
     if let Some(n) = a.worker_nice {
-        fake_priority.worker_nice = n;
+        cfg.pipeline.worker_nice = n;
     }
     if let Some(s) = a.worker_scheduling {
-        fake_priority.worker_scheduling = s;
+        cfg.pipeline.worker_scheduling = s;
     }
-    let fake_priority = fake_priority.worker_priority();
+    if let Ok(b) = std::env::var("NUDGE_BENCH_BATCH") {
+        cfg.pipeline.batch_size = b.parse().expect("NUDGE_BENCH_BATCH is a number");
+    }
+    // The fake stands for Klaviyo, which runs elsewhere: it gets threads of its own at the background
+    // workers' priority, so it does not compete with the ack path as if it were part of nudge.
+    let fake_priority = cfg.pipeline.worker_priority();
     let fake_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("fake-klaviyo")
@@ -381,27 +387,12 @@ fn main() {
             .unwrap()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::from_toml("", &BTreeMap::new()).unwrap();
         cfg.storage.data_dir = dir.path().to_path_buf();
-        cfg.storage.durability = a.durability;
-        cfg.sources.shopify = Some(ShopifyConfig { secrets: vec![SECRET.into()] });
-        cfg.destinations.klaviyo =
-            Some(nudge_deliver::klaviyo::KlaviyoConfig::new(KEY).with_base_url(fake.base_url()));
         let unlimited = nudge_deliver::RateLimit::new(1_000_000, 60_000_000);
-        if let Some(k) = cfg.destinations.klaviyo.as_mut() {
-            k.profile_import_limit = unlimited;
-            k.events_limit = unlimited;
-        }
-        cfg.pipeline.refit_every = nudge::config::HumanDuration(Duration::ZERO);
-        if let Some(n) = a.worker_nice {
-            cfg.pipeline.worker_nice = n;
-        }
-        if let Some(s) = a.worker_scheduling {
-            cfg.pipeline.worker_scheduling = s;
-        }
-        if let Ok(b) = std::env::var("NUDGE_BENCH_BATCH") {
-            cfg.pipeline.batch_size = b.parse().expect("NUDGE_BENCH_BATCH is a number");
-        }
+        let mut klaviyo = nudge_deliver::klaviyo::KlaviyoConfig::new(KEY).with_base_url(fake.base_url());
+        klaviyo.profile_import_limit = unlimited;
+        klaviyo.events_limit = unlimited;
+        cfg.destinations.klaviyo = Some(klaviyo);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = nudge::app::run(cfg, listener).await.unwrap();
         let addr = app.addr.to_string();

@@ -150,12 +150,10 @@ fn encode_body(body: Vec<u8>) -> (i64, Vec<u8>) {
         static SCRATCH: std::cell::RefCell<(CompressTable, Vec<u8>)> =
             std::cell::RefCell::new((CompressTable::small(), Vec::new()));
     }
-    let Ok(len) = u32::try_from(body.len()) else {
-        return (CODEC_RAW, body);
+    let len = match u32::try_from(body.len()) {
+        Ok(n) if n >= 256 => n,
+        _ => return (CODEC_RAW, body),
     };
-    if body.len() < 256 {
-        return (CODEC_RAW, body);
-    }
     SCRATCH.with_borrow_mut(|(table, out)| {
         let needed = 4 + get_maximum_output_size(body.len());
         if out.len() < needed {
@@ -962,7 +960,8 @@ impl Store for SqliteStore {
                     tx.prepare_cached("DELETE FROM requeued WHERE seq = ?1")?.execute([o.seq])?;
                 }
                 for s in &o.states {
-                    let (customer, email) = (s.customer.to_string(), s.email.as_ref().map(|e| e.trim().to_lowercase()));
+                    let customer = s.customer.to_string();
+                    let email = s.email.as_ref().map(|e| e.trim().to_lowercase());
                     tx.prepare_cached(
                         "INSERT INTO customers (customer_id, email, state, updated_at) VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT(customer_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
