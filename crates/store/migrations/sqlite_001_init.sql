@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS audit (
     customer_id TEXT,
     stage       TEXT NOT NULL,
     at          INTEGER NOT NULL,
+    -- JSON text, or (details of 256 bytes and more) a BLOB: the JSON LZ4-compressed, length-prefixed.
     detail      TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_trace ON audit(trace_id, id);

@@ -1,8 +1,9 @@
 //! The embedded backend: one SQLite database file in the data directory, in WAL mode.
 //!
 //! All writes go through one writer thread that owns the write connection. Deliveries on the ack path are
-//! group-committed: the writer drains every delivery waiting in its queue into one transaction, so one
-//! fsync acknowledges many webhooks. Reads use a small pool of read-only connections on blocking threads,
+//! group-committed: the log's writer drains every delivery waiting in its queue into one transaction, so one
+//! flush acknowledges many webhooks, and a sync thread does that flush while the writer goes on with the
+//! next group. Reads use a small pool of read-only connections on blocking threads,
 //! so the audit API never waits behind the writer.
 
 use crate::*;
@@ -56,6 +57,9 @@ pub struct SqliteStore {
     log_path: PathBuf,
     /// Dedupe keys by hash; owned by the writer, shared with the pruning job.
     keys: Arc<Mutex<KeyIndex>>,
+    /// The highest delivery seq known durable: processing reads no further, so nothing derived ever rests
+    /// on a delivery a power cut could still take back.
+    durable: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// In-memory index of the dedupe keys in `delivery_keys`: a 64-bit hash of each key → the delivery's seq.
@@ -140,8 +144,8 @@ fn add_column_if_missing(conn: &Connection, table: &str, column: &str, decl: &st
 const CODEC_RAW: i64 = 0;
 const CODEC_LZ4: i64 = 1;
 
-/// Compresses a delivery body for storage when that makes it smaller (webhook JSON typically shrinks 3–5×,
-/// which is that much less for the WAL, the checkpoint and the reads of the processing worker).
+/// Compresses bytes for storage when that makes them smaller: delivery bodies and large audit details (JSON
+/// typically shrinks 3–5×, which is that much less for the WAL, the checkpoint and the reads).
 /// The LZ4 form is the body's length (u32, little endian) and then the LZ4 block. The hash table and the
 /// output buffer are kept per thread, so a body costs one allocation (the stored bytes) and no zeroing.
 fn encode_body(body: Vec<u8>) -> (i64, Vec<u8>) {
@@ -263,6 +267,10 @@ fn open_writer(path: &Path, durability: Durability, migration: &str) -> Result<C
         },
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Every job runs in a savepoint, whose journal (the pages it changed, as they were) SQLite would move
+    // to a temporary file past 64 KiB: a file created, written and deleted per processing batch. In memory
+    // it is a copy.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.execute_batch(migration)?;
     conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)?;
     Ok(conn)
@@ -309,12 +317,12 @@ impl BackgroundPriority {
 }
 
 /// Starts a writer thread on `conn` (and its checkpoint thread) at `priority`; returns its queue. Only
-/// the ingest log's writer takes deliveries, and it alone holds the dedupe index (`keys`).
+/// the ingest log's writer takes deliveries (`log`).
 fn start_writer(
     name: &str,
     mut conn: Connection,
     path: PathBuf,
-    keys: Option<Arc<Mutex<KeyIndex>>>,
+    log: Option<LogSide>,
     priority: BackgroundPriority,
 ) -> Result<mpsc::Sender<Cmd>> {
     let checkpointer = Checkpointer::start(path, priority)?;
@@ -323,7 +331,7 @@ fn start_writer(
         .name(name.into())
         .spawn(move || {
             priority.apply();
-            writer_loop(&mut conn, rx, checkpointer, keys)
+            writer_loop(&mut conn, rx, checkpointer, log)
         })
         .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
     Ok(tx)
@@ -347,19 +355,42 @@ impl SqliteStore {
             .map_err(|e| StoreError::Database(format!("cannot create data dir {}: {e}", dir.display())))?;
         let path = dir.join("nudge.db");
         let log_path = dir.join("ingest.db");
-        let log = open_writer(&log_path, durability, LOG_MIGRATION)?;
+        // The log's commits don't wait for the disk: with `durability = "full"` its syncer flushes the WAL
+        // after them, on a thread of its own, and only then are they answered (see `WalSyncer`).
+        let log = open_writer(&log_path, Durability::Normal, LOG_MIGRATION)?;
         let conn = open_writer(&path, durability, MIGRATION)?;
         migrate_legacy_layout(&conn, &log, &path)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
+        let wal = wal_path(&log_path);
+        // What an earlier process committed is all durable from here on (it may have stopped before its
+        // flush: then nothing acknowledged it, and it is kept all the same).
+        if durability == Durability::Full && wal.exists() {
+            sync_wal(&wal, &mut None).map_err(StoreError::Database)?;
+        }
+        let durable: i64 = log.query_row("SELECT COALESCE(MAX(seq), 0) FROM deliveries", [], |r| r.get(0))?;
+        let durable = Arc::new(std::sync::atomic::AtomicI64::new(durable));
+        let syncer = match durability {
+            Durability::Full => Some(WalSyncer::start(wal, durable.clone())?),
+            Durability::Normal => None,
+        };
+        let log_side = LogSide { keys: keys.clone(), durable: durable.clone(), syncer };
         let log_tx = start_writer(
             "nudge-sqlite-log",
             log,
             log_path.clone(),
-            Some(keys.clone()),
+            Some(log_side),
             BackgroundPriority::NORMAL,
         )?;
         let tx = start_writer("nudge-sqlite-writer", conn, path.clone(), None, background)?;
-        Ok(SqliteStore { log_tx, tx, readers: Arc::new(Mutex::new(Vec::new())), path, log_path, keys })
+        Ok(SqliteStore {
+            log_tx,
+            tx,
+            readers: Arc::new(Mutex::new(Vec::new())),
+            path,
+            log_path,
+            keys,
+            durable,
+        })
     }
 
     /// Runs `f` on the writer thread inside the next group transaction; resolves once that transaction is
@@ -452,14 +483,26 @@ fn in_savepoint<R>(c: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> 
     }
 }
 
+/// What only the ingest log's writer has: the dedupe index, the durable watermark and (with
+/// `durability = "full"`) the syncer that makes its commits durable.
+struct LogSide {
+    keys: Arc<Mutex<KeyIndex>>,
+    durable: Arc<std::sync::atomic::AtomicI64>,
+    syncer: Option<WalSyncer>,
+}
+
+/// Called once the commit it belongs to is durable (`Ok`), or with the reason it is not.
+type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+
 /// The writer thread: takes everything waiting in its queue (deliveries from the ack path, processing
 /// batches, delivery attempts, timer firings, …) and commits it in at most two transactions — the
-/// deliveries, then the other jobs — so one fsync serves many. Replies go out only after the commit.
+/// deliveries, then the other jobs — so one fsync serves many. Replies go out only after the commit is
+/// durable: at once on the main database (SQLite flushed it), after the syncer's flush on the log.
 fn writer_loop(
     conn: &mut Connection,
     rx: mpsc::Receiver<Cmd>,
     checkpointer: Checkpointer,
-    keys: Option<Arc<Mutex<KeyIndex>>>,
+    log: Option<LogSide>,
 ) {
     loop {
         let first = match rx.recv() {
@@ -477,14 +520,16 @@ fn writer_loop(
             next =
                 if deliveries.len() < MAX_GROUP && jobs.len() < MAX_JOBS { rx.try_recv().ok() } else { None };
         }
+        let mut finishes: Vec<Finish> = Vec::with_capacity(deliveries.len() + jobs.len());
+        let mut last_seq: Option<i64> = None;
         // The acks' deliveries commit first, in a transaction of their own, so an ack never waits for the
         // processing work queued beside it; then every queued job commits together.
         if !deliveries.is_empty() {
             let mut delivered: std::result::Result<Vec<CommitResult>, String> = Ok(Vec::new());
             let committed = in_transaction(conn, |conn| {
-                delivered = match &keys {
-                    Some(keys) => {
-                        let mut keys = keys.lock().expect("key index lock poisoned");
+                delivered = match &log {
+                    Some(log) => {
+                        let mut keys = log.keys.lock().expect("key index lock poisoned");
                         in_savepoint(conn, |c| insert_deliveries(c, &mut keys, &deliveries))
                             .map_err(|e| e.to_string())
                     }
@@ -499,7 +544,15 @@ fn writer_loop(
                 }
             };
             for ((_, _, reply), r) in deliveries.into_iter().zip(results) {
-                let _ = reply.send(r);
+                if let Ok(CommitResult::Committed { seq }) = &r {
+                    last_seq = Some(last_seq.map_or(*seq, |l| l.max(*seq)));
+                }
+                finishes.push(Box::new(move |synced| {
+                    let _ = reply.send(match (r, synced) {
+                        (Ok(_), Err(msg)) => Err(StoreError::Database(msg)),
+                        (r, _) => r,
+                    });
+                }));
             }
         }
         if !jobs.is_empty() {
@@ -510,10 +563,90 @@ fn writer_loop(
                 }
             });
             for reply in replies {
-                reply(committed.clone());
+                let committed = committed.clone();
+                finishes.push(Box::new(move |synced| reply(committed.and(synced))));
             }
         }
         checkpointer.nudge();
+        match &log {
+            Some(LogSide { syncer: Some(syncer), .. }) => syncer.after_flush(finishes, last_seq),
+            _ => {
+                if let (Some(log), Some(seq)) = (&log, last_seq) {
+                    log.durable.fetch_max(seq, std::sync::atomic::Ordering::SeqCst);
+                }
+                for f in finishes {
+                    f(Ok(()));
+                }
+            }
+        }
+    }
+}
+
+/// The `-wal` file beside a database.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
+/// `fdatasync` of the WAL file (opened on first use and kept: it lives as long as the writer's connection).
+fn sync_wal(wal: &Path, file: &mut Option<std::fs::File>) -> std::result::Result<(), String> {
+    if file.is_none() {
+        *file = Some(std::fs::File::open(wal).map_err(|e| format!("cannot open {}: {e}", wal.display()))?);
+    }
+    let f = file.as_ref().expect("opened above");
+    f.sync_data().map_err(|e| format!("cannot flush {}: {e}", wal.display()))
+}
+
+/// Makes the ingest log's commits durable on a thread of its own. The log's connection commits with
+/// `synchronous = NORMAL` (frames written, not flushed; SQLite still flushes before each checkpoint and
+/// when the WAL starts over) and hands the commit's replies here; one `fdatasync` of the WAL then serves
+/// every commit made before it, after which the durable watermark moves and the replies go out. Meanwhile
+/// the writer is already committing the next group: the flush of one group and the writing of the next
+/// overlap, where a flush inside each commit made them take turns. Replies leave in commit order.
+struct WalSyncer {
+    tx: mpsc::Sender<(Vec<Finish>, Option<i64>)>,
+}
+
+impl WalSyncer {
+    fn start(wal: PathBuf, durable: Arc<std::sync::atomic::AtomicI64>) -> Result<Self> {
+        let (tx, rx) = mpsc::channel::<(Vec<Finish>, Option<i64>)>();
+        std::thread::Builder::new()
+            .name("nudge-sqlite-sync".into())
+            .spawn(move || {
+                let mut file: Option<std::fs::File> = None;
+                while let Ok(first) = rx.recv() {
+                    let mut groups = vec![first];
+                    groups.extend(rx.try_iter());
+                    let synced = sync_wal(&wal, &mut file);
+                    match &synced {
+                        Ok(()) => {
+                            if let Some(seq) = groups.iter().filter_map(|(_, s)| *s).max() {
+                                durable.fetch_max(seq, std::sync::atomic::Ordering::SeqCst);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "the ingest log could not be flushed; deliveries are refused");
+                            file = None;
+                        }
+                    }
+                    for f in groups.into_iter().flat_map(|(f, _)| f) {
+                        f(synced.clone());
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Database(format!("cannot start the log's sync thread: {e}")))?;
+        Ok(WalSyncer { tx })
+    }
+
+    /// Runs `finishes` once everything committed so far is flushed; `last_seq` is the highest delivery they
+    /// committed.
+    fn after_flush(&self, finishes: Vec<Finish>, last_seq: Option<i64>) {
+        if let Err(mpsc::SendError((finishes, _))) = self.tx.send((finishes, last_seq)) {
+            for f in finishes {
+                f(Err("the ingest log's sync thread stopped".into()));
+            }
+        }
     }
 }
 
@@ -656,46 +789,92 @@ fn parse_customer(s: &str) -> rusqlite::Result<CustomerId> {
 /// `stage` names their stages joined by `+` and whose `detail` is the JSON array of their details. A
 /// delivery's processing is one row instead of five, and an attempt with the terminal state it settles one
 /// instead of two; rows with a single stage (and those written before packing) hold the detail itself.
+///
+/// A `detail` of 256 bytes or more is stored LZ4-compressed (as [`encode_body`] does, a BLOB) when that makes it
+/// smaller, and as text otherwise; reads tell the two apart by the value's type. A delivery's processing row
+/// (~2.6 KB of JSON) then takes about a fifth of a page instead of a page of its own.
 struct AuditRow {
     trace: String,
     customer: Option<String>,
     stage: String,
     at: i64,
+    detail: rusqlite::types::Value,
+}
+
+/// An audit detail as stored (see [`AuditRow`]).
+fn stored_detail(json: String) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match encode_body(json.into_bytes()) {
+        (CODEC_LZ4, packed) => Value::Blob(packed),
+        (_, raw) => Value::Text(String::from_utf8(raw).expect("kept as it was: the JSON text")),
+    }
+}
+
+/// An audit record with its detail serialized, ready to be packed into a row.
+struct SerializedRecord {
+    trace: String,
+    customer: Option<String>,
+    stage: &'static str,
+    at: i64,
     detail: String,
 }
 
-/// Packs `records` into rows (see [`AuditRow`]); the JSON is written here, on the caller's thread, so the
-/// writer thread only inserts.
-fn pack_audit<'a>(records: impl IntoIterator<Item = &'a AuditRecord>) -> Result<Vec<AuditRow>> {
+impl SerializedRecord {
+    fn new(r: &AuditRecord) -> Result<Self> {
+        Ok(SerializedRecord {
+            trace: r.trace_id.to_string(),
+            customer: r.customer.as_ref().map(|c| c.to_string()),
+            stage: r.stage.as_str(),
+            at: ts_to_ms(r.at),
+            detail: serde_json::to_string(&r.detail)?,
+        })
+    }
+}
+
+/// Packs records into rows (see [`AuditRow`]).
+fn pack_rows(records: impl IntoIterator<Item = SerializedRecord>) -> Vec<AuditRow> {
     let mut rows: Vec<AuditRow> = Vec::new();
-    let mut group: Vec<&AuditRecord> = Vec::new();
-    let flush = |group: &mut Vec<&AuditRecord>, rows: &mut Vec<AuditRow>| -> Result<()> {
-        let Some(first) = group.first() else { return Ok(()) };
-        let detail = if group.len() == 1 {
-            serde_json::to_string(&first.detail)?
-        } else {
-            serde_json::to_string(&group.iter().map(|r| &r.detail).collect::<Vec<_>>())?
-        };
+    let mut group: Vec<SerializedRecord> = Vec::new();
+    let flush = |group: &mut Vec<SerializedRecord>, rows: &mut Vec<AuditRow>| {
+        let mut members = group.drain(..);
+        let Some(first) = members.next() else { return };
+        let (mut stage, mut detail) = (first.stage.to_string(), first.detail);
+        let rest: Vec<SerializedRecord> = members.collect();
+        if !rest.is_empty() {
+            // The JSON array of the details, as `serde_json` writes one.
+            detail.insert(0, '[');
+            for r in rest {
+                stage.push('+');
+                stage.push_str(r.stage);
+                detail.push(',');
+                detail.push_str(&r.detail);
+            }
+            detail.push(']');
+        }
         rows.push(AuditRow {
-            trace: first.trace_id.to_string(),
-            customer: first.customer.as_ref().map(|c| c.to_string()),
-            stage: group.iter().map(|r| r.stage.as_str()).collect::<Vec<_>>().join("+"),
-            at: ts_to_ms(first.at),
-            detail,
+            trace: first.trace,
+            customer: first.customer,
+            stage,
+            at: first.at,
+            detail: stored_detail(detail),
         });
-        group.clear();
-        Ok(())
     };
     for r in records {
         if let Some(first) = group.first()
-            && (first.trace_id != r.trace_id || first.customer != r.customer || first.at != r.at)
+            && (first.trace != r.trace || first.customer != r.customer || first.at != r.at)
         {
-            flush(&mut group, &mut rows)?;
+            flush(&mut group, &mut rows);
         }
         group.push(r);
     }
-    flush(&mut group, &mut rows)?;
-    Ok(rows)
+    flush(&mut group, &mut rows);
+    rows
+}
+
+/// Packs `records` into rows (see [`AuditRow`]); done on the caller's thread (the JSON, the compression and
+/// freeing the records), so the writer thread only inserts.
+fn pack_audit(records: Vec<AuditRecord>) -> Result<Vec<AuditRow>> {
+    Ok(pack_rows(records.iter().map(SerializedRecord::new).collect::<Result<Vec<_>>>()?))
 }
 
 fn insert_audit(tx: &Connection, r: &AuditRow) -> Result<()> {
@@ -720,7 +899,14 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Vec<AuditRecord>> {
     let customer = r.get::<_, Option<String>>(1)?.as_deref().map(parse_customer).transpose()?;
     let stage: String = r.get(2)?;
     let at = ms_to_ts(r.get(3)?);
-    let detail: String = r.get(4)?;
+    let detail: String = match r.get_ref(4)? {
+        rusqlite::types::ValueRef::Blob(packed) => {
+            String::from_utf8(decode_body(CODEC_LZ4, packed.to_vec())?).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Blob, Box::new(e))
+            })?
+        }
+        _ => r.get(4)?,
+    };
     let record = |stage: &str, detail: serde_json::Value| AuditRecord {
         trace_id: trace,
         customer: customer.clone(),
@@ -770,8 +956,33 @@ fn terminal_from(state: &str, reason: Option<String>) -> TerminalState {
     }
 }
 
+/// An attempt as the writer records it: its audit record already serialized by the caller.
+struct Attempt {
+    item_id: i64,
+    trace_id: TraceId,
+    result: AttemptResult,
+    at_ms: i64,
+    customer: Option<CustomerId>,
+    at: nudge_model::Timestamp,
+    audit: SerializedRecord,
+}
+
+impl Attempt {
+    fn new(a: AttemptRecord) -> Result<Self> {
+        Ok(Attempt {
+            audit: SerializedRecord::new(&a.audit)?,
+            item_id: a.item_id,
+            trace_id: a.trace_id,
+            result: a.result,
+            at_ms: a.at_ms,
+            customer: a.audit.customer,
+            at: a.audit.at,
+        })
+    }
+}
+
 /// One attempt inside an open transaction (see `Store::record_attempts`).
-fn record_one(tx: &Connection, a: &AttemptRecord) -> Result<()> {
+fn record_one(tx: &Connection, a: Attempt) -> Result<()> {
     let (status, next, err) = match &a.result {
         AttemptResult::Delivered => ("delivered", None, None),
         AttemptResult::RetryAt(t) => ("pending", Some(*t), None),
@@ -796,7 +1007,7 @@ fn record_one(tx: &Connection, a: &AttemptRecord) -> Result<()> {
                 r.get::<_, Option<i64>>(2)?.unwrap_or(0),
             ))
         })?;
-    let mut settled: Option<AuditRecord> = None;
+    let mut settled: Option<SerializedRecord> = None;
     if counts.0 == 0 {
         let terminal = if counts.1 + counts.2 == 0 {
             TerminalState::Delivered
@@ -818,15 +1029,15 @@ fn record_one(tx: &Connection, a: &AttemptRecord) -> Result<()> {
             "INSERT OR REPLACE INTO terminal (trace_id, state, reason, at) VALUES (?1, ?2, ?3, ?4)",
         )?
         .execute(params![trace, terminal.name(), terminal.reason(), a.at_ms])?;
-        settled = Some(AuditRecord {
+        settled = Some(SerializedRecord::new(&AuditRecord {
             trace_id: a.trace_id,
-            customer: a.audit.customer.clone(),
+            customer: a.customer,
             stage: AuditStage::Terminal,
-            at: a.audit.at,
+            at: a.at,
             detail: serde_json::json!({ "state": terminal.name(), "reason": terminal.reason() }),
-        });
+        })?);
     }
-    for row in pack_audit(std::iter::once(&a.audit).chain(&settled))? {
+    for row in pack_rows(std::iter::once(a.audit).chain(settled)) {
         insert_audit(tx, &row)?;
     }
     Ok(())
@@ -854,19 +1065,22 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<StoredDelivery>> {
         let after = after.unwrap_or(i64::MIN);
+        // Only what is durable: a commit is visible a moment before its flush is done.
+        let durable = self.durable.load(std::sync::atomic::Ordering::SeqCst);
         self.read(move |c| {
             // Requeued deliveries first, then the log after the highest processed seq.
             let mut out: Vec<StoredDelivery> = Vec::new();
             for sql in [
                 "SELECT seq, trace_id, source, topic, shop, webhook_id, received_at, headers, body, body_codec
-                 FROM log.deliveries WHERE seq IN (SELECT seq FROM main.requeued WHERE seq > ?2)
+                 FROM log.deliveries WHERE seq IN (SELECT seq FROM main.requeued WHERE seq > ?2) AND seq <= ?3
                  ORDER BY seq LIMIT ?1",
                 "SELECT seq, trace_id, source, topic, shop, webhook_id, received_at, headers, body, body_codec
                  FROM log.deliveries WHERE seq > MAX(?2, (SELECT COALESCE(MAX(seq), 0) FROM main.processed))
+                   AND seq <= ?3
                  ORDER BY seq LIMIT ?1",
             ] {
                 let mut st = c.prepare_cached(sql)?;
-                let rows = st.query_map(params![limit as i64, after], stored_delivery)?;
+                let rows = st.query_map(params![limit as i64, after, durable], stored_delivery)?;
                 out.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
             }
             out.sort_by_key(|d| d.seq);
@@ -932,8 +1146,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn commit_processing_after(&self, batch: Vec<ProcessOutcome>, after: Option<i64>) -> Result<()> {
-        let audit: Vec<Vec<AuditRow>> = batch.iter().map(|o| pack_audit(&o.audit)).collect::<Result<_>>()?;
+    async fn commit_processing_after(
+        &self,
+        mut batch: Vec<ProcessOutcome>,
+        after: Option<i64>,
+    ) -> Result<()> {
+        let audit: Vec<Vec<AuditRow>> =
+            batch.iter_mut().map(|o| pack_audit(std::mem::take(&mut o.audit))).collect::<Result<_>>()?;
         self.write(move |tx| {
             if let Some(seq) = after {
                 let done: Option<i64> = tx
@@ -1096,8 +1315,9 @@ impl Store for SqliteStore {
     }
 
     async fn record_attempts(&self, attempts: Vec<AttemptRecord>) -> Result<()> {
+        let attempts: Vec<Attempt> = attempts.into_iter().map(Attempt::new).collect::<Result<_>>()?;
         self.write(move |tx| {
-            for a in &attempts {
+            for a in attempts {
                 record_one(tx, a)?;
             }
             Ok(())
@@ -1390,6 +1610,36 @@ mod tests {
         assert_eq!(nice_only, (libc::SCHED_OTHER, 3));
         // SAFETY: as above.
         assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER, "the test thread is untouched");
+    }
+
+    /// The syncer answers every commit handed to it after a flush, moves the durable watermark only when
+    /// the flush succeeded, and reports a failed flush to each waiting commit.
+    #[test]
+    fn wal_syncer_answers_after_the_flush() {
+        use std::sync::atomic::{AtomicI64, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("ingest.db-wal");
+        std::fs::write(&wal, b"frames").unwrap();
+        let durable = Arc::new(AtomicI64::new(3));
+        let syncer = WalSyncer::start(wal, durable.clone()).unwrap();
+        let (tx, rx) = mpsc::channel();
+        for (n, seq) in [(0, Some(7)), (1, None), (2, Some(5))] {
+            let tx = tx.clone();
+            let finish: Finish = Box::new(move |r| tx.send((n, r)).unwrap());
+            syncer.after_flush(vec![finish], seq);
+        }
+        let answers: Vec<_> = (0..3).map(|_| rx.recv().unwrap()).collect();
+        assert_eq!(answers, vec![(0, Ok(())), (1, Ok(())), (2, Ok(()))], "in commit order, all flushed");
+        assert_eq!(durable.load(Ordering::SeqCst), 7, "the highest flushed seq; never backwards");
+
+        let missing = Arc::new(AtomicI64::new(3));
+        let syncer = WalSyncer::start(dir.path().join("gone-wal"), missing.clone()).unwrap();
+        let tx2 = tx.clone();
+        syncer.after_flush(vec![Box::new(move |r| tx2.send((9, r)).unwrap())], Some(10));
+        let (n, r) = rx.recv().unwrap();
+        assert_eq!(n, 9);
+        assert!(r.unwrap_err().contains("cannot open"), "the reason reaches the commit");
+        assert_eq!(missing.load(Ordering::SeqCst), 3, "nothing unflushed counts as durable");
     }
 
     /// Bodies of every shape come back byte for byte, on one thread reusing its scratch space, and the LZ4
