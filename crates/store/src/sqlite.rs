@@ -19,6 +19,11 @@ const LOG_MIGRATION: &str = include_str!("../migrations/sqlite_log_001.sql");
 const MAX_GROUP: usize = 4096;
 /// The most other write jobs (processing batches, attempts, …) one group commit takes.
 const MAX_JOBS: usize = 64;
+/// Page size of a new ingest log. A stored delivery is typically 2–2.5 KB (an LZ4-compressed order and its
+/// headers): a 4 KB page holds one, an 8 KB page three, so the log writes (and flushes before each ack)
+/// about a third less per delivery. The derived database keeps 4 KB pages: its writes are random-key rows,
+/// where a larger page is only more to write.
+const LOG_PAGE_SIZE: u32 = 8192;
 /// At most this often the background thread checkpoints the WAL.
 const CHECKPOINT_EVERY_MS: u64 = 50;
 /// SQLite's own checkpoint (run by the committing writer) only past this many WAL pages.
@@ -255,8 +260,11 @@ fn migrate_legacy_layout(main: &Connection, log: &Connection, main_path: &Path) 
 }
 
 /// A write connection in WAL mode with the chosen durability.
-fn open_writer(path: &Path, durability: Durability, migration: &str) -> Result<Connection> {
+/// Opens a database's write connection. `page_size` applies to a database created now (SQLite fixes it
+/// when the file is first written); an existing one keeps its own.
+fn open_writer(path: &Path, durability: Durability, migration: &str, page_size: u32) -> Result<Connection> {
     let conn = Connection::open(path)?;
+    conn.pragma_update(None, "page_size", page_size)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(
         None,
@@ -357,8 +365,8 @@ impl SqliteStore {
         let log_path = dir.join("ingest.db");
         // The log's commits don't wait for the disk: with `durability = "full"` its syncer flushes the WAL
         // after them, on a thread of its own, and only then are they answered (see `WalSyncer`).
-        let log = open_writer(&log_path, Durability::Normal, LOG_MIGRATION)?;
-        let conn = open_writer(&path, durability, MIGRATION)?;
+        let log = open_writer(&log_path, Durability::Normal, LOG_MIGRATION, LOG_PAGE_SIZE)?;
+        let conn = open_writer(&path, durability, MIGRATION, 4096)?;
         migrate_legacy_layout(&conn, &log, &path)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
         let wal = wal_path(&log_path);

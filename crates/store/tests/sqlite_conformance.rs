@@ -197,3 +197,30 @@ async fn audit_details_are_compressed_when_large() {
     let view = s.trace(old).await.unwrap().unwrap();
     assert_eq!(view.records[0].detail, serde_json::json!({ "scores": scores }));
 }
+
+/// A new ingest log gets 8 KB pages (three stored deliveries a page instead of one); a log created with
+/// SQLite's default 4 KB pages keeps them and works as before.
+#[tokio::test]
+async fn new_ingest_logs_use_larger_pages() {
+    let page_size = |path: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(path).unwrap().query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap()
+    };
+    let fresh = tempfile::tempdir().unwrap();
+    drop(SqliteStore::open(fresh.path(), Durability::Full).unwrap());
+    assert_eq!(page_size(&fresh.path().join("ingest.db")), 8192);
+    assert_eq!(page_size(&fresh.path().join("nudge.db")), 4096);
+
+    let old = tempfile::tempdir().unwrap();
+    rusqlite::Connection::open(old.path().join("ingest.db"))
+        .unwrap()
+        .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE earlier (x INTEGER);")
+        .unwrap();
+    let s = SqliteStore::open(old.path(), Durability::Full).unwrap();
+    let mut d = delivery("k", 1);
+    d.body = (0..3000u32).flat_map(|i| format!("{{\"n\":{i}}},").into_bytes()).collect();
+    let body = d.body.clone();
+    assert!(matches!(s.commit_delivery(d).await.unwrap(), nudge_store::CommitResult::Committed { .. }));
+    assert_eq!(s.pending_deliveries(1).await.unwrap()[0].body, body);
+    drop(s);
+    assert_eq!(page_size(&old.path().join("ingest.db")), 4096);
+}
