@@ -363,17 +363,20 @@ impl SqliteStore {
             .map_err(|e| StoreError::Database(format!("cannot create data dir {}: {e}", dir.display())))?;
         let path = dir.join("nudge.db");
         let log_path = dir.join("ingest.db");
-        // The log's commits don't wait for the disk: with `durability = "full"` its syncer flushes the WAL
-        // after them, on a thread of its own, and only then are they answered (see `WalSyncer`).
-        let log = open_writer(&log_path, Durability::Normal, LOG_MIGRATION, LOG_PAGE_SIZE)?;
+        let log = open_writer(&log_path, durability, LOG_MIGRATION, LOG_PAGE_SIZE)?;
         let conn = open_writer(&path, durability, MIGRATION, 4096)?;
         migrate_legacy_layout(&conn, &log, &path)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
         let wal = wal_path(&log_path);
-        // What an earlier process committed is all durable from here on (it may have stopped before its
-        // flush: then nothing acknowledged it, and it is kept all the same).
-        if durability == Durability::Full && wal.exists() {
-            sync_wal(&wal, &mut None).map_err(StoreError::Database)?;
+        if durability == Durability::Full {
+            // What an earlier process committed is all durable from here on (it may have stopped between
+            // a commit and its flush: then nothing acknowledged it, and it is kept all the same).
+            if wal.exists() {
+                sync_wal(&wal, &mut None).map_err(StoreError::Database)?;
+            }
+            // From here the log's commits don't wait for the disk: its syncer flushes the WAL after them,
+            // on a thread of its own, and only then are they answered (see `WalSyncer`).
+            log.pragma_update(None, "synchronous", "NORMAL")?;
         }
         let durable: i64 = log.query_row("SELECT COALESCE(MAX(seq), 0) FROM deliveries", [], |r| r.get(0))?;
         let durable = Arc::new(std::sync::atomic::AtomicI64::new(durable));
