@@ -260,6 +260,15 @@ fn migrate_legacy_layout(main: &Connection, log: &Connection, main_path: &Path) 
 }
 
 /// A write connection in WAL mode with the chosen durability.
+/// Plans statements without looking at the values bound to them. Otherwise SQLite marks a statement with a
+/// bound `LIMIT ?` (to plan with its value) and compiles it again every time a value is bound — for every
+/// pending-delivery, due-outbox and timer read, a parse and a plan per call. The plans don't need the
+/// values: there are no statistics tables.
+fn stable_plans(conn: &Connection) -> Result<()> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
+}
+
 /// Opens a database's write connection. `page_size` applies to a database created now (SQLite fixes it
 /// when the file is first written); an existing one keeps its own.
 fn open_writer(path: &Path, durability: Durability, migration: &str, page_size: u32) -> Result<Connection> {
@@ -275,6 +284,7 @@ fn open_writer(path: &Path, durability: Durability, migration: &str, page_size: 
         },
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    stable_plans(&conn)?;
     // Every job runs in a savepoint, whose journal (the pages it changed, as they were) SQLite would move
     // to a temporary file past 64 KiB: a file created, written and deleted per processing batch. In memory
     // it is a copy.
@@ -450,6 +460,7 @@ impl SqliteStore {
                         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                     )?;
                     c.busy_timeout(std::time::Duration::from_secs(10))?;
+                    stable_plans(&c)?;
                     let log = log_path
                         .to_str()
                         .ok_or_else(|| StoreError::Database("data dir is not UTF-8".into()))?;
@@ -1621,6 +1632,29 @@ mod tests {
         assert_eq!(nice_only, (libc::SCHED_OTHER, 3));
         // SAFETY: as above.
         assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER, "the test thread is untouched");
+    }
+
+    /// A statement with a bound `LIMIT ?` runs again and again without being compiled again.
+    #[test]
+    fn bound_limits_do_not_recompile_statements() {
+        let reprepares = |stable: bool| {
+            let c = Connection::open_in_memory().unwrap();
+            if stable {
+                stable_plans(&c).unwrap();
+            }
+            c.execute_batch("CREATE TABLE t (x INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2), (3);")
+                .unwrap();
+            for n in 1..=5 {
+                let mut st = c.prepare_cached("SELECT x FROM t WHERE x > ?2 ORDER BY x LIMIT ?1").unwrap();
+                let rows: Vec<i64> =
+                    st.query_map(params![n, 0], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
+                assert_eq!(rows.len(), n.min(3) as usize);
+            }
+            let st = c.prepare_cached("SELECT x FROM t WHERE x > ?2 ORDER BY x LIMIT ?1").unwrap();
+            st.get_status(rusqlite::StatementStatus::RePrepare)
+        };
+        assert_eq!(reprepares(true), 0);
+        assert!(reprepares(false) > 0, "SQLite's default recompiles it (what `stable_plans` avoids)");
     }
 
     /// The syncer answers every commit handed to it after a flush, moves the durable watermark only when
