@@ -377,7 +377,8 @@ impl SqliteStore {
         let conn = open_writer(&path, durability, MIGRATION, 4096)?;
         migrate_legacy_layout(&conn, &log, &path)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
-        let wal = wal_path(&log_path);
+        // The WAL beside the file SQLite really opened (it resolves symbolic links to name it).
+        let wal = wal_path(log.path().map(Path::new).unwrap_or(&log_path));
         if durability == Durability::Full {
             // What an earlier process committed is all durable from here on (it may have stopped between
             // a commit and its flush: then nothing acknowledged it, and it is kept all the same).
@@ -637,20 +638,29 @@ impl WalSyncer {
             .name("nudge-sqlite-sync".into())
             .spawn(move || {
                 let mut file: Option<std::fs::File> = None;
+                // A failed flush is final: Linux reports a writeback error once, so a later flush that
+                // succeeds proves nothing about the frames the failed one held. From then on every commit
+                // is refused (and nothing more counts as durable) until nudge is restarted, when the log
+                // is flushed again on opening.
+                let mut failed: Option<String> = None;
                 while let Ok(first) = rx.recv() {
                     let mut groups = vec![first];
                     groups.extend(rx.try_iter());
-                    let synced = sync_wal(&wal, &mut file);
+                    let synced = match &failed {
+                        Some(e) => Err(format!("{e} (earlier; restart nudge once the disk is fixed)")),
+                        None => sync_wal(&wal, &mut file),
+                    };
                     match &synced {
                         Ok(()) => {
                             if let Some(seq) = groups.iter().filter_map(|(_, s)| *s).max() {
                                 durable.fetch_max(seq, std::sync::atomic::Ordering::SeqCst);
                             }
                         }
-                        Err(e) => {
-                            tracing::error!(error = %e, "the ingest log could not be flushed; deliveries are refused");
-                            file = None;
+                        Err(e) if failed.is_none() => {
+                            tracing::error!(error = %e, "the ingest log could not be flushed; deliveries are refused until restart");
+                            failed = Some(e.clone());
                         }
+                        Err(_) => {}
                     }
                     for f in groups.into_iter().flat_map(|(f, _)| f) {
                         f(synced.clone());
@@ -1685,6 +1695,14 @@ mod tests {
         assert_eq!(n, 9);
         assert!(r.unwrap_err().contains("cannot open"), "the reason reaches the commit");
         assert_eq!(missing.load(Ordering::SeqCst), 3, "nothing unflushed counts as durable");
+        // Once a flush failed, later commits are refused even when a flush would now succeed.
+        std::fs::write(dir.path().join("gone-wal"), b"frames").unwrap();
+        let tx3 = tx.clone();
+        syncer.after_flush(vec![Box::new(move |r| tx3.send((10, r)).unwrap())], Some(11));
+        let (n, r) = rx.recv().unwrap();
+        assert_eq!(n, 10);
+        assert!(r.unwrap_err().contains("restart"), "refused until restart");
+        assert_eq!(missing.load(Ordering::SeqCst), 3);
     }
 
     /// Bodies of every shape come back byte for byte, on one thread reusing its scratch space, and the LZ4

@@ -224,3 +224,19 @@ async fn new_ingest_logs_use_larger_pages() {
     drop(s);
     assert_eq!(page_size(&old.path().join("ingest.db")), 4096);
 }
+
+/// With the ingest log behind a symbolic link, the flush goes to the WAL SQLite writes (beside the link's
+/// target), and deliveries are acknowledged.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_linked_ingest_log_is_flushed_where_it_lives() {
+    let (data, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::os::unix::fs::symlink(elsewhere.path().join("log.db"), data.path().join("ingest.db")).unwrap();
+    let s = SqliteStore::open(data.path(), Durability::Full).unwrap();
+    assert!(matches!(
+        s.commit_delivery(delivery("k", 1)).await.unwrap(),
+        nudge_store::CommitResult::Committed { .. }
+    ));
+    assert!(elsewhere.path().join("log.db-wal").exists());
+    assert_eq!(s.pending_deliveries(5).await.unwrap().len(), 1);
+}
