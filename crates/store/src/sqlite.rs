@@ -259,7 +259,6 @@ fn migrate_legacy_layout(main: &Connection, log: &Connection, main_path: &Path) 
     Ok(())
 }
 
-/// A write connection in WAL mode with the chosen durability.
 /// Plans statements without looking at the values bound to them. Otherwise SQLite marks a statement with a
 /// bound `LIMIT ?` (to plan with its value) and compiles it again every time a value is bound — for every
 /// pending-delivery, due-outbox and timer read, a parse and a plan per call. The plans don't need the
@@ -269,7 +268,7 @@ fn stable_plans(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Opens a database's write connection. `page_size` applies to a database created now (SQLite fixes it
+/// Opens a database's write connection in WAL mode with the chosen durability. `page_size` applies to a database created now (SQLite fixes it
 /// when the file is first written); an existing one keeps its own.
 fn open_writer(path: &Path, durability: Durability, migration: &str, page_size: u32) -> Result<Connection> {
     let conn = Connection::open(path)?;
@@ -514,8 +513,28 @@ struct LogSide {
     syncer: Option<WalSyncer>,
 }
 
-/// Called once the commit it belongs to is durable (`Ok`), or with the reason it is not.
-type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+/// A reply held until the commit it belongs to is durable.
+enum Finish {
+    /// A delivery's answer, as its transaction left it.
+    Delivery(oneshot::Sender<Result<CommitResult>>, Result<CommitResult>),
+    /// A job's reply, with whether its transaction committed.
+    Job(Reply, std::result::Result<(), String>),
+}
+
+impl Finish {
+    /// Sends the reply, given whether the commit is durable (`Ok`) or the reason it is not.
+    fn send(self, durable: std::result::Result<(), String>) {
+        match self {
+            Finish::Delivery(reply, r) => {
+                let _ = reply.send(match (r, durable) {
+                    (Ok(_), Err(msg)) => Err(StoreError::Database(msg)),
+                    (r, _) => r,
+                });
+            }
+            Finish::Job(reply, committed) => reply(committed.and(durable)),
+        }
+    }
+}
 
 /// The writer thread: takes everything waiting in its queue (deliveries from the ack path, processing
 /// batches, delivery attempts, timer firings, …) and commits it in at most two transactions — the
@@ -570,12 +589,7 @@ fn writer_loop(
                 if let Ok(CommitResult::Committed { seq }) = &r {
                     last_seq = Some(last_seq.map_or(*seq, |l| l.max(*seq)));
                 }
-                finishes.push(Box::new(move |synced| {
-                    let _ = reply.send(match (r, synced) {
-                        (Ok(_), Err(msg)) => Err(StoreError::Database(msg)),
-                        (r, _) => r,
-                    });
-                }));
+                finishes.push(Finish::Delivery(reply, r));
             }
         }
         if !jobs.is_empty() {
@@ -585,10 +599,7 @@ fn writer_loop(
                     replies.push(job(conn));
                 }
             });
-            for reply in replies {
-                let committed = committed.clone();
-                finishes.push(Box::new(move |synced| reply(committed.and(synced))));
-            }
+            finishes.extend(replies.into_iter().map(|reply| Finish::Job(reply, committed.clone())));
         }
         checkpointer.nudge();
         match &log {
@@ -598,7 +609,7 @@ fn writer_loop(
                     log.durable.fetch_max(seq, std::sync::atomic::Ordering::SeqCst);
                 }
                 for f in finishes {
-                    f(Ok(()));
+                    f.send(Ok(()));
                 }
             }
         }
@@ -663,7 +674,7 @@ impl WalSyncer {
                         Err(_) => {}
                     }
                     for f in groups.into_iter().flat_map(|(f, _)| f) {
-                        f(synced.clone());
+                        f.send(synced.clone());
                     }
                 }
             })
@@ -676,7 +687,7 @@ impl WalSyncer {
     fn after_flush(&self, finishes: Vec<Finish>, last_seq: Option<i64>) {
         if let Err(mpsc::SendError((finishes, _))) = self.tx.send((finishes, last_seq)) {
             for f in finishes {
-                f(Err("the ingest log's sync thread stopped".into()));
+                f.send(Err("the ingest log's sync thread stopped".into()));
             }
         }
     }
@@ -824,7 +835,7 @@ fn parse_customer(s: &str) -> rusqlite::Result<CustomerId> {
 ///
 /// A `detail` of 256 bytes or more is stored LZ4-compressed (as [`encode_body`] does, a BLOB) when that makes it
 /// smaller, and as text otherwise; reads tell the two apart by the value's type. A delivery's processing row
-/// (~2.6 KB of JSON) then takes about a fifth of a page instead of a page of its own.
+/// (~2.6 KB of JSON) no longer fills a page of its own: the audit table takes about half the disk it did.
 struct AuditRow {
     trace: String,
     customer: Option<String>,
@@ -871,16 +882,17 @@ fn pack_rows(records: impl IntoIterator<Item = SerializedRecord>) -> Vec<AuditRo
         let mut members = group.drain(..);
         let Some(first) = members.next() else { return };
         let (mut stage, mut detail) = (first.stage.to_string(), first.detail);
-        let rest: Vec<SerializedRecord> = members.collect();
-        if !rest.is_empty() {
-            // The JSON array of the details, as `serde_json` writes one.
-            detail.insert(0, '[');
-            for r in rest {
-                stage.push('+');
-                stage.push_str(r.stage);
-                detail.push(',');
-                detail.push_str(&r.detail);
+        // More than one: the JSON array of the details, as `serde_json` writes one.
+        for r in members {
+            if !stage.contains('+') {
+                detail.insert(0, '[');
             }
+            stage.push('+');
+            stage.push_str(r.stage);
+            detail.push(',');
+            detail.push_str(&r.detail);
+        }
+        if stage.contains('+') {
             detail.push(']');
         }
         rows.push(AuditRow {
@@ -1668,7 +1680,7 @@ mod tests {
     }
 
     /// The syncer answers every commit handed to it after a flush, moves the durable watermark only when
-    /// the flush succeeded, and reports a failed flush to each waiting commit.
+    /// the flush succeeded, reports a failed flush to each waiting commit and refuses every later one.
     #[test]
     fn wal_syncer_answers_after_the_flush() {
         use std::sync::atomic::{AtomicI64, Ordering};
@@ -1678,10 +1690,13 @@ mod tests {
         let durable = Arc::new(AtomicI64::new(3));
         let syncer = WalSyncer::start(wal, durable.clone()).unwrap();
         let (tx, rx) = mpsc::channel();
-        for (n, seq) in [(0, Some(7)), (1, None), (2, Some(5))] {
+        // A committed job whose reply reports `(n, durable or why not)`.
+        let job = |n: i32| {
             let tx = tx.clone();
-            let finish: Finish = Box::new(move |r| tx.send((n, r)).unwrap());
-            syncer.after_flush(vec![finish], seq);
+            Finish::Job(Box::new(move |r| tx.send((n, r)).unwrap()), Ok(()))
+        };
+        for (n, seq) in [(0, Some(7)), (1, None), (2, Some(5))] {
+            syncer.after_flush(vec![job(n)], seq);
         }
         let answers: Vec<_> = (0..3).map(|_| rx.recv().unwrap()).collect();
         assert_eq!(answers, vec![(0, Ok(())), (1, Ok(())), (2, Ok(()))], "in commit order, all flushed");
@@ -1689,16 +1704,14 @@ mod tests {
 
         let missing = Arc::new(AtomicI64::new(3));
         let syncer = WalSyncer::start(dir.path().join("gone-wal"), missing.clone()).unwrap();
-        let tx2 = tx.clone();
-        syncer.after_flush(vec![Box::new(move |r| tx2.send((9, r)).unwrap())], Some(10));
+        syncer.after_flush(vec![job(9)], Some(10));
         let (n, r) = rx.recv().unwrap();
         assert_eq!(n, 9);
         assert!(r.unwrap_err().contains("cannot open"), "the reason reaches the commit");
         assert_eq!(missing.load(Ordering::SeqCst), 3, "nothing unflushed counts as durable");
         // Once a flush failed, later commits are refused even when a flush would now succeed.
         std::fs::write(dir.path().join("gone-wal"), b"frames").unwrap();
-        let tx3 = tx.clone();
-        syncer.after_flush(vec![Box::new(move |r| tx3.send((10, r)).unwrap())], Some(11));
+        syncer.after_flush(vec![job(10)], Some(11));
         let (n, r) = rx.recv().unwrap();
         assert_eq!(n, 10);
         assert!(r.unwrap_err().contains("restart"), "refused until restart");
