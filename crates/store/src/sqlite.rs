@@ -338,21 +338,41 @@ impl BackgroundPriority {
 }
 
 /// Starts a writer thread on `conn` (and its checkpoint thread) at `priority`; returns its queue. Only
-/// the ingest log's writer takes deliveries (`log`).
+/// the ingest log's writer takes deliveries (`log`). With `durability = "full"` the database's commits are
+/// flushed by a sync thread of their own (see [`WalSyncer`]), from here on: what was committed before is
+/// flushed now, and SQLite no longer waits for the disk in a commit.
 fn start_writer(
-    name: &str,
+    (name, sync_name): (&str, &str),
     mut conn: Connection,
-    path: PathBuf,
-    (tx, rx): (mpsc::Sender<Cmd>, mpsc::Receiver<Cmd>),
+    durability: Durability,
     log: Option<LogSide>,
     priority: BackgroundPriority,
 ) -> Result<mpsc::Sender<Cmd>> {
+    let path = PathBuf::from(
+        conn.path().ok_or_else(|| StoreError::Database(format!("{name}: the database has no file")))?,
+    );
+    let (tx, rx) = mpsc::channel::<Cmd>();
+    let syncer = match durability {
+        Durability::Full => {
+            // The WAL beside the file SQLite really opened (it resolves symbolic links to name it).
+            let wal = wal_path(&path);
+            // What an earlier process committed is all durable from here on (it may have stopped between
+            // a commit and its flush: then nothing acknowledged it, and it is kept all the same).
+            if wal.exists() {
+                sync_wal(&wal, &mut None).map_err(StoreError::Database)?;
+            }
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            let durable = log.as_ref().map(|l| l.durable.clone());
+            Some(WalSyncer::start(sync_name, wal, durable, tx.clone(), priority)?)
+        }
+        Durability::Normal => None,
+    };
     let checkpointer = Checkpointer::start(path, priority)?;
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
             priority.apply();
-            writer_loop(&mut conn, rx, checkpointer, log)
+            writer_loop(&mut conn, rx, checkpointer, log, syncer)
         })
         .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
     Ok(tx)
@@ -380,35 +400,18 @@ impl SqliteStore {
         let conn = open_writer(&path, durability, MIGRATION, 4096)?;
         migrate_legacy_layout(&conn, &log, &path)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
-        // The WAL beside the file SQLite really opened (it resolves symbolic links to name it).
-        let wal = wal_path(log.path().map(Path::new).unwrap_or(&log_path));
-        if durability == Durability::Full {
-            // What an earlier process committed is all durable from here on (it may have stopped between
-            // a commit and its flush: then nothing acknowledged it, and it is kept all the same).
-            if wal.exists() {
-                sync_wal(&wal, &mut None).map_err(StoreError::Database)?;
-            }
-            // From here the log's commits don't wait for the disk: its syncer flushes the WAL after them,
-            // on a thread of its own, and only then are they answered (see `WalSyncer`).
-            log.pragma_update(None, "synchronous", "NORMAL")?;
-        }
         let durable: i64 = log.query_row("SELECT COALESCE(MAX(seq), 0) FROM deliveries", [], |r| r.get(0))?;
         let durable = Arc::new(std::sync::atomic::AtomicI64::new(durable));
-        let log_queue = mpsc::channel::<Cmd>();
-        let syncer = match durability {
-            Durability::Full => Some(WalSyncer::start(wal, durable.clone(), log_queue.0.clone())?),
-            Durability::Normal => None,
-        };
-        let log_side = LogSide { keys: keys.clone(), durable: durable.clone(), syncer };
+        let log_side = LogSide { keys: keys.clone(), durable: durable.clone() };
         let log_tx = start_writer(
-            "nudge-sqlite-log",
+            ("nudge-sqlite-log", "nudge-sqlite-sync"),
             log,
-            log_path.clone(),
-            log_queue,
+            durability,
             Some(log_side),
             BackgroundPriority::NORMAL,
         )?;
-        let tx = start_writer("nudge-sqlite-writer", conn, path.clone(), mpsc::channel(), None, background)?;
+        let tx =
+            start_writer(("nudge-sqlite-writer", "nudge-sqlite-dbsync"), conn, durability, None, background)?;
         Ok(SqliteStore {
             log_tx,
             tx,
@@ -501,12 +504,10 @@ fn in_savepoint<R>(c: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> 
     }
 }
 
-/// What only the ingest log's writer has: the dedupe index, the durable watermark and (with
-/// `durability = "full"`) the syncer that makes its commits durable.
+/// What only the ingest log's writer has: the dedupe index and the durable watermark.
 struct LogSide {
     keys: Arc<Mutex<KeyIndex>>,
     durable: Arc<std::sync::atomic::AtomicI64>,
-    syncer: Option<WalSyncer>,
 }
 
 /// A reply held until the commit it belongs to is durable.
@@ -547,6 +548,7 @@ fn writer_loop(
     rx: mpsc::Receiver<Cmd>,
     checkpointer: Checkpointer,
     log: Option<LogSide>,
+    syncer: Option<WalSyncer>,
 ) {
     let mut open = OpenGroup::default();
     // Commits handed to the syncer whose flush has not been reported yet.
@@ -576,17 +578,17 @@ fn writer_loop(
         if !deliveries.is_empty() || !jobs.is_empty() {
             open.add(conn, log.as_ref(), deliveries, jobs);
         }
-        let flushing = unsynced > 0 && log.as_ref().is_some_and(|l| l.syncer.is_some());
+        let flushing = unsynced > 0 && syncer.is_some();
         if open.began && (!flushing || open.deliveries.len() >= MAX_GROUP || closing) {
             let (finishes, last_seq) = open.commit(conn);
             checkpointer.nudge();
-            match &log {
-                Some(LogSide { syncer: Some(syncer), .. }) => {
+            match &syncer {
+                Some(syncer) => {
                     if syncer.after_flush(finishes, last_seq) {
                         unsynced += 1;
                     }
                 }
-                _ => {
+                None => {
                     if let (Some(log), Some(seq)) = (&log, last_seq) {
                         log.durable.fetch_max(seq, std::sync::atomic::Ordering::SeqCst);
                     }
@@ -597,7 +599,7 @@ fn writer_loop(
             }
         }
         if closing && !open.began {
-            // Dropping `log` stops the syncer once it has flushed and answered everything handed to it.
+            // Dropping `syncer` stops it once it has flushed and answered everything handed to it.
             return;
         }
     }
@@ -706,16 +708,20 @@ struct WalSyncer {
 }
 
 impl WalSyncer {
-    /// `writer` is the log writer's queue, told `Cmd::Flushed` after each flushed commit.
+    /// Starts the thread `name` at `priority`. `durable` (the log's) moves to the highest delivery flushed;
+    /// `writer` is the writer's queue, told `Cmd::Flushed` after each flushed commit.
     fn start(
+        name: &str,
         wal: PathBuf,
-        durable: Arc<std::sync::atomic::AtomicI64>,
+        durable: Option<Arc<std::sync::atomic::AtomicI64>>,
         writer: mpsc::Sender<Cmd>,
+        priority: BackgroundPriority,
     ) -> Result<Self> {
         let (tx, rx) = mpsc::channel::<(Vec<Finish>, Option<i64>)>();
         std::thread::Builder::new()
-            .name("nudge-sqlite-sync".into())
+            .name(name.into())
             .spawn(move || {
+                priority.apply();
                 let mut file: Option<std::fs::File> = None;
                 // A failed flush is final: Linux reports a writeback error once, so a later flush that
                 // succeeds proves nothing about the frames the failed one held. From then on every commit
@@ -731,12 +737,14 @@ impl WalSyncer {
                     };
                     match &synced {
                         Ok(()) => {
-                            if let Some(seq) = groups.iter().filter_map(|(_, s)| *s).max() {
+                            if let (Some(durable), Some(seq)) =
+                                (&durable, groups.iter().filter_map(|(_, s)| *s).max())
+                            {
                                 durable.fetch_max(seq, std::sync::atomic::Ordering::SeqCst);
                             }
                         }
                         Err(e) if failed.is_none() => {
-                            tracing::error!(error = %e, "the ingest log could not be flushed; deliveries are refused until restart");
+                            tracing::error!(error = %e, "a database could not be flushed; its writes are refused until restart");
                             failed = Some(e.clone());
                         }
                         Err(_) => {}
@@ -750,7 +758,7 @@ impl WalSyncer {
                     }
                 }
             })
-            .map_err(|e| StoreError::Database(format!("cannot start the log's sync thread: {e}")))?;
+            .map_err(|e| StoreError::Database(format!("cannot start sync thread {name}: {e}")))?;
         Ok(WalSyncer { tx })
     }
 
@@ -877,9 +885,10 @@ impl Checkpointer {
 }
 
 impl Drop for SqliteStore {
-    /// The log's writer does not see its queue close (the syncer holds a sender to it): it is told.
+    /// A writer does not see its queue close (its syncer holds a sender to it): it is told.
     fn drop(&mut self) {
         let _ = self.log_tx.send(Cmd::Close);
+        let _ = self.tx.send(Cmd::Close);
     }
 }
 
@@ -1773,7 +1782,14 @@ mod tests {
         std::fs::write(&wal, b"frames").unwrap();
         let durable = Arc::new(AtomicI64::new(3));
         let (writer, flushed) = mpsc::channel();
-        let syncer = WalSyncer::start(wal, durable.clone(), writer.clone()).unwrap();
+        let syncer = WalSyncer::start(
+            "t-sync",
+            wal,
+            Some(durable.clone()),
+            writer.clone(),
+            BackgroundPriority::NORMAL,
+        )
+        .unwrap();
         let (tx, rx) = mpsc::channel();
         // A committed job whose reply reports `(n, durable or why not)`.
         let job = |n: i32| {
@@ -1792,7 +1808,10 @@ mod tests {
         }
 
         let missing = Arc::new(AtomicI64::new(3));
-        let syncer = WalSyncer::start(dir.path().join("gone-wal"), missing.clone(), writer).unwrap();
+        let gone = dir.path().join("gone-wal");
+        let syncer =
+            WalSyncer::start("t-sync", gone, Some(missing.clone()), writer, BackgroundPriority::NORMAL)
+                .unwrap();
         syncer.after_flush(vec![job(9)], Some(10));
         let (n, r) = rx.recv().unwrap();
         assert_eq!(n, 9);
