@@ -48,7 +48,7 @@ type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
 enum Cmd {
     Deliver(Box<NewDelivery>, i64, oneshot::Sender<Result<CommitResult>>),
     Run(Job),
-    /// From the log's syncer: the oldest commit handed to it is flushed (and answered).
+    /// From the writer's syncer: the oldest commit handed to it is flushed (and answered).
     Flushed,
     /// The store is gone: commit what is open, answer everything, stop.
     Close,
@@ -545,11 +545,11 @@ impl Finish {
 
 /// The writer thread: takes everything waiting in its queue (deliveries from the ack path, processing
 /// batches, delivery attempts, timer firings, …) into one transaction, so one flush serves many. Replies go
-/// out only after the commit is durable: at once on the main database (SQLite flushed it), after the
-/// syncer's flush on the log.
+/// out only after the commit: with a syncer (`durability = "full"`) once it has flushed the commit, at once
+/// otherwise.
 ///
-/// On the log, at most one commit waits for its flush at a time. While the syncer flushes, the writer goes
-/// on inserting what arrives into an open transaction and commits it the moment the flush is reported
+/// At most one commit waits for its flush at a time. While the syncer flushes, the writer goes on running
+/// what arrives inside an open transaction and commits it the moment the flush is reported
 /// (`Cmd::Flushed`): one commit per flush, however many groups arrive meanwhile. Committing each group as
 /// it came instead rewrote the log's last pages (the table's and its indexes' right edges) once per small
 /// commit, several times per flush: about four times the delivery's own bytes went to the WAL.
@@ -707,12 +707,13 @@ fn sync_wal(wal: &Path, file: &mut Option<std::fs::File>) -> std::result::Result
     f.sync_data().map_err(|e| format!("cannot flush {}: {e}", wal.display()))
 }
 
-/// Makes the ingest log's commits durable on a thread of its own. The log's connection commits with
+/// Makes a writer's commits durable on a thread of its own. The writer's connection commits with
 /// `synchronous = NORMAL` (frames written, not flushed; SQLite still flushes before each checkpoint and
 /// when the WAL starts over) and hands the commit's replies here; one `fdatasync` of the WAL then serves
-/// every commit made before it, after which the durable watermark moves and the replies go out. Meanwhile
-/// the writer is already committing the next group: the flush of one group and the writing of the next
-/// overlap, where a flush inside each commit made them take turns. Replies leave in commit order.
+/// every commit made before it, after which the log's durable watermark moves, the replies go out and the
+/// writer hears `Cmd::Flushed`. Meanwhile the writer is already running the next group: the flush of one
+/// group and the work of the next overlap, where a flush inside each commit made them take turns. Replies
+/// leave in commit order.
 struct WalSyncer {
     tx: mpsc::Sender<(Vec<Finish>, Option<i64>)>,
 }
