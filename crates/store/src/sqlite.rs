@@ -340,11 +340,13 @@ impl BackgroundPriority {
 }
 
 /// Starts a writer thread on `conn` (and its checkpoint thread) at `priority`; returns its queue. Only
-/// the ingest log's writer takes deliveries (`log`). With `durability = "full"` the database's commits are
-/// flushed by a sync thread of their own (see [`WalSyncer`]), from here on: what was committed before is
-/// flushed now, and SQLite no longer waits for the disk in a commit.
+/// the ingest log's writer takes deliveries (`log`), and only its commits are flushed by a sync thread of
+/// their own (`sync_name`, with `durability = "full"`; see [`WalSyncer`]): from here on what was committed
+/// before is flushed now, and SQLite no longer waits for the disk in a commit. The main database keeps
+/// SQLite's own flush in each commit: its rows are read and acted on (pushed, fired) as soon as they are
+/// visible, so they must be durable by then.
 fn start_writer(
-    (name, sync_name): (&str, &str),
+    (name, sync_name): (&str, Option<&str>),
     mut conn: Connection,
     durability: Durability,
     log: Option<LogSide>,
@@ -354,8 +356,8 @@ fn start_writer(
         conn.path().ok_or_else(|| StoreError::Database(format!("{name}: the database has no file")))?,
     );
     let (tx, rx) = mpsc::channel::<Cmd>();
-    let syncer = match durability {
-        Durability::Full => {
+    let syncer = match (durability, sync_name) {
+        (Durability::Full, Some(sync_name)) => {
             // The WAL beside the file SQLite really opened (it resolves symbolic links to name it).
             let wal = wal_path(&path);
             // What an earlier process committed is all durable from here on (it may have stopped between
@@ -367,7 +369,7 @@ fn start_writer(
             let durable = log.as_ref().map(|l| l.durable.clone());
             Some(WalSyncer::start(sync_name, wal, durable, tx.clone(), priority)?)
         }
-        Durability::Normal => None,
+        _ => None,
     };
     let checkpointer = Checkpointer::start(path, priority)?;
     std::thread::Builder::new()
@@ -406,14 +408,20 @@ impl SqliteStore {
         let durable = Arc::new(std::sync::atomic::AtomicI64::new(durable));
         let log_side = LogSide { keys: keys.clone(), durable: durable.clone() };
         let log_tx = start_writer(
-            ("nudge-sqlite-log", "nudge-sqlite-sync"),
+            ("nudge-sqlite-log", Some("nudge-sqlite-sync")),
             log,
             durability,
             Some(log_side),
             BackgroundPriority::NORMAL,
         )?;
-        let tx =
-            start_writer(("nudge-sqlite-writer", "nudge-sqlite-dbsync"), conn, durability, None, background)?;
+        let tx = match start_writer(("nudge-sqlite-writer", None), conn, durability, None, background) {
+            Ok(tx) => tx,
+            Err(e) => {
+                // The log's syncer holds its queue open: its writer must be told to stop.
+                let _ = log_tx.send(Cmd::Close);
+                return Err(e);
+            }
+        };
         Ok(SqliteStore {
             log_tx,
             tx,
@@ -500,8 +508,12 @@ fn in_savepoint<R>(c: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> 
             Ok(v)
         }
         Err(e) => {
-            control(c, "ROLLBACK TO job")?;
-            control(c, "RELEASE job")?;
+            // Some errors (a full disk, I/O, out of memory) make SQLite roll back the whole transaction,
+            // savepoint included: then there is nothing to roll back to, and `e` is what matters.
+            if !c.is_autocommit() {
+                control(c, "ROLLBACK TO job")?;
+                control(c, "RELEASE job")?;
+            }
             Err(e)
         }
     }
@@ -548,9 +560,10 @@ impl Finish {
 /// out only after the commit: with a syncer (`durability = "full"`) once it has flushed the commit, at once
 /// otherwise.
 ///
-/// At most one commit waits for its flush at a time. While the syncer flushes, the writer goes on running
-/// what arrives inside an open transaction and commits it the moment the flush is reported
-/// (`Cmd::Flushed`): one commit per flush, however many groups arrive meanwhile. Committing each group as
+/// With a syncer, one commit waits for its flush at a time (more only when a group reaches `MAX_GROUP`
+/// deliveries, or on closing). While the syncer flushes, the writer goes on running what arrives inside an
+/// open transaction and commits it the moment the flush is reported (`Cmd::Flushed`): one commit per
+/// flush, however many groups arrive meanwhile. Committing each group as
 /// it came instead rewrote the log's last pages (the table's and its indexes' right edges) once per small
 /// commit, several times per flush: about four times the delivery's own bytes went to the WAL.
 fn writer_loop(
@@ -596,6 +609,10 @@ fn writer_loop(
                 Some(syncer) => {
                     if syncer.after_flush(finishes, last_seq) {
                         unsynced += 1;
+                    } else {
+                        // No flush will be reported: wait for none (every later commit is refused by
+                        // `after_flush` the same way).
+                        unsynced = 0;
                     }
                 }
                 None => {
@@ -634,6 +651,7 @@ impl OpenGroup {
             self.failed = control(conn, "BEGIN IMMEDIATE").err().map(|e| e.to_string());
         }
         if !deliveries.is_empty() {
+            self.check_open(conn);
             let results: std::result::Result<Vec<CommitResult>, String> = match (&self.failed, log) {
                 (Some(e), _) => Err(e.clone()),
                 (None, Some(log)) => {
@@ -651,14 +669,21 @@ impl OpenGroup {
                     .extend(replies.map(|reply| (reply, Err(StoreError::Database(msg.clone()))))),
             }
         }
-        match &self.failed {
-            None => self.jobs.extend(jobs.into_iter().map(|job| job(conn))),
-            // Not run: dropping a job drops its reply channel, and its caller gets `StoreError::Closed`.
-            Some(e) => {
-                if !jobs.is_empty() {
-                    tracing::error!(error = %e, jobs = jobs.len(), "write jobs dropped: no transaction");
-                }
+        for job in jobs {
+            self.check_open(conn);
+            match &self.failed {
+                None => self.jobs.push(job(conn)),
+                // Not run: dropping a job drops its reply channel, and its caller gets `StoreError::Closed`.
+                Some(e) => tracing::error!(error = %e, "a write job was dropped: its transaction failed"),
             }
+        }
+    }
+
+    /// Marks the group failed when SQLite has rolled its transaction back (after a full disk or an I/O
+    /// error in a job): what follows must not run outside it, each statement committing on its own.
+    fn check_open(&mut self, conn: &Connection) {
+        if self.failed.is_none() && conn.is_autocommit() {
+            self.failed = Some("the transaction was rolled back after an error".into());
         }
     }
 
@@ -781,7 +806,7 @@ impl WalSyncer {
             Ok(()) => true,
             Err(mpsc::SendError((finishes, _))) => {
                 for f in finishes {
-                    f.send(Err("the ingest log's sync thread stopped".into()));
+                    f.send(Err("the sync thread stopped".into()));
                 }
                 false
             }
@@ -896,7 +921,8 @@ impl Checkpointer {
 }
 
 impl Drop for SqliteStore {
-    /// A writer does not see its queue close (its syncer holds a sender to it): it is told.
+    /// The log's writer does not see its queue close (its syncer holds a sender to it): it is told. (The
+    /// main writer's queue closes with the store; telling it too costs nothing.)
     fn drop(&mut self) {
         let _ = self.log_tx.send(Cmd::Close);
         let _ = self.tx.send(Cmd::Close);
