@@ -724,9 +724,17 @@ fn wal_path(db: &Path) -> PathBuf {
 }
 
 /// `fdatasync` of the WAL file (opened on first use and kept: it lives as long as the writer's connection).
+/// On first use the directory holding it is flushed too, so the WAL's own entry survives a power cut (as
+/// SQLite does at its first sync of a WAL).
 fn sync_wal(wal: &Path, file: &mut Option<std::fs::File>) -> std::result::Result<(), String> {
     if file.is_none() {
-        *file = Some(std::fs::File::open(wal).map_err(|e| format!("cannot open {}: {e}", wal.display()))?);
+        let opened = std::fs::File::open(wal).map_err(|e| format!("cannot open {}: {e}", wal.display()))?;
+        if let Some(dir) = wal.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| format!("cannot flush directory {}: {e}", dir.display()))?;
+        }
+        *file = Some(opened);
     }
     let f = file.as_ref().expect("opened above");
     f.sync_data().map_err(|e| format!("cannot flush {}: {e}", wal.display()))
