@@ -272,8 +272,8 @@ fn stable_plans(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Opens a database's write connection in WAL mode with the chosen durability. `page_size` applies to a database created now (SQLite fixes it
-/// when the file is first written); an existing one keeps its own.
+/// Opens a database's write connection in WAL mode with the chosen durability. `page_size` applies to a
+/// database created now (SQLite fixes it when the file is first written); an existing one keeps its own.
 fn open_writer(path: &Path, durability: Durability, migration: &str, page_size: u32) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "page_size", page_size)?;
@@ -341,12 +341,12 @@ impl BackgroundPriority {
 
 /// Starts a writer thread on `conn` (and its checkpoint thread) at `priority`; returns its queue. Only
 /// the ingest log's writer takes deliveries (`log`), and only its commits are flushed by a sync thread of
-/// their own (`sync_name`, with `durability = "full"`; see [`WalSyncer`]): from here on what was committed
-/// before is flushed now, and SQLite no longer waits for the disk in a commit. The main database keeps
-/// SQLite's own flush in each commit: its rows are read and acted on (pushed, fired) as soon as they are
-/// visible, so they must be durable by then.
+/// their own (with `durability = "full"`; see [`WalSyncer`]): from here on what was committed before is
+/// flushed now, and SQLite no longer waits for the disk in a commit. The main database keeps SQLite's own
+/// flush in each commit: its rows are read and acted on (pushed, fired) as soon as they are visible, so
+/// they must be durable by then.
 fn start_writer(
-    (name, sync_name): (&str, Option<&str>),
+    name: &str,
     mut conn: Connection,
     durability: Durability,
     log: Option<LogSide>,
@@ -356,8 +356,8 @@ fn start_writer(
         conn.path().ok_or_else(|| StoreError::Database(format!("{name}: the database has no file")))?,
     );
     let (tx, rx) = mpsc::channel::<Cmd>();
-    let syncer = match (durability, sync_name) {
-        (Durability::Full, Some(sync_name)) => {
+    let syncer = match (durability, &log) {
+        (Durability::Full, Some(log)) => {
             // The WAL beside the file SQLite really opened (it resolves symbolic links to name it).
             let wal = wal_path(&path);
             // What an earlier process committed is all durable from here on (it may have stopped between
@@ -366,8 +366,7 @@ fn start_writer(
                 sync_wal(&wal, &mut None).map_err(StoreError::Database)?;
             }
             conn.pragma_update(None, "synchronous", "NORMAL")?;
-            let durable = log.as_ref().map(|l| l.durable.clone());
-            Some(WalSyncer::start(sync_name, wal, durable, tx.clone(), priority)?)
+            Some(WalSyncer::start(wal, log.durable.clone(), tx.clone())?)
         }
         _ => None,
     };
@@ -407,14 +406,9 @@ impl SqliteStore {
         let durable: i64 = log.query_row("SELECT COALESCE(MAX(seq), 0) FROM deliveries", [], |r| r.get(0))?;
         let durable = Arc::new(std::sync::atomic::AtomicI64::new(durable));
         let log_side = LogSide { keys: keys.clone(), durable: durable.clone() };
-        let log_tx = start_writer(
-            ("nudge-sqlite-log", Some("nudge-sqlite-sync")),
-            log,
-            durability,
-            Some(log_side),
-            BackgroundPriority::NORMAL,
-        )?;
-        let tx = match start_writer(("nudge-sqlite-writer", None), conn, durability, None, background) {
+        let log_tx =
+            start_writer("nudge-sqlite-log", log, durability, Some(log_side), BackgroundPriority::NORMAL)?;
+        let tx = match start_writer("nudge-sqlite-writer", conn, durability, None, background) {
             Ok(tx) => tx,
             Err(e) => {
                 // The log's syncer holds its queue open: its writer must be told to stop.
@@ -563,9 +557,9 @@ impl Finish {
 /// With a syncer, one commit waits for its flush at a time (more only when a group reaches `MAX_GROUP`
 /// deliveries, or on closing). While the syncer flushes, the writer goes on running what arrives inside an
 /// open transaction and commits it the moment the flush is reported (`Cmd::Flushed`): one commit per
-/// flush, however many groups arrive meanwhile. Committing each group as
-/// it came instead rewrote the log's last pages (the table's and its indexes' right edges) once per small
-/// commit, several times per flush: about four times the delivery's own bytes went to the WAL.
+/// flush, however many groups arrive meanwhile. Committing each group as it came instead rewrote the log's
+/// last pages (the table's and its indexes' right edges) once per small commit, several times per flush:
+/// about four times the delivery's own bytes went to the WAL.
 fn writer_loop(
     conn: &mut Connection,
     rx: mpsc::Receiver<Cmd>,
@@ -601,8 +595,7 @@ fn writer_loop(
         if !deliveries.is_empty() || !jobs.is_empty() {
             open.add(conn, log.as_ref(), deliveries, jobs);
         }
-        let flushing = unsynced > 0 && syncer.is_some();
-        if open.began && (!flushing || open.deliveries.len() >= MAX_GROUP || closing) {
+        if open.began && (unsynced == 0 || open.deliveries.len() >= MAX_GROUP || closing) {
             let (finishes, last_seq) = open.commit(conn);
             checkpointer.nudge();
             match &syncer {
@@ -740,10 +733,10 @@ fn sync_wal(wal: &Path, file: &mut Option<std::fs::File>) -> std::result::Result
     f.sync_data().map_err(|e| format!("cannot flush {}: {e}", wal.display()))
 }
 
-/// Makes a writer's commits durable on a thread of its own. The writer's connection commits with
+/// Makes the ingest log's commits durable on a thread of its own. The log's connection commits with
 /// `synchronous = NORMAL` (frames written, not flushed; SQLite still flushes before each checkpoint and
 /// when the WAL starts over) and hands the commit's replies here; one `fdatasync` of the WAL then serves
-/// every commit made before it, after which the log's durable watermark moves, the replies go out and the
+/// every commit made before it, after which the durable watermark moves, the replies go out and the
 /// writer hears `Cmd::Flushed`. Meanwhile the writer is already running the next group: the flush of one
 /// group and the work of the next overlap, where a flush inside each commit made them take turns. Replies
 /// leave in commit order.
@@ -752,20 +745,17 @@ struct WalSyncer {
 }
 
 impl WalSyncer {
-    /// Starts the thread `name` at `priority`. `durable` (the log's) moves to the highest delivery flushed;
-    /// `writer` is the writer's queue, told `Cmd::Flushed` after each flushed commit.
+    /// `durable` moves to the highest delivery flushed; `writer` is the log writer's queue, told
+    /// `Cmd::Flushed` after each flushed commit.
     fn start(
-        name: &str,
         wal: PathBuf,
-        durable: Option<Arc<std::sync::atomic::AtomicI64>>,
+        durable: Arc<std::sync::atomic::AtomicI64>,
         writer: mpsc::Sender<Cmd>,
-        priority: BackgroundPriority,
     ) -> Result<Self> {
         let (tx, rx) = mpsc::channel::<(Vec<Finish>, Option<i64>)>();
         std::thread::Builder::new()
-            .name(name.into())
+            .name("nudge-sqlite-sync".into())
             .spawn(move || {
-                priority.apply();
                 let mut file: Option<std::fs::File> = None;
                 // A failed flush is final: Linux reports a writeback error once, so a later flush that
                 // succeeds proves nothing about the frames the failed one held. From then on every commit
@@ -781,14 +771,12 @@ impl WalSyncer {
                     };
                     match &synced {
                         Ok(()) => {
-                            if let (Some(durable), Some(seq)) =
-                                (&durable, groups.iter().filter_map(|(_, s)| *s).max())
-                            {
+                            if let Some(seq) = groups.iter().filter_map(|(_, s)| *s).max() {
                                 durable.fetch_max(seq, std::sync::atomic::Ordering::SeqCst);
                             }
                         }
                         Err(e) if failed.is_none() => {
-                            tracing::error!(error = %e, "a database could not be flushed; its writes are refused until restart");
+                            tracing::error!(error = %e, "the ingest log could not be flushed; deliveries are refused until restart");
                             failed = Some(e.clone());
                         }
                         Err(_) => {}
@@ -802,7 +790,7 @@ impl WalSyncer {
                     }
                 }
             })
-            .map_err(|e| StoreError::Database(format!("cannot start sync thread {name}: {e}")))?;
+            .map_err(|e| StoreError::Database(format!("cannot start the log's sync thread: {e}")))?;
         Ok(WalSyncer { tx })
     }
 
@@ -814,7 +802,7 @@ impl WalSyncer {
             Ok(()) => true,
             Err(mpsc::SendError((finishes, _))) => {
                 for f in finishes {
-                    f.send(Err("the sync thread stopped".into()));
+                    f.send(Err("the ingest log's sync thread stopped".into()));
                 }
                 false
             }
@@ -1021,16 +1009,18 @@ fn pack_rows(records: impl IntoIterator<Item = SerializedRecord>) -> Vec<AuditRo
         let Some(first) = members.next() else { return };
         let (mut stage, mut detail) = (first.stage.to_string(), first.detail);
         // More than one: the JSON array of the details, as `serde_json` writes one.
+        let mut several = false;
         for r in members {
-            if !stage.contains('+') {
+            if !several {
                 detail.insert(0, '[');
+                several = true;
             }
             stage.push('+');
             stage.push_str(r.stage);
             detail.push(',');
             detail.push_str(&r.detail);
         }
-        if stage.contains('+') {
+        if several {
             detail.push(']');
         }
         rows.push(AuditRow {
@@ -1827,14 +1817,7 @@ mod tests {
         std::fs::write(&wal, b"frames").unwrap();
         let durable = Arc::new(AtomicI64::new(3));
         let (writer, flushed) = mpsc::channel();
-        let syncer = WalSyncer::start(
-            "t-sync",
-            wal,
-            Some(durable.clone()),
-            writer.clone(),
-            BackgroundPriority::NORMAL,
-        )
-        .unwrap();
+        let syncer = WalSyncer::start(wal, durable.clone(), writer.clone()).unwrap();
         let (tx, rx) = mpsc::channel();
         // A committed job whose reply reports `(n, durable or why not)`.
         let job = |n: i32| {
@@ -1854,9 +1837,7 @@ mod tests {
 
         let missing = Arc::new(AtomicI64::new(3));
         let gone = dir.path().join("gone-wal");
-        let syncer =
-            WalSyncer::start("t-sync", gone, Some(missing.clone()), writer, BackgroundPriority::NORMAL)
-                .unwrap();
+        let syncer = WalSyncer::start(gone, missing.clone(), writer).unwrap();
         syncer.after_flush(vec![job(9)], Some(10));
         let (n, r) = rx.recv().unwrap();
         assert_eq!(n, 9);
