@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p nudge --bench ingest -- [--connections 64] [--seconds 10] [--rate 5000]
 //!  [--rate-seconds 10] [--durability full|normal] [--worker-nice N] [--worker-scheduling idle|nice]
-//!  [--progress 1]`
+//!  [--progress 1] [--timeline 1]`
 //!
 //! The load generator is this same program started again as a child process (`--role loadgen`): it builds
 //! and signs every request before the clock starts, then writes them over raw HTTP/1.1 keep-alive
@@ -71,6 +71,7 @@ fn args(m: &BTreeMap<String, String>) -> Args {
             "worker-nice",
             "worker-scheduling",
             "progress",
+            "timeline",
         ];
         assert!(known.contains(&k.as_str()), "unknown argument --{k}");
     }
@@ -227,6 +228,7 @@ fn loadgen(m: &BTreeMap<String, String>) {
     let count = num(m, "count", 100_000);
     let seconds = num(m, "seconds", 0);
     let rate = num(m, "rate", 0);
+    let timeline = m.contains_key("timeline");
     let built = Instant::now();
     let tpl = BodyTemplate::new();
     let requests: Arc<Vec<Vec<u8>>> =
@@ -285,7 +287,7 @@ fn loadgen(m: &BTreeMap<String, String>) {
                     match r {
                         Ok(200) => {
                             ok += 1;
-                            lat.push(t0.elapsed().as_secs_f64());
+                            lat.push((t0.elapsed().as_secs_f64(), t0.saturating_duration_since(start)));
                         }
                         Ok(_) => other += 1,
                         Err(_) => {
@@ -299,15 +301,20 @@ fn loadgen(m: &BTreeMap<String, String>) {
         }
         let (mut lat, mut late) = (Vec::new(), Vec::new());
         let (mut ok, mut other, mut errors) = (0, 0, 0);
+        let mut timed = Vec::new();
         for t in tasks {
             let (l, lt, o, n, e) = t.await.unwrap();
-            lat.extend(l);
+            lat.extend(l.iter().map(|(latency, _)| *latency));
+            timed.extend(l);
             late.extend(lt);
             ok += o;
             other += n;
             errors += e;
         }
         let secs = (Instant::now() - start).as_secs_f64();
+        if timeline {
+            print_timeline(&mut timed);
+        }
         lat.sort_by(f64::total_cmp);
         late.sort_by(f64::total_cmp);
         serde_json::json!({
@@ -318,6 +325,24 @@ fn loadgen(m: &BTreeMap<String, String>) {
         })
     });
     println!("{result}");
+}
+
+/// Ack latency by half second of the run (by when each request was due or sent), on stderr: shows whether a
+/// tail comes from one stall or is spread over the run.
+fn print_timeline(timed: &mut [(f64, Duration)]) {
+    timed.sort_by_key(|(_, at)| *at);
+    for window in timed.chunk_by(|a, b| a.1.as_millis() / 500 == b.1.as_millis() / 500) {
+        let mut l: Vec<f64> = window.iter().map(|(latency, _)| *latency).collect();
+        l.sort_by(f64::total_cmp);
+        eprintln!(
+            "  {:5.1}s {:6} acks  p50 {:6.2} ms  p99 {:6.2} ms  max {:6.2} ms",
+            (window[0].1.as_millis() / 500 * 500) as f64 / 1e3,
+            l.len(),
+            quantile(&l, 0.5) * 1e3,
+            quantile(&l, 0.99) * 1e3,
+            l.last().copied().unwrap_or(0.0) * 1e3
+        );
+    }
 }
 
 /// Runs the load generator as a child process and returns its result line.
@@ -460,13 +485,16 @@ fn main() {
         app.shared.ack_latency.reset();
         let total = a.rate * a.rate_seconds;
         let r = {
-            let args = vec![
+            let mut args = vec![
                 ("addr", addr.clone()),
                 ("connections", (a.connections * 4).to_string()),
                 ("first", "100000000".to_string()),
                 ("count", total.to_string()),
                 ("rate", a.rate.to_string()),
             ];
+            if m.contains_key("timeline") {
+                args.push(("timeline", "1".to_string()));
+            }
             tokio::task::spawn_blocking(move || spawn_loadgen(&args)).await.unwrap()
         };
         println!(

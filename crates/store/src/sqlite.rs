@@ -299,6 +299,13 @@ fn open_writer(path: &Path, durability: Durability, migration: &str, page_size: 
     Ok(conn)
 }
 
+/// `ioprio_set`'s target: one thread (`who` 0: the calling one).
+#[cfg(target_os = "linux")]
+const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+/// I/O class best effort (2, shifted by 13) at level 7, its lowest.
+#[cfg(target_os = "linux")]
+const IOPRIO_BEST_EFFORT_LOWEST: libc::c_int = (2 << 13) | 7;
+
 /// How a background thread (the processing side) is scheduled next to the ack path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackgroundPriority {
@@ -331,6 +338,19 @@ impl BackgroundPriority {
                 let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
                 if rc != 0 {
                     tracing::warn!("could not move a background thread to the idle scheduling class");
+                }
+                // Linux derives a thread's I/O class from its CPU class: idle. A write of the idle class
+                // waits in the block layer's queue while normal ones are pending (milliseconds under load),
+                // and a writer holds locks shared with the ack path's flush meanwhile: several files'
+                // inodes share a block, and the thread writing that block holds it until the write is
+                // done. The ack's flush then waited behind the idle write (priority inversion, the ack
+                // tail). Best effort at its lowest level keeps the threads fair and out of that trap.
+                // SAFETY: plain system call; who 0 is the calling thread.
+                let rc = unsafe {
+                    libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_BEST_EFFORT_LOWEST)
+                };
+                if rc != 0 {
+                    tracing::warn!("could not set the I/O priority of a background thread");
                 }
             }
         }
@@ -1765,21 +1785,29 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn background_priority_applies_to_the_calling_thread_only() {
-        // (scheduling class, niceness) of a new thread after `p.apply()`.
+        // (scheduling class, niceness, I/O priority) of a new thread after `p.apply()`.
         let on_new_thread = |p: BackgroundPriority| {
             std::thread::spawn(move || {
                 p.apply();
                 // SAFETY: plain system calls about the calling thread.
                 unsafe {
-                    (libc::sched_getscheduler(0), libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as _))
+                    (
+                        libc::sched_getscheduler(0),
+                        libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as _),
+                        libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0) as libc::c_int,
+                    )
                 }
             })
             .join()
             .unwrap()
         };
-        assert_eq!(on_new_thread(BackgroundPriority { nice: 7, idle: true }), (libc::SCHED_IDLE, 7));
+        // The idle CPU class, but not the idle I/O class Linux would derive from it: best effort, lowest.
+        assert_eq!(
+            on_new_thread(BackgroundPriority { nice: 7, idle: true }),
+            (libc::SCHED_IDLE, 7, IOPRIO_BEST_EFFORT_LOWEST)
+        );
         let nice_only = on_new_thread(BackgroundPriority { nice: 3, idle: false });
-        assert_eq!(nice_only, (libc::SCHED_OTHER, 3));
+        assert_eq!((nice_only.0, nice_only.1), (libc::SCHED_OTHER, 3));
         // SAFETY: as above.
         assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER, "the test thread is untouched");
     }
