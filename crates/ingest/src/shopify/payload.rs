@@ -393,6 +393,22 @@ pub fn parse_body(body: &[u8]) -> Result<Value, serde_json::Error> {
     serde_json::from_slice::<Pruned>(body).map(|p| p.0)
 }
 
+/// The entry of [`READ_KEYS`] equal to `key`. Every object key of every body goes through here, so it
+/// compares only against the keys of the same length (a few at most); a binary search over them all
+/// compared strings ~6 times per key and showed in the processing profile (~5%).
+fn read_key(key: &str) -> Option<&'static str> {
+    static BY_LENGTH: std::sync::OnceLock<Vec<Vec<&'static str>>> = std::sync::OnceLock::new();
+    let by_length = BY_LENGTH.get_or_init(|| {
+        let longest = READ_KEYS.iter().map(|k| k.len()).max().unwrap_or(0);
+        let mut t = vec![Vec::new(); longest + 1];
+        for k in READ_KEYS {
+            t[k.len()].push(*k);
+        }
+        t
+    });
+    by_length.get(key.len())?.iter().copied().find(|k| *k == key)
+}
+
 /// A JSON value with only the keys readers use (see [`parse_body`]).
 struct Pruned(Value);
 
@@ -413,10 +429,10 @@ impl<'de> serde::Deserialize<'de> for Key {
                 f.write_str("an object key")
             }
             fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
-                Ok(match READ_KEYS.binary_search(&key) {
-                    Ok(i) => Key::Read(READ_KEYS[i]),
-                    Err(_) if key.starts_with("$serde_json::private::Number") => Key::Number,
-                    Err(_) => Key::Skip,
+                Ok(match read_key(key) {
+                    Some(k) => Key::Read(k),
+                    None if key.starts_with("$serde_json::private::Number") => Key::Number,
+                    None => Key::Skip,
                 })
             }
         }
@@ -723,6 +739,21 @@ pub fn describe(value: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn read_key_finds_exactly_the_read_keys() {
+        for k in READ_KEYS {
+            assert_eq!(read_key(k), Some(*k));
+        }
+        // Same length as a read key, a prefix, an extension, other case, empty, longer than any.
+        for other in
+            ["ie", "sk", "emai", "emails", "Email", "", "abandoned_checkout_url_x", "x".repeat(200).as_str()]
+        {
+            assert_eq!(read_key(other), None, "{other}");
+        }
+        let body = br#"{"id":1,"idx":2,"Email":"a","email":"b","line_items":[{"sku":"s","skus":"t"}]}"#;
+        assert_eq!(parse_body(body).unwrap(), json!({"id":1,"email":"b","line_items":[{"sku":"s"}]}));
+    }
 
     fn parse(text: &str) -> Value {
         serde_json::from_str(text).unwrap()
