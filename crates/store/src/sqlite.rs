@@ -339,12 +339,13 @@ impl BackgroundPriority {
                 if rc != 0 {
                     tracing::warn!("could not move a background thread to the idle scheduling class");
                 }
-                // Linux derives a thread's I/O class from its CPU class: idle. A write of the idle class
-                // waits in the block layer's queue while normal ones are pending (milliseconds under load),
-                // and a writer holds locks shared with the ack path's flush meanwhile: several files'
-                // inodes share a block, and the thread writing that block holds it until the write is
-                // done. The ack's flush then waited behind the idle write (priority inversion, the ack
-                // tail). Best effort at its lowest level keeps the threads fair and out of that trap.
+                // Linux can derive a thread's I/O class from its CPU class: idle (it does under
+                // mq-deadline). A write of the idle class waits in the block layer's queue while normal ones
+                // are pending (milliseconds under load), and a writer holds locks shared with the ack path's
+                // flush meanwhile: several files' inodes share a block, and the thread writing that block
+                // holds it until the write is done. The ack's flush then waited behind the idle write
+                // (priority inversion, the ack tail). Best effort at its lowest level keeps the threads fair
+                // and out of that trap.
                 // SAFETY: plain system call; who 0 is the calling thread.
                 let rc = unsafe {
                     libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_BEST_EFFORT_LOWEST)

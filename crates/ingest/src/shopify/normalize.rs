@@ -556,9 +556,9 @@ mod tests {
     }
 
     #[test]
-    fn read_keys_are_sorted_for_lookup() {
+    fn read_keys_are_unique_and_in_order() {
         let keys = crate::shopify::payload::READ_KEYS;
-        assert!(keys.windows(2).all(|w| w[0] < w[1]), "READ_KEYS must be sorted and unique");
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "READ_KEYS must be unique (kept in order to read)");
     }
 
     #[test]
