@@ -299,12 +299,11 @@ fn loadgen(m: &BTreeMap<String, String>) {
                 (lat, late, ok, other, errors)
             }));
         }
-        let (mut lat, mut late) = (Vec::new(), Vec::new());
+        // (latency, when the request was due or sent) of every acknowledged request.
+        let (mut timed, mut late) = (Vec::new(), Vec::new());
         let (mut ok, mut other, mut errors) = (0, 0, 0);
-        let mut timed = Vec::new();
         for t in tasks {
             let (l, lt, o, n, e) = t.await.unwrap();
-            lat.extend(l.iter().map(|(latency, _)| *latency));
             timed.extend(l);
             late.extend(lt);
             ok += o;
@@ -315,6 +314,7 @@ fn loadgen(m: &BTreeMap<String, String>) {
         if timeline {
             print_timeline(&mut timed);
         }
+        let mut lat: Vec<f64> = timed.iter().map(|(latency, _)| *latency).collect();
         lat.sort_by(f64::total_cmp);
         late.sort_by(f64::total_cmp);
         serde_json::json!({

@@ -593,6 +593,9 @@ impl Finish {
 /// flush, however many groups arrive meanwhile. Committing each group as it came instead rewrote the log's
 /// last pages (the table's and its indexes' right edges) once per small commit, several times per flush:
 /// about four times the delivery's own bytes went to the WAL.
+///
+/// Commits are also at least `spacing` apart (zero for the log; see `MAIN_COMMIT_SPACING`):
+/// the first after an idle spell goes at once, and what arrives before the next is due joins it.
 fn writer_loop(
     conn: &mut Connection,
     rx: mpsc::Receiver<Cmd>,
@@ -1864,6 +1867,52 @@ mod tests {
 
     /// The syncer answers every commit handed to it after a flush, moves the durable watermark only when
     /// the flush succeeded, reports a failed flush to each waiting commit and refuses every later one.
+    /// The main writer's spacing: the first commit after an idle spell goes at once; a job arriving within
+    /// the spacing waits and shares its commit with what arrives meanwhile.
+    #[test]
+    fn main_writer_spaces_its_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spaced.db");
+        let mut conn = open_writer(&path, Durability::Full, "CREATE TABLE t (n INTEGER);", 4096).unwrap();
+        let spacing = Duration::from_millis(800);
+        let checkpointer = Checkpointer::start(path.clone(), BackgroundPriority::NORMAL).unwrap();
+        let (tx, rx) = mpsc::channel::<Cmd>();
+        let writer =
+            std::thread::spawn(move || writer_loop(&mut conn, rx, checkpointer, None, None, spacing));
+        let (seen_tx, seen) = mpsc::channel();
+        // A job inserting `n`; its reply reports how many rows another connection sees once it committed.
+        let job = |n: i64| {
+            let (seen_tx, path) = (seen_tx.clone(), path.clone());
+            Cmd::Run(Box::new(move |c: &Connection| {
+                c.execute("INSERT INTO t VALUES (?1)", [n]).unwrap();
+                Box::new(move |r: std::result::Result<(), String>| {
+                    r.unwrap();
+                    let rows: i64 = Connection::open(&path)
+                        .unwrap()
+                        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+                        .unwrap();
+                    seen_tx.send((n, rows, Instant::now())).unwrap();
+                }) as Reply
+            }))
+        };
+        let started = Instant::now();
+        tx.send(job(1)).unwrap();
+        let (n, rows, at) = seen.recv().unwrap();
+        assert_eq!((n, rows), (1, 1));
+        assert!(at - started < spacing, "the first commit after an idle spell does not wait");
+        // Within the spacing: job 2 waits, job 3 (sent 50 ms later) joins it, one commit for both.
+        tx.send(job(2)).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        tx.send(job(3)).unwrap();
+        let (n2, rows2, at2) = seen.recv().unwrap();
+        let (n3, rows3, _) = seen.recv().unwrap();
+        assert_eq!((n2, n3), (2, 3));
+        assert_eq!((rows2, rows3), (3, 3), "jobs 2 and 3 committed together");
+        assert!(at2 - at >= spacing - Duration::from_millis(50), "not before the spacing has passed");
+        tx.send(Cmd::Close).unwrap();
+        writer.join().unwrap();
+    }
+
     #[test]
     fn wal_syncer_answers_after_the_flush() {
         use std::sync::atomic::{AtomicI64, Ordering};
