@@ -1,5 +1,6 @@
 //! The audit trail's vocabulary: the stages an inbound delivery passes through and the one terminal state
-//! each ends in.
+//! each ends in, and the records of work that belongs to no delivery (a scheduled model refit), each under a
+//! trace id of its own that has no delivery and no terminal state.
 
 use crate::Timestamp;
 use crate::ids::{CustomerId, TraceId};
@@ -23,6 +24,10 @@ pub enum AuditStage {
     DeliveryAttempt,
     /// The one terminal state.
     Terminal,
+    /// A scheduled model refit: the version it saved, whether it was activated, and why (or why not: a
+    /// misfit family, a drop in holdout quality). Belongs to no delivery: its trace id is its own, with no
+    /// delivery and no terminal state.
+    ModelRefit,
 }
 
 impl AuditStage {
@@ -35,6 +40,7 @@ impl AuditStage {
             AuditStage::Decided => "decided",
             AuditStage::DeliveryAttempt => "delivery_attempt",
             AuditStage::Terminal => "terminal",
+            AuditStage::ModelRefit => "model_refit",
         }
     }
 
@@ -47,6 +53,7 @@ impl AuditStage {
             "decided" => AuditStage::Decided,
             "delivery_attempt" => AuditStage::DeliveryAttempt,
             "terminal" => AuditStage::Terminal,
+            "model_refit" => AuditStage::ModelRefit,
             _ => return None,
         })
     }
@@ -109,4 +116,29 @@ pub struct AuditRecord {
     pub at: Timestamp,
     /// Stage-specific detail; never contains secrets or raw personal data beyond identifiers.
     pub detail: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored name (`as_str`/`parse`) and the JSON name are the same, and every stage reads back.
+    #[test]
+    fn stage_names_round_trip() {
+        for stage in [
+            AuditStage::Received,
+            AuditStage::Normalized,
+            AuditStage::StateChanged,
+            AuditStage::Scored,
+            AuditStage::Decided,
+            AuditStage::DeliveryAttempt,
+            AuditStage::Terminal,
+            AuditStage::ModelRefit,
+        ] {
+            assert_eq!(AuditStage::parse(stage.as_str()), Some(stage));
+            assert_eq!(serde_json::to_value(stage).unwrap(), serde_json::json!(stage.as_str()));
+        }
+        assert_eq!(AuditStage::ModelRefit.as_str(), "model_refit");
+        assert_eq!(AuditStage::parse("refit"), None);
+    }
 }

@@ -290,6 +290,18 @@ macro_rules! bg_family {
             fn posterior_rate(&self, x: u32, age: f64) -> (f64, f64) {
                 (self.r + f64::from(x), self.alpha + age)
             }
+
+            fn prob_k_purchases_if_alive(&self, t: f64, k: u32, x: u32, age: f64) -> f64 {
+                if t <= 0.0 {
+                    return if k == 0 { 1.0 } else { 0.0 };
+                }
+                // Alive at T: λ ~ Gamma(r + x, alpha + T) and p ~ Beta(a, b + x + m), the
+                // survivals of x repeat purchases (and, in MBG/NBD, of the first one);
+                // from T on a BG process starts afresh.
+                let xf = f64::from(x);
+                let posterior = [self.r + xf, self.alpha + age, self.a, self.b + xf + $m];
+                prob_n(&posterior, t, k, 0.0)
+            }
         }
     };
 }

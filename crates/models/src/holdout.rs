@@ -1,5 +1,6 @@
 //! Holdout validation: fit each transaction-model family on the calibration period,
-//! compare predicted and actual holdout purchases, pick the best family, and build
+//! compare predicted and actual holdout purchases (and their distribution, by the
+//! holdout log-likelihood), pick the best family, and build
 //! the cumulative repeat-transaction tracking series (as in Fader, Hardie & Lee 2005,
 //! figure 2).
 //!
@@ -9,8 +10,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::bgnbd::{BgNbd, MbgNbd};
+use crate::diagnostics::{ChurnQuality, SpendQuality, churn_quality, holdout_scores, spend_quality};
 use crate::error::{Error, Result};
 use crate::fit::{Family, FitOptions, Rfm};
+use crate::gamma_gamma::GammaGamma;
 use crate::model::TransactionModel;
 use crate::pareto::ParetoNbd;
 use crate::rfm::{CustomerSummary, Transaction};
@@ -26,8 +29,10 @@ pub struct FrequencyBucket {
     /// The number of customers in the bucket.
     pub customers: usize,
     /// The mean actual number of holdout purchases.
+    #[serde(deserialize_with = "crate::diagnostics::nan_if_null")]
     pub actual_mean: f64,
     /// The mean predicted number of holdout purchases.
+    #[serde(deserialize_with = "crate::diagnostics::nan_if_null")]
     pub predicted_mean: f64,
 }
 
@@ -39,19 +44,36 @@ pub struct ModelHoldout {
     /// The fitted parameters in the family's order (`r, alpha, a, b` or `r, alpha, s, beta`).
     pub params: Vec<f64>,
     /// The calibration log-likelihood.
+    #[serde(deserialize_with = "crate::diagnostics::nan_if_null")]
     pub loglik: f64,
     /// Whether the fit converged.
     pub converged: bool,
     /// The total predicted number of holdout purchases.
+    #[serde(deserialize_with = "crate::diagnostics::nan_if_null")]
     pub predicted_total: f64,
     /// The total actual number of holdout purchases.
+    #[serde(deserialize_with = "crate::diagnostics::nan_if_null")]
     pub actual_total: f64,
-    /// The mean absolute per-customer error of the holdout purchase count.
+    /// The mean absolute per-customer error of the holdout purchase count (descriptive: it
+    /// rewards predicting zero for a mostly-zero count, so it does not choose the family).
+    #[serde(deserialize_with = "crate::diagnostics::nan_if_null")]
     pub mae: f64,
     /// The root mean squared per-customer error of the holdout purchase count.
+    #[serde(deserialize_with = "crate::diagnostics::nan_if_null")]
     pub rmse: f64,
+    /// The mean log-probability of each customer's actual holdout count under the model,
+    /// given the calibration history: the holdout log-likelihood per customer, a proper
+    /// scoring rule and the selection criterion. Absent in reports made before it existed.
+    #[serde(default)]
+    pub log_score: Option<f64>,
     /// Predicted against actual by calibration frequency.
     pub by_frequency: Vec<FrequencyBucket>,
+    /// How well `P(alive)` ranks and predicts the customers who purchased in the holdout.
+    #[serde(default)]
+    pub quality: Option<ChurnQuality>,
+    /// The holdout spend error of the lifetime value's two factors (with a spend model).
+    #[serde(default)]
+    pub spend: Option<SpendQuality>,
 }
 
 /// The comparison of all families.
@@ -59,26 +81,26 @@ pub struct ModelHoldout {
 pub struct HoldoutComparison {
     /// One entry per family that could be fitted.
     pub models: Vec<ModelHoldout>,
-    /// The family with the lowest per-customer mean absolute error.
+    /// The family with the highest holdout log-likelihood per customer (before misfit
+    /// families are set aside; see [`crate::diagnostics::select_family`]).
     pub best: String,
 }
 
-/// Scores one fitted model against the holdout counts.
+/// Scores one fitted model against the holdout counts; with a spend model, also the
+/// holdout spend.
 pub fn evaluate_holdout<M: TransactionModel>(
     model: &M,
     params: Vec<f64>,
     loglik: f64,
     converged: bool,
     summaries: &[CustomerSummary],
+    spend: Option<&GammaGamma>,
 ) -> ModelHoldout {
-    let preds: Vec<f64> = summaries
-        .par_iter()
-        .map(|s| model.conditional_expected_purchases(s.duration_holdout, &Rfm::from(s)))
-        .collect();
+    let scores = holdout_scores(model, summaries);
     let n = summaries.len().max(1) as f64;
     let mut buckets = vec![(0usize, 0.0, 0.0); FREQUENCY_BUCKETS as usize];
     let (mut abs, mut sq, mut pt, mut at) = (0.0, 0.0, 0.0, 0.0);
-    for (s, &p) in summaries.iter().zip(&preds) {
+    for (s, &p) in summaries.iter().zip(&scores.expected) {
         let a = f64::from(s.frequency_holdout);
         let e = p - a;
         abs += e.abs();
@@ -99,6 +121,7 @@ pub fn evaluate_holdout<M: TransactionModel>(
         actual_total: at,
         mae: abs / n,
         rmse: (sq / n).sqrt(),
+        log_score: Some(scores.mean_log_score()),
         by_frequency: buckets
             .into_iter()
             .enumerate()
@@ -109,7 +132,19 @@ pub fn evaluate_holdout<M: TransactionModel>(
                 predicted_mean: if c > 0 { p / c as f64 } else { 0.0 },
             })
             .collect(),
+        quality: Some(churn_quality(&scores, summaries)),
+        spend: spend.map(|g| spend_quality(&scores, g, summaries)),
     }
+}
+
+/// The family with the highest holdout log score.
+pub fn best_by_log_score(models: &[ModelHoldout]) -> Option<String> {
+    models
+        .iter()
+        .max_by(|a, b| {
+            a.log_score.unwrap_or(f64::NEG_INFINITY).total_cmp(&b.log_score.unwrap_or(f64::NEG_INFINITY))
+        })
+        .map(|m| m.model.clone())
 }
 
 /// Fits BG/NBD, MBG/NBD and Pareto/NBD on the calibration part of the summaries and
@@ -123,20 +158,17 @@ pub fn compare_holdout(summaries: &[CustomerSummary], opts: &FitOptions) -> Resu
     let mut models = Vec::new();
     if let Ok(f) = BgNbd::fit(&data, opts) {
         let p = f.params;
-        models.push(evaluate_holdout(&p, Family::to_vec(&p), f.loglik, f.converged, summaries));
+        models.push(evaluate_holdout(&p, Family::to_vec(&p), f.loglik, f.converged, summaries, None));
     }
     if let Ok(f) = MbgNbd::fit(&data, opts) {
         let p = f.params;
-        models.push(evaluate_holdout(&p, Family::to_vec(&p), f.loglik, f.converged, summaries));
+        models.push(evaluate_holdout(&p, Family::to_vec(&p), f.loglik, f.converged, summaries, None));
     }
     if let Ok(f) = ParetoNbd::fit(&data, opts) {
         let p = f.params;
-        models.push(evaluate_holdout(&p, Family::to_vec(&p), f.loglik, f.converged, summaries));
+        models.push(evaluate_holdout(&p, Family::to_vec(&p), f.loglik, f.converged, summaries, None));
     }
-    let best = models
-        .iter()
-        .min_by(|a, b| a.mae.total_cmp(&b.mae))
-        .map(|m| m.model.clone())
+    let best = best_by_log_score(&models)
         .ok_or_else(|| Error::FitFailed("no model family could be fitted".into()))?;
     Ok(HoldoutComparison { models, best })
 }

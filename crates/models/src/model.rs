@@ -52,6 +52,24 @@ pub trait TransactionModel: Sized + Copy + Send + Sync {
     /// The shape and rate of the gamma posterior of the purchase rate of a customer
     /// who is alive at `T` with `x` repeat purchases.
     fn posterior_rate(&self, x: u32, age: f64) -> (f64, f64);
+
+    /// `P(X(T, T + t) = k | alive at T)`: the probability of exactly `k` purchases in
+    /// `(T, T + t]` for a customer with `x` repeat purchases and age `T` who is still
+    /// alive at `T`. Given alive, the posterior of the latent rates is the prior updated
+    /// by `x` purchases in `T` time units and no dropout, and the process restarts: the
+    /// result is the family's own `P(X(t) = k)` at the posterior parameters (for
+    /// MBG/NBD without the dropout at time zero, since nobody purchases at `T`).
+    fn prob_k_purchases_if_alive(&self, t: f64, k: u32, x: u32, age: f64) -> f64;
+
+    /// `P(X(T, T + t) = k | x, t_x, T)`: the distribution of the holdout purchase count
+    /// given the customer's history, a mixture of "dropped out before `T`" (no
+    /// purchases) and [`TransactionModel::prob_k_purchases_if_alive`]. Its mean is
+    /// [`TransactionModel::conditional_expected_purchases`].
+    fn prob_k_purchases(&self, t: f64, k: u32, c: &Rfm) -> f64 {
+        let alive = self.p_alive(c);
+        let dead = if k == 0 { 1.0 - alive } else { 0.0 };
+        dead + alive * self.prob_k_purchases_if_alive(t, k, c.x, c.t)
+    }
 }
 
 /// Churn risk on a 0–100 scale, defined as `100 · (1 − P(alive))`.

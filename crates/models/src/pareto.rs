@@ -296,6 +296,14 @@ impl TransactionModel for ParetoNbd {
     fn posterior_rate(&self, x: u32, age: f64) -> (f64, f64) {
         (self.r + f64::from(x), self.alpha + age)
     }
+
+    fn prob_k_purchases_if_alive(&self, t: f64, k: u32, x: u32, age: f64) -> f64 {
+        // Alive at T: λ ~ Gamma(r + x, alpha + T) and μ ~ Gamma(s, beta + T), and the
+        // exponential lifetime is memoryless, so the process restarts at T.
+        let posterior =
+            ParetoNbd { r: self.r + f64::from(x), alpha: self.alpha + age, s: self.s, beta: self.beta + age };
+        posterior.prob_n_purchases(t, k)
+    }
 }
 
 /// `(1 − q^e) / e` from `ln q`, with the limit `−ln q` at `e = 0`.

@@ -114,3 +114,71 @@ fn mbgnbd_fit_matches_batislam() {
         assert!((got - w).abs() <= 0.0005 + 1e-12, "{fit:?}");
     }
 }
+
+/// The published fit tables on CDNOW (Fader, Hardie & Lee 2005, figures 1 and 4): the calibration
+/// frequency histogram, with the expected counts built as in Fader, Hardie & Lee's note on the BG/NBD fit
+/// histogram (each customer's `P(X(T) = x)` at their own `T`), and the holdout conditional expectations by
+/// calibration frequency, which match lifetimes' per-customer conditional expectations averaged by
+/// frequency.
+#[test]
+fn fit_tables_match_the_published_histogram_and_lifetimes_conditional_expectations() {
+    use nudge_models::holdout::evaluate_holdout;
+    let (tx, ids) = common::cdnow_transactions();
+    let cal = common::days_from_civil(1997, 9, 30);
+    let obs = common::days_from_civil(1998, 6, 30);
+    let s = summarize(&tx, cal, Some(obs), TimeUnit::W).unwrap();
+    let params: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/lifetimes_cdnow/params.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let p = |k: &str| params["bgnbd"][k].as_f64().unwrap();
+    let bg = BgNbd { r: p("r"), alpha: p("alpha"), a: p("a"), b: p("b") };
+
+    // Figure 1: the actual histogram of calibration repeat purchases, and the expected one.
+    let fit = nudge_models::frequency_fit(&bg, &s);
+    let actual: Vec<usize> = fit.buckets.iter().map(|b| b.actual).collect();
+    assert_eq!(actual, [1411, 439, 214, 100, 62, 38, 29, 64]);
+    let expected_total: f64 = fit.buckets.iter().map(|b| b.expected).sum();
+    assert!((expected_total - 2357.0).abs() < 1e-6, "{expected_total}");
+    // The BG/NBD reproduces the histogram closely: chi-square 4.8 on 3 degrees of freedom.
+    assert!(fit.chi_square < 7.81, "{fit:?}");
+    assert!((fit.buckets[0].expected - 1411.0).abs() < 15.0, "{fit:?}");
+
+    // Figure 4: mean holdout purchases by calibration frequency, actual and expected.
+    let h = evaluate_holdout(&bg, vec![], 0.0, true, &s, None);
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/lifetimes_cdnow/predictions.csv"
+    ))
+    .unwrap();
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let hdr = rdr.headers().unwrap().clone();
+    let col = |n: &str| hdr.iter().position(|h| h == n).unwrap();
+    let (c_x, c_e) = (col("frequency"), col("bgnbd_cond_exp_39"));
+    let mut sums = [(0.0, 0usize); 8];
+    for r in rdr.records() {
+        let r = r.unwrap();
+        let x: usize = r[c_x].parse().unwrap();
+        let e: f64 = r[c_e].parse().unwrap();
+        sums[x.min(7)].0 += e;
+        sums[x.min(7)].1 += 1;
+    }
+    for (b, (sum, n)) in h.by_frequency.iter().zip(sums) {
+        assert_eq!(b.customers, n);
+        let want = sum / n as f64;
+        // lifetimes read T and t_x rounded to two decimals; the summaries here are exact.
+        assert!(
+            (b.predicted_mean - want).abs() <= 2e-3 * want.max(0.1),
+            "x={}: {} vs {want}",
+            b.frequency,
+            b.predicted_mean
+        );
+    }
+    // The actual holdout means (FHL 2005, figure 4) come from the data: 39 weeks after the calibration end.
+    assert!(s.iter().all(|c| (c.duration_holdout - 39.0).abs() < 1e-12));
+    let _ = ids;
+}

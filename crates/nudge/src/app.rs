@@ -167,8 +167,9 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
                 if next_refit.is_some_and(|t| tokio::time::Instant::now() >= t) {
                     next_refit = Some(tokio::time::Instant::now() + refit_every);
                     match crate::models_cli::refit_from_store(&*store, &cfg).await {
-                        Ok(Some(v)) => tracing::info!(version = %v, "scheduled refit activated a new model version"),
-                        Ok(None) => tracing::info!("scheduled refit: not enough data, rules fallback stays"),
+                        Ok(Some(o)) if o.activated => tracing::info!(version = %o.version, "scheduled refit activated a new model version"),
+                        Ok(Some(o)) => tracing::warn!(version = %o.version, reason = %o.reason, "scheduled refit saved a version it did not activate"),
+                        Ok(None) => tracing::info!("scheduled refit: nothing new to fit"),
                         Err(e) => tracing::error!(error = %e, "scheduled refit failed"),
                     }
                 }

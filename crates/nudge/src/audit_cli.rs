@@ -4,11 +4,13 @@
 
 use crate::config::Config;
 use clap::Subcommand;
-use nudge_model::{AuditRecord, CustomerId, TraceId};
+use nudge_model::{AuditRecord, AuditStage, CustomerId, TraceId};
+use nudge_store::TraceView;
 
 #[derive(Subcommand)]
 pub enum AuditCmd {
-    /// Everything that happened to one delivery, from receipt to its terminal state.
+    /// Everything that happened to one delivery, from receipt to its terminal state (or what one scheduled
+    /// model refit saved and activated, or refused to, and why).
     Show {
         trace_id: String,
         #[arg(long)]
@@ -57,14 +59,7 @@ pub async fn audit(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
-                println!("trace {trace}");
-                for r in &view.records {
-                    print_record(r);
-                }
-                match &view.terminal {
-                    Some(t) => println!("terminal: {t}"),
-                    None => println!("terminal: (not yet — still in progress)"),
-                }
+                print!("{}", show_text(&view));
             }
         }
         AuditCmd::Customer { customer_id, limit, json } => {
@@ -76,7 +71,7 @@ pub async fn audit(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
                 println!("no audit records for {id}");
             } else {
                 for r in &records {
-                    print_record(r);
+                    println!("{}", record_line(r));
                 }
             }
         }
@@ -88,10 +83,35 @@ pub async fn audit(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_record(r: &AuditRecord) {
+/// `audit show` as text. A delivery's trail ends in its terminal state, or says it is still in progress. A
+/// model refit's trace belongs to no delivery and never has a terminal state: it is headed as a refit and
+/// has no terminal line (it is not a delivery waiting for one).
+fn show_text(view: &TraceView) -> String {
+    let refit = view.terminal.is_none()
+        && !view.records.is_empty()
+        && view.records.iter().all(|r| r.stage == AuditStage::ModelRefit);
+    let mut out = if refit {
+        format!("model refit (trace {})\n", view.trace_id)
+    } else {
+        format!("trace {}\n", view.trace_id)
+    };
+    for r in &view.records {
+        out.push_str(&record_line(r));
+        out.push('\n');
+    }
+    if !refit {
+        match &view.terminal {
+            Some(t) => out.push_str(&format!("terminal: {t}\n")),
+            None => out.push_str("terminal: (not yet — still in progress)\n"),
+        }
+    }
+    out
+}
+
+fn record_line(r: &AuditRecord) -> String {
     let at = crate::pipeline::fmt_ts(r.at);
     let who = r.customer.as_ref().map(|c| c.to_string()).unwrap_or_else(|| "-".into());
-    println!("{at}  {:<16} {:<22} {}", r.stage.as_str(), who, r.detail);
+    format!("{at}  {:<16} {:<22} {}", r.stage.as_str(), who, r.detail)
 }
 
 pub async fn replay(cfg: &Config, cmd: ReplayCmd) -> anyhow::Result<()> {
@@ -109,4 +129,53 @@ pub async fn replay(cfg: &Config, cmd: ReplayCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nudge_model::TerminalState;
+
+    fn record(trace: TraceId, stage: AuditStage, detail: serde_json::Value) -> AuditRecord {
+        let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        AuditRecord { trace_id: trace, customer: None, stage, at, detail }
+    }
+
+    /// A refit's trace is shown as a refit, not as a delivery still waiting for its terminal state.
+    #[test]
+    fn show_heads_a_refit_trace_as_a_refit() {
+        let t = TraceId::new();
+        let detail = serde_json::json!({ "version": "bgnbd-7", "activated": false, "reason": "holdout quality dropped" });
+        let view = TraceView {
+            trace_id: t,
+            records: vec![record(t, AuditStage::ModelRefit, detail)],
+            terminal: None,
+        };
+        let text = show_text(&view);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], format!("model refit (trace {t})"));
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[1].contains("model_refit") && lines[1].contains("holdout quality dropped"), "{text}");
+        assert!(!text.contains("terminal") && !text.contains("in progress"), "{text}");
+        // The JSON form keeps the trace view's shape.
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["terminal"], serde_json::Value::Null);
+        assert_eq!(json["records"][0]["stage"], "model_refit");
+    }
+
+    /// A delivery's trace keeps its header and terminal line, settled or not.
+    #[test]
+    fn show_ends_a_delivery_trace_with_its_terminal_state() {
+        let t = TraceId::new();
+        let mut view = TraceView {
+            trace_id: t,
+            records: vec![record(t, AuditStage::Received, serde_json::json!({ "topic": "orders/create" }))],
+            terminal: None,
+        };
+        let text = show_text(&view);
+        assert!(text.starts_with(&format!("trace {t}\n")), "{text}");
+        assert!(text.ends_with("terminal: (not yet — still in progress)\n"), "{text}");
+        view.terminal = Some(TerminalState::Ignored("nothing to do".into()));
+        assert!(show_text(&view).ends_with("terminal: ignored (nothing to do)\n"));
+    }
 }

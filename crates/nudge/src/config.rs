@@ -29,6 +29,48 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     #[serde(default)]
     pub segments: nudge_scoring::SegmentThresholds,
+    #[serde(default)]
+    pub models: ModelsConfig,
+}
+
+/// How a fit chooses and refuses model families, and how the scheduled refit validates itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// A family whose expected cumulative repeat purchases deviate from the actual ones inside the
+    /// calibration period by more than this share (0.10 = 10 %) is misfit.
+    pub max_tracking_deviation: f64,
+    /// A family whose frequency-histogram chi-square is significant and above this multiple of the best
+    /// family's is misfit.
+    pub max_chi_square_ratio: f64,
+    /// The scheduled refit holds out this much of the newest history to validate the new version and to
+    /// compare it with the active one (`0s`: no holdout; selection and misfit checks only).
+    pub refit_holdout: HumanDuration,
+    /// The scheduled refit does not activate a version whose churn lift quality on the holdout is lower
+    /// than the active version's on the same holdout by more than this (0.05 = 5 points).
+    pub refit_max_quality_drop: f64,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        let rules = nudge_models::MisfitRules::default();
+        ModelsConfig {
+            max_tracking_deviation: rules.max_tracking_deviation,
+            max_chi_square_ratio: rules.max_chi_square_ratio,
+            refit_holdout: HumanDuration(Duration::from_secs(91 * 86_400)),
+            refit_max_quality_drop: 0.05,
+        }
+    }
+}
+
+impl ModelsConfig {
+    /// The misfit rules these settings give.
+    pub fn misfit_rules(&self) -> nudge_models::MisfitRules {
+        nudge_models::MisfitRules {
+            max_tracking_deviation: self.max_tracking_deviation,
+            max_chi_square_ratio: self.max_chi_square_ratio,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -286,6 +328,16 @@ impl Config {
                 "pipeline.worker_nice",
                 "must be between 0 (same priority as the ack path) and 19",
             ));
+        }
+        let m = &self.models;
+        if !(m.max_tracking_deviation.is_finite() && m.max_tracking_deviation > 0.0) {
+            return Err(err("models.max_tracking_deviation", "must be a share above 0 (0.10 = 10%)"));
+        }
+        if !(m.max_chi_square_ratio.is_finite() && m.max_chi_square_ratio >= 1.0) {
+            return Err(err("models.max_chi_square_ratio", "must be a number of at least 1"));
+        }
+        if !(m.refit_max_quality_drop.is_finite() && (0.0..=1.0).contains(&m.refit_max_quality_drop)) {
+            return Err(err("models.refit_max_quality_drop", "must be between 0 and 1 (0.05 = 5 points)"));
         }
         Ok(())
     }

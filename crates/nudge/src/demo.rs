@@ -265,7 +265,8 @@ async fn load_history(cfg: &Config, history: &[nudge_models::Transaction]) -> an
         summary.new_transactions, summary.customers
     );
     match crate::models_cli::refit_from_store(&*store, cfg).await? {
-        Some(v) => eprintln!("models: fitted and activated {v}"),
+        Some(o) if o.activated => eprintln!("models: fitted and activated {} ({})", o.version, o.reason),
+        Some(o) => eprintln!("models: fitted {} but did not activate it: {}", o.version, o.reason),
         None => eprintln!("models: not enough history for a model; scoring with the rules fallback"),
     }
     Ok(())

@@ -13,6 +13,7 @@
 //! - [`telemetry`]: logs and metrics, each metric defined once.
 //! - [`demo`]: `nudge demo`, a synthetic store end to end against the built-in Klaviyo fake.
 //! - [`audit_cli`], [`models_cli`], [`import`]: the other subcommands.
+//! - [`model_report`]: the renderers of `nudge models report` (text, HTML, SVG, JSON); [`svg`]: its charts.
 
 pub mod app;
 pub mod audit_cli;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod import;
+pub mod model_report;
 pub mod models_cli;
 pub mod outbox;
 pub mod pipeline;

@@ -11,16 +11,17 @@
 
 use crate::config::Config;
 use crate::import::{HistoryFormat, date_to_day, day_to_date, parse_history, parse_iso_date};
+use crate::model_report;
 use crate::pipeline::Scoring;
-use crate::svg;
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use nudge_model::Currency;
-use nudge_models::holdout::{ModelHoldout, TrackingPoint, evaluate_holdout};
+use nudge_models::holdout::{ModelHoldout, TrackingPoint, best_by_log_score, evaluate_holdout};
 use nudge_models::{
-    BgNbd, ClvSettings, CustomerSummary, FitOptions, FitReport, GammaGamma, HoldoutComparison, MbgNbd,
-    ParetoNbd, Requirements, Rfm, Spend, TimeUnit, Transaction, TransactionModel, check_sufficiency,
-    churn_risk, customer_lifetime_values, expected_time_to_next_order, summarize, tracking_series,
+    BgNbd, ClvSettings, CustomerSummary, FamilyCheck, FitOptions, FitReport, GammaGamma, HoldoutComparison,
+    MbgNbd, MisfitRules, ParetoNbd, Requirements, Rfm, Spend, TimeUnit, Transaction, TransactionModel,
+    assess, check_sufficiency, churn_risk, customer_lifetime_values, expected_time_to_next_order,
+    frequency_fit, select_family, summarize, tracking_fit, tracking_series,
 };
 use nudge_scoring::{BtydModel, BtydScorer, CountModelParams};
 use nudge_state::CustomerState;
@@ -117,9 +118,18 @@ pub struct FitArgs {
     /// Activate the new version right away (refused when the data is insufficient, unless --force).
     #[arg(long)]
     pub activate: bool,
-    /// With --activate: activate even when the data failed the sufficiency check.
+    /// With --activate: activate even when the data failed the sufficiency check, the fit did not
+    /// converge or the selected family is misfit.
     #[arg(long, requires = "activate")]
     pub force: bool,
+    /// The calibration-tracking bound beyond which a family is misfit (0.10 = 10%; default
+    /// `models.max_tracking_deviation`).
+    #[arg(long)]
+    pub max_tracking_deviation: Option<f64>,
+    /// The multiple of the best family's histogram chi-square beyond which a family is misfit (default
+    /// `models.max_chi_square_ratio`).
+    #[arg(long)]
+    pub max_chi_square_ratio: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -162,7 +172,8 @@ pub enum ModelsCmd {
     /// Make a version the active one (rolling back is activating an older version).
     Activate {
         version: String,
-        /// Activate even when the version's data failed the sufficiency check.
+        /// Activate even when the version's data failed the sufficiency check, its fit did not converge or
+        /// its family is misfit.
         #[arg(long)]
         force: bool,
     },
@@ -212,8 +223,18 @@ pub struct VersionBody {
     pub sufficiency: Sufficiency,
     /// The family the scorer uses.
     pub selected: String,
-    /// Why that family was selected.
+    /// Why that family was selected: the criterion, its value and the margins over the other families.
     pub selected_because: String,
+    /// `true` when the selected family is misfit (every family was): activation needs `--force`.
+    #[serde(default)]
+    pub selected_misfit: bool,
+    /// Each fitted family's diagnostics (calibration tracking, frequency histogram, holdout log score) and
+    /// misfit verdict. Empty in versions made before diagnostics existed.
+    #[serde(default)]
+    pub diagnostics: Vec<FamilyCheck>,
+    /// The rules the misfit verdicts were reached with.
+    #[serde(default)]
+    pub misfit_rules: Option<MisfitRules>,
     /// What the live scorer loads.
     pub scorer: BtydModel,
 }
@@ -233,7 +254,6 @@ impl Fits {
     /// The log-likelihood, convergence and plausibility of a count family, when it was fitted.
     fn status(&self, family: &str) -> Option<FitStatus> {
         let of = |ll: f64, converged: bool, params: &[f64]| FitStatus {
-            loglik: ll,
             converged,
             plausible: ll.is_finite() && params.iter().all(|p| p.is_finite() && (1e-8..=1e8).contains(p)),
         };
@@ -267,7 +287,6 @@ impl Fits {
 /// How trustworthy one fit is.
 #[derive(Debug, Clone, Copy)]
 struct FitStatus {
-    loglik: f64,
     converged: bool,
     /// Every parameter within `[1e-8, 1e8]` and a finite log-likelihood; fits that run off to the edge of
     /// the parameter space (tiny or degenerate data) are not.
@@ -586,6 +605,9 @@ struct Fitted {
     sufficiency: Sufficiency,
     selected: String,
     selected_because: String,
+    selected_misfit: bool,
+    diagnostics: Vec<FamilyCheck>,
+    misfit_rules: MisfitRules,
 }
 
 impl Fitted {
@@ -617,6 +639,9 @@ impl Fitted {
             sufficiency: self.sufficiency,
             selected: self.selected,
             selected_because: self.selected_because,
+            selected_misfit: self.selected_misfit,
+            diagnostics: self.diagnostics,
+            misfit_rules: Some(self.misfit_rules),
             scorer,
         })
     }
@@ -629,6 +654,7 @@ fn fit_dataset(
     calibration_end: Option<i32>,
     penalizer: f64,
     families: &[FamilyArg],
+    rules: &MisfitRules,
 ) -> anyhow::Result<Fitted> {
     if !(penalizer.is_finite() && penalizer >= 0.0) {
         bail!("--penalizer must be a number of at least 0");
@@ -678,16 +704,13 @@ fn fit_dataset(
         );
     }
 
-    let (holdout, tracking) = if w.has_holdout() {
-        let Data::Transactions(tx) = &ds.data else { unreachable!("a holdout needs transactions") };
-        let (cal, obs) = (w.calibration_end.unwrap_or_default(), w.observation_end.unwrap_or_default());
-        let (h, t) = holdout_and_tracking(&fits, &w.summaries, tx, cal, obs);
-        (Some(h), Some(t))
-    } else {
-        (None, None)
+    let tx = match &ds.data {
+        Data::Transactions(tx) => Some(tx.as_slice()),
+        Data::Summary(_) => None,
     };
-
-    let (selected, selected_because) = select_family(&fits, holdout.as_ref());
+    let d = diagnose(&fits, &w, tx, rules);
+    let (holdout, tracking, diagnostics) = (d.holdout, d.tracking, d.checks);
+    let selection = select_family(&diagnostics);
     let sufficiency = match check_sufficiency(&w.summaries, &Requirements::default()) {
         Ok(()) => Sufficiency { ok: true, reason: None },
         Err(e) => Sufficiency { ok: false, reason: Some(e.reason) },
@@ -705,8 +728,11 @@ fn fit_dataset(
         holdout,
         tracking,
         sufficiency,
-        selected,
-        selected_because,
+        selected: selection.selected,
+        selected_because: selection.because,
+        selected_misfit: selection.misfit,
+        diagnostics,
+        misfit_rules: *rules,
     })
 }
 
@@ -734,69 +760,105 @@ fn keep<T>(failures: &mut BTreeMap<String, String>, name: &str, r: nudge_models:
     }
 }
 
-/// Scores every fitted family on the holdout period and builds the weekly tracking series.
-fn holdout_and_tracking(
-    fits: &Fits,
-    summaries: &[CustomerSummary],
-    tx: &[Transaction],
-    calibration_end: i32,
-    observation_end: i32,
-) -> (HoldoutComparison, Tracking) {
-    let mut models: Vec<ModelHoldout> = Vec::new();
-    let mut series = BTreeMap::new();
+/// What [`diagnose`] finds out about the fitted families.
+struct Diagnosis {
+    /// The holdout comparison, when the window has a holdout period.
+    holdout: Option<HoldoutComparison>,
+    /// The weekly tracking series, when the data has dates (transactions).
+    tracking: Option<Tracking>,
+    /// One check per fitted family, misfit verdicts included.
+    checks: Vec<FamilyCheck>,
+}
+
+/// Checks every fitted family: the calibration frequency histogram always; with transactions, the weekly
+/// tracking series and its deviation inside the calibration period; with a holdout, the holdout
+/// predictions, log score and prediction quality. Then marks misfit families by `rules`.
+fn diagnose(fits: &Fits, w: &Window, tx: Option<&[Transaction]>, rules: &MisfitRules) -> Diagnosis {
+    let spend = fits.gamma_gamma.as_ref().map(|f| f.params);
+    let ctx = FamilyContext { w, tx, spend: spend.as_ref() };
+    let mut results = Vec::new();
     if let Some(f) = &fits.bgnbd {
         let p = f.params;
-        models.push(evaluate_holdout(&p, vec![p.r, p.alpha, p.a, p.b], f.loglik, f.converged, summaries));
-        series.insert("bgnbd".to_string(), tracking_series(&p, tx, summaries, observation_end, 7));
+        results.push(ctx.check(&p, vec![p.r, p.alpha, p.a, p.b], f.loglik, f.converged, fits));
     }
     if let Some(f) = &fits.mbgnbd {
         let p = f.params;
-        models.push(evaluate_holdout(&p, vec![p.r, p.alpha, p.a, p.b], f.loglik, f.converged, summaries));
-        series.insert("mbgnbd".to_string(), tracking_series(&p, tx, summaries, observation_end, 7));
+        results.push(ctx.check(&p, vec![p.r, p.alpha, p.a, p.b], f.loglik, f.converged, fits));
     }
     if let Some(f) = &fits.pareto_nbd {
         let p = f.params;
-        models.push(evaluate_holdout(&p, vec![p.r, p.alpha, p.s, p.beta], f.loglik, f.converged, summaries));
-        series.insert("pareto_nbd".to_string(), tracking_series(&p, tx, summaries, observation_end, 7));
+        results.push(ctx.check(&p, vec![p.r, p.alpha, p.s, p.beta], f.loglik, f.converged, fits));
     }
-    let best =
-        models.iter().min_by(|a, b| a.mae.total_cmp(&b.mae)).map(|m| m.model.clone()).unwrap_or_default();
-    let start_day = summaries.iter().map(|s| s.first_day).min().unwrap_or(calibration_end);
-    (
-        HoldoutComparison { models, best },
-        Tracking { step_days: 7, start_day, calibration_end_day: calibration_end, series },
-    )
+    let mut models = Vec::new();
+    let mut series = BTreeMap::new();
+    let mut checks = Vec::new();
+    for (holdout, points, check) in results {
+        models.extend(holdout);
+        if let Some(points) = points {
+            series.insert(check.model.clone(), points);
+        }
+        checks.push(check);
+    }
+    assess(&mut checks, rules);
+    let holdout = (!models.is_empty()).then(|| {
+        let best = best_by_log_score(&models).unwrap_or_default();
+        HoldoutComparison { models, best }
+    });
+    let tracking = match (w.calibration_end, series.is_empty()) {
+        (Some(cal), false) => Some(Tracking {
+            step_days: 7,
+            start_day: w.summaries.iter().map(|s| s.first_day).min().unwrap_or(cal),
+            calibration_end_day: cal,
+            series,
+        }),
+        _ => None,
+    };
+    Diagnosis { holdout, tracking, checks }
 }
 
-/// The family the scorer uses: the best on the holdout when there is one (and its fit is plausible),
-/// else the highest log-likelihood among converged, plausible fits, falling back to plausible fits and
-/// then to any fit.
-fn select_family(fits: &Fits, holdout: Option<&HoldoutComparison>) -> (String, String) {
-    if let Some(h) = holdout
-        && let Some(m) = h.models.iter().find(|m| m.model == h.best)
-        && fits.status(&h.best).is_some_and(|s| s.plausible)
-    {
-        return (h.best.clone(), format!("lowest holdout mean absolute error ({:.4})", m.mae));
+/// The data every family is checked against.
+struct FamilyContext<'a> {
+    w: &'a Window,
+    tx: Option<&'a [Transaction]>,
+    spend: Option<&'a GammaGamma>,
+}
+
+impl FamilyContext<'_> {
+    /// One family's holdout evaluation, tracking series and check (misfit not yet assessed).
+    fn check<M: TransactionModel>(
+        &self,
+        model: &M,
+        params: Vec<f64>,
+        loglik: f64,
+        converged: bool,
+        fits: &Fits,
+    ) -> (Option<ModelHoldout>, Option<Vec<TrackingPoint>>, FamilyCheck) {
+        let summaries = &self.w.summaries;
+        let holdout = self
+            .w
+            .has_holdout()
+            .then(|| evaluate_holdout(model, params, loglik, converged, summaries, self.spend));
+        let points = match (self.tx, self.w.calibration_end, self.w.observation_end) {
+            (Some(tx), Some(_), Some(obs)) => Some(tracking_series(model, tx, summaries, obs, 7)),
+            _ => None,
+        };
+        let status = fits.status(M::NAME);
+        let check = FamilyCheck {
+            model: M::NAME.to_string(),
+            trusted: status.is_some_and(|s| s.trusted()),
+            plausible: status.is_some_and(|s| s.plausible),
+            loglik,
+            holdout_log_score: holdout.as_ref().and_then(|h| h.log_score),
+            holdout_error: holdout
+                .as_ref()
+                .filter(|h| h.actual_total > 0.0)
+                .map(|h| h.predicted_total / h.actual_total - 1.0),
+            tracking: points.as_deref().and_then(|p| tracking_fit(p, self.w.calibration_end?)),
+            frequency: Some(frequency_fit(model, summaries)),
+            misfit: None,
+        };
+        (holdout, points, check)
     }
-    let candidates: Vec<(&str, FitStatus)> =
-        FAMILIES.iter().filter_map(|f| fits.status(f).map(|s| (*f, s))).collect();
-    // Tiers, most trusted first: converged and plausible, plausible, anything.
-    let tiers = [
-        (2, "highest log-likelihood among converged fits"),
-        (1, "highest log-likelihood; no fit met the convergence test"),
-        (0, "highest log-likelihood; every fit is degenerate, the data is too thin for these models"),
-    ];
-    let rank = |s: &FitStatus| if s.trusted() { 2 } else { u8::from(s.plausible) };
-    for (min_rank, why) in tiers {
-        if let Some((name, _)) = candidates
-            .iter()
-            .filter(|(_, s)| rank(s) >= min_rank)
-            .max_by(|a, b| a.1.loglik.total_cmp(&b.1.loglik))
-        {
-            return (name.to_string(), why.to_string());
-        }
-    }
-    (String::new(), "no fit".to_string())
 }
 
 /// Saves a fit as a new, inactive registry version and returns its id and body.
@@ -861,9 +923,11 @@ async fn fit_cmd(cfg: &Config, args: FitArgs) -> anyhow::Result<()> {
     let calibration_end = args.calibration_end.map(date_to_day);
     let penalizer = args.penalizer;
     let families = args.families.clone();
-    let fitted =
-        tokio::task::spawn_blocking(move || fit_dataset(&ds, unit, calibration_end, penalizer, &families))
-            .await??;
+    let rules = misfit_rules(cfg, args.max_tracking_deviation, args.max_chi_square_ratio)?;
+    let fitted = tokio::task::spawn_blocking(move || {
+        fit_dataset(&ds, unit, calibration_end, penalizer, &families, &rules)
+    })
+    .await??;
 
     let (version, body) = match &store {
         Some(store) if !args.no_save => {
@@ -898,6 +962,24 @@ async fn fit_cmd(cfg: &Config, args: FitArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The misfit rules: the configuration's, with the command line's overrides checked like the config keys.
+fn misfit_rules(cfg: &Config, tracking: Option<f64>, chi_ratio: Option<f64>) -> anyhow::Result<MisfitRules> {
+    let mut rules = cfg.models.misfit_rules();
+    if let Some(v) = tracking {
+        if !(v.is_finite() && v > 0.0) {
+            bail!("--max-tracking-deviation must be a share above 0 (0.10 = 10%)");
+        }
+        rules.max_tracking_deviation = v;
+    }
+    if let Some(v) = chi_ratio {
+        if !(v.is_finite() && v >= 1.0) {
+            bail!("--max-chi-square-ratio must be a number of at least 1");
+        }
+        rules.max_chi_square_ratio = v;
+    }
+    Ok(rules)
+}
+
 /// The `--json` object of `models fit`: the contract keys plus the registry details.
 fn fit_json(body: &VersionBody, version: Option<&str>, activated: bool) -> Value {
     let f = &body.fits;
@@ -924,6 +1006,9 @@ fn fit_json(body: &VersionBody, version: Option<&str>, activated: bool) -> Value
         "activated": activated,
         "selected": body.selected,
         "selected_because": body.selected_because,
+        "selected_misfit": body.selected_misfit,
+        "diagnostics": body.diagnostics,
+        "misfit_rules": body.misfit_rules,
         "unit": body.unit,
         "source": body.source,
         "calibration_end": body.calibration_end,
@@ -935,7 +1020,10 @@ fn fit_json(body: &VersionBody, version: Option<&str>, activated: bool) -> Value
             "best": h.best,
             "models": h.models.iter().map(|m| json!({
                 "model": m.model, "predicted_total": m.predicted_total, "actual_total": m.actual_total,
-                "mae": m.mae, "rmse": m.rmse,
+                "mae": m.mae, "rmse": m.rmse, "log_score": m.log_score,
+                "auc_p_alive": m.quality.as_ref().map(|q| q.auc_p_alive),
+                "lift_quality": m.quality.as_ref().map(|q| q.lift_quality),
+                "spend_error": m.spend.as_ref().map(|q| q.relative_error),
             })).collect::<Vec<_>>(),
         })),
     })
@@ -1002,12 +1090,19 @@ fn print_fit(body: &VersionBody, version: Option<&str>, activated: bool) {
     for (name, why) in &f.failures {
         println!("{name:<12} not fitted: {why}");
     }
+    if !body.diagnostics.is_empty() {
+        println!();
+        print_diagnostics(body);
+    }
     if let Some(h) = &body.holdout {
         println!();
         print_holdout_totals(h);
     }
     println!();
     println!("selected: {} ({})", body.selected, body.selected_because);
+    if body.selected_misfit {
+        println!("WARNING: every family is misfit; this version is not activated without --force");
+    }
     match (&body.sufficiency.ok, &body.sufficiency.reason) {
         (true, _) => println!("sufficiency: ok"),
         (false, reason) => {
@@ -1018,6 +1113,27 @@ fn print_fit(body: &VersionBody, version: Option<&str>, activated: bool) {
         Some(id) if activated => println!("version: {id} (saved and active)"),
         Some(id) => println!("version: {id} (saved, inactive; `nudge models activate {id}` makes it live)"),
         None => println!("version: not saved"),
+    }
+}
+
+/// One line per family: calibration tracking, histogram chi-square and the misfit verdict.
+fn print_diagnostics(body: &VersionBody) {
+    println!("{:<12} {:>10} {:>12} {:>12}  fit", "diagnostics", "tracking", "chi-square", "holdout LL");
+    for c in &body.diagnostics {
+        let tracking = c
+            .tracking
+            .as_ref()
+            .map(|t| format!("{:+.1}%", 100.0 * t.max_relative_deviation))
+            .unwrap_or("-".into());
+        let chi = c.frequency.as_ref().map(|f| format!("{:.1}", f.chi_square)).unwrap_or("-".into());
+        let ll = c.holdout_log_score.map(|v| format!("{v:.5}")).unwrap_or("-".into());
+        let verdict = match (&c.misfit, c.trusted, c.plausible) {
+            (Some(m), _, _) => format!("MISFIT: {m}"),
+            (None, true, _) => "ok".to_string(),
+            (None, false, true) => "not converged".to_string(),
+            (None, false, false) => "degenerate".to_string(),
+        };
+        println!("{:<12} {tracking:>10} {chi:>12} {ll:>12}  {verdict}", c.model);
     }
 }
 
@@ -1037,7 +1153,7 @@ fn print_holdout_totals(h: &HoldoutComparison) {
             err,
             m.mae,
             m.rmse,
-            if m.model == h.best { "  (best)" } else { "" }
+            if m.model == h.best { "  (best holdout log-likelihood)" } else { "" }
         );
     }
 }
@@ -1258,7 +1374,7 @@ fn scorer_of(v: &ModelVersion) -> anyhow::Result<BtydModel> {
 }
 
 /// Why a version should not score live customers without `--force`: its data failed the sufficiency
-/// gate, or the fit of its family did not converge.
+/// gate, the fit of its family did not converge, or its family is misfit.
 fn activation_blocker(body: &Value, family: &str) -> Option<String> {
     if body.pointer("/sufficiency/ok").and_then(Value::as_bool) == Some(false) {
         let reason =
@@ -1268,7 +1384,20 @@ fn activation_blocker(body: &Value, family: &str) -> Option<String> {
     if body.pointer(&format!("/fits/{family}/converged")).and_then(Value::as_bool) == Some(false) {
         return Some(format!("its {family} fit did not converge"));
     }
+    if let Some(reason) = misfit_reason(body, family) {
+        return Some(format!("its {family} fit is misfit: {reason}"));
+    }
     None
+}
+
+/// The misfit verdict a version records for a family, if any.
+fn misfit_reason<'a>(body: &'a Value, family: &str) -> Option<&'a str> {
+    body.get("diagnostics")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("model").and_then(Value::as_str) == Some(family))?
+        .get("misfit")?
+        .as_str()
 }
 
 fn created_at(ms: i64) -> String {
@@ -1294,6 +1423,13 @@ fn list_entry(v: &ModelVersion) -> Value {
         "converged": converged,
         "sufficiency": b.get("sufficiency").cloned().unwrap_or(Value::Null),
         "holdout": b.get("holdout").is_some_and(|h| !h.is_null()),
+        "misfit": misfit_reason(b, &v.family),
+        "lift_quality": b.get("holdout").and_then(|h| h.get("models")).and_then(Value::as_array).and_then(|ms| {
+            ms.iter()
+                .find(|m| m.get("model").and_then(Value::as_str) == Some(v.family.as_str()))
+                .and_then(|m| m.pointer("/quality/lift_quality"))
+                .and_then(Value::as_f64)
+        }),
         "calibration_end": b.get("calibration_end").cloned().unwrap_or(Value::Null),
         "data_digest": b.get("data_digest").cloned().unwrap_or(Value::Null),
     })
@@ -1312,8 +1448,8 @@ async fn list_cmd(cfg: &Config, json_out: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<32} {:<11} {:<21} {:<6} {:>9} {:>9} {:<7} sufficiency",
-        "id", "family", "created", "active", "customers", "converged", "holdout"
+        "{:<32} {:<11} {:<21} {:<6} {:>9} {:>9} {:<7} {:>7} sufficiency; fit",
+        "id", "family", "created", "active", "customers", "converged", "holdout", "quality"
     );
     for e in &entries {
         let text = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
@@ -1325,8 +1461,14 @@ async fn list_cmd(cfg: &Config, json_out: bool) -> anyhow::Result<()> {
             ),
             None => "-".to_string(),
         };
+        let fit = match e["misfit"].as_str() {
+            Some(reason) => format!("MISFIT: {reason}"),
+            None => "ok".to_string(),
+        };
+        let quality =
+            e["lift_quality"].as_f64().map(|q| format!("{:.0}%", 100.0 * q)).unwrap_or_else(|| "-".into());
         println!(
-            "{:<32} {:<11} {:<21} {:<6} {:>9} {:>9} {:<7} {}",
+            "{:<32} {:<11} {:<21} {:<6} {:>9} {:>9} {:<7} {:>7} {}; fit {}",
             text("id"),
             text("family"),
             text("created"),
@@ -1334,7 +1476,9 @@ async fn list_cmd(cfg: &Config, json_out: bool) -> anyhow::Result<()> {
             e["customers"].as_u64().map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
             e["converged"].as_bool().map(yes_no).unwrap_or("-"),
             yes_no(e["holdout"].as_bool() == Some(true)),
-            suff
+            quality,
+            suff,
+            fit
         );
     }
     Ok(())
@@ -1369,102 +1513,32 @@ async fn report_cmd(cfg: &Config, id: &str, out: Option<PathBuf>, json_out: bool
     let body: VersionBody = serde_json::from_value(v.body.clone()).with_context(|| {
         format!("model version {id} has no fit report (it was not made by `nudge models fit`)")
     })?;
-    let Some(holdout) = &body.holdout else {
-        bail!(
-            "model version {id} has no holdout period: it was fitted on all the data; refit with \
-             `nudge models fit --transactions FILE --calibration-end YYYY-MM-DD` (a date before the last purchase) \
-             to get a holdout report"
-        );
+    // The charts go to --out: a self-contained HTML page with every section when the name ends in
+    // `.html`, else one SVG document (the tracking plot, the frequency histogram, the calibration plot).
+    let path = out.unwrap_or_else(|| PathBuf::from(format!("{id}.svg")));
+    let html =
+        path.extension().is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+    let document = if html { model_report::html(id, &body) } else { model_report::svg(id, &body) };
+    let plottable = html || body.tracking.is_some() || !body.diagnostics.is_empty();
+    let written = if plottable {
+        std::fs::write(&path, document).with_context(|| format!("cannot write {}", path.display()))?;
+        Some(path.display().to_string())
+    } else {
+        None
     };
-    let svg_path = out.unwrap_or_else(|| PathBuf::from(format!("{id}.svg")));
-    if let Some(t) = &body.tracking {
-        std::fs::write(&svg_path, tracking_chart(id, t).render())
-            .with_context(|| format!("cannot write {}", svg_path.display()))?;
-    }
-    let written = body.tracking.as_ref().map(|_| svg_path.display().to_string());
     if json_out {
-        let doc = json!({
-            "version": id,
-            "selected": body.selected,
-            "unit": body.unit,
-            "calibration_end": body.calibration_end,
-            "observation_end": body.observation_end,
-            "customers": body.customers,
-            "holdout": holdout,
-            "tracking": body.tracking,
-            "svg": written,
-        });
-        println!("{}", serde_json::to_string(&doc)?);
+        println!("{}", serde_json::to_string(&model_report::json(id, &body, written.as_deref()))?);
         return Ok(());
     }
-    println!("holdout report for model version {id} (selected: {})", body.selected);
-    println!(
-        "{} customers, calibration up to {}, holdout to {}",
-        body.customers,
-        body.calibration_end.as_deref().unwrap_or("?"),
-        body.observation_end.as_deref().unwrap_or("?")
-    );
-    println!();
-    print_holdout_totals(holdout);
-    println!();
-    println!(
-        "mean holdout purchases by calibration frequency (actual, then each model's conditional expectation):"
-    );
-    print!("{:<6} {:>9} {:>9}", "x", "customers", "actual");
-    for m in &holdout.models {
-        print!(" {:>11}", m.model);
-    }
-    println!();
-    let buckets = holdout.models.first().map(|m| m.by_frequency.len()).unwrap_or(0);
-    for i in 0..buckets {
-        let first = &holdout.models[0].by_frequency[i];
-        let label =
-            if i + 1 == buckets { format!("{}+", first.frequency) } else { first.frequency.to_string() };
-        print!("{label:<6} {:>9} {:>9.3}", first.customers, first.actual_mean);
-        for m in &holdout.models {
-            print!(" {:>11.3}", m.by_frequency[i].predicted_mean);
-        }
-        println!();
-    }
+    print!("{}", model_report::text(id, &body));
     if let Some(path) = written {
         println!();
-        println!("tracking plot (weekly cumulative repeat transactions): {path}");
+        println!(
+            "{}: {path}",
+            if html { "report" } else { "charts (tracking, frequency histogram, calibration)" }
+        );
     }
     Ok(())
-}
-
-/// The tracking plot: actual cumulative repeat transactions against each family's prediction, with the
-/// calibration end marked.
-fn tracking_chart(id: &str, t: &Tracking) -> svg::LineChart {
-    let step = f64::from(t.step_days.max(1));
-    let x_of = |day: i32| f64::from(day - t.start_day) / step;
-    let mut series = Vec::new();
-    if let Some(points) = t.series.values().next() {
-        series.push(svg::Series {
-            name: "actual".into(),
-            color: svg::PALETTE[0].into(),
-            dashed: false,
-            points: points.iter().map(|p| (x_of(p.end_day), p.actual)).collect(),
-        });
-    }
-    for (i, (name, points)) in t.series.iter().enumerate() {
-        series.push(svg::Series {
-            name: format!("{name} (predicted)"),
-            color: svg::PALETTE[(i + 1) % svg::PALETTE.len()].into(),
-            dashed: true,
-            points: points.iter().map(|p| (x_of(p.end_day), p.predicted)).collect(),
-        });
-    }
-    svg::LineChart {
-        title: format!("Cumulative repeat transactions, model version {id}"),
-        x_label: if t.step_days == 7 { "week".into() } else { format!("period of {} days", t.step_days) },
-        y_label: "cumulative repeat transactions".into(),
-        series,
-        markers: vec![svg::Marker {
-            x: x_of(t.calibration_end_day),
-            label: format!("calibration end {}", day_to_date(t.calibration_end_day)),
-        }],
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1490,11 +1564,35 @@ pub async fn load_active_scorer(store: &dyn Store, scoring: &Scoring, cfg: &Conf
     Ok(())
 }
 
-/// The scheduled refit: when the store's customer states pass the sufficiency gate, fits on them (weeks,
-/// no holdout), saves a version unless the newest version was fitted on the same data, and activates it
-/// when the selected fit converged to a plausible optimum. Returns the id of the version it activated, if any, so the caller
-/// can reload the scorer with [`load_active_scorer`].
-pub async fn refit_from_store(store: &dyn Store, _cfg: &Config) -> anyhow::Result<Option<String>> {
+/// What the scheduled refit did with the version it saved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RefitOutcome {
+    /// The version saved.
+    pub version: String,
+    /// Whether it was activated.
+    pub activated: bool,
+    /// Why it was or was not activated.
+    pub reason: String,
+    /// The selected family and why.
+    pub selected: String,
+    pub selected_because: String,
+    /// The holdout the validation used (`YYYY-MM-DD` calibration end), if any.
+    pub calibration_end: Option<String>,
+    /// The new version's churn lift quality on the holdout, and the active version's on the same holdout.
+    pub lift_quality: Option<f64>,
+    pub active_version: Option<String>,
+    pub active_lift_quality: Option<f64>,
+}
+
+/// The scheduled refit: when the store's customer states pass the sufficiency gate, fits every family on
+/// them (weeks) with the newest `models.refit_holdout` of history held out, and saves a version unless the
+/// newest version was fitted on the same data. The version is activated only when the selection's rules
+/// hold: the selected fit converged to a plausible optimum, it is not misfit, and its churn lift quality on
+/// the holdout is not lower than the active version's on the same holdout by more than
+/// `models.refit_max_quality_drop`. The served parameters are the validated ones (fitted up to the holdout).
+/// Every saved version's outcome is audited (stage `model_refit`). Returns the outcome, so the caller can
+/// reload the scorer with [`load_active_scorer`] when a version was activated.
+pub async fn refit_from_store(store: &dyn Store, cfg: &Config) -> anyhow::Result<Option<RefitOutcome>> {
     let ds = Dataset::from_store(store).await?;
     if ds.names.is_empty() {
         tracing::info!("model refit skipped: no customers with orders yet");
@@ -1511,9 +1609,23 @@ pub async fn refit_from_store(store: &dyn Store, _cfg: &Config) -> anyhow::Resul
         tracing::info!(reason = %reason, "model refit skipped: insufficient data");
         return Ok(None);
     }
-    let fitted =
-        tokio::task::spawn_blocking(move || fit_dataset(&ds, TimeUnit::W, None, 0.0, &FamilyArg::ALL))
-            .await??;
+    let rules = cfg.models.misfit_rules();
+    let holdout_days = (cfg.models.refit_holdout.0.as_secs() / 86_400) as i32;
+    let active = store.active_model_version().await?;
+    let active_model = active.as_ref().and_then(|v| scorer_of(v).ok());
+    let (fitted, active_quality) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let cal = refit_calibration_end(&ds, holdout_days);
+        let fitted = fit_dataset(&ds, TimeUnit::W, cal, 0.0, &FamilyArg::ALL, &rules)?;
+        // The active version on the same holdout, in its own unit.
+        let active_quality = match (&active_model, cal) {
+            (Some(m), Some(cal)) => {
+                window(&ds, m.unit, Some(cal)).ok().and_then(|w| lift_quality_of(&m.count, &w))
+            }
+            _ => None,
+        };
+        Ok((fitted, active_quality))
+    })
+    .await??;
     let newest = store.model_versions().await?.into_iter().next();
     if let Some(n) = newest
         && n.body.get("data_digest").and_then(Value::as_str) == Some(fitted.digest.as_str())
@@ -1522,12 +1634,96 @@ pub async fn refit_from_store(store: &dyn Store, _cfg: &Config) -> anyhow::Resul
         return Ok(None);
     }
     let converged = fitted.fits.status(&fitted.selected).is_some_and(|s| s.trusted());
+    let misfit = fitted.selected_misfit;
+    let quality = fitted
+        .holdout
+        .as_ref()
+        .and_then(|h| h.models.iter().find(|m| m.model == fitted.selected))
+        .and_then(|m| m.quality.as_ref())
+        .map(|q| q.lift_quality)
+        .filter(|v| v.is_finite());
+    let max_drop = cfg.models.refit_max_quality_drop;
+    let refusal = if !converged {
+        Some("the selected fit did not converge to a plausible optimum".to_string())
+    } else if misfit {
+        Some(format!("every family is misfit ({})", fitted.selected_because))
+    } else {
+        match (quality, active_quality) {
+            (Some(new), Some(old)) if new < old - max_drop => Some(format!(
+                "its churn lift quality on the holdout is {:.1}% against the active version's {:.1}% on the same \
+                 holdout (allowed drop {:.1} points)",
+                100.0 * new,
+                100.0 * old,
+                100.0 * max_drop
+            )),
+            _ => None,
+        }
+    };
+    let (selected, because) = (fitted.selected.clone(), fitted.selected_because.clone());
+    let calibration_end = fitted.calibration_end.map(|d| day_to_date(d).to_string());
     let (id, _) = save_version(store, fitted).await?;
-    if !converged {
-        tracing::warn!(version = %id, "model refit saved but not activated: the selected fit did not converge to a plausible optimum");
-        return Ok(None);
+    let activated = refusal.is_none();
+    if activated {
+        store.activate_model_version(&id).await?;
     }
-    store.activate_model_version(&id).await?;
-    tracing::info!(version = %id, "model refit activated");
-    Ok(Some(id))
+    let outcome = RefitOutcome {
+        version: id.clone(),
+        activated,
+        reason: refusal.clone().unwrap_or_else(|| match (quality, active_quality) {
+            (Some(new), Some(old)) => format!(
+                "selected {selected}, not misfit; churn lift quality {:.1}% (active version {:.1}%)",
+                100.0 * new,
+                100.0 * old
+            ),
+            (Some(new), None) => {
+                format!("selected {selected}, not misfit; churn lift quality {:.1}%", 100.0 * new)
+            }
+            _ => format!("selected {selected}, not misfit (no holdout to measure quality on)"),
+        }),
+        selected,
+        selected_because: because,
+        calibration_end,
+        lift_quality: quality,
+        active_version: active.map(|v| v.id),
+        active_lift_quality: active_quality,
+    };
+    store
+        .append_audit(vec![nudge_model::AuditRecord {
+            trace_id: nudge_model::TraceId::new(),
+            customer: None,
+            stage: nudge_model::AuditStage::ModelRefit,
+            at: time::OffsetDateTime::now_utc(),
+            detail: serde_json::to_value(&outcome)?,
+        }])
+        .await?;
+    match &refusal {
+        Some(why) => tracing::warn!(version = %id, reason = %why, "model refit saved but not activated"),
+        None => tracing::info!(version = %id, "model refit activated"),
+    }
+    Ok(Some(outcome))
+}
+
+/// The calibration end of a refit's validation: `holdout_days` before the last day of the data, when the
+/// calibration period left is at least as long as the holdout; otherwise no holdout.
+fn refit_calibration_end(ds: &Dataset, holdout_days: i32) -> Option<i32> {
+    let Data::Transactions(tx) = &ds.data else { return None };
+    let first = tx.iter().map(|t| t.day).min()?;
+    let last = tx.iter().map(|t| t.day).max()?;
+    let cal = last - holdout_days;
+    (holdout_days > 0 && cal - first >= holdout_days).then_some(cal)
+}
+
+/// The churn lift quality of a count model on a window's holdout (`None` without a holdout or without
+/// both buyers and non-buyers in it).
+fn lift_quality_of(count: &CountModelParams, w: &Window) -> Option<f64> {
+    if !w.has_holdout() {
+        return None;
+    }
+    let s = &w.summaries;
+    let q = match count {
+        CountModelParams::Bgnbd(m) => nudge_models::churn_quality(&nudge_models::holdout_scores(m, s), s),
+        CountModelParams::Mbgnbd(m) => nudge_models::churn_quality(&nudge_models::holdout_scores(m, s), s),
+        CountModelParams::ParetoNbd(m) => nudge_models::churn_quality(&nudge_models::holdout_scores(m, s), s),
+    };
+    Some(q.lift_quality).filter(|v| v.is_finite())
 }

@@ -250,8 +250,9 @@ fn registry_round_trip_with_holdout_report_and_scoring() {
     let report =
         json(&ok(&data, &["models", "report", &with_holdout, "--out", svg.to_str().unwrap(), "--json"]));
     assert_eq!(report["tracking"]["series"]["bgnbd"].as_array().unwrap().len(), 78);
-    let err = fails(&data, &["models", "report", &without_holdout]);
-    assert!(err.contains("no holdout"), "{err}");
+    // Without a holdout the report still shows the diagnostics, and says what quality needs.
+    let report = ok(&data, &["models", "report", &without_holdout, "--out", svg.to_str().unwrap()]);
+    assert!(report.contains("--calibration-end"), "{report}");
 
     // Scoring with the active version: one row per customer.
     let scores = dir.path().join("scores.csv");
@@ -378,4 +379,83 @@ fn insufficient_data_is_saved_but_not_activated_without_force() {
     ok(&data, &["models", "activate", &id, "--force"]);
     let list = json(&ok(&data, &["models", "list", "--json"]));
     assert_eq!(list[0]["active"], true);
+}
+
+/// A store where every family is misfit: the fit says so, names the reasons, and neither `--activate` nor
+/// `models activate` makes it live without `--force`; `models list` and the report show the verdict.
+#[test]
+fn misfit_families_are_refused_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    // CDNOW, with a tracking bound no family meets (their calibration tracking is off by ~5 %).
+    let tx = cdnow("CDNOW_sample.txt");
+    let data = dir.path().join("data");
+    let args = [
+        "models",
+        "fit",
+        "--transactions",
+        &tx,
+        "--format",
+        "cdnow",
+        "--calibration-end",
+        "1997-09-30",
+        "--max-tracking-deviation",
+        "0.02",
+        "--activate",
+        "--json",
+    ];
+    let o = nudge(&data, &args);
+    assert!(!o.status.success());
+    let v = json(&stdout(&o));
+    assert_eq!(v["activated"], false);
+    assert_eq!(v["selected_misfit"], true);
+    assert!(v["selected_because"].as_str().unwrap().contains("every family is MISFIT"), "{v}");
+    let diags = v["diagnostics"].as_array().unwrap();
+    assert_eq!(diags.len(), 3);
+    for d in diags {
+        let why = d["misfit"].as_str().unwrap();
+        assert!(why.contains("calibration tracking off by") && why.contains("±2.0%"), "{why}");
+        assert_eq!(d["frequency"]["buckets"].as_array().unwrap().len(), 8);
+        assert!(d["holdout_log_score"].as_f64().unwrap() < 0.0);
+    }
+    assert!(stderr(&o).contains("misfit") && stderr(&o).contains("--force"), "{}", stderr(&o));
+    let id = v["version"].as_str().unwrap().to_string();
+    let err = fails(&data, &["models", "activate", &id]);
+    assert!(err.contains("is misfit: calibration tracking off by"), "{err}");
+    let table = ok(&data, &["models", "list"]);
+    assert!(table.contains("MISFIT: calibration tracking"), "{table}");
+    let list = json(&ok(&data, &["models", "list", "--json"]));
+    assert!(list[0]["misfit"].as_str().unwrap().contains("tracking"), "{list}");
+    // The report's new sections, in text, HTML and JSON.
+    let html = dir.path().join("report.html");
+    let report = ok(&data, &["models", "report", &id, "--out", html.to_str().unwrap()]);
+    assert!(report.contains("MISFIT") && report.contains("lift quality"), "{report}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<table") && page.contains("<svg"), "{page}");
+    let r = json(&ok(&data, &["models", "report", &id, "--json", "--out", html.to_str().unwrap()]));
+    let q = &r["quality"];
+    let auc = q["auc_p_alive"].as_f64().unwrap();
+    assert!((0.5..1.0).contains(&auc), "{q}");
+    assert!((q["lift_quality"].as_f64().unwrap() - (2.0 * auc - 1.0)).abs() < 1e-9, "{q}");
+    assert_eq!(q["calibration"].as_array().unwrap().len(), 10);
+    assert_eq!(r["spend"]["deciles"].as_array().unwrap().len(), 10);
+    // Forced, it is served.
+    ok(&data, &["models", "activate", &id, "--force"]);
+    // With the default bound the same data is no misfit and activates.
+    let v = json(&ok(
+        &data,
+        &[
+            "models",
+            "fit",
+            "--transactions",
+            &tx,
+            "--format",
+            "cdnow",
+            "--calibration-end",
+            "1997-09-30",
+            "--activate",
+            "--json",
+        ],
+    ));
+    assert_eq!(v["activated"], true, "{v}");
+    assert_eq!(v["selected_misfit"], false);
 }

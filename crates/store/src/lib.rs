@@ -1,10 +1,11 @@
 //! Storage ports and the embedded backend.
 //!
 //! The [`Store`] trait is the one port every durable thing goes through: acknowledged deliveries and their
-//! dedupe keys, customer state, the outbox, the audit trail with its terminal states, abandonment timers,
-//! imported order history and the model registry. Backends implement it whole, so one processing step can
-//! commit state, audit, outbox and timers in a single transaction. [`sqlite::SqliteStore`] is the embedded
-//! default; other backends plug in behind the same trait and must pass [`conformance`].
+//! dedupe keys, customer state, the outbox, the audit trail with its terminal states (and audit records that
+//! belong to no delivery, such as a model refit's), abandonment timers, imported order history and the model
+//! registry. Backends implement it whole, so one processing step can commit state, audit, outbox and timers
+//! in a single transaction. [`sqlite::SqliteStore`] is the embedded default; other backends plug in behind
+//! the same trait and must pass [`conformance`].
 //!
 //! Nothing here knows a platform payload, a destination's request shape, or how scores are computed:
 //! states, actions and model bodies are stored as JSON the callers own.
@@ -98,7 +99,15 @@ pub trait Store: Send + Sync + 'static {
     /// and a trace's terminal state once every item of the trace is final.
     async fn record_attempts(&self, attempts: Vec<AttemptRecord>) -> Result<()>;
 
-    /// The audit trail of one trace, in order, and its terminal state.
+    /// Appends audit records that belong to no delivery, such as a model refit, each under its own trace id
+    /// (a fresh one, never a delivery's); durable when it returns. [`Store::trace`] reads them back, with no
+    /// terminal state: such a trace is not a delivery, so it counts in no delivery or terminal-state figure.
+    /// Records of stage [`AuditStage::Terminal`](nudge_model::AuditStage::Terminal) are refused (nothing is
+    /// written): terminal states belong to deliveries and are recorded with them.
+    async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<()>;
+
+    /// The audit trail of one trace, in order, and its terminal state; `None` for a trace the store knows
+    /// nothing of. A trace of records from [`Store::append_audit`] has records and never a terminal state.
     async fn trace(&self, trace: TraceId) -> Result<Option<TraceView>>;
 
     /// The newest audit records about a customer (oldest first), at most `limit`.

@@ -1547,6 +1547,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<()> {
+        if let Some(r) = records.iter().find(|r| r.stage == AuditStage::Terminal) {
+            return Err(StoreError::Database(format!(
+                "trace {}: a terminal state is recorded with its delivery, not appended on its own",
+                r.trace_id
+            )));
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        // Packed here, on the caller's thread, like a processing batch's records; the writer only inserts.
+        // No delivery, processed mark or terminal row: the trace is the records alone.
+        let rows = pack_audit(records)?;
+        self.write(move |tx| {
+            for r in &rows {
+                insert_audit(tx, r)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn trace(&self, trace: TraceId) -> Result<Option<TraceView>> {
         self.read(move |c| {
             let t = trace.to_string();
@@ -1563,6 +1585,8 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT state, reason FROM terminal WHERE trace_id = ?1")?
                 .query_row([&t], |r| Ok(terminal_from(&r.get::<_, String>(0)?, r.get(1)?)))
                 .optional()?;
+            // A trace with records is returned whether or not it is a delivery's: one of records appended on
+            // their own (a model refit's) has neither a delivery nor a terminal state.
             if records.is_empty() && terminal.is_none() {
                 let known: Option<i64> = c
                     .prepare_cached("SELECT seq FROM log.deliveries WHERE trace_id = ?1")?
@@ -1638,6 +1662,8 @@ impl Store for SqliteStore {
     }
 
     async fn stats(&self) -> Result<StoreStats> {
+        // Deliveries are the log's, terminal states the `terminal` table's: a trace of appended audit records
+        // alone (a model refit's) is in neither.
         self.read(|c| {
             let one = |sql: &str| -> Result<u64> { Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
             let mut s = StoreStats {

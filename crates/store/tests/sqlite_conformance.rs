@@ -240,3 +240,31 @@ async fn a_linked_ingest_log_is_flushed_where_it_lives() {
     assert!(elsewhere.path().join("log.db-wal").exists());
     assert_eq!(s.pending_deliveries(5).await.unwrap().len(), 1);
 }
+
+/// Records appended on their own (a model refit's) are durable when `append_audit` returns: they read back
+/// after reopening, as one trace with no terminal state that counts as no delivery.
+#[tokio::test]
+async fn appended_audit_survives_reopening() {
+    use nudge_model::{AuditRecord, AuditStage, TraceId};
+    let dir = tempfile::tempdir().unwrap();
+    let refit = TraceId::new();
+    let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    let records = vec![AuditRecord {
+        trace_id: refit,
+        customer: None,
+        stage: AuditStage::ModelRefit,
+        at,
+        detail: serde_json::json!({ "version": "bgnbd-3", "activated": true, "reason": "holdout improved" }),
+    }];
+    {
+        let s = SqliteStore::open(dir.path(), Durability::Full).unwrap();
+        s.append_audit(records.clone()).await.unwrap();
+    }
+    let s = SqliteStore::open(dir.path(), Durability::Full).unwrap();
+    let view = s.trace(refit).await.unwrap().expect("the refit's trace");
+    assert_eq!(view.records, records);
+    assert_eq!(view.terminal, None);
+    let stats = s.stats().await.unwrap();
+    assert_eq!((stats.deliveries, stats.pending_deliveries), (0, 0));
+    assert!(stats.terminal_by_state.is_empty());
+}
