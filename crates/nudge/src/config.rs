@@ -513,9 +513,29 @@ mod tests {
         assert_eq!(c.pipeline.refit_every, d.pipeline.refit_every);
         assert_eq!(c.pipeline.worker_priority(), d.pipeline.worker_priority());
         assert_eq!(c.segments, d.segments);
+        assert_eq!(c.models.misfit_rules(), d.models.misfit_rules());
+        assert_eq!(c.models.refit_holdout, d.models.refit_holdout);
+        assert_eq!(c.models.refit_max_quality_drop, d.models.refit_max_quality_drop);
         let k = c.destinations.klaviyo.unwrap();
         assert_eq!(k.base_url, "https://a.klaviyo.com");
         assert_eq!(k.revision, "2026-07-15");
+    }
+
+    #[test]
+    fn model_selection_keys_are_checked() {
+        let bad = |toml: &str, key: &str| {
+            let e = Config::from_toml(toml, &env(&[])).unwrap_err();
+            assert!(e.path.starts_with(key), "{toml}: {e}");
+        };
+        bad("[models]\nmax_tracking_deviation = 0.0", "models.max_tracking_deviation");
+        bad("[models]\nmax_chi_square_ratio = 0.5", "models.max_chi_square_ratio");
+        bad("[models]\nrefit_max_quality_drop = 1.5", "models.refit_max_quality_drop");
+        bad("[models]\nmax_tracking = 0.1", "models");
+        let c =
+            Config::from_toml("[models]\nmax_tracking_deviation = 0.2\nrefit_holdout = \"0s\"", &env(&[]))
+                .unwrap();
+        assert_eq!(c.models.misfit_rules().max_tracking_deviation, 0.2);
+        assert!(c.models.refit_holdout.0.is_zero());
     }
 
     #[test]
