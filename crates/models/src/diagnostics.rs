@@ -217,10 +217,11 @@ impl HoldoutScores {
     }
 }
 
-/// Every customer's holdout predictions under a model. The count distribution given
-/// alive depends on `(x, T, k)` only, so it is computed once per distinct triple.
+/// Every customer's holdout predictions under a model. Given alive, the count distribution
+/// and its mean depend on `(x, T)` (and the count) only, so they are computed once per
+/// distinct pair or triple; only `P(alive)` is computed per customer.
 pub fn holdout_scores<M: TransactionModel>(model: &M, summaries: &[CustomerSummary]) -> HoldoutScores {
-    // (x, T, k) for the observed count and for k = 0.
+    // (x, T, k) for the observed count and for k = 0; the k = 0 entry also carries the mean.
     let mut keys: Vec<(u32, u64, u32)> = summaries
         .par_iter()
         .flat_map_iter(|s| {
@@ -231,9 +232,14 @@ pub fn holdout_scores<M: TransactionModel>(model: &M, summaries: &[CustomerSumma
     keys.par_sort_unstable();
     keys.dedup();
     let tau = summaries.first().map_or(0.0, |s| s.duration_holdout);
-    let if_alive: Vec<f64> = keys
+    let if_alive: Vec<(f64, f64)> = keys
         .par_iter()
-        .map(|&(x, t, k)| model.prob_k_purchases_if_alive(tau, k, x, f64::from_bits(t)).clamp(0.0, 1.0))
+        .map(|&(x, t, k)| {
+            let age = f64::from_bits(t);
+            let p = model.prob_k_purchases_if_alive(tau, k, x, age).clamp(0.0, 1.0);
+            let mean = if k == 0 { model.expected_purchases_if_alive(tau, x, age) } else { f64::NAN };
+            (p, mean)
+        })
         .collect();
     let lookup = |x: u32, t: f64, k: u32| {
         let i = keys.binary_search(&(x, t.to_bits(), k)).expect("every key was computed");
@@ -242,13 +248,12 @@ pub fn holdout_scores<M: TransactionModel>(model: &M, summaries: &[CustomerSumma
     let rows: Vec<(f64, f64, f64, f64)> = summaries
         .par_iter()
         .map(|s| {
-            let c = Rfm::from(s);
-            let alive = model.p_alive(&c).clamp(0.0, 1.0);
-            let expected = model.conditional_expected_purchases(s.duration_holdout, &c);
-            let none = (1.0 - alive) + alive * lookup(s.frequency, s.t, 0);
+            let alive = model.p_alive(&Rfm::from(s)).clamp(0.0, 1.0);
+            let (p0, mean) = lookup(s.frequency, s.t, 0);
+            let none = (1.0 - alive) + alive * p0;
             let k = s.frequency_holdout;
-            let p = if k == 0 { none } else { alive * lookup(s.frequency, s.t, k) };
-            (alive, (1.0 - none).clamp(0.0, 1.0), expected, p.max(MIN_PROBABILITY).ln())
+            let p = if k == 0 { none } else { alive * lookup(s.frequency, s.t, k).0 };
+            (alive, (1.0 - none).clamp(0.0, 1.0), alive * mean, p.max(MIN_PROBABILITY).ln())
         })
         .collect();
     let mut out = HoldoutScores {
