@@ -659,7 +659,15 @@ fn fit_dataset(
     if !(penalizer.is_finite() && penalizer >= 0.0) {
         bail!("--penalizer must be a number of at least 0");
     }
+    // Phase timings (`RUST_LOG=nudge::models_cli=debug`).
+    let phase = std::time::Instant::now();
     let w = window(ds, unit, calibration_end)?;
+    tracing::debug!(
+        elapsed_s = phase.elapsed().as_secs_f64(),
+        customers = w.summaries.len(),
+        "models fit: summary"
+    );
+    let phase = std::time::Instant::now();
     if w.summaries.is_empty() {
         bail!("no customer made a first purchase on or before the calibration end");
     }
@@ -689,6 +697,7 @@ fn fit_dataset(
         };
         (join(bg), join(mbg), join(pareto), gg)
     });
+    tracing::debug!(elapsed_s = phase.elapsed().as_secs_f64(), "models fit: fits (in parallel)");
     let mut failures = BTreeMap::new();
     let fits = Fits {
         bgnbd: keep(&mut failures, "bgnbd", bg),
@@ -708,19 +717,24 @@ fn fit_dataset(
         Data::Transactions(tx) => Some(tx.as_slice()),
         Data::Summary(_) => None,
     };
+    let phase = std::time::Instant::now();
     let d = diagnose(&fits, &w, tx, rules);
+    tracing::debug!(elapsed_s = phase.elapsed().as_secs_f64(), "models fit: diagnostics");
+    let phase = std::time::Instant::now();
     let (holdout, tracking, diagnostics) = (d.holdout, d.tracking, d.checks);
     let selection = select_family(&diagnostics);
     let sufficiency = match check_sufficiency(&w.summaries, &Requirements::default()) {
         Ok(()) => Sufficiency { ok: true, reason: None },
         Err(e) => Sufficiency { ok: false, reason: Some(e.reason) },
     };
+    let digest = data_digest(&w.summaries);
+    tracing::debug!(elapsed_s = phase.elapsed().as_secs_f64(), "models fit: selection, sufficiency, digest");
     Ok(Fitted {
         source: ds.source,
         unit,
         calibration_end: w.calibration_end,
         observation_end: w.observation_end,
-        digest: data_digest(&w.summaries),
+        digest,
         customers: w.summaries.len(),
         repeat_buyers: w.summaries.iter().filter(|s| s.frequency > 0).count(),
         penalizer,
@@ -896,7 +910,11 @@ async fn save_version(store: &dyn Store, fitted: Fitted) -> anyhow::Result<(Stri
 async fn fit_cmd(cfg: &Config, args: FitArgs) -> anyhow::Result<()> {
     let unit: TimeUnit = args.unit.into();
     let needs_store = !args.no_save || (args.transactions.is_none() && args.summary.is_none());
+    // Phase timings (`RUST_LOG=nudge::models_cli=debug`).
+    let phase = std::time::Instant::now();
     let store = if needs_store { Some(crate::app::open_store(cfg)?) } else { None };
+    tracing::debug!(elapsed_s = phase.elapsed().as_secs_f64(), "models fit: open the store");
+    let phase = std::time::Instant::now();
     let ds = match (&args.transactions, &args.summary, &store) {
         (Some(path), _, _) => {
             let (path, format) = (path.clone(), args.format);
@@ -909,6 +927,11 @@ async fn fit_cmd(cfg: &Config, args: FitArgs) -> anyhow::Result<()> {
         (None, None, Some(store)) => Dataset::from_store(&**store).await?,
         (None, None, None) => unreachable!("the store is opened when it is the data source"),
     };
+    tracing::debug!(
+        elapsed_s = phase.elapsed().as_secs_f64(),
+        source = ds.source,
+        "models fit: read the data"
+    );
     if ds.names.is_empty() {
         bail!(match ds.source {
             "store" => "the store has no customers with orders yet; import history with `nudge import` first",
@@ -924,10 +947,13 @@ async fn fit_cmd(cfg: &Config, args: FitArgs) -> anyhow::Result<()> {
     let penalizer = args.penalizer;
     let families = args.families.clone();
     let rules = misfit_rules(cfg, args.max_tracking_deviation, args.max_chi_square_ratio)?;
+    let phase = std::time::Instant::now();
     let fitted = tokio::task::spawn_blocking(move || {
         fit_dataset(&ds, unit, calibration_end, penalizer, &families, &rules)
     })
     .await??;
+    tracing::debug!(elapsed_s = phase.elapsed().as_secs_f64(), "models fit: fit_dataset");
+    let phase = std::time::Instant::now();
 
     let (version, body) = match &store {
         Some(store) if !args.no_save => {
@@ -936,6 +962,7 @@ async fn fit_cmd(cfg: &Config, args: FitArgs) -> anyhow::Result<()> {
         }
         _ => (None, fitted.into_body("unsaved")?),
     };
+    tracing::debug!(elapsed_s = phase.elapsed().as_secs_f64(), "models fit: save the version");
     let mut activated = false;
     let mut refused = None;
     if let (true, Some(id), Some(store)) = (args.activate, &version, &store) {
@@ -1627,8 +1654,15 @@ pub async fn refit_from_store(store: &dyn Store, cfg: &Config) -> anyhow::Result
     })
     .await??;
     let newest = store.model_versions().await?.into_iter().next();
+    // Nothing new: the same data under the same rules was fitted last time (a change of the misfit rules
+    // refits the same data).
+    let same_rules = |b: &Value| {
+        b.get("misfit_rules").and_then(|r| serde_json::from_value::<MisfitRules>(r.clone()).ok())
+            == Some(rules)
+    };
     if let Some(n) = newest
         && n.body.get("data_digest").and_then(Value::as_str) == Some(fitted.digest.as_str())
+        && same_rules(&n.body)
     {
         tracing::info!(version = %n.id, "model refit skipped: the data has not changed since the newest version");
         return Ok(None);
@@ -1646,7 +1680,13 @@ pub async fn refit_from_store(store: &dyn Store, cfg: &Config) -> anyhow::Result
     let refusal = if !converged {
         Some("the selected fit did not converge to a plausible optimum".to_string())
     } else if misfit {
-        Some(format!("every family is misfit ({})", fitted.selected_because))
+        let why = fitted
+            .diagnostics
+            .iter()
+            .find(|c| c.model == fitted.selected)
+            .and_then(|c| c.misfit.clone())
+            .unwrap_or_default();
+        Some(format!("every family is misfit; the selected {} is misfit: {why}", fitted.selected))
     } else {
         match (quality, active_quality) {
             (Some(new), Some(old)) if new < old - max_drop => Some(format!(
