@@ -82,14 +82,16 @@ impl Event {
     }
 }
 
-/// Marketing consent as the platform reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Marketing consent as the platform reports it. The default, `Unknown`, is what a field missing from a
+/// stored event or state reads as, and is never permission to send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MarketingConsent {
     Subscribed,
     NotSubscribed,
     Unsubscribed,
     Pending,
+    #[default]
     Unknown,
 }
 
@@ -167,6 +169,13 @@ pub struct Customer {
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Timestamp,
     pub email_consent: MarketingConsent,
+    /// The customer's tags, trimmed, without empties or repeats, in the platform's order. The whole set
+    /// as of `updated_at` (empty: none); absent in events stored before it existed.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Consent to SMS marketing; `Unknown` when the platform did not say (and in older stored events).
+    #[serde(default)]
+    pub sms_consent: MarketingConsent,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -216,5 +225,39 @@ mod tests {
         assert!(json.starts_with(r#"{"type":"order_upserted","id":"9007199254740993""#), "{json}");
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
         assert_eq!(e.kind(), "order_upserted");
+    }
+
+    #[test]
+    fn customer_events_stored_before_tags_and_sms_consent_still_load() {
+        let stored = r#"{"type":"customer_upserted","id":"shopify:880012","email":"lena@example.org",
+            "first_name":"Lena","last_name":null,"created_at":null,"updated_at":"2026-05-01T10:00:00Z",
+            "email_consent":"subscribed"}"#;
+        let Event::CustomerUpserted(c) = serde_json::from_str::<Event>(stored).unwrap() else {
+            panic!("a customer event")
+        };
+        assert_eq!(c.email_consent, MarketingConsent::Subscribed);
+        assert!(c.tags.is_empty());
+        assert_eq!(c.sms_consent, MarketingConsent::Unknown);
+        assert_eq!(MarketingConsent::default(), MarketingConsent::Unknown);
+    }
+
+    #[test]
+    fn customer_tags_and_sms_consent_round_trip() {
+        let c = Customer {
+            id: "shopify:880012".parse().unwrap(),
+            email: None,
+            first_name: None,
+            last_name: None,
+            created_at: None,
+            updated_at: time::macros::datetime!(2026-05-01 10:00 UTC),
+            email_consent: MarketingConsent::Unknown,
+            tags: vec!["vip".into(), "wholesale".into()],
+            sms_consent: MarketingConsent::Pending,
+        };
+        let e = Event::CustomerUpserted(c);
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["tags"], serde_json::json!(["vip", "wholesale"]));
+        assert_eq!(json["sms_consent"], "pending");
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), e);
     }
 }

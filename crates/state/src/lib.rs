@@ -61,6 +61,13 @@ pub struct CustomerState {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub consent: MarketingConsent,
+    /// The customer's tags as of the newest customer record applied (the whole set: a newer record
+    /// replaces it). Empty in states stored before it existed, until the next customer record.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Consent to SMS marketing, as `consent` is for email.
+    #[serde(default)]
+    pub sms_consent: MarketingConsent,
     /// `updated_at` of the newest customer record applied, to discard stale customer updates.
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub profile_updated_at: Option<Timestamp>,
@@ -70,6 +77,13 @@ pub struct CustomerState {
     pub open_checkouts: BTreeMap<String, CheckoutRecord>,
     /// How many events changed this state; a cheap version number for the audit trail.
     pub revision: u64,
+    /// Per flow, the times (unix seconds) of this customer's acting decisions, newest last: what the
+    /// flows' frequency caps count. Kept here so it commits with the decision. Written by the pipeline.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flow_history: BTreeMap<String, Vec<i64>>,
+    /// A fingerprint of the scores last seen for this customer; a change fires `scores_changed` flows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores_fingerprint: Option<String>,
 }
 
 /// What applying one event did.
@@ -110,10 +124,14 @@ impl CustomerState {
             first_name: None,
             last_name: None,
             consent: MarketingConsent::Unknown,
+            tags: Vec::new(),
+            sms_consent: MarketingConsent::Unknown,
             profile_updated_at: None,
             orders: BTreeMap::new(),
             open_checkouts: BTreeMap::new(),
             revision: 0,
+            flow_history: BTreeMap::new(),
+            scores_fingerprint: None,
         }
     }
 
@@ -144,6 +162,7 @@ impl CustomerState {
                     self.first_name.clone(),
                     self.last_name.clone(),
                     self.consent,
+                    self.sms_consent,
                     self.profile_updated_at,
                 );
                 if c.email.is_some() {
@@ -154,15 +173,24 @@ impl CustomerState {
                 if c.email_consent != MarketingConsent::Unknown {
                     self.consent = c.email_consent;
                 }
+                if c.sms_consent != MarketingConsent::Unknown {
+                    self.sms_consent = c.sms_consent;
+                }
+                // A customer record carries the whole tag set, so an empty one means the tags were removed.
+                let tags_changed = self.tags != c.tags;
+                if tags_changed {
+                    self.tags.clone_from(&c.tags);
+                }
                 self.profile_updated_at = Some(c.updated_at);
                 let after = (
                     self.email.clone(),
                     self.first_name.clone(),
                     self.last_name.clone(),
                     self.consent,
+                    self.sms_consent,
                     self.profile_updated_at,
                 );
-                if before == after { Applied::Unchanged } else { Applied::Changed }
+                if before == after && !tags_changed { Applied::Unchanged } else { Applied::Changed }
             }
             Event::CartUpserted(_) | Event::ProductUpserted(_) => Applied::NotApplicable,
         };

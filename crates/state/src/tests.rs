@@ -117,6 +117,8 @@ fn stale_customer_update_is_ignored_and_other_customers_not_applied() {
             created_at: None,
             updated_at: t,
             email_consent: MarketingConsent::Subscribed,
+            tags: vec![],
+            sms_consent: MarketingConsent::Unknown,
         })
     };
     assert_eq!(s.apply(&mk(datetime!(2026-05-02 0:00 UTC), "new@example.org")), Applied::Changed);
@@ -125,6 +127,95 @@ fn stale_customer_update_is_ignored_and_other_customers_not_applied() {
     let mut other = order("7", datetime!(2026-05-02 10:00 UTC), "1.00");
     other.customer = Some("shopify:1".parse().unwrap());
     assert_eq!(s.apply(&Event::OrderUpserted(other)), Applied::NotApplicable);
+}
+
+fn customer(updated: Timestamp, tags: &[&str], sms: MarketingConsent) -> Event {
+    Event::CustomerUpserted(Customer {
+        id: cust(),
+        email: Some("lena@example.org".into()),
+        first_name: Some("Lena".into()),
+        last_name: None,
+        created_at: None,
+        updated_at: updated,
+        email_consent: MarketingConsent::NotSubscribed,
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        sms_consent: sms,
+    })
+}
+
+#[test]
+fn customer_update_sets_tags_and_sms_consent() {
+    let mut s = CustomerState::new(cust());
+    assert!(s.tags.is_empty());
+    assert_eq!(s.sms_consent, MarketingConsent::Unknown);
+    let first =
+        customer(datetime!(2026-05-01 10:00 UTC), &["vip", "wholesale"], MarketingConsent::Subscribed);
+    assert_eq!(s.apply(&first), Applied::Changed);
+    assert_eq!(s.tags, ["vip", "wholesale"]);
+    assert_eq!(s.sms_consent, MarketingConsent::Subscribed);
+    assert_eq!(s.apply(&first), Applied::Unchanged, "the same record again changes nothing");
+    assert_eq!(s.revision, 1);
+
+    // A newer record replaces the whole tag set and the SMS consent.
+    let newer =
+        customer(datetime!(2026-05-02 10:00 UTC), &["wholesale", "eu"], MarketingConsent::Unsubscribed);
+    assert_eq!(s.apply(&newer), Applied::Changed);
+    assert_eq!(s.tags, ["wholesale", "eu"]);
+    assert_eq!(s.sms_consent, MarketingConsent::Unsubscribed);
+}
+
+#[test]
+fn a_newer_record_with_only_its_tags_changed_is_a_change() {
+    let mut s = CustomerState::new(cust());
+    s.apply(&customer(datetime!(2026-05-01 10:00 UTC), &["vip"], MarketingConsent::Subscribed));
+    let same_time = customer(datetime!(2026-05-01 10:00 UTC), &["vip", "eu"], MarketingConsent::Subscribed);
+    assert_eq!(s.apply(&same_time), Applied::Changed, "equal updated_at applies, as for the other fields");
+    assert_eq!(s.tags, ["vip", "eu"]);
+}
+
+#[test]
+fn an_empty_tag_set_removes_the_tags_and_unknown_sms_consent_keeps_the_stored_one() {
+    let mut s = CustomerState::new(cust());
+    s.apply(&customer(datetime!(2026-05-01 10:00 UTC), &["vip"], MarketingConsent::Subscribed));
+    assert_eq!(
+        s.apply(&customer(datetime!(2026-05-02 10:00 UTC), &[], MarketingConsent::Unknown)),
+        Applied::Changed
+    );
+    assert!(s.tags.is_empty(), "the record carries the whole set: the last tag was removed");
+    assert_eq!(s.sms_consent, MarketingConsent::Subscribed, "Unknown says nothing, like email consent");
+}
+
+#[test]
+fn a_stale_customer_update_sets_neither_tags_nor_sms_consent() {
+    let mut s = CustomerState::new(cust());
+    s.apply(&customer(datetime!(2026-05-02 10:00 UTC), &["vip"], MarketingConsent::Subscribed));
+    let stale = customer(datetime!(2026-05-01 10:00 UTC), &["churned"], MarketingConsent::Unsubscribed);
+    assert!(matches!(s.apply(&stale), Applied::Stale { .. }));
+    assert_eq!(s.tags, ["vip"]);
+    assert_eq!(s.sms_consent, MarketingConsent::Subscribed);
+    assert_eq!(s.revision, 1);
+    let stale_empty = customer(datetime!(2026-05-01 11:00 UTC), &[], MarketingConsent::Pending);
+    assert!(matches!(s.apply(&stale_empty), Applied::Stale { .. }));
+    assert_eq!(s.tags, ["vip"]);
+}
+
+#[test]
+fn a_state_stored_before_tags_and_sms_consent_still_loads() {
+    let stored = r#"{"v":1,"customer":"shopify:880012","email":"lena@example.org","first_name":"Lena",
+        "last_name":null,"consent":"subscribed","profile_updated_at":"2026-05-01T10:00:00Z",
+        "orders":{},"open_checkouts":{},"revision":3}"#;
+    let mut s: CustomerState = serde_json::from_str(stored).unwrap();
+    assert_eq!(s.v, STATE_SCHEMA_VERSION);
+    assert_eq!(s.consent, MarketingConsent::Subscribed);
+    assert!(s.tags.is_empty());
+    assert_eq!(s.sms_consent, MarketingConsent::Unknown);
+    assert_eq!(s.revision, 3);
+    // The next customer record fills them in, and the state round-trips with them.
+    s.apply(&customer(datetime!(2026-05-02 10:00 UTC), &["vip"], MarketingConsent::Pending));
+    let json = serde_json::to_string(&s).unwrap();
+    assert_eq!(serde_json::from_str::<CustomerState>(&json).unwrap(), s);
+    assert_eq!(s.tags, ["vip"]);
+    assert_eq!(s.sms_consent, MarketingConsent::Pending);
 }
 
 use proptest::prelude::*;

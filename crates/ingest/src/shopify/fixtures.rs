@@ -127,6 +127,10 @@ pub struct CustomerFixture {
     pub consent_state: Option<String>,
     /// The legacy `accepts_marketing` flag; `None` leaves the field out, as current API versions do.
     pub accepts_marketing: Option<bool>,
+    /// `tags`, verbatim (Shopify's comma-separated string, `""` for none); `None` emits `"tags": null`.
+    pub tags: Option<String>,
+    /// `sms_marketing_consent.state`; `None` emits `"sms_marketing_consent": null`.
+    pub sms_consent_state: Option<String>,
 }
 
 impl CustomerFixture {
@@ -142,6 +146,8 @@ impl CustomerFixture {
             updated_at: at,
             consent_state: Some("not_subscribed".into()),
             accepts_marketing: None,
+            tags: Some(String::new()),
+            sms_consent_state: None,
         }
     }
 
@@ -168,6 +174,25 @@ impl CustomerFixture {
         self
     }
 
+    /// Sets the tags, joined as Shopify joins them (`["vip", "wholesale"]` → `"vip, wholesale"`).
+    pub fn tags(mut self, tags: &[&str]) -> Self {
+        self.tags = Some(tags.join(", "));
+        self
+    }
+
+    /// Sets the `tags` field verbatim (odd spacing, empty pieces, …), or `None` for `"tags": null`.
+    pub fn raw_tags(mut self, tags: Option<&str>) -> Self {
+        self.tags = tags.map(str::to_string);
+        self
+    }
+
+    /// Sets `sms_marketing_consent.state` (`subscribed`, `not_subscribed`, `unsubscribed`, `pending`, …),
+    /// or `None` for a null consent object (the default, as for a customer without a phone).
+    pub fn sms_consent(mut self, state: Option<&str>) -> Self {
+        self.sms_consent_state = state.map(str::to_string);
+        self
+    }
+
     /// Adds the legacy `accepts_marketing` flag of older API versions.
     pub fn legacy_accepts_marketing(mut self, accepts: bool) -> Self {
         self.accepts_marketing = Some(accepts);
@@ -178,6 +203,13 @@ impl CustomerFixture {
         let consent = self.consent_state.as_ref().map(|state| {
             let updated = (state == "subscribed").then(|| rfc3339(self.updated_at));
             json!({"state": state, "opt_in_level": "single_opt_in", "consent_updated_at": updated})
+        });
+        let sms_consent = self.sms_consent_state.as_ref().map(|state| {
+            let updated = (state == "subscribed").then(|| rfc3339(self.updated_at));
+            json!({
+                "state": state, "opt_in_level": "single_opt_in", "consent_updated_at": updated,
+                "consent_collected_from": "OTHER"
+            })
         });
         let mut body = json!({
             "id": self.id,
@@ -194,10 +226,10 @@ impl CustomerFixture {
             "tax_exempt": false,
             "tax_exemptions": [],
             "phone": self.phone,
-            "tags": "",
+            "tags": self.tags,
             "currency": "USD",
             "email_marketing_consent": consent,
-            "sms_marketing_consent": null,
+            "sms_marketing_consent": sms_consent,
             "addresses": [address(self.first_name.as_deref(), self.last_name.as_deref())],
             "default_address": address(self.first_name.as_deref(), self.last_name.as_deref())
         });

@@ -238,6 +238,8 @@ fn customer(w: CustomerWire) -> Result<Customer, FieldError> {
         (None, Some(false)) => MarketingConsent::NotSubscribed,
         (None, None) => MarketingConsent::Unknown,
     };
+    // SMS consent has no legacy flag on the customer resource: the state or nothing.
+    let sms_consent = w.sms_consent_state.as_deref().map_or(MarketingConsent::Unknown, consent_from_state);
     Ok(Customer {
         id: platform_customer_id(&w.id),
         email: w.email,
@@ -246,7 +248,21 @@ fn customer(w: CustomerWire) -> Result<Customer, FieldError> {
         created_at: w.created_at,
         updated_at,
         email_consent,
+        tags: w.tags.as_deref().map(split_tags).unwrap_or_default(),
+        sms_consent,
     })
+}
+
+/// Shopify's `tags` string (`"vip, wholesale"`) as a list: split on commas, each tag trimmed, empty
+/// pieces dropped, the order kept. Shopify treats tags case-insensitively (`VIP` and `vip` are one tag),
+/// so a repeat in other case is dropped too and the first spelling is the one kept.
+fn split_tags(raw: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    raw.split(',')
+        .map(str::trim)
+        .filter(|tag| !tag.is_empty() && seen.insert(tag.to_lowercase()))
+        .map(str::to_string)
+        .collect()
 }
 
 fn cart(w: CartWire) -> Result<Cart, FieldError> {
@@ -337,8 +353,9 @@ fn customer_key(customer: Option<&CustomerRef>, email: Option<&str>) -> Option<C
     }
 }
 
-/// `email_marketing_consent.state` as Shopify spells it; states nudge does not know (such as
-/// `redacted` or `invalid`) are `Unknown`, which no flow treats as permission to email.
+/// `email_marketing_consent.state` or `sms_marketing_consent.state` as Shopify spells it; states nudge
+/// does not know (such as `redacted` or `invalid`) are `Unknown`, which no flow treats as permission to
+/// email or text.
 fn consent_from_state(state: &str) -> MarketingConsent {
     match state.trim().to_ascii_lowercase().as_str() {
         "subscribed" => MarketingConsent::Subscribed,
@@ -434,6 +451,21 @@ mod tests {
         assert_eq!(consent_from_state("redacted"), MarketingConsent::Unknown);
     }
 
+    #[test]
+    fn tags_are_split_trimmed_and_deduplicated_in_order() {
+        assert_eq!(split_tags("vip, wholesale"), ["vip", "wholesale"]);
+        assert_eq!(split_tags("vip,wholesale"), ["vip", "wholesale"]);
+        assert_eq!(split_tags("  vip ,\twholesale  ,\n eu "), ["vip", "wholesale", "eu"]);
+        assert_eq!(split_tags("b, a, c"), ["b", "a", "c"], "Shopify's order is kept, not sorted");
+        assert_eq!(split_tags("Big Spender, early access"), ["Big Spender", "early access"]);
+        assert_eq!(split_tags(""), Vec::<String>::new());
+        assert_eq!(split_tags(" , ,, "), Vec::<String>::new());
+        assert_eq!(split_tags(",vip,,wholesale,"), ["vip", "wholesale"]);
+        assert_eq!(split_tags("vip, wholesale, vip"), ["vip", "wholesale"]);
+        assert_eq!(split_tags("VIP, wholesale, vip, Wholesale"), ["VIP", "wholesale"], "first spelling wins");
+        assert_eq!(split_tags("Ärger, ärger"), ["Ärger"]);
+    }
+
     /// Every path of `v` (objects and arrays, depth first), as keys and indexes.
     fn paths(v: &serde_json::Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
         let children: Vec<(String, &serde_json::Value)> = match v {
@@ -469,7 +501,9 @@ mod tests {
         use crate::shopify::fixtures::*;
         let at = time::OffsetDateTime::from_unix_timestamp(1_780_000_000).expect("valid instant");
         let customer = CustomerFixture::new(7_000_000_000_000_001, Some("Lena@Example.org"), at)
-            .consent(Some("subscribed"));
+            .consent(Some("subscribed"))
+            .tags(&["vip", "wholesale"])
+            .sms_consent(Some("pending"));
         let item =
             LineItemFixture::new(9_100_000_001, "Tee", 2, "19.99").variant(9_200_000_001).sku(Some("T-1"));
         let shop = "s.myshopify.com";

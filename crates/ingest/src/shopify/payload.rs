@@ -150,6 +150,10 @@ pub struct CustomerWire {
     pub email_consent_state: Option<String>,
     /// The legacy `accepts_marketing` flag of older API versions.
     pub accepts_marketing: Option<bool>,
+    /// `tags`, verbatim: Shopify's comma-separated list (`"vip, wholesale"`), split by `normalize`.
+    pub tags: Option<String>,
+    /// `sms_marketing_consent.state`, verbatim.
+    pub sms_consent_state: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,6 +240,7 @@ impl CheckoutWire {
 impl CustomerWire {
     pub fn read(o: &Obj<'_>) -> Result<Self, FieldError> {
         let consent = o.opt_obj("email_marketing_consent")?;
+        let sms_consent = o.opt_obj("sms_marketing_consent")?;
         Ok(CustomerWire {
             id: o.req("id", id)?,
             email: o.opt_email("email")?,
@@ -245,6 +250,8 @@ impl CustomerWire {
             updated_at: o.opt("updated_at", timestamp)?,
             email_consent_state: consent.map(|c| c.opt_text("state")).transpose()?.flatten(),
             accepts_marketing: o.opt("accepts_marketing", boolean)?,
+            tags: o.opt_text("tags")?,
+            sms_consent_state: sms_consent.map(|c| c.opt_text("state")).transpose()?.flatten(),
         })
     }
 }
@@ -376,7 +383,9 @@ pub const READ_KEYS: &[&str] = &[
     "shop_id",
     "shop_money",
     "sku",
+    "sms_marketing_consent",
     "state",
+    "tags",
     "title",
     "token",
     "total_price",
@@ -753,6 +762,42 @@ mod tests {
         }
         let body = br#"{"id":1,"idx":2,"Email":"a","email":"b","line_items":[{"sku":"s","skus":"t"}]}"#;
         assert_eq!(parse_body(body).unwrap(), json!({"id":1,"email":"b","line_items":[{"sku":"s"}]}));
+    }
+
+    #[test]
+    fn parse_body_keeps_customer_tags_and_sms_consent_state() {
+        let body = br#"{"id":1,"tags":"vip, wholesale","tag":"x","sms_marketing_consent":{"state":"pending",
+            "opt_in_level":"single_opt_in","consent_collected_from":"OTHER"},"sms_marketing_phone":null,
+            "customer":{"tags":"","sms_marketing_consent":null}}"#;
+        assert_eq!(
+            parse_body(body).unwrap(),
+            json!({"id":1,"tags":"vip, wholesale","sms_marketing_consent":{"state":"pending"},
+                   "customer":{"tags":"","sms_marketing_consent":null}})
+        );
+    }
+
+    #[test]
+    fn customer_wire_reads_tags_and_sms_consent_state_verbatim() {
+        let read = |body: Value| CustomerWire::read(&Obj::root(&body).unwrap());
+        let w = read(
+            json!({"id": 5, "tags": " vip,  wholesale ", "sms_marketing_consent": {"state": "subscribed"}}),
+        )
+        .unwrap();
+        assert_eq!(w.tags.as_deref(), Some(" vip,  wholesale "));
+        assert_eq!(w.sms_consent_state.as_deref(), Some("subscribed"));
+        for body in [
+            json!({"id": 5}),
+            json!({"id": 5, "tags": null, "sms_marketing_consent": null}),
+            json!({"id": 5, "tags": "", "sms_marketing_consent": {}}),
+            json!({"id": 5, "tags": "  ", "sms_marketing_consent": {"state": ""}}),
+        ] {
+            let w = read(body.clone()).unwrap();
+            assert_eq!((w.tags, w.sms_consent_state), (None, None), "{body}");
+        }
+        let err = read(json!({"id": 5, "tags": ["vip"]})).unwrap_err();
+        assert_eq!(err.field, "tags");
+        let err = read(json!({"id": 5, "sms_marketing_consent": {"state": false}})).unwrap_err();
+        assert_eq!(err.field, "sms_marketing_consent.state");
     }
 
     fn parse(text: &str) -> Value {

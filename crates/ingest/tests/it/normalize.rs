@@ -158,7 +158,9 @@ fn customers_and_their_consent() {
             "last_name": "Berg",
             "created_at": "2026-04-01T07:00:00Z",
             "updated_at": "2026-04-01T07:00:00Z",
-            "email_consent": "subscribed"
+            "email_consent": "subscribed",
+            "tags": [],
+            "sms_consent": "unknown"
         }]}),
     );
     let consent_of =
@@ -176,6 +178,112 @@ fn customers_and_their_consent() {
         consent_of(base().consent(Some("unsubscribed")).legacy_accepts_marketing(true)),
         "unsubscribed"
     );
+}
+
+#[test]
+fn customers_with_tags_and_sms_consent() {
+    let base = || CustomerFixture::new(880012, Some("lena@example.org"), at("2026-04-01T09:00:00+02:00"));
+    check(
+        "customers/update",
+        &base()
+            .tags(&["vip", "wholesale"])
+            .sms_consent(Some("subscribed"))
+            .phone("+4915112345678")
+            .to_bytes(),
+        json!({"events": [{
+            "type": "customer_upserted",
+            "id": "shopify:880012",
+            "email": "lena@example.org",
+            "first_name": "Lena",
+            "last_name": "Berg",
+            "created_at": "2026-04-01T07:00:00Z",
+            "updated_at": "2026-04-01T07:00:00Z",
+            "email_consent": "not_subscribed",
+            "tags": ["vip", "wholesale"],
+            "sms_consent": "subscribed"
+        }]}),
+    );
+    // The fixture writes tags as Shopify does: one comma-separated string.
+    assert_eq!(fixtures::customer_json(&base().tags(&["vip", "wholesale"]))["tags"], "vip, wholesale");
+}
+
+#[test]
+fn customer_tags_are_split_on_commas_trimmed_and_deduplicated() {
+    let base = || CustomerFixture::new(880012, Some("lena@example.org"), at("2026-04-01T09:00:00Z"));
+    let tags_of =
+        |c: CustomerFixture| outcome("customers/update", &c.to_bytes())["events"][0]["tags"].clone();
+    assert_eq!(tags_of(base().raw_tags(Some("vip, wholesale"))), json!(["vip", "wholesale"]));
+    assert_eq!(tags_of(base().raw_tags(Some("vip,wholesale"))), json!(["vip", "wholesale"]));
+    // Odd spacing, tabs and newlines around tags; spaces inside a tag are part of it.
+    assert_eq!(
+        tags_of(base().raw_tags(Some("  vip ,\twholesale,\n  early access  "))),
+        json!(["vip", "wholesale", "early access"])
+    );
+    // Empty pieces are dropped; Shopify's order is kept.
+    assert_eq!(tags_of(base().raw_tags(Some(",b,, a ,c,"))), json!(["b", "a", "c"]));
+    // Repeats go, in any case (Shopify's tags are case-insensitive); the first spelling stays.
+    assert_eq!(tags_of(base().raw_tags(Some("VIP, wholesale, vip, VIP"))), json!(["VIP", "wholesale"]));
+    // No tags: an empty or blank string, only commas, null, or no field at all.
+    for raw in [Some(""), Some("   "), Some(" , ,"), None] {
+        assert_eq!(tags_of(base().raw_tags(raw)), json!([]), "{raw:?}");
+    }
+    let mut body = fixtures::customer_json(&base().tags(&["vip"]));
+    body.as_object_mut().unwrap().remove("tags");
+    let value = outcome("customers/update", &fixtures::to_bytes(&body));
+    assert_eq!(value["events"][0]["tags"], json!([]));
+}
+
+#[test]
+fn customer_sms_consent_maps_like_email_consent() {
+    let base = || CustomerFixture::new(880012, Some("lena@example.org"), at("2026-04-01T09:00:00Z"));
+    let sms_of =
+        |c: CustomerFixture| outcome("customers/update", &c.to_bytes())["events"][0]["sms_consent"].clone();
+    assert_eq!(sms_of(base().sms_consent(Some("subscribed"))), "subscribed");
+    assert_eq!(sms_of(base().sms_consent(Some("not_subscribed"))), "not_subscribed");
+    assert_eq!(sms_of(base().sms_consent(Some("unsubscribed"))), "unsubscribed");
+    assert_eq!(sms_of(base().sms_consent(Some("pending"))), "pending");
+    assert_eq!(sms_of(base().sms_consent(Some(" SUBSCRIBED "))), "subscribed");
+    assert_eq!(sms_of(base().sms_consent(Some("redacted"))), "unknown");
+    assert_eq!(sms_of(base().sms_consent(Some(""))), "unknown");
+    // A null consent object, or none at all, says nothing; the legacy email flag does not apply to SMS.
+    assert_eq!(sms_of(base().sms_consent(None)), "unknown");
+    assert_eq!(sms_of(base().sms_consent(None).legacy_accepts_marketing(true)), "unknown");
+    let mut body = fixtures::customer_json(&base().sms_consent(Some("subscribed")));
+    body.as_object_mut().unwrap().remove("sms_marketing_consent");
+    assert_eq!(
+        outcome("customers/update", &fixtures::to_bytes(&body))["events"][0]["sms_consent"],
+        "unknown"
+    );
+    body["sms_marketing_consent"] = json!({"state": null, "opt_in_level": null});
+    assert_eq!(
+        outcome("customers/update", &fixtures::to_bytes(&body))["events"][0]["sms_consent"],
+        "unknown"
+    );
+    // The two channels are independent.
+    let value = outcome(
+        "customers/update",
+        &base().consent(Some("unsubscribed")).sms_consent(Some("subscribed")).to_bytes(),
+    );
+    assert_eq!(value["events"][0]["email_consent"], "unsubscribed");
+    assert_eq!(value["events"][0]["sms_consent"], "subscribed");
+}
+
+#[test]
+fn an_order_or_checkout_customer_does_not_become_a_customer_event() {
+    // Orders and checkouts name their customer only by id and email; tags and SMS consent reach the
+    // state through customers/create and customers/update.
+    let customer = CustomerFixture::new(880012, Some("lena@example.org"), at("2026-04-01T09:00:00Z"))
+        .tags(&["vip"])
+        .sms_consent(Some("subscribed"));
+    let order = OrderFixture::new(450001, at("2026-05-01T12:00:00Z")).customer(customer.clone());
+    let checkout = CheckoutFixture::new(3300002, at("2026-05-01T12:00:00Z")).customer(customer);
+    for (topic, body) in [("orders/create", order.to_bytes()), ("checkouts/update", checkout.to_bytes())] {
+        let value = outcome(topic, &body);
+        let events = value["events"].as_array().unwrap();
+        assert_eq!(events.len(), 1, "{value}");
+        assert_ne!(events[0]["type"], "customer_upserted");
+        assert_eq!(events[0]["customer"], "shopify:880012");
+    }
 }
 
 #[test]
@@ -360,6 +468,21 @@ fn errors_name_the_topic_and_the_field() {
             "customers/update",
             r#"{"id":5,"updated_at":"2026-05-01T10:00:00Z","email_marketing_consent":{"state":true}}"#,
             "customers/update: field `email_marketing_consent.state`: expected a string, found true",
+        ),
+        (
+            "customers/update",
+            r#"{"id":5,"updated_at":"2026-05-01T10:00:00Z","tags":["vip"]}"#,
+            "customers/update: field `tags`: expected a string, found an array",
+        ),
+        (
+            "customers/update",
+            r#"{"id":5,"updated_at":"2026-05-01T10:00:00Z","sms_marketing_consent":"subscribed"}"#,
+            "customers/update: field `sms_marketing_consent`: expected an object, found the string \"subscribed\"",
+        ),
+        (
+            "customers/update",
+            r#"{"id":5,"updated_at":"2026-05-01T10:00:00Z","sms_marketing_consent":{"state":1}}"#,
+            "customers/update: field `sms_marketing_consent.state`: expected a string, found the number 1",
         ),
         (
             "products/create",

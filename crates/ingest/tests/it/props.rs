@@ -52,6 +52,8 @@ fn shopify_like_json() -> impl Strategy<Value = Value> {
         "product_id",
         "accepts_marketing",
         "product_type",
+        "tags",
+        "sms_marketing_consent",
     ]);
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -67,7 +69,8 @@ fn shopify_like_json() -> impl Strategy<Value = Value> {
             "",
             "subscribed",
             "9007199254740993",
-            "demo-store.myshopify.com"
+            "demo-store.myshopify.com",
+            " vip, ,Wholesale ,vip"
         ])
         .prop_map(|s| Value::String(s.to_string())),
         ".{0,12}".prop_map(Value::String),
