@@ -1,6 +1,6 @@
 //! The audit trail's vocabulary: the stages an inbound delivery passes through and the one terminal state
-//! each ends in, and the records of work that belongs to no delivery (a scheduled model refit), each under a
-//! trace id of its own that has no delivery and no terminal state.
+//! each ends in, and the records of work that belongs to no delivery (a scheduled model refit, an access to
+//! the admin API), each under a trace id of its own that has no delivery and no terminal state.
 
 use crate::Timestamp;
 use crate::ids::{CustomerId, TraceId};
@@ -28,6 +28,11 @@ pub enum AuditStage {
     /// misfit family, a drop in holdout quality). Belongs to no delivery: its trace id is its own, with no
     /// delivery and no terminal state.
     ModelRefit,
+    /// An access to the admin API (`/api/*`) or a change to its tokens: a refused request (401, 403), a
+    /// permitted one that changes something, a token created or revoked. The detail names the method, the
+    /// path, the token's name and role and the outcome, never the token or its hash. Belongs to no delivery,
+    /// like a refit.
+    ApiAccess,
 }
 
 impl AuditStage {
@@ -41,6 +46,7 @@ impl AuditStage {
             AuditStage::DeliveryAttempt => "delivery_attempt",
             AuditStage::Terminal => "terminal",
             AuditStage::ModelRefit => "model_refit",
+            AuditStage::ApiAccess => "api_access",
         }
     }
 
@@ -54,8 +60,15 @@ impl AuditStage {
             "delivery_attempt" => AuditStage::DeliveryAttempt,
             "terminal" => AuditStage::Terminal,
             "model_refit" => AuditStage::ModelRefit,
+            "api_access" => AuditStage::ApiAccess,
             _ => return None,
         })
+    }
+
+    /// Stages recorded on their own through `Store::append_audit`, under a trace id of their own with no
+    /// delivery and no terminal state.
+    pub fn belongs_to_no_delivery(self) -> bool {
+        matches!(self, AuditStage::ModelRefit | AuditStage::ApiAccess)
     }
 }
 
@@ -134,11 +147,16 @@ mod tests {
             AuditStage::DeliveryAttempt,
             AuditStage::Terminal,
             AuditStage::ModelRefit,
+            AuditStage::ApiAccess,
         ] {
             assert_eq!(AuditStage::parse(stage.as_str()), Some(stage));
             assert_eq!(serde_json::to_value(stage).unwrap(), serde_json::json!(stage.as_str()));
         }
         assert_eq!(AuditStage::ModelRefit.as_str(), "model_refit");
         assert_eq!(AuditStage::parse("refit"), None);
+        assert_eq!(AuditStage::ApiAccess.as_str(), "api_access");
+        assert!(
+            AuditStage::ApiAccess.belongs_to_no_delivery() && !AuditStage::Decided.belongs_to_no_delivery()
+        );
     }
 }

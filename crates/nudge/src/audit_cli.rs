@@ -84,14 +84,17 @@ pub async fn audit(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
 }
 
 /// `audit show` as text. A delivery's trail ends in its terminal state, or says it is still in progress. A
-/// model refit's trace belongs to no delivery and never has a terminal state: it is headed as a refit and
-/// has no terminal line (it is not a delivery waiting for one).
+/// model refit's trace, or an admin API access's, belongs to no delivery and never has a terminal state: it
+/// is headed as what it is and has no terminal line (it is not a delivery waiting for one).
 fn show_text(view: &TraceView) -> String {
-    let refit = view.terminal.is_none()
+    let own = view.terminal.is_none()
         && !view.records.is_empty()
-        && view.records.iter().all(|r| r.stage == AuditStage::ModelRefit);
-    let mut out = if refit {
+        && view.records.iter().all(|r| r.stage.belongs_to_no_delivery());
+    let only = |stage: AuditStage| view.records.iter().all(|r| r.stage == stage);
+    let mut out = if own && only(AuditStage::ModelRefit) {
         format!("model refit (trace {})\n", view.trace_id)
+    } else if own && only(AuditStage::ApiAccess) {
+        format!("admin API access (trace {})\n", view.trace_id)
     } else {
         format!("trace {}\n", view.trace_id)
     };
@@ -99,7 +102,7 @@ fn show_text(view: &TraceView) -> String {
         out.push_str(&record_line(r));
         out.push('\n');
     }
-    if !refit {
+    if !own {
         match &view.terminal {
             Some(t) => out.push_str(&format!("terminal: {t}\n")),
             None => out.push_str("terminal: (not yet — still in progress)\n"),
@@ -161,6 +164,21 @@ mod tests {
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(json["terminal"], serde_json::Value::Null);
         assert_eq!(json["records"][0]["stage"], "model_refit");
+    }
+
+    /// An admin API access's trace is headed as one, with no terminal line.
+    #[test]
+    fn show_heads_an_api_access_trace_as_one() {
+        let t = TraceId::new();
+        let detail = serde_json::json!({ "method": "GET", "path": "/api/flows", "status": 401 });
+        let view = TraceView {
+            trace_id: t,
+            records: vec![record(t, AuditStage::ApiAccess, detail)],
+            terminal: None,
+        };
+        let text = show_text(&view);
+        assert!(text.starts_with(&format!("admin API access (trace {t})\n")), "{text}");
+        assert!(!text.contains("terminal"), "{text}");
     }
 
     /// A delivery's trace keeps its header and terminal line, settled or not.

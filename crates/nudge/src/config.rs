@@ -80,7 +80,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Largest accepted request body; larger ones get 413.
     pub max_body_bytes: usize,
-    /// Serve `/api/*` (audit, admin) to non-loopback peers too. Off by default: roles come later.
+    /// Serve `/api/*` (audit, admin) to non-loopback peers too. Every `/api` request needs a token with a
+    /// role either way (`nudge tokens create`).
     pub admin_from_any_address: bool,
 }
 

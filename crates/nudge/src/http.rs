@@ -1,34 +1,42 @@
-//! HTTP edge: the webhook receiver, health, metrics and the read-only admin API. Handlers are thin:
-//! extract, call the core, map the error to one `ApiError`.
+//! HTTP edge: the webhook receiver, health, metrics and the admin API. Handlers are thin: extract, call the
+//! core, map the error to one `ApiError`. Every `/api` request passes the guard (`guard`) first: the peer
+//! check (`server.admin_from_any_address`), the bearer token and the permission its route needs
+//! ([`crate::access`]); refusals and permitted changes are audited (stage `api_access`).
 
+use crate::access::{self, Caller, Permission};
 use crate::app::Shared;
 use crate::telemetry;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, OriginalUri, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use nudge_ingest::Headers;
-use nudge_model::{CustomerId, TraceId};
+use nudge_model::{AuditRecord, AuditStage, CustomerId, TraceId};
 use nudge_store::{CommitResult, NewDelivery};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    let admin = Router::new()
-        .route("/api/audit/events/{trace_id}", get(audit_trace))
-        .route("/api/audit/customers/{customer_id}", get(audit_customer))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), local_only));
+    let guard_state =
+        Arc::new(ApiGuard { shared: shared.clone(), denials: Mutex::new(DenialWindow::default()) });
+    // Paths below are under `/api`. The guard wraps the fallback too: an unknown route is answered 404 only
+    // once the token is checked, so nothing about the API's shape is told to a caller without one.
+    let api = Router::new()
+        .route("/audit/events/{trace_id}", get(audit_trace))
+        .route("/audit/customers/{customer_id}", get(audit_customer))
+        .fallback(api_not_found)
+        .layer(middleware::from_fn_with_state(guard_state, guard));
     Router::new()
         .route("/webhooks/shopify", post(shopify_webhook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(admin)
+        .nest("/api", api)
         .layer(DefaultBodyLimit::max(shared.max_body_bytes))
         .with_state(shared)
 }
@@ -147,17 +155,246 @@ async fn metrics(State(app): State<Arc<Shared>>) -> impl IntoResponse {
     ([("content-type", "text/plain; version=0.0.4")], app.metrics.render())
 }
 
-async fn local_only(
-    State(app): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: axum::extract::Request,
-    next: Next,
-) -> Response {
-    if !app.admin_from_any_address && !peer.ip().is_loopback() {
-        return ApiError(StatusCode::FORBIDDEN, "the admin API only answers on localhost".into())
-            .into_response();
+/// The response header naming the audit record of an audited `/api` request (a refusal, a permitted change).
+pub const AUDIT_TRACE_HEADER: &str = "x-nudge-trace-id";
+
+/// At most this many refused `/api` requests are audited per second; the rest are counted, and the next
+/// audited refusal says how many were left out. A caller without a token must not be able to make nudge write
+/// without bound.
+const DENIED_AUDITS_PER_SECOND: u32 = 100;
+
+/// The guard's state: the app's, and the window that bounds how many refusals are audited.
+struct ApiGuard {
+    shared: Arc<Shared>,
+    denials: Mutex<DenialWindow>,
+}
+
+#[derive(Default)]
+struct DenialWindow {
+    second: i64,
+    audited: u32,
+    suppressed: u64,
+}
+
+impl ApiGuard {
+    /// Whether the next refusal is audited, and with how many refusals left out before it.
+    fn admit_denial(&self) -> Option<u64> {
+        let now = crate::outbox::now_ms().div_euclid(1000);
+        let mut w = self.denials.lock().unwrap_or_else(|e| e.into_inner());
+        if w.second != now {
+            w.second = now;
+            w.audited = 0;
+        }
+        if w.audited < DENIED_AUDITS_PER_SECOND {
+            w.audited += 1;
+            Some(std::mem::take(&mut w.suppressed))
+        } else {
+            w.suppressed += 1;
+            None
+        }
     }
-    next.run(req).await
+}
+
+const MISSING_TOKEN: &str =
+    "missing `Authorization: Bearer <token>` (tokens come from `nudge tokens create`)";
+
+/// What an `Authorization` header presents.
+#[derive(Debug, PartialEq, Eq)]
+enum Presented<'a> {
+    Missing,
+    Malformed,
+    Bearer(&'a str),
+}
+
+/// Reads `Authorization: Bearer <token>`: one header, the scheme in any case, then the token (no spaces).
+fn bearer(headers: &HeaderMap) -> Presented<'_> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = match (values.next(), values.next()) {
+        (None, _) => return Presented::Missing,
+        (Some(v), None) => v,
+        (Some(_), Some(_)) => return Presented::Malformed,
+    };
+    let Ok(value) = value.to_str() else { return Presented::Malformed };
+    let Some((scheme, token)) = value.split_once(' ') else { return Presented::Malformed };
+    let token = token.trim_start_matches(' ');
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(char::is_whitespace) {
+        return Presented::Malformed;
+    }
+    Presented::Bearer(token)
+}
+
+/// What the audit record and the log line of one `/api` request say; never the token or its hash.
+struct Access<'a> {
+    method: &'a Method,
+    path: &'a str,
+    peer: Option<SocketAddr>,
+    caller: Option<&'a Caller>,
+    permission: Option<Permission>,
+}
+
+impl Access<'_> {
+    fn detail(&self, outcome: &str, status: StatusCode, reason: Option<&str>) -> serde_json::Value {
+        let mut d = serde_json::json!({
+            "method": self.method.as_str(),
+            "path": self.path,
+            "outcome": outcome,
+            "status": status.as_u16(),
+            "peer": self.peer.map(|p| p.ip().to_string()),
+        });
+        if let Some(c) = self.caller {
+            d["token_name"] = c.token_name.clone().into();
+            d["role"] = c.role.as_str().into();
+        }
+        if let Some(p) = self.permission {
+            d["permission"] = p.as_str().into();
+        }
+        if let Some(r) = reason {
+            d["reason"] = r.into();
+        }
+        d
+    }
+
+    /// Appends the record (durable when this returns) and names its trace on the response.
+    async fn audit(&self, app: &Shared, mut detail: serde_json::Value, suppressed: u64, resp: &mut Response) {
+        if suppressed > 0 {
+            detail["refusals_not_audited_before"] = suppressed.into();
+        }
+        let trace_id = TraceId::new();
+        let record = AuditRecord {
+            trace_id,
+            customer: None,
+            stage: AuditStage::ApiAccess,
+            at: time::OffsetDateTime::now_utc(),
+            detail,
+        };
+        match app.store.append_audit(vec![record]).await {
+            Ok(()) => {
+                if let Ok(v) = HeaderValue::from_str(&trace_id.to_string()) {
+                    resp.headers_mut().insert(AUDIT_TRACE_HEADER, v);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, method = %self.method, path = self.path,
+                "could not audit an admin API request"),
+        }
+    }
+
+    /// Answers a refused request: `status` with the JSON error, audited (within the per-second bound) and
+    /// logged.
+    async fn refuse(&self, guard: &ApiGuard, status: StatusCode, reason: &str) -> Response {
+        let mut resp = ApiError(status, reason.to_string()).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: a bare challenge when no credentials came, `invalid_token` when they were wrong.
+            let challenge = if reason == MISSING_TOKEN { "Bearer" } else { "Bearer error=\"invalid_token\"" };
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        tracing::warn!(
+            method = %self.method,
+            path = self.path,
+            status = status.as_u16(),
+            token_name = self.caller.map(|c| c.token_name.as_str()),
+            peer = %self.peer.map_or_else(|| "unknown".to_string(), |p| p.ip().to_string()),
+            reason,
+            "admin API request refused"
+        );
+        match guard.admit_denial() {
+            Some(suppressed) => {
+                let detail = self.detail("denied", status, Some(reason));
+                self.audit(&guard.shared, detail, suppressed, &mut resp).await;
+            }
+            None => tracing::debug!("refusal not audited: over the per-second bound"),
+        }
+        resp
+    }
+}
+
+/// The gate of every `/api` request, in order: the peer (loopback only unless
+/// `server.admin_from_any_address`), the bearer token (401 when missing, malformed, unknown or revoked), the
+/// route (404, or 405 for a known path with another method), the role's permission (403). Refusals are
+/// audited; a permitted request that changes something (any method but GET and HEAD) is audited once
+/// answered, with its status; a permitted read is not. The caller goes into the request's extensions
+/// ([`Caller`]) for handlers that attribute what they do.
+async fn guard(State(guard): State<Arc<ApiGuard>>, mut req: axum::extract::Request, next: Next) -> Response {
+    let app = guard.shared.clone();
+    let method = req.method().clone();
+    let path = match req.extensions().get::<OriginalUri>() {
+        Some(u) => u.path().to_string(),
+        None => req.uri().path().to_string(),
+    };
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let mut access = Access { method: &method, path: &path, peer, caller: None, permission: None };
+
+    if !app.admin_from_any_address && !peer.is_some_and(|p| p.ip().is_loopback()) {
+        let reason = "the admin API only answers on localhost (see server.admin_from_any_address)";
+        return access.refuse(&guard, StatusCode::FORBIDDEN, reason).await;
+    }
+    let token = match bearer(req.headers()) {
+        Presented::Bearer(t) => t,
+        Presented::Missing => return access.refuse(&guard, StatusCode::UNAUTHORIZED, MISSING_TOKEN).await,
+        Presented::Malformed => {
+            let reason = "malformed Authorization header: expected `Bearer <token>`";
+            return access.refuse(&guard, StatusCode::UNAUTHORIZED, reason).await;
+        }
+    };
+    let record = match app.store.token_by_hash(&access::hash_token(token)).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "could not look an API token up");
+            return ApiError(StatusCode::SERVICE_UNAVAILABLE, "cannot check the token now; retry".into())
+                .into_response();
+        }
+    };
+    let Some(record) = record else {
+        return access.refuse(&guard, StatusCode::UNAUTHORIZED, "unknown or revoked token").await;
+    };
+    let Some(role) = access::Role::parse(&record.role) else {
+        tracing::error!(token_name = %record.name, role = %record.role, "an API token has an unknown role");
+        return access
+            .refuse(&guard, StatusCode::FORBIDDEN, "the token's role is unknown to this version")
+            .await;
+    };
+    let caller = Caller { token_id: record.id, token_name: record.name.clone(), role };
+    let now = crate::outbox::now_ms();
+    if record.last_used_at_ms.is_none_or(|t| now - t >= 60_000) {
+        let store = app.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_token(record.id, now).await {
+                tracing::warn!(error = %e, "could not record an API token's last use");
+            }
+        });
+    }
+    access.caller = Some(&caller);
+
+    let Some(permission) = access::permission_for(&method, &path) else {
+        return if access::path_is_routed(&path) {
+            ApiError(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not served on {path}"))
+                .into_response()
+        } else {
+            ApiError(StatusCode::NOT_FOUND, format!("no API route {method} {path}")).into_response()
+        };
+    };
+    access.permission = Some(permission);
+    if !access::allows(role, permission) {
+        let reason = format!("role `{role}` does not have the `{permission}` permission this route needs");
+        return access.refuse(&guard, StatusCode::FORBIDDEN, &reason).await;
+    }
+
+    req.extensions_mut().insert(caller.clone());
+    let mut resp = next.run(req).await;
+    if method == Method::GET || method == Method::HEAD {
+        tracing::debug!(%method, path, token_name = %caller.token_name, "admin API read");
+    } else {
+        tracing::info!(%method, path, token_name = %caller.token_name, role = %role,
+            status = resp.status().as_u16(), "admin API change");
+        let detail = access.detail("allowed", resp.status(), None);
+        access.audit(&app, detail, 0, &mut resp).await;
+    }
+    resp
+}
+
+/// An `/api` path the guard let through that no handler serves: a route of the table whose handler is not
+/// there yet.
+async fn api_not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("no API route {method} {}", uri.path()))
 }
 
 async fn audit_trace(

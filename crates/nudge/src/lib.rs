@@ -7,14 +7,16 @@
 //! Layout:
 //! - [`config`]: TOML + environment configuration, validated.
 //! - [`app`]: `run(cfg, listener)`, the boot sequence; backends and destinations are chosen here.
-//! - [`http`]: routes (webhooks, health, metrics, audit API).
+//! - [`http`]: routes (webhooks, health, metrics, audit API) and the guard of every `/api` route.
+//! - [`access`]: roles, permissions, the one role × permission matrix, the `/api` route table, tokens.
 //! - [`pipeline`]: the processing worker (delivery → events → state → scores → decision → outbox).
 //! - [`outbox`]: the delivery worker and the abandonment-timer worker.
 //! - [`telemetry`]: logs and metrics, each metric defined once.
 //! - [`demo`]: `nudge demo`, a synthetic store end to end against the built-in Klaviyo fake.
-//! - [`audit_cli`], [`models_cli`], [`import`]: the other subcommands.
+//! - [`audit_cli`], [`models_cli`], [`import`], [`tokens_cli`]: the other subcommands.
 //! - [`model_report`]: the renderers of `nudge models report` (text, HTML, SVG, JSON); [`svg`]: its charts.
 
+pub mod access;
 pub mod app;
 pub mod audit_cli;
 pub mod config;
@@ -27,3 +29,4 @@ pub mod outbox;
 pub mod pipeline;
 pub mod svg;
 pub mod telemetry;
+pub mod tokens_cli;

@@ -46,6 +46,9 @@ enum Command {
     /// Fit, score, list and activate predictive models.
     #[command(subcommand)]
     Models(nudge::models_cli::ModelsCmd),
+    /// Create, list and revoke the admin API's tokens.
+    #[command(subcommand)]
+    Tokens(nudge::tokens_cli::TokensCmd),
     /// Developer tools.
     #[command(subcommand)]
     Dev(DevCmd),
@@ -131,6 +134,10 @@ fn main() -> ExitCode {
             },
             Command::Models(cmd) => match load() {
                 Ok(cfg) => nudge::models_cli::run(&cfg, cmd).await,
+                Err(e) => return config_error(e),
+            },
+            Command::Tokens(cmd) => match load() {
+                Ok(cfg) => nudge::tokens_cli::run(&cfg, cmd).await,
                 Err(e) => return config_error(e),
             },
             Command::Dev(DevCmd::FakeKlaviyo { listen, api_key, unthrottled }) => {

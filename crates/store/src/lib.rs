@@ -2,10 +2,10 @@
 //!
 //! The [`Store`] trait is the one port every durable thing goes through: acknowledged deliveries and their
 //! dedupe keys, customer state, the outbox, the audit trail with its terminal states (and audit records that
-//! belong to no delivery, such as a model refit's), abandonment timers, imported order history and the model
-//! registry. Backends implement it whole, so one processing step can commit state, audit, outbox and timers
-//! in a single transaction. [`sqlite::SqliteStore`] is the embedded default; other backends plug in behind
-//! the same trait and must pass [`conformance`].
+//! belong to no delivery, such as a model refit's), abandonment timers, imported order history, the model
+//! registry and the API tokens (by hash). Backends implement it whole, so one processing step can commit
+//! state, audit, outbox and timers in a single transaction. [`sqlite::SqliteStore`] is the embedded default;
+//! other backends plug in behind the same trait and must pass [`conformance`].
 //!
 //! Nothing here knows a platform payload, a destination's request shape, or how scores are computed:
 //! states, actions and model bodies are stored as JSON the callers own.
@@ -147,6 +147,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// The active version, if any.
     async fn active_model_version(&self) -> Result<Option<ModelVersion>>;
+
+    /// Stores a new API token under a unique `name` with its `role` and `hash` (the SHA-256 of the token,
+    /// hex; the token itself never reaches the store); returns its id. A name already taken, by a revoked
+    /// token too, is refused with [`StoreError::Conflict`] and nothing is written.
+    async fn create_token(&self, name: &str, role: &str, hash: &str) -> Result<i64>;
+
+    /// Every API token, revoked ones included, oldest first; never their hashes.
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+
+    /// Revokes a token: from now on [`Store::token_by_hash`] no longer finds it. Returns the token as it now
+    /// is; revoking a revoked token changes nothing (it keeps its revocation time). An unknown token is
+    /// [`StoreError::NotFound`].
+    async fn revoke_token(&self, token: TokenRef) -> Result<TokenRecord>;
+
+    /// The token, not revoked, whose hash is `hash`.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+
+    /// Records that token `id` authenticated a request at `at_ms`; a use within a minute of the recorded
+    /// one writes nothing (the time is kept to the minute, so requests do not each cost a write).
+    async fn touch_token(&self, id: i64, at_ms: i64) -> Result<()>;
 }
 
 /// Convenience: the terminal state recorded for a trace, if any.

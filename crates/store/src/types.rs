@@ -174,3 +174,34 @@ pub struct ModelVersion {
     pub active: bool,
     pub body: serde_json::Value,
 }
+
+/// An API token as the store keeps it, without its hash: nothing read back from the store can be used to
+/// authenticate. The token itself is never stored; its SHA-256 (hex) is, and is only ever compared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: i64,
+    /// Unique, also among revoked tokens, so the audit trail's attributions stay unambiguous.
+    pub name: String,
+    /// The role's name as the caller defines it (`viewer`, `admin`, …); the store does not interpret it.
+    pub role: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+    /// When the token last authenticated a request, to the minute (see [`crate::Store::touch_token`]).
+    pub last_used_at_ms: Option<i64>,
+}
+
+/// Which token [`crate::Store::revoke_token`] revokes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRef {
+    Name(String),
+    Id(i64),
+}
+
+impl std::fmt::Display for TokenRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenRef::Name(n) => write!(f, "named `{n}`"),
+            TokenRef::Id(id) => write!(f, "with id {id}"),
+        }
+    }
+}

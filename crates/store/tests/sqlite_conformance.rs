@@ -268,3 +268,26 @@ async fn appended_audit_survives_reopening() {
     assert_eq!((stats.deliveries, stats.pending_deliveries), (0, 0));
     assert!(stats.terminal_by_state.is_empty());
 }
+
+/// A database written before API tokens existed gains their table when it is opened, keeping its data.
+#[tokio::test]
+async fn a_database_from_before_tokens_gains_them_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
+        s.commit_delivery(delivery("before", 1)).await.unwrap();
+    }
+    // As an earlier version left it: no `api_tokens` table.
+    rusqlite::Connection::open(dir.path().join("nudge.db"))
+        .unwrap()
+        .execute_batch("DROP TABLE api_tokens")
+        .unwrap();
+    let s = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
+    assert_eq!(s.stats().await.unwrap().deliveries, 1);
+    let id = s.create_token("ops", "admin", &"ab".repeat(32)).await.unwrap();
+    assert_eq!(s.token_by_hash(&"ab".repeat(32)).await.unwrap().unwrap().id, id);
+    drop(s);
+    // Opening again keeps the tokens.
+    let s = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
+    assert_eq!(s.list_tokens().await.unwrap().len(), 1);
+}

@@ -1,6 +1,7 @@
 //! Integration tests over real HTTP on ephemeral ports: nudge against the contract-enforcing Klaviyo fake,
 //! fed by the Shopify sender of the test kit.
 
+mod access;
 mod architecture;
 mod crash;
 mod pipelined;
@@ -28,6 +29,11 @@ pub struct TestApp {
 
 /// Starts nudge on 127.0.0.1:0 with a fresh data dir and a fake Klaviyo; `tweak` adjusts the config.
 pub async fn spawn_app(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_on("127.0.0.1:0", tweak).await
+}
+
+/// [`spawn_app`] on another address (`0.0.0.0:0` to be reached from a non-loopback peer).
+pub async fn spawn_app_on(listen: &str, tweak: impl FnOnce(&mut Config)) -> TestApp {
     nudge_testkit::ensure_crypto_provider();
     let fake = FakeKlaviyo::start(FakeKlaviyoConfig::new(KEY)).await.expect("fake starts");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -43,9 +49,9 @@ pub async fn spawn_app(tweak: impl FnOnce(&mut Config)) -> TestApp {
     cfg.pipeline.checkout_abandon_after = HumanDuration(Duration::from_secs(1));
     cfg.pipeline.timer_tick = HumanDuration(Duration::from_millis(100));
     tweak(&mut cfg);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
     let app = nudge::app::run(cfg, listener).await.expect("nudge starts");
-    let base = format!("http://{}", app.addr);
+    let base = format!("http://127.0.0.1:{}", app.addr.port());
     let sender = ShopifySender::new(format!("{base}/webhooks/shopify"), SECRET).unwrap();
     TestApp { app, fake, sender, base, http: reqwest::Client::new(), _dir: dir }
 }
@@ -60,4 +66,15 @@ pub async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+/// Creates an API token named `name` with `role` directly in the app's store (as `nudge tokens create`
+/// does) and returns it.
+pub async fn api_token(t: &TestApp, name: &str, role: nudge::access::Role) -> String {
+    nudge::tokens_cli::create(&**t.app.store(), name, role).await.expect("token created")
+}
+
+/// A GET of `path` on the app with a bearer token.
+pub async fn api_get(t: &TestApp, path: &str, token: &str) -> reqwest::Response {
+    t.http.get(format!("{}{path}", t.base)).bearer_auth(token).send().await.unwrap()
 }

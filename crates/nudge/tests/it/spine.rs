@@ -68,25 +68,22 @@ async fn order_flows_to_a_klaviyo_profile_with_a_full_audit_trail() {
     ] {
         assert!(stages.contains(&s), "stage {s:?} missing from {stages:?}");
     }
-    // The admin API serves the same trail, and the customer view.
-    let v: serde_json::Value = t
-        .http
-        .get(format!("{}/api/audit/events/{trace}", t.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The admin API serves the same trail, and the customer view (to a token whose role may read them).
+    let token = api_token(&t, "compliance-officer", nudge::access::Role::Compliance).await;
+    let v: serde_json::Value =
+        api_get(&t, &format!("/api/audit/events/{trace}"), &token).await.json().await.unwrap();
     assert_eq!(v["terminal"]["state"], "delivered");
-    let c = t.http.get(format!("{}/api/audit/customers/shopify:880012", t.base)).send().await.unwrap();
+    let c = api_get(&t, "/api/audit/customers/shopify:880012", &token).await;
     assert_eq!(c.status(), 200);
     let c: serde_json::Value = c.json().await.unwrap();
     assert!(!c["records"].as_array().unwrap().is_empty());
-    let bad = t.http.get(format!("{}/api/audit/events/not-a-uuid", t.base)).send().await.unwrap();
+    let bad = api_get(&t, "/api/audit/events/not-a-uuid", &token).await;
     assert_eq!(bad.status(), 400);
-    let missing = t.http.get(format!("{}/api/audit/events/{}", t.base, TraceId::new())).send().await.unwrap();
+    let missing = api_get(&t, &format!("/api/audit/events/{}", TraceId::new()), &token).await;
     assert_eq!(missing.status(), 404);
+    // Without a token the API answers nothing.
+    let anonymous = t.http.get(format!("{}/api/audit/events/{trace}", t.base)).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
     let metrics = t.http.get(format!("{}/metrics", t.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("nudge_webhooks_total"), "{metrics}");
     assert_eq!(t.http.get(format!("{}/healthz", t.base)).send().await.unwrap().status(), 200);
