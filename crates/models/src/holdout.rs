@@ -202,53 +202,85 @@ pub fn tracking_series<M: TransactionModel>(
     end_day: i32,
     step_days: i32,
 ) -> Vec<TrackingPoint> {
-    let Some(start) = summaries.iter().map(|s| s.first_day).min() else {
-        return Vec::new();
-    };
-    let step = step_days.max(1);
-    let periods = ((end_day - start).max(0) + step - 1) / step;
-    let periods = periods as usize;
-    let unit_days = summaries[0].unit.days();
-    // Actual repeat purchase days per period.
-    let mut customer_first: Vec<(u64, i32)> = summaries.iter().map(|s| (s.customer, s.first_day)).collect();
-    customer_first.sort_unstable();
-    let mut days: Vec<(u64, i32)> =
-        transactions.par_iter().filter(|t| t.day <= end_day).map(|t| (t.customer, t.day)).collect();
-    days.par_sort_unstable();
-    days.dedup();
-    let mut per_period = vec![0.0; periods + 1];
-    for &(c, d) in &days {
-        let Ok(i) = customer_first.binary_search_by(|p| p.0.cmp(&c)) else {
-            continue;
-        };
-        if d > customer_first[i].1 {
-            let k = ((d - start) + step - 1) / step;
-            if (k as usize) <= periods {
-                per_period[k as usize] += 1.0;
+    let actual = ActualRepeats::count(transactions, summaries, end_day, step_days);
+    actual.track(model, summaries)
+}
+
+/// The actual cumulative repeat purchase days per period, which every family's tracking series
+/// shares: count them once with [`ActualRepeats::count`], then [`ActualRepeats::track`] each model.
+#[derive(Debug, Clone)]
+pub struct ActualRepeats {
+    start: i32,
+    step: i32,
+    end_day: i32,
+    /// Repeat purchase days in each period (index 0 unused).
+    per_period: Vec<f64>,
+}
+
+impl ActualRepeats {
+    /// Counts the repeat purchase days (same-day purchases merged, first purchase excluded) of the
+    /// summarised customers in periods of `step_days` from the earliest first purchase to `end_day`.
+    pub fn count(
+        transactions: &[Transaction],
+        summaries: &[CustomerSummary],
+        end_day: i32,
+        step_days: i32,
+    ) -> Self {
+        let start = summaries.iter().map(|s| s.first_day).min().unwrap_or(end_day);
+        let step = step_days.max(1);
+        let periods = (((end_day - start).max(0) + step - 1) / step) as usize;
+        let mut customer_first: Vec<(u64, i32)> =
+            summaries.iter().map(|s| (s.customer, s.first_day)).collect();
+        customer_first.sort_unstable();
+        let mut days: Vec<(u64, i32)> =
+            transactions.par_iter().filter(|t| t.day <= end_day).map(|t| (t.customer, t.day)).collect();
+        days.par_sort_unstable();
+        days.dedup();
+        let mut per_period = vec![0.0; periods + 1];
+        for &(c, d) in &days {
+            let Ok(i) = customer_first.binary_search_by(|p| p.0.cmp(&c)) else {
+                continue;
+            };
+            if d > customer_first[i].1 {
+                let k = ((d - start) + step - 1) / step;
+                if (k as usize) <= periods {
+                    per_period[k as usize] += 1.0;
+                }
             }
         }
+        ActualRepeats { start, step, end_day, per_period }
     }
-    // Cohort sizes by first-purchase day.
-    let mut cohorts: Vec<(i32, f64)> = Vec::new();
-    let mut firsts: Vec<i32> = summaries.iter().map(|s| s.first_day).collect();
-    firsts.sort_unstable();
-    for d in firsts {
-        match cohorts.last_mut() {
-            Some((day, n)) if *day == d => *n += 1.0,
-            _ => cohorts.push((d, 1.0)),
+
+    /// The tracking series of one model against these counts.
+    pub fn track<M: TransactionModel>(&self, model: &M, summaries: &[CustomerSummary]) -> Vec<TrackingPoint> {
+        if summaries.is_empty() {
+            return Vec::new();
         }
+        let (start, step) = (self.start, self.step);
+        let periods = self.per_period.len() - 1;
+        let unit_days = summaries[0].unit.days();
+        // Cohort sizes by first-purchase day.
+        let mut cohorts: Vec<(i32, f64)> = Vec::new();
+        let mut firsts: Vec<i32> = summaries.iter().map(|s| s.first_day).collect();
+        firsts.sort_unstable();
+        for d in firsts {
+            match cohorts.last_mut() {
+                Some((day, n)) if *day == d => *n += 1.0,
+                _ => cohorts.push((d, 1.0)),
+            }
+        }
+        let mut actual = 0.0;
+        (1..=periods)
+            .map(|k| {
+                let end = (start + (k as i32) * step).min(self.end_day);
+                actual += self.per_period[k];
+                let predicted = cohorts
+                    .par_iter()
+                    .filter(|(d, _)| *d < end)
+                    .map(|&(d, n)| n * model.expected_purchases(f64::from(end - d) / unit_days))
+                    .sum();
+                TrackingPoint { period: k as u32, end_day: end, actual, predicted }
+            })
+            .collect()
     }
-    let mut actual = 0.0;
-    (1..=periods)
-        .map(|k| {
-            let end = (start + (k as i32) * step).min(end_day);
-            actual += per_period[k];
-            let predicted = cohorts
-                .par_iter()
-                .filter(|(d, _)| *d < end)
-                .map(|&(d, n)| n * model.expected_purchases(f64::from(end - d) / unit_days))
-                .sum();
-            TrackingPoint { period: k as u32, end_day: end, actual, predicted }
-        })
-        .collect()
 }

@@ -16,12 +16,14 @@ use crate::pipeline::Scoring;
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use nudge_model::Currency;
-use nudge_models::holdout::{ModelHoldout, TrackingPoint, best_by_log_score, evaluate_holdout};
+use nudge_models::holdout::{
+    ActualRepeats, ModelHoldout, TrackingPoint, best_by_log_score, evaluate_holdout,
+};
 use nudge_models::{
     BgNbd, ClvSettings, CustomerSummary, FamilyCheck, FitOptions, FitReport, GammaGamma, HoldoutComparison,
     MbgNbd, MisfitRules, ParetoNbd, Requirements, Rfm, Spend, TimeUnit, Transaction, TransactionModel,
     assess, check_sufficiency, churn_risk, customer_lifetime_values, expected_time_to_next_order,
-    frequency_fit, select_family, summarize, tracking_fit, tracking_series,
+    frequency_fit, select_family, summarize, tracking_fit,
 };
 use nudge_scoring::{BtydModel, BtydScorer, CountModelParams};
 use nudge_state::CustomerState;
@@ -789,7 +791,12 @@ struct Diagnosis {
 /// predictions, log score and prediction quality. Then marks misfit families by `rules`.
 fn diagnose(fits: &Fits, w: &Window, tx: Option<&[Transaction]>, rules: &MisfitRules) -> Diagnosis {
     let spend = fits.gamma_gamma.as_ref().map(|f| f.params);
-    let ctx = FamilyContext { w, tx, spend: spend.as_ref() };
+    // The actual repeat purchases per week are the same for every family: counted once.
+    let actual = match (tx, w.calibration_end, w.observation_end) {
+        (Some(tx), Some(_), Some(obs)) => Some(ActualRepeats::count(tx, &w.summaries, obs, 7)),
+        _ => None,
+    };
+    let ctx = FamilyContext { w, actual: actual.as_ref(), spend: spend.as_ref() };
     let mut results = Vec::new();
     if let Some(f) = &fits.bgnbd {
         let p = f.params;
@@ -833,7 +840,7 @@ fn diagnose(fits: &Fits, w: &Window, tx: Option<&[Transaction]>, rules: &MisfitR
 /// The data every family is checked against.
 struct FamilyContext<'a> {
     w: &'a Window,
-    tx: Option<&'a [Transaction]>,
+    actual: Option<&'a ActualRepeats>,
     spend: Option<&'a GammaGamma>,
 }
 
@@ -852,10 +859,7 @@ impl FamilyContext<'_> {
             .w
             .has_holdout()
             .then(|| evaluate_holdout(model, params, loglik, converged, summaries, self.spend));
-        let points = match (self.tx, self.w.calibration_end, self.w.observation_end) {
-            (Some(tx), Some(_), Some(obs)) => Some(tracking_series(model, tx, summaries, obs, 7)),
-            _ => None,
-        };
+        let points = self.actual.map(|a| a.track(model, summaries));
         let status = fits.status(M::NAME);
         let check = FamilyCheck {
             model: M::NAME.to_string(),
