@@ -47,6 +47,8 @@ pub struct App {
     pub shared: Arc<Shared>,
     pub scoring: Arc<Scoring>,
     pub push_latency: Arc<LatencySample>,
+    /// The running flow set; [`App::reload_flows`] replaces it.
+    pub flows: Arc<crate::pipeline::Flows>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// The runtime of the background workers; shut down with the app.
@@ -99,13 +101,14 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let wake_pipeline = Arc::new(Notify::new());
     let wake_outbox = Arc::new(Notify::new());
-    let mut names: Vec<String> = dests.keys().cloned().collect();
-    names.sort();
+    let flow_set = cfg.flow_set().map_err(|e| anyhow::anyhow!("invalid flows: {e}"))?;
+    tracing::info!(version = %flow_set.version, flows = flow_set.flows.len(), "flows loaded");
+    let flows = Arc::new(crate::pipeline::Flows::new(flow_set));
     let pipeline = Arc::new(Pipeline {
         store: store.clone(),
         scoring: scoring.clone(),
         policy: cfg.policy(),
-        destinations: names,
+        flows: flows.clone(),
         abandon_after: cfg.pipeline.checkout_abandon_after.0,
         batch_size: cfg.pipeline.batch_size,
     });
@@ -208,10 +211,19 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         }
     }));
     tracing::info!(%addr, "nudge is listening");
-    Ok(App { addr, shared, scoring, push_latency, shutdown, tasks, work: Some(work) })
+    Ok(App { addr, shared, scoring, push_latency, flows, shutdown, tasks, work: Some(work) })
 }
 
 impl App {
+    /// Replaces the running flows with those of `cfg`, when they are valid; an invalid set is refused and
+    /// the running one stays. Returns the new set's version.
+    pub fn reload_flows(&self, cfg: &Config) -> Result<String, crate::config::ConfigError> {
+        let set = cfg.flow_set()?;
+        let version = set.version.clone();
+        self.flows.replace(set);
+        Ok(version)
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.shared.store
     }

@@ -31,6 +31,11 @@ pub struct Config {
     pub segments: nudge_scoring::SegmentThresholds,
     #[serde(default)]
     pub models: ModelsConfig,
+    /// The flows (`[[flows]]`). Absent: the two built-in flows (profile sync on every state change, the
+    /// abandoned-checkout trigger event) toward every configured destination. Present, even empty: exactly
+    /// these.
+    #[serde(default)]
+    pub flows: Option<Vec<nudge_policy::flows::FlowSpec>>,
 }
 
 /// How a fit chooses and refuses model families, and how the scheduled refit validates itself.
@@ -330,6 +335,7 @@ impl Config {
                 "must be between 0 (same priority as the ack path) and 19",
             ));
         }
+        self.flow_set()?;
         let m = &self.models;
         if !(m.max_tracking_deviation.is_finite() && m.max_tracking_deviation > 0.0) {
             return Err(err("models.max_tracking_deviation", "must be a share above 0 (0.10 = 10%)"));
@@ -341,6 +347,26 @@ impl Config {
             return Err(err("models.refit_max_quality_drop", "must be between 0 and 1 (0.05 = 5 points)"));
         }
         Ok(())
+    }
+
+    /// The names of the configured destinations, in a fixed order.
+    pub fn destination_names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.destinations.klaviyo.is_some() {
+            v.push("klaviyo");
+        }
+        v
+    }
+
+    /// The flow set this configuration runs: its `[[flows]]`, checked and compiled, or the built-in flows.
+    pub fn flow_set(&self) -> Result<nudge_policy::flows::FlowSet, ConfigError> {
+        use nudge_policy::flows::FlowSet;
+        let names = self.destination_names();
+        let specs = match &self.flows {
+            Some(specs) => specs.clone(),
+            None => FlowSet::default_specs(&names, &self.policy()),
+        };
+        FlowSet::compile(&specs, &names).map_err(|e| err(e.path, e.message))
     }
 
     /// The policy settings derived from the pipeline section.

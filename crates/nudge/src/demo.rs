@@ -311,7 +311,8 @@ fn plan_traffic(args: &DemoArgs, customers: u64, now: OffsetDateTime) -> Vec<Pla
                 .token(&token)
                 .cart_token(Some(&cart))
                 .customer(customer.clone())
-                .line_item(item.clone());
+                .line_item(item.clone())
+                .accepts_marketing(true);
             push(&mut plan, at, "checkouts/create", checkout.to_bytes(), Kind::Normal);
             let later = checkout.clone().updated_at(ts + time::Duration::milliseconds(300));
             push(

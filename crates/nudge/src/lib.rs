@@ -21,6 +21,7 @@ pub mod app;
 pub mod audit_cli;
 pub mod config;
 pub mod demo;
+pub mod flows_cli;
 pub mod http;
 pub mod import;
 pub mod model_report;

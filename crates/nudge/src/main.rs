@@ -46,6 +46,9 @@ enum Command {
     /// Fit, score, list and activate predictive models.
     #[command(subcommand)]
     Models(nudge::models_cli::ModelsCmd),
+    /// List the flows, dry-run one for a customer, make the server reload them.
+    #[command(subcommand)]
+    Flows(nudge::flows_cli::FlowsCmd),
     /// Create, list and revoke the admin API's tokens.
     #[command(subcommand)]
     Tokens(nudge::tokens_cli::TokensCmd),
@@ -117,7 +120,7 @@ fn main() -> ExitCode {
                     Ok(c) => c,
                     Err(e) => return config_error(e),
                 };
-                serve(cfg).await
+                serve(cfg, load).await
             }
             Command::Demo(args) => nudge::demo::run(args).await,
             Command::Audit(cmd) => match load() {
@@ -134,6 +137,13 @@ fn main() -> ExitCode {
             },
             Command::Models(cmd) => match load() {
                 Ok(cfg) => nudge::models_cli::run(&cfg, cmd).await,
+                Err(e) => return config_error(e),
+            },
+            Command::Flows(cmd) => match load() {
+                Ok(cfg) => match cfg.flow_set() {
+                    Ok(_) => nudge::flows_cli::run(&cfg, cli.config.as_deref(), cmd).await,
+                    Err(e) => return config_error(e),
+                },
                 Err(e) => return config_error(e),
             },
             Command::Tokens(cmd) => match load() {
@@ -169,13 +179,37 @@ fn config_error(e: nudge::config::ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
+/// Runs the server until Ctrl-C or SIGTERM. SIGHUP (or `nudge flows reload`) re-reads the configuration's
+/// flows with `load`: a valid set replaces the running one, an invalid one is refused and logged.
+async fn serve(
+    cfg: Config,
+    load: impl Fn() -> Result<Config, nudge::config::ConfigError>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.server.listen))?;
+    let pid_file = nudge::flows_cli::pid_file(&cfg);
     let app = nudge::app::run(cfg, listener).await?;
-    tokio::signal::ctrl_c().await?;
+    if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+        tracing::warn!(error = %e, path = %pid_file.display(), "cannot write the pid file; `nudge flows reload` will not find this server");
+    }
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => { r?; break; }
+            _ = terminate.recv() => break,
+            _ = hangup.recv() => match load() {
+                Ok(new) => match app.reload_flows(&new) {
+                    Ok(version) => tracing::info!(version = %version, "flows reloaded"),
+                    Err(e) => tracing::error!(error = %e, "flows not reloaded: the new set is invalid; the running set stays"),
+                },
+                Err(e) => tracing::error!(error = %e, "flows not reloaded: the configuration is invalid; the running set stays"),
+            },
+        }
+    }
     tracing::info!("shutting down");
+    let _ = std::fs::remove_file(&pid_file);
     app.shutdown().await;
     Ok(())
 }

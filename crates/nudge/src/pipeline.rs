@@ -10,7 +10,8 @@ use nudge_ingest::{Normalized, Topic};
 use nudge_model::{
     AuditRecord, AuditStage, CheckoutAbandoned, CustomerId, Event, ScoreSet, TerminalState, Timestamp,
 };
-use nudge_policy::{PolicyConfig, Verdict};
+use nudge_policy::PolicyConfig;
+use nudge_policy::flows::{DecideContext, FlowSet, Status, Trigger};
 use nudge_scoring::{RulesScorer, Scorer};
 use nudge_state::{Applied, CustomerState};
 use nudge_store::{
@@ -54,12 +55,31 @@ impl Scoring {
     }
 }
 
+/// The running flow set, replaced as a whole when the flows are reloaded.
+pub struct Flows(RwLock<Arc<FlowSet>>);
+
+impl Flows {
+    pub fn new(set: FlowSet) -> Self {
+        Flows(RwLock::new(Arc::new(set)))
+    }
+
+    /// The current set; decisions of one event use one set.
+    pub fn current(&self) -> Arc<FlowSet> {
+        self.0.read().expect("flows lock poisoned").clone()
+    }
+
+    /// Swaps in a new set (already checked).
+    pub fn replace(&self, set: FlowSet) {
+        *self.0.write().expect("flows lock poisoned") = Arc::new(set);
+    }
+}
+
 pub struct Pipeline {
     pub store: Arc<dyn Store>,
     pub scoring: Arc<Scoring>,
     pub policy: PolicyConfig,
-    /// Names of the configured destinations; each action is enqueued once per destination.
-    pub destinations: Vec<String>,
+    /// The flows that decide; each action names its destination.
+    pub flows: Arc<Flows>,
     pub abandon_after: Duration,
     pub batch_size: usize,
 }
@@ -320,6 +340,12 @@ impl Pipeline {
             customer_of_trace = Some(cid.clone());
             let state = states.entry(cid.clone()).or_insert_with(|| CustomerState::new(cid.clone()));
             let before = state.summary();
+            let known_before = match ev {
+                Event::OrderUpserted(o) => state.orders.contains_key(&o.id),
+                Event::CheckoutUpserted(c) => state.open_checkouts.contains_key(&c.token),
+                Event::CustomerUpserted(_) => state.profile_updated_at.is_some(),
+                _ => true,
+            };
             match state.apply(ev) {
                 Applied::Changed => {}
                 Applied::Unchanged => {
@@ -375,37 +401,85 @@ impl Pipeline {
                     "segment": scores.segment, "fallback_reason": fallback,
                 }),
             );
-            match nudge_policy::decide(trace, ev, state, &scores, &self.policy) {
-                Verdict::Skip(reason) => reasons.push(reason),
-                Verdict::Act(decision) => {
-                    telemetry::decision(decision.shadow);
-                    let summary: Vec<serde_json::Value> =
-                        decision.actions.iter().map(action_summary).collect();
-                    audit(
-                        &mut out,
-                        Some(&cid),
-                        AuditStage::Decided,
-                        serde_json::json!({ "reason": decision.reason, "shadow": decision.shadow, "actions": summary }),
-                    );
-                    if decision.shadow {
-                        reasons.push("shadow mode: decision recorded, nothing pushed".into());
-                    } else if self.destinations.is_empty() {
-                        reasons.push("no destination configured".into());
-                    } else {
-                        for action in &decision.actions {
-                            for dest in &self.destinations {
-                                out.outbox.push(NewOutboxItem {
-                                    trace_id: trace,
-                                    customer: cid.clone(),
-                                    destination: dest.clone(),
-                                    action_json: serde_json::to_string(action).expect("actions serialise"),
-                                    origin_us: d.received_at_ms * 1000,
-                                });
-                            }
+            let mut triggers = Trigger::of_event(ev, known_before);
+            let fingerprint = nudge_policy::flows::scores_fingerprint(&scores);
+            if state.scores_fingerprint.as_deref() != Some(fingerprint.as_str()) {
+                state.scores_fingerprint = Some(fingerprint);
+                triggers.push(Trigger::ScoresChanged);
+            }
+            let flows = self.flows.current();
+            let decided = flows.decide(&DecideContext {
+                event: ev,
+                triggers: &triggers,
+                state,
+                scores: &scores,
+                history: &state.flow_history,
+                now,
+                policy: &self.policy,
+            });
+            if decided.is_empty() {
+                reasons.push(format!("{}: no flow listens to {}", ev.kind(), trigger_names(&triggers)));
+                continue;
+            }
+            let shadow_only =
+                decided.iter().any(|o| o.acted()) && decided.iter().all(|o| o.status != Status::Live);
+            let mut summary = Vec::with_capacity(decided.len());
+            for o in &decided {
+                telemetry::flow_decision(&o.flow, o.status.as_str());
+                let actions: Vec<serde_json::Value> = o
+                    .actions
+                    .iter()
+                    .map(|(dest, a)| {
+                        let mut v = action_summary(a);
+                        v["destination"] = dest.clone().into();
+                        v
+                    })
+                    .collect();
+                summary.push(serde_json::json!({
+                    "flow": o.flow, "trigger": o.trigger, "status": o.status, "reason": o.reason,
+                    "inputs": o.inputs, "baseline": o.baseline, "actions": actions,
+                }));
+                match o.status {
+                    Status::Live => {
+                        for (dest, action) in &o.actions {
+                            out.outbox.push(NewOutboxItem {
+                                trace_id: trace,
+                                customer: cid.clone(),
+                                destination: dest.clone(),
+                                action_json: serde_json::to_string(action).expect("actions serialise"),
+                                origin_us: d.received_at_ms * 1000,
+                            });
                         }
+                        if o.actions.is_empty() {
+                            reasons.push(format!("{}: decided, the flow has no actions", o.flow));
+                        }
+                    }
+                    Status::Shadow => {
+                        reasons.push(format!("{}: shadow, decision recorded, nothing pushed", o.flow))
+                    }
+                    _ => reasons.push(format!("{}: {}", o.flow, o.reason)),
+                }
+                if o.acted() {
+                    let h = state.flow_history.entry(o.flow.clone()).or_default();
+                    h.push(now.unix_timestamp());
+                    // Keep what the longest cap could count (and never more than 64 entries).
+                    let keep_after = now.unix_timestamp() - flows.longest_cap_window(&o.flow);
+                    h.retain(|&t| t > keep_after);
+                    if h.len() > 64 {
+                        h.drain(..h.len() - 64);
                     }
                 }
             }
+            audit(
+                &mut out,
+                Some(&cid),
+                AuditStage::Decided,
+                serde_json::json!({
+                    "flow_set": flows.version, "triggers": triggers, "flows": summary,
+                    // Kept from the decision record of earlier versions: every acting flow ran in shadow.
+                    "shadow": shadow_only,
+                }),
+            );
         }
         out.status = Some(DeliveryStatus::Processed);
         if out.outbox.is_empty() {
@@ -584,6 +658,10 @@ fn event_email(ev: &Event) -> Option<&str> {
 }
 
 /// What the audit trail keeps of an action: its kind, names and ids, never an email.
+fn trigger_names(triggers: &[Trigger]) -> String {
+    triggers.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+}
+
 fn action_summary(a: &nudge_model::Action) -> serde_json::Value {
     match a {
         nudge_model::Action::UpsertProfile { attributes, .. } => serde_json::json!({

@@ -58,6 +58,15 @@ pub fn decision(shadow: bool) {
     counter!("nudge_decisions_total", "shadow" => if shadow { "true" } else { "false" }).increment(1);
 }
 
+/// One flow's decision for one event (`status`: live, shadow, held_out, no_consent, capped, not_matched,
+/// error). Live and shadow decisions also count as decisions.
+pub fn flow_decision(flow: &str, status: &'static str) {
+    counter!("nudge_flow_decisions_total", "flow" => flow.to_string(), "status" => status).increment(1);
+    if status == "live" || status == "shadow" {
+        decision(status == "shadow");
+    }
+}
+
 pub fn push(destination: &'static str, outcome: &'static str) {
     counter!("nudge_pushes_total", "destination" => destination, "outcome" => outcome).increment(1);
 }

@@ -92,7 +92,8 @@ timer_tick = "100ms"
         let k = CheckoutFixture::new(9_000_000 + i, now)
             .token(&format!("crash-{i}"))
             .customer(c)
-            .line_item(item.clone());
+            .line_item(item.clone())
+            .accepts_marketing(true);
         deliveries.push(Delivery::new("checkouts/create", k.to_bytes()));
     }
     let mut handles = Vec::new();

@@ -61,7 +61,16 @@ fn pipeline(store: Arc<dyn Store>) -> Arc<Pipeline> {
         store,
         scoring: Arc::new(Scoring::new(nudge_scoring::RulesScorer::default())),
         policy: nudge_policy::PolicyConfig::default(),
-        destinations: vec!["klaviyo".into()],
+        flows: Arc::new(nudge::pipeline::Flows::new(
+            nudge_policy::flows::FlowSet::compile(
+                &nudge_policy::flows::FlowSet::default_specs(
+                    &["klaviyo"],
+                    &nudge_policy::PolicyConfig::default(),
+                ),
+                &["klaviyo"],
+            )
+            .expect("the built-in flows compile"),
+        )),
         abandon_after: Duration::from_secs(3600),
         batch_size: 3,
     })

@@ -142,7 +142,12 @@ async fn abandoned_checkouts_trigger_once_and_converted_ones_never() {
     let now = OffsetDateTime::now_utc();
     let item = LineItemFixture::new(9_100_000_002, "Rain Jacket", 1, "129.00");
     let abandoned =
-        CheckoutFixture::new(501, now).token("tok-abandon").customer(customer(7)).line_item(item.clone());
+        // The buyer ticked "email me" at checkout: consent for the marketing trigger.
+        CheckoutFixture::new(501, now)
+            .token("tok-abandon")
+            .customer(customer(7))
+            .line_item(item.clone())
+            .accepts_marketing(true);
     let converted =
         CheckoutFixture::new(502, now).token("tok-convert").customer(customer(8)).line_item(item.clone());
     assert_eq!(

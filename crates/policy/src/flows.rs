@@ -1,0 +1,1190 @@
+//! Flows: what happens to whom, configured by the marketing team.
+//!
+//! A flow is a trigger (a kind of canonical event), a condition over the event, the customer and their
+//! scores (CEL, see [`crate::condition`]), a mode (`live`, `shadow`, `approval`), a holdout share, a
+//! frequency cap and a list of actions, each naming its destination. [`FlowSet::compile`] checks a set of
+//! flow specs once, at load, and compiles every expression; [`FlowSet::decide`] evaluates the flows a
+//! trigger selects for one event, after the event has been applied to the customer's state, and says for
+//! each why it acts or not. Nothing here does I/O: the caller passes the time and persists the outcome.
+//!
+//! Order of checks for a flow whose trigger matches: condition → holdout (deterministic per flow and
+//! customer; held-out customers are tracked but get nothing) → consent (marketing actions need the
+//! customer's email consent) → frequency cap (counted from the customer's flow history) → mode.
+
+use crate::condition::{Condition, ConditionError, FactValue, Facts, PreparedFacts, Schema};
+use crate::{PolicyConfig, in_holdout, json_number, profile_action};
+use nudge_model::{Action, Event, MarketingConsent, ScoreSet, Timestamp};
+use nudge_state::CustomerState;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What starts a flow: a kind of canonical event, after it changed the customer's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// An order the customer's state did not hold before.
+    OrderPlaced,
+    /// A change to an order already known (paid, edited, fulfilled).
+    OrderUpdated,
+    OrderCancelled,
+    /// A checkout the state did not hold before.
+    CheckoutStarted,
+    /// A checkout idle past `pipeline.checkout_abandon_after`.
+    CheckoutAbandoned,
+    /// A cart attributed to a known customer.
+    CartUpdated,
+    /// The first customer record for the customer.
+    CustomerCreated,
+    CustomerUpdated,
+    /// The customer's segment or model version changed, or a score moved by at least 1 % of its scale.
+    ScoresChanged,
+    /// Any event that changed the customer's state (what the built-in profile sync listens to).
+    StateChanged,
+    /// A cron schedule, evaluated for every customer.
+    Schedule,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::OrderPlaced => "order_placed",
+            Trigger::OrderUpdated => "order_updated",
+            Trigger::OrderCancelled => "order_cancelled",
+            Trigger::CheckoutStarted => "checkout_started",
+            Trigger::CheckoutAbandoned => "checkout_abandoned",
+            Trigger::CartUpdated => "cart_updated",
+            Trigger::CustomerCreated => "customer_created",
+            Trigger::CustomerUpdated => "customer_updated",
+            Trigger::ScoresChanged => "scores_changed",
+            Trigger::StateChanged => "state_changed",
+            Trigger::Schedule => "schedule",
+        }
+    }
+
+    /// The triggers an applied event fires. `known_before` says whether the state held the event's order,
+    /// checkout or customer record before it was applied.
+    pub fn of_event(event: &Event, known_before: bool) -> Vec<Trigger> {
+        let first = match event {
+            Event::OrderUpserted(_) if known_before => Some(Trigger::OrderUpdated),
+            Event::OrderUpserted(_) => Some(Trigger::OrderPlaced),
+            Event::OrderCancelled(_) => Some(Trigger::OrderCancelled),
+            Event::CheckoutUpserted(_) if known_before => None,
+            Event::CheckoutUpserted(_) => Some(Trigger::CheckoutStarted),
+            Event::CheckoutAbandoned(_) => Some(Trigger::CheckoutAbandoned),
+            Event::CartUpserted(_) => Some(Trigger::CartUpdated),
+            Event::CustomerUpserted(_) if known_before => Some(Trigger::CustomerUpdated),
+            Event::CustomerUpserted(_) => Some(Trigger::CustomerCreated),
+            Event::ProductUpserted(_) => None,
+        };
+        first.into_iter().chain([Trigger::StateChanged]).collect()
+    }
+}
+
+/// How a flow's decisions are carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Actions are sent.
+    #[default]
+    Live,
+    /// Decisions are recorded and audited; nothing is sent.
+    Shadow,
+    /// Every decision waits for a person to approve it.
+    Approval,
+}
+
+/// One action of a flow, as configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ActionSpec {
+    /// Write the customer's prefixed scores and segment onto their profile.
+    SyncProfile { destination: String },
+    /// Record a trigger event (metric) on the customer's profile.
+    TrackEvent {
+        destination: String,
+        metric: String,
+        /// Extra event properties, each a CEL expression over `event`, `customer` and `scores`.
+        #[serde(default)]
+        properties: BTreeMap<String, String>,
+    },
+}
+
+impl ActionSpec {
+    pub fn destination(&self) -> &str {
+        match self {
+            ActionSpec::SyncProfile { destination } | ActionSpec::TrackEvent { destination, .. } => {
+                destination
+            }
+        }
+    }
+
+    /// Marketing actions reach the customer (a flow in the marketing tool starts from them) and need
+    /// their consent; a profile sync writes attributes only.
+    pub fn is_marketing(&self) -> bool {
+        matches!(self, ActionSpec::TrackEvent { .. })
+    }
+}
+
+/// Approval settings of a flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSpec {
+    /// With `mode = "live"`: the first N decisions wait for approval, then the flow runs live.
+    #[serde(default)]
+    pub first_n: u32,
+    /// How long an item waits before it expires (`48h`, `7d`).
+    #[serde(default = "default_expiry")]
+    pub expires_after: String,
+}
+
+fn default_expiry() -> String {
+    "48h".into()
+}
+
+/// One flow, as written in the config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSpec {
+    /// Unique, `[a-z0-9_]+`.
+    pub name: String,
+    pub trigger: Trigger,
+    /// The cron expression of a `schedule` trigger.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// The condition (CEL); absent means always.
+    #[serde(default)]
+    pub when: Option<String>,
+    #[serde(default)]
+    pub mode: Mode,
+    /// Percentage of customers (0–100) held out of this flow, by a hash of (flow, customer).
+    #[serde(default)]
+    pub holdout_percent: u8,
+    /// At most N actions of this flow per customer per window: `"1/7d"`.
+    #[serde(default)]
+    pub frequency_cap: Option<String>,
+    /// The rule the AI condition is compared with in the shadow report (CEL).
+    #[serde(default)]
+    pub baseline: Option<String>,
+    #[serde(default)]
+    pub actions: Vec<ActionSpec>,
+    #[serde(default)]
+    pub approval: Option<ApprovalSpec>,
+}
+
+/// A frequency cap: at most `count` acting decisions in `window_secs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrequencyCap {
+    pub count: u32,
+    pub window_secs: i64,
+}
+
+impl FrequencyCap {
+    /// Parses `N/<duration>` with a duration of `s`, `m`, `h` or `d` (`1/7d`, `3/24h`).
+    pub fn parse(s: &str) -> Result<FrequencyCap, String> {
+        let bad = || format!("`{s}` is not a frequency cap; write N/DURATION such as \"1/7d\" or \"3/24h\"");
+        let (n, w) = s.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
+        let window_secs = parse_duration_secs(w.trim()).ok_or_else(bad)?;
+        if count == 0 || window_secs <= 0 {
+            return Err(format!("`{s}`: the count and the window must be above zero"));
+        }
+        Ok(FrequencyCap { count, window_secs })
+    }
+}
+
+/// Seconds in `90s`, `30m`, `48h`, `7d`.
+pub fn parse_duration_secs(s: &str) -> Option<i64> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// A config error in a flow: the key path (`flows[2].when`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FlowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl std::error::Error for FlowError {}
+
+/// A flow checked and compiled.
+#[derive(Debug, Clone)]
+pub struct CompiledFlow {
+    pub spec: FlowSpec,
+    pub when: Condition,
+    pub baseline: Option<Condition>,
+    pub cap: Option<FrequencyCap>,
+    /// Per track_event action (by index), its compiled property expressions.
+    properties: Vec<Vec<(String, Condition)>>,
+}
+
+/// A checked set of flows, with the version (content hash) every decision records.
+#[derive(Debug, Clone)]
+pub struct FlowSet {
+    pub version: String,
+    pub flows: Vec<CompiledFlow>,
+}
+
+impl FlowSet {
+    /// Checks and compiles flow specs. `destinations` are the configured destinations' names; every action
+    /// must name one of them. Every error names the flow's key path.
+    pub fn compile(specs: &[FlowSpec], destinations: &[&str]) -> Result<FlowSet, FlowError> {
+        let schema = Schema::flows_default();
+        let mut flows = Vec::with_capacity(specs.len());
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, spec) in specs.iter().enumerate() {
+            let at = |key: &str| format!("flows[{i}].{key}");
+            let err = |key: &str, message: String| FlowError { path: at(key), message };
+            let name_ok = !spec.name.is_empty()
+                && spec.name.len() <= 64
+                && spec.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !name_ok {
+                return Err(err("name", format!("`{}`: use 1–64 of a-z, 0-9 and _", spec.name)));
+            }
+            if !seen.insert(spec.name.clone()) {
+                return Err(err("name", format!("flow `{}` is defined twice", spec.name)));
+            }
+            let named = |key: &str, message: String| err(key, format!("flow `{}`: {message}", spec.name));
+            match (spec.trigger, &spec.schedule) {
+                (Trigger::Schedule, _) => {
+                    return Err(named(
+                        "trigger",
+                        "schedule triggers are not available in this version; use an event trigger".into(),
+                    ));
+                }
+                (_, Some(_)) => {
+                    return Err(named(
+                        "schedule",
+                        "only a flow with trigger = \"schedule\" has a schedule".into(),
+                    ));
+                }
+                _ => {}
+            }
+            if spec.holdout_percent > 100 {
+                return Err(named("holdout_percent", "must be between 0 and 100".into()));
+            }
+            if spec.mode == Mode::Approval || spec.approval.as_ref().is_some_and(|a| a.first_n > 0) {
+                return Err(named(
+                    "mode",
+                    "approval (mode = \"approval\" or approval.first_n) is not available in this version"
+                        .into(),
+                ));
+            }
+            let cond = |key: &str, src: &str| {
+                Condition::compile(src, &schema).map_err(|e: ConditionError| named(key, e.to_string()))
+            };
+            let when = match &spec.when {
+                Some(src) => cond("when", src)?,
+                None => Condition::always(),
+            };
+            let baseline = spec.baseline.as_deref().map(|src| cond("baseline", src)).transpose()?;
+            let cap = spec
+                .frequency_cap
+                .as_deref()
+                .map(FrequencyCap::parse)
+                .transpose()
+                .map_err(|m| named("frequency_cap", m))?;
+            let mut properties = Vec::with_capacity(spec.actions.len());
+            for (j, a) in spec.actions.iter().enumerate() {
+                let key = |k: &str| format!("actions[{j}].{k}");
+                if !destinations.contains(&a.destination()) {
+                    let known = if destinations.is_empty() {
+                        "no destination is configured".to_string()
+                    } else {
+                        format!("configured: {}", destinations.join(", "))
+                    };
+                    return Err(named(
+                        &key("destination"),
+                        format!("destination `{}` is not configured ({known})", a.destination()),
+                    ));
+                }
+                let mut props = Vec::new();
+                if let ActionSpec::TrackEvent { metric, properties: p, .. } = a {
+                    if metric.trim().is_empty() || metric.len() > 128 {
+                        return Err(named(
+                            &key("metric"),
+                            "give the event a name of 1–128 characters".into(),
+                        ));
+                    }
+                    for (name, src) in p {
+                        let c = Condition::compile_value(src, &schema)
+                            .map_err(|e| named(&key(&format!("properties.{name}")), e.to_string()))?;
+                        props.push((name.clone(), c));
+                    }
+                }
+                properties.push(props);
+            }
+            flows.push(CompiledFlow { spec: spec.clone(), when, baseline, cap, properties });
+        }
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(specs).expect("flow specs serialise"));
+        let version = format!("flows-{}", &hex_lower(&h.finalize())[..12]);
+        Ok(FlowSet { version, flows })
+    }
+
+    /// The built-in flows used when the config has no `[[flows]]`: today's two behaviours, toward every
+    /// configured destination.
+    pub fn default_specs(destinations: &[&str], cfg: &PolicyConfig) -> Vec<FlowSpec> {
+        vec![
+            FlowSpec {
+                name: "profile_sync".into(),
+                trigger: Trigger::StateChanged,
+                schedule: None,
+                when: None,
+                mode: Mode::Live,
+                holdout_percent: 0,
+                frequency_cap: None,
+                baseline: None,
+                actions: destinations
+                    .iter()
+                    .map(|d| ActionSpec::SyncProfile { destination: d.to_string() })
+                    .collect(),
+                approval: None,
+            },
+            FlowSpec {
+                name: "checkout_abandoned".into(),
+                trigger: Trigger::CheckoutAbandoned,
+                schedule: None,
+                when: None,
+                mode: Mode::Live,
+                holdout_percent: cfg.holdout_percent,
+                frequency_cap: None,
+                baseline: None,
+                actions: destinations
+                    .iter()
+                    .map(|d| ActionSpec::TrackEvent {
+                        destination: d.to_string(),
+                        metric: cfg.abandoned_checkout_metric.clone(),
+                        properties: BTreeMap::new(),
+                    })
+                    .collect(),
+                approval: None,
+            },
+        ]
+    }
+
+    pub fn get(&self, name: &str) -> Option<&CompiledFlow> {
+        self.flows.iter().find(|f| f.spec.name == name)
+    }
+
+    /// Decides every flow one of `triggers` selects, for an event already applied to `state`.
+    pub fn decide(&self, ctx: &DecideContext<'_>) -> Vec<FlowOutcome> {
+        let selected: Vec<&CompiledFlow> =
+            self.flows.iter().filter(|f| ctx.triggers.contains(&f.spec.trigger)).collect();
+        if selected.is_empty() {
+            return Vec::new();
+        }
+        let facts = facts_of(ctx.event, ctx.state, ctx.scores, ctx.now);
+        let prepared = facts.prepare();
+        selected.into_iter().map(|f| self.decide_one(f, ctx, &facts, &prepared)).collect()
+    }
+
+    fn decide_one(
+        &self,
+        f: &CompiledFlow,
+        ctx: &DecideContext<'_>,
+        facts: &Facts,
+        prepared: &PreparedFacts<'_>,
+    ) -> FlowOutcome {
+        let spec = &f.spec;
+        let mut out = FlowOutcome {
+            flow: spec.name.clone(),
+            flow_version: self.version.clone(),
+            trigger: spec.trigger,
+            status: Status::NotMatched,
+            reason: String::new(),
+            inputs: inputs_of(&f.when, facts),
+            baseline: f.baseline.as_ref().map(|b| b.eval_prepared(prepared).unwrap_or(false)),
+            actions: Vec::new(),
+        };
+        match f.when.eval_prepared(prepared) {
+            Ok(true) => {}
+            Ok(false) => {
+                out.reason = "condition is false".into();
+                return out;
+            }
+            Err(e) => {
+                out.status = Status::Error;
+                out.reason = format!("condition could not be evaluated: {e}");
+                return out;
+            }
+        }
+        if in_holdout(&spec.name, &ctx.state.customer, spec.holdout_percent) {
+            out.status = Status::HeldOut;
+            out.reason = format!("customer is in the flow's {}% holdout group", spec.holdout_percent);
+            return out;
+        }
+        let consented = email_consent(ctx.state, Some(ctx.event));
+        if !consented && spec.actions.iter().any(ActionSpec::is_marketing) {
+            out.status = Status::NoConsent;
+            out.reason = format!("no email marketing consent ({:?})", ctx.state.consent).to_lowercase();
+            return out;
+        }
+        if let Some(cap) = f.cap {
+            let since = ctx.now.unix_timestamp() - cap.window_secs;
+            let recent = ctx.history.get(&spec.name).map_or(0, |v| v.iter().filter(|&&t| t > since).count());
+            if recent as u32 >= cap.count {
+                out.status = Status::Capped;
+                out.reason = format!(
+                    "frequency cap {}: {recent} acting decision(s) in the window",
+                    spec.frequency_cap.as_deref().unwrap_or_default()
+                );
+                return out;
+            }
+        }
+        out.actions = spec
+            .actions
+            .iter()
+            .zip(&f.properties)
+            .map(|(a, props)| (a.destination().to_string(), build_action(a, props, spec, ctx, facts)))
+            .collect();
+        let shadow = spec.mode == Mode::Shadow || ctx.policy.shadow;
+        out.status = if shadow { Status::Shadow } else { Status::Live };
+        out.reason = if shadow && spec.mode != Mode::Shadow {
+            "condition is true; shadow mode (pipeline.shadow): recorded, nothing sent".into()
+        } else if shadow {
+            "condition is true; the flow runs in shadow: recorded, nothing sent".into()
+        } else {
+            "condition is true".into()
+        };
+        out
+    }
+}
+
+impl FlowSet {
+    /// The longest frequency-cap window of a flow, in seconds (0 without a cap): how far back its history
+    /// must reach.
+    pub fn longest_cap_window(&self, flow: &str) -> i64 {
+        self.get(flow).and_then(|f| f.cap).map_or(0, |c| c.window_secs)
+    }
+}
+
+/// A fingerprint of what a profile shows of the scores: the segment, the model version and each score
+/// rounded to 1 % of its scale (churn risk to whole points, probabilities to 0.01, money and counts to two
+/// significant digits). A `scores_changed` trigger fires when it differs from the last one.
+pub fn scores_fingerprint(scores: &ScoreSet) -> String {
+    let mut parts = vec![scores.segment.as_str().to_string(), scores.model_version.clone()];
+    for s in &scores.scores {
+        let v = s.value;
+        let r = if s.name == "churn_risk" {
+            format!("{:.0}", v)
+        } else if (0.0..=1.0).contains(&v) && s.name.starts_with("p_") {
+            format!("{:.2}", v)
+        } else {
+            format!("{:.1e}", v)
+        };
+        parts.push(format!("{}={r}", s.name));
+    }
+    parts.join("|")
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Per flow, the times (unix seconds) of the customer's acting decisions, newest last.
+pub type FlowHistory = BTreeMap<String, Vec<i64>>;
+
+/// Everything one decision reads.
+pub struct DecideContext<'a> {
+    pub event: &'a Event,
+    pub triggers: &'a [Trigger],
+    pub state: &'a CustomerState,
+    pub scores: &'a ScoreSet,
+    pub history: &'a FlowHistory,
+    pub now: Timestamp,
+    pub policy: &'a PolicyConfig,
+}
+
+/// What a flow decided for one event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlowOutcome {
+    pub flow: String,
+    pub flow_version: String,
+    pub trigger: Trigger,
+    pub status: Status,
+    pub reason: String,
+    /// The condition's inputs (`customer.orders_count` → 3), for the audit.
+    pub inputs: BTreeMap<String, serde_json::Value>,
+    /// The baseline rule's verdict, when the flow has one.
+    pub baseline: Option<bool>,
+    /// The actions, by destination (only when the flow acts: live or shadow).
+    #[serde(skip)]
+    pub actions: Vec<(String, Action)>,
+}
+
+impl FlowOutcome {
+    /// Whether this decision counts toward the flow's frequency cap.
+    pub fn acted(&self) -> bool {
+        matches!(self.status, Status::Live | Status::Shadow)
+    }
+}
+
+/// Why a flow did or did not act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    NotMatched,
+    Live,
+    Shadow,
+    HeldOut,
+    NoConsent,
+    Capped,
+    /// The condition failed at run time (reported, nothing sent).
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::NotMatched => "not_matched",
+            Status::Live => "live",
+            Status::Shadow => "shadow",
+            Status::HeldOut => "held_out",
+            Status::NoConsent => "no_consent",
+            Status::Capped => "capped",
+            Status::Error => "error",
+        }
+    }
+}
+
+fn build_action(
+    a: &ActionSpec,
+    props: &[(String, Condition)],
+    spec: &FlowSpec,
+    ctx: &DecideContext<'_>,
+    facts: &Facts,
+) -> Action {
+    match a {
+        ActionSpec::SyncProfile { .. } => profile_action(ctx.state, ctx.scores, ctx.policy),
+        ActionSpec::TrackEvent { metric, .. } => {
+            let mut properties = event_properties(ctx.event);
+            let p = &ctx.policy.attribute_prefix;
+            for s in &ctx.scores.scores {
+                properties.insert(format!("{p}{}", s.name), json_number(s.value));
+            }
+            properties.insert(format!("{p}segment"), ctx.scores.segment.as_str().into());
+            properties.insert(format!("{p}model_version"), ctx.scores.model_version.clone().into());
+            properties.insert(format!("{p}flow"), spec.name.clone().into());
+            for (name, expr) in props {
+                let v = expr.value(facts).map(|v| fact_json(&v)).unwrap_or(serde_json::Value::Null);
+                properties.insert(name.clone(), v);
+            }
+            let (value, time, key) = event_anchor(ctx.event, ctx.now);
+            Action::TriggerEvent {
+                customer: ctx.state.customer.clone(),
+                email: ctx.state.email.clone().or_else(|| event_email(ctx.event)),
+                name: metric.clone(),
+                properties,
+                value,
+                time,
+                unique_id: format!("nudge:{}:{key}", spec.name.replace('_', "-")),
+            }
+        }
+    }
+}
+
+/// The event's own properties on a trigger event (the checkout's value, items and recovery link, …).
+fn event_properties(event: &Event) -> serde_json::Map<String, serde_json::Value> {
+    let mut props = serde_json::Map::new();
+    let items = |items: &[nudge_model::LineItem]| {
+        serde_json::Value::Array(
+            items
+                .iter()
+                .map(|li| {
+                    serde_json::json!({
+                        "product_id": li.product_id, "sku": li.sku, "title": li.title,
+                        "quantity": li.quantity, "price": li.price.amount.to_string(),
+                    })
+                })
+                .collect(),
+        )
+    };
+    match event {
+        Event::CheckoutAbandoned(ab) => {
+            let c = &ab.checkout;
+            props.insert("checkout_token".into(), c.token.clone().into());
+            props.insert("checkout_value".into(), json_number(c.total.to_f64()));
+            props.insert("currency".into(), c.total.currency.as_str().into());
+            props.insert("items".into(), items(&c.line_items));
+            if let Some(url) = &c.recovery_url {
+                props.insert("recovery_url".into(), url.clone().into());
+            }
+        }
+        Event::CheckoutUpserted(c) => {
+            props.insert("checkout_token".into(), c.token.clone().into());
+            props.insert("checkout_value".into(), json_number(c.total.to_f64()));
+            props.insert("currency".into(), c.total.currency.as_str().into());
+            props.insert("items".into(), items(&c.line_items));
+        }
+        Event::OrderUpserted(o) | Event::OrderCancelled(o) => {
+            props.insert("order_id".into(), o.id.clone().into());
+            props.insert("order_value".into(), json_number(o.total.to_f64()));
+            props.insert("currency".into(), o.total.currency.as_str().into());
+            props.insert("items".into(), items(&o.line_items));
+        }
+        Event::CustomerUpserted(_) | Event::CartUpserted(_) | Event::ProductUpserted(_) => {}
+    }
+    props
+}
+
+/// The event's value, time and the key that makes a trigger event's `unique_id` deterministic.
+fn event_anchor(event: &Event, now: Timestamp) -> (Option<nudge_model::Money>, Timestamp, String) {
+    match event {
+        Event::CheckoutAbandoned(ab) => (Some(ab.checkout.total), ab.idle_since, ab.checkout.token.clone()),
+        Event::CheckoutUpserted(c) => (Some(c.total), c.updated_at, c.token.clone()),
+        Event::OrderUpserted(o) => {
+            (Some(o.total), o.updated_at, format!("{}:{}", o.id, o.updated_at.unix_timestamp()))
+        }
+        Event::OrderCancelled(o) => (Some(o.total), o.updated_at, format!("{}:cancelled", o.id)),
+        Event::CustomerUpserted(c) => {
+            (None, c.updated_at, format!("customer:{}", c.updated_at.unix_timestamp()))
+        }
+        Event::CartUpserted(c) => {
+            (None, c.updated_at, format!("{}:{}", c.token, c.updated_at.unix_timestamp()))
+        }
+        Event::ProductUpserted(_) => (None, now, format!("at:{}", now.unix_timestamp())),
+    }
+}
+
+fn event_email(event: &Event) -> Option<String> {
+    match event {
+        Event::CheckoutAbandoned(ab) => ab.email.clone().or_else(|| ab.checkout.email.clone()),
+        Event::CheckoutUpserted(c) => c.email.clone(),
+        Event::OrderUpserted(o) | Event::OrderCancelled(o) => o.email.clone(),
+        Event::CustomerUpserted(c) => c.email.clone(),
+        Event::CartUpserted(_) | Event::ProductUpserted(_) => None,
+    }
+}
+
+/// Whether the customer may receive email marketing: their stored consent is `subscribed`, or nothing is
+/// stored and the triggering order or checkout says the buyer accepts marketing (Shopify's
+/// `buyer_accepts_marketing`, ticked at checkout). A stored refusal always wins.
+pub fn email_consent(state: &CustomerState, event: Option<&Event>) -> bool {
+    match state.consent {
+        MarketingConsent::Subscribed => true,
+        MarketingConsent::Unknown => {
+            let accepts = match event {
+                Some(Event::CheckoutAbandoned(ab)) => ab.checkout.accepts_marketing,
+                Some(Event::CheckoutUpserted(c)) => c.accepts_marketing,
+                Some(Event::OrderUpserted(o)) | Some(Event::OrderCancelled(o)) => o.accepts_marketing,
+                _ => None,
+            };
+            accepts == Some(true)
+        }
+        _ => false,
+    }
+}
+
+/// The values a condition sees. No email, phone, name or address is among them: conditions (and the
+/// audit of their inputs) only ever hold identifiers, counts, money, times, consent and scores.
+pub fn facts_of(event: &Event, state: &CustomerState, scores: &ScoreSet, now: Timestamp) -> Facts {
+    let s = state.summary();
+    let money = |m: Option<nudge_model::Money>| FactValue::Double(m.map_or(0.0, |m| m.to_f64()));
+    let time = |t: Option<Timestamp>| t.map_or(FactValue::Null, FactValue::Timestamp);
+    let mut customer = BTreeMap::new();
+    customer.insert("id".into(), FactValue::Text(state.customer.to_string()));
+    customer.insert("email_consent".into(), FactValue::Bool(email_consent(state, Some(event))));
+    customer.insert("sms_consent".into(), FactValue::Bool(state.sms_consent == MarketingConsent::Subscribed));
+    customer.insert("orders_count".into(), FactValue::Int(i64::from(s.order_count)));
+    customer.insert("total_spent".into(), money(s.spend));
+    customer.insert("aov".into(), money(s.average_order_value));
+    customer.insert("first_order_at".into(), time(s.first_order_at));
+    customer.insert("last_order_at".into(), time(s.last_order_at));
+    customer.insert(
+        "days_since_last_order".into(),
+        s.last_order_at.map_or(FactValue::Null, |t| FactValue::Double((now - t).as_seconds_f64() / 86_400.0)),
+    );
+    customer.insert("tags".into(), FactValue::TextList(state.tags.clone()));
+    let open: f64 = state.open_checkouts.values().map(|c| c.total.to_f64()).sum();
+    customer.insert("open_checkout_value".into(), FactValue::Double(open));
+
+    let mut sc = BTreeMap::new();
+    for score in &scores.scores {
+        sc.insert(score.name.clone(), FactValue::Double(score.value));
+    }
+    sc.insert("segment".into(), FactValue::Text(scores.segment.as_str().into()));
+    sc.insert("model_version".into(), FactValue::Text(scores.model_version.clone()));
+
+    let mut ev = BTreeMap::new();
+    ev.insert("kind".into(), FactValue::Text(event.kind().into()));
+    let (value, currency, order_id, checkout_token, products) = match event {
+        Event::OrderUpserted(o) | Event::OrderCancelled(o) => (
+            Some(o.total),
+            Some(o.total.currency),
+            Some(o.id.clone()),
+            o.checkout_token.clone(),
+            &o.line_items,
+        ),
+        Event::CheckoutUpserted(c) => {
+            (Some(c.total), Some(c.total.currency), None, Some(c.token.clone()), &c.line_items)
+        }
+        Event::CheckoutAbandoned(ab) => (
+            Some(ab.checkout.total),
+            Some(ab.checkout.total.currency),
+            None,
+            Some(ab.checkout.token.clone()),
+            &ab.checkout.line_items,
+        ),
+        Event::CartUpserted(c) => (None, None, None, None, &c.line_items),
+        Event::CustomerUpserted(_) | Event::ProductUpserted(_) => (None, None, None, None, &Vec::new()),
+    };
+    ev.insert("value".into(), money(value));
+    ev.insert("currency".into(), currency.map_or(FactValue::Null, |c| FactValue::Text(c.as_str().into())));
+    ev.insert("order_id".into(), order_id.map_or(FactValue::Null, FactValue::Text));
+    ev.insert("checkout_token".into(), checkout_token.map_or(FactValue::Null, FactValue::Text));
+    ev.insert(
+        "product_ids".into(),
+        FactValue::TextList(products.iter().filter_map(|li| li.product_id.clone()).collect()),
+    );
+    Facts { event: ev, customer, scores: sc }
+}
+
+/// The facts a condition reads, as JSON for the audit.
+fn inputs_of(c: &Condition, facts: &Facts) -> BTreeMap<String, serde_json::Value> {
+    c.inputs()
+        .into_iter()
+        .map(|path| {
+            let v = lookup(facts, &path).map_or(serde_json::Value::Null, fact_json);
+            (path, v)
+        })
+        .collect()
+}
+
+fn lookup<'a>(facts: &'a Facts, path: &str) -> Option<&'a FactValue> {
+    let (var, field) = path.split_once('.')?;
+    match var {
+        "event" => facts.event.get(field),
+        "customer" => facts.customer.get(field),
+        "scores" => facts.scores.get(field),
+        _ => None,
+    }
+}
+
+/// A fact as JSON.
+pub fn fact_json(v: &FactValue) -> serde_json::Value {
+    match v {
+        FactValue::Bool(b) => (*b).into(),
+        FactValue::Int(i) => (*i).into(),
+        FactValue::Double(d) => json_number(*d),
+        FactValue::Text(s) => s.clone().into(),
+        FactValue::Timestamp(t) => t
+            .format(&time::format_description::well_known::Rfc3339)
+            .map(serde_json::Value::String)
+            .unwrap_or(serde_json::Value::Null),
+        FactValue::TextList(l) => l.clone().into(),
+        FactValue::Null => serde_json::Value::Null,
+    }
+}
+
+/// What `nudge flows test` shows: one flow evaluated for one customer now, term by term, with every check
+/// that would follow; nothing is decided or sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRun {
+    pub flow: String,
+    pub flow_version: String,
+    pub trigger: Trigger,
+    pub mode: Mode,
+    pub condition: String,
+    /// Each top-level term of the condition with its value.
+    pub terms: Vec<(String, String)>,
+    pub matched: Result<bool, String>,
+    pub inputs: BTreeMap<String, serde_json::Value>,
+    pub baseline: Option<bool>,
+    pub held_out: bool,
+    pub consent: bool,
+    /// The cap's verdict, when the flow has one.
+    pub cap: Option<String>,
+    /// What would happen, in words.
+    pub verdict: String,
+    /// The actions, as `type → destination`.
+    pub actions: Vec<String>,
+}
+
+/// The customer a dry run is about, as of `now`.
+#[derive(Clone, Copy)]
+pub struct Subject<'a> {
+    pub state: &'a CustomerState,
+    pub scores: &'a ScoreSet,
+    pub history: &'a FlowHistory,
+    /// The triggering event, when there is one; without it the event's fields are absent.
+    pub event: Option<&'a Event>,
+    pub now: Timestamp,
+    pub policy: &'a PolicyConfig,
+}
+
+impl FlowSet {
+    /// Evaluates flow `name` for a customer as if its trigger fired now. The event's own fields are
+    /// absent (null) unless `event` is given.
+    pub fn dry_run(&self, name: &str, subject: &Subject<'_>) -> Option<DryRun> {
+        let Subject { state, scores, history, event, now, policy } = *subject;
+        let f = self.get(name)?;
+        let spec = &f.spec;
+        let facts = match event {
+            Some(ev) => facts_of(ev, state, scores, now),
+            None => {
+                // No event: its fields are absent, its kind is the trigger's.
+                let placeholder = Event::ProductUpserted(nudge_model::Product {
+                    id: String::new(),
+                    title: String::new(),
+                    category: None,
+                    vendor: None,
+                    updated_at: now,
+                });
+                let mut facts = facts_of(&placeholder, state, scores, now);
+                facts.event.insert("kind".into(), FactValue::Text(spec.trigger.as_str().into()));
+                facts
+            }
+        };
+        let explanation = f.when.explain(&facts);
+        let held_out = in_holdout(&spec.name, &state.customer, spec.holdout_percent);
+        let consent = email_consent(state, event) || !spec.actions.iter().any(ActionSpec::is_marketing);
+        let cap = f.cap.map(|cap| {
+            let since = now.unix_timestamp() - cap.window_secs;
+            let recent = history.get(&spec.name).map_or(0, |v| v.iter().filter(|&&t| t > since).count());
+            format!(
+                "{} used of {} in the window ({})",
+                recent,
+                cap.count,
+                if recent as u32 >= cap.count { "capped" } else { "room left" }
+            )
+        });
+        let capped = f.cap.is_some_and(|cap| {
+            let since = now.unix_timestamp() - cap.window_secs;
+            history.get(&spec.name).map_or(0, |v| v.iter().filter(|&&t| t > since).count()) as u32
+                >= cap.count
+        });
+        let shadow = spec.mode == Mode::Shadow || policy.shadow;
+        let verdict = match &explanation.result {
+            Err(e) => format!("the condition fails at run time: {e}"),
+            Ok(false) => "nothing: the condition is false".to_string(),
+            Ok(true) if held_out => {
+                format!("nothing: the customer is in the {}% holdout group", spec.holdout_percent)
+            }
+            Ok(true) if !consent => "nothing: no email marketing consent".to_string(),
+            Ok(true) if capped => "nothing: the frequency cap is reached".to_string(),
+            Ok(true) if shadow => "the decision would be recorded (shadow), nothing sent".to_string(),
+            Ok(true) => format!("{} action(s) would be sent", spec.actions.len()),
+        };
+        Some(DryRun {
+            flow: spec.name.clone(),
+            flow_version: self.version.clone(),
+            trigger: spec.trigger,
+            mode: spec.mode,
+            condition: spec.when.clone().unwrap_or_else(|| "true".into()),
+            terms: explanation.terms.iter().map(|t| (t.text.clone(), t.value.clone())).collect(),
+            matched: explanation.result.clone(),
+            inputs: inputs_of(&f.when, &facts),
+            baseline: f.baseline.as_ref().map(|b| b.eval(&facts).unwrap_or(false)),
+            held_out,
+            consent,
+            cap,
+            verdict,
+            actions: spec
+                .actions
+                .iter()
+                .map(|a| match a {
+                    ActionSpec::SyncProfile { destination } => format!("sync_profile → {destination}"),
+                    ActionSpec::TrackEvent { destination, metric, .. } => {
+                        format!("track_event \"{metric}\" → {destination}")
+                    }
+                })
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nudge_model::{Checkout, CheckoutAbandoned, Money, Order, Score, Segment};
+    use time::macros::datetime;
+
+    const NOW: Timestamp = datetime!(2026-05-02 10:00 UTC);
+
+    fn customer() -> nudge_model::CustomerId {
+        "shopify:42".parse().unwrap()
+    }
+
+    fn scores(churn: f64) -> ScoreSet {
+        let s = |name: &str, value: f64| Score {
+            name: name.into(),
+            value,
+            model_id: "btyd".into(),
+            model_version: "v1".into(),
+            explanation: String::new(),
+        };
+        ScoreSet {
+            scores: vec![s("churn_risk", churn), s("p_alive", 1.0 - churn / 100.0)],
+            segment: Segment::Active,
+            model_version: "v1".into(),
+            scored_at: NOW,
+        }
+    }
+
+    fn checkout(accepts: Option<bool>) -> Checkout {
+        Checkout {
+            token: "tok1".into(),
+            cart_token: None,
+            customer: Some(customer()),
+            email: Some("a@example.org".into()),
+            created_at: datetime!(2026-05-01 9:00 UTC),
+            updated_at: datetime!(2026-05-01 9:05 UTC),
+            completed_at: None,
+            total: Money::parse("84.90", "EUR").unwrap(),
+            line_items: vec![],
+            recovery_url: Some("https://shop/r/tok1".into()),
+            accepts_marketing: accepts,
+        }
+    }
+
+    fn abandoned(accepts: Option<bool>) -> Event {
+        let c = checkout(accepts);
+        Event::CheckoutAbandoned(CheckoutAbandoned {
+            customer: customer(),
+            email: None,
+            idle_since: c.updated_at,
+            checkout: c,
+        })
+    }
+
+    fn order(id: &str, day: u8) -> Event {
+        let at = datetime!(2026-04-01 12:00 UTC) + time::Duration::days(i64::from(day));
+        Event::OrderUpserted(Order {
+            id: id.into(),
+            name: None,
+            customer: Some(customer()),
+            email: Some("a@example.org".into()),
+            created_at: at,
+            updated_at: at,
+            cancelled_at: None,
+            total: Money::parse("40.00", "EUR").unwrap(),
+            financial_status: None,
+            line_items: vec![],
+            checkout_token: None,
+            cart_token: None,
+            accepts_marketing: None,
+        })
+    }
+
+    fn spec(toml_text: &str) -> FlowSpec {
+        #[derive(Deserialize)]
+        struct One {
+            flows: Vec<FlowSpec>,
+        }
+        let one: One = toml_from(toml_text);
+        one.flows.into_iter().next().unwrap()
+    }
+
+    /// A tiny TOML reader is not a dependency here: flows are written as JSON in the tests.
+    fn toml_from<T: for<'de> Deserialize<'de>>(json: &str) -> T {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn state_after(events: &[Event], consent: MarketingConsent) -> CustomerState {
+        let mut st = CustomerState::new(customer());
+        st.email = Some("a@example.org".into());
+        st.consent = consent;
+        for e in events {
+            st.apply(e);
+        }
+        st
+    }
+
+    fn decide(
+        set: &FlowSet,
+        ev: &Event,
+        st: &CustomerState,
+        triggers: &[Trigger],
+        history: &FlowHistory,
+    ) -> Vec<FlowOutcome> {
+        set.decide(&DecideContext {
+            event: ev,
+            triggers,
+            state: st,
+            scores: &scores(72.5),
+            history,
+            now: NOW,
+            policy: &PolicyConfig::default(),
+        })
+    }
+
+    #[test]
+    fn built_in_flows_keep_the_abandoned_checkout_trigger_and_the_profile_sync() {
+        let cfg = PolicyConfig::default();
+        let set = FlowSet::compile(&FlowSet::default_specs(&["klaviyo"], &cfg), &["klaviyo"]).unwrap();
+        let ev = abandoned(None);
+        let st =
+            state_after(&[Event::CheckoutUpserted(checkout(None)), ev.clone()], MarketingConsent::Subscribed);
+        let out = decide(&set, &ev, &st, &Trigger::of_event(&ev, true), &FlowHistory::new());
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|o| o.status == Status::Live), "{out:?}");
+        let track = out.iter().find(|o| o.flow == "checkout_abandoned").unwrap();
+        match &track.actions[0] {
+            (dest, Action::TriggerEvent { name, unique_id, properties, .. }) => {
+                assert_eq!(dest, "klaviyo");
+                assert_eq!(name, "AI Checkout Abandoned");
+                assert_eq!(unique_id, "nudge:checkout-abandoned:tok1");
+                assert_eq!(properties["recovery_url"], "https://shop/r/tok1");
+                assert_eq!(properties["currency"], "EUR");
+                assert_eq!(properties["ai_churn_risk"], 72.5);
+            }
+            other => panic!("{other:?}"),
+        }
+        let sync = out.iter().find(|o| o.flow == "profile_sync").unwrap();
+        assert!(
+            matches!(&sync.actions[0].1, Action::UpsertProfile { attributes, .. } if attributes.contains_key("ai_segment"))
+        );
+    }
+
+    #[test]
+    fn a_flow_sees_the_state_after_its_event_and_records_its_inputs_without_pii() {
+        let f = spec(
+            r#"{"flows":[{"name":"first_order","trigger":"order_placed",
+            "when":"customer.orders_count >= 1 && scores.churn_risk >= 60.0",
+            "actions":[{"type":"track_event","destination":"klaviyo","metric":"AI First Order",
+                        "properties":{"tier":"scores.segment","orders":"customer.orders_count"}}]}]}"#,
+        );
+        let set = FlowSet::compile(&[f], &["klaviyo"]).unwrap();
+        let ev = order("1001", 0);
+        let st = state_after(std::slice::from_ref(&ev), MarketingConsent::Subscribed);
+        let triggers = Trigger::of_event(&ev, false);
+        assert!(triggers.contains(&Trigger::OrderPlaced));
+        let out = decide(&set, &ev, &st, &triggers, &FlowHistory::new());
+        assert_eq!(out[0].status, Status::Live, "{out:?}");
+        assert_eq!(out[0].inputs["customer.orders_count"], 1);
+        let audit = serde_json::to_string(&out[0]).unwrap();
+        assert!(!audit.contains("a@example.org"), "{audit}");
+        match &out[0].actions[0].1 {
+            Action::TriggerEvent { properties, unique_id, .. } => {
+                assert_eq!(properties["tier"], "active");
+                assert_eq!(properties["orders"], 1);
+                assert!(unique_id.starts_with("nudge:first-order:1001:"), "{unique_id}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The second delivery of the same order is an update, not a new order.
+        assert!(Trigger::of_event(&ev, true).contains(&Trigger::OrderUpdated));
+    }
+
+    #[test]
+    fn holdout_consent_cap_and_shadow_are_applied_in_order() {
+        let base = r#"{"name":"nudge_it","trigger":"checkout_abandoned","when":"scores.churn_risk > 50.0",
+            "actions":[{"type":"track_event","destination":"klaviyo","metric":"AI Nudge"}]"#;
+        let set_of = |extra: &str| {
+            FlowSet::compile(&[spec(&format!(r#"{{"flows":[{base}{extra}}}]}}"#))], &["klaviyo"]).unwrap()
+        };
+        let ev = abandoned(None);
+        let triggers = Trigger::of_event(&ev, true);
+        let subscribed =
+            state_after(&[Event::CheckoutUpserted(checkout(None)), ev.clone()], MarketingConsent::Subscribed);
+        let none = FlowHistory::new();
+
+        let out = decide(&set_of(r#","holdout_percent":100"#), &ev, &subscribed, &triggers, &none);
+        assert_eq!(out[0].status, Status::HeldOut);
+        assert!(out[0].actions.is_empty());
+
+        let unknown =
+            state_after(&[Event::CheckoutUpserted(checkout(None)), ev.clone()], MarketingConsent::Unknown);
+        let out = decide(&set_of(""), &ev, &unknown, &triggers, &none);
+        assert_eq!(out[0].status, Status::NoConsent, "{out:?}");
+        // The buyer ticked "email me" at checkout: consent.
+        let ticked = abandoned(Some(true));
+        let out = decide(&set_of(""), &ticked, &unknown, &triggers, &none);
+        assert_eq!(out[0].status, Status::Live, "{out:?}");
+        // A stored refusal wins over the checkout's flag.
+        let refused = state_after(&[], MarketingConsent::Unsubscribed);
+        assert_eq!(decide(&set_of(""), &ticked, &refused, &triggers, &none)[0].status, Status::NoConsent);
+
+        let capped = set_of(r#","frequency_cap":"1/7d""#);
+        let recent: FlowHistory = [("nudge_it".to_string(), vec![NOW.unix_timestamp() - 3 * 86_400])].into();
+        assert_eq!(decide(&capped, &ev, &subscribed, &triggers, &recent)[0].status, Status::Capped);
+        let old: FlowHistory = [("nudge_it".to_string(), vec![NOW.unix_timestamp() - 8 * 86_400])].into();
+        assert_eq!(decide(&capped, &ev, &subscribed, &triggers, &old)[0].status, Status::Live);
+
+        let shadow = decide(&set_of(r#","mode":"shadow""#), &ev, &subscribed, &triggers, &none);
+        assert_eq!(shadow[0].status, Status::Shadow);
+        assert_eq!(shadow[0].actions.len(), 1, "a shadow decision keeps what it would have sent");
+        assert!(shadow[0].acted());
+
+        let low = set_of("");
+        let calm = decide(&low, &ev, &subscribed, &triggers, &none);
+        assert_eq!(calm[0].status, Status::Live);
+        let out = low.decide(&DecideContext {
+            event: &ev,
+            triggers: &triggers,
+            state: &subscribed,
+            scores: &scores(10.0),
+            history: &none,
+            now: NOW,
+            policy: &PolicyConfig::default(),
+        });
+        assert_eq!(out[0].status, Status::NotMatched);
+        assert_eq!(out[0].reason, "condition is false");
+    }
+
+    #[test]
+    fn bad_flows_are_config_errors_with_key_paths() {
+        let err = |json: &str, dests: &[&str]| {
+            let specs: Vec<FlowSpec> = serde_json::from_str::<serde_json::Value>(json)
+                .map(|v| serde_json::from_value(v["flows"].clone()).unwrap())
+                .unwrap();
+            FlowSet::compile(&specs, dests).unwrap_err()
+        };
+        let ok = r#"{"name":"a","trigger":"order_placed","actions":[{"type":"sync_profile","destination":"klaviyo"}]}"#;
+        let e = err(&format!(r#"{{"flows":[{ok},{ok}]}}"#), &["klaviyo"]);
+        assert_eq!(e.path, "flows[1].name");
+        assert!(e.message.contains("twice"), "{e}");
+        let e = err(&format!(r#"{{"flows":[{ok}]}}"#), &[]);
+        assert_eq!(e.path, "flows[0].actions[0].destination");
+        assert!(e.message.contains("no destination is configured"), "{e}");
+        let e = err(
+            r#"{"flows":[{"name":"b","trigger":"order_placed","when":"customer.orders_count >=\n  scores.nope"}]}"#,
+            &["klaviyo"],
+        );
+        assert_eq!(e.path, "flows[0].when");
+        assert!(e.message.contains("flow `b`") && e.message.contains("line 2"), "{e}");
+        let e = err(
+            r#"{"flows":[{"name":"c","trigger":"order_placed","frequency_cap":"weekly"}]}"#,
+            &["klaviyo"],
+        );
+        assert_eq!(e.path, "flows[0].frequency_cap");
+        let e = err(r#"{"flows":[{"name":"Bad-Name","trigger":"order_placed"}]}"#, &["klaviyo"]);
+        assert_eq!(e.path, "flows[0].name");
+        let e = err(r#"{"flows":[{"name":"d","trigger":"schedule","schedule":"0 9 * * *"}]}"#, &["klaviyo"]);
+        assert_eq!(e.path, "flows[0].trigger");
+        let e =
+            err(r#"{"flows":[{"name":"e","trigger":"order_placed","holdout_percent":120}]}"#, &["klaviyo"]);
+        assert_eq!(e.path, "flows[0].holdout_percent");
+    }
+
+    #[test]
+    fn the_version_follows_the_content_and_scores_fingerprints_ignore_noise() {
+        let a = spec(r#"{"flows":[{"name":"a","trigger":"order_placed"}]}"#);
+        let mut b = a.clone();
+        b.when = Some("customer.orders_count >= 2".into());
+        let va = FlowSet::compile(std::slice::from_ref(&a), &[]).unwrap().version;
+        assert_eq!(va, FlowSet::compile(&[a], &[]).unwrap().version);
+        assert_ne!(va, FlowSet::compile(&[b], &[]).unwrap().version);
+        assert_eq!(scores_fingerprint(&scores(72.4)), scores_fingerprint(&scores(72.3)));
+        assert_ne!(scores_fingerprint(&scores(72.4)), scores_fingerprint(&scores(75.0)));
+        assert_eq!(FrequencyCap::parse("3/24h").unwrap(), FrequencyCap { count: 3, window_secs: 86_400 });
+        assert!(FrequencyCap::parse("0/1d").is_err());
+    }
+}
