@@ -33,6 +33,9 @@ pub enum AuditStage {
     /// path, the token's name and role and the outcome, never the token or its hash. Belongs to no delivery,
     /// like a refit.
     ApiAccess,
+    /// A decision waiting for approval changed state: approved (its actions enqueued), rejected or expired,
+    /// by whom. Recorded under the trace of the delivery whose decision it is.
+    Approval,
 }
 
 impl AuditStage {
@@ -47,6 +50,7 @@ impl AuditStage {
             AuditStage::Terminal => "terminal",
             AuditStage::ModelRefit => "model_refit",
             AuditStage::ApiAccess => "api_access",
+            AuditStage::Approval => "approval",
         }
     }
 
@@ -61,6 +65,7 @@ impl AuditStage {
             "terminal" => AuditStage::Terminal,
             "model_refit" => AuditStage::ModelRefit,
             "api_access" => AuditStage::ApiAccess,
+            "approval" => AuditStage::Approval,
             _ => return None,
         })
     }
@@ -148,6 +153,7 @@ mod tests {
             AuditStage::Terminal,
             AuditStage::ModelRefit,
             AuditStage::ApiAccess,
+            AuditStage::Approval,
         ] {
             assert_eq!(AuditStage::parse(stage.as_str()), Some(stage));
             assert_eq!(serde_json::to_value(stage).unwrap(), serde_json::json!(stage.as_str()));

@@ -12,12 +12,15 @@
 //! - [`score`]: `Score`, `ScoreSet`, `Segment`.
 //! - [`decision`]: `Decision`, `Action` (destination-neutral).
 //! - [`audit`]: `AuditStage`, `TerminalState`, `AuditRecord`.
+//! - [`privacy`]: keyed pseudonyms (`pseudonym`, `pseudonymize_json`) for whatever leaves for a model,
+//!   an external scorer or an LLM.
 
 pub mod audit;
 pub mod decision;
 pub mod event;
 pub mod ids;
 pub mod money;
+pub mod privacy;
 pub mod score;
 
 pub use audit::{AuditRecord, AuditStage, TerminalState};
@@ -28,6 +31,7 @@ pub use event::{
 };
 pub use ids::{CustomerId, IdError, Source, TraceId};
 pub use money::{Currency, Money, MoneyError};
+pub use privacy::{PiiKind, PseudonymKey, pseudonym, pseudonymize_json};
 pub use score::{Score, ScoreSet, Segment};
 
 /// Timestamps everywhere are UTC-normalised offsets; RFC 3339 on the wire.

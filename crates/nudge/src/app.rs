@@ -39,6 +39,8 @@ pub struct Shared {
     pub metrics: PrometheusHandle,
     pub ack_latency: Arc<LatencySample>,
     pub counters: Counters,
+    /// The running flow set (`GET /api/flows`); the same one the pipeline decides with.
+    pub flows: Arc<crate::pipeline::Flows>,
 }
 
 /// A running nudge.
@@ -111,6 +113,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         flows: flows.clone(),
         abandon_after: cfg.pipeline.checkout_abandon_after.0,
         batch_size: cfg.pipeline.batch_size,
+        approval_counts: Default::default(),
     });
     let push_latency = Arc::new(LatencySample::new(100_000));
     let outbox = Arc::new(OutboxWorker {
@@ -129,6 +132,11 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
             store.clone(),
             cfg.pipeline.timer_tick.0,
             wake_pipeline.clone(),
+            shutdown_rx.clone(),
+        )),
+        work.spawn(crate::outbox::run_approval_expiry(
+            store.clone(),
+            Duration::from_secs(30),
             shutdown_rx.clone(),
         )),
     ];
@@ -197,6 +205,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         metrics: telemetry::metrics_handle(),
         ack_latency: Arc::new(LatencySample::new(100_000)),
         counters: Counters::default(),
+        flows: flows.clone(),
     });
     let addr = listener.local_addr()?;
     let router = crate::http::router(shared.clone());

@@ -36,6 +36,33 @@ pub struct Config {
     /// these.
     #[serde(default)]
     pub flows: Option<Vec<nudge_policy::flows::FlowSpec>>,
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+}
+
+/// Personal data that leaves nudge (`[privacy]`).
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// The key of the pseudonyms (HMAC-SHA256) that replace emails, phone numbers, names and addresses in
+    /// whatever goes to a model, an external scorer or an LLM; at least 32 bytes. A secret: write
+    /// `"${NUDGE_PSEUDONYM_KEY}"`.
+    pub pseudonym_key: Option<String>,
+}
+
+impl PrivacyConfig {
+    /// The pseudonym key, when one is configured.
+    pub fn key(&self) -> Option<nudge_model::PseudonymKey> {
+        self.pseudonym_key.as_ref().map(|k| nudge_model::PseudonymKey::from_bytes(k.as_bytes()))
+    }
+}
+
+impl fmt::Debug for PrivacyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivacyConfig")
+            .field("pseudonym_key", &self.pseudonym_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// How a fit chooses and refuses model families, and how the scheduled refit validates itself.
@@ -336,6 +363,18 @@ impl Config {
             ));
         }
         self.flow_set()?;
+        if let Some(k) = &self.privacy.pseudonym_key {
+            let min = nudge_model::PseudonymKey::MIN_LEN;
+            if k.len() < min {
+                return Err(err(
+                    "privacy.pseudonym_key",
+                    format!(
+                        "must be at least {min} bytes (it is {}); generate one with `openssl rand -hex 32`",
+                        k.len()
+                    ),
+                ));
+            }
+        }
         let m = &self.models;
         if !(m.max_tracking_deviation.is_finite() && m.max_tracking_deviation > 0.0) {
             return Err(err("models.max_tracking_deviation", "must be a share above 0 (0.10 = 10%)"));
@@ -383,6 +422,7 @@ impl Config {
     pub fn secrets(&self) -> Vec<String> {
         let mut v: Vec<String> = self.sources.shopify.iter().flat_map(|s| s.secrets.clone()).collect();
         v.extend(self.destinations.klaviyo.iter().map(|k| k.api_key.clone()));
+        v.extend(self.privacy.pseudonym_key.clone());
         v
     }
 }
@@ -510,6 +550,23 @@ mod tests {
         assert_eq!(e.path, "<file>");
         let e = Config::from_toml("[pipeline]\nworker_scheduling = \"realtime\"", &env(&[])).unwrap_err();
         assert_eq!(e.path, "pipeline.worker_scheduling");
+    }
+
+    #[test]
+    fn the_pseudonym_key_is_a_checked_secret() {
+        let text = "[privacy]\npseudonym_key = \"${NUDGE_PSEUDONYM_KEY}\"";
+        let key = "k3y-of-at-least-thirty-two-bytes-0123456789";
+        let c = Config::from_toml(text, &env(&[("NUDGE_PSEUDONYM_KEY", key)])).unwrap();
+        assert_eq!(c.privacy.pseudonym_key.as_deref(), Some(key));
+        assert!(c.secrets().iter().any(|s| s == key), "the key is among the secrets");
+        assert!(!format!("{c:?}").contains(key), "the key never shows in Debug");
+        assert!(!format!("{:?}", c.privacy.key().unwrap()).contains(key));
+        let e = Config::from_toml(text, &env(&[("NUDGE_PSEUDONYM_KEY", "short")])).unwrap_err();
+        assert_eq!(e.path, "privacy.pseudonym_key");
+        assert!(e.reason.contains("32 bytes") && !e.reason.contains("short"), "{e}");
+        let e = Config::from_toml(text, &env(&[])).unwrap_err();
+        assert_eq!(e.path, "privacy.pseudonym_key");
+        assert!(Config::from_toml("", &env(&[])).unwrap().privacy.pseudonym_key.is_none());
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! updates, carts, products, plus a few duplicates, bad signatures, unknown topics and malformed bodies —
 //! and prints a summary. It exits non-zero when an invariant fails (an acknowledged delivery without a
 //! terminal state, or a trigger event pushed twice).
+//!
+//! Its flows are the two built-in ones written out, plus `winback_shadow`, a flow a marketing team would add
+//! and run in shadow first: its decisions are recorded and audited, nothing is sent. The summary counts
+//! every flow's decisions by status.
 
 use crate::app::App;
 use crate::config::{Config, HumanDuration};
@@ -60,6 +64,67 @@ const KLAVIYO_KEY: &str = "pk_demo_fake_key";
 const MARKER: &str = ".nudge-demo";
 const ID_BASE: u64 = 7_000_000_000_000;
 const CATEGORIES: [&str; 5] = ["Tees", "Outerwear", "Shoes", "Accessories", "Home"];
+
+/// The demo's flows: the two built-in ones written out (as in `nudge.example.toml`) and a win-back flow in
+/// shadow.
+const FLOWS: &str = r#"
+[[flows]]
+name = "profile_sync"
+trigger = "state_changed"
+actions = [{ type = "sync_profile", destination = "klaviyo" }]
+
+[[flows]]
+name = "checkout_abandoned"
+trigger = "checkout_abandoned"
+holdout_percent = 0
+actions = [{ type = "track_event", destination = "klaviyo", metric = "AI Checkout Abandoned" }]
+
+# A win-back in shadow. It listens to checkout_started, not order_placed: right after an order the model
+# sees the customer alive (churn risk near 0), so a churn condition on order_placed never matches.
+[[flows]]
+name = "winback_shadow"
+trigger = "checkout_started"
+when = "scores.churn_risk >= 50.0 && customer.orders_count >= 2"
+mode = "shadow"
+holdout_percent = 10
+frequency_cap = "1/7d"
+baseline = "customer.days_since_last_order > 90.0"
+actions = [
+  { type = "track_event", destination = "klaviyo", metric = "AI Winback", properties = { tier = "scores.segment" } },
+]
+"#;
+
+/// The statuses the summary shows a column for, in order (`error` is added when a flow has one).
+const FLOW_STATUSES: [&str; 6] = ["live", "shadow", "held_out", "no_consent", "capped", "not_matched"];
+
+fn demo_flows() -> Vec<nudge_policy::flows::FlowSpec> {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        flows: Vec<nudge_policy::flows::FlowSpec>,
+    }
+    toml::from_str::<Doc>(FLOWS).expect("the demo's flows parse").flows
+}
+
+/// Per flow, its decisions by status, from the metrics' `nudge_flow_decisions_total{flow,status}` counters
+/// in the Prometheus text `rendered`.
+fn flow_decision_counts(rendered: &str) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for line in rendered.lines() {
+        let Some(rest) = line.strip_prefix("nudge_flow_decisions_total{") else { continue };
+        let Some((labels, value)) = rest.rsplit_once('}') else { continue };
+        let Ok(n) = value.trim().parse::<f64>() else { continue };
+        let label = |name: &str| {
+            labels.split(',').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k.trim() == name).then(|| v.trim().trim_matches('"').to_string())
+            })
+        };
+        if let (Some(flow), Some(status)) = (label("flow"), label("status")) {
+            *out.entry(flow).or_default().entry(status).or_default() += n as u64;
+        }
+    }
+    out
+}
 
 /// Runs the standalone fake (`nudge dev fake-klaviyo`).
 pub async fn run_fake_klaviyo(
@@ -140,6 +205,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         Some(nudge_deliver::klaviyo::KlaviyoConfig::new(KLAVIYO_KEY).with_base_url(fake.base_url()));
     cfg.pipeline.checkout_abandon_after = HumanDuration(args.abandon_after);
     cfg.pipeline.timer_tick = HumanDuration(Duration::from_millis(200));
+    cfg.flows = Some(demo_flows());
 
     // 1. The synthetic store's history, imported and fitted before the server starts.
     let now = OffsetDateTime::now_utc();
@@ -468,6 +534,27 @@ async fn summarize(
         events.len(),
         abandoned
     );
+    let counts = flow_decision_counts(&app.shared.metrics.render());
+    let mut columns: Vec<&str> = FLOW_STATUSES.to_vec();
+    if counts.values().any(|c| c.contains_key("error")) {
+        columns.push("error");
+    }
+    println!("flows: decisions by status (flow set {}):", app.flows.current().version);
+    print!("  {:<20} {:<7}", "flow", "mode");
+    for c in &columns {
+        print!(" {c:>11}");
+    }
+    println!();
+    for f in &app.flows.current().flows {
+        let mode = serde_json::to_value(f.spec.mode).ok().and_then(|v| v.as_str().map(String::from));
+        let mode = mode.unwrap_or_default();
+        print!("  {:<20} {mode:<7}", f.spec.name);
+        let by_status = counts.get(&f.spec.name);
+        for c in &columns {
+            print!(" {:>11}", by_status.and_then(|m| m.get(*c)).copied().unwrap_or(0));
+        }
+        println!();
+    }
     if let Some((n, p50, p99)) = app.shared.ack_latency.quantiles() {
         println!("ingest ack latency (server, {n}): p50 {:.2} ms, p99 {:.2} ms", p50 * 1e3, p99 * 1e3);
     }
@@ -518,4 +605,35 @@ async fn summarize(
         ok = false;
     }
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_flows_compile_with_a_shadow_flow() {
+        let set = nudge_policy::flows::FlowSet::compile(&demo_flows(), &["klaviyo"]).unwrap();
+        let names: Vec<&str> = set.flows.iter().map(|f| f.spec.name.as_str()).collect();
+        assert_eq!(names, ["profile_sync", "checkout_abandoned", "winback_shadow"]);
+        assert_eq!(set.flows[2].spec.mode, nudge_policy::flows::Mode::Shadow);
+        // The two built-in flows, written out, are the built-in ones.
+        let builtin =
+            nudge_policy::flows::FlowSet::default_specs(&["klaviyo"], &nudge_policy::PolicyConfig::default());
+        assert_eq!(&demo_flows()[..2], &builtin[..]);
+    }
+
+    #[test]
+    fn flow_counts_are_read_from_the_metrics() {
+        let text = "# TYPE nudge_flow_decisions_total counter\n\
+            nudge_flow_decisions_total{flow=\"winback_shadow\",status=\"shadow\"} 12\n\
+            nudge_flow_decisions_total{status=\"held_out\",flow=\"winback_shadow\"} 2\n\
+            nudge_flow_decisions_total{flow=\"profile_sync\",status=\"live\"} 340\n\
+            nudge_decisions_total{shadow=\"true\"} 12\n";
+        let c = flow_decision_counts(text);
+        assert_eq!(c["winback_shadow"]["shadow"], 12);
+        assert_eq!(c["winback_shadow"]["held_out"], 2);
+        assert_eq!(c["profile_sync"]["live"], 340);
+        assert_eq!(c.len(), 2);
+    }
 }

@@ -29,6 +29,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
         .route("/audit/events/{trace_id}", get(audit_trace))
         .route("/audit/customers/{customer_id}", get(audit_customer))
+        .route("/flows", get(list_flows))
+        .route("/approvals", get(list_approvals))
+        .route("/approvals/bulk", post(bulk_approvals))
+        .route("/approvals/{id}/approve", post(approve_one))
+        .route("/approvals/{id}/reject", post(reject_one))
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(guard_state, guard));
     Router::new()
@@ -397,6 +402,40 @@ async fn api_not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiErro
     ApiError(StatusCode::NOT_FOUND, format!("no API route {method} {}", uri.path()))
 }
 
+/// `GET /api/flows`: the running flow set (what a reload last swapped in), in the shape of
+/// `nudge flows list --json`. `builtin` says whether the set is exactly the built-in flows: rebuilt from the
+/// destinations, holdout and metric the running set names, the built-in specs equal it.
+async fn list_flows(State(app): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    use nudge_policy::flows::{ActionSpec, FlowSet, FlowSpec};
+    let set = app.flows.current();
+    let specs: Vec<FlowSpec> = set.flows.iter().map(|f| f.spec.clone()).collect();
+    let builtin = match specs.as_slice() {
+        [sync, abandoned] if sync.name == "profile_sync" && abandoned.name == "checkout_abandoned" => {
+            let dests: Vec<&str> = sync.actions.iter().map(ActionSpec::destination).collect();
+            let mut policy = nudge_policy::PolicyConfig {
+                holdout_percent: abandoned.holdout_percent,
+                ..Default::default()
+            };
+            if let Some(ActionSpec::TrackEvent { metric, .. }) = abandoned.actions.first() {
+                policy.abandoned_checkout_metric = metric.clone();
+            }
+            FlowSet::default_specs(&dests, &policy) == specs
+        }
+        _ => false,
+    };
+    let flows: Vec<serde_json::Value> = specs
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name, "trigger": s.trigger, "mode": s.mode, "when": s.when,
+                "holdout_percent": s.holdout_percent, "frequency_cap": s.frequency_cap,
+                "baseline": s.baseline, "actions": s.actions,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "version": set.version, "builtin": builtin, "flows": flows }))
+}
+
 async fn audit_trace(
     State(app): State<Arc<Shared>>,
     Path(trace): Path<String>,
@@ -427,4 +466,122 @@ async fn audit_customer(
         Ok(records) => Ok(Json(serde_json::json!({ "customer_id": id, "records": records })).into_response()),
         Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
+}
+
+/// `GET /api/approvals?flow=&status=`: approval items, oldest first (`status`: pending, approved, rejected,
+/// expired).
+async fn list_approvals(
+    State(app): State<Arc<Shared>>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use nudge_store::{ApprovalFilter, ApprovalStatus};
+    let status = match q.get("status").map(String::as_str).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(ApprovalStatus::parse(s).ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("`{s}` is not an approval status (pending, approved, rejected, expired)"),
+            )
+        })?),
+    };
+    let flow = q.get("flow").filter(|f| !f.is_empty()).cloned();
+    let items = app
+        .store
+        .list_approvals(ApprovalFilter { flow, status, limit: 0 })
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")))?;
+    Ok(Json(serde_json::json!({ "approvals": items })))
+}
+
+/// `POST /api/approvals/{id}/approve`.
+async fn approve_one(
+    State(app): State<Arc<Shared>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide_one(&app, &caller, &id, nudge_store::ApprovalDecision::Approve).await
+}
+
+/// `POST /api/approvals/{id}/reject`.
+async fn reject_one(
+    State(app): State<Arc<Shared>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    decide_one(&app, &caller, &id, nudge_store::ApprovalDecision::Reject).await
+}
+
+/// Decides one item for the caller: 200 decided, 404 unknown, 409 already decided or expired (nothing sent).
+async fn decide_one(
+    app: &Shared,
+    caller: &Caller,
+    id: &str,
+    decision: nudge_store::ApprovalDecision,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use nudge_store::{ApprovalDecision, ApprovalTarget, DecideResult};
+    let not_found = || ApiError(StatusCode::NOT_FOUND, format!("no approval item {id}"));
+    let n: i64 = id.parse().map_err(|_| not_found())?;
+    let by = format!("token:{}", caller.token_name);
+    let results = app
+        .store
+        .decide_approvals(ApprovalTarget::Ids(vec![n]), decision, &by, None, crate::outbox::now_ms())
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")))?;
+    let status = match decision {
+        ApprovalDecision::Approve => "approved",
+        ApprovalDecision::Reject => "rejected",
+    };
+    match results.first().map(|r| r.1) {
+        Some(DecideResult::Decided) => {
+            Ok(Json(serde_json::json!({ "id": n, "status": status, "decided_by": by })))
+        }
+        Some(DecideResult::AlreadyDecided(s)) => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("approval item {n} is already {}; nothing changed", s.as_str()),
+        )),
+        Some(DecideResult::Expired) => {
+            Err(ApiError(StatusCode::CONFLICT, format!("approval item {n} has expired; nothing is sent")))
+        }
+        Some(DecideResult::NotFound) | None => Err(not_found()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkDecision {
+    flow: String,
+    decision: nudge_store::ApprovalDecision,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /api/approvals/bulk` with `{"flow": F, "decision": "approve"|"reject"}`: every pending item of the
+/// flow, in one transaction; answers the counts.
+async fn bulk_approvals(
+    State(app): State<Arc<Shared>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: Result<Json<BulkDecision>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use nudge_store::{ApprovalTarget, DecideResult};
+    let Json(b) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    if b.flow.trim().is_empty() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "name the flow (`flow`)".into()));
+    }
+    let by = format!("token:{}", caller.token_name);
+    let results = app
+        .store
+        .decide_approvals(
+            ApprovalTarget::AllPending { flow: Some(b.flow.clone()) },
+            b.decision,
+            &by,
+            b.reason,
+            crate::outbox::now_ms(),
+        )
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")))?;
+    let decided = results.iter().filter(|r| r.1 == DecideResult::Decided).count();
+    let expired = results.iter().filter(|r| r.1 == DecideResult::Expired).count();
+    Ok(Json(serde_json::json!({
+        "flow": b.flow, "decision": b.decision, "decided": decided, "expired": expired, "decided_by": by,
+    })))
 }

@@ -13,11 +13,12 @@
 //! - [`outbox`]: the delivery worker and the abandonment-timer worker.
 //! - [`telemetry`]: logs and metrics, each metric defined once.
 //! - [`demo`]: `nudge demo`, a synthetic store end to end against the built-in Klaviyo fake.
-//! - [`audit_cli`], [`models_cli`], [`import`], [`tokens_cli`]: the other subcommands.
+//! - [`audit_cli`], [`models_cli`], [`import`], [`tokens_cli`], [`approvals_cli`]: the other subcommands.
 //! - [`model_report`]: the renderers of `nudge models report` (text, HTML, SVG, JSON); [`svg`]: its charts.
 
 pub mod access;
 pub mod app;
+pub mod approvals_cli;
 pub mod audit_cli;
 pub mod config;
 pub mod demo;

@@ -52,6 +52,9 @@ enum Command {
     /// Create, list and revoke the admin API's tokens.
     #[command(subcommand)]
     Tokens(nudge::tokens_cli::TokensCmd),
+    /// Decisions waiting for approval: list, approve, reject (one by one or --all).
+    #[command(subcommand)]
+    Approvals(nudge::approvals_cli::ApprovalsCmd),
     /// Developer tools.
     #[command(subcommand)]
     Dev(DevCmd),
@@ -148,6 +151,10 @@ fn main() -> ExitCode {
             },
             Command::Tokens(cmd) => match load() {
                 Ok(cfg) => nudge::tokens_cli::run(&cfg, cmd).await,
+                Err(e) => return config_error(e),
+            },
+            Command::Approvals(cmd) => match load() {
+                Ok(cfg) => nudge::approvals_cli::run(&cfg, cmd).await,
                 Err(e) => return config_error(e),
             },
             Command::Dev(DevCmd::FakeKlaviyo { listen, api_key, unthrottled }) => {

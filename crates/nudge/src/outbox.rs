@@ -221,3 +221,21 @@ pub async fn run_timers(
         }
     }
 }
+
+/// Expires pending approval items past their expiry, every `tick` until `shutdown` (30 s in the server).
+pub async fn run_approval_expiry(store: Arc<dyn Store>, tick: Duration, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match store.expire_approvals(now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(expired = n, "approval items expired"),
+            Err(e) => tracing::error!(error = %e, "expiring approval items failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}

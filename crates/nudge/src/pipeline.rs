@@ -15,7 +15,8 @@ use nudge_policy::flows::{DecideContext, FlowSet, Status, Trigger};
 use nudge_scoring::{RulesScorer, Scorer};
 use nudge_state::{Applied, CustomerState};
 use nudge_store::{
-    DeliveryStatus, NewOutboxItem, ProcessOutcome, Store, StoreError, StoredDelivery, StoredState, TimerSpec,
+    DeliveryStatus, NewApproval, NewOutboxItem, ProcessOutcome, Store, StoreError, StoredDelivery,
+    StoredState, TimerSpec,
 };
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -82,6 +83,9 @@ pub struct Pipeline {
     pub flows: Arc<Flows>,
     pub abandon_after: Duration,
     pub batch_size: usize,
+    /// Per flow with `approval.first_n`, how many of its decisions went through approval, batches in flight
+    /// included (loaded from the store when first needed; forgotten when processing recovers from an error).
+    pub approval_counts: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 /// What a delivery's body turned into before state is touched.
@@ -189,7 +193,11 @@ impl Pipeline {
         }
         let built = self.build(batch, &Overlay::default()).await?;
         let (n, enqueued) = (built.outcomes.len(), built.enqueued);
-        self.store.commit_processing(built.outcomes).await?;
+        if let Err(e) = self.store.commit_processing(built.outcomes).await {
+            // The counts included this batch's waiting decisions: read them from the store again.
+            self.approval_counts.lock().expect("approval counts lock").clear();
+            return Err(e);
+        }
         Ok((n, enqueued))
     }
 
@@ -248,14 +256,25 @@ impl Pipeline {
             states.insert(s.customer, state);
         }
 
+        // The approval counts of flows with `approval.first_n`, from the store the first time.
+        let mut counts = self.approval_counts.lock().expect("approval counts lock").clone();
+        let flows = self.flows.current();
+        for f in &flows.flows {
+            if flows.uses_first_n(&f.spec.name) && !counts.contains_key(&f.spec.name) {
+                let n = self.store.approval_count(&f.spec.name).await?;
+                counts.insert(f.spec.name.clone(), n);
+            }
+        }
+
         let now = time::OffsetDateTime::now_utc();
         let mut outcomes = Vec::with_capacity(prepared.len());
         let mut enqueued = 0;
         for (d, p) in prepared {
-            let o = self.process_one(&d, p, &mut states, now);
+            let o = self.process_one(&d, p, &mut states, &mut counts, now);
             enqueued += o.outbox.len();
             outcomes.push(o);
         }
+        *self.approval_counts.lock().expect("approval counts lock") = counts;
         // Every changed state is written once, with the last outcome of the batch that touched it.
         let mut changed = HashMap::new();
         for o in outcomes.iter_mut().rev() {
@@ -279,6 +298,7 @@ impl Pipeline {
         d: &StoredDelivery,
         p: Prepared,
         states: &mut HashMap<CustomerId, CustomerState>,
+        approval_counts: &mut HashMap<String, u64>,
         now: Timestamp,
     ) -> ProcessOutcome {
         let trace = d.trace_id;
@@ -416,13 +436,14 @@ impl Pipeline {
                 history: &state.flow_history,
                 now,
                 policy: &self.policy,
+                approvals_so_far: &|flow: &str| approval_counts.get(flow).copied().unwrap_or(0),
             });
             if decided.is_empty() {
                 reasons.push(format!("{}: no flow listens to {}", ev.kind(), trigger_names(&triggers)));
                 continue;
             }
-            let shadow_only =
-                decided.iter().any(|o| o.acted()) && decided.iter().all(|o| o.status != Status::Live);
+            let shadow_only = decided.iter().any(|o| o.status == Status::Shadow)
+                && decided.iter().all(|o| !matches!(o.status, Status::Live | Status::AwaitingApproval));
             let mut summary = Vec::with_capacity(decided.len());
             for o in &decided {
                 telemetry::flow_decision(&o.flow, o.status.as_str());
@@ -457,6 +478,28 @@ impl Pipeline {
                     Status::Shadow => {
                         reasons.push(format!("{}: shadow, decision recorded, nothing pushed", o.flow))
                     }
+                    // Nothing to approve: nothing waits (and nothing counts toward first_n, which counts items).
+                    Status::AwaitingApproval if o.actions.is_empty() => {
+                        reasons.push(format!("{}: decided, the flow has no actions", o.flow));
+                    }
+                    Status::AwaitingApproval => {
+                        *approval_counts.entry(o.flow.clone()).or_default() += 1;
+                        let actions: Vec<serde_json::Value> = o
+                            .actions
+                            .iter()
+                            .map(|(dest, a)| serde_json::json!({ "destination": dest, "action": a }))
+                            .collect();
+                        out.approvals.push(NewApproval {
+                            trace_id: trace,
+                            flow: o.flow.clone(),
+                            flow_version: o.flow_version.clone(),
+                            customer: cid.clone(),
+                            actions_json: serde_json::Value::Array(actions).to_string(),
+                            created_at_ms: ts_to_ms(now),
+                            expires_at_ms: ts_to_ms(now) + flows.approval_expiry_secs(&o.flow) * 1000,
+                        });
+                        reasons.push(format!("{}: awaiting approval", o.flow));
+                    }
                     _ => reasons.push(format!("{}: {}", o.flow, o.reason)),
                 }
                 if o.acted() {
@@ -482,7 +525,11 @@ impl Pipeline {
             );
         }
         out.status = Some(DeliveryStatus::Processed);
-        if out.outbox.is_empty() {
+        if !out.approvals.is_empty() {
+            // Deferred: the trace settles once its approvals are decided or expire and whatever they enqueue
+            // is final (see `Store::decide_approvals`).
+            telemetry::processed("awaiting_approval");
+        } else if out.outbox.is_empty() {
             let reason = if reasons.is_empty() { "nothing to do".to_string() } else { reasons.join("; ") };
             audit(
                 &mut out,
@@ -615,6 +662,7 @@ impl Pipeline {
             self.land(f, overlay, outbox_wake).await;
         }
         *overlay = Overlay::default();
+        self.approval_counts.lock().expect("approval counts lock").clear();
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

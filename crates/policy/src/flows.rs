@@ -279,12 +279,40 @@ impl FlowSet {
             if spec.holdout_percent > 100 {
                 return Err(named("holdout_percent", "must be between 0 and 100".into()));
             }
-            if spec.mode == Mode::Approval || spec.approval.as_ref().is_some_and(|a| a.first_n > 0) {
-                return Err(named(
-                    "mode",
-                    "approval (mode = \"approval\" or approval.first_n) is not available in this version"
-                        .into(),
-                ));
+            if let Some(a) = &spec.approval {
+                if a.first_n > 0 && spec.mode != Mode::Live {
+                    return Err(named(
+                        "approval.first_n",
+                        format!(
+                            "first_n applies to a live flow (the first N decisions wait, then it runs live); \
+                             this flow's mode is \"{}\"",
+                            match spec.mode {
+                                Mode::Live => "live",
+                                Mode::Shadow => "shadow",
+                                Mode::Approval => "approval",
+                            }
+                        ),
+                    ));
+                }
+                if a.first_n == 0 && spec.mode == Mode::Live {
+                    return Err(named(
+                        "approval",
+                        "a live flow's approval table needs first_n above zero (or use mode = \"approval\")"
+                            .into(),
+                    ));
+                }
+                match parse_duration_secs(a.expires_after.trim()) {
+                    Some(secs) if secs > 0 => {}
+                    _ => {
+                        return Err(named(
+                            "approval.expires_after",
+                            format!(
+                                "`{}` is not a duration; write one such as \"48h\" or \"7d\"",
+                                a.expires_after
+                            ),
+                        ));
+                    }
+                }
             }
             let cond = |key: &str, src: &str| {
                 Condition::compile(src, &schema).map_err(|e: ConditionError| named(key, e.to_string()))
@@ -455,6 +483,24 @@ impl FlowSet {
             .map(|(a, props)| (a.destination().to_string(), build_action(a, props, spec, ctx, facts)))
             .collect();
         let shadow = spec.mode == Mode::Shadow || ctx.policy.shadow;
+        let first_n = spec.approval.as_ref().map_or(0, |a| a.first_n);
+        if !shadow && spec.mode == Mode::Approval {
+            out.status = Status::AwaitingApproval;
+            out.reason =
+                "condition is true; the flow runs in approval: waiting for a person to approve".into();
+            return out;
+        }
+        if !shadow && first_n > 0 {
+            let so_far = (ctx.approvals_so_far)(&spec.name);
+            if so_far < u64::from(first_n) {
+                out.status = Status::AwaitingApproval;
+                out.reason = format!(
+                    "condition is true; decision {} of the first {first_n} that wait for approval",
+                    so_far + 1
+                );
+                return out;
+            }
+        }
         out.status = if shadow { Status::Shadow } else { Status::Live };
         out.reason = if shadow && spec.mode != Mode::Shadow {
             "condition is true; shadow mode (pipeline.shadow): recorded, nothing sent".into()
@@ -510,6 +556,31 @@ pub struct DecideContext<'a> {
     pub history: &'a FlowHistory,
     pub now: Timestamp,
     pub policy: &'a PolicyConfig,
+    /// How many decisions of a flow (by name) have gone through approval so far, including those decided
+    /// earlier in the same batch: a live flow with `approval.first_n = N` waits while this is below N.
+    pub approvals_so_far: &'a dyn Fn(&str) -> u64,
+}
+
+/// A [`DecideContext::approvals_so_far`] for callers with no approval history (tests, dry runs).
+pub fn no_approvals(_: &str) -> u64 {
+    0
+}
+
+impl FlowSet {
+    /// The expiry, in seconds, of a flow's approval items (48 h without an `[flows.approval]` table).
+    pub fn approval_expiry_secs(&self, flow: &str) -> i64 {
+        self.get(flow)
+            .and_then(|f| f.spec.approval.as_ref())
+            .and_then(|a| parse_duration_secs(a.expires_after.trim()))
+            .unwrap_or(48 * 3600)
+    }
+
+    /// Whether a flow's decisions can wait for approval (mode approval, or live with `first_n`).
+    pub fn uses_first_n(&self, flow: &str) -> bool {
+        self.get(flow).is_some_and(|f| {
+            f.spec.mode == Mode::Live && f.spec.approval.as_ref().is_some_and(|a| a.first_n > 0)
+        })
+    }
 }
 
 /// What a flow decided for one event.
@@ -532,7 +603,7 @@ pub struct FlowOutcome {
 impl FlowOutcome {
     /// Whether this decision counts toward the flow's frequency cap.
     pub fn acted(&self) -> bool {
-        matches!(self.status, Status::Live | Status::Shadow)
+        matches!(self.status, Status::Live | Status::Shadow | Status::AwaitingApproval)
     }
 }
 
@@ -548,6 +619,9 @@ pub enum Status {
     Capped,
     /// The condition failed at run time (reported, nothing sent).
     Error,
+    /// The flow acts, but its actions wait for a person to approve them (mode approval, or a live flow
+    /// within its `approval.first_n`).
+    AwaitingApproval,
 }
 
 impl Status {
@@ -560,6 +634,7 @@ impl Status {
             Status::NoConsent => "no_consent",
             Status::Capped => "capped",
             Status::Error => "error",
+            Status::AwaitingApproval => "awaiting_approval",
         }
     }
 }
@@ -880,6 +955,14 @@ impl FlowSet {
             Ok(true) if !consent => "nothing: no email marketing consent".to_string(),
             Ok(true) if capped => "nothing: the frequency cap is reached".to_string(),
             Ok(true) if shadow => "the decision would be recorded (shadow), nothing sent".to_string(),
+            Ok(true) if spec.mode == Mode::Approval => {
+                format!("{} action(s) would wait for approval", spec.actions.len())
+            }
+            Ok(true) if spec.approval.as_ref().is_some_and(|a| a.first_n > 0) => format!(
+                "{} action(s) would be sent, or wait for approval while the flow is within its first {} decisions",
+                spec.actions.len(),
+                spec.approval.as_ref().map_or(0, |a| a.first_n)
+            ),
             Ok(true) => format!("{} action(s) would be sent", spec.actions.len()),
         };
         Some(DryRun {
@@ -1022,6 +1105,7 @@ mod tests {
             history,
             now: NOW,
             policy: &PolicyConfig::default(),
+            approvals_so_far: &no_approvals,
         })
     }
 
@@ -1134,6 +1218,7 @@ mod tests {
             history: &none,
             now: NOW,
             policy: &PolicyConfig::default(),
+            approvals_so_far: &no_approvals,
         });
         assert_eq!(out[0].status, Status::NotMatched);
         assert_eq!(out[0].reason, "condition is false");
@@ -1172,6 +1257,92 @@ mod tests {
         let e =
             err(r#"{"flows":[{"name":"e","trigger":"order_placed","holdout_percent":120}]}"#, &["klaviyo"]);
         assert_eq!(e.path, "flows[0].holdout_percent");
+    }
+
+    #[test]
+    fn approval_mode_and_first_n_hold_decisions_then_go_live() {
+        let base = r#"{"name":"nudge_it","trigger":"checkout_abandoned",
+            "actions":[{"type":"track_event","destination":"klaviyo","metric":"AI Nudge"}]"#;
+        let set_of = |extra: &str| {
+            FlowSet::compile(&[spec(&format!(r#"{{"flows":[{base}{extra}}}]}}"#))], &["klaviyo"]).unwrap()
+        };
+        let ev = abandoned(None);
+        let triggers = Trigger::of_event(&ev, true);
+        let st =
+            state_after(&[Event::CheckoutUpserted(checkout(None)), ev.clone()], MarketingConsent::Subscribed);
+        let none = FlowHistory::new();
+        let with_count = |set: &FlowSet, n: u64, policy: &PolicyConfig| {
+            let count = move |flow: &str| if flow == "nudge_it" { n } else { 0 };
+            set.decide(&DecideContext {
+                event: &ev,
+                triggers: &triggers,
+                state: &st,
+                scores: &scores(72.5),
+                history: &none,
+                now: NOW,
+                policy,
+                approvals_so_far: &count,
+            })
+        };
+        let policy = PolicyConfig::default();
+        // Approval mode: every decision waits, whatever the count, with its actions kept.
+        let approval = set_of(r#","mode":"approval","approval":{"expires_after":"7d"}"#);
+        for n in [0, 5, 1000] {
+            let out = with_count(&approval, n, &policy);
+            assert_eq!(out[0].status, Status::AwaitingApproval, "{out:?}");
+            assert_eq!(out[0].actions.len(), 1);
+            assert!(out[0].acted(), "a waiting decision counts toward the frequency cap");
+        }
+        assert_eq!(Status::AwaitingApproval.as_str(), "awaiting_approval");
+        assert_eq!(approval.approval_expiry_secs("nudge_it"), 7 * 86_400);
+        // Live with first_n = 2: the first two wait, then live.
+        let first = set_of(r#","approval":{"first_n":2}"#);
+        assert!(first.uses_first_n("nudge_it"));
+        assert_eq!(first.approval_expiry_secs("nudge_it"), 48 * 3600);
+        assert_eq!(with_count(&first, 0, &policy)[0].status, Status::AwaitingApproval);
+        assert_eq!(with_count(&first, 1, &policy)[0].status, Status::AwaitingApproval);
+        let live = with_count(&first, 2, &policy);
+        assert_eq!(live[0].status, Status::Live);
+        assert_eq!(live[0].actions.len(), 1);
+        // pipeline.shadow wins: nothing waits, nothing is sent.
+        let shadow = PolicyConfig { shadow: true, ..PolicyConfig::default() };
+        assert_eq!(with_count(&approval, 0, &shadow)[0].status, Status::Shadow);
+        assert_eq!(with_count(&first, 0, &shadow)[0].status, Status::Shadow);
+        // A held-out customer never waits.
+        let held = set_of(r#","mode":"approval","holdout_percent":100"#);
+        assert_eq!(with_count(&held, 0, &policy)[0].status, Status::HeldOut);
+    }
+
+    #[test]
+    fn bad_approval_settings_are_config_errors() {
+        let err = |extra: &str| {
+            let json = format!(
+                r#"{{"name":"f","trigger":"order_placed","actions":[{{"type":"sync_profile","destination":"klaviyo"}}]{extra}}}"#
+            );
+            let spec: FlowSpec = serde_json::from_str(&json).unwrap();
+            FlowSet::compile(&[spec], &["klaviyo"]).unwrap_err()
+        };
+        let e = err(r#","mode":"shadow","approval":{"first_n":3}"#);
+        assert_eq!(e.path, "flows[0].approval.first_n");
+        assert!(e.message.contains("shadow"), "{e}");
+        let e = err(r#","mode":"approval","approval":{"first_n":3}"#);
+        assert_eq!(e.path, "flows[0].approval.first_n");
+        let e = err(r#","mode":"approval","approval":{"expires_after":"two days"}"#);
+        assert_eq!(e.path, "flows[0].approval.expires_after");
+        let e = err(r#","approval":{"first_n":1,"expires_after":"0h"}"#);
+        assert_eq!(e.path, "flows[0].approval.expires_after");
+        let e = err(r#","approval":{"expires_after":"1h"}"#);
+        assert_eq!(e.path, "flows[0].approval");
+        let ok = |extra: &str| {
+            let json = format!(
+                r#"{{"name":"f","trigger":"order_placed","actions":[{{"type":"sync_profile","destination":"klaviyo"}}]{extra}}}"#
+            );
+            let spec: FlowSpec = serde_json::from_str(&json).unwrap();
+            FlowSet::compile(&[spec], &["klaviyo"]).is_ok()
+        };
+        assert!(ok(r#","mode":"approval""#));
+        assert!(ok(r#","mode":"approval","approval":{"expires_after":"2h"}"#));
+        assert!(ok(r#","approval":{"first_n":50}"#));
     }
 
     #[test]

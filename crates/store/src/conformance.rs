@@ -23,6 +23,8 @@ where
     registry(make().await).await;
     import_is_idempotent(make().await).await;
     api_tokens(make().await).await;
+    approvals_queue(make().await).await;
+    approvals_in_bulk(make().await).await;
 }
 
 fn delivery(webhook: &str, event: Option<&str>) -> NewDelivery {
@@ -540,4 +542,210 @@ pub async fn api_tokens(s: Arc<dyn Store>) {
         Err(StoreError::Conflict(msg)) => assert!(msg.contains("revoked"), "{msg}"),
         other => panic!("reusing a revoked name: expected a conflict, got {other:?}"),
     }
+}
+
+fn approval(trace: TraceId, flow: &str, c: u32, n: u32, expires_at_ms: i64) -> NewApproval {
+    NewApproval {
+        trace_id: trace,
+        flow: flow.into(),
+        flow_version: "flows-test".into(),
+        customer: cust(c),
+        actions_json: format!("[{{\"destination\":\"klaviyo\",\"action\":{{\"n\":{n}}}}}]"),
+        created_at_ms: 1_000,
+        expires_at_ms,
+    }
+}
+
+/// Decisions waiting for approval: stored with their delivery (no terminal state yet), listed, approved
+/// (their actions enter the outbox once, behind what the customer has pending), rejected or expired (never
+/// sent); a decided item cannot be decided again; every transition is audited under the item's trace, and
+/// the trace settles once nothing of it is pending.
+pub async fn approvals_queue(s: Arc<dyn Store>) {
+    let now = 1_000_000;
+    let (t1, t2) = (TraceId::new(), TraceId::new());
+    s.commit_processing(vec![
+        ProcessOutcome {
+            trace_id: Some(t1),
+            approvals: vec![
+                approval(t1, "winback", 1, 1, now + 60_000),
+                approval(t1, "welcome", 1, 2, now + 60_000),
+            ],
+            ..Default::default()
+        },
+        ProcessOutcome {
+            trace_id: Some(t2),
+            outbox: vec![outbox_item(t2, 2, 7)],
+            approvals: vec![approval(t2, "winback", 2, 3, now - 1)],
+            ..Default::default()
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(terminal_of(&*s, t1).await.unwrap(), None, "a trace waiting for approval is not final");
+    let all = s.list_approvals(ApprovalFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|a| a.status == ApprovalStatus::Pending && a.decided_by.is_none()));
+    assert_eq!(all[0].actions, serde_json::json!([{"destination": "klaviyo", "action": {"n": 1}}]));
+    let winback = ApprovalFilter { flow: Some("winback".into()), ..Default::default() };
+    assert_eq!(s.list_approvals(winback.clone()).await.unwrap().len(), 2);
+    assert_eq!(s.approval_count("winback").await.unwrap(), 2);
+    assert_eq!(s.approval_count("nothing").await.unwrap(), 0);
+    let (a1, a2, a3) = (all[0].id, all[1].id, all[2].id);
+    // Nothing of an approval item is in the outbox before it is approved.
+    let due = s.due_outbox(i64::MAX / 2, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    // t2's live item is delivered: t2 still waits for its approval.
+    s.record_attempts(vec![AttemptRecord {
+        item_id: due[0].id,
+        trace_id: t2,
+        result: AttemptResult::Delivered,
+        audit: audit(t2, AuditStage::DeliveryAttempt),
+        at_ms: now,
+    }])
+    .await
+    .unwrap();
+    assert_eq!(terminal_of(&*s, t2).await.unwrap(), None, "not final while an approval is pending");
+
+    let r = s
+        .decide_approvals(
+            ApprovalTarget::Ids(vec![a1, 999_999]),
+            ApprovalDecision::Approve,
+            "token:mia",
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, vec![(a1, DecideResult::Decided), (999_999, DecideResult::NotFound)]);
+    let due = s.due_outbox(i64::MAX / 2, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].trace_id, t1);
+    assert_eq!(due[0].customer, cust(1));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&due[0].action_json).unwrap(),
+        serde_json::json!({"n": 1})
+    );
+    // Decided once: approving or rejecting again changes nothing and enqueues nothing.
+    for d in [ApprovalDecision::Approve, ApprovalDecision::Reject] {
+        let again = s.decide_approvals(ApprovalTarget::Ids(vec![a1]), d, "cli:ops", None, now).await.unwrap();
+        assert_eq!(again, vec![(a1, DecideResult::AlreadyDecided(ApprovalStatus::Approved))]);
+    }
+    assert_eq!(s.backlog().await.unwrap().1, 1, "approved once: one outbox item");
+    let r = s
+        .decide_approvals(
+            ApprovalTarget::Ids(vec![a2]),
+            ApprovalDecision::Reject,
+            "cli:ops",
+            Some("off-brand".into()),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, vec![(a2, DecideResult::Decided)]);
+    assert_eq!(s.backlog().await.unwrap().1, 1, "a rejected item enqueues nothing");
+    assert_eq!(terminal_of(&*s, t1).await.unwrap(), None, "t1's approved action is still pending");
+    s.record_attempts(vec![AttemptRecord {
+        item_id: due[0].id,
+        trace_id: t1,
+        result: AttemptResult::Delivered,
+        audit: audit(t1, AuditStage::DeliveryAttempt),
+        at_ms: now + 1,
+    }])
+    .await
+    .unwrap();
+    assert_eq!(terminal_of(&*s, t1).await.unwrap(), Some(TerminalState::Delivered));
+    let view = s.trace(t1).await.unwrap().unwrap();
+    let approvals: Vec<&AuditRecord> =
+        view.records.iter().filter(|r| r.stage == AuditStage::Approval).collect();
+    assert_eq!(approvals.len(), 2, "{:?}", view.records);
+    assert_eq!(approvals[0].detail["status"], "approved");
+    assert_eq!(approvals[0].detail["by"], "token:mia");
+    assert_eq!(approvals[1].detail["status"], "rejected");
+    assert_eq!(approvals[1].detail["reason"], "off-brand");
+    assert_eq!(view.records.iter().filter(|r| r.stage == AuditStage::Terminal).count(), 1);
+
+    // a3 expired a millisecond before now: the sweep expires it, and its trace settles (its live item was
+    // delivered).
+    assert_eq!(s.expire_approvals(now).await.unwrap(), 1);
+    assert_eq!(s.expire_approvals(now).await.unwrap(), 0);
+    assert_eq!(terminal_of(&*s, t2).await.unwrap(), Some(TerminalState::Delivered));
+    let r = s
+        .decide_approvals(ApprovalTarget::Ids(vec![a3]), ApprovalDecision::Approve, "cli:ops", None, now)
+        .await
+        .unwrap();
+    assert_eq!(r, vec![(a3, DecideResult::Expired)]);
+    assert_eq!(s.backlog().await.unwrap().1, 0, "an expired item is never sent");
+    let listed = s
+        .list_approvals(ApprovalFilter { status: Some(ApprovalStatus::Expired), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, a3);
+    assert_eq!(listed[0].decided_by.as_deref(), Some("system"));
+    assert_eq!(s.approval_count("winback").await.unwrap(), 2, "decided items still count toward first_n");
+
+    // A trace whose only decision waits, then is rejected: ignored, with the approval's outcome as reason.
+    let t3 = TraceId::new();
+    s.commit_processing(vec![ProcessOutcome {
+        trace_id: Some(t3),
+        approvals: vec![approval(t3, "winback", 3, 4, now + 60_000)],
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+    let r = s
+        .decide_approvals(
+            ApprovalTarget::AllPending { flow: Some("winback".into()) },
+            ApprovalDecision::Reject,
+            "cli:ops",
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].1, DecideResult::Decided);
+    assert_eq!(terminal_of(&*s, t3).await.unwrap(), Some(TerminalState::Ignored("approval rejected".into())));
+}
+
+/// Approving every pending item of a flow in bulk: one transaction, each item's actions enqueued once.
+pub async fn approvals_in_bulk(s: Arc<dyn Store>) {
+    let now = 1_000_000;
+    let outcomes: Vec<ProcessOutcome> = (0..500)
+        .map(|i| {
+            let t = TraceId::new();
+            ProcessOutcome {
+                trace_id: Some(t),
+                approvals: vec![approval(t, if i % 5 == 0 { "other" } else { "bulk" }, i, i, now + 60_000)],
+                ..Default::default()
+            }
+        })
+        .collect();
+    s.commit_processing(outcomes).await.unwrap();
+    let r = s
+        .decide_approvals(
+            ApprovalTarget::AllPending { flow: Some("bulk".into()) },
+            ApprovalDecision::Approve,
+            "token:mia",
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.len(), 400);
+    assert!(r.iter().all(|x| x.1 == DecideResult::Decided));
+    assert_eq!(s.backlog().await.unwrap().1, 400);
+    let again = s
+        .decide_approvals(
+            ApprovalTarget::AllPending { flow: Some("bulk".into()) },
+            ApprovalDecision::Approve,
+            "token:mia",
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "nothing pending is left to approve");
+    let pending = ApprovalFilter { status: Some(ApprovalStatus::Pending), ..Default::default() };
+    assert_eq!(s.list_approvals(pending).await.unwrap().len(), 100, "the other flow's items wait");
 }

@@ -167,6 +167,32 @@ pub trait Store: Send + Sync + 'static {
     /// Records that token `id` authenticated a request at `at_ms`; a use within a minute of the recorded
     /// one writes nothing (the time is kept to the minute, so requests do not each cost a write).
     async fn touch_token(&self, id: i64, at_ms: i64) -> Result<()>;
+
+    /// Approval items matching `filter`, oldest first.
+    async fn list_approvals(&self, filter: ApprovalFilter) -> Result<Vec<ApprovalRecord>>;
+
+    /// Approves or rejects items, in one transaction, attributing the decision to `by`; returns each item's
+    /// result (for [`ApprovalTarget::AllPending`], the items decided). An approved item's actions enter the
+    /// outbox as ordinary items of its customer (in the item's order, after what the customer already has
+    /// pending); a pending item past its expiry at `now_ms` is expired instead and never sent. Each
+    /// transition is audited (stage `approval`) under the item's trace, and a trace with nothing left
+    /// pending gets its terminal state.
+    async fn decide_approvals(
+        &self,
+        target: ApprovalTarget,
+        decision: ApprovalDecision,
+        by: &str,
+        reason: Option<String>,
+        now_ms: i64,
+    ) -> Result<Vec<(i64, DecideResult)>>;
+
+    /// Expires every pending item whose expiry is at or before `now_ms` (audited, settling traces like a
+    /// rejection); returns how many.
+    async fn expire_approvals(&self, now_ms: i64) -> Result<usize>;
+
+    /// How many decisions of `flow` went through approval (items of any status): what `approval.first_n`
+    /// counts.
+    async fn approval_count(&self, flow: &str) -> Result<u64>;
 }
 
 /// Convenience: the terminal state recorded for a trace, if any.

@@ -18,6 +18,8 @@ const MIGRATION: &str = include_str!("../migrations/sqlite_001_init.sql");
 const LOG_MIGRATION: &str = include_str!("../migrations/sqlite_log_001.sql");
 /// Applied after [`MIGRATION`] on every open (idempotent): databases from before API tokens gain the table.
 const TOKENS_MIGRATION: &str = include_str!("../migrations/sqlite_002_api_tokens.sql");
+/// Applied after [`TOKENS_MIGRATION`] on every open (idempotent): the approval queue.
+const APPROVALS_MIGRATION: &str = include_str!("../migrations/sqlite_003_approvals.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
 const MAX_GROUP: usize = 4096;
 /// The most other write jobs (processing batches, attempts, …) one group commit takes.
@@ -437,6 +439,7 @@ impl SqliteStore {
         let log = open_writer(&log_path, durability, LOG_MIGRATION, LOG_PAGE_SIZE)?;
         let conn = open_writer(&path, durability, MIGRATION, 4096)?;
         conn.execute_batch(TOKENS_MIGRATION)?;
+        conn.execute_batch(APPROVALS_MIGRATION)?;
         migrate_legacy_layout(&conn, &log, &path)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
         let durable: i64 = log.query_row("SELECT COALESCE(MAX(seq), 0) FROM deliveries", [], |r| r.get(0))?;
@@ -1233,7 +1236,7 @@ fn record_one(tx: &Connection, a: Attempt) -> Result<()> {
             ))
         })?;
     let mut settled: Option<SerializedRecord> = None;
-    if counts.0 == 0 {
+    if counts.0 == 0 && !has_pending_approval(tx, &trace)? {
         let terminal = if counts.1 + counts.2 == 0 {
             TerminalState::Delivered
         } else {
@@ -1263,6 +1266,142 @@ fn record_one(tx: &Connection, a: Attempt) -> Result<()> {
         })?);
     }
     for row in pack_rows(std::iter::once(a.audit).chain(settled)) {
+        insert_audit(tx, &row)?;
+    }
+    Ok(())
+}
+
+fn has_pending_approval(tx: &Connection, trace: &str) -> Result<bool> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM approvals WHERE trace_id = ?1 AND status = 'pending' LIMIT 1")?
+        .query_row([trace], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRecord> {
+    let actions: String = r.get(5)?;
+    let status: String = r.get(8)?;
+    Ok(ApprovalRecord {
+        id: r.get(0)?,
+        trace_id: parse_trace(&r.get::<_, String>(1)?)?,
+        flow: r.get(2)?,
+        flow_version: r.get(3)?,
+        customer: parse_customer(&r.get::<_, String>(4)?)?,
+        actions: serde_json::from_str(&actions).unwrap_or(serde_json::Value::String(actions)),
+        created_at_ms: r.get(6)?,
+        expires_at_ms: r.get(7)?,
+        status: ApprovalStatus::parse(&status).unwrap_or(ApprovalStatus::Pending),
+        decided_at_ms: r.get(9)?,
+        decided_by: r.get(10)?,
+        reason: r.get(11)?,
+    })
+}
+
+const APPROVAL_COLUMNS: &str =
+    "id, trace_id, flow, flow_version, customer_id, actions, created_at, expires_at, status,
+     decided_at, decided_by, reason";
+
+/// One approval item's transition inside an open transaction: the row's new status, for an approval its
+/// actions into the outbox, the audit record, and the trace's terminal state when nothing of it is pending
+/// any more. `item` is the row as read in the same transaction (pending).
+fn settle_approval(
+    tx: &Connection,
+    item: &ApprovalRecord,
+    status: ApprovalStatus,
+    by: &str,
+    reason: Option<&str>,
+    now_ms: i64,
+) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE approvals SET status = ?1, decided_at = ?2, decided_by = ?3, reason = ?4 WHERE id = ?5",
+    )?
+    .execute(params![status.as_str(), now_ms, by, reason, item.id])?;
+    let trace = item.trace_id.to_string();
+    let customer = item.customer.to_string();
+    let mut enqueued = 0usize;
+    if status == ApprovalStatus::Approved {
+        let actions = item.actions.as_array().cloned().unwrap_or_default();
+        for a in &actions {
+            let destination = a.get("destination").and_then(|d| d.as_str()).ok_or_else(|| {
+                StoreError::Corrupt(format!("approval {}: an action without a destination", item.id))
+            })?;
+            let action = a.get("action").ok_or_else(|| {
+                StoreError::Corrupt(format!("approval {}: an action without its body", item.id))
+            })?;
+            tx.prepare_cached(
+                "INSERT INTO outbox (trace_id, customer_id, destination, action, next_attempt_at, created_at, origin_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+            )?
+            .execute(params![trace, customer, destination, action.to_string(), now_ms, now_ms * 1000])?;
+            enqueued += 1;
+        }
+    }
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let mut records = vec![SerializedRecord::new(&AuditRecord {
+        trace_id: item.trace_id,
+        customer: Some(item.customer.clone()),
+        stage: AuditStage::Approval,
+        at,
+        detail: serde_json::json!({
+            "approval_id": item.id, "flow": item.flow, "flow_version": item.flow_version,
+            "status": status.as_str(), "by": by, "reason": reason, "enqueued": enqueued,
+        }),
+    })?];
+    // Nothing pending any more for the trace (no outbox item, no approval), and no terminal state yet: it
+    // settles now, from what its outbox items became (none: ignored, the approval's outcome as the reason).
+    if (status != ApprovalStatus::Approved || enqueued == 0) && !has_pending_approval(tx, &trace)? {
+        let counts: (i64, i64, i64, i64) = tx
+            .prepare_cached(
+                "SELECT SUM(status = 'pending'), SUM(status = 'rejected'), SUM(status = 'dead'), COUNT(*)
+                 FROM outbox WHERE trace_id = ?1",
+            )?
+            .query_row([&trace], |r| {
+                Ok((
+                    r.get::<_, Option<i64>>(0)?.unwrap_or(0),
+                    r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                    r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                    r.get::<_, i64>(3)?,
+                ))
+            })?;
+        let has_terminal = tx
+            .prepare_cached("SELECT 1 FROM terminal WHERE trace_id = ?1")?
+            .query_row([&trace], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if counts.0 == 0 && !has_terminal {
+            let terminal = if counts.3 == 0 {
+                TerminalState::Ignored(match status {
+                    ApprovalStatus::Approved => "approved; nothing to send".to_string(),
+                    _ => format!("approval {}", status.as_str()),
+                })
+            } else if counts.1 + counts.2 == 0 {
+                TerminalState::Delivered
+            } else {
+                let errors: Vec<String> = tx
+                    .prepare_cached(
+                        "SELECT last_error FROM outbox WHERE trace_id = ?1 AND status IN ('rejected', 'dead') ORDER BY id",
+                    )?
+                    .query_map([&trace], |r| Ok(r.get::<_, Option<String>>(0)?.unwrap_or_default()))?
+                    .collect::<rusqlite::Result<_>>()?;
+                if counts.2 > 0 {
+                    TerminalState::DeadLettered(errors.join("; "))
+                } else {
+                    TerminalState::Rejected(errors.join("; "))
+                }
+            };
+            insert_terminal(tx, item.trace_id, &terminal, now_ms)?;
+            records.push(SerializedRecord::new(&AuditRecord {
+                trace_id: item.trace_id,
+                customer: Some(item.customer.clone()),
+                stage: AuditStage::Terminal,
+                at,
+                detail: serde_json::json!({ "state": terminal.name(), "reason": terminal.reason() }),
+            })?);
+        }
+    }
+    for row in pack_rows(records) {
         insert_audit(tx, &row)?;
     }
     Ok(())
@@ -1432,6 +1571,21 @@ impl Store for SqliteStore {
                         item.action_json,
                         now_ms,
                         item.origin_us
+                    ])?;
+                }
+                for a in &o.approvals {
+                    tx.prepare_cached(
+                        "INSERT INTO approvals (trace_id, flow, flow_version, customer_id, actions, created_at, expires_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![
+                        a.trace_id.to_string(),
+                        a.flow,
+                        a.flow_version,
+                        a.customer.to_string(),
+                        a.actions_json,
+                        a.created_at_ms,
+                        a.expires_at_ms
                     ])?;
                 }
                 for token in &o.cancel_timers {
@@ -1921,6 +2075,105 @@ impl Store for SqliteStore {
             )?
             .execute(params![id, at_ms])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn list_approvals(&self, filter: ApprovalFilter) -> Result<Vec<ApprovalRecord>> {
+        self.read(move |c| {
+            let limit = if filter.limit == 0 { i64::MAX } else { filter.limit as i64 };
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE (?1 IS NULL OR flow = ?1) AND (?2 IS NULL OR status = ?2)
+                 ORDER BY id LIMIT ?3"
+            ))?;
+            let rows = st
+                .query_map(params![filter.flow, filter.status.map(ApprovalStatus::as_str), limit], approval_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn decide_approvals(
+        &self,
+        target: ApprovalTarget,
+        decision: ApprovalDecision,
+        by: &str,
+        reason: Option<String>,
+        now_ms: i64,
+    ) -> Result<Vec<(i64, DecideResult)>> {
+        let by = by.to_string();
+        self.write(move |tx| {
+            let items: Vec<(i64, Option<ApprovalRecord>)> = match target {
+                ApprovalTarget::Ids(ids) => {
+                    let mut st =
+                        tx.prepare_cached(&format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"))?;
+                    ids.into_iter()
+                        .map(|id| Ok((id, st.query_row([id], approval_row).optional()?)))
+                        .collect::<Result<_>>()?
+                }
+                ApprovalTarget::AllPending { flow } => {
+                    let mut st = tx.prepare_cached(&format!(
+                        "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending' AND (?1 IS NULL OR flow = ?1)
+                         ORDER BY id"
+                    ))?;
+                    st.query_map(params![flow], approval_row)?
+                        .map(|r| r.map(|a| (a.id, Some(a))))
+                        .collect::<rusqlite::Result<_>>()?
+                }
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for (id, item) in items {
+                let Some(item) = item else {
+                    out.push((id, DecideResult::NotFound));
+                    continue;
+                };
+                let result = match item.status {
+                    ApprovalStatus::Expired => DecideResult::Expired,
+                    ApprovalStatus::Approved | ApprovalStatus::Rejected => DecideResult::AlreadyDecided(item.status),
+                    ApprovalStatus::Pending if item.expires_at_ms <= now_ms => {
+                        settle_approval(tx, &item, ApprovalStatus::Expired, "system", Some("expired"), now_ms)?;
+                        DecideResult::Expired
+                    }
+                    ApprovalStatus::Pending => {
+                        let status = match decision {
+                            ApprovalDecision::Approve => ApprovalStatus::Approved,
+                            ApprovalDecision::Reject => ApprovalStatus::Rejected,
+                        };
+                        settle_approval(tx, &item, status, &by, reason.as_deref(), now_ms)?;
+                        DecideResult::Decided
+                    }
+                };
+                out.push((id, result));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn expire_approvals(&self, now_ms: i64) -> Result<usize> {
+        self.write(move |tx| {
+            let due: Vec<ApprovalRecord> = tx
+                .prepare_cached(&format!(
+                    "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending' AND expires_at <= ?1 ORDER BY id"
+                ))?
+                .query_map([now_ms], approval_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            for item in &due {
+                settle_approval(tx, item, ApprovalStatus::Expired, "system", Some("expired"), now_ms)?;
+            }
+            Ok(due.len())
+        })
+        .await
+    }
+
+    async fn approval_count(&self, flow: &str) -> Result<u64> {
+        let flow = flow.to_string();
+        self.read(move |c| {
+            let n: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM approvals WHERE flow = ?1")?
+                .query_row([flow], |r| r.get(0))?;
+            Ok(n as u64)
         })
         .await
     }

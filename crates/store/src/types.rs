@@ -96,8 +96,114 @@ pub struct ProcessOutcome {
     pub set_timers: Vec<TimerSpec>,
     /// Cancel timers by checkout token or cart token.
     pub cancel_timers: Vec<String>,
-    /// Set when the trace ends here (nothing was enqueued).
+    /// Decisions that wait for a person to approve them, instead of outbox items (see [`NewApproval`]).
+    pub approvals: Vec<NewApproval>,
+    /// Set when the trace ends here (nothing was enqueued and nothing waits for approval).
     pub terminal: Option<TerminalState>,
+}
+
+/// A decision whose actions wait for approval: approved, they enter the outbox as ordinary items of the
+/// customer; rejected or expired, they are never sent. A trace with a pending approval has no terminal state
+/// yet: it settles once nothing of it is pending (outbox items or approvals).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewApproval {
+    pub trace_id: TraceId,
+    pub flow: String,
+    pub flow_version: String,
+    pub customer: CustomerId,
+    /// JSON array of `{"destination": …, "action": …}`, the actions as the caller serialises them.
+    pub actions_json: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// Where an approval item is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+}
+
+impl ApprovalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Rejected => "rejected",
+            ApprovalStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => ApprovalStatus::Pending,
+            "approved" => ApprovalStatus::Approved,
+            "rejected" => ApprovalStatus::Rejected,
+            "expired" => ApprovalStatus::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// An approval item as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApprovalRecord {
+    pub id: i64,
+    pub trace_id: TraceId,
+    pub flow: String,
+    pub flow_version: String,
+    pub customer: CustomerId,
+    /// The actions, as [`NewApproval::actions_json`] gave them.
+    pub actions: serde_json::Value,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub status: ApprovalStatus,
+    pub decided_at_ms: Option<i64>,
+    /// Who decided (`token:<name>`, `cli:<user>`), or `system` for an expiry.
+    pub decided_by: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// Which approval items [`crate::Store::list_approvals`] returns, oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApprovalFilter {
+    pub flow: Option<String>,
+    pub status: Option<ApprovalStatus>,
+    /// At most this many (0: no limit).
+    pub limit: usize,
+}
+
+/// What a person decides about waiting items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalDecision {
+    Approve,
+    Reject,
+}
+
+/// Which items [`crate::Store::decide_approvals`] decides.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApprovalTarget {
+    /// These items, by id.
+    Ids(Vec<i64>),
+    /// Every pending item (of one flow, or of all).
+    AllPending { flow: Option<String> },
+}
+
+/// What deciding one item did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", content = "status", rename_all = "snake_case")]
+pub enum DecideResult {
+    /// Decided now (approved: its actions are in the outbox).
+    Decided,
+    NotFound,
+    /// It was decided before (approved or rejected); nothing changed.
+    AlreadyDecided(ApprovalStatus),
+    /// It had expired (now, or before); nothing is sent.
+    Expired,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -291,3 +291,54 @@ async fn a_database_from_before_tokens_gains_them_on_open() {
     let s = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
     assert_eq!(s.list_tokens().await.unwrap().len(), 1);
 }
+
+/// Bulk approval of 10,000 pending items is one transaction and finishes well within a second (the figure
+/// itself belongs in BENCHMARKS.md; this bound only catches a regression by an order of magnitude).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_approve_of_ten_thousand_items_is_fast() {
+    use nudge_store::{ApprovalDecision, ApprovalTarget, DecideResult, NewApproval, ProcessOutcome};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path(), Durability::Full).expect("open store");
+    let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    for chunk in 0..10 {
+        let outcomes: Vec<ProcessOutcome> = (0..1000)
+            .map(|i| {
+                let t = nudge_model::TraceId::new();
+                let n = chunk * 1000 + i;
+                ProcessOutcome {
+                    trace_id: Some(t),
+                    approvals: vec![NewApproval {
+                        trace_id: t,
+                        flow: "winback".into(),
+                        flow_version: "flows-test".into(),
+                        customer: format!("shopify:{n}").parse().unwrap(),
+                        actions_json: format!(
+                            r#"[{{"destination":"klaviyo","action":{{"type":"track_event","metric":"AI Winback","unique_id":"u{n}","properties":{{"tier":"at_risk"}}}}}}]"#
+                        ),
+                        created_at_ms: now,
+                        expires_at_ms: now + 3_600_000,
+                    }],
+                    ..Default::default()
+                }
+            })
+            .collect();
+        store.commit_processing(outcomes).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    let r = store
+        .decide_approvals(
+            ApprovalTarget::AllPending { flow: Some("winback".into()) },
+            ApprovalDecision::Approve,
+            "token:bench",
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    eprintln!("bulk approve of {} items: {:?}", r.len(), took);
+    assert_eq!(r.len(), 10_000);
+    assert!(r.iter().all(|x| x.1 == DecideResult::Decided));
+    assert_eq!(store.backlog().await.unwrap().1, 10_000);
+    assert!(took < std::time::Duration::from_secs(3), "bulk approve took {took:?}");
+}

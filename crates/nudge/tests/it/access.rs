@@ -147,7 +147,7 @@ async fn every_route_answers_every_role_as_the_matrix_says() {
 
     // A revoked token is refused from the next request on.
     let viewer = &tokens[0].1;
-    assert_eq!(call(&t, "GET", "/api/flows", Some(&format!("Bearer {viewer}"))).await.status(), 404);
+    assert_eq!(call(&t, "GET", "/api/flows", Some(&format!("Bearer {viewer}"))).await.status(), 200);
     t.app.store().revoke_token(nudge_store::TokenRef::Name("viewer".into())).await.unwrap();
     let resp = call(&t, "GET", "/api/flows", Some(&format!("Bearer {viewer}"))).await;
     assert_eq!(resp.status(), 401);
@@ -196,4 +196,52 @@ async fn non_loopback_peers_need_admin_from_any_address() {
         assert_eq!(api_get(&t, "/api/audit/customers/shopify:1", &token).await.status(), 200);
         t.app.shutdown().await;
     }
+}
+
+/// `GET /api/flows` shows the running set to a viewer: without `[[flows]]`, the two built-in flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_flows_are_listed_to_a_viewer() {
+    let t = spawn_app(|_| {}).await;
+    let viewer = api_token(&t, "viewer", Role::Viewer).await;
+    let resp = api_get(&t, "/api/flows", &viewer).await;
+    assert_eq!(resp.status(), 200);
+    let doc: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(doc["version"], t.app.flows.current().version.as_str());
+    assert_eq!(doc["builtin"], true, "{doc}");
+    let flows = doc["flows"].as_array().unwrap();
+    let names: Vec<&str> = flows.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["profile_sync", "checkout_abandoned"]);
+    let sync = &flows[0];
+    assert_eq!((sync["trigger"].as_str(), sync["mode"].as_str()), (Some("state_changed"), Some("live")));
+    assert_eq!(sync["actions"][0]["type"], "sync_profile");
+    assert_eq!(sync["actions"][0]["destination"], "klaviyo");
+    let abandoned = &flows[1];
+    assert_eq!(abandoned["trigger"], "checkout_abandoned");
+    assert_eq!(abandoned["actions"][0]["metric"], "AI Checkout Abandoned");
+    for key in ["when", "holdout_percent", "frequency_cap", "baseline"] {
+        assert!(abandoned.get(key).is_some(), "{key} missing in {abandoned}");
+    }
+    // Without a token: 401, and the answer tells nothing about the flows.
+    let resp = t.http.get(format!("{}/api/flows", t.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(!resp.text().await.unwrap().contains("profile_sync"));
+
+    // A reload shows at once; a set written by hand is not the built-in one.
+    let mut cfg = nudge::config::Config::from_toml("", &Default::default()).unwrap();
+    cfg.destinations.klaviyo = Some(nudge_deliver::klaviyo::KlaviyoConfig::new("pk_test"));
+    cfg.flows = Some(vec![
+        serde_json::from_value(serde_json::json!({
+            "name": "winback", "trigger": "order_placed", "mode": "shadow",
+            "when": "customer.orders_count >= 2",
+            "actions": [{ "type": "track_event", "destination": "klaviyo", "metric": "AI Winback" }],
+        }))
+        .unwrap(),
+    ]);
+    let version = t.app.reload_flows(&cfg).unwrap();
+    let doc: serde_json::Value = api_get(&t, "/api/flows", &viewer).await.json().await.unwrap();
+    assert_eq!(doc["version"], version.as_str());
+    assert_eq!(doc["builtin"], false);
+    assert_eq!(doc["flows"][0]["mode"], "shadow");
+    assert_eq!(doc["flows"][0]["when"], "customer.orders_count >= 2");
+    t.app.shutdown().await;
 }

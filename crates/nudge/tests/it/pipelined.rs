@@ -73,6 +73,7 @@ fn pipeline(store: Arc<dyn Store>) -> Arc<Pipeline> {
         )),
         abandon_after: Duration::from_secs(3600),
         batch_size: 3,
+        approval_counts: Default::default(),
     })
 }
 
