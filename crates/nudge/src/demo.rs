@@ -8,9 +8,10 @@
 //! and prints a summary. It exits non-zero when an invariant fails (an acknowledged delivery without a
 //! terminal state, or a trigger event pushed twice).
 //!
-//! Its flows are the two built-in ones written out, plus `winback_shadow`, a flow a marketing team would add
-//! and run in shadow first: its decisions are recorded and audited, nothing is sent. The summary counts
-//! every flow's decisions by status.
+//! Its flows are the two built-in ones written out, plus `vip_thanks` (its first five decisions wait for
+//! approval; the demo rejects the oldest and approves the rest) and `winback_shadow`, a flow a marketing
+//! team would add and run in shadow first: its decisions are recorded and audited, nothing is sent. The
+//! summary counts every flow's decisions by status.
 
 use crate::app::App;
 use crate::config::{Config, HumanDuration};
@@ -92,10 +93,55 @@ baseline = "customer.days_since_last_order > 90.0"
 actions = [
   { type = "track_event", destination = "klaviyo", metric = "AI Winback", properties = { tier = "scores.segment" } },
 ]
+
+# A thank-you to repeat buyers whose first decisions wait for a person: the demo approves all but one of
+# them after the traffic and rejects that one.
+[[flows]]
+name = "vip_thanks"
+trigger = "order_placed"
+when = "customer.orders_count >= 3"
+actions = [{ type = "track_event", destination = "klaviyo", metric = "AI VIP Thanks" }]
+[flows.approval]
+first_n = 5
+expires_after = "48h"
 "#;
 
 /// The statuses the summary shows a column for, in order (`error` is added when a flow has one).
-const FLOW_STATUSES: [&str; 6] = ["live", "shadow", "held_out", "no_consent", "capped", "not_matched"];
+const FLOW_STATUSES: [&str; 7] =
+    ["live", "shadow", "awaiting_approval", "held_out", "no_consent", "capped", "not_matched"];
+
+/// Rejects the oldest pending approval item and approves the others; returns (approved, rejected).
+async fn decide_demo_approvals(app: &crate::app::App) -> anyhow::Result<(usize, usize)> {
+    use nudge_store::{ApprovalDecision, ApprovalFilter, ApprovalStatus, ApprovalTarget, DecideResult};
+    let store = app.store();
+    let filter = ApprovalFilter { status: Some(ApprovalStatus::Pending), ..Default::default() };
+    let mut pending: Vec<i64> = store.list_approvals(filter).await?.into_iter().map(|a| a.id).collect();
+    pending.sort_unstable();
+    let Some((&oldest, rest)) = pending.split_first() else { return Ok((0, 0)) };
+    let now = OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let count = |r: Vec<(i64, DecideResult)>| r.iter().filter(|(_, d)| *d == DecideResult::Decided).count();
+    let rejected = count(
+        store
+            .decide_approvals(ApprovalTarget::Ids(vec![oldest]), ApprovalDecision::Reject, "demo", None, now)
+            .await?,
+    );
+    let approved = if rest.is_empty() {
+        0
+    } else {
+        count(
+            store
+                .decide_approvals(
+                    ApprovalTarget::Ids(rest.to_vec()),
+                    ApprovalDecision::Approve,
+                    "demo",
+                    None,
+                    now,
+                )
+                .await?,
+        )
+    };
+    Ok((approved, rejected))
+}
 
 fn demo_flows() -> Vec<nudge_policy::flows::FlowSpec> {
     #[derive(serde::Deserialize)]
@@ -281,9 +327,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let live_secs = live_start.elapsed().as_secs_f64();
 
-    // 4. Let abandonment timers fire and the outbox drain.
+    // 4. Let abandonment timers fire, decide the approval queue (as a marketer would: reject the oldest,
+    // approve the rest), and let the outbox drain.
     tokio::time::sleep(args.abandon_after + Duration::from_millis(600)).await;
+    let _ = app.wait_idle(Duration::from_secs(60)).await;
+    let approvals = decide_demo_approvals(&app).await?;
     let idle = app.wait_idle(Duration::from_secs(120)).await;
+    if approvals != (0, 0) {
+        println!("approvals: {} approved, {} rejected (flow vip_thanks)", approvals.0, approvals.1);
+    }
 
     let ok = summarize(&app, &fake, &tally, live_secs, started, &args, idle).await?;
     if args.keep_serving {
@@ -405,8 +457,11 @@ fn plan_traffic(args: &DemoArgs, customers: u64, now: OffsetDateTime) -> Vec<Pla
         } else if roll < 0.55 {
             order_seq += 1;
             let oid = 6_100_000_000_000 + order_seq;
-            let order =
-                OrderFixture::new(oid, ts).number(1000 + order_seq as u32).customer(customer).line_item(item);
+            let order = OrderFixture::new(oid, ts)
+                .number(1000 + order_seq as u32)
+                .customer(customer)
+                .line_item(item)
+                .accepts_marketing(true);
             let d = Delivery::new("orders/create", order.to_bytes());
             plan.push(Planned { at, delivery: d.clone(), kind: Kind::Normal });
             if rng.gen_bool(0.3) {
@@ -615,7 +670,7 @@ mod tests {
     fn the_demo_flows_compile_with_a_shadow_flow() {
         let set = nudge_policy::flows::FlowSet::compile(&demo_flows(), &["klaviyo"]).unwrap();
         let names: Vec<&str> = set.flows.iter().map(|f| f.spec.name.as_str()).collect();
-        assert_eq!(names, ["profile_sync", "checkout_abandoned", "winback_shadow"]);
+        assert_eq!(names, ["profile_sync", "checkout_abandoned", "winback_shadow", "vip_thanks"]);
         assert_eq!(set.flows[2].spec.mode, nudge_policy::flows::Mode::Shadow);
         // The two built-in flows, written out, are the built-in ones.
         let builtin =
