@@ -472,6 +472,7 @@ async fn audit_customer(
 /// expired).
 async fn list_approvals(
     State(app): State<Arc<Shared>>,
+    axum::Extension(caller): axum::Extension<Caller>,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     use nudge_store::{ApprovalFilter, ApprovalStatus};
@@ -485,12 +486,40 @@ async fn list_approvals(
         })?),
     };
     let flow = q.get("flow").filter(|f| !f.is_empty()).cloned();
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(l) => l.parse::<usize>().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| {
+            ApiError(StatusCode::BAD_REQUEST, format!("`limit={l}`: give a number from 1 to 10000"))
+        })?,
+    };
     let items = app
         .store
-        .list_approvals(ApprovalFilter { flow, status, limit: 0 })
+        .list_approvals(ApprovalFilter { flow, status, limit })
         .await
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")))?;
-    Ok(Json(serde_json::json!({ "approvals": items })))
+    let mut doc = serde_json::json!({ "approvals": items, "limit": limit });
+    // The actions carry the customer's email and name: only roles that may read every customer's audit
+    // trail see them.
+    if !crate::access::allows(caller.role, crate::access::Permission::ReadCustomerAudit) {
+        redact_personal(&mut doc);
+    }
+    Ok(Json(doc))
+}
+
+/// Removes the personal fields (`email`, `first_name`, `last_name`) anywhere in a document.
+fn redact_personal(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for key in ["email", "first_name", "last_name"] {
+                if map.contains_key(key) {
+                    map.insert(key.into(), serde_json::Value::String("(redacted)".into()));
+                }
+            }
+            map.values_mut().for_each(redact_personal);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_personal),
+        _ => {}
+    }
 }
 
 /// `POST /api/approvals/{id}/approve`.

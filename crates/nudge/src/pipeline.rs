@@ -424,8 +424,12 @@ impl Pipeline {
             let mut triggers = Trigger::of_event(ev, known_before);
             let fingerprint = nudge_policy::flows::scores_fingerprint(&scores);
             if state.scores_fingerprint.as_deref() != Some(fingerprint.as_str()) {
+                // A first fingerprint (a new customer, or a state from before fingerprints) is recorded
+                // without firing: nothing is known to have changed.
+                if state.scores_fingerprint.is_some() {
+                    triggers.push(Trigger::ScoresChanged);
+                }
                 state.scores_fingerprint = Some(fingerprint);
-                triggers.push(Trigger::ScoresChanged);
             }
             let flows = self.flows.current();
             let decided = flows.decide(&DecideContext {
@@ -578,7 +582,11 @@ impl Pipeline {
                 match inflight.take() {
                     // Let it land, then look again from the store's own view.
                     Some(f) => {
-                        self.land(f, &mut overlay, &outbox_wake).await;
+                        if !self.land(f, &mut overlay, &outbox_wake).await {
+                            // The overlay (and the approval counts) hold what did not land: start again from
+                            // the store's view.
+                            self.recover(None, &mut overlay, &outbox_wake).await;
+                        }
                     }
                     None => {
                         in_a_row = 0;

@@ -302,7 +302,13 @@ impl FlowSet {
                     ));
                 }
                 match parse_duration_secs(a.expires_after.trim()) {
-                    Some(secs) if secs > 0 => {}
+                    Some(secs) if secs > 0 && secs <= 365 * 86_400 => {}
+                    Some(secs) if secs > 0 => {
+                        return Err(named(
+                            "approval.expires_after",
+                            format!("`{}` is longer than a year (365d at most)", a.expires_after),
+                        ));
+                    }
                     _ => {
                         return Err(named(
                             "approval.expires_after",

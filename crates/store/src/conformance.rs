@@ -608,7 +608,7 @@ pub async fn approvals_queue(s: Arc<dyn Store>) {
 
     let r = s
         .decide_approvals(
-            ApprovalTarget::Ids(vec![a1, 999_999]),
+            ApprovalTarget::Ids(vec![a1, 999_999, a1]),
             ApprovalDecision::Approve,
             "token:mia",
             None,
@@ -616,7 +616,15 @@ pub async fn approvals_queue(s: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    assert_eq!(r, vec![(a1, DecideResult::Decided), (999_999, DecideResult::NotFound)]);
+    // An id named twice in one call is decided (and its actions enqueued) once.
+    assert_eq!(
+        r,
+        vec![
+            (a1, DecideResult::Decided),
+            (999_999, DecideResult::NotFound),
+            (a1, DecideResult::AlreadyDecided(ApprovalStatus::Approved))
+        ]
+    );
     let due = s.due_outbox(i64::MAX / 2, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].trace_id, t1);

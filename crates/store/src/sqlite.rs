@@ -1312,11 +1312,17 @@ fn settle_approval(
     by: &str,
     reason: Option<&str>,
     now_ms: i64,
-) -> Result<()> {
-    tx.prepare_cached(
-        "UPDATE approvals SET status = ?1, decided_at = ?2, decided_by = ?3, reason = ?4 WHERE id = ?5",
-    )?
-    .execute(params![status.as_str(), now_ms, by, reason, item.id])?;
+) -> Result<bool> {
+    // Only a pending item changes (an id named twice in one call, or decided meanwhile, changes once).
+    let changed = tx
+        .prepare_cached(
+            "UPDATE approvals SET status = ?1, decided_at = ?2, decided_by = ?3, reason = ?4
+             WHERE id = ?5 AND status = 'pending'",
+        )?
+        .execute(params![status.as_str(), now_ms, by, reason, item.id])?;
+    if changed == 0 {
+        return Ok(false);
+    }
     let trace = item.trace_id.to_string();
     let customer = item.customer.to_string();
     let mut enqueued = 0usize;
@@ -1404,7 +1410,7 @@ fn settle_approval(
     for row in pack_rows(records) {
         insert_audit(tx, &row)?;
     }
-    Ok(())
+    Ok(true)
 }
 
 #[async_trait]
@@ -2140,8 +2146,12 @@ impl Store for SqliteStore {
                             ApprovalDecision::Approve => ApprovalStatus::Approved,
                             ApprovalDecision::Reject => ApprovalStatus::Rejected,
                         };
-                        settle_approval(tx, &item, status, &by, reason.as_deref(), now_ms)?;
-                        DecideResult::Decided
+                        if settle_approval(tx, &item, status, &by, reason.as_deref(), now_ms)? {
+                            DecideResult::Decided
+                        } else {
+                            // Named again in the same call: decided by its first mention.
+                            DecideResult::AlreadyDecided(status)
+                        }
                     }
                 };
                 out.push((id, result));

@@ -82,6 +82,12 @@ async fn first_n_holds_the_first_decisions_then_the_flow_goes_live() {
     assert_eq!(items[0]["trace_id"], traces[0].to_string());
     assert_eq!(items[0]["actions"][0]["destination"], "klaviyo");
     let unique_id = items[0]["actions"][0]["action"]["unique_id"].as_str().expect("a unique id").to_string();
+    // The actions carry the customer's email: a marketer sees it redacted, a compliance token in full.
+    let listed = serde_json::to_string(&items).unwrap();
+    assert!(listed.contains("(redacted)") && !listed.contains("@example"), "{listed}");
+    let compliance = api_token(&t, "cora", Role::Compliance).await;
+    let full = serde_json::to_string(&pending(&t, &compliance).await).unwrap();
+    assert!(full.contains("@example"), "{full}");
 
     // A viewer may list but not decide.
     assert_eq!(post(&t, &format!("/api/approvals/{first}/approve"), &viewer, None).await.status(), 403);
