@@ -360,6 +360,12 @@ impl Pipeline {
             customer_of_trace = Some(cid.clone());
             let state = states.entry(cid.clone()).or_insert_with(|| CustomerState::new(cid.clone()));
             let before = state.summary();
+            let was_cancelled = match ev {
+                Event::OrderUpserted(o) | Event::OrderCancelled(o) => {
+                    state.orders.get(&o.id).is_some_and(|r| r.cancelled)
+                }
+                _ => false,
+            };
             let known_before = match ev {
                 Event::OrderUpserted(o) => state.orders.contains_key(&o.id),
                 Event::CheckoutUpserted(c) => state.open_checkouts.contains_key(&c.token),
@@ -421,7 +427,7 @@ impl Pipeline {
                     "segment": scores.segment, "fallback_reason": fallback,
                 }),
             );
-            let mut triggers = Trigger::of_event(ev, known_before);
+            let mut triggers = Trigger::of_change(ev, known_before, was_cancelled);
             let fingerprint = nudge_policy::flows::scores_fingerprint(&scores);
             if state.scores_fingerprint.as_deref() != Some(fingerprint.as_str()) {
                 // A first fingerprint (a new customer, or a state from before fingerprints) is recorded

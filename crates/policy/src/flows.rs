@@ -64,12 +64,27 @@ impl Trigger {
     }
 
     /// The triggers an applied event fires. `known_before` says whether the state held the event's order,
-    /// checkout or customer record before it was applied.
+    /// checkout or customer record before it was applied. See [`Trigger::of_change`].
     pub fn of_event(event: &Event, known_before: bool) -> Vec<Trigger> {
+        Trigger::of_change(event, known_before, false)
+    }
+
+    /// The triggers an applied event fires, knowing also whether the state held the event's order as
+    /// cancelled before. An order update that carries a cancellation (Shopify sends `orders/updated` with
+    /// `cancelled_at` as well as `orders/cancelled`, in either order) fires `order_cancelled` once, from
+    /// whichever arrives first. An order nudge has not seen fires `order_placed` only when it was created
+    /// within a day of this update; an older one (placed before nudge listened) is `order_updated`.
+    pub fn of_change(event: &Event, known_before: bool, was_cancelled: bool) -> Vec<Trigger> {
         let first = match event {
+            Event::OrderCancelled(_) => (!was_cancelled).then_some(Trigger::OrderCancelled),
+            Event::OrderUpserted(o) if o.cancelled_at.is_some() => {
+                (!was_cancelled).then_some(Trigger::OrderCancelled)
+            }
             Event::OrderUpserted(_) if known_before => Some(Trigger::OrderUpdated),
+            Event::OrderUpserted(o) if (o.updated_at - o.created_at) > time::Duration::days(1) => {
+                Some(Trigger::OrderUpdated)
+            }
             Event::OrderUpserted(_) => Some(Trigger::OrderPlaced),
-            Event::OrderCancelled(_) => Some(Trigger::OrderCancelled),
             Event::CheckoutUpserted(_) if known_before => None,
             Event::CheckoutUpserted(_) => Some(Trigger::CheckoutStarted),
             Event::CheckoutAbandoned(_) => Some(Trigger::CheckoutAbandoned),
@@ -1171,6 +1186,20 @@ mod tests {
         }
         // The second delivery of the same order is an update, not a new order.
         assert!(Trigger::of_event(&ev, true).contains(&Trigger::OrderUpdated));
+        // A cancellation fires once, whether it comes as orders/updated or orders/cancelled first.
+        let Event::OrderUpserted(mut o) = ev.clone() else { unreachable!() };
+        o.cancelled_at = Some(o.updated_at);
+        let cancelled_update = Event::OrderUpserted(o.clone());
+        assert_eq!(Trigger::of_change(&cancelled_update, true, false)[0], Trigger::OrderCancelled);
+        assert_eq!(
+            Trigger::of_change(&Event::OrderCancelled(o.clone()), true, true),
+            [Trigger::StateChanged]
+        );
+        assert_eq!(Trigger::of_change(&Event::OrderCancelled(o), true, false)[0], Trigger::OrderCancelled);
+        // An order placed long before nudge first sees it is not a new order.
+        let Event::OrderUpserted(mut old) = ev.clone() else { unreachable!() };
+        old.updated_at = old.created_at + time::Duration::days(30);
+        assert_eq!(Trigger::of_change(&Event::OrderUpserted(old), false, false)[0], Trigger::OrderUpdated);
     }
 
     #[test]
