@@ -1237,21 +1237,7 @@ fn record_one(tx: &Connection, a: Attempt) -> Result<()> {
         })?;
     let mut settled: Option<SerializedRecord> = None;
     if counts.0 == 0 && !has_pending_approval(tx, &trace)? {
-        let terminal = if counts.1 + counts.2 == 0 {
-            TerminalState::Delivered
-        } else {
-            let errors: Vec<String> = tx
-                .prepare_cached(
-                    "SELECT last_error FROM outbox WHERE trace_id = ?1 AND status IN ('rejected', 'dead') ORDER BY id",
-                )?
-                .query_map([&trace], |r| Ok(r.get::<_, Option<String>>(0)?.unwrap_or_default()))?
-                .collect::<rusqlite::Result<_>>()?;
-            if counts.2 > 0 {
-                TerminalState::DeadLettered(errors.join("; "))
-            } else {
-                TerminalState::Rejected(errors.join("; "))
-            }
-        };
+        let terminal = outbox_outcome(tx, &trace, counts.1, counts.2)?;
         // A replayed trace gets its new outcome: it replaces the earlier terminal state.
         tx.prepare_cached(
             "INSERT OR REPLACE INTO terminal (trace_id, state, reason, at) VALUES (?1, ?2, ?3, ?4)",
@@ -1301,6 +1287,25 @@ fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRecord> {
 const APPROVAL_COLUMNS: &str =
     "id, trace_id, flow, flow_version, customer_id, actions, created_at, expires_at, status,
      decided_at, decided_by, reason";
+
+/// The terminal state a settled trace's outbox items give: delivered when none was rejected or
+/// dead-lettered, else dead-lettered (or rejected) with their errors.
+fn outbox_outcome(tx: &Connection, trace: &str, rejected: i64, dead: i64) -> Result<TerminalState> {
+    if rejected + dead == 0 {
+        return Ok(TerminalState::Delivered);
+    }
+    let errors: Vec<String> = tx
+        .prepare_cached(
+            "SELECT last_error FROM outbox WHERE trace_id = ?1 AND status IN ('rejected', 'dead') ORDER BY id",
+        )?
+        .query_map([trace], |r| Ok(r.get::<_, Option<String>>(0)?.unwrap_or_default()))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(if dead > 0 {
+        TerminalState::DeadLettered(errors.join("; "))
+    } else {
+        TerminalState::Rejected(errors.join("; "))
+    })
+}
 
 /// One approval item's transition inside an open transaction: the row's new status, for an approval its
 /// actions into the outbox, the audit record, and the trace's terminal state when nothing of it is pending
@@ -1382,20 +1387,8 @@ fn settle_approval(
                     ApprovalStatus::Approved => "approved; nothing to send".to_string(),
                     _ => format!("approval {}", status.as_str()),
                 })
-            } else if counts.1 + counts.2 == 0 {
-                TerminalState::Delivered
             } else {
-                let errors: Vec<String> = tx
-                    .prepare_cached(
-                        "SELECT last_error FROM outbox WHERE trace_id = ?1 AND status IN ('rejected', 'dead') ORDER BY id",
-                    )?
-                    .query_map([&trace], |r| Ok(r.get::<_, Option<String>>(0)?.unwrap_or_default()))?
-                    .collect::<rusqlite::Result<_>>()?;
-                if counts.2 > 0 {
-                    TerminalState::DeadLettered(errors.join("; "))
-                } else {
-                    TerminalState::Rejected(errors.join("; "))
-                }
+                outbox_outcome(tx, &trace, counts.1, counts.2)?
             };
             insert_terminal(tx, item.trace_id, &terminal, now_ms)?;
             records.push(SerializedRecord::new(&AuditRecord {
