@@ -158,6 +158,7 @@ pub const API_ROUTES: &[ApiRoute] = &[
     route("GET", "/api/audit/events/{trace_id}", Permission::ReadAudit),
     route("GET", "/api/audit/customers/{customer_id}", Permission::ReadCustomerAudit),
     route("GET", "/api/flows", Permission::ReadFlows),
+    route("POST", "/api/flows/reload", Permission::ReloadFlows),
     route("GET", "/api/approvals", Permission::ReadFlows),
     route("POST", "/api/approvals/{id}/approve", Permission::Approve),
     route("POST", "/api/approvals/{id}/reject", Permission::Approve),

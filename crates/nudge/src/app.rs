@@ -41,6 +41,59 @@ pub struct Shared {
     pub counters: Counters,
     /// The running flow set (`GET /api/flows`); the same one the pipeline decides with.
     pub flows: Arc<crate::pipeline::Flows>,
+    /// The destinations the server started with: reloaded flows are checked against these.
+    pub destinations: Vec<String>,
+    /// The policy settings the server started with (`pipeline.*`), which a reload does not change.
+    pub policy: nudge_policy::PolicyConfig,
+    /// Re-reads the configuration for a reload over the API (`POST /api/flows/reload`); set by `serve`.
+    pub config_loader: std::sync::RwLock<Option<ConfigLoader>>,
+}
+
+/// Reads the configuration again, as the server was started with it (file, environment, overrides).
+pub type ConfigLoader = Arc<dyn Fn() -> Result<Config, crate::config::ConfigError> + Send + Sync>;
+
+/// What a reload did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reloaded {
+    /// The new set's version (content hash).
+    pub version: String,
+    pub flows: usize,
+    /// Changes in the configuration a reload does not apply (they need a restart).
+    pub notes: Vec<String>,
+}
+
+impl Shared {
+    /// Replaces the running flows with those of `cfg`, checked against the destinations the server runs;
+    /// an invalid set is refused (the error names the key) and the running one stays.
+    pub fn reload_flows(&self, cfg: &Config) -> Result<Reloaded, crate::config::ConfigError> {
+        let running: Vec<&str> = self.destinations.iter().map(String::as_str).collect();
+        let set = cfg.flow_set_for(&running)?;
+        let mut notes = Vec::new();
+        let configured = cfg.destination_names();
+        if configured.iter().any(|d| !running.contains(d)) || running.iter().any(|d| !configured.contains(d))
+        {
+            notes.push(format!(
+                "destinations changed ({} configured, {} running): the running ones stay until a restart",
+                configured.join(", "),
+                running.join(", ")
+            ));
+        }
+        let new_policy = cfg.policy();
+        if new_policy.shadow != self.policy.shadow {
+            notes.push(format!(
+                "pipeline.shadow changed to {}: it applies after a restart (the running value is {})",
+                new_policy.shadow, self.policy.shadow
+            ));
+        }
+        let reloaded = Reloaded { version: set.version.clone(), flows: set.flows.len(), notes };
+        self.flows.replace(set);
+        Ok(reloaded)
+    }
+
+    /// The configuration loader for API reloads.
+    pub fn set_config_loader(&self, loader: ConfigLoader) {
+        *self.config_loader.write().unwrap_or_else(|e| e.into_inner()) = Some(loader);
+    }
 }
 
 /// A running nudge.
@@ -206,6 +259,9 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         ack_latency: Arc::new(LatencySample::new(100_000)),
         counters: Counters::default(),
         flows: flows.clone(),
+        destinations: cfg.destination_names().iter().map(|d| d.to_string()).collect(),
+        policy: cfg.policy(),
+        config_loader: Default::default(),
     });
     let addr = listener.local_addr()?;
     let router = crate::http::router(shared.clone());
@@ -226,11 +282,8 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
 impl App {
     /// Replaces the running flows with those of `cfg`, when they are valid; an invalid set is refused and
     /// the running one stays. Returns the new set's version.
-    pub fn reload_flows(&self, cfg: &Config) -> Result<String, crate::config::ConfigError> {
-        let set = cfg.flow_set()?;
-        let version = set.version.clone();
-        self.flows.replace(set);
-        Ok(version)
+    pub fn reload_flows(&self, cfg: &Config) -> Result<Reloaded, crate::config::ConfigError> {
+        self.shared.reload_flows(cfg)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

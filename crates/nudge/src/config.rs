@@ -399,13 +399,18 @@ impl Config {
 
     /// The flow set this configuration runs: its `[[flows]]`, checked and compiled, or the built-in flows.
     pub fn flow_set(&self) -> Result<nudge_policy::flows::FlowSet, ConfigError> {
+        self.flow_set_for(&self.destination_names())
+    }
+
+    /// [`Config::flow_set`] against the given destinations instead of this configuration's: a running
+    /// server reloads flows against the destinations it started with (new destinations need a restart).
+    pub fn flow_set_for(&self, destinations: &[&str]) -> Result<nudge_policy::flows::FlowSet, ConfigError> {
         use nudge_policy::flows::FlowSet;
-        let names = self.destination_names();
         let specs = match &self.flows {
             Some(specs) => specs.clone(),
-            None => FlowSet::default_specs(&names, &self.policy()),
+            None => FlowSet::default_specs(destinations, &self.policy()),
         };
-        FlowSet::compile(&specs, &names).map_err(|e| err(e.path, e.message))
+        FlowSet::compile(&specs, destinations).map_err(|e| err(e.path, e.message))
     }
 
     /// The policy settings derived from the pipeline section.

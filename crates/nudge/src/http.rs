@@ -30,6 +30,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/audit/events/{trace_id}", get(audit_trace))
         .route("/audit/customers/{customer_id}", get(audit_customer))
         .route("/flows", get(list_flows))
+        .route("/flows/reload", post(reload_flows))
+        .route("/reports/shadow", get(shadow_report))
+        .route("/reports/lift", get(lift_report))
         .route("/approvals", get(list_approvals))
         .route("/approvals/bulk", post(bulk_approvals))
         .route("/approvals/{id}/approve", post(approve_one))
@@ -613,4 +616,84 @@ async fn bulk_approvals(
     Ok(Json(serde_json::json!({
         "flow": b.flow, "decision": b.decision, "decided": decided, "expired": expired, "decided_by": by,
     })))
+}
+
+/// `POST /api/flows/reload`: re-reads the configuration as the server was started with it and replaces the
+/// running flows when they are valid (422 with the key path when not; the running set stays).
+async fn reload_flows(State(app): State<Arc<Shared>>) -> Result<Json<crate::app::Reloaded>, ApiError> {
+    let loader = app.config_loader.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let Some(loader) = loader else {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "this server was not started by `nudge serve`: there is no configuration to re-read".into(),
+        ));
+    };
+    let cfg = loader().map_err(|e| {
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("configuration not reloaded, the running flows stay: {e}"),
+        )
+    })?;
+    let reloaded = app.reload_flows(&cfg).map_err(|e| {
+        ApiError(StatusCode::UNPROCESSABLE_ENTITY, format!("flows not reloaded, the running set stays: {e}"))
+    })?;
+    tracing::info!(version = %reloaded.version, flows = reloaded.flows, "flows reloaded over the API");
+    Ok(Json(reloaded))
+}
+
+/// The query of `/api/reports/*`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportParams {
+    flow: Option<String>,
+    window: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    #[serde(default)]
+    partial: bool,
+}
+
+async fn report(
+    app: &Shared,
+    kind: crate::report_cli::ReportKind,
+    params: Result<Query<ReportParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<crate::report_cli::Report>, ApiError> {
+    use crate::report_cli::{ReportError, ReportQuery};
+    let Query(p) = params.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let q = ReportQuery {
+        flow: p.flow.unwrap_or_default(),
+        window: p.window,
+        since: p.since,
+        until: p.until,
+        partial: p.partial,
+    };
+    let flows = app.flows.current();
+    crate::report_cli::build(&*app.store, &flows, kind, &q, time::OffsetDateTime::now_utc())
+        .await
+        .map(Json)
+        .map_err(|e| {
+            let status = match &e {
+                ReportError::BadInput(_) => StatusCode::BAD_REQUEST,
+                ReportError::UnknownFlow(_) => StatusCode::NOT_FOUND,
+                ReportError::NotMeasured(_) => StatusCode::CONFLICT,
+                ReportError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            ApiError(status, e.to_string())
+        })
+}
+
+/// `GET /api/reports/shadow?flow=F[&window=14d&since=…&until=…&partial=true]`.
+async fn shadow_report(
+    State(app): State<Arc<Shared>>,
+    params: Result<Query<ReportParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<crate::report_cli::Report>, ApiError> {
+    report(&app, crate::report_cli::ReportKind::Shadow, params).await
+}
+
+/// `GET /api/reports/lift?flow=F[&window=14d&since=…&until=…&partial=true]`.
+async fn lift_report(
+    State(app): State<Arc<Shared>>,
+    params: Result<Query<ReportParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<crate::report_cli::Report>, ApiError> {
+    report(&app, crate::report_cli::ReportKind::Lift, params).await
 }

@@ -29,6 +29,7 @@ pub mod model_report;
 pub mod models_cli;
 pub mod outbox;
 pub mod pipeline;
+pub mod report_cli;
 pub mod svg;
 pub mod telemetry;
 pub mod tokens_cli;

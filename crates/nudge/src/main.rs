@@ -55,6 +55,9 @@ enum Command {
     /// Decisions waiting for approval: list, approve, reject (one by one or --all).
     #[command(subcommand)]
     Approvals(nudge::approvals_cli::ApprovalsCmd),
+    /// A flow's shadow report (against its baseline rule) or lift report (treated against held out).
+    #[command(subcommand)]
+    Report(nudge::report_cli::ReportCmd),
     /// Developer tools.
     #[command(subcommand)]
     Dev(DevCmd),
@@ -123,7 +126,16 @@ fn main() -> ExitCode {
                     Ok(c) => c,
                     Err(e) => return config_error(e),
                 };
-                serve(cfg, load).await
+                let (config_path, data_dir) = (cli.config.clone(), cli.data_dir.clone());
+                let loader: nudge::app::ConfigLoader = std::sync::Arc::new(move || {
+                    Config::load(config_path.as_deref()).map(|mut c| {
+                        if let Some(d) = &data_dir {
+                            c.storage.data_dir = d.clone();
+                        }
+                        c
+                    })
+                });
+                serve(cfg, loader).await
             }
             Command::Demo(args) => nudge::demo::run(args).await,
             Command::Audit(cmd) => match load() {
@@ -157,6 +169,22 @@ fn main() -> ExitCode {
                 Ok(cfg) => nudge::approvals_cli::run(&cfg, cmd).await,
                 Err(e) => return config_error(e),
             },
+            Command::Report(cmd) => match load() {
+                Ok(cfg) => match cfg.flow_set() {
+                    Ok(_) => match nudge::report_cli::run(&cfg, cmd).await {
+                        Err(e)
+                            if e.downcast_ref::<nudge::report_cli::ReportError>()
+                                .is_some_and(|e| e.is_usage()) =>
+                        {
+                            eprintln!("error: {e}");
+                            return ExitCode::from(2);
+                        }
+                        r => r,
+                    },
+                    Err(e) => return config_error(e),
+                },
+                Err(e) => return config_error(e),
+            },
             Command::Dev(DevCmd::FakeKlaviyo { listen, api_key, unthrottled }) => {
                 nudge::demo::run_fake_klaviyo(listen, api_key, unthrottled).await
             }
@@ -188,15 +216,13 @@ fn config_error(e: nudge::config::ConfigError) -> ExitCode {
 
 /// Runs the server until Ctrl-C or SIGTERM. SIGHUP (or `nudge flows reload`) re-reads the configuration's
 /// flows with `load`: a valid set replaces the running one, an invalid one is refused and logged.
-async fn serve(
-    cfg: Config,
-    load: impl Fn() -> Result<Config, nudge::config::ConfigError>,
-) -> anyhow::Result<()> {
+async fn serve(cfg: Config, load: nudge::app::ConfigLoader) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.server.listen))?;
     let pid_file = nudge::flows_cli::pid_file(&cfg);
     let app = nudge::app::run(cfg, listener).await?;
+    app.shared.set_config_loader(load.clone());
     if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
         tracing::warn!(error = %e, path = %pid_file.display(), "cannot write the pid file; `nudge flows reload` will not find this server");
     }
@@ -208,7 +234,12 @@ async fn serve(
             _ = terminate.recv() => break,
             _ = hangup.recv() => match load() {
                 Ok(new) => match app.reload_flows(&new) {
-                    Ok(version) => tracing::info!(version = %version, "flows reloaded"),
+                    Ok(r) => {
+                        tracing::info!(version = %r.version, flows = r.flows, "flows reloaded");
+                        for note in r.notes {
+                            tracing::warn!("{note}");
+                        }
+                    }
                     Err(e) => tracing::error!(error = %e, "flows not reloaded: the new set is invalid; the running set stays"),
                 },
                 Err(e) => tracing::error!(error = %e, "flows not reloaded: the configuration is invalid; the running set stays"),

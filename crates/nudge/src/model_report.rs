@@ -426,11 +426,13 @@ fn histogram_chart(id: &str, diagnostics: &[FamilyCheck]) -> Option<svg::BarChar
         name: "actual".into(),
         color: svg::PALETTE[0].into(),
         values: actual.iter().map(|b| b.actual as f64).collect(),
+        intervals: Vec::new(),
     }];
     series.extend(fits.iter().map(|(d, f)| svg::Bars {
         name: format!("{} (expected){}", d.model, if d.misfit.is_some() { ", MISFIT" } else { "" }),
         color: color(&d.model).into(),
         values: f.buckets.iter().map(|b| b.expected).collect(),
+        intervals: Vec::new(),
     }));
     Some(svg::BarChart {
         title: format!("Calibration repeat purchases per customer, model version {id}"),

@@ -15,8 +15,8 @@ use nudge_policy::flows::{DecideContext, FlowSet, Status, Trigger};
 use nudge_scoring::{RulesScorer, Scorer};
 use nudge_state::{Applied, CustomerState};
 use nudge_store::{
-    DeliveryStatus, NewApproval, NewOutboxItem, ProcessOutcome, Store, StoreError, StoredDelivery,
-    StoredState, TimerSpec,
+    DeliveryStatus, FlowDecision, NewApproval, NewOutboxItem, ProcessOutcome, Store, StoreError,
+    StoredDelivery, StoredState, TimerSpec,
 };
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -457,6 +457,18 @@ impl Pipeline {
             let mut summary = Vec::with_capacity(decided.len());
             for o in &decided {
                 telemetry::flow_decision(&o.flow, o.status.as_str());
+                if flows.measured(&o.flow) {
+                    out.decisions.push(FlowDecision {
+                        flow: o.flow.clone(),
+                        flow_version: o.flow_version.clone(),
+                        customer: cid.clone(),
+                        at_ms: ts_to_ms(now),
+                        status: o.status.as_str().to_string(),
+                        matched: o.matched(),
+                        baseline: o.baseline,
+                        trace_id: trace,
+                    });
+                }
                 let actions: Vec<serde_json::Value> = o
                     .actions
                     .iter()

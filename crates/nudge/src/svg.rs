@@ -140,6 +140,8 @@ pub struct Bars {
     pub color: String,
     /// One value per category, in the order of [`BarChart::categories`]; missing values draw no bar.
     pub values: Vec<f64>,
+    /// Per category, an interval drawn as a whisker over the bar (empty, or `None`, for none).
+    pub intervals: Vec<Option<(f64, f64)>>,
 }
 
 /// A grouped bar chart: one group per category, one bar per series in each group.
@@ -155,7 +157,10 @@ pub struct BarChart {
 impl BarChart {
     /// Renders the chart as a standalone SVG document.
     pub fn render(&self) -> String {
-        let (_, mut y1) = bounds(self.series.iter().flat_map(|b| b.values.iter().copied()));
+        let (_, mut y1) =
+            bounds(self.series.iter().flat_map(|b| {
+                b.values.iter().copied().chain(b.intervals.iter().flatten().map(|&(_, hi)| hi))
+            }));
         if y1 <= 0.0 {
             y1 = 1.0;
         }
@@ -191,6 +196,21 @@ impl BarChart {
                     escape(&bars.name),
                     tick_label(v)
                 );
+                if let Some(&Some((lo, hi))) = bars.intervals.get(i) {
+                    let xm = x0 + bar_w * (j as f64 + 0.5);
+                    let (ylo, yhi) = (sy(lo), sy(hi));
+                    let _ = writeln!(
+                        s,
+                        r##"<path d="M{xm:.1} {ylo:.1}V{yhi:.1}M{:.1} {ylo:.1}H{:.1}M{:.1} {yhi:.1}H{:.1}" stroke="#333" fill="none"><title>{}: {} to {}</title></path>"##,
+                        xm - 6.0,
+                        xm + 6.0,
+                        xm - 6.0,
+                        xm + 6.0,
+                        escape(&bars.name),
+                        tick_label(lo),
+                        tick_label(hi)
+                    );
+                }
             }
         }
         // Legend, top right inside the plot.
@@ -371,8 +391,18 @@ mod tests {
             y_label: "customers".into(),
             categories: vec!["0".into(), "1".into(), "2+".into()],
             series: vec![
-                Bars { name: "actual".into(), color: PALETTE[0].into(), values: vec![100.0, 40.0, 10.0] },
-                Bars { name: "a <model>".into(), color: PALETTE[1].into(), values: vec![95.0, f64::NAN] },
+                Bars {
+                    name: "actual".into(),
+                    color: PALETTE[0].into(),
+                    values: vec![100.0, 40.0, 10.0],
+                    intervals: vec![Some((90.0, 110.0))],
+                },
+                Bars {
+                    name: "a <model>".into(),
+                    color: PALETTE[1].into(),
+                    values: vec![95.0, f64::NAN],
+                    intervals: Vec::new(),
+                },
             ],
         }
     }

@@ -540,6 +540,12 @@ impl FlowSet {
     pub fn longest_cap_window(&self, flow: &str) -> i64 {
         self.get(flow).and_then(|f| f.cap).map_or(0, |c| c.window_secs)
     }
+
+    /// Whether a flow's decisions are recorded for the reports: it has a baseline rule (the shadow report)
+    /// or a holdout group (the lift report). Other flows' decisions are in the audit trail only.
+    pub fn measured(&self, flow: &str) -> bool {
+        self.get(flow).is_some_and(|f| f.baseline.is_some() || f.spec.holdout_percent > 0)
+    }
 }
 
 /// A fingerprint of what a profile shows of the scores: the segment, the model version and each score
@@ -625,6 +631,11 @@ impl FlowOutcome {
     /// Whether this decision counts toward the flow's frequency cap.
     pub fn acted(&self) -> bool {
         matches!(self.status, Status::Live | Status::Shadow | Status::AwaitingApproval)
+    }
+
+    /// Whether the flow's condition held (whatever came after it: holdout, consent, cap, mode).
+    pub fn matched(&self) -> bool {
+        !matches!(self.status, Status::NotMatched | Status::Error)
     }
 }
 

@@ -25,6 +25,7 @@ where
     api_tokens(make().await).await;
     approvals_queue(make().await).await;
     approvals_in_bulk(make().await).await;
+    flow_decisions_for_reports(make().await).await;
 }
 
 fn delivery(webhook: &str, event: Option<&str>) -> NewDelivery {
@@ -756,4 +757,70 @@ pub async fn approvals_in_bulk(s: Arc<dyn Store>) {
     assert!(again.is_empty(), "nothing pending is left to approve");
     let pending = ApprovalFilter { status: Some(ApprovalStatus::Pending), ..Default::default() };
     assert_eq!(s.list_approvals(pending).await.unwrap().len(), 100, "the other flow's items wait");
+}
+
+/// Decisions of measured flows land with their batch and read back per flow and period, oldest first; a
+/// batch that does not land leaves none.
+pub async fn flow_decisions_for_reports(s: Arc<dyn Store>) {
+    let mut seqs = Vec::new();
+    for i in 0..2 {
+        s.commit_delivery(delivery(&format!("fd{i}"), None)).await.unwrap();
+    }
+    for d in s.pending_deliveries(10).await.unwrap() {
+        seqs.push((d.seq, d.trace_id));
+    }
+    let decision =
+        |flow: &str, c: u32, at_ms: i64, status: &str, matched: bool, baseline: Option<bool>, trace| {
+            FlowDecision {
+                flow: flow.into(),
+                flow_version: "v1".into(),
+                customer: cust(c),
+                at_ms,
+                status: status.into(),
+                matched,
+                baseline,
+                trace_id: trace,
+            }
+        };
+    let (seq0, trace0) = seqs[0];
+    let first = ProcessOutcome {
+        seq: seq0,
+        trace_id: Some(trace0),
+        status: Some(DeliveryStatus::Processed),
+        terminal: Some(TerminalState::Ignored("measured only".into())),
+        decisions: vec![
+            decision("winback", 2, 2_000, "held_out", true, Some(false), trace0),
+            decision("winback", 1, 1_000, "live", true, Some(true), trace0),
+            decision("vip", 1, 1_000, "not_matched", false, None, trace0),
+        ],
+        ..Default::default()
+    };
+    s.commit_processing(vec![first]).await.unwrap();
+    // A batch computed after a delivery that is not processed does not land, decisions included.
+    let (seq1, trace1) = seqs[1];
+    let refused = ProcessOutcome {
+        seq: seq1,
+        trace_id: Some(trace1),
+        status: Some(DeliveryStatus::Processed),
+        decisions: vec![decision("winback", 3, 1_500, "live", true, Some(true), trace1)],
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.commit_processing_after(vec![refused], Some(seq1 + 1000)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let all = s.flow_decisions("winback", 0, i64::MAX).await.unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0], decision("winback", 1, 1_000, "live", true, Some(true), trace0), "oldest first");
+    assert_eq!(all[1].status, "held_out");
+    assert_eq!(all[1].baseline, Some(false));
+    let vip = s.flow_decisions("vip", 0, i64::MAX).await.unwrap();
+    assert_eq!((vip.len(), vip[0].baseline, vip[0].matched), (1, None, false));
+    assert_eq!(
+        s.flow_decisions("winback", 1_001, 2_001).await.unwrap().len(),
+        1,
+        "since inclusive, until exclusive"
+    );
+    assert_eq!(s.flow_decisions("winback", 0, 1_000).await.unwrap().len(), 0);
+    assert!(s.flow_decisions("other", 0, i64::MAX).await.unwrap().is_empty());
 }

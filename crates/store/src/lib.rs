@@ -190,6 +190,9 @@ pub trait Store: Send + Sync + 'static {
     /// rejection); returns how many.
     async fn expire_approvals(&self, now_ms: i64) -> Result<usize>;
 
+    /// The recorded decisions of `flow` made at or after `since_ms` and before `until_ms`, oldest first.
+    async fn flow_decisions(&self, flow: &str, since_ms: i64, until_ms: i64) -> Result<Vec<FlowDecision>>;
+
     /// How many decisions of `flow` went through approval (items of any status): what `approval.first_n`
     /// counts.
     async fn approval_count(&self, flow: &str) -> Result<u64>;

@@ -20,6 +20,8 @@ const LOG_MIGRATION: &str = include_str!("../migrations/sqlite_log_001.sql");
 const TOKENS_MIGRATION: &str = include_str!("../migrations/sqlite_002_api_tokens.sql");
 /// Applied after [`TOKENS_MIGRATION`] on every open (idempotent): the approval queue.
 const APPROVALS_MIGRATION: &str = include_str!("../migrations/sqlite_003_approvals.sql");
+/// Decisions of measured flows, for the shadow and lift reports.
+const FLOW_DECISIONS_MIGRATION: &str = include_str!("../migrations/sqlite_004_flow_decisions.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
 const MAX_GROUP: usize = 4096;
 /// The most other write jobs (processing batches, attempts, …) one group commit takes.
@@ -440,6 +442,7 @@ impl SqliteStore {
         let conn = open_writer(&path, durability, MIGRATION, 4096)?;
         conn.execute_batch(TOKENS_MIGRATION)?;
         conn.execute_batch(APPROVALS_MIGRATION)?;
+        conn.execute_batch(FLOW_DECISIONS_MIGRATION)?;
         migrate_legacy_layout(&conn, &log, &path)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
         let durable: i64 = log.query_row("SELECT COALESCE(MAX(seq), 0) FROM deliveries", [], |r| r.get(0))?;
@@ -1587,6 +1590,22 @@ impl Store for SqliteStore {
                         a.expires_at_ms
                     ])?;
                 }
+                for f in &o.decisions {
+                    tx.prepare_cached(
+                        "INSERT INTO flow_decisions (flow, flow_version, customer_id, at, status, matched, baseline, trace_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )?
+                    .execute(params![
+                        f.flow,
+                        f.flow_version,
+                        f.customer.to_string(),
+                        f.at_ms,
+                        f.status,
+                        f.matched,
+                        f.baseline,
+                        f.trace_id.to_string()
+                    ])?;
+                }
                 for token in &o.cancel_timers {
                     tx.prepare_cached("DELETE FROM timers WHERE checkout_token = ?1 OR cart_token = ?1")?
                         .execute([token])?;
@@ -2177,6 +2196,48 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT COUNT(*) FROM approvals WHERE flow = ?1")?
                 .query_row([flow], |r| r.get(0))?;
             Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn flow_decisions(&self, flow: &str, since_ms: i64, until_ms: i64) -> Result<Vec<FlowDecision>> {
+        let flow = flow.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT flow, flow_version, customer_id, at, status, matched, baseline, trace_id
+                 FROM flow_decisions WHERE flow = ?1 AND at >= ?2 AND at < ?3 ORDER BY at, id",
+            )?;
+            let rows = st.query_map(params![flow, since_ms, until_ms], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, bool>(5)?,
+                    r.get::<_, Option<bool>>(6)?,
+                    r.get::<_, String>(7)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (flow, flow_version, customer, at_ms, status, matched, baseline, trace) = row?;
+                out.push(FlowDecision {
+                    flow,
+                    flow_version,
+                    customer: customer
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt(format!("flow decision customer id {customer}")))?,
+                    at_ms,
+                    status,
+                    matched,
+                    baseline,
+                    trace_id: trace
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt(format!("flow decision trace id {trace}")))?,
+                });
+            }
+            Ok(out)
         })
         .await
     }

@@ -100,6 +100,25 @@ pub struct ProcessOutcome {
     pub approvals: Vec<NewApproval>,
     /// Set when the trace ends here (nothing was enqueued and nothing waits for approval).
     pub terminal: Option<TerminalState>,
+    /// Decisions of measured flows, for the shadow and lift reports (see [`FlowDecision`]).
+    pub decisions: Vec<FlowDecision>,
+}
+
+/// One flow's decision for one customer, recorded for the reports when the flow has a baseline rule or a
+/// holdout group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowDecision {
+    pub flow: String,
+    pub flow_version: String,
+    pub customer: CustomerId,
+    pub at_ms: i64,
+    /// The decision's status as the policy names it (`live`, `held_out`, …).
+    pub status: String,
+    /// Whether the flow's condition held.
+    pub matched: bool,
+    /// The baseline rule's verdict; `None` without a baseline.
+    pub baseline: Option<bool>,
+    pub trace_id: TraceId,
 }
 
 /// A decision whose actions wait for approval: approved, they enter the outbox as ordinary items of the

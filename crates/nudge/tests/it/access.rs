@@ -237,7 +237,7 @@ async fn the_running_flows_are_listed_to_a_viewer() {
         }))
         .unwrap(),
     ]);
-    let version = t.app.reload_flows(&cfg).unwrap();
+    let version = t.app.reload_flows(&cfg).unwrap().version;
     let doc: serde_json::Value = api_get(&t, "/api/flows", &viewer).await.json().await.unwrap();
     assert_eq!(doc["version"], version.as_str());
     assert_eq!(doc["builtin"], false);
