@@ -6,6 +6,7 @@ mod approvals;
 mod architecture;
 mod crash;
 mod pipelined;
+mod reports;
 mod spine;
 
 use nudge::app::App;
