@@ -338,6 +338,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     let ok = summarize(&app, &fake, &tally, live_secs, started, &args, idle).await?;
+    print_reports(&app).await?;
     if args.keep_serving {
         eprintln!("serving on http://{} until Ctrl-C", app.addr);
         tokio::signal::ctrl_c().await?;
@@ -346,6 +347,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     fake.shutdown().await;
     if !ok {
         anyhow::bail!("the demo found an invariant violation (see above)");
+    }
+    Ok(())
+}
+
+/// The shadow report of `winback_shadow` against its baseline rule, and its lift against its holdout, with
+/// the demo's windows still open (the live traffic lasts seconds): what `nudge report … --partial` prints.
+async fn print_reports(app: &crate::app::App) -> anyhow::Result<()> {
+    use crate::report_cli::{ReportKind, ReportQuery, build, text};
+    let flows = app.flows.current();
+    let q = ReportQuery { flow: "winback_shadow".into(), partial: true, ..Default::default() };
+    for kind in [ReportKind::Shadow, ReportKind::Lift] {
+        let report = build(&**app.store(), &flows, kind, &q, time::OffsetDateTime::now_utc()).await?;
+        println!();
+        print!("{}", text(&report));
     }
     Ok(())
 }

@@ -267,9 +267,13 @@ fn fmt_ms(ms: i64) -> String {
 fn period(w: &ReportWindow) -> String {
     let since = if w.since_ms == 0 { "the first decision".to_string() } else { fmt_ms(w.since_ms) };
     format!(
-        "decisions from {since} to {}, conversion window {} h{}",
+        "decisions from {since} to {}, conversion window {}{}",
         fmt_ms(w.until_ms),
-        w.window_ms / 3_600_000,
+        if w.window_ms % 86_400_000 == 0 {
+            format!("{} d", w.window_ms / 86_400_000)
+        } else {
+            format!("{:.0} h", w.window_ms as f64 / 3_600_000.0)
+        },
         if w.partial { " (open windows counted with what is known so far)" } else { "" }
     )
 }
@@ -379,7 +383,7 @@ fn chart(title: &str, categories: Vec<String>, rates: &[&Proportion]) -> String 
             values: rates.iter().map(|p| value(p)).collect(),
             intervals: rates
                 .iter()
-                .map(|p| p.ci_low.is_finite().then(|| (p.ci_low * 100.0, p.ci_high * 100.0)))
+                .map(|p| p.ci_low.is_finite().then_some((p.ci_low * 100.0, p.ci_high * 100.0)))
                 .collect(),
         }],
     }

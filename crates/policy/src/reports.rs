@@ -445,7 +445,7 @@ mod tests {
         // Treated convert 1 in 2, held out 1 in 10.
         let orders = |c: &CustomerId| {
             let n: u32 = c.to_string()["shopify:".len()..].parse().unwrap();
-            let convert = if n % 2 == 1 { n % 4 == 1 } else { n % 20 == 0 };
+            let convert = if n % 2 == 1 { n % 4 == 1 } else { n.is_multiple_of(20) };
             if convert { vec![2 * DAY] } else { vec![] }
         };
         let r = lift("f", &rows, &orders, window(false));

@@ -35,7 +35,7 @@ fn first_price(c: u64) -> &'static str {
 }
 
 fn converts(c: u64) -> bool {
-    c % 3 == 0
+    c.is_multiple_of(3)
 }
 
 fn flows_toml() -> &'static str {
