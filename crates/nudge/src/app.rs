@@ -41,6 +41,8 @@ pub struct Shared {
     pub counters: Counters,
     /// The running flow set (`GET /api/flows`); the same one the pipeline decides with.
     pub flows: Arc<crate::pipeline::Flows>,
+    /// The scorer the pipeline uses: approvals bring a profile sync up to date with it.
+    pub scoring: Arc<Scoring>,
     /// The destinations the server started with: reloaded flows are checked against these.
     pub destinations: Vec<String>,
     /// The policy settings the server started with (`pipeline.*`), which a reload does not change.
@@ -259,6 +261,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         ack_latency: Arc::new(LatencySample::new(100_000)),
         counters: Counters::default(),
         flows: flows.clone(),
+        scoring: scoring.clone(),
         destinations: cfg.destination_names().iter().map(|d| d.to_string()).collect(),
         policy: cfg.policy(),
         config_loader: Default::default(),

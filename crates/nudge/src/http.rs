@@ -554,11 +554,25 @@ async fn decide_one(
     let not_found = || ApiError(StatusCode::NOT_FOUND, format!("no approval item {id}"));
     let n: i64 = id.parse().map_err(|_| not_found())?;
     let by = format!("token:{}", caller.token_name);
-    let results = app
-        .store
-        .decide_approvals(ApprovalTarget::Ids(vec![n]), decision, &by, None, crate::outbox::now_ms())
-        .await
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")))?;
+    let checks = crate::approvals_cli::ApprovalChecks { scoring: &app.scoring, policy: &app.policy };
+    let checked = crate::approvals_cli::decide_checked(
+        &*app.store,
+        &checks,
+        ApprovalTarget::Ids(vec![n]),
+        decision,
+        &by,
+        None,
+        crate::outbox::now_ms(),
+    )
+    .await
+    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e:#}")))?;
+    if checked.consent_withdrawn.contains(&n) {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("approval item {n} was rejected instead: {}", crate::approvals_cli::CONSENT_WITHDRAWN),
+        ));
+    }
+    let results = checked.results;
     let status = match decision {
         ApprovalDecision::Approve => "approved",
         ApprovalDecision::Reject => "rejected",
@@ -600,21 +614,24 @@ async fn bulk_approvals(
         return Err(ApiError(StatusCode::BAD_REQUEST, "name the flow (`flow`)".into()));
     }
     let by = format!("token:{}", caller.token_name);
-    let results = app
-        .store
-        .decide_approvals(
-            ApprovalTarget::AllPending { flow: Some(b.flow.clone()) },
-            b.decision,
-            &by,
-            b.reason,
-            crate::outbox::now_ms(),
-        )
-        .await
-        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")))?;
+    let checks = crate::approvals_cli::ApprovalChecks { scoring: &app.scoring, policy: &app.policy };
+    let checked = crate::approvals_cli::decide_checked(
+        &*app.store,
+        &checks,
+        ApprovalTarget::AllPending { flow: Some(b.flow.clone()) },
+        b.decision,
+        &by,
+        b.reason,
+        crate::outbox::now_ms(),
+    )
+    .await
+    .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e:#}")))?;
+    let results = &checked.results;
     let decided = results.iter().filter(|r| r.1 == DecideResult::Decided).count();
     let expired = results.iter().filter(|r| r.1 == DecideResult::Expired).count();
     Ok(Json(serde_json::json!({
-        "flow": b.flow, "decision": b.decision, "decided": decided, "expired": expired, "decided_by": by,
+        "flow": b.flow, "decision": b.decision, "decided": decided, "expired": expired,
+        "consent_withdrawn": checked.consent_withdrawn.len(), "decided_by": by,
     })))
 }
 

@@ -64,7 +64,7 @@ pub fn in_holdout(flow: &str, customer: &nudge_model::CustomerId, percent: u8) -
 
 /// The profile attributes of a `sync_profile` action: every score with the prefix, the segment, the model
 /// version and the scoring time.
-pub(crate) fn profile_action(state: &CustomerState, scores: &ScoreSet, cfg: &PolicyConfig) -> Action {
+pub fn profile_action(state: &CustomerState, scores: &ScoreSet, cfg: &PolicyConfig) -> Action {
     let p = &cfg.attribute_prefix;
     let mut attributes = BTreeMap::new();
     for s in &scores.scores {

@@ -607,6 +607,10 @@ pub async fn approvals_queue(s: Arc<dyn Store>) {
     .unwrap();
     assert_eq!(terminal_of(&*s, t2).await.unwrap(), None, "not final while an approval is pending");
 
+    // A pending item's actions can be brought up to date before it is approved; what it enqueues is then the
+    // replacement.
+    let fresh = r#"[{"destination":"klaviyo","action":{"n":1,"fresh":true}}]"#.to_string();
+    assert_eq!(s.replace_approval_actions(vec![(a1, fresh), (999_999, "[]".into())]).await.unwrap(), 1);
     let r = s
         .decide_approvals(
             ApprovalTarget::Ids(vec![a1, 999_999, a1]),
@@ -632,8 +636,10 @@ pub async fn approvals_queue(s: Arc<dyn Store>) {
     assert_eq!(due[0].customer, cust(1));
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&due[0].action_json).unwrap(),
-        serde_json::json!({"n": 1})
+        serde_json::json!({"n": 1, "fresh": true})
     );
+    // A decided item's actions are not replaced.
+    assert_eq!(s.replace_approval_actions(vec![(a1, "[]".into())]).await.unwrap(), 0);
     // Decided once: approving or rejecting again changes nothing and enqueues nothing.
     for d in [ApprovalDecision::Approve, ApprovalDecision::Reject] {
         let again = s.decide_approvals(ApprovalTarget::Ids(vec![a1]), d, "cli:ops", None, now).await.unwrap();

@@ -186,6 +186,11 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Vec<(i64, DecideResult)>>;
 
+    /// Replaces the actions (a JSON array as [`NewApproval::actions_json`]) of items that are still
+    /// pending, in one transaction; decided items are left as they are. Returns how many were replaced.
+    /// For an approval that brings an action up to date (a profile sync with the scores of now).
+    async fn replace_approval_actions(&self, updates: Vec<(i64, String)>) -> Result<usize>;
+
     /// Expires every pending item whose expiry is at or before `now_ms` (audited, settling traces like a
     /// rejection); returns how many.
     async fn expire_approvals(&self, now_ms: i64) -> Result<usize>;

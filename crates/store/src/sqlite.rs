@@ -2200,6 +2200,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn replace_approval_actions(&self, updates: Vec<(i64, String)>) -> Result<usize> {
+        self.write(move |tx| {
+            let mut st =
+                tx.prepare_cached("UPDATE approvals SET actions = ?2 WHERE id = ?1 AND status = 'pending'")?;
+            let mut n = 0;
+            for (id, actions) in &updates {
+                n += st.execute(params![id, actions])?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     async fn flow_decisions(&self, flow: &str, since_ms: i64, until_ms: i64) -> Result<Vec<FlowDecision>> {
         let flow = flow.to_string();
         self.read(move |c| {
