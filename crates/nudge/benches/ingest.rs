@@ -3,7 +3,10 @@
 //!
 //! `cargo bench -p nudge --bench ingest -- [--connections 64] [--seconds 10] [--rate 5000]
 //!  [--rate-seconds 10] [--durability full|normal] [--worker-nice N] [--worker-scheduling idle|nice]
-//!  [--progress 1] [--timeline 1]`
+//!  [--progress 1] [--timeline 1] [--flows N]`
+//!
+//! `--flows N` runs N live flows instead of the two built-in ones: the two built-in ones written out plus
+//! N − 2 flows of mixed triggers, conditions, caps, holdouts and baselines (`bench_flows`).
 //!
 //! The load generator is this same program started again as a child process (`--role loadgen`): it builds
 //! and signs every request before the clock starts, then writes them over raw HTTP/1.1 keep-alive
@@ -72,6 +75,7 @@ fn args(m: &BTreeMap<String, String>) -> Args {
             "worker-scheduling",
             "progress",
             "timeline",
+            "flows",
         ];
         assert!(known.contains(&k.as_str()), "unknown argument --{k}");
     }
@@ -391,6 +395,9 @@ fn main() {
     if let Some(s) = a.worker_scheduling {
         cfg.pipeline.worker_scheduling = s;
     }
+    if let Some(n) = m.get("flows") {
+        cfg.flows = Some(bench_flows(n.parse().expect("--flows takes a number")));
+    }
     if let Ok(b) = std::env::var("NUDGE_BENCH_BATCH") {
         cfg.pipeline.batch_size = b.parse().expect("NUDGE_BENCH_BATCH is a number");
     }
@@ -530,4 +537,62 @@ fn main() {
         fake.shutdown().await;
     });
     drop(fake_rt);
+}
+
+/// `n` live flows: the two built-in ones, then flows of the kinds a marketing team writes (mixed triggers,
+/// conditions over the customer, the event and the scores, caps, holdouts, baselines), cycled with numbered
+/// names until there are `n`.
+fn bench_flows(n: usize) -> Vec<nudge_policy::flows::FlowSpec> {
+    const KINDS: [(&str, &str, &str); 10] = [
+        (
+            "order_placed",
+            "customer.orders_count >= 3 && scores.churn_risk < 30.0",
+            r#"frequency_cap = "1/30d""#,
+        ),
+        ("order_placed", "event.value >= 200.0", "holdout_percent = 10\nbaseline = \"event.value >= 150.0\""),
+        ("order_updated", "customer.total_spent > 1000.0", ""),
+        ("scores_changed", "scores.segment == 'at_risk'", r#"frequency_cap = "1/7d""#),
+        (
+            "state_changed",
+            "customer.orders_count == 1 && customer.email_consent",
+            r#"frequency_cap = "1/365d""#,
+        ),
+        ("order_placed", "'vip' in customer.tags", ""),
+        ("checkout_started", "customer.open_checkout_value > 100.0", r#"frequency_cap = "1/1d""#),
+        ("order_cancelled", "customer.orders_count >= 1", ""),
+        ("customer_updated", "customer.sms_consent && customer.orders_count >= 2", ""),
+        (
+            "order_placed",
+            "has(customer.last_order_at) && customer.days_since_last_order > 60.0",
+            "holdout_percent = 20\nbaseline = \"customer.days_since_last_order > 90.0\"",
+        ),
+    ];
+    let mut toml = String::from(
+        r#"
+[[flows]]
+name = "profile_sync"
+trigger = "state_changed"
+actions = [{ type = "sync_profile", destination = "klaviyo" }]
+
+[[flows]]
+name = "checkout_abandoned"
+trigger = "checkout_abandoned"
+actions = [{ type = "track_event", destination = "klaviyo", metric = "AI Checkout Abandoned" }]
+"#,
+    );
+    for i in 0..n.saturating_sub(2) {
+        let (trigger, when, extra) = KINDS[i % KINDS.len()];
+        toml.push_str(&format!(
+            "\n[[flows]]\nname = \"bench_{i}\"\ntrigger = \"{trigger}\"\nwhen = \"{when}\"\n{extra}\n\
+             actions = [{{ type = \"track_event\", destination = \"klaviyo\", metric = \"AI Bench {i}\", \
+             properties = {{ segment = \"scores.segment\" }} }}]\n"
+        ));
+    }
+    #[derive(serde::Deserialize)]
+    struct Flows {
+        flows: Vec<nudge_policy::flows::FlowSpec>,
+    }
+    let mut flows = toml::from_str::<Flows>(&toml).expect("the benchmark's flows parse").flows;
+    flows.truncate(n);
+    flows
 }

@@ -8,13 +8,24 @@
 //! - `eval 50` / `eval 10`: evaluating all 50 conditions, or the 10 of the flows one trigger matches,
 //!   against the prepared facts;
 //! - `event 50` / `event 10`: prepare + evaluate, the per-event cost of the decision's conditions;
-//! - `unprepared 50`: `Condition::eval` on each, which prepares the facts again every time.
+//! - `unprepared 50`: `Condition::eval` on each, which prepares the facts again every time;
+//! - `decide mixed`: `FlowSet::decide` with 50 flows configured over mixed triggers (the 10 above on
+//!   `checkout_abandoned`, the others on order, customer, score and state triggers; holdouts, caps,
+//!   baselines, actions with CEL properties) for one abandoned checkout: what the pipeline runs per event
+//!   (facts, preparation, the triggered flows' conditions and checks, their actions built);
+//! - `decide all 50`: the same with every one of the 50 flows on `checkout_abandoned`, the worst case.
 //!
 //! Allocates with mimalloc, as the nudge binary does. Each event is timed on its own, in 5 rounds of N
 //! events (default 10,000); prints the median and the 90th percentile in microseconds of the round with
 //! the lowest median (the machine may be shared). `--only ROW` times one row (for a profiler).
 
+use nudge_model::{
+    Checkout, CheckoutAbandoned, CustomerId, Event, MarketingConsent, Money, Order, Score, ScoreSet, Segment,
+};
+use nudge_policy::PolicyConfig;
 use nudge_policy::condition::{Condition, FactValue, Facts, Schema};
+use nudge_policy::flows::{DecideContext, FlowHistory, FlowSet, FlowSpec, Trigger, no_approvals};
+use nudge_state::CustomerState;
 use std::hint::black_box;
 use std::time::Instant;
 use time::macros::datetime;
@@ -219,11 +230,143 @@ fn main() {
             }),
         ),
     ];
+    let mixed = flow_set(false);
+    let all = flow_set(true);
+    let (event, state) = abandoned_checkout();
+    let scores = score_set();
+    let triggers = Trigger::of_event(&event, true);
+    let history = FlowHistory::new();
+    let policy = PolicyConfig::default();
+    let decide = |set: &FlowSet| {
+        set.decide(&DecideContext {
+            event: &event,
+            triggers: &triggers,
+            state: &state,
+            scores: &scores,
+            history: &history,
+            now: datetime!(2026-05-01 12:00 UTC),
+            policy: &policy,
+            approvals_so_far: &no_approvals,
+        })
+    };
+    let outcomes = decide(&mixed);
+    println!(
+        "decide mixed: {} of 50 flows triggered, {} act; decide all 50: {} act",
+        outcomes.len(),
+        outcomes.iter().filter(|o| o.acted()).count(),
+        decide(&all).iter().filter(|o| o.acted()).count()
+    );
+    let mut rows = rows;
+    rows.push(("decide mixed", Box::new(|_| drop(black_box(decide(black_box(&mixed)))))));
+    rows.push(("decide all 50", Box::new(|_| drop(black_box(decide(black_box(&all)))))));
     println!("{:<14} {:>9} {:>9}", "per event", "p50 µs", "p90 µs");
     for (name, f) in rows {
         if only.as_deref().is_none_or(|o| o == name) {
             let (p50, p90) = time_per_event(events, f);
             println!("{name:<14} {p50:>9.2} {p90:>9.2}");
         }
+    }
+}
+
+/// The 50 conditions as flows. With `all_abandoned` every flow listens to `checkout_abandoned`; otherwise the
+/// 10 of [`TRIGGERED`] do and the others cycle over five other triggers. Every fifth flow has a 10 %
+/// holdout, every third a frequency cap, every fourth a baseline; each sends a trigger event with a
+/// property computed by CEL.
+fn flow_set(all_abandoned: bool) -> FlowSet {
+    const OTHERS: [&str; 5] =
+        ["order_placed", "order_updated", "customer_updated", "scores_changed", "state_changed"];
+    let specs: Vec<FlowSpec> = CONDITIONS
+        .iter()
+        .enumerate()
+        .map(|(i, when)| {
+            let trigger = if all_abandoned || TRIGGERED.contains(&i) { "checkout_abandoned" } else { OTHERS[i % 5] };
+            let mut spec = serde_json::json!({
+                "name": format!("flow_{i}"), "trigger": trigger, "when": when,
+                "holdout_percent": if i % 5 == 0 { 10 } else { 0 },
+                "actions": [{ "type": "track_event", "destination": "klaviyo", "metric": format!("AI Flow {i}"),
+                              "properties": { "tier": "scores.segment" } }],
+            });
+            if i % 3 == 0 {
+                spec["frequency_cap"] = "1/7d".into();
+            }
+            if i % 4 == 0 {
+                spec["baseline"] = "customer.days_since_last_order > 90.0".into();
+            }
+            serde_json::from_value(spec).expect("a flow spec")
+        })
+        .collect();
+    FlowSet::compile(&specs, &["klaviyo"]).expect("the benchmark's flows compile")
+}
+
+fn customer() -> CustomerId {
+    "shopify:880012".parse().expect("a customer id")
+}
+
+/// A customer with three orders and an open checkout that was just abandoned.
+fn abandoned_checkout() -> (Event, CustomerState) {
+    let mut state = CustomerState::new(customer());
+    state.email = Some("a@example.org".into());
+    state.consent = MarketingConsent::Subscribed;
+    for (i, day) in [(1, 10), (2, 80), (3, 200)] {
+        let at = datetime!(2025-01-01 12:00 UTC) + time::Duration::days(day);
+        state.apply(&Event::OrderUpserted(Order {
+            id: format!("o{i}"),
+            name: None,
+            customer: Some(customer()),
+            email: Some("a@example.org".into()),
+            created_at: at,
+            updated_at: at,
+            cancelled_at: None,
+            total: Money::parse("80.00", "EUR").expect("money"),
+            financial_status: None,
+            line_items: vec![],
+            checkout_token: None,
+            cart_token: None,
+            accepts_marketing: None,
+        }));
+    }
+    let checkout = Checkout {
+        token: "tok1".into(),
+        cart_token: None,
+        customer: Some(customer()),
+        email: Some("a@example.org".into()),
+        created_at: datetime!(2026-05-01 9:00 UTC),
+        updated_at: datetime!(2026-05-01 9:05 UTC),
+        completed_at: None,
+        total: Money::parse("129.90", "EUR").expect("money"),
+        line_items: vec![],
+        recovery_url: Some("https://shop/r/tok1".into()),
+        accepts_marketing: Some(true),
+    };
+    state.apply(&Event::CheckoutUpserted(checkout.clone()));
+    let event = Event::CheckoutAbandoned(CheckoutAbandoned {
+        customer: customer(),
+        email: None,
+        idle_since: checkout.updated_at,
+        checkout,
+    });
+    state.apply(&event);
+    (event, state)
+}
+
+fn score_set() -> ScoreSet {
+    let s = |name: &str, value: f64| Score {
+        name: name.into(),
+        value,
+        model_id: "btyd".into(),
+        model_version: "btyd-7".into(),
+        explanation: String::new(),
+    };
+    ScoreSet {
+        scores: vec![
+            s("churn_risk", 72.4),
+            s("p_alive", 0.31),
+            s("predicted_clv", 410.0),
+            s("expected_orders_90d", 0.4),
+            s("days_to_next_order", 45.0),
+        ],
+        segment: Segment::HighValueAtRisk,
+        model_version: "btyd-7".into(),
+        scored_at: datetime!(2026-05-01 12:00 UTC),
     }
 }
