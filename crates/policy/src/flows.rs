@@ -73,7 +73,9 @@ impl Trigger {
     /// cancelled before. An order update that carries a cancellation (Shopify sends `orders/updated` with
     /// `cancelled_at` as well as `orders/cancelled`, in either order) fires `order_cancelled` once, from
     /// whichever arrives first. An order nudge has not seen fires `order_placed` only when it was created
-    /// within a day of this update; an older one (placed before nudge listened) is `order_updated`.
+    /// within a day of this update; an older one (placed before nudge listened) is `order_updated`. The same
+    /// holds for customer records: `customer_created` for a record first seen within a day of its creation,
+    /// `customer_updated` otherwise.
     pub fn of_change(event: &Event, known_before: bool, was_cancelled: bool) -> Vec<Trigger> {
         let first = match event {
             Event::OrderCancelled(_) => (!was_cancelled).then_some(Trigger::OrderCancelled),
@@ -90,6 +92,14 @@ impl Trigger {
             Event::CheckoutAbandoned(_) => Some(Trigger::CheckoutAbandoned),
             Event::CartUpserted(_) => Some(Trigger::CartUpdated),
             Event::CustomerUpserted(_) if known_before => Some(Trigger::CustomerUpdated),
+            // A customer record nudge has not seen is `customer_created` only when the platform created it
+            // within a day of this update (it may come after the customer's first order); an older one was
+            // created before nudge listened.
+            Event::CustomerUpserted(c)
+                if c.created_at.is_some_and(|at| (c.updated_at - at) > time::Duration::days(1)) =>
+            {
+                Some(Trigger::CustomerUpdated)
+            }
             Event::CustomerUpserted(_) => Some(Trigger::CustomerCreated),
             Event::ProductUpserted(_) => None,
         };
@@ -1403,5 +1413,29 @@ mod tests {
         assert_ne!(scores_fingerprint(&scores(72.4)), scores_fingerprint(&scores(75.0)));
         assert_eq!(FrequencyCap::parse("3/24h").unwrap(), FrequencyCap { count: 3, window_secs: 86_400 });
         assert!(FrequencyCap::parse("0/1d").is_err());
+    }
+
+    #[test]
+    fn a_customer_record_first_seen_is_created_only_when_it_is_new() {
+        let record = |created_days_before: Option<i64>| {
+            let updated_at = datetime!(2026-05-01 12:00 UTC);
+            Event::CustomerUpserted(nudge_model::Customer {
+                id: customer(),
+                email: None,
+                first_name: None,
+                last_name: None,
+                created_at: created_days_before.map(|d| updated_at - time::Duration::days(d)),
+                updated_at,
+                email_consent: MarketingConsent::Unknown,
+                tags: vec![],
+                sms_consent: MarketingConsent::Unknown,
+            })
+        };
+        // New at the platform: created, even when nudge knew the customer from an order first.
+        assert_eq!(Trigger::of_event(&record(Some(0)), false)[0], Trigger::CustomerCreated);
+        assert_eq!(Trigger::of_event(&record(None), false)[0], Trigger::CustomerCreated);
+        // Created years ago, first seen now: an update of a customer who existed before nudge listened.
+        assert_eq!(Trigger::of_event(&record(Some(700)), false)[0], Trigger::CustomerUpdated);
+        assert_eq!(Trigger::of_event(&record(Some(0)), true)[0], Trigger::CustomerUpdated);
     }
 }

@@ -20,3 +20,5 @@ CREATE TABLE IF NOT EXISTS approvals (
 CREATE INDEX IF NOT EXISTS approvals_flow ON approvals(flow, id);
 CREATE INDEX IF NOT EXISTS approvals_pending_expiry ON approvals(expires_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS approvals_pending_trace ON approvals(trace_id) WHERE status = 'pending';
+-- What a bulk decision and `nudge approvals list --flow F --status pending` read: a flow's pending items.
+CREATE INDEX IF NOT EXISTS approvals_pending_flow ON approvals(flow, id) WHERE status = 'pending';

@@ -762,7 +762,22 @@ pub async fn approvals_in_bulk(s: Arc<dyn Store>) {
         .unwrap();
     assert!(again.is_empty(), "nothing pending is left to approve");
     let pending = ApprovalFilter { status: Some(ApprovalStatus::Pending), ..Default::default() };
-    assert_eq!(s.list_approvals(pending).await.unwrap().len(), 100, "the other flow's items wait");
+    assert_eq!(s.list_approvals(pending.clone()).await.unwrap().len(), 100, "the other flow's items wait");
+    // A mass expiry, more items than one write job takes: every due one expires, none twice.
+    let due: Vec<ProcessOutcome> = (0..2_345)
+        .map(|i| {
+            let t = TraceId::new();
+            ProcessOutcome {
+                trace_id: Some(t),
+                approvals: vec![approval(t, "stale", 10_000 + i, i, now + 1_000 + i64::from(i % 7))],
+                ..Default::default()
+            }
+        })
+        .collect();
+    s.commit_processing(due).await.unwrap();
+    assert_eq!(s.expire_approvals(now + 2_000).await.unwrap(), 2_345);
+    assert_eq!(s.expire_approvals(now + 2_000).await.unwrap(), 0);
+    assert_eq!(s.list_approvals(pending).await.unwrap().len(), 100, "items not yet due stay");
 }
 
 /// Decisions of measured flows land with their batch and read back per flow and period, oldest first; a

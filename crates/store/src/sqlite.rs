@@ -2174,19 +2174,38 @@ impl Store for SqliteStore {
     }
 
     async fn expire_approvals(&self, now_ms: i64) -> Result<usize> {
-        self.write(move |tx| {
-            let due: Vec<ApprovalRecord> = tx
-                .prepare_cached(&format!(
-                    "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending' AND expires_at <= ?1 ORDER BY id"
-                ))?
-                .query_map([now_ms], approval_row)?
-                .collect::<rusqlite::Result<_>>()?;
-            for item in &due {
-                settle_approval(tx, item, ApprovalStatus::Expired, "system", Some("expired"), now_ms)?;
+        // In write jobs of at most `CHUNK` items, so a mass expiry (a flow's whole queue left for days)
+        // never holds the writer, and every processing batch behind it, for one long transaction.
+        const CHUNK: i64 = 1000;
+        let mut total = 0;
+        loop {
+            let n = self
+                .write(move |tx| {
+                    let due: Vec<ApprovalRecord> = tx
+                        .prepare_cached(&format!(
+                            "SELECT {APPROVAL_COLUMNS} FROM approvals INDEXED BY approvals_pending_expiry
+                             WHERE status = 'pending' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2"
+                        ))?
+                        .query_map(params![now_ms, CHUNK], approval_row)?
+                        .collect::<rusqlite::Result<_>>()?;
+                    for item in &due {
+                        settle_approval(
+                            tx,
+                            item,
+                            ApprovalStatus::Expired,
+                            "system",
+                            Some("expired"),
+                            now_ms,
+                        )?;
+                    }
+                    Ok(due.len())
+                })
+                .await?;
+            total += n;
+            if (n as i64) < CHUNK {
+                return Ok(total);
             }
-            Ok(due.len())
-        })
-        .await
+        }
     }
 
     async fn approval_count(&self, flow: &str) -> Result<u64> {
