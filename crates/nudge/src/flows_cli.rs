@@ -177,8 +177,55 @@ pub fn pid_file(cfg: &Config) -> PathBuf {
     cfg.storage.data_dir.join("nudge.pid")
 }
 
+/// A running server's hold on its pid file: an exclusive advisory lock (`flock`) for the life of the process,
+/// so a second server on the same data directory is refused, and a pid file left by a server that died is
+/// told apart from a live one (its lock went with the process) before anyone is signalled.
+pub struct PidLock {
+    _file: std::fs::File,
+}
+
+impl PidLock {
+    /// Locks `path` (creating it) and writes this process's id into it; fails when another process holds it.
+    pub fn acquire(path: &Path) -> anyhow::Result<PidLock> {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("cannot open the pid file {}", path.display()))?;
+        if !try_lock(&file, libc::LOCK_EX) {
+            let other = std::fs::read_to_string(path).unwrap_or_default();
+            bail!(
+                "another nudge server (pid {}) is running on this data directory ({} is locked)",
+                other.trim(),
+                path.display()
+            );
+        }
+        file.set_len(0)?;
+        writeln!(file, "{}", std::process::id())?;
+        file.flush()?;
+        Ok(PidLock { _file: file })
+    }
+}
+
+/// `flock(fd, op | LOCK_NB)`: true when the lock was taken.
+fn try_lock(file: &std::fs::File, op: libc::c_int) -> bool {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: flock(2) on a descriptor this file owns for the duration of the call.
+    unsafe { libc::flock(file.as_raw_fd(), op | libc::LOCK_NB) == 0 }
+}
+
 fn reload(cfg: &Config, config_path: Option<&Path>, set: &FlowSet) -> anyhow::Result<()> {
     let path = pid_file(cfg);
+    let file = std::fs::File::open(&path)
+        .with_context(|| format!("no running server found ({} is missing)", path.display()))?;
+    // A live server holds the lock: if it can be taken, the file was left by a server that is gone, and
+    // its process id may belong to another program by now.
+    if try_lock(&file, libc::LOCK_SH) {
+        bail!("no running server found ({} is stale: no server holds it)", path.display());
+    }
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("no running server found ({} is missing)", path.display()))?;
     let pid: i32 =

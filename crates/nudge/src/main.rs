@@ -217,15 +217,17 @@ fn config_error(e: nudge::config::ConfigError) -> ExitCode {
 /// Runs the server until Ctrl-C or SIGTERM. SIGHUP (or `nudge flows reload`) re-reads the configuration's
 /// flows with `load`: a valid set replaces the running one, an invalid one is refused and logged.
 async fn serve(cfg: Config, load: nudge::app::ConfigLoader) -> anyhow::Result<()> {
+    let pid_file = nudge::flows_cli::pid_file(&cfg);
+    std::fs::create_dir_all(&cfg.storage.data_dir).map_err(|e| {
+        anyhow::anyhow!("cannot create the data directory {}: {e}", cfg.storage.data_dir.display())
+    })?;
+    // Held until the process ends: a second server on this data directory is refused before it opens it.
+    let _pid_lock = nudge::flows_cli::PidLock::acquire(&pid_file)?;
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.server.listen))?;
-    let pid_file = nudge::flows_cli::pid_file(&cfg);
     let app = nudge::app::run(cfg, listener).await?;
     app.shared.set_config_loader(load.clone());
-    if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
-        tracing::warn!(error = %e, path = %pid_file.display(), "cannot write the pid file; `nudge flows reload` will not find this server");
-    }
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {

@@ -145,3 +145,73 @@ actions = [{ type = "sync_profile", destination = "klaviyo" }]
         nudge(dir.path(), Some(&config), &["flows", "test", "--flow", "winback", "--customer", "shopify:1"]);
     assert!(text(&o.stderr).contains("not known to nudge"), "{}", text(&o.stderr));
 }
+
+/// `nudge flows reload` against the server as the binary: the server holds its pid file locked, a second
+/// server on the same data directory is refused, a reload with a valid set is applied and an invalid one
+/// refused before any signal, and once the server is gone (killed, its pid file left behind) the reload
+/// says so instead of signalling whatever process has that id now.
+#[test]
+fn reload_signals_only_a_live_server_and_a_second_server_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let flow = |metric: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[[flows]]\nname = \"thanks\"\ntrigger = \"order_placed\"\n\
+             actions = [{{ type = \"track_event\", destination = \"klaviyo\", metric = \"{metric}\" }}]\n"
+        )
+    };
+    let config = write(dir.path(), &flow("AI Thanks"));
+    let log = dir.path().join("serve.log");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("RUST_LOG", "info")
+        .env_remove("NUDGE_CONFIG")
+        .env("KLAVIYO_PRIVATE_KEY", "pk_test_flows")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid_file = dir.path().join("data").join("nudge.pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(&pid_file).map_or(true, |s| s.trim() != server.id().to_string()) {
+        assert!(std::time::Instant::now() < deadline, "the server wrote no pid file");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A second server on the same data directory stops at once, naming the first.
+    let second = nudge(dir.path(), Some(&config), &["serve"]);
+    assert!(!second.status.success());
+    assert!(
+        text(&second.stderr).contains(&format!("another nudge server (pid {})", server.id())),
+        "{}",
+        text(&second.stderr)
+    );
+
+    // A changed, valid set: checked, then the server is signalled and reloads it.
+    write(dir.path(), &flow("AI Thank You"));
+    let out = nudge(dir.path(), Some(&config), &["flows", "reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("server {} asked to reload", server.id())));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&log).unwrap().contains("flows reloaded") {
+        assert!(std::time::Instant::now() < deadline, "the server did not reload");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // An invalid set is refused by the command itself (exit 2): nothing is signalled.
+    write(
+        dir.path(),
+        "[[flows]]\nname = \"thanks\"\ntrigger = \"order_placed\"\nwhen = \"customer.nope\"\nactions = []\n",
+    );
+    assert_eq!(nudge(dir.path(), Some(&config), &["flows", "reload"]).status.code(), Some(2));
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(pid_file.exists(), "a killed server leaves its pid file");
+    write(dir.path(), &flow("AI Thanks"));
+    let out = nudge(dir.path(), Some(&config), &["flows", "reload"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("is stale: no server holds it"), "{}", text(&out.stderr));
+}
