@@ -50,17 +50,51 @@ impl PiiKind {
         }
     }
 
-    /// The kind of data a JSON key holds, by its name: any key containing `email`, `phone` or `address`,
-    /// or equal to `first_name`, `last_name` or `name` (case-insensitive).
+    /// The kind of data a JSON key holds, by its name, compared case-insensitively and without `_`, `-`,
+    /// `.` or spaces (so `first_name`, `firstName` and `First-Name` are one key):
+    /// - email: any key containing `email` or `e-mail`;
+    /// - phone: any key containing `phone`, or one of `mobile`, `cell`, `tel`, `msisdn`, `sms`;
+    /// - address: any key containing `address`, `street` or `postcode`/`postalcode`, or `zip`, `zipcode`;
+    /// - name: a person's name — `name`, `firstname`, `lastname`, `fullname`, `givenname`, `familyname`,
+    ///   `middlename`, `surname`, `nickname`, `displayname`, and those of a role (`customername`,
+    ///   `billingname`, `shippingname`, `contactname`, `recipientname`, `buyername`). Other `…name` keys
+    ///   (`product_name`, `metric_name`) are not personal and stay.
     pub fn of_key(key: &str) -> Option<PiiKind> {
-        let k = key.to_ascii_lowercase();
+        let k: String = key
+            .chars()
+            .filter(|c| !matches!(c, '_' | '-' | '.' | ' '))
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        const NAMES: [&str; 16] = [
+            "name",
+            "firstname",
+            "lastname",
+            "fullname",
+            "givenname",
+            "familyname",
+            "middlename",
+            "surname",
+            "nickname",
+            "displayname",
+            "customername",
+            "billingname",
+            "shippingname",
+            "contactname",
+            "recipientname",
+            "buyername",
+        ];
         if k.contains("email") {
             Some(PiiKind::Email)
-        } else if k.contains("phone") {
+        } else if k.contains("phone") || matches!(k.as_str(), "mobile" | "cell" | "tel" | "msisdn" | "sms") {
             Some(PiiKind::Phone)
-        } else if k.contains("address") {
+        } else if k.contains("address")
+            || k.contains("street")
+            || k.contains("postcode")
+            || k.contains("postalcode")
+            || matches!(k.as_str(), "zip" | "zipcode")
+        {
             Some(PiiKind::Address)
-        } else if matches!(k.as_str(), "first_name" | "last_name" | "name") {
+        } else if NAMES.contains(&k.as_str()) {
             Some(PiiKind::Name)
         } else {
             None
@@ -242,6 +276,34 @@ mod tests {
         let text = v.to_string();
         for pii in ["Ada", "ada@", "Lovelace", "7946", "James", "London", "Leeds", "a@example.org"] {
             assert!(!text.contains(pii), "{pii} left in {text}");
+        }
+    }
+
+    #[test]
+    fn keys_are_recognised_whatever_their_case_and_separators() {
+        for k in [
+            "first_name",
+            "firstName",
+            "First-Name",
+            "LASTNAME",
+            "full_name",
+            "billing_name",
+            "surname",
+            "Name",
+        ] {
+            assert_eq!(PiiKind::of_key(k), Some(PiiKind::Name), "{k}");
+        }
+        for k in ["e-mail", "contactEmail", "EMAIL_ADDRESS"] {
+            assert_eq!(PiiKind::of_key(k), Some(PiiKind::Email), "{k}");
+        }
+        for k in ["phoneNumber", "mobile", "msisdn", "tel"] {
+            assert_eq!(PiiKind::of_key(k), Some(PiiKind::Phone), "{k}");
+        }
+        for k in ["address1", "street_line", "postalCode", "zip", "shipping_address"] {
+            assert_eq!(PiiKind::of_key(k), Some(PiiKind::Address), "{k}");
+        }
+        for k in ["product_name", "metric_name", "hotel", "flow", "segment", "zipper_sku"] {
+            assert_eq!(PiiKind::of_key(k), None, "{k}");
         }
     }
 }
