@@ -78,6 +78,9 @@ enum DevCmd {
         /// Turn off the fake's rate limits.
         #[arg(long)]
         unthrottled: bool,
+        /// A list id that exists in the fake (for add_to_list / remove_from_list flows); repeatable.
+        #[arg(long = "list", value_name = "LIST_ID")]
+        lists: Vec<String>,
     },
 }
 
@@ -157,8 +160,8 @@ fn main() -> ExitCode {
                 Ok(cfg) => nudge::approvals_cli::run(&cfg, cmd).await,
                 Err(e) => return config_error(e),
             },
-            Command::Dev(DevCmd::FakeKlaviyo { listen, api_key, unthrottled }) => {
-                nudge::demo::run_fake_klaviyo(listen, api_key, unthrottled).await
+            Command::Dev(DevCmd::FakeKlaviyo { listen, api_key, unthrottled, lists }) => {
+                nudge::demo::run_fake_klaviyo(listen, api_key, unthrottled, lists).await
             }
         };
         match result {

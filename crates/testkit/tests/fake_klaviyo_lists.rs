@@ -235,8 +235,10 @@ async fn the_list_window_is_its_own_and_answers_429_with_retry_after() {
         steady: 3,
         steady_window: Duration::from_secs(60),
     };
-    let fake = FakeKlaviyo::start(FakeKlaviyoConfig::default().with_lists_limit(limit)).await.unwrap();
-    fake.create_list(LIST);
+    let config = FakeKlaviyoConfig::default().with_lists_limit(limit).with_list(LIST);
+    let fake = FakeKlaviyo::start(config).await.unwrap();
+    assert_eq!(fake.list_members(LIST), Some(vec![]), "a configured list exists from the start");
+    assert_eq!(fake.list_members("Other"), None);
     let lena = profile_id(&fake, "lena@example.org").await;
     let body = members(&[&lena]);
     let mut statuses = Vec::new();

@@ -12,7 +12,8 @@
 //! events are deduplicated on profile + metric + unique id (202 either way), and list members are added
 //! or removed (204 either way, whether or not they were members).
 //!
-//! Lists exist only once a test creates them ([`FakeKlaviyoHandle::create_list`]). A list-membership
+//! Lists exist only once configured ([`FakeKlaviyoConfig::with_list`]) or created by a test
+//! ([`FakeKlaviyoHandle::create_list`]). A list-membership
 //! body is exactly `{"data":[{"type":"profile","id":"…"}, …]}` with 1–1000 profiles. Klaviyo documents
 //! neither what it answers for a profile id it does not know nor for an empty `data`; the fake refuses
 //! both with 400 and a JSON:API error pointing at the offending member.
@@ -69,6 +70,8 @@ pub struct FakeKlaviyoConfig {
     /// Limit for `/api/lists/{id}/relationships/profiles`, adding and removing counted together; `None`
     /// for no limit.
     pub lists_limit: Option<FakeRateLimit>,
+    /// The lists that exist from the start (more can be made with [`FakeKlaviyoHandle::create_list`]).
+    pub lists: Vec<String>,
     /// The mode the fake starts in.
     pub mode: FakeMode,
 }
@@ -81,6 +84,7 @@ impl Default for FakeKlaviyoConfig {
             profile_import_limit: Some(FakeRateLimit::per_second_and_minute(75, 750)),
             events_limit: Some(FakeRateLimit::per_second_and_minute(350, 3500)),
             lists_limit: Some(FakeRateLimit::per_second_and_minute(10, 150)),
+            lists: Vec::new(),
             mode: FakeMode::Normal,
         }
     }
@@ -112,6 +116,12 @@ impl FakeKlaviyoConfig {
 
     pub fn with_lists_limit(mut self, limit: FakeRateLimit) -> Self {
         self.lists_limit = Some(limit);
+        self
+    }
+
+    /// A list that exists from the start, empty.
+    pub fn with_list(mut self, list_id: impl Into<String>) -> Self {
+        self.lists.push(list_id.into());
         self
     }
 
@@ -251,10 +261,14 @@ impl FakeKlaviyo {
 
 fn new_shared(config: FakeKlaviyoConfig, addr: SocketAddr) -> Arc<Shared> {
     let cut = Arc::new(AtomicBool::new(config.mode == FakeMode::DropConnections));
+    let mut store = Store::default();
+    for list in &config.lists {
+        store.lists.entry(list.clone()).or_default();
+    }
     let state = FakeState {
         mode: config.mode.clone(),
         requests: Vec::new(),
-        store: Store::default(),
+        store,
         profile_import_limiter: config.profile_import_limit.map(EndpointLimiter::new),
         events_limiter: config.events_limit.map(EndpointLimiter::new),
         lists_limiter: config.lists_limit.map(EndpointLimiter::new),
