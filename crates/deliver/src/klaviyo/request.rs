@@ -197,10 +197,14 @@ pub fn build(action: &Action, now: OffsetDateTime) -> Result<KlaviyoRequest, Del
 /// The second request of a list action: add the profile `profile_id` (from the profile-import answer) to
 /// the action's list, or remove it.
 ///
-/// Klaviyo (revision 2026-07-15, operations `add_profiles_to_list` and `remove_profiles_from_list`): both
-/// are `/api/lists/{id}/relationships/profiles`, `POST` to add and `DELETE` to remove, each with the body
-/// `{"data":[{"type":"profile","id":"…"}]}` (at most 1000 profiles) and answering `204 No Content`;
-/// both share the rate limit burst 10/s, steady 150/m. Neither changes the profile's consent.
+/// What this relies on, from Klaviyo's OpenAPI description of the operations `add_profiles_to_list` and
+/// `remove_profiles_from_list` (the 2026-04-15 spec files; the 2026-07-15 reference pages give the same
+/// method, path and limits): both are `/api/lists/{id}/relationships/profiles`, `POST` to add and
+/// `DELETE` to remove, each with the body `{"data":[{"type":"profile","id":"…"}]}` (schemas
+/// `ListMembersAddQuery` / `ListMembersDeleteQuery`, at most 1000 profiles per call), answering
+/// `204 No Content`, errors as JSON:API documents; each is rate limited at burst 10/s, steady 150/m (one
+/// client-side limiter covers both, which is stricter). Neither changes the profile's consent. The spec
+/// does not say what an unknown profile id is answered with.
 pub fn list_membership(action: &Action, profile_id: &str) -> Result<KlaviyoRequest, DeliverError> {
     let (endpoint, list_id) = match action {
         Action::AddToList { list_id, .. } => (Endpoint::AddToList, list_id),
