@@ -46,6 +46,32 @@ mod tests {
         assert_eq!(serde_json::from_str::<Vec<AttrValue>>(&json).unwrap(), v);
         assert!(serde_json::from_str::<AttrValue>("null").is_err());
     }
+
+    #[test]
+    fn list_actions_round_trip_and_name_their_kind() {
+        let add = Action::AddToList {
+            customer: "shopify:880012".parse().unwrap(),
+            email: Some("lena@example.org".into()),
+            list_id: "Xy12Ab".into(),
+        };
+        let json = serde_json::to_value(&add).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "add_to_list", "customer": "shopify:880012",
+                "email": "lena@example.org", "list_id": "Xy12Ab"})
+        );
+        assert_eq!(serde_json::from_value::<Action>(json).unwrap(), add);
+        let remove = Action::RemoveFromList {
+            customer: "shopify:880012".parse().unwrap(),
+            email: None,
+            list_id: "Xy12Ab".into(),
+        };
+        assert_eq!(remove.kind(), "remove_from_list");
+        assert_eq!(remove.list_id(), Some("Xy12Ab"));
+        assert_eq!(remove.customer().to_string(), "shopify:880012");
+        let back: Action = serde_json::from_str(&serde_json::to_string(&remove).unwrap()).unwrap();
+        assert_eq!(back, remove);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,12 +98,25 @@ pub enum Action {
         /// Deterministic: the same cause always produces the same id, so retries never duplicate.
         unique_id: String,
     },
+    /// Make the customer a member of a list (an audience) in the marketing platform. Adding twice is
+    /// the same as adding once.
+    AddToList {
+        customer: CustomerId,
+        email: Option<String>,
+        /// The destination's own id of the list, as configured on the flow.
+        list_id: String,
+    },
+    /// End the customer's membership of a list. Removing someone who is not a member is not an error.
+    RemoveFromList { customer: CustomerId, email: Option<String>, list_id: String },
 }
 
 impl Action {
     pub fn customer(&self) -> &CustomerId {
         match self {
-            Action::UpsertProfile { customer, .. } | Action::TriggerEvent { customer, .. } => customer,
+            Action::UpsertProfile { customer, .. }
+            | Action::TriggerEvent { customer, .. }
+            | Action::AddToList { customer, .. }
+            | Action::RemoveFromList { customer, .. } => customer,
         }
     }
 
@@ -85,6 +124,16 @@ impl Action {
         match self {
             Action::UpsertProfile { .. } => "upsert_profile",
             Action::TriggerEvent { .. } => "trigger_event",
+            Action::AddToList { .. } => "add_to_list",
+            Action::RemoveFromList { .. } => "remove_from_list",
+        }
+    }
+
+    /// The list a list action is about.
+    pub fn list_id(&self) -> Option<&str> {
+        match self {
+            Action::AddToList { list_id, .. } | Action::RemoveFromList { list_id, .. } => Some(list_id),
+            Action::UpsertProfile { .. } | Action::TriggerEvent { .. } => None,
         }
     }
 }

@@ -60,9 +60,10 @@ pub struct Checked {
 /// The reason recorded for an item rejected at approval because consent was withdrawn.
 pub const CONSENT_WITHDRAWN: &str = "consent withdrawn since the decision: nothing is sent";
 
-/// An action reaches the customer through a marketing tool and needs their consent.
+/// An action reaches the customer through a marketing tool and needs their consent (as the flows' check
+/// at decision time: a trigger event or a list addition; a profile sync or a list removal does not).
 fn needs_consent(a: &nudge_model::Action) -> bool {
-    matches!(a, nudge_model::Action::TriggerEvent { .. })
+    matches!(a, nudge_model::Action::TriggerEvent { .. } | nudge_model::Action::AddToList { .. })
 }
 
 /// Whether the customer's stored consent still allows marketing: subscribed, or nothing stored (the

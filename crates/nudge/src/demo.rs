@@ -177,12 +177,16 @@ pub async fn run_fake_klaviyo(
     listen: std::net::SocketAddr,
     api_key: String,
     unthrottled: bool,
+    lists: Vec<String>,
 ) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let mut cfg = FakeKlaviyoConfig::new(api_key);
     if unthrottled {
         cfg = cfg.unthrottled();
+    }
+    for list in lists {
+        cfg = cfg.with_list(list);
     }
     eprintln!("fake Klaviyo listening on http://{listen} (Ctrl-C to stop)");
     FakeKlaviyo::serve(listener, cfg, async {

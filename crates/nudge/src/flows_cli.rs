@@ -9,7 +9,7 @@ use crate::pipeline::Scoring;
 use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
 use nudge_model::CustomerId;
-use nudge_policy::flows::{ActionSpec, DryRun, FlowSet, Subject};
+use nudge_policy::flows::{DryRun, FlowSet, Subject};
 use nudge_state::CustomerState;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -87,12 +87,7 @@ fn list(cfg: &Config, set: &FlowSet, json_out: bool) -> anyhow::Result<()> {
             println!("  frequency cap: {c}");
         }
         for a in &s.actions {
-            match a {
-                ActionSpec::SyncProfile { destination } => println!("  action: sync_profile → {destination}"),
-                ActionSpec::TrackEvent { destination, metric, .. } => {
-                    println!("  action: track_event \"{metric}\" → {destination}")
-                }
-            }
+            println!("  action: {}", a.describe());
         }
     }
     Ok(())

@@ -81,6 +81,9 @@ enum DevCmd {
         /// Turn off the fake's rate limits.
         #[arg(long)]
         unthrottled: bool,
+        /// A list id that exists in the fake (for add_to_list / remove_from_list flows); repeatable.
+        #[arg(long = "list", value_name = "LIST_ID")]
+        lists: Vec<String>,
     },
 }
 
@@ -185,8 +188,8 @@ fn main() -> ExitCode {
                 },
                 Err(e) => return config_error(e),
             },
-            Command::Dev(DevCmd::FakeKlaviyo { listen, api_key, unthrottled }) => {
-                nudge::demo::run_fake_klaviyo(listen, api_key, unthrottled).await
+            Command::Dev(DevCmd::FakeKlaviyo { listen, api_key, unthrottled, lists }) => {
+                nudge::demo::run_fake_klaviyo(listen, api_key, unthrottled, lists).await
             }
         };
         match result {

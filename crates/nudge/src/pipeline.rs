@@ -744,6 +744,10 @@ fn action_summary(a: &nudge_model::Action) -> serde_json::Value {
         nudge_model::Action::TriggerEvent { name, unique_id, value, .. } => serde_json::json!({
             "kind": "trigger_event", "name": name, "unique_id": unique_id, "value": value,
         }),
+        nudge_model::Action::AddToList { list_id, .. }
+        | nudge_model::Action::RemoveFromList { list_id, .. } => {
+            serde_json::json!({ "kind": a.kind(), "list_id": list_id })
+        }
     }
 }
 

@@ -53,6 +53,14 @@ fn bad_flows_exit_2_naming_the_flow_the_key_and_the_position() {
             "[[flows]]\nname = \"a\"\ntrigger = \"order_placed\"\nactions = [{ type = \"send_fax\", destination = \"klaviyo\" }]\n",
             vec!["flows[0].actions[0]", "send_fax"],
         ),
+        (
+            "[[flows]]\nname = \"a\"\ntrigger = \"order_placed\"\nactions = [{ type = \"add_to_list\", destination = \"klaviyo\", list_id = \" \" }]\n",
+            vec!["flows[0].actions[0].list_id", "empty"],
+        ),
+        (
+            "[[flows]]\nname = \"a\"\ntrigger = \"order_placed\"\nactions = [{ type = \"remove_from_list\", destination = \"klaviyo\", list_id = \"../Xy\" }]\n",
+            vec!["flows[0].actions[0].list_id", "not a list id"],
+        ),
     ];
     for (body, wanted) in cases {
         let config = write(dir.path(), body);

@@ -134,21 +134,78 @@ pub enum ActionSpec {
         #[serde(default)]
         properties: BTreeMap<String, String>,
     },
+    /// Make the customer a member of a list in the destination (`list_id` is the destination's id).
+    AddToList { destination: String, list_id: String },
+    /// End the customer's membership of a list in the destination.
+    RemoveFromList { destination: String, list_id: String },
+}
+
+/// Longest list id a flow may name. Marketing platforms use short ids (Klaviyo's are six characters);
+/// anything near this length is a paste error, not an id.
+pub const MAX_LIST_ID_CHARS: usize = 64;
+
+/// Why `list_id` cannot be a list id, if it cannot: it must be 1–[`MAX_LIST_ID_CHARS`] ASCII letters,
+/// digits, `-` or `_`, which is every id the destinations give out and nothing that could change the
+/// meaning of a request path.
+pub fn list_id_problem(list_id: &str) -> Option<String> {
+    if list_id.trim().is_empty() {
+        return Some(
+            "the list id is empty; give the destination's id of the list, such as \"Xy12Ab\"".into(),
+        );
+    }
+    if list_id.chars().count() > MAX_LIST_ID_CHARS {
+        return Some(format!(
+            "a list id has at most {MAX_LIST_ID_CHARS} characters; this one has {}",
+            list_id.chars().count()
+        ));
+    }
+    if let Some(c) = list_id.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+        return Some(format!(
+            "`{}` is not a list id: {c:?} is not allowed (use the id of the list as the destination shows \
+             it: letters, digits, - and _)",
+            list_id.escape_debug()
+        ));
+    }
+    None
 }
 
 impl ActionSpec {
     pub fn destination(&self) -> &str {
         match self {
-            ActionSpec::SyncProfile { destination } | ActionSpec::TrackEvent { destination, .. } => {
-                destination
-            }
+            ActionSpec::SyncProfile { destination }
+            | ActionSpec::TrackEvent { destination, .. }
+            | ActionSpec::AddToList { destination, .. }
+            | ActionSpec::RemoveFromList { destination, .. } => destination,
         }
     }
 
-    /// Marketing actions reach the customer (a flow in the marketing tool starts from them) and need
-    /// their consent; a profile sync writes attributes only.
+    /// Marketing actions reach the customer and need their consent: a trigger event starts a flow in the
+    /// marketing tool, and a list is an audience that campaigns are sent to, so adding to one is marketing.
+    /// A profile sync writes attributes only. Removing from a list is deliberately not marketing: it only
+    /// ever stops messages (a customer who withdrew consent must still be taken off a list), so it is
+    /// never held back for want of consent.
     pub fn is_marketing(&self) -> bool {
-        matches!(self, ActionSpec::TrackEvent { .. })
+        match self {
+            ActionSpec::TrackEvent { .. } | ActionSpec::AddToList { .. } => true,
+            ActionSpec::SyncProfile { .. } | ActionSpec::RemoveFromList { .. } => false,
+        }
+    }
+
+    /// The action in a few words, as `nudge flows list` and a dry run show it
+    /// (`track_event "AI First Order" → klaviyo`).
+    pub fn describe(&self) -> String {
+        match self {
+            ActionSpec::SyncProfile { destination } => format!("sync_profile → {destination}"),
+            ActionSpec::TrackEvent { destination, metric, .. } => {
+                format!("track_event \"{metric}\" → {destination}")
+            }
+            ActionSpec::AddToList { destination, list_id } => {
+                format!("add_to_list \"{list_id}\" → {destination}")
+            }
+            ActionSpec::RemoveFromList { destination, list_id } => {
+                format!("remove_from_list \"{list_id}\" → {destination}")
+            }
+        }
     }
 }
 
@@ -372,6 +429,11 @@ impl FlowSet {
                         &key("destination"),
                         format!("destination `{}` is not configured ({known})", a.destination()),
                     ));
+                }
+                if let ActionSpec::AddToList { list_id, .. } | ActionSpec::RemoveFromList { list_id, .. } = a
+                    && let Some(problem) = list_id_problem(list_id)
+                {
+                    return Err(named(&key("list_id"), problem));
                 }
                 let mut props = Vec::new();
                 if let ActionSpec::TrackEvent { metric, properties: p, .. } = a {
@@ -714,6 +776,16 @@ fn build_action(
                 unique_id: format!("nudge:{}:{key}", spec.name.replace('_', "-")),
             }
         }
+        ActionSpec::AddToList { list_id, .. } => Action::AddToList {
+            customer: ctx.state.customer.clone(),
+            email: ctx.state.email.clone().or_else(|| event_email(ctx.event)),
+            list_id: list_id.clone(),
+        },
+        ActionSpec::RemoveFromList { list_id, .. } => Action::RemoveFromList {
+            customer: ctx.state.customer.clone(),
+            email: ctx.state.email.clone().or_else(|| event_email(ctx.event)),
+            list_id: list_id.clone(),
+        },
     }
 }
 
@@ -1021,16 +1093,7 @@ impl FlowSet {
             consent,
             cap,
             verdict,
-            actions: spec
-                .actions
-                .iter()
-                .map(|a| match a {
-                    ActionSpec::SyncProfile { destination } => format!("sync_profile → {destination}"),
-                    ActionSpec::TrackEvent { destination, metric, .. } => {
-                        format!("track_event \"{metric}\" → {destination}")
-                    }
-                })
-                .collect(),
+            actions: spec.actions.iter().map(ActionSpec::describe).collect(),
         })
     }
 }

@@ -1,9 +1,10 @@
-//! The Klaviyo HTTP client: sends one request per delivery attempt with the required headers, waits for
-//! the client-side rate limiter first, and turns the response into an [`Outcome`]. Request bodies and
+//! The Klaviyo HTTP client: sends one request per delivery attempt (two for a list action: the profile
+//! lookup, then the membership change) with the required headers, waits for the client-side rate limiter
+//! of each endpoint first, and turns the response into an [`Outcome`]. Request bodies and
 //! their checks are in `request`; retry timing belongs to the caller (see [`crate::Backoff`]).
 
 use super::config::KlaviyoConfig;
-use super::request::{self, Endpoint};
+use super::request::{self, Endpoint, KlaviyoRequest};
 use crate::{
     DeliverError, Destination, Outcome, RateLimiter, StatusClass, classify_status, parse_retry_after,
 };
@@ -17,6 +18,9 @@ use time::OffsetDateTime;
 pub const JSON_API: &str = "application/vnd.api+json";
 /// How much of an error response is read; Klaviyo's error documents are far smaller.
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+/// How much of a successful profile-import answer is read for its profile id: the profile resource, with
+/// properties, is bounded by the 100 KB request limit and a little more.
+const MAX_PROFILE_BODY_BYTES: usize = 1024 * 1024;
 
 /// A [`Destination`] writing profiles and events to one Klaviyo account.
 pub struct KlaviyoClient {
@@ -30,6 +34,9 @@ pub struct KlaviyoClient {
     profile_import_limiter: RateLimiter,
     /// Keeps `POST /api/events` within its quota (350/s, 3500/min by default).
     events_limiter: RateLimiter,
+    /// Keeps the list-membership endpoint (adding and removing) within its quota (10/s, 150/min by
+    /// default).
+    lists_limiter: RateLimiter,
 }
 
 impl KlaviyoClient {
@@ -62,6 +69,7 @@ impl KlaviyoClient {
             base_url: config.base_url.trim_end_matches('/').to_string(),
             profile_import_limiter: RateLimiter::new(config.profile_import_limit),
             events_limiter: RateLimiter::new(config.events_limit),
+            lists_limiter: RateLimiter::new(config.lists_limit),
             config,
         })
     }
@@ -74,40 +82,127 @@ impl KlaviyoClient {
         match endpoint {
             Endpoint::ProfileImport => &self.profile_import_limiter,
             Endpoint::Events => &self.events_limiter,
+            Endpoint::AddToList | Endpoint::RemoveFromList => &self.lists_limiter,
         }
     }
 
-    async fn send(&self, endpoint: Endpoint, body: Vec<u8>) -> Outcome {
+    /// Sends one request after its endpoint's rate limiter allows it. A success comes back with its body
+    /// when `keep_body` is set (read up to [`MAX_PROFILE_BODY_BYTES`]).
+    async fn send(&self, req: KlaviyoRequest, keep_body: bool) -> (Outcome, Vec<u8>) {
+        let endpoint = req.endpoint;
         let label = endpoint.label().to_string();
         let waited = self.limiter(endpoint).acquire().await;
         if !waited.is_zero() {
             tracing::debug!(endpoint = %label, waited_ms = waited.as_millis() as u64, "waited for the klaviyo rate limit");
         }
-        let url = format!("{}{}", self.base_url, endpoint.path());
-        let response = match self.http.post(url).body(body).send().await {
+        let url = format!("{}{}", self.base_url, req.path);
+        let builder = match endpoint {
+            Endpoint::RemoveFromList => self.http.delete(url),
+            Endpoint::ProfileImport | Endpoint::Events | Endpoint::AddToList => self.http.post(url),
+        };
+        let response = match builder.body(req.body).send().await {
             Ok(response) => response,
             Err(e) => {
                 let error = describe_transport_error(&e, self.config.timeout);
                 tracing::warn!(endpoint = %label, %error, "klaviyo request failed before a response");
-                return Outcome::Retry { endpoint: label, status: None, error, retry_after: None };
+                return (
+                    Outcome::Retry { endpoint: label, status: None, error, retry_after: None },
+                    Vec::new(),
+                );
             }
         };
         let status = response.status().as_u16();
         let retry_after =
             response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+        let mut body = Vec::new();
         let outcome = match classify_status(status) {
-            StatusClass::Success => Outcome::Delivered { endpoint: label, status },
+            StatusClass::Success => {
+                if keep_body {
+                    body = read_capped(response, MAX_PROFILE_BODY_BYTES).await;
+                }
+                Outcome::Delivered { endpoint: label, status }
+            }
             StatusClass::Retryable => {
-                let error = error_text(status, read_capped(response).await);
+                let error = error_text(status, read_capped(response, MAX_ERROR_BODY_BYTES).await);
                 Outcome::Retry { endpoint: label, status: Some(status), error, retry_after }
             }
             StatusClass::Permanent => {
-                let error = error_text(status, read_capped(response).await);
+                let error = error_text(status, read_capped(response, MAX_ERROR_BODY_BYTES).await);
                 Outcome::Rejected { endpoint: label, status: Some(status), error }
             }
         };
         tracing::debug!(outcome = %outcome, "klaviyo attempt finished");
-        outcome
+        (outcome, body)
+    }
+
+    /// A list action: the profile-import lookup that yields the profile id, then the membership change.
+    ///
+    /// Both steps are safe to repeat (an upsert; adding a member or removing a non-member answers 204
+    /// as well), so a failure at either step is retried as a whole by the outbox. A failed lookup is
+    /// reported as the profile-import's outcome, since that is the endpoint that answered.
+    async fn deliver_list(&self, action: &Action, lookup: KlaviyoRequest) -> Outcome {
+        let (looked_up, body) = self.send(lookup, true).await;
+        let list = action.list_id().unwrap_or_default();
+        match looked_up {
+            Outcome::Delivered { .. } => {}
+            Outcome::Retry { endpoint, status, error, retry_after } => {
+                let error = format!("looking up the profile for list `{list}`: {error}");
+                return Outcome::Retry { endpoint, status, error, retry_after };
+            }
+            Outcome::Rejected { endpoint, status, error } => {
+                let error = format!("looking up the profile for list `{list}`: {error}");
+                return Outcome::Rejected { endpoint, status, error };
+            }
+        }
+        let endpoint = Endpoint::for_action(action);
+        let Some(profile_id) = profile_id_of(&body) else {
+            // A 2xx without the documented resource: not something a changed request would fix, and not
+            // known to be lasting either, so it is tried again later.
+            return Outcome::Retry {
+                endpoint: Endpoint::ProfileImport.label().to_string(),
+                status: None,
+                error: format!(
+                    "the profile lookup for list `{list}` answered without a profile id (data.id)"
+                ),
+                retry_after: None,
+            };
+        };
+        match request::list_membership(action, &profile_id) {
+            Ok(req) => match self.send(req, false).await.0 {
+                Outcome::Rejected { endpoint, status, error } => {
+                    Outcome::Rejected { endpoint, status, error: format!("list `{list}`: {error}") }
+                }
+                other => other,
+            },
+            Err(e) => Outcome::Rejected {
+                endpoint: endpoint.label().to_string(),
+                status: None,
+                error: invalid_text(e),
+            },
+        }
+    }
+}
+
+/// The `data.id` of a profile resource (`{"data":{"type":"profile","id":"…",…}}`).
+fn profile_id_of(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Document {
+        data: Resource,
+    }
+    #[derive(Deserialize)]
+    struct Resource {
+        #[serde(rename = "type")]
+        kind: String,
+        id: String,
+    }
+    let doc: Document = serde_json::from_slice(body).ok()?;
+    (doc.data.kind == "profile" && !doc.data.id.trim().is_empty()).then_some(doc.data.id)
+}
+
+fn invalid_text(e: DeliverError) -> String {
+    match e {
+        DeliverError::Invalid(message) => message,
+        other => other.to_string(),
     }
 }
 
@@ -126,14 +221,17 @@ impl Destination for KlaviyoClient {
     async fn deliver(&self, action: &Action) -> Outcome {
         let endpoint = Endpoint::for_action(action);
         match request::build(action, OffsetDateTime::now_utc()) {
-            Ok(req) => self.send(req.endpoint, req.body).await,
-            Err(e) => {
-                let error = match e {
-                    DeliverError::Invalid(message) => message,
-                    other => other.to_string(),
-                };
-                Outcome::Rejected { endpoint: endpoint.label().to_string(), status: None, error }
-            }
+            Ok(req) => match action {
+                Action::AddToList { .. } | Action::RemoveFromList { .. } => {
+                    self.deliver_list(action, req).await
+                }
+                Action::UpsertProfile { .. } | Action::TriggerEvent { .. } => self.send(req, false).await.0,
+            },
+            Err(e) => Outcome::Rejected {
+                endpoint: endpoint.label().to_string(),
+                status: None,
+                error: invalid_text(e),
+            },
         }
     }
 }
@@ -165,13 +263,13 @@ struct ErrorSource {
     parameter: Option<String>,
 }
 
-/// Reads at most [`MAX_ERROR_BODY_BYTES`] of a response body; a body that fails to arrive reads as empty.
-async fn read_capped(mut response: reqwest::Response) -> Vec<u8> {
+/// Reads at most `max` bytes of a response body; a body that fails to arrive reads as empty.
+async fn read_capped(mut response: reqwest::Response, max: usize) -> Vec<u8> {
     let mut body = Vec::new();
     while let Ok(Some(chunk)) = response.chunk().await {
-        let room = MAX_ERROR_BODY_BYTES - body.len();
+        let room = max - body.len();
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= MAX_ERROR_BODY_BYTES {
+        if body.len() >= max {
             break;
         }
     }
@@ -233,6 +331,15 @@ fn describe_transport_error(e: &reqwest::Error, timeout: std::time::Duration) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_profile_id_is_read_from_the_profile_resource() {
+        let body = br#"{"data":{"type":"profile","id":"01J0ABC","attributes":{"email":"a@b.c"},"links":{}}}"#;
+        assert_eq!(profile_id_of(body).as_deref(), Some("01J0ABC"));
+        assert_eq!(profile_id_of(br#"{"data":{"type":"event","id":"01J0ABC"}}"#), None);
+        assert_eq!(profile_id_of(br#"{"data":{"type":"profile","id":" "}}"#), None);
+        assert_eq!(profile_id_of(b""), None);
+    }
 
     #[test]
     fn error_text_uses_the_json_api_detail_and_ignores_unknown_fields() {

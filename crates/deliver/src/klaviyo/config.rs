@@ -35,6 +35,10 @@ pub struct KlaviyoConfig {
     /// The client-side limit for `POST /api/events` (Klaviyo: 350/s, 3500/min).
     #[serde(default = "default_events_limit")]
     pub events_limit: RateLimit,
+    /// The client-side limit for the list-membership endpoint, adding and removing together
+    /// (Klaviyo: 10/s, 150/min for each of `add_profiles_to_list` and `remove_profiles_from_list`).
+    #[serde(default = "default_lists_limit")]
+    pub lists_limit: RateLimit,
 }
 
 fn default_base_url() -> String {
@@ -57,6 +61,10 @@ fn default_events_limit() -> RateLimit {
     RateLimit::new(350, 3500)
 }
 
+fn default_lists_limit() -> RateLimit {
+    RateLimit::new(10, 150)
+}
+
 impl KlaviyoConfig {
     /// Settings for `api_key` with every other value at its default.
     pub fn new(api_key: impl Into<String>) -> Self {
@@ -67,6 +75,7 @@ impl KlaviyoConfig {
             timeout: default_timeout(),
             profile_import_limit: default_profile_import_limit(),
             events_limit: default_events_limit(),
+            lists_limit: default_lists_limit(),
         }
     }
 
@@ -107,9 +116,11 @@ impl KlaviyoConfig {
         if self.timeout.is_zero() {
             return Err(DeliverError::Config("klaviyo timeout must be longer than zero".into()));
         }
-        for (name, limit) in
-            [("profile_import_limit", self.profile_import_limit), ("events_limit", self.events_limit)]
-        {
+        for (name, limit) in [
+            ("profile_import_limit", self.profile_import_limit),
+            ("events_limit", self.events_limit),
+            ("lists_limit", self.lists_limit),
+        ] {
             if limit.burst_per_sec == 0 || limit.steady_per_min == 0 {
                 return Err(DeliverError::Config(format!("klaviyo {name} must allow at least one request")));
             }
@@ -127,6 +138,7 @@ impl fmt::Debug for KlaviyoConfig {
             .field("timeout", &self.timeout)
             .field("profile_import_limit", &self.profile_import_limit)
             .field("events_limit", &self.events_limit)
+            .field("lists_limit", &self.lists_limit)
             .finish()
     }
 }
@@ -207,6 +219,7 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(10));
         assert_eq!(c.profile_import_limit, RateLimit::new(75, 750));
         assert_eq!(c.events_limit, RateLimit::new(350, 3500));
+        assert_eq!(c.lists_limit, RateLimit::new(10, 150));
         c.validate().unwrap();
         assert!(serde_json::from_str::<KlaviyoConfig>("{}").is_err(), "the key is required");
     }
@@ -253,6 +266,9 @@ mod tests {
         c.validate().unwrap();
         c.events_limit.burst_per_sec = 0;
         assert!(c.validate().is_err());
+        c.events_limit.burst_per_sec = 1;
+        c.lists_limit.steady_per_min = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("lists_limit"));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Klaviyo as a destination (API revision 2026-07-15): profile attributes go to
-//! `POST /api/profile-import`, trigger events to `POST /api/events`.
+//! `POST /api/profile-import`, trigger events to `POST /api/events`, list membership to
+//! `POST` / `DELETE /api/lists/{id}/relationships/profiles` after a profile-import that yields the
+//! profile id.
 //!
 //! - `config`: [`KlaviyoConfig`], the settings the server reads from its configuration file.
 //! - `request`: the JSON:API documents and the documented limits checked before sending.
 //! - `client`: [`KlaviyoClient`], one HTTP attempt per call, rate limited per endpoint.
 //!
-//! Bulk imports, list membership and reading engagement back are not here yet.
+//! Bulk imports and reading engagement back are not here yet.
 
 pub mod client;
 pub mod config;
@@ -13,4 +15,4 @@ pub mod request;
 
 pub use client::{JSON_API, KlaviyoClient};
 pub use config::{DEFAULT_BASE_URL, DEFAULT_REVISION, KlaviyoConfig};
-pub use request::{Endpoint, KlaviyoRequest, build};
+pub use request::{Endpoint, KlaviyoRequest, build, list_membership};

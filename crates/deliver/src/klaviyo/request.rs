@@ -1,6 +1,11 @@
-//! Klaviyo request bodies: how an [`Action`] becomes a JSON:API document for `POST /api/profile-import` or
-//! `POST /api/events`, and the documented limits checked before anything is sent. Pure functions only:
-//! no HTTP, no clock reads (the caller passes "now"), so every rule is unit-tested here.
+//! Klaviyo request bodies: how an [`Action`] becomes a JSON:API document for `POST /api/profile-import`,
+//! `POST /api/events` or the list-membership endpoint, and the documented limits checked before anything
+//! is sent. Pure functions only: no HTTP, no clock reads (the caller passes "now"), so every rule is
+//! unit-tested here.
+//!
+//! A list action takes two requests, because Klaviyo's list endpoint names members by profile id only:
+//! [`build`] gives the first, a profile-import carrying just the customer's identifiers (an upsert, so it
+//! is safe to repeat, whose answer carries the profile id), and [`list_membership`] the second.
 
 use crate::DeliverError;
 use nudge_model::{Action, AttrValue, Money};
@@ -19,34 +24,58 @@ pub const MAX_PROFILE_BODY_BYTES: usize = 100_000;
 /// Largest `POST /api/events` body, in bytes ("5 MB", read strictly).
 pub const MAX_EVENT_BODY_BYTES: usize = 5_000_000;
 
-/// The two Klaviyo endpoints nudge writes to.
+/// Most profiles one list-membership call may name (Klaviyo: "a maximum of 1000 profiles per call").
+pub const MAX_LIST_PROFILES: usize = 1000;
+/// Longest list id accepted; Klaviyo's list ids are six characters.
+pub const MAX_LIST_ID_CHARS: usize = 64;
+
+/// The Klaviyo endpoints nudge writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     ProfileImport,
     Events,
+    /// `POST /api/lists/{id}/relationships/profiles` (`add_profiles_to_list`).
+    AddToList,
+    /// `DELETE /api/lists/{id}/relationships/profiles` (`remove_profiles_from_list`).
+    RemoveFromList,
 }
 
 impl Endpoint {
+    /// The path; for the list endpoints the template, with `{id}` where the list id goes.
     pub fn path(self) -> &'static str {
         match self {
             Endpoint::ProfileImport => "/api/profile-import",
             Endpoint::Events => "/api/events",
+            Endpoint::AddToList | Endpoint::RemoveFromList => "/api/lists/{id}/relationships/profiles",
         }
     }
 
-    /// Method and path, as reported in [`crate::Outcome`].
+    pub fn method(self) -> &'static str {
+        match self {
+            Endpoint::ProfileImport | Endpoint::Events | Endpoint::AddToList => "POST",
+            Endpoint::RemoveFromList => "DELETE",
+        }
+    }
+
+    /// Method and path (the template for the list endpoints, so the label stays one per endpoint), as
+    /// reported in [`crate::Outcome`].
     pub fn label(self) -> &'static str {
         match self {
             Endpoint::ProfileImport => "POST /api/profile-import",
             Endpoint::Events => "POST /api/events",
+            Endpoint::AddToList => "POST /api/lists/{id}/relationships/profiles",
+            Endpoint::RemoveFromList => "DELETE /api/lists/{id}/relationships/profiles",
         }
     }
 
-    /// The endpoint an action is delivered to.
+    /// The endpoint that settles an action: for a list action the list endpoint, although the profile
+    /// lookup goes first.
     pub fn for_action(action: &Action) -> Self {
         match action {
             Action::UpsertProfile { .. } => Endpoint::ProfileImport,
             Action::TriggerEvent { .. } => Endpoint::Events,
+            Action::AddToList { .. } => Endpoint::AddToList,
+            Action::RemoveFromList { .. } => Endpoint::RemoveFromList,
         }
     }
 }
@@ -55,8 +84,16 @@ impl Endpoint {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KlaviyoRequest {
     pub endpoint: Endpoint,
+    /// The path to call, with any id in it already checked and percent-encoded.
+    pub path: String,
     /// The serialised JSON:API document.
     pub body: Vec<u8>,
+}
+
+impl KlaviyoRequest {
+    fn fixed(endpoint: Endpoint, body: Vec<u8>) -> Self {
+        KlaviyoRequest { endpoint, path: endpoint.path().to_string(), body }
+    }
 }
 
 /// Builds the request for `action`, or explains which documented limit it breaks.
@@ -88,7 +125,7 @@ pub fn build(action: &Action, now: OffsetDateTime) -> Result<KlaviyoRequest, Del
                     body.len()
                 )));
             }
-            Ok(KlaviyoRequest { endpoint: Endpoint::ProfileImport, body })
+            Ok(KlaviyoRequest::fixed(Endpoint::ProfileImport, body))
         }
         Action::TriggerEvent { customer, email, name, properties, value, time, unique_id } => {
             let name = name.trim();
@@ -139,9 +176,79 @@ pub fn build(action: &Action, now: OffsetDateTime) -> Result<KlaviyoRequest, Del
                     body.len()
                 )));
             }
-            Ok(KlaviyoRequest { endpoint: Endpoint::Events, body })
+            Ok(KlaviyoRequest::fixed(Endpoint::Events, body))
+        }
+        Action::AddToList { customer, email, list_id }
+        | Action::RemoveFromList { customer, email, list_id } => {
+            checked_list_id(list_id)?;
+            let mut attrs = Map::new();
+            if let Some(email) = checked_email(email.as_deref())? {
+                attrs.insert("email".into(), Value::String(email));
+            }
+            attrs.insert("external_id".into(), Value::String(customer.to_string()));
+            // Identifiers only: attributes left out are left unchanged by an upsert, so the lookup never
+            // overwrites what the profile sync wrote.
+            let body = serialize(&json!({"data": {"type": "profile", "attributes": attrs}}))?;
+            Ok(KlaviyoRequest::fixed(Endpoint::ProfileImport, body))
         }
     }
+}
+
+/// The second request of a list action: add the profile `profile_id` (from the profile-import answer) to
+/// the action's list, or remove it.
+///
+/// What this relies on, from Klaviyo's OpenAPI description of the operations `add_profiles_to_list` and
+/// `remove_profiles_from_list` (the 2026-04-15 spec files; the 2026-07-15 reference pages give the same
+/// method, path and limits): both are `/api/lists/{id}/relationships/profiles`, `POST` to add and
+/// `DELETE` to remove, each with the body `{"data":[{"type":"profile","id":"…"}]}` (schemas
+/// `ListMembersAddQuery` / `ListMembersDeleteQuery`, at most 1000 profiles per call), answering
+/// `204 No Content`, errors as JSON:API documents; each is rate limited at burst 10/s, steady 150/m (one
+/// client-side limiter covers both, which is stricter). Neither changes the profile's consent. The spec
+/// does not say what an unknown profile id is answered with.
+pub fn list_membership(action: &Action, profile_id: &str) -> Result<KlaviyoRequest, DeliverError> {
+    let (endpoint, list_id) = match action {
+        Action::AddToList { list_id, .. } => (Endpoint::AddToList, list_id),
+        Action::RemoveFromList { list_id, .. } => (Endpoint::RemoveFromList, list_id),
+        other => return Err(invalid(format!("a {} action has no list", other.kind()))),
+    };
+    checked_list_id(list_id)?;
+    let profile_id = profile_id.trim();
+    if profile_id.is_empty() || profile_id.len() > 256 {
+        return Err(invalid("Klaviyo answered the profile lookup without a usable profile id"));
+    }
+    let body = serialize(&json!({"data": [{"type": "profile", "id": profile_id}]}))?;
+    let path = endpoint.path().replace("{id}", &path_segment(list_id));
+    Ok(KlaviyoRequest { endpoint, path, body })
+}
+
+/// A list id fit for a request path: 1–[`MAX_LIST_ID_CHARS`] ASCII letters, digits, `-` or `_`. Nothing
+/// else is let through, so no id can reach another path (`../`, `/`, `?`, `#`, `%`).
+fn checked_list_id(list_id: &str) -> Result<(), DeliverError> {
+    let ok = !list_id.is_empty()
+        && list_id.len() <= MAX_LIST_ID_CHARS
+        && list_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "`{}` is not a Klaviyo list id (1–{MAX_LIST_ID_CHARS} letters, digits, - or _)",
+            list_id.escape_debug()
+        )))
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, for use as one path segment. The ids
+/// that pass [`checked_list_id`] come out unchanged; this keeps the path safe even if that check widens.
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn invalid(message: impl Into<String>) -> DeliverError {
@@ -368,6 +475,67 @@ mod tests {
         assert!(build(&profile(big), NOW).unwrap_err().to_string().contains("profile-import body"));
         let nan = BTreeMap::from([("ai_score".to_string(), AttrValue::Number(f64::NAN))]);
         assert!(build(&profile(nan), NOW).unwrap_err().to_string().contains("finite"));
+    }
+
+    fn list_action(add: bool, list_id: &str) -> Action {
+        let (customer, email, list_id) =
+            ("shopify:880012".parse().unwrap(), Some("Lena@example.org ".to_string()), list_id.to_string());
+        if add {
+            Action::AddToList { customer, email, list_id }
+        } else {
+            Action::RemoveFromList { customer, email, list_id }
+        }
+    }
+
+    #[test]
+    fn a_list_action_looks_the_profile_up_by_its_identifiers_first() {
+        for add in [true, false] {
+            let req = build(&list_action(add, "Xy12Ab"), NOW).unwrap();
+            assert_eq!(req.endpoint, Endpoint::ProfileImport);
+            assert_eq!(req.path, "/api/profile-import");
+            assert_eq!(
+                body(&req),
+                json!({"data": {"type": "profile", "attributes": {
+                    "email": "Lena@example.org", "external_id": "shopify:880012"}}})
+            );
+        }
+        let no_email = Action::AddToList {
+            customer: "shopify:7".parse().unwrap(),
+            email: None,
+            list_id: "Xy12Ab".into(),
+        };
+        assert_eq!(
+            body(&build(&no_email, NOW).unwrap()),
+            json!({"data": {"type": "profile", "attributes": {"external_id": "shopify:7"}}})
+        );
+    }
+
+    #[test]
+    fn list_membership_documents_have_the_documented_shape() {
+        let add = list_membership(&list_action(true, "Xy12Ab"), "01J0PROFILE").unwrap();
+        assert_eq!((add.endpoint, add.endpoint.method()), (Endpoint::AddToList, "POST"));
+        assert_eq!(add.path, "/api/lists/Xy12Ab/relationships/profiles");
+        assert_eq!(body(&add), json!({"data": [{"type": "profile", "id": "01J0PROFILE"}]}));
+        let remove = list_membership(&list_action(false, "Xy12Ab"), "01J0PROFILE").unwrap();
+        assert_eq!((remove.endpoint, remove.endpoint.method()), (Endpoint::RemoveFromList, "DELETE"));
+        assert_eq!(remove.path, add.path);
+        assert_eq!(remove.body, add.body);
+        assert_eq!(remove.endpoint.label(), "DELETE /api/lists/{id}/relationships/profiles");
+        assert!(list_membership(&list_action(true, "Xy12Ab"), " ").is_err());
+        assert!(list_membership(&profile(BTreeMap::new()), "01J0PROFILE").is_err());
+    }
+
+    #[test]
+    fn no_list_id_can_change_the_path() {
+        for bad in ["", "../../api/profiles", "Xy12Ab/relationships", "a?b=c", "a#b", "a%2Fb", "a b", "Äb"] {
+            assert!(build(&list_action(true, bad), NOW).is_err(), "{bad:?}");
+            let err = list_membership(&list_action(false, bad), "P1").unwrap_err();
+            assert!(err.to_string().contains("not a Klaviyo list id"), "{bad:?}: {err}");
+        }
+        assert!(build(&list_action(true, &"a".repeat(MAX_LIST_ID_CHARS + 1)), NOW).is_err());
+        build(&list_action(true, &"a".repeat(MAX_LIST_ID_CHARS)), NOW).unwrap();
+        assert_eq!(path_segment("a/b?c%d e"), "a%2Fb%3Fc%25d%20e");
+        assert_eq!(path_segment("Xy12Ab-_.~"), "Xy12Ab-_.~");
     }
 
     #[test]

@@ -1,13 +1,22 @@
-//! A fake Klaviyo API that enforces the documented contract of `POST /api/profile-import` and
-//! `POST /api/events` (revision 2026-07-15) and remembers what it accepted.
+//! A fake Klaviyo API that enforces the documented contract of `POST /api/profile-import`,
+//! `POST /api/events` and the list-membership endpoint `POST` / `DELETE
+//! /api/lists/{id}/relationships/profiles` (revision 2026-07-15) and remembers what it accepted.
 //!
 //! Checks, in the order a request meets them: the failure mode set by the test ([`FakeMode`]), the path
 //! and method (404/405), `Authorization: Klaviyo-API-Key <key>` (401), the `revision` header (400),
 //! `Content-Type` (415) and `Accept` (406) of `application/vnd.api+json`, the per-endpoint rate limits in
-//! fixed windows (429 with an integer `Retry-After`), the body size (413), and the JSON:API schema (400,
-//! or 409 when the identifiers of one profile-import name two different stored profiles). Every error is
-//! a JSON:API error document. What passed is stored: profiles are upserted (201 created, 200 updated,
-//! properties merged) and events are deduplicated on profile + metric + unique id (202 either way).
+//! fixed windows (429 with an integer `Retry-After`), for the list endpoint that the list exists (404),
+//! the body size (413), and the JSON:API schema (400, or 409 when the identifiers of one profile-import
+//! name two different stored profiles). Every error is a JSON:API error document. What passed is stored:
+//! profiles are upserted (201 created, 200 updated, properties merged, the same `data.id` every time),
+//! events are deduplicated on profile + metric + unique id (202 either way), and list members are added
+//! or removed (204 either way, whether or not they were members).
+//!
+//! Lists exist only once configured ([`FakeKlaviyoConfig::with_list`]) or created by a test
+//! ([`FakeKlaviyoHandle::create_list`]). A list-membership
+//! body is exactly `{"data":[{"type":"profile","id":"…"}, …]}` with 1–1000 profiles. Klaviyo documents
+//! neither what it answers for a profile id it does not know nor for an empty `data`; the fake refuses
+//! both with 400 and a JSON:API error pointing at the offending member.
 //!
 //! Layout: `rules` holds the checks, `store` what is kept, `listener` the connection cutting; this file
 //! holds the configuration, the failure modes, the HTTP handler and the handle tests use.
@@ -17,8 +26,8 @@ mod rules;
 mod store;
 
 pub use rules::{
-    FakeRateLimit, JSON_API, MAX_EVENT_BODY_BYTES, MAX_EVENT_PROPERTIES, MAX_METRIC_NAME_CHARS,
-    MAX_PROFILE_BODY_BYTES, MAX_STRING_BYTES,
+    FakeRateLimit, JSON_API, MAX_EVENT_BODY_BYTES, MAX_EVENT_PROPERTIES, MAX_LIST_PROFILES,
+    MAX_METRIC_NAME_CHARS, MAX_PROFILE_BODY_BYTES, MAX_STRING_BYTES,
 };
 pub use store::{StoredEvent, StoredProfile};
 
@@ -58,6 +67,11 @@ pub struct FakeKlaviyoConfig {
     pub profile_import_limit: Option<FakeRateLimit>,
     /// Limit for `/api/events`; `None` for no limit.
     pub events_limit: Option<FakeRateLimit>,
+    /// Limit for `/api/lists/{id}/relationships/profiles`, adding and removing counted together; `None`
+    /// for no limit.
+    pub lists_limit: Option<FakeRateLimit>,
+    /// The lists that exist from the start (more can be made with [`FakeKlaviyoHandle::create_list`]).
+    pub lists: Vec<String>,
     /// The mode the fake starts in.
     pub mode: FakeMode,
 }
@@ -69,6 +83,8 @@ impl Default for FakeKlaviyoConfig {
             revision: Some(DEFAULT_REVISION.to_string()),
             profile_import_limit: Some(FakeRateLimit::per_second_and_minute(75, 750)),
             events_limit: Some(FakeRateLimit::per_second_and_minute(350, 3500)),
+            lists_limit: Some(FakeRateLimit::per_second_and_minute(10, 150)),
+            lists: Vec::new(),
             mode: FakeMode::Normal,
         }
     }
@@ -84,6 +100,7 @@ impl FakeKlaviyoConfig {
     pub fn unthrottled(mut self) -> Self {
         self.profile_import_limit = None;
         self.events_limit = None;
+        self.lists_limit = None;
         self
     }
 
@@ -94,6 +111,17 @@ impl FakeKlaviyoConfig {
 
     pub fn with_events_limit(mut self, limit: FakeRateLimit) -> Self {
         self.events_limit = Some(limit);
+        self
+    }
+
+    pub fn with_lists_limit(mut self, limit: FakeRateLimit) -> Self {
+        self.lists_limit = Some(limit);
+        self
+    }
+
+    /// A list that exists from the start, empty.
+    pub fn with_list(mut self, list_id: impl Into<String>) -> Self {
+        self.lists.push(list_id.into());
         self
     }
 
@@ -168,6 +196,8 @@ struct FakeState {
     profile_import_limiter: Option<EndpointLimiter>,
     /// Window counters for `/api/events`, when limited.
     events_limiter: Option<EndpointLimiter>,
+    /// Window counters for the list-membership endpoint, when limited.
+    lists_limiter: Option<EndpointLimiter>,
     /// The `scheme://host:port` the fake is reached at, for `links.self`.
     base_url: String,
 }
@@ -231,12 +261,17 @@ impl FakeKlaviyo {
 
 fn new_shared(config: FakeKlaviyoConfig, addr: SocketAddr) -> Arc<Shared> {
     let cut = Arc::new(AtomicBool::new(config.mode == FakeMode::DropConnections));
+    let mut store = Store::default();
+    for list in &config.lists {
+        store.lists.entry(list.clone()).or_default();
+    }
     let state = FakeState {
         mode: config.mode.clone(),
         requests: Vec::new(),
-        store: Store::default(),
+        store,
         profile_import_limiter: config.profile_import_limit.map(EndpointLimiter::new),
         events_limiter: config.events_limit.map(EndpointLimiter::new),
+        lists_limiter: config.lists_limit.map(EndpointLimiter::new),
         base_url: format!("http://{addr}"),
     };
     Arc::new(Shared { config, epoch: Instant::now(), cut, state: Mutex::new(state) })
@@ -319,6 +354,24 @@ impl FakeKlaviyoHandle {
         self.shared.lock().store.events.iter().filter(|e| e.unique_id.as_deref() == Some(unique_id)).count()
     }
 
+    /// Creates an empty list with this id (as made in Klaviyo's UI); an existing list is left as it is.
+    pub fn create_list(&self, list_id: &str) {
+        self.shared.lock().store.lists.entry(list_id.to_string()).or_default();
+    }
+
+    /// The members of a list, in the order they were added; `None` when no such list exists.
+    pub fn list_members(&self, list_id: &str) -> Option<Vec<StoredProfile>> {
+        let state = self.shared.lock();
+        let ids = state.store.lists.get(list_id)?;
+        Some(ids.iter().filter_map(|id| state.store.profile_by_id(id).cloned()).collect())
+    }
+
+    /// The emails of a list's members (the profile id for a member without an email), in the order
+    /// they were added; empty when no such list exists.
+    pub fn list_member_emails(&self, list_id: &str) -> Vec<String> {
+        self.list_members(list_id).unwrap_or_default().into_iter().map(|p| p.email.unwrap_or(p.id)).collect()
+    }
+
     /// Stops accepting connections, lets requests in flight finish (for at most 5 s) and returns.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -395,10 +448,19 @@ impl From<ApiError> for Answer {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Endpoint {
     ProfileImport,
     Events,
+    /// `/api/lists/{id}/relationships/profiles`, with the id as it appears in the path.
+    ListProfiles(String),
+}
+
+/// The list id of a `/api/lists/{id}/relationships/profiles` path (a trailing slash allowed, as older
+/// revisions wrote it).
+fn list_profiles_path(path: &str) -> Option<&str> {
+    let id = path.strip_prefix("/api/lists/")?.strip_suffix("/relationships/profiles")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -443,6 +505,9 @@ fn answer(
     let endpoint = match uri.path().trim_end_matches('/') {
         "/api/profile-import" => Endpoint::ProfileImport,
         "/api/events" => Endpoint::Events,
+        other if list_profiles_path(other).is_some() => {
+            Endpoint::ListProfiles(list_profiles_path(other).unwrap_or_default().to_string())
+        }
         other => {
             return ApiError::new(
                 404,
@@ -453,7 +518,11 @@ fn answer(
             .into();
         }
     };
-    if method != Method::POST {
+    let allowed = match endpoint {
+        Endpoint::ListProfiles(_) => method == Method::POST || method == Method::DELETE,
+        Endpoint::ProfileImport | Endpoint::Events => method == Method::POST,
+    };
+    if !allowed {
         return ApiError::new(
             405,
             "method_not_allowed",
@@ -471,15 +540,28 @@ fn answer(
     let limiter = match endpoint {
         Endpoint::ProfileImport => state.profile_import_limiter.as_mut(),
         Endpoint::Events => state.events_limiter.as_mut(),
+        Endpoint::ListProfiles(_) => state.lists_limiter.as_mut(),
     };
     if let Some(limiter) = limiter
         && let Err(e) = limiter.admit(shared.epoch)
     {
         return e.into();
     }
+    if let Endpoint::ListProfiles(list_id) = &endpoint
+        && !state.store.lists.contains_key(list_id)
+    {
+        return ApiError::new(
+            404,
+            "not_found",
+            "Not found.",
+            format!("A list with id {list_id} does not exist."),
+        )
+        .into();
+    }
+    // Klaviyo states no byte limit for the list endpoint; its 1000-profile cap is checked with the schema.
     let max = match endpoint {
         Endpoint::ProfileImport => MAX_PROFILE_BODY_BYTES,
-        Endpoint::Events => MAX_EVENT_BODY_BYTES,
+        Endpoint::Events | Endpoint::ListProfiles(_) => MAX_EVENT_BODY_BYTES,
     };
     if body.len() > max {
         return ApiError::new(
@@ -524,6 +606,24 @@ fn answer(
             }
             Err(e) => e.into(),
         },
+        Endpoint::ListProfiles(list_id) => {
+            let ids = match rules::check_list_members(&doc) {
+                Ok(ids) => ids,
+                Err(e) => return e.into(),
+            };
+            if let Some((i, id)) =
+                ids.iter().enumerate().find(|(_, id)| state.store.profile_by_id(id).is_none())
+            {
+                return ApiError::invalid(format!("Profile {id} does not exist."), format!("/data/{i}/id"))
+                    .into();
+            }
+            if method == Method::POST {
+                state.store.add_to_list(&list_id, &ids);
+            } else {
+                state.store.remove_from_list(&list_id, &ids);
+            }
+            Answer::Ok(204, String::new())
+        }
     }
 }
 

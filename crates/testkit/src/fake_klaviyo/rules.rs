@@ -1,5 +1,6 @@
 //! The contract the fake Klaviyo enforces, as pure checks: request headers, body limits, the JSON:API
-//! schema of `POST /api/profile-import` and `POST /api/events`, and the fixed-window rate limits. Each
+//! schema of `POST /api/profile-import`, `POST /api/events` and the list-membership body, and the
+//! fixed-window rate limits. Each
 //! failure carries the status and JSON:API error Klaviyo would answer with. Storing what passed is in
 //! `store`; the HTTP plumbing is in the module root.
 
@@ -18,6 +19,8 @@ pub const MAX_EVENT_BODY_BYTES: usize = 5_000_000;
 pub const MAX_STRING_BYTES: usize = 100_000;
 pub const MAX_METRIC_NAME_CHARS: usize = 128;
 pub const MAX_EVENT_PROPERTIES: usize = 400;
+/// Most profiles one list-membership call may name ("a maximum of 1000 profiles per call").
+pub const MAX_LIST_PROFILES: usize = 1000;
 pub const JSON_API: &str = "application/vnd.api+json";
 
 /// One JSON:API error response.
@@ -408,6 +411,41 @@ pub(crate) fn check_event(
         return Err(ApiError::invalid("`backfill` must be a boolean.", "/data/attributes/backfill"));
     }
     Ok(attrs)
+}
+
+/// Checks a list-membership document (`ListMembersAddQuery` / `ListMembersDeleteQuery`): exactly
+/// `{"data":[{"type":"profile","id":"…"}, …]}` with 1–[`MAX_LIST_PROFILES`] members; returns the ids.
+pub(crate) fn check_list_members(doc: &Map<String, Value>) -> Result<Vec<&str>, ApiError> {
+    reject_unknown(doc, &["data"], "")?;
+    let items = match doc.get("data") {
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(ApiError::invalid("`data` must be an array of profiles.", "/data")),
+        None => return Err(ApiError::invalid("`data` is required.", "/data")),
+    };
+    if items.is_empty() {
+        return Err(ApiError::invalid("`data` must name at least one profile.", "/data"));
+    }
+    if items.len() > MAX_LIST_PROFILES {
+        return Err(ApiError::invalid(
+            format!("At most {MAX_LIST_PROFILES} profiles may be given per call; got {}.", items.len()),
+            "/data",
+        ));
+    }
+    let mut ids = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("/data/{i}");
+        let member = object(Some(item), &at, "Each member")?;
+        reject_unknown(member, &["type", "id"], &at)?;
+        check_type(member, "profile", &format!("{at}/type"))?;
+        match member.get("id") {
+            Some(Value::String(id)) if !id.trim().is_empty() => ids.push(id.as_str()),
+            Some(Value::String(_)) | None => {
+                return Err(ApiError::invalid("`id` is required.", format!("{at}/id")));
+            }
+            Some(_) => return Err(ApiError::invalid("`id` must be a string.", format!("{at}/id"))),
+        }
+    }
+    Ok(ids)
 }
 
 fn check_strings(value: &Value, pointer: &str) -> Result<(), ApiError> {

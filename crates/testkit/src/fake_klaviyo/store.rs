@@ -1,9 +1,10 @@
 //! What the fake Klaviyo keeps: profiles (upserted by email, phone number or external id, properties
-//! merged) and events (deduplicated on profile + metric + unique id, as Klaviyo documents). Requests have
+//! merged), events (deduplicated on profile + metric + unique id, as Klaviyo documents) and lists with
+//! their members (profile ids, each at most once). Requests have
 //! been validated by `rules` before they get here, so this module only applies them.
 
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use time::OffsetDateTime;
 
 /// A profile as the fake stores it.
@@ -63,6 +64,8 @@ pub(crate) struct Store {
     event_keys: HashSet<(String, String, String)>,
     /// Profile indices by identifier, so lookups stay constant-time when a benchmark stores many profiles.
     by_identifier: HashMap<(Ident, String), usize>,
+    /// Lists by id, each with its members' profile ids in the order they were added.
+    pub(crate) lists: BTreeMap<String, Vec<String>>,
 }
 
 /// The identifiers a profile can be found by.
@@ -162,6 +165,29 @@ impl Store {
                 Ok((Upserted::Updated, out))
             }
             _ => Err(Conflict),
+        }
+    }
+
+    /// The stored profile with this Klaviyo profile id.
+    pub(crate) fn profile_by_id(&self, id: &str) -> Option<&StoredProfile> {
+        self.by_identifier.get(&(Ident::Id, id.to_string())).map(|&i| &self.profiles[i])
+    }
+
+    /// Adds profiles to an existing list; members already there stay where they are.
+    pub(crate) fn add_to_list(&mut self, list_id: &str, profile_ids: &[&str]) {
+        if let Some(members) = self.lists.get_mut(list_id) {
+            for id in profile_ids {
+                if !members.iter().any(|m| m == id) {
+                    members.push((*id).to_string());
+                }
+            }
+        }
+    }
+
+    /// Removes profiles from an existing list; ids that are not members are ignored.
+    pub(crate) fn remove_from_list(&mut self, list_id: &str, profile_ids: &[&str]) {
+        if let Some(members) = self.lists.get_mut(list_id) {
+            members.retain(|m| !profile_ids.contains(&m.as_str()));
         }
     }
 
