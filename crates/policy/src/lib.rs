@@ -15,6 +15,7 @@
 
 pub mod condition;
 pub mod flows;
+pub mod schedule;
 
 use nudge_model::{Action, AttrValue, ScoreSet};
 use nudge_state::CustomerState;

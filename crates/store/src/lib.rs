@@ -193,6 +193,18 @@ pub trait Store: Send + Sync + 'static {
     /// How many decisions of `flow` went through approval (items of any status): what `approval.first_n`
     /// counts.
     async fn approval_count(&self, flow: &str) -> Result<u64>;
+
+    /// Every schedule flow's run record ([`ScheduleRun`]: the occurrence being fired or last fired, and how
+    /// far through the customers it got), by flow name.
+    async fn schedule_runs(&self) -> Result<Vec<ScheduleRun>>;
+
+    /// Creates or replaces the run record of `run.flow`; durable when it returns. The scheduler writes it
+    /// before and after committing each chunk of a firing to the ingest log, so a restart resumes the
+    /// firing where it stopped.
+    async fn save_schedule_run(&self, run: ScheduleRun) -> Result<()>;
+
+    /// Forgets the run record of a flow (one no longer configured); nothing happens when there is none.
+    async fn delete_schedule_run(&self, flow: &str) -> Result<()>;
 }
 
 /// Convenience: the terminal state recorded for a trace, if any.
