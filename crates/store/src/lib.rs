@@ -2,8 +2,8 @@
 //!
 //! The [`Store`] trait is the one port every durable thing goes through: acknowledged deliveries and their
 //! dedupe keys, customer state, the outbox, the audit trail with its terminal states (and audit records that
-//! belong to no delivery, such as a model refit's), abandonment timers, imported order history, the model
-//! registry and the API tokens (by hash). Backends implement it whole, so one processing step can commit
+//! belong to no delivery, such as a model refit's), abandonment timers, schedule flows' progress, imported
+//! order history, the model registry and the API tokens (by hash). Backends implement it whole, so one processing step can commit
 //! state, audit, outbox and timers in a single transaction. [`sqlite::SqliteStore`] is the embedded default;
 //! other backends plug in behind the same trait and must pass [`conformance`].
 //!
