@@ -396,9 +396,14 @@ impl Pipeline {
                     continue;
                 }
             }
-            out.states.push(StoredState { customer: cid.clone(), email: None, state_json: String::new() });
             let after = state.summary();
+            // A firing's state is written only if its decision adds to the flow's history (below).
             if !tick {
+                out.states.push(StoredState {
+                    customer: cid.clone(),
+                    email: None,
+                    state_json: String::new(),
+                });
                 audit(
                     &mut out,
                     Some(&cid),
@@ -542,6 +547,13 @@ impl Pipeline {
                     h.retain(|&t| t > keep_after);
                     if h.len() > 64 {
                         h.drain(..h.len() - 64);
+                    }
+                    if tick {
+                        out.states.push(StoredState {
+                            customer: cid.clone(),
+                            email: None,
+                            state_json: String::new(),
+                        });
                     }
                 }
             }

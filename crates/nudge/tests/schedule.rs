@@ -221,6 +221,16 @@ async fn a_schedule_flow_fires_once_for_every_customer_across_a_restart() {
         assert!(trace.terminal.is_some(), "customer {n}'s chunk settled");
     }
 
+    // A reload with a schedule that never fires is refused with the key path; the running set stays.
+    let running = app.flows.current().version.clone();
+    let mut bad = cfg.clone();
+    let mut spec = cfg.flows.clone().unwrap();
+    spec[0].schedule = Some("0 0 30 2 *".into());
+    bad.flows = Some(spec);
+    let e = app.reload_flows(&bad).unwrap_err().to_string();
+    assert!(e.contains("flows[0].schedule") && e.contains("never fires"), "{e}");
+    assert_eq!(app.flows.current().version, running);
+
     // Nothing fires again: the occurrence is done, the next one is a year away.
     let s = scheduler(&store, &cfg, 3);
     let again = s.pass(time::OffsetDateTime::now_utc(), 10).await.unwrap();
@@ -304,9 +314,8 @@ async fn the_scheduler_fires_due_occurrences_once_and_forgets_removed_flows() {
         .unwrap();
     let (n, enqueued) = pipeline.step().await.unwrap();
     assert_eq!((n, enqueued), (7, 0), "six chunks of two firings and one more");
-    for d in store.pending_deliveries(100).await.unwrap() {
-        panic!("left unprocessed: {d:?}");
-    }
+    let left = store.pending_deliveries(100).await.unwrap();
+    assert!(left.is_empty(), "left unprocessed: {left:?}");
     let removed: Vec<TraceId> = {
         let trail = store.customer_audit(&customer(1), 100).await.unwrap();
         trail.iter().filter(|r| r.stage == AuditStage::Received).map(|r| r.trace_id).collect()
