@@ -30,8 +30,11 @@ use tokio::sync::{Notify, watch};
 
 /// Customers per delivery.
 pub const CHUNK: usize = 500;
-/// Chunks one pass commits before the worker looks at shutdown and reloads again.
-const CHUNKS_PER_PASS: usize = 20;
+/// Chunks one pass commits before the worker looks at shutdown, reloads and the backlog again.
+const CHUNKS_PER_PASS: usize = 8;
+/// A firing goes on only while at most this many deliveries wait for processing: processing goes in log
+/// order, so webhooks arriving during a firing over a large store wait behind a few chunks, not all of them.
+const MAX_PENDING: u64 = 16;
 /// The longest the worker sleeps between passes, so reloaded flows are seen.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
 
@@ -233,6 +236,20 @@ impl Scheduler {
         }
     }
 
+    /// Waits until at most [`MAX_PENDING`] deliveries wait for processing (or shutdown, or the store fails:
+    /// the next pass reports that).
+    async fn wait_for_processing(&self, shutdown: &mut watch::Receiver<bool>) {
+        while let Ok((pending, _)) = self.store.backlog().await {
+            if pending <= MAX_PENDING {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
     /// How long until the next occurrence of any schedule flow after `now`, at most [`MAX_SLEEP`].
     fn until_next(&self, now: Timestamp) -> Duration {
         let flows = self.flows.current();
@@ -258,6 +275,7 @@ impl Scheduler {
                         wake_pipeline.notify_one();
                     }
                     if p.unfinished {
+                        self.wait_for_processing(&mut shutdown).await;
                         continue;
                     }
                     self.until_next(now)
