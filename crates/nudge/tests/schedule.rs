@@ -125,6 +125,9 @@ async fn a_schedule_flow_fires_once_for_every_customer_across_a_restart() {
         state(7, MarketingConsent::Subscribed, 1),
     ];
     let matching: BTreeSet<String> = [1, 2, 4, 6, 7].iter().map(|n| customer(*n).to_string()).collect();
+    // And 1,100 without orders, after them in key order: the server's firing takes three chunks of 500.
+    let many: Vec<StoredState> =
+        (90_000..91_100).map(|n| state(n, MarketingConsent::Subscribed, 0)).collect();
 
     // Before the server starts: the store holds the customers, the flow last fired on 2025-06-01, and a
     // firing of 2026-01-01 gets one chunk of three customers into the log, then stops as a crash would:
@@ -135,6 +138,7 @@ async fn a_schedule_flow_fires_once_for_every_customer_across_a_restart() {
     {
         let store = nudge::app::open_store(&cfg).unwrap();
         store.put_states(customers.to_vec()).await.unwrap();
+        store.put_states(many).await.unwrap();
         store
             .save_schedule_run(ScheduleRun {
                 flow: "new_year".into(),
@@ -169,8 +173,7 @@ async fn a_schedule_flow_fires_once_for_every_customer_across_a_restart() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = nudge::app::run(cfg.clone(), listener).await.expect("nudge starts");
     let store = app.store().clone();
-    // Two chunks: customers 1–3 from before the restart, and the rest after customer 3 (500-customer
-    // chunks in the server).
+    // Four chunks: customers 1–3 from before the restart, then the rest after customer 3 in chunks of 500.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let done = run_of(&*store, "new_year").await.is_some_and(|r| r.done);
@@ -181,9 +184,9 @@ async fn a_schedule_flow_fires_once_for_every_customer_across_a_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stats = store.stats().await.unwrap();
-    assert_eq!(stats.deliveries, 2, "{stats:?}");
+    assert_eq!(stats.deliveries, 4, "{stats:?}");
     let settled: u64 = stats.terminal_by_state.iter().map(|(_, n)| n).sum();
-    assert_eq!(settled, 2, "every delivery has exactly one terminal state: {stats:?}");
+    assert_eq!(settled, 4, "every delivery has exactly one terminal state: {stats:?}");
     assert_eq!(stats.outbox_delivered, 5, "{stats:?}");
 
     // Exactly one request per matching customer reached Klaviyo, none for the others.
@@ -200,7 +203,7 @@ async fn a_schedule_flow_fires_once_for_every_customer_across_a_restart() {
     assert!(sent.values().all(|&n| n == 1), "{sent:?}");
 
     // Each customer's decision is audited once, under a chunk's trace, and says why.
-    for n in 1..=7 {
+    for n in (1..=7).chain([90_000, 90_499, 91_099]) {
         let trail = store.customer_audit(&customer(n), 100).await.unwrap();
         let decided: Vec<_> = trail.iter().filter(|r| r.stage == AuditStage::Decided).collect();
         let new_year: Vec<_> =
@@ -208,7 +211,7 @@ async fn a_schedule_flow_fires_once_for_every_customer_across_a_restart() {
         assert_eq!(new_year.len(), 1, "customer {n}: {decided:?}");
         let status = new_year[0].detail["flows"][0]["status"].as_str().unwrap();
         let expected = match n {
-            3 => "not_matched",
+            3 | 90_000.. => "not_matched",
             5 => "no_consent",
             _ => "live",
         };
