@@ -40,6 +40,9 @@ pub enum Event {
     CustomerUpserted(Customer),
     CartUpserted(Cart),
     ProductUpserted(Product),
+    /// A `schedule` flow's cron schedule fired, for one customer. Made by nudge's scheduler, never by a
+    /// platform; it changes nothing in the customer's state and is decided by the named flow only.
+    ScheduleTick(ScheduleTick),
 }
 
 impl Event {
@@ -53,6 +56,7 @@ impl Event {
             Event::CustomerUpserted(_) => "customer_upserted",
             Event::CartUpserted(_) => "cart_upserted",
             Event::ProductUpserted(_) => "product_upserted",
+            Event::ScheduleTick(_) => "schedule",
         }
     }
 
@@ -66,6 +70,7 @@ impl Event {
                 a.customer = id;
             }
             Event::CustomerUpserted(c) => c.id = id,
+            Event::ScheduleTick(t) => t.customer = id,
             Event::CartUpserted(_) | Event::ProductUpserted(_) => {}
         }
     }
@@ -77,6 +82,7 @@ impl Event {
             Event::CheckoutUpserted(c) => c.customer.as_ref(),
             Event::CheckoutAbandoned(a) => Some(&a.customer),
             Event::CustomerUpserted(c) => Some(&c.id),
+            Event::ScheduleTick(t) => Some(&t.customer),
             Event::CartUpserted(_) | Event::ProductUpserted(_) => None,
         }
     }
@@ -197,6 +203,17 @@ pub struct Product {
     pub updated_at: Timestamp,
 }
 
+/// One customer's share of a schedule flow's firing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleTick {
+    pub customer: CustomerId,
+    /// The `schedule` flow whose schedule fired.
+    pub flow: String,
+    /// The occurrence of the schedule that fired (UTC), not when it was processed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub fired_at: Timestamp,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +242,22 @@ mod tests {
         assert!(json.starts_with(r#"{"type":"order_upserted","id":"9007199254740993""#), "{json}");
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
         assert_eq!(e.kind(), "order_upserted");
+    }
+
+    #[test]
+    fn a_schedule_tick_names_its_customer_and_round_trips() {
+        let mut e = Event::ScheduleTick(ScheduleTick {
+            customer: "shopify:1".parse().unwrap(),
+            flow: "weekly_digest".into(),
+            fired_at: time::macros::datetime!(2026-05-04 09:00 UTC),
+        });
+        assert_eq!(e.kind(), "schedule");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["type"], "schedule_tick");
+        assert_eq!(json["fired_at"], "2026-05-04T09:00:00Z");
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), e);
+        e.set_customer("shopify:2".parse().unwrap());
+        assert_eq!(e.customer().map(|c| c.to_string()).as_deref(), Some("shopify:2"));
     }
 
     #[test]

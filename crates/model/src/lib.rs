@@ -27,7 +27,7 @@ pub use audit::{AuditRecord, AuditStage, TerminalState};
 pub use decision::{Action, AttrValue, Decision};
 pub use event::{
     Cart, Checkout, CheckoutAbandoned, Customer, EVENT_SCHEMA_VERSION, Event, EventEnvelope, LineItem,
-    MarketingConsent, Order, Product,
+    MarketingConsent, Order, Product, ScheduleTick,
 };
 pub use ids::{CustomerId, IdError, Source, TraceId};
 pub use money::{Currency, Money, MoneyError};

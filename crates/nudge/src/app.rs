@@ -112,7 +112,7 @@ pub struct App {
     work: Option<tokio::runtime::Runtime>,
 }
 
-/// The background workers (processing, outbox, timers, refits) run on a runtime of their own whose threads
+/// The background workers (processing, outbox, timers, schedule flows, refits) run on a runtime of their own whose threads
 /// run at a lower OS priority (`pipeline.worker_scheduling`, `pipeline.worker_nice`): when the CPU is
 /// contended, the ack path wins and the durable backlog is worked off with what is left.
 fn work_runtime(priority: BackgroundPriority) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -189,6 +189,14 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
             wake_pipeline.clone(),
             shutdown_rx.clone(),
         )),
+        work.spawn(
+            Arc::new(crate::scheduler::Scheduler {
+                store: store.clone(),
+                flows: flows.clone(),
+                chunk: crate::scheduler::CHUNK,
+            })
+            .run(wake_pipeline.clone(), shutdown_rx.clone()),
+        ),
         work.spawn(crate::outbox::run_approval_expiry(
             store.clone(),
             Duration::from_secs(30),

@@ -55,8 +55,8 @@ fn list(cfg: &Config, set: &FlowSet, json_out: bool) -> anyhow::Result<()> {
             .iter()
             .map(|f| {
                 json!({
-                    "name": f.spec.name, "trigger": f.spec.trigger, "mode": f.spec.mode,
-                    "when": f.spec.when, "holdout_percent": f.spec.holdout_percent,
+                    "name": f.spec.name, "trigger": f.spec.trigger, "schedule": f.spec.schedule,
+                    "mode": f.spec.mode, "when": f.spec.when, "holdout_percent": f.spec.holdout_percent,
                     "frequency_cap": f.spec.frequency_cap, "baseline": f.spec.baseline,
                     "actions": f.spec.actions,
                 })
@@ -76,6 +76,11 @@ fn list(cfg: &Config, set: &FlowSet, json_out: bool) -> anyhow::Result<()> {
         let s = &f.spec;
         println!();
         println!("{}  trigger {}  mode {:?}", s.name, s.trigger.as_str(), s.mode);
+        if let Some(schedule) = &f.schedule {
+            let next = schedule.next_after(time::OffsetDateTime::now_utc());
+            let next = next.map_or("none".to_string(), crate::pipeline::fmt_ts);
+            println!("  schedule: {} (UTC; next {next})", schedule.as_str());
+        }
         println!("  when: {}", s.when.as_deref().unwrap_or("(always)"));
         if let Some(b) = &s.baseline {
             println!("  baseline: {b}");

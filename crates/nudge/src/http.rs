@@ -430,7 +430,7 @@ async fn list_flows(State(app): State<Arc<Shared>>) -> Json<serde_json::Value> {
         .iter()
         .map(|s| {
             serde_json::json!({
-                "name": s.name, "trigger": s.trigger, "mode": s.mode, "when": s.when,
+                "name": s.name, "trigger": s.trigger, "schedule": s.schedule, "mode": s.mode, "when": s.when,
                 "holdout_percent": s.holdout_percent, "frequency_cap": s.frequency_cap,
                 "baseline": s.baseline, "actions": s.actions,
             })

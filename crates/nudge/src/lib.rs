@@ -11,6 +11,7 @@
 //! - [`access`]: roles, permissions, the one role × permission matrix, the `/api` route table, tokens.
 //! - [`pipeline`]: the processing worker (delivery → events → state → scores → decision → outbox).
 //! - [`outbox`]: the delivery worker and the abandonment-timer worker.
+//! - [`scheduler`]: fires `schedule` flows (cron, UTC) for every customer, in chunks, through the ingest log.
 //! - [`telemetry`]: logs and metrics, each metric defined once.
 //! - [`demo`]: `nudge demo`, a synthetic store end to end against the built-in Klaviyo fake.
 //! - [`audit_cli`], [`models_cli`], [`import`], [`tokens_cli`], [`approvals_cli`]: the other subcommands.
@@ -30,6 +31,7 @@ pub mod models_cli;
 pub mod outbox;
 pub mod pipeline;
 pub mod report_cli;
+pub mod scheduler;
 pub mod svg;
 pub mod telemetry;
 pub mod tokens_cli;

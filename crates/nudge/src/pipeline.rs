@@ -358,6 +358,12 @@ impl Pipeline {
                 continue;
             };
             customer_of_trace = Some(cid.clone());
+            // A schedule firing is decided for the customers it was made for, never for a new one.
+            let tick = matches!(ev, Event::ScheduleTick(_));
+            if tick && !states.contains_key(&cid) {
+                reasons.push(format!("{cid}: no longer in the store, not decided"));
+                continue;
+            }
             let state = states.entry(cid.clone()).or_insert_with(|| CustomerState::new(cid.clone()));
             let before = state.summary();
             let was_cancelled = match ev {
@@ -374,6 +380,9 @@ impl Pipeline {
             };
             match state.apply(ev) {
                 Applied::Changed => {}
+                // A firing changes no state and is decided all the same (its decision may write the flow's
+                // history into the state).
+                Applied::Unchanged if tick => {}
                 Applied::Unchanged => {
                     reasons.push(format!("{}: state already reflects this event", ev.kind()));
                     continue;
@@ -387,14 +396,21 @@ impl Pipeline {
                     continue;
                 }
             }
-            out.states.push(StoredState { customer: cid.clone(), email: None, state_json: String::new() });
             let after = state.summary();
-            audit(
-                &mut out,
-                Some(&cid),
-                AuditStage::StateChanged,
-                serde_json::json!({ "event": ev.kind(), "revision": state.revision, "before": before, "after": after }),
-            );
+            // A firing's state is written only if its decision adds to the flow's history (below).
+            if !tick {
+                out.states.push(StoredState {
+                    customer: cid.clone(),
+                    email: None,
+                    state_json: String::new(),
+                });
+                audit(
+                    &mut out,
+                    Some(&cid),
+                    AuditStage::StateChanged,
+                    serde_json::json!({ "event": ev.kind(), "revision": state.revision, "before": before, "after": after }),
+                );
+            }
             // Timers: an open checkout (re)arms its abandonment timer; a completed one disarms it.
             if let Event::CheckoutUpserted(c) = ev {
                 if state.open_checkouts.contains_key(&c.token) {
@@ -429,7 +445,8 @@ impl Pipeline {
             );
             let mut triggers = Trigger::of_change(ev, known_before, was_cancelled);
             let fingerprint = nudge_policy::flows::scores_fingerprint(&scores);
-            if state.scores_fingerprint.as_deref() != Some(fingerprint.as_str()) {
+            // A firing decides its own flow only: a score change it sees waits for the customer's next event.
+            if !tick && state.scores_fingerprint.as_deref() != Some(fingerprint.as_str()) {
                 // A first fingerprint (a new customer, or a state from before fingerprints) is recorded
                 // without firing: nothing is known to have changed.
                 if state.scores_fingerprint.is_some() {
@@ -438,7 +455,7 @@ impl Pipeline {
                 state.scores_fingerprint = Some(fingerprint);
             }
             let flows = self.flows.current();
-            let decided = flows.decide(&DecideContext {
+            let ctx = DecideContext {
                 event: ev,
                 triggers: &triggers,
                 state,
@@ -447,7 +464,17 @@ impl Pipeline {
                 now,
                 policy: &self.policy,
                 approvals_so_far: &|flow: &str| approval_counts.get(flow).copied().unwrap_or(0),
-            });
+            };
+            let decided = match ev {
+                Event::ScheduleTick(t) => flows.decide_flow(&t.flow, &ctx).into_iter().collect(),
+                _ => flows.decide(&ctx),
+            };
+            if let Event::ScheduleTick(t) = ev
+                && decided.is_empty()
+            {
+                reasons.push(format!("schedule: flow `{}` is no longer configured", t.flow));
+                continue;
+            }
             if decided.is_empty() {
                 reasons.push(format!("{}: no flow listens to {}", ev.kind(), trigger_names(&triggers)));
                 continue;
@@ -532,6 +559,13 @@ impl Pipeline {
                     h.retain(|&t| t > keep_after);
                     if h.len() > 64 {
                         h.drain(..h.len() - 64);
+                    }
+                    if tick {
+                        out.states.push(StoredState {
+                            customer: cid.clone(),
+                            email: None,
+                            state_json: String::new(),
+                        });
                     }
                 }
             }
@@ -717,6 +751,11 @@ fn prepare(d: &StoredDelivery) -> Prepared {
             Ok(ev) => Prepared::Events(vec![ev]),
             Err(e) => Prepared::Quarantined(format!("timer payload does not parse: {e}")),
         },
+        // One chunk of a schedule flow's firing: a tick per customer.
+        "schedule" => match serde_json::from_slice::<crate::scheduler::ScheduleChunk>(&d.body) {
+            Ok(chunk) => Prepared::Events(chunk.ticks()),
+            Err(e) => Prepared::Quarantined(format!("schedule payload does not parse: {e}")),
+        },
         other => Prepared::Quarantined(format!("unknown delivery source `{other}`")),
     }
 }
@@ -727,7 +766,7 @@ fn event_email(ev: &Event) -> Option<&str> {
         Event::CheckoutUpserted(c) => c.email.as_deref(),
         Event::CheckoutAbandoned(a) => a.email.as_deref().or(a.checkout.email.as_deref()),
         Event::CustomerUpserted(c) => c.email.as_deref(),
-        Event::CartUpserted(_) | Event::ProductUpserted(_) => None,
+        Event::CartUpserted(_) | Event::ProductUpserted(_) | Event::ScheduleTick(_) => None,
     }
 }
 

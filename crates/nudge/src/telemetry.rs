@@ -35,6 +35,10 @@ fn describe() {
     describe_counter!("nudge_pushes_total", "Destination calls by destination and outcome.");
     describe_histogram!("nudge_event_to_push_seconds", "Time from webhook receipt to a successful push.");
     describe_counter!("nudge_timers_fired_total", "Abandonment timers that fired.");
+    describe_counter!(
+        "nudge_schedule_customers_total",
+        "Customers sent into the ingest log by schedule flows' firings, by flow."
+    );
 }
 
 pub fn webhook(source: &'static str, topic: &str, outcome: &'static str) {
@@ -77,6 +81,10 @@ pub fn event_to_push(seconds: f64) {
 
 pub fn timers_fired(n: usize) {
     counter!("nudge_timers_fired_total").increment(n as u64);
+}
+
+pub fn schedule_customers(flow: &str, n: usize) {
+    counter!("nudge_schedule_customers_total", "flow" => flow.to_string()).increment(n as u64);
 }
 
 /// An in-process sample of latencies for exact quantiles in summaries (the demo, benchmarks).

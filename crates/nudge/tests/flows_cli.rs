@@ -61,6 +61,22 @@ fn bad_flows_exit_2_naming_the_flow_the_key_and_the_position() {
             "[[flows]]\nname = \"a\"\ntrigger = \"order_placed\"\nactions = [{ type = \"remove_from_list\", destination = \"klaviyo\", list_id = \"../Xy\" }]\n",
             vec!["flows[0].actions[0].list_id", "not a list id"],
         ),
+        (
+            "[[flows]]\nname = \"a\"\ntrigger = \"order_placed\"\n[[flows]]\nname = \"weekly\"\ntrigger = \"schedule\"\n",
+            vec!["flows[1].schedule", "weekly", "needs a schedule"],
+        ),
+        (
+            "[[flows]]\nname = \"a\"\ntrigger = \"order_placed\"\nschedule = \"0 9 * * 1\"\n",
+            vec!["flows[0].schedule", "only a flow with trigger = \"schedule\""],
+        ),
+        (
+            "[[flows]]\nname = \"weekly\"\ntrigger = \"schedule\"\nschedule = \"0 9 * * MOON\"\n",
+            vec!["flows[0].schedule", "weekly", "field 5 (day of week) `MOON`"],
+        ),
+        (
+            "[[flows]]\nname = \"feb30\"\ntrigger = \"schedule\"\nschedule = \"0 0 30 2 *\"\n",
+            vec!["flows[0].schedule", "feb30", "never fires"],
+        ),
     ];
     for (body, wanted) in cases {
         let config = write(dir.path(), body);

@@ -12,6 +12,7 @@
 //! customer's email consent) → frequency cap (counted from the customer's flow history) → mode.
 
 use crate::condition::{Condition, ConditionError, FactValue, Facts, PreparedFacts, Schema};
+use crate::schedule::Schedule;
 use crate::{PolicyConfig, in_holdout, json_number, profile_action};
 use nudge_model::{Action, Event, MarketingConsent, ScoreSet, Timestamp};
 use nudge_state::CustomerState;
@@ -42,7 +43,8 @@ pub enum Trigger {
     ScoresChanged,
     /// Any event that changed the customer's state (what the built-in profile sync listens to).
     StateChanged,
-    /// A cron schedule, evaluated for every customer.
+    /// A cron schedule (`schedule`, UTC), evaluated for every customer: fired only by the flow's own
+    /// [`Event::ScheduleTick`], and decided for that flow alone ([`FlowSet::decide_flow`]).
     Schedule,
 }
 
@@ -102,6 +104,8 @@ impl Trigger {
             }
             Event::CustomerUpserted(_) => Some(Trigger::CustomerCreated),
             Event::ProductUpserted(_) => None,
+            // A firing changed nothing: it fires its schedule, not `state_changed`.
+            Event::ScheduleTick(_) => return vec![Trigger::Schedule],
         };
         first.into_iter().chain([Trigger::StateChanged]).collect()
     }
@@ -232,7 +236,8 @@ pub struct FlowSpec {
     /// Unique, `[a-z0-9_]+`.
     pub name: String,
     pub trigger: Trigger,
-    /// The cron expression of a `schedule` trigger.
+    /// The cron expression of a `schedule` trigger: five fields, evaluated in UTC (see
+    /// [`crate::schedule`]).
     #[serde(default)]
     pub schedule: Option<String>,
     /// The condition (CEL); absent means always.
@@ -312,6 +317,8 @@ pub struct CompiledFlow {
     pub when: Condition,
     pub baseline: Option<Condition>,
     pub cap: Option<FrequencyCap>,
+    /// The schedule of a `schedule` flow.
+    pub schedule: Option<Schedule>,
     /// Per track_event action (by index), its compiled property expressions.
     properties: Vec<Vec<(String, Condition)>>,
 }
@@ -343,11 +350,16 @@ impl FlowSet {
                 return Err(err("name", format!("flow `{}` is defined twice", spec.name)));
             }
             let named = |key: &str, message: String| err(key, format!("flow `{}`: {message}", spec.name));
-            match (spec.trigger, &spec.schedule) {
-                (Trigger::Schedule, _) => {
+            let schedule = match (spec.trigger, &spec.schedule) {
+                (Trigger::Schedule, Some(expr)) => {
+                    Some(Schedule::parse(expr).map_err(|m| named("schedule", m))?)
+                }
+                (Trigger::Schedule, None) => {
                     return Err(named(
-                        "trigger",
-                        "schedule triggers are not available in this version; use an event trigger".into(),
+                        "schedule",
+                        "a flow with trigger = \"schedule\" needs a schedule: a cron expression in UTC such \
+                         as \"0 9 * * 1\" (Mondays at 09:00)"
+                            .into(),
                     ));
                 }
                 (_, Some(_)) => {
@@ -356,8 +368,8 @@ impl FlowSet {
                         "only a flow with trigger = \"schedule\" has a schedule".into(),
                     ));
                 }
-                _ => {}
-            }
+                (_, None) => None,
+            };
             if spec.holdout_percent > 100 {
                 return Err(named("holdout_percent", "must be between 0 and 100".into()));
             }
@@ -451,7 +463,7 @@ impl FlowSet {
                 }
                 properties.push(props);
             }
-            flows.push(CompiledFlow { spec: spec.clone(), when, baseline, cap, properties });
+            flows.push(CompiledFlow { spec: spec.clone(), when, baseline, cap, schedule, properties });
         }
         let mut h = Sha256::new();
         h.update(serde_json::to_vec(specs).expect("flow specs serialise"));
@@ -514,6 +526,21 @@ impl FlowSet {
         let facts = facts_of(ctx.event, ctx.state, ctx.scores, ctx.now);
         let prepared = facts.prepare();
         selected.into_iter().map(|f| self.decide_one(f, ctx, &facts, &prepared)).collect()
+    }
+
+    /// Decides flow `name` alone, if `ctx.triggers` select it: the decision of a schedule firing, which
+    /// belongs to the flow whose schedule fired and to no other flow, schedule or not. `None` when the set
+    /// has no such flow (it was removed by a reload) or its trigger is not among `ctx.triggers`.
+    pub fn decide_flow(&self, name: &str, ctx: &DecideContext<'_>) -> Option<FlowOutcome> {
+        let f = self.get(name).filter(|f| ctx.triggers.contains(&f.spec.trigger))?;
+        let facts = facts_of(ctx.event, ctx.state, ctx.scores, ctx.now);
+        let prepared = facts.prepare();
+        Some(self.decide_one(f, ctx, &facts, &prepared))
+    }
+
+    /// The `schedule` flows and their schedules, in the set's order.
+    pub fn schedules(&self) -> impl Iterator<Item = (&str, &Schedule)> {
+        self.flows.iter().filter_map(|f| f.schedule.as_ref().map(|s| (f.spec.name.as_str(), s)))
     }
 
     fn decide_one(
@@ -828,6 +855,9 @@ fn event_properties(event: &Event) -> serde_json::Map<String, serde_json::Value>
             props.insert("currency".into(), o.total.currency.as_str().into());
             props.insert("items".into(), items(&o.line_items));
         }
+        Event::ScheduleTick(t) => {
+            props.insert("fired_at".into(), fact_json(&FactValue::Timestamp(t.fired_at)));
+        }
         Event::CustomerUpserted(_) | Event::CartUpserted(_) | Event::ProductUpserted(_) => {}
     }
     props
@@ -849,6 +879,10 @@ fn event_anchor(event: &Event, now: Timestamp) -> (Option<nudge_model::Money>, T
             (None, c.updated_at, format!("{}:{}", c.token, c.updated_at.unix_timestamp()))
         }
         Event::ProductUpserted(_) => (None, now, format!("at:{}", now.unix_timestamp())),
+        // One per customer and firing.
+        Event::ScheduleTick(t) => {
+            (None, t.fired_at, format!("{}:{}", t.fired_at.unix_timestamp(), t.customer))
+        }
     }
 }
 
@@ -858,7 +892,7 @@ fn event_email(event: &Event) -> Option<String> {
         Event::CheckoutUpserted(c) => c.email.clone(),
         Event::OrderUpserted(o) | Event::OrderCancelled(o) => o.email.clone(),
         Event::CustomerUpserted(c) => c.email.clone(),
-        Event::CartUpserted(_) | Event::ProductUpserted(_) => None,
+        Event::CartUpserted(_) | Event::ProductUpserted(_) | Event::ScheduleTick(_) => None,
     }
 }
 
@@ -932,7 +966,9 @@ pub fn facts_of(event: &Event, state: &CustomerState, scores: &ScoreSet, now: Ti
             &ab.checkout.line_items,
         ),
         Event::CartUpserted(c) => (None, None, None, None, &c.line_items),
-        Event::CustomerUpserted(_) | Event::ProductUpserted(_) => (None, None, None, None, &Vec::new()),
+        Event::CustomerUpserted(_) | Event::ProductUpserted(_) | Event::ScheduleTick(_) => {
+            (None, None, None, None, &Vec::new())
+        }
     };
     ev.insert("value".into(), money(value));
     ev.insert("currency".into(), currency.map_or(FactValue::Null, |c| FactValue::Text(c.as_str().into())));
@@ -1371,11 +1407,96 @@ mod tests {
         assert_eq!(e.path, "flows[0].frequency_cap");
         let e = err(r#"{"flows":[{"name":"Bad-Name","trigger":"order_placed"}]}"#, &["klaviyo"]);
         assert_eq!(e.path, "flows[0].name");
-        let e = err(r#"{"flows":[{"name":"d","trigger":"schedule","schedule":"0 9 * * *"}]}"#, &["klaviyo"]);
-        assert_eq!(e.path, "flows[0].trigger");
+        let e = err(&format!(r#"{{"flows":[{ok},{{"name":"d","trigger":"schedule"}}]}}"#), &["klaviyo"]);
+        assert_eq!(e.path, "flows[1].schedule");
+        assert!(e.message.contains("needs a schedule"), "{e}");
+        let e =
+            err(r#"{"flows":[{"name":"d","trigger":"order_placed","schedule":"0 9 * * *"}]}"#, &["klaviyo"]);
+        assert_eq!(e.path, "flows[0].schedule");
+        assert!(e.message.contains("only a flow with trigger = \"schedule\""), "{e}");
+        let e = err(r#"{"flows":[{"name":"d","trigger":"schedule","schedule":"0 9 * 13 *"}]}"#, &["klaviyo"]);
+        assert_eq!(e.path, "flows[0].schedule");
+        assert!(e.message.contains("flow `d`") && e.message.contains("field 4 (month) `13`"), "{e}");
+        let e = err(r#"{"flows":[{"name":"d","trigger":"schedule","schedule":"0 0 30 2 *"}]}"#, &["klaviyo"]);
+        assert_eq!(e.path, "flows[0].schedule");
+        assert!(e.message.contains("never fires"), "{e}");
         let e =
             err(r#"{"flows":[{"name":"e","trigger":"order_placed","holdout_percent":120}]}"#, &["klaviyo"]);
         assert_eq!(e.path, "flows[0].holdout_percent");
+    }
+
+    fn tick(flow: &str) -> Event {
+        Event::ScheduleTick(nudge_model::ScheduleTick {
+            customer: customer(),
+            flow: flow.into(),
+            fired_at: datetime!(2026-05-04 09:00 UTC),
+        })
+    }
+
+    #[test]
+    fn a_schedule_tick_is_decided_by_its_own_flow_only() {
+        let flows: Vec<FlowSpec> = serde_json::from_str(
+            r#"[
+            {"name":"weekly","trigger":"schedule","schedule":"0 9 * * 1","when":"event.kind == \"schedule\" && customer.orders_count >= 1",
+             "actions":[{"type":"track_event","destination":"klaviyo","metric":"AI Weekly"}]},
+            {"name":"daily","trigger":"schedule","schedule":"0 6 * * *",
+             "actions":[{"type":"track_event","destination":"klaviyo","metric":"AI Daily"}]},
+            {"name":"sync","trigger":"state_changed","actions":[{"type":"sync_profile","destination":"klaviyo"}]}
+        ]"#,
+        )
+        .unwrap();
+        let set = FlowSet::compile(&flows, &["klaviyo"]).unwrap();
+        let names: Vec<&str> = set.schedules().map(|(n, _)| n).collect();
+        assert_eq!(names, ["weekly", "daily"]);
+        let (_, weekly) = set.schedules().next().unwrap();
+        assert_eq!(weekly.next_after(datetime!(2026-05-01 0:00 UTC)), Some(datetime!(2026-05-04 09:00 UTC)));
+
+        let ev = tick("weekly");
+        let triggers = Trigger::of_event(&ev, true);
+        assert_eq!(triggers, [Trigger::Schedule], "a firing changes no state");
+        let st = state_after(&[order("1001", 0)], MarketingConsent::Subscribed);
+        let ctx = DecideContext {
+            event: &ev,
+            triggers: &triggers,
+            state: &st,
+            scores: &scores(40.0),
+            history: &FlowHistory::new(),
+            now: NOW,
+            policy: &PolicyConfig::default(),
+            approvals_so_far: &no_approvals,
+        };
+        // Deciding by trigger would fire every schedule flow; a firing decides its own flow.
+        assert_eq!(set.decide(&ctx).len(), 2);
+        let out = set.decide_flow("weekly", &ctx).unwrap();
+        assert_eq!((out.flow.as_str(), out.status), ("weekly", Status::Live), "{out:?}");
+        assert_eq!(out.inputs["event.kind"], "schedule");
+        match &out.actions[0].1 {
+            Action::TriggerEvent { name, unique_id, time, properties, .. } => {
+                assert_eq!(name, "AI Weekly");
+                assert_eq!(*time, datetime!(2026-05-04 09:00 UTC));
+                assert_eq!(unique_id, &format!("nudge:weekly:{}:shopify:42", time.unix_timestamp()));
+                assert_eq!(properties["fired_at"], "2026-05-04T09:00:00Z");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A flow removed (or not a schedule flow) decides nothing.
+        assert!(set.decide_flow("gone", &ctx).is_none());
+        assert!(set.decide_flow("sync", &ctx).is_none());
+        // The condition still applies: a customer without orders is not matched.
+        let empty = state_after(&[], MarketingConsent::Subscribed);
+        let out = set.decide_flow("weekly", &DecideContext { state: &empty, ..ctx }).unwrap();
+        assert_eq!(out.status, Status::NotMatched);
+        // Events never fire schedule flows.
+        let placed = order("1002", 1);
+        assert!(
+            set.decide(&DecideContext {
+                event: &placed,
+                triggers: &Trigger::of_event(&placed, false),
+                ..ctx
+            })
+            .iter()
+            .all(|o| o.flow == "sync")
+        );
     }
 
     #[test]

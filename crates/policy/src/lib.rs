@@ -16,6 +16,7 @@
 pub mod condition;
 pub mod flows;
 pub mod reports;
+pub mod schedule;
 
 use nudge_model::{Action, AttrValue, ScoreSet};
 use nudge_state::CustomerState;

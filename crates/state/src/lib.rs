@@ -192,6 +192,8 @@ impl CustomerState {
                 );
                 if before == after && !tags_changed { Applied::Unchanged } else { Applied::Changed }
             }
+            // A schedule firing carries nothing to fold: the state stays as it is (the flow still decides).
+            Event::ScheduleTick(_) => Applied::Unchanged,
             Event::CartUpserted(_) | Event::ProductUpserted(_) => Applied::NotApplicable,
         };
         if applied == Applied::Changed {

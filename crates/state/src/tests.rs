@@ -106,6 +106,24 @@ fn abandonment_marks_once() {
 }
 
 #[test]
+fn a_schedule_tick_leaves_the_state_as_it_was() {
+    let mut s = CustomerState::new(cust());
+    s.apply(&Event::OrderUpserted(order("1", datetime!(2026-05-01 10:00 UTC), "10.00")));
+    let before = s.clone();
+    let tick = |customer: CustomerId| {
+        Event::ScheduleTick(nudge_model::ScheduleTick {
+            customer,
+            flow: "weekly".into(),
+            fired_at: datetime!(2026-05-04 09:00 UTC),
+        })
+    };
+    assert_eq!(s.apply(&tick(cust())), Applied::Unchanged);
+    assert_eq!(s, before);
+    assert_eq!(s.apply(&tick("shopify:999".parse().unwrap())), Applied::NotApplicable);
+    assert_eq!(s, before);
+}
+
+#[test]
 fn stale_customer_update_is_ignored_and_other_customers_not_applied() {
     let mut s = CustomerState::new(cust());
     let mk = |t, email: &str| {

@@ -2,8 +2,8 @@
 //!
 //! The [`Store`] trait is the one port every durable thing goes through: acknowledged deliveries and their
 //! dedupe keys, customer state, the outbox, the audit trail with its terminal states (and audit records that
-//! belong to no delivery, such as a model refit's), abandonment timers, imported order history, the model
-//! registry and the API tokens (by hash). Backends implement it whole, so one processing step can commit
+//! belong to no delivery, such as a model refit's), abandonment timers, schedule flows' progress, imported
+//! order history, the model registry and the API tokens (by hash). Backends implement it whole, so one processing step can commit
 //! state, audit, outbox and timers in a single transaction. [`sqlite::SqliteStore`] is the embedded default;
 //! other backends plug in behind the same trait and must pass [`conformance`].
 //!
@@ -201,6 +201,18 @@ pub trait Store: Send + Sync + 'static {
     /// How many decisions of `flow` went through approval (items of any status): what `approval.first_n`
     /// counts.
     async fn approval_count(&self, flow: &str) -> Result<u64>;
+
+    /// Every schedule flow's run record ([`ScheduleRun`]: the occurrence being fired or last fired, and how
+    /// far through the customers it got), by flow name.
+    async fn schedule_runs(&self) -> Result<Vec<ScheduleRun>>;
+
+    /// Creates or replaces the run record of `run.flow`; durable when it returns. The scheduler writes it
+    /// before and after committing each chunk of a firing to the ingest log, so a restart resumes the
+    /// firing where it stopped.
+    async fn save_schedule_run(&self, run: ScheduleRun) -> Result<()>;
+
+    /// Forgets the run record of a flow (one no longer configured); nothing happens when there is none.
+    async fn delete_schedule_run(&self, flow: &str) -> Result<()>;
 }
 
 /// Convenience: the terminal state recorded for a trace, if any.

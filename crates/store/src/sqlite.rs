@@ -22,6 +22,8 @@ const TOKENS_MIGRATION: &str = include_str!("../migrations/sqlite_002_api_tokens
 const APPROVALS_MIGRATION: &str = include_str!("../migrations/sqlite_003_approvals.sql");
 /// Decisions of measured flows, for the shadow and lift reports.
 const FLOW_DECISIONS_MIGRATION: &str = include_str!("../migrations/sqlite_004_flow_decisions.sql");
+/// Applied after the migrations before it on every open (idempotent): the progress of schedule flows.
+const SCHEDULE_RUNS_MIGRATION: &str = include_str!("../migrations/sqlite_005_schedule_runs.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
 const MAX_GROUP: usize = 4096;
 /// The most other write jobs (processing batches, attempts, …) one group commit takes.
@@ -443,6 +445,7 @@ impl SqliteStore {
         conn.execute_batch(TOKENS_MIGRATION)?;
         conn.execute_batch(APPROVALS_MIGRATION)?;
         conn.execute_batch(FLOW_DECISIONS_MIGRATION)?;
+        conn.execute_batch(SCHEDULE_RUNS_MIGRATION)?;
         migrate_legacy_layout(&conn, &log, &path)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
         let durable: i64 = log.query_row("SELECT COALESCE(MAX(seq), 0) FROM deliveries", [], |r| r.get(0))?;
@@ -2270,6 +2273,57 @@ impl Store for SqliteStore {
                 });
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn schedule_runs(&self) -> Result<Vec<ScheduleRun>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT flow, schedule, fire_at, cursor, pending_through, done FROM schedule_runs ORDER BY flow",
+            )?;
+            let rows = st.query_map([], |r| {
+                let customer = |i: usize| -> rusqlite::Result<Option<CustomerId>> {
+                    r.get::<_, Option<String>>(i)?.as_deref().map(parse_customer).transpose()
+                };
+                Ok(ScheduleRun {
+                    flow: r.get(0)?,
+                    schedule: r.get(1)?,
+                    fire_at_ms: r.get(2)?,
+                    cursor: customer(3)?,
+                    pending_through: customer(4)?,
+                    done: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn save_schedule_run(&self, run: ScheduleRun) -> Result<()> {
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO schedule_runs (flow, schedule, fire_at, cursor, pending_through, done)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                run.flow,
+                run.schedule,
+                run.fire_at_ms,
+                run.cursor.map(|c| c.to_string()),
+                run.pending_through.map(|c| c.to_string()),
+                run.done
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_schedule_run(&self, flow: &str) -> Result<()> {
+        let flow = flow.to_string();
+        self.write(move |tx| {
+            tx.prepare_cached("DELETE FROM schedule_runs WHERE flow = ?1")?.execute([flow])?;
+            Ok(())
         })
         .await
     }

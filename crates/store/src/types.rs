@@ -167,6 +167,26 @@ impl ApprovalStatus {
     }
 }
 
+/// Where a `schedule` flow's firing stands. A firing sends every customer, in key order, in chunks: each
+/// chunk is one delivery in the ingest log (source `schedule`) under a dedupe key naming the flow, the
+/// occurrence and the customer the chunk starts after, so committing a chunk again is a duplicate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRun {
+    pub flow: String,
+    /// The cron expression the occurrence belongs to.
+    pub schedule: String,
+    /// The occurrence (ms since the epoch) being fired; when `done`, the last one fired (or, for a flow
+    /// first seen, the instant it was first seen: occurrences before it are not owed).
+    pub fire_at_ms: i64,
+    /// The last customer whose chunk is in the ingest log; `None` before the first chunk.
+    pub cursor: Option<CustomerId>,
+    /// The last customer of the chunk being committed: set before the commit and cleared after it, so a
+    /// restart in between commits the same customers again (a duplicate if the first commit landed).
+    pub pending_through: Option<CustomerId>,
+    /// Every customer of the occurrence is in the ingest log.
+    pub done: bool,
+}
+
 /// An approval item as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApprovalRecord {
