@@ -10,9 +10,10 @@
 //! - `event 50` / `event 10`: prepare + evaluate, the per-event cost of the decision's conditions;
 //! - `unprepared 50`: `Condition::eval` on each, which prepares the facts again every time;
 //! - `decide mixed`: `FlowSet::decide` with 50 flows configured over mixed triggers (the 10 above on
-//!   `checkout_abandoned`, the others on order, customer, score and state triggers; holdouts, caps,
-//!   baselines, actions with CEL properties) for one abandoned checkout: what the pipeline runs per event
-//!   (facts, preparation, the triggered flows' conditions and checks, their actions built);
+//!   `checkout_abandoned`, one profile sync on `state_changed`, the others on order, customer, score and
+//!   checkout triggers; holdouts, caps, baselines, actions with CEL properties) for one abandoned checkout:
+//!   what the pipeline runs per event (facts, preparation, the triggered flows' conditions and checks,
+//!   their actions built);
 //! - `decide all 50`: the same with every one of the 50 flows on `checkout_abandoned`, the worst case.
 //!
 //! Allocates with mimalloc, as the nudge binary does. Each event is timed on its own, in 5 rounds of N
@@ -274,17 +275,30 @@ fn main() {
 /// property computed by CEL.
 fn flow_set(all_abandoned: bool) -> FlowSet {
     const OTHERS: [&str; 5] =
-        ["order_placed", "order_updated", "customer_updated", "scores_changed", "state_changed"];
+        ["order_placed", "order_updated", "customer_updated", "scores_changed", "checkout_started"];
     let specs: Vec<FlowSpec> = CONDITIONS
         .iter()
         .enumerate()
         .map(|(i, when)| {
-            let trigger = if all_abandoned || TRIGGERED.contains(&i) { "checkout_abandoned" } else { OTHERS[i % 5] };
+            let last = i == CONDITIONS.len() - 1;
+            let trigger = if all_abandoned || TRIGGERED.contains(&i) {
+                "checkout_abandoned"
+            } else if last {
+                // The profile sync every configuration has.
+                "state_changed"
+            } else {
+                OTHERS[i % 5]
+            };
+            let action = if last {
+                serde_json::json!({ "type": "sync_profile", "destination": "klaviyo" })
+            } else {
+                serde_json::json!({ "type": "track_event", "destination": "klaviyo", "metric": format!("AI Flow {i}"),
+                                    "properties": { "tier": "scores.segment" } })
+            };
             let mut spec = serde_json::json!({
                 "name": format!("flow_{i}"), "trigger": trigger, "when": when,
                 "holdout_percent": if i % 5 == 0 { 10 } else { 0 },
-                "actions": [{ "type": "track_event", "destination": "klaviyo", "metric": format!("AI Flow {i}"),
-                              "properties": { "tier": "scores.segment" } }],
+                "actions": [action],
             });
             if i % 3 == 0 {
                 spec["frequency_cap"] = "1/7d".into();

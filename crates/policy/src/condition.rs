@@ -514,7 +514,14 @@ impl Condition {
         if self.is_always() {
             return Ok(FactValue::Bool(true));
         }
-        let prepared = facts.prepare();
+        self.value_prepared(&facts.prepare())
+    }
+
+    /// [`Condition::value`] against facts prepared once ([`Facts::prepare`]).
+    pub fn value_prepared(&self, prepared: &PreparedFacts<'_>) -> Result<FactValue, String> {
+        if self.is_always() {
+            return Ok(FactValue::Bool(true));
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             with_context(&prepared.0, |ctx| match Value::resolve_val(&self.inner.expr, ctx) {
                 Ok(v) => Ok(match Value::try_from(&*v) {
@@ -586,6 +593,11 @@ impl Condition {
     /// The `var.field` paths the condition reads (`has(var.field)` included), sorted.
     pub fn inputs(&self) -> Vec<String> {
         self.inner.inputs.clone()
+    }
+
+    /// [`Condition::inputs`] without a copy.
+    pub fn input_paths(&self) -> &[String] {
+        &self.inner.inputs
     }
 
     /// Evaluates the condition. For several conditions on the same facts, prepare the facts once

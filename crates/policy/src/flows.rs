@@ -321,6 +321,8 @@ pub struct CompiledFlow {
     pub schedule: Option<Schedule>,
     /// Per track_event action (by index), its compiled property expressions.
     properties: Vec<Vec<(String, Condition)>>,
+    /// `nudge:<name with - for _>:`, the start of its trigger events' `unique_id`s.
+    unique_prefix: String,
 }
 
 /// A checked set of flows, with the version (content hash) every decision records.
@@ -463,7 +465,16 @@ impl FlowSet {
                 }
                 properties.push(props);
             }
-            flows.push(CompiledFlow { spec: spec.clone(), when, baseline, cap, schedule, properties });
+            let unique_prefix = format!("nudge:{}:", spec.name.replace('_', "-"));
+            flows.push(CompiledFlow {
+                spec: spec.clone(),
+                when,
+                baseline,
+                cap,
+                schedule,
+                properties,
+                unique_prefix,
+            });
         }
         let mut h = Sha256::new();
         h.update(serde_json::to_vec(specs).expect("flow specs serialise"));
@@ -525,7 +536,8 @@ impl FlowSet {
         }
         let facts = facts_of(ctx.event, ctx.state, ctx.scores, ctx.now);
         let prepared = facts.prepare();
-        selected.into_iter().map(|f| self.decide_one(f, ctx, &facts, &prepared)).collect()
+        let base = std::cell::OnceCell::new();
+        selected.into_iter().map(|f| self.decide_one(f, ctx, &facts, &prepared, &base)).collect()
     }
 
     /// Decides flow `name` alone, if `ctx.triggers` select it: the decision of a schedule firing, which
@@ -535,7 +547,7 @@ impl FlowSet {
         let f = self.get(name).filter(|f| ctx.triggers.contains(&f.spec.trigger))?;
         let facts = facts_of(ctx.event, ctx.state, ctx.scores, ctx.now);
         let prepared = facts.prepare();
-        Some(self.decide_one(f, ctx, &facts, &prepared))
+        Some(self.decide_one(f, ctx, &facts, &prepared, &std::cell::OnceCell::new()))
     }
 
     /// The `schedule` flows and their schedules, in the set's order.
@@ -549,6 +561,7 @@ impl FlowSet {
         ctx: &DecideContext<'_>,
         facts: &Facts,
         prepared: &PreparedFacts<'_>,
+        base: &std::cell::OnceCell<Shared>,
     ) -> FlowOutcome {
         let spec = &f.spec;
         let mut out = FlowOutcome {
@@ -600,7 +613,10 @@ impl FlowSet {
             .actions
             .iter()
             .zip(&f.properties)
-            .map(|(a, props)| (a.destination().to_string(), build_action(a, props, spec, ctx, facts)))
+            .map(|(a, props)| {
+                let base = || base.get_or_init(|| shared_parts(ctx));
+                (a.destination().to_string(), build_action(a, props, f, ctx, prepared, base))
+            })
             .collect();
         let shadow = spec.mode == Mode::Shadow || ctx.policy.shadow;
         let first_n = spec.approval.as_ref().map_or(0, |a| a.first_n);
@@ -770,37 +786,58 @@ impl Status {
     }
 }
 
-fn build_action(
+/// What every trigger event of one decision shares: the event's own properties with the prefixed scores,
+/// segment and model version, its value, time and `unique_id` key, and the customer's email. Built once
+/// per event, when a flow first acts.
+struct Shared {
+    properties: serde_json::Map<String, serde_json::Value>,
+    value: Option<nudge_model::Money>,
+    time: Timestamp,
+    key: String,
+    email: Option<String>,
+}
+
+fn shared_parts(ctx: &DecideContext<'_>) -> Shared {
+    let mut properties = event_properties(ctx.event);
+    let p = &ctx.policy.attribute_prefix;
+    for s in &ctx.scores.scores {
+        properties.insert(format!("{p}{}", s.name), json_number(s.value));
+    }
+    properties.insert(format!("{p}segment"), ctx.scores.segment.as_str().into());
+    properties.insert(format!("{p}model_version"), ctx.scores.model_version.clone().into());
+    let (value, time, key) = event_anchor(ctx.event, ctx.now);
+    let email = ctx.state.email.clone().or_else(|| event_email(ctx.event));
+    Shared { properties, value, time, key, email }
+}
+
+fn build_action<'b>(
     a: &ActionSpec,
     props: &[(String, Condition)],
-    spec: &FlowSpec,
+    f: &CompiledFlow,
     ctx: &DecideContext<'_>,
-    facts: &Facts,
+    prepared: &PreparedFacts<'_>,
+    base: impl FnOnce() -> &'b Shared,
 ) -> Action {
     match a {
         ActionSpec::SyncProfile { .. } => profile_action(ctx.state, ctx.scores, ctx.policy),
         ActionSpec::TrackEvent { metric, .. } => {
-            let mut properties = event_properties(ctx.event);
+            let shared = base();
+            let mut properties = shared.properties.clone();
             let p = &ctx.policy.attribute_prefix;
-            for s in &ctx.scores.scores {
-                properties.insert(format!("{p}{}", s.name), json_number(s.value));
-            }
-            properties.insert(format!("{p}segment"), ctx.scores.segment.as_str().into());
-            properties.insert(format!("{p}model_version"), ctx.scores.model_version.clone().into());
-            properties.insert(format!("{p}flow"), spec.name.clone().into());
+            properties.insert(format!("{p}flow"), f.spec.name.clone().into());
             for (name, expr) in props {
-                let v = expr.value(facts).map(|v| fact_json(&v)).unwrap_or(serde_json::Value::Null);
+                let v =
+                    expr.value_prepared(prepared).map(|v| fact_json(&v)).unwrap_or(serde_json::Value::Null);
                 properties.insert(name.clone(), v);
             }
-            let (value, time, key) = event_anchor(ctx.event, ctx.now);
             Action::TriggerEvent {
                 customer: ctx.state.customer.clone(),
-                email: ctx.state.email.clone().or_else(|| event_email(ctx.event)),
+                email: shared.email.clone(),
                 name: metric.clone(),
                 properties,
-                value,
-                time,
-                unique_id: format!("nudge:{}:{key}", spec.name.replace('_', "-")),
+                value: shared.value,
+                time: shared.time,
+                unique_id: format!("{}{}", f.unique_prefix, shared.key),
             }
         }
         ActionSpec::AddToList { list_id, .. } => Action::AddToList {
@@ -983,11 +1020,11 @@ pub fn facts_of(event: &Event, state: &CustomerState, scores: &ScoreSet, now: Ti
 
 /// The facts a condition reads, as JSON for the audit.
 fn inputs_of(c: &Condition, facts: &Facts) -> BTreeMap<String, serde_json::Value> {
-    c.inputs()
-        .into_iter()
+    c.input_paths()
+        .iter()
         .map(|path| {
-            let v = lookup(facts, &path).map_or(serde_json::Value::Null, fact_json);
-            (path, v)
+            let v = lookup(facts, path).map_or(serde_json::Value::Null, fact_json);
+            (path.clone(), v)
         })
         .collect()
 }
