@@ -395,7 +395,7 @@ mod tests {
                     name: "actual".into(),
                     color: PALETTE[0].into(),
                     values: vec![100.0, 40.0, 10.0],
-                    intervals: vec![Some((90.0, 110.0))],
+                    intervals: vec![Some((90.0, 100.0))],
                 },
                 Bars {
                     name: "a <model>".into(),
@@ -414,7 +414,9 @@ mod tests {
         // Three actual bars and one model bar (NaN and the missing value draw nothing), plus the legend
         // swatches and the background.
         assert_eq!(svg.matches("<rect x=").count(), 4 + 2);
-        assert_eq!(svg.matches("<title>").count(), 4);
+        // Four bars and the first bar's interval whisker.
+        assert_eq!(svg.matches("<title>").count(), 5);
+        assert_eq!(svg.matches("<path d=").count(), 1);
         assert!(svg.contains(">2+</text>"));
         assert!(svg.contains("a &lt;model&gt;"));
         // The tallest bar reaches the top tick at 100: y = TOP.
