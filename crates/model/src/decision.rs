@@ -72,12 +72,25 @@ pub enum Action {
         /// Deterministic: the same cause always produces the same id, so retries never duplicate.
         unique_id: String,
     },
+    /// Tell the team something about a customer (a Slack message, a webhook). The text is built from
+    /// flow facts (scores, counts, ids), which hold no personal data.
+    Alert {
+        customer: CustomerId,
+        /// The flow that raised the alert.
+        flow: String,
+        text: String,
+        #[serde(with = "time::serde::rfc3339")]
+        time: Timestamp,
+        /// Deterministic, like a trigger event's: the same cause always produces the same id.
+        unique_id: String,
+    },
 }
 
 impl Action {
     pub fn customer(&self) -> &CustomerId {
         match self {
             Action::UpsertProfile { customer, .. } | Action::TriggerEvent { customer, .. } => customer,
+            Action::Alert { customer, .. } => customer,
         }
     }
 
@@ -85,8 +98,12 @@ impl Action {
         match self {
             Action::UpsertProfile { .. } => "upsert_profile",
             Action::TriggerEvent { .. } => "trigger_event",
+            Action::Alert { .. } => "alert",
         }
     }
+
+    /// Every value [`Action::kind`] can return.
+    pub const KINDS: &'static [&'static str] = &["upsert_profile", "trigger_event", "alert"];
 }
 
 /// What the policy decided for one customer after one event.

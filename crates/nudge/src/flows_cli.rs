@@ -92,6 +92,9 @@ fn list(cfg: &Config, set: &FlowSet, json_out: bool) -> anyhow::Result<()> {
                 ActionSpec::TrackEvent { destination, metric, .. } => {
                     println!("  action: track_event \"{metric}\" → {destination}")
                 }
+                ActionSpec::SlackAlert { destination, text } => {
+                    println!("  action: slack_alert → {destination} (text: {text})")
+                }
             }
         }
     }

@@ -744,6 +744,10 @@ fn action_summary(a: &nudge_model::Action) -> serde_json::Value {
         nudge_model::Action::TriggerEvent { name, unique_id, value, .. } => serde_json::json!({
             "kind": "trigger_event", "name": name, "unique_id": unique_id, "value": value,
         }),
+        // The text is built from flow facts only, which hold no personal data.
+        nudge_model::Action::Alert { flow, text, unique_id, .. } => serde_json::json!({
+            "kind": "alert", "flow": flow, "text": text, "unique_id": unique_id,
+        }),
     }
 }
 

@@ -134,6 +134,10 @@ pub enum ActionSpec {
         #[serde(default)]
         properties: BTreeMap<String, String>,
     },
+    /// Tell the team: a message to Slack (or a webhook). `text` is a CEL expression over `event`,
+    /// `customer` and `scores`, evaluated when the flow decides; those facts hold no personal data, so
+    /// neither can the message.
+    SlackAlert { destination: String, text: String },
 }
 
 impl ActionSpec {
@@ -142,6 +146,25 @@ impl ActionSpec {
             ActionSpec::SyncProfile { destination } | ActionSpec::TrackEvent { destination, .. } => {
                 destination
             }
+            ActionSpec::SlackAlert { destination, .. } => destination,
+        }
+    }
+
+    /// The kind of [`Action`] this spec builds ([`Action::kind`]).
+    pub fn action_kind(&self) -> &'static str {
+        match self {
+            ActionSpec::SyncProfile { .. } => "upsert_profile",
+            ActionSpec::TrackEvent { .. } => "trigger_event",
+            ActionSpec::SlackAlert { .. } => "alert",
+        }
+    }
+
+    /// The spec's `type` as configured.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ActionSpec::SyncProfile { .. } => "sync_profile",
+            ActionSpec::TrackEvent { .. } => "track_event",
+            ActionSpec::SlackAlert { .. } => "slack_alert",
         }
     }
 
@@ -255,7 +278,8 @@ pub struct CompiledFlow {
     pub when: Condition,
     pub baseline: Option<Condition>,
     pub cap: Option<FrequencyCap>,
-    /// Per track_event action (by index), its compiled property expressions.
+    /// Per action (by index), its compiled expressions: a track_event's properties, a slack_alert's
+    /// `text`.
     properties: Vec<Vec<(String, Condition)>>,
 }
 
@@ -373,7 +397,15 @@ impl FlowSet {
                         format!("destination `{}` is not configured ({known})", a.destination()),
                     ));
                 }
+                if let Some(why) = destination_refuses(a.destination(), a) {
+                    return Err(named(&key("type"), why));
+                }
                 let mut props = Vec::new();
+                if let ActionSpec::SlackAlert { text, .. } = a {
+                    let c = Condition::compile_value(text, &schema)
+                        .map_err(|e| named(&key("text"), e.to_string()))?;
+                    props.push(("text".to_string(), c));
+                }
                 if let ActionSpec::TrackEvent { metric, properties: p, .. } = a {
                     if metric.trim().is_empty() || metric.len() > 128 {
                         return Err(named(
@@ -400,6 +432,9 @@ impl FlowSet {
     /// The built-in flows used when the config has no `[[flows]]`: today's two behaviours, toward every
     /// configured destination.
     pub fn default_specs(destinations: &[&str], cfg: &PolicyConfig) -> Vec<FlowSpec> {
+        // Alert channels and signed webhooks get only what a configured flow sends them.
+        let destinations: Vec<&str> =
+            destinations.iter().copied().filter(|d| !is_alert_channel(d) && !is_webhook(d)).collect();
         vec![
             FlowSpec {
                 name: "profile_sync".into(),
@@ -690,6 +725,25 @@ fn build_action(
 ) -> Action {
     match a {
         ActionSpec::SyncProfile { .. } => profile_action(ctx.state, ctx.scores, ctx.policy),
+        ActionSpec::SlackAlert { .. } => {
+            let text = match props.first().map(|(_, expr)| expr.value(facts)) {
+                Some(Ok(FactValue::Text(t))) => t,
+                Some(Ok(FactValue::Null)) | None => String::new(),
+                Some(Ok(other)) => match fact_json(&other) {
+                    serde_json::Value::String(s) => s,
+                    v => v.to_string(),
+                },
+                Some(Err(e)) => format!("flow {}: the alert text could not be evaluated: {e}", spec.name),
+            };
+            let (_, time, key) = event_anchor(ctx.event, ctx.now);
+            Action::Alert {
+                customer: ctx.state.customer.clone(),
+                flow: spec.name.clone(),
+                text,
+                time,
+                unique_id: format!("nudge:{}:alert:{key}", spec.name.replace('_', "-")),
+            }
+        }
         ActionSpec::TrackEvent { metric, .. } => {
             let mut properties = event_properties(ctx.event);
             let p = &ctx.policy.attribute_prefix;
@@ -715,6 +769,32 @@ fn build_action(
             }
         }
     }
+}
+
+/// Whether `destination` is the Slack alert channel, which takes alerts only.
+pub fn is_alert_channel(destination: &str) -> bool {
+    destination == "slack"
+}
+
+/// Whether `destination` is a signed webhook (`webhook:<name>`), which takes every kind of action.
+pub fn is_webhook(destination: &str) -> bool {
+    destination.starts_with("webhook:")
+}
+
+/// Why `destination` cannot take the action `a`, if it cannot: Slack takes alerts only, and alerts go to
+/// Slack or a webhook only (a marketing platform has no use for them).
+fn destination_refuses(destination: &str, a: &ActionSpec) -> Option<String> {
+    let alert = matches!(a, ActionSpec::SlackAlert { .. });
+    if is_alert_channel(destination) && !alert {
+        return Some(format!(
+            "`{}` cannot go to `{destination}`: Slack takes slack_alert only",
+            a.type_name()
+        ));
+    }
+    if alert && !is_alert_channel(destination) && !is_webhook(destination) {
+        return Some(format!("slack_alert goes to `slack` or a `webhook:<name>`, not `{destination}`"));
+    }
+    None
 }
 
 /// The event's own properties on a trigger event (the checkout's value, items and recovery link, …).
@@ -1029,6 +1109,7 @@ impl FlowSet {
                     ActionSpec::TrackEvent { destination, metric, .. } => {
                         format!("track_event \"{metric}\" → {destination}")
                     }
+                    ActionSpec::SlackAlert { destination, .. } => format!("slack_alert → {destination}"),
                 })
                 .collect(),
         })
@@ -1038,6 +1119,37 @@ impl FlowSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alert_text_can_only_read_fields_without_personal_data() {
+        let schema = Schema::flows_default();
+        for var in ["event", "customer", "scores"] {
+            for (field, _) in schema.fields(var) {
+                for personal in ["email", "phone", "name", "address", "zip", "city", "birth"] {
+                    let consent_flag = field.ends_with("_consent");
+                    assert!(!field.contains(personal) || consent_flag, "{var}.{field} looks personal");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn slack_alert_text_is_compiled_and_routed_by_kind() {
+        let spec = |dest: &str, text: &str| -> FlowSpec {
+            serde_json::from_value(serde_json::json!({"name": "a", "trigger": "order_placed",
+                "actions": [{"type": "slack_alert", "destination": dest, "text": text}]}))
+            .unwrap()
+        };
+        let dests = ["klaviyo", "slack", "webhook:crm"];
+        FlowSet::compile(&[spec("slack", "'order ' + event.order_id")], &dests).unwrap();
+        FlowSet::compile(&[spec("webhook:crm", "scores.churn_risk")], &dests).unwrap();
+        let e = FlowSet::compile(&[spec("slack", "'order ' + event.nope")], &dests).unwrap_err();
+        assert_eq!(e.path, "flows[0].actions[0].text");
+        let e = FlowSet::compile(&[spec("klaviyo", "'x'")], &dests).unwrap_err();
+        assert_eq!(e.path, "flows[0].actions[0].type");
+        let defaults = FlowSet::default_specs(&dests, &PolicyConfig::default());
+        assert!(defaults.iter().flat_map(|f| &f.actions).all(|a| a.destination() == "klaviyo"));
+    }
     use nudge_model::{Checkout, CheckoutAbandoned, Money, Order, Score, Segment};
     use time::macros::datetime;
 

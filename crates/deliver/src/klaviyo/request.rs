@@ -47,6 +47,8 @@ impl Endpoint {
         match action {
             Action::UpsertProfile { .. } => Endpoint::ProfileImport,
             Action::TriggerEvent { .. } => Endpoint::Events,
+            // Not sent: `build` rejects alerts; the label only names where it would have gone.
+            Action::Alert { .. } => Endpoint::Events,
         }
     }
 }
@@ -140,6 +142,9 @@ pub fn build(action: &Action, now: OffsetDateTime) -> Result<KlaviyoRequest, Del
                 )));
             }
             Ok(KlaviyoRequest { endpoint: Endpoint::Events, body })
+        }
+        Action::Alert { .. } => {
+            Err(invalid("Klaviyo does not take alerts; route them to Slack or a webhook"))
         }
     }
 }

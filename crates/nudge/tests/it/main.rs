@@ -5,6 +5,7 @@ mod access;
 mod approvals;
 mod architecture;
 mod crash;
+mod destinations;
 mod pipelined;
 mod reports;
 mod spine;
