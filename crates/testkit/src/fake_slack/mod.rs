@@ -179,18 +179,18 @@ fn decide(shared: &Shared, method: &Method, path: &str, content_type: Option<&st
     if method != Method::POST {
         return (405, "invalid_method".into(), None, delay);
     }
-    if !content_type.and_then(|t| t.split(';').next()).is_some_and(|t| t.trim() == "application/json") {
+    if content_type.and_then(|t| t.split(';').next()).is_none_or(|t| t.trim() != "application/json") {
         return (400, "invalid_payload".into(), None, delay);
     }
     let Ok(Value::Object(message)) = serde_json::from_slice::<Value>(body) else {
         return (400, "invalid_payload".into(), None, delay);
     };
     if let Some(blocks) = message.get("blocks")
-        && !blocks.as_array().is_some_and(|b| !b.is_empty())
+        && blocks.as_array().is_none_or(|b| b.is_empty())
     {
         return (400, "invalid_blocks".into(), None, delay);
     }
-    if !message.get("text").and_then(Value::as_str).is_some_and(|t| !t.trim().is_empty()) {
+    if message.get("text").and_then(Value::as_str).is_none_or(|t| t.trim().is_empty()) {
         return (400, "missing_text_or_fallback_or_attachments".into(), None, delay);
     }
     if let Some(limit) = shared.config.per_second {
