@@ -252,6 +252,24 @@ async fn webhook_410_disables_the_endpoint_and_redirects_are_not_followed() {
 }
 
 #[tokio::test]
+async fn webhook_rotation_signs_with_the_old_and_the_new_secret() {
+    init();
+    // The receiver still verifies with the old secret; the sender has moved to the new one.
+    let fake = FakeWebhook::start(OTHER_SECRET).await.unwrap();
+    let only_new =
+        WebhookClient::new(WebhookConfig::new("crm", fake.url(), SECRET).allowing_private()).unwrap();
+    let o = only_new.deliver(&trigger_event(1)).await;
+    assert!(matches!(o, Outcome::Rejected { status: Some(401), .. }), "{o}");
+    let mut rotating = WebhookConfig::new("crm", fake.url(), SECRET).allowing_private();
+    rotating.previous_secrets = vec![OTHER_SECRET.into()];
+    let client = WebhookClient::new(rotating).unwrap();
+    assert!(client.deliver(&trigger_event(2)).await.is_delivered());
+    let signature = fake.accepted()[0].signature.clone();
+    assert_eq!(signature.split(' ').filter(|s| s.starts_with("v1,")).count(), 2, "{signature}");
+    assert!(!format!("{client:?}").contains("C2FVsBQIhrscChlQIMV"));
+}
+
+#[tokio::test]
 async fn webhook_events_filter_refuses_other_types_without_a_request() {
     init();
     let fake = FakeWebhook::start(SECRET).await.unwrap();

@@ -474,7 +474,10 @@ impl Config {
     pub fn secrets(&self) -> Vec<String> {
         let mut v: Vec<String> = self.sources.shopify.iter().flat_map(|s| s.secrets.clone()).collect();
         v.extend(self.destinations.klaviyo.iter().map(|k| k.api_key.clone()));
-        v.extend(self.destinations.webhooks.iter().map(|w| w.secret.clone()));
+        for w in &self.destinations.webhooks {
+            v.push(w.secret.clone());
+            v.extend(w.previous_secrets.iter().cloned());
+        }
         v.extend(self.destinations.slack.iter().map(|s| s.webhook_url.clone()));
         v.extend(self.privacy.pseudonym_key.clone());
         v

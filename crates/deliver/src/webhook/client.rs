@@ -21,7 +21,8 @@ const MAX_ERROR_BODY_BYTES: usize = 4096;
 pub struct WebhookClient {
     http: reqwest::Client,
     config: WebhookConfig,
-    secret: WebhookSecret,
+    /// The current secret first, then those being rotated out.
+    secrets: Vec<WebhookSecret>,
     /// The endpoint label in outcomes: `POST webhook:<name>` (the URL can hold a token, so it is not shown).
     label: String,
     /// Set when the receiver answered 410 Gone.
@@ -35,7 +36,10 @@ impl WebhookClient {
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             return Err(DeliverError::NoCryptoProvider);
         }
-        let secret = WebhookSecret::parse(&config.secret).map_err(DeliverError::Config)?;
+        let secrets = std::iter::once(&config.secret)
+            .chain(&config.previous_secrets)
+            .map(|s| WebhookSecret::parse(s).map_err(DeliverError::Config))
+            .collect::<Result<Vec<_>, _>>()?;
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(std::time::Duration::from_secs(5)))
@@ -44,7 +48,7 @@ impl WebhookClient {
             .user_agent(concat!("nudge/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let label = format!("POST {}", config.destination_name());
-        Ok(WebhookClient { http, config, secret, label, gone: Arc::new(AtomicBool::new(false)) })
+        Ok(WebhookClient { http, config, secrets, label, gone: Arc::new(AtomicBool::new(false)) })
     }
 
     pub fn config(&self) -> &WebhookConfig {
@@ -62,7 +66,7 @@ impl WebhookClient {
 
     /// Sends `req` signed at `timestamp` (unix seconds of this attempt).
     async fn send(&self, req: request::WebhookRequest, timestamp: i64) -> Outcome {
-        let signature = sign::signature(&self.secret, &req.id, timestamp, &req.body);
+        let signature = sign::signature_header(&self.secrets, &req.id, timestamp, &req.body);
         let result = self
             .http
             .post(self.config.url.trim())

@@ -26,6 +26,10 @@ pub struct WebhookConfig {
     pub url: String,
     /// `whsec_` + standard base64 of 24–64 random bytes (the prefix and the padding are optional).
     pub secret: String,
+    /// Secrets the endpoint is moving away from: while listed, each delivery carries one `v1` signature
+    /// per secret (space-delimited), so the receiver can switch to `secret` at its own pace.
+    #[serde(default)]
+    pub previous_secrets: Vec<String>,
     /// The event types this endpoint takes (`nudge.trigger_event`, …); all when absent.
     #[serde(default)]
     pub events: Option<Vec<String>>,
@@ -62,6 +66,7 @@ impl WebhookConfig {
             name: name.into(),
             url: url.into(),
             secret: secret.into(),
+            previous_secrets: Vec::new(),
             events: None,
             enabled: true,
             allow_private: false,
@@ -114,6 +119,11 @@ impl WebhookConfig {
         if let Err(e) = WebhookSecret::parse(&self.secret) {
             return fail("secret", e);
         }
+        for (i, previous) in self.previous_secrets.iter().enumerate() {
+            if let Err(e) = WebhookSecret::parse(previous) {
+                return fail("previous_secrets", format!("[{i}]: {e}"));
+            }
+        }
         if let Some(events) = &self.events {
             if events.is_empty() {
                 return fail("events", "list at least one event type, or leave `events` out for all".into());
@@ -146,6 +156,7 @@ impl fmt::Debug for WebhookConfig {
             .field("name", &self.name)
             .field("url", &self.url)
             .field("secret", &"[redacted]")
+            .field("previous_secrets", &format!("[{} redacted]", self.previous_secrets.len()))
             .field("events", &self.events)
             .field("enabled", &self.enabled)
             .field("allow_private", &self.allow_private)
@@ -261,6 +272,13 @@ mod tests {
         assert_eq!(field(ok.clone().with_events(&[])), "events");
         assert_eq!(field(ok.clone().with_timeout(Duration::from_secs(31))), "timeout");
         ok.clone().with_events(&["nudge.trigger_event", "nudge.alert"]).check().unwrap();
+        let mut rotating = ok.clone();
+        rotating.previous_secrets = vec![VECTOR_SECRET.into()];
+        rotating.check().unwrap();
+        rotating.previous_secrets.push("whsec_c2hvcnQ=".into());
+        let e = rotating.check().unwrap_err();
+        assert_eq!((e.field, e.message.starts_with("[1]")), ("previous_secrets", true), "{e:?}");
+        assert!(format!("{rotating:?}").contains("[2 redacted]"));
     }
 
     #[test]

@@ -17,4 +17,4 @@ pub mod sign;
 pub use client::WebhookClient;
 pub use config::{WebhookConfig, WebhookSecret};
 pub use request::{WebhookRequest, build, event_type, webhook_id};
-pub use sign::{signature, signed_content};
+pub use sign::{signature, signature_header, signed_content};

@@ -25,6 +25,11 @@ pub fn signature(secret: &WebhookSecret, id: &str, timestamp: i64, body: &[u8]) 
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
+/// The `webhook-signature` header: one `v1` signature per secret, space-delimited (rotation).
+pub fn signature_header(secrets: &[WebhookSecret], id: &str, timestamp: i64, body: &[u8]) -> String {
+    secrets.iter().map(|s| signature(s, id, timestamp, body)).collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +77,17 @@ mod tests {
         let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, "b59d48e3f843ca000980ee5363189277a49dd240d6ea13de9c37be6d36b72a4c");
         assert_ne!(format!("v1,{hex}"), EXPECTED);
+    }
+
+    #[test]
+    fn rotation_signs_with_every_secret() {
+        let new = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw3Mq2kbhnVQs=").unwrap();
+        let old = WebhookSecret::parse(SECRET).unwrap();
+        let header = signature_header(&[new.clone(), old], ID, TS, BODY);
+        let parts: Vec<&str> = header.split(' ').collect();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0], signature(&new, ID, TS, BODY));
+        assert_eq!(parts[1], EXPECTED);
     }
 
     #[test]
