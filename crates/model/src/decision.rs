@@ -108,6 +108,18 @@ pub enum Action {
     },
     /// End the customer's membership of a list. Removing someone who is not a member is not an error.
     RemoveFromList { customer: CustomerId, email: Option<String>, list_id: String },
+    /// Tell the team something about a customer (a Slack message, a webhook). The text is built from
+    /// flow facts (scores, counts, ids), which hold no personal data.
+    Alert {
+        customer: CustomerId,
+        /// The flow that raised the alert.
+        flow: String,
+        text: String,
+        #[serde(with = "time::serde::rfc3339")]
+        time: Timestamp,
+        /// Deterministic, like a trigger event's: the same cause always produces the same id.
+        unique_id: String,
+    },
 }
 
 impl Action {
@@ -116,7 +128,8 @@ impl Action {
             Action::UpsertProfile { customer, .. }
             | Action::TriggerEvent { customer, .. }
             | Action::AddToList { customer, .. }
-            | Action::RemoveFromList { customer, .. } => customer,
+            | Action::RemoveFromList { customer, .. }
+            | Action::Alert { customer, .. } => customer,
         }
     }
 
@@ -126,6 +139,7 @@ impl Action {
             Action::TriggerEvent { .. } => "trigger_event",
             Action::AddToList { .. } => "add_to_list",
             Action::RemoveFromList { .. } => "remove_from_list",
+            Action::Alert { .. } => "alert",
         }
     }
 
@@ -133,9 +147,13 @@ impl Action {
     pub fn list_id(&self) -> Option<&str> {
         match self {
             Action::AddToList { list_id, .. } | Action::RemoveFromList { list_id, .. } => Some(list_id),
-            Action::UpsertProfile { .. } | Action::TriggerEvent { .. } => None,
+            Action::UpsertProfile { .. } | Action::TriggerEvent { .. } | Action::Alert { .. } => None,
         }
     }
+
+    /// Every value [`Action::kind`] can return.
+    pub const KINDS: &'static [&'static str] =
+        &["upsert_profile", "trigger_event", "add_to_list", "remove_from_list", "alert"];
 }
 
 /// What the policy decided for one customer after one event.

@@ -72,7 +72,8 @@ impl Shared {
         let set = cfg.flow_set_for(&running)?;
         let mut notes = Vec::new();
         let configured = cfg.destination_names();
-        if configured.iter().any(|d| !running.contains(d)) || running.iter().any(|d| !configured.contains(d))
+        if configured.iter().any(|d| !running.contains(&d.as_str()))
+            || running.iter().any(|d| !configured.iter().any(|c| c == d))
         {
             notes.push(format!(
                 "destinations changed ({} configured, {} running): the running ones stay until a restart",
@@ -144,6 +145,15 @@ pub fn destinations(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Dest
         let client =
             nudge_deliver::klaviyo::KlaviyoClient::new(k.clone()).context("building the Klaviyo client")?;
         map.insert("klaviyo".into(), Arc::new(client));
+    }
+    for w in cfg.destinations.webhooks.iter().filter(|w| w.enabled) {
+        let client = nudge_deliver::WebhookClient::new(w.clone())
+            .with_context(|| format!("building the webhook client `{}`", w.name))?;
+        map.insert(w.destination_name(), Arc::new(client));
+    }
+    if let Some(s) = &cfg.destinations.slack {
+        let client = nudge_deliver::SlackClient::new(s.clone()).context("building the Slack client")?;
+        map.insert("slack".into(), Arc::new(client));
     }
     Ok(map)
 }
@@ -270,7 +280,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         counters: Counters::default(),
         flows: flows.clone(),
         scoring: scoring.clone(),
-        destinations: cfg.destination_names().iter().map(|d| d.to_string()).collect(),
+        destinations: cfg.destination_names(),
         policy: cfg.policy(),
         config_loader: Default::default(),
     });

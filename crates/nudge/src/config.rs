@@ -6,6 +6,7 @@
 //! Every error names the key path and the reason; the CLI exits with code 2 on any of them.
 
 use nudge_deliver::klaviyo::KlaviyoConfig;
+use nudge_deliver::{SlackConfig, WebhookConfig};
 use nudge_store::sqlite::Durability;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
@@ -173,6 +174,11 @@ impl fmt::Debug for ShopifyConfig {
 #[serde(deny_unknown_fields)]
 pub struct DestinationsConfig {
     pub klaviyo: Option<KlaviyoConfig>,
+    /// Signed webhooks (`[[destinations.webhooks]]`), each the destination `webhook:<name>`.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    /// The Slack alert channel, the destination `slack`.
+    pub slack: Option<SlackConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -337,6 +343,19 @@ impl Config {
         if let Some(k) = &self.destinations.klaviyo {
             k.validate().map_err(|e| err("destinations.klaviyo", e.to_string()))?;
         }
+        let mut webhook_names = std::collections::BTreeSet::new();
+        for (i, w) in self.destinations.webhooks.iter().enumerate() {
+            w.check().map_err(|e| err(format!("destinations.webhooks[{i}].{}", e.field), e.message))?;
+            if !webhook_names.insert(w.name.as_str()) {
+                return Err(err(
+                    format!("destinations.webhooks[{i}].name"),
+                    format!("a webhook named `{}` is defined twice", w.name),
+                ));
+            }
+        }
+        if let Some(s) = &self.destinations.slack {
+            s.check().map_err(|(field, e)| err(format!("destinations.slack.{field}"), e))?;
+        }
         let p = &self.pipeline;
         if p.checkout_abandon_after.0 < Duration::from_secs(1) {
             return Err(err("pipeline.checkout_abandon_after", "must be at least 1s"));
@@ -389,17 +408,24 @@ impl Config {
     }
 
     /// The names of the configured destinations, in a fixed order.
-    pub fn destination_names(&self) -> Vec<&'static str> {
+    pub fn destination_names(&self) -> Vec<String> {
         let mut v = Vec::new();
         if self.destinations.klaviyo.is_some() {
-            v.push("klaviyo");
+            v.push("klaviyo".to_string());
+        }
+        v.extend(
+            self.destinations.webhooks.iter().filter(|w| w.enabled).map(WebhookConfig::destination_name),
+        );
+        if self.destinations.slack.is_some() {
+            v.push("slack".to_string());
         }
         v
     }
 
     /// The flow set this configuration runs: its `[[flows]]`, checked and compiled, or the built-in flows.
     pub fn flow_set(&self) -> Result<nudge_policy::flows::FlowSet, ConfigError> {
-        self.flow_set_for(&self.destination_names())
+        let names = self.destination_names();
+        self.flow_set_for(&names.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// [`Config::flow_set`] against the given destinations instead of this configuration's: a running
@@ -410,7 +436,28 @@ impl Config {
             Some(specs) => specs.clone(),
             None => FlowSet::default_specs(destinations, &self.policy()),
         };
-        FlowSet::compile(&specs, destinations).map_err(|e| err(e.path, e.message))
+        let set = FlowSet::compile(&specs, destinations).map_err(|e| err(e.path, e.message))?;
+        // A flow must not route an action type to a webhook whose `events` leave it out: it would never
+        // arrive, so that is a configuration error rather than a silent drop.
+        for (i, flow) in set.flows.iter().enumerate() {
+            for (j, a) in flow.spec.actions.iter().enumerate() {
+                let Some(name) = a.destination().strip_prefix("webhook:") else { continue };
+                let Some(w) = self.destinations.webhooks.iter().find(|w| w.name == name) else { continue };
+                if !w.accepts_kind(a.action_kind()) {
+                    return Err(err(
+                        format!("flows[{i}].actions[{j}].destination"),
+                        format!(
+                            "flow `{}`: webhook `{name}` takes {} only (its `events`), not nudge.{} from {}",
+                            flow.spec.name,
+                            w.events.as_deref().unwrap_or_default().join(", "),
+                            a.action_kind(),
+                            a.type_name()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(set)
     }
 
     /// The policy settings derived from the pipeline section.
@@ -427,6 +474,11 @@ impl Config {
     pub fn secrets(&self) -> Vec<String> {
         let mut v: Vec<String> = self.sources.shopify.iter().flat_map(|s| s.secrets.clone()).collect();
         v.extend(self.destinations.klaviyo.iter().map(|k| k.api_key.clone()));
+        for w in &self.destinations.webhooks {
+            v.push(w.secret.clone());
+            v.extend(w.previous_secrets.iter().cloned());
+        }
+        v.extend(self.destinations.slack.iter().map(|s| s.webhook_url.clone()));
         v.extend(self.privacy.pseudonym_key.clone());
         v
     }
@@ -555,6 +607,93 @@ mod tests {
         assert_eq!(e.path, "<file>");
         let e = Config::from_toml("[pipeline]\nworker_scheduling = \"realtime\"", &env(&[])).unwrap_err();
         assert_eq!(e.path, "pipeline.worker_scheduling");
+    }
+
+    #[test]
+    fn webhook_and_slack_destinations_are_checked_with_key_paths() {
+        let hook = |name: &str, url: &str, secret: &str| {
+            format!("[[destinations.webhooks]]\nname = \"{name}\"\nurl = \"{url}\"\nsecret = \"{secret}\"\n")
+        };
+        const S: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw3Mq2kbhnVQs=";
+        let good = hook("crm", "https://hooks.example.com/in", S);
+        let c = Config::from_toml(
+            &format!("{good}{}", hook("erp", "https://erp.example.com/in", S.trim_end_matches('='))),
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.destination_names(), vec!["webhook:crm", "webhook:erp"]);
+        assert!(c.secrets().iter().any(|s| s == S));
+        assert!(!format!("{c:?}").contains("MfKQ9r8GKYqrTwjUPD8"), "the secret never shows in Debug");
+        let bad = |second: String, path: &str| {
+            let e = Config::from_toml(&format!("{good}{second}"), &env(&[])).unwrap_err();
+            assert_eq!(e.path, path, "{e}");
+            assert!(!e.reason.contains("MfKQ9r8GKYqrTwjUPD8"), "{e}");
+            e
+        };
+        let e = bad(hook("erp", "https://erp.example.com/in", ""), "destinations.webhooks[1].secret");
+        assert!(e.reason.contains("empty"), "{e}");
+        bad(hook("erp", "https://erp.example.com/in", "whsec_%%%"), "destinations.webhooks[1].secret");
+        let e = bad(
+            hook("erp", "https://erp.example.com/in", "whsec_c2hvcnQ="),
+            "destinations.webhooks[1].secret",
+        );
+        assert!(e.reason.contains("5 bytes"), "{e}");
+        bad(hook("erp", "http://erp.example.com/in", S), "destinations.webhooks[1].url");
+        bad(hook("erp", "https://169.254.169.254/latest", S), "destinations.webhooks[1].url");
+        bad(hook("crm", "https://erp.example.com/in", S), "destinations.webhooks[1].name");
+        bad(
+            format!("{}events = [\"nudge.nothing\"]\n", hook("erp", "https://erp.example.com/in", S)),
+            "destinations.webhooks[1].events",
+        );
+        bad(
+            format!("{}timeout = \"45s\"\n", hook("erp", "https://erp.example.com/in", S)),
+            "destinations.webhooks[1].timeout",
+        );
+        let disabled = format!("{}enabled = false\n", hook("erp", "https://erp.example.com/in", S));
+        let c = Config::from_toml(&format!("{good}{disabled}"), &env(&[])).unwrap();
+        assert_eq!(c.destination_names(), vec!["webhook:crm"], "a disabled webhook is no destination");
+
+        let slack = "[destinations.slack]\nwebhook_url = \"${SLACK_URL}\"";
+        let url = "https://hooks.slack.com/services/T000/B000/TOKENTOKEN";
+        let c = Config::from_toml(slack, &env(&[("SLACK_URL", url)])).unwrap();
+        assert_eq!(c.destination_names(), vec!["slack"]);
+        assert!(!format!("{c:?}").contains("TOKENTOKEN"));
+        let e = Config::from_toml(slack, &env(&[("SLACK_URL", "http://hooks.slack.com/x/TOKENTOKEN")]))
+            .unwrap_err();
+        assert_eq!(e.path, "destinations.slack.webhook_url");
+        assert!(!e.reason.contains("TOKENTOKEN"), "{e}");
+    }
+
+    #[test]
+    fn flows_route_alerts_to_slack_and_webhooks_only() {
+        let base = "[destinations.slack]\nwebhook_url = \"https://hooks.slack.com/services/T/B/X\"\n[destinations.klaviyo]\napi_key = \"pk_x\"\n";
+        let flow = |actions: &str| {
+            format!("{base}[[flows]]\nname = \"f\"\ntrigger = \"order_placed\"\nactions = [{actions}]\n")
+        };
+        Config::from_toml(
+            &flow(r#"{ type = "slack_alert", destination = "slack", text = "'order ' + event.order_id" }"#),
+            &env(&[]),
+        )
+        .unwrap();
+        let e = Config::from_toml(&flow(r#"{ type = "sync_profile", destination = "slack" }"#), &env(&[]))
+            .unwrap_err();
+        assert_eq!(e.path, "flows[0].actions[0].type");
+        let e = Config::from_toml(
+            &flow(r#"{ type = "slack_alert", destination = "klaviyo", text = "'x'" }"#),
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "flows[0].actions[0].type");
+        let e = Config::from_toml(
+            &flow(r#"{ type = "slack_alert", destination = "slack", text = "customer.email" }"#),
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "flows[0].actions[0].text", "no personal field exists to put in a message");
+        // Without flows, the built-in ones go to the marketing platform only.
+        let c = Config::from_toml(base, &env(&[])).unwrap();
+        let set = c.flow_set().unwrap();
+        assert!(set.flows.iter().flat_map(|f| &f.spec.actions).all(|a| a.destination() == "klaviyo"));
     }
 
     #[test]

@@ -196,6 +196,39 @@ pub async fn run_fake_klaviyo(
     Ok(())
 }
 
+/// The fakes `nudge dev fake` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FakeKind {
+    /// A Standard Webhooks receiver that verifies signatures.
+    Webhook,
+    /// A Slack incoming webhook.
+    Slack,
+}
+
+/// Runs a fake receiver on `listen` until Ctrl-C.
+pub async fn run_fake(kind: FakeKind, listen: std::net::SocketAddr, secret: String) -> anyhow::Result<()> {
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match kind {
+        FakeKind::Webhook => {
+            if nudge_testkit::fake_webhook::verify::decode_secret(&secret).is_none() {
+                anyhow::bail!("--secret must be whsec_ followed by base64");
+            }
+            eprintln!("fake webhook receiver listening on http://{listen}/hook (Ctrl-C to stop)");
+            nudge_testkit::FakeWebhook::serve(listener, &secret, stop).await?;
+        }
+        FakeKind::Slack => {
+            let cfg = nudge_testkit::FakeSlackConfig::default();
+            eprintln!("fake Slack webhook listening on http://{listen}{} (Ctrl-C to stop)", cfg.path);
+            nudge_testkit::FakeSlack::serve(listener, cfg, stop).await?;
+        }
+    }
+    Ok(())
+}
+
 fn prepare_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     if dir.exists() {
         let is_demo = dir.join(MARKER).exists();

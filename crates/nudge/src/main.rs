@@ -85,6 +85,16 @@ enum DevCmd {
         #[arg(long = "list", value_name = "LIST_ID")]
         lists: Vec<String>,
     },
+    /// Run a fake receiver standalone: a Standard Webhooks endpoint or a Slack incoming webhook.
+    Fake {
+        #[arg(long, value_enum)]
+        kind: nudge::demo::FakeKind,
+        #[arg(long, default_value = "127.0.0.1:8091")]
+        listen: std::net::SocketAddr,
+        /// The webhook secret the fake verifies with (`--kind webhook`).
+        #[arg(long, default_value = nudge_testkit::fake_webhook::DEFAULT_SECRET)]
+        secret: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -190,6 +200,9 @@ fn main() -> ExitCode {
             },
             Command::Dev(DevCmd::FakeKlaviyo { listen, api_key, unthrottled, lists }) => {
                 nudge::demo::run_fake_klaviyo(listen, api_key, unthrottled, lists).await
+            }
+            Command::Dev(DevCmd::Fake { kind, listen, secret }) => {
+                nudge::demo::run_fake(kind, listen, secret).await
             }
         };
         match result {

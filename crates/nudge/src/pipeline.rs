@@ -787,6 +787,10 @@ fn action_summary(a: &nudge_model::Action) -> serde_json::Value {
         | nudge_model::Action::RemoveFromList { list_id, .. } => {
             serde_json::json!({ "kind": a.kind(), "list_id": list_id })
         }
+        // The text is built from flow facts only, which hold no personal data.
+        nudge_model::Action::Alert { flow, text, unique_id, .. } => serde_json::json!({
+            "kind": "alert", "flow": flow, "text": text, "unique_id": unique_id,
+        }),
     }
 }
 

@@ -142,6 +142,10 @@ pub enum ActionSpec {
     AddToList { destination: String, list_id: String },
     /// End the customer's membership of a list in the destination.
     RemoveFromList { destination: String, list_id: String },
+    /// Tell the team: a message to Slack (or a webhook). `text` is a CEL expression over `event`,
+    /// `customer` and `scores`, evaluated when the flow decides; those facts hold no personal data, so
+    /// neither can the message.
+    SlackAlert { destination: String, text: String },
 }
 
 /// Longest list id a flow may name. Marketing platforms use short ids (Klaviyo's are six characters);
@@ -179,7 +183,30 @@ impl ActionSpec {
             ActionSpec::SyncProfile { destination }
             | ActionSpec::TrackEvent { destination, .. }
             | ActionSpec::AddToList { destination, .. }
-            | ActionSpec::RemoveFromList { destination, .. } => destination,
+            | ActionSpec::RemoveFromList { destination, .. }
+            | ActionSpec::SlackAlert { destination, .. } => destination,
+        }
+    }
+
+    /// The kind of [`Action`] this spec builds ([`Action::kind`]).
+    pub fn action_kind(&self) -> &'static str {
+        match self {
+            ActionSpec::SyncProfile { .. } => "upsert_profile",
+            ActionSpec::TrackEvent { .. } => "trigger_event",
+            ActionSpec::AddToList { .. } => "add_to_list",
+            ActionSpec::RemoveFromList { .. } => "remove_from_list",
+            ActionSpec::SlackAlert { .. } => "alert",
+        }
+    }
+
+    /// The spec's `type` as configured.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ActionSpec::SyncProfile { .. } => "sync_profile",
+            ActionSpec::TrackEvent { .. } => "track_event",
+            ActionSpec::AddToList { .. } => "add_to_list",
+            ActionSpec::RemoveFromList { .. } => "remove_from_list",
+            ActionSpec::SlackAlert { .. } => "slack_alert",
         }
     }
 
@@ -191,7 +218,10 @@ impl ActionSpec {
     pub fn is_marketing(&self) -> bool {
         match self {
             ActionSpec::TrackEvent { .. } | ActionSpec::AddToList { .. } => true,
-            ActionSpec::SyncProfile { .. } | ActionSpec::RemoveFromList { .. } => false,
+            // An alert goes to the team, not to the customer.
+            ActionSpec::SyncProfile { .. }
+            | ActionSpec::RemoveFromList { .. }
+            | ActionSpec::SlackAlert { .. } => false,
         }
     }
 
@@ -208,6 +238,9 @@ impl ActionSpec {
             }
             ActionSpec::RemoveFromList { destination, list_id } => {
                 format!("remove_from_list \"{list_id}\" → {destination}")
+            }
+            ActionSpec::SlackAlert { destination, text } => {
+                format!("slack_alert → {destination} (text: {text})")
             }
         }
     }
@@ -319,7 +352,8 @@ pub struct CompiledFlow {
     pub cap: Option<FrequencyCap>,
     /// The schedule of a `schedule` flow.
     pub schedule: Option<Schedule>,
-    /// Per track_event action (by index), its compiled property expressions.
+    /// Per action (by index), its compiled expressions: a track_event's properties, a slack_alert's
+    /// `text`.
     properties: Vec<Vec<(String, Condition)>>,
     /// `nudge:<name with - for _>:`, the start of its trigger events' `unique_id`s.
     unique_prefix: String,
@@ -449,7 +483,15 @@ impl FlowSet {
                 {
                     return Err(named(&key("list_id"), problem));
                 }
+                if let Some(why) = destination_refuses(a.destination(), a) {
+                    return Err(named(&key("type"), why));
+                }
                 let mut props = Vec::new();
+                if let ActionSpec::SlackAlert { text, .. } = a {
+                    let c = Condition::compile_value(text, &schema)
+                        .map_err(|e| named(&key("text"), e.to_string()))?;
+                    props.push(("text".to_string(), c));
+                }
                 if let ActionSpec::TrackEvent { metric, properties: p, .. } = a {
                     if metric.trim().is_empty() || metric.len() > 128 {
                         return Err(named(
@@ -485,6 +527,9 @@ impl FlowSet {
     /// The built-in flows used when the config has no `[[flows]]`: today's two behaviours, toward every
     /// configured destination.
     pub fn default_specs(destinations: &[&str], cfg: &PolicyConfig) -> Vec<FlowSpec> {
+        // Alert channels and signed webhooks get only what a configured flow sends them.
+        let destinations: Vec<&str> =
+            destinations.iter().copied().filter(|d| !is_alert_channel(d) && !is_webhook(d)).collect();
         vec![
             FlowSpec {
                 name: "profile_sync".into(),
@@ -840,6 +885,25 @@ fn build_action<'b>(
                 unique_id: format!("{}{}", f.unique_prefix, shared.key),
             }
         }
+        ActionSpec::SlackAlert { .. } => {
+            let text = match props.first().map(|(_, expr)| expr.value_prepared(prepared)) {
+                Some(Ok(FactValue::Text(t))) => t,
+                Some(Ok(FactValue::Null)) | None => String::new(),
+                Some(Ok(other)) => match fact_json(&other) {
+                    serde_json::Value::String(s) => s,
+                    v => v.to_string(),
+                },
+                Some(Err(e)) => format!("flow {}: the alert text could not be evaluated: {e}", f.spec.name),
+            };
+            let shared = base();
+            Action::Alert {
+                customer: ctx.state.customer.clone(),
+                flow: f.spec.name.clone(),
+                text,
+                time: shared.time,
+                unique_id: format!("{}alert:{}", f.unique_prefix, shared.key),
+            }
+        }
         ActionSpec::AddToList { list_id, .. } => Action::AddToList {
             customer: ctx.state.customer.clone(),
             email: ctx.state.email.clone().or_else(|| event_email(ctx.event)),
@@ -851,6 +915,32 @@ fn build_action<'b>(
             list_id: list_id.clone(),
         },
     }
+}
+
+/// Whether `destination` is the Slack alert channel, which takes alerts only.
+pub fn is_alert_channel(destination: &str) -> bool {
+    destination == "slack"
+}
+
+/// Whether `destination` is a signed webhook (`webhook:<name>`), which takes every kind of action.
+pub fn is_webhook(destination: &str) -> bool {
+    destination.starts_with("webhook:")
+}
+
+/// Why `destination` cannot take the action `a`, if it cannot: Slack takes alerts only, and alerts go to
+/// Slack or a webhook only (a marketing platform has no use for them).
+fn destination_refuses(destination: &str, a: &ActionSpec) -> Option<String> {
+    let alert = matches!(a, ActionSpec::SlackAlert { .. });
+    if is_alert_channel(destination) && !alert {
+        return Some(format!(
+            "`{}` cannot go to `{destination}`: Slack takes slack_alert only",
+            a.type_name()
+        ));
+    }
+    if alert && !is_alert_channel(destination) && !is_webhook(destination) {
+        return Some(format!("slack_alert goes to `slack` or a `webhook:<name>`, not `{destination}`"));
+    }
+    None
 }
 
 /// The event's own properties on a trigger event (the checkout's value, items and recovery link, …).
@@ -1174,6 +1264,37 @@ impl FlowSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alert_text_can_only_read_fields_without_personal_data() {
+        let schema = Schema::flows_default();
+        for var in ["event", "customer", "scores"] {
+            for (field, _) in schema.fields(var) {
+                for personal in ["email", "phone", "name", "address", "zip", "city", "birth"] {
+                    let consent_flag = field.ends_with("_consent");
+                    assert!(!field.contains(personal) || consent_flag, "{var}.{field} looks personal");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn slack_alert_text_is_compiled_and_routed_by_kind() {
+        let spec = |dest: &str, text: &str| -> FlowSpec {
+            serde_json::from_value(serde_json::json!({"name": "a", "trigger": "order_placed",
+                "actions": [{"type": "slack_alert", "destination": dest, "text": text}]}))
+            .unwrap()
+        };
+        let dests = ["klaviyo", "slack", "webhook:crm"];
+        FlowSet::compile(&[spec("slack", "'order ' + event.order_id")], &dests).unwrap();
+        FlowSet::compile(&[spec("webhook:crm", "scores.churn_risk")], &dests).unwrap();
+        let e = FlowSet::compile(&[spec("slack", "'order ' + event.nope")], &dests).unwrap_err();
+        assert_eq!(e.path, "flows[0].actions[0].text");
+        let e = FlowSet::compile(&[spec("klaviyo", "'x'")], &dests).unwrap_err();
+        assert_eq!(e.path, "flows[0].actions[0].type");
+        let defaults = FlowSet::default_specs(&dests, &PolicyConfig::default());
+        assert!(defaults.iter().flat_map(|f| &f.actions).all(|a| a.destination() == "klaviyo"));
+    }
     use nudge_model::{Checkout, CheckoutAbandoned, Money, Order, Score, Segment};
     use time::macros::datetime;
 

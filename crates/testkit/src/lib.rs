@@ -4,18 +4,25 @@
 //!   body limits, schema, rate limits) and keeps the profiles and events it accepted, with switchable
 //!   failure modes. A fake that accepted anything would prove nothing, so every rule it checks is one the
 //!   real API documents.
+//! - [`fake_webhook`]: a Standard Webhooks receiver that verifies signatures as the reference libraries
+//!   do, deduplicates on `webhook-id`, and answers 410/429/5xx/redirects/slowness/garbage on demand.
+//! - [`fake_slack`]: a Slack incoming webhook with Slack's plain-text answers and its rate limit.
 //! - [`shopify_sender`]: a client that delivers webhooks the way Shopify does (HMAC over the exact bytes,
 //!   the `X-Shopify-*` headers), with options to send deliberately wrong ones.
 //!
 //! What does not live here: nudge's own logic. The fakes only know the external contracts.
 
 pub mod fake_klaviyo;
+pub mod fake_slack;
+pub mod fake_webhook;
 pub mod shopify_sender;
 
 pub use fake_klaviyo::{
     FakeKlaviyo, FakeKlaviyoConfig, FakeKlaviyoHandle, FakeMode, FakeRateLimit, RecordedRequest, StoredEvent,
     StoredProfile,
 };
+pub use fake_slack::{FakeSlack, FakeSlackConfig, FakeSlackHandle, SlackMode};
+pub use fake_webhook::{AcceptedWebhook, FakeWebhook, FakeWebhookHandle, WebhookMode};
 pub use shopify_sender::{Delivery, SendOptions, SentResponse, ShopifySender, Signature};
 
 /// The errors callers of this crate match on.

@@ -225,7 +225,9 @@ impl Destination for KlaviyoClient {
                 Action::AddToList { .. } | Action::RemoveFromList { .. } => {
                     self.deliver_list(action, req).await
                 }
-                Action::UpsertProfile { .. } | Action::TriggerEvent { .. } => self.send(req, false).await.0,
+                Action::UpsertProfile { .. } | Action::TriggerEvent { .. } | Action::Alert { .. } => {
+                    self.send(req, false).await.0
+                }
             },
             Err(e) => Outcome::Rejected {
                 endpoint: endpoint.label().to_string(),

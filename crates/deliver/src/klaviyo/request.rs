@@ -76,6 +76,8 @@ impl Endpoint {
             Action::TriggerEvent { .. } => Endpoint::Events,
             Action::AddToList { .. } => Endpoint::AddToList,
             Action::RemoveFromList { .. } => Endpoint::RemoveFromList,
+            // Not sent: `build` rejects alerts; the label only names where it would have gone.
+            Action::Alert { .. } => Endpoint::Events,
         }
     }
 }
@@ -190,6 +192,9 @@ pub fn build(action: &Action, now: OffsetDateTime) -> Result<KlaviyoRequest, Del
             // overwrites what the profile sync wrote.
             let body = serialize(&json!({"data": {"type": "profile", "attributes": attrs}}))?;
             Ok(KlaviyoRequest::fixed(Endpoint::ProfileImport, body))
+        }
+        Action::Alert { .. } => {
+            Err(invalid("Klaviyo does not take alerts; route them to Slack or a webhook"))
         }
     }
 }

@@ -5,6 +5,7 @@ mod access;
 mod approvals;
 mod architecture;
 mod crash;
+mod destinations;
 mod lists;
 mod pipelined;
 mod reports;

@@ -1,0 +1,311 @@
+//! A fake Slack incoming webhook. It serves one webhook path (`/services/T…/B…/<token>`) and answers as
+//! Slack does, in plain text: `200 ok` for a message it accepts; `404 no_service` for any other path;
+//! `400 invalid_payload` when the body is not declared JSON or is not a JSON object;
+//! `400 missing_text_or_fallback_or_attachments` when `text` is missing or empty (with or without
+//! `blocks`, the text is the notification fallback and nudge always sends it); `429` with `Retry-After`
+//! when more messages arrive in one second than the configured limit (about one a second at Slack).
+//! Any documented answer can be forced ([`SlackMode::Answer`]), as can 5xx and slowness.
+
+use crate::TestkitError;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::Value;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// The webhook path the fake serves unless told otherwise.
+pub const DEFAULT_PATH: &str = "/services/T0FAKE0001/B0FAKE0001/fakeSlackWebhookToken0001";
+
+/// How the fake is set up.
+#[derive(Debug, Clone)]
+pub struct FakeSlackConfig {
+    /// The one path that is a webhook.
+    pub path: String,
+    /// Messages accepted in any one-second window before 429; `None` for no limit.
+    pub per_second: Option<u32>,
+}
+
+impl Default for FakeSlackConfig {
+    fn default() -> Self {
+        FakeSlackConfig { path: DEFAULT_PATH.into(), per_second: Some(1) }
+    }
+}
+
+/// How the fake answers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SlackMode {
+    #[default]
+    Normal,
+    /// Answer the next `count` requests with `status` and the plain-text `body` (`channel_not_found`, …).
+    Answer { status: u16, body: String, count: u32 },
+    /// Answer the next `count` requests with 429 and `Retry-After: retry_after_secs`.
+    Throttle { retry_after_secs: u64, count: u32 },
+    /// Handle normally but hold each answer back this long.
+    Slow(Duration),
+}
+
+/// One request as received, with the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlackRequest {
+    pub path: String,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+    pub status: u16,
+    pub answer: String,
+}
+
+struct Shared {
+    config: FakeSlackConfig,
+    state: Mutex<FakeState>,
+}
+
+#[derive(Default)]
+struct FakeState {
+    mode: SlackMode,
+    requests: Vec<SlackRequest>,
+    messages: Vec<Value>,
+    window: Option<(Instant, u32)>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, FakeState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub struct FakeSlack;
+
+impl FakeSlack {
+    /// Starts the fake on an ephemeral port of 127.0.0.1.
+    pub async fn start(config: FakeSlackConfig) -> Result<FakeSlackHandle, TestkitError> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| TestkitError::Bind { addr: addr.to_string(), source })?;
+        let addr = listener.local_addr().map_err(TestkitError::Serve)?;
+        let shared = Arc::new(Shared { config, state: Mutex::new(FakeState::default()) });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(run(listener, shared.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Ok(FakeSlackHandle { addr, shared, stop: Some(stop), task: Some(task) })
+    }
+
+    /// Serves on `listener` until `shutdown`; for `nudge dev fake --kind slack`.
+    pub async fn serve(
+        listener: TcpListener,
+        config: FakeSlackConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), TestkitError> {
+        run(listener, Arc::new(Shared { config, state: Mutex::new(FakeState::default()) }), shutdown).await
+    }
+}
+
+async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), TestkitError> {
+    let app = Router::new().fallback(handle).with_state(shared);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(TestkitError::Serve)
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (status, text, retry_after, delay) =
+        decide(&shared, &method, uri.path(), content_type.as_deref(), &body);
+    shared.lock().requests.push(SlackRequest {
+        path: uri.path().to_string(),
+        content_type,
+        body: body.to_vec(),
+        status,
+        answer: text.clone(),
+    });
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", "text/plain; charset=utf-8");
+    if let Some(secs) = retry_after {
+        builder = builder.header("retry-after", secs.to_string());
+    }
+    builder.body(Body::from(text)).expect("a plain response builds")
+}
+
+type Decision = (u16, String, Option<u64>, Option<Duration>);
+
+fn decide(shared: &Shared, method: &Method, path: &str, content_type: Option<&str>, body: &[u8]) -> Decision {
+    let mut state = shared.lock();
+    let mut delay = None;
+    match state.mode.clone() {
+        SlackMode::Normal => {}
+        SlackMode::Answer { status, body, count } => {
+            state.mode = if count > 1 {
+                SlackMode::Answer { status, body: body.clone(), count: count - 1 }
+            } else {
+                SlackMode::Normal
+            };
+            return (status, body, None, None);
+        }
+        SlackMode::Throttle { retry_after_secs, count } => {
+            state.mode = if count > 1 {
+                SlackMode::Throttle { retry_after_secs, count: count - 1 }
+            } else {
+                SlackMode::Normal
+            };
+            return (429, "rate_limited".into(), Some(retry_after_secs), None);
+        }
+        SlackMode::Slow(d) => delay = Some(d),
+    }
+    if path != shared.config.path {
+        return (404, "no_service".into(), None, delay);
+    }
+    if method != Method::POST {
+        return (405, "invalid_method".into(), None, delay);
+    }
+    if content_type.and_then(|t| t.split(';').next()).is_none_or(|t| t.trim() != "application/json") {
+        return (400, "invalid_payload".into(), None, delay);
+    }
+    let Ok(Value::Object(message)) = serde_json::from_slice::<Value>(body) else {
+        return (400, "invalid_payload".into(), None, delay);
+    };
+    if let Some(blocks) = message.get("blocks")
+        && blocks.as_array().is_none_or(|b| b.is_empty())
+    {
+        return (400, "invalid_blocks".into(), None, delay);
+    }
+    if message.get("text").and_then(Value::as_str).is_none_or(|t| t.trim().is_empty()) {
+        return (400, "missing_text_or_fallback_or_attachments".into(), None, delay);
+    }
+    if let Some(limit) = shared.config.per_second {
+        let now = Instant::now();
+        let (start, count) = match state.window {
+            Some((start, count)) if now.duration_since(start) < Duration::from_secs(1) => (start, count),
+            _ => (now, 0),
+        };
+        if count >= limit {
+            state.window = Some((start, count));
+            return (429, "rate_limited".into(), Some(1), delay);
+        }
+        state.window = Some((start, count + 1));
+    }
+    state.messages.push(Value::Object(message));
+    (200, "ok".into(), None, delay)
+}
+
+/// A running fake; inspect what it received and accepted, switch its mode, stop it.
+pub struct FakeSlackHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), TestkitError>>>,
+}
+
+impl FakeSlackHandle {
+    /// The webhook URL to configure.
+    pub fn webhook_url(&self) -> String {
+        format!("http://{}{}", self.addr, self.shared.config.path)
+    }
+
+    pub fn set_mode(&self, mode: SlackMode) {
+        self.shared.lock().mode = mode;
+    }
+
+    pub fn requests(&self) -> Vec<SlackRequest> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// The messages accepted (`200 ok`), oldest first.
+    pub fn messages(&self) -> Vec<Value> {
+        self.shared.lock().messages.clone()
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for FakeSlackHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn post(url: &str, content_type: &str, body: &str) -> (u16, String) {
+        crate::ensure_crypto_provider();
+        let r = reqwest::Client::new()
+            .post(url)
+            .header("content-type", content_type)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn answers_as_slack_does() {
+        let fake =
+            FakeSlack::start(FakeSlackConfig { per_second: Some(2), ..Default::default() }).await.unwrap();
+        let url = fake.webhook_url();
+        assert_eq!(post(&url, "application/json", r#"{"text":"hi"}"#).await, (200, "ok".into()));
+        assert_eq!(post(&url, "text/plain", r#"{"text":"hi"}"#).await, (400, "invalid_payload".into()));
+        assert_eq!(post(&url, "application/json", "[1]").await, (400, "invalid_payload".into()));
+        assert_eq!(
+            post(&url, "application/json", r#"{"blocks":[{"type":"divider"}]}"#).await,
+            (400, "missing_text_or_fallback_or_attachments".into())
+        );
+        let wrong = url.replace("fakeSlackWebhookToken0001", "other");
+        assert_eq!(post(&wrong, "application/json", r#"{"text":"hi"}"#).await, (404, "no_service".into()));
+        // The first message of this second was accepted above; one more fits, the next is throttled.
+        let second = post(&url, "application/json", r#"{"text":"two"}"#).await;
+        let third = post(&url, "application/json", r#"{"text":"three"}"#).await;
+        assert!(second.0 == 200 || third.0 == 200);
+        let burst: Vec<u16> = futures_lite_burst(&url).await;
+        assert!(burst.contains(&429), "{burst:?}");
+        fake.set_mode(SlackMode::Answer { status: 410, body: "channel_is_archived".into(), count: 1 });
+        assert_eq!(
+            post(&url, "application/json", r#"{"text":"x"}"#).await,
+            (410, "channel_is_archived".into())
+        );
+        assert!(fake.messages().iter().all(|m| m["text"].is_string()));
+        fake.shutdown().await;
+    }
+
+    async fn futures_lite_burst(url: &str) -> Vec<u16> {
+        let mut out = Vec::new();
+        for i in 0..4 {
+            out.push(post(url, "application/json", &format!(r#"{{"text":"burst {i}"}}"#)).await.0);
+        }
+        out
+    }
+}
