@@ -35,10 +35,16 @@ pub enum ReplayCmd {
         #[arg(long)]
         trace: Option<String>,
     },
-    /// Re-send pushes that ran out of retries (all, or one trace).
+    /// Re-send pushes that ran out of retries (all, one trace, one destination, those since an instant).
     DeadLetters {
         #[arg(long)]
         trace: Option<String>,
+        /// Only pushes to this destination (`klaviyo`, `slack`, `webhook:crm`).
+        #[arg(long)]
+        destination: Option<String>,
+        /// Only pushes enqueued at or after this instant (`2026-11-01`, RFC 3339) or this long ago (`24h`).
+        #[arg(long)]
+        since: Option<String>,
     },
 }
 
@@ -125,10 +131,29 @@ pub async fn replay(cfg: &Config, cmd: ReplayCmd) -> anyhow::Result<()> {
             let n = store.requeue_quarantined(t).await?;
             println!("{n} quarantined deliveries queued for processing");
         }
-        ReplayCmd::DeadLetters { trace } => {
+        ReplayCmd::DeadLetters { trace, destination, since } => {
             let t = trace.as_deref().map(parse_trace).transpose()?;
-            let n = store.requeue_dead_letters(t).await?;
-            println!("{n} dead-lettered pushes queued for delivery");
+            let known = cfg.destination_names();
+            if let Some(d) = &destination
+                && !known.iter().any(|k| k == d)
+            {
+                anyhow::bail!(
+                    "destination `{d}` is not configured (configured: {}); dead letters are replayed to a destination \
+                     the server can reach",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                );
+            }
+            let since_ms = since
+                .as_deref()
+                .map(|s| crate::report_cli::parse_instant("since", s, time::OffsetDateTime::now_utc()))
+                .transpose()?;
+            let filter =
+                nudge_store::DeadLetterFilter { trace: t, destination: destination.clone(), since_ms };
+            let n = store.requeue_dead_letters(filter).await?;
+            match destination {
+                Some(d) => println!("{n} dead-lettered pushes to {d} queued for delivery"),
+                None => println!("{n} dead-lettered pushes queued for delivery"),
+            }
         }
     }
     Ok(())
@@ -142,6 +167,25 @@ mod tests {
     fn record(trace: TraceId, stage: AuditStage, detail: serde_json::Value) -> AuditRecord {
         let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         AuditRecord { trace_id: trace, customer: None, stage, at, detail }
+    }
+
+    /// Dead letters are replayed per destination; an unknown destination or a bad instant is refused.
+    #[tokio::test]
+    async fn dead_letters_replay_names_a_configured_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::from_toml("", &Default::default()).unwrap();
+        cfg.storage.data_dir = dir.path().to_path_buf();
+        cfg.destinations.klaviyo = Some(nudge_deliver::klaviyo::KlaviyoConfig::new("pk_test_replay"));
+        let cmd = |destination: Option<&str>, since: Option<&str>| ReplayCmd::DeadLetters {
+            trace: None,
+            destination: destination.map(str::to_string),
+            since: since.map(str::to_string),
+        };
+        let e = replay(&cfg, cmd(Some("braze"), None)).await.unwrap_err().to_string();
+        assert!(e.contains("destination `braze` is not configured (configured: klaviyo)"), "{e}");
+        let e = replay(&cfg, cmd(Some("klaviyo"), Some("last tuesday"))).await.unwrap_err().to_string();
+        assert!(e.starts_with("since:"), "{e}");
+        replay(&cfg, cmd(Some("klaviyo"), Some("24h"))).await.unwrap();
     }
 
     /// A refit's trace is shown as a refit, not as a delivery still waiting for its terminal state.

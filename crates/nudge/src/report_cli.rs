@@ -100,7 +100,7 @@ pub enum Report {
 
 /// An instant given as a date (`2026-11-01`, midnight UTC), an RFC 3339 time, or a duration back from `now`
 /// (`30d`).
-fn parse_instant(key: &str, s: &str, now: OffsetDateTime) -> Result<i64, ReportError> {
+pub fn parse_instant(key: &str, s: &str, now: OffsetDateTime) -> Result<i64, ReportError> {
     let s = s.trim();
     if let Some(secs) = parse_duration_secs(s) {
         return Ok(crate::pipeline::ts_to_ms(now) - secs * 1000);

@@ -26,6 +26,7 @@ where
     approvals_queue(make().await).await;
     approvals_in_bulk(make().await).await;
     flow_decisions_for_reports(make().await).await;
+    dead_letters_replay_by_destination(make().await).await;
     schedule_runs(make().await).await;
 }
 
@@ -299,7 +300,7 @@ pub async fn terminal_states_and_replay(s: Arc<dyn Store>) {
         Some(TerminalState::DeadLettered("503 after 8 attempts".into()))
     );
     assert_eq!(s.stats().await.unwrap().outbox_dead, 1);
-    assert_eq!(s.requeue_dead_letters(None).await.unwrap(), 1);
+    assert_eq!(s.requeue_dead_letters(DeadLetterFilter::default()).await.unwrap(), 1);
     assert_eq!(terminal_of(&*s, t).await.unwrap(), None, "replay reopens the trace");
     let due = s.due_outbox(i64::MAX / 2, 10).await.unwrap();
     assert_eq!(due.len(), 1);
@@ -894,4 +895,44 @@ pub async fn schedule_runs(s: Arc<dyn Store>) {
         other => panic!("expected a duplicate, got {other:?}"),
     }
     assert_eq!(s.pending_deliveries(10).await.unwrap().len(), 1);
+}
+
+/// Dead letters are replayed per destination (and per trace), leaving the others dead.
+pub async fn dead_letters_replay_by_destination(s: Arc<dyn Store>) {
+    let (t1, t2) = (TraceId::new(), TraceId::new());
+    let item =
+        |t: TraceId, c: u32, dest: &str| NewOutboxItem { destination: dest.into(), ..outbox_item(t, c, c) };
+    s.commit_processing(vec![
+        ProcessOutcome { trace_id: Some(t1), outbox: vec![item(t1, 1, "klaviyo")], ..Default::default() },
+        ProcessOutcome { trace_id: Some(t2), outbox: vec![item(t2, 2, "webhook:crm")], ..Default::default() },
+    ])
+    .await
+    .unwrap();
+    let due = s.due_outbox(i64::MAX / 2, 10).await.unwrap();
+    assert_eq!(due.len(), 2);
+    let dead = |i: &OutboxItem| AttemptRecord {
+        item_id: i.id,
+        trace_id: i.trace_id,
+        result: AttemptResult::DeadLettered("down".into()),
+        audit: audit(i.trace_id, AuditStage::DeliveryAttempt),
+        at_ms: 5,
+    };
+    s.record_attempts(due.iter().map(dead).collect()).await.unwrap();
+    assert_eq!(s.stats().await.unwrap().outbox_dead, 2);
+    let only = |d: &str| DeadLetterFilter { destination: Some(d.into()), ..Default::default() };
+    assert_eq!(s.requeue_dead_letters(only("slack")).await.unwrap(), 0);
+    assert_eq!(
+        s.requeue_dead_letters(DeadLetterFilter { since_ms: Some(i64::MAX / 2), ..only("webhook:crm") })
+            .await
+            .unwrap(),
+        0,
+        "enqueued before the instant"
+    );
+    assert_eq!(s.requeue_dead_letters(only("webhook:crm")).await.unwrap(), 1);
+    let again = s.due_outbox(i64::MAX / 2, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].destination, "webhook:crm");
+    assert_eq!(terminal_of(&*s, t2).await.unwrap(), None, "its trace is open again");
+    assert!(terminal_of(&*s, t1).await.unwrap().is_some(), "the other destination's dead letter stays");
+    assert_eq!(s.stats().await.unwrap().outbox_dead, 1);
 }

@@ -117,7 +117,7 @@ pub trait Store: Send + Sync + 'static {
     async fn requeue_quarantined(&self, trace: Option<TraceId>) -> Result<usize>;
 
     /// Puts dead-lettered outbox items (all, or one trace) back into the outbox; returns how many.
-    async fn requeue_dead_letters(&self, trace: Option<TraceId>) -> Result<usize>;
+    async fn requeue_dead_letters(&self, filter: DeadLetterFilter) -> Result<usize>;
 
     /// Counts for health, metrics and the demo summary.
     async fn stats(&self) -> Result<StoreStats>;

@@ -1817,20 +1817,23 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn requeue_dead_letters(&self, trace: Option<TraceId>) -> Result<usize> {
+    async fn requeue_dead_letters(&self, filter: DeadLetterFilter) -> Result<usize> {
         self.write(move |tx| {
             let now = ts_to_ms(time::OffsetDateTime::now_utc());
-            let t = trace.map(|t| t.to_string());
+            let t = filter.trace.map(|t| t.to_string());
+            let (dest, since) = (filter.destination, filter.since_ms);
+            const WHERE: &str =
+                "status = 'dead' AND (?1 IS NULL OR trace_id = ?1) AND (?2 IS NULL OR destination = ?2)
+                 AND (?3 IS NULL OR created_at >= ?3)";
             let traces: Vec<String> = tx
-                .prepare_cached("SELECT DISTINCT trace_id FROM outbox WHERE status = 'dead' AND (?1 IS NULL OR trace_id = ?1)")?
-                .query_map([&t], |r| r.get(0))?
+                .prepare_cached(&format!("SELECT DISTINCT trace_id FROM outbox WHERE {WHERE}"))?
+                .query_map(params![t, dest, since], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             let n = tx
-                .prepare_cached(
-                    "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?2
-                     WHERE status = 'dead' AND (?1 IS NULL OR trace_id = ?1)",
-                )?
-                .execute(params![t, now])?;
+                .prepare_cached(&format!(
+                    "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?4 WHERE {WHERE}"
+                ))?
+                .execute(params![t, dest, since, now])?;
             for tr in &traces {
                 tx.prepare_cached("DELETE FROM terminal WHERE trace_id = ?1")?.execute([tr])?;
             }

@@ -350,3 +350,22 @@ impl std::fmt::Display for TokenRef {
         }
     }
 }
+
+/// Which dead-lettered outbox items [`crate::Store::requeue_dead_letters`] puts back: every condition given
+/// must hold (none given: all of them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeadLetterFilter {
+    /// Only this delivery's items.
+    pub trace: Option<TraceId>,
+    /// Only items for this destination (`klaviyo`, `webhook:crm`, …).
+    pub destination: Option<String>,
+    /// Only items enqueued at or after this instant (ms since the epoch).
+    pub since_ms: Option<i64>,
+}
+
+impl DeadLetterFilter {
+    /// Every dead letter of one trace.
+    pub fn trace(trace: TraceId) -> Self {
+        DeadLetterFilter { trace: Some(trace), ..Default::default() }
+    }
+}

@@ -236,7 +236,10 @@ async fn failing_klaviyo_is_retried_then_dead_lettered_and_replayable() {
     let n = attempts.records.iter().filter(|r| r.stage == AuditStage::DeliveryAttempt).count();
     assert_eq!(n, 2);
     t.fake.set_mode(FakeMode::Normal);
-    assert_eq!(t.app.store().requeue_dead_letters(Some(trace)).await.unwrap(), 1);
+    assert_eq!(
+        t.app.store().requeue_dead_letters(nudge_store::DeadLetterFilter::trace(trace)).await.unwrap(),
+        1
+    );
     assert!(eventually(10, async || terminal(&t, trace).await == Some(TerminalState::Delivered)).await);
     t.app.shutdown().await;
 }
