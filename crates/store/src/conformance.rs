@@ -918,7 +918,11 @@ pub async fn dead_letters_replay_by_destination(s: Arc<dyn Store>) {
         at_ms: 5,
     };
     s.record_attempts(due.iter().map(dead).collect()).await.unwrap();
-    assert_eq!(s.stats().await.unwrap().outbox_dead, 2);
+    let stats = s.stats().await.unwrap();
+    assert_eq!(stats.outbox_dead, 2);
+    let per: Vec<(String, u64, u64)> =
+        stats.outbox_by_destination.iter().map(|d| (d.destination.clone(), d.pending, d.dead)).collect();
+    assert_eq!(per, vec![("klaviyo".into(), 0, 1), ("webhook:crm".into(), 0, 1)], "each destination apart");
     let only = |d: &str| DeadLetterFilter { destination: Some(d.into()), ..Default::default() };
     assert_eq!(s.requeue_dead_letters(only("slack")).await.unwrap(), 0);
     assert_eq!(
@@ -934,5 +938,8 @@ pub async fn dead_letters_replay_by_destination(s: Arc<dyn Store>) {
     assert_eq!(again[0].destination, "webhook:crm");
     assert_eq!(terminal_of(&*s, t2).await.unwrap(), None, "its trace is open again");
     assert!(terminal_of(&*s, t1).await.unwrap().is_some(), "the other destination's dead letter stays");
-    assert_eq!(s.stats().await.unwrap().outbox_dead, 1);
+    let stats = s.stats().await.unwrap();
+    assert_eq!(stats.outbox_dead, 1);
+    assert_eq!(stats.outbox_pending, 1);
+    assert_eq!((stats.outbox_by_destination[1].pending, stats.outbox_by_destination[1].dead), (1, 0));
 }

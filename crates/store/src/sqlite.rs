@@ -1858,18 +1858,28 @@ impl Store for SqliteStore {
                 outbox_dead: 0,
                 timers: one("SELECT COUNT(*) FROM timers")?,
                 terminal_by_state: Vec::new(),
+                outbox_by_destination: Vec::new(),
             };
             // One pass over the outbox (no index covers every status; this is for summaries, not hot paths).
-            let mut st = c.prepare("SELECT status, COUNT(*) FROM outbox GROUP BY status")?;
-            for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))? {
-                let (status, n) = row?;
-                match status.as_str() {
-                    "pending" => s.outbox_pending = n,
-                    "delivered" => s.outbox_delivered = n,
-                    "rejected" => s.outbox_rejected = n,
-                    "dead" => s.outbox_dead = n,
-                    _ => {}
+            let mut st = c.prepare(
+                "SELECT destination, status, COUNT(*) FROM outbox GROUP BY destination, status ORDER BY destination",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64))
+            })?;
+            for row in rows {
+                let (destination, status, n) = row?;
+                if s.outbox_by_destination.last().is_none_or(|d| d.destination != destination) {
+                    s.outbox_by_destination.push(DestinationCounts { destination, ..Default::default() });
                 }
+                let d = s.outbox_by_destination.last_mut().expect("just pushed");
+                match status.as_str() {
+                    "pending" => (s.outbox_pending += n, d.pending += n),
+                    "delivered" => (s.outbox_delivered += n, d.delivered += n),
+                    "rejected" => (s.outbox_rejected += n, d.rejected += n),
+                    "dead" => (s.outbox_dead += n, d.dead += n),
+                    _ => ((), ()),
+                };
             }
             let mut st = c.prepare("SELECT state, COUNT(*) FROM terminal GROUP BY state ORDER BY state")?;
             s.terminal_by_state = st

@@ -296,6 +296,18 @@ pub struct StoreStats {
     pub outbox_dead: u64,
     pub timers: u64,
     pub terminal_by_state: Vec<(String, u64)>,
+    /// The outbox per destination, by name: each destination's backlog and outcomes apart.
+    pub outbox_by_destination: Vec<DestinationCounts>,
+}
+
+/// One destination's outbox items by status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationCounts {
+    pub destination: String,
+    pub pending: u64,
+    pub delivered: u64,
+    pub rejected: u64,
+    pub dead: u64,
 }
 
 /// One imported history row. Amount stays an exact decimal string.
