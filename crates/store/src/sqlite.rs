@@ -1873,13 +1873,15 @@ impl Store for SqliteStore {
                     s.outbox_by_destination.push(DestinationCounts { destination, ..Default::default() });
                 }
                 let d = s.outbox_by_destination.last_mut().expect("just pushed");
-                match status.as_str() {
-                    "pending" => (s.outbox_pending += n, d.pending += n),
-                    "delivered" => (s.outbox_delivered += n, d.delivered += n),
-                    "rejected" => (s.outbox_rejected += n, d.rejected += n),
-                    "dead" => (s.outbox_dead += n, d.dead += n),
-                    _ => ((), ()),
+                let (total, own) = match status.as_str() {
+                    "pending" => (&mut s.outbox_pending, &mut d.pending),
+                    "delivered" => (&mut s.outbox_delivered, &mut d.delivered),
+                    "rejected" => (&mut s.outbox_rejected, &mut d.rejected),
+                    "dead" => (&mut s.outbox_dead, &mut d.dead),
+                    _ => continue,
                 };
+                *total += n;
+                *own += n;
             }
             let mut st = c.prepare("SELECT state, COUNT(*) FROM terminal GROUP BY state ORDER BY state")?;
             s.terminal_by_state = st

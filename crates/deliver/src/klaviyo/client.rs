@@ -103,7 +103,7 @@ impl KlaviyoClient {
         let response = match builder.body(req.body).send().await {
             Ok(response) => response,
             Err(e) => {
-                let error = describe_transport_error(&e, self.config.timeout);
+                let error = crate::endpoint::transport_error(&e, self.config.timeout);
                 tracing::warn!(endpoint = %label, %error, "klaviyo request failed before a response");
                 return (
                     Outcome::Retry { endpoint: label, status: None, error, retry_after: None },
@@ -118,16 +118,18 @@ impl KlaviyoClient {
         let outcome = match classify_status(status) {
             StatusClass::Success => {
                 if keep_body {
-                    body = read_capped(response, MAX_PROFILE_BODY_BYTES).await;
+                    body = crate::endpoint::read_capped(response, MAX_PROFILE_BODY_BYTES).await;
                 }
                 Outcome::Delivered { endpoint: label, status }
             }
             StatusClass::Retryable => {
-                let error = error_text(status, read_capped(response, MAX_ERROR_BODY_BYTES).await);
+                let error =
+                    error_text(status, crate::endpoint::read_capped(response, MAX_ERROR_BODY_BYTES).await);
                 Outcome::Retry { endpoint: label, status: Some(status), error, retry_after }
             }
             StatusClass::Permanent => {
-                let error = error_text(status, read_capped(response, MAX_ERROR_BODY_BYTES).await);
+                let error =
+                    error_text(status, crate::endpoint::read_capped(response, MAX_ERROR_BODY_BYTES).await);
                 Outcome::Rejected { endpoint: label, status: Some(status), error }
             }
         };
@@ -265,19 +267,6 @@ struct ErrorSource {
     parameter: Option<String>,
 }
 
-/// Reads at most `max` bytes of a response body; a body that fails to arrive reads as empty.
-async fn read_capped(mut response: reqwest::Response, max: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = max - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= max {
-            break;
-        }
-    }
-    body
-}
-
 /// A one-line description of a failed response: Klaviyo's `errors[].detail` (with code and source) when
 /// the body is a JSON:API error document, otherwise the start of the body.
 fn error_text(status: u16, body: Vec<u8>) -> String {
@@ -311,23 +300,6 @@ fn error_text(status: u16, body: Vec<u8>) -> String {
         let cut: String = text.chars().take(300).collect();
         format!("HTTP {status}: {cut}")
     }
-}
-
-fn describe_transport_error(e: &reqwest::Error, timeout: std::time::Duration) -> String {
-    let mut text = if e.is_timeout() {
-        format!("no response within {timeout:?}")
-    } else if e.is_connect() {
-        "could not connect".to_string()
-    } else {
-        "the connection failed".to_string()
-    };
-    // The error chain names the cause (reset, refused, …) but never the request headers.
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
