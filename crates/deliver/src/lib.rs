@@ -41,6 +41,28 @@ pub trait Destination: Send + Sync {
     /// Never retries by itself and never panics on bad input: invalid actions come back as
     /// [`Outcome::Rejected`] without any request being sent.
     async fn deliver(&self, action: &Action) -> Outcome;
+
+    /// The most actions one request to this destination carries (1 when the platform has no batch
+    /// endpoint for them). The delivery engine hands [`Destination::deliver_batch`] at most this many.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// Makes one attempt for several actions (each for a different customer) and returns exactly one
+    /// outcome per action, in the same order.
+    ///
+    /// A batching destination splits `actions` into as few requests as its limits allow (count, bytes,
+    /// endpoint), refuses invalid actions client-side without failing the others, and settles each
+    /// record by the platform's per-record answer: a 2xx carrying per-record errors makes only those
+    /// records `Retry` or `Rejected`. A failure of a whole request (429, 5xx, timeout, refused
+    /// credentials) is that outcome for each action in it. The default sends the actions one at a time.
+    async fn deliver_batch(&self, actions: &[Action]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(actions.len());
+        for action in actions {
+            outcomes.push(self.deliver(action).await);
+        }
+        outcomes
+    }
 }
 
 /// How one delivery attempt ended.
@@ -225,44 +247,56 @@ impl RateLimit {
     }
 }
 
-/// A client-side limiter that keeps requests to one endpoint within a [`RateLimit`].
+/// A client-side limiter that keeps requests to one endpoint within a set of windows: at most `count`
+/// grants in any interval of `window` (Klaviyo: 1 s and 1 min; Braze 3,000 per 3 s; HubSpot 190 per
+/// 10 s; Marketo 100 per 20 s).
 ///
-/// It keeps a sliding log of the most recent grants, so that no interval of one second (or one minute),
-/// wherever it starts, contains more grants than allowed; the platform's fixed windows are therefore
-/// never exceeded by our own timing. Callers reserve the earliest free slot under a short lock and then
-/// sleep outside it, so waiters are served in arrival order. Time is [`tokio::time::Instant`], so tests
-/// can drive it with paused time.
+/// It keeps a sliding log of the most recent grants, so that no interval of a window's length, wherever it
+/// starts, contains more grants than allowed; the platform's fixed windows are therefore never exceeded by
+/// our own timing. Callers reserve the earliest free slot under a short lock and then sleep outside it, so
+/// waiters are served in arrival order. Time is [`tokio::time::Instant`], so tests can drive it with
+/// paused time.
 #[derive(Debug)]
 pub struct RateLimiter {
-    limit: RateLimit,
+    /// `(allowed, window)` pairs, each `allowed >= 1`.
+    windows: Vec<(usize, Duration)>,
     /// Grant times (some possibly in the future, when reserved by waiting callers), oldest first.
-    /// Only as many as the larger window allows are kept.
+    /// Only as many as the largest window allows are kept.
     grants: Mutex<VecDeque<Instant>>,
 }
 
 impl RateLimiter {
-    const BURST_WINDOW: Duration = Duration::from_secs(1);
-    const STEADY_WINDOW: Duration = Duration::from_secs(60);
-
-    /// A limiter for `limit`; zero limits are treated as one request per window.
+    /// A limiter for `limit` (a 1-second and a 1-minute window); zero limits are treated as one request
+    /// per window.
     pub fn new(limit: RateLimit) -> Self {
-        let limit = RateLimit::new(limit.burst_per_sec.max(1), limit.steady_per_min.max(1));
-        RateLimiter { limit, grants: Mutex::new(VecDeque::new()) }
+        Self::with_windows(&[
+            (limit.burst_per_sec, Duration::from_secs(1)),
+            (limit.steady_per_min, Duration::from_secs(60)),
+        ])
     }
 
-    pub fn limit(&self) -> RateLimit {
-        self.limit
+    /// A limiter allowing at most `count` grants in any interval of `window`, for each pair. Zero counts
+    /// are treated as one; zero-length windows are ignored.
+    pub fn with_windows(windows: &[(u32, Duration)]) -> Self {
+        let windows = windows
+            .iter()
+            .filter(|(_, w)| !w.is_zero())
+            .map(|(count, w)| ((*count).max(1) as usize, *w))
+            .collect();
+        RateLimiter { windows, grants: Mutex::new(VecDeque::new()) }
     }
 
-    /// Reserves the earliest slot that keeps both windows within the limit and returns when it starts.
+    /// The limiter's windows as `(allowed, window)`.
+    pub fn windows(&self) -> Vec<(u32, Duration)> {
+        self.windows.iter().map(|(n, w)| (u32::try_from(*n).unwrap_or(u32::MAX), *w)).collect()
+    }
+
+    /// Reserves the earliest slot that keeps every window within its limit and returns when it starts.
     pub fn reserve(&self) -> Instant {
         let now = Instant::now();
         let mut grants = self.grants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut at = grants.back().map_or(now, |last| (*last).max(now));
-        for (allowed, window) in [
-            (self.limit.burst_per_sec as usize, Self::BURST_WINDOW),
-            (self.limit.steady_per_min as usize, Self::STEADY_WINDOW),
-        ] {
+        for &(allowed, window) in &self.windows {
             if grants.len() >= allowed {
                 // The grant `allowed` places back must have left the window before a new one may start.
                 let oldest_in_window = grants[grants.len() - allowed];
@@ -270,7 +304,7 @@ impl RateLimiter {
             }
         }
         grants.push_back(at);
-        let keep = self.limit.burst_per_sec.max(self.limit.steady_per_min) as usize;
+        let keep = self.windows.iter().map(|(n, _)| *n).max().unwrap_or(1);
         while grants.len() > keep {
             grants.pop_front();
         }
@@ -348,6 +382,18 @@ mod tests {
         }
         limiter.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limiter_keeps_a_custom_window() {
+        // Marketo: 100 calls in any 20 s.
+        let limiter = RateLimiter::with_windows(&[(100, Duration::from_secs(20))]);
+        let start = Instant::now();
+        for _ in 0..250 {
+            limiter.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(40));
+        assert_eq!(limiter.windows(), vec![(100, Duration::from_secs(20))]);
     }
 
     #[tokio::test(start_paused = true)]
