@@ -10,11 +10,14 @@
 //! - [`shopify_sender`]: a client that delivers webhooks the way Shopify does (HMAC over the exact bytes,
 //!   the `X-Shopify-*` headers), with options to send deliberately wrong ones.
 //!
+//! - [`server`]: what every fake shares (an ephemeral local port, the server task, stopping it).
+//!
 //! What does not live here: nudge's own logic. The fakes only know the external contracts.
 
 pub mod fake_klaviyo;
 pub mod fake_slack;
 pub mod fake_webhook;
+pub mod server;
 pub mod shopify_sender;
 
 pub use fake_klaviyo::{

@@ -47,8 +47,6 @@ use std::time::Duration;
 use store::{Store, Upserted};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// The key the fake accepts unless configured otherwise.
@@ -241,11 +239,9 @@ impl FakeKlaviyo {
     ) -> Result<FakeKlaviyoHandle, TestkitError> {
         let addr = listener.local_addr().map_err(TestkitError::Serve)?;
         let shared = new_shared(config, addr);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(run(listener, shared.clone(), async move {
-            let _ = stopped.await;
-        }));
-        Ok(FakeKlaviyoHandle { addr, shared, stop: Some(stop), task: Some(task) })
+        let state = shared.clone();
+        let server = crate::server::Running::spawn(listener, |listener, stop| run(listener, state, stop))?;
+        Ok(FakeKlaviyoHandle { server, shared })
     }
 
     /// Serves on `listener` until `shutdown` completes; for the standalone `nudge dev fake-klaviyo`.
@@ -293,22 +289,18 @@ async fn run(
 
 /// A running fake; inspect what it received and stored, switch its mode, stop it.
 pub struct FakeKlaviyoHandle {
-    addr: SocketAddr,
+    server: crate::server::Running,
     shared: Arc<Shared>,
-    /// Tells the server loop to stop; taken by `shutdown` or on drop.
-    stop: Option<oneshot::Sender<()>>,
-    /// The server loop, awaited by `shutdown`.
-    task: Option<JoinHandle<Result<(), TestkitError>>>,
 }
 
 impl FakeKlaviyoHandle {
     /// `http://127.0.0.1:<port>`, to use as the client's base URL.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// The key the fake accepts.
@@ -374,22 +366,7 @@ impl FakeKlaviyoHandle {
 
     /// Stops accepting connections, lets requests in flight finish (for at most 5 s) and returns.
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err()
-        {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for FakeKlaviyoHandle {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.server.shutdown().await;
     }
 }
 

@@ -14,12 +14,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::Value;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// The webhook path the fake serves unless told otherwise.
@@ -87,17 +84,10 @@ pub struct FakeSlack;
 impl FakeSlack {
     /// Starts the fake on an ephemeral port of 127.0.0.1.
     pub async fn start(config: FakeSlackConfig) -> Result<FakeSlackHandle, TestkitError> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| TestkitError::Bind { addr: addr.to_string(), source })?;
-        let addr = listener.local_addr().map_err(TestkitError::Serve)?;
         let shared = Arc::new(Shared { config, state: Mutex::new(FakeState::default()) });
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(run(listener, shared.clone(), async move {
-            let _ = stopped.await;
-        }));
-        Ok(FakeSlackHandle { addr, shared, stop: Some(stop), task: Some(task) })
+        let state = shared.clone();
+        let server = crate::server::Running::start(|listener, stop| run(listener, state, stop)).await?;
+        Ok(FakeSlackHandle { server, shared })
     }
 
     /// Serves on `listener` until `shutdown`; for `nudge dev fake --kind slack`.
@@ -211,16 +201,14 @@ fn decide(shared: &Shared, method: &Method, path: &str, content_type: Option<&st
 
 /// A running fake; inspect what it received and accepted, switch its mode, stop it.
 pub struct FakeSlackHandle {
-    addr: SocketAddr,
+    server: crate::server::Running,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), TestkitError>>>,
 }
 
 impl FakeSlackHandle {
     /// The webhook URL to configure.
     pub fn webhook_url(&self) -> String {
-        format!("http://{}{}", self.addr, self.shared.config.path)
+        format!("http://{}{}", self.server.addr(), self.shared.config.path)
     }
 
     pub fn set_mode(&self, mode: SlackMode) {
@@ -237,22 +225,7 @@ impl FakeSlackHandle {
     }
 
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err()
-        {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for FakeSlackHandle {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.server.shutdown().await;
     }
 }
 

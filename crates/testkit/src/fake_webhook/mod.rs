@@ -25,8 +25,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// The secret the fake verifies with unless told otherwise (24 random bytes).
 pub const DEFAULT_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -107,17 +105,10 @@ pub struct FakeWebhook;
 impl FakeWebhook {
     /// Starts the fake on an ephemeral port of 127.0.0.1, verifying with `secret` (`whsec_…`).
     pub async fn start(secret: &str) -> Result<FakeWebhookHandle, TestkitError> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| TestkitError::Bind { addr: addr.to_string(), source })?;
-        let addr = listener.local_addr().map_err(TestkitError::Serve)?;
         let shared = new_shared(secret);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(run(listener, shared.clone(), async move {
-            let _ = stopped.await;
-        }));
-        Ok(FakeWebhookHandle { addr, shared, stop: Some(stop), task: Some(task) })
+        let state = shared.clone();
+        let server = crate::server::Running::start(|listener, stop| run(listener, state, stop)).await?;
+        Ok(FakeWebhookHandle { server, shared })
     }
 
     /// Serves on `listener` until `shutdown`; for `nudge dev fake --kind webhook`.
@@ -262,20 +253,18 @@ fn decide(shared: &Shared, method: &Method, headers: &[(String, String)], body: 
 
 /// A running fake; inspect what it received and accepted, switch its mode, stop it.
 pub struct FakeWebhookHandle {
-    addr: SocketAddr,
+    server: crate::server::Running,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), TestkitError>>>,
 }
 
 impl FakeWebhookHandle {
     /// `http://127.0.0.1:<port>/hook`, the endpoint to configure.
     pub fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
+        format!("http://{}/hook", self.server.addr())
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     pub fn set_mode(&self, mode: WebhookMode) {
@@ -299,22 +288,7 @@ impl FakeWebhookHandle {
     }
 
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err()
-        {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for FakeWebhookHandle {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.server.shutdown().await;
     }
 }
 
