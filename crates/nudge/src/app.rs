@@ -8,7 +8,7 @@ use crate::pipeline::{Pipeline, Scoring};
 use crate::telemetry::{self, LatencySample};
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
-use nudge_deliver::{Backoff, Destination};
+use nudge_deliver::Destination;
 use nudge_store::Store;
 use nudge_store::sqlite::{BackgroundPriority, SqliteStore};
 use std::collections::HashMap;
@@ -155,6 +155,8 @@ pub fn destinations(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Dest
         let client = nudge_deliver::SlackClient::new(s.clone()).context("building the Slack client")?;
         map.insert("slack".into(), Arc::new(client));
     }
+    let enabled = cfg.destination_names();
+    map.retain(|name, _| enabled.contains(name));
     Ok(map)
 }
 
@@ -181,14 +183,15 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         approval_counts: Default::default(),
     });
     let push_latency = Arc::new(LatencySample::new(100_000));
-    let outbox = Arc::new(OutboxWorker {
-        store: store.clone(),
-        destinations: dests,
-        backoff: Backoff::default(),
-        max_attempts: cfg.pipeline.max_attempts,
-        concurrency: 16,
-        latency: push_latency.clone(),
-    });
+    let delivery =
+        crate::outbox::DeliverySettings { max_attempts: cfg.pipeline.max_attempts, ..Default::default() };
+    let outbox = Arc::new(OutboxWorker::new(
+        store.clone(),
+        dests,
+        &cfg.delivery_settings(),
+        delivery,
+        push_latency.clone(),
+    ));
     let work = work_runtime(cfg.pipeline.worker_priority())?;
     let mut tasks = vec![
         work.spawn(pipeline.run(wake_pipeline.clone(), wake_outbox.clone(), shutdown_rx.clone())),

@@ -26,6 +26,11 @@ pub struct Config {
     pub sources: SourcesConfig,
     #[serde(default)]
     pub destinations: DestinationsConfig,
+    /// The delivery engine's keys of each destination table (`enabled`, `max_in_flight`, `max_attempts`,
+    /// `dead_letter_after`, `linger`), by destination name; taken out of the tables before the connectors
+    /// read theirs.
+    #[serde(skip)]
+    pub delivery: BTreeMap<String, DeliveryKeys>,
     #[serde(default)]
     pub pipeline: PipelineConfig,
     #[serde(default)]
@@ -286,6 +291,109 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// The delivery engine's keys, accepted in every destination table.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryKeys {
+    /// `false` keeps the destination's settings but sends it nothing (flows naming it fail to load).
+    pub enabled: Option<bool>,
+    /// Requests (batches) in flight at once (1–64; default 4).
+    pub max_in_flight: Option<usize>,
+    /// Attempts per item before it is dead-lettered (default `pipeline.max_attempts`).
+    pub max_attempts: Option<u32>,
+    /// Dead-letter an item at its next failure once its event is this old (default: only by attempts).
+    pub dead_letter_after: Option<HumanDuration>,
+    /// How long a part-full batch waits to fill (default 50ms; at most 10s).
+    pub linger: Option<HumanDuration>,
+}
+
+const DELIVERY_KEY_NAMES: [&str; 5] =
+    ["enabled", "max_in_flight", "max_attempts", "dead_letter_after", "linger"];
+
+impl DeliveryKeys {
+    fn apply(&self, mut s: crate::outbox::DeliverySettings) -> crate::outbox::DeliverySettings {
+        if let Some(n) = self.max_in_flight {
+            s.max_in_flight = n;
+        }
+        if let Some(n) = self.max_attempts {
+            s.max_attempts = n;
+        }
+        if let Some(d) = &self.dead_letter_after {
+            s.dead_letter_after = Some(d.0);
+        }
+        if let Some(d) = &self.linger {
+            s.linger = d.0;
+        }
+        s
+    }
+
+    fn check(&self, path: &str) -> Result<(), ConfigError> {
+        if let Some(n) = self.max_in_flight
+            && !(1..=64).contains(&n)
+        {
+            return Err(err(format!("{path}.max_in_flight"), "must be between 1 and 64"));
+        }
+        if self.max_attempts == Some(0) {
+            return Err(err(format!("{path}.max_attempts"), "must be at least 1"));
+        }
+        if let Some(d) = &self.dead_letter_after
+            && d.0 < Duration::from_secs(1)
+        {
+            return Err(err(format!("{path}.dead_letter_after"), "must be at least 1s"));
+        }
+        if let Some(d) = &self.linger
+            && d.0 > Duration::from_secs(10)
+        {
+            return Err(err(format!("{path}.linger"), "must be at most 10s"));
+        }
+        Ok(())
+    }
+}
+
+/// Takes the delivery engine's keys out of every destination table (webhooks keep their own `enabled`),
+/// checked, by destination name.
+fn take_delivery_keys(value: &mut toml::Value) -> Result<BTreeMap<String, DeliveryKeys>, ConfigError> {
+    let mut out = BTreeMap::new();
+    let Some(dests) = value.get_mut("destinations").and_then(toml::Value::as_table_mut) else {
+        return Ok(out);
+    };
+    let mut take = |table: &mut toml::Table, path: String, name: String, keep_enabled: bool| {
+        let mut keys = toml::Table::new();
+        for k in DELIVERY_KEY_NAMES {
+            if k == "enabled" && keep_enabled {
+                if let Some(v) = table.get(k) {
+                    keys.insert(k.to_string(), v.clone());
+                }
+                continue;
+            }
+            if let Some(v) = table.remove(k) {
+                keys.insert(k.to_string(), v);
+            }
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let parsed: DeliveryKeys = serde_path_to_error::deserialize(toml::Value::Table(keys))
+            .map_err(|e| err(format!("{path}.{}", e.path()), e.into_inner().to_string()))?;
+        parsed.check(&path)?;
+        out.insert(name, parsed);
+        Ok::<(), ConfigError>(())
+    };
+    for (key, v) in dests.iter_mut() {
+        if key == "webhooks" {
+            let Some(list) = v.as_array_mut() else { continue };
+            for (i, w) in list.iter_mut().enumerate() {
+                let Some(t) = w.as_table_mut() else { continue };
+                let name = t.get("name").and_then(toml::Value::as_str).unwrap_or_default().to_string();
+                take(t, format!("destinations.webhooks[{i}]"), format!("webhook:{name}"), true)?;
+            }
+        } else if let Some(t) = v.as_table_mut() {
+            take(t, format!("destinations.{key}"), key.clone(), false)?;
+        }
+    }
+    Ok(out)
+}
+
 fn err(path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError { path: path.into(), reason: reason.into() }
 }
@@ -317,10 +425,12 @@ impl Config {
         }
         let mut value = toml::Value::Table(table);
         expand_env(&mut value, "", env)?;
-        let cfg: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+        let delivery = take_delivery_keys(&mut value)?;
+        let mut cfg: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let p = e.path().to_string();
             err(if p == "." { "<root>".to_string() } else { p }, e.into_inner().to_string())
         })?;
+        cfg.delivery = delivery;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -407,7 +517,7 @@ impl Config {
         Ok(())
     }
 
-    /// The names of the configured destinations, in a fixed order.
+    /// The names of the configured (and enabled) destinations, in a fixed order.
     pub fn destination_names(&self) -> Vec<String> {
         let mut v = Vec::new();
         if self.destinations.klaviyo.is_some() {
@@ -419,7 +529,19 @@ impl Config {
         if self.destinations.slack.is_some() {
             v.push("slack".to_string());
         }
+        v.retain(|name| self.delivery.get(name).and_then(|k| k.enabled).unwrap_or(true));
         v
+    }
+
+    /// The delivery engine's settings for each destination that sets any of its keys; the others use
+    /// [`Config::default_delivery`].
+    pub fn delivery_settings(&self) -> std::collections::HashMap<String, crate::outbox::DeliverySettings> {
+        self.delivery.iter().map(|(name, keys)| (name.clone(), keys.apply(self.default_delivery()))).collect()
+    }
+
+    /// The delivery settings of a destination that sets none of the engine's keys.
+    pub fn default_delivery(&self) -> crate::outbox::DeliverySettings {
+        crate::outbox::DeliverySettings { max_attempts: self.pipeline.max_attempts, ..Default::default() }
     }
 
     /// The flow set this configuration runs: its `[[flows]]`, checked and compiled, or the built-in flows.
@@ -607,6 +729,50 @@ mod tests {
         assert_eq!(e.path, "<file>");
         let e = Config::from_toml("[pipeline]\nworker_scheduling = \"realtime\"", &env(&[])).unwrap_err();
         assert_eq!(e.path, "pipeline.worker_scheduling");
+    }
+
+    #[test]
+    fn every_destination_takes_the_delivery_engine_keys() {
+        let text = r#"
+            [pipeline]
+            max_attempts = 5
+            [destinations.klaviyo]
+            api_key = "pk_x"
+            max_in_flight = 8
+            linger = "20ms"
+            dead_letter_after = "2h"
+            [destinations.slack]
+            webhook_url = "https://hooks.slack.com/services/T/B/X"
+            enabled = false
+            [[destinations.webhooks]]
+            name = "crm"
+            url = "https://crm.example.com/in"
+            secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw3Mq2kbhnVQs="
+            max_attempts = 3
+        "#;
+        let c = Config::from_toml(text, &env(&[])).unwrap();
+        assert_eq!(c.destination_names(), vec!["klaviyo", "webhook:crm"], "a disabled destination is none");
+        let s = c.delivery_settings();
+        let k = &s["klaviyo"];
+        assert_eq!((k.max_in_flight, k.max_attempts), (8, 5));
+        assert_eq!(k.linger, Duration::from_millis(20));
+        assert_eq!(k.dead_letter_after, Some(Duration::from_secs(7200)));
+        assert_eq!(s["webhook:crm"].max_attempts, 3);
+        assert_eq!(c.default_delivery().max_attempts, 5);
+        assert!(c.destinations.webhooks[0].enabled, "webhooks keep their own enabled");
+
+        let bad = |extra: &str, path: &str| {
+            let t = format!("[destinations.klaviyo]\napi_key = \"pk_x\"\n{extra}\n");
+            let e = Config::from_toml(&t, &env(&[])).unwrap_err();
+            assert_eq!(e.path, path, "{e}");
+        };
+        bad("max_in_flight = 0", "destinations.klaviyo.max_in_flight");
+        bad("max_in_flight = 65", "destinations.klaviyo.max_in_flight");
+        bad("max_attempts = 0", "destinations.klaviyo.max_attempts");
+        bad("linger = \"11s\"", "destinations.klaviyo.linger");
+        bad("linger = \"soon\"", "destinations.klaviyo.linger");
+        bad("enabled = \"yes\"", "destinations.klaviyo.enabled");
+        bad("dead_letter_after = \"0s\"", "destinations.klaviyo.dead_letter_after");
     }
 
     #[test]

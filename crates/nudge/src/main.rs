@@ -234,6 +234,10 @@ fn config_error(e: nudge::config::ConfigError) -> ExitCode {
 /// flows with `load`: a valid set replaces the running one, an invalid one is refused and logged.
 async fn serve(cfg: Config, load: nudge::app::ConfigLoader) -> anyhow::Result<()> {
     let pid_file = nudge::flows_cli::pid_file(&cfg);
+    // Installed before the pid file exists: a reload asked for while the server is still starting is
+    // kept and handled once it runs, instead of SIGHUP's default action ending the process.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     std::fs::create_dir_all(&cfg.storage.data_dir).map_err(|e| {
         anyhow::anyhow!("cannot create the data directory {}: {e}", cfg.storage.data_dir.display())
     })?;
@@ -244,8 +248,6 @@ async fn serve(cfg: Config, load: nudge::app::ConfigLoader) -> anyhow::Result<()
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.server.listen))?;
     let app = nudge::app::run(cfg, listener).await?;
     app.shared.set_config_loader(load.clone());
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             r = tokio::signal::ctrl_c() => { r?; break; }

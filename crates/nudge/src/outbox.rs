@@ -1,6 +1,14 @@
-//! The delivery worker: takes due outbox items (at most one per customer at a time, so each customer's
-//! actions reach a destination in order), makes one attempt each, and records the attempt, the retry
-//! schedule and, when a trace is done, its terminal state.
+//! The delivery engine: one worker per destination, each with its own queue (the destination's pending
+//! outbox items), its own concurrency, batching, retry budget and circuit breaker, so a destination that
+//! is down, slow or throttling holds only its own backlog.
+//!
+//! A worker takes its destination's due items (at most one per customer at a time, so each customer's
+//! actions reach a destination in order), packs them into batches of the destination's
+//! [`Destination::max_batch`] (waiting at most `linger` for a batch to fill), sends up to
+//! `max_in_flight` batches at once, and records every item's attempt, retry schedule and, when a trace
+//! is done, its terminal state. After `CIRCUIT_THRESHOLD` whole requests in a row fail (no answer or
+//! 5xx), the circuit opens: no attempts (and no retry budget spent) until a cool-down passes, then one
+//! probe batch decides whether it closes again.
 
 use crate::pipeline::Submitted;
 use crate::telemetry::{self, LatencySample};
@@ -8,26 +16,166 @@ use nudge_deliver::{Backoff, Destination, Outcome};
 use nudge_model::{Action, AuditRecord, AuditStage};
 use nudge_store::{AttemptRecord, AttemptResult, OutboxItem, Store, StoreError};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
-pub struct OutboxWorker {
-    pub store: Arc<dyn Store>,
-    /// Destinations by name, as enqueued by the pipeline.
-    pub destinations: HashMap<String, Arc<dyn Destination>>,
-    pub backoff: Backoff,
+/// How the engine delivers to one destination: the keys every `[destinations.*]` table accepts besides
+/// its connector's own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliverySettings {
+    /// Requests (batches) in flight at once.
+    pub max_in_flight: usize,
+    /// Attempts per item before it is dead-lettered.
     pub max_attempts: u32,
-    /// Items attempted concurrently (each for a different customer).
-    pub concurrency: usize,
-    /// Event→push latency of successful pushes, for summaries.
-    pub latency: Arc<LatencySample>,
+    /// An item whose event is older than this is dead-lettered at its next failure, attempts left or not.
+    pub dead_letter_after: Option<Duration>,
+    /// How long a batch waits to fill before it goes out part-full.
+    pub linger: Duration,
 }
 
-impl OutboxWorker {
-    /// Attempts every due item once and records the attempts; returns how many were attempted.
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            max_in_flight: 4,
+            max_attempts: 8,
+            dead_letter_after: None,
+            linger: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Whole-request failures in a row that open a destination's circuit.
+pub const CIRCUIT_THRESHOLD: u32 = 5;
+const CIRCUIT_MIN_COOL_DOWN: Duration = Duration::from_secs(2);
+const CIRCUIT_MAX_COOL_DOWN: Duration = Duration::from_secs(60);
+
+/// A destination's circuit: closed (sending), open (resting until `open_until`), or half-open (one probe).
+#[derive(Debug, Default)]
+pub struct Circuit {
+    state: Mutex<CircuitState>,
+}
+
+#[derive(Debug, Default)]
+struct CircuitState {
+    failures: u32,
+    open_until: Option<Instant>,
+    cool_down: Duration,
+    probing: bool,
+}
+
+/// What a worker may do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitPermit {
+    /// Closed: send as usual.
+    Send,
+    /// Half-open: send one batch to probe.
+    Probe,
+    /// Open: send nothing until this instant.
+    WaitUntil(Instant),
+}
+
+impl Circuit {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CircuitState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn permit(&self) -> CircuitPermit {
+        let mut s = self.lock();
+        match s.open_until {
+            None => CircuitPermit::Send,
+            Some(t) if t > Instant::now() => CircuitPermit::WaitUntil(t),
+            Some(_) if s.probing => CircuitPermit::WaitUntil(Instant::now() + Duration::from_millis(100)),
+            Some(_) => {
+                s.probing = true;
+                CircuitPermit::Probe
+            }
+        }
+    }
+
+    /// Records how a whole request went: `true` when the destination answered (any answer but 5xx).
+    pub fn record(&self, answered: bool) {
+        let mut s = self.lock();
+        if answered {
+            *s = CircuitState::default();
+            return;
+        }
+        s.failures += 1;
+        if s.probing || s.failures >= CIRCUIT_THRESHOLD {
+            s.cool_down = if s.probing {
+                (s.cool_down * 2).clamp(CIRCUIT_MIN_COOL_DOWN, CIRCUIT_MAX_COOL_DOWN)
+            } else {
+                CIRCUIT_MIN_COOL_DOWN
+            };
+            s.open_until = Some(Instant::now() + s.cool_down);
+            s.probing = false;
+        }
+    }
+
+    /// When the circuit is open, the end of its cool-down.
+    pub fn resting_until(&self) -> Option<Instant> {
+        self.lock().open_until.filter(|t| *t > Instant::now())
+    }
+
+    /// `closed`, `open` or `half_open`.
+    pub fn state_name(&self) -> &'static str {
+        let s = self.lock();
+        match s.open_until {
+            None => "closed",
+            Some(_) if s.probing => "half_open",
+            Some(t) if t > Instant::now() => "open",
+            Some(_) => "half_open",
+        }
+    }
+}
+
+/// One destination's worker.
+pub struct DestinationWorker {
+    /// The destination's configured name (`klaviyo`, `webhook:crm`, …), as enqueued by the pipeline.
+    pub name: String,
+    pub store: Arc<dyn Store>,
+    /// `None` for a destination that is no longer configured: its items are rejected with that reason.
+    pub destination: Option<Arc<dyn Destination>>,
+    pub settings: DeliverySettings,
+    pub backoff: Backoff,
+    pub circuit: Circuit,
+    /// Event→push latency of successful pushes, for summaries.
+    pub latency: Arc<LatencySample>,
+    /// Items in requests that are on the wire now.
+    in_flight: AtomicU64,
+    wake: Notify,
+}
+
+impl DestinationWorker {
+    pub fn new(
+        name: impl Into<String>,
+        store: Arc<dyn Store>,
+        destination: Option<Arc<dyn Destination>>,
+        settings: DeliverySettings,
+        latency: Arc<LatencySample>,
+    ) -> Self {
+        DestinationWorker {
+            name: name.into(),
+            store,
+            destination,
+            settings,
+            backoff: Backoff::default(),
+            circuit: Circuit::default(),
+            latency,
+            in_flight: AtomicU64::new(0),
+            wake: Notify::new(),
+        }
+    }
+
+    fn batch_size(&self) -> usize {
+        self.destination.as_ref().map_or(100, |d| d.max_batch().max(1))
+    }
+
+    /// Attempts every due item once (no linger) and records the attempts; returns how many were attempted.
     pub async fn step(&self) -> Result<usize, StoreError> {
-        let records = self.round(&HashSet::new()).await?;
+        let records = self.round(&HashSet::new(), false).await?;
         let n = records.len();
         if !records.is_empty() {
             self.store.record_attempts(records).await?;
@@ -36,42 +184,104 @@ impl OutboxWorker {
     }
 
     /// Attempts the due items not in `exclude` (items whose attempts are being recorded) once each.
-    async fn round(&self, exclude: &HashSet<i64>) -> Result<Vec<AttemptRecord>, StoreError> {
+    async fn round(&self, exclude: &HashSet<i64>, linger: bool) -> Result<Vec<AttemptRecord>, StoreError> {
         use futures::StreamExt;
-        let limit = self.concurrency * 4;
-        let mut items = self.store.due_outbox(now_ms(), limit + exclude.len()).await?;
-        items.retain(|i| !exclude.contains(&i.id));
-        items.truncate(limit);
-        Ok(futures::stream::iter(items)
-            .map(|item| self.attempt(item))
-            .buffer_unordered(self.concurrency.max(1))
+        let permit = if self.destination.is_some() { self.circuit.permit() } else { CircuitPermit::Send };
+        let lanes = match permit {
+            CircuitPermit::WaitUntil(_) => return Ok(Vec::new()),
+            CircuitPermit::Probe => 1,
+            CircuitPermit::Send => self.settings.max_in_flight.max(1),
+        };
+        let batch = self.batch_size();
+        let limit = lanes * batch;
+        let mut items = self.due(exclude, limit).await?;
+        if linger && batch > 1 && !items.is_empty() && items.len() < limit && !self.settings.linger.is_zero()
+        {
+            // Part-full: give the batch up to `linger` to fill, then send what is there.
+            tokio::time::sleep(self.settings.linger).await;
+            items = self.due(exclude, limit).await?;
+        }
+        let batches: Vec<Vec<OutboxItem>> = chunk(items, batch);
+        let results: Vec<Vec<AttemptRecord>> = futures::stream::iter(batches)
+            .map(|b| self.attempt_batch(b))
+            .buffer_unordered(lanes)
             .collect()
-            .await)
+            .await;
+        if permit == CircuitPermit::Probe && results.is_empty() {
+            // Nothing to probe with: close the circuit; the next failures would open it again.
+            self.circuit.record(true);
+        }
+        Ok(results.into_iter().flatten().collect())
     }
 
-    async fn attempt(&self, item: OutboxItem) -> AttemptRecord {
-        let attempt_no = item.attempts + 1;
-        let (outcome, dest_name): (Outcome, &'static str) = match self.destinations.get(&item.destination) {
-            None => (
-                Outcome::Rejected {
+    async fn due(&self, exclude: &HashSet<i64>, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let mut items = self.store.due_outbox_for(&self.name, now_ms(), limit + exclude.len()).await?;
+        items.retain(|i| !exclude.contains(&i.id));
+        items.truncate(limit);
+        Ok(items)
+    }
+
+    async fn attempt_batch(&self, items: Vec<OutboxItem>) -> Vec<AttemptRecord> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
+        let mut actions = Vec::with_capacity(items.len());
+        let mut positions = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            if self.destination.is_none() {
+                outcomes[i] = Some(Outcome::Rejected {
                     endpoint: item.destination.clone(),
                     status: None,
                     error: format!("destination `{}` is not configured", item.destination),
-                },
-                "unknown",
-            ),
-            Some(dest) => match serde_json::from_str::<Action>(&item.action_json) {
-                Ok(action) => (dest.deliver(&action).await, dest.name()),
-                Err(e) => (
-                    Outcome::Rejected {
+                });
+                continue;
+            }
+            match serde_json::from_str::<Action>(&item.action_json) {
+                Ok(action) => {
+                    actions.push(action);
+                    positions.push(i);
+                }
+                Err(e) => {
+                    outcomes[i] = Some(Outcome::Rejected {
                         endpoint: item.destination.clone(),
                         status: None,
                         error: format!("stored action does not parse: {e}"),
-                    },
-                    dest.name(),
-                ),
-            },
-        };
+                    })
+                }
+            }
+        }
+        if let (Some(dest), false) = (&self.destination, actions.is_empty()) {
+            self.in_flight.fetch_add(actions.len() as u64, Ordering::Relaxed);
+            telemetry::destination_in_flight(&self.name, self.in_flight.load(Ordering::Relaxed));
+            telemetry::destination_batch(&self.name, actions.len());
+            let sent = dest.deliver_batch(&actions).await;
+            self.in_flight.fetch_sub(actions.len() as u64, Ordering::Relaxed);
+            telemetry::destination_in_flight(&self.name, self.in_flight.load(Ordering::Relaxed));
+            // The request failed as a whole when every outcome is a retry without an answer or with a 5xx.
+            let down = !sent.is_empty()
+                && sent.iter().all(|o| matches!(o, Outcome::Retry { status: None | Some(500..), .. }));
+            self.circuit.record(!down);
+            telemetry::destination_circuit(&self.name, self.circuit.state_name());
+            for (pos, outcome) in positions.into_iter().zip(pad(sent, actions.len(), &self.name)) {
+                outcomes[pos] = Some(outcome);
+            }
+        }
+        items
+            .into_iter()
+            .zip(outcomes)
+            .map(|(item, o)| {
+                let o = o.unwrap_or_else(|| Outcome::Retry {
+                    endpoint: item.destination.clone(),
+                    status: None,
+                    error: "no outcome for this item".into(),
+                    retry_after: None,
+                });
+                self.settle(item, o)
+            })
+            .collect()
+    }
+
+    /// Turns one item's outcome into the record stored for it.
+    fn settle(&self, item: OutboxItem, outcome: Outcome) -> AttemptRecord {
+        let attempt_no = item.attempts + 1;
         let at_ms = now_ms();
         let result = match &outcome {
             Outcome::Delivered { .. } => {
@@ -80,9 +290,18 @@ impl OutboxWorker {
                 self.latency.record(latency_s);
                 AttemptResult::Delivered
             }
-            Outcome::Retry { error, retry_after, .. } => {
-                if attempt_no >= self.max_attempts {
+            Outcome::Retry { error, retry_after, status, .. } => {
+                if *status == Some(429) {
+                    telemetry::destination_throttled(&self.name);
+                }
+                let age = Duration::from_micros((at_ms * 1000 - item.origin_us).max(0) as u64);
+                let too_old = self.settings.dead_letter_after.is_some_and(|limit| age >= limit);
+                if attempt_no >= self.settings.max_attempts {
                     AttemptResult::DeadLettered(format!("{error} (gave up after {attempt_no} attempts)"))
+                } else if too_old {
+                    AttemptResult::DeadLettered(format!(
+                        "{error} (gave up: older than dead_letter_after, after {attempt_no} attempts)"
+                    ))
                 } else {
                     let wait = self.backoff.delay(attempt_no - 1, *retry_after);
                     AttemptResult::RetryAt(at_ms + wait.as_millis() as i64)
@@ -96,9 +315,9 @@ impl OutboxWorker {
             AttemptResult::Rejected(_) => "rejected",
             AttemptResult::DeadLettered(_) => "dead_lettered",
         };
-        telemetry::push(dest_name, result_name);
+        telemetry::push(&self.name, result_name);
         if !matches!(result, AttemptResult::Delivered) {
-            tracing::warn!(trace_id = %item.trace_id, destination = dest_name, attempt = attempt_no,
+            tracing::warn!(trace_id = %item.trace_id, destination = %self.name, attempt = attempt_no,
                 outcome = result_name, error = outcome.error().unwrap_or(""), "push not delivered");
         }
         let audit = AuditRecord {
@@ -119,12 +338,13 @@ impl OutboxWorker {
         AttemptRecord { item_id: item.id, trace_id: item.trace_id, result, audit, at_ms }
     }
 
-    /// Runs until `shutdown`, woken by the pipeline when it enqueues and by a short poll for retries. A
-    /// round's attempts are recorded (one transaction) while the next round's items are pushed; those
-    /// exclude the items still being recorded, and a customer's next item is due only once the one before
-    /// is recorded, so per-customer order holds.
-    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown`, woken when the pipeline enqueues and by a short poll for retries. A round's
+    /// attempts are recorded (one transaction) while the next round's items are pushed; those exclude the
+    /// items still being recorded, and a customer's next item is due only once the one before is
+    /// recorded, so per-customer order holds.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut inflight: Option<Recording> = None;
+        let mut last_backlog = Instant::now() - Duration::from_secs(60);
         loop {
             if *shutdown.borrow() {
                 if let Some(r) = inflight.take() {
@@ -132,11 +352,27 @@ impl OutboxWorker {
                 }
                 return;
             }
+            if last_backlog.elapsed() >= Duration::from_secs(5) {
+                last_backlog = Instant::now();
+                if let Ok(n) = self.store.pending_for(&self.name).await {
+                    telemetry::destination_backlog(&self.name, n);
+                }
+            }
+            if let Some(t) = self.circuit.resting_until() {
+                if let Some(r) = inflight.take() {
+                    r.finish().await;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(t) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
             let exclude = inflight.as_ref().map(|r| r.items.clone()).unwrap_or_default();
-            let records = match self.round(&exclude).await {
+            let records = match self.round(&exclude, true).await {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::error!(error = %e, "outbox step failed; retrying");
+                    tracing::error!(destination = %self.name, error = %e, "outbox step failed; retrying");
                     if let Some(r) = inflight.take() {
                         r.finish().await;
                     }
@@ -149,7 +385,7 @@ impl OutboxWorker {
                     Some(r) => r.finish().await,
                     None => {
                         tokio::select! {
-                            _ = wake.notified() => {}
+                            _ = self.wake.notified() => {}
                             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                             _ = shutdown.changed() => {}
                         }
@@ -161,6 +397,133 @@ impl OutboxWorker {
             if let Some(prev) = inflight.replace(next) {
                 prev.finish().await;
             }
+        }
+    }
+}
+
+/// Splits `items` into runs of at most `size`.
+fn chunk(items: Vec<OutboxItem>, size: usize) -> Vec<Vec<OutboxItem>> {
+    let mut out = Vec::with_capacity(items.len().div_ceil(size.max(1)));
+    let mut current = Vec::with_capacity(size);
+    for item in items {
+        current.push(item);
+        if current.len() == size {
+            out.push(std::mem::replace(&mut current, Vec::with_capacity(size)));
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// A destination must answer once per action; a wrong count is its bug, made a retry rather than a loss.
+fn pad(mut outcomes: Vec<Outcome>, n: usize, name: &str) -> Vec<Outcome> {
+    if outcomes.len() != n {
+        tracing::error!(
+            destination = name,
+            expected = n,
+            got = outcomes.len(),
+            "a destination returned the wrong number of outcomes; the batch will be retried"
+        );
+        outcomes = (0..n)
+            .map(|_| Outcome::Retry {
+                endpoint: name.to_string(),
+                status: None,
+                error: "the destination returned the wrong number of outcomes".into(),
+                retry_after: None,
+            })
+            .collect();
+    }
+    outcomes
+}
+
+/// Every destination's worker, plus a sweeper for items whose destination is no longer configured.
+pub struct OutboxWorker {
+    pub store: Arc<dyn Store>,
+    pub workers: Vec<Arc<DestinationWorker>>,
+    pub latency: Arc<LatencySample>,
+}
+
+impl OutboxWorker {
+    /// One worker per destination, with its settings (`settings` falls back to `default` per name).
+    pub fn new(
+        store: Arc<dyn Store>,
+        destinations: HashMap<String, Arc<dyn Destination>>,
+        settings: &HashMap<String, DeliverySettings>,
+        default: DeliverySettings,
+        latency: Arc<LatencySample>,
+    ) -> Self {
+        let mut names: Vec<_> = destinations.keys().cloned().collect();
+        names.sort();
+        let workers = names
+            .into_iter()
+            .map(|name| {
+                let s = settings.get(&name).cloned().unwrap_or_else(|| default.clone());
+                let dest = destinations.get(&name).cloned();
+                Arc::new(DestinationWorker::new(name, store.clone(), dest, s, latency.clone()))
+            })
+            .collect();
+        OutboxWorker { store, workers, latency }
+    }
+
+    /// One pass of every worker (no linger) plus the sweep; returns how many items were attempted.
+    pub async fn step(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for w in &self.workers {
+            n += w.step().await?;
+        }
+        Ok(n + self.sweep().await?)
+    }
+
+    /// Rejects pending items of destinations that are not configured (a destination removed from the
+    /// configuration, an approval decided after its destination went away).
+    async fn sweep(&self) -> Result<usize, StoreError> {
+        let known: HashSet<&str> = self.workers.iter().map(|w| w.name.as_str()).collect();
+        let mut n = 0;
+        for name in self.store.pending_destinations().await? {
+            if known.contains(name.as_str()) {
+                continue;
+            }
+            let orphan = DestinationWorker::new(
+                name,
+                self.store.clone(),
+                None,
+                DeliverySettings::default(),
+                self.latency.clone(),
+            );
+            n += orphan.step().await?;
+        }
+        Ok(n)
+    }
+
+    /// Runs every worker until `shutdown`; `wake` (the pipeline's "enqueued" signal) wakes them all.
+    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+        let tasks: Vec<_> =
+            self.workers.iter().map(|w| tokio::spawn(w.clone().run(shutdown.clone()))).collect();
+        let mut last_sweep = Instant::now() - Duration::from_secs(60);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if last_sweep.elapsed() >= Duration::from_secs(30) {
+                last_sweep = Instant::now();
+                if let Err(e) = self.sweep().await {
+                    tracing::error!(error = %e, "sweeping unconfigured destinations failed");
+                }
+            }
+            tokio::select! {
+                _ = wake.notified() => {
+                    for w in &self.workers {
+                        w.wake.notify_one();
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        for t in tasks {
+            let _ = t.await;
         }
     }
 }
@@ -237,5 +600,226 @@ pub async fn run_approval_expiry(store: Arc<dyn Store>, tick: Duration, mut shut
             _ = tokio::time::sleep(tick) => {}
             _ = shutdown.changed() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nudge_model::TraceId;
+    use nudge_store::sqlite::{Durability, SqliteStore};
+    use nudge_store::{NewOutboxItem, ProcessOutcome};
+    use std::sync::atomic::AtomicUsize;
+
+    /// A destination whose answers the test scripts: up (delivers), down (503 for every request).
+    struct Scripted {
+        batch: usize,
+        down: std::sync::atomic::AtomicBool,
+        requests: AtomicUsize,
+        sizes: Mutex<Vec<usize>>,
+        delivered: Mutex<Vec<String>>,
+    }
+
+    impl Scripted {
+        fn new(batch: usize) -> Arc<Self> {
+            Arc::new(Scripted {
+                batch,
+                down: false.into(),
+                requests: AtomicUsize::new(0),
+                sizes: Mutex::new(Vec::new()),
+                delivered: Mutex::new(Vec::new()),
+            })
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Destination for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        async fn deliver(&self, action: &Action) -> Outcome {
+            self.deliver_batch(std::slice::from_ref(action)).await.remove(0)
+        }
+        fn max_batch(&self) -> usize {
+            self.batch
+        }
+        async fn deliver_batch(&self, actions: &[Action]) -> Vec<Outcome> {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            self.sizes.lock().unwrap().push(actions.len());
+            let down = self.down.load(Ordering::SeqCst);
+            actions
+                .iter()
+                .map(|a| {
+                    if down {
+                        Outcome::Retry {
+                            endpoint: "POST /x".into(),
+                            status: Some(503),
+                            error: "unavailable".into(),
+                            retry_after: None,
+                        }
+                    } else {
+                        self.delivered.lock().unwrap().push(a.customer().to_string());
+                        Outcome::Delivered { endpoint: "POST /x".into(), status: 200 }
+                    }
+                })
+                .collect()
+        }
+    }
+
+    fn alert(customer: u32, n: u32) -> String {
+        serde_json::to_string(&Action::Alert {
+            customer: format!("shopify:{customer}").parse().unwrap(),
+            flow: "f".into(),
+            text: format!("alert {n}"),
+            time: time::OffsetDateTime::now_utc(),
+            unique_id: format!("u{n}"),
+        })
+        .unwrap()
+    }
+
+    async fn enqueue(store: &Arc<dyn Store>, items: &[(u32, &str)]) {
+        let t = TraceId::new();
+        let outbox = items
+            .iter()
+            .enumerate()
+            .map(|(n, (c, dest))| NewOutboxItem {
+                trace_id: t,
+                customer: format!("shopify:{c}").parse().unwrap(),
+                destination: dest.to_string(),
+                action_json: alert(*c, n as u32),
+                origin_us: now_ms() * 1000,
+            })
+            .collect();
+        store
+            .commit_processing(vec![ProcessOutcome { trace_id: Some(t), outbox, ..Default::default() }])
+            .await
+            .unwrap();
+    }
+
+    fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(dir.path(), Durability::Normal).unwrap())
+    }
+
+    #[tokio::test]
+    async fn batches_up_to_the_destination_size_and_one_item_per_customer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let items: Vec<(u32, &str)> = (0..25).map(|c| (c, "a")).chain([(3, "a")]).collect();
+        enqueue(&store, &items).await;
+        let a = Scripted::new(10);
+        let settings = DeliverySettings { max_in_flight: 2, ..Default::default() };
+        let w = DestinationWorker::new(
+            "a",
+            store.clone(),
+            Some(a.clone()),
+            settings,
+            Arc::new(LatencySample::new(10)),
+        );
+        assert_eq!(w.step().await.unwrap(), 20, "two lanes of ten");
+        assert_eq!(w.step().await.unwrap(), 6, "the other five customers and customer 3's second item");
+        assert_eq!(*a.sizes.lock().unwrap(), vec![10, 10, 6]);
+        assert_eq!(w.step().await.unwrap(), 0);
+        let delivered = a.delivered.lock().unwrap().clone();
+        assert_eq!(delivered.iter().filter(|c| *c == "shopify:3").count(), 2);
+        assert_eq!(store.pending_for("a").await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_down_destination_holds_only_its_own_queue_and_its_circuit_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let items: Vec<(u32, &str)> = (0..40).flat_map(|c| [(c, "down"), (c, "up")]).collect();
+        enqueue(&store, &items).await;
+        let down = Scripted::new(1);
+        down.down.store(true, Ordering::SeqCst);
+        let up = Scripted::new(1);
+        let mut dests: HashMap<String, Arc<dyn Destination>> = HashMap::new();
+        dests.insert("down".into(), down.clone());
+        dests.insert("up".into(), up.clone());
+        let engine = OutboxWorker::new(
+            store.clone(),
+            dests,
+            &HashMap::new(),
+            DeliverySettings { max_in_flight: 8, ..Default::default() },
+            Arc::new(LatencySample::new(10)),
+        );
+        for _ in 0..10 {
+            engine.step().await.unwrap();
+        }
+        assert_eq!(up.delivered.lock().unwrap().len(), 40, "every item of the healthy destination went");
+        let w = engine.workers.iter().find(|w| w.name == "down").unwrap();
+        assert_eq!(w.circuit.state_name(), "open");
+        let tried = down.requests.load(Ordering::SeqCst);
+        assert_eq!(tried, 8, "one round of requests, then the circuit opened: {tried}");
+        assert_eq!(store.pending_for("down").await.unwrap(), 40, "nothing lost while it is down");
+        // While open, nothing is attempted and no attempt is spent.
+        engine.step().await.unwrap();
+        assert_eq!(down.requests.load(Ordering::SeqCst), tried);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_circuit_probes_after_its_cool_down_and_closes_on_an_answer() {
+        let c = Circuit::default();
+        for _ in 0..CIRCUIT_THRESHOLD {
+            assert_eq!(c.permit(), CircuitPermit::Send);
+            c.record(false);
+        }
+        assert!(matches!(c.permit(), CircuitPermit::WaitUntil(_)));
+        assert_eq!(c.state_name(), "open");
+        tokio::time::advance(CIRCUIT_MIN_COOL_DOWN).await;
+        assert_eq!(c.permit(), CircuitPermit::Probe);
+        assert!(matches!(c.permit(), CircuitPermit::WaitUntil(_)), "one probe at a time");
+        c.record(false);
+        assert_eq!(
+            c.resting_until().unwrap() - Instant::now(),
+            CIRCUIT_MIN_COOL_DOWN * 2,
+            "cool-down doubles"
+        );
+        tokio::time::advance(CIRCUIT_MIN_COOL_DOWN * 2).await;
+        assert_eq!(c.permit(), CircuitPermit::Probe);
+        c.record(true);
+        assert_eq!(c.state_name(), "closed");
+        assert_eq!(c.permit(), CircuitPermit::Send);
+    }
+
+    #[tokio::test]
+    async fn items_of_unconfigured_destinations_are_rejected_by_the_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        enqueue(&store, &[(1, "gone"), (2, "gone")]).await;
+        let engine = OutboxWorker::new(
+            store.clone(),
+            HashMap::new(),
+            &HashMap::new(),
+            DeliverySettings::default(),
+            Arc::new(LatencySample::new(10)),
+        );
+        assert_eq!(engine.step().await.unwrap(), 2);
+        assert_eq!(store.pending_for("gone").await.unwrap(), 0);
+        assert_eq!(store.stats().await.unwrap().outbox_rejected, 2);
+    }
+
+    #[tokio::test]
+    async fn dead_letter_after_gives_up_on_old_items_before_the_attempts_run_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        enqueue(&store, &[(1, "down")]).await;
+        let down = Scripted::new(1);
+        down.down.store(true, Ordering::SeqCst);
+        let settings = DeliverySettings {
+            dead_letter_after: Some(Duration::from_millis(1)),
+            max_attempts: 100,
+            ..Default::default()
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let w = DestinationWorker::new(
+            "down",
+            store.clone(),
+            Some(down),
+            settings,
+            Arc::new(LatencySample::new(10)),
+        );
+        assert_eq!(w.step().await.unwrap(), 1);
+        assert_eq!(store.stats().await.unwrap().outbox_dead, 1);
     }
 }

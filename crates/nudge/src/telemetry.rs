@@ -2,7 +2,7 @@
 //! functions, so names cannot drift. `/metrics` renders the Prometheus text of the recorder installed by
 //! [`metrics_handle`].
 
-use metrics::{counter, describe_counter, describe_histogram, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::{Mutex, OnceLock};
 
@@ -35,6 +35,17 @@ fn describe() {
     describe_counter!("nudge_pushes_total", "Destination calls by destination and outcome.");
     describe_histogram!("nudge_event_to_push_seconds", "Time from webhook receipt to a successful push.");
     describe_counter!("nudge_timers_fired_total", "Abandonment timers that fired.");
+    describe_gauge!(
+        "nudge_destination_backlog",
+        "Pending outbox items per destination (due or waiting to retry)."
+    );
+    describe_gauge!("nudge_destination_in_flight", "Items in requests on the wire, per destination.");
+    describe_gauge!(
+        "nudge_destination_circuit_open",
+        "1 while a destination's circuit is open or half-open (resting after repeated failures), else 0."
+    );
+    describe_histogram!("nudge_destination_batch_size", "Items per request sent to a destination.");
+    describe_counter!("nudge_destination_throttled_total", "Requests a destination answered with 429.");
     describe_counter!(
         "nudge_schedule_customers_total",
         "Customers sent into the ingest log by schedule flows' firings, by flow."
@@ -71,8 +82,30 @@ pub fn flow_decision(flow: &str, status: &'static str) {
     }
 }
 
-pub fn push(destination: &'static str, outcome: &'static str) {
-    counter!("nudge_pushes_total", "destination" => destination, "outcome" => outcome).increment(1);
+pub fn push(destination: &str, outcome: &'static str) {
+    counter!("nudge_pushes_total", "destination" => destination.to_string(), "outcome" => outcome)
+        .increment(1);
+}
+
+pub fn destination_backlog(destination: &str, pending: u64) {
+    gauge!("nudge_destination_backlog", "destination" => destination.to_string()).set(pending as f64);
+}
+
+pub fn destination_in_flight(destination: &str, items: u64) {
+    gauge!("nudge_destination_in_flight", "destination" => destination.to_string()).set(items as f64);
+}
+
+pub fn destination_circuit(destination: &str, state: &'static str) {
+    let open = if state == "closed" { 0.0 } else { 1.0 };
+    gauge!("nudge_destination_circuit_open", "destination" => destination.to_string()).set(open);
+}
+
+pub fn destination_batch(destination: &str, items: usize) {
+    histogram!("nudge_destination_batch_size", "destination" => destination.to_string()).record(items as f64);
+}
+
+pub fn destination_throttled(destination: &str) {
+    counter!("nudge_destination_throttled_total", "destination" => destination.to_string()).increment(1);
 }
 
 pub fn event_to_push(seconds: f64) {

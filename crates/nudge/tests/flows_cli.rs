@@ -221,7 +221,11 @@ fn reload_signals_only_a_live_server_and_a_second_server_is_refused() {
     assert!(text(&out.stdout).contains(&format!("server {} asked to reload", server.id())));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !std::fs::read_to_string(&log).unwrap().contains("flows reloaded") {
-        assert!(std::time::Instant::now() < deadline, "the server did not reload");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not reload: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // An invalid set is refused by the command itself (exit 2): nothing is signalled.

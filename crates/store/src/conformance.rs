@@ -16,6 +16,7 @@ where
     processing_round_trip(make().await).await;
     pipelined_batches(make().await).await;
     outbox_keeps_per_customer_order(make().await).await;
+    outbox_queues_are_per_destination(make().await).await;
     terminal_states_and_replay(make().await).await;
     appended_audit_belongs_to_no_delivery(make().await).await;
     timers_fire_and_cancel(make().await).await;
@@ -263,6 +264,61 @@ pub async fn outbox_keeps_per_customer_order(s: Arc<dyn Store>) {
     let due = s.due_outbox(far, 10).await.unwrap();
     let next = due.iter().find(|i| i.customer == cust(1)).expect("second item now due");
     assert_eq!(next.action_json, "{\"n\":2}");
+}
+
+pub async fn outbox_queues_are_per_destination(s: Arc<dyn Store>) {
+    let t = TraceId::new();
+    let item =
+        |c: u32, n: u32, dest: &str| NewOutboxItem { destination: dest.into(), ..outbox_item(t, c, n) };
+    s.commit_processing(vec![ProcessOutcome {
+        trace_id: Some(t),
+        outbox: vec![
+            item(1, 1, "klaviyo"),
+            item(1, 2, "braze"),
+            item(1, 3, "klaviyo"),
+            item(2, 4, "braze"),
+            item(1, 5, "braze"),
+        ],
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+    let far = i64::MAX / 2;
+    let braze = s.due_outbox_for("braze", far, 10).await.unwrap();
+    let got: Vec<_> = braze.iter().map(|i| i.action_json.as_str()).collect();
+    assert_eq!(got, vec!["{\"n\":2}", "{\"n\":4}"], "the oldest braze item of each customer, in order");
+    assert!(braze.iter().all(|i| i.destination == "braze"));
+    assert_eq!(s.pending_for("braze").await.unwrap(), 3);
+    assert_eq!(s.pending_for("klaviyo").await.unwrap(), 2);
+    assert_eq!(s.pending_for("hubspot").await.unwrap(), 0);
+    assert_eq!(s.pending_destinations().await.unwrap(), vec!["braze".to_string(), "klaviyo".to_string()]);
+    // Klaviyo failing for customer 1 holds only Klaviyo's queue for that customer.
+    let k = s.due_outbox_for("klaviyo", far, 10).await.unwrap();
+    assert_eq!(k.len(), 1);
+    s.record_attempts(vec![AttemptRecord {
+        item_id: k[0].id,
+        trace_id: t,
+        result: AttemptResult::RetryAt(far + 10),
+        audit: audit(t, AuditStage::DeliveryAttempt),
+        at_ms: 1,
+    }])
+    .await
+    .unwrap();
+    assert!(s.due_outbox_for("klaviyo", far, 10).await.unwrap().is_empty(), "blocked behind its retry");
+    assert_eq!(s.due_outbox_for("braze", far, 10).await.unwrap().len(), 2, "braze is not held");
+    s.record_attempts(vec![AttemptRecord {
+        item_id: braze[0].id,
+        trace_id: t,
+        result: AttemptResult::Delivered,
+        audit: audit(t, AuditStage::DeliveryAttempt),
+        at_ms: 2,
+    }])
+    .await
+    .unwrap();
+    let braze = s.due_outbox_for("braze", far, 10).await.unwrap();
+    let got: Vec<_> = braze.iter().map(|i| i.action_json.as_str()).collect();
+    assert_eq!(got, vec!["{\"n\":4}", "{\"n\":5}"], "customer 1's next braze item is due");
+    assert_eq!(s.pending_for("braze").await.unwrap(), 2);
 }
 
 pub async fn terminal_states_and_replay(s: Arc<dyn Store>) {

@@ -95,6 +95,17 @@ pub trait Store: Send + Sync + 'static {
     /// Outbox items due at `now_ms` that are the oldest pending item of their customer (per-customer order).
     async fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>>;
 
+    /// Outbox items for `destination` due at `now_ms` that are the oldest pending item of their customer
+    /// for that destination (per-customer order per destination), oldest first. Each destination's
+    /// worker reads only its own queue, so one destination's backlog never delays another's.
+    async fn due_outbox_for(&self, destination: &str, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>>;
+
+    /// How many items are pending (due or waiting for a retry) for `destination`.
+    async fn pending_for(&self, destination: &str) -> Result<u64>;
+
+    /// The destinations that have pending items, sorted.
+    async fn pending_destinations(&self) -> Result<Vec<String>>;
+
     /// Records delivery attempts in one transaction: each attempt's audit record, the item's new status,
     /// and a trace's terminal state once every item of the trace is final.
     async fn record_attempts(&self, attempts: Vec<AttemptRecord>) -> Result<()>;

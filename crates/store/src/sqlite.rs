@@ -24,6 +24,9 @@ const APPROVALS_MIGRATION: &str = include_str!("../migrations/sqlite_003_approva
 const FLOW_DECISIONS_MIGRATION: &str = include_str!("../migrations/sqlite_004_flow_decisions.sql");
 /// Applied after the migrations before it on every open (idempotent): the progress of schedule flows.
 const SCHEDULE_RUNS_MIGRATION: &str = include_str!("../migrations/sqlite_005_schedule_runs.sql");
+/// Applied after the migrations before it on every open (idempotent): per-destination outbox indexes.
+const OUTBOX_PER_DESTINATION_MIGRATION: &str =
+    include_str!("../migrations/sqlite_006_outbox_per_destination.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
 const MAX_GROUP: usize = 4096;
 /// The most other write jobs (processing batches, attempts, …) one group commit takes.
@@ -446,6 +449,7 @@ impl SqliteStore {
         conn.execute_batch(APPROVALS_MIGRATION)?;
         conn.execute_batch(FLOW_DECISIONS_MIGRATION)?;
         conn.execute_batch(SCHEDULE_RUNS_MIGRATION)?;
+        conn.execute_batch(OUTBOX_PER_DESTINATION_MIGRATION)?;
         migrate_legacy_layout(&conn, &log, &path)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
         let durable: i64 = log.query_row("SELECT COALESCE(MAX(seq), 0) FROM deliveries", [], |r| r.get(0))?;
@@ -1709,6 +1713,60 @@ impl Store for SqliteStore {
                     origin_us: r.get(6)?,
                 })
             })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn due_outbox_for(&self, destination: &str, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>> {
+        let destination = destination.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT o.id, o.trace_id, o.customer_id, o.destination, o.action, o.attempts, o.origin_us
+                 FROM outbox o INDEXED BY outbox_pending_dest_id
+                 WHERE o.destination = ?3 AND o.status = 'pending' AND o.next_attempt_at <= ?1
+                   AND o.id = (SELECT MIN(id) FROM outbox p INDEXED BY outbox_pending_dest_customer
+                               WHERE p.destination = ?3 AND p.customer_id = o.customer_id
+                                 AND p.status = 'pending')
+                 ORDER BY o.id LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![now_ms, limit as i64, destination], |r| {
+                Ok(OutboxItem {
+                    id: r.get(0)?,
+                    trace_id: parse_trace(&r.get::<_, String>(1)?)?,
+                    customer: parse_customer(&r.get::<_, String>(2)?)?,
+                    destination: r.get(3)?,
+                    action_json: r.get(4)?,
+                    attempts: r.get(5)?,
+                    origin_us: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn pending_for(&self, destination: &str) -> Result<u64> {
+        let destination = destination.to_string();
+        self.read(move |c| {
+            let n: i64 = c
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM outbox INDEXED BY outbox_pending_dest_id
+                     WHERE destination = ?1 AND status = 'pending'",
+                )?
+                .query_row(params![destination], |r| r.get(0))?;
+            Ok(n.max(0) as u64)
+        })
+        .await
+    }
+
+    async fn pending_destinations(&self) -> Result<Vec<String>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT DISTINCT destination FROM outbox INDEXED BY outbox_pending_dest_id
+                 WHERE status = 'pending' ORDER BY destination",
+            )?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
