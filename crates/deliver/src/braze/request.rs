@@ -462,7 +462,7 @@ mod tests {
             email: email.clone(),
             name: "  ".into(),
             properties: properties.clone(),
-            value: value.clone(),
+            value,
             time,
             unique_id,
         };

@@ -123,7 +123,7 @@ pub(crate) fn identify(object: &Map<String, Value>, attributes: bool) -> Result<
         return Err(format!("More than one user identifier ({}); give exactly one", all.join(", ")));
     }
     if let Some(id) = object.get("external_id")
-        && !id.as_str().is_some_and(|s| !s.trim().is_empty())
+        && id.as_str().is_none_or(|s| s.trim().is_empty())
     {
         return Err("Invalid 'external_id': a non-empty string is required".into());
     }
@@ -163,10 +163,8 @@ pub(crate) fn check_attributes(object: &Map<String, Value>) -> Result<(), String
                     }
                 }
             }
-            Value::Object(ops) if ops.contains_key("inc") => {
-                if !ops.get("inc").is_some_and(Value::is_i64) {
-                    return Err(format!("Invalid value for '{key}': 'inc' must be an integer"));
-                }
+            Value::Object(ops) if ops.contains_key("inc") && !ops.get("inc").is_some_and(Value::is_i64) => {
+                return Err(format!("Invalid value for '{key}': 'inc' must be an integer"));
             }
             _ => {}
         }
@@ -177,7 +175,7 @@ pub(crate) fn check_attributes(object: &Map<String, Value>) -> Result<(), String
 /// The per-record checks of an event object.
 pub(crate) fn check_event(object: &Map<String, Value>) -> Result<(), String> {
     identify(object, false)?;
-    if !object.get("name").and_then(Value::as_str).is_some_and(|n| !n.trim().is_empty()) {
+    if object.get("name").and_then(Value::as_str).is_none_or(|n| n.trim().is_empty()) {
         return Err("Invalid 'name': events need a non-empty name".into());
     }
     check_time(object)?;
@@ -198,7 +196,7 @@ pub(crate) fn check_event(object: &Map<String, Value>) -> Result<(), String> {
 /// The per-record checks of a purchase object.
 pub(crate) fn check_purchase(object: &Map<String, Value>) -> Result<(), String> {
     identify(object, false)?;
-    if !object.get("product_id").and_then(Value::as_str).is_some_and(|p| !p.is_empty()) {
+    if object.get("product_id").and_then(Value::as_str).is_none_or(str::is_empty) {
         return Err("Invalid 'product_id'".into());
     }
     let currency_ok = object
