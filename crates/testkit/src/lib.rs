@@ -4,6 +4,8 @@
 //!   body limits, schema, rate limits) and keeps the profiles and events it accepted, with switchable
 //!   failure modes. A fake that accepted anything would prove nothing, so every rule it checks is one the
 //!   real API documents.
+//! - [`fake_braze`]: Braze's `POST /users/track` with its identifier, body, batch-cap and rate-limit rules,
+//!   per-record errors inside a 200 on demand, `202 queued`, and the users and events it accepted.
 //! - [`fake_webhook`]: a Standard Webhooks receiver that verifies signatures as the reference libraries
 //!   do, deduplicates on `webhook-id`, and answers 410/429/5xx/redirects/slowness/garbage on demand.
 //! - [`fake_slack`]: a Slack incoming webhook with Slack's plain-text answers and its rate limit.
@@ -14,12 +16,14 @@
 //!
 //! What does not live here: nudge's own logic. The fakes only know the external contracts.
 
+pub mod fake_braze;
 pub mod fake_klaviyo;
 pub mod fake_slack;
 pub mod fake_webhook;
 pub mod server;
 pub mod shopify_sender;
 
+pub use fake_braze::{BrazeMode, FakeBraze, FakeBrazeConfig, FakeBrazeHandle};
 pub use fake_klaviyo::{
     FakeKlaviyo, FakeKlaviyoConfig, FakeKlaviyoHandle, FakeMode, FakeRateLimit, RecordedRequest, StoredEvent,
     StoredProfile,
