@@ -155,6 +155,10 @@ pub fn destinations(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Dest
         let client = nudge_deliver::SlackClient::new(s.clone()).context("building the Slack client")?;
         map.insert("slack".into(), Arc::new(client));
     }
+    if let Some(b) = &cfg.destinations.braze {
+        let client = nudge_deliver::BrazeClient::new(b.clone()).context("building the Braze client")?;
+        map.insert("braze".into(), Arc::new(client));
+    }
     let enabled = cfg.destination_names();
     map.retain(|name, _| enabled.contains(name));
     Ok(map)

@@ -184,6 +184,8 @@ pub struct DestinationsConfig {
     pub webhooks: Vec<WebhookConfig>,
     /// The Slack alert channel, the destination `slack`.
     pub slack: Option<SlackConfig>,
+    /// Braze (`/users/track`), the destination `braze`.
+    pub braze: Option<nudge_deliver::BrazeConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -463,6 +465,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(b) = &self.destinations.braze {
+            b.check().map_err(|(field, e)| err(format!("destinations.braze.{field}"), e))?;
+        }
         if let Some(s) = &self.destinations.slack {
             s.check().map_err(|(field, e)| err(format!("destinations.slack.{field}"), e))?;
         }
@@ -526,6 +531,9 @@ impl Config {
         v.extend(
             self.destinations.webhooks.iter().filter(|w| w.enabled).map(WebhookConfig::destination_name),
         );
+        if self.destinations.braze.is_some() {
+            v.push("braze".to_string());
+        }
         if self.destinations.slack.is_some() {
             v.push("slack".to_string());
         }
@@ -601,6 +609,7 @@ impl Config {
             v.extend(w.previous_secrets.iter().cloned());
         }
         v.extend(self.destinations.slack.iter().map(|s| s.webhook_url.clone()));
+        v.extend(self.destinations.braze.iter().map(|b| b.api_key.clone()));
         v.extend(self.privacy.pseudonym_key.clone());
         v
     }

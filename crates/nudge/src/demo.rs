@@ -199,26 +199,60 @@ pub async fn run_fake_klaviyo(
 /// The fakes `nudge dev fake` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FakeKind {
+    /// Klaviyo's API (profiles, events, lists).
+    Klaviyo,
+    /// Braze's `/users/track`.
+    Braze,
     /// A Standard Webhooks receiver that verifies signatures.
     Webhook,
     /// A Slack incoming webhook.
     Slack,
 }
 
-/// Runs a fake receiver on `listen` until Ctrl-C.
-pub async fn run_fake(kind: FakeKind, listen: std::net::SocketAddr, secret: String) -> anyhow::Result<()> {
+/// What `nudge dev fake` was asked for.
+#[derive(Debug, Clone)]
+pub struct FakeOptions {
+    pub kind: FakeKind,
+    pub listen: std::net::SocketAddr,
+    /// The webhook secret (`--kind webhook`).
+    pub secret: String,
+    /// The API key or token the fake accepts (Klaviyo, Braze); each fake has a default.
+    pub api_key: Option<String>,
+    /// Turn off the fake's rate limits.
+    pub unthrottled: bool,
+    /// Lists that exist in the fake (Klaviyo).
+    pub lists: Vec<String>,
+}
+
+/// Runs a fake on `listen` until Ctrl-C.
+pub async fn run_fake(o: FakeOptions) -> anyhow::Result<()> {
+    let listen = o.listen;
+    if o.kind == FakeKind::Klaviyo {
+        let key = o.api_key.unwrap_or_else(|| "pk_fake_demo".into());
+        return run_fake_klaviyo(listen, key, o.unthrottled, o.lists).await;
+    }
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match kind {
+    match o.kind {
+        FakeKind::Klaviyo => unreachable!("handled above"),
+        FakeKind::Braze => {
+            let key = o.api_key.unwrap_or_else(|| nudge_testkit::fake_braze::DEFAULT_API_KEY.into());
+            let mut cfg = nudge_testkit::FakeBrazeConfig::new(key);
+            if o.unthrottled {
+                cfg = cfg.unthrottled();
+            }
+            eprintln!("fake Braze listening on http://{listen} (rest_endpoint; Ctrl-C to stop)");
+            nudge_testkit::FakeBraze::serve(listener, cfg, stop).await?;
+        }
         FakeKind::Webhook => {
-            if nudge_testkit::fake_webhook::verify::decode_secret(&secret).is_none() {
+            if nudge_testkit::fake_webhook::verify::decode_secret(&o.secret).is_none() {
                 anyhow::bail!("--secret must be whsec_ followed by base64");
             }
             eprintln!("fake webhook receiver listening on http://{listen}/hook (Ctrl-C to stop)");
-            nudge_testkit::FakeWebhook::serve(listener, &secret, stop).await?;
+            nudge_testkit::FakeWebhook::serve(listener, &o.secret, stop).await?;
         }
         FakeKind::Slack => {
             let cfg = nudge_testkit::FakeSlackConfig::default();

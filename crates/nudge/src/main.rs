@@ -85,7 +85,8 @@ enum DevCmd {
         #[arg(long = "list", value_name = "LIST_ID")]
         lists: Vec<String>,
     },
-    /// Run a fake receiver standalone: a Standard Webhooks endpoint or a Slack incoming webhook.
+    /// Run a fake of a destination standalone (each enforces its tool's contract), to dry-run a
+    /// configuration.
     Fake {
         #[arg(long, value_enum)]
         kind: nudge::demo::FakeKind,
@@ -94,6 +95,15 @@ enum DevCmd {
         /// The webhook secret the fake verifies with (`--kind webhook`).
         #[arg(long, default_value = nudge_testkit::fake_webhook::DEFAULT_SECRET)]
         secret: String,
+        /// The API key or token the fake accepts (`klaviyo`, `braze`, `hubspot`); each has a default.
+        #[arg(long)]
+        api_key: Option<String>,
+        /// Turn off the fake's rate limits.
+        #[arg(long)]
+        unthrottled: bool,
+        /// A list id that exists in the fake (`--kind klaviyo`); repeatable.
+        #[arg(long = "list", value_name = "LIST_ID")]
+        lists: Vec<String>,
     },
 }
 
@@ -201,8 +211,9 @@ fn main() -> ExitCode {
             Command::Dev(DevCmd::FakeKlaviyo { listen, api_key, unthrottled, lists }) => {
                 nudge::demo::run_fake_klaviyo(listen, api_key, unthrottled, lists).await
             }
-            Command::Dev(DevCmd::Fake { kind, listen, secret }) => {
-                nudge::demo::run_fake(kind, listen, secret).await
+            Command::Dev(DevCmd::Fake { kind, listen, secret, api_key, unthrottled, lists }) => {
+                let o = nudge::demo::FakeOptions { kind, listen, secret, api_key, unthrottled, lists };
+                nudge::demo::run_fake(o).await
             }
         };
         match result {
