@@ -5,14 +5,15 @@
 //! the retry classification shared by all destinations ([`classify_status`], [`parse_retry_after`]),
 //! the jittered exponential [`Backoff`], the client-side [`RateLimiter`], and the crate's error type.
 //! Platform clients live in their own modules, each laid out the same way (`config`, a pure `request`
-//! builder, `client`): [`klaviyo`], [`webhook`] (Standard Webhooks), [`slack`]. [`endpoint`] holds the
-//! rules for user-configured outbound URLs (https, no internal hosts).
+//! builder, `client`): [`klaviyo`], [`hubspot`] (batch contact upserts), [`webhook`] (Standard Webhooks),
+//! [`slack`]. [`endpoint`] holds the rules for user-configured outbound URLs (https, no internal hosts).
 //!
 //! What does not live here: retrying, persistence and ordering. A destination makes exactly one attempt
 //! per call; the server's durable outbox decides when to try again (using [`Backoff`]) and when to give
 //! up, so a crash between attempts never loses or duplicates work.
 
 pub mod endpoint;
+pub mod hubspot;
 pub mod klaviyo;
 pub mod slack;
 pub mod webhook;
@@ -26,6 +27,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
+pub use hubspot::{HubSpotClient, HubSpotConfig};
 pub use klaviyo::{KlaviyoClient, KlaviyoConfig};
 pub use slack::{SlackClient, SlackConfig};
 pub use webhook::{WebhookClient, WebhookConfig};
