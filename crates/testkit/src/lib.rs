@@ -6,6 +6,8 @@
 //!   real API documents.
 //! - [`fake_webhook`]: a Standard Webhooks receiver that verifies signatures as the reference libraries
 //!   do, deduplicates on `webhook-id`, and answers 410/429/5xx/redirects/slowness/garbage on demand.
+//! - [`fake_hubspot`]: HubSpot's CRM endpoints nudge writes to (batch contact upsert keyed by email,
+//!   property groups and properties), with its per-record 207 answers, bearer auth and 10-second limit.
 //! - [`fake_slack`]: a Slack incoming webhook with Slack's plain-text answers and its rate limit.
 //! - [`shopify_sender`]: a client that delivers webhooks the way Shopify does (HMAC over the exact bytes,
 //!   the `X-Shopify-*` headers), with options to send deliberately wrong ones.
@@ -14,12 +16,14 @@
 //!
 //! What does not live here: nudge's own logic. The fakes only know the external contracts.
 
+pub mod fake_hubspot;
 pub mod fake_klaviyo;
 pub mod fake_slack;
 pub mod fake_webhook;
 pub mod server;
 pub mod shopify_sender;
 
+pub use fake_hubspot::{FakeHubSpot, FakeHubSpotConfig, FakeHubSpotHandle, HubSpotMode};
 pub use fake_klaviyo::{
     FakeKlaviyo, FakeKlaviyoConfig, FakeKlaviyoHandle, FakeMode, FakeRateLimit, RecordedRequest, StoredEvent,
     StoredProfile,
