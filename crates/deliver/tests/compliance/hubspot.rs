@@ -45,7 +45,7 @@ fn profile(n: u32, email: Option<String>) -> Action {
     let mut attributes = BTreeMap::new();
     attributes.insert("ai_churn_risk".to_string(), AttrValue::Number(0.18 + f64::from(n % 10) / 100.0));
     attributes.insert("ai_segment".to_string(), AttrValue::Text("loyal".into()));
-    attributes.insert("ai_vip".to_string(), AttrValue::Bool(n % 2 == 0));
+    attributes.insert("ai_vip".to_string(), AttrValue::Bool(n.is_multiple_of(2)));
     attributes.insert("ai_scored_at".to_string(), AttrValue::Text("2026-05-01T10:00:00Z".into()));
     Action::UpsertProfile {
         customer: format!("shopify:{}", 880_000 + n).parse().unwrap(),

@@ -12,7 +12,8 @@
 //! Batch upsert: 1–100 inputs, each `idProperty:"email"` with an `id` and an `objectWriteTraceId`
 //! unique in the batch, no email twice (400 for the whole batch otherwise). Then per input: an invalid
 //! email, an email refused on demand ([`FakeHubSpotHandle::reject_email`]), a property that is neither
-//! standard nor created (`PROPERTY_DOESNT_EXIST`), or a value its property's type cannot hold, fails
+//! standard nor created (`PROPERTY_DOESNT_EXIST`), a value that is not a JSON string (nudge's contract is
+//! strings only; HubSpot itself coerces some other JSON values) or one its property's type cannot hold, fails
 //! that input alone: the answer is `207` with `errors[]` entries carrying `category`
 //! (`VALIDATION_ERROR`), `message` and `context.objectWriteTraceId` (an array, as HubSpot sends it).
 //! Inputs that pass are merged into the stored contact of that email (`200` when all pass).
@@ -196,6 +197,9 @@ async fn run(
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(TestkitError::Serve)
 }
 
+/// A limit and what is left of it, for the `X-HubSpot-RateLimit-*` headers.
+type Left = Option<(u32, u32)>;
+
 /// What the fake answers.
 struct Answer {
     status: u16,
@@ -203,7 +207,7 @@ struct Answer {
     retry_after: Option<u64>,
     delay: Option<Duration>,
     /// (limit, remaining) of the 10 s window and of the day, for the headers.
-    limits: (Option<(u32, u32)>, Option<(u32, u32)>),
+    limits: (Left, Left),
 }
 
 impl Answer {
