@@ -8,6 +8,8 @@
 //!   per-record errors inside a 200 on demand, `202 queued`, and the users and events it accepted.
 //! - [`fake_webhook`]: a Standard Webhooks receiver that verifies signatures as the reference libraries
 //!   do, deduplicates on `webhook-id`, and answers 410/429/5xx/redirects/slowness/garbage on demand.
+//! - [`fake_hubspot`]: HubSpot's CRM endpoints nudge writes to (batch contact upsert keyed by email,
+//!   property groups and properties), with its per-record 207 answers, bearer auth and 10-second limit.
 //! - [`fake_slack`]: a Slack incoming webhook with Slack's plain-text answers and its rate limit.
 //! - [`shopify_sender`]: a client that delivers webhooks the way Shopify does (HMAC over the exact bytes,
 //!   the `X-Shopify-*` headers), with options to send deliberately wrong ones.
@@ -17,6 +19,7 @@
 //! What does not live here: nudge's own logic. The fakes only know the external contracts.
 
 pub mod fake_braze;
+pub mod fake_hubspot;
 pub mod fake_klaviyo;
 pub mod fake_slack;
 pub mod fake_webhook;
@@ -24,6 +27,7 @@ pub mod server;
 pub mod shopify_sender;
 
 pub use fake_braze::{BrazeMode, FakeBraze, FakeBrazeConfig, FakeBrazeHandle};
+pub use fake_hubspot::{FakeHubSpot, FakeHubSpotConfig, FakeHubSpotHandle, HubSpotMode};
 pub use fake_klaviyo::{
     FakeKlaviyo, FakeKlaviyoConfig, FakeKlaviyoHandle, FakeMode, FakeRateLimit, RecordedRequest, StoredEvent,
     StoredProfile,
