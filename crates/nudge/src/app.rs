@@ -159,6 +159,10 @@ pub fn destinations(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Dest
         let client = nudge_deliver::BrazeClient::new(b.clone()).context("building the Braze client")?;
         map.insert("braze".into(), Arc::new(client));
     }
+    if let Some(h) = &cfg.destinations.hubspot {
+        let client = nudge_deliver::HubSpotClient::new(h.clone()).context("building the HubSpot client")?;
+        map.insert("hubspot".into(), Arc::new(client));
+    }
     let enabled = cfg.destination_names();
     map.retain(|name, _| enabled.contains(name));
     Ok(map)

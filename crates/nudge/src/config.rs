@@ -186,6 +186,8 @@ pub struct DestinationsConfig {
     pub slack: Option<SlackConfig>,
     /// Braze (`/users/track`), the destination `braze`.
     pub braze: Option<nudge_deliver::BrazeConfig>,
+    /// HubSpot (batch contact upserts), the destination `hubspot`.
+    pub hubspot: Option<nudge_deliver::HubSpotConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -468,6 +470,9 @@ impl Config {
         if let Some(b) = &self.destinations.braze {
             b.check().map_err(|(field, e)| err(format!("destinations.braze.{field}"), e))?;
         }
+        if let Some(h) = &self.destinations.hubspot {
+            h.check().map_err(|(field, e)| err(format!("destinations.hubspot.{field}"), e))?;
+        }
         if let Some(s) = &self.destinations.slack {
             s.check().map_err(|(field, e)| err(format!("destinations.slack.{field}"), e))?;
         }
@@ -533,6 +538,9 @@ impl Config {
         );
         if self.destinations.braze.is_some() {
             v.push("braze".to_string());
+        }
+        if self.destinations.hubspot.is_some() {
+            v.push("hubspot".to_string());
         }
         if self.destinations.slack.is_some() {
             v.push("slack".to_string());
@@ -610,6 +618,7 @@ impl Config {
         }
         v.extend(self.destinations.slack.iter().map(|s| s.webhook_url.clone()));
         v.extend(self.destinations.braze.iter().map(|b| b.api_key.clone()));
+        v.extend(self.destinations.hubspot.iter().map(|h| h.access_token.clone()));
         v.extend(self.privacy.pseudonym_key.clone());
         v
     }
@@ -738,6 +747,69 @@ mod tests {
         assert_eq!(e.path, "<file>");
         let e = Config::from_toml("[pipeline]\nworker_scheduling = \"realtime\"", &env(&[])).unwrap_err();
         assert_eq!(e.path, "pipeline.worker_scheduling");
+    }
+
+    #[test]
+    fn braze_and_hubspot_are_destinations_checked_with_key_paths() {
+        let text = r#"
+            [destinations.braze]
+            api_key = "${BRAZE_KEY}"
+            rest_endpoint = "https://rest.fra-01.braze.eu"
+            batch_size = 50
+            [destinations.hubspot]
+            access_token = "pat-na1-secret"
+            max_in_flight = 2
+        "#;
+        let c = Config::from_toml(text, &env(&[("BRAZE_KEY", "braze-secret")])).unwrap();
+        assert_eq!(c.destination_names(), vec!["braze", "hubspot"]);
+        assert_eq!(c.delivery_settings()["hubspot"].max_in_flight, 2);
+        let secrets = c.secrets();
+        assert!(
+            secrets.contains(&"braze-secret".to_string()) && secrets.contains(&"pat-na1-secret".to_string())
+        );
+        assert!(!format!("{c:?}").contains("braze-secret") && !format!("{c:?}").contains("pat-na1-secret"));
+        let flows = |action: &str| {
+            format!("{text}\n[[flows]]\nname = \"f\"\ntrigger = \"order_placed\"\nactions = [{action}]\n")
+        };
+        let braze_env = env(&[("BRAZE_KEY", "k")]);
+        Config::from_toml(
+            &flows(r#"{ type = "add_to_list", destination = "braze", list_id = "vip" }"#),
+            &braze_env,
+        )
+        .unwrap();
+        let e = Config::from_toml(
+            &flows(r#"{ type = "add_to_list", destination = "hubspot", list_id = "vip" }"#),
+            &braze_env,
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "flows[0].actions[0].type", "{e}");
+        assert!(e.reason.contains("HubSpot lists are built from contact properties"), "{e}");
+
+        let bad = |t: &str, path: &str| {
+            let e = Config::from_toml(t, &env(&[])).unwrap_err();
+            assert_eq!(e.path, path, "{e}");
+        };
+        bad(
+            "[destinations.braze]\napi_key = \"k\"\nrest_endpoint = \"http://rest.iad-01.braze.com\"",
+            "destinations.braze.rest_endpoint",
+        );
+        bad(
+            "[destinations.braze]\napi_key = \"k\"\nrest_endpoint = \"https://rest.iad-01.braze.com\"\nbatch_size = 76",
+            "destinations.braze.batch_size",
+        );
+        bad(
+            "[destinations.braze]\napi_key = \"\"\nrest_endpoint = \"https://rest.iad-01.braze.com\"",
+            "destinations.braze.api_key",
+        );
+        bad("[destinations.hubspot]\naccess_token = \"t\"\nrate = 500", "destinations.hubspot.rate");
+        bad(
+            "[destinations.hubspot]\naccess_token = \"t\"\nproperty_group = \"Nudge AI\"",
+            "destinations.hubspot.property_group",
+        );
+        bad(
+            "[destinations.hubspot]\naccess_token = \"t\"\nbatch_size = 101",
+            "destinations.hubspot.batch_size",
+        );
     }
 
     #[test]

@@ -203,6 +203,8 @@ pub enum FakeKind {
     Klaviyo,
     /// Braze's `/users/track`.
     Braze,
+    /// HubSpot's contact upserts and properties.
+    Hubspot,
     /// A Standard Webhooks receiver that verifies signatures.
     Webhook,
     /// A Slack incoming webhook.
@@ -246,6 +248,15 @@ pub async fn run_fake(o: FakeOptions) -> anyhow::Result<()> {
             }
             eprintln!("fake Braze listening on http://{listen} (rest_endpoint; Ctrl-C to stop)");
             nudge_testkit::FakeBraze::serve(listener, cfg, stop).await?;
+        }
+        FakeKind::Hubspot => {
+            let token = o.api_key.unwrap_or_else(|| "pat-fake-demo".into());
+            let mut cfg = nudge_testkit::FakeHubSpotConfig::new(token);
+            if o.unthrottled {
+                cfg = cfg.unlimited();
+            }
+            eprintln!("fake HubSpot listening on http://{listen} (base_url; Ctrl-C to stop)");
+            nudge_testkit::FakeHubSpot::serve(listener, cfg, stop).await?;
         }
         FakeKind::Webhook => {
             if nudge_testkit::fake_webhook::verify::decode_secret(&o.secret).is_none() {

@@ -940,6 +940,14 @@ fn destination_refuses(destination: &str, a: &ActionSpec) -> Option<String> {
     if alert && !is_alert_channel(destination) && !is_webhook(destination) {
         return Some(format!("slack_alert goes to `slack` or a `webhook:<name>`, not `{destination}`"));
     }
+    let list = matches!(a, ActionSpec::AddToList { .. } | ActionSpec::RemoveFromList { .. });
+    if list && destination == "hubspot" {
+        return Some(format!(
+            "`{}` cannot go to `hubspot`: HubSpot lists are built from contact properties; sync_profile writes \
+             them (for example ai_segment) and an active list filtered on them follows the customers",
+            a.type_name()
+        ));
+    }
     None
 }
 
