@@ -62,6 +62,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 const SECRET: &str = "demo_app_secret_current";
 const OLD_SECRET: &str = "demo_app_secret_previous";
 const KLAVIYO_KEY: &str = "pk_demo_fake_key";
+const BRAZE_KEY: &str = "braze-demo-fake-key";
+const HUBSPOT_TOKEN: &str = "pat-demo-fake-token";
+
+/// The marketing tools the demo pushes to, each a fake that enforces its tool's contract.
+struct Fakes {
+    klaviyo: nudge_testkit::fake_klaviyo::FakeKlaviyoHandle,
+    braze: nudge_testkit::FakeBrazeHandle,
+    hubspot: nudge_testkit::FakeHubSpotHandle,
+}
 const MARKER: &str = ".nudge-demo";
 const ID_BASE: u64 = 7_000_000_000_000;
 const CATEGORIES: [&str; 5] = ["Tees", "Outerwear", "Shoes", "Accessories", "Home"];
@@ -72,13 +81,21 @@ const FLOWS: &str = r#"
 [[flows]]
 name = "profile_sync"
 trigger = "state_changed"
-actions = [{ type = "sync_profile", destination = "klaviyo" }]
+actions = [
+  { type = "sync_profile", destination = "klaviyo" },
+  { type = "sync_profile", destination = "braze" },
+  { type = "sync_profile", destination = "hubspot" },
+]
 
 [[flows]]
 name = "checkout_abandoned"
 trigger = "checkout_abandoned"
 holdout_percent = 0
-actions = [{ type = "track_event", destination = "klaviyo", metric = "AI Checkout Abandoned" }]
+actions = [
+  { type = "track_event", destination = "klaviyo", metric = "AI Checkout Abandoned" },
+  { type = "track_event", destination = "braze", metric = "AI Checkout Abandoned" },
+  { type = "track_event", destination = "hubspot", metric = "AI Checkout Abandoned" },
+]
 
 # A win-back in shadow. It listens to checkout_started, not order_placed: right after an order the model
 # sees the customer alive (churn risk near 0), so a churn condition on order_placed never matches.
@@ -323,14 +340,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     prepare_dir(&args.dir)?;
     let started = Instant::now();
-    let fake = FakeKlaviyo::start(FakeKlaviyoConfig::new(KLAVIYO_KEY)).await?;
+    let fakes = Fakes {
+        klaviyo: FakeKlaviyo::start(FakeKlaviyoConfig::new(KLAVIYO_KEY)).await?,
+        braze: nudge_testkit::FakeBraze::start(nudge_testkit::FakeBrazeConfig::new(BRAZE_KEY)).await?,
+        hubspot: nudge_testkit::FakeHubSpot::start(nudge_testkit::FakeHubSpotConfig::new(HUBSPOT_TOKEN))
+            .await?,
+    };
 
     let mut cfg = Config::from_toml("", &BTreeMap::new()).expect("defaults are valid");
     cfg.storage.data_dir = args.dir.clone();
     cfg.sources.shopify =
         Some(crate::config::ShopifyConfig { secrets: vec![SECRET.into(), OLD_SECRET.into()] });
     cfg.destinations.klaviyo =
-        Some(nudge_deliver::klaviyo::KlaviyoConfig::new(KLAVIYO_KEY).with_base_url(fake.base_url()));
+        Some(nudge_deliver::klaviyo::KlaviyoConfig::new(KLAVIYO_KEY).with_base_url(fakes.klaviyo.base_url()));
+    cfg.destinations.braze =
+        Some(nudge_deliver::BrazeConfig::new(BRAZE_KEY, fakes.braze.base_url()).allowing_private());
+    cfg.destinations.hubspot = Some(
+        nudge_deliver::HubSpotConfig::new(HUBSPOT_TOKEN)
+            .with_base_url(fakes.hubspot.base_url())
+            .allowing_private(),
+    );
     cfg.pipeline.checkout_abandon_after = HumanDuration(args.abandon_after);
     cfg.pipeline.timer_tick = HumanDuration(Duration::from_millis(200));
     cfg.flows = Some(demo_flows());
@@ -419,14 +448,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("approvals: {} approved, {} rejected (flow vip_thanks)", approvals.0, approvals.1);
     }
 
-    let ok = summarize(&app, &fake, &tally, live_secs, started, &args, idle).await?;
+    let ok = summarize(&app, &fakes, &tally, live_secs, started, &args, idle).await?;
     print_reports(&app).await?;
     if args.keep_serving {
         eprintln!("serving on http://{} until Ctrl-C", app.addr);
         tokio::signal::ctrl_c().await?;
     }
     app.shutdown().await;
-    fake.shutdown().await;
+    fakes.klaviyo.shutdown().await;
+    fakes.braze.shutdown().await;
+    fakes.hubspot.shutdown().await;
     if !ok {
         anyhow::bail!("the demo found an invariant violation (see above)");
     }
@@ -620,7 +651,7 @@ fn plan_traffic(args: &DemoArgs, customers: u64, now: OffsetDateTime) -> Vec<Pla
 
 async fn summarize(
     app: &App,
-    fake: &nudge_testkit::fake_klaviyo::FakeKlaviyoHandle,
+    fakes: &Fakes,
     tally: &Mutex<Tally>,
     live_secs: f64,
     started: Instant,
@@ -628,6 +659,7 @@ async fn summarize(
     idle: bool,
 ) -> anyhow::Result<bool> {
     let t = tally.lock().await;
+    let fake = &fakes.klaviyo;
     let stats = app.store().stats().await?;
     let requests = fake.requests();
     let mut by_endpoint: BTreeMap<(String, u16), u64> = BTreeMap::new();
@@ -686,6 +718,43 @@ async fn summarize(
         events.len(),
         abandoned
     );
+    let braze_events = fakes.braze.events();
+    let mut braze_by_status: BTreeMap<u16, (u64, usize)> = BTreeMap::new();
+    for r in fakes.braze.requests() {
+        let e = braze_by_status.entry(r.status).or_default();
+        e.0 += 1;
+        e.1 += r.objects;
+    }
+    println!("pushes to the Braze fake:");
+    for (status, (n, objects)) in &braze_by_status {
+        println!("  {:<24} {status} {n:>7} ({objects} objects)", "/users/track");
+    }
+    println!(
+        "Braze fake holds {} users and {} events ({} × AI Checkout Abandoned)",
+        fakes.braze.users().len(),
+        braze_events.len(),
+        braze_events.iter().filter(|e| e.name == "AI Checkout Abandoned").count()
+    );
+    let mut hubspot_by_endpoint: BTreeMap<(String, u16), u64> = BTreeMap::new();
+    for r in fakes.hubspot.requests() {
+        *hubspot_by_endpoint.entry((r.path.clone(), r.status)).or_default() += 1;
+    }
+    println!("pushes to the HubSpot fake:");
+    for ((path, status), n) in &hubspot_by_endpoint {
+        println!("  {path:<40} {status} {n:>7}");
+    }
+    println!(
+        "HubSpot fake holds {} contacts and {} nudge properties",
+        fakes.hubspot.contacts().len(),
+        fakes.hubspot.properties().len()
+    );
+    println!("outbox by destination:      pending  delivered   rejected       dead");
+    for d in &stats.outbox_by_destination {
+        println!(
+            "  {:<20} {:>10} {:>10} {:>10} {:>10}",
+            d.destination, d.pending, d.delivered, d.rejected, d.dead
+        );
+    }
     let counts = flow_decision_counts(&app.shared.metrics.render());
     let mut columns: Vec<&str> = FLOW_STATUSES.to_vec();
     if counts.values().any(|c| c.contains_key("error")) {
@@ -750,6 +819,16 @@ async fn summarize(
     }
     if twice > 0 {
         println!("INVARIANT: {twice} events stored twice in the fake");
+        ok = false;
+    }
+    let mut braze_ids = std::collections::HashSet::new();
+    let braze_twice = braze_events
+        .iter()
+        .filter_map(|e| e.properties.get("nudge_event_id").and_then(|v| v.as_str()))
+        .filter(|id| !braze_ids.insert(id.to_string()))
+        .count();
+    if braze_twice > 0 {
+        println!("INVARIANT: {braze_twice} events sent twice to the Braze fake");
         ok = false;
     }
     if t.errors > 0 {

@@ -117,15 +117,13 @@ pub fn object_for(action: &Action) -> Result<TrackObject, DeliverError> {
             check_string_value(EVENT_ID_PROPERTY, unique_id)?;
             check_property_keys(properties, "properties")?;
             let mut props = properties.clone();
-            let mut ours = vec![EVENT_ID_PROPERTY];
-            if value.is_some() {
-                ours.extend(["value", "currency"]);
-            }
-            if let Some(taken) = ours.iter().find(|k| props.contains_key(**k)) {
+            if props.contains_key(EVENT_ID_PROPERTY) {
                 return Err(invalid(format!(
-                    "the event property `{taken}` is set by nudge itself; rename the flow's property"
+                    "the event property `{EVENT_ID_PROPERTY}` is set by nudge itself; rename the flow's property"
                 )));
             }
+            // The event's value wins over same-named properties (a checkout's own `currency`, say): both
+            // describe the same amount.
             props.insert(EVENT_ID_PROPERTY.into(), Value::String(unique_id.to_string()));
             if let Some(money) = value {
                 props.insert("value".into(), Value::Number(money_number(money)?));
@@ -412,10 +410,14 @@ mod tests {
         let taken = error_of(&event(json!({"nudge_event_id": "mine"}), None));
         assert!(taken.contains("set by nudge"), "{taken}");
         object_for(&event(json!({"value": 3}), None)).unwrap();
-        assert!(
-            error_of(&event(json!({"value": 3}), Some(Money::parse("1", "EUR").unwrap())))
-                .contains("`value`")
-        );
+        // The event's value wins over a same-named property (a checkout's own currency, say).
+        let o = object_for(&event(
+            json!({"value": 3, "currency": "USD"}),
+            Some(Money::parse("1", "EUR").unwrap()),
+        ))
+        .unwrap();
+        assert_eq!(o.object["properties"]["currency"], json!("EUR"));
+        assert_eq!(o.object["properties"]["value"], json!(1));
     }
 
     #[test]
