@@ -5,7 +5,7 @@
 //! the retry classification shared by all destinations ([`classify_status`], [`parse_retry_after`]),
 //! the jittered exponential [`Backoff`], the client-side [`RateLimiter`], and the crate's error type.
 //! Platform clients live in their own modules, each laid out the same way (`config`, a pure `request`
-//! builder, `client`): [`klaviyo`], [`webhook`] (Standard Webhooks), [`slack`]. [`endpoint`] holds the
+//! builder, `client`): [`klaviyo`], [`marketo`], [`webhook`] (Standard Webhooks), [`slack`]. [`endpoint`] holds the
 //! rules for user-configured outbound URLs (https, no internal hosts).
 //!
 //! What does not live here: retrying, persistence and ordering. A destination makes exactly one attempt
@@ -14,6 +14,7 @@
 
 pub mod endpoint;
 pub mod klaviyo;
+pub mod marketo;
 pub mod slack;
 pub mod webhook;
 
@@ -27,6 +28,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use klaviyo::{KlaviyoClient, KlaviyoConfig};
+pub use marketo::{MarketoClient, MarketoConfig};
 pub use slack::{SlackClient, SlackConfig};
 pub use webhook::{WebhookClient, WebhookConfig};
 
