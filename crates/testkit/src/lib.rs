@@ -4,6 +4,9 @@
 //!   body limits, schema, rate limits) and keeps the profiles and events it accepted, with switchable
 //!   failure modes. A fake that accepted anything would prove nothing, so every rule it checks is one the
 //!   real API documents.
+//! - [`fake_marketo`]: a Marketo instance (REST API and Identity) enforcing the token lifecycle, the
+//!   answer envelope with its three error levels, Sync Leads, custom activities, static lists, Describe,
+//!   and the rate, concurrency and daily limits, keeping the leads, activities and list members it accepted.
 //! - [`fake_webhook`]: a Standard Webhooks receiver that verifies signatures as the reference libraries
 //!   do, deduplicates on `webhook-id`, and answers 410/429/5xx/redirects/slowness/garbage on demand.
 //! - [`fake_slack`]: a Slack incoming webhook with Slack's plain-text answers and its rate limit.
@@ -15,6 +18,7 @@
 //! What does not live here: nudge's own logic. The fakes only know the external contracts.
 
 pub mod fake_klaviyo;
+pub mod fake_marketo;
 pub mod fake_slack;
 pub mod fake_webhook;
 pub mod server;
@@ -23,6 +27,10 @@ pub mod shopify_sender;
 pub use fake_klaviyo::{
     FakeKlaviyo, FakeKlaviyoConfig, FakeKlaviyoHandle, FakeMode, FakeRateLimit, RecordedRequest, StoredEvent,
     StoredProfile,
+};
+pub use fake_marketo::{
+    FakeMarketo, FakeMarketoConfig, FakeMarketoHandle, MarketoMode, MarketoRequest, SkipSpelling,
+    StoredActivity, StoredLead,
 };
 pub use fake_slack::{FakeSlack, FakeSlackConfig, FakeSlackHandle, SlackMode};
 pub use fake_webhook::{AcceptedWebhook, FakeWebhook, FakeWebhookHandle, WebhookMode};
