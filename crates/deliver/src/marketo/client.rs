@@ -363,7 +363,7 @@ impl MarketoClient {
     ) -> HashMap<usize, i64> {
         let mut ids = HashMap::new();
         // Group by lookupField, then into rounds so that a round holds each lookup value once.
-        let mut groups: Vec<(String, Vec<Vec<(usize, &Plan)>>)> = Vec::new();
+        let mut groups: Vec<(String, Vec<Round<'_>>)> = Vec::new();
         for (i, plan) in plans {
             let lead = plan.lead();
             let group = match groups.iter().position(|(field, _)| *field == lead.lookup_field) {
@@ -602,6 +602,9 @@ fn hint(code: &str) -> &'static str {
         _ => "",
     }
 }
+
+/// Actions whose lead records go out together: each lookup value at most once.
+type Round<'a> = Vec<(usize, &'a Plan)>;
 
 /// Lookup values held by calls in flight.
 #[derive(Default)]
