@@ -478,8 +478,16 @@ async fn marketo_keeps_within_max_in_flight_and_never_syncs_one_lead_twice_at_on
     let client = fresh.marketo(fresh.config(SECRET));
     assert!(client.deliver(&profile(1)).await.is_delivered());
     fresh.fake.set_mode(MarketoMode::Slow(Duration::from_millis(300)));
-    let (p2, e2) = (profile(2), event(2));
-    let (a, b) = tokio::join!(client.deliver(&p2), client.deliver(&e2));
+    let (p2, again) = (profile(2), profile(12 + 90));
+    let Action::UpsertProfile { customer, attributes, .. } = again else { unreachable!() };
+    let again = Action::UpsertProfile {
+        customer,
+        email: Some(email(2)),
+        first_name: None,
+        last_name: None,
+        attributes,
+    };
+    let (a, b) = tokio::join!(client.deliver(&p2), client.deliver(&again));
     assert!(a.is_delivered() && b.is_delivered(), "{a} {b}");
     let outcomes = client.deliver_batch(&[profile(3), list_action(3, "1042", false)]).await;
     assert!(outcomes.iter().all(Outcome::is_delivered), "{outcomes:?}");
@@ -527,4 +535,23 @@ async fn marketo_credentials_never_show() {
     }
     let recorded = format!("{:?}", h.fake.requests());
     assert!(!recorded.contains(SECRET) && !recorded.contains(WRONG_SECRET), "the fake's log is redacted too");
+}
+
+#[tokio::test]
+async fn marketo_fetches_a_new_token_when_the_old_one_runs_out_without_waiting_for_602() {
+    init();
+    let fake = FakeMarketo::start(fake_config().with_token_lifetime(Duration::from_secs(3))).await.unwrap();
+    let h = MarketoHarness { fake };
+    let client = h.marketo(h.config(SECRET));
+    assert!(client.deliver(&profile(1)).await.is_delivered());
+    assert!(
+        client.deliver(&profile(2)).await.is_delivered(),
+        "a token with under a minute left is still used"
+    );
+    assert_eq!(client.token_fetches(), 1);
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    assert!(client.deliver(&profile(3)).await.is_delivered());
+    assert_eq!(client.token_fetches(), 2, "fetched again once it ran out");
+    let codes: Vec<_> = h.fake.requests().iter().filter_map(|r| r.error_code()).collect();
+    assert!(codes.is_empty(), "no call was refused for its token: {codes:?}");
 }
