@@ -6,8 +6,8 @@
 //! the jittered exponential [`Backoff`], the client-side [`RateLimiter`], and the crate's error type.
 //! Platform clients live in their own modules, each laid out the same way (`config`, a pure `request`
 //! builder, `client`): [`klaviyo`], [`braze`] (`/users/track` batches), [`hubspot`] (batch contact upserts),
-//! [`webhook`] (Standard Webhooks), [`slack`]. [`endpoint`] holds the rules for user-configured outbound
-//! URLs (https, no internal hosts).
+//! [`marketo`] (Sync Leads, custom activities), [`webhook`] (Standard Webhooks), [`slack`]. [`endpoint`]
+//! holds the rules for user-configured outbound URLs (https, no internal hosts).
 //!
 //! What does not live here: retrying, persistence and ordering. A destination makes exactly one attempt
 //! per call; the server's durable outbox decides when to try again (using [`Backoff`]) and when to give
@@ -17,6 +17,7 @@ pub mod braze;
 pub mod endpoint;
 pub mod hubspot;
 pub mod klaviyo;
+pub mod marketo;
 pub mod slack;
 pub mod webhook;
 
@@ -32,6 +33,7 @@ use tokio::time::Instant;
 pub use braze::{BrazeClient, BrazeConfig};
 pub use hubspot::{HubSpotClient, HubSpotConfig};
 pub use klaviyo::{KlaviyoClient, KlaviyoConfig};
+pub use marketo::{MarketoClient, MarketoConfig};
 pub use slack::{SlackClient, SlackConfig};
 pub use webhook::{WebhookClient, WebhookConfig};
 

@@ -6,6 +6,9 @@
 //!   real API documents.
 //! - [`fake_braze`]: Braze's `POST /users/track` with its identifier, body, batch-cap and rate-limit rules,
 //!   per-record errors inside a 200 on demand, `202 queued`, and the users and events it accepted.
+//! - [`fake_marketo`]: a Marketo instance (REST API and Identity) enforcing the token lifecycle, the
+//!   answer envelope with its three error levels, Sync Leads, custom activities, static lists, Describe,
+//!   and the rate, concurrency and daily limits, keeping the leads, activities and list members it accepted.
 //! - [`fake_webhook`]: a Standard Webhooks receiver that verifies signatures as the reference libraries
 //!   do, deduplicates on `webhook-id`, and answers 410/429/5xx/redirects/slowness/garbage on demand.
 //! - [`fake_hubspot`]: HubSpot's CRM endpoints nudge writes to (batch contact upsert keyed by email,
@@ -21,6 +24,7 @@
 pub mod fake_braze;
 pub mod fake_hubspot;
 pub mod fake_klaviyo;
+pub mod fake_marketo;
 pub mod fake_slack;
 pub mod fake_webhook;
 pub mod server;
@@ -31,6 +35,10 @@ pub use fake_hubspot::{FakeHubSpot, FakeHubSpotConfig, FakeHubSpotHandle, HubSpo
 pub use fake_klaviyo::{
     FakeKlaviyo, FakeKlaviyoConfig, FakeKlaviyoHandle, FakeMode, FakeRateLimit, RecordedRequest, StoredEvent,
     StoredProfile,
+};
+pub use fake_marketo::{
+    FakeMarketo, FakeMarketoConfig, FakeMarketoHandle, MarketoMode, MarketoRequest, SkipSpelling,
+    StoredActivity, StoredLead,
 };
 pub use fake_slack::{FakeSlack, FakeSlackConfig, FakeSlackHandle, SlackMode};
 pub use fake_webhook::{AcceptedWebhook, FakeWebhook, FakeWebhookHandle, WebhookMode};

@@ -6,8 +6,8 @@
 //! implementing [`Harness`] — how to build its client against its fake, with good and bad credentials,
 //! which action is valid and which invalid, and how to make the fake throttle, fail and stall — and by a
 //! `#[tokio::test]` calling [`run_suite`]. Connector-specific rules (410 for webhooks, Slack's disabling
-//! answers) follow the suite. Klaviyo, Braze, HubSpot, webhooks and Slack run it. Connectors that batch
-//! (Braze, HubSpot) also implement
+//! answers) follow the suite. Klaviyo, Braze, HubSpot, Marketo, webhooks and Slack run it. Connectors that
+//! batch (Braze, HubSpot, Marketo) also implement
 //! [`suite::BatchHarness`] and run [`suite::run_batch_suite`]: oversized batches split, partial success
 //! settled per record, a whole-request failure retried for every record, invalid records refused alone.
 
@@ -16,5 +16,6 @@ mod suite;
 mod braze;
 mod hubspot;
 mod klaviyo;
+mod marketo;
 mod slack;
 mod webhook;
