@@ -163,6 +163,10 @@ pub fn destinations(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Dest
         let client = nudge_deliver::HubSpotClient::new(h.clone()).context("building the HubSpot client")?;
         map.insert("hubspot".into(), Arc::new(client));
     }
+    if let Some(m) = &cfg.destinations.marketo {
+        let client = nudge_deliver::MarketoClient::new(m.clone()).context("building the Marketo client")?;
+        map.insert("marketo".into(), Arc::new(client));
+    }
     let enabled = cfg.destination_names();
     map.retain(|name, _| enabled.contains(name));
     Ok(map)

@@ -188,6 +188,8 @@ pub struct DestinationsConfig {
     pub braze: Option<nudge_deliver::BrazeConfig>,
     /// HubSpot (batch contact upserts), the destination `hubspot`.
     pub hubspot: Option<nudge_deliver::HubSpotConfig>,
+    /// Marketo (Sync Leads, custom activities, static lists), the destination `marketo`.
+    pub marketo: Option<nudge_deliver::MarketoConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -435,6 +437,18 @@ impl Config {
             err(if p == "." { "<root>".to_string() } else { p }, e.into_inner().to_string())
         })?;
         cfg.delivery = delivery;
+        if let (Some(m), Some(n)) =
+            (cfg.destinations.marketo.as_mut(), cfg.delivery.get("marketo").and_then(|k| k.max_in_flight))
+        {
+            // Marketo allows 10 calls in flight per instance, shared by every integration.
+            if n > 10 {
+                return Err(err(
+                    "destinations.marketo.max_in_flight",
+                    "must be at most 10 (Marketo's limit)",
+                ));
+            }
+            m.max_in_flight = n;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -472,6 +486,9 @@ impl Config {
         }
         if let Some(h) = &self.destinations.hubspot {
             h.check().map_err(|(field, e)| err(format!("destinations.hubspot.{field}"), e))?;
+        }
+        if let Some(m) = &self.destinations.marketo {
+            m.check().map_err(|(field, e)| err(format!("destinations.marketo.{field}"), e))?;
         }
         if let Some(s) = &self.destinations.slack {
             s.check().map_err(|(field, e)| err(format!("destinations.slack.{field}"), e))?;
@@ -541,6 +558,9 @@ impl Config {
         }
         if self.destinations.hubspot.is_some() {
             v.push("hubspot".to_string());
+        }
+        if self.destinations.marketo.is_some() {
+            v.push("marketo".to_string());
         }
         if self.destinations.slack.is_some() {
             v.push("slack".to_string());
@@ -619,6 +639,7 @@ impl Config {
         v.extend(self.destinations.slack.iter().map(|s| s.webhook_url.clone()));
         v.extend(self.destinations.braze.iter().map(|b| b.api_key.clone()));
         v.extend(self.destinations.hubspot.iter().map(|h| h.access_token.clone()));
+        v.extend(self.destinations.marketo.iter().map(|m| m.client_secret.clone()));
         v.extend(self.privacy.pseudonym_key.clone());
         v
     }

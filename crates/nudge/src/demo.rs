@@ -222,6 +222,8 @@ pub enum FakeKind {
     Braze,
     /// HubSpot's contact upserts and properties.
     Hubspot,
+    /// Marketo's REST API and Identity (leads, custom activities, lists).
+    Marketo,
     /// A Standard Webhooks receiver that verifies signatures.
     Webhook,
     /// A Slack incoming webhook.
@@ -274,6 +276,31 @@ pub async fn run_fake(o: FakeOptions) -> anyhow::Result<()> {
             }
             eprintln!("fake HubSpot listening on http://{listen} (base_url; Ctrl-C to stop)");
             nudge_testkit::FakeHubSpot::serve(listener, cfg, stop).await?;
+        }
+        FakeKind::Marketo => {
+            let mut cfg = nudge_testkit::FakeMarketoConfig::default();
+            // The lead fields nudge's profile sync writes, as an admin would have created them.
+            use nudge_scoring::names;
+            let scores = [
+                names::CHURN_RISK,
+                names::P_ALIVE,
+                names::PREDICTED_CLV,
+                names::EXPECTED_ORDERS_90D,
+                names::DAYS_TO_NEXT_ORDER,
+                "segment",
+                "model_version",
+                "scored_at",
+            ];
+            cfg.fields.extend(scores.iter().map(|n| format!("ai_{n}")));
+            if o.unthrottled {
+                cfg.rate_limit = None;
+                cfg.daily_quota = None;
+            }
+            eprintln!(
+                "fake Marketo listening on http://{listen} (base_url; client id {}, secret {}; Ctrl-C to stop)",
+                cfg.client_id, cfg.client_secret
+            );
+            nudge_testkit::FakeMarketo::serve(listener, cfg, stop).await?;
         }
         FakeKind::Webhook => {
             if nudge_testkit::fake_webhook::verify::decode_secret(&o.secret).is_none() {
