@@ -70,6 +70,20 @@ pub trait Destination: Send + Sync {
         }
         outcomes
     }
+
+    /// The most profile upserts one bulk call carries (`nudge push`); the batch size unless the platform
+    /// has a separate bulk endpoint.
+    fn max_bulk(&self) -> usize {
+        self.max_batch()
+    }
+
+    /// Pushes many customers' profiles (all [`Action::UpsertProfile`], each for a different customer) for
+    /// a batch run, through the platform's bulk endpoint where it has one (Klaviyo's bulk profile import
+    /// jobs); one outcome per action, in order, with [`Destination::deliver_batch`]'s rules. The default
+    /// is [`Destination::deliver_batch`].
+    async fn push_profiles(&self, actions: &[Action]) -> Vec<Outcome> {
+        self.deliver_batch(actions).await
+    }
 }
 
 /// How one delivery attempt ended.
