@@ -14,7 +14,8 @@
 //! - [`scheduler`]: fires `schedule` flows (cron, UTC) for every customer, in chunks, through the ingest log.
 //! - [`telemetry`]: logs and metrics, each metric defined once.
 //! - [`demo`]: `nudge demo`, a synthetic store end to end against the built-in Klaviyo fake.
-//! - [`audit_cli`], [`models_cli`], [`import`], [`tokens_cli`], [`approvals_cli`]: the other subcommands.
+//! - [`audit_cli`], [`models_cli`], [`import`], [`tokens_cli`], [`approvals_cli`], [`push_cli`]: the other
+//!   subcommands; [`push`]: batch pushes of every selected customer's scores to one destination.
 //! - [`model_report`]: the renderers of `nudge models report` (text, HTML, SVG, JSON); [`svg`]: its charts.
 
 pub mod access;
@@ -30,6 +31,8 @@ pub mod model_report;
 pub mod models_cli;
 pub mod outbox;
 pub mod pipeline;
+pub mod push;
+pub mod push_cli;
 pub mod report_cli;
 pub mod scheduler;
 pub mod svg;

@@ -41,6 +41,9 @@ enum Command {
     /// Re-process quarantined deliveries or re-send dead-lettered pushes.
     #[command(subcommand)]
     Replay(nudge::audit_cli::ReplayCmd),
+    /// Push every selected customer's current scores to one destination in bulk (progress bar,
+    /// resumable).
+    Push(nudge::push_cli::PushCmd),
     /// Import order history (idempotent).
     Import(nudge::import::ImportArgs),
     /// Fit, score, list and activate predictive models.
@@ -167,6 +170,16 @@ fn main() -> ExitCode {
             },
             Command::Replay(cmd) => match load() {
                 Ok(cfg) => nudge::audit_cli::replay(&cfg, cmd).await,
+                Err(e) => return config_error(e),
+            },
+            Command::Push(cmd) => match load() {
+                Ok(cfg) => match nudge::push_cli::run(&cfg, cmd).await {
+                    Err(e) if matches!(e.downcast_ref(), Some(nudge::push::PushError::Usage(_))) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                    r => r,
+                },
                 Err(e) => return config_error(e),
             },
             Command::Import(args) => match load() {

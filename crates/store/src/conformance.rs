@@ -17,6 +17,7 @@ where
     pipelined_batches(make().await).await;
     outbox_keeps_per_customer_order(make().await).await;
     outbox_queues_are_per_destination(make().await).await;
+    push_runs_are_kept_per_destination(make().await).await;
     terminal_states_and_replay(make().await).await;
     appended_audit_belongs_to_no_delivery(make().await).await;
     timers_fire_and_cancel(make().await).await;
@@ -319,6 +320,27 @@ pub async fn outbox_queues_are_per_destination(s: Arc<dyn Store>) {
     let got: Vec<_> = braze.iter().map(|i| i.action_json.as_str()).collect();
     assert_eq!(got, vec!["{\"n\":4}", "{\"n\":5}"], "customer 1's next braze item is due");
     assert_eq!(s.pending_for("braze").await.unwrap(), 2);
+}
+
+pub async fn push_runs_are_kept_per_destination(s: Arc<dyn Store>) {
+    assert_eq!(s.push_run("braze").await.unwrap(), None);
+    let run = PushRun {
+        destination: "braze".into(),
+        selector: "segment:loyal".into(),
+        started_at_ms: 1_000,
+        updated_at_ms: 2_000,
+        cursor: Some(cust(42)),
+        pushed: 75,
+        rejected: 2,
+        deferred: 1,
+        done: false,
+    };
+    s.save_push_run(run.clone()).await.unwrap();
+    assert_eq!(s.push_run("braze").await.unwrap(), Some(run.clone()));
+    assert_eq!(s.push_run("hubspot").await.unwrap(), None);
+    let done = PushRun { cursor: None, done: true, pushed: 150, ..run };
+    s.save_push_run(done.clone()).await.unwrap();
+    assert_eq!(s.push_run("braze").await.unwrap(), Some(done), "replaced, not added");
 }
 
 pub async fn terminal_states_and_replay(s: Arc<dyn Store>) {

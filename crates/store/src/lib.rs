@@ -106,6 +106,12 @@ pub trait Store: Send + Sync + 'static {
     /// The destinations that have pending items, sorted.
     async fn pending_destinations(&self) -> Result<Vec<String>>;
 
+    /// The batch push to `destination` in progress, or the last one.
+    async fn push_run(&self, destination: &str) -> Result<Option<PushRun>>;
+
+    /// Saves a batch push's progress (replacing the destination's previous record).
+    async fn save_push_run(&self, run: PushRun) -> Result<()>;
+
     /// Records delivery attempts in one transaction: each attempt's audit record, the item's new status,
     /// and a trace's terminal state once every item of the trace is final.
     async fn record_attempts(&self, attempts: Vec<AttemptRecord>) -> Result<()>;

@@ -27,6 +27,8 @@ const SCHEDULE_RUNS_MIGRATION: &str = include_str!("../migrations/sqlite_005_sch
 /// Applied after the migrations before it on every open (idempotent): per-destination outbox indexes.
 const OUTBOX_PER_DESTINATION_MIGRATION: &str =
     include_str!("../migrations/sqlite_006_outbox_per_destination.sql");
+/// Applied after the migrations before it on every open (idempotent): batch pushes' progress.
+const PUSH_RUNS_MIGRATION: &str = include_str!("../migrations/sqlite_007_push_runs.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
 const MAX_GROUP: usize = 4096;
 /// The most other write jobs (processing batches, attempts, …) one group commit takes.
@@ -450,6 +452,7 @@ impl SqliteStore {
         conn.execute_batch(FLOW_DECISIONS_MIGRATION)?;
         conn.execute_batch(SCHEDULE_RUNS_MIGRATION)?;
         conn.execute_batch(OUTBOX_PER_DESTINATION_MIGRATION)?;
+        conn.execute_batch(PUSH_RUNS_MIGRATION)?;
         migrate_legacy_layout(&conn, &log, &path)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
         let durable: i64 = log.query_row("SELECT COALESCE(MAX(seq), 0) FROM deliveries", [], |r| r.get(0))?;
@@ -2385,6 +2388,55 @@ impl Store for SqliteStore {
                 run.fire_at_ms,
                 run.cursor.map(|c| c.to_string()),
                 run.pending_through.map(|c| c.to_string()),
+                run.done
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn push_run(&self, destination: &str) -> Result<Option<PushRun>> {
+        let destination = destination.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT destination, selector, started_at, updated_at, cursor, pushed, rejected, deferred, done
+                 FROM push_runs WHERE destination = ?1",
+            )?;
+            let mut rows = st.query_map([destination], |r| {
+                let cursor = r.get::<_, Option<String>>(4)?.as_deref().map(parse_customer).transpose()?;
+                Ok(PushRun {
+                    destination: r.get(0)?,
+                    selector: r.get(1)?,
+                    started_at_ms: r.get(2)?,
+                    updated_at_ms: r.get(3)?,
+                    cursor,
+                    pushed: r.get::<_, i64>(5)?.max(0) as u64,
+                    rejected: r.get::<_, i64>(6)?.max(0) as u64,
+                    deferred: r.get::<_, i64>(7)?.max(0) as u64,
+                    done: r.get(8)?,
+                })
+            })?;
+            Ok(rows.next().transpose()?)
+        })
+        .await
+    }
+
+    async fn save_push_run(&self, run: PushRun) -> Result<()> {
+        self.write(move |tx| {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO push_runs
+                 (destination, selector, started_at, updated_at, cursor, pushed, rejected, deferred, done)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                run.destination,
+                run.selector,
+                run.started_at_ms,
+                run.updated_at_ms,
+                run.cursor.map(|c| c.to_string()),
+                run.pushed as i64,
+                run.rejected as i64,
+                run.deferred as i64,
                 run.done
             ])?;
             Ok(())

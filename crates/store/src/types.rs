@@ -187,6 +187,26 @@ pub struct ScheduleRun {
     pub done: bool,
 }
 
+/// A batch push to one destination (`nudge push`), in progress or the last one: which customers, how far
+/// it got and what happened so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushRun {
+    pub destination: String,
+    /// `all`, or `segment:<name>`.
+    pub selector: String,
+    pub started_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// The last customer whose page is settled; `None` before the first page.
+    pub cursor: Option<CustomerId>,
+    /// Profiles the destination accepted.
+    pub pushed: u64,
+    /// Profiles the destination refused for good (the reason is in the run's output and logs).
+    pub rejected: u64,
+    /// Profiles still failing at the end of their page, handed to the outbox to retry.
+    pub deferred: u64,
+    pub done: bool,
+}
+
 /// An approval item as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApprovalRecord {
