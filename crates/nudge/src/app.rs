@@ -197,6 +197,16 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     let push_latency = Arc::new(LatencySample::new(100_000));
     let delivery =
         crate::outbox::DeliverySettings { max_attempts: cfg.pipeline.max_attempts, ..Default::default() };
+    let pushed_to: Vec<(String, Arc<dyn Destination>, crate::outbox::DeliverySettings)> = cfg
+        .batch_push_destinations()
+        .into_iter()
+        .filter_map(|name| {
+            let dest = dests.get(&name)?.clone();
+            let settings =
+                cfg.delivery_settings().get(&name).cloned().unwrap_or_else(|| cfg.default_delivery());
+            Some((name, dest, settings))
+        })
+        .collect();
     let outbox = Arc::new(OutboxWorker::new(
         store.clone(),
         dests,
@@ -228,6 +238,18 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
             shutdown_rx.clone(),
         )),
     ];
+    if let Some(expr) = &cfg.pipeline.batch_push_schedule {
+        let schedule = nudge_policy::schedule::Schedule::parse(expr)
+            .map_err(|e| anyhow::anyhow!("pipeline.batch_push_schedule: {e}"))?;
+        let scheduled = crate::push::ScheduledPush {
+            store: store.clone(),
+            scoring: scoring.clone(),
+            policy: cfg.policy(),
+            schedule,
+            destinations: pushed_to,
+        };
+        tasks.push(work.spawn(scheduled.run(shutdown_rx.clone())));
+    }
     // Dedupe keys older than the retention are pruned hourly.
     {
         let store = store.clone();

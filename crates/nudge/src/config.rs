@@ -216,6 +216,12 @@ pub struct PipelineConfig {
     pub worker_nice: i32,
     /// Scheduling class of the background workers.
     pub worker_scheduling: WorkerScheduling,
+    /// When the server pushes every customer's scores to the destinations in bulk (a 5-field cron
+    /// expression in UTC, such as `"0 3 * * *"`); absent: never (run `nudge push` by hand).
+    pub batch_push_schedule: Option<String>,
+    /// The destinations the scheduled push writes to; empty: every configured destination that takes
+    /// profiles (all but `slack`).
+    pub batch_push_destinations: Vec<String>,
 }
 
 /// How the background workers share the CPU with the ack path.
@@ -253,6 +259,8 @@ impl Default for PipelineConfig {
             refit_every: HumanDuration(Duration::from_secs(86_400)),
             worker_nice: 10,
             worker_scheduling: WorkerScheduling::Idle,
+            batch_push_schedule: None,
+            batch_push_destinations: Vec::new(),
         }
     }
 }
@@ -509,6 +517,21 @@ impl Config {
         if p.max_attempts == 0 {
             return Err(err("pipeline.max_attempts", "must be at least 1"));
         }
+        if let Some(expr) = &p.batch_push_schedule {
+            nudge_policy::schedule::Schedule::parse(expr)
+                .map_err(|e| err("pipeline.batch_push_schedule", e))?;
+        }
+        let names = self.destination_names();
+        for (i, d) in p.batch_push_destinations.iter().enumerate() {
+            let path = format!("pipeline.batch_push_destinations[{i}]");
+            if !names.contains(d) {
+                let known = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+                return Err(err(path, format!("destination `{d}` is not configured (configured: {known})")));
+            }
+            if nudge_policy::flows::is_alert_channel(d) {
+                return Err(err(path, format!("`{d}` takes alerts only, not profiles")));
+            }
+        }
         if p.batch_size == 0 || p.batch_size > 10_000 {
             return Err(err("pipeline.batch_size", "must be between 1 and 10000"));
         }
@@ -542,6 +565,17 @@ impl Config {
             return Err(err("models.refit_max_quality_drop", "must be between 0 and 1 (0.05 = 5 points)"));
         }
         Ok(())
+    }
+
+    /// The destinations `pipeline.batch_push_schedule` pushes to.
+    pub fn batch_push_destinations(&self) -> Vec<String> {
+        if self.pipeline.batch_push_destinations.is_empty() {
+            let mut v = self.destination_names();
+            v.retain(|d| !nudge_policy::flows::is_alert_channel(d));
+            v
+        } else {
+            self.pipeline.batch_push_destinations.clone()
+        }
     }
 
     /// The names of the configured (and enabled) destinations, in a fixed order.

@@ -340,3 +340,65 @@ async fn defer(store: &Arc<dyn Store>, destination: &str, actions: Vec<Action>) 
         .await?;
     Ok(())
 }
+
+/// What the server's scheduled batch push needs.
+pub struct ScheduledPush {
+    pub store: Arc<dyn Store>,
+    pub scoring: Arc<Scoring>,
+    pub policy: PolicyConfig,
+    pub schedule: nudge_policy::schedule::Schedule,
+    /// Each destination with its delivery settings (the same clients the outbox uses, so the two share
+    /// the tool's rate limit).
+    pub destinations: Vec<(String, Arc<dyn Destination>, DeliverySettings)>,
+}
+
+impl ScheduledPush {
+    /// Runs until `shutdown`: first finishes any run a stop interrupted, then pushes every customer to
+    /// each destination at every occurrence of the schedule (one run at a time, destinations in turn).
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        for (name, dest, settings) in &self.destinations {
+            match self.store.push_run(name).await {
+                Ok(Some(r)) if !r.done && r.selector == Selector::All.key() => {
+                    tracing::info!(destination = %name, "resuming an interrupted scheduled push");
+                    self.push(name, dest, settings).await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(destination = %name, error = %e, "reading push progress failed"),
+            }
+        }
+        loop {
+            let now = time::OffsetDateTime::now_utc();
+            let Some(next) = self.schedule.next_after(now) else { return };
+            let wait = Duration::try_from(next - now).unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            for (name, dest, settings) in &self.destinations {
+                tokio::select! {
+                    _ = self.push(name, dest, settings) => {}
+                    // Stopping mid-run is safe: the cursor of the last settled page is saved.
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+
+    async fn push(&self, name: &str, dest: &Arc<dyn Destination>, settings: &DeliverySettings) {
+        let opts = PushOptions {
+            destination: name.to_string(),
+            selector: Selector::All,
+            dry_run: false,
+            restart: false,
+            page: None,
+        };
+        match run(&self.store, &self.scoring, &self.policy, dest.clone(), settings, &opts, &|_| {}).await {
+            Ok(s) => tracing::info!(destination = %name, pushed = s.pushed, refused = s.rejected,
+                to_outbox = s.deferred, seconds = s.seconds, "scheduled batch push done"),
+            Err(e) => tracing::error!(destination = %name, error = %e, "scheduled batch push failed"),
+        }
+    }
+}

@@ -216,3 +216,56 @@ async fn bad_requests_are_usage_errors() {
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("destination `braze` is not configured"));
 }
+
+#[tokio::test]
+async fn the_scheduled_push_finishes_an_interrupted_run_at_start() {
+    let s = setup(50).await;
+    s.store
+        .save_push_run(PushRun {
+            destination: "braze".into(),
+            selector: "all".into(),
+            started_at_ms: 1,
+            updated_at_ms: 2,
+            cursor: Some(customer(1019)),
+            pushed: 20,
+            rejected: 0,
+            deferred: 0,
+            done: false,
+        })
+        .await
+        .unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let scheduled = nudge::push::ScheduledPush {
+        store: s.store.clone(),
+        scoring: Arc::new(Scoring::new(nudge_scoring::RulesScorer { thresholds: s.cfg.segments.clone() })),
+        policy: s.cfg.policy(),
+        schedule: nudge_policy::schedule::Schedule::parse("0 0 1 1 *").unwrap(),
+        destinations: vec![("braze".into(), s.braze(), DeliverySettings::default())],
+    };
+    let task = tokio::spawn(scheduled.run(rx));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !s.store.push_run("braze").await.unwrap().unwrap().done {
+        assert!(tokio::time::Instant::now() < deadline, "the interrupted run was not finished");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(s.fake.users().len(), 30, "the 30 customers after the cursor");
+    assert_eq!(s.store.push_run("braze").await.unwrap().unwrap().pushed, 50);
+}
+
+#[test]
+fn the_push_schedule_is_checked_with_key_paths() {
+    let base = "[destinations.braze]\napi_key = \"k\"\nrest_endpoint = \"https://rest.iad-01.braze.com\"\n\
+                [destinations.slack]\nwebhook_url = \"https://hooks.slack.com/services/T/B/X\"\n[pipeline]\n";
+    let load = |extra: &str| Config::from_toml(&format!("{base}{extra}\n"), &BTreeMap::new());
+    let c = load("batch_push_schedule = \"0 3 * * *\"").unwrap();
+    assert_eq!(c.batch_push_destinations(), vec!["braze"], "every destination that takes profiles");
+    let e = load("batch_push_schedule = \"0 25 * * *\"").unwrap_err();
+    assert_eq!(e.path, "pipeline.batch_push_schedule", "{e}");
+    assert!(e.reason.contains("hour"), "{e}");
+    let e = load("batch_push_destinations = [\"braze\", \"hubspot\"]").unwrap_err();
+    assert_eq!(e.path, "pipeline.batch_push_destinations[1]", "{e}");
+    let e = load("batch_push_destinations = [\"slack\"]").unwrap_err();
+    assert!(e.reason.contains("alerts only"), "{e}");
+}
