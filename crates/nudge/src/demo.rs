@@ -871,13 +871,13 @@ mod tests {
 
     #[test]
     fn the_demo_flows_compile_with_a_shadow_flow() {
-        let set = nudge_policy::flows::FlowSet::compile(&demo_flows(), &["klaviyo"]).unwrap();
+        let dests = ["klaviyo", "braze", "hubspot"];
+        let set = nudge_policy::flows::FlowSet::compile(&demo_flows(), &dests).unwrap();
         let names: Vec<&str> = set.flows.iter().map(|f| f.spec.name.as_str()).collect();
         assert_eq!(names, ["profile_sync", "checkout_abandoned", "winback_shadow", "vip_thanks"]);
         assert_eq!(set.flows[2].spec.mode, nudge_policy::flows::Mode::Shadow);
         // The two built-in flows, written out, are the built-in ones.
-        let builtin =
-            nudge_policy::flows::FlowSet::default_specs(&["klaviyo"], &nudge_policy::PolicyConfig::default());
+        let builtin = nudge_policy::flows::FlowSet::default_specs(&dests, &nudge_policy::PolicyConfig::default());
         assert_eq!(&demo_flows()[..2], &builtin[..]);
     }
 
