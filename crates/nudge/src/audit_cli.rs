@@ -83,7 +83,15 @@ pub async fn audit(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
         }
         AuditCmd::Stats => {
             let s = store.stats().await?;
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            let mut out = serde_json::to_value(&s)?;
+            let mut runs = Vec::new();
+            for d in cfg.destination_names() {
+                if let Some(r) = store.push_run(&d).await? {
+                    runs.push(r);
+                }
+            }
+            out["push_runs"] = serde_json::to_value(runs)?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
         }
     }
     Ok(())

@@ -877,7 +877,8 @@ mod tests {
         assert_eq!(names, ["profile_sync", "checkout_abandoned", "winback_shadow", "vip_thanks"]);
         assert_eq!(set.flows[2].spec.mode, nudge_policy::flows::Mode::Shadow);
         // The two built-in flows, written out, are the built-in ones.
-        let builtin = nudge_policy::flows::FlowSet::default_specs(&dests, &nudge_policy::PolicyConfig::default());
+        let builtin =
+            nudge_policy::flows::FlowSet::default_specs(&dests, &nudge_policy::PolicyConfig::default());
         assert_eq!(&demo_flows()[..2], &builtin[..]);
     }
 

@@ -306,6 +306,9 @@ pub async fn outbox_queues_are_per_destination(s: Arc<dyn Store>) {
     .await
     .unwrap();
     assert!(s.due_outbox_for("klaviyo", far, 10).await.unwrap().is_empty(), "blocked behind its retry");
+    let health = s.stats().await.unwrap().outbox_by_destination;
+    let klaviyo = health.iter().find(|d| d.destination == "klaviyo").unwrap();
+    assert_eq!((klaviyo.pending, klaviyo.retrying), (2, 1), "one of its two pending items is retrying");
     assert_eq!(s.due_outbox_for("braze", far, 10).await.unwrap().len(), 2, "braze is not held");
     s.record_attempts(vec![AttemptRecord {
         item_id: braze[0].id,
@@ -1001,6 +1004,7 @@ pub async fn dead_letters_replay_by_destination(s: Arc<dyn Store>) {
     let per: Vec<(String, u64, u64)> =
         stats.outbox_by_destination.iter().map(|d| (d.destination.clone(), d.pending, d.dead)).collect();
     assert_eq!(per, vec![("klaviyo".into(), 0, 1), ("webhook:crm".into(), 0, 1)], "each destination apart");
+    assert_eq!(stats.outbox_by_destination[0].last_error.as_deref(), Some("down"), "the reason is shown");
     let only = |d: &str| DeadLetterFilter { destination: Some(d.into()), ..Default::default() };
     assert_eq!(s.requeue_dead_letters(only("slack")).await.unwrap(), 0);
     assert_eq!(

@@ -1944,6 +1944,22 @@ impl Store for SqliteStore {
                 *total += n;
                 *own += n;
             }
+            for d in &mut s.outbox_by_destination {
+                d.retrying = c
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM outbox INDEXED BY outbox_pending_dest_id
+                         WHERE destination = ?1 AND status = 'pending' AND attempts > 0",
+                    )?
+                    .query_row([&d.destination], |r| r.get::<_, i64>(0))?
+                    .max(0) as u64;
+                d.last_error = c
+                    .prepare_cached(
+                        "SELECT last_error FROM outbox WHERE destination = ?1 AND status != 'delivered'
+                         AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1",
+                    )?
+                    .query_row([&d.destination], |r| r.get::<_, String>(0))
+                    .optional()?;
+            }
             let mut st = c.prepare("SELECT state, COUNT(*) FROM terminal GROUP BY state ORDER BY state")?;
             s.terminal_by_state = st
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?

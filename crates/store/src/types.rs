@@ -328,6 +328,10 @@ pub struct DestinationCounts {
     pub delivered: u64,
     pub rejected: u64,
     pub dead: u64,
+    /// Pending items that have failed at least once (waiting for a retry).
+    pub retrying: u64,
+    /// The newest failure reason of an item not delivered (retrying, rejected or dead), if any.
+    pub last_error: Option<String>,
 }
 
 /// One imported history row. Amount stays an exact decimal string.
