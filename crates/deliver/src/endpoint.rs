@@ -133,6 +133,38 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
+/// The HTTP client a JSON API connector uses: a sensitive `Authorization: Bearer` default header when
+/// `bearer` is given (`field` names the setting in errors, never the value), JSON content type, the
+/// attempt and connect timeouts, no redirects (one would carry the credential to another host), the
+/// guarded resolver, and nudge's user agent. Fails when no TLS crypto provider is installed.
+pub(crate) fn json_client(
+    bearer: Option<(&str, &str)>,
+    timeout: std::time::Duration,
+    allow_private: bool,
+) -> Result<reqwest::Client, crate::DeliverError> {
+    use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        return Err(crate::DeliverError::NoCryptoProvider);
+    }
+    let mut headers = HeaderMap::new();
+    if let Some((field, secret)) = bearer {
+        let mut auth = HeaderValue::from_str(&format!("Bearer {secret}"))
+            .map_err(|_| crate::DeliverError::Config(format!("{field} is not a valid header value")))?;
+        auth.set_sensitive(true);
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    }
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(std::time::Duration::from_secs(5)))
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(std::sync::Arc::new(GuardedResolver { allow_private }))
+        .user_agent(concat!("nudge/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
 /// Reads at most `max` bytes of a response body; a body that fails to arrive reads as what came.
 pub(crate) async fn read_capped(mut response: reqwest::Response, max: usize) -> Vec<u8> {
     let mut body = Vec::new();

@@ -21,15 +21,15 @@
 
 use super::config::{BrazeConfig, RATE_WINDOW};
 use super::request::{self, Section, TRACK_LABEL, TRACK_PATH, TrackObject};
-use crate::endpoint::{GuardedResolver, body_excerpt, read_capped, transport_error};
+use crate::endpoint::json_client;
+use crate::endpoint::{body_excerpt, read_capped, transport_error};
 use crate::{
     DeliverError, Destination, Outcome, RateLimiter, StatusClass, classify_status, parse_retry_after,
 };
 use nudge_model::Action;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::RETRY_AFTER;
 use serde_json::Value;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How much of an answer is read: a success with an error for each of 75 records fits easily.
@@ -53,25 +53,9 @@ impl BrazeClient {
     /// Builds a client after checking `config`. A TLS crypto provider must already be installed.
     pub fn new(config: BrazeConfig) -> Result<Self, DeliverError> {
         config.validate()?;
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            return Err(DeliverError::NoCryptoProvider);
-        }
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", config.api_key))
-            .map_err(|_| DeliverError::Config("braze api_key is not a valid header value".into()))?;
-        auth.set_sensitive(true);
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, auth);
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            // A redirect would carry the key to another host; Braze's REST API does not redirect.
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(GuardedResolver { allow_private: config.allow_private }))
-            .user_agent(concat!("nudge/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        // A redirect would carry the key to another host; Braze's REST API does not redirect.
+        let http =
+            json_client(Some(("braze api_key", &config.api_key)), config.timeout, config.allow_private)?;
         let url = format!("{}{TRACK_PATH}", config.rest_endpoint.trim().trim_end_matches('/'));
         let limiter = RateLimiter::with_windows(&[(config.rate, RATE_WINDOW)]);
         Ok(BrazeClient { http, url, config, limiter })

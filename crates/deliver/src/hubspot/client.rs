@@ -32,17 +32,17 @@
 use super::config::HubSpotConfig;
 use super::properties::PropertySpec;
 use super::request::{self, ContactInput, Endpoint, MAX_BATCH_INPUTS};
-use crate::endpoint::{GuardedResolver, body_excerpt, read_capped, transport_error};
+use crate::endpoint::json_client;
+use crate::endpoint::{body_excerpt, read_capped, transport_error};
 use crate::{
     DeliverError, Destination, Outcome, RateLimiter, StatusClass, classify_status, parse_retry_after,
 };
 use nudge_model::Action;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::RETRY_AFTER;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -85,25 +85,12 @@ impl HubSpotClient {
     /// Builds a client after checking `config`. A TLS crypto provider must already be installed.
     pub fn new(config: HubSpotConfig) -> Result<Self, DeliverError> {
         config.validate()?;
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            return Err(DeliverError::NoCryptoProvider);
-        }
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", config.access_token))
-            .map_err(|_| DeliverError::Config("hubspot access_token is not a valid header value".into()))?;
-        auth.set_sensitive(true);
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, auth);
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            // A redirect would carry the token to another host; HubSpot's API does not redirect.
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(GuardedResolver { allow_private: config.allow_private }))
-            .user_agent(concat!("nudge/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        // A redirect would carry the token to another host; HubSpot's API does not redirect.
+        let http = json_client(
+            Some(("hubspot access_token", &config.access_token)),
+            config.timeout,
+            config.allow_private,
+        )?;
         Ok(HubSpotClient {
             http,
             base_url: config.base_url.trim().trim_end_matches('/').to_string(),

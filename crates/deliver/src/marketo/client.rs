@@ -18,7 +18,8 @@ use super::request::{
     self, ACTIVITIES, CodeAction, DESCRIBE, Envelope, LIST_ADD, LIST_REMOVE, MAX_BODY_BYTES, Plan, SYNC_LEADS,
 };
 use super::token::TokenSource;
-use crate::endpoint::{GuardedResolver, body_excerpt, read_capped, transport_error};
+use crate::endpoint::json_client;
+use crate::endpoint::{body_excerpt, read_capped, transport_error};
 use crate::{DeliverError, Destination, Outcome, RateLimiter};
 use nudge_model::Action;
 use reqwest::Method;
@@ -70,17 +71,9 @@ impl MarketoClient {
     /// Builds a client after checking `config`. A TLS crypto provider must already be installed.
     pub fn new(config: MarketoConfig) -> Result<Self, DeliverError> {
         config.validate()?;
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            return Err(DeliverError::NoCryptoProvider);
-        }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            // A redirect would carry the token (or, for Identity, the secret) to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(GuardedResolver { allow_private: config.allow_private }))
-            .user_agent(concat!("nudge/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        // The token changes, so it is set per request; a redirect would carry it (or, for Identity, the
+        // secret) to another host.
+        let http = json_client(None, config.timeout, config.allow_private)?;
         let base_url = config.base_url.trim().trim_end_matches('/').to_string();
         let token = TokenSource::new(&base_url, &config.client_id, &config.client_secret, config.timeout)
             .ok_or_else(|| DeliverError::Config("marketo base_url: not a URL".into()))?;
