@@ -6,6 +6,7 @@ mod approvals;
 mod architecture;
 mod crash;
 mod destinations;
+mod isolation;
 mod lists;
 mod pipelined;
 mod reports;
