@@ -37,6 +37,11 @@ pub struct KlaviyoClient {
     /// Keeps the list-membership endpoint (adding and removing) within its quota (10/s, 150/min by
     /// default).
     lists_limiter: RateLimiter,
+    /// Keeps bulk import job creation within its quota (10/s, 150/min by default).
+    bulk_jobs_limiter: RateLimiter,
+    /// Keeps bulk import job reads (status polls, import errors) within their quota (10/s, 150/min by
+    /// default).
+    bulk_job_reads_limiter: RateLimiter,
 }
 
 impl KlaviyoClient {
@@ -70,6 +75,8 @@ impl KlaviyoClient {
             profile_import_limiter: RateLimiter::new(config.profile_import_limit),
             events_limiter: RateLimiter::new(config.events_limit),
             lists_limiter: RateLimiter::new(config.lists_limit),
+            bulk_jobs_limiter: RateLimiter::new(config.bulk_jobs_limit),
+            bulk_job_reads_limiter: RateLimiter::new(config.bulk_job_reads_limit),
             config,
         })
     }
@@ -83,12 +90,19 @@ impl KlaviyoClient {
             Endpoint::ProfileImport => &self.profile_import_limiter,
             Endpoint::Events => &self.events_limiter,
             Endpoint::AddToList | Endpoint::RemoveFromList => &self.lists_limiter,
+            Endpoint::BulkImportJobs => &self.bulk_jobs_limiter,
+            Endpoint::BulkImportJob | Endpoint::BulkImportErrors => &self.bulk_job_reads_limiter,
         }
     }
 
-    /// Sends one request after its endpoint's rate limiter allows it. A success comes back with its body
-    /// when `keep_body` is set (read up to [`MAX_PROFILE_BODY_BYTES`]).
-    async fn send(&self, req: KlaviyoRequest, keep_body: bool) -> (Outcome, Vec<u8>) {
+    /// Base URL without a trailing slash.
+    pub(super) fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Sends one request after its endpoint's rate limiter allows it. A success comes back with its body,
+    /// read up to `keep_body` bytes (nothing when 0).
+    pub(super) async fn send(&self, req: KlaviyoRequest, keep_body: usize) -> (Outcome, Vec<u8>) {
         let endpoint = req.endpoint;
         let label = endpoint.label().to_string();
         let waited = self.limiter(endpoint).acquire().await;
@@ -96,11 +110,12 @@ impl KlaviyoClient {
             tracing::debug!(endpoint = %label, waited_ms = waited.as_millis() as u64, "waited for the klaviyo rate limit");
         }
         let url = format!("{}{}", self.base_url, req.path);
-        let builder = match endpoint {
-            Endpoint::RemoveFromList => self.http.delete(url),
-            Endpoint::ProfileImport | Endpoint::Events | Endpoint::AddToList => self.http.post(url),
+        let builder = match endpoint.method() {
+            "DELETE" => self.http.delete(url).body(req.body),
+            "GET" => self.http.get(url),
+            _ => self.http.post(url).body(req.body),
         };
-        let response = match builder.body(req.body).send().await {
+        let response = match builder.send().await {
             Ok(response) => response,
             Err(e) => {
                 let error = crate::endpoint::transport_error(&e, self.config.timeout);
@@ -117,8 +132,8 @@ impl KlaviyoClient {
         let mut body = Vec::new();
         let outcome = match classify_status(status) {
             StatusClass::Success => {
-                if keep_body {
-                    body = crate::endpoint::read_capped(response, MAX_PROFILE_BODY_BYTES).await;
+                if keep_body > 0 {
+                    body = crate::endpoint::read_capped(response, keep_body).await;
                 }
                 Outcome::Delivered { endpoint: label, status }
             }
@@ -143,7 +158,7 @@ impl KlaviyoClient {
     /// as well), so a failure at either step is retried as a whole by the outbox. A failed lookup is
     /// reported as the profile-import's outcome, since that is the endpoint that answered.
     async fn deliver_list(&self, action: &Action, lookup: KlaviyoRequest) -> Outcome {
-        let (looked_up, body) = self.send(lookup, true).await;
+        let (looked_up, body) = self.send(lookup, MAX_PROFILE_BODY_BYTES).await;
         let list = action.list_id().unwrap_or_default();
         match looked_up {
             Outcome::Delivered { .. } => {}
@@ -170,7 +185,7 @@ impl KlaviyoClient {
             };
         };
         match request::list_membership(action, &profile_id) {
-            Ok(req) => match self.send(req, false).await.0 {
+            Ok(req) => match self.send(req, 0).await.0 {
                 Outcome::Rejected { endpoint, status, error } => {
                     Outcome::Rejected { endpoint, status, error: format!("list `{list}`: {error}") }
                 }
@@ -201,7 +216,7 @@ fn profile_id_of(body: &[u8]) -> Option<String> {
     (doc.data.kind == "profile" && !doc.data.id.trim().is_empty()).then_some(doc.data.id)
 }
 
-fn invalid_text(e: DeliverError) -> String {
+pub(super) fn invalid_text(e: DeliverError) -> String {
     match e {
         DeliverError::Invalid(message) => message,
         other => other.to_string(),
@@ -228,7 +243,7 @@ impl Destination for KlaviyoClient {
                     self.deliver_list(action, req).await
                 }
                 Action::UpsertProfile { .. } | Action::TriggerEvent { .. } | Action::Alert { .. } => {
-                    self.send(req, false).await.0
+                    self.send(req, 0).await.0
                 }
             },
             Err(e) => Outcome::Rejected {
@@ -237,6 +252,16 @@ impl Destination for KlaviyoClient {
                 error: invalid_text(e),
             },
         }
+    }
+
+    /// Klaviyo's cap (10,000 profiles per bulk import job), or the configured `bulk_size`.
+    fn max_bulk(&self) -> usize {
+        self.config.bulk_size
+    }
+
+    /// Bulk profile import jobs: see [`super::bulk`].
+    async fn push_profiles(&self, actions: &[Action]) -> Vec<Outcome> {
+        self.push_profiles_in_jobs(actions).await
     }
 }
 
@@ -267,27 +292,35 @@ struct ErrorSource {
     parameter: Option<String>,
 }
 
+/// One error object as a line: `code: detail (at pointer)`, the title standing in for a missing detail.
+fn describe(e: &ErrorObject) -> String {
+    let text = e.detail.as_deref().or(e.title.as_deref()).unwrap_or("no detail given");
+    let mut line = match &e.code {
+        Some(code) => format!("{code}: {text}"),
+        None => text.to_string(),
+    };
+    if let Some(src) = &e.source
+        && let Some(at) = src.pointer.as_deref().or(src.parameter.as_deref())
+    {
+        line.push_str(&format!(" (at {at})"));
+    }
+    line
+}
+
+/// [`describe`] for an error object found elsewhere than in an error document (the attributes of a bulk
+/// import job's `import-error`).
+pub(super) fn error_object_text(error: &serde_json::Value) -> String {
+    match serde_json::from_value::<ErrorObject>(error.clone()) {
+        Ok(e) => describe(&e),
+        Err(_) => "no detail given".into(),
+    }
+}
+
 /// A one-line description of a failed response: Klaviyo's `errors[].detail` (with code and source) when
 /// the body is a JSON:API error document, otherwise the start of the body.
-fn error_text(status: u16, body: Vec<u8>) -> String {
+pub(super) fn error_text(status: u16, body: Vec<u8>) -> String {
     if let Ok(doc) = serde_json::from_slice::<ErrorDocument>(&body) {
-        let parts: Vec<String> = doc
-            .errors
-            .iter()
-            .map(|e| {
-                let text = e.detail.as_deref().or(e.title.as_deref()).unwrap_or("no detail given");
-                let mut line = match &e.code {
-                    Some(code) => format!("{code}: {text}"),
-                    None => text.to_string(),
-                };
-                if let Some(src) = &e.source
-                    && let Some(at) = src.pointer.as_deref().or(src.parameter.as_deref())
-                {
-                    line.push_str(&format!(" (at {at})"));
-                }
-                line
-            })
-            .collect();
+        let parts: Vec<String> = doc.errors.iter().map(describe).collect();
         if !parts.is_empty() {
             return format!("HTTP {status}: {}", parts.join("; "));
         }

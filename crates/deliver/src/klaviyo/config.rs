@@ -39,6 +39,26 @@ pub struct KlaviyoConfig {
     /// (Klaviyo: 10/s, 150/min for each of `add_profiles_to_list` and `remove_profiles_from_list`).
     #[serde(default = "default_lists_limit")]
     pub lists_limit: RateLimit,
+    /// The most profiles one bulk profile import job carries (`nudge push`); 1–10,000, Klaviyo's cap.
+    #[serde(default = "default_bulk_size")]
+    pub bulk_size: usize,
+    /// The client-side limit for creating bulk profile import jobs (Klaviyo: 10/s, 150/min).
+    #[serde(default = "default_bulk_jobs_limit")]
+    pub bulk_jobs_limit: RateLimit,
+    /// The client-side limit for reading bulk import jobs (status polls and import errors, together;
+    /// Klaviyo: 10/s, 150/min for each).
+    #[serde(default = "default_bulk_jobs_limit")]
+    pub bulk_job_reads_limit: RateLimit,
+    /// How long after creating a bulk import job its status is first asked for; each further wait is
+    /// half as long again, up to `bulk_poll_max_interval`.
+    #[serde(default = "default_bulk_poll_interval", deserialize_with = "deserialize_duration")]
+    pub bulk_poll_interval: Duration,
+    /// The longest wait between two status polls of one job (a longer `Retry-After` still wins).
+    #[serde(default = "default_bulk_poll_max_interval", deserialize_with = "deserialize_duration")]
+    pub bulk_poll_max_interval: Duration,
+    /// How long a push waits for its jobs to finish before it gives their profiles back as retries.
+    #[serde(default = "default_bulk_poll_timeout", deserialize_with = "deserialize_duration")]
+    pub bulk_poll_timeout: Duration,
 }
 
 fn default_base_url() -> String {
@@ -65,6 +85,26 @@ fn default_lists_limit() -> RateLimit {
     RateLimit::new(10, 150)
 }
 
+fn default_bulk_size() -> usize {
+    super::request::MAX_BULK_PROFILES
+}
+
+fn default_bulk_jobs_limit() -> RateLimit {
+    RateLimit::new(10, 150)
+}
+
+fn default_bulk_poll_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_bulk_poll_max_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_bulk_poll_timeout() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+
 impl KlaviyoConfig {
     /// Settings for `api_key` with every other value at its default.
     pub fn new(api_key: impl Into<String>) -> Self {
@@ -76,7 +116,22 @@ impl KlaviyoConfig {
             profile_import_limit: default_profile_import_limit(),
             events_limit: default_events_limit(),
             lists_limit: default_lists_limit(),
+            bulk_size: default_bulk_size(),
+            bulk_jobs_limit: default_bulk_jobs_limit(),
+            bulk_job_reads_limit: default_bulk_jobs_limit(),
+            bulk_poll_interval: default_bulk_poll_interval(),
+            bulk_poll_max_interval: default_bulk_poll_max_interval(),
+            bulk_poll_timeout: default_bulk_poll_timeout(),
         }
+    }
+
+    /// The same settings with other bulk import job polling times: the first wait, the longest wait
+    /// between polls, and how long to wait for a job at all.
+    pub fn with_bulk_polling(mut self, first: Duration, max: Duration, timeout: Duration) -> Self {
+        self.bulk_poll_interval = first;
+        self.bulk_poll_max_interval = max;
+        self.bulk_poll_timeout = timeout;
+        self
     }
 
     /// The same settings pointed at another host (a fake, a proxy).
@@ -120,10 +175,32 @@ impl KlaviyoConfig {
             ("profile_import_limit", self.profile_import_limit),
             ("events_limit", self.events_limit),
             ("lists_limit", self.lists_limit),
+            ("bulk_jobs_limit", self.bulk_jobs_limit),
+            ("bulk_job_reads_limit", self.bulk_job_reads_limit),
         ] {
             if limit.burst_per_sec == 0 || limit.steady_per_min == 0 {
                 return Err(DeliverError::Config(format!("klaviyo {name} must allow at least one request")));
             }
+        }
+        let max_bulk = super::request::MAX_BULK_PROFILES;
+        if self.bulk_size == 0 || self.bulk_size > max_bulk {
+            return Err(DeliverError::Config(format!(
+                "klaviyo bulk_size must be between 1 and {max_bulk}, not {}",
+                self.bulk_size
+            )));
+        }
+        if self.bulk_poll_interval.is_zero() {
+            return Err(DeliverError::Config("klaviyo bulk_poll_interval must be longer than zero".into()));
+        }
+        if self.bulk_poll_max_interval < self.bulk_poll_interval {
+            return Err(DeliverError::Config(
+                "klaviyo bulk_poll_max_interval must not be shorter than bulk_poll_interval".into(),
+            ));
+        }
+        if self.bulk_poll_timeout < self.bulk_poll_interval {
+            return Err(DeliverError::Config(
+                "klaviyo bulk_poll_timeout must not be shorter than bulk_poll_interval".into(),
+            ));
         }
         Ok(())
     }
@@ -139,6 +216,12 @@ impl fmt::Debug for KlaviyoConfig {
             .field("profile_import_limit", &self.profile_import_limit)
             .field("events_limit", &self.events_limit)
             .field("lists_limit", &self.lists_limit)
+            .field("bulk_size", &self.bulk_size)
+            .field("bulk_jobs_limit", &self.bulk_jobs_limit)
+            .field("bulk_job_reads_limit", &self.bulk_job_reads_limit)
+            .field("bulk_poll_interval", &self.bulk_poll_interval)
+            .field("bulk_poll_max_interval", &self.bulk_poll_max_interval)
+            .field("bulk_poll_timeout", &self.bulk_poll_timeout)
             .finish()
     }
 }
@@ -220,6 +303,14 @@ mod tests {
         assert_eq!(c.profile_import_limit, RateLimit::new(75, 750));
         assert_eq!(c.events_limit, RateLimit::new(350, 3500));
         assert_eq!(c.lists_limit, RateLimit::new(10, 150));
+        assert_eq!(c.bulk_size, 10_000);
+        assert_eq!(
+            (c.bulk_jobs_limit, c.bulk_job_reads_limit),
+            (RateLimit::new(10, 150), RateLimit::new(10, 150))
+        );
+        assert_eq!(c.bulk_poll_interval, Duration::from_secs(2));
+        assert_eq!(c.bulk_poll_max_interval, Duration::from_secs(30));
+        assert_eq!(c.bulk_poll_timeout, Duration::from_secs(1800));
         c.validate().unwrap();
         assert!(serde_json::from_str::<KlaviyoConfig>("{}").is_err(), "the key is required");
     }
@@ -269,6 +360,32 @@ mod tests {
         c.events_limit.burst_per_sec = 1;
         c.lists_limit.steady_per_min = 0;
         assert!(c.validate().unwrap_err().to_string().contains("lists_limit"));
+    }
+
+    #[test]
+    fn bulk_settings_parse_and_are_checked() {
+        let c: KlaviyoConfig = toml::from_str(
+            "api_key = \"k\"\nbulk_size = 500\nbulk_poll_interval = \"250ms\"\nbulk_poll_timeout = \"5m\"\n[bulk_jobs_limit]\nburst_per_sec = 2\nsteady_per_min = 20",
+        )
+        .unwrap();
+        assert_eq!((c.bulk_size, c.bulk_jobs_limit), (500, RateLimit::new(2, 20)));
+        assert_eq!(
+            (c.bulk_poll_interval, c.bulk_poll_timeout),
+            (Duration::from_millis(250), Duration::from_secs(300))
+        );
+        c.validate().unwrap();
+        for size in [0, 10_001] {
+            let mut bad = c.clone();
+            bad.bulk_size = size;
+            assert!(bad.validate().unwrap_err().to_string().contains("bulk_size"), "{size}");
+        }
+        let mut bad = c.clone();
+        bad.bulk_jobs_limit.burst_per_sec = 0;
+        assert!(bad.validate().unwrap_err().to_string().contains("bulk_jobs_limit"));
+        let slow = Duration::from_secs(10);
+        assert!(c.clone().with_bulk_polling(slow, Duration::from_secs(1), slow).validate().is_err());
+        assert!(c.clone().with_bulk_polling(slow, slow, Duration::from_secs(1)).validate().is_err());
+        assert!(c.clone().with_bulk_polling(Duration::ZERO, slow, slow).validate().is_err());
     }
 
     #[test]

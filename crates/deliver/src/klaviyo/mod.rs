@@ -6,9 +6,12 @@
 //! - `config`: [`KlaviyoConfig`], the settings the server reads from its configuration file.
 //! - `request`: the JSON:API documents and the documented limits checked before sending.
 //! - `client`: [`KlaviyoClient`], one HTTP attempt per call, rate limited per endpoint.
+//! - `bulk`: profile upserts of a batch run (`Destination::push_profiles`) as bulk profile import jobs,
+//!   polled until they finish, with per-profile import errors mapped back to their records.
 //!
-//! Bulk imports and reading engagement back are not here yet.
+//! Reading engagement back is not here yet.
 
+pub mod bulk;
 pub mod client;
 pub mod config;
 pub mod request;

@@ -1,6 +1,7 @@
 //! Klaviyo request bodies: how an [`Action`] becomes a JSON:API document for `POST /api/profile-import`,
-//! `POST /api/events` or the list-membership endpoint, and the documented limits checked before anything
-//! is sent. Pure functions only: no HTTP, no clock reads (the caller passes "now"), so every rule is
+//! `POST /api/events` or the list-membership endpoint, how many profile upserts are packed into bulk
+//! profile import jobs ([`bulk_profile`], [`bulk_import_jobs`]), and the documented limits checked before
+//! anything is sent. Pure functions only: no HTTP, no clock reads (the caller passes "now"), so every rule is
 //! unit-tested here.
 //!
 //! A list action takes two requests, because Klaviyo's list endpoint names members by profile id only:
@@ -23,6 +24,12 @@ pub const MAX_STRING_BYTES: usize = 100_000;
 pub const MAX_PROFILE_BODY_BYTES: usize = 100_000;
 /// Largest `POST /api/events` body, in bytes ("5 MB", read strictly).
 pub const MAX_EVENT_BODY_BYTES: usize = 5_000_000;
+/// Most profiles one bulk profile import job may carry.
+pub const MAX_BULK_PROFILES: usize = 10_000;
+/// Largest bulk profile import job body, in bytes ("5 MB", read strictly).
+pub const MAX_BULK_BODY_BYTES: usize = 5_000_000;
+/// Largest single profile inside a bulk import job, in bytes ("100 KB", read strictly).
+pub const MAX_BULK_PROFILE_BYTES: usize = 100_000;
 
 /// Most profiles one list-membership call may name (Klaviyo: "a maximum of 1000 profiles per call").
 pub const MAX_LIST_PROFILES: usize = 1000;
@@ -38,6 +45,12 @@ pub enum Endpoint {
     AddToList,
     /// `DELETE /api/lists/{id}/relationships/profiles` (`remove_profiles_from_list`).
     RemoveFromList,
+    /// `POST /api/profile-bulk-import-jobs` (`bulk_import_profiles`).
+    BulkImportJobs,
+    /// `GET /api/profile-bulk-import-jobs/{id}` (`get_bulk_import_profiles_job`).
+    BulkImportJob,
+    /// `GET /api/profile-bulk-import-jobs/{id}/import-errors` (`get_errors_for_bulk_import_profiles_job`).
+    BulkImportErrors,
 }
 
 impl Endpoint {
@@ -47,13 +60,19 @@ impl Endpoint {
             Endpoint::ProfileImport => "/api/profile-import",
             Endpoint::Events => "/api/events",
             Endpoint::AddToList | Endpoint::RemoveFromList => "/api/lists/{id}/relationships/profiles",
+            Endpoint::BulkImportJobs => "/api/profile-bulk-import-jobs",
+            Endpoint::BulkImportJob => "/api/profile-bulk-import-jobs/{id}",
+            Endpoint::BulkImportErrors => "/api/profile-bulk-import-jobs/{id}/import-errors",
         }
     }
 
     pub fn method(self) -> &'static str {
         match self {
-            Endpoint::ProfileImport | Endpoint::Events | Endpoint::AddToList => "POST",
+            Endpoint::ProfileImport | Endpoint::Events | Endpoint::AddToList | Endpoint::BulkImportJobs => {
+                "POST"
+            }
             Endpoint::RemoveFromList => "DELETE",
+            Endpoint::BulkImportJob | Endpoint::BulkImportErrors => "GET",
         }
     }
 
@@ -65,6 +84,9 @@ impl Endpoint {
             Endpoint::Events => "POST /api/events",
             Endpoint::AddToList => "POST /api/lists/{id}/relationships/profiles",
             Endpoint::RemoveFromList => "DELETE /api/lists/{id}/relationships/profiles",
+            Endpoint::BulkImportJobs => "POST /api/profile-bulk-import-jobs",
+            Endpoint::BulkImportJob => "GET /api/profile-bulk-import-jobs/{id}",
+            Endpoint::BulkImportErrors => "GET /api/profile-bulk-import-jobs/{id}/import-errors",
         }
     }
 
@@ -101,26 +123,8 @@ impl KlaviyoRequest {
 /// Builds the request for `action`, or explains which documented limit it breaks.
 pub fn build(action: &Action, now: OffsetDateTime) -> Result<KlaviyoRequest, DeliverError> {
     match action {
-        Action::UpsertProfile { customer, email, first_name, last_name, attributes } => {
-            let mut attrs = Map::new();
-            if let Some(email) = checked_email(email.as_deref())? {
-                attrs.insert("email".into(), Value::String(email));
-            }
-            attrs.insert("external_id".into(), Value::String(customer.to_string()));
-            for (key, value) in [("first_name", first_name), ("last_name", last_name)] {
-                if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-                    attrs.insert(key.into(), Value::String(v.to_string()));
-                }
-            }
-            let mut properties = Map::new();
-            for (key, value) in attributes {
-                if key.trim().is_empty() {
-                    return Err(invalid("profile property names must not be empty"));
-                }
-                properties.insert(key.clone(), attr_json(key, value)?);
-            }
-            attrs.insert("properties".into(), Value::Object(properties));
-            let body = serialize(&json!({"data": {"type": "profile", "attributes": attrs}}))?;
+        Action::UpsertProfile { .. } => {
+            let body = serialize(&json!({"data": profile_resource(action)?}))?;
             if body.len() > MAX_PROFILE_BODY_BYTES {
                 return Err(invalid(format!(
                     "profile-import body is {} bytes; Klaviyo accepts at most {MAX_PROFILE_BODY_BYTES}",
@@ -196,6 +200,145 @@ pub fn build(action: &Action, now: OffsetDateTime) -> Result<KlaviyoRequest, Del
         Action::Alert { .. } => {
             Err(invalid("Klaviyo does not take alerts; route them to Slack or a webhook"))
         }
+    }
+}
+
+/// The profile resource (`{"type":"profile","attributes":{…}}`) an [`Action::UpsertProfile`] writes: the
+/// `data` of a profile-import, and one entry of a bulk import job.
+fn profile_resource(action: &Action) -> Result<Value, DeliverError> {
+    let Action::UpsertProfile { customer, email, first_name, last_name, attributes } = action else {
+        return Err(invalid(format!("a {} action is not a profile upsert", action.kind())));
+    };
+    let mut attrs = Map::new();
+    if let Some(email) = checked_email(email.as_deref())? {
+        attrs.insert("email".into(), Value::String(email));
+    }
+    attrs.insert("external_id".into(), Value::String(customer.to_string()));
+    for (key, value) in [("first_name", first_name), ("last_name", last_name)] {
+        if let Some(v) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            attrs.insert(key.into(), Value::String(v.to_string()));
+        }
+    }
+    let mut properties = Map::new();
+    for (key, value) in attributes {
+        if key.trim().is_empty() {
+            return Err(invalid("profile property names must not be empty"));
+        }
+        properties.insert(key.clone(), attr_json(key, value)?);
+    }
+    attrs.insert("properties".into(), Value::Object(properties));
+    Ok(json!({"type": "profile", "attributes": attrs}))
+}
+
+/// One profile ready for a bulk import job: the serialised profile resource, with the identifiers an
+/// import error is matched back by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkProfile {
+    /// `{"type":"profile","attributes":{…}}`, exactly as it goes into `profiles.data`.
+    pub json: Vec<u8>,
+    /// The `external_id` sent (nudge's customer id).
+    pub external_id: String,
+    /// The email sent, lower-cased, if any.
+    pub email: Option<String>,
+}
+
+/// Checks an [`Action::UpsertProfile`] for a bulk import job: the same rules as for profile-import, and
+/// at most [`MAX_BULK_PROFILE_BYTES`] serialised.
+pub fn bulk_profile(action: &Action) -> Result<BulkProfile, DeliverError> {
+    let resource = profile_resource(action)?;
+    let json = serialize(&resource)?;
+    if json.len() > MAX_BULK_PROFILE_BYTES {
+        return Err(invalid(format!(
+            "profile is {} bytes; Klaviyo accepts at most {MAX_BULK_PROFILE_BYTES} per profile in a bulk import",
+            json.len()
+        )));
+    }
+    let text = |key: &str| resource.pointer(&format!("/attributes/{key}")).and_then(Value::as_str);
+    Ok(BulkProfile {
+        external_id: text("external_id").unwrap_or_default().to_string(),
+        email: text("email").map(str::to_lowercase),
+        json,
+    })
+}
+
+/// One bulk import job to create: the request, and which of the caller's records it carries, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkJob {
+    pub request: KlaviyoRequest,
+    /// Indices (into the caller's list) of the profiles in `profiles.data`, in the same order.
+    pub records: Vec<usize>,
+}
+
+const BULK_JOB_HEAD: &[u8] =
+    br#"{"data":{"type":"profile-bulk-import-job","attributes":{"profiles":{"data":["#;
+const BULK_JOB_TAIL: &[u8] = b"]}}}}";
+
+/// Packs `profiles` (record index, checked profile), in order, into as few bulk import job bodies as
+/// the limits allow: at most `max_profiles` (itself at most [`MAX_BULK_PROFILES`]) profiles and at most
+/// [`MAX_BULK_BODY_BYTES`] per body. Every profile fits in a job of its own, since each passed
+/// [`bulk_profile`].
+pub fn bulk_import_jobs(profiles: &[(usize, BulkProfile)], max_profiles: usize) -> Vec<BulkJob> {
+    let max_profiles = max_profiles.clamp(1, MAX_BULK_PROFILES);
+    let frame = BULK_JOB_HEAD.len() + BULK_JOB_TAIL.len();
+    let mut jobs = Vec::new();
+    let mut body: Vec<u8> = Vec::new();
+    let mut records: Vec<usize> = Vec::new();
+    let finish = |body: &mut Vec<u8>, records: &mut Vec<usize>, jobs: &mut Vec<BulkJob>| {
+        if records.is_empty() {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(body.len() + frame);
+        bytes.extend_from_slice(BULK_JOB_HEAD);
+        bytes.append(body);
+        bytes.extend_from_slice(BULK_JOB_TAIL);
+        jobs.push(BulkJob {
+            request: KlaviyoRequest::fixed(Endpoint::BulkImportJobs, bytes),
+            records: std::mem::take(records),
+        });
+    };
+    for (index, profile) in profiles {
+        let separator = usize::from(!records.is_empty());
+        let grown = frame + body.len() + separator + profile.json.len();
+        if records.len() == max_profiles || (grown > MAX_BULK_BODY_BYTES && !records.is_empty()) {
+            finish(&mut body, &mut records, &mut jobs);
+        }
+        if !records.is_empty() {
+            body.push(b',');
+        }
+        body.extend_from_slice(&profile.json);
+        records.push(*index);
+    }
+    finish(&mut body, &mut records, &mut jobs);
+    jobs
+}
+
+/// `GET /api/profile-bulk-import-jobs/{id}`, for polling a job's status.
+pub fn bulk_job_status(job_id: &str) -> Result<KlaviyoRequest, DeliverError> {
+    let endpoint = Endpoint::BulkImportJob;
+    Ok(KlaviyoRequest {
+        endpoint,
+        path: endpoint.path().replace("{id}", &path_segment(checked_job_id(job_id)?)),
+        body: Vec::new(),
+    })
+}
+
+/// The first page of `GET /api/profile-bulk-import-jobs/{id}/import-errors`, 100 errors per page (the
+/// most Klaviyo allows); later pages follow the answer's `links.next`.
+pub fn bulk_job_errors(job_id: &str) -> Result<KlaviyoRequest, DeliverError> {
+    let endpoint = Endpoint::BulkImportErrors;
+    let path = endpoint.path().replace("{id}", &path_segment(checked_job_id(job_id)?));
+    Ok(KlaviyoRequest { endpoint, path: format!("{path}?page[size]=100"), body: Vec::new() })
+}
+
+/// A job id as Klaviyo hands them out (letters and digits); anything else could change the path.
+fn checked_job_id(job_id: &str) -> Result<&str, DeliverError> {
+    let ok = !job_id.is_empty()
+        && job_id.len() <= 128
+        && job_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(job_id)
+    } else {
+        Err(invalid("Klaviyo answered with a bulk import job id that is not usable"))
     }
 }
 
@@ -553,5 +696,83 @@ mod tests {
         let action =
             Action::TriggerEvent { customer, email, name, properties, value, time, unique_id: " ".into() };
         assert!(build(&action, NOW).is_err());
+    }
+
+    fn numbered(n: usize, notes: usize) -> Action {
+        Action::UpsertProfile {
+            customer: format!("shopify:{n}").parse().unwrap(),
+            email: Some(format!("C{n}@Example.org")),
+            first_name: None,
+            last_name: None,
+            attributes: BTreeMap::from([("ai_notes".to_string(), AttrValue::Text("x".repeat(notes)))]),
+        }
+    }
+
+    #[test]
+    fn a_bulk_profile_is_the_profile_import_resource_with_its_identifiers() {
+        let p = bulk_profile(&profile(BTreeMap::new())).unwrap();
+        let resource: Value = serde_json::from_slice(&p.json).unwrap();
+        assert_eq!(resource, body(&build(&profile(BTreeMap::new()), NOW).unwrap())["data"]);
+        assert_eq!(
+            (p.external_id.as_str(), p.email.as_deref()),
+            ("shopify:880012", Some("lena@example.org"))
+        );
+        let err = bulk_profile(&numbered(1, MAX_BULK_PROFILE_BYTES)).unwrap_err();
+        assert!(err.to_string().contains("per profile in a bulk import"), "{err}");
+        assert!(bulk_profile(&list_action(true, "Xy12Ab")).is_err());
+    }
+
+    #[test]
+    fn bulk_jobs_split_by_count_and_by_bytes_keeping_the_order() {
+        let profiles: Vec<(usize, BulkProfile)> =
+            (0..25).map(|i| (i * 2, bulk_profile(&numbered(i, 10)).unwrap())).collect();
+        let jobs = bulk_import_jobs(&profiles, 10);
+        assert_eq!(jobs.iter().map(|j| j.records.len()).collect::<Vec<_>>(), vec![10, 10, 5]);
+        assert_eq!(
+            jobs.iter().flat_map(|j| j.records.clone()).collect::<Vec<_>>(),
+            (0..25).map(|i| i * 2).collect::<Vec<_>>()
+        );
+        let doc: Value = serde_json::from_slice(&jobs[2].request.body).unwrap();
+        assert_eq!(doc["data"]["type"], "profile-bulk-import-job");
+        let sent = doc["data"]["attributes"]["profiles"]["data"].as_array().unwrap();
+        assert_eq!(sent.len(), 5);
+        assert_eq!(sent[0]["attributes"]["external_id"], "shopify:20");
+        assert_eq!(
+            (jobs[0].request.endpoint, jobs[0].request.path.as_str()),
+            (Endpoint::BulkImportJobs, "/api/profile-bulk-import-jobs")
+        );
+        assert_eq!(bulk_import_jobs(&profiles, 50_000).len(), 1, "the count is capped at 10,000, not above");
+        assert!(bulk_import_jobs(&[], 10).is_empty());
+
+        // ~90 KB profiles: 55 fit in 5 MB; every body stays within it.
+        let big: Vec<(usize, BulkProfile)> =
+            (0..120).map(|i| (i, bulk_profile(&numbered(i, 90_000)).unwrap())).collect();
+        let jobs = bulk_import_jobs(&big, MAX_BULK_PROFILES);
+        assert_eq!(jobs.iter().map(|j| j.records.len()).sum::<usize>(), 120);
+        assert_eq!(jobs.len(), 3);
+        for job in &jobs {
+            assert!(job.request.body.len() <= MAX_BULK_BODY_BYTES, "{}", job.request.body.len());
+            let doc: Value = serde_json::from_slice(&job.request.body).unwrap();
+            assert_eq!(
+                doc["data"]["attributes"]["profiles"]["data"].as_array().unwrap().len(),
+                job.records.len()
+            );
+        }
+        // A job filled to the byte: one more profile would cross 5 MB.
+        let first = &jobs[0];
+        assert!(first.request.body.len() + 1 + big[first.records.len()].1.json.len() > MAX_BULK_BODY_BYTES);
+    }
+
+    #[test]
+    fn job_paths_take_only_plain_ids() {
+        assert_eq!(bulk_job_status("01JOB").unwrap().path, "/api/profile-bulk-import-jobs/01JOB");
+        let errors = bulk_job_errors("01JOB").unwrap();
+        assert_eq!(
+            (errors.endpoint.method(), errors.path.as_str()),
+            ("GET", "/api/profile-bulk-import-jobs/01JOB/import-errors?page[size]=100")
+        );
+        for bad in ["", "../x", "a/b", "a?b", "a b"] {
+            assert!(bulk_job_status(bad).is_err() && bulk_job_errors(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! A fake Klaviyo API that enforces the documented contract of `POST /api/profile-import`,
-//! `POST /api/events` and the list-membership endpoint `POST` / `DELETE
-//! /api/lists/{id}/relationships/profiles` (revision 2026-07-15) and remembers what it accepted.
+//! `POST /api/events`, the list-membership endpoint `POST` / `DELETE
+//! /api/lists/{id}/relationships/profiles` and bulk profile import jobs (`POST
+//! /api/profile-bulk-import-jobs`, `GET /api/profile-bulk-import-jobs/{id}` and its `/import-errors`)
+//! (revision 2026-07-15) and remembers what it accepted.
 //!
 //! Checks, in the order a request meets them: the failure mode set by the test ([`FakeMode`]), the path
 //! and method (404/405), `Authorization: Klaviyo-API-Key <key>` (401), the `revision` header (400),
@@ -18,16 +20,29 @@
 //! neither what it answers for a profile id it does not know nor for an empty `data`; the fake refuses
 //! both with 400 and a JSON:API error pointing at the offending member.
 //!
-//! Layout: `rules` holds the checks, `store` what is kept, `listener` the connection cutting; this file
+//! Bulk import jobs: a job carries 1–10,000 profiles (400 otherwise), at most 5 MB (413) and at most
+//! 100 KB per profile (413, pointing at the profile), each shaped as for profile-import; it is answered
+//! `202` with the job resource (`queued`), is `processing` after [`FakeKlaviyoConfig::bulk_job_delay`]
+//! and `complete` after twice that, when its profiles are stored as profile-import stores them. Failures
+//! are on demand: [`FakeKlaviyoHandle::fail_bulk_email`] makes a profile fail inside its job (an
+//! `import-error` with `original_payload`, listed 20 per page by default, up to `page[size]=100`, with
+//! `links.next`), [`FakeKlaviyoHandle::cancel_next_job`] makes the next job end `cancelled`. Creating
+//! jobs and reading them have their own rate limits (10/s, 150/min each, as Klaviyo documents).
+//!
+//! Layout: `rules` holds the checks, `store` what is kept, `jobs` the bulk import jobs, `listener` the
+//! connection cutting; this file
 //! holds the configuration, the failure modes, the HTTP handler and the handle tests use.
 
+mod jobs;
 mod listener;
 mod rules;
 mod store;
 
+pub use jobs::{BulkJobInfo, BulkJobStatus};
 pub use rules::{
-    FakeRateLimit, JSON_API, MAX_EVENT_BODY_BYTES, MAX_EVENT_PROPERTIES, MAX_LIST_PROFILES,
-    MAX_METRIC_NAME_CHARS, MAX_PROFILE_BODY_BYTES, MAX_STRING_BYTES,
+    FakeRateLimit, JSON_API, MAX_BULK_BODY_BYTES, MAX_BULK_PROFILE_BYTES, MAX_BULK_PROFILES,
+    MAX_EVENT_BODY_BYTES, MAX_EVENT_PROPERTIES, MAX_LIST_PROFILES, MAX_METRIC_NAME_CHARS,
+    MAX_PROFILE_BODY_BYTES, MAX_STRING_BYTES,
 };
 pub use store::{StoredEvent, StoredProfile};
 
@@ -39,6 +54,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use rules::{ApiError, EndpointLimiter};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +84,13 @@ pub struct FakeKlaviyoConfig {
     /// Limit for `/api/lists/{id}/relationships/profiles`, adding and removing counted together; `None`
     /// for no limit.
     pub lists_limit: Option<FakeRateLimit>,
+    /// Limit for creating bulk profile import jobs; `None` for no limit.
+    pub bulk_jobs_limit: Option<FakeRateLimit>,
+    /// Limit for reading bulk import jobs and their import errors (counted together); `None` for no
+    /// limit.
+    pub bulk_job_reads_limit: Option<FakeRateLimit>,
+    /// How long a bulk import job stays `queued`, and then `processing`, before it completes.
+    pub bulk_job_delay: Duration,
     /// The lists that exist from the start (more can be made with [`FakeKlaviyoHandle::create_list`]).
     pub lists: Vec<String>,
     /// The mode the fake starts in.
@@ -82,6 +105,9 @@ impl Default for FakeKlaviyoConfig {
             profile_import_limit: Some(FakeRateLimit::per_second_and_minute(75, 750)),
             events_limit: Some(FakeRateLimit::per_second_and_minute(350, 3500)),
             lists_limit: Some(FakeRateLimit::per_second_and_minute(10, 150)),
+            bulk_jobs_limit: Some(FakeRateLimit::per_second_and_minute(10, 150)),
+            bulk_job_reads_limit: Some(FakeRateLimit::per_second_and_minute(10, 150)),
+            bulk_job_delay: Duration::from_millis(200),
             lists: Vec::new(),
             mode: FakeMode::Normal,
         }
@@ -99,6 +125,24 @@ impl FakeKlaviyoConfig {
         self.profile_import_limit = None;
         self.events_limit = None;
         self.lists_limit = None;
+        self.bulk_jobs_limit = None;
+        self.bulk_job_reads_limit = None;
+        self
+    }
+
+    pub fn with_bulk_jobs_limit(mut self, limit: FakeRateLimit) -> Self {
+        self.bulk_jobs_limit = Some(limit);
+        self
+    }
+
+    pub fn with_bulk_job_reads_limit(mut self, limit: FakeRateLimit) -> Self {
+        self.bulk_job_reads_limit = Some(limit);
+        self
+    }
+
+    /// How long a bulk import job stays `queued` and then `processing` (each) before completing.
+    pub fn with_bulk_job_delay(mut self, delay: Duration) -> Self {
+        self.bulk_job_delay = delay;
         self
     }
 
@@ -196,6 +240,16 @@ struct FakeState {
     events_limiter: Option<EndpointLimiter>,
     /// Window counters for the list-membership endpoint, when limited.
     lists_limiter: Option<EndpointLimiter>,
+    /// Window counters for creating bulk import jobs, when limited.
+    bulk_jobs_limiter: Option<EndpointLimiter>,
+    /// Window counters for reading bulk import jobs and their errors, when limited.
+    bulk_job_reads_limiter: Option<EndpointLimiter>,
+    /// Bulk import jobs, in creation order.
+    jobs: Vec<jobs::Job>,
+    /// Emails (lower-cased) whose profiles fail inside bulk import jobs.
+    failing_bulk_emails: HashSet<String>,
+    /// Whether the next bulk import job is to be cancelled.
+    cancel_next_job: bool,
     /// The `scheme://host:port` the fake is reached at, for `links.self`.
     base_url: String,
 }
@@ -206,9 +260,25 @@ impl Shared {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The state with every bulk import job moved on to where time has taken it.
+    fn advanced(&self) -> MutexGuard<'_, FakeState> {
+        let mut state = self.lock();
+        state.advance_jobs(self.config.bulk_job_delay);
+        state
+    }
+
     fn set_mode(&self, mode: FakeMode) {
         self.cut.store(mode == FakeMode::DropConnections, Ordering::SeqCst);
         self.lock().mode = mode;
+    }
+}
+
+impl FakeState {
+    fn advance_jobs(&mut self, delay: Duration) {
+        let now = OffsetDateTime::now_utc();
+        for job in &mut self.jobs {
+            job.advance(&mut self.store, &self.failing_bulk_emails, delay, now);
+        }
     }
 }
 
@@ -268,6 +338,11 @@ fn new_shared(config: FakeKlaviyoConfig, addr: SocketAddr) -> Arc<Shared> {
         profile_import_limiter: config.profile_import_limit.map(EndpointLimiter::new),
         events_limiter: config.events_limit.map(EndpointLimiter::new),
         lists_limiter: config.lists_limit.map(EndpointLimiter::new),
+        bulk_jobs_limiter: config.bulk_jobs_limit.map(EndpointLimiter::new),
+        bulk_job_reads_limiter: config.bulk_job_reads_limit.map(EndpointLimiter::new),
+        jobs: Vec::new(),
+        failing_bulk_emails: HashSet::new(),
+        cancel_next_job: false,
         base_url: format!("http://{addr}"),
     };
     Arc::new(Shared { config, epoch: Instant::now(), cut, state: Mutex::new(state) })
@@ -283,7 +358,7 @@ async fn run(
         .fallback(handle)
         .with_state(shared)
         // Above the largest body Klaviyo accepts, so that the fake itself answers 413 with a JSON:API error.
-        .layer(DefaultBodyLimit::max(MAX_EVENT_BODY_BYTES * 2));
+        .layer(DefaultBodyLimit::max(MAX_EVENT_BODY_BYTES.max(MAX_BULK_BODY_BYTES) * 2));
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(TestkitError::Serve)
 }
 
@@ -325,15 +400,42 @@ impl FakeKlaviyoHandle {
         self.shared.lock().requests.clear();
     }
 
-    /// The stored profiles, in creation order.
+    /// The stored profiles, in creation order (bulk import jobs due to finish have finished).
     pub fn profiles(&self) -> Vec<StoredProfile> {
-        self.shared.lock().store.profiles.clone()
+        self.shared.advanced().store.profiles.clone()
     }
 
     /// The stored profile with this (case-insensitive) email, if any.
     pub fn profile_by_email(&self, email: &str) -> Option<StoredProfile> {
         let email = email.trim().to_lowercase();
-        self.shared.lock().store.profiles.iter().find(|p| p.email.as_deref() == Some(email.as_str())).cloned()
+        self.shared
+            .advanced()
+            .store
+            .profiles
+            .iter()
+            .find(|p| p.email.as_deref() == Some(email.as_str()))
+            .cloned()
+    }
+
+    /// Every bulk import job accepted so far, in creation order, as it stands now.
+    pub fn bulk_jobs(&self) -> Vec<BulkJobInfo> {
+        self.shared.advanced().jobs.iter().map(|j| j.info.clone()).collect()
+    }
+
+    /// Makes the profile with this (case-insensitive) email fail inside any bulk import job processed
+    /// from now on: it is not stored and is listed among the job's import errors.
+    pub fn fail_bulk_email(&self, email: &str) {
+        self.shared.lock().failing_bulk_emails.insert(email.trim().to_lowercase());
+    }
+
+    /// Lets every profile through bulk import jobs again.
+    pub fn clear_bulk_failures(&self) {
+        self.shared.lock().failing_bulk_emails.clear();
+    }
+
+    /// Makes the next bulk import job end `cancelled` (from `queued`, nothing stored).
+    pub fn cancel_next_job(&self) {
+        self.shared.lock().cancel_next_job = true;
     }
 
     /// The stored events (each once, after deduplication), in arrival order.
@@ -379,7 +481,7 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let (response, delay) = {
-        let mut state = shared.lock();
+        let mut state = shared.advanced();
         let now = OffsetDateTime::now_utc();
         let mode = state.mode.clone();
         let (status, response_body, retry_after) =
@@ -431,6 +533,64 @@ enum Endpoint {
     Events,
     /// `/api/lists/{id}/relationships/profiles`, with the id as it appears in the path.
     ListProfiles(String),
+    /// `POST /api/profile-bulk-import-jobs`.
+    BulkJobs,
+    /// `GET /api/profile-bulk-import-jobs/{id}`.
+    BulkJob(String),
+    /// `GET /api/profile-bulk-import-jobs/{id}/import-errors`.
+    BulkJobErrors(String),
+}
+
+/// The bulk import job endpoint a path names, if any.
+fn bulk_jobs_path(path: &str) -> Option<Endpoint> {
+    let rest = path.strip_prefix("/api/profile-bulk-import-jobs")?;
+    if rest.is_empty() {
+        return Some(Endpoint::BulkJobs);
+    }
+    let rest = rest.strip_prefix('/')?;
+    match rest.split_once('/') {
+        None if !rest.is_empty() => Some(Endpoint::BulkJob(rest.to_string())),
+        Some((id, "import-errors")) if !id.is_empty() => Some(Endpoint::BulkJobErrors(id.to_string())),
+        _ => None,
+    }
+}
+
+/// `page[size]` (1–100, default 20) and `page[cursor]` (an offset this fake hands out) of a query.
+fn page_params(query: Option<&str>) -> Result<(usize, usize), ApiError> {
+    let (mut size, mut cursor) = (20, 0);
+    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = key.replace("%5B", "[").replace("%5b", "[").replace("%5D", "]").replace("%5d", "]");
+        match key.as_str() {
+            "page[size]" => match value.parse::<usize>() {
+                Ok(n) if (1..=100).contains(&n) => size = n,
+                _ => {
+                    return Err(ApiError {
+                        pointer: None,
+                        ..ApiError::new(
+                            400,
+                            "invalid",
+                            "Invalid input.",
+                            "`page[size]` must be between 1 and 100.",
+                        )
+                    });
+                }
+            },
+            "page[cursor]" => match value.parse::<usize>() {
+                Ok(n) => cursor = n,
+                Err(_) => {
+                    return Err(ApiError::new(
+                        400,
+                        "invalid",
+                        "Invalid input.",
+                        "`page[cursor]` is not valid.",
+                    ));
+                }
+            },
+            _ => {}
+        }
+    }
+    Ok((size, cursor))
 }
 
 /// The list id of a `/api/lists/{id}/relationships/profiles` path (a trailing slash allowed, as older
@@ -485,6 +645,7 @@ fn answer(
         other if list_profiles_path(other).is_some() => {
             Endpoint::ListProfiles(list_profiles_path(other).unwrap_or_default().to_string())
         }
+        other if bulk_jobs_path(other).is_some() => bulk_jobs_path(other).unwrap_or(Endpoint::BulkJobs),
         other => {
             return ApiError::new(
                 404,
@@ -497,7 +658,8 @@ fn answer(
     };
     let allowed = match endpoint {
         Endpoint::ListProfiles(_) => method == Method::POST || method == Method::DELETE,
-        Endpoint::ProfileImport | Endpoint::Events => method == Method::POST,
+        Endpoint::ProfileImport | Endpoint::Events | Endpoint::BulkJobs => method == Method::POST,
+        Endpoint::BulkJob(_) | Endpoint::BulkJobErrors(_) => method == Method::GET,
     };
     if !allowed {
         return ApiError::new(
@@ -510,7 +672,13 @@ fn answer(
     }
     let checked = rules::check_auth(headers, &shared.config.api_key)
         .and_then(|()| rules::check_revision(headers, shared.config.revision.as_deref()))
-        .and_then(|()| rules::check_media_types(headers));
+        .and_then(|()| {
+            if method == Method::GET {
+                rules::check_accept(headers)
+            } else {
+                rules::check_media_types(headers)
+            }
+        });
     if let Err(e) = checked {
         return e.into();
     }
@@ -518,11 +686,31 @@ fn answer(
         Endpoint::ProfileImport => state.profile_import_limiter.as_mut(),
         Endpoint::Events => state.events_limiter.as_mut(),
         Endpoint::ListProfiles(_) => state.lists_limiter.as_mut(),
+        Endpoint::BulkJobs => state.bulk_jobs_limiter.as_mut(),
+        Endpoint::BulkJob(_) | Endpoint::BulkJobErrors(_) => state.bulk_job_reads_limiter.as_mut(),
     };
     if let Some(limiter) = limiter
         && let Err(e) = limiter.admit(shared.epoch)
     {
         return e.into();
+    }
+    if let Endpoint::BulkJob(id) | Endpoint::BulkJobErrors(id) = &endpoint {
+        let Some(job) = state.jobs.iter().find(|j| j.info.id == *id) else {
+            return ApiError::new(
+                404,
+                "not_found",
+                "Not found.",
+                format!("No bulk import job with id {id}."),
+            )
+            .into();
+        };
+        if let Endpoint::BulkJob(_) = endpoint {
+            return Answer::Ok(200, job.resource(&state.base_url).to_string());
+        }
+        return match page_params(uri.query()) {
+            Ok((size, cursor)) => Answer::Ok(200, job.errors_page(&state.base_url, cursor, size).to_string()),
+            Err(e) => e.into(),
+        };
     }
     if let Endpoint::ListProfiles(list_id) = &endpoint
         && !state.store.lists.contains_key(list_id)
@@ -538,7 +726,10 @@ fn answer(
     // Klaviyo states no byte limit for the list endpoint; its 1000-profile cap is checked with the schema.
     let max = match endpoint {
         Endpoint::ProfileImport => MAX_PROFILE_BODY_BYTES,
-        Endpoint::Events | Endpoint::ListProfiles(_) => MAX_EVENT_BODY_BYTES,
+        Endpoint::BulkJobs => MAX_BULK_BODY_BYTES,
+        Endpoint::Events | Endpoint::ListProfiles(_) | Endpoint::BulkJob(_) | Endpoint::BulkJobErrors(_) => {
+            MAX_EVENT_BODY_BYTES
+        }
     };
     if body.len() > max {
         return ApiError::new(
@@ -601,6 +792,34 @@ fn answer(
             }
             Answer::Ok(204, String::new())
         }
+        Endpoint::BulkJobs => {
+            let import = match rules::check_bulk_import_job(&doc) {
+                Ok(import) => import,
+                Err(e) => return e.into(),
+            };
+            if let Some((i, list)) =
+                import.lists.iter().enumerate().find(|(_, l)| !state.store.lists.contains_key(**l))
+            {
+                return ApiError {
+                    pointer: Some(format!("/data/relationships/lists/data/{i}/id")),
+                    ..ApiError::new(
+                        404,
+                        "not_found",
+                        "Not found.",
+                        format!("A list with id {list} does not exist."),
+                    )
+                }
+                .into();
+            }
+            let profiles = import.profiles.into_iter().cloned().collect();
+            let lists = import.lists.into_iter().map(str::to_string).collect();
+            let cancel = std::mem::take(&mut state.cancel_next_job);
+            let job = jobs::Job::new(profiles, lists, cancel, now);
+            let resource = job.resource(&state.base_url).to_string();
+            state.jobs.push(job);
+            Answer::Ok(202, resource)
+        }
+        Endpoint::BulkJob(_) | Endpoint::BulkJobErrors(_) => Answer::Ok(200, String::new()),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The contract the fake Klaviyo enforces, as pure checks: request headers, body limits, the JSON:API
-//! schema of `POST /api/profile-import`, `POST /api/events` and the list-membership body, and the
+//! schema of `POST /api/profile-import`, `POST /api/events`, the list-membership body and
+//! `POST /api/profile-bulk-import-jobs`, and the
 //! fixed-window rate limits. Each
 //! failure carries the status and JSON:API error Klaviyo would answer with. Storing what passed is in
 //! `store`; the HTTP plumbing is in the module root.
@@ -22,6 +23,12 @@ pub const MAX_EVENT_PROPERTIES: usize = 400;
 /// Most profiles one list-membership call may name ("a maximum of 1000 profiles per call").
 pub const MAX_LIST_PROFILES: usize = 1000;
 pub const JSON_API: &str = "application/vnd.api+json";
+/// Most profiles one bulk profile import job may carry.
+pub const MAX_BULK_PROFILES: usize = 10_000;
+/// Largest bulk profile import job body ("5 MB", read strictly).
+pub const MAX_BULK_BODY_BYTES: usize = 5_000_000;
+/// Largest single profile inside a bulk import job ("100 KB", read strictly).
+pub const MAX_BULK_PROFILE_BYTES: usize = 100_000;
 
 /// One JSON:API error response.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +137,22 @@ pub(crate) fn check_revision(headers: &HeaderMap, pinned: Option<&str>) -> Resul
 
 fn media_type(value: &str) -> String {
     value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+}
+
+/// Checks `Accept` includes the JSON:API media type (for requests without a body).
+pub(crate) fn check_accept(headers: &HeaderMap) -> Result<(), ApiError> {
+    let accepts =
+        header(headers, "accept").is_some_and(|a| a.split(',').any(|part| media_type(part) == JSON_API));
+    if accepts {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            406,
+            "not_acceptable",
+            "Could not satisfy the request Accept header.",
+            format!("Accept must include `{JSON_API}`."),
+        ))
+    }
 }
 
 /// Checks `Content-Type` and `Accept` are the JSON:API media type.
@@ -275,34 +298,128 @@ pub(crate) struct ProfileImport<'a> {
 pub(crate) fn check_profile_import(doc: &Map<String, Value>) -> Result<ProfileImport<'_>, ApiError> {
     reject_unknown(doc, &["data"], "")?;
     let data = object(doc.get("data"), "/data", "`data`")?;
-    reject_unknown(data, &["type", "id", "attributes", "meta"], "/data")?;
-    check_type(data, "profile", "/data/type")?;
-    let attrs = object(data.get("attributes"), "/data/attributes", "`data.attributes`")?;
-    reject_unknown(attrs, PROFILE_ATTRIBUTES, "/data/attributes")?;
-    check_optional_strings(attrs, PROFILE_STRING_ATTRIBUTES, "/data/attributes")?;
-    check_identifiers(attrs, "/data/attributes")?;
+    check_profile_data(data, "/data")
+}
+
+/// Checks one profile resource (`ProfileUpsertQueryResourceObject`) found at `at`: the `data` of a
+/// profile-import, or one entry of a bulk import job's `profiles.data`.
+fn check_profile_data<'a>(data: &'a Map<String, Value>, at: &str) -> Result<ProfileImport<'a>, ApiError> {
+    reject_unknown(data, &["type", "id", "attributes", "meta"], at)?;
+    check_type(data, "profile", &format!("{at}/type"))?;
+    let attrs_at = format!("{at}/attributes");
+    let attrs = object(data.get("attributes"), &attrs_at, "`attributes`")?;
+    reject_unknown(attrs, PROFILE_ATTRIBUTES, &attrs_at)?;
+    check_optional_strings(attrs, PROFILE_STRING_ATTRIBUTES, &attrs_at)?;
+    check_identifiers(attrs, &attrs_at)?;
     if let Some(props) = attrs.get("properties")
         && !(props.is_object() || props.is_null())
     {
-        return Err(ApiError::invalid("`properties` must be an object.", "/data/attributes/properties"));
+        return Err(ApiError::invalid("`properties` must be an object.", format!("{attrs_at}/properties")));
     }
     if let Some(meta) = data.get("meta")
         && !meta.is_object()
     {
-        return Err(ApiError::invalid("`meta` must be an object.", "/data/meta"));
+        return Err(ApiError::invalid("`meta` must be an object.", format!("{at}/meta")));
     }
     let id = match data.get("id") {
         None | Some(Value::Null) => None,
         Some(Value::String(id)) => Some(id.as_str()),
-        Some(_) => return Err(ApiError::invalid("`id` must be a string.", "/data/id")),
+        Some(_) => return Err(ApiError::invalid("`id` must be a string.", format!("{at}/id"))),
     };
     if id.is_none() && !["email", "phone_number", "external_id"].iter().any(|k| non_empty(attrs, k)) {
         return Err(ApiError::invalid(
             "A profile needs at least one identifier: email, phone_number or external_id.",
-            "/data/attributes",
+            attrs_at,
         ));
     }
     Ok(ProfileImport { id, attributes: attrs })
+}
+
+/// A checked bulk profile import job: its profiles (each as sent) and the lists to add them to.
+pub(crate) struct BulkImport<'a> {
+    pub(crate) profiles: Vec<&'a Value>,
+    pub(crate) lists: Vec<&'a str>,
+}
+
+/// Checks a `POST /api/profile-bulk-import-jobs` document (`ProfileImportJobCreateQuery`):
+/// `data.type = "profile-bulk-import-job"`, 1–[`MAX_BULK_PROFILES`] profiles in
+/// `data.attributes.profiles.data`, each shaped as for profile-import and at most
+/// [`MAX_BULK_PROFILE_BYTES`] serialised (413 above), and optional `data.relationships.lists.data`.
+pub(crate) fn check_bulk_import_job(doc: &Map<String, Value>) -> Result<BulkImport<'_>, ApiError> {
+    reject_unknown(doc, &["data"], "")?;
+    let data = object(doc.get("data"), "/data", "`data`")?;
+    reject_unknown(data, &["type", "attributes", "relationships"], "/data")?;
+    check_type(data, "profile-bulk-import-job", "/data/type")?;
+    let attrs = object(data.get("attributes"), "/data/attributes", "`data.attributes`")?;
+    reject_unknown(attrs, &["profiles"], "/data/attributes")?;
+    let profiles = object(attrs.get("profiles"), "/data/attributes/profiles", "`profiles`")?;
+    reject_unknown(profiles, &["data"], "/data/attributes/profiles")?;
+    let items = match profiles.get("data") {
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "`profiles.data` must be an array of profiles.",
+                "/data/attributes/profiles/data",
+            ));
+        }
+        None => {
+            return Err(ApiError::invalid("`profiles.data` is required.", "/data/attributes/profiles/data"));
+        }
+    };
+    if items.is_empty() {
+        return Err(ApiError::invalid(
+            "A job must carry at least one profile.",
+            "/data/attributes/profiles/data",
+        ));
+    }
+    if items.len() > MAX_BULK_PROFILES {
+        return Err(ApiError::invalid(
+            format!("A job may carry at most {MAX_BULK_PROFILES} profiles; got {}.", items.len()),
+            "/data/attributes/profiles/data",
+        ));
+    }
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("/data/attributes/profiles/data/{i}");
+        let size = serde_json::to_vec(item).map_or(0, |b| b.len());
+        if size > MAX_BULK_PROFILE_BYTES {
+            return Err(ApiError {
+                pointer: Some(at),
+                ..ApiError::new(
+                    413,
+                    "request_too_large",
+                    "Request entity too large.",
+                    format!(
+                        "A profile may be at most {MAX_BULK_PROFILE_BYTES} bytes; profile {i} is {size}."
+                    ),
+                )
+            });
+        }
+        check_profile_data(object(Some(item), &at, "Each profile")?, &at)?;
+    }
+    let mut lists = Vec::new();
+    if let Some(relationships) = data.get("relationships") {
+        let relationships = object(Some(relationships), "/data/relationships", "`relationships`")?;
+        reject_unknown(relationships, &["lists"], "/data/relationships")?;
+        if let Some(l) = relationships.get("lists") {
+            let l = object(Some(l), "/data/relationships/lists", "`lists`")?;
+            let Some(Value::Array(entries)) = l.get("data") else {
+                return Err(ApiError::invalid(
+                    "`lists.data` must be an array.",
+                    "/data/relationships/lists/data",
+                ));
+            };
+            for (i, entry) in entries.iter().enumerate() {
+                let at = format!("/data/relationships/lists/data/{i}");
+                let entry = object(Some(entry), &at, "Each list")?;
+                check_type(entry, "list", &format!("{at}/type"))?;
+                match entry.get("id").and_then(Value::as_str) {
+                    Some(id) if !id.trim().is_empty() => lists.push(id),
+                    _ => return Err(ApiError::invalid("`id` is required.", format!("{at}/id"))),
+                }
+            }
+        }
+    }
+    Ok(BulkImport { profiles: items.iter().collect(), lists })
 }
 
 const EVENT_ATTRIBUTES: &[&str] =
