@@ -74,6 +74,10 @@ impl Harness for BrazeHarness {
         self.fake.set_mode(BrazeMode::Normal);
         self.fake.clear_rejections();
     }
+    fn answer_garbage_200(&self) -> bool {
+        self.fake.set_mode(BrazeMode::NotJson);
+        true
+    }
     fn requests_seen(&self) -> usize {
         self.fake.requests().len()
     }

@@ -85,6 +85,11 @@ impl Harness for HubSpotHarness {
         self.fake.set_mode(HubSpotMode::Normal);
         self.fake.clear_rejections();
     }
+    fn answer_garbage_200(&self) -> bool {
+        // HubSpot's error document where the batch answer belongs.
+        self.fake.set_mode(HubSpotMode::Fail { status: 200, count: 1 });
+        true
+    }
     fn requests_seen(&self) -> usize {
         self.fake.requests().len()
     }

@@ -111,6 +111,11 @@ impl Harness for MarketoHarness {
         self.fake.set_mode(MarketoMode::Normal);
         self.fake.clear_skips();
     }
+    fn answer_garbage_200(&self) -> bool {
+        // A bare JSON string where Marketo's envelope belongs.
+        self.fake.set_mode(MarketoMode::FailHttp { status: 200, count: 1 });
+        true
+    }
     fn requests_seen(&self) -> usize {
         self.fake.requests().len()
     }

@@ -50,6 +50,14 @@ impl Harness for SlackHarness {
     fn normal(&self) {
         self.fake.set_mode(SlackMode::Normal);
     }
+    fn answer_garbage_200(&self) -> bool {
+        self.fake.set_mode(SlackMode::Answer {
+            status: 200,
+            body: "<html><body>maintenance</body></html>".into(),
+            count: 1,
+        });
+        true
+    }
     fn requests_seen(&self) -> usize {
         self.fake.requests().len()
     }

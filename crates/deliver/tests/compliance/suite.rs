@@ -21,6 +21,12 @@ pub trait Harness {
     fn fail_5xx(&self, status: u16);
     fn stall(&self, delay: Duration);
     fn normal(&self);
+    /// Makes the fake answer the next request with a 200 that is not the tool's answer (an HTML page, an
+    /// error document, a bare string). Returns false for tools where any 2xx is success by contract
+    /// (Standard Webhooks, Klaviyo's body-less 202).
+    fn answer_garbage_200(&self) -> bool {
+        false
+    }
     /// Requests the fake has received so far.
     fn requests_seen(&self) -> usize;
     /// Every credential that must never appear in an outcome or in `Debug` output.
@@ -118,6 +124,17 @@ pub async fn run_suite(h: &dyn Harness) {
         "{name}: invalid is rejected client-side: {o}"
     );
     assert_eq!(h.requests_seen(), before, "{name}: nothing is sent for an invalid action");
+
+    if h.answer_garbage_200() {
+        let o = client.deliver(&h.valid_action(8)).await;
+        check(&o);
+        assert!(
+            !o.is_delivered(),
+            "{name}: a 200 that is not the tool's answer is never a silent success: {o}"
+        );
+        assert!(!o.error().unwrap_or_default().is_empty(), "{name}: it says why: {o}");
+        h.normal();
+    }
 
     let o = client.deliver(&h.valid_action(7)).await;
     assert!(o.is_delivered(), "{name}: the client works again after the failures: {o}");
