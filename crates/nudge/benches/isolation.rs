@@ -3,7 +3,7 @@
 //! Klaviyo's backlog drain with nothing lost or duplicated once it recovers?
 //!
 //! `cargo bench -p nudge --bench isolation -- [--seconds 30] [--rate 200] [--mode down|stall|both]
-//!  [--runs 1] [--drain-timeout 900]`
+//!  [--runs 1] [--drain-timeout 900] [--hubspot-linger MS]`
 //!
 //! Every run starts the Klaviyo, Braze and HubSpot fakes and an in-process nudge (`app::run`) whose two
 //! flows act on every order: `profile_sync` (on `state_changed`) syncs the profile to all three, and
@@ -12,6 +12,8 @@
 //! 3,000 requests per 3 s, HubSpot 100 per 10 s; the clients' pacing is the default). Klaviyo runs without
 //! limits: its steady profile-import limit (750 per minute, one profile per request) is below any rate
 //! worth measuring here, so with it on Klaviyo's queue would grow in the healthy run as well.
+//! `--hubspot-linger MS` sets HubSpot's `linger` (the engine's default is 50 ms), to see how batch fill
+//! against HubSpot's small request budget shapes its latency.
 //!
 //! A run: one second of traffic to warm up (HubSpot's properties are created then), the queues drained, the
 //! latency samples reset; then `--seconds` of signed `orders/create` webhooks at `--rate` per second (each
@@ -86,6 +88,7 @@ struct Args {
     variants: Vec<Variant>,
     runs: usize,
     drain_timeout: Duration,
+    hubspot_linger: Option<Duration>,
 }
 
 fn args() -> Args {
@@ -94,7 +97,7 @@ fn args() -> Args {
     for pair in v.chunks(2) {
         let key = pair[0].strip_prefix("--").unwrap_or_else(|| panic!("unexpected argument {}", pair[0]));
         assert!(
-            ["seconds", "rate", "mode", "runs", "drain-timeout"].contains(&key),
+            ["seconds", "rate", "mode", "runs", "drain-timeout", "hubspot-linger"].contains(&key),
             "unknown argument --{key}"
         );
         m.insert(key.to_string(), pair.get(1).cloned().unwrap_or_default());
@@ -114,6 +117,9 @@ fn args() -> Args {
         variants,
         runs: num("runs", 1).max(1) as usize,
         drain_timeout: Duration::from_secs(num("drain-timeout", 900)),
+        hubspot_linger: m
+            .contains_key("hubspot-linger")
+            .then(|| Duration::from_millis(num("hubspot-linger", 50))),
     }
 }
 
@@ -238,6 +244,13 @@ async fn run_variant(a: &Args, variant: Variant, fake_rt: &tokio::runtime::Handl
     cfg.destinations.hubspot = Some(
         nudge_deliver::HubSpotConfig::new(HUBSPOT_TOKEN).with_base_url(hubspot.base_url()).allowing_private(),
     );
+    if let Some(linger) = a.hubspot_linger {
+        let keys = nudge::config::DeliveryKeys {
+            linger: Some(nudge::config::HumanDuration(linger)),
+            ..Default::default()
+        };
+        cfg.delivery.insert("hubspot".into(), keys);
+    }
     #[derive(serde::Deserialize)]
     struct Flows {
         flows: Vec<nudge_policy::flows::FlowSpec>,
@@ -364,10 +377,11 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "machine: {} cores; {} webhooks/s for {} s per phase; {} run(s) of {}",
+        "machine: {} cores; {} webhooks/s for {} s per phase; HubSpot linger {}; {} run(s) of {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         a.rate,
         a.seconds,
+        a.hubspot_linger.map_or("default".to_string(), |d| format!("{d:?}")),
         a.runs,
         a.variants.iter().map(|v| v.name()).collect::<Vec<_>>().join(", "),
     );
