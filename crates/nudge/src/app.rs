@@ -11,7 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use nudge_deliver::Destination;
 use nudge_store::Store;
 use nudge_store::sqlite::{BackgroundPriority, SqliteStore};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -105,6 +105,8 @@ pub struct App {
     pub shared: Arc<Shared>,
     pub scoring: Arc<Scoring>,
     pub push_latency: Arc<LatencySample>,
+    /// Event→push latency per destination (each destination's pushes alone), by destination name.
+    pub destination_latency: BTreeMap<String, Arc<LatencySample>>,
     /// The running flow set; [`App::reload_flows`] replaces it.
     pub flows: Arc<crate::pipeline::Flows>,
     shutdown: watch::Sender<bool>,
@@ -214,6 +216,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         delivery,
         push_latency.clone(),
     ));
+    let destination_latency = outbox.destination_latency();
     let work = work_runtime(cfg.pipeline.worker_priority())?;
     let mut tasks = vec![
         work.spawn(pipeline.run(wake_pipeline.clone(), wake_outbox.clone(), shutdown_rx.clone())),
@@ -334,7 +337,17 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         }
     }));
     tracing::info!(%addr, "nudge is listening");
-    Ok(App { addr, shared, scoring, push_latency, flows, shutdown, tasks, work: Some(work) })
+    Ok(App {
+        addr,
+        shared,
+        scoring,
+        push_latency,
+        destination_latency,
+        flows,
+        shutdown,
+        tasks,
+        work: Some(work),
+    })
 }
 
 impl App {

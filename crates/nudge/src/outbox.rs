@@ -15,7 +15,7 @@ use crate::telemetry::{self, LatencySample};
 use nudge_deliver::{Backoff, Destination, Outcome};
 use nudge_model::{Action, AuditRecord, AuditStage};
 use nudge_store::{AttemptRecord, AttemptResult, OutboxItem, Store, StoreError};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,6 +46,9 @@ impl Default for DeliverySettings {
         }
     }
 }
+
+/// Samples kept per destination for its event→push quantiles (a uniform reservoir beyond that).
+const DESTINATION_LATENCY_SAMPLES: usize = 100_000;
 
 /// Whole-request failures in a row that open a destination's circuit.
 pub const CIRCUIT_THRESHOLD: u32 = 5;
@@ -141,8 +144,10 @@ pub struct DestinationWorker {
     pub settings: DeliverySettings,
     pub backoff: Backoff,
     pub circuit: Circuit,
-    /// Event→push latency of successful pushes, for summaries.
+    /// Event→push latency of successful pushes, for summaries (shared by every destination).
     pub latency: Arc<LatencySample>,
+    /// Event→push latency of this destination's successful pushes alone.
+    pub destination_latency: Arc<LatencySample>,
     /// Items in requests that are on the wire now.
     in_flight: AtomicU64,
     wake: Notify,
@@ -164,6 +169,7 @@ impl DestinationWorker {
             backoff: Backoff::default(),
             circuit: Circuit::default(),
             latency,
+            destination_latency: Arc::new(LatencySample::new(DESTINATION_LATENCY_SAMPLES)),
             in_flight: AtomicU64::new(0),
             wake: Notify::new(),
         }
@@ -288,6 +294,7 @@ impl DestinationWorker {
                 let latency_s = (at_ms * 1000 - item.origin_us).max(0) as f64 / 1e6;
                 telemetry::event_to_push(latency_s);
                 self.latency.record(latency_s);
+                self.destination_latency.record(latency_s);
                 AttemptResult::Delivered
             }
             Outcome::Retry { error, retry_after, status, .. } => {
@@ -465,6 +472,11 @@ impl OutboxWorker {
             })
             .collect();
         OutboxWorker { store, workers, latency }
+    }
+
+    /// Each destination's own event→push sample, by destination name.
+    pub fn destination_latency(&self) -> BTreeMap<String, Arc<LatencySample>> {
+        self.workers.iter().map(|w| (w.name.clone(), w.destination_latency.clone())).collect()
     }
 
     /// One pass of every worker (no linger) plus the sweep; returns how many items were attempted.
@@ -752,6 +764,10 @@ mod tests {
         let tried = down.requests.load(Ordering::SeqCst);
         assert_eq!(tried, 8, "one round of requests, then the circuit opened: {tried}");
         assert_eq!(store.pending_for("down").await.unwrap(), 40, "nothing lost while it is down");
+        let latency = engine.destination_latency();
+        assert_eq!(latency["up"].quantiles().map(|q| q.0), Some(40), "the healthy one's own sample");
+        assert!(latency["down"].quantiles().is_none(), "nothing delivered, nothing sampled");
+        assert_eq!(engine.latency.quantiles().map(|q| q.0), Some(40), "the shared sample still counts all");
         // While open, nothing is attempted and no attempt is spent.
         engine.step().await.unwrap();
         assert_eq!(down.requests.load(Ordering::SeqCst), tried);
