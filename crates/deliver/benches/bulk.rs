@@ -233,7 +233,10 @@ async fn push(
                 for (i, outcome) in indexes[start..end].iter().zip(client.push_profiles(&batch).await) {
                     match outcome {
                         Outcome::Delivered { .. } => t.delivered += 1,
-                        Outcome::Retry { .. } => {
+                        Outcome::Retry { status, error, .. } => {
+                            if t.retried == 0 {
+                                eprintln!("  first retry in this lane: {status:?} {error}");
+                            }
                             t.retried += 1;
                             again.push(*i);
                         }
