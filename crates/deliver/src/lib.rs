@@ -71,6 +71,13 @@ pub trait Destination: Send + Sync {
         outcomes
     }
 
+    /// When the client could send its next request without waiting on its own rate limiter (`None`: now,
+    /// or no limiter). The delivery engine waits until then before taking items off the queue, so a tool
+    /// at its request limit gets full batches instead of many part-full ones queued behind the limiter.
+    fn ready_at(&self) -> Option<Instant> {
+        None
+    }
+
     /// The most profile upserts one bulk call carries (`nudge push`); the batch size unless the platform
     /// has a separate bulk endpoint.
     fn max_bulk(&self) -> usize {
@@ -332,6 +339,19 @@ impl RateLimiter {
         at
     }
 
+    /// The earliest instant a request could start now, without reserving it; `None` when that is now.
+    pub fn next_free(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let grants = self.grants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut at = grants.back().map_or(now, |last| (*last).max(now));
+        for &(allowed, window) in &self.windows {
+            if grants.len() >= allowed {
+                at = at.max(grants[grants.len() - allowed] + window);
+            }
+        }
+        (at > now).then_some(at)
+    }
+
     /// Waits until a request may be sent and returns how long that took.
     pub async fn acquire(&self) -> Duration {
         let start = Instant::now();
@@ -403,6 +423,18 @@ mod tests {
         }
         limiter.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn next_free_tells_when_a_slot_opens_without_taking_it() {
+        let limiter = RateLimiter::with_windows(&[(2, Duration::from_secs(10))]);
+        assert_eq!(limiter.next_free(), None);
+        limiter.acquire().await;
+        assert_eq!(limiter.next_free(), None, "one slot left");
+        limiter.acquire().await;
+        let start = Instant::now();
+        assert_eq!(limiter.next_free(), Some(start + Duration::from_secs(10)));
+        assert_eq!(limiter.next_free(), Some(start + Duration::from_secs(10)), "peeking takes nothing");
     }
 
     #[tokio::test(start_paused = true)]

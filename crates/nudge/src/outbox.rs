@@ -200,6 +200,14 @@ impl DestinationWorker {
         };
         let batch = self.batch_size();
         let limit = lanes * batch;
+        if linger
+            && batch > 1
+            && let Some(at) = self.destination.as_ref().and_then(|d| d.ready_at())
+        {
+            // The tool's request budget is spent until `at`: let the queue fill meanwhile, so the next
+            // requests carry full batches (bounded, so a shutdown or a new round is never far off).
+            tokio::time::sleep_until(at.min(Instant::now() + Duration::from_secs(1))).await;
+        }
         let mut items = self.due(exclude, limit).await?;
         if linger && batch > 1 && !items.is_empty() && items.len() < limit && !self.settings.linger.is_zero()
         {
@@ -771,6 +779,61 @@ mod tests {
         // While open, nothing is attempted and no attempt is spent.
         engine.step().await.unwrap();
         assert_eq!(down.requests.load(Ordering::SeqCst), tried);
+    }
+
+    /// A destination whose request budget is spent until `ready`.
+    struct Budgeted {
+        inner: Arc<Scripted>,
+        ready: Instant,
+    }
+
+    #[async_trait::async_trait]
+    impl Destination for Budgeted {
+        fn name(&self) -> &'static str {
+            "budgeted"
+        }
+        async fn deliver(&self, action: &Action) -> Outcome {
+            self.inner.deliver(action).await
+        }
+        fn max_batch(&self) -> usize {
+            self.inner.batch
+        }
+        async fn deliver_batch(&self, actions: &[Action]) -> Vec<Outcome> {
+            self.inner.deliver_batch(actions).await
+        }
+        fn ready_at(&self) -> Option<Instant> {
+            (self.ready > Instant::now()).then_some(self.ready)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_destination_at_its_request_limit_gets_full_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        enqueue(&store, &(0..5).map(|c| (c, "b")).collect::<Vec<_>>()).await;
+        let inner = Scripted::new(10);
+        let dest =
+            Arc::new(Budgeted { inner: inner.clone(), ready: Instant::now() + Duration::from_millis(300) });
+        let settings = DeliverySettings { max_in_flight: 1, linger: Duration::ZERO, ..Default::default() };
+        let w = DestinationWorker::new(
+            "b",
+            store.clone(),
+            Some(dest),
+            settings,
+            Arc::new(LatencySample::new(10)),
+        );
+        // More items arrive while the budget is spent.
+        let late = store.clone();
+        let more = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            enqueue(&late, &(5..12).map(|c| (c, "b")).collect::<Vec<_>>()).await;
+        });
+        let start = Instant::now();
+        let records = w.round(&HashSet::new(), true).await.unwrap();
+        more.await.unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(300), "it waited for the budget");
+        assert_eq!(records.len(), 10, "one full batch");
+        assert_eq!(*inner.sizes.lock().unwrap(), vec![10], "not a part-full batch of 5");
     }
 
     #[tokio::test(start_paused = true)]

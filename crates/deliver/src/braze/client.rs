@@ -238,6 +238,10 @@ impl Destination for BrazeClient {
             .unwrap_or_else(|| rejected(None, "internal error: no outcome for the action".into()))
     }
 
+    fn ready_at(&self) -> Option<tokio::time::Instant> {
+        self.limiter.next_free()
+    }
+
     fn max_batch(&self) -> usize {
         self.config.batch_size
     }

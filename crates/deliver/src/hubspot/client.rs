@@ -408,6 +408,10 @@ impl Destination for HubSpotClient {
         })
     }
 
+    fn ready_at(&self) -> Option<tokio::time::Instant> {
+        self.limiter.next_free()
+    }
+
     fn max_batch(&self) -> usize {
         self.config.batch_size
     }

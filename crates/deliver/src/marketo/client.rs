@@ -658,6 +658,10 @@ impl Destination for MarketoClient {
         outcomes.pop().unwrap_or_else(|| retry(SYNC_LEADS, None, "no outcome".into(), None))
     }
 
+    fn ready_at(&self) -> Option<tokio::time::Instant> {
+        self.limiter.next_free()
+    }
+
     fn max_batch(&self) -> usize {
         self.config.batch_size
     }
