@@ -291,6 +291,10 @@ pub struct RateLimiter {
     /// Grant times (some possibly in the future, when reserved by waiting callers), oldest first.
     /// Only as many as the largest window allows are kept.
     grants: Mutex<VecDeque<Instant>>,
+    /// Added to every window: a request granted exactly one window after an earlier one can reach the
+    /// platform a little before that, if the earlier one spent longer on the way, and count against the
+    /// window it should have left.
+    margin: Duration,
 }
 
 impl RateLimiter {
@@ -311,7 +315,13 @@ impl RateLimiter {
             .filter(|(_, w)| !w.is_zero())
             .map(|(count, w)| ((*count).max(1) as usize, *w))
             .collect();
-        RateLimiter { windows, grants: Mutex::new(VecDeque::new()) }
+        RateLimiter { windows, grants: Mutex::new(VecDeque::new()), margin: Duration::ZERO }
+    }
+
+    /// This limiter with `margin` added to every window.
+    pub fn with_margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
+        self
     }
 
     /// The limiter's windows as `(allowed, window)`.
@@ -328,7 +338,7 @@ impl RateLimiter {
             if grants.len() >= allowed {
                 // The grant `allowed` places back must have left the window before a new one may start.
                 let oldest_in_window = grants[grants.len() - allowed];
-                at = at.max(oldest_in_window + window);
+                at = at.max(oldest_in_window + window + self.margin);
             }
         }
         grants.push_back(at);
@@ -346,7 +356,7 @@ impl RateLimiter {
         let mut at = grants.back().map_or(now, |last| (*last).max(now));
         for &(allowed, window) in &self.windows {
             if grants.len() >= allowed {
-                at = at.max(grants[grants.len() - allowed] + window);
+                at = at.max(grants[grants.len() - allowed] + window + self.margin);
             }
         }
         (at > now).then_some(at)
@@ -435,6 +445,17 @@ mod tests {
         let start = Instant::now();
         assert_eq!(limiter.next_free(), Some(start + Duration::from_secs(10)));
         assert_eq!(limiter.next_free(), Some(start + Duration::from_secs(10)), "peeking takes nothing");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_margin_lengthens_every_window() {
+        let limiter = RateLimiter::with_windows(&[(2, Duration::from_secs(10))])
+            .with_margin(Duration::from_millis(100));
+        let start = Instant::now();
+        for _ in 0..3 {
+            limiter.acquire().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(10_100));
     }
 
     #[tokio::test(start_paused = true)]

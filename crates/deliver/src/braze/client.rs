@@ -57,7 +57,8 @@ impl BrazeClient {
         let http =
             json_client(Some(("braze api_key", &config.api_key)), config.timeout, config.allow_private)?;
         let url = format!("{}{TRACK_PATH}", config.rest_endpoint.trim().trim_end_matches('/'));
-        let limiter = RateLimiter::with_windows(&[(config.rate, RATE_WINDOW)]);
+        let limiter =
+            RateLimiter::with_windows(&[(config.rate, RATE_WINDOW)]).with_margin(Duration::from_millis(30));
         Ok(BrazeClient { http, url, config, limiter })
     }
 

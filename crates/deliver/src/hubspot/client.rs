@@ -94,7 +94,8 @@ impl HubSpotClient {
         Ok(HubSpotClient {
             http,
             base_url: config.base_url.trim().trim_end_matches('/').to_string(),
-            limiter: RateLimiter::with_windows(&[(config.rate, WINDOW)]),
+            limiter: RateLimiter::with_windows(&[(config.rate, WINDOW)])
+                .with_margin(Duration::from_millis(100)),
             config,
             known: tokio::sync::Mutex::new(Known::default()),
         })

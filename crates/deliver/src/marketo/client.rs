@@ -81,7 +81,8 @@ impl MarketoClient {
             http,
             base_url,
             token,
-            limiter: RateLimiter::with_windows(&[(config.rate, RATE_WINDOW)]),
+            limiter: RateLimiter::with_windows(&[(config.rate, RATE_WINDOW)])
+                .with_margin(Duration::from_millis(200)),
             in_flight: Semaphore::new(config.max_in_flight),
             fields: tokio::sync::Mutex::new(None),
             keys: KeyGuard::default(),
