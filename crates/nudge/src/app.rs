@@ -204,8 +204,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         .into_iter()
         .filter_map(|name| {
             let dest = dests.get(&name)?.clone();
-            let settings =
-                cfg.delivery_settings().get(&name).cloned().unwrap_or_else(|| cfg.default_delivery());
+            let settings = cfg.delivery_for(&name);
             Some((name, dest, settings))
         })
         .collect();

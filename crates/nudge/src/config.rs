@@ -609,6 +609,14 @@ impl Config {
         self.delivery.iter().map(|(name, keys)| (name.clone(), keys.apply(self.default_delivery()))).collect()
     }
 
+    /// The delivery settings of one destination (its own keys over the defaults).
+    pub fn delivery_for(&self, destination: &str) -> crate::outbox::DeliverySettings {
+        match self.delivery.get(destination) {
+            Some(keys) => keys.apply(self.default_delivery()),
+            None => self.default_delivery(),
+        }
+    }
+
     /// The delivery settings of a destination that sets none of the engine's keys.
     pub fn default_delivery(&self) -> crate::outbox::DeliverySettings {
         crate::outbox::DeliverySettings { max_attempts: self.pipeline.max_attempts, ..Default::default() }
@@ -895,6 +903,12 @@ mod tests {
         assert_eq!(k.dead_letter_after, Some(Duration::from_secs(7200)));
         assert_eq!(s["webhook:crm"].max_attempts, 3);
         assert_eq!(c.default_delivery().max_attempts, 5);
+        assert_eq!(c.delivery_for("klaviyo"), s["klaviyo"]);
+        assert_eq!(
+            c.delivery_for("webhook:none").max_attempts,
+            5,
+            "a destination without keys gets the defaults"
+        );
         assert!(c.destinations.webhooks[0].enabled, "webhooks keep their own enabled");
 
         let bad = |extra: &str, path: &str| {

@@ -69,8 +69,7 @@ pub async fn run(cfg: &Config, cmd: PushCmd) -> anyhow::Result<()> {
     crate::models_cli::load_active_scorer(&*store, &scoring, cfg).await?;
     let mut dests = crate::app::destinations(cfg)?;
     let destination = dests.remove(&opts.destination).expect("checked against the configured names");
-    let settings =
-        cfg.delivery_settings().get(&opts.destination).cloned().unwrap_or_else(|| cfg.default_delivery());
+    let settings = cfg.delivery_for(&opts.destination);
     let total = store.stats().await?.customers;
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
