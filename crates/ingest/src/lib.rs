@@ -6,6 +6,7 @@
 //! requests, deduplicating deliveries and persisting events are the server's and the store's jobs.
 //!
 //! Layout:
+//! - [`source`]: the `Source` seam every platform implements (verify at the edge, parse in the workers).
 //! - [`headers`]: `Headers`, the case-insensitive header set every platform's verifier reads.
 //! - [`shopify`]: Shopify webhooks over HTTPS, EventBridge and Pub/Sub (`verify`, `normalize`,
 //!   `envelope`, `fixtures`). Its main entry points are re-exported here.
@@ -15,9 +16,14 @@
 
 pub mod headers;
 pub mod shopify;
+pub mod source;
 
 pub use headers::Headers;
 pub use shopify::{
     ComplianceRequest, DeliveryMeta, NormalizeError, Normalized, Topic, VerifyError, guest_customer_id,
     normalize, verify,
+};
+pub use source::{
+    Accepted, FetchJob, Inbound, Parsed, PrivacyRequest, PrivacySubject, Rejection, Source, StoredView,
+    Verified,
 };

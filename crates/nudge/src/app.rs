@@ -30,8 +30,10 @@ pub struct Counters {
 /// State shared by the HTTP handlers.
 pub struct Shared {
     pub store: Arc<dyn Store>,
-    /// Secrets for Shopify's HMAC; empty when the source is not configured (every delivery is then 401).
-    pub shopify_secrets: Vec<String>,
+    /// The commerce sources, each served at `/webhooks/<path>`.
+    pub sources: Arc<nudge_ingest::source::Registry>,
+    /// Reads the public keys a source asks for when verifying.
+    pub key_fetcher: crate::keys::KeyFetcher,
     pub max_body_bytes: usize,
     pub admin_from_any_address: bool,
     /// Wakes the processing worker right after a commit, so event→push latency is not a poll interval.
@@ -140,6 +142,16 @@ pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// The commerce sources, chosen in this one place: each line serves a source at `/webhooks/<path>`.
+/// Shopify is always registered (without secrets every delivery is refused with 500, so Shopify retries
+/// once the operator configures them).
+pub fn sources(cfg: &Config) -> anyhow::Result<nudge_ingest::source::Registry> {
+    let mut r = nudge_ingest::source::Registry::new();
+    let shopify_secrets = cfg.sources.shopify.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
+    r.register("shopify", Arc::new(nudge_ingest::shopify::ShopifySource::new(shopify_secrets)));
+    Ok(r)
+}
+
 /// The one place destinations are chosen.
 pub fn destinations(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Destination>>> {
     let mut map: HashMap<String, Arc<dyn Destination>> = HashMap::new();
@@ -178,6 +190,7 @@ pub fn destinations(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Dest
 pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     let store = open_store(&cfg)?;
     let dests = destinations(&cfg)?;
+    let sources = Arc::new(sources(&cfg)?);
     let scoring = Arc::new(Scoring::new(nudge_scoring::RulesScorer { thresholds: cfg.segments.clone() }));
     crate::models_cli::load_active_scorer(&*store, &scoring, &cfg).await?;
 
@@ -195,6 +208,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         abandon_after: cfg.pipeline.checkout_abandon_after.0,
         batch_size: cfg.pipeline.batch_size,
         approval_counts: Default::default(),
+        sources: sources.clone(),
     });
     let push_latency = Arc::new(LatencySample::new(100_000));
     let delivery =
@@ -310,7 +324,8 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
 
     let shared = Arc::new(Shared {
         store,
-        shopify_secrets: cfg.sources.shopify.as_ref().map(|s| s.secrets.clone()).unwrap_or_default(),
+        sources: sources.clone(),
+        key_fetcher: crate::keys::KeyFetcher::new(),
         max_body_bytes: cfg.server.max_body_bytes,
         admin_from_any_address: cfg.server.admin_from_any_address,
         wake_pipeline,

@@ -14,7 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use nudge_ingest::Headers;
+use nudge_ingest::{Headers, Inbound, Verified};
 use nudge_model::{AuditRecord, AuditStage, CustomerId, TraceId};
 use nudge_store::{CommitResult, NewDelivery};
 use std::net::SocketAddr;
@@ -40,7 +40,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(guard_state, guard));
     Router::new()
-        .route("/webhooks/shopify", post(shopify_webhook))
+        .route("/webhooks/{*path}", post(webhook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -58,87 +58,107 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Headers worth keeping in the audit trail: Shopify's metadata, never the signature or credentials.
-fn auditable_headers(h: &HeaderMap) -> serde_json::Value {
-    let mut m = serde_json::Map::new();
-    for (k, v) in h {
-        let name = k.as_str();
-        let keep = (name.starts_with("x-shopify-") && name != "x-shopify-hmac-sha256")
-            || name == "content-type"
-            || name == "user-agent";
-        if keep {
-            m.insert(name.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned().into());
-        }
-    }
-    serde_json::Value::Object(m)
-}
-
-async fn shopify_webhook(
+/// The one webhook receiver: `/webhooks/<path>` finds the source registered at that path, which verifies
+/// the request; an accepted delivery is committed to the ingest log (durable, deduplicated) before it is
+/// answered. Nothing else happens on this path: parsing, fetching and deciding run in the workers.
+async fn webhook(
     State(app): State<Arc<Shared>>,
+    Path(path): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
+    let Some(source) = app.sources.intake(&path).cloned() else {
+        return ApiError(StatusCode::NOT_FOUND, format!("no source is served at /webhooks/{path}"))
+            .into_response();
+    };
+    let name = source.name();
     // Bodies over `server.max_body_bytes` (413) and unreadable bodies get the same JSON error shape.
     let body = match body {
         Ok(b) => b,
         Err(rejection) => {
-            telemetry::webhook("shopify", "-", "refused");
+            telemetry::webhook(name, "-", "refused");
             return ApiError(rejection.status(), rejection.body_text()).into_response();
         }
     };
     let h = Headers::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
-    let meta = match nudge_ingest::verify(&h, &body, &app.shopify_secrets) {
-        Ok(m) => m,
-        Err(e) => {
-            telemetry::webhook("shopify", "-", "unauthorized");
-            app.counters.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::info!(reason = %e, "rejected a Shopify delivery");
-            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
-            return ApiError(status, e.to_string()).into_response();
+    let mut fetched_keys = false;
+    let accepted = loop {
+        let inbound = Inbound { headers: &h, body: &body, now_ms: crate::outbox::now_ms() };
+        match source.verify(&inbound) {
+            Ok(Verified::Deliver(a)) => break a,
+            Ok(Verified::Answer { status, body }) => {
+                telemetry::webhook(name, "-", "answered");
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                return (status, Json(body)).into_response();
+            }
+            Ok(Verified::NeedKeys(urls)) if !fetched_keys => {
+                fetched_keys = true;
+                if let Err(reason) = app.key_fetcher.fetch_into(source.as_ref(), &urls).await {
+                    telemetry::webhook(name, "-", "unauthorized");
+                    tracing::warn!(source = name, reason, "could not fetch a signing key");
+                    return ApiError(StatusCode::UNAUTHORIZED, reason).into_response();
+                }
+            }
+            Ok(Verified::NeedKeys(_)) => {
+                telemetry::webhook(name, "-", "unauthorized");
+                return ApiError(StatusCode::UNAUTHORIZED, "the signing key could not be used".into())
+                    .into_response();
+            }
+            Err(e) => {
+                telemetry::webhook(name, "-", "unauthorized");
+                app.counters.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(source = name, reason = %e, "rejected a delivery");
+                let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNAUTHORIZED);
+                return ApiError(status, e.reason).into_response();
+            }
         }
     };
-    let shop = meta.shop_domain.to_ascii_lowercase();
-    let mut dedupe_keys = vec![format!("shopify:{shop}:webhook:{}", meta.webhook_id)];
-    if let Some(ev) = &meta.event_id {
-        dedupe_keys.push(format!("shopify:{shop}:event:{ev}"));
+    for w in &accepted.warnings {
+        tracing::warn!(source = name, warning = w.as_str(), "accepted a delivery with a problem");
     }
     let trace_id = TraceId::new();
-    let topic = meta.topic.as_str().to_string();
+    let topic = accepted.topic;
+    let headers_json: serde_json::Map<String, serde_json::Value> =
+        accepted.audit_headers.into_iter().map(|(k, v)| (k, v.into())).collect();
     let delivery = NewDelivery {
         trace_id,
-        source: "shopify".into(),
+        source: name.into(),
         topic: topic.clone(),
-        shop: Some(shop),
-        webhook_id: Some(meta.webhook_id.clone()),
-        event_id: meta.event_id.clone(),
+        shop: accepted.shop,
+        webhook_id: accepted.webhook_id,
+        event_id: accepted.event_id,
         received_at_ms: crate::outbox::now_ms(),
-        headers_json: auditable_headers(&headers).to_string(),
-        body: body.to_vec(),
-        dedupe_keys,
+        headers_json: serde_json::Value::Object(headers_json).to_string(),
+        body: accepted.body.unwrap_or_else(|| body.to_vec()),
+        dedupe_keys: accepted.dedupe_keys,
     };
     let result = app.store.commit_delivery(delivery).await;
     let elapsed = started.elapsed().as_secs_f64();
+    let reply = |status: &str, trace: TraceId| match &accepted.reply {
+        Some(r) => Json(r.clone()).into_response(),
+        None => {
+            (StatusCode::OK, Json(serde_json::json!({ "status": status, "trace_id": trace }))).into_response()
+        }
+    };
     match result {
         Ok(CommitResult::Committed { .. }) => {
             app.wake_pipeline.notify_one();
-            telemetry::webhook("shopify", &topic, "accepted");
+            telemetry::webhook(name, &topic, "accepted");
             telemetry::ack_latency(elapsed);
             app.ack_latency.record(elapsed);
-            (StatusCode::OK, Json(serde_json::json!({ "status": "accepted", "trace_id": trace_id })))
-                .into_response()
+            reply("accepted", trace_id)
         }
         Ok(CommitResult::Duplicate { original, key }) => {
-            telemetry::webhook("shopify", &topic, "duplicate");
+            telemetry::webhook(name, &topic, "duplicate");
             app.counters.duplicates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::debug!(%original, key, "duplicate Shopify delivery");
-            (StatusCode::OK, Json(serde_json::json!({ "status": "duplicate", "trace_id": original })))
-                .into_response()
+            tracing::debug!(%original, key, source = name, "duplicate delivery");
+            reply("duplicate", original)
         }
         Err(e) => {
-            // Not committed: answer 5xx so Shopify retries; nothing was acknowledged.
-            telemetry::webhook("shopify", &topic, "error");
-            tracing::error!(error = %e, "could not commit a delivery");
+            // Not committed: answer 5xx so the platform retries; nothing was acknowledged.
+            telemetry::webhook(name, &topic, "error");
+            tracing::error!(error = %e, source = name, "could not commit a delivery");
             ApiError(StatusCode::SERVICE_UNAVAILABLE, "could not store the delivery; retry".into())
                 .into_response()
         }

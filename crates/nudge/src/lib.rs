@@ -7,7 +7,8 @@
 //! Layout:
 //! - [`config`]: TOML + environment configuration, validated.
 //! - [`app`]: `run(cfg, listener)`, the boot sequence; backends and destinations are chosen here.
-//! - [`http`]: routes (webhooks, health, metrics, audit API) and the guard of every `/api` route.
+//! - [`keys`]: fetches the public keys a source asks for when verifying.
+//! - [`http`]: routes (webhooks at `/webhooks/<source path>`, health, metrics, audit API) and the guard of every `/api` route.
 //! - [`access`]: roles, permissions, the one role × permission matrix, the `/api` route table, tokens.
 //! - [`pipeline`]: the processing worker (delivery → events → state → scores → decision → outbox).
 //! - [`outbox`]: the delivery worker and the abandonment-timer worker.
@@ -27,6 +28,7 @@ pub mod demo;
 pub mod flows_cli;
 pub mod http;
 pub mod import;
+pub mod keys;
 pub mod model_report;
 pub mod models_cli;
 pub mod outbox;

@@ -6,7 +6,7 @@
 //! commit simply reprocesses the batch: nothing is half-applied and nothing is enqueued twice.
 
 use crate::telemetry;
-use nudge_ingest::{Normalized, Topic};
+use nudge_ingest::{Parsed, PrivacyRequest, StoredView};
 use nudge_model::{
     AuditRecord, AuditStage, CheckoutAbandoned, CustomerId, Event, ScoreSet, TerminalState, Timestamp,
 };
@@ -86,6 +86,8 @@ pub struct Pipeline {
     /// Per flow with `approval.first_n`, how many of its decisions went through approval, batches in flight
     /// included (loaded from the store when first needed; forgotten when processing recovers from an error).
     pub approval_counts: std::sync::Mutex<HashMap<String, u64>>,
+    /// The commerce sources, whose parsers read stored deliveries back.
+    pub sources: Arc<nudge_ingest::source::Registry>,
 }
 
 /// What a delivery's body turned into before state is touched.
@@ -208,7 +210,7 @@ impl Pipeline {
         let mut prepared: Vec<(StoredDelivery, Prepared)> = batch
             .into_iter()
             .map(|d| {
-                let p = prepare(&d);
+                let p = prepare(&self.sources, &d);
                 (d, p)
             })
             .collect();
@@ -727,26 +729,8 @@ impl Pipeline {
     }
 }
 
-fn prepare(d: &StoredDelivery) -> Prepared {
+fn prepare(sources: &nudge_ingest::source::Registry, d: &StoredDelivery) -> Prepared {
     match d.source.as_str() {
-        "shopify" => {
-            let topic = Topic::parse(&d.topic);
-            match nudge_ingest::normalize(&topic, d.shop.as_deref().unwrap_or(""), &d.body) {
-                Ok(Normalized::Events(evs)) => Prepared::Events(evs),
-                Ok(Normalized::Ignored { reason }) => Prepared::Ignored(reason),
-                Ok(Normalized::Compliance(_)) => {
-                    tracing::warn!(
-                        topic = topic.as_str(),
-                        "compliance request received; kept for the merchant"
-                    );
-                    Prepared::Ignored(format!(
-                        "compliance request {} kept verbatim for the merchant; automated erasure is not part of this version",
-                        topic.as_str()
-                    ))
-                }
-                Err(e) => Prepared::Quarantined(e.to_string()),
-            }
-        }
         "timer" => match serde_json::from_slice::<Event>(&d.body) {
             Ok(ev) => Prepared::Events(vec![ev]),
             Err(e) => Prepared::Quarantined(format!("timer payload does not parse: {e}")),
@@ -756,7 +740,33 @@ fn prepare(d: &StoredDelivery) -> Prepared {
             Ok(chunk) => Prepared::Events(chunk.ticks()),
             Err(e) => Prepared::Quarantined(format!("schedule payload does not parse: {e}")),
         },
-        other => Prepared::Quarantined(format!("unknown delivery source `{other}`")),
+        name => {
+            let Some(source) = sources.parser(name) else {
+                return Prepared::Quarantined(format!("unknown delivery source `{name}`"));
+            };
+            let view = StoredView { topic: &d.topic, shop: d.shop.as_deref(), body: &d.body };
+            match source.parse(&view) {
+                Parsed::Events(evs) => Prepared::Events(evs),
+                Parsed::Ignored(reason) => Prepared::Ignored(reason),
+                Parsed::Quarantined(reason) => Prepared::Quarantined(reason),
+                Parsed::Privacy(req) => {
+                    tracing::warn!(topic = d.topic, "privacy request received; kept for the merchant");
+                    Prepared::Ignored(format!(
+                        "privacy request {} kept verbatim for the merchant ({})",
+                        d.topic,
+                        match req {
+                            PrivacyRequest::Erase { .. } => "erase",
+                            PrivacyRequest::Export { .. } => "export",
+                            PrivacyRequest::EraseShop { .. } => "erase shop",
+                        }
+                    ))
+                }
+                Parsed::Fetch(job) => Prepared::Quarantined(format!(
+                    "{} needs a fetch of {} {}, which this server does not run",
+                    d.topic, job.resource, job.id
+                )),
+            }
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod fixtures;
 pub mod normalize;
 mod payload;
+pub mod source;
 pub mod topic;
 pub mod verify;
 
@@ -26,5 +27,6 @@ pub use normalize::{
     normalize,
 };
 pub use payload::FieldProblem;
+pub use source::ShopifySource;
 pub use topic::Topic;
 pub use verify::{DeliveryMeta, VerifyError, delivery_meta, sign, verify, verify_signature};
