@@ -3,7 +3,12 @@
 //!
 //! `cargo bench -p nudge --bench ingest -- [--connections 64] [--seconds 10] [--rate 5000]
 //!  [--rate-seconds 10] [--durability full|normal] [--worker-nice N] [--worker-scheduling idle|nice]
-//!  [--progress 1] [--timeline 1] [--flows N]`
+//!  [--progress 1] [--timeline 1] [--flows N] [--destinations 5]`
+//!
+//! `--destinations 5` configures five destinations instead of one: Klaviyo plus Braze, HubSpot, Marketo,
+//! Slack and a signed webhook, each against its fake, while the flows still act on Klaviyo only (the
+//! built-in two, written out). What it measures is the cost of the other destinations' engines being there
+//! (their workers, queues and sweeps) for the spine's figures.
 //!
 //! `--flows N` runs N live flows instead of the two built-in ones: the two built-in ones written out plus
 //! N − 2 flows of mixed triggers, conditions, caps, holdouts and baselines (`bench_flows`).
@@ -425,6 +430,14 @@ fn main() {
         klaviyo.profile_import_limit = unlimited;
         klaviyo.events_limit = unlimited;
         cfg.destinations.klaviyo = Some(klaviyo);
+        let others = if m.get("destinations").map(String::as_str) == Some("5") {
+            Some(configure_other_destinations(&mut cfg, &fake_handle).await)
+        } else {
+            None
+        };
+        if others.is_some() && cfg.flows.is_none() {
+            cfg.flows = Some(bench_flows(2));
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = nudge::app::run(cfg, listener).await.unwrap();
         let addr = app.addr.to_string();
@@ -535,8 +548,63 @@ fn main() {
         }
         app.shutdown().await;
         fake.shutdown().await;
+        drop(others);
     });
     drop(fake_rt);
+}
+
+/// The four other destinations of `--destinations 5`, each against its fake (started on the fakes'
+/// runtime), configured in `cfg`; the handles keep the fakes running.
+async fn configure_other_destinations(
+    cfg: &mut Config,
+    fakes: &tokio::runtime::Handle,
+) -> Box<dyn std::any::Any + Send> {
+    use nudge_testkit::{fake_braze, fake_hubspot, fake_marketo, fake_slack, fake_webhook};
+    const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let braze = fakes
+        .spawn(fake_braze::FakeBraze::start(fake_braze::FakeBrazeConfig::new("braze-bench").unthrottled()))
+        .await
+        .unwrap()
+        .expect("the Braze fake starts");
+    let hubspot = fakes
+        .spawn(fake_hubspot::FakeHubSpot::start(
+            fake_hubspot::FakeHubSpotConfig::new("hubspot-bench").unlimited(),
+        ))
+        .await
+        .unwrap()
+        .expect("the HubSpot fake starts");
+    let marketo = fakes
+        .spawn(fake_marketo::FakeMarketo::start(fake_marketo::FakeMarketoConfig::new(
+            "mkto-id",
+            "mkto-secret",
+        )))
+        .await
+        .unwrap()
+        .expect("the Marketo fake starts");
+    let slack = fakes
+        .spawn(fake_slack::FakeSlack::start(fake_slack::FakeSlackConfig::default()))
+        .await
+        .unwrap()
+        .expect("the Slack fake starts");
+    let webhook = fakes
+        .spawn(fake_webhook::FakeWebhook::start(WEBHOOK_SECRET))
+        .await
+        .unwrap()
+        .expect("the webhook fake starts");
+    cfg.destinations.braze =
+        Some(nudge_deliver::BrazeConfig::new("braze-bench", braze.base_url()).allowing_private());
+    cfg.destinations.hubspot = Some(
+        nudge_deliver::HubSpotConfig::new("hubspot-bench")
+            .with_base_url(hubspot.base_url())
+            .allowing_private(),
+    );
+    cfg.destinations.marketo = Some(
+        nudge_deliver::MarketoConfig::new(marketo.base_url(), "mkto-id", "mkto-secret").allowing_private(),
+    );
+    cfg.destinations.slack = Some(nudge_deliver::SlackConfig::new(slack.webhook_url()).allowing_private());
+    cfg.destinations.webhooks =
+        vec![nudge_deliver::WebhookConfig::new("bench", webhook.url(), WEBHOOK_SECRET).allowing_private()];
+    Box::new((braze, hubspot, marketo, slack, webhook))
 }
 
 /// `n` live flows: the two built-in ones, then flows of the kinds a marketing team writes (mixed triggers,
