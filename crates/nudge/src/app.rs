@@ -149,6 +149,10 @@ pub fn sources(cfg: &Config) -> anyhow::Result<nudge_ingest::source::Registry> {
     let mut r = nudge_ingest::source::Registry::new();
     let shopify_secrets = cfg.sources.shopify.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
     r.register("shopify", Arc::new(nudge_ingest::shopify::ShopifySource::new(shopify_secrets)));
+    // Registered even when not configured, like Shopify: a callback then gets 500 not_configured, so
+    // BigCommerce retries it once the operator has configured the store.
+    let bigcommerce = cfg.sources.bigcommerce.as_ref().map(|b| b.source()).unwrap_or_default();
+    r.register("bigcommerce", Arc::new(nudge_ingest::bigcommerce::BigCommerceSource::new(bigcommerce)));
     Ok(r)
 }
 
