@@ -118,6 +118,14 @@ impl ItemFixture {
     }
 }
 
+/// The sum of the lines' prices times quantities.
+fn lines_total(items: &[ItemFixture]) -> rust_decimal::Decimal {
+    items.iter().fold(rust_decimal::Decimal::ZERO, |acc, i| {
+        acc + i.price.parse::<rust_decimal::Decimal>().unwrap_or_default()
+            * rust_decimal::Decimal::from(i.quantity)
+    })
+}
+
 /// An order as `GET /v2/orders/{id}` and `GET /v2/orders/{id}/products` answer it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderFixture {
@@ -183,11 +191,7 @@ impl OrderFixture {
         if let Some(t) = &self.total {
             return t.clone();
         }
-        let sum = self.items.iter().fold(rust_decimal::Decimal::ZERO, |acc, i| {
-            acc + i.price.parse::<rust_decimal::Decimal>().unwrap_or_default()
-                * rust_decimal::Decimal::from(i.quantity)
-        });
-        format!("{sum:.4}")
+        format!("{:.4}", lines_total(&self.items))
     }
 
     /// `GET /v2/orders/{id}`.
@@ -289,10 +293,7 @@ impl CartFixture {
     }
 
     pub fn fetched(&self) -> Value {
-        let amount = self.items.iter().fold(rust_decimal::Decimal::ZERO, |acc, i| {
-            acc + i.price.parse::<rust_decimal::Decimal>().unwrap_or_default()
-                * rust_decimal::Decimal::from(i.quantity)
-        });
+        let amount = lines_total(&self.items);
         let number = |s: &str| -> Value { serde_json::from_str(s).unwrap_or(Value::Null) };
         let items: Vec<Value> = self
             .items
