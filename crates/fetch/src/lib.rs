@@ -10,6 +10,9 @@
 //! Each platform is a folder of the same shape as the destinations': `config.rs`, `request.rs` (pure request
 //! builders), `client.rs` (HTTP, rate-limit headers, answers → [`FetchOutcome`]); its fake is in the test kit.
 
+pub mod bigcommerce;
+
+pub use bigcommerce::{BigCommerceFetchConfig, BigCommerceFetcher};
 pub use nudge_ingest::FetchJob;
 use std::time::Duration;
 

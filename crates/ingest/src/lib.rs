@@ -8,12 +8,15 @@
 //! Layout:
 //! - [`source`]: the `Source` seam every platform implements (verify at the edge, parse in the workers).
 //! - [`headers`]: `Headers`, the case-insensitive header set every platform's verifier reads.
+//! - [`bigcommerce`]: BigCommerce callbacks (Standard Webhooks signature and/or custom auth headers),
+//!   fetch jobs for the resources they name, and the fetched REST answers → events.
 //! - [`shopify`]: Shopify webhooks over HTTPS, EventBridge and Pub/Sub (`verify`, `normalize`,
 //!   `envelope`, `fixtures`). Its main entry points are re-exported here.
 //!
 //! Invariants: ids from platforms are exact text and amounts exact decimals, never `f64`; a body is
 //! verified as the exact bytes received; every input gives `Ok` or a descriptive error, never a panic.
 
+pub mod bigcommerce;
 pub mod headers;
 pub mod shopify;
 pub mod source;

@@ -36,6 +36,11 @@ pub enum AuditStage {
     /// A decision waiting for approval changed state: approved (its actions enqueued), rejected or expired,
     /// by whom. Recorded under the trace of the delivery whose decision it is.
     Approval,
+    /// A thin notification's fetch job was recorded (source, resource, id): the trace stays open until
+    /// the fetched answer is processed, the resource is found gone, or the job is dead-lettered.
+    FetchPending,
+    /// One attempt at a fetch job: fetched, gone, retried (with the wait) or failed, with the reason.
+    FetchAttempt,
 }
 
 impl AuditStage {
@@ -51,6 +56,8 @@ impl AuditStage {
             AuditStage::ModelRefit => "model_refit",
             AuditStage::ApiAccess => "api_access",
             AuditStage::Approval => "approval",
+            AuditStage::FetchPending => "fetch_pending",
+            AuditStage::FetchAttempt => "fetch_attempt",
         }
     }
 
@@ -66,6 +73,8 @@ impl AuditStage {
             "model_refit" => AuditStage::ModelRefit,
             "api_access" => AuditStage::ApiAccess,
             "approval" => AuditStage::Approval,
+            "fetch_pending" => AuditStage::FetchPending,
+            "fetch_attempt" => AuditStage::FetchAttempt,
             _ => return None,
         })
     }
@@ -154,6 +163,8 @@ mod tests {
             AuditStage::ModelRefit,
             AuditStage::ApiAccess,
             AuditStage::Approval,
+            AuditStage::FetchPending,
+            AuditStage::FetchAttempt,
         ] {
             assert_eq!(AuditStage::parse(stage.as_str()), Some(stage));
             assert_eq!(serde_json::to_value(stage).unwrap(), serde_json::json!(stage.as_str()));

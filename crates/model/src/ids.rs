@@ -10,6 +10,9 @@ use std::str::FromStr;
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Shopify,
+    /// BigCommerce; a customer's local part is `<store_hash>:<id>`, since ids are per store.
+    #[serde(rename = "bigcommerce")]
+    BigCommerce,
     /// Customers created by a history import (CSV) that have no platform of their own.
     Import,
 }
@@ -18,6 +21,7 @@ impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Shopify => "shopify",
+            Source::BigCommerce => "bigcommerce",
             Source::Import => "import",
         }
     }
@@ -34,6 +38,7 @@ impl FromStr for Source {
     fn from_str(s: &str) -> Result<Self, IdError> {
         match s {
             "shopify" => Ok(Source::Shopify),
+            "bigcommerce" => Ok(Source::BigCommerce),
             "import" => Ok(Source::Import),
             other => Err(IdError::UnknownSource(other.to_string())),
         }
@@ -42,7 +47,7 @@ impl FromStr for Source {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("unknown source `{0}` (expected shopify or import)")]
+    #[error("unknown source `{0}` (expected shopify, bigcommerce or import)")]
     UnknownSource(String),
     #[error("customer id `{0}` must look like `<source>:<id>`")]
     Malformed(String),

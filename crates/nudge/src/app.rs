@@ -149,7 +149,24 @@ pub fn sources(cfg: &Config) -> anyhow::Result<nudge_ingest::source::Registry> {
     let mut r = nudge_ingest::source::Registry::new();
     let shopify_secrets = cfg.sources.shopify.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
     r.register("shopify", Arc::new(nudge_ingest::shopify::ShopifySource::new(shopify_secrets)));
+    // Registered even when not configured, like Shopify: a callback then gets 500 not_configured, so
+    // BigCommerce retries it once the operator has configured the store.
+    let bigcommerce = cfg.sources.bigcommerce.as_ref().map(|b| b.source()).unwrap_or_default();
+    r.register("bigcommerce", Arc::new(nudge_ingest::bigcommerce::BigCommerceSource::new(bigcommerce)));
     Ok(r)
+}
+
+/// The one place fetchers are chosen: one per configured source that fetches (BigCommerce's
+/// fetch-after-notify), by source name.
+pub fn fetchers(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn nudge_fetch::Fetcher>>> {
+    let mut map: HashMap<String, Arc<dyn nudge_fetch::Fetcher>> = HashMap::new();
+    if let Some(b) = &cfg.sources.bigcommerce {
+        let fc =
+            nudge_fetch::BigCommerceFetchConfig::new(&b.store_hash, &b.access_token).api_base(&b.api_base);
+        let f = nudge_fetch::BigCommerceFetcher::new(fc).map_err(|e| anyhow::anyhow!(e))?;
+        map.insert("bigcommerce".into(), Arc::new(f));
+    }
+    Ok(map)
 }
 
 /// The one place destinations are chosen.
@@ -234,6 +251,15 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     let mut tasks = vec![
         work.spawn(pipeline.run(wake_pipeline.clone(), wake_outbox.clone(), shutdown_rx.clone())),
         work.spawn(outbox.run(wake_outbox, shutdown_rx.clone())),
+        work.spawn(
+            Arc::new(crate::fetch::FetchWorker {
+                store: store.clone(),
+                fetchers: fetchers(&cfg)?,
+                max_attempts: cfg.pipeline.max_attempts,
+                tick: Duration::from_millis(250),
+            })
+            .run(wake_pipeline.clone(), shutdown_rx.clone()),
+        ),
         work.spawn(crate::outbox::run_timers(
             store.clone(),
             cfg.pipeline.timer_tick.0,

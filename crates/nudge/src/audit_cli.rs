@@ -1,5 +1,5 @@
-//! `nudge audit` and `nudge replay`: read the audit trail, and put quarantined deliveries or dead-lettered
-//! pushes back into processing. Both work on the data directory directly, with or without a running server
+//! `nudge audit` and `nudge replay`: read the audit trail, and put quarantined deliveries, dead-lettered
+//! pushes or dead-lettered fetch jobs back into processing. Both work on the data directory directly, with or without a running server
 //! (a running server picks replayed work up within a second).
 
 use crate::config::Config;
@@ -24,7 +24,7 @@ pub enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Counts by state: deliveries, quarantine, outbox, terminal states.
+    /// Counts by state: deliveries, fetch jobs (pending, dead), quarantine, outbox, terminal states.
     Stats,
 }
 
@@ -45,6 +45,12 @@ pub enum ReplayCmd {
         /// Only pushes enqueued at or after this instant (`2026-11-01`, RFC 3339) or this long ago (`24h`).
         #[arg(long)]
         since: Option<String>,
+    },
+    /// Re-run dead-lettered fetch jobs (a thin notification's API read that failed or ran out of
+    /// retries): all, or one trace's.
+    FetchJobs {
+        #[arg(long)]
+        trace: Option<String>,
     },
 }
 
@@ -162,6 +168,11 @@ pub async fn replay(cfg: &Config, cmd: ReplayCmd) -> anyhow::Result<()> {
                 Some(d) => println!("{n} dead-lettered pushes to {d} queued for delivery"),
                 None => println!("{n} dead-lettered pushes queued for delivery"),
             }
+        }
+        ReplayCmd::FetchJobs { trace } => {
+            let t = trace.as_deref().map(parse_trace).transpose()?;
+            let n = store.requeue_fetch_jobs(t).await?;
+            println!("{n} dead-lettered fetch jobs queued to run again");
         }
     }
     Ok(())

@@ -158,6 +158,98 @@ impl Default for StorageConfig {
 #[serde(deny_unknown_fields)]
 pub struct SourcesConfig {
     pub shopify: Option<ShopifyConfig>,
+    /// One BigCommerce store, served at `POST /webhooks/bigcommerce`.
+    pub bigcommerce: Option<BigCommerceSourceConfig>,
+}
+
+/// `[sources.bigcommerce]`: one store's callbacks and the API account its fetch jobs read with.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BigCommerceSourceConfig {
+    pub store_hash: String,
+    /// The API account's `X-Auth-Token`, for the reads behind each callback.
+    pub access_token: String,
+    /// The app's client secret: the key of the callbacks' Standard Webhooks signature.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default = "default_bigcommerce_api_base")]
+    pub api_base: String,
+    /// Custom headers the hooks were created with (name → expected value), checked on every callback.
+    #[serde(default)]
+    pub auth_headers: std::collections::BTreeMap<String, String>,
+    /// Refuse unsigned callbacks; by default, when `client_secret` is set.
+    #[serde(default)]
+    pub require_signature: Option<bool>,
+}
+
+fn default_bigcommerce_api_base() -> String {
+    "https://api.bigcommerce.com".into()
+}
+
+impl fmt::Debug for BigCommerceSourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BigCommerceSourceConfig")
+            .field("store_hash", &self.store_hash)
+            .field("access_token", &"[redacted]")
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "[redacted]"))
+            .field("api_base", &self.api_base)
+            .field("auth_headers", &self.auth_headers.keys().collect::<Vec<_>>())
+            .field("require_signature", &self.require_signature)
+            .finish()
+    }
+}
+
+impl BigCommerceSourceConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let at = |k: &str| format!("sources.bigcommerce.{k}");
+        let h = &self.store_hash;
+        if h.is_empty() || h.len() > 64 || !h.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(err(at("store_hash"), "must be the store hash (letters and digits, e.g. `abc123`)"));
+        }
+        if self.access_token.trim().is_empty() {
+            return Err(err(at("access_token"), "must not be empty"));
+        }
+        if self.client_secret.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            return Err(err(
+                at("client_secret"),
+                "must not be empty (leave it out to use auth_headers only)",
+            ));
+        }
+        for (name, value) in &self.auth_headers {
+            let path = at(&format!("auth_headers.{name}"));
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(err(path, "is not a valid header name"));
+            }
+            if value.trim().is_empty() {
+                return Err(err(path, "expected value must not be empty"));
+            }
+        }
+        if self.client_secret.is_none() && self.auth_headers.is_empty() {
+            return Err(err(
+                "sources.bigcommerce",
+                "set client_secret, auth_headers or both to authenticate callbacks",
+            ));
+        }
+        if self.require_signature == Some(true) && self.client_secret.is_none() {
+            return Err(err(at("require_signature"), "needs client_secret to check signatures with"));
+        }
+        let base = self.api_base.trim_end_matches('/');
+        let local = ["http://127.0.0.1:", "http://localhost:"].iter().any(|p| base.starts_with(p));
+        if !(base.starts_with("https://") || local) {
+            return Err(err(at("api_base"), "must be an https URL (http only for 127.0.0.1/localhost)"));
+        }
+        Ok(())
+    }
+
+    /// The intake's settings.
+    pub fn source(&self) -> nudge_ingest::bigcommerce::BigCommerceConfig {
+        nudge_ingest::bigcommerce::BigCommerceConfig {
+            store_hash: self.store_hash.clone(),
+            client_secret: self.client_secret.clone(),
+            auth_headers: self.auth_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            require_signature: self.require_signature,
+        }
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -476,6 +568,9 @@ impl Config {
                 return Err(err(format!("sources.shopify.secrets[{i}]"), "secret is empty"));
             }
         }
+        if let Some(b) = &self.sources.bigcommerce {
+            b.validate()?;
+        }
         if let Some(k) = &self.destinations.klaviyo {
             k.validate().map_err(|e| err("destinations.klaviyo", e.to_string()))?;
         }
@@ -673,6 +768,11 @@ impl Config {
     /// Every secret in the configuration, so logs and the audit trail can be checked against them.
     pub fn secrets(&self) -> Vec<String> {
         let mut v: Vec<String> = self.sources.shopify.iter().flat_map(|s| s.secrets.clone()).collect();
+        if let Some(b) = &self.sources.bigcommerce {
+            v.push(b.access_token.clone());
+            v.extend(b.client_secret.clone());
+            v.extend(b.auth_headers.values().cloned());
+        }
         v.extend(self.destinations.klaviyo.iter().map(|k| k.api_key.clone()));
         for w in &self.destinations.webhooks {
             v.push(w.secret.clone());
@@ -810,6 +910,44 @@ mod tests {
         assert_eq!(e.path, "<file>");
         let e = Config::from_toml("[pipeline]\nworker_scheduling = \"realtime\"", &env(&[])).unwrap_err();
         assert_eq!(e.path, "pipeline.worker_scheduling");
+    }
+
+    #[test]
+    fn bigcommerce_source_reads_and_names_the_key_of_each_problem() {
+        let ok = "[sources.bigcommerce]\nstore_hash = \"abc123\"\naccess_token = \"tok\"\nclient_secret = \"sec\"\n[sources.bigcommerce.auth_headers]\nX-Nudge-Token = \"h\"\n";
+        let c = Config::from_toml(ok, &env(&[])).unwrap();
+        let b = c.sources.bigcommerce.as_ref().unwrap();
+        assert_eq!(b.api_base, "https://api.bigcommerce.com");
+        assert_eq!(b.source().auth_headers, vec![("X-Nudge-Token".to_string(), "h".to_string())]);
+        let dbg = format!("{b:?}");
+        assert!(!dbg.contains("tok\"") && !dbg.contains("sec\"") && !dbg.contains("\"h\""), "{dbg}");
+        assert!(c.secrets().contains(&"sec".to_string()) && c.secrets().contains(&"tok".to_string()));
+        for (toml, path) in [
+            (
+                "store_hash = \"a/b\"\naccess_token = \"t\"\nclient_secret = \"s\"",
+                "sources.bigcommerce.store_hash",
+            ),
+            (
+                "store_hash = \"abc\"\naccess_token = \"\"\nclient_secret = \"s\"",
+                "sources.bigcommerce.access_token",
+            ),
+            ("store_hash = \"abc\"\naccess_token = \"t\"", "sources.bigcommerce"),
+            (
+                "store_hash = \"abc\"\naccess_token = \"t\"\nrequire_signature = true\n[sources.bigcommerce.auth_headers]\nX-A = \"v\"",
+                "sources.bigcommerce.require_signature",
+            ),
+            (
+                "store_hash = \"abc\"\naccess_token = \"t\"\nclient_secret = \"s\"\napi_base = \"http://example.com\"",
+                "sources.bigcommerce.api_base",
+            ),
+            (
+                "store_hash = \"abc\"\naccess_token = \"t\"\n[sources.bigcommerce.auth_headers]\nX-A = \"\"",
+                "sources.bigcommerce.auth_headers.X-A",
+            ),
+        ] {
+            let e = Config::from_toml(&format!("[sources.bigcommerce]\n{toml}"), &env(&[])).unwrap_err();
+            assert_eq!(e.path, path, "{toml}");
+        }
     }
 
     #[test]

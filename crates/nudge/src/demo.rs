@@ -228,6 +228,8 @@ pub enum FakeKind {
     Webhook,
     /// A Slack incoming webhook.
     Slack,
+    /// A BigCommerce store's REST reads (orders, carts, customers, products), seeded with demo records.
+    Bigcommerce,
 }
 
 /// What `nudge dev fake` was asked for.
@@ -314,8 +316,42 @@ pub async fn run_fake(o: FakeOptions) -> anyhow::Result<()> {
             eprintln!("fake Slack webhook listening on http://{listen}{} (Ctrl-C to stop)", cfg.path);
             nudge_testkit::FakeSlack::serve(listener, cfg, stop).await?;
         }
+        FakeKind::Bigcommerce => {
+            let mut cfg = nudge_testkit::FakeBigCommerceConfig::default();
+            if let Some(token) = o.api_key {
+                cfg.access_token = token;
+            }
+            if o.unthrottled {
+                cfg.quota = u32::MAX;
+            }
+            eprintln!(
+                "fake BigCommerce API listening on http://{listen} (api_base; store {}, X-Auth-Token {}; \
+                 order 250, cart {DEMO_CART}, customer 7, product 1; Ctrl-C to stop)",
+                cfg.store_hash, cfg.access_token
+            );
+            nudge_testkit::FakeBigCommerce::serve(listener, cfg, seed_bigcommerce, stop).await?;
+        }
     }
     Ok(())
+}
+
+/// The cart the BigCommerce fake is seeded with.
+const DEMO_CART: &str = "5d0b2b8e-1f7c-4f4e-9c3e-2f0d7a1b9c11";
+
+/// A few demo records, so callbacks about them can be fetched.
+fn seed_bigcommerce(s: &nudge_testkit::FakeBigCommerceSeeder) {
+    use nudge_ingest::bigcommerce::fixtures::{
+        CartFixture, CustomerFixture, ItemFixture, OrderFixture, ProductFixture,
+    };
+    let t = time::OffsetDateTime::now_utc();
+    let order =
+        OrderFixture::new(250, 7, Some("ana@example.com"), t).item(ItemFixture::new(1, "Mug", 2, "12.5000"));
+    s.seed_order("250", order.order_json(), order.products_json());
+    let cart = CartFixture::new(DEMO_CART, 7, Some("ana@example.com"), t)
+        .item(ItemFixture::new(1, "Mug", 1, "12.50"));
+    s.seed_cart(DEMO_CART, cart.fetched());
+    s.seed_customer("7", CustomerFixture::new(7, "ana@example.com", t).record());
+    s.seed_product("1", ProductFixture::new(1, "Mug", "12.50", t).fetched());
 }
 
 fn prepare_dir(dir: &std::path::Path) -> anyhow::Result<()> {

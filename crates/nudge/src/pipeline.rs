@@ -95,6 +95,9 @@ enum Prepared {
     Events(Vec<Event>),
     Ignored(String),
     Quarantined(String),
+    /// A thin notification: the read it needs is recorded as a durable fetch job, and the trace stays
+    /// open until the fetch worker settles it.
+    Fetch(nudge_ingest::FetchJob),
 }
 
 /// A processed batch whose commit has not landed yet.
@@ -333,6 +336,23 @@ impl Pipeline {
                 out.status = Some(DeliveryStatus::Processed);
                 out.terminal = Some(TerminalState::Ignored(reason));
                 telemetry::processed("ignored");
+                return out;
+            }
+            Prepared::Fetch(job) => {
+                audit(&mut out, None, AuditStage::Received, received);
+                let detail = serde_json::json!({
+                    "source": job.source, "resource": job.resource, "id": job.id,
+                    "topic": job.topic, "notified_topic": job.notified_topic,
+                });
+                audit(&mut out, None, AuditStage::FetchPending, detail);
+                out.status = Some(DeliveryStatus::Processed);
+                out.fetch_jobs.push(nudge_store::NewFetchJob {
+                    trace_id: trace,
+                    source: job.source.clone(),
+                    job: serde_json::to_string(&job).unwrap_or_default(),
+                    due_at_ms: ts_to_ms(now),
+                });
+                telemetry::processed("fetch_pending");
                 return out;
             }
             Prepared::Events(evs) => evs,
@@ -761,10 +781,7 @@ fn prepare(sources: &nudge_ingest::source::Registry, d: &StoredDelivery) -> Prep
                         }
                     ))
                 }
-                Parsed::Fetch(job) => Prepared::Quarantined(format!(
-                    "{} needs a fetch of {} {}, which this server does not run",
-                    d.topic, job.resource, job.id
-                )),
+                Parsed::Fetch(job) => Prepared::Fetch(job),
             }
         }
     }

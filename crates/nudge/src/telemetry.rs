@@ -32,6 +32,10 @@ fn describe() {
     describe_histogram!("nudge_ack_seconds", "Time from request to durable acknowledgement.");
     describe_counter!("nudge_deliveries_processed_total", "Processed deliveries by terminal outcome.");
     describe_counter!("nudge_decisions_total", "Decisions made, by shadow flag.");
+    describe_counter!(
+        "nudge_fetch_jobs_total",
+        "Fetch-job attempts (thin notifications' API reads) by outcome."
+    );
     describe_counter!("nudge_pushes_total", "Destination calls by destination and outcome.");
     describe_histogram!("nudge_event_to_push_seconds", "Time from webhook receipt to a successful push.");
     describe_counter!("nudge_timers_fired_total", "Abandonment timers that fired.");
@@ -63,6 +67,11 @@ pub fn ack_latency(seconds: f64) {
 
 pub fn processed(outcome: &'static str) {
     counter!("nudge_deliveries_processed_total", "outcome" => outcome).increment(1);
+}
+
+/// One fetch-job attempt's outcome (`fetched`, `gone`, `retry`, `dead_lettered`).
+pub fn fetch(outcome: &'static str) {
+    counter!("nudge_fetch_jobs_total", "outcome" => outcome).increment(1);
 }
 
 /// Decisions made since the process started (all pipelines), for summaries.

@@ -1,10 +1,11 @@
 -- The ingest log (`ingest.db`): every acknowledged inbound delivery, verbatim, appended by the ack path's
 -- own writer. Nothing else writes here, so an acknowledgement never waits for processing work.
 
--- The sequence number is the processing order.
+-- The sequence number is the processing order. A trace id is shared by a thin notification and the
+-- answer of its fetch job (BigCommerce), so it is indexed, not unique.
 CREATE TABLE IF NOT EXISTS deliveries (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    trace_id     TEXT NOT NULL UNIQUE,
+    trace_id     TEXT NOT NULL,
     source       TEXT NOT NULL,
     topic        TEXT NOT NULL,
     shop         TEXT,

@@ -139,6 +139,19 @@ pub trait Store: Send + Sync + 'static {
     /// Counts for health, metrics and the demo summary.
     async fn stats(&self) -> Result<StoreStats>;
 
+    /// Pending fetch jobs due at `now_ms`, oldest due first.
+    async fn due_fetch_jobs(&self, now_ms: i64, limit: usize) -> Result<Vec<FetchJobRecord>>;
+
+    /// Settles one attempt at a fetch job, with its trace's audit records and terminal state.
+    async fn settle_fetch_job(&self, s: FetchSettlement) -> Result<()>;
+
+    /// Makes dead fetch jobs (of one trace, or all) pending again, due now, and removes those traces'
+    /// terminal states; returns how many.
+    async fn requeue_fetch_jobs(&self, trace: Option<TraceId>) -> Result<usize>;
+
+    /// Every fetch job of a trace, oldest first.
+    async fn fetch_jobs_of(&self, trace: TraceId) -> Result<Vec<FetchJobRecord>>;
+
     /// Work not yet done: (deliveries pending processing, outbox items pending). Cheap at any backlog,
     /// unlike [`Store::stats`]; for readiness checks and waiting until idle. Exact when there is nothing
     /// pending; otherwise the delivery count may be an upper bound.

@@ -29,6 +29,8 @@ const OUTBOX_PER_DESTINATION_MIGRATION: &str =
     include_str!("../migrations/sqlite_006_outbox_per_destination.sql");
 /// Applied after the migrations before it on every open (idempotent): batch pushes' progress.
 const PUSH_RUNS_MIGRATION: &str = include_str!("../migrations/sqlite_007_push_runs.sql");
+/// Applied after the migrations before it on every open (idempotent): durable fetch jobs.
+const FETCH_JOBS_MIGRATION: &str = include_str!("../migrations/sqlite_008_fetch_jobs.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
 const MAX_GROUP: usize = 4096;
 /// The most other write jobs (processing batches, attempts, …) one group commit takes.
@@ -227,6 +229,32 @@ fn decode_body(codec: i64, stored: Vec<u8>) -> rusqlite::Result<Vec<u8>> {
 /// Databases written by earlier versions kept the deliveries (with their processing status) and the dedupe
 /// keys in `nudge.db`. Move them into the ingest log once: copy (idempotent), then record what was
 /// processed and drop the old tables. A crash in between repeats the copy harmlessly.
+/// Logs created before fetch jobs had `trace_id` UNIQUE; a fetched answer is stored under its
+/// notification's trace, so such a log's table is rebuilt once without the constraint (an index instead).
+fn allow_shared_trace_ids(log: &Connection) -> Result<()> {
+    let sql: String = log.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'",
+        [],
+        |r| r.get(0),
+    )?;
+    if sql.contains("UNIQUE") {
+        log.execute_batch(
+            "BEGIN IMMEDIATE;
+             CREATE TABLE deliveries_shared_trace (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT, trace_id TEXT NOT NULL, source TEXT NOT NULL,
+                 topic TEXT NOT NULL, shop TEXT, webhook_id TEXT, event_id TEXT, received_at INTEGER NOT NULL,
+                 headers TEXT NOT NULL, body BLOB NOT NULL, body_codec INTEGER NOT NULL DEFAULT 0);
+             INSERT INTO deliveries_shared_trace SELECT seq, trace_id, source, topic, shop, webhook_id, event_id,
+                 received_at, headers, body, body_codec FROM deliveries;
+             DROP TABLE deliveries;
+             ALTER TABLE deliveries_shared_trace RENAME TO deliveries;
+             COMMIT;",
+        )?;
+    }
+    log.execute_batch("CREATE INDEX IF NOT EXISTS deliveries_trace ON deliveries(trace_id);")?;
+    Ok(())
+}
+
 fn migrate_legacy_layout(main: &Connection, log: &Connection, main_path: &Path) -> Result<()> {
     let has = |c: &Connection, table: &str| -> Result<bool> {
         Ok(c.query_row(
@@ -453,7 +481,9 @@ impl SqliteStore {
         conn.execute_batch(SCHEDULE_RUNS_MIGRATION)?;
         conn.execute_batch(OUTBOX_PER_DESTINATION_MIGRATION)?;
         conn.execute_batch(PUSH_RUNS_MIGRATION)?;
+        conn.execute_batch(FETCH_JOBS_MIGRATION)?;
         migrate_legacy_layout(&conn, &log, &path)?;
+        allow_shared_trace_ids(&log)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
         let durable: i64 = log.query_row("SELECT COALESCE(MAX(seq), 0) FROM deliveries", [], |r| r.get(0))?;
         let durable = Arc::new(std::sync::atomic::AtomicI64::new(durable));
@@ -1126,6 +1156,21 @@ fn insert_audit(tx: &Connection, r: &AuditRow) -> Result<()> {
     Ok(())
 }
 
+const FETCH_JOB_COLUMNS: &str = "id, trace_id, source, job, status, attempts, next_attempt_at, last_error";
+
+fn fetch_job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FetchJobRecord> {
+    Ok(FetchJobRecord {
+        id: r.get(0)?,
+        trace_id: parse_trace(&r.get::<_, String>(1)?)?,
+        source: r.get(2)?,
+        job: r.get(3)?,
+        status: r.get(4)?,
+        attempts: r.get::<_, i64>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
+        next_attempt_at_ms: r.get(6)?,
+        last_error: r.get(7)?,
+    })
+}
+
 fn insert_terminal(tx: &Connection, trace: TraceId, t: &TerminalState, at_ms: i64) -> Result<()> {
     tx.prepare_cached(
         "INSERT OR IGNORE INTO terminal (trace_id, state, reason, at) VALUES (?1, ?2, ?3, ?4)",
@@ -1637,6 +1682,13 @@ impl Store for SqliteStore {
                         t.origin_trace.to_string()
                     ])?;
                 }
+                for j in &o.fetch_jobs {
+                    tx.prepare_cached(
+                        "INSERT INTO fetch_jobs (trace_id, source, job, status, next_attempt_at, created_at)
+                         VALUES (?1, ?2, ?3, 'pending', ?4, ?5)",
+                    )?
+                    .execute(params![j.trace_id.to_string(), j.source, j.job, j.due_at_ms, now_ms])?;
+                }
                 if let (Some(t), Some(trace)) = (&o.terminal, o.trace_id) {
                     insert_terminal(tx, trace, t, now_ms)?;
                 }
@@ -1903,6 +1955,98 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn due_fetch_jobs(&self, now_ms: i64, limit: usize) -> Result<Vec<FetchJobRecord>> {
+        self.read(move |c| {
+            let rows = c
+                .prepare_cached(&format!(
+                    "SELECT {FETCH_JOB_COLUMNS} FROM fetch_jobs INDEXED BY fetch_jobs_due
+                     WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT ?2"
+                ))?
+                .query_map(params![now_ms, limit as i64], fetch_job_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn settle_fetch_job(&self, s: FetchSettlement) -> Result<()> {
+        let audit = pack_audit(s.audit)?;
+        self.write(move |tx| {
+            let trace: Option<String> = tx
+                .prepare_cached("SELECT trace_id FROM fetch_jobs WHERE id = ?1")?
+                .query_row([s.id], |r| r.get(0))
+                .optional()?;
+            let Some(trace) = trace else {
+                return Err(StoreError::NotFound(format!("fetch job {}", s.id)));
+            };
+            match &s.outcome {
+                FetchSettle::Done => tx
+                    .prepare_cached(
+                        "UPDATE fetch_jobs SET status = 'done', attempts = attempts + 1, settled_at = ?2 WHERE id = ?1",
+                    )?
+                    .execute(params![s.id, s.at_ms])?,
+                FetchSettle::RetryAt { at_ms, reason } => tx
+                    .prepare_cached(
+                        "UPDATE fetch_jobs SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![s.id, at_ms, reason])?,
+                FetchSettle::Dead { reason } => tx
+                    .prepare_cached(
+                        "UPDATE fetch_jobs SET status = 'dead', attempts = attempts + 1, last_error = ?3,
+                         settled_at = ?2 WHERE id = ?1",
+                    )?
+                    .execute(params![s.id, s.at_ms, reason])?,
+            };
+            for r in &audit {
+                insert_audit(tx, r)?;
+            }
+            if let Some(t) = &s.terminal {
+                let trace = parse_trace(&trace)?;
+                insert_terminal(tx, trace, t, s.at_ms)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn requeue_fetch_jobs(&self, trace: Option<TraceId>) -> Result<usize> {
+        self.write(move |tx| {
+            let now = ts_to_ms(time::OffsetDateTime::now_utc());
+            let t = trace.map(|t| t.to_string());
+            let traces: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT DISTINCT trace_id FROM fetch_jobs WHERE status = 'dead' AND (?1 IS NULL OR trace_id = ?1)",
+                )?
+                .query_map(params![t], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let n = tx
+                .prepare_cached(
+                    "UPDATE fetch_jobs SET status = 'pending', attempts = 0, next_attempt_at = ?2, settled_at = NULL
+                     WHERE status = 'dead' AND (?1 IS NULL OR trace_id = ?1)",
+                )?
+                .execute(params![t, now])?;
+            for tr in &traces {
+                tx.prepare_cached("DELETE FROM terminal WHERE trace_id = ?1")?.execute([tr])?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn fetch_jobs_of(&self, trace: TraceId) -> Result<Vec<FetchJobRecord>> {
+        self.read(move |c| {
+            let rows = c
+                .prepare_cached(&format!(
+                    "SELECT {FETCH_JOB_COLUMNS} FROM fetch_jobs WHERE trace_id = ?1 ORDER BY id"
+                ))?
+                .query_map([trace.to_string()], fetch_job_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn stats(&self) -> Result<StoreStats> {
         // Deliveries are the log's, terminal states the `terminal` table's: a trace of appended audit records
         // alone (a model refit's) is in neither.
@@ -1911,6 +2055,8 @@ impl Store for SqliteStore {
             let mut s = StoreStats {
                 deliveries: one("SELECT COUNT(*) FROM log.deliveries")?,
                 pending_deliveries: one(PENDING_COUNT)?,
+                fetch_jobs_pending: one("SELECT COUNT(*) FROM fetch_jobs WHERE status = 'pending'")?,
+                fetch_jobs_dead: one("SELECT COUNT(*) FROM fetch_jobs WHERE status = 'dead'")?,
                 quarantined: one("SELECT COUNT(*) FROM processed WHERE status = 'quarantined'")?,
                 customers: one("SELECT COUNT(*) FROM customers")?,
                 outbox_pending: 0,

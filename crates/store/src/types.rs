@@ -102,6 +102,56 @@ pub struct ProcessOutcome {
     pub terminal: Option<TerminalState>,
     /// Decisions of measured flows, for the shadow and lift reports (see [`FlowDecision`]).
     pub decisions: Vec<FlowDecision>,
+    /// Reads from a platform's API this delivery needs (a thin notification); the trace stays open until
+    /// each is settled.
+    pub fetch_jobs: Vec<NewFetchJob>,
+}
+
+/// A fetch job to store with its notification's processing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFetchJob {
+    pub trace_id: TraceId,
+    /// The source whose fetcher runs it (`bigcommerce`).
+    pub source: String,
+    /// The source's description of the read, as JSON; opaque to the store.
+    pub job: String,
+    pub due_at_ms: i64,
+}
+
+/// A stored fetch job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchJobRecord {
+    pub id: i64,
+    pub trace_id: TraceId,
+    pub source: String,
+    pub job: String,
+    /// `pending`, `done` or `dead`.
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at_ms: i64,
+    pub last_error: Option<String>,
+}
+
+/// How one attempt at a fetch job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchSettle {
+    /// Its answer is committed (or the resource is gone): nothing more to do.
+    Done,
+    /// Try again at this time.
+    RetryAt { at_ms: i64, reason: String },
+    /// Give up; `requeue_fetch_jobs` makes it pending again.
+    Dead { reason: String },
+}
+
+/// A fetch job's settlement, with the audit records and the terminal state of its trace (a gone resource,
+/// a dead letter) committed in the same transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchSettlement {
+    pub id: i64,
+    pub outcome: FetchSettle,
+    pub audit: Vec<AuditRecord>,
+    pub terminal: Option<TerminalState>,
+    pub at_ms: i64,
 }
 
 /// One flow's decision for one customer, recorded for the reports when the flow has a baseline rule or a
@@ -308,6 +358,9 @@ pub struct TraceView {
 pub struct StoreStats {
     pub deliveries: u64,
     pub pending_deliveries: u64,
+    /// Fetch jobs waiting to run (or to be retried), and dead-lettered ones.
+    pub fetch_jobs_pending: u64,
+    pub fetch_jobs_dead: u64,
     pub quarantined: u64,
     pub customers: u64,
     pub outbox_pending: u64,

@@ -4,6 +4,9 @@
 //!   body limits, schema, rate limits) and keeps the profiles and events it accepted, with switchable
 //!   failure modes. A fake that accepted anything would prove nothing, so every rule it checks is one the
 //!   real API documents.
+//! - [`fake_bigcommerce`]: a BigCommerce store's REST reads (orders, carts, customers, products) with its
+//!   token, media type and per-window quota with the `X-Rate-Limit-*` headers, failure switches, and a
+//!   sender that signs callbacks as BigCommerce does.
 //! - [`fake_braze`]: Braze's `POST /users/track` with its identifier, body, batch-cap and rate-limit rules,
 //!   per-record errors inside a 200 on demand, `202 queued`, and the users and events it accepted.
 //! - [`fake_marketo`]: a Marketo instance (REST API and Identity) enforcing the token lifecycle, the
@@ -21,6 +24,7 @@
 //!
 //! What does not live here: nudge's own logic. The fakes only know the external contracts.
 
+pub mod fake_bigcommerce;
 pub mod fake_braze;
 pub mod fake_hubspot;
 pub mod fake_klaviyo;
@@ -30,6 +34,10 @@ pub mod fake_webhook;
 pub mod server;
 pub mod shopify_sender;
 
+pub use fake_bigcommerce::{
+    BigCommerceMode, BigCommerceRequest, BigCommerceSender, Callback, FakeBigCommerce, FakeBigCommerceConfig,
+    FakeBigCommerceHandle, FakeBigCommerceSeeder,
+};
 pub use fake_braze::{BrazeMode, FakeBraze, FakeBrazeConfig, FakeBrazeHandle};
 pub use fake_hubspot::{FakeHubSpot, FakeHubSpotConfig, FakeHubSpotHandle, HubSpotMode};
 pub use fake_klaviyo::{

@@ -184,9 +184,15 @@ fn normalize_with(
 /// The key of a customer who checked out without an account: `guest-` and the first 16 hex digits of
 /// the SHA-256 of the trimmed, lower-cased email, so no raw email ends up in a key.
 pub fn guest_customer_id(email: &str) -> CustomerId {
+    CustomerId::new(Source::Shopify, guest_local_part(email))
+        .expect("`guest-` plus hex digits is a valid id part")
+}
+
+/// `guest-` and the first 16 hex digits of the SHA-256 of the trimmed, lower-cased email: the local part
+/// of a guest's key on every platform.
+pub fn guest_local_part(email: &str) -> String {
     let digest = Sha256::digest(email.trim().to_lowercase().as_bytes());
-    let local = format!("guest-{}", &hex::encode(digest)[..16]);
-    CustomerId::new(Source::Shopify, local).expect("`guest-` plus hex digits is a valid id part")
+    format!("guest-{}", &hex::encode(digest)[..16])
 }
 
 fn order(w: OrderWire) -> Result<Order, FieldError> {

@@ -4,7 +4,7 @@
 //! - `normalize`: body → canonical event snapshots and error messages (cases 13–17, 19 at function level).
 //! - `envelope`: EventBridge and Pub/Sub give the same result as HTTPS (case 18).
 //! - `source_suite`: the source compliance suite every commerce source passes; `source_shopify` runs it
-//!   over Shopify.
+//!   over Shopify, `source_bigcommerce` over BigCommerce (and its own auth, scope and fetched-answer cases).
 //! - `props`: property tests for the verifier, the normaliser's totality and fixture round trips.
 //!
 //! Everything goes through the crate's public API only, as the server will.
@@ -12,6 +12,7 @@
 mod envelope;
 mod normalize;
 mod props;
+mod source_bigcommerce;
 mod source_shopify;
 mod source_suite;
 mod verify;

@@ -4,6 +4,7 @@
 mod access;
 mod approvals;
 mod architecture;
+mod bigcommerce;
 mod crash;
 mod destinations;
 mod isolation;
