@@ -7,6 +7,7 @@
 //!
 //! Layout:
 //! - [`source`]: the `Source` seam every platform implements (verify at the edge, parse in the workers).
+//! - [`adobe`]: Adobe Commerce: the Webhooks module and Adobe I/O Events on one path (RSA signatures).
 //! - [`headers`]: `Headers`, the case-insensitive header set every platform's verifier reads.
 //! - [`shopify`]: Shopify webhooks over HTTPS, EventBridge and Pub/Sub (`verify`, `normalize`,
 //!   `envelope`, `fixtures`). Its main entry points are re-exported here.
@@ -14,6 +15,7 @@
 //! Invariants: ids from platforms are exact text and amounts exact decimals, never `f64`; a body is
 //! verified as the exact bytes received; every input gives `Ok` or a descriptive error, never a panic.
 
+pub mod adobe;
 pub mod headers;
 pub mod shopify;
 pub mod source;

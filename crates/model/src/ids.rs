@@ -10,6 +10,8 @@ use std::str::FromStr;
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Shopify,
+    /// Adobe Commerce (Magento); the local part is `<instance>:<platform id>`.
+    Adobe,
     /// Customers created by a history import (CSV) that have no platform of their own.
     Import,
 }
@@ -18,6 +20,7 @@ impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Shopify => "shopify",
+            Source::Adobe => "adobe",
             Source::Import => "import",
         }
     }
@@ -34,6 +37,7 @@ impl FromStr for Source {
     fn from_str(s: &str) -> Result<Self, IdError> {
         match s {
             "shopify" => Ok(Source::Shopify),
+            "adobe" => Ok(Source::Adobe),
             "import" => Ok(Source::Import),
             other => Err(IdError::UnknownSource(other.to_string())),
         }
@@ -42,7 +46,7 @@ impl FromStr for Source {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("unknown source `{0}` (expected shopify or import)")]
+    #[error("unknown source `{0}` (expected shopify, adobe or import)")]
     UnknownSource(String),
     #[error("customer id `{0}` must look like `<source>:<id>`")]
     Malformed(String),
