@@ -3,8 +3,8 @@
 //! - `verify`: the signature and header contract (api-contracts §8 cases 1–9).
 //! - `normalize`: body → canonical event snapshots and error messages (cases 13–17, 19 at function level).
 //! - `envelope`: EventBridge and Pub/Sub give the same result as HTTPS (case 18).
-//! - `source_suite`: the source compliance suite every commerce source passes; `source_shopify` runs it
-//!   over Shopify.
+//! - `source_suite`: the source compliance suite every commerce source passes; `source_shopify` and
+//!   `source_adobe` run it (Adobe once per intake, plus its own contract).
 //! - `props`: property tests for the verifier, the normaliser's totality and fixture round trips.
 //!
 //! Everything goes through the crate's public API only, as the server will.
@@ -12,6 +12,7 @@
 mod envelope;
 mod normalize;
 mod props;
+mod source_adobe;
 mod source_shopify;
 mod source_suite;
 mod verify;
