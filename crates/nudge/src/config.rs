@@ -881,6 +881,18 @@ mod tests {
         assert!(e.reason.contains("unknown field"), "{e}");
         let e = Config::from_toml("[sources.shopify]\nsecrets = []", &env(&[])).unwrap_err();
         assert_eq!(e.path, "sources.shopify.secrets");
+        let e =
+            Config::from_toml("[sources.adobe_commerce]\nwebhook_public_key = \"x\"", &env(&[])).unwrap_err();
+        assert_eq!(e.path, "sources.adobe_commerce.webhook_public_key");
+        let adobe_io = "[sources.adobe_commerce.io_events]\nclient_id = \"c\"\n";
+        let e = Config::from_toml(&format!("{adobe_io}public_keys = [\"x\"]"), &env(&[])).unwrap_err();
+        assert_eq!(e.path, "sources.adobe_commerce.io_events.public_keys[0]");
+        let e =
+            Config::from_toml(&format!("{adobe_io}public_key_base_url = \"http://keys.example\""), &env(&[]))
+                .unwrap_err();
+        assert_eq!(e.path, "sources.adobe_commerce.io_events.public_key_base_url");
+        let ok = Config::from_toml(adobe_io, &env(&[])).unwrap();
+        assert_eq!(ok.sources.adobe_commerce.unwrap().instance, "default");
         let e = Config::from_toml("[pipeline]\nattribute_prefix = \"ai-\"", &env(&[])).unwrap_err();
         assert_eq!(e.path, "pipeline.attribute_prefix");
         let e = Config::from_toml("[destinations.klaviyo]\napi_key = \"\"", &env(&[])).unwrap_err();

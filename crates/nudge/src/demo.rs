@@ -228,6 +228,9 @@ pub enum FakeKind {
     Webhook,
     /// A Slack incoming webhook.
     Slack,
+    /// Adobe I/O Events' public key server (the test kit's key pairs at Adobe-shaped paths), to configure
+    /// as `sources.adobe_commerce.io_events.public_key_base_url`.
+    AdobeIo,
 }
 
 /// What `nudge dev fake` was asked for.
@@ -313,6 +316,14 @@ pub async fn run_fake(o: FakeOptions) -> anyhow::Result<()> {
             let cfg = nudge_testkit::FakeSlackConfig::default();
             eprintln!("fake Slack webhook listening on http://{listen}{} (Ctrl-C to stop)", cfg.path);
             nudge_testkit::FakeSlack::serve(listener, cfg, stop).await?;
+        }
+        FakeKind::AdobeIo => {
+            use nudge_testkit::fake_adobe_io::{FakeKeyServer, KEY1_PATH, KEY2_PATH};
+            eprintln!(
+                "fake Adobe I/O Events key server on http://{listen} (public_key_base_url), keys at {KEY1_PATH} \
+                 and {KEY2_PATH} (Ctrl-C to stop)"
+            );
+            FakeKeyServer::serve(listener, FakeKeyServer::default_keys(), stop).await?;
         }
     }
     Ok(())

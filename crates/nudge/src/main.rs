@@ -88,8 +88,8 @@ enum DevCmd {
         #[arg(long = "list", value_name = "LIST_ID")]
         lists: Vec<String>,
     },
-    /// Run a fake of a destination standalone (each enforces its tool's contract), to dry-run a
-    /// configuration.
+    /// Run a fake of a destination standalone (each enforces its tool's contract), or Adobe I/O Events'
+    /// key server (`--kind adobe-io`), to dry-run a configuration.
     Fake {
         #[arg(long, value_enum)]
         kind: nudge::demo::FakeKind,
