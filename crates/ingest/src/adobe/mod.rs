@@ -169,7 +169,7 @@ impl AdobeCommerceSource {
         a.dedupe_keys.push(format!("{SOURCE}:{}:event:{event_id}", self.instance));
         a.shop = Some(self.instance.clone());
         a.event_id = Some(event_id);
-        a.webhook_id = req.headers.get(io_events::DELIVERY_ID).map(|d| printable(d));
+        a.webhook_id = req.headers.get(io_events::DELIVERY_ID).map(printable);
         a.audit_headers = auditable_headers(req.headers);
         Ok(Verified::Deliver(a))
     }
