@@ -7,6 +7,7 @@
 //!
 //! Layout:
 //! - [`source`]: the `Source` seam every platform implements (verify at the edge, parse in the workers).
+//! - [`adobe`]: Adobe Commerce: the Webhooks module and Adobe I/O Events on one path (RSA signatures).
 //! - [`headers`]: `Headers`, the case-insensitive header set every platform's verifier reads.
 //! - [`bigcommerce`]: BigCommerce callbacks (Standard Webhooks signature and/or custom auth headers),
 //!   fetch jobs for the resources they name, and the fetched REST answers → events.
@@ -16,6 +17,7 @@
 //! Invariants: ids from platforms are exact text and amounts exact decimals, never `f64`; a body is
 //! verified as the exact bytes received; every input gives `Ok` or a descriptive error, never a panic.
 
+pub mod adobe;
 pub mod bigcommerce;
 pub mod headers;
 pub mod shopify;

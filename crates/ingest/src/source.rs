@@ -24,6 +24,9 @@ pub struct Inbound<'a> {
     pub body: &'a [u8],
     /// The edge's clock, milliseconds since the epoch (replay windows are checked against it).
     pub now_ms: i64,
+    /// The raw query string of a `GET` (a registration challenge such as Adobe I/O Events'
+    /// `?challenge=…`); `None` for a `POST`, whose query is not read.
+    pub query: Option<&'a str>,
 }
 
 /// A verified request: what to store and how to answer once it is stored.

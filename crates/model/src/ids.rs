@@ -13,6 +13,8 @@ pub enum Source {
     /// BigCommerce; a customer's local part is `<store_hash>:<id>`, since ids are per store.
     #[serde(rename = "bigcommerce")]
     BigCommerce,
+    /// Adobe Commerce (Magento); the local part is `<instance>:<platform id>`.
+    Adobe,
     /// Customers created by a history import (CSV) that have no platform of their own.
     Import,
 }
@@ -22,6 +24,7 @@ impl Source {
         match self {
             Source::Shopify => "shopify",
             Source::BigCommerce => "bigcommerce",
+            Source::Adobe => "adobe",
             Source::Import => "import",
         }
     }
@@ -39,6 +42,7 @@ impl FromStr for Source {
         match s {
             "shopify" => Ok(Source::Shopify),
             "bigcommerce" => Ok(Source::BigCommerce),
+            "adobe" => Ok(Source::Adobe),
             "import" => Ok(Source::Import),
             other => Err(IdError::UnknownSource(other.to_string())),
         }
@@ -47,7 +51,7 @@ impl FromStr for Source {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("unknown source `{0}` (expected shopify, bigcommerce or import)")]
+    #[error("unknown source `{0}` (expected shopify, bigcommerce, adobe or import)")]
     UnknownSource(String),
     #[error("customer id `{0}` must look like `<source>:<id>`")]
     Malformed(String),

@@ -143,8 +143,8 @@ pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// The commerce sources, chosen in this one place: each line serves a source at `/webhooks/<path>`.
-/// Shopify is always registered (without secrets every delivery is refused with 500, so Shopify retries
-/// once the operator configures them).
+/// Shopify and Adobe Commerce are always registered (without secrets or keys every delivery is refused
+/// with 500, so the platform retries once the operator configures them).
 pub fn sources(cfg: &Config) -> anyhow::Result<nudge_ingest::source::Registry> {
     let mut r = nudge_ingest::source::Registry::new();
     let shopify_secrets = cfg.sources.shopify.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
@@ -153,6 +153,16 @@ pub fn sources(cfg: &Config) -> anyhow::Result<nudge_ingest::source::Registry> {
     // BigCommerce retries it once the operator has configured the store.
     let bigcommerce = cfg.sources.bigcommerce.as_ref().map(|b| b.source()).unwrap_or_default();
     r.register("bigcommerce", Arc::new(nudge_ingest::bigcommerce::BigCommerceSource::new(bigcommerce)));
+    // Adobe Commerce: the Webhooks module and Adobe I/O Events on one path. Unconfigured, it refuses with
+    // 500 like Shopify without secrets.
+    let adobe = match &cfg.sources.adobe_commerce {
+        Some(a) => a.source().map_err(|e| anyhow::anyhow!("{}: {}", e.path, e.reason))?,
+        None => {
+            nudge_ingest::adobe::AdobeCommerceSource::new(nudge_ingest::adobe::DEFAULT_INSTANCE, None, None)
+                .map_err(anyhow::Error::msg)?
+        }
+    };
+    r.register("adobe-commerce", Arc::new(adobe));
     Ok(r)
 }
 

@@ -160,6 +160,8 @@ pub struct SourcesConfig {
     pub shopify: Option<ShopifyConfig>,
     /// One BigCommerce store, served at `POST /webhooks/bigcommerce`.
     pub bigcommerce: Option<BigCommerceSourceConfig>,
+    /// Adobe Commerce (`/webhooks/adobe-commerce`): the Webhooks module and Adobe I/O Events.
+    pub adobe_commerce: Option<AdobeCommerceConfig>,
 }
 
 /// `[sources.bigcommerce]`: one store's callbacks and the API account its fetch jobs read with.
@@ -249,6 +251,80 @@ impl BigCommerceSourceConfig {
             auth_headers: self.auth_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             require_signature: self.require_signature,
         }
+    }
+}
+
+/// `[sources.adobe_commerce]`. Public keys are not secrets; nothing here is redacted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdobeCommerceConfig {
+    /// Names this Commerce installation in customer keys (`adobe:<instance>:<id>`) and dedupe keys.
+    #[serde(default = "default_adobe_instance")]
+    pub instance: String,
+    /// The Webhooks module's public key (PEM, as shown in Stores > Configuration > Adobe Services >
+    /// Webhooks). Without it hooks are refused.
+    pub webhook_public_key: Option<String>,
+    /// Adobe I/O Events; without it events are refused.
+    pub io_events: Option<AdobeIoEventsConfig>,
+}
+
+/// `[sources.adobe_commerce.io_events]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdobeIoEventsConfig {
+    /// The Developer Console project's client id; an event whose `recipient_client_id` differs is refused.
+    pub client_id: String,
+    /// Where `x-adobe-public-key*-path` resolve: https, or plain http for a loopback host only.
+    #[serde(default = "default_adobe_key_base")]
+    pub public_key_base_url: String,
+    /// PEM public keys trusted without fetching (tried first).
+    #[serde(default)]
+    pub public_keys: Vec<String>,
+}
+
+fn default_adobe_instance() -> String {
+    nudge_ingest::adobe::DEFAULT_INSTANCE.into()
+}
+
+fn default_adobe_key_base() -> String {
+    nudge_ingest::adobe::io_events::DEFAULT_KEY_BASE.into()
+}
+
+impl AdobeCommerceConfig {
+    /// The source these settings describe; errors name the key at fault.
+    pub fn source(&self) -> Result<nudge_ingest::adobe::AdobeCommerceSource, ConfigError> {
+        use nudge_ingest::adobe::{AdobeCommerceSource, IoEventsSettings, KeyBase, PublicKey};
+        const AT: &str = "sources.adobe_commerce";
+        nudge_ingest::adobe::check_instance(&self.instance).map_err(|e| err(format!("{AT}.instance"), e))?;
+        let webhook_key = self
+            .webhook_public_key
+            .as_deref()
+            .map(|pem| {
+                PublicKey::from_pem(pem).map_err(|e| err(format!("{AT}.webhook_public_key"), e.to_string()))
+            })
+            .transpose()?;
+        let io = match &self.io_events {
+            None => None,
+            Some(io) => {
+                if io.client_id.trim().is_empty() {
+                    return Err(err(format!("{AT}.io_events.client_id"), "is empty"));
+                }
+                let key_base = KeyBase::parse(&io.public_key_base_url)
+                    .map_err(|e| err(format!("{AT}.io_events.public_key_base_url"), e))?;
+                let public_keys = io
+                    .public_keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, pem)| {
+                        PublicKey::from_pem(pem)
+                            .map_err(|e| err(format!("{AT}.io_events.public_keys[{i}]"), e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(IoEventsSettings { client_id: io.client_id.trim().to_string(), key_base, public_keys })
+            }
+        };
+        AdobeCommerceSource::new(&self.instance, webhook_key, io)
+            .map_err(|e| err(format!("{AT}.instance"), e))
     }
 }
 
@@ -570,6 +646,9 @@ impl Config {
         }
         if let Some(b) = &self.sources.bigcommerce {
             b.validate()?;
+        }
+        if let Some(a) = &self.sources.adobe_commerce {
+            a.source()?;
         }
         if let Some(k) = &self.destinations.klaviyo {
             k.validate().map_err(|e| err("destinations.klaviyo", e.to_string()))?;
@@ -902,6 +981,18 @@ mod tests {
         assert!(e.reason.contains("unknown field"), "{e}");
         let e = Config::from_toml("[sources.shopify]\nsecrets = []", &env(&[])).unwrap_err();
         assert_eq!(e.path, "sources.shopify.secrets");
+        let e =
+            Config::from_toml("[sources.adobe_commerce]\nwebhook_public_key = \"x\"", &env(&[])).unwrap_err();
+        assert_eq!(e.path, "sources.adobe_commerce.webhook_public_key");
+        let adobe_io = "[sources.adobe_commerce.io_events]\nclient_id = \"c\"\n";
+        let e = Config::from_toml(&format!("{adobe_io}public_keys = [\"x\"]"), &env(&[])).unwrap_err();
+        assert_eq!(e.path, "sources.adobe_commerce.io_events.public_keys[0]");
+        let e =
+            Config::from_toml(&format!("{adobe_io}public_key_base_url = \"http://keys.example\""), &env(&[]))
+                .unwrap_err();
+        assert_eq!(e.path, "sources.adobe_commerce.io_events.public_key_base_url");
+        let ok = Config::from_toml(adobe_io, &env(&[])).unwrap();
+        assert_eq!(ok.sources.adobe_commerce.unwrap().instance, "default");
         let e = Config::from_toml("[pipeline]\nattribute_prefix = \"ai-\"", &env(&[])).unwrap_err();
         assert_eq!(e.path, "pipeline.attribute_prefix");
         let e = Config::from_toml("[destinations.klaviyo]\napi_key = \"\"", &env(&[])).unwrap_err();

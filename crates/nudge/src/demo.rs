@@ -230,6 +230,9 @@ pub enum FakeKind {
     Slack,
     /// A BigCommerce store's REST reads (orders, carts, customers, products), seeded with demo records.
     Bigcommerce,
+    /// Adobe I/O Events' public key server (the test kit's key pairs at Adobe-shaped paths), to configure
+    /// as `sources.adobe_commerce.io_events.public_key_base_url`.
+    AdobeIo,
 }
 
 /// What `nudge dev fake` was asked for.
@@ -330,6 +333,14 @@ pub async fn run_fake(o: FakeOptions) -> anyhow::Result<()> {
                 cfg.store_hash, cfg.access_token
             );
             nudge_testkit::FakeBigCommerce::serve(listener, cfg, seed_bigcommerce, stop).await?;
+        }
+        FakeKind::AdobeIo => {
+            use nudge_testkit::fake_adobe_io::{FakeKeyServer, KEY1_PATH, KEY2_PATH};
+            eprintln!(
+                "fake Adobe I/O Events key server on http://{listen} (public_key_base_url), keys at {KEY1_PATH} \
+                 and {KEY2_PATH} (Ctrl-C to stop)"
+            );
+            FakeKeyServer::serve(listener, FakeKeyServer::default_keys(), stop).await?;
         }
     }
     Ok(())

@@ -40,7 +40,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(guard_state, guard));
     Router::new()
-        .route("/webhooks/{*path}", post(webhook))
+        .route("/webhooks/{*path}", post(webhook).get(webhook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -61,12 +61,19 @@ impl IntoResponse for ApiError {
 /// The one webhook receiver: `/webhooks/<path>` finds the source registered at that path, which verifies
 /// the request; an accepted delivery is committed to the ingest log (durable, deduplicated) before it is
 /// answered. Nothing else happens on this path: parsing, fetching and deciding run in the workers.
+///
+/// A `GET` (a registration challenge, Adobe I/O Events' `?challenge=`) reaches the source with its query
+/// and can only be answered: nothing is ever stored from a `GET`.
 async fn webhook(
     State(app): State<Arc<Shared>>,
     Path(path): Path<String>,
+    method: Method,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let is_get = method == Method::GET;
+    let query = if is_get { Some(query.unwrap_or_default()) } else { None };
     let started = Instant::now();
     let Some(source) = app.sources.intake(&path).cloned() else {
         return ApiError(StatusCode::NOT_FOUND, format!("no source is served at /webhooks/{path}"))
@@ -84,11 +91,18 @@ async fn webhook(
     let h = Headers::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
     let mut fetched_keys = false;
     let accepted = loop {
-        let inbound = Inbound { headers: &h, body: &body, now_ms: crate::outbox::now_ms() };
+        let inbound =
+            Inbound { headers: &h, body: &body, now_ms: crate::outbox::now_ms(), query: query.as_deref() };
         match source.verify(&inbound) {
+            Ok(Verified::Deliver(_) | Verified::NeedKeys(_)) if is_get => {
+                telemetry::webhook(name, "-", "refused");
+                return ApiError(StatusCode::METHOD_NOT_ALLOWED, "deliveries are POSTed".into())
+                    .into_response();
+            }
             Ok(Verified::Deliver(a)) => break a,
             Ok(Verified::Answer { status, body }) => {
                 telemetry::webhook(name, "-", "answered");
+                tracing::info!(source = name, status, "answered a request without storing it");
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
                 return (status, Json(body)).into_response();
             }

@@ -88,8 +88,8 @@ enum DevCmd {
         #[arg(long = "list", value_name = "LIST_ID")]
         lists: Vec<String>,
     },
-    /// Run a fake of a destination or of BigCommerce's API standalone (each enforces its contract), to
-    /// dry-run a configuration.
+    /// Run a fake of a destination, of BigCommerce's API or of Adobe I/O Events' key server (`--kind
+    /// adobe-io`) standalone (each enforces its contract), to dry-run a configuration.
     Fake {
         #[arg(long, value_enum)]
         kind: nudge::demo::FakeKind,

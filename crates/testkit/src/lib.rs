@@ -17,6 +17,8 @@
 //! - [`fake_hubspot`]: HubSpot's CRM endpoints nudge writes to (batch contact upsert keyed by email,
 //!   property groups and properties), with its per-record 207 answers, bearer auth and 10-second limit.
 //! - [`fake_slack`]: a Slack incoming webhook with Slack's plain-text answers and its rate limit.
+//! - [`fake_adobe_io`]: Adobe I/O Events' key server (PEMs at paths, fetches counted) and a sender that
+//!   signs I/O Events and Commerce Webhooks-module requests as Adobe does.
 //! - [`shopify_sender`]: a client that delivers webhooks the way Shopify does (HMAC over the exact bytes,
 //!   the `X-Shopify-*` headers), with options to send deliberately wrong ones.
 //!
@@ -24,6 +26,7 @@
 //!
 //! What does not live here: nudge's own logic. The fakes only know the external contracts.
 
+pub mod fake_adobe_io;
 pub mod fake_bigcommerce;
 pub mod fake_braze;
 pub mod fake_hubspot;

@@ -5,6 +5,8 @@
 //! - `envelope`: EventBridge and Pub/Sub give the same result as HTTPS (case 18).
 //! - `source_suite`: the source compliance suite every commerce source passes; `source_shopify` runs it
 //!   over Shopify, `source_bigcommerce` over BigCommerce (and its own auth, scope and fetched-answer cases).
+//! - `source_suite`: the source compliance suite every commerce source passes; `source_shopify` and
+//!   `source_adobe` run it (Adobe once per intake, plus its own contract).
 //! - `props`: property tests for the verifier, the normaliser's totality and fixture round trips.
 //!
 //! Everything goes through the crate's public API only, as the server will.
@@ -12,6 +14,7 @@
 mod envelope;
 mod normalize;
 mod props;
+mod source_adobe;
 mod source_bigcommerce;
 mod source_shopify;
 mod source_suite;

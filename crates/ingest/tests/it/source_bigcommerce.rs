@@ -92,7 +92,7 @@ fn bigcommerce_passes_the_source_suite() {
 
 fn verify(s: &BigCommerceSource, r: &Request) -> Result<Verified, Rejection> {
     let h = Headers::from_pairs(r.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
-    s.verify(&Inbound { headers: &h, body: &r.body, now_ms: NOW })
+    s.verify(&Inbound { headers: &h, body: &r.body, query: None, now_ms: NOW })
 }
 
 fn status(r: Result<Verified, Rejection>) -> u16 {

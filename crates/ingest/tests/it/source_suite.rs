@@ -57,7 +57,7 @@ const NOW: i64 = 1_780_000_000_000;
 
 fn verify(source: &dyn Source, r: &Request, now_ms: i64) -> Result<Verified, nudge_ingest::Rejection> {
     let h = r.headers();
-    source.verify(&Inbound { headers: &h, body: &r.body, now_ms })
+    source.verify(&Inbound { headers: &h, body: &r.body, now_ms, query: None })
 }
 
 fn accepted(source: &dyn Source, r: &Request, now_ms: i64) -> Accepted {

@@ -2,6 +2,7 @@
 //! fed by the Shopify sender of the test kit.
 
 mod access;
+mod adobe;
 mod approvals;
 mod architecture;
 mod bigcommerce;
