@@ -17,6 +17,9 @@
 //! - [`shopify_sender`]: a client that delivers webhooks the way Shopify does (HMAC over the exact bytes,
 //!   the `X-Shopify-*` headers), with options to send deliberately wrong ones.
 //!
+//! - [`google_oidc`]: RS256 tokens as Google signs them for an authenticated Pub/Sub push, with committed
+//!   test keys and the key documents (JWKS, certificate map, PEM) an operator would configure.
+//!
 //! - [`server`]: what every fake shares (an ephemeral local port, the server task, stopping it).
 //!
 //! What does not live here: nudge's own logic. The fakes only know the external contracts.
@@ -27,6 +30,7 @@ pub mod fake_klaviyo;
 pub mod fake_marketo;
 pub mod fake_slack;
 pub mod fake_webhook;
+pub mod google_oidc;
 pub mod server;
 pub mod shopify_sender;
 

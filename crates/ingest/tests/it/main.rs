@@ -4,7 +4,10 @@
 //! - `normalize`: body → canonical event snapshots and error messages (cases 13–17, 19 at function level).
 //! - `envelope`: EventBridge and Pub/Sub give the same result as HTTPS (case 18).
 //! - `source_suite`: the source compliance suite every commerce source passes; `source_shopify` runs it
-//!   over Shopify.
+//!   over Shopify over HTTPS; `source_shopify_pubsub` and `source_shopify_eventbridge` over the cloud
+//!   transports.
+//! - `shopify_transports`: one event over HTTPS, Pub/Sub and EventBridge is one delivery with one
+//!   meaning; the Pub/Sub token's edge cases; customer enrichment's fetch job and its answer.
 //! - `props`: property tests for the verifier, the normaliser's totality and fixture round trips.
 //!
 //! Everything goes through the crate's public API only, as the server will.
@@ -12,7 +15,10 @@
 mod envelope;
 mod normalize;
 mod props;
+mod shopify_transports;
 mod source_shopify;
+mod source_shopify_eventbridge;
+mod source_shopify_pubsub;
 mod source_suite;
 mod verify;
 
