@@ -10,7 +10,10 @@
 //! Each platform is a folder of the same shape as the destinations': `config.rs`, `request.rs` (pure request
 //! builders), `client.rs` (HTTP, rate-limit headers, answers → [`FetchOutcome`]); its fake is in the test kit.
 
+pub mod shopify_admin;
+
 pub use nudge_ingest::FetchJob;
+pub use shopify_admin::{ShopifyAdminConfig, ShopifyAdminFetcher};
 use std::time::Duration;
 
 /// What one attempt at a fetch job came to.
