@@ -13,6 +13,9 @@
 //!   do, deduplicates on `webhook-id`, and answers 410/429/5xx/redirects/slowness/garbage on demand.
 //! - [`fake_hubspot`]: HubSpot's CRM endpoints nudge writes to (batch contact upsert keyed by email,
 //!   property groups and properties), with its per-record 207 answers, bearer auth and 10-second limit.
+//! - [`fake_shopify_admin`]: Shopify's GraphQL Admin API for one shop's `customer(id:)`, with the token
+//!   header, the API version path, the calculated-cost bucket with `extensions.cost` and THROTTLED
+//!   answers, and seeded customers.
 //! - [`fake_slack`]: a Slack incoming webhook with Slack's plain-text answers and its rate limit.
 //! - [`shopify_sender`]: a client that delivers webhooks the way Shopify does (HMAC over the exact bytes,
 //!   the `X-Shopify-*` headers), with options to send deliberately wrong ones.
@@ -28,6 +31,7 @@ pub mod fake_braze;
 pub mod fake_hubspot;
 pub mod fake_klaviyo;
 pub mod fake_marketo;
+pub mod fake_shopify_admin;
 pub mod fake_slack;
 pub mod fake_webhook;
 pub mod google_oidc;
@@ -43,6 +47,9 @@ pub use fake_klaviyo::{
 pub use fake_marketo::{
     FakeMarketo, FakeMarketoConfig, FakeMarketoHandle, MarketoMode, MarketoRequest, SkipSpelling,
     StoredActivity, StoredLead,
+};
+pub use fake_shopify_admin::{
+    AdminStats, FakeCustomer, FakeShopifyAdmin, FakeShopifyAdminConfig, FakeShopifyAdminHandle,
 };
 pub use fake_slack::{FakeSlack, FakeSlackConfig, FakeSlackHandle, SlackMode};
 pub use fake_webhook::{AcceptedWebhook, FakeWebhook, FakeWebhookHandle, WebhookMode};

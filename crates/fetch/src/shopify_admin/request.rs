@@ -110,13 +110,15 @@ pub struct Bucket {
     restore_rate: f64,
     at: Instant,
     in_flight: f64,
+    /// Whether an answer has reported the real bucket; until then one query at a time probes it.
+    known: bool,
 }
 
 impl Bucket {
     /// Before any answer: a small bucket that refills slowly, so the first queries cannot overdraw any
     /// plan's real one.
     pub fn new(now: Instant) -> Self {
-        Bucket { maximum: 50.0, available: 50.0, restore_rate: 10.0, at: now, in_flight: 0.0 }
+        Bucket { maximum: 50.0, available: 50.0, restore_rate: 10.0, at: now, in_flight: 0.0, known: false }
     }
 
     fn refill(&mut self, now: Instant) {
@@ -129,6 +131,9 @@ impl Bucket {
     pub fn reserve(&mut self, cost: f64, now: Instant) -> Result<(), Duration> {
         self.refill(now);
         let cost = cost.min(self.maximum);
+        if !self.known && self.in_flight > 0.0 {
+            return Err(Duration::from_millis(20));
+        }
         if self.available >= cost {
             self.available -= cost;
             self.in_flight += cost;
@@ -152,6 +157,7 @@ impl Bucket {
             self.restore_rate = c.restore_rate;
             self.available = (c.currently_available - self.in_flight).max(0.0);
             self.at = now;
+            self.known = true;
         }
     }
 }
