@@ -145,11 +145,43 @@ pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// The commerce sources, chosen in this one place: each line serves a source at `/webhooks/<path>`.
 /// Shopify is always registered (without secrets every delivery is refused with 500, so Shopify retries
 /// once the operator configures them).
+///
+/// Shopify's Pub/Sub and EventBridge intakes are served when configured; they store under the same name
+/// as HTTPS. Customer enrichment is on when the Admin API is configured (see [`fetchers`]).
 pub fn sources(cfg: &Config) -> anyhow::Result<nudge_ingest::source::Registry> {
+    use nudge_ingest::shopify::{ShopifyEventBridgeSource, ShopifyPubSubSource, ShopifySource};
     let mut r = nudge_ingest::source::Registry::new();
-    let shopify_secrets = cfg.sources.shopify.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
-    r.register("shopify", Arc::new(nudge_ingest::shopify::ShopifySource::new(shopify_secrets)));
+    let shopify = cfg.sources.shopify.as_ref();
+    let shopify_secrets = shopify.map(|s| s.secrets.clone()).unwrap_or_default();
+    let enrich = shopify.is_some_and(|s| s.admin.is_some());
+    r.register("shopify", Arc::new(ShopifySource::new(shopify_secrets).enrich_customers(enrich)));
+    if let Some(p) = shopify.and_then(|s| s.pubsub.as_ref()) {
+        let policy = p.policy().map_err(|e| anyhow::anyhow!("{}: {}", e.path, e.reason))?;
+        r.register(
+            "shopify/pubsub",
+            Arc::new(ShopifyPubSubSource::new(Some(policy)).enrich_customers(enrich)),
+        );
+    }
+    if let Some(e) = shopify.and_then(|s| s.eventbridge.as_ref()) {
+        let key = Some((e.header.clone(), e.value.clone()));
+        r.register(
+            "shopify/eventbridge",
+            Arc::new(ShopifyEventBridgeSource::new(key).enrich_customers(enrich)),
+        );
+    }
     Ok(r)
+}
+
+/// The fetchers for the sources' fetch jobs, chosen in this one place: Shopify Admin enrichment when
+/// `sources.shopify.admin` is configured.
+pub fn fetchers(cfg: &Config) -> anyhow::Result<Vec<Arc<dyn nudge_fetch::Fetcher>>> {
+    let mut v: Vec<Arc<dyn nudge_fetch::Fetcher>> = Vec::new();
+    if let Some(a) = cfg.sources.shopify.as_ref().and_then(|s| s.admin.as_ref()) {
+        let fetcher = nudge_fetch::ShopifyAdminFetcher::new(a.fetch_config())
+            .map_err(|e| anyhow::anyhow!("sources.shopify.admin.{e}"))?;
+        v.push(Arc::new(fetcher));
+    }
+    Ok(v)
 }
 
 /// The one place destinations are chosen.
