@@ -88,7 +88,8 @@ async fn pubsub_and_eventbridge_deliveries_are_accepted_and_deduplicated_against
     assert_eq!(h2["status"].as_str(), Some("duplicate"), "{h2}");
 
     // Unauthenticated pushes are refused.
-    let (status, _) = post(&t.http, &pubsub_url, &[json_ct.clone()], to_bytes(&d2.pubsub_push(&body2))).await;
+    let (status, _) =
+        post(&t.http, &pubsub_url, std::slice::from_ref(&json_ct), to_bytes(&d2.pubsub_push(&body2))).await;
     assert_eq!(status, 401);
     let (status, _) =
         post(&t.http, &eb_url, &[json_ct], to_bytes(&d2.eventbridge_envelope(&order(7002).to_json()))).await;
