@@ -13,7 +13,10 @@
 pub mod bigcommerce;
 
 pub use bigcommerce::{BigCommerceFetchConfig, BigCommerceFetcher};
+pub mod shopify_admin;
+
 pub use nudge_ingest::FetchJob;
+pub use shopify_admin::{ShopifyAdminConfig, ShopifyAdminFetcher};
 use std::time::Duration;
 
 /// What one attempt at a fetch job came to.

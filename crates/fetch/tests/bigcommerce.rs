@@ -14,6 +14,7 @@ const TOKEN: &str = "fake-bigcommerce-token";
 
 fn job(resource: &str, id: &str) -> FetchJob {
     FetchJob {
+        carry: None,
         source: "bigcommerce".into(),
         shop: Some("abc123".into()),
         resource: resource.into(),

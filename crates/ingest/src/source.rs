@@ -149,6 +149,11 @@ pub struct FetchJob {
     /// The notification's topic, kept for the audit trail and for 404 handling (a converted cart, a
     /// deleted customer).
     pub notified_topic: String,
+    /// The notification's body, when the fetcher's answer must carry it back to the parser (Shopify
+    /// enrichment answers with the original payload and the fetched customer together); `None` for a
+    /// plain fetch-after-notify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carry: Option<String>,
 }
 
 /// A privacy request, whichever platform or person asked for it.

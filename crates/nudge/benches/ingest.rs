@@ -392,7 +392,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let mut cfg = Config::from_toml("", &BTreeMap::new()).unwrap();
     cfg.storage.durability = a.durability;
-    cfg.sources.shopify = Some(ShopifyConfig { secrets: vec![SECRET.into()] });
+    cfg.sources.shopify = Some(ShopifyConfig::with_secrets(vec![SECRET.into()]));
     cfg.pipeline.refit_every = nudge::config::HumanDuration(Duration::ZERO);
     if let Some(n) = a.worker_nice {
         cfg.pipeline.worker_nice = n;

@@ -232,7 +232,7 @@ async fn run_variant(a: &Args, variant: Variant, fake_rt: &tokio::runtime::Handl
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::from_toml("", &BTreeMap::new()).unwrap();
     cfg.storage.data_dir = dir.path().to_path_buf();
-    cfg.sources.shopify = Some(ShopifyConfig { secrets: vec![SECRET.into()] });
+    cfg.sources.shopify = Some(ShopifyConfig::with_secrets(vec![SECRET.into()]));
     cfg.pipeline.refit_every = nudge::config::HumanDuration(Duration::ZERO);
     let unlimited = nudge_deliver::RateLimit::new(1_000_000, 60_000_000);
     let mut k = nudge_deliver::klaviyo::KlaviyoConfig::new(KLAVIYO_KEY).with_base_url(klaviyo.base_url());

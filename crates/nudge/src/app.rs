@@ -143,12 +143,32 @@ pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// The commerce sources, chosen in this one place: each line serves a source at `/webhooks/<path>`.
-/// Shopify and Adobe Commerce are always registered (without secrets or keys every delivery is refused
-/// with 500, so the platform retries once the operator configures them).
+/// Shopify, BigCommerce and Adobe Commerce are always registered (without secrets or keys every delivery
+/// is refused with 500, so the platform retries once the operator configures them).
+///
+/// Shopify's Pub/Sub and EventBridge intakes are served when configured; they store under the same name
+/// as HTTPS. Customer enrichment is on when the Admin API is configured (see [`fetchers`]).
 pub fn sources(cfg: &Config) -> anyhow::Result<nudge_ingest::source::Registry> {
+    use nudge_ingest::shopify::{ShopifyEventBridgeSource, ShopifyPubSubSource, ShopifySource};
     let mut r = nudge_ingest::source::Registry::new();
-    let shopify_secrets = cfg.sources.shopify.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
-    r.register("shopify", Arc::new(nudge_ingest::shopify::ShopifySource::new(shopify_secrets)));
+    let shopify = cfg.sources.shopify.as_ref();
+    let shopify_secrets = shopify.map(|s| s.secrets.clone()).unwrap_or_default();
+    let enrich = shopify.is_some_and(|s| s.admin.is_some());
+    r.register("shopify", Arc::new(ShopifySource::new(shopify_secrets).enrich_customers(enrich)));
+    if let Some(p) = shopify.and_then(|s| s.pubsub.as_ref()) {
+        let policy = p.policy().map_err(|e| anyhow::anyhow!("{}: {}", e.path, e.reason))?;
+        r.register(
+            "shopify/pubsub",
+            Arc::new(ShopifyPubSubSource::new(Some(policy)).enrich_customers(enrich)),
+        );
+    }
+    if let Some(e) = shopify.and_then(|s| s.eventbridge.as_ref()) {
+        let key = Some((e.header.clone(), e.value.clone()));
+        r.register(
+            "shopify/eventbridge",
+            Arc::new(ShopifyEventBridgeSource::new(key).enrich_customers(enrich)),
+        );
+    }
     // Registered even when not configured, like Shopify: a callback then gets 500 not_configured, so
     // BigCommerce retries it once the operator has configured the store.
     let bigcommerce = cfg.sources.bigcommerce.as_ref().map(|b| b.source()).unwrap_or_default();
@@ -166,8 +186,8 @@ pub fn sources(cfg: &Config) -> anyhow::Result<nudge_ingest::source::Registry> {
     Ok(r)
 }
 
-/// The one place fetchers are chosen: one per configured source that fetches (BigCommerce's
-/// fetch-after-notify), by source name.
+/// The one place fetchers are chosen: one per configured source that fetches, by source name
+/// (BigCommerce's fetch-after-notify; Shopify Admin enrichment when `sources.shopify.admin` is configured).
 pub fn fetchers(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn nudge_fetch::Fetcher>>> {
     let mut map: HashMap<String, Arc<dyn nudge_fetch::Fetcher>> = HashMap::new();
     if let Some(b) = &cfg.sources.bigcommerce {
@@ -175,6 +195,11 @@ pub fn fetchers(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn nudge_fe
             nudge_fetch::BigCommerceFetchConfig::new(&b.store_hash, &b.access_token).api_base(&b.api_base);
         let f = nudge_fetch::BigCommerceFetcher::new(fc).map_err(|e| anyhow::anyhow!(e))?;
         map.insert("bigcommerce".into(), Arc::new(f));
+    }
+    if let Some(a) = cfg.sources.shopify.as_ref().and_then(|s| s.admin.as_ref()) {
+        let fetcher = nudge_fetch::ShopifyAdminFetcher::new(a.fetch_config())
+            .map_err(|e| anyhow::anyhow!("sources.shopify.admin.{e}"))?;
+        map.insert("shopify".into(), Arc::new(fetcher));
     }
     Ok(map)
 }

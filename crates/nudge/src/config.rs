@@ -331,15 +331,124 @@ impl AdobeCommerceConfig {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShopifyConfig {
-    /// App client secrets; a delivery signed by any of them is accepted (secret rotation).
+    /// App client secrets; a delivery signed by any of them is accepted (secret rotation). Required
+    /// unless Shopify delivers only over Pub/Sub or EventBridge.
+    #[serde(default)]
     pub secrets: Vec<String>,
+    /// Deliveries pushed by a Google Pub/Sub subscription (`/webhooks/shopify/pubsub`).
+    pub pubsub: Option<ShopifyPubSubConfig>,
+    /// Deliveries relayed by an EventBridge API destination (`/webhooks/shopify/eventbridge`).
+    pub eventbridge: Option<ShopifyEventBridgeConfig>,
+    /// The GraphQL Admin API, read for the customer of an order or checkout that carries no email.
+    pub admin: Option<ShopifyAdminSettings>,
 }
 
 impl fmt::Debug for ShopifyConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShopifyConfig")
             .field("secrets", &format!("[{} redacted]", self.secrets.len()))
+            .field("pubsub", &self.pubsub)
+            .field("eventbridge", &self.eventbridge)
+            .field("admin", &self.admin)
             .finish()
+    }
+}
+
+/// The push subscription's authentication: the token's audience and service account, and Google's
+/// signing keys (nudge cannot fetch them: paste `https://www.googleapis.com/oauth2/v3/certs`, or the
+/// `{kid: PEM}` map of `…/oauth2/v1/certs`, or PEM certificates or public keys).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShopifyPubSubConfig {
+    pub audience: String,
+    pub service_account_email: String,
+    pub jwks: String,
+}
+
+/// The API-key header of the EventBridge connection.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShopifyEventBridgeConfig {
+    #[serde(default = "default_eventbridge_header")]
+    pub header: String,
+    pub value: String,
+}
+
+fn default_eventbridge_header() -> String {
+    nudge_ingest::shopify::DEFAULT_API_KEY_HEADER.into()
+}
+
+impl fmt::Debug for ShopifyEventBridgeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShopifyEventBridgeConfig")
+            .field("header", &self.header)
+            .field("value", &"[redacted]")
+            .finish()
+    }
+}
+
+/// `sources.shopify.admin`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShopifyAdminSettings {
+    pub shop_domain: String,
+    pub access_token: String,
+    #[serde(default = "default_admin_api_version")]
+    pub api_version: String,
+    #[serde(default = "default_admin_cache_ttl")]
+    pub cache_ttl: HumanDuration,
+    /// Overrides `https://<shop_domain>` (a fake, in development).
+    pub base_url: Option<String>,
+}
+
+fn default_admin_api_version() -> String {
+    nudge_fetch::shopify_admin::DEFAULT_API_VERSION.into()
+}
+
+fn default_admin_cache_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(600))
+}
+
+impl fmt::Debug for ShopifyAdminSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShopifyAdminSettings")
+            .field("shop_domain", &self.shop_domain)
+            .field("access_token", &"[redacted]")
+            .field("api_version", &self.api_version)
+            .field("cache_ttl", &self.cache_ttl.0)
+            .field("base_url", &self.base_url)
+            .finish()
+    }
+}
+
+impl ShopifyConfig {
+    /// HTTPS deliveries signed with `secrets`, nothing else configured.
+    pub fn with_secrets(secrets: Vec<String>) -> Self {
+        ShopifyConfig { secrets, pubsub: None, eventbridge: None, admin: None }
+    }
+}
+
+impl ShopifyPubSubConfig {
+    /// What a push token must say, with the keys read.
+    pub fn policy(&self) -> Result<nudge_ingest::shopify::oidc::TokenPolicy, ConfigError> {
+        let keys = nudge_ingest::shopify::oidc::KeySet::parse(&self.jwks)
+            .map_err(|e| err("sources.shopify.pubsub.jwks", e))?;
+        Ok(nudge_ingest::shopify::oidc::TokenPolicy {
+            audience: self.audience.clone(),
+            service_account_email: self.service_account_email.clone(),
+            keys,
+        })
+    }
+}
+
+impl ShopifyAdminSettings {
+    /// The fetcher's settings.
+    pub fn fetch_config(&self) -> nudge_fetch::ShopifyAdminConfig {
+        let mut c = nudge_fetch::ShopifyAdminConfig::new(self.shop_domain.trim(), self.access_token.clone());
+        c.api_version = self.api_version.trim().to_string();
+        c.cache_ttl = self.cache_ttl.0;
+        c.base_url = self.base_url.clone();
+        c
     }
 }
 
@@ -637,11 +746,52 @@ impl Config {
             return Err(err("storage.dedupe_retention", "must be at least 7d"));
         }
         if let Some(s) = &self.sources.shopify {
-            if s.secrets.is_empty() {
+            if s.secrets.is_empty() && s.pubsub.is_none() && s.eventbridge.is_none() {
                 return Err(err("sources.shopify.secrets", "list at least one app client secret"));
             }
             if let Some(i) = s.secrets.iter().position(|x| x.trim().is_empty()) {
                 return Err(err(format!("sources.shopify.secrets[{i}]"), "secret is empty"));
+            }
+            if let Some(p) = &s.pubsub {
+                if p.audience.trim().is_empty() {
+                    return Err(err(
+                        "sources.shopify.pubsub.audience",
+                        "is empty (the push subscription's audience)",
+                    ));
+                }
+                if !p.service_account_email.contains('@') {
+                    return Err(err(
+                        "sources.shopify.pubsub.service_account_email",
+                        "is not an email address",
+                    ));
+                }
+                p.policy()?;
+            }
+            if let Some(e) = &s.eventbridge {
+                let h = e.header.trim();
+                if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+                    return Err(err(
+                        "sources.shopify.eventbridge.header",
+                        "must be a header name (letters, digits, - and _)",
+                    ));
+                }
+                if h.eq_ignore_ascii_case("authorization") {
+                    return Err(err(
+                        "sources.shopify.eventbridge.header",
+                        "choose a header of your own, not Authorization",
+                    ));
+                }
+                if e.value.trim().chars().count() < 16 {
+                    return Err(err(
+                        "sources.shopify.eventbridge.value",
+                        "use a random key of at least 16 characters",
+                    ));
+                }
+            }
+            if let Some(a) = &s.admin {
+                a.fetch_config()
+                    .validate()
+                    .map_err(|e| err(format!("sources.shopify.admin.{}", e.field), e.message))?;
             }
         }
         if let Some(b) = &self.sources.bigcommerce {
@@ -852,6 +1002,10 @@ impl Config {
             v.extend(b.client_secret.clone());
             v.extend(b.auth_headers.values().cloned());
         }
+        if let Some(s) = &self.sources.shopify {
+            v.extend(s.eventbridge.iter().map(|e| e.value.clone()));
+            v.extend(s.admin.iter().map(|a| a.access_token.clone()));
+        }
         v.extend(self.destinations.klaviyo.iter().map(|k| k.api_key.clone()));
         for w in &self.destinations.webhooks {
             v.push(w.secret.clone());
@@ -993,6 +1147,44 @@ mod tests {
         assert_eq!(e.path, "sources.adobe_commerce.io_events.public_key_base_url");
         let ok = Config::from_toml(adobe_io, &env(&[])).unwrap();
         assert_eq!(ok.sources.adobe_commerce.unwrap().instance, "default");
+        for (text, path) in [
+            (
+                "[sources.shopify.pubsub]\naudience = \"a\"\nservice_account_email = \"s@x\"\njwks = \"{}\"",
+                "sources.shopify.pubsub.jwks",
+            ),
+            (
+                "[sources.shopify.pubsub]\naudience = \" \"\nservice_account_email = \"s@x\"\njwks = \"\"",
+                "sources.shopify.pubsub.audience",
+            ),
+            ("[sources.shopify.eventbridge]\nvalue = \"short\"", "sources.shopify.eventbridge.value"),
+            (
+                "[sources.shopify.eventbridge]\nheader = \"Authorization\"\nvalue = \"0123456789abcdef\"",
+                "sources.shopify.eventbridge.header",
+            ),
+            (
+                "[sources.shopify]\nsecrets = [\"s\"]\n[sources.shopify.admin]\nshop_domain = \"shop.example.com\"\naccess_token = \"t\"",
+                "sources.shopify.admin.shop_domain",
+            ),
+            (
+                "[sources.shopify]\nsecrets = [\"s\"]\n[sources.shopify.admin]\nshop_domain = \"a.myshopify.com\"\naccess_token = \"t\"\napi_version = \"2026-02\"",
+                "sources.shopify.admin.api_version",
+            ),
+        ] {
+            assert_eq!(Config::from_toml(text, &env(&[])).unwrap_err().path, path, "{text}");
+        }
+        // Pub/Sub or EventBridge alone need no HTTPS secret; their secrets are known for redaction.
+        let c = Config::from_toml(
+            "[sources.shopify.eventbridge]\nvalue = \"${EB}\"\n[sources.shopify.admin]\nshop_domain = \"a.myshopify.com\"\naccess_token = \"${TOK}\"",
+            &env(&[("EB", "0123456789abcdefXYZ"), ("TOK", "shpat_abc")]),
+        )
+        .unwrap();
+        let shopify = c.sources.shopify.as_ref().unwrap();
+        assert_eq!(shopify.eventbridge.as_ref().unwrap().header, "x-nudge-api-key");
+        assert_eq!(shopify.admin.as_ref().unwrap().cache_ttl.0, Duration::from_secs(600));
+        assert!(c.secrets().contains(&"0123456789abcdefXYZ".to_string()));
+        assert!(c.secrets().contains(&"shpat_abc".to_string()));
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("0123456789abcdefXYZ") && !debug.contains("shpat_abc"), "{debug}");
         let e = Config::from_toml("[pipeline]\nattribute_prefix = \"ai-\"", &env(&[])).unwrap_err();
         assert_eq!(e.path, "pipeline.attribute_prefix");
         let e = Config::from_toml("[destinations.klaviyo]\napi_key = \"\"", &env(&[])).unwrap_err();

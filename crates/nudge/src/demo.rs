@@ -233,6 +233,8 @@ pub enum FakeKind {
     /// Adobe I/O Events' public key server (the test kit's key pairs at Adobe-shaped paths), to configure
     /// as `sources.adobe_commerce.io_events.public_key_base_url`.
     AdobeIo,
+    /// Shopify's GraphQL Admin API (`customer(id:)`, cost throttle), for `sources.shopify.admin`.
+    ShopifyAdmin,
 }
 
 /// What `nudge dev fake` was asked for.
@@ -342,6 +344,20 @@ pub async fn run_fake(o: FakeOptions) -> anyhow::Result<()> {
             );
             FakeKeyServer::serve(listener, FakeKeyServer::default_keys(), stop).await?;
         }
+        FakeKind::ShopifyAdmin => {
+            use nudge_testkit::fake_shopify_admin::{DEFAULT_SHOP, DEFAULT_TOKEN};
+            let token = o.api_key.unwrap_or_else(|| DEFAULT_TOKEN.into());
+            let mut cfg =
+                nudge_testkit::FakeShopifyAdminConfig { access_token: token.clone(), ..Default::default() }
+                    .with_customer(nudge_testkit::FakeCustomer::new(880012, "lena@example.org"));
+            if o.unthrottled {
+                cfg = cfg.bucket(1_000_000.0, 1_000_000.0);
+            }
+            eprintln!(
+                "fake Shopify Admin API for {DEFAULT_SHOP} listening on http://{listen} (base_url; access token {token}; customer 880012 seeded; Ctrl-C to stop)"
+            );
+            nudge_testkit::FakeShopifyAdmin::serve(listener, cfg, stop).await?;
+        }
     }
     Ok(())
 }
@@ -424,7 +440,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut cfg = Config::from_toml("", &BTreeMap::new()).expect("defaults are valid");
     cfg.storage.data_dir = args.dir.clone();
     cfg.sources.shopify =
-        Some(crate::config::ShopifyConfig { secrets: vec![SECRET.into(), OLD_SECRET.into()] });
+        Some(crate::config::ShopifyConfig::with_secrets(vec![SECRET.into(), OLD_SECRET.into()]));
     cfg.destinations.klaviyo =
         Some(nudge_deliver::klaviyo::KlaviyoConfig::new(KLAVIYO_KEY).with_base_url(fakes.klaviyo.base_url()));
     cfg.destinations.braze =

@@ -16,11 +16,17 @@
 //!   do, deduplicates on `webhook-id`, and answers 410/429/5xx/redirects/slowness/garbage on demand.
 //! - [`fake_hubspot`]: HubSpot's CRM endpoints nudge writes to (batch contact upsert keyed by email,
 //!   property groups and properties), with its per-record 207 answers, bearer auth and 10-second limit.
+//! - [`fake_shopify_admin`]: Shopify's GraphQL Admin API for one shop's `customer(id:)`, with the token
+//!   header, the API version path, the calculated-cost bucket with `extensions.cost` and THROTTLED
+//!   answers, and seeded customers.
 //! - [`fake_slack`]: a Slack incoming webhook with Slack's plain-text answers and its rate limit.
 //! - [`fake_adobe_io`]: Adobe I/O Events' key server (PEMs at paths, fetches counted) and a sender that
 //!   signs I/O Events and Commerce Webhooks-module requests as Adobe does.
 //! - [`shopify_sender`]: a client that delivers webhooks the way Shopify does (HMAC over the exact bytes,
 //!   the `X-Shopify-*` headers), with options to send deliberately wrong ones.
+//!
+//! - [`google_oidc`]: RS256 tokens as Google signs them for an authenticated Pub/Sub push, with committed
+//!   test keys and the key documents (JWKS, certificate map, PEM) an operator would configure.
 //!
 //! - [`server`]: what every fake shares (an ephemeral local port, the server task, stopping it).
 //!
@@ -32,8 +38,10 @@ pub mod fake_braze;
 pub mod fake_hubspot;
 pub mod fake_klaviyo;
 pub mod fake_marketo;
+pub mod fake_shopify_admin;
 pub mod fake_slack;
 pub mod fake_webhook;
+pub mod google_oidc;
 pub mod server;
 pub mod shopify_sender;
 
@@ -50,6 +58,9 @@ pub use fake_klaviyo::{
 pub use fake_marketo::{
     FakeMarketo, FakeMarketoConfig, FakeMarketoHandle, MarketoMode, MarketoRequest, SkipSpelling,
     StoredActivity, StoredLead,
+};
+pub use fake_shopify_admin::{
+    AdminStats, FakeCustomer, FakeShopifyAdmin, FakeShopifyAdminConfig, FakeShopifyAdminHandle,
 };
 pub use fake_slack::{FakeSlack, FakeSlackConfig, FakeSlackHandle, SlackMode};
 pub use fake_webhook::{AcceptedWebhook, FakeWebhook, FakeWebhookHandle, WebhookMode};

@@ -73,6 +73,7 @@ mod tests {
 
     fn job(resource: &str, id: &str) -> FetchJob {
         FetchJob {
+            carry: None,
             source: "bigcommerce".into(),
             shop: Some("abc123".into()),
             resource: resource.into(),

@@ -148,6 +148,7 @@ fn notification(store_hash: &str, topic: &str, n: &Notification) -> Parsed {
                 ));
             }
             Parsed::Fetch(FetchJob {
+                carry: None,
                 source: SOURCE.into(),
                 shop: Some(store_hash.to_string()),
                 resource: resource.as_str().into(),

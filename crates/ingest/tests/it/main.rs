@@ -4,9 +4,11 @@
 //! - `normalize`: body → canonical event snapshots and error messages (cases 13–17, 19 at function level).
 //! - `envelope`: EventBridge and Pub/Sub give the same result as HTTPS (case 18).
 //! - `source_suite`: the source compliance suite every commerce source passes; `source_shopify` runs it
-//!   over Shopify, `source_bigcommerce` over BigCommerce (and its own auth, scope and fetched-answer cases).
-//! - `source_suite`: the source compliance suite every commerce source passes; `source_shopify` and
-//!   `source_adobe` run it (Adobe once per intake, plus its own contract).
+//!   over Shopify over HTTPS; `source_shopify_pubsub` and `source_shopify_eventbridge` over the cloud
+//!   transports; `source_bigcommerce` over BigCommerce (and its own auth, scope and fetched-answer cases);
+//!   `source_adobe` over Adobe Commerce (once per intake, plus its own contract).
+//! - `shopify_transports`: one event over HTTPS, Pub/Sub and EventBridge is one delivery with one
+//!   meaning; the Pub/Sub token's edge cases; customer enrichment's fetch job and its answer.
 //! - `props`: property tests for the verifier, the normaliser's totality and fixture round trips.
 //!
 //! Everything goes through the crate's public API only, as the server will.
@@ -14,9 +16,12 @@
 mod envelope;
 mod normalize;
 mod props;
+mod shopify_transports;
 mod source_adobe;
 mod source_bigcommerce;
 mod source_shopify;
+mod source_shopify_eventbridge;
+mod source_shopify_pubsub;
 mod source_suite;
 mod verify;
 

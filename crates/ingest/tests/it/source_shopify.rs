@@ -7,11 +7,11 @@ use nudge_ingest::source::Source;
 use std::sync::Arc;
 use time::macros::datetime;
 
-const SECRET: &str = "shpss_suite_secret";
+pub const SECRET: &str = "shpss_suite_secret";
 
 struct Shopify;
 
-fn order(n: u32) -> OrderFixture {
+pub fn order(n: u32) -> OrderFixture {
     OrderFixture::new(5_000 + u64::from(n), datetime!(2026-05-01 10:00 UTC))
         .customer(CustomerFixture::new(
             7_000 + u64::from(n),
@@ -21,11 +21,11 @@ fn order(n: u32) -> OrderFixture {
         .line_item(LineItemFixture::new(1, "Mug", 1, "12.50"))
 }
 
-fn delivery(n: u32) -> DeliveryFixture {
+pub fn delivery(n: u32) -> DeliveryFixture {
     DeliveryFixture::new("orders/create", &format!("wh-{n}"), datetime!(2026-05-01 10:00 UTC))
 }
 
-fn request(d: &DeliveryFixture, body: Vec<u8>, secret: &str) -> Request {
+pub fn request(d: &DeliveryFixture, body: Vec<u8>, secret: &str) -> Request {
     Request { headers: d.https_headers(&body, secret), body }
 }
 
@@ -55,10 +55,15 @@ impl SourceHarness for Shopify {
         request(&delivery(99), body.to_vec(), SECRET)
     }
     fn order_versions(&self) -> [(String, Vec<u8>); 2] {
-        let older = order(1).financial_status("pending").updated_at(datetime!(2026-05-01 10:00 UTC));
-        let newer = order(1).financial_status("paid").updated_at(datetime!(2026-05-01 11:00 UTC));
-        [("orders/updated".into(), older.to_bytes()), ("orders/updated".into(), newer.to_bytes())]
+        order_versions()
     }
+}
+
+/// An older and a newer `orders/updated` body of one order: the same whatever transport brought them.
+pub fn order_versions() -> [(String, Vec<u8>); 2] {
+    let older = order(1).financial_status("pending").updated_at(datetime!(2026-05-01 10:00 UTC));
+    let newer = order(1).financial_status("paid").updated_at(datetime!(2026-05-01 11:00 UTC));
+    [("orders/updated".into(), older.to_bytes()), ("orders/updated".into(), newer.to_bytes())]
 }
 
 #[test]

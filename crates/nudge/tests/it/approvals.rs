@@ -190,7 +190,7 @@ async fn a_restart_keeps_the_queue_and_the_first_n_count() {
     let mut cfg = nudge::config::Config::from_toml("", &std::collections::BTreeMap::new()).unwrap();
     cfg.storage.data_dir = dir.path().to_path_buf();
     cfg.storage.durability = nudge_store::sqlite::Durability::Normal;
-    cfg.sources.shopify = Some(nudge::config::ShopifyConfig { secrets: vec![SECRET.into()] });
+    cfg.sources.shopify = Some(nudge::config::ShopifyConfig::with_secrets(vec![SECRET.into()]));
     cfg.destinations.klaviyo =
         Some(nudge_deliver::klaviyo::KlaviyoConfig::new(KEY).with_base_url(fake.base_url()));
     cfg.flows = Some(vec![spec]);

@@ -12,6 +12,7 @@ mod isolation;
 mod lists;
 mod pipelined;
 mod reports;
+mod shopify_transports;
 mod spine;
 
 use nudge::app::App;
@@ -47,7 +48,7 @@ pub async fn spawn_app_on(listen: &str, tweak: impl FnOnce(&mut Config)) -> Test
     let mut cfg = Config::from_toml("", &BTreeMap::new()).expect("defaults");
     cfg.storage.data_dir = dir.path().to_path_buf();
     cfg.storage.durability = nudge_store::sqlite::Durability::Normal;
-    cfg.sources.shopify = Some(ShopifyConfig { secrets: vec![SECRET.into(), OLD_SECRET.into()] });
+    cfg.sources.shopify = Some(ShopifyConfig::with_secrets(vec![SECRET.into(), OLD_SECRET.into()]));
     cfg.destinations.klaviyo = Some(
         nudge_deliver::klaviyo::KlaviyoConfig::new(KEY)
             .with_base_url(fake.base_url())
