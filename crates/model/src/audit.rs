@@ -36,6 +36,10 @@ pub enum AuditStage {
     /// A decision waiting for approval changed state: approved (its actions enqueued), rejected or expired,
     /// by whom. Recorded under the trace of the delivery whose decision it is.
     Approval,
+    /// A person was erased (`nudge privacy erase`, a platform's redact request): what remains of them in the
+    /// audit trail is this record, naming a keyed pseudonym and how much was removed, never the person.
+    /// Belongs to the erasure request's own trace.
+    Erasure,
 }
 
 impl AuditStage {
@@ -51,6 +55,7 @@ impl AuditStage {
             AuditStage::ModelRefit => "model_refit",
             AuditStage::ApiAccess => "api_access",
             AuditStage::Approval => "approval",
+            AuditStage::Erasure => "erasure",
         }
     }
 
@@ -66,6 +71,7 @@ impl AuditStage {
             "model_refit" => AuditStage::ModelRefit,
             "api_access" => AuditStage::ApiAccess,
             "approval" => AuditStage::Approval,
+            "erasure" => AuditStage::Erasure,
             _ => return None,
         })
     }
