@@ -165,6 +165,9 @@ pub const API_ROUTES: &[ApiRoute] = &[
     route("POST", "/api/approvals/bulk", Permission::Approve),
     route("GET", "/api/reports/shadow", Permission::ReadReports),
     route("GET", "/api/reports/lift", Permission::ReadReports),
+    route("POST", "/api/privacy/erase", Permission::Privacy),
+    route("GET", "/api/privacy/export/{customer_id}", Permission::Privacy),
+    route("GET", "/api/privacy/status", Permission::Privacy),
 ];
 
 /// Whether `path` (as requested, without the query) fits a route template.

@@ -131,6 +131,13 @@ fn erase_main(tx: &Connection, id: i64, job: &NewPrivacyJob, keys: &[String], no
     traces.sort();
     traces.dedup();
     destinations.extend(job.destinations.iter().cloned());
+    // A batch push sends every customer (or a segment) and is not recorded per person: a destination that
+    // ever had one may hold them.
+    destinations.extend(
+        tx.prepare_cached("SELECT destination FROM push_runs")?
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    );
     destinations.sort();
     destinations.dedup();
     let mut removed = [
