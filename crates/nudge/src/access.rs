@@ -198,6 +198,16 @@ pub fn permission_for(method: &Method, path: &str) -> Option<Permission> {
     route_for(method, path).map(|r| r.permission)
 }
 
+/// The path as the audit trail and the logs show it: a route whose template names a customer
+/// (`{customer_id}`) is shown as its template, since a customer's key is personal data (and must be gone
+/// after an erasure); any other path as requested.
+pub fn shown_path(method: &Method, path: &str) -> String {
+    match route_for(method, path) {
+        Some(r) if r.path.contains("{customer_id}") => r.path.to_string(),
+        _ => path.to_string(),
+    }
+}
+
 /// Whether some route serves `path` with another method (then the answer is 405, not 404).
 pub fn path_is_routed(path: &str) -> bool {
     API_ROUTES.iter().any(|r| matches_template(r.path, path))

@@ -352,7 +352,10 @@ async fn guard(State(guard): State<Arc<ApiGuard>>, mut req: axum::extract::Reque
         None => req.uri().path().to_string(),
     };
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let mut access = Access { method: &method, path: &path, peer, caller: None, permission: None };
+    // What the audit trail and the logs show of the path: a customer's key in it is personal data, kept
+    // out of both (the route's template is shown instead).
+    let shown = access::shown_path(&method, &path);
+    let mut access = Access { method: &method, path: &shown, peer, caller: None, permission: None };
 
     if !app.admin_from_any_address && !peer.is_some_and(|p| p.ip().is_loopback()) {
         let reason = "the admin API only answers on localhost (see server.admin_from_any_address)";
@@ -412,9 +415,9 @@ async fn guard(State(guard): State<Arc<ApiGuard>>, mut req: axum::extract::Reque
     req.extensions_mut().insert(caller.clone());
     let mut resp = next.run(req).await;
     if method == Method::GET || method == Method::HEAD {
-        tracing::debug!(%method, path, token_name = %caller.token_name, "admin API read");
+        tracing::debug!(%method, path = %shown, token_name = %caller.token_name, "admin API read");
     } else {
-        tracing::info!(%method, path, token_name = %caller.token_name, role = %role,
+        tracing::info!(%method, path = %shown, token_name = %caller.token_name, role = %role,
             status = resp.status().as_u16(), "admin API change");
         let detail = access.detail("allowed", resp.status(), None);
         access.audit(&app, detail, 0, &mut resp).await;

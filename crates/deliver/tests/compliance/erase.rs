@@ -114,3 +114,37 @@ async fn braze_users_delete() {
     assert!(fake.user("shopify:2").is_some(), "others stay");
     assert_eq!(fake.deletions(), 1);
 }
+
+#[tokio::test]
+async fn hubspot_gdpr_delete() {
+    use nudge_deliver::{HubSpotClient, HubSpotConfig};
+    use nudge_testkit::{FakeHubSpot, FakeHubSpotConfig, HubSpotMode};
+    init();
+    let fake = FakeHubSpot::start(FakeHubSpotConfig::new("pat-erase-token-0001")).await.unwrap();
+    let cfg = |t: &str| HubSpotConfig::new(t).with_base_url(fake.base_url()).allowing_private();
+    let client = HubSpotClient::new(cfg("pat-erase-token-0001")).unwrap();
+    assert!(client.can_erase());
+    for (c, e) in [("shopify:1", "ana@example.org"), ("shopify:2", "ben@example.org")] {
+        assert!(client.deliver(&upsert(c, e)).await.is_delivered());
+    }
+    assert!(fake.contact("ana@example.org").is_some());
+    assert!(matches!(
+        client.erase(&subject(&["shopify:1"], None)).await,
+        Outcome::Rejected { status: None, .. }
+    ));
+    let bad = HubSpotClient::new(cfg("pat-not-this-token-0002")).unwrap();
+    assert!(matches!(
+        bad.erase(&subject(&[], Some("ana@example.org"))).await,
+        Outcome::Rejected { status: Some(401), .. }
+    ));
+    fake.set_mode(HubSpotMode::Fail { status: 502, count: 1 });
+    assert!(matches!(client.erase(&subject(&[], Some("ana@example.org"))).await, Outcome::Retry { .. }));
+    let done = client.erase(&subject(&[], Some("ana@example.org"))).await;
+    assert!(matches!(done, Outcome::Delivered { status: 204, .. }), "{done:?}");
+    assert!(fake.contact("ana@example.org").is_none(), "the contact is gone");
+    assert!(fake.contact("ben@example.org").is_some(), "others stay");
+    let req = fake.requests().into_iter().last().unwrap();
+    assert_eq!(req.path, "/crm/v3/objects/contacts/gdpr-delete");
+    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(body, serde_json::json!({"objectId": "ana@example.org", "idProperty": "email"}));
+}

@@ -9,6 +9,7 @@ mod destinations;
 mod isolation;
 mod lists;
 mod pipelined;
+mod privacy;
 mod reports;
 mod spine;
 
