@@ -67,7 +67,7 @@ fn main() {
             let outcomes: Vec<ProcessOutcome> = pending
                 .iter()
                 .map(|d| {
-                    let mine = (d.seq as usize) % step == 0;
+                    let mine = (d.seq as usize).is_multiple_of(step);
                     let customer: CustomerId =
                         if mine { person.clone() } else { format!("shopify:{}", d.seq).parse().unwrap() };
                     let records = if mine { per_trace } else { 1 };

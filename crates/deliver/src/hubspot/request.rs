@@ -220,6 +220,15 @@ pub fn property_body(group: &str, spec: &PropertySpec) -> Vec<u8> {
     serde_json::to_vec(&spec.definition(group)).unwrap_or_default()
 }
 
+/// The body of a GDPR deletion of the contact with `email`.
+pub fn gdpr_delete(email: Option<&str>) -> Result<Vec<u8>, DeliverError> {
+    let email = email.map(str::trim).filter(|e| !e.is_empty()).ok_or_else(|| {
+        DeliverError::Invalid("a HubSpot deletion needs the person's email; none is known".into())
+    })?;
+    serde_json::to_vec(&serde_json::json!({ "objectId": email, "idProperty": "email" }))
+        .map_err(|e| DeliverError::Invalid(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,13 +335,4 @@ mod tests {
         assert_eq!(body["name"], "nudge_ai");
         assert!(body["label"].as_str().is_some_and(|l| !l.is_empty()));
     }
-}
-
-/// The body of a GDPR deletion of the contact with `email`.
-pub fn gdpr_delete(email: Option<&str>) -> Result<Vec<u8>, DeliverError> {
-    let email = email.map(str::trim).filter(|e| !e.is_empty()).ok_or_else(|| {
-        DeliverError::Invalid("a HubSpot deletion needs the person's email; none is known".into())
-    })?;
-    serde_json::to_vec(&serde_json::json!({ "objectId": email, "idProperty": "email" }))
-        .map_err(|e| DeliverError::Invalid(e.to_string()))
 }

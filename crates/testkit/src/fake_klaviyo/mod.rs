@@ -426,7 +426,6 @@ impl FakeKlaviyoHandle {
     }
 
     /// Every bulk import job accepted so far, in creation order, as it stands now.
-
     pub fn bulk_jobs(&self) -> Vec<BulkJobInfo> {
         self.shared.advanced().jobs.iter().map(|j| j.info.clone()).collect()
     }
