@@ -5,7 +5,7 @@
 //! truncation (`compact`), each and together. Target: the whole under 1 s on a developer machine.
 //!
 //! `cargo bench -p nudge-store --bench erase` (release); for a quick look at small scale in debug:
-//! `ERASE_BENCH_DELIVERIES=20000 ERASE_BENCH_PERSON_RECORDS=2000 cargo run -p nudge-store --bench erase`.
+//! `ERASE_BENCH_DELIVERIES=20000 ERASE_BENCH_PERSON_RECORDS=2000 cargo test -p nudge-store --bench erase`.
 
 use nudge_model::{AuditRecord, AuditStage, CustomerId, TraceId};
 use nudge_store::sqlite::{Durability, SqliteStore};
