@@ -91,6 +91,42 @@ pub trait Destination: Send + Sync {
     async fn push_profiles(&self, actions: &[Action]) -> Vec<Outcome> {
         self.deliver_batch(actions).await
     }
+
+    /// Whether this connector can ask its tool to delete a person ([`Destination::erase`]).
+    fn can_erase(&self) -> bool {
+        false
+    }
+
+    /// Asks the tool to delete everything it holds about `subject`, for good. `Delivered` means the tool
+    /// accepted the deletion (some carry it out later, on their side); `Retry` and `Rejected` as for
+    /// actions. Connectors without a deletion endpoint keep this default, which sends nothing.
+    async fn erase(&self, _subject: &ErasureSubject) -> Outcome {
+        Outcome::Rejected {
+            endpoint: "erase".into(),
+            status: None,
+            error: format!("{} has no deletion endpoint", self.name()),
+        }
+    }
+}
+
+/// Who a deletion request is about, by the identifiers destinations know people by. `Debug` shows how
+/// many of each, never the values.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct ErasureSubject {
+    /// nudge's customer keys (`shopify:880012`), which connectors send as the tool's external id.
+    pub external_ids: Vec<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+impl fmt::Debug for ErasureSubject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ErasureSubject")
+            .field("external_ids", &self.external_ids.len())
+            .field("email", &self.email.as_ref().map(|_| "<redacted>"))
+            .field("phone", &self.phone.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// How one delivery attempt ended.

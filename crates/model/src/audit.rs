@@ -41,6 +41,10 @@ pub enum AuditStage {
     FetchPending,
     /// One attempt at a fetch job: fetched, gone, retried (with the wait) or failed, with the reason.
     FetchAttempt,
+    /// A person was erased (`nudge privacy erase`, a platform's redact request): what remains of them in the
+    /// audit trail is this record, naming a keyed pseudonym and how much was removed, never the person.
+    /// Belongs to the erasure request's own trace.
+    Erasure,
 }
 
 impl AuditStage {
@@ -58,6 +62,7 @@ impl AuditStage {
             AuditStage::Approval => "approval",
             AuditStage::FetchPending => "fetch_pending",
             AuditStage::FetchAttempt => "fetch_attempt",
+            AuditStage::Erasure => "erasure",
         }
     }
 
@@ -75,6 +80,7 @@ impl AuditStage {
             "approval" => AuditStage::Approval,
             "fetch_pending" => AuditStage::FetchPending,
             "fetch_attempt" => AuditStage::FetchAttempt,
+            "erasure" => AuditStage::Erasure,
             _ => return None,
         })
     }

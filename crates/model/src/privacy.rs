@@ -38,6 +38,8 @@ pub enum PiiKind {
     Phone,
     Name,
     Address,
+    /// A customer's key in nudge (`shopify:880012`): what an erasure's records name the person by.
+    Customer,
 }
 
 impl PiiKind {
@@ -47,6 +49,7 @@ impl PiiKind {
             PiiKind::Phone => "phone",
             PiiKind::Name => "name",
             PiiKind::Address => "address",
+            PiiKind::Customer => "customer",
         }
     }
 
@@ -116,6 +119,7 @@ pub fn normalise(kind: PiiKind, value: &str) -> String {
             out.extend(t.chars().filter(char::is_ascii_digit));
             out
         }
+        PiiKind::Customer => value.trim().to_string(),
         PiiKind::Name | PiiKind::Address => {
             value.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
         }

@@ -165,6 +165,9 @@ pub const API_ROUTES: &[ApiRoute] = &[
     route("POST", "/api/approvals/bulk", Permission::Approve),
     route("GET", "/api/reports/shadow", Permission::ReadReports),
     route("GET", "/api/reports/lift", Permission::ReadReports),
+    route("POST", "/api/privacy/erase", Permission::Privacy),
+    route("GET", "/api/privacy/export/{customer_id}", Permission::Privacy),
+    route("GET", "/api/privacy/status", Permission::Privacy),
 ];
 
 /// Whether `path` (as requested, without the query) fits a route template.
@@ -193,6 +196,16 @@ pub fn route_for(method: &Method, path: &str) -> Option<&'static ApiRoute> {
 /// The permission a request needs; `None` for a request no route of [`API_ROUTES`] serves.
 pub fn permission_for(method: &Method, path: &str) -> Option<Permission> {
     route_for(method, path).map(|r| r.permission)
+}
+
+/// The path as the audit trail and the logs show it: a route whose template names a customer
+/// (`{customer_id}`) is shown as its template, since a customer's key is personal data (and must be gone
+/// after an erasure); any other path as requested.
+pub fn shown_path(method: &Method, path: &str) -> String {
+    match route_for(method, path) {
+        Some(r) if r.path.contains("{customer_id}") => r.path.to_string(),
+        _ => path.to_string(),
+    }
 }
 
 /// Whether some route serves `path` with another method (then the answer is 405, not 404).

@@ -241,7 +241,9 @@ pub fn destinations(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Dest
 /// Starts nudge on `listener` with `cfg`.
 pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     let store = open_store(&cfg)?;
+    crate::privacy::init_key(&cfg).context("the pseudonym key")?;
     let dests = destinations(&cfg)?;
+    let erasing = dests.clone();
     let sources = Arc::new(sources(&cfg)?);
     let scoring = Arc::new(Scoring::new(nudge_scoring::RulesScorer { thresholds: cfg.segments.clone() }));
     crate::models_cli::load_active_scorer(&*store, &scoring, &cfg).await?;
@@ -315,6 +317,17 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
             shutdown_rx.clone(),
         )),
     ];
+    // Erasures and exports: resumed from the store after a restart.
+    tasks.push(
+        work.spawn(
+            Arc::new(crate::privacy::PrivacyWorker {
+                store: store.clone(),
+                destinations: erasing,
+                data_dir: cfg.storage.data_dir.clone(),
+            })
+            .run(Arc::new(Notify::new()), shutdown_rx.clone()),
+        ),
+    );
     if let Some(expr) = &cfg.pipeline.batch_push_schedule {
         let schedule = nudge_policy::schedule::Schedule::parse(expr)
             .map_err(|e| anyhow::anyhow!("pipeline.batch_push_schedule: {e}"))?;

@@ -540,6 +540,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let ok = summarize(&app, &fakes, &tally, live_secs, started, &args, idle).await?;
     print_reports(&app).await?;
+    demo_erasure(&app, &fakes).await?;
     if args.keep_serving {
         eprintln!("serving on http://{} until Ctrl-C", app.addr);
         tokio::signal::ctrl_c().await?;
@@ -552,6 +553,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         anyhow::bail!("the demo found an invariant violation (see above)");
     }
     Ok(())
+}
+
+/// Erases one customer the Braze fake holds, as `POST /api/privacy/erase` would (through the ingest log),
+/// and prints what became of the erasure at each destination.
+async fn demo_erasure(app: &App, fakes: &Fakes) -> anyhow::Result<()> {
+    let Some(customer) =
+        fakes.braze.users().into_iter().find_map(|u| u.id.parse::<nudge_model::CustomerId>().ok())
+    else {
+        return Ok(());
+    };
+    let store = app.store();
+    let subject = crate::privacy::subject_for(&**store, &customer).await?;
+    let req = nudge_ingest::PrivacyRequest::Erase { subject, reference: None };
+    crate::privacy::submit_via_log(&**store, &req, "demo").await?;
+    app.shared.wake_pipeline.notify_one();
+    let pseudonym = crate::privacy::pseudonym_of(&customer);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs = store.privacy_jobs(false, Some(pseudonym.clone())).await?;
+        if let Some(job) = jobs.first().filter(|j| j.done) {
+            println!();
+            println!("erasure of one customer (as `nudge privacy erase` does):");
+            println!("{}", crate::privacy::describe(job));
+            println!("  braze fake still holds them: {}", fakes.braze.user(&customer.to_string()).is_some());
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            println!("\nerasure of one customer: still in progress after 30 s (`nudge privacy status`)");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The shadow report of `winback_shadow` against its baseline rule, and its lift against its holdout, with

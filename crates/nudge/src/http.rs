@@ -37,6 +37,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/approvals/bulk", post(bulk_approvals))
         .route("/approvals/{id}/approve", post(approve_one))
         .route("/approvals/{id}/reject", post(reject_one))
+        .route("/privacy/erase", post(privacy_erase))
+        .route("/privacy/export/{customer_id}", get(privacy_export))
+        .route("/privacy/status", get(privacy_status))
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(guard_state, guard));
     Router::new()
@@ -363,7 +366,10 @@ async fn guard(State(guard): State<Arc<ApiGuard>>, mut req: axum::extract::Reque
         None => req.uri().path().to_string(),
     };
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let mut access = Access { method: &method, path: &path, peer, caller: None, permission: None };
+    // What the audit trail and the logs show of the path: a customer's key in it is personal data, kept
+    // out of both (the route's template is shown instead).
+    let shown = access::shown_path(&method, &path);
+    let mut access = Access { method: &method, path: &shown, peer, caller: None, permission: None };
 
     if !app.admin_from_any_address && !peer.is_some_and(|p| p.ip().is_loopback()) {
         let reason = "the admin API only answers on localhost (see server.admin_from_any_address)";
@@ -423,9 +429,9 @@ async fn guard(State(guard): State<Arc<ApiGuard>>, mut req: axum::extract::Reque
     req.extensions_mut().insert(caller.clone());
     let mut resp = next.run(req).await;
     if method == Method::GET || method == Method::HEAD {
-        tracing::debug!(%method, path, token_name = %caller.token_name, "admin API read");
+        tracing::debug!(%method, path = %shown, token_name = %caller.token_name, "admin API read");
     } else {
-        tracing::info!(%method, path, token_name = %caller.token_name, role = %role,
+        tracing::info!(%method, path = %shown, token_name = %caller.token_name, role = %role,
             status = resp.status().as_u16(), "admin API change");
         let detail = access.detail("allowed", resp.status(), None);
         access.audit(&app, detail, 0, &mut resp).await;
@@ -747,4 +753,75 @@ async fn lift_report(
     params: Result<Query<ReportParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<crate::report_cli::Report>, ApiError> {
     report(&app, crate::report_cli::ReportKind::Lift, params).await
+}
+
+#[derive(serde::Deserialize)]
+struct EraseBody {
+    /// The customer's key, such as `shopify:880012`.
+    customer: String,
+}
+
+/// `POST /api/privacy/erase` `{"customer": "shopify:880012"}`: the request goes into the ingest log and is
+/// processed in order with the deliveries before it (202 with its trace and the person's pseudonym);
+/// `GET /api/privacy/status?customer=…` follows it.
+async fn privacy_erase(
+    State(app): State<Arc<Shared>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: Result<Json<EraseBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) =
+        body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("expected {{\"customer\": …}}: {e}")))?;
+    let id: CustomerId =
+        body.customer.parse().map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))?;
+    let unavailable = |e: nudge_store::StoreError| {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}"))
+    };
+    let subject = crate::privacy::subject_for(&*app.store, &id).await.map_err(unavailable)?;
+    let req = nudge_ingest::PrivacyRequest::Erase { subject, reference: None };
+    let trace = crate::privacy::submit_via_log(&*app.store, &req, &format!("token:{}", caller.token_name))
+        .await
+        .map_err(unavailable)?;
+    app.wake_pipeline.notify_one();
+    let answer =
+        serde_json::json!({ "trace_id": trace.to_string(), "pseudonym": crate::privacy::pseudonym_of(&id) });
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+/// `GET /api/privacy/export/{customer_id}`: everything nudge holds about the person, as one JSON document.
+async fn privacy_export(
+    State(app): State<Arc<Shared>>,
+    Path(customer): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id: CustomerId = customer.parse().map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))?;
+    let unavailable = |e: nudge_store::StoreError| {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}"))
+    };
+    let subject = crate::privacy::subject_for(&*app.store, &id).await.map_err(unavailable)?;
+    let doc = crate::privacy::export_document(&*app.store, subject.customers).await.map_err(unavailable)?;
+    Ok(Json(doc))
+}
+
+#[derive(serde::Deserialize)]
+struct StatusQuery {
+    customer: Option<String>,
+}
+
+/// `GET /api/privacy/status[?customer=…]`: privacy jobs, newest first, with each destination's state.
+async fn privacy_status(
+    State(app): State<Arc<Shared>>,
+    Query(q): Query<StatusQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let pseudonym = match q.customer {
+        Some(c) => {
+            let id: CustomerId = c.parse().map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))?;
+            Some(crate::privacy::pseudonym_of(&id))
+        }
+        None => None,
+    };
+    let jobs = app
+        .store
+        .privacy_jobs(false, pseudonym)
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")))?;
+    Ok(Json(serde_json::json!({ "jobs": jobs })))
 }

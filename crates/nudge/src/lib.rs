@@ -34,6 +34,8 @@ pub mod model_report;
 pub mod models_cli;
 pub mod outbox;
 pub mod pipeline;
+pub mod privacy;
+pub mod privacy_cli;
 pub mod push;
 pub mod push_cli;
 pub mod report_cli;

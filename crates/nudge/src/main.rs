@@ -61,6 +61,9 @@ enum Command {
     /// A flow's shadow report (against its baseline rule) or lift report (treated against held out).
     #[command(subcommand)]
     Report(nudge::report_cli::ReportCmd),
+    /// Erase or export one person; the state of erasures at each destination.
+    #[command(subcommand)]
+    Privacy(nudge::privacy_cli::PrivacyCmd),
     /// Developer tools.
     #[command(subcommand)]
     Dev(DevCmd),
@@ -180,6 +183,10 @@ fn main() -> ExitCode {
                     }
                     r => r,
                 },
+                Err(e) => return config_error(e),
+            },
+            Command::Privacy(cmd) => match load() {
+                Ok(cfg) => nudge::privacy_cli::run(&cfg, cmd).await,
                 Err(e) => return config_error(e),
             },
             Command::Import(args) => match load() {

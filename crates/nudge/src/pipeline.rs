@@ -15,8 +15,8 @@ use nudge_policy::flows::{DecideContext, FlowSet, Status, Trigger};
 use nudge_scoring::{RulesScorer, Scorer};
 use nudge_state::{Applied, CustomerState};
 use nudge_store::{
-    DeliveryStatus, FlowDecision, NewApproval, NewOutboxItem, ProcessOutcome, Store, StoreError,
-    StoredDelivery, StoredState, TimerSpec,
+    DeliveryStatus, FlowDecision, NewApproval, NewOutboxItem, PrivacyJobKind, ProcessOutcome, Store,
+    StoreError, StoredDelivery, StoredState, TimerSpec,
 };
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -93,6 +93,7 @@ pub struct Pipeline {
 /// What a delivery's body turned into before state is touched.
 enum Prepared {
     Events(Vec<Event>),
+    Privacy(PrivacyRequest),
     Ignored(String),
     Quarantined(String),
     /// A thin notification: the read it needs is recorded as a durable fetch job, and the trace stays
@@ -108,6 +109,9 @@ struct Built {
     states: HashMap<CustomerId, CustomerState>,
     last_seq: i64,
     enqueued: usize,
+    /// Customers an erasure in this batch removed (and no later delivery of the batch brought back): the
+    /// overlay must forget them.
+    erased: Vec<CustomerId>,
 }
 
 /// States left by batches whose commits are in flight, each with the number of the batch that wrote it,
@@ -136,6 +140,13 @@ impl Overlay {
         // Only while that customer still has this email.
         let (s, _) = self.states.get(c)?;
         (s.email.as_deref().map(email_key) == Some(key)).then(|| c.clone())
+    }
+
+    /// Forgets a customer an erasure removed, so the next batch starts them from nothing.
+    fn forget(&mut self, customer: &CustomerId) {
+        self.states.remove(customer);
+        let states = &self.states;
+        self.emails.retain(|_, c| states.contains_key(c));
     }
 
     /// Forgets what batch `generation` wrote, now that it is in the store (later batches' states stay).
@@ -274,8 +285,25 @@ impl Pipeline {
         let now = time::OffsetDateTime::now_utc();
         let mut outcomes = Vec::with_capacity(prepared.len());
         let mut enqueued = 0;
+        let mut erased: Vec<CustomerId> = Vec::new();
         for (d, p) in prepared {
-            let o = self.process_one(&d, p, &mut states, &mut counts, now);
+            let o = match p {
+                Prepared::Privacy(req) => {
+                    let o = crate::privacy::outcome_for(&d, req, now);
+                    for c in o
+                        .privacy
+                        .iter()
+                        .filter(|j| j.kind == PrivacyJobKind::Erase)
+                        .flat_map(|j| &j.customers)
+                    {
+                        // Later deliveries of the batch start them from nothing.
+                        states.remove(c);
+                        erased.push(c.clone());
+                    }
+                    o
+                }
+                p => self.process_one(&d, p, &mut states, &mut counts, now),
+            };
             enqueued += o.outbox.len();
             outcomes.push(o);
         }
@@ -285,7 +313,8 @@ impl Pipeline {
         for o in outcomes.iter_mut().rev() {
             for c in std::mem::take(&mut o.states) {
                 if let std::collections::hash_map::Entry::Vacant(slot) = changed.entry(c.customer) {
-                    let s = states.remove(slot.key()).expect("a changed state is loaded");
+                    // Erased later in the batch (and not brought back): nothing to write.
+                    let Some(s) = states.remove(slot.key()) else { continue };
                     o.states.push(StoredState {
                         customer: slot.key().clone(),
                         email: s.email.clone(),
@@ -295,7 +324,8 @@ impl Pipeline {
                 }
             }
         }
-        Ok(Built { outcomes, states: changed, last_seq, enqueued })
+        erased.retain(|c| !changed.contains_key(c));
+        Ok(Built { outcomes, states: changed, last_seq, enqueued, erased })
     }
 
     fn process_one(
@@ -331,6 +361,7 @@ impl Pipeline {
                 telemetry::processed("quarantined");
                 return out;
             }
+            Prepared::Privacy(req) => return crate::privacy::outcome_for(d, req, now),
             Prepared::Ignored(reason) => {
                 audit(&mut out, None, AuditStage::Received, received);
                 out.status = Some(DeliveryStatus::Processed);
@@ -681,6 +712,9 @@ impl Pipeline {
                 }
             };
             generation += 1;
+            for c in &built.erased {
+                overlay.forget(c);
+            }
             for (c, s) in built.states {
                 overlay.insert(c, s, generation);
             }
@@ -755,6 +789,11 @@ fn prepare(sources: &nudge_ingest::source::Registry, d: &StoredDelivery) -> Prep
             Ok(ev) => Prepared::Events(vec![ev]),
             Err(e) => Prepared::Quarantined(format!("timer payload does not parse: {e}")),
         },
+        // A privacy request made through nudge itself (`POST /api/privacy/erase`).
+        crate::privacy::SOURCE => match serde_json::from_slice::<PrivacyRequest>(&d.body) {
+            Ok(req) => Prepared::Privacy(req),
+            Err(e) => Prepared::Quarantined(format!("privacy request does not parse: {e}")),
+        },
         // One chunk of a schedule flow's firing: a tick per customer.
         "schedule" => match serde_json::from_slice::<crate::scheduler::ScheduleChunk>(&d.body) {
             Ok(chunk) => Prepared::Events(chunk.ticks()),
@@ -769,18 +808,7 @@ fn prepare(sources: &nudge_ingest::source::Registry, d: &StoredDelivery) -> Prep
                 Parsed::Events(evs) => Prepared::Events(evs),
                 Parsed::Ignored(reason) => Prepared::Ignored(reason),
                 Parsed::Quarantined(reason) => Prepared::Quarantined(reason),
-                Parsed::Privacy(req) => {
-                    tracing::warn!(topic = d.topic, "privacy request received; kept for the merchant");
-                    Prepared::Ignored(format!(
-                        "privacy request {} kept verbatim for the merchant ({})",
-                        d.topic,
-                        match req {
-                            PrivacyRequest::Erase { .. } => "erase",
-                            PrivacyRequest::Export { .. } => "export",
-                            PrivacyRequest::EraseShop { .. } => "erase shop",
-                        }
-                    ))
-                }
+                Parsed::Privacy(req) => Prepared::Privacy(req),
                 Parsed::Fetch(job) => Prepared::Fetch(job),
             }
         }

@@ -243,6 +243,44 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets the run record of a flow (one no longer configured); nothing happens when there is none.
     async fn delete_schedule_run(&self, flow: &str) -> Result<()>;
+
+    /// Records a privacy job outside processing (the CLI, the API) in one transaction; for an erasure, the
+    /// person is removed from `nudge.db` in that same transaction, as when a delivery carries the request
+    /// ([`ProcessOutcome::privacy`]). Returns the job's id.
+    async fn submit_privacy_job(&self, job: NewPrivacyJob) -> Result<i64>;
+
+    /// What erasing these customers (and whoever is stored under `email`) would remove; changes nothing.
+    async fn preview_erasure(
+        &self,
+        customers: Vec<CustomerId>,
+        email: Option<String>,
+    ) -> Result<ErasurePreview>;
+
+    /// Privacy jobs, newest first: only unfinished ones (with their identifiers, for the worker), or all,
+    /// or those naming `pseudonym`.
+    async fn privacy_jobs(&self, pending_only: bool, pseudonym: Option<String>) -> Result<Vec<PrivacyJob>>;
+
+    /// Removes an erasure's deliveries from the ingest log (by the traces recorded with the job; a
+    /// schedule chunk naming other customers too keeps them and loses only this person), overwriting the
+    /// freed space, and marks the job's log step done. Safe to repeat. Returns how many deliveries went.
+    async fn erase_from_log(&self, job_id: i64) -> Result<u64>;
+
+    /// Records where one destination's deletion request of job `job_id` stands (creating the row if
+    /// needed).
+    async fn record_erasure_destination(&self, job_id: i64, d: ErasureDestination) -> Result<()>;
+
+    /// Finishes a job: its identifiers and trace list are removed (overwritten), `summary` is merged into
+    /// its counts, and it is marked done. For an erasure, every destination's request must be terminal
+    /// and the log step done, or nothing is written ([`StoreError::Conflict`]).
+    async fn finish_privacy_job(&self, job_id: i64, summary: serde_json::Value) -> Result<()>;
+
+    /// Everything stored under these customer keys, for an export.
+    async fn export_customer(&self, customers: Vec<CustomerId>) -> Result<CustomerExport>;
+
+    /// Moves everything in the write-ahead logs into the database files and empties the logs, so no
+    /// older copy of an overwritten page remains in them (after an erasure). Best effort under load: a
+    /// log still in use by a reader is checkpointed as far as possible and reported as a conflict.
+    async fn compact(&self) -> Result<()>;
 }
 
 /// Convenience: the terminal state recorded for a trace, if any.

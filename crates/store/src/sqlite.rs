@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
+#[path = "sqlite_privacy.rs"]
+mod privacy;
+
 const MIGRATION: &str = include_str!("../migrations/sqlite_001_init.sql");
 const LOG_MIGRATION: &str = include_str!("../migrations/sqlite_log_001.sql");
 /// Applied after [`MIGRATION`] on every open (idempotent): databases from before API tokens gain the table.
@@ -31,6 +34,8 @@ const OUTBOX_PER_DESTINATION_MIGRATION: &str =
 const PUSH_RUNS_MIGRATION: &str = include_str!("../migrations/sqlite_007_push_runs.sql");
 /// Applied after the migrations before it on every open (idempotent): durable fetch jobs.
 const FETCH_JOBS_MIGRATION: &str = include_str!("../migrations/sqlite_008_fetch_jobs.sql");
+/// Applied after the others on every open (idempotent): privacy jobs and the indexes erasure looks up by.
+const PRIVACY_MIGRATION: &str = include_str!("../migrations/sqlite_009_privacy.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
 const MAX_GROUP: usize = 4096;
 /// The most other write jobs (processing batches, attempts, …) one group commit takes.
@@ -482,6 +487,10 @@ impl SqliteStore {
         conn.execute_batch(OUTBOX_PER_DESTINATION_MIGRATION)?;
         conn.execute_batch(PUSH_RUNS_MIGRATION)?;
         conn.execute_batch(FETCH_JOBS_MIGRATION)?;
+        conn.execute_batch(PRIVACY_MIGRATION)?;
+        // Deleted rows are overwritten with zeros where they lay (no extra I/O: the page is written
+        // anyway); an erasure turns the full mode on for its own deletes (see `sqlite_privacy`).
+        conn.pragma_update(None, "secure_delete", "FAST")?;
         migrate_legacy_layout(&conn, &log, &path)?;
         allow_shared_trace_ids(&log)?;
         let keys = Arc::new(Mutex::new(KeyIndex::load(&log)?));
@@ -1692,6 +1701,9 @@ impl Store for SqliteStore {
                 if let (Some(t), Some(trace)) = (&o.terminal, o.trace_id) {
                     insert_terminal(tx, trace, t, now_ms)?;
                 }
+                if let Some(job) = &o.privacy {
+                    privacy::submit(tx, job, now_ms)?;
+                }
             }
             Ok(())
         })
@@ -2604,6 +2616,61 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn submit_privacy_job(&self, job: NewPrivacyJob) -> Result<i64> {
+        self.write(move |tx| privacy::submit(tx, &job, ts_to_ms(time::OffsetDateTime::now_utc()))).await
+    }
+
+    async fn preview_erasure(
+        &self,
+        customers: Vec<CustomerId>,
+        email: Option<String>,
+    ) -> Result<ErasurePreview> {
+        self.read(move |c| privacy::preview(c, &customers, email.as_deref())).await
+    }
+
+    async fn privacy_jobs(&self, pending_only: bool, pseudonym: Option<String>) -> Result<Vec<PrivacyJob>> {
+        self.read(move |c| privacy::jobs(c, pending_only, pseudonym.as_deref())).await
+    }
+
+    async fn erase_from_log(&self, job_id: i64) -> Result<u64> {
+        let (traces, keys) = self.read(move |c| privacy::log_work(c, job_id)).await?;
+        let n = self.write_on(&self.log_tx, move |tx| privacy::erase_log(tx, &traces, &keys)).await?;
+        self.write(move |tx| {
+            privacy::mark_log_erased(tx, job_id, n, ts_to_ms(time::OffsetDateTime::now_utc()))
+        })
+        .await?;
+        Ok(n)
+    }
+
+    async fn record_erasure_destination(&self, job_id: i64, d: ErasureDestination) -> Result<()> {
+        self.write(move |tx| privacy::record_destination(tx, job_id, &d)).await
+    }
+
+    async fn finish_privacy_job(&self, job_id: i64, summary: serde_json::Value) -> Result<()> {
+        self.write(move |tx| privacy::finish(tx, job_id, &summary, ts_to_ms(time::OffsetDateTime::now_utc())))
+            .await
+    }
+
+    async fn export_customer(&self, customers: Vec<CustomerId>) -> Result<CustomerExport> {
+        self.read(move |c| privacy::export(c, &customers)).await
+    }
+
+    async fn compact(&self) -> Result<()> {
+        let paths = [self.path.clone(), self.log_path.clone()];
+        let emptied = tokio::task::spawn_blocking(move || {
+            paths.iter().map(|p| privacy::checkpoint_truncate(p)).collect::<Result<Vec<bool>>>()
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("checkpoint task failed: {e}")))??;
+        if emptied.iter().all(|e| *e) {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(
+                "a write-ahead log is in use; it was checkpointed as far as possible".into(),
+            ))
+        }
     }
 
     async fn delete_schedule_run(&self, flow: &str) -> Result<()> {

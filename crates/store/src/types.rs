@@ -105,6 +105,8 @@ pub struct ProcessOutcome {
     /// Reads from a platform's API this delivery needs (a thin notification); the trace stays open until
     /// each is settled.
     pub fetch_jobs: Vec<NewFetchJob>,
+    /// A privacy request this delivery carried: an erasure runs in this commit (see [`NewPrivacyJob`]).
+    pub privacy: Option<NewPrivacyJob>,
 }
 
 /// A fetch job to store with its notification's processing.
@@ -457,4 +459,170 @@ impl DeadLetterFilter {
     pub fn trace(trace: TraceId) -> Self {
         DeadLetterFilter { trace: Some(trace), ..Default::default() }
     }
+}
+
+/// What a privacy job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrivacyJobKind {
+    /// Remove the person from nudge's own files, then ask every destination holding them to delete them.
+    Erase,
+    /// Gather everything nudge holds about the person into one file.
+    Export,
+}
+
+impl PrivacyJobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrivacyJobKind::Erase => "erase",
+            PrivacyJobKind::Export => "export",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "erase" => Some(PrivacyJobKind::Erase),
+            "export" => Some(PrivacyJobKind::Export),
+            _ => None,
+        }
+    }
+}
+
+/// A privacy request to act on. For an erasure, the store removes the person from `nudge.db` in the same
+/// transaction that records the job (their state, outbox items of any status, timers, approvals, flow
+/// decisions, imported transactions and audit records; the reasons of their traces' terminal states),
+/// remembers their traces so [`crate::Store::erase_from_log`] can remove the deliveries from the ingest
+/// log, and records one pending request per destination in `destinations`. The identifiers are kept only
+/// until the job is finished ([`crate::Store::finish_privacy_job`]); the pseudonym stays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPrivacyJob {
+    pub kind: PrivacyJobKind,
+    /// Every key the person's data may be stored under (their platform id, their guest key).
+    pub customers: Vec<CustomerId>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// The keyed pseudonym the job's lasting records name the person by.
+    pub pseudonym: String,
+    /// The platform's reference for the request, if it gave one.
+    pub reference: Option<String>,
+    /// Who asked: `shopify:customers/redact`, `cli`, `token:<name>`.
+    pub requested_by: String,
+    /// The request's own trace (the delivery that carried it, or a fresh one).
+    pub trace_id: TraceId,
+    pub at_ms: i64,
+    /// The destinations that may hold the person, besides those the outbox shows they were sent to (which
+    /// the store adds itself): for an erasure, the ones a batch push reached, which the outbox does not
+    /// record per person.
+    pub destinations: Vec<String>,
+}
+
+/// Where one destination's deletion request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErasureStatus {
+    /// Not yet accepted by the destination (never sent, or failed in a way worth repeating).
+    Pending,
+    /// The destination accepted the deletion.
+    Done,
+    /// The destination refused it for good; the detail says why.
+    Failed,
+    /// The destination is no longer configured, or its connector has no deletion endpoint.
+    Skipped,
+}
+
+impl ErasureStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErasureStatus::Pending => "pending",
+            ErasureStatus::Done => "done",
+            ErasureStatus::Failed => "failed",
+            ErasureStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => ErasureStatus::Pending,
+            "done" => ErasureStatus::Done,
+            "failed" => ErasureStatus::Failed,
+            "skipped" => ErasureStatus::Skipped,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        self != ErasureStatus::Pending
+    }
+}
+
+/// One destination's deletion request of an erasure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErasureDestination {
+    pub destination: String,
+    pub status: ErasureStatus,
+    pub attempts: u32,
+    /// When a pending request is next tried (ms since the epoch).
+    pub next_attempt_at_ms: i64,
+    /// The last answer or failure, without personal data.
+    pub detail: Option<String>,
+    pub updated_at_ms: i64,
+}
+
+/// A privacy job as stored. The identifiers (`customers`, `email`, `phone`) are present only while the
+/// job is pending; once finished only the pseudonym and the counts remain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrivacyJob {
+    pub id: i64,
+    pub kind: PrivacyJobKind,
+    pub pseudonym: String,
+    pub trace_id: TraceId,
+    pub requested_by: String,
+    pub reference: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// Everything nudge itself had to do is done, and every destination's request is terminal.
+    pub done: bool,
+    /// The person's deliveries are gone from the ingest log.
+    pub log_erased: bool,
+    #[serde(skip)]
+    pub customers: Vec<CustomerId>,
+    #[serde(skip)]
+    pub email: Option<String>,
+    #[serde(skip)]
+    pub phone: Option<String>,
+    /// What the erasure removed, by kind (`states`, `audit_records`, `outbox_items`, `deliveries`, …).
+    pub summary: serde_json::Value,
+    pub destinations: Vec<ErasureDestination>,
+}
+
+/// What an erasure of these customers would remove (`nudge privacy erase --dry-run`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ErasurePreview {
+    pub states: u64,
+    pub audit_records: u64,
+    pub traces: u64,
+    pub outbox_items: u64,
+    pub timers: u64,
+    pub approvals: u64,
+    pub flow_decisions: u64,
+    pub transactions: u64,
+    /// Destinations the outbox shows the person was sent to.
+    pub destinations: Vec<String>,
+}
+
+/// Everything nudge holds about one person, for an export. Only rows keyed by the person's keys.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CustomerExport {
+    pub customers: Vec<CustomerId>,
+    /// Each key's state as the state crate stores it (orders, checkouts, consent, flow history, scores'
+    /// fingerprint).
+    pub states: Vec<serde_json::Value>,
+    /// The audit trail about them (scores with their model versions, decisions, attempts), oldest first.
+    pub audit: Vec<AuditRecord>,
+    /// Their outbox items (pushes), any status: destination, action, status, attempts, last error.
+    pub outbox: Vec<serde_json::Value>,
+    pub approvals: Vec<ApprovalRecord>,
+    pub flow_decisions: Vec<serde_json::Value>,
+    pub timers: Vec<serde_json::Value>,
+    pub transactions: Vec<ImportedTransaction>,
 }

@@ -47,6 +47,8 @@ pub struct BrazeClient {
     config: BrazeConfig,
     /// Keeps `/users/track` within `rate` requests per 3 s.
     limiter: RateLimiter,
+    /// `<rest_endpoint>/users/delete`.
+    delete_url: String,
 }
 
 impl BrazeClient {
@@ -56,10 +58,12 @@ impl BrazeClient {
         // A redirect would carry the key to another host; Braze's REST API does not redirect.
         let http =
             json_client(Some(("braze api_key", &config.api_key)), config.timeout, config.allow_private)?;
-        let url = format!("{}{TRACK_PATH}", config.rest_endpoint.trim().trim_end_matches('/'));
+        let base = config.rest_endpoint.trim().trim_end_matches('/');
+        let url = format!("{base}{TRACK_PATH}");
+        let delete_url = format!("{base}{}", request::DELETE_PATH);
         let limiter =
             RateLimiter::with_windows(&[(config.rate, RATE_WINDOW)]).with_margin(Duration::from_millis(30));
-        Ok(BrazeClient { http, url, config, limiter })
+        Ok(BrazeClient { http, url, config, limiter, delete_url })
     }
 
     pub fn config(&self) -> &BrazeConfig {
@@ -245,6 +249,64 @@ impl Destination for BrazeClient {
 
     fn max_batch(&self) -> usize {
         self.config.batch_size
+    }
+
+    fn can_erase(&self) -> bool {
+        true
+    }
+
+    /// `/users/delete` by external id, in requests of at most 50; done when every request answered 2xx
+    /// with Braze's `success` message.
+    async fn erase(&self, subject: &crate::ErasureSubject) -> Outcome {
+        let label = request::DELETE_LABEL.to_string();
+        let bodies = match request::delete_requests(&subject.external_ids) {
+            Ok(b) => b,
+            Err(e) => return Outcome::Rejected { endpoint: label, status: None, error: e.to_string() },
+        };
+        let mut last = None;
+        for body in bodies {
+            let response = match self.http.post(&self.delete_url).body(body).send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let error = transport_error(&e, self.config.timeout);
+                    return Outcome::Retry { endpoint: label, status: None, error, retry_after: None };
+                }
+            };
+            let status = response.status().as_u16();
+            let headers = response.headers();
+            let retry_after = [BRAZE_RETRY_AFTER, RETRY_AFTER.as_str()].iter().find_map(|name| {
+                headers.get(*name).and_then(|v| v.to_str().ok()).and_then(parse_retry_after)
+            });
+            let body = read_capped(response, MAX_ANSWER_BYTES).await;
+            let key = &self.config.api_key;
+            match classify_status(status) {
+                StatusClass::Retryable => {
+                    let error = error_text(status, &body, key);
+                    return Outcome::Retry { endpoint: label, status: Some(status), error, retry_after };
+                }
+                StatusClass::Permanent => {
+                    let error = error_text(status, &body, key);
+                    return Outcome::Rejected { endpoint: label, status: Some(status), error };
+                }
+                StatusClass::Success => {
+                    let json: Option<Value> = serde_json::from_slice(&body).ok();
+                    if json.as_ref().and_then(|j| j.get("message")).and_then(Value::as_str) != Some("success")
+                    {
+                        let excerpt = scrub(&body_excerpt(&body), key);
+                        return Outcome::Retry {
+                            endpoint: label,
+                            status: Some(status),
+                            error: format!(
+                                "HTTP {status} without Braze's success message (body: `{excerpt}`)"
+                            ),
+                            retry_after: None,
+                        };
+                    }
+                    last = Some(status);
+                }
+            }
+        }
+        Outcome::Delivered { endpoint: label, status: last.unwrap_or(200) }
     }
 
     async fn deliver_batch(&self, actions: &[Action]) -> Vec<Outcome> {

@@ -30,6 +30,29 @@ use time::format_description::well_known::Rfc3339;
 pub const TRACK_PATH: &str = "/users/track";
 /// Method and path as reported in [`crate::Outcome`].
 pub const TRACK_LABEL: &str = "POST /users/track";
+/// Braze's user deletion endpoint: profiles named by one kind of identifier (here `external_ids`, nudge's
+/// customer keys), at most [`MAX_DELETE_IDS`] per request; deletion cannot be undone.
+pub const DELETE_PATH: &str = "/users/delete";
+pub const DELETE_LABEL: &str = "POST /users/delete";
+/// The most identifiers `/users/delete` takes in one request.
+pub const MAX_DELETE_IDS: usize = 50;
+
+/// The bodies deleting `external_ids`, at most [`MAX_DELETE_IDS`] each (a request carries one kind of
+/// identifier only).
+pub fn delete_requests(external_ids: &[String]) -> Result<Vec<Vec<u8>>, DeliverError> {
+    let ids: Vec<&str> = external_ids.iter().map(|i| i.trim()).filter(|i| !i.is_empty()).collect();
+    if ids.is_empty() {
+        return Err(DeliverError::Invalid(
+            "a Braze deletion needs the person's external id; none is known".into(),
+        ));
+    }
+    ids.chunks(MAX_DELETE_IDS)
+        .map(|chunk| {
+            serde_json::to_vec(&serde_json::json!({ "external_ids": chunk }))
+                .map_err(|e| DeliverError::Invalid(e.to_string()))
+        })
+        .collect()
+}
 /// Longest string attribute value, event name and property key Braze accepts, in characters.
 pub const MAX_STRING_CHARS: usize = 255;
 /// The custom array attribute that holds the lists a customer was added to.

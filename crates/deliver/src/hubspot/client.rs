@@ -395,6 +395,33 @@ impl fmt::Debug for HubSpotClient {
 
 #[async_trait::async_trait]
 impl Destination for HubSpotClient {
+    fn can_erase(&self) -> bool {
+        true
+    }
+
+    /// A GDPR deletion by email: 2xx (204) means HubSpot deleted the contact (or blocklisted an unknown
+    /// email).
+    async fn erase(&self, subject: &crate::ErasureSubject) -> Outcome {
+        let endpoint = Endpoint::GdprDelete;
+        let body = match request::gdpr_delete(subject.email.as_deref()) {
+            Ok(b) => b,
+            Err(e) => {
+                return Outcome::Rejected {
+                    endpoint: endpoint.label().to_string(),
+                    status: None,
+                    error: e.to_string(),
+                };
+            }
+        };
+        let answer = self.post(endpoint, body).await;
+        match &answer {
+            Answer::Response { status, .. } if classify_status(*status) == StatusClass::Success => {
+                Outcome::Delivered { endpoint: endpoint.label().to_string(), status: *status }
+            }
+            _ => self.failure(endpoint, &answer, ""),
+        }
+    }
+
     fn name(&self) -> &'static str {
         "hubspot"
     }

@@ -33,6 +33,9 @@ pub enum Endpoint {
     CreateProperties,
     /// `POST /crm/v3/properties/contacts` (one property; used when a batch create answers 409).
     CreateProperty,
+    /// `POST /crm/v3/objects/contacts/gdpr-delete`: permanently deletes one contact, here named by email
+    /// (`idProperty: "email"`); an unknown email is blocklisted instead. Answers 204.
+    GdprDelete,
 }
 
 impl Endpoint {
@@ -42,6 +45,7 @@ impl Endpoint {
             Endpoint::CreateGroup => "/crm/v3/properties/contacts/groups",
             Endpoint::CreateProperties => "/crm/v3/properties/contacts/batch/create",
             Endpoint::CreateProperty => "/crm/v3/properties/contacts",
+            Endpoint::GdprDelete => "/crm/v3/objects/contacts/gdpr-delete",
         }
     }
 
@@ -52,6 +56,7 @@ impl Endpoint {
             Endpoint::CreateGroup => "POST /crm/v3/properties/contacts/groups",
             Endpoint::CreateProperties => "POST /crm/v3/properties/contacts/batch/create",
             Endpoint::CreateProperty => "POST /crm/v3/properties/contacts",
+            Endpoint::GdprDelete => "POST /crm/v3/objects/contacts/gdpr-delete",
         }
     }
 }
@@ -213,6 +218,15 @@ pub fn properties_body(group: &str, specs: &[PropertySpec]) -> Vec<u8> {
 /// The body creating one property.
 pub fn property_body(group: &str, spec: &PropertySpec) -> Vec<u8> {
     serde_json::to_vec(&spec.definition(group)).unwrap_or_default()
+}
+
+/// The body of a GDPR deletion of the contact with `email`.
+pub fn gdpr_delete(email: Option<&str>) -> Result<Vec<u8>, DeliverError> {
+    let email = email.map(str::trim).filter(|e| !e.is_empty()).ok_or_else(|| {
+        DeliverError::Invalid("a HubSpot deletion needs the person's email; none is known".into())
+    })?;
+    serde_json::to_vec(&serde_json::json!({ "objectId": email, "idProperty": "email" }))
+        .map_err(|e| DeliverError::Invalid(e.to_string()))
 }
 
 #[cfg(test)]

@@ -42,6 +42,8 @@ pub struct KlaviyoClient {
     /// Keeps bulk import job reads (status polls, import errors) within their quota (10/s, 150/min by
     /// default).
     bulk_job_reads_limiter: RateLimiter,
+    /// Keeps deletion job creation within Klaviyo's published quota for it (3/s burst, 60/min steady).
+    deletion_limiter: RateLimiter,
 }
 
 impl KlaviyoClient {
@@ -77,6 +79,7 @@ impl KlaviyoClient {
             lists_limiter: RateLimiter::new(config.lists_limit),
             bulk_jobs_limiter: RateLimiter::new(config.bulk_jobs_limit),
             bulk_job_reads_limiter: RateLimiter::new(config.bulk_job_reads_limit),
+            deletion_limiter: RateLimiter::new(crate::RateLimit::new(3, 60)),
             config,
         })
     }
@@ -92,6 +95,7 @@ impl KlaviyoClient {
             Endpoint::AddToList | Endpoint::RemoveFromList => &self.lists_limiter,
             Endpoint::BulkImportJobs => &self.bulk_jobs_limiter,
             Endpoint::BulkImportJob | Endpoint::BulkImportErrors => &self.bulk_job_reads_limiter,
+            Endpoint::DataPrivacyDeletionJobs => &self.deletion_limiter,
         }
     }
 
@@ -248,6 +252,22 @@ impl Destination for KlaviyoClient {
             },
             Err(e) => Outcome::Rejected {
                 endpoint: endpoint.label().to_string(),
+                status: None,
+                error: invalid_text(e),
+            },
+        }
+    }
+
+    fn can_erase(&self) -> bool {
+        true
+    }
+
+    /// A data-privacy deletion job: accepted (202) means Klaviyo will delete every matching profile.
+    async fn erase(&self, subject: &crate::ErasureSubject) -> Outcome {
+        match request::deletion_job(subject) {
+            Ok(req) => self.send(req, 0).await.0,
+            Err(e) => Outcome::Rejected {
+                endpoint: Endpoint::DataPrivacyDeletionJobs.label().to_string(),
                 status: None,
                 error: invalid_text(e),
             },

@@ -51,6 +51,8 @@ pub enum Endpoint {
     BulkImportJob,
     /// `GET /api/profile-bulk-import-jobs/{id}/import-errors` (`get_errors_for_bulk_import_profiles_job`).
     BulkImportErrors,
+    /// `POST /api/data-privacy-deletion-jobs` (`request_profile_deletion`).
+    DataPrivacyDeletionJobs,
 }
 
 impl Endpoint {
@@ -63,14 +65,17 @@ impl Endpoint {
             Endpoint::BulkImportJobs => "/api/profile-bulk-import-jobs",
             Endpoint::BulkImportJob => "/api/profile-bulk-import-jobs/{id}",
             Endpoint::BulkImportErrors => "/api/profile-bulk-import-jobs/{id}/import-errors",
+            Endpoint::DataPrivacyDeletionJobs => "/api/data-privacy-deletion-jobs",
         }
     }
 
     pub fn method(self) -> &'static str {
         match self {
-            Endpoint::ProfileImport | Endpoint::Events | Endpoint::AddToList | Endpoint::BulkImportJobs => {
-                "POST"
-            }
+            Endpoint::ProfileImport
+            | Endpoint::Events
+            | Endpoint::AddToList
+            | Endpoint::BulkImportJobs
+            | Endpoint::DataPrivacyDeletionJobs => "POST",
             Endpoint::RemoveFromList => "DELETE",
             Endpoint::BulkImportJob | Endpoint::BulkImportErrors => "GET",
         }
@@ -87,6 +92,7 @@ impl Endpoint {
             Endpoint::BulkImportJobs => "POST /api/profile-bulk-import-jobs",
             Endpoint::BulkImportJob => "GET /api/profile-bulk-import-jobs/{id}",
             Endpoint::BulkImportErrors => "GET /api/profile-bulk-import-jobs/{id}/import-errors",
+            Endpoint::DataPrivacyDeletionJobs => "POST /api/data-privacy-deletion-jobs",
         }
     }
 
@@ -118,6 +124,28 @@ impl KlaviyoRequest {
     fn fixed(endpoint: Endpoint, body: Vec<u8>) -> Self {
         KlaviyoRequest { endpoint, path: endpoint.path().to_string(), body }
     }
+}
+
+/// The deletion job for one person (`request_profile_deletion`). Klaviyo takes exactly one identifier
+/// (email, phone number or profile id; more than one is an error) and deletes every profile it matches,
+/// asynchronously, answering 202. The email is used when there is one, the phone number otherwise.
+pub fn deletion_job(subject: &crate::ErasureSubject) -> Result<KlaviyoRequest, DeliverError> {
+    let email = subject.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
+    let phone = subject.phone.as_deref().map(str::trim).filter(|p| !p.is_empty());
+    let attributes = match (email, phone) {
+        (Some(email), _) => json!({"email": email}),
+        (None, Some(phone)) => json!({"phone_number": phone}),
+        (None, None) => {
+            return Err(invalid(
+                "a Klaviyo deletion needs the person's email or phone number; neither is known",
+            ));
+        }
+    };
+    let body = serialize(&json!({"data": {
+        "type": "data-privacy-deletion-job",
+        "attributes": {"profile": {"data": {"type": "profile", "attributes": attributes}}},
+    }}))?;
+    Ok(KlaviyoRequest::fixed(Endpoint::DataPrivacyDeletionJobs, body))
 }
 
 /// Builds the request for `action`, or explains which documented limit it breaks.

@@ -14,6 +14,7 @@
 mod suite;
 
 mod braze;
+mod erase;
 mod hubspot;
 mod klaviyo;
 mod marketo;

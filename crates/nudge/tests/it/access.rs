@@ -96,7 +96,9 @@ async fn every_route_answers_every_role_as_the_matrix_says() {
                 assert_eq!(r.detail["outcome"], "denied");
                 assert_eq!(r.detail["status"], 403);
                 assert_eq!(r.detail["method"], route.method);
-                assert_eq!(r.detail["path"], path.as_str());
+                // A customer's key in the path is personal data: the audit shows the route's template.
+                let shown = if route.path.contains("{customer_id}") { route.path } else { path.as_str() };
+                assert_eq!(r.detail["path"], shown);
                 assert_eq!(r.detail["token_name"], role.as_str());
                 assert_eq!(r.detail["role"], role.as_str());
                 assert_eq!(r.detail["permission"], route.permission.as_str());

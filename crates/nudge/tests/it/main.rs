@@ -11,6 +11,7 @@ mod destinations;
 mod isolation;
 mod lists;
 mod pipelined;
+mod privacy;
 mod reports;
 mod shopify_transports;
 mod spine;

@@ -46,6 +46,10 @@ pub const DEFAULT_RATE_LIMIT: u32 = 3000;
 pub const RATE_WINDOW: Duration = Duration::from_secs(3);
 /// The one path served.
 pub const TRACK_PATH: &str = "/users/track";
+/// The user deletion endpoint the fake serves too.
+pub const DELETE_PATH: &str = "/users/delete";
+/// The most identifiers `/users/delete` takes in one request.
+pub const DELETE_CAP: usize = 50;
 
 /// How the fake behaves.
 #[derive(Debug, Clone)]
@@ -182,6 +186,8 @@ struct FakeState {
     refused: HashSet<String>,
     requests: Vec<BrazeRequest>,
     users: BTreeMap<String, BrazeUser>,
+    /// Users deleted through `/users/delete`.
+    deletions: usize,
     events: Vec<BrazeEvent>,
     purchases: Vec<Value>,
     /// The current window's index and the requests counted in it.
@@ -200,6 +206,7 @@ fn new_shared(config: FakeBrazeConfig) -> Arc<Shared> {
         refused: HashSet::new(),
         requests: Vec::new(),
         users: BTreeMap::new(),
+        deletions: 0,
         events: Vec::new(),
         purchases: Vec::new(),
         window: (0, 0),
@@ -313,6 +320,47 @@ async fn handle(
     response
 }
 
+/// `POST /users/delete`: exactly one kind of identifier, 1 to 50 of them; the users (and their events)
+/// are gone afterwards. Only `external_ids` name users this fake can find; the other kinds are accepted
+/// and delete nothing here.
+fn delete_users(state: &mut FakeState, body: &[u8]) -> Answer {
+    const KINDS: [&str; 5] =
+        ["external_ids", "user_aliases", "braze_ids", "email_addresses", "phone_numbers"];
+    let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(body) else {
+        return Answer::json(400, json!({"message": "Invalid JSON in request body"}));
+    };
+    let given: Vec<&str> = KINDS.iter().copied().filter(|k| doc.contains_key(*k)).collect();
+    if given.len() != 1 || doc.len() != 1 {
+        return Answer::json(
+            400,
+            json!({"message": "Exactly one of external_ids, user_aliases, braze_ids, email_addresses or phone_numbers is required"}),
+        );
+    }
+    let Some(items) = doc.get(given[0]).and_then(Value::as_array) else {
+        return Answer::json(400, json!({"message": format!("{} must be an array", given[0])}));
+    };
+    if items.is_empty() || items.len() > DELETE_CAP {
+        return Answer::json(
+            400,
+            json!({"message": format!("{} must hold 1 to {DELETE_CAP} identifiers", given[0])}),
+        );
+    }
+    let mut deleted = 0;
+    if given[0] == "external_ids" {
+        for id in items {
+            let Some(id) = id.as_str() else {
+                return Answer::json(400, json!({"message": "external_ids must be strings"}));
+            };
+            if state.users.remove(id).is_some() {
+                deleted += 1;
+            }
+            state.events.retain(|e| e.user != id);
+        }
+    }
+    state.deletions += deleted;
+    Answer::json(200, json!({"deleted": deleted, "message": "success"}))
+}
+
 fn unix_now() -> u64 {
     u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0)
 }
@@ -402,11 +450,11 @@ fn decide_request(
     body: &[u8],
     queued: bool,
 ) -> Answer {
-    if path != TRACK_PATH {
+    if path != TRACK_PATH && path != DELETE_PATH {
         return Answer::message(404, "Not Found");
     }
     if method != Method::POST {
-        return Answer::message(405, "Method Not Allowed: /users/track takes POST");
+        return Answer::message(405, &format!("Method Not Allowed: {path} takes POST"));
     }
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::trim);
     match auth.and_then(|a| a.strip_prefix("Bearer ")).map(str::trim) {
@@ -433,6 +481,9 @@ fn decide_request(
             return a;
         }
         state.window.1 += 1;
+    }
+    if path == DELETE_PATH {
+        return delete_users(state, body);
     }
     let sections = match rules::sections(body, shared.config.batch_cap) {
         Ok(s) => s,
@@ -582,6 +633,11 @@ impl FakeBrazeHandle {
 
     pub fn clear_requests(&self) {
         self.shared.lock().requests.clear();
+    }
+
+    /// How many users `/users/delete` has deleted.
+    pub fn deletions(&self) -> usize {
+        self.shared.lock().deletions
     }
 
     /// Every stored user, ordered by key.

@@ -51,6 +51,8 @@ pub const UPSERT_PATH: &str = "/crm/v3/objects/contacts/batch/upsert";
 pub const GROUPS_PATH: &str = "/crm/v3/properties/contacts/groups";
 pub const PROPERTIES_BATCH_PATH: &str = "/crm/v3/properties/contacts/batch/create";
 pub const PROPERTIES_PATH: &str = "/crm/v3/properties/contacts";
+/// The GDPR deletion endpoint.
+pub const GDPR_DELETE_PATH: &str = "/crm/v3/objects/contacts/gdpr-delete";
 
 const WINDOW: Duration = Duration::from_secs(10);
 
@@ -153,6 +155,8 @@ struct FakeState {
     /// Lowercased email → the message its refusal carries.
     refused: HashMap<String, String>,
     recent: VecDeque<Instant>,
+    /// Emails a GDPR deletion found no contact for (HubSpot blocks them from being used again).
+    blocklisted: std::collections::BTreeSet<String>,
     today: u32,
     next_id: u64,
 }
@@ -274,7 +278,8 @@ async fn handle(
             .header("x-hubspot-ratelimit-daily", max.to_string())
             .header("x-hubspot-ratelimit-daily-remaining", remaining.to_string());
     }
-    builder.body(Body::from(answer.body.to_string())).expect("a JSON response builds")
+    let body = if answer.body.is_null() { String::new() } else { answer.body.to_string() };
+    builder.body(Body::from(body)).expect("a JSON response builds")
 }
 
 fn rate_limited(policy: &str, message: &str) -> Value {
@@ -337,7 +342,7 @@ fn route(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Answer {
-    let known = [UPSERT_PATH, GROUPS_PATH, PROPERTIES_BATCH_PATH, PROPERTIES_PATH];
+    let known = [UPSERT_PATH, GROUPS_PATH, PROPERTIES_BATCH_PATH, PROPERTIES_PATH, GDPR_DELETE_PATH];
     if !known.contains(&path) {
         return Answer::error(ApiError::new(404, "OBJECT_NOT_FOUND", format!("No route for {path}.")));
     }
@@ -405,9 +410,38 @@ fn endpoint(state: &mut FakeState, path: &str, content_type: Option<&str>, body:
         UPSERT_PATH => upsert(state, &json),
         GROUPS_PATH => create_group(state, &json),
         PROPERTIES_BATCH_PATH => create_properties(state, &json),
+        GDPR_DELETE_PATH => gdpr_delete(state, &json),
         _ => create_property(state, &json),
     };
     result.unwrap_or_else(Answer::error)
+}
+
+/// `{"objectId": <email>, "idProperty": "email"}` (or a contact id without `idProperty`): the contact is
+/// gone; an email with no contact is blocklisted. 204 without a body.
+fn gdpr_delete(state: &mut FakeState, body: &Value) -> Result<Answer, ApiError> {
+    let object = body.get("objectId").and_then(Value::as_str).map(str::trim).unwrap_or_default();
+    if object.is_empty() {
+        return Err(ApiError::validation("objectId is required.".to_string()));
+    }
+    match body.get("idProperty").and_then(Value::as_str) {
+        Some("email") => {
+            let email = object.to_lowercase();
+            if state.contacts.remove(&email).is_none() {
+                state.blocklisted.insert(email);
+            }
+        }
+        Some(other) => {
+            return Err(ApiError::validation(format!("idProperty `{other}` is not a unique property.")));
+        }
+        None => {
+            let before = state.contacts.len();
+            state.contacts.retain(|_, c| c.id != object);
+            if state.contacts.len() == before {
+                return Err(ApiError::new(404, "OBJECT_NOT_FOUND", format!("No contact with id {object}.")));
+            }
+        }
+    }
+    Ok(Answer::new(204, Value::Null))
 }
 
 fn property_exists(state: &FakeState, name: &str) -> bool {

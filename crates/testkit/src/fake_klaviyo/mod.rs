@@ -250,6 +250,8 @@ struct FakeState {
     failing_bulk_emails: HashSet<String>,
     /// Whether the next bulk import job is to be cancelled.
     cancel_next_job: bool,
+    /// Each accepted data-privacy deletion job: how many profiles it deleted.
+    deletions: Vec<usize>,
     /// The `scheme://host:port` the fake is reached at, for `links.self`.
     base_url: String,
 }
@@ -343,6 +345,7 @@ fn new_shared(config: FakeKlaviyoConfig, addr: SocketAddr) -> Arc<Shared> {
         jobs: Vec::new(),
         failing_bulk_emails: HashSet::new(),
         cancel_next_job: false,
+        deletions: Vec::new(),
         base_url: format!("http://{addr}"),
     };
     Arc::new(Shared { config, epoch: Instant::now(), cut, state: Mutex::new(state) })
@@ -415,6 +418,11 @@ impl FakeKlaviyoHandle {
             .iter()
             .find(|p| p.email.as_deref() == Some(email.as_str()))
             .cloned()
+    }
+
+    /// Each accepted data-privacy deletion job, in order: how many profiles it deleted.
+    pub fn deletions(&self) -> Vec<usize> {
+        self.shared.lock().deletions.clone()
     }
 
     /// Every bulk import job accepted so far, in creation order, as it stands now.
@@ -539,6 +547,8 @@ enum Endpoint {
     BulkJob(String),
     /// `GET /api/profile-bulk-import-jobs/{id}/import-errors`.
     BulkJobErrors(String),
+    /// `POST /api/data-privacy-deletion-jobs`.
+    DeletionJobs,
 }
 
 /// The bulk import job endpoint a path names, if any.
@@ -642,6 +652,7 @@ fn answer(
     let endpoint = match uri.path().trim_end_matches('/') {
         "/api/profile-import" => Endpoint::ProfileImport,
         "/api/events" => Endpoint::Events,
+        "/api/data-privacy-deletion-jobs" => Endpoint::DeletionJobs,
         other if list_profiles_path(other).is_some() => {
             Endpoint::ListProfiles(list_profiles_path(other).unwrap_or_default().to_string())
         }
@@ -658,7 +669,9 @@ fn answer(
     };
     let allowed = match endpoint {
         Endpoint::ListProfiles(_) => method == Method::POST || method == Method::DELETE,
-        Endpoint::ProfileImport | Endpoint::Events | Endpoint::BulkJobs => method == Method::POST,
+        Endpoint::ProfileImport | Endpoint::Events | Endpoint::BulkJobs | Endpoint::DeletionJobs => {
+            method == Method::POST
+        }
         Endpoint::BulkJob(_) | Endpoint::BulkJobErrors(_) => method == Method::GET,
     };
     if !allowed {
@@ -688,6 +701,7 @@ fn answer(
         Endpoint::ListProfiles(_) => state.lists_limiter.as_mut(),
         Endpoint::BulkJobs => state.bulk_jobs_limiter.as_mut(),
         Endpoint::BulkJob(_) | Endpoint::BulkJobErrors(_) => state.bulk_job_reads_limiter.as_mut(),
+        Endpoint::DeletionJobs => None,
     };
     if let Some(limiter) = limiter
         && let Err(e) = limiter.admit(shared.epoch)
@@ -727,9 +741,11 @@ fn answer(
     let max = match endpoint {
         Endpoint::ProfileImport => MAX_PROFILE_BODY_BYTES,
         Endpoint::BulkJobs => MAX_BULK_BODY_BYTES,
-        Endpoint::Events | Endpoint::ListProfiles(_) | Endpoint::BulkJob(_) | Endpoint::BulkJobErrors(_) => {
-            MAX_EVENT_BODY_BYTES
-        }
+        Endpoint::Events
+        | Endpoint::ListProfiles(_)
+        | Endpoint::BulkJob(_)
+        | Endpoint::BulkJobErrors(_)
+        | Endpoint::DeletionJobs => MAX_EVENT_BODY_BYTES,
     };
     if body.len() > max {
         return ApiError::new(
@@ -819,6 +835,16 @@ fn answer(
             state.jobs.push(job);
             Answer::Ok(202, resource)
         }
+        Endpoint::DeletionJobs => match rules::check_deletion_job(&doc) {
+            Ok(attrs) => {
+                let attrs = attrs.clone();
+                let deleted = state.store.delete_matching(&attrs);
+                state.deletions.push(deleted);
+                // Accepted: Klaviyo deletes asynchronously and answers without a body.
+                Answer::Ok(202, String::new())
+            }
+            Err(e) => e.into(),
+        },
         Endpoint::BulkJob(_) | Endpoint::BulkJobErrors(_) => Answer::Ok(200, String::new()),
     }
 }

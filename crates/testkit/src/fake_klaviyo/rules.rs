@@ -532,6 +532,42 @@ pub(crate) fn check_event(
 
 /// Checks a list-membership document (`ListMembersAddQuery` / `ListMembersDeleteQuery`): exactly
 /// `{"data":[{"type":"profile","id":"…"}, …]}` with 1–[`MAX_LIST_PROFILES`] members; returns the ids.
+/// A `data-privacy-deletion-job` document: `data.type`, then `data.attributes.profile.data` of type
+/// `profile` whose attributes hold exactly one identifier (`email`, `phone_number` or `id`). Returns those
+/// attributes.
+pub(crate) fn check_deletion_job(doc: &Map<String, Value>) -> Result<&Map<String, Value>, ApiError> {
+    let data = doc
+        .get("data")
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::invalid("`data` is required.", "/data"))?;
+    if data.get("type").and_then(Value::as_str) != Some("data-privacy-deletion-job") {
+        return Err(ApiError::invalid("`type` must be `data-privacy-deletion-job`.", "/data/type"));
+    }
+    let profile = data
+        .get("attributes")
+        .and_then(|a| a.get("profile"))
+        .and_then(|p| p.get("data"))
+        .and_then(Value::as_object)
+        .ok_or_else(|| ApiError::invalid("`profile.data` is required.", "/data/attributes/profile/data"))?;
+    if profile.get("type").and_then(Value::as_str) != Some("profile") {
+        return Err(ApiError::invalid("`type` must be `profile`.", "/data/attributes/profile/data/type"));
+    }
+    let attrs = profile.get("attributes").and_then(Value::as_object).ok_or_else(|| {
+        ApiError::invalid("`attributes` is required.", "/data/attributes/profile/data/attributes")
+    })?;
+    let given = ["email", "phone_number", "id"]
+        .iter()
+        .filter(|k| attrs.get(**k).and_then(Value::as_str).is_some_and(|v| !v.trim().is_empty()))
+        .count();
+    if given != 1 || attrs.len() != 1 {
+        return Err(ApiError::invalid(
+            "Exactly one of `email`, `phone_number` or `id` must be given.",
+            "/data/attributes/profile/data/attributes",
+        ));
+    }
+    Ok(attrs)
+}
+
 pub(crate) fn check_list_members(doc: &Map<String, Value>) -> Result<Vec<&str>, ApiError> {
     reject_unknown(doc, &["data"], "")?;
     let items = match doc.get("data") {

@@ -169,6 +169,28 @@ impl Store {
     }
 
     /// The stored profile with this Klaviyo profile id.
+    /// Deletes every profile matching the one identifier in `attrs` (`email`, `phone_number` or `id`), with
+    /// its events and list memberships, as a data-privacy deletion job does; returns how many.
+    pub(crate) fn delete_matching(&mut self, attrs: &Map<String, Value>) -> usize {
+        let id = text(attrs, "id");
+        let doomed: Vec<String> =
+            self.matching(id.as_deref(), attrs).into_iter().map(|i| self.profiles[i].id.clone()).collect();
+        if doomed.is_empty() {
+            return 0;
+        }
+        self.profiles.retain(|p| !doomed.contains(&p.id));
+        self.events.retain(|e| !doomed.contains(&e.profile_id));
+        self.event_keys.retain(|(p, _, _)| !doomed.contains(p));
+        for members in self.lists.values_mut() {
+            members.retain(|m| !doomed.contains(m));
+        }
+        self.by_identifier.clear();
+        for i in 0..self.profiles.len() {
+            self.index(i);
+        }
+        doomed.len()
+    }
+
     pub(crate) fn profile_by_id(&self, id: &str) -> Option<&StoredProfile> {
         self.by_identifier.get(&(Ident::Id, id.to_string())).map(|&i| &self.profiles[i])
     }
