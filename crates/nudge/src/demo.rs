@@ -70,7 +70,14 @@ struct Fakes {
     klaviyo: nudge_testkit::fake_klaviyo::FakeKlaviyoHandle,
     braze: nudge_testkit::FakeBrazeHandle,
     hubspot: nudge_testkit::FakeHubSpotHandle,
+    /// The second store: BigCommerce's REST API, read behind each callback.
+    bigcommerce: nudge_testkit::FakeBigCommerceHandle,
 }
+
+/// The BigCommerce store's client secret (the key of its callbacks' signatures).
+const BIGCOMMERCE_SECRET: &str = "demo_bigcommerce_client_secret";
+/// How many orders the BigCommerce store places during the demo (one customer each).
+const BIGCOMMERCE_ORDERS: u64 = 40;
 const MARKER: &str = ".nudge-demo";
 const ID_BASE: u64 = 7_000_000_000_000;
 const CATEGORIES: [&str; 5] = ["Tees", "Outerwear", "Shoes", "Accessories", "Home"];
@@ -365,6 +372,58 @@ pub async fn run_fake(o: FakeOptions) -> anyhow::Result<()> {
 /// The cart the BigCommerce fake is seeded with.
 const DEMO_CART: &str = "5d0b2b8e-1f7c-4f4e-9c3e-2f0d7a1b9c11";
 
+/// The second store: `BIGCOMMERCE_ORDERS` orders seeded in the BigCommerce fake, each announced by a signed
+/// `store/order/created` callback (thin: an id), which nudge acknowledges, then fetches and processes.
+/// Returns how many callbacks were acknowledged.
+async fn demo_bigcommerce(app: &App, fake: &nudge_testkit::FakeBigCommerceHandle) -> anyhow::Result<u64> {
+    use nudge_ingest::bigcommerce::fixtures::{CallbackFixture, ItemFixture, OrderFixture, ProductFixture};
+    let t = OffsetDateTime::now_utc();
+    fake.seed_product("1", ProductFixture::new(1, "Mug", "12.50", t).fetched());
+    let url = format!("http://{}/webhooks/bigcommerce", app.addr);
+    let sender = nudge_testkit::BigCommerceSender::new(url, Some(BIGCOMMERCE_SECRET), vec![])?;
+    let mut acked = 0;
+    for i in 0..BIGCOMMERCE_ORDERS {
+        let (order_id, customer) = (1_000 + i, 500 + i);
+        let email = format!("bc-shopper-{i}@example.com");
+        let order = OrderFixture::new(order_id, customer, Some(&email), t).item(ItemFixture::new(
+            1,
+            "Mug",
+            1 + (i % 3) as u32,
+            "12.5000",
+        ));
+        fake.seed_order(&order_id.to_string(), order.order_json(), order.products_json());
+        let cb = CallbackFixture::new("store/order/created", order_id).created_at(t.unix_timestamp());
+        let r = sender.send(&nudge_testkit::Callback::new(format!("demo-bc-{i}"), cb.to_bytes())).await?;
+        if r.status == 200 {
+            acked += 1;
+        }
+    }
+    Ok(acked)
+}
+
+/// What became of the BigCommerce store's callbacks.
+async fn print_bigcommerce(app: &App, fakes: &Fakes, acked: u64) -> anyhow::Result<()> {
+    let reads = fakes.bigcommerce.requests().len();
+    let mut in_klaviyo = 0;
+    for i in 0..BIGCOMMERCE_ORDERS {
+        if fakes.klaviyo.profile_by_email(&format!("bc-shopper-{i}@example.com")).is_some() {
+            in_klaviyo += 1;
+        }
+    }
+    let stats = app.store().stats().await?;
+    println!();
+    println!(
+        "BigCommerce store ({}): {acked}/{BIGCOMMERCE_ORDERS} order callbacks acknowledged, {reads} API reads \
+         (fetch-after-notify, {} throttled), {in_klaviyo} shoppers' profiles in the Klaviyo fake; fetch jobs \
+         pending {}, dead {}",
+        fakes.bigcommerce.config().store_hash,
+        fakes.bigcommerce.throttled(),
+        stats.fetch_jobs_pending,
+        stats.fetch_jobs_dead,
+    );
+    Ok(())
+}
+
 /// A few demo records, so callbacks about them can be fetched.
 fn seed_bigcommerce(s: &nudge_testkit::FakeBigCommerceSeeder) {
     use nudge_ingest::bigcommerce::fixtures::{
@@ -435,6 +494,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         braze: nudge_testkit::FakeBraze::start(nudge_testkit::FakeBrazeConfig::new(BRAZE_KEY)).await?,
         hubspot: nudge_testkit::FakeHubSpot::start(nudge_testkit::FakeHubSpotConfig::new(HUBSPOT_TOKEN))
             .await?,
+        bigcommerce: nudge_testkit::FakeBigCommerce::start(nudge_testkit::FakeBigCommerceConfig::default())
+            .await?,
     };
 
     let mut cfg = Config::from_toml("", &BTreeMap::new()).expect("defaults are valid");
@@ -450,6 +511,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .with_base_url(fakes.hubspot.base_url())
             .allowing_private(),
     );
+    let bc = fakes.bigcommerce.config();
+    cfg.sources.bigcommerce = Some(crate::config::BigCommerceSourceConfig {
+        store_hash: bc.store_hash.clone(),
+        access_token: bc.access_token.clone(),
+        client_secret: Some(BIGCOMMERCE_SECRET.into()),
+        api_base: fakes.bigcommerce.base_url(),
+        auth_headers: BTreeMap::new(),
+        require_signature: None,
+    });
     cfg.pipeline.checkout_abandon_after = HumanDuration(args.abandon_after);
     cfg.pipeline.timer_tick = HumanDuration(Duration::from_millis(200));
     cfg.flows = Some(demo_flows());
@@ -527,6 +597,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         t.await?;
     }
     let live_secs = live_start.elapsed().as_secs_f64();
+    let bigcommerce_acks = demo_bigcommerce(&app, &fakes.bigcommerce).await?;
 
     // 4. Let abandonment timers fire, decide the approval queue (as a marketer would: reject the oldest,
     // approve the rest), and let the outbox drain.
@@ -540,6 +611,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let ok = summarize(&app, &fakes, &tally, live_secs, started, &args, idle).await?;
     print_reports(&app).await?;
+    print_bigcommerce(&app, &fakes, bigcommerce_acks).await?;
     demo_erasure(&app, &fakes).await?;
     if args.keep_serving {
         eprintln!("serving on http://{} until Ctrl-C", app.addr);

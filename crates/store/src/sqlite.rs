@@ -2065,7 +2065,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             let one = |sql: &str| -> Result<u64> { Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
             let mut s = StoreStats {
-                deliveries: one("SELECT COUNT(*) FROM log.deliveries")?,
+                deliveries: one("SELECT COUNT(DISTINCT trace_id) FROM log.deliveries")?,
                 pending_deliveries: one(PENDING_COUNT)?,
                 fetch_jobs_pending: one("SELECT COUNT(*) FROM fetch_jobs WHERE status = 'pending'")?,
                 fetch_jobs_dead: one("SELECT COUNT(*) FROM fetch_jobs WHERE status = 'dead'")?,

@@ -358,6 +358,8 @@ pub struct TraceView {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StoreStats {
+    /// Deliveries received, counted by trace: a fetched answer is stored under its notification's trace
+    /// and counts with it.
     pub deliveries: u64,
     pub pending_deliveries: u64,
     /// Fetch jobs waiting to run (or to be retried), and dead-lettered ones.

@@ -9,6 +9,7 @@
 //!   `source_adobe` over Adobe Commerce (once per intake, plus its own contract).
 //! - `shopify_transports`: one event over HTTPS, Pub/Sub and EventBridge is one delivery with one
 //!   meaning; the Pub/Sub token's edge cases; customer enrichment's fetch job and its answer.
+//! - `source_fuzz`: every source's verifier and parser against arbitrary requests and bodies.
 //! - `props`: property tests for the verifier, the normaliser's totality and fixture round trips.
 //!
 //! Everything goes through the crate's public API only, as the server will.
@@ -19,6 +20,7 @@ mod props;
 mod shopify_transports;
 mod source_adobe;
 mod source_bigcommerce;
+mod source_fuzz;
 mod source_shopify;
 mod source_shopify_eventbridge;
 mod source_shopify_pubsub;
