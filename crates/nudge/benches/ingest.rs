@@ -81,6 +81,7 @@ fn args(m: &BTreeMap<String, String>) -> Args {
             "progress",
             "timeline",
             "flows",
+            "destinations",
         ];
         assert!(known.contains(&k.as_str()), "unknown argument --{k}");
     }
