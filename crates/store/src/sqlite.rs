@@ -2199,15 +2199,7 @@ impl Store for SqliteStore {
             let mut st = c.prepare(
                 "SELECT customer_id, order_id, day, amount, source FROM transactions ORDER BY customer_id, day, order_id",
             )?;
-            let rows = st.query_map([], |r| {
-                Ok(ImportedTransaction {
-                    customer_id: r.get(0)?,
-                    order_id: r.get(1)?,
-                    day: r.get(2)?,
-                    amount: r.get(3)?,
-                    source: r.get(4)?,
-                })
-            })?;
+            let rows = st.query_map([], transaction_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -2694,6 +2686,17 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
         created_at_ms: r.get(3)?,
         revoked_at_ms: r.get(4)?,
         last_used_at_ms: r.get(5)?,
+    })
+}
+
+/// An imported transaction from a row of `SELECT customer_id, order_id, day, amount, source FROM transactions`.
+fn transaction_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportedTransaction> {
+    Ok(ImportedTransaction {
+        customer_id: r.get(0)?,
+        order_id: r.get(1)?,
+        day: r.get(2)?,
+        amount: r.get(3)?,
+        source: r.get(4)?,
     })
 }
 

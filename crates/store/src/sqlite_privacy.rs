@@ -501,15 +501,7 @@ pub(super) fn export(c: &Connection, customers: &[CustomerId]) -> Result<Custome
         let mut st = c.prepare_cached(
             "SELECT customer_id, order_id, day, amount, source FROM transactions WHERE customer_id = ?1",
         )?;
-        let rows = st.query_map([&k], |r| {
-            Ok(ImportedTransaction {
-                customer_id: r.get(0)?,
-                order_id: r.get(1)?,
-                day: r.get(2)?,
-                amount: r.get(3)?,
-                source: r.get(4)?,
-            })
-        })?;
+        let rows = st.query_map([&k], transaction_row)?;
         out.transactions.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
     }
     Ok(out)
