@@ -2,6 +2,7 @@
 //! so it is versioned (`EVENT_SCHEMA_VERSION`) and only grows by adding optional fields or variants.
 
 use crate::Timestamp;
+use crate::behaviour::{Behaviour, Engagement, Identity, Loyalty, Review};
 use crate::ids::{CustomerId, Source, TraceId};
 use crate::money::Money;
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,17 @@ pub enum Event {
     /// A `schedule` flow's cron schedule fired, for one customer. Made by nudge's scheduler, never by a
     /// platform; it changes nothing in the customer's state and is decided by the named flow only.
     ScheduleTick(ScheduleTick),
+    /// Storefront behaviour: a product viewed, added or removed, a cart viewed, a search, a page, a
+    /// custom event.
+    Behaviour(Behaviour),
+    /// Who a visitor or storefront user is (identify, alias): links ids to one customer.
+    Identified(Identity),
+    /// A review posted or updated.
+    ReviewPosted(Review),
+    /// A loyalty member's points or tier as the program reports them.
+    LoyaltyChanged(Loyalty),
+    /// A marketing tool reports what a message did (opened, clicked, unsubscribed, …).
+    Engagement(Engagement),
 }
 
 impl Event {
@@ -57,6 +69,28 @@ impl Event {
             Event::CartUpserted(_) => "cart_upserted",
             Event::ProductUpserted(_) => "product_upserted",
             Event::ScheduleTick(_) => "schedule",
+            Event::Behaviour(b) => b.kind.as_str(),
+            Event::Identified(_) => "identified",
+            Event::ReviewPosted(_) => "review_posted",
+            Event::LoyaltyChanged(_) => "loyalty_changed",
+            Event::Engagement(e) => e.kind.as_str(),
+        }
+    }
+
+    /// The email the event carries about its customer, when it carries one (the secondary key that
+    /// resolves provisional customers).
+    pub fn email(&self) -> Option<&str> {
+        match self {
+            Event::OrderUpserted(o) | Event::OrderCancelled(o) => o.email.as_deref(),
+            Event::CheckoutUpserted(c) => c.email.as_deref(),
+            Event::CheckoutAbandoned(a) => a.email.as_deref().or(a.checkout.email.as_deref()),
+            Event::CustomerUpserted(c) => c.email.as_deref(),
+            Event::Behaviour(b) => b.email.as_deref(),
+            Event::Identified(i) => i.email.as_deref(),
+            Event::ReviewPosted(r) => r.email.as_deref(),
+            Event::LoyaltyChanged(l) => l.email.as_deref(),
+            Event::Engagement(e) => e.email.as_deref(),
+            Event::ScheduleTick(_) | Event::CartUpserted(_) | Event::ProductUpserted(_) => None,
         }
     }
 
@@ -71,6 +105,11 @@ impl Event {
             }
             Event::CustomerUpserted(c) => c.id = id,
             Event::ScheduleTick(t) => t.customer = id,
+            Event::Behaviour(b) => b.customer = id,
+            Event::Identified(i) => i.customer = id,
+            Event::ReviewPosted(r) => r.customer = id,
+            Event::LoyaltyChanged(l) => l.customer = id,
+            Event::Engagement(e) => e.customer = id,
             Event::CartUpserted(_) | Event::ProductUpserted(_) => {}
         }
     }
@@ -83,6 +122,11 @@ impl Event {
             Event::CheckoutAbandoned(a) => Some(&a.customer),
             Event::CustomerUpserted(c) => Some(&c.id),
             Event::ScheduleTick(t) => Some(&t.customer),
+            Event::Behaviour(b) => Some(&b.customer),
+            Event::Identified(i) => Some(&i.customer),
+            Event::ReviewPosted(r) => Some(&r.customer),
+            Event::LoyaltyChanged(l) => Some(&l.customer),
+            Event::Engagement(e) => Some(&e.customer),
             Event::CartUpserted(_) | Event::ProductUpserted(_) => None,
         }
     }

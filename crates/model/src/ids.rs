@@ -17,6 +17,17 @@ pub enum Source {
     Adobe,
     /// Customers created by a history import (CSV) that have no platform of their own.
     Import,
+    /// A storefront's own user id, as its analytics SDK sends it (Segment's `userId`), when it is not
+    /// a commerce platform's id.
+    Segment,
+    /// An anonymous visitor (Segment's `anonymousId`): provisional until identified.
+    #[serde(rename = "anon")]
+    Anonymous,
+    /// Someone known only by an email address (a review or loyalty record, an engagement event): the
+    /// local part is [`CustomerId::for_email`]'s digest, never the address. Provisional.
+    Email,
+    /// A Braze user known only by Braze's own `user_id` (Currents events of anonymous users).
+    Braze,
 }
 
 impl Source {
@@ -26,6 +37,10 @@ impl Source {
             Source::BigCommerce => "bigcommerce",
             Source::Adobe => "adobe",
             Source::Import => "import",
+            Source::Segment => "segment",
+            Source::Anonymous => "anon",
+            Source::Email => "email",
+            Source::Braze => "braze",
         }
     }
 }
@@ -44,6 +59,10 @@ impl FromStr for Source {
             "bigcommerce" => Ok(Source::BigCommerce),
             "adobe" => Ok(Source::Adobe),
             "import" => Ok(Source::Import),
+            "segment" => Ok(Source::Segment),
+            "anon" => Ok(Source::Anonymous),
+            "email" => Ok(Source::Email),
+            "braze" => Ok(Source::Braze),
             other => Err(IdError::UnknownSource(other.to_string())),
         }
     }
@@ -51,7 +70,9 @@ impl FromStr for Source {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("unknown source `{0}` (expected shopify, bigcommerce, adobe or import)")]
+    #[error(
+        "unknown source `{0}` (expected shopify, bigcommerce, adobe, import, segment, anon, email or braze)"
+    )]
     UnknownSource(String),
     #[error("customer id `{0}` must look like `<source>:<id>`")]
     Malformed(String),
@@ -86,6 +107,29 @@ impl CustomerId {
     /// The platform's own id for the customer, as text.
     pub fn local(&self) -> &str {
         &self.local
+    }
+
+    /// The key of someone known only by an email address: `email:` and the first 16 hex digits of the
+    /// SHA-256 of the trimmed, lower-cased address, so no raw email ends up in a key. `None` for a blank
+    /// address.
+    pub fn for_email(email: &str) -> Option<CustomerId> {
+        use sha2::Digest;
+        let norm = email.trim().to_lowercase();
+        if norm.is_empty() {
+            return None;
+        }
+        let digest = sha2::Sha256::digest(norm.as_bytes());
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        Some(CustomerId { source: Source::Email, local: hex })
+    }
+
+    /// Whether this key only stands in until the person is identified: an anonymous visitor, an
+    /// email-only key, or a platform's guest (`guest-…` local part). The pipeline resolves provisional
+    /// keys to a known customer (by alias or email) before it applies their events.
+    pub fn is_provisional(&self) -> bool {
+        matches!(self.source, Source::Anonymous | Source::Email)
+            || self.local.starts_with("guest-")
+            || self.local.contains(":guest-")
     }
 }
 
@@ -167,5 +211,25 @@ mod tests {
         assert!(matches!("magento:1".parse::<CustomerId>(), Err(IdError::UnknownSource(_))));
         assert!(matches!("shopify:".parse::<CustomerId>(), Err(IdError::BadLocalPart)));
         assert!(matches!("shopify:a b".parse::<CustomerId>(), Err(IdError::BadLocalPart)));
+    }
+
+    #[test]
+    fn behaviour_sources_round_trip_and_provisional_keys_are_known() {
+        for s in ["segment:u-42", "anon:7f3c-a", "email:0123456789abcdef", "braze:5f0f8c3e"] {
+            let id: CustomerId = s.parse().unwrap();
+            assert_eq!(id.to_string(), s);
+        }
+        let e = CustomerId::for_email("  Lena@Example.org ").unwrap();
+        assert_eq!(e, CustomerId::for_email("lena@example.org").unwrap());
+        assert_eq!(e.source(), Source::Email);
+        assert_eq!(e.local().len(), 16);
+        assert!(!e.to_string().contains('@'));
+        assert!(CustomerId::for_email("  ").is_none());
+        assert!(e.is_provisional());
+        assert!("anon:x".parse::<CustomerId>().unwrap().is_provisional());
+        assert!("shopify:guest-0011223344556677".parse::<CustomerId>().unwrap().is_provisional());
+        assert!("bigcommerce:abc:guest-0011223344556677".parse::<CustomerId>().unwrap().is_provisional());
+        assert!(!"shopify:880012".parse::<CustomerId>().unwrap().is_provisional());
+        assert!(!"segment:u-42".parse::<CustomerId>().unwrap().is_provisional());
     }
 }

@@ -9,6 +9,8 @@
 //! - [`ids`]: `Source`, `CustomerId`, `TraceId`.
 //! - [`money`]: `Money` (exact decimal + ISO 4217 currency), never `f64`.
 //! - [`event`]: the canonical `Event` enum and its `EventEnvelope`.
+//! - [`behaviour`]: the signals beyond orders: storefront behaviour, identity, reviews, loyalty,
+//!   engagement.
 //! - [`score`]: `Score`, `ScoreSet`, `Segment`.
 //! - [`decision`]: `Decision`, `Action` (destination-neutral).
 //! - [`audit`]: `AuditStage`, `TerminalState`, `AuditRecord`.
@@ -16,6 +18,7 @@
 //!   an external scorer or an LLM.
 
 pub mod audit;
+pub mod behaviour;
 pub mod decision;
 pub mod event;
 pub mod ids;
@@ -24,6 +27,10 @@ pub mod privacy;
 pub mod score;
 
 pub use audit::{AuditRecord, AuditStage, TerminalState};
+pub use behaviour::{
+    Behaviour, BehaviourKind, BehaviourProduct, Engagement, EngagementKind, Identity, Loyalty, Review,
+    ReviewSentiment,
+};
 pub use decision::{Action, AttrValue, Decision};
 pub use event::{
     Cart, Checkout, CheckoutAbandoned, Customer, EVENT_SCHEMA_VERSION, Event, EventEnvelope, LineItem,

@@ -816,13 +816,7 @@ fn prepare(sources: &nudge_ingest::source::Registry, d: &StoredDelivery) -> Prep
 }
 
 fn event_email(ev: &Event) -> Option<&str> {
-    match ev {
-        Event::OrderUpserted(o) | Event::OrderCancelled(o) => o.email.as_deref(),
-        Event::CheckoutUpserted(c) => c.email.as_deref(),
-        Event::CheckoutAbandoned(a) => a.email.as_deref().or(a.checkout.email.as_deref()),
-        Event::CustomerUpserted(c) => c.email.as_deref(),
-        Event::CartUpserted(_) | Event::ProductUpserted(_) | Event::ScheduleTick(_) => None,
-    }
+    ev.email()
 }
 
 /// What the audit trail keeps of an action: its kind, names and ids, never an email.

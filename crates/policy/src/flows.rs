@@ -104,6 +104,11 @@ impl Trigger {
             }
             Event::CustomerUpserted(_) => Some(Trigger::CustomerCreated),
             Event::ProductUpserted(_) => None,
+            Event::Behaviour(_)
+            | Event::Identified(_)
+            | Event::ReviewPosted(_)
+            | Event::LoyaltyChanged(_)
+            | Event::Engagement(_) => None,
             // A firing changed nothing: it fires its schedule, not `state_changed`.
             Event::ScheduleTick(_) => return vec![Trigger::Schedule],
         };
@@ -993,7 +998,14 @@ fn event_properties(event: &Event) -> serde_json::Map<String, serde_json::Value>
         Event::ScheduleTick(t) => {
             props.insert("fired_at".into(), fact_json(&FactValue::Timestamp(t.fired_at)));
         }
-        Event::CustomerUpserted(_) | Event::CartUpserted(_) | Event::ProductUpserted(_) => {}
+        Event::CustomerUpserted(_)
+        | Event::CartUpserted(_)
+        | Event::ProductUpserted(_)
+        | Event::Behaviour(_)
+        | Event::Identified(_)
+        | Event::ReviewPosted(_)
+        | Event::LoyaltyChanged(_)
+        | Event::Engagement(_) => {}
     }
     props
 }
@@ -1018,17 +1030,26 @@ fn event_anchor(event: &Event, now: Timestamp) -> (Option<nudge_model::Money>, T
         Event::ScheduleTick(t) => {
             (None, t.fired_at, format!("{}:{}", t.fired_at.unix_timestamp(), t.customer))
         }
+        Event::Behaviour(b) => {
+            let key = b
+                .message_id
+                .clone()
+                .unwrap_or_else(|| format!("{}:{}", b.kind.as_str(), b.at.unix_timestamp()));
+            (b.value, b.at, format!("behaviour:{key}"))
+        }
+        Event::Identified(i) => (None, i.at, format!("identified:{}", i.at.unix_timestamp())),
+        Event::ReviewPosted(r) => {
+            (None, r.updated_at, format!("review:{}:{}", r.review_id, r.updated_at.unix_timestamp()))
+        }
+        Event::LoyaltyChanged(l) => {
+            (None, l.updated_at, format!("loyalty:{}:{}", l.member_id, l.updated_at.unix_timestamp()))
+        }
+        Event::Engagement(e) => (None, e.at, format!("engagement:{}:{}", e.platform, e.event_id)),
     }
 }
 
 fn event_email(event: &Event) -> Option<String> {
-    match event {
-        Event::CheckoutAbandoned(ab) => ab.email.clone().or_else(|| ab.checkout.email.clone()),
-        Event::CheckoutUpserted(c) => c.email.clone(),
-        Event::OrderUpserted(o) | Event::OrderCancelled(o) => o.email.clone(),
-        Event::CustomerUpserted(c) => c.email.clone(),
-        Event::CartUpserted(_) | Event::ProductUpserted(_) | Event::ScheduleTick(_) => None,
-    }
+    event.email().map(str::to_string)
 }
 
 /// Whether the customer may receive email marketing: their stored consent is `subscribed`, or nothing is
@@ -1101,9 +1122,14 @@ pub fn facts_of(event: &Event, state: &CustomerState, scores: &ScoreSet, now: Ti
             &ab.checkout.line_items,
         ),
         Event::CartUpserted(c) => (None, None, None, None, &c.line_items),
-        Event::CustomerUpserted(_) | Event::ProductUpserted(_) | Event::ScheduleTick(_) => {
-            (None, None, None, None, &Vec::new())
-        }
+        Event::CustomerUpserted(_)
+        | Event::ProductUpserted(_)
+        | Event::ScheduleTick(_)
+        | Event::Behaviour(_)
+        | Event::Identified(_)
+        | Event::ReviewPosted(_)
+        | Event::LoyaltyChanged(_)
+        | Event::Engagement(_) => (None, None, None, None, &Vec::new()),
     };
     ev.insert("value".into(), money(value));
     ev.insert("currency".into(), currency.map_or(FactValue::Null, |c| FactValue::Text(c.as_str().into())));

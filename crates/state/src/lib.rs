@@ -195,6 +195,12 @@ impl CustomerState {
             // A schedule firing carries nothing to fold: the state stays as it is (the flow still decides).
             Event::ScheduleTick(_) => Applied::Unchanged,
             Event::CartUpserted(_) | Event::ProductUpserted(_) => Applied::NotApplicable,
+            // Folded once the state keeps behaviour, reviews, loyalty and engagement.
+            Event::Behaviour(_)
+            | Event::Identified(_)
+            | Event::ReviewPosted(_)
+            | Event::LoyaltyChanged(_)
+            | Event::Engagement(_) => Applied::NotApplicable,
         };
         if applied == Applied::Changed {
             self.revision += 1;
