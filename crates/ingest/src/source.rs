@@ -49,6 +49,8 @@ pub struct Accepted {
     /// The JSON answered once the delivery is durable, when the platform expects a particular one
     /// (Adobe Commerce's `{"op":"success"}`); `None` gives nudge's `{"status":"accepted","trace_id":…}`.
     pub reply: Option<serde_json::Value>,
+    /// Answer `200` with an empty body (BigCommerce asks for nothing more); wins over `reply`.
+    pub empty_reply: bool,
     /// Problems with optional parts of a genuine request, logged, never a reason to refuse.
     pub warnings: Vec<String>,
 }
@@ -65,6 +67,7 @@ impl Accepted {
             body: None,
             audit_headers: Vec::new(),
             reply: None,
+            empty_reply: false,
             warnings: Vec::new(),
         }
     }

@@ -152,10 +152,16 @@ async fn webhook(
     };
     let result = app.store.commit_delivery(delivery).await;
     let elapsed = started.elapsed().as_secs_f64();
-    let reply = |status: &str, trace: TraceId| match &accepted.reply {
-        Some(r) => Json(r.clone()).into_response(),
-        None => {
-            (StatusCode::OK, Json(serde_json::json!({ "status": status, "trace_id": trace }))).into_response()
+    // Every acknowledgement names its trace in a short header, whatever its body.
+    let reply = |status: &str, trace: TraceId| {
+        let header = [("x-nudge-trace-id", trace.to_string())];
+        match &accepted.reply {
+            _ if accepted.empty_reply => (StatusCode::OK, header).into_response(),
+            Some(r) => (header, Json(r.clone())).into_response(),
+            None => {
+                (StatusCode::OK, header, Json(serde_json::json!({ "status": status, "trace_id": trace })))
+                    .into_response()
+            }
         }
     };
     match result {

@@ -116,6 +116,8 @@ pub struct SentResponse {
     pub body: Bytes,
     /// From sending the request to reading the whole response.
     pub elapsed: Duration,
+    /// The trace nudge gave the delivery (its `x-nudge-trace-id` header), when it answered with one.
+    pub trace_id: Option<String>,
 }
 
 /// Delivers webhooks to one URL, signed with one app secret.
@@ -169,8 +171,10 @@ impl ShopifySender {
         let response =
             self.client.post(&self.target_url).headers(headers).body(delivery.body.clone()).send().await?;
         let status = response.status().as_u16();
+        let trace_id =
+            response.headers().get("x-nudge-trace-id").and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = response.bytes().await?;
-        Ok(SentResponse { status, body, elapsed: started.elapsed() })
+        Ok(SentResponse { status, body, elapsed: started.elapsed(), trace_id })
     }
 
     /// The headers `send_with` would send, for inspection in tests.

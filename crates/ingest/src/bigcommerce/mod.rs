@@ -125,6 +125,7 @@ impl Source for BigCommerceSource {
         accepted.webhook_id = webhook_id;
         accepted.event_id = Some(n.hash);
         accepted.audit_headers = self.auditable_headers(req.headers);
+        accepted.empty_reply = true;
         Ok(Verified::Deliver(accepted))
     }
 
