@@ -3,7 +3,15 @@
 //!
 //! `cargo bench -p nudge --bench ingest -- [--connections 64] [--seconds 10] [--rate 5000]
 //!  [--rate-seconds 10] [--durability full|normal] [--worker-nice N] [--worker-scheduling idle|nice]
-//!  [--progress 1] [--timeline 1] [--flows N] [--destinations 5]`
+//!  [--progress 1] [--timeline 1] [--flows N] [--destinations 5] [--source bigcommerce]`
+//!
+//! `--source bigcommerce` sends signed BigCommerce callbacks (`store/order/created`, Standard Webhooks
+//! signature) to `/webhooks/bigcommerce` instead of Shopify orders: phase 1 measures the durable acks of
+//! thin notifications (each then becomes a fetch job the workers run against a fake BigCommerce API with no
+//! quota; the orders are not seeded, so each read is a 404, a normal terminal outcome). Phase 2 is replaced
+//! by a drain under the API's rate limit: `--drain-orders N` (default 300) seeded orders announced at once
+//! against a fake allowing `--quota Q` requests (default 50) per second; it reports how long the fetches took
+//! against the least the quota allows, and how many 429s the fake answered (the target is none).
 //!
 //! `--destinations 5` configures five destinations instead of one: Klaviyo plus Braze, HubSpot, Marketo,
 //! Slack and a signed webhook, each against its fake, while the flows still act on Klaviyo only (the
@@ -24,9 +32,11 @@
 //! and reports the ack latency at that rate and the event→push latency of its deliveries. Everything runs on
 //! this machine's loopback and stops by itself.
 
-use nudge::config::{Config, ShopifyConfig};
+use nudge::config::{BigCommerceSourceConfig, Config, ShopifyConfig};
+use nudge_ingest::bigcommerce::fixtures::{CallbackFixture, ItemFixture, OrderFixture as BcOrderFixture};
 use nudge_ingest::shopify::fixtures::{CustomerFixture, LineItemFixture, OrderFixture};
 use nudge_testkit::fake_klaviyo::{FakeKlaviyo, FakeKlaviyoConfig};
+use nudge_testkit::{BigCommerceSender, Callback, FakeBigCommerce, FakeBigCommerceConfig};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -189,6 +199,25 @@ fn request(host: &str, body: &[u8]) -> Vec<u8> {
     r
 }
 
+const BC_SECRET: &str = "bench_bigcommerce_secret";
+const BC_STORE: &str = "abc123";
+
+/// A signed `store/order/created` callback for order `id`, as raw HTTP/1.1.
+fn bigcommerce_request(host: &str, sender: &BigCommerceSender, id: u64) -> Vec<u8> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let body = CallbackFixture::new("store/order/created", id).store(BC_STORE).created_at(now).to_bytes();
+    let cb = Callback::new(format!("bench-{id}"), body.clone());
+    let mut head =
+        format!("POST /webhooks/bigcommerce HTTP/1.1\r\nhost: {host}\r\ncontent-length: {}\r\n", body.len());
+    for (k, v) in sender.headers(&cb) {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut r = head.into_bytes();
+    r.extend_from_slice(&body);
+    r
+}
+
 /// Reads one HTTP/1.1 response from `conn`; returns its status. `buf` keeps bytes across calls.
 async fn read_response(conn: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
     loop {
@@ -240,9 +269,13 @@ fn loadgen(m: &BTreeMap<String, String>) {
     let rate = num(m, "rate", 0);
     let timeline = m.contains_key("timeline");
     let built = Instant::now();
-    let tpl = BodyTemplate::new();
-    let requests: Arc<Vec<Vec<u8>>> =
-        Arc::new((0..count).map(|i| request(&addr, &tpl.body(first + i))).collect());
+    let requests: Arc<Vec<Vec<u8>>> = if m.get("source").map(String::as_str) == Some("bigcommerce") {
+        let sender = BigCommerceSender::new("http://unused", Some(BC_SECRET), vec![]).expect("sender");
+        Arc::new((0..count).map(|i| bigcommerce_request(&addr, &sender, first + i)).collect())
+    } else {
+        let tpl = BodyTemplate::new();
+        Arc::new((0..count).map(|i| request(&addr, &tpl.body(first + i))).collect())
+    };
     let bytes: usize = requests.iter().map(Vec::len).sum();
     eprintln!(
         "loadgen: {count} signed requests ({:.1} MB) built in {:.1}s",
@@ -390,6 +423,9 @@ fn main() {
     // Warnings and errors of the server under test show up in the benchmark's output.
     nudge::telemetry::init_logging(false, "warn");
     let a = args(&m);
+    if m.get("source").map(String::as_str) == Some("bigcommerce") {
+        return bigcommerce(&m, &a);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let mut cfg = Config::from_toml("", &BTreeMap::new()).unwrap();
     cfg.storage.durability = a.durability;
@@ -552,6 +588,128 @@ fn main() {
         drop(others);
     });
     drop(fake_rt);
+}
+
+/// `--source bigcommerce`: durable acks of thin callbacks, then a fetch drain under the API's quota.
+fn bigcommerce(m: &BTreeMap<String, String>, a: &Args) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        // Phase 1: a fake with no practical quota, so the fetches keep up and only the acks are measured.
+        let open = FakeBigCommerceConfig {
+            store_hash: BC_STORE.into(),
+            quota: u32::MAX,
+            window: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let fake = FakeBigCommerce::start(open).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let app = start_bigcommerce(dir.path(), a, &fake.base_url()).await;
+        let addr = app.addr.to_string();
+        println!(
+            "machine: {} cores; durability {:?}; {} connections; BigCommerce callbacks; load generator in its \
+             own process",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            a.durability,
+            a.connections,
+        );
+        let count = a.seconds * 40_000;
+        let started = Instant::now();
+        let r = {
+            let args = vec![
+                ("addr", addr.clone()),
+                ("connections", a.connections.to_string()),
+                ("first", "1".to_string()),
+                ("count", count.to_string()),
+                ("seconds", a.seconds.to_string()),
+                ("source", "bigcommerce".to_string()),
+            ];
+            tokio::task::spawn_blocking(move || spawn_loadgen(&args)).await.unwrap()
+        };
+        let acked = r["ok"].as_u64().unwrap_or(0);
+        let secs = r["secs"].as_f64().unwrap_or(1.0);
+        println!(
+            "phase 1 (closed loop, {}s): {acked} durable acks, {:.0} acks/s, ack p50 {:.2} ms p99 {:.2} ms \
+             p99.9 {:.2} ms (non-200: {}, connection errors: {})",
+            a.seconds,
+            acked as f64 / secs,
+            r["p50_ms"].as_f64().unwrap_or(0.0),
+            r["p99_ms"].as_f64().unwrap_or(0.0),
+            r["p999_ms"].as_f64().unwrap_or(0.0),
+            r["other_status"],
+            r["errors"],
+        );
+        app.wait_idle(Duration::from_secs(900)).await;
+        println!(
+            "  every callback processed and its fetch settled {:.1}s after the phase ended ({} API reads)",
+            (started.elapsed().as_secs_f64() - secs).max(0.0),
+            fake.requests().len()
+        );
+        app.shutdown().await;
+        fake.shutdown().await;
+
+        // Phase 2: seeded orders announced at once, fetched under the quota.
+        let orders = num(m, "drain-orders", 300);
+        let quota = num(m, "quota", 50) as u32;
+        let limited = FakeBigCommerceConfig {
+            store_hash: BC_STORE.into(),
+            quota,
+            window: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let fake = FakeBigCommerce::start(limited).await.unwrap();
+        let t = time::OffsetDateTime::now_utc();
+        for id in 1..=orders {
+            let email = format!("drain-{id}@example.org");
+            let o = BcOrderFixture::new(id, 7 + id, Some(email.as_str()), t)
+                .item(ItemFixture::new(1, "Mug", 1, "12.5000"));
+            fake.seed_order(&id.to_string(), o.order_json(), o.products_json());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let app = start_bigcommerce(dir.path(), a, &fake.base_url()).await;
+        let sender = BigCommerceSender::new(
+            format!("http://{}/webhooks/bigcommerce", app.addr),
+            Some(BC_SECRET),
+            vec![],
+        )
+        .unwrap();
+        let started = Instant::now();
+        for id in 1..=orders {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let body = CallbackFixture::new("store/order/created", id).store(BC_STORE).created_at(now).to_bytes();
+            let r = sender.send(&Callback::new(format!("drain-{id}"), body)).await.unwrap();
+            assert_eq!(r.status, 200);
+        }
+        app.wait_idle(Duration::from_secs(900)).await;
+        let took = started.elapsed().as_secs_f64();
+        let reads = fake.requests().len();
+        // Each order is two reads (the order and its products); the quota allows `quota` per second.
+        let least = (reads as f64 / quota as f64 - 1.0).max(0.0);
+        println!(
+            "phase 2 (drain under a quota of {quota}/s): {orders} orders, {reads} API reads in {took:.1}s \
+             (the quota allows it in {least:.1}s at the least: {:.0} % of the allowed rate), 429s answered: {}",
+            least / took * 100.0,
+            fake.throttled()
+        );
+        app.shutdown().await;
+        fake.shutdown().await;
+    });
+}
+
+async fn start_bigcommerce(dir: &std::path::Path, a: &Args, api_base: &str) -> nudge::app::App {
+    let mut cfg = Config::from_toml("", &BTreeMap::new()).unwrap();
+    cfg.storage.durability = a.durability;
+    cfg.storage.data_dir = dir.to_path_buf();
+    cfg.pipeline.refit_every = nudge::config::HumanDuration(Duration::ZERO);
+    cfg.sources.bigcommerce = Some(BigCommerceSourceConfig {
+        store_hash: BC_STORE.into(),
+        access_token: FakeBigCommerceConfig::default().access_token,
+        client_secret: Some(BC_SECRET.into()),
+        api_base: api_base.to_string(),
+        auth_headers: BTreeMap::new(),
+        require_signature: None,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    nudge::app::run(cfg, listener).await.unwrap()
 }
 
 /// The four other destinations of `--destinations 5`, each against its fake (started on the fakes'

@@ -152,7 +152,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every fetch job of a trace, oldest first.
     async fn fetch_jobs_of(&self, trace: TraceId) -> Result<Vec<FetchJobRecord>>;
 
-    /// Work not yet done: (deliveries pending processing, outbox items pending). Cheap at any backlog,
+    /// Work not yet done: (deliveries pending processing, outbox items pending); a notification whose fetch
+    /// job is still pending counts as a delivery pending processing. Cheap at any backlog,
     /// unlike [`Store::stats`]; for readiness checks and waiting until idle. Exact when there is nothing
     /// pending; otherwise the delivery count may be an upper bound.
     async fn backlog(&self) -> Result<(u64, u64)>;

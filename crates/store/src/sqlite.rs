@@ -2136,7 +2136,8 @@ impl Store for SqliteStore {
                     "SELECT MAX(0, (SELECT COALESCE(MAX(seq), 0) FROM log.deliveries)
                                  - (SELECT COALESCE(MAX(seq), 0) FROM main.processed))
                           + (SELECT COUNT(*) FROM main.requeued
-                             WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM main.processed))",
+                             WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM main.processed))
+                          + (SELECT COUNT(*) FROM main.fetch_jobs WHERE status = 'pending')",
                 )?
                 .query_row([], |r| r.get(0))?;
             let outbox: i64 = c
