@@ -648,10 +648,84 @@ impl fmt::Debug for MarketoClient {
     }
 }
 
+impl MarketoClient {
+    /// The ids of the leads whose `field` holds `value`.
+    async fn lead_ids(&self, field: &str, value: &str) -> Result<Vec<i64>, Outcome> {
+        let path = request::get_leads_path(field, value);
+        match self.call(Method::GET, &path, request::GET_LEADS, None).await {
+            Call::Done(envelope) => Ok(envelope.result.iter().filter_map(request::lead_id).collect()),
+            Call::Failed { outcome, .. } => Err(outcome),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Destination for MarketoClient {
     fn name(&self) -> &'static str {
         "marketo"
+    }
+
+    fn can_erase(&self) -> bool {
+        true
+    }
+
+    /// Finds the person's leads (by email, and by the configured lookup field when it holds nudge's
+    /// customer id rather than the email), then deletes them by id. No lead found: nothing is held, which
+    /// is a completed deletion. A lead Marketo skips as not found was deleted meanwhile.
+    async fn erase(&self, subject: &crate::ErasureSubject) -> Outcome {
+        let mut lookups: Vec<(&str, &str)> = Vec::new();
+        if let Some(email) = subject.email.as_deref() {
+            lookups.push(("email", email));
+        }
+        let field = self.config.lookup_field.as_str();
+        if field != "email" {
+            lookups.extend(subject.external_ids.iter().map(|id| (field, id.as_str())));
+        }
+        if lookups.is_empty() {
+            return Outcome::Rejected {
+                endpoint: request::DELETE_LEADS.into(),
+                status: None,
+                error: "no email or customer id to find the person's leads by".into(),
+            };
+        }
+        let mut ids: Vec<i64> = Vec::new();
+        for (field, value) in lookups {
+            match self.lead_ids(field, value).await {
+                Ok(found) => ids.extend(found),
+                Err(outcome) => return outcome,
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Outcome::Delivered { endpoint: request::GET_LEADS.into(), status: 200 };
+        }
+        for chunk in ids.chunks(super::config::MAX_BATCH_SIZE) {
+            let body = request::delete_leads_body(chunk);
+            match self
+                .call(Method::POST, "/rest/v1/leads/delete.json", request::DELETE_LEADS, Some(body))
+                .await
+            {
+                Call::Done(envelope) => {
+                    let refused: Vec<String> = envelope
+                        .result
+                        .iter()
+                        .filter_map(request::skip_reason)
+                        .filter(|(code, _)| code != "1004")
+                        .map(|(code, text)| format!("{code} {text}"))
+                        .collect();
+                    if !refused.is_empty() {
+                        return Outcome::Rejected {
+                            endpoint: request::DELETE_LEADS.into(),
+                            status: Some(200),
+                            error: format!("Marketo skipped the deletion: {}", refused.join("; ")),
+                        };
+                    }
+                }
+                Call::Failed { outcome, .. } => return outcome,
+            }
+        }
+        Outcome::Delivered { endpoint: request::DELETE_LEADS.into(), status: 200 }
     }
 
     async fn deliver(&self, action: &Action) -> Outcome {

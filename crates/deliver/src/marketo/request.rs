@@ -23,6 +23,10 @@ pub const DESCRIBE: &str = "GET /rest/v1/leads/describe.json";
 pub const LIST_ADD: &str = "POST /rest/v1/lists/{listId}/leads.json";
 /// Removing leads from a static list.
 pub const LIST_REMOVE: &str = "DELETE /rest/v1/lists/{listId}/leads.json";
+/// Leads by a field's values (`getLeadsByFilterUsingGET`), used to find whom to delete.
+pub const GET_LEADS: &str = "GET /rest/v1/leads.json";
+/// Deleting leads by id (`deleteLeadsUsingPOST`).
+pub const DELETE_LEADS: &str = "POST /rest/v1/leads/delete.json";
 /// Marketo Identity's token endpoint.
 pub const IDENTITY: &str = "GET /identity/oauth/token";
 
@@ -598,5 +602,51 @@ mod tests {
         assert_eq!(until_quota_reset(datetime!(2026-05-01 05:59:59 UTC)), Duration::from_secs(1));
         assert_eq!(until_quota_reset(datetime!(2026-05-01 06:00 UTC)), Duration::from_secs(24 * 3600));
         assert_eq!(until_quota_reset(datetime!(2026-12-31 23:00 UTC)), Duration::from_secs(7 * 3600));
+    }
+}
+
+/// A query-string value, percent-encoded (everything but the unreserved characters).
+pub fn query_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The path of a lookup of leads whose `field` holds `value`, asking for their ids only.
+pub fn get_leads_path(field: &str, value: &str) -> String {
+    format!(
+        "/rest/v1/leads.json?filterType={}&filterValues={}&fields=id",
+        query_value(field),
+        query_value(value)
+    )
+}
+
+/// The body deleting the leads `ids`.
+pub fn delete_leads_body(ids: &[i64]) -> Vec<u8> {
+    let input: Vec<Value> = ids.iter().map(|id| json!({ "id": id })).collect();
+    json!({ "input": input }).to_string().into_bytes()
+}
+
+#[cfg(test)]
+mod erase_tests {
+    use super::*;
+
+    #[test]
+    fn lookups_encode_their_values_and_deletions_name_ids() {
+        assert_eq!(
+            get_leads_path("email", "lena+vip@example.org"),
+            "/rest/v1/leads.json?filterType=email&filterValues=lena%2Bvip%40example.org&fields=id"
+        );
+        assert_eq!(
+            get_leads_path("nudgeId", "a,b"),
+            "/rest/v1/leads.json?filterType=nudgeId&filterValues=a%2Cb&fields=id"
+        );
+        assert_eq!(delete_leads_body(&[318581, 7]), br#"{"input":[{"id":318581},{"id":7}]}"#.to_vec());
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::suite::{BatchHarness, Harness, alert, init, run_batch_suite, run_suite};
 use nudge_deliver::marketo::request::{ACTIVITIES, SYNC_LEADS, until_quota_reset};
-use nudge_deliver::{Destination, MarketoClient, MarketoConfig, Outcome};
+use nudge_deliver::{Destination, ErasureSubject, MarketoClient, MarketoConfig, Outcome};
 use nudge_model::{Action, AttrValue};
 use nudge_testkit::fake_marketo::DEFAULT_ACTIVITY_TYPE_ID;
 use nudge_testkit::{FakeMarketo, FakeMarketoConfig, FakeMarketoHandle, MarketoMode, SkipSpelling};
@@ -559,4 +559,39 @@ async fn marketo_fetches_a_new_token_when_the_old_one_runs_out_without_waiting_f
     assert_eq!(client.token_fetches(), 2, "fetched again once it ran out");
     let codes: Vec<_> = h.fake.requests().iter().filter_map(|r| r.error_code()).collect();
     assert!(codes.is_empty(), "no call was refused for its token: {codes:?}");
+}
+
+#[tokio::test]
+async fn an_erasure_finds_the_persons_leads_and_deletes_them() {
+    let h = start().await;
+    let client = h.marketo(h.config(SECRET));
+    assert!(client.can_erase());
+    for n in [1, 2] {
+        assert!(client.deliver(&profile(n)).await.is_delivered());
+    }
+    assert!(h.fake.lead_by_email(&email(1)).is_some());
+    let subject = |email: Option<&str>| ErasureSubject {
+        external_ids: vec!["shopify:900001".into()],
+        email: email.map(str::to_string),
+        phone: None,
+    };
+    // Marketo finds leads by a field's value; with the lookup field `email`, an id alone finds nothing.
+    assert!(matches!(client.erase(&subject(None)).await, Outcome::Rejected { status: None, .. }));
+    let bad = h.marketo(h.config(WRONG_SECRET));
+    assert!(!bad.erase(&subject(Some(&email(1)))).await.is_delivered(), "refused credentials");
+    h.fake.set_mode(MarketoMode::FailHttp { status: 503, count: 1 });
+    assert!(matches!(client.erase(&subject(Some(&email(1)))).await, Outcome::Retry { .. }));
+    let done = client.erase(&subject(Some("LEAD1@example.org"))).await;
+    assert!(matches!(done, Outcome::Delivered { .. }), "{done:?}");
+    assert!(h.fake.lead_by_email(&email(1)).is_none(), "the lead is gone");
+    assert!(h.fake.lead_by_email(&email(2)).is_some(), "others stay");
+    let lookup = h.fake.calls_to("/rest/v1/leads.json").into_iter().rfind(|r| r.method == "GET").unwrap();
+    assert!(lookup.path.contains("filterType=email") && lookup.path.contains("fields=id"), "{}", lookup.path);
+    let delete = h.fake.calls_to("/rest/v1/leads/delete.json").pop().unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&delete.body).unwrap();
+    assert_eq!(body["input"].as_array().unwrap().len(), 1);
+    // Asked again: nothing is held any more, which is a completed deletion without a delete call.
+    let before = h.fake.calls_to("/rest/v1/leads/delete.json").len();
+    assert!(client.erase(&subject(Some(&email(1)))).await.is_delivered());
+    assert_eq!(h.fake.calls_to("/rest/v1/leads/delete.json").len(), before);
 }

@@ -521,6 +521,10 @@ fn token_answer(token: &str, expires_in: u64) -> Value {
 enum Route {
     Describe,
     SyncLeads,
+    /// `GET /rest/v1/leads.json?filterType=…&filterValues=…`: leads by a field's values.
+    GetLeads,
+    /// `POST /rest/v1/leads/delete.json`: delete leads by id.
+    DeleteLeads,
     Activities,
     List(i64),
 }
@@ -565,7 +569,9 @@ fn rest_answer(
     }
     let route = match path {
         "/rest/v1/leads/describe.json" => Route::Describe,
+        "/rest/v1/leads.json" if method == Method::GET => Route::GetLeads,
         "/rest/v1/leads.json" => Route::SyncLeads,
+        "/rest/v1/leads/delete.json" => Route::DeleteLeads,
         "/rest/v1/activities/external.json" => Route::Activities,
         other => match other
             .strip_prefix("/rest/v1/lists/")
@@ -577,8 +583,8 @@ fn rest_answer(
         },
     };
     let method_ok = match route {
-        Route::Describe => method == Method::GET,
-        Route::SyncLeads | Route::Activities => method == Method::POST,
+        Route::Describe | Route::GetLeads => method == Method::GET,
+        Route::SyncLeads | Route::Activities | Route::DeleteLeads => method == Method::POST,
         Route::List(_) => method == Method::POST || method == Method::DELETE,
     };
     if !method_ok {
@@ -638,6 +644,9 @@ fn rest_answer(
     if route == Route::Describe {
         return (200, rules::describe(&shared.config.fields));
     }
+    if route == Route::GetLeads {
+        return (200, rules::get_leads(query, &state.store));
+    }
     let json_type = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -660,6 +669,8 @@ fn rest_answer(
             OffsetDateTime::now_utc(),
         ),
         Route::Activities => rules::insert_activities(&doc, &mut state.store, &shared.config.activity_types),
+        Route::DeleteLeads => rules::delete_leads(&doc, &mut state.store),
+        Route::GetLeads => rules::get_leads(query, &state.store),
         Route::List(id) => rules::change_list(&doc, &mut state.store, id, method == Method::DELETE, spelling),
         Route::Describe => rules::describe(&shared.config.fields),
     };

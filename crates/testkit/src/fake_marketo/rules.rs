@@ -266,3 +266,73 @@ pub(crate) fn record_count(body: &[u8]) -> Option<usize> {
 pub(crate) fn object(doc: &Value) -> Option<&Map<String, Value>> {
     doc.as_object()
 }
+
+/// `GET /rest/v1/leads.json?filterType=F&filterValues=a,b&fields=…`: the leads whose field `F` holds one of
+/// the values (at most 300), with `id` and the requested fields.
+pub(crate) fn get_leads(query: &[(String, String)], store: &Store) -> Value {
+    let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let Some(field) = get("filterType").filter(|f| !f.is_empty()) else {
+        return failure(1003, "filterType is required");
+    };
+    let values: Vec<&str> = get("filterValues").unwrap_or("").split(',').filter(|v| !v.is_empty()).collect();
+    if values.is_empty() {
+        return failure(1003, "filterValues is required");
+    }
+    if values.len() > MAX_RECORDS {
+        return failure(1003, format!("More than {MAX_RECORDS} filterValues"));
+    }
+    let fields: Vec<&str> = get("fields").unwrap_or("").split(',').filter(|f| !f.is_empty()).collect();
+    let mut result = Vec::new();
+    for lead in &store.leads {
+        let matches = lead.fields.get(field).is_some_and(|v| {
+            let text = match v {
+                Value::String(s) => s.trim().to_lowercase(),
+                other => other.to_string(),
+            };
+            values.iter().any(|want| want.trim().to_lowercase() == text)
+        });
+        if matches {
+            let mut row = Map::new();
+            row.insert("id".into(), json!(lead.id));
+            for f in &fields {
+                if let Some(v) = lead.fields.get(*f) {
+                    row.insert((*f).to_string(), v.clone());
+                }
+            }
+            result.push(Value::Object(row));
+        }
+    }
+    ok(result)
+}
+
+/// `POST /rest/v1/leads/delete.json` with `{"input":[{"id":N},…]}`: deletes the leads (their list
+/// memberships and activities go with them).
+pub(crate) fn delete_leads(doc: &Value, store: &mut Store) -> Value {
+    let input = match input(doc) {
+        Ok(i) => i,
+        Err(e) => return e,
+    };
+    let mut result = Vec::with_capacity(input.len());
+    for record in input {
+        let Some(id) = integer(record.get("id")) else {
+            result.push(skipped(SkipSpelling::Reasons, 1003, "id must be an integer"));
+            continue;
+        };
+        match store.leads.iter().position(|l| l.id == id) {
+            Some(at) => {
+                store.leads.remove(at);
+                store.activities.retain(|a| a.lead_id != id);
+                for members in store.lists.values_mut() {
+                    members.retain(|m| *m != id);
+                }
+                result.push(json!({"id": id, "status": "deleted"}));
+            }
+            None => {
+                let mut r = skipped(SkipSpelling::Reasons, 1004, "Lead not found");
+                r["id"] = json!(id);
+                result.push(r);
+            }
+        }
+    }
+    ok(result)
+}
