@@ -22,8 +22,11 @@
 //! α = 15, clamped to [−1, 1] and rounded to four decimals as the reference rounds it; `neg`, `neu` and
 //! `pos` are the proportions of negative, neutral and positive weight, rounded to three decimals.
 //!
-//! The scoring is done by the `vader-parity` crate, pinned to the version whose parity claim was checked,
-//! which also ships the lexicons (MIT-licensed data of the VADER project). **Parity claim**: on every
+//! Text that is all ASCII (most reviews) is scored by this crate's own implementation of the rules
+//! (`vader.rs`), over the VADER lexicon committed in `data/vader_lexicon.txt` (MIT-licensed data of the
+//! VADER project; notice in `data/LICENSE-vader-lexicon`). Any other text — emoji, accents, other
+//! scripts, curly quotes — goes to the `vader-parity` crate (pinned), which reproduces the reference's
+//! emoji descriptions and Python's Unicode casing and whitespace rules. **Parity claim**: on every
 //! demo sentence of the reference package (its example, tricky, paragraph, tag and translation
 //! sentences) and on this crate's own review and hostile sentences, the compound score equals the
 //! reference's within 0.001 (in practice exactly). The test `tests/parity.rs` checks it at test time by
@@ -48,6 +51,7 @@ use nudge_model::ReviewSentiment;
 use vader_parity::SentimentIntensityAnalyzer;
 
 pub mod theme;
+mod vader;
 
 pub use theme::{Theme, themes};
 
@@ -66,11 +70,14 @@ pub struct Polarity {
 
 static ANALYZER: LazyLock<SentimentIntensityAnalyzer> = LazyLock::new(SentimentIntensityAnalyzer::new);
 
-/// Scores `text` as the reference vaderSentiment 3.3.2 does. Total: any text, including the empty
-/// string, gets scores (text with nothing scoreable is neutral: compound 0, neu 1).
+/// Scores `text` as the reference vaderSentiment 3.3.2 does. Total: any text gets scores; text with
+/// words but nothing scoreable is neutral (compound 0, neu 1), text with no word at all (empty, only
+/// whitespace) scores 0 everywhere, as in the reference.
 pub fn polarity(text: &str) -> Polarity {
-    let s = ANALYZER.polarity_scores(text);
-    Polarity { neg: s.neg, neu: s.neu, pos: s.pos, compound: s.compound }
+    vader::polarity_ascii(text).unwrap_or_else(|| {
+        let s = ANALYZER.polarity_scores(text);
+        Polarity { neg: s.neg, neu: s.neu, pos: s.pos, compound: s.compound }
+    })
 }
 
 /// The most characters of a review [`score_review`] reads. VADER's rules look back over the whole

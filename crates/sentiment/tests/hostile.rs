@@ -51,7 +51,11 @@ fn nothing_scoreable_is_neutral() {
         let p = polarity(t);
         assert_eq!(p.compound, 0.0, "{t:?}");
     }
-    assert_eq!(polarity("").neu, 0.0_f64.max(polarity("").neu));
+    // Words but no valence: all neutral. No word at all: all zero, as the reference scores it.
+    assert_eq!(polarity("the a of").neu, 1.0);
+    assert_eq!(polarity("!!!").neu, 1.0);
+    assert_eq!(polarity("").neu, 0.0);
+    assert_eq!(polarity("   ").neu, 0.0);
 }
 
 #[test]

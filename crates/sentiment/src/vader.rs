@@ -1,0 +1,494 @@
+//! VADER on ASCII text, written for speed: one lower-cased copy of the text, tokens as slices of it,
+//! a hash map of the lexicon with a cheap hasher, no other allocation but the token and valence lists.
+//!
+//! Text with any non-ASCII character (emoji, accents, other scripts, curly quotes) goes to the
+//! `vader-parity` crate instead, which reproduces the reference's emoji substitution and Python's
+//! Unicode casing and whitespace rules; on ASCII text those rules reduce to the simple ones here.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::LazyLock;
+
+use crate::Polarity;
+
+/// Added to (or, for a negative context, taken from) a word's valence by a booster before it.
+const B_INCR: f64 = 0.293;
+/// Emphasis of a word in ALL CAPS when the text also has words that are not.
+const C_INCR: f64 = 0.733;
+/// A negated word's valence is multiplied by this.
+const N_SCALAR: f64 = -0.74;
+/// The normalisation constant of the compound score.
+const ALPHA: f64 = 15.0;
+
+/// Words that negate the word after them (up to three words on); any word containing "n't" does too.
+const NEGATIONS: &[&str] = &[
+    "aint",
+    "arent",
+    "cannot",
+    "cant",
+    "couldnt",
+    "darent",
+    "didnt",
+    "doesnt",
+    "ain't",
+    "aren't",
+    "can't",
+    "couldn't",
+    "daren't",
+    "didn't",
+    "doesn't",
+    "dont",
+    "hadnt",
+    "hasnt",
+    "havent",
+    "isnt",
+    "mightnt",
+    "mustnt",
+    "neither",
+    "don't",
+    "hadn't",
+    "hasn't",
+    "haven't",
+    "isn't",
+    "mightn't",
+    "mustn't",
+    "neednt",
+    "needn't",
+    "never",
+    "none",
+    "nope",
+    "nor",
+    "not",
+    "nothing",
+    "nowhere",
+    "oughtnt",
+    "shant",
+    "shouldnt",
+    "uhuh",
+    "wasnt",
+    "werent",
+    "oughtn't",
+    "shan't",
+    "shouldn't",
+    "uh-uh",
+    "wasn't",
+    "weren't",
+    "without",
+    "wont",
+    "wouldnt",
+    "won't",
+    "wouldn't",
+    "rarely",
+    "seldom",
+    "despite",
+];
+
+/// Intensifiers (+) and dampeners (−) of the word after them.
+const BOOSTERS_UP: &[&str] = &[
+    "absolutely",
+    "amazingly",
+    "awfully",
+    "completely",
+    "considerable",
+    "considerably",
+    "decidedly",
+    "deeply",
+    "effing",
+    "enormous",
+    "enormously",
+    "entirely",
+    "especially",
+    "exceptional",
+    "exceptionally",
+    "extreme",
+    "extremely",
+    "fabulously",
+    "flipping",
+    "flippin",
+    "frackin",
+    "fracking",
+    "fricking",
+    "frickin",
+    "frigging",
+    "friggin",
+    "fully",
+    "fuckin",
+    "fucking",
+    "fuggin",
+    "fugging",
+    "greatly",
+    "hella",
+    "highly",
+    "hugely",
+    "incredible",
+    "incredibly",
+    "intensely",
+    "major",
+    "majorly",
+    "more",
+    "most",
+    "particularly",
+    "purely",
+    "quite",
+    "really",
+    "remarkably",
+    "so",
+    "substantially",
+    "thoroughly",
+    "total",
+    "totally",
+    "tremendous",
+    "tremendously",
+    "uber",
+    "unbelievably",
+    "unusually",
+    "utter",
+    "utterly",
+    "very",
+];
+const BOOSTERS_DOWN: &[&str] = &[
+    "almost",
+    "barely",
+    "hardly",
+    "just enough",
+    "kind of",
+    "kinda",
+    "kindof",
+    "kind-of",
+    "less",
+    "little",
+    "marginal",
+    "marginally",
+    "occasional",
+    "occasionally",
+    "partly",
+    "scarce",
+    "scarcely",
+    "slight",
+    "slightly",
+    "somewhat",
+    "sort of",
+    "sorta",
+    "sortof",
+    "sort-of",
+];
+
+/// Phrases whose valence replaces the word's.
+const SPECIAL_CASES: &[(&str, f64)] = &[
+    ("the shit", 3.0),
+    ("the bomb", 3.0),
+    ("bad ass", 1.5),
+    ("badass", 1.5),
+    ("bus stop", 0.0),
+    ("yeah right", -2.0),
+    ("kiss of death", -1.5),
+    ("to die for", 3.0),
+    ("beating heart", 3.5),
+];
+
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxMap<V> = HashMap<&'static str, V, BuildHasherDefault<FxHasher>>;
+
+struct Tables {
+    lexicon: FxMap<f64>,
+    boosters: FxMap<f64>,
+}
+
+static TABLES: LazyLock<Tables> = LazyLock::new(|| {
+    let mut lexicon = FxMap::default();
+    for line in include_str!("../data/vader_lexicon.txt").lines() {
+        let mut cols = line.trim().split('\t');
+        if let (Some(word), Some(mean)) = (cols.next(), cols.next())
+            && let Ok(mean) = mean.parse::<f64>()
+        {
+            lexicon.insert(word, mean);
+        }
+    }
+    let mut boosters = FxMap::default();
+    boosters.extend(BOOSTERS_UP.iter().map(|w| (*w, B_INCR)));
+    boosters.extend(BOOSTERS_DOWN.iter().map(|w| (*w, -B_INCR)));
+    Tables { lexicon, boosters }
+});
+
+/// Python's `str.isspace` on ASCII.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f)
+}
+
+/// Python's `str.isupper` on ASCII: some upper-case letter and no lower-case one.
+fn is_upper(word: &str) -> bool {
+    let b = word.as_bytes();
+    b.iter().any(u8::is_ascii_uppercase) && !b.iter().any(u8::is_ascii_lowercase)
+}
+
+fn is_negation(word: &str) -> bool {
+    NEGATIONS.contains(&word) || word.contains("n't")
+}
+
+/// Python's `round(x, decimals)`: the decimal nearest to the exact binary value, ties to even. Values
+/// far from a tie take the quick way; near one, the exact decimal expansion decides (the standard
+/// library's fixed-precision formatting rounds the exact value, ties to even).
+fn round_to(x: f64, decimals: usize) -> f64 {
+    let f = 10f64.powi(decimals as i32);
+    let y = x * f;
+    if (y - y.floor() - 0.5).abs() > 1e-6 {
+        return y.round() / f;
+    }
+    format!("{x:.decimals$}").parse().unwrap_or(x)
+}
+
+/// Scores ASCII `text`; `None` when it has a non-ASCII character.
+pub(crate) fn polarity_ascii(text: &str) -> Option<Polarity> {
+    if !text.is_ascii() {
+        return None;
+    }
+    let t = &*TABLES;
+    let lower_text = text.to_ascii_lowercase();
+    // Tokens: whitespace-separated, with leading and trailing punctuation stripped unless that leaves
+    // two characters or fewer (an emoticon such as ":)" or ":-(" stays whole).
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(text.len() / 4 + 1);
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        while i < bytes.len() && is_space(bytes[i]) {
+            i += 1;
+        }
+        let start = i;
+        while i < bytes.len() && !is_space(bytes[i]) {
+            i += 1;
+        }
+        if start < i {
+            let (mut s, mut e) = (start, i);
+            while s < e && bytes[s].is_ascii_punctuation() {
+                s += 1;
+            }
+            while e > s && bytes[e - 1].is_ascii_punctuation() {
+                e -= 1;
+            }
+            spans.push(if e - s <= 2 { (start, i) } else { (s, e) });
+        }
+    }
+    let words: Vec<&str> = spans.iter().map(|&(s, e)| &text[s..e]).collect();
+    let lower: Vec<&str> = spans.iter().map(|&(s, e)| &lower_text[s..e]).collect();
+    let n = words.len();
+    let upper_count = words.iter().filter(|w| is_upper(w)).count();
+    let cap_diff = upper_count > 0 && upper_count < n;
+    let in_lexicon = |w: &str| t.lexicon.contains_key(w);
+
+    let mut sentiments: Vec<f64> = Vec::with_capacity(n);
+    for i in 0..n {
+        let lw = lower[i];
+        if t.boosters.contains_key(lw) || (i + 1 < n && lw == "kind" && lower[i + 1] == "of") {
+            sentiments.push(0.0);
+            continue;
+        }
+        let Some(&base) = t.lexicon.get(lw) else {
+            sentiments.push(0.0);
+            continue;
+        };
+        let mut valence = base;
+        // "no" before a lexicon word negates it rather than counting itself.
+        if lw == "no" && i + 1 < n && in_lexicon(lower[i + 1]) {
+            valence = 0.0;
+        }
+        if (i > 0 && lower[i - 1] == "no")
+            || (i > 1 && lower[i - 2] == "no")
+            || (i > 2 && lower[i - 3] == "no" && matches!(lower[i - 1], "or" | "nor"))
+        {
+            valence = base * N_SCALAR;
+        }
+        if cap_diff && is_upper(words[i]) {
+            valence += if valence > 0.0 { C_INCR } else { -C_INCR };
+        }
+        for back in 0..3 {
+            if i <= back || in_lexicon(lower[i - back - 1]) {
+                continue;
+            }
+            let j = i - back - 1;
+            let mut s = booster_scalar(t, words[j], lower[j], valence, cap_diff);
+            if back == 1 && s != 0.0 {
+                s *= 0.95;
+            }
+            if back == 2 && s != 0.0 {
+                s *= 0.9;
+            }
+            valence += s;
+            valence = negation(valence, &lower, back, i);
+            if back == 2 {
+                valence = special_idioms(valence, &lower, i);
+            }
+        }
+        valence = least(valence, &lower, i, &in_lexicon);
+        sentiments.push(valence);
+    }
+    contrast_but(&lower, &mut sentiments);
+    Some(score(&sentiments, text))
+}
+
+fn booster_scalar(t: &Tables, word: &str, lower: &str, valence: f64, cap_diff: bool) -> f64 {
+    let Some(&b) = t.boosters.get(lower) else { return 0.0 };
+    let mut scalar = if valence < 0.0 { -b } else { b };
+    if cap_diff && is_upper(word) {
+        scalar += if valence > 0.0 { C_INCR } else { -C_INCR };
+    }
+    scalar
+}
+
+fn negation(valence: f64, lower: &[&str], back: usize, i: usize) -> f64 {
+    let so_or_this = |w: &str| w == "so" || w == "this";
+    match back {
+        0 if is_negation(lower[i - 1]) => valence * N_SCALAR,
+        1 => {
+            if lower[i - 2] == "never" && so_or_this(lower[i - 1]) {
+                valence * 1.25
+            } else if lower[i - 2] == "without" && lower[i - 1] == "doubt" {
+                valence
+            } else if is_negation(lower[i - 2]) {
+                valence * N_SCALAR
+            } else {
+                valence
+            }
+        }
+        2 => {
+            if (lower[i - 3] == "never" && so_or_this(lower[i - 2])) || so_or_this(lower[i - 1]) {
+                valence * 1.25
+            } else if lower[i - 3] == "without" && (lower[i - 2] == "doubt" || lower[i - 1] == "doubt") {
+                valence
+            } else if is_negation(lower[i - 3]) {
+                valence * N_SCALAR
+            } else {
+                valence
+            }
+        }
+        _ => valence,
+    }
+}
+
+/// Whether the words `seq` joined by spaces are `phrase`.
+fn is_phrase(seq: &[&str], phrase: &str) -> bool {
+    let mut parts = phrase.split(' ');
+    seq.iter().all(|w| parts.next() == Some(*w)) && parts.next().is_none()
+}
+
+fn special_case(seq: &[&str]) -> Option<f64> {
+    SPECIAL_CASES.iter().find(|(p, _)| is_phrase(seq, p)).map(|&(_, v)| v)
+}
+
+fn two_word_booster(seq: &[&str]) -> Option<f64> {
+    BOOSTERS_DOWN.iter().find(|p| p.contains(' ') && is_phrase(seq, p)).map(|_| -B_INCR)
+}
+
+/// Idioms around the word at `i` (which is at least 3): the first match of the phrases ending at or
+/// just before the word sets the valence; phrases starting at the word override it; two-word
+/// dampeners just before the word ("kind of", "sort of") add theirs.
+fn special_idioms(mut valence: f64, lower: &[&str], i: usize) -> f64 {
+    let n = lower.len();
+    let before: [&[&str]; 5] =
+        [&lower[i - 1..=i], &lower[i - 2..=i], &lower[i - 2..i], &lower[i - 3..i], &lower[i - 3..i - 1]];
+    if let Some(v) = before.iter().find_map(|seq| special_case(seq)) {
+        valence = v;
+    }
+    if n > i + 1
+        && let Some(v) = special_case(&lower[i..i + 2])
+    {
+        valence = v;
+    }
+    if n > i + 2
+        && let Some(v) = special_case(&lower[i..i + 3])
+    {
+        valence = v;
+    }
+    for seq in [&lower[i - 3..i], &lower[i - 3..i - 1], &lower[i - 2..i]] {
+        if let Some(b) = two_word_booster(seq) {
+            valence += b;
+        }
+    }
+    valence
+}
+
+fn least(valence: f64, lower: &[&str], i: usize, in_lexicon: &impl Fn(&str) -> bool) -> f64 {
+    if i > 0 && lower[i - 1] == "least" && !in_lexicon(lower[i - 1]) {
+        if i > 1 {
+            if lower[i - 2] != "at" && lower[i - 2] != "very" {
+                return valence * N_SCALAR;
+            }
+            return valence;
+        }
+        return valence * N_SCALAR;
+    }
+    valence
+}
+
+/// After the first "but", each valence the reference reaches counts half before it and one and a half
+/// times after it. The reference finds each value's slot by searching for its first equal value in the
+/// list as it is being rewritten, so equal valences land on the first slot; this does the same.
+fn contrast_but(lower: &[&str], sentiments: &mut [f64]) {
+    let Some(bi) = lower.iter().position(|w| *w == "but") else { return };
+    for k in 0..sentiments.len() {
+        let v = sentiments[k];
+        let Some(si) = sentiments.iter().position(|x| *x == v) else { continue };
+        if si < bi {
+            sentiments[si] = v * 0.5;
+        } else if si > bi {
+            sentiments[si] = v * 1.5;
+        }
+    }
+}
+
+fn score(sentiments: &[f64], text: &str) -> Polarity {
+    if sentiments.is_empty() {
+        return Polarity { neg: 0.0, neu: 0.0, pos: 0.0, compound: 0.0 };
+    }
+    let bytes = text.as_bytes();
+    let exclamations = bytes.iter().filter(|&&b| b == b'!').count().min(4);
+    let questions = bytes.iter().filter(|&&b| b == b'?').count();
+    let ep = exclamations as f64 * 0.292;
+    let qm = match questions {
+        0 | 1 => 0.0,
+        2 | 3 => questions as f64 * 0.18,
+        _ => 0.96,
+    };
+    let emphasis = ep + qm;
+    let mut sum: f64 = sentiments.iter().sum();
+    if sum > 0.0 {
+        sum += emphasis;
+    } else if sum < 0.0 {
+        sum -= emphasis;
+    }
+    let compound = (sum / (sum * sum + ALPHA).sqrt()).clamp(-1.0, 1.0);
+    let (mut pos, mut neg, mut neu) = (0.0, 0.0, 0usize);
+    for &s in sentiments {
+        if s > 0.0 {
+            pos += s + 1.0;
+        } else if s < 0.0 {
+            neg += s - 1.0;
+        } else {
+            neu += 1;
+        }
+    }
+    if pos > neg.abs() {
+        pos += emphasis;
+    } else if pos < neg.abs() {
+        neg -= emphasis;
+    }
+    let total = pos + neg.abs() + neu as f64;
+    Polarity {
+        neg: round_to((neg / total).abs(), 3),
+        neu: round_to((neu as f64 / total).abs(), 3),
+        pos: round_to((pos / total).abs(), 3),
+        compound: round_to(compound, 4),
+    }
+}
