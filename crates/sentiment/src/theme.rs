@@ -18,6 +18,9 @@
 //! precision of at least 0.8 for every theme.
 
 use std::fmt;
+use std::sync::LazyLock;
+
+use crate::vader::FxMap;
 
 /// A theme a review can talk about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -294,21 +297,66 @@ const SERVICE: &[&str] = &[
     "ignored",
 ];
 
+/// One cue, compiled: its theme and its word patterns (text, whether a stem).
+struct Cue {
+    theme: Theme,
+    parts: Vec<(&'static str, bool)>,
+}
+
+/// Cues indexed by their first pattern: whole words in a hash map, stems in a list.
+struct CueIndex {
+    cues: Vec<Cue>,
+    by_word: FxMap<Vec<usize>>,
+    by_stem: Vec<(&'static str, usize)>,
+}
+
+static CUES: LazyLock<CueIndex> = LazyLock::new(|| {
+    let mut index = CueIndex { cues: Vec::new(), by_word: FxMap::default(), by_stem: Vec::new() };
+    for theme in Theme::ALL {
+        for cue in theme.cues() {
+            let parts: Vec<(&'static str, bool)> = cue
+                .split(' ')
+                .map(|p| match p.strip_suffix('*') {
+                    Some(stem) => (stem, true),
+                    None => (p, false),
+                })
+                .collect();
+            let id = index.cues.len();
+            match parts[0] {
+                (stem, true) => index.by_stem.push((stem, id)),
+                (word, false) => index.by_word.entry(word).or_default().push(id),
+            }
+            index.cues.push(Cue { theme, parts });
+        }
+    }
+    index
+});
+
 /// The themes `text` talks about, each once, in [`Theme::ALL`] order. Never panics; the empty text
 /// has none.
 pub fn themes(text: &str) -> Vec<Theme> {
     let lower = text.to_lowercase();
     let words: Vec<&str> = lower
         .split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '\u{2019}'))
+        .map(|w| w.trim_matches(|c| c == '\'' || c == '\u{2019}'))
         .filter(|w| !w.is_empty())
         .collect();
-    let currency = has_currency_amount(&lower);
-    Theme::ALL
-        .into_iter()
-        .filter(|&theme| {
-            (theme == Theme::Price && currency) || theme.cues().iter().any(|cue| matches_cue(&words, cue))
-        })
-        .collect()
+    let index = &*CUES;
+    let mut found = [false; 5];
+    if has_currency_amount(&lower) {
+        found[Theme::Price as usize] = true;
+    }
+    for (p, word) in words.iter().enumerate() {
+        let exact = index.by_word.get(word).map(Vec::as_slice).unwrap_or(&[]);
+        let stems = index.by_stem.iter().filter(|(stem, _)| word.starts_with(stem)).map(|&(_, id)| id);
+        for id in exact.iter().copied().chain(stems) {
+            let cue = &index.cues[id];
+            if !found[cue.theme as usize] && matches_at(&words[p..], &cue.parts) {
+                found[cue.theme as usize] = true;
+            }
+        }
+    }
+    Theme::ALL.into_iter().filter(|t| found[*t as usize]).collect()
 }
 
 fn has_currency_amount(text: &str) -> bool {
@@ -321,20 +369,10 @@ fn has_currency_amount(text: &str) -> bool {
     false
 }
 
-fn matches_cue(words: &[&str], cue: &str) -> bool {
-    let parts: Vec<&str> = cue.split(' ').collect();
-    if parts.len() > words.len() {
-        return false;
-    }
-    words.windows(parts.len()).any(|window| window.iter().zip(&parts).all(|(w, p)| matches_word(w, p)))
-}
-
-fn matches_word(word: &str, pattern: &str) -> bool {
-    let word = word.trim_matches(|c| c == '\'' || c == '\u{2019}');
-    match pattern.strip_suffix('*') {
-        Some(stem) => word.starts_with(stem),
-        None => word == pattern,
-    }
+/// Whether `words` starts with the cue's patterns.
+fn matches_at(words: &[&str], parts: &[(&str, bool)]) -> bool {
+    parts.len() <= words.len()
+        && words.iter().zip(parts).all(|(w, &(p, stem))| if stem { w.starts_with(p) } else { *w == p })
 }
 
 /// Precision and recall of [`themes`] for one theme on a labelled sample.

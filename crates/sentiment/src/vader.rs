@@ -186,8 +186,9 @@ const SPECIAL_CASES: &[(&str, f64)] = &[
     ("beating heart", 3.5),
 ];
 
+/// A small multiplicative hasher for short keys (the lexicon's words).
 #[derive(Default)]
-struct FxHasher(u64);
+pub(crate) struct FxHasher(u64);
 
 impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -200,7 +201,7 @@ impl Hasher for FxHasher {
     }
 }
 
-type FxMap<V> = HashMap<&'static str, V, BuildHasherDefault<FxHasher>>;
+pub(crate) type FxMap<V> = HashMap<&'static str, V, BuildHasherDefault<FxHasher>>;
 
 struct Tables {
     lexicon: FxMap<f64>,

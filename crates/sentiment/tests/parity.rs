@@ -146,10 +146,84 @@ fn own_texts() -> Vec<String> {
     // Long: 3,000 words of mixed sentiment (VADER's cost is quadratic in the length, the reference's too).
     texts.push("good bad not great very nice ".repeat(500));
     texts.push(review_text(Some("Long"), &"fine but awful ".repeat(3_000)));
+    texts.extend(generated(600));
     // Titles joined to bodies as `score_review` scores them.
     texts.push(review_text(Some("Love it"), "but the sleeves are too long"));
     texts.push(review_text(Some("TERRIBLE"), "never arrived!!"));
     texts
+}
+
+/// `n` sentences drawn (with a fixed linear congruential sequence) from the words the rules look at.
+fn generated(n: usize) -> Vec<String> {
+    const VOCAB: &[&str] = &[
+        "good",
+        "bad",
+        "great",
+        "terrible",
+        "love",
+        "hate",
+        "not",
+        "never",
+        "no",
+        "isn't",
+        "without",
+        "doubt",
+        "so",
+        "this",
+        "very",
+        "extremely",
+        "kind",
+        "of",
+        "sort",
+        "barely",
+        "but",
+        "BUT",
+        "least",
+        "at",
+        "the",
+        "bomb",
+        "yeah",
+        "right",
+        "kiss",
+        "death",
+        "or",
+        "nor",
+        "GOOD",
+        "BAD",
+        "VERY",
+        ":)",
+        ":(",
+        "lol",
+        "!!",
+        "?",
+        "??",
+        "good!",
+        "(great)",
+        "it",
+        "was",
+        "fit",
+        "cheap",
+        "most",
+        "slightly",
+        "hardly",
+        "can't",
+        "Bad",
+        "okay",
+        "stop",
+        "beating",
+        "shoes",
+    ];
+    let mut state: u64 = 0x2026_1204;
+    let mut next = |m: usize| {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 33) as usize) % m
+    };
+    (0..n)
+        .map(|_| {
+            let len = 1 + next(12);
+            (0..len).map(|_| VOCAB[next(VOCAB.len())]).collect::<Vec<_>>().join(" ")
+        })
+        .collect()
 }
 
 #[test]
