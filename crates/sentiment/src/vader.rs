@@ -203,25 +203,37 @@ impl Hasher for FxHasher {
 
 pub(crate) type FxMap<V> = HashMap<&'static str, V, BuildHasherDefault<FxHasher>>;
 
-struct Tables {
-    lexicon: FxMap<f64>,
-    boosters: FxMap<f64>,
+/// What the rules need to know of a lower-cased word, found with one look-up.
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    /// Its valence, when the word is in the lexicon.
+    lexicon: Option<f64>,
+    /// Its booster (+) or dampener (−) increment.
+    booster: Option<f64>,
+    /// Whether it is a negation word (words containing "n't" are checked apart).
+    negation: bool,
 }
 
-static TABLES: LazyLock<Tables> = LazyLock::new(|| {
-    let mut lexicon = FxMap::default();
+static TABLE: LazyLock<FxMap<Entry>> = LazyLock::new(|| {
+    let mut table: FxMap<Entry> = FxMap::default();
     for line in include_str!("../data/vader_lexicon.txt").lines() {
         let mut cols = line.trim().split('\t');
         if let (Some(word), Some(mean)) = (cols.next(), cols.next())
             && let Ok(mean) = mean.parse::<f64>()
         {
-            lexicon.insert(word, mean);
+            table.entry(word).or_default().lexicon = Some(mean);
         }
     }
-    let mut boosters = FxMap::default();
-    boosters.extend(BOOSTERS_UP.iter().map(|w| (*w, B_INCR)));
-    boosters.extend(BOOSTERS_DOWN.iter().map(|w| (*w, -B_INCR)));
-    Tables { lexicon, boosters }
+    for w in BOOSTERS_UP {
+        table.entry(w).or_default().booster = Some(B_INCR);
+    }
+    for w in BOOSTERS_DOWN {
+        table.entry(w).or_default().booster = Some(-B_INCR);
+    }
+    for w in NEGATIONS {
+        table.entry(w).or_default().negation = true;
+    }
+    table
 });
 
 /// Python's `str.isspace` on ASCII.
@@ -233,10 +245,6 @@ fn is_space(b: u8) -> bool {
 fn is_upper(word: &str) -> bool {
     let b = word.as_bytes();
     b.iter().any(u8::is_ascii_uppercase) && !b.iter().any(u8::is_ascii_lowercase)
-}
-
-fn is_negation(word: &str) -> bool {
-    NEGATIONS.contains(&word) || word.contains("n't")
 }
 
 /// Python's `round(x, decimals)`: the decimal nearest to the exact binary value, ties to even. Values
@@ -251,16 +259,33 @@ fn round_to(x: f64, decimals: usize) -> f64 {
     format!("{x:.decimals$}").parse().unwrap_or(x)
 }
 
+/// A token: as written, lower-cased, and what the table says of it.
+struct Token<'a> {
+    word: &'a str,
+    lower: &'a str,
+    entry: Entry,
+}
+
+impl Token<'_> {
+    fn in_lexicon(&self) -> bool {
+        self.entry.lexicon.is_some()
+    }
+
+    fn negates(&self) -> bool {
+        self.entry.negation || self.lower.contains("n't")
+    }
+}
+
 /// Scores ASCII `text`; `None` when it has a non-ASCII character.
 pub(crate) fn polarity_ascii(text: &str) -> Option<Polarity> {
     if !text.is_ascii() {
         return None;
     }
-    let t = &*TABLES;
+    let table = &*TABLE;
     let lower_text = text.to_ascii_lowercase();
     // Tokens: whitespace-separated, with leading and trailing punctuation stripped unless that leaves
     // two characters or fewer (an emoticon such as ":)" or ":-(" stays whole).
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(text.len() / 4 + 1);
+    let mut tokens: Vec<Token<'_>> = Vec::with_capacity(text.len() / 5 + 1);
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
@@ -279,47 +304,50 @@ pub(crate) fn polarity_ascii(text: &str) -> Option<Polarity> {
             while e > s && bytes[e - 1].is_ascii_punctuation() {
                 e -= 1;
             }
-            spans.push(if e - s <= 2 { (start, i) } else { (s, e) });
+            let (s, e) = if e - s <= 2 { (start, i) } else { (s, e) };
+            let lower = &lower_text[s..e];
+            tokens.push(Token {
+                word: &text[s..e],
+                lower,
+                entry: table.get(lower).copied().unwrap_or_default(),
+            });
         }
     }
-    let words: Vec<&str> = spans.iter().map(|&(s, e)| &text[s..e]).collect();
-    let lower: Vec<&str> = spans.iter().map(|&(s, e)| &lower_text[s..e]).collect();
-    let n = words.len();
-    let upper_count = words.iter().filter(|w| is_upper(w)).count();
+    let n = tokens.len();
+    let upper_count = tokens.iter().filter(|t| is_upper(t.word)).count();
     let cap_diff = upper_count > 0 && upper_count < n;
-    let in_lexicon = |w: &str| t.lexicon.contains_key(w);
+    let lower = |k: usize| tokens[k].lower;
 
     let mut sentiments: Vec<f64> = Vec::with_capacity(n);
     for i in 0..n {
-        let lw = lower[i];
-        if t.boosters.contains_key(lw) || (i + 1 < n && lw == "kind" && lower[i + 1] == "of") {
+        let tok = &tokens[i];
+        if tok.entry.booster.is_some() || (i + 1 < n && tok.lower == "kind" && lower(i + 1) == "of") {
             sentiments.push(0.0);
             continue;
         }
-        let Some(&base) = t.lexicon.get(lw) else {
+        let Some(base) = tok.entry.lexicon else {
             sentiments.push(0.0);
             continue;
         };
         let mut valence = base;
         // "no" before a lexicon word negates it rather than counting itself.
-        if lw == "no" && i + 1 < n && in_lexicon(lower[i + 1]) {
+        if tok.lower == "no" && i + 1 < n && tokens[i + 1].in_lexicon() {
             valence = 0.0;
         }
-        if (i > 0 && lower[i - 1] == "no")
-            || (i > 1 && lower[i - 2] == "no")
-            || (i > 2 && lower[i - 3] == "no" && matches!(lower[i - 1], "or" | "nor"))
+        if (i > 0 && lower(i - 1) == "no")
+            || (i > 1 && lower(i - 2) == "no")
+            || (i > 2 && lower(i - 3) == "no" && matches!(lower(i - 1), "or" | "nor"))
         {
             valence = base * N_SCALAR;
         }
-        if cap_diff && is_upper(words[i]) {
+        if cap_diff && is_upper(tok.word) {
             valence += if valence > 0.0 { C_INCR } else { -C_INCR };
         }
         for back in 0..3 {
-            if i <= back || in_lexicon(lower[i - back - 1]) {
+            if i <= back || tokens[i - back - 1].in_lexicon() {
                 continue;
             }
-            let j = i - back - 1;
-            let mut s = booster_scalar(t, words[j], lower[j], valence, cap_diff);
+            let mut s = booster_scalar(&tokens[i - back - 1], valence, cap_diff);
             if back == 1 && s != 0.0 {
                 s *= 0.95;
             }
@@ -327,48 +355,49 @@ pub(crate) fn polarity_ascii(text: &str) -> Option<Polarity> {
                 s *= 0.9;
             }
             valence += s;
-            valence = negation(valence, &lower, back, i);
+            valence = negation(valence, &tokens, back, i);
             if back == 2 {
-                valence = special_idioms(valence, &lower, i);
+                valence = special_idioms(valence, &tokens, i);
             }
         }
-        valence = least(valence, &lower, i, &in_lexicon);
+        valence = least(valence, &tokens, i);
         sentiments.push(valence);
     }
-    contrast_but(&lower, &mut sentiments);
+    contrast_but(&tokens, &mut sentiments);
     Some(score(&sentiments, text))
 }
 
-fn booster_scalar(t: &Tables, word: &str, lower: &str, valence: f64, cap_diff: bool) -> f64 {
-    let Some(&b) = t.boosters.get(lower) else { return 0.0 };
+fn booster_scalar(tok: &Token<'_>, valence: f64, cap_diff: bool) -> f64 {
+    let Some(b) = tok.entry.booster else { return 0.0 };
     let mut scalar = if valence < 0.0 { -b } else { b };
-    if cap_diff && is_upper(word) {
+    if cap_diff && is_upper(tok.word) {
         scalar += if valence > 0.0 { C_INCR } else { -C_INCR };
     }
     scalar
 }
 
-fn negation(valence: f64, lower: &[&str], back: usize, i: usize) -> f64 {
+fn negation(valence: f64, tokens: &[Token<'_>], back: usize, i: usize) -> f64 {
+    let lower = |k: usize| tokens[k].lower;
     let so_or_this = |w: &str| w == "so" || w == "this";
     match back {
-        0 if is_negation(lower[i - 1]) => valence * N_SCALAR,
+        0 if tokens[i - 1].negates() => valence * N_SCALAR,
         1 => {
-            if lower[i - 2] == "never" && so_or_this(lower[i - 1]) {
+            if lower(i - 2) == "never" && so_or_this(lower(i - 1)) {
                 valence * 1.25
-            } else if lower[i - 2] == "without" && lower[i - 1] == "doubt" {
+            } else if lower(i - 2) == "without" && lower(i - 1) == "doubt" {
                 valence
-            } else if is_negation(lower[i - 2]) {
+            } else if tokens[i - 2].negates() {
                 valence * N_SCALAR
             } else {
                 valence
             }
         }
         2 => {
-            if (lower[i - 3] == "never" && so_or_this(lower[i - 2])) || so_or_this(lower[i - 1]) {
+            if (lower(i - 3) == "never" && so_or_this(lower(i - 2))) || so_or_this(lower(i - 1)) {
                 valence * 1.25
-            } else if lower[i - 3] == "without" && (lower[i - 2] == "doubt" || lower[i - 1] == "doubt") {
+            } else if lower(i - 3) == "without" && (lower(i - 2) == "doubt" || lower(i - 1) == "doubt") {
                 valence
-            } else if is_negation(lower[i - 3]) {
+            } else if tokens[i - 3].negates() {
                 valence * N_SCALAR
             } else {
                 valence
@@ -378,41 +407,41 @@ fn negation(valence: f64, lower: &[&str], back: usize, i: usize) -> f64 {
     }
 }
 
-/// Whether the words `seq` joined by spaces are `phrase`.
-fn is_phrase(seq: &[&str], phrase: &str) -> bool {
+/// Whether the words of `seq` joined by spaces are `phrase`.
+fn is_phrase(seq: &[Token<'_>], phrase: &str) -> bool {
     let mut parts = phrase.split(' ');
-    seq.iter().all(|w| parts.next() == Some(*w)) && parts.next().is_none()
+    seq.iter().all(|t| parts.next() == Some(t.lower)) && parts.next().is_none()
 }
 
-fn special_case(seq: &[&str]) -> Option<f64> {
+fn special_case(seq: &[Token<'_>]) -> Option<f64> {
     SPECIAL_CASES.iter().find(|(p, _)| is_phrase(seq, p)).map(|&(_, v)| v)
 }
 
-fn two_word_booster(seq: &[&str]) -> Option<f64> {
+fn two_word_booster(seq: &[Token<'_>]) -> Option<f64> {
     BOOSTERS_DOWN.iter().find(|p| p.contains(' ') && is_phrase(seq, p)).map(|_| -B_INCR)
 }
 
 /// Idioms around the word at `i` (which is at least 3): the first match of the phrases ending at or
 /// just before the word sets the valence; phrases starting at the word override it; two-word
 /// dampeners just before the word ("kind of", "sort of") add theirs.
-fn special_idioms(mut valence: f64, lower: &[&str], i: usize) -> f64 {
-    let n = lower.len();
-    let before: [&[&str]; 5] =
-        [&lower[i - 1..=i], &lower[i - 2..=i], &lower[i - 2..i], &lower[i - 3..i], &lower[i - 3..i - 1]];
+fn special_idioms(mut valence: f64, tokens: &[Token<'_>], i: usize) -> f64 {
+    let n = tokens.len();
+    let before: [&[Token<'_>]; 5] =
+        [&tokens[i - 1..=i], &tokens[i - 2..=i], &tokens[i - 2..i], &tokens[i - 3..i], &tokens[i - 3..i - 1]];
     if let Some(v) = before.iter().find_map(|seq| special_case(seq)) {
         valence = v;
     }
     if n > i + 1
-        && let Some(v) = special_case(&lower[i..i + 2])
+        && let Some(v) = special_case(&tokens[i..i + 2])
     {
         valence = v;
     }
     if n > i + 2
-        && let Some(v) = special_case(&lower[i..i + 3])
+        && let Some(v) = special_case(&tokens[i..i + 3])
     {
         valence = v;
     }
-    for seq in [&lower[i - 3..i], &lower[i - 3..i - 1], &lower[i - 2..i]] {
+    for seq in [&tokens[i - 3..i], &tokens[i - 3..i - 1], &tokens[i - 2..i]] {
         if let Some(b) = two_word_booster(seq) {
             valence += b;
         }
@@ -420,10 +449,11 @@ fn special_idioms(mut valence: f64, lower: &[&str], i: usize) -> f64 {
     valence
 }
 
-fn least(valence: f64, lower: &[&str], i: usize, in_lexicon: &impl Fn(&str) -> bool) -> f64 {
-    if i > 0 && lower[i - 1] == "least" && !in_lexicon(lower[i - 1]) {
+fn least(valence: f64, tokens: &[Token<'_>], i: usize) -> f64 {
+    if i > 0 && tokens[i - 1].lower == "least" && !tokens[i - 1].in_lexicon() {
         if i > 1 {
-            if lower[i - 2] != "at" && lower[i - 2] != "very" {
+            let before = tokens[i - 2].lower;
+            if before != "at" && before != "very" {
                 return valence * N_SCALAR;
             }
             return valence;
@@ -436,8 +466,8 @@ fn least(valence: f64, lower: &[&str], i: usize, in_lexicon: &impl Fn(&str) -> b
 /// After the first "but", each valence the reference reaches counts half before it and one and a half
 /// times after it. The reference finds each value's slot by searching for its first equal value in the
 /// list as it is being rewritten, so equal valences land on the first slot; this does the same.
-fn contrast_but(lower: &[&str], sentiments: &mut [f64]) {
-    let Some(bi) = lower.iter().position(|w| *w == "but") else { return };
+fn contrast_but(tokens: &[Token<'_>], sentiments: &mut [f64]) {
+    let Some(bi) = tokens.iter().position(|t| t.lower == "but") else { return };
     for k in 0..sentiments.len() {
         let v = sentiments[k];
         let Some(si) = sentiments.iter().position(|x| *x == v) else { continue };
