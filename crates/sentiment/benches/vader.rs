@@ -31,6 +31,14 @@ fn main() {
     time("polarity", rounds, &sentences, |s| {
         black_box(nudge_sentiment::polarity(black_box(s)).compound);
     });
+    let ascii: Vec<&str> = sentences.iter().copied().filter(|s| s.is_ascii()).collect();
+    time("polarity, ASCII sentences only", rounds, &ascii, |s| {
+        black_box(nudge_sentiment::polarity(black_box(s)).compound);
+    });
+    let other: Vec<&str> = sentences.iter().copied().filter(|s| !s.is_ascii()).collect();
+    time("polarity, non-ASCII sentences only", rounds, &other, |s| {
+        black_box(nudge_sentiment::polarity(black_box(s)).compound);
+    });
     time("themes", rounds, &sentences, |s| {
         black_box(nudge_sentiment::themes(black_box(s)).len());
     });
@@ -48,5 +56,5 @@ fn time(name: &str, rounds: usize, sentences: &[&str], mut f: impl FnMut(&str)) 
     }
     let elapsed = start.elapsed().as_secs_f64();
     let n = (rounds * sentences.len()) as f64;
-    println!("{name:<13} {:>12.0} sentences/s single-threaded ({n} in {elapsed:.3} s)", n / elapsed);
+    println!("{name:<36} {:>10.0} sentences/s single-threaded ({n} in {elapsed:.3} s)", n / elapsed);
 }

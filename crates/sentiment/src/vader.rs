@@ -192,8 +192,18 @@ pub(crate) struct FxHasher(u64);
 
 impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let word = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(buf) ^ (rest.len() as u64) << 59).wrapping_mul(K);
         }
     }
     fn finish(&self) -> u64 {
@@ -417,8 +427,17 @@ fn special_case(seq: &[Token<'_>]) -> Option<f64> {
     SPECIAL_CASES.iter().find(|(p, _)| is_phrase(seq, p)).map(|&(_, v)| v)
 }
 
+/// The boosters of two words (all dampeners).
+const TWO_WORD_BOOSTERS: [&str; 3] = ["just enough", "kind of", "sort of"];
+
 fn two_word_booster(seq: &[Token<'_>]) -> Option<f64> {
-    BOOSTERS_DOWN.iter().find(|p| p.contains(' ') && is_phrase(seq, p)).map(|_| -B_INCR)
+    TWO_WORD_BOOSTERS.iter().any(|p| is_phrase(seq, p)).then_some(-B_INCR)
+}
+
+/// Whether any idiom or two-word booster could start at `tok`; when none of the words before a word
+/// can, its idiom check changes nothing.
+fn may_start_phrase(tok: &Token<'_>) -> bool {
+    matches!(tok.lower, "the" | "bad" | "bus" | "yeah" | "kiss" | "to" | "beating" | "just" | "kind" | "sort")
 }
 
 /// Idioms around the word at `i` (which is at least 3): the first match of the phrases ending at or
@@ -426,6 +445,9 @@ fn two_word_booster(seq: &[Token<'_>]) -> Option<f64> {
 /// dampeners just before the word ("kind of", "sort of") add theirs.
 fn special_idioms(mut valence: f64, tokens: &[Token<'_>], i: usize) -> f64 {
     let n = tokens.len();
+    if !tokens[i - 3..=i].iter().any(may_start_phrase) {
+        return valence;
+    }
     let before: [&[Token<'_>]; 5] =
         [&tokens[i - 1..=i], &tokens[i - 2..=i], &tokens[i - 2..i], &tokens[i - 3..i], &tokens[i - 3..i - 1]];
     if let Some(v) = before.iter().find_map(|seq| special_case(seq)) {
