@@ -22,11 +22,11 @@
 //! α = 15, clamped to [−1, 1] and rounded to four decimals as the reference rounds it; `neg`, `neu` and
 //! `pos` are the proportions of negative, neutral and positive weight, rounded to three decimals.
 //!
-//! Text that is all ASCII (most reviews) is scored by this crate's own implementation of the rules
-//! (`vader.rs`), over the VADER lexicon committed in `data/vader_lexicon.txt` (MIT-licensed data of the
-//! VADER project; notice in `data/LICENSE-vader-lexicon`). Any other text — emoji, accents, other
-//! scripts, curly quotes — goes to the `vader-parity` crate (pinned), which reproduces the reference's
-//! emoji descriptions and Python's Unicode casing and whitespace rules. **Parity claim**: on every
+//! Text that is ASCII apart from emoji, curly quotes, dashes and symbols (most reviews) is scored by
+//! this crate's own implementation of the rules (`vader.rs`), over the VADER lexicon and emoji
+//! descriptions committed in `data/` (MIT-licensed data of the VADER project; notice in
+//! `data/LICENSE-vader-lexicon`). Any other text — accents, other scripts, unusual spaces — goes to the
+//! `vader-parity` crate (pinned), which reproduces Python's Unicode casing and whitespace rules. **Parity claim**: on every
 //! demo sentence of the reference package (its example, tricky, paragraph, tag and translation
 //! sentences), on this crate's own review and hostile sentences and on 600 generated sentences dense in
 //! the words the rules look at, all four scores equal the reference's within 0.001 (in practice
@@ -88,7 +88,7 @@ static ANALYZER: LazyLock<SentimentIntensityAnalyzer> = LazyLock::new(SentimentI
 /// words but nothing scoreable is neutral (compound 0, neu 1), text with no word at all (empty, only
 /// whitespace) scores 0 everywhere, as in the reference.
 pub fn polarity(text: &str) -> Polarity {
-    vader::polarity_ascii(text).unwrap_or_else(|| {
+    vader::polarity_plain(text).unwrap_or_else(|| {
         let s = ANALYZER.polarity_scores(text);
         Polarity { neg: s.neg, neu: s.neu, pos: s.pos, compound: s.compound }
     })

@@ -1,9 +1,10 @@
 //! VADER on ASCII text, written for speed: one lower-cased copy of the text, tokens as slices of it,
 //! a hash map of the lexicon with a cheap hasher, no other allocation but the token and valence lists.
 //!
-//! Text with any non-ASCII character (emoji, accents, other scripts, curly quotes) goes to the
-//! `vader-parity` crate instead, which reproduces the reference's emoji substitution and Python's
-//! Unicode casing and whitespace rules; on ASCII text those rules reduce to the simple ones here.
+//! Emoji are replaced by their descriptions first, as the reference does; curly quotes, dashes,
+//! symbols and pictographs (no case, not whitespace) pass through as they would in Python. Text with
+//! any other non-ASCII character (accents, other scripts, unusual spaces) goes to the `vader-parity`
+//! crate instead, which reproduces Python's Unicode casing and whitespace rules.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -286,11 +287,67 @@ impl Token<'_> {
     }
 }
 
-/// Scores ASCII `text`; `None` when it has a non-ASCII character.
-pub(crate) fn polarity_ascii(text: &str) -> Option<Polarity> {
-    if !text.is_ascii() {
+static EMOJI: LazyLock<HashMap<char, &'static str, BuildHasherDefault<FxHasher>>> = LazyLock::new(|| {
+    let mut map = HashMap::default();
+    for line in include_str!("../data/emoji_utf8_lexicon.txt").lines() {
+        let mut cols = line.trim().split('\t');
+        if let (Some(key), Some(description)) = (cols.next(), cols.next()) {
+            let mut chars = key.chars();
+            // The reference looks emoji up one character at a time: longer keys never match.
+            if let (Some(c), None) = (chars.next(), chars.next()) {
+                map.insert(c, description);
+            }
+        }
+    }
+    map
+});
+
+/// Non-ASCII characters on which Python's casing and whitespace rules agree with the ASCII ones here:
+/// not whitespace, no case, lower-cased to themselves (curly quotes, dashes, ellipsis, symbols,
+/// pictographs, joiners and variation selectors). Conservative: anything else goes to `vader-parity`.
+fn is_plain(c: char) -> bool {
+    matches!(u32::from(c),
+        0xA1..=0xA9 | 0xAB..=0xB4 | 0xB6..=0xB9 | 0xBB..=0xBF
+        | 0x200B..=0x200D | 0x2010..=0x2027 | 0x2030..=0x205E
+        | 0x2190..=0x21FF | 0x2300..=0x23FF | 0x25A0..=0x27BF | 0x2B00..=0x2BFF
+        | 0xFE0E | 0xFE0F
+        | 0x1F000..=0x1F0FF | 0x1F200..=0x1FAFF)
+}
+
+/// Scores `text` when its rules reduce to ASCII ones: all ASCII, or ASCII and plain characters once
+/// emoji are replaced by their descriptions (as the reference does). `None` otherwise.
+pub(crate) fn polarity_plain(text: &str) -> Option<Polarity> {
+    if text.is_ascii() {
+        return Some(polarity_ascii(text));
+    }
+    let emoji = &*EMOJI;
+    // The reference's substitution: a description takes the emoji's place, after a space unless one
+    // (a plain ' ', or an earlier emoji's substitution start) comes just before it.
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut prev_space = true;
+    for c in text.chars() {
+        if let Some(description) = emoji.get(&c) {
+            if !prev_space {
+                out.push(' ');
+            }
+            out.push_str(description);
+            prev_space = false;
+        } else {
+            if !c.is_ascii() && !is_plain(c) {
+                return None;
+            }
+            out.push(c);
+            prev_space = c == ' ';
+        }
+    }
+    if !out.chars().all(|c| c.is_ascii() || is_plain(c)) {
         return None;
     }
+    Some(polarity_ascii(&out))
+}
+
+/// Scores `text`, whose non-ASCII characters are all plain (see [`is_plain`]).
+fn polarity_ascii(text: &str) -> Polarity {
     let table = &*TABLE;
     let lower_text = text.to_ascii_lowercase();
     // Tokens: whitespace-separated, with leading and trailing punctuation stripped unless that leaves
@@ -314,7 +371,9 @@ pub(crate) fn polarity_ascii(text: &str) -> Option<Polarity> {
             while e > s && bytes[e - 1].is_ascii_punctuation() {
                 e -= 1;
             }
-            let (s, e) = if e - s <= 2 { (start, i) } else { (s, e) };
+            // Python counts characters: a multi-byte character is one.
+            let chars = bytes[s..e].iter().filter(|&&b| (b & 0xC0) != 0x80).count();
+            let (s, e) = if chars <= 2 { (start, i) } else { (s, e) };
             let lower = &lower_text[s..e];
             tokens.push(Token {
                 word: &text[s..e],
@@ -374,7 +433,7 @@ pub(crate) fn polarity_ascii(text: &str) -> Option<Polarity> {
         sentiments.push(valence);
     }
     contrast_but(&tokens, &mut sentiments);
-    Some(score(&sentiments, text))
+    score(&sentiments, text)
 }
 
 fn booster_scalar(tok: &Token<'_>, valence: f64, cap_diff: bool) -> f64 {
@@ -543,5 +602,38 @@ fn score(sentiments: &[f64], text: &str) -> Polarity {
         neu: round_to((neu as f64 / total).abs(), 3),
         pos: round_to((pos / total).abs(), 3),
         compound: round_to(compound, 4),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emoji_and_plain_characters_stay_on_the_own_path() {
+        for text in ["I love it 😍", "don’t like it — at all…", "👍🏽👍🏽", "★★★★★ “great”", "©2026"]
+        {
+            assert!(polarity_plain(text).is_some(), "{text:?}");
+        }
+        // Accents, other scripts and non-ASCII spaces go to the parity crate.
+        for text in ["café", "Это хорошо", "good\u{a0}bad", "ΣΟΦΙΑ", "ª"] {
+            assert!(polarity_plain(text).is_none(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn an_emoji_reads_as_its_description() {
+        let with_emoji = polarity_plain("ok😍").unwrap();
+        let described = polarity_plain(&format!("ok {}", EMOJI[&'😍'])).unwrap();
+        assert_eq!(with_emoji, described);
+        assert!(with_emoji.compound > polarity_plain("ok").unwrap().compound);
+    }
+
+    #[test]
+    fn python_rounding_ties_to_even_on_the_exact_value() {
+        assert_eq!(round_to(0.3125, 3), 0.312);
+        assert_eq!(round_to(0.3135, 3), 0.314); // 0.3135 is stored just above the tie
+        assert_eq!(round_to(0.12345678, 4), 0.1235);
+        assert_eq!(round_to(-0.55555, 4), -0.5555); // stored just below the tie in magnitude
     }
 }

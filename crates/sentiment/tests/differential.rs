@@ -1,4 +1,4 @@
-//! This crate's own scoring of ASCII text against `vader-parity` (itself checked against the reference
+//! This crate's own scoring of ASCII text (with emoji and plain non-ASCII characters) against `vader-parity` (itself checked against the reference
 //! vaderSentiment), on many generated sentences built from the words the rules look at: boosters,
 //! dampeners, negations, "but", "least", "kind of", idioms, ALL CAPS, emoticons, punctuation runs. Runs
 //! without Python; `tests/parity.rs` checks against the reference itself.
