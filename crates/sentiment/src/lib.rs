@@ -22,11 +22,12 @@
 //! α = 15, clamped to [−1, 1] and rounded to four decimals as the reference rounds it; `neg`, `neu` and
 //! `pos` are the proportions of negative, neutral and positive weight, rounded to three decimals.
 //!
-//! Text that is ASCII apart from emoji, curly quotes, dashes and symbols (most reviews) is scored by
-//! this crate's own implementation of the rules (`vader.rs`), over the VADER lexicon and emoji
-//! descriptions committed in `data/` (MIT-licensed data of the VADER project; notice in
-//! `data/LICENSE-vader-lexicon`). Any other text — accents, other scripts, unusual spaces — goes to the
-//! `vader-parity` crate (pinned), which reproduces Python's Unicode casing and whitespace rules. **Parity claim**: on every
+//! Text in ASCII, accented Latin letters, emoji, curly quotes, dashes and symbols (nearly every review
+//! in a Latin script) is scored by this crate's own implementation of the rules (`vader.rs`), over the
+//! VADER lexicon and emoji descriptions committed in `data/` (MIT-licensed data of the VADER project;
+//! notice in `data/LICENSE-vader-lexicon`). Any other text — other scripts, unusual spaces, letters
+//! whose case mappings differ between Python and Rust — goes to the `vader-parity` crate (pinned),
+//! which reproduces Python's Unicode casing and whitespace rules. **Parity claim**: on every
 //! demo sentence of the reference package (its example, tricky, paragraph, tag and translation
 //! sentences), on this crate's own review and hostile sentences and on 600 generated sentences dense in
 //! the words the rules look at, all four scores equal the reference's within 0.001 (in practice

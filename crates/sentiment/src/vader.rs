@@ -252,10 +252,30 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f)
 }
 
-/// Python's `str.isupper` on ASCII: some upper-case letter and no lower-case one.
+/// Python's `str.isupper` on ASCII and plain characters: some upper-case letter and no lower-case one.
 fn is_upper(word: &str) -> bool {
-    let b = word.as_bytes();
-    b.iter().any(u8::is_ascii_uppercase) && !b.iter().any(u8::is_ascii_lowercase)
+    if word.is_ascii() {
+        let b = word.as_bytes();
+        return b.iter().any(u8::is_ascii_uppercase) && !b.iter().any(u8::is_ascii_lowercase);
+    }
+    word.chars().any(char::is_uppercase) && !word.chars().any(char::is_lowercase)
+}
+
+/// Python's `str.lower` on ASCII and plain characters; every plain letter lower-cases to one letter of
+/// the same UTF-8 length, so byte offsets stay valid. `None` if one would not.
+fn lower_plain(text: &str) -> Option<String> {
+    if text.is_ascii() {
+        return Some(text.to_ascii_lowercase());
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let mut lower = c.to_lowercase();
+        match (lower.next(), lower.next()) {
+            (Some(l), None) if l.len_utf8() == c.len_utf8() => out.push(l),
+            _ => return None,
+        }
+    }
+    Some(out)
 }
 
 /// Python's `round(x, decimals)`: the decimal nearest to the exact binary value, ties to even. Values
@@ -302,12 +322,15 @@ static EMOJI: LazyLock<HashMap<char, &'static str, BuildHasherDefault<FxHasher>>
     map
 });
 
-/// Non-ASCII characters on which Python's casing and whitespace rules agree with the ASCII ones here:
-/// not whitespace, no case, lower-cased to themselves (curly quotes, dashes, ellipsis, symbols,
-/// pictographs, joiners and variation selectors). Conservative: anything else goes to `vader-parity`.
+/// Non-ASCII characters on which Python's casing and whitespace rules agree with Rust's: not
+/// whitespace, and either without case (curly quotes, dashes, ellipsis, symbols, pictographs, joiners,
+/// variation selectors) or Latin letters with accents whose case mappings are one letter each way in
+/// both (Latin-1 and Latin Extended-A, less the dotted capital I, whose lower case is two characters).
+/// Conservative: anything else goes to `vader-parity`.
 fn is_plain(c: char) -> bool {
     matches!(u32::from(c),
         0xA1..=0xA9 | 0xAB..=0xB4 | 0xB6..=0xB9 | 0xBB..=0xBF
+        | 0xC0..=0x12F | 0x131..=0x17F
         | 0x200B..=0x200D | 0x2010..=0x2027 | 0x2030..=0x205E
         | 0x2190..=0x21FF | 0x2300..=0x23FF | 0x25A0..=0x27BF | 0x2B00..=0x2BFF
         | 0xFE0E | 0xFE0F
@@ -318,7 +341,7 @@ fn is_plain(c: char) -> bool {
 /// emoji are replaced by their descriptions (as the reference does). `None` otherwise.
 pub(crate) fn polarity_plain(text: &str) -> Option<Polarity> {
     if text.is_ascii() {
-        return Some(polarity_ascii(text));
+        return polarity_ascii(text);
     }
     let emoji = &*EMOJI;
     // The reference's substitution: a description takes the emoji's place, after a space unless one
@@ -343,13 +366,13 @@ pub(crate) fn polarity_plain(text: &str) -> Option<Polarity> {
     if !out.chars().all(|c| c.is_ascii() || is_plain(c)) {
         return None;
     }
-    Some(polarity_ascii(&out))
+    polarity_ascii(&out)
 }
 
 /// Scores `text`, whose non-ASCII characters are all plain (see [`is_plain`]).
-fn polarity_ascii(text: &str) -> Polarity {
+fn polarity_ascii(text: &str) -> Option<Polarity> {
     let table = &*TABLE;
-    let lower_text = text.to_ascii_lowercase();
+    let lower_text = lower_plain(text)?;
     // Tokens: whitespace-separated, with leading and trailing punctuation stripped unless that leaves
     // two characters or fewer (an emoticon such as ":)" or ":-(" stays whole).
     let mut tokens: Vec<Token<'_>> = Vec::with_capacity(text.len() / 5 + 1);
@@ -433,7 +456,7 @@ fn polarity_ascii(text: &str) -> Polarity {
         sentiments.push(valence);
     }
     contrast_but(&tokens, &mut sentiments);
-    score(&sentiments, text)
+    Some(score(&sentiments, text))
 }
 
 fn booster_scalar(tok: &Token<'_>, valence: f64, cap_diff: bool) -> f64 {
@@ -616,7 +639,7 @@ mod tests {
             assert!(polarity_plain(text).is_some(), "{text:?}");
         }
         // Accents, other scripts and non-ASCII spaces go to the parity crate.
-        for text in ["café", "Это хорошо", "good\u{a0}bad", "ΣΟΦΙΑ", "ª"] {
+        for text in ["İyi", "Это хорошо", "good\u{a0}bad", "ΣΟΦΙΑ", "ª", "good\u{85}bad"] {
             assert!(polarity_plain(text).is_none(), "{text:?}");
         }
     }
