@@ -11,7 +11,9 @@
 //! The cue lists were written for precision: words that are ambiguous across themes are only cues in
 //! phrases that settle them (`cheap` alone is not a price cue, `cheaply made` is a quality cue; `long`
 //! alone is neither sizing nor shipping, `took forever` is shipping; `return` is a service cue only in
-//! `return process`, `easy return`, …). There is no negation window: "no problem with the delivery"
+//! `return process`, `easy return`, …; `support` only as `support was`, `contacted support`, … so
+//! that arch support is not a service; `loose` only as `loose fit`, `a bit loose`, … so that loose
+//! threads are not sizing). There is no negation window: "no problem with the delivery"
 //! still mentions delivery, which is what a theme is.
 //!
 //! The labelled sample `data/themes_sample.tsv` measures it; the test `tests/themes.rs` requires a
@@ -94,7 +96,6 @@ const SHIPPING: &[&str] = &[
     "came late",
     "came on time",
     "showed up",
-    "ups",
     "fedex",
     "usps",
     "dhl",
@@ -129,7 +130,12 @@ const SIZING: &[&str] = &[
     "run large",
     "run big",
     "tight",
-    "loose",
+    "loose fit",
+    "loose around",
+    "loose in",
+    "loose on",
+    "bit loose",
+    "little loose",
     "snug",
     "baggy",
     "length",
@@ -146,7 +152,9 @@ const SIZING: &[&str] = &[
     "sized up",
     "size up",
     "order up",
-    "order a",
+    "order a size",
+    "size down",
+    "sized down",
 ];
 
 const QUALITY: &[&str] = &[
@@ -167,6 +175,7 @@ const QUALITY: &[&str] = &[
     "falls apart",
     "falling apart",
     "stitch*",
+    "loose thread*",
     "seam",
     "seams",
     "material*",
@@ -201,7 +210,8 @@ const QUALITY: &[&str] = &[
     "shrunk",
     "shrink*",
     "well built",
-    "solid",
+    "feels solid",
+    "solid build",
     "premium",
     "zipper",
     "peel*",
@@ -257,7 +267,12 @@ const SERVICE: &[&str] = &[
     "customer care",
     "support team",
     "service",
-    "support",
+    "support was",
+    "support were",
+    "support is",
+    "contacted support",
+    "their support",
+    "tech support",
     "staff",
     "seller",
     "agent",
@@ -271,7 +286,9 @@ const SERVICE: &[&str] = &[
     "easy to return",
     "hassle free",
     "exchange*",
-    "replacement",
+    "sent a replacement",
+    "sent me a replacement",
+    "free replacement",
     "replied",
     "reply",
     "responded",
@@ -288,8 +305,8 @@ const SERVICE: &[&str] = &[
     "resolved",
     "live chat",
     "the company",
-    "the store",
-    "the shop",
+    "shop owner",
+    "store owner",
     "helpful team",
     "phone call",
     "called them",
