@@ -11,6 +11,8 @@
 //! - [`headers`]: `Headers`, the case-insensitive header set every platform's verifier reads.
 //! - [`bigcommerce`]: BigCommerce callbacks (Standard Webhooks signature and/or custom auth headers),
 //!   fetch jobs for the resources they name, and the fetched REST answers → events.
+//! - [`klaviyo_webhooks`]: Klaviyo system webhooks (signed engagement and review batches) → events.
+//! - [`braze_currents`]: Braze Currents' custom HTTP connector (email engagement batches) → events.
 //! - [`shopify`]: Shopify webhooks over HTTPS, EventBridge and Pub/Sub (`verify`, `normalize`,
 //!   `envelope`, `fixtures`). Its main entry points are re-exported here.
 //!
@@ -19,7 +21,9 @@
 
 pub mod adobe;
 pub mod bigcommerce;
+pub mod braze_currents;
 pub mod headers;
+pub mod klaviyo_webhooks;
 pub mod shopify;
 pub mod source;
 

@@ -183,6 +183,11 @@ pub fn sources(cfg: &Config) -> anyhow::Result<nudge_ingest::source::Registry> {
         }
     };
     r.register("adobe-commerce", Arc::new(adobe));
+    // Engagement back from the marketing tools; unconfigured, they refuse with 500 like the others.
+    let klaviyo = cfg.sources.klaviyo_webhooks.as_ref().map(|k| k.source()).unwrap_or_default();
+    r.register("klaviyo", Arc::new(nudge_ingest::klaviyo_webhooks::KlaviyoWebhookSource::new(klaviyo)));
+    let currents = cfg.sources.braze_currents.as_ref().map(|b| b.source()).unwrap_or_default();
+    r.register("braze-currents", Arc::new(nudge_ingest::braze_currents::BrazeCurrentsSource::new(currents)));
     Ok(r)
 }
 

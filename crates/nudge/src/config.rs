@@ -162,6 +162,112 @@ pub struct SourcesConfig {
     pub bigcommerce: Option<BigCommerceSourceConfig>,
     /// Adobe Commerce (`/webhooks/adobe-commerce`): the Webhooks module and Adobe I/O Events.
     pub adobe_commerce: Option<AdobeCommerceConfig>,
+    /// Klaviyo system webhooks (`/webhooks/klaviyo`): email engagement and Klaviyo Reviews back from Klaviyo.
+    pub klaviyo_webhooks: Option<KlaviyoWebhooksConfig>,
+    /// Braze Currents' custom HTTP connector (`/webhooks/braze-currents`): email engagement back from Braze.
+    pub braze_currents: Option<BrazeCurrentsSourceConfig>,
+}
+
+/// `[sources.klaviyo_webhooks]`: the system webhook's `secret_key` (one, or a list while rotating) and the
+/// largest distance allowed between `Klaviyo-Timestamp` and now.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KlaviyoWebhooksConfig {
+    #[serde(deserialize_with = "one_or_many")]
+    pub secret: Vec<String>,
+    #[serde(default = "default_klaviyo_max_skew")]
+    pub max_skew: HumanDuration,
+}
+
+fn default_klaviyo_max_skew() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+impl fmt::Debug for KlaviyoWebhooksConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KlaviyoWebhooksConfig")
+            .field("secret", &format!("[{} redacted]", self.secret.len()))
+            .field("max_skew", &self.max_skew)
+            .finish()
+    }
+}
+
+impl KlaviyoWebhooksConfig {
+    /// A configuration with these secrets and the default skew.
+    pub fn with_secrets(secret: Vec<String>) -> Self {
+        Self { secret, max_skew: default_klaviyo_max_skew() }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.secret.is_empty() {
+            return Err(err("sources.klaviyo_webhooks.secret", "give the webhook's secret_key"));
+        }
+        for (i, s) in self.secret.iter().enumerate() {
+            if s.trim().chars().count() < 16 {
+                return Err(err(
+                    format!("sources.klaviyo_webhooks.secret[{i}]"),
+                    "use a random secret_key of at least 16 characters (32 or more recommended)",
+                ));
+            }
+        }
+        let skew = self.max_skew.0;
+        if skew < Duration::from_secs(1) || skew > Duration::from_secs(3600) {
+            return Err(err("sources.klaviyo_webhooks.max_skew", "must be between 1s and 1h"));
+        }
+        Ok(())
+    }
+
+    /// The intake's settings.
+    pub fn source(&self) -> nudge_ingest::klaviyo_webhooks::KlaviyoWebhookConfig {
+        nudge_ingest::klaviyo_webhooks::KlaviyoWebhookConfig {
+            secrets: self.secret.clone(),
+            max_skew_secs: i64::try_from(self.max_skew.0.as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// `[sources.braze_currents]`: the bearer token configured on the Currents connector.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrazeCurrentsSourceConfig {
+    pub token: String,
+}
+
+impl fmt::Debug for BrazeCurrentsSourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrazeCurrentsSourceConfig").field("token", &"[redacted]").finish()
+    }
+}
+
+impl BrazeCurrentsSourceConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let t = &self.token;
+        if t.chars().count() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(err(
+                "sources.braze_currents.token",
+                "use a random token of at least 16 printable characters without spaces",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The intake's settings.
+    pub fn source(&self) -> nudge_ingest::braze_currents::BrazeCurrentsConfig {
+        nudge_ingest::braze_currents::BrazeCurrentsConfig { token: self.token.clone() }
+    }
 }
 
 /// `[sources.bigcommerce]`: one store's callbacks and the API account its fetch jobs read with.
@@ -800,6 +906,12 @@ impl Config {
         if let Some(a) = &self.sources.adobe_commerce {
             a.source()?;
         }
+        if let Some(k) = &self.sources.klaviyo_webhooks {
+            k.validate()?;
+        }
+        if let Some(b) = &self.sources.braze_currents {
+            b.validate()?;
+        }
         if let Some(k) = &self.destinations.klaviyo {
             k.validate().map_err(|e| err("destinations.klaviyo", e.to_string()))?;
         }
@@ -1002,6 +1114,8 @@ impl Config {
             v.extend(b.client_secret.clone());
             v.extend(b.auth_headers.values().cloned());
         }
+        v.extend(self.sources.klaviyo_webhooks.iter().flat_map(|k| k.secret.clone()));
+        v.extend(self.sources.braze_currents.iter().map(|b| b.token.clone()));
         if let Some(s) = &self.sources.shopify {
             v.extend(s.eventbridge.iter().map(|e| e.value.clone()));
             v.extend(s.admin.iter().map(|a| a.access_token.clone()));
@@ -1193,6 +1307,38 @@ mod tests {
         assert_eq!(e.path, "<file>");
         let e = Config::from_toml("[pipeline]\nworker_scheduling = \"realtime\"", &env(&[])).unwrap_err();
         assert_eq!(e.path, "pipeline.worker_scheduling");
+    }
+
+    #[test]
+    fn engagement_sources_read_and_name_the_key_of_each_problem() {
+        let one = "[sources.klaviyo_webhooks]\nsecret = \"klaviyo_webhook_secret_0001\"\n[sources.braze_currents]\ntoken = \"currents-token-0123456789\"\n";
+        let c = Config::from_toml(one, &env(&[])).unwrap();
+        let k = c.sources.klaviyo_webhooks.as_ref().unwrap();
+        assert_eq!(k.secret, vec!["klaviyo_webhook_secret_0001".to_string()]);
+        assert_eq!(k.source().max_skew_secs, 300);
+        assert!(!format!("{c:?}").contains("klaviyo_webhook_secret_0001"));
+        assert!(!format!("{c:?}").contains("currents-token-0123456789"));
+        assert!(c.secrets().contains(&"currents-token-0123456789".to_string()));
+        let many = "[sources.klaviyo_webhooks]\nsecret = [\"klaviyo_webhook_secret_0001\", \"klaviyo_webhook_secret_0002\"]\nmax_skew = \"2m\"\n";
+        let c = Config::from_toml(many, &env(&[])).unwrap();
+        assert_eq!(c.sources.klaviyo_webhooks.as_ref().unwrap().source().secrets.len(), 2);
+        assert_eq!(c.sources.klaviyo_webhooks.as_ref().unwrap().source().max_skew_secs, 120);
+        for (toml, key) in [
+            ("[sources.klaviyo_webhooks]\nsecret = []", "sources.klaviyo_webhooks.secret"),
+            ("[sources.klaviyo_webhooks]\nsecret = \"short\"", "sources.klaviyo_webhooks.secret[0]"),
+            (
+                "[sources.klaviyo_webhooks]\nsecret = \"klaviyo_webhook_secret_0001\"\nmax_skew = \"2h\"",
+                "sources.klaviyo_webhooks.max_skew",
+            ),
+            ("[sources.braze_currents]\ntoken = \"short\"", "sources.braze_currents.token"),
+            (
+                "[sources.braze_currents]\ntoken = \"has a space in it, long enough\"",
+                "sources.braze_currents.token",
+            ),
+        ] {
+            let e = Config::from_toml(toml, &env(&[])).unwrap_err();
+            assert_eq!(e.path, key, "{toml}: {e:?}");
+        }
     }
 
     #[test]

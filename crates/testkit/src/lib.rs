@@ -25,6 +25,9 @@
 //! - [`shopify_sender`]: a client that delivers webhooks the way Shopify does (HMAC over the exact bytes,
 //!   the `X-Shopify-*` headers), with options to send deliberately wrong ones.
 //!
+//! - [`klaviyo_webhook_sender`], [`braze_currents_sender`]: engagement delivered as Klaviyo's system
+//!   webhooks (signed batches) and Braze Currents' custom HTTP connector (bearer token) send it.
+//!
 //! - [`google_oidc`]: RS256 tokens as Google signs them for an authenticated Pub/Sub push, with committed
 //!   test keys and the key documents (JWKS, certificate map, PEM) an operator would configure.
 //!
@@ -32,6 +35,7 @@
 //!
 //! What does not live here: nudge's own logic. The fakes only know the external contracts.
 
+pub mod braze_currents_sender;
 pub mod fake_adobe_io;
 pub mod fake_bigcommerce;
 pub mod fake_braze;
@@ -42,6 +46,7 @@ pub mod fake_shopify_admin;
 pub mod fake_slack;
 pub mod fake_webhook;
 pub mod google_oidc;
+pub mod klaviyo_webhook_sender;
 pub mod server;
 pub mod shopify_sender;
 

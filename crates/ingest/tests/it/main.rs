@@ -7,6 +7,8 @@
 //!   over Shopify over HTTPS; `source_shopify_pubsub` and `source_shopify_eventbridge` over the cloud
 //!   transports; `source_bigcommerce` over BigCommerce (and its own auth, scope and fetched-answer cases);
 //!   `source_adobe` over Adobe Commerce (once per intake, plus its own contract).
+//! - `source_klaviyo_webhooks`, `source_braze_currents`: the engagement intakes through the suite, plus
+//!   their contract cases (signature vector, webhook-id check, batches, probes, forward compatibility).
 //! - `shopify_transports`: one event over HTTPS, Pub/Sub and EventBridge is one delivery with one
 //!   meaning; the Pub/Sub token's edge cases; customer enrichment's fetch job and its answer.
 //! - `source_fuzz`: every source's verifier and parser against arbitrary requests and bodies.
@@ -20,7 +22,9 @@ mod props;
 mod shopify_transports;
 mod source_adobe;
 mod source_bigcommerce;
+mod source_braze_currents;
 mod source_fuzz;
+mod source_klaviyo_webhooks;
 mod source_shopify;
 mod source_shopify_eventbridge;
 mod source_shopify_pubsub;

@@ -22,11 +22,20 @@ fn sources() -> Vec<Box<dyn Source>> {
         Box::new(AdobeCommerceSource::new(DEFAULT_INSTANCE, None, None).expect("the default instance")),
         Box::new(ShopifyPubSubSource::new(None)),
         Box::new(ShopifyEventBridgeSource::new(Some(("x-nudge-api-key".into(), "0123456789abcdef".into())))),
+        Box::new(nudge_ingest::klaviyo_webhooks::KlaviyoWebhookSource::new(
+            nudge_ingest::klaviyo_webhooks::KlaviyoWebhookConfig {
+                secrets: vec!["fuzz-secret".into()],
+                ..Default::default()
+            },
+        )),
+        Box::new(nudge_ingest::braze_currents::BrazeCurrentsSource::new(
+            nudge_ingest::braze_currents::BrazeCurrentsConfig { token: "fuzz-token".into() },
+        )),
     ]
 }
 
 /// Header names the verifiers read, so random requests reach past the first check.
-const HEADER_NAMES: [&str; 16] = [
+const HEADER_NAMES: [&str; 20] = [
     "x-shopify-hmac-sha256",
     "x-shopify-topic",
     "x-shopify-shop-domain",
@@ -43,10 +52,14 @@ const HEADER_NAMES: [&str; 16] = [
     "content-type",
     "x-shopify-event-id",
     "x-shopify-triggered-at",
+    "klaviyo-signature",
+    "klaviyo-timestamp",
+    "klaviyo-webhook-id",
+    "braze-currents-version",
 ];
 
 /// Topics the parsers know, plus unknown ones.
-const TOPICS: [&str; 16] = [
+const TOPICS: [&str; 18] = [
     "orders/create",
     "orders/updated",
     "checkouts/update",
@@ -63,6 +76,8 @@ const TOPICS: [&str; 16] = [
     "observer.checkout_cart_save_commit_after",
     "com.adobe.commerce.observer.customer_save_commit_after",
     "no/such/topic",
+    "klaviyo/batch",
+    "currents/batch",
 ];
 
 /// Bodies that are often JSON objects with fields the parsers read, sometimes anything at all.
@@ -98,6 +113,19 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         "recipient_client_id",
         "original",
         "fetched",
+        "topic",
+        "external_id",
+        "meta",
+        "klaviyo_webhook_id",
+        "included",
+        "event_properties",
+        "events",
+        "event_type",
+        "time",
+        "user",
+        "properties",
+        "external_user_id",
+        "email_address",
     ]);
     let leaf = prop_oneof![
         Just(serde_json::Value::Null),
