@@ -109,8 +109,6 @@ impl BrazeCurrentsSender {
         }
         let started = Instant::now();
         let r = req.send().await?;
-        let status = r.status().as_u16();
-        let body = r.bytes().await?;
-        Ok(SentResponse { status, body, elapsed: started.elapsed() })
+        Ok(SentResponse::read(r, started).await?)
     }
 }

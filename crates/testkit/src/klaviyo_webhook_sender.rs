@@ -213,9 +213,7 @@ impl KlaviyoWebhookSender {
         }
         let started = Instant::now();
         let r = req.send().await?;
-        let status = r.status().as_u16();
-        let body = r.bytes().await?;
-        Ok(SentResponse { status, body, elapsed: started.elapsed() })
+        Ok(SentResponse::read(r, started).await?)
     }
 
     /// The webhook id the sender signs as.

@@ -120,6 +120,17 @@ pub struct SentResponse {
     pub trace_id: Option<String>,
 }
 
+impl SentResponse {
+    /// Reads a whole response to a request sent at `started`.
+    pub async fn read(response: reqwest::Response, started: Instant) -> Result<Self, reqwest::Error> {
+        let status = response.status().as_u16();
+        let trace_id =
+            response.headers().get("x-nudge-trace-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let body = response.bytes().await?;
+        Ok(SentResponse { status, body, elapsed: started.elapsed(), trace_id })
+    }
+}
+
 /// Delivers webhooks to one URL, signed with one app secret.
 #[derive(Debug, Clone)]
 pub struct ShopifySender {
@@ -170,11 +181,7 @@ impl ShopifySender {
         let started = Instant::now();
         let response =
             self.client.post(&self.target_url).headers(headers).body(delivery.body.clone()).send().await?;
-        let status = response.status().as_u16();
-        let trace_id =
-            response.headers().get("x-nudge-trace-id").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let body = response.bytes().await?;
-        Ok(SentResponse { status, body, elapsed: started.elapsed(), trace_id })
+        Ok(SentResponse::read(response, started).await?)
     }
 
     /// The headers `send_with` would send, for inspection in tests.

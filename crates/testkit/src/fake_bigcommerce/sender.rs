@@ -83,10 +83,6 @@ impl BigCommerceSender {
         }
         let started = Instant::now();
         let response = req.send().await?;
-        let status = response.status().as_u16();
-        let trace_id =
-            response.headers().get("x-nudge-trace-id").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let body = response.bytes().await?;
-        Ok(SentResponse { status, body, elapsed: started.elapsed(), trace_id })
+        Ok(SentResponse::read(response, started).await?)
     }
 }
