@@ -11,6 +11,8 @@
 //! - [`headers`]: `Headers`, the case-insensitive header set every platform's verifier reads.
 //! - [`bigcommerce`]: BigCommerce callbacks (Standard Webhooks signature and/or custom auth headers),
 //!   fetch jobs for the resources they name, and the fetched REST answers → events.
+//! - [`yotpo`], [`smile`]: Yotpo reviews and Smile.io loyalty, authenticated by a URL token
+//!   ([`url_token`]) and confirmed by reading the record from the platform's API.
 //! - [`shopify`]: Shopify webhooks over HTTPS, EventBridge and Pub/Sub (`verify`, `normalize`,
 //!   `envelope`, `fixtures`). Its main entry points are re-exported here.
 //!
@@ -21,7 +23,10 @@ pub mod adobe;
 pub mod bigcommerce;
 pub mod headers;
 pub mod shopify;
+pub mod smile;
 pub mod source;
+pub mod url_token;
+pub mod yotpo;
 
 pub use headers::Headers;
 pub use shopify::{

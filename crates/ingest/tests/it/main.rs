@@ -7,6 +7,8 @@
 //!   over Shopify over HTTPS; `source_shopify_pubsub` and `source_shopify_eventbridge` over the cloud
 //!   transports; `source_bigcommerce` over BigCommerce (and its own auth, scope and fetched-answer cases);
 //!   `source_adobe` over Adobe Commerce (once per intake, plus its own contract).
+//! - `source_yotpo`, `source_smile`: Yotpo and Smile.io (URL token, fetch-after-notify) through the suite,
+//!   plus contract cases 3.1–3.3 and 4.1, 4.2, 4.4 at the source level.
 //! - `shopify_transports`: one event over HTTPS, Pub/Sub and EventBridge is one delivery with one
 //!   meaning; the Pub/Sub token's edge cases; customer enrichment's fetch job and its answer.
 //! - `source_fuzz`: every source's verifier and parser against arbitrary requests and bodies.
@@ -24,7 +26,9 @@ mod source_fuzz;
 mod source_shopify;
 mod source_shopify_eventbridge;
 mod source_shopify_pubsub;
+mod source_smile;
 mod source_suite;
+mod source_yotpo;
 mod verify;
 
 use nudge_ingest::{Normalized, Topic};

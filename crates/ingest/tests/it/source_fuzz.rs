@@ -6,7 +6,9 @@ use nudge_ingest::adobe::{AdobeCommerceSource, DEFAULT_INSTANCE};
 use nudge_ingest::bigcommerce::{BigCommerceConfig, BigCommerceSource};
 use nudge_ingest::shopify::ShopifySource;
 use nudge_ingest::shopify::transports::{ShopifyEventBridgeSource, ShopifyPubSubSource};
+use nudge_ingest::smile::{SmileConfig, SmileSource};
 use nudge_ingest::source::{Inbound, Source, StoredView};
+use nudge_ingest::yotpo::{YotpoConfig, YotpoSource};
 use nudge_ingest::{Headers, Verified};
 use proptest::prelude::*;
 
@@ -22,11 +24,16 @@ fn sources() -> Vec<Box<dyn Source>> {
         Box::new(AdobeCommerceSource::new(DEFAULT_INSTANCE, None, None).expect("the default instance")),
         Box::new(ShopifyPubSubSource::new(None)),
         Box::new(ShopifyEventBridgeSource::new(Some(("x-nudge-api-key".into(), "0123456789abcdef".into())))),
+        Box::new(YotpoSource::new(YotpoConfig {
+            app_key: "fuzz-app".into(),
+            url_token: "fuzz-token".into(),
+        })),
+        Box::new(SmileSource::new(SmileConfig { url_token: "fuzz-token".into() })),
     ]
 }
 
 /// Header names the verifiers read, so random requests reach past the first check.
-const HEADER_NAMES: [&str; 16] = [
+const HEADER_NAMES: [&str; 19] = [
     "x-shopify-hmac-sha256",
     "x-shopify-topic",
     "x-shopify-shop-domain",
@@ -43,10 +50,13 @@ const HEADER_NAMES: [&str; 16] = [
     "content-type",
     "x-shopify-event-id",
     "x-shopify-triggered-at",
+    "x-nudge-url-token",
+    "webhookmessageid",
+    "eventid",
 ];
 
 /// Topics the parsers know, plus unknown ones.
-const TOPICS: [&str; 16] = [
+const TOPICS: [&str; 22] = [
     "orders/create",
     "orders/updated",
     "checkouts/update",
@@ -62,6 +72,12 @@ const TOPICS: [&str; 16] = [
     "observer.sales_order_save_commit_after",
     "observer.checkout_cart_save_commit_after",
     "com.adobe.commerce.observer.customer_save_commit_after",
+    "review_create",
+    "review_updated",
+    "yotpo/fetched/review",
+    "ping",
+    "customer/updated",
+    "smile/fetched/customer",
     "no/such/topic",
 ];
 
@@ -98,6 +114,16 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         "recipient_client_id",
         "original",
         "fetched",
+        "event",
+        "topic",
+        "account_id",
+        "app_key",
+        "score",
+        "deleted",
+        "points_balance",
+        "vip_status",
+        "vip_tier_id",
+        "reviews",
     ]);
     let leaf = prop_oneof![
         Just(serde_json::Value::Null),
@@ -106,6 +132,8 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         "[ -~]{0,12}".prop_map(serde_json::Value::from),
         Just(serde_json::Value::from("12.50")),
         Just(serde_json::Value::from("2026-05-01T10:00:00Z")),
+        Just(serde_json::Value::from("2018-02-20 14:12:13 UTC")),
+        Just(serde_json::Value::from("fuzz-token")),
     ];
     let json = leaf.prop_recursive(4, 48, 6, move |inner| {
         prop_oneof![
@@ -126,7 +154,7 @@ proptest! {
 
     #[test]
     fn verifiers_answer_any_request_without_panicking(
-        headers in prop::collection::vec((prop::sample::select(HEADER_NAMES.to_vec()), "[ -~]{0,80}"), 0..8),
+        headers in prop::collection::vec((prop::sample::select(HEADER_NAMES.to_vec()), prop_oneof![3 => "[ -~]{0,80}", 1 => Just("fuzz-token".to_string())]), 0..8),
         body in body(),
         query in prop::option::of("[ -~]{0,40}"),
         now_ms in 0i64..4_000_000_000_000,
