@@ -13,6 +13,7 @@ mod lists;
 mod pipelined;
 mod privacy;
 mod reports;
+mod reviews_loyalty;
 mod shopify_transports;
 mod spine;
 
