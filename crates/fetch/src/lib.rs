@@ -1,5 +1,6 @@
 //! The reads a source needs from its platform's API before a delivery can be processed: BigCommerce's
-//! fetch-after-notify (its webhooks carry only ids) and Shopify Admin enrichment.
+//! fetch-after-notify (its webhooks carry only ids), Shopify Admin enrichment, and the confirming reads
+//! behind Yotpo review and Smile.io loyalty notifications (`yotpo`, `smile`).
 //!
 //! A source's parser turns a thin notification into a [`FetchJob`]; the server stores the job durably and
 //! its fetch worker hands it to the [`Fetcher`] registered for the job's source. What the fetcher answers
@@ -14,10 +15,14 @@ pub mod bigcommerce;
 
 pub use bigcommerce::{BigCommerceFetchConfig, BigCommerceFetcher};
 pub mod shopify_admin;
+pub mod smile;
+pub mod yotpo;
 
 pub use nudge_ingest::FetchJob;
 pub use shopify_admin::{ShopifyAdminConfig, ShopifyAdminFetcher};
+pub use smile::{SmileFetchConfig, SmileFetcher};
 use std::time::Duration;
+pub use yotpo::{YotpoFetchConfig, YotpoFetcher};
 
 /// What one attempt at a fetch job came to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,6 +13,8 @@
 //!   fetch jobs for the resources they name, and the fetched REST answers → events.
 //! - [`klaviyo_webhooks`]: Klaviyo system webhooks (signed engagement and review batches) → events.
 //! - [`braze_currents`]: Braze Currents' custom HTTP connector (email engagement batches) → events.
+//! - [`yotpo`], [`smile`]: Yotpo reviews and Smile.io loyalty, authenticated by a URL token
+//!   ([`url_token`]) and confirmed by reading the record from the platform's API.
 //! - [`shopify`]: Shopify webhooks over HTTPS, EventBridge and Pub/Sub (`verify`, `normalize`,
 //!   `envelope`, `fixtures`). Its main entry points are re-exported here.
 //!
@@ -25,7 +27,10 @@ pub mod braze_currents;
 pub mod headers;
 pub mod klaviyo_webhooks;
 pub mod shopify;
+pub mod smile;
 pub mod source;
+pub mod url_token;
+pub mod yotpo;
 
 pub use headers::Headers;
 pub use shopify::{

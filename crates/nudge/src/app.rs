@@ -188,6 +188,11 @@ pub fn sources(cfg: &Config) -> anyhow::Result<nudge_ingest::source::Registry> {
     r.register("klaviyo", Arc::new(nudge_ingest::klaviyo_webhooks::KlaviyoWebhookSource::new(klaviyo)));
     let currents = cfg.sources.braze_currents.as_ref().map(|b| b.source()).unwrap_or_default();
     r.register("braze-currents", Arc::new(nudge_ingest::braze_currents::BrazeCurrentsSource::new(currents)));
+    // Yotpo and Smile.io: a URL token (`?token=`) instead of a signature; unconfigured, 500 like the rest.
+    let yotpo = cfg.sources.yotpo.as_ref().map(|y| y.source()).unwrap_or_default();
+    r.register("yotpo", Arc::new(nudge_ingest::yotpo::YotpoSource::new(yotpo)));
+    let smile = cfg.sources.smile.as_ref().map(|s| s.source()).unwrap_or_default();
+    r.register("smile", Arc::new(nudge_ingest::smile::SmileSource::new(smile)));
     Ok(r)
 }
 
@@ -205,6 +210,18 @@ pub fn fetchers(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn nudge_fe
         let fetcher = nudge_fetch::ShopifyAdminFetcher::new(a.fetch_config())
             .map_err(|e| anyhow::anyhow!("sources.shopify.admin.{e}"))?;
         map.insert("shopify".into(), Arc::new(fetcher));
+    }
+    if let Some(y) = &cfg.sources.yotpo {
+        map.insert(
+            "yotpo".into(),
+            Arc::new(nudge_fetch::YotpoFetcher::new(y.fetch_config()).map_err(anyhow::Error::msg)?),
+        );
+    }
+    if let Some(s) = &cfg.sources.smile {
+        map.insert(
+            "smile".into(),
+            Arc::new(nudge_fetch::SmileFetcher::new(s.fetch_config()).map_err(anyhow::Error::msg)?),
+        );
     }
     Ok(map)
 }

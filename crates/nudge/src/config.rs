@@ -166,6 +166,10 @@ pub struct SourcesConfig {
     pub klaviyo_webhooks: Option<KlaviyoWebhooksConfig>,
     /// Braze Currents' custom HTTP connector (`/webhooks/braze-currents`): email engagement back from Braze.
     pub braze_currents: Option<BrazeCurrentsSourceConfig>,
+    /// Yotpo reviews, served at `POST /webhooks/yotpo?token=<url_token>`.
+    pub yotpo: Option<YotpoSourceConfig>,
+    /// Smile.io loyalty, served at `POST /webhooks/smile?token=<url_token>`.
+    pub smile: Option<SmileSourceConfig>,
 }
 
 /// `[sources.klaviyo_webhooks]`: the system webhook's `secret_key` (one, or a list while rotating) and the
@@ -357,6 +361,125 @@ impl BigCommerceSourceConfig {
             auth_headers: self.auth_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             require_signature: self.require_signature,
         }
+    }
+}
+
+/// `[sources.yotpo]`: one Yotpo store (app key): the intake's URL token and the pull API's credentials.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YotpoSourceConfig {
+    pub app_key: String,
+    /// The API client secret the pull API's token is requested with.
+    pub secret: String,
+    /// The per-tenant token in the intake URL (`?token=`): at least 24 characters of `[A-Za-z0-9._~-]`.
+    pub url_token: String,
+    #[serde(default = "default_yotpo_api_base")]
+    pub api_base: String,
+}
+
+fn default_yotpo_api_base() -> String {
+    "https://api.yotpo.com".into()
+}
+
+impl fmt::Debug for YotpoSourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("YotpoSourceConfig")
+            .field("app_key", &self.app_key)
+            .field("secret", &"[redacted]")
+            .field("url_token", &"[redacted]")
+            .field("api_base", &self.api_base)
+            .finish()
+    }
+}
+
+fn check_api_base(at: String, base: &str) -> Result<(), ConfigError> {
+    let base = base.trim_end_matches('/');
+    let local = ["http://127.0.0.1:", "http://localhost:"].iter().any(|p| base.starts_with(p));
+    if !(base.starts_with("https://") || local) {
+        return Err(err(at, "must be an https URL (http only for 127.0.0.1/localhost)"));
+    }
+    Ok(())
+}
+
+fn check_url_token(at: String, token: &str) -> Result<(), ConfigError> {
+    match nudge_ingest::url_token::problem(token) {
+        Some(p) => Err(err(at, format!("{p} (use a random token, e.g. `openssl rand -hex 16`)"))),
+        None => Ok(()),
+    }
+}
+
+impl YotpoSourceConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let at = |k: &str| format!("sources.yotpo.{k}");
+        let k = &self.app_key;
+        if k.is_empty()
+            || k.len() > 100
+            || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(err(at("app_key"), "must be the store's app key (letters, digits, `-`, `_`)"));
+        }
+        if self.secret.trim().is_empty() {
+            return Err(err(at("secret"), "must not be empty"));
+        }
+        check_url_token(at("url_token"), &self.url_token)?;
+        check_api_base(at("api_base"), &self.api_base)
+    }
+
+    /// The intake's settings.
+    pub fn source(&self) -> nudge_ingest::yotpo::YotpoConfig {
+        nudge_ingest::yotpo::YotpoConfig { app_key: self.app_key.clone(), url_token: self.url_token.clone() }
+    }
+
+    /// The pull API's settings.
+    pub fn fetch_config(&self) -> nudge_fetch::YotpoFetchConfig {
+        nudge_fetch::YotpoFetchConfig::new(&self.app_key, &self.secret).api_base(&self.api_base)
+    }
+}
+
+/// `[sources.smile]`: one Smile.io account: the intake's URL token and the REST API key.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmileSourceConfig {
+    /// The per-tenant token in the intake URL (`?token=`): at least 24 characters of `[A-Za-z0-9._~-]`.
+    pub url_token: String,
+    /// The REST API key (`api_…`) or app token (`oa2_…`), sent as `Authorization: Bearer`.
+    pub api_key: String,
+    #[serde(default = "default_smile_api_base")]
+    pub api_base: String,
+}
+
+fn default_smile_api_base() -> String {
+    "https://api.smile.io".into()
+}
+
+impl fmt::Debug for SmileSourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmileSourceConfig")
+            .field("url_token", &"[redacted]")
+            .field("api_key", &"[redacted]")
+            .field("api_base", &self.api_base)
+            .finish()
+    }
+}
+
+impl SmileSourceConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let at = |k: &str| format!("sources.smile.{k}");
+        check_url_token(at("url_token"), &self.url_token)?;
+        if self.api_key.trim().is_empty() {
+            return Err(err(at("api_key"), "must not be empty"));
+        }
+        check_api_base(at("api_base"), &self.api_base)
+    }
+
+    /// The intake's settings.
+    pub fn source(&self) -> nudge_ingest::smile::SmileConfig {
+        nudge_ingest::smile::SmileConfig { url_token: self.url_token.clone() }
+    }
+
+    /// The REST API's settings.
+    pub fn fetch_config(&self) -> nudge_fetch::SmileFetchConfig {
+        nudge_fetch::SmileFetchConfig::new(&self.api_key).api_base(&self.api_base)
     }
 }
 
@@ -903,6 +1026,12 @@ impl Config {
         if let Some(b) = &self.sources.bigcommerce {
             b.validate()?;
         }
+        if let Some(y) = &self.sources.yotpo {
+            y.validate()?;
+        }
+        if let Some(s) = &self.sources.smile {
+            s.validate()?;
+        }
         if let Some(a) = &self.sources.adobe_commerce {
             a.source()?;
         }
@@ -1116,6 +1245,12 @@ impl Config {
         }
         v.extend(self.sources.klaviyo_webhooks.iter().flat_map(|k| k.secret.clone()));
         v.extend(self.sources.braze_currents.iter().map(|b| b.token.clone()));
+        if let Some(y) = &self.sources.yotpo {
+            v.extend([y.secret.clone(), y.url_token.clone()]);
+        }
+        if let Some(s) = &self.sources.smile {
+            v.extend([s.api_key.clone(), s.url_token.clone()]);
+        }
         if let Some(s) = &self.sources.shopify {
             v.extend(s.eventbridge.iter().map(|e| e.value.clone()));
             v.extend(s.admin.iter().map(|a| a.access_token.clone()));
@@ -1376,6 +1511,59 @@ mod tests {
         ] {
             let e = Config::from_toml(&format!("[sources.bigcommerce]\n{toml}"), &env(&[])).unwrap_err();
             assert_eq!(e.path, path, "{toml}");
+        }
+    }
+
+    #[test]
+    fn yotpo_and_smile_sources_need_a_long_url_token() {
+        let tok = "yt_3e9c1b7f0a5d4e2c8b6a9f10";
+        let ok = format!(
+            "[sources.yotpo]\napp_key = \"app1\"\nsecret = \"ysec\"\nurl_token = \"{tok}\"\n[sources.smile]\nurl_token = \"{tok}\"\napi_key = \"smk-9z\"\n"
+        );
+        let c = Config::from_toml(&ok, &env(&[])).unwrap();
+        let y = c.sources.yotpo.as_ref().unwrap();
+        assert_eq!(y.api_base, "https://api.yotpo.com");
+        assert_eq!(c.sources.smile.as_ref().unwrap().api_base, "https://api.smile.io");
+        let dbg = format!("{y:?} {:?}", c.sources.smile);
+        assert!(!dbg.contains(tok) && !dbg.contains("ysec") && !dbg.contains("smk-9z"), "{dbg}");
+        for secret in [tok, "ysec", "smk-9z"] {
+            assert!(c.secrets().contains(&secret.to_string()), "{secret}");
+        }
+        for (toml, path, words) in [
+            (
+                "[sources.yotpo]\napp_key = \"app1\"\nsecret = \"s\"\nurl_token = \"short-token\"",
+                "sources.yotpo.url_token",
+                "at least 24",
+            ),
+            (
+                "[sources.smile]\napi_key = \"k\"\nurl_token = \"0123456789abcdef0123456\"",
+                "sources.smile.url_token",
+                "at least 24",
+            ),
+            (
+                "[sources.smile]\napi_key = \"k\"\nurl_token = \"0123456789abcdef01234567/\"",
+                "sources.smile.url_token",
+                "only letters",
+            ),
+            (
+                "[sources.yotpo]\napp_key = \"a/b\"\nsecret = \"s\"\nurl_token = \"0123456789abcdef01234567\"",
+                "sources.yotpo.app_key",
+                "app key",
+            ),
+            (
+                "[sources.yotpo]\napp_key = \"a\"\nsecret = \"\"\nurl_token = \"0123456789abcdef01234567\"",
+                "sources.yotpo.secret",
+                "empty",
+            ),
+            (
+                "[sources.smile]\napi_key = \"k\"\nurl_token = \"0123456789abcdef01234567\"\napi_base = \"http://example.com\"",
+                "sources.smile.api_base",
+                "https",
+            ),
+        ] {
+            let e = Config::from_toml(toml, &env(&[])).unwrap_err();
+            assert_eq!(e.path, path, "{toml}");
+            assert!(e.to_string().contains(words), "{e}");
         }
     }
 

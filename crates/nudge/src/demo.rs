@@ -242,6 +242,10 @@ pub enum FakeKind {
     AdobeIo,
     /// Shopify's GraphQL Admin API (`customer(id:)`, cost throttle), for `sources.shopify.admin`.
     ShopifyAdmin,
+    /// Yotpo's pull API (OAuth token, reviews listing), seeded with one review, for `sources.yotpo`.
+    Yotpo,
+    /// Smile.io's REST API (`GET /v1/customers/{id}`, 10 req/s), seeded with one customer, for `sources.smile`.
+    Smile,
 }
 
 /// What `nudge dev fake` was asked for.
@@ -364,6 +368,45 @@ pub async fn run_fake(o: FakeOptions) -> anyhow::Result<()> {
                 "fake Shopify Admin API for {DEFAULT_SHOP} listening on http://{listen} (base_url; access token {token}; customer 880012 seeded; Ctrl-C to stop)"
             );
             nudge_testkit::FakeShopifyAdmin::serve(listener, cfg, stop).await?;
+        }
+        FakeKind::Yotpo => {
+            let mut cfg = nudge_testkit::FakeYotpoConfig::default();
+            if let Some(secret) = o.api_key {
+                cfg.secret = secret;
+            }
+            if o.unthrottled {
+                cfg.rate_limit = u32::MAX;
+            }
+            let t = OffsetDateTime::now_utc();
+            let review = nudge_ingest::yotpo::fixtures::ReviewFixture::new(
+                &cfg.app_key,
+                219,
+                Some("lena@example.org"),
+                t,
+            );
+            eprintln!(
+                "fake Yotpo API listening on http://{listen} (api_base; app key {}, secret {}; review 219 seeded; Ctrl-C to stop)",
+                cfg.app_key, cfg.secret
+            );
+            nudge_testkit::FakeYotpo::serve(listener, cfg, vec![review.pulled()], stop).await?;
+        }
+        FakeKind::Smile => {
+            let mut cfg = nudge_testkit::FakeSmileConfig::default();
+            if let Some(key) = o.api_key {
+                cfg.api_key = key;
+            }
+            if o.unthrottled {
+                cfg.per_second = u32::MAX;
+            }
+            let t = OffsetDateTime::now_utc();
+            let customer =
+                nudge_ingest::smile::fixtures::CustomerFixture::new(9001, Some("lena@example.org"), 120, t)
+                    .tier(3);
+            eprintln!(
+                "fake Smile.io API listening on http://{listen} (api_base; API key {}; customer 9001 seeded; Ctrl-C to stop)",
+                cfg.api_key
+            );
+            nudge_testkit::FakeSmile::serve(listener, cfg, vec![customer.object()], stop).await?;
         }
     }
     Ok(())

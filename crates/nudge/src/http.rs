@@ -76,6 +76,7 @@ async fn webhook(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let is_get = method == Method::GET;
+    let raw_query = query.clone();
     let query = if is_get { Some(query.unwrap_or_default()) } else { None };
     let started = Instant::now();
     let Some(source) = app.sources.intake(&path).cloned() else {
@@ -91,7 +92,16 @@ async fn webhook(
             return ApiError(rejection.status(), rejection.body_text()).into_response();
         }
     };
-    let h = Headers::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
+    // A URL-token intake (Yotpo, Smile.io) reads `?token=` of a POST as the `x-nudge-url-token`
+    // pseudo-header; a header of that name sent by the caller is never passed on.
+    let url_token = if is_get { None } else { url_token_of(raw_query.as_deref()) };
+    let h = Headers::from_pairs(
+        headers
+            .iter()
+            .filter(|(k, _)| k.as_str() != nudge_ingest::url_token::HEADER)
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .chain(url_token.as_deref().map(|t| (nudge_ingest::url_token::HEADER, t.as_bytes()))),
+    );
     let mut fetched_keys = false;
     let accepted = loop {
         let inbound =
@@ -702,6 +712,11 @@ async fn reload_flows(State(app): State<Arc<Shared>>) -> Result<Json<crate::app:
     })?;
     tracing::info!(version = %reloaded.version, flows = reloaded.flows, "flows reloaded over the API");
     Ok(Json(reloaded))
+}
+
+/// The `token` of a webhook URL's query (see `nudge_ingest::url_token`).
+fn url_token_of(query: Option<&str>) -> Option<String> {
+    query.and_then(nudge_ingest::url_token::from_query).map(str::to_string)
 }
 
 /// The query of `/api/reports/*`.

@@ -91,8 +91,8 @@ enum DevCmd {
         #[arg(long = "list", value_name = "LIST_ID")]
         lists: Vec<String>,
     },
-    /// Run a fake of a destination, of BigCommerce's API or of Adobe I/O Events' key server (`--kind
-    /// adobe-io`) standalone (each enforces its contract), to dry-run a configuration.
+    /// Run a fake of a destination, of BigCommerce's, Yotpo's or Smile.io's API, or of Adobe I/O Events'
+    /// key server (`--kind adobe-io`) standalone (each enforces its contract), to dry-run a configuration.
     Fake {
         #[arg(long, value_enum)]
         kind: nudge::demo::FakeKind,
@@ -101,7 +101,8 @@ enum DevCmd {
         /// The webhook secret the fake verifies with (`--kind webhook`).
         #[arg(long, default_value = nudge_testkit::fake_webhook::DEFAULT_SECRET)]
         secret: String,
-        /// The API key or token the fake accepts (`klaviyo`, `braze`, `hubspot`, `bigcommerce`); each has a default.
+        /// The API key or token the fake accepts (`klaviyo`, `braze`, `hubspot`, `bigcommerce`, `smile`; the
+        /// client secret for `yotpo`); each has a default.
         #[arg(long)]
         api_key: Option<String>,
         /// Turn off the fake's rate limits.

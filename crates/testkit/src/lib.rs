@@ -44,7 +44,9 @@ pub mod fake_klaviyo;
 pub mod fake_marketo;
 pub mod fake_shopify_admin;
 pub mod fake_slack;
+pub mod fake_smile;
 pub mod fake_webhook;
+pub mod fake_yotpo;
 pub mod google_oidc;
 pub mod klaviyo_webhook_sender;
 pub mod server;
@@ -68,7 +70,9 @@ pub use fake_shopify_admin::{
     AdminStats, FakeCustomer, FakeShopifyAdmin, FakeShopifyAdminConfig, FakeShopifyAdminHandle,
 };
 pub use fake_slack::{FakeSlack, FakeSlackConfig, FakeSlackHandle, SlackMode};
+pub use fake_smile::{FakeSmile, FakeSmileConfig, FakeSmileHandle, SmileRequest, SmileSender};
 pub use fake_webhook::{AcceptedWebhook, FakeWebhook, FakeWebhookHandle, WebhookMode};
+pub use fake_yotpo::{FakeYotpo, FakeYotpoConfig, FakeYotpoHandle, YotpoRequest, YotpoSender, YotpoWebhook};
 pub use shopify_sender::{Delivery, SendOptions, SentResponse, ShopifySender, Signature};
 
 /// The errors callers of this crate match on.

@@ -9,6 +9,8 @@
 //!   `source_adobe` over Adobe Commerce (once per intake, plus its own contract).
 //! - `source_klaviyo_webhooks`, `source_braze_currents`: the engagement intakes through the suite, plus
 //!   their contract cases (signature vector, webhook-id check, batches, probes, forward compatibility).
+//! - `source_yotpo`, `source_smile`: Yotpo and Smile.io (URL token, fetch-after-notify) through the suite,
+//!   plus contract cases 3.1–3.3 and 4.1, 4.2, 4.4 at the source level.
 //! - `shopify_transports`: one event over HTTPS, Pub/Sub and EventBridge is one delivery with one
 //!   meaning; the Pub/Sub token's edge cases; customer enrichment's fetch job and its answer.
 //! - `source_fuzz`: every source's verifier and parser against arbitrary requests and bodies.
@@ -28,7 +30,9 @@ mod source_klaviyo_webhooks;
 mod source_shopify;
 mod source_shopify_eventbridge;
 mod source_shopify_pubsub;
+mod source_smile;
 mod source_suite;
+mod source_yotpo;
 mod verify;
 
 use nudge_ingest::{Normalized, Topic};

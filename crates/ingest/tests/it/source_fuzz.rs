@@ -6,7 +6,9 @@ use nudge_ingest::adobe::{AdobeCommerceSource, DEFAULT_INSTANCE};
 use nudge_ingest::bigcommerce::{BigCommerceConfig, BigCommerceSource};
 use nudge_ingest::shopify::ShopifySource;
 use nudge_ingest::shopify::transports::{ShopifyEventBridgeSource, ShopifyPubSubSource};
+use nudge_ingest::smile::{SmileConfig, SmileSource};
 use nudge_ingest::source::{Inbound, Source, StoredView};
+use nudge_ingest::yotpo::{YotpoConfig, YotpoSource};
 use nudge_ingest::{Headers, Verified};
 use proptest::prelude::*;
 
@@ -31,11 +33,16 @@ fn sources() -> Vec<Box<dyn Source>> {
         Box::new(nudge_ingest::braze_currents::BrazeCurrentsSource::new(
             nudge_ingest::braze_currents::BrazeCurrentsConfig { token: "fuzz-token".into() },
         )),
+        Box::new(YotpoSource::new(YotpoConfig {
+            app_key: "fuzz-app".into(),
+            url_token: "fuzz-token".into(),
+        })),
+        Box::new(SmileSource::new(SmileConfig { url_token: "fuzz-token".into() })),
     ]
 }
 
 /// Header names the verifiers read, so random requests reach past the first check.
-const HEADER_NAMES: [&str; 20] = [
+const HEADER_NAMES: [&str; 23] = [
     "x-shopify-hmac-sha256",
     "x-shopify-topic",
     "x-shopify-shop-domain",
@@ -56,10 +63,13 @@ const HEADER_NAMES: [&str; 20] = [
     "klaviyo-timestamp",
     "klaviyo-webhook-id",
     "braze-currents-version",
+    "x-nudge-url-token",
+    "webhookmessageid",
+    "eventid",
 ];
 
 /// Topics the parsers know, plus unknown ones.
-const TOPICS: [&str; 18] = [
+const TOPICS: [&str; 24] = [
     "orders/create",
     "orders/updated",
     "checkouts/update",
@@ -75,6 +85,12 @@ const TOPICS: [&str; 18] = [
     "observer.sales_order_save_commit_after",
     "observer.checkout_cart_save_commit_after",
     "com.adobe.commerce.observer.customer_save_commit_after",
+    "review_create",
+    "review_updated",
+    "yotpo/fetched/review",
+    "ping",
+    "customer/updated",
+    "smile/fetched/customer",
     "no/such/topic",
     "klaviyo/batch",
     "currents/batch",
@@ -126,6 +142,15 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         "properties",
         "external_user_id",
         "email_address",
+        "event",
+        "account_id",
+        "app_key",
+        "score",
+        "deleted",
+        "points_balance",
+        "vip_status",
+        "vip_tier_id",
+        "reviews",
     ]);
     let leaf = prop_oneof![
         Just(serde_json::Value::Null),
@@ -134,6 +159,8 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         "[ -~]{0,12}".prop_map(serde_json::Value::from),
         Just(serde_json::Value::from("12.50")),
         Just(serde_json::Value::from("2026-05-01T10:00:00Z")),
+        Just(serde_json::Value::from("2018-02-20 14:12:13 UTC")),
+        Just(serde_json::Value::from("fuzz-token")),
     ];
     let json = leaf.prop_recursive(4, 48, 6, move |inner| {
         prop_oneof![
@@ -154,7 +181,7 @@ proptest! {
 
     #[test]
     fn verifiers_answer_any_request_without_panicking(
-        headers in prop::collection::vec((prop::sample::select(HEADER_NAMES.to_vec()), "[ -~]{0,80}"), 0..8),
+        headers in prop::collection::vec((prop::sample::select(HEADER_NAMES.to_vec()), prop_oneof![3 => "[ -~]{0,80}", 1 => Just("fuzz-token".to_string())]), 0..8),
         body in body(),
         query in prop::option::of("[ -~]{0,40}"),
         now_ms in 0i64..4_000_000_000_000,

@@ -257,10 +257,12 @@ pub fn run_suite(h: &dyn SourceHarness) {
     );
 }
 
-/// The customer-id source of a stored source name (`adobe_commerce` keys customers as `adobe:`).
+/// The customer-id source of a stored source name (`adobe_commerce` keys customers as `adobe:`; Yotpo
+/// and Smile.io know people only by email and key them `email:`).
 fn name_prefix(name: &str) -> &str {
     match name {
         "adobe_commerce" => "adobe",
+        "yotpo" | "smile" => "email",
         other => other,
     }
 }

@@ -14,6 +14,7 @@ mod lists;
 mod pipelined;
 mod privacy;
 mod reports;
+mod reviews_loyalty;
 mod shopify_transports;
 mod spine;
 
