@@ -178,6 +178,16 @@ async fn sync_leads_enforces_its_contract() {
             .unwrap(),
     )
     .await;
+    assert_eq!(code(&answer), Some("1003"), "a lead lookup needs filterType and filterValues");
+    let (_, answer) = json_of(
+        http()
+            .delete(format!("{}/rest/v1/leads.json", fake.base_url()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(code(&answer), Some("605"));
     let (_, answer) = post(&fake, &token, "/rest/v1/nothing.json", &json!({})).await;
     assert_eq!(code(&answer), Some("610"));
