@@ -393,11 +393,12 @@ impl CustomerState {
         set(&mut self.first_name, &i.first_name);
         set(&mut self.last_name, &i.last_name);
         set(&mut self.phone, &i.phone);
-        if newest || self.consent == MarketingConsent::Unknown {
-            if i.email_consent != MarketingConsent::Unknown && self.consent != i.email_consent {
-                self.consent = i.email_consent;
-                changed = true;
-            }
+        if (newest || self.consent == MarketingConsent::Unknown)
+            && i.email_consent != MarketingConsent::Unknown
+            && self.consent != i.email_consent
+        {
+            self.consent = i.email_consent;
+            changed = true;
         }
         if (newest || self.sms_consent == MarketingConsent::Unknown)
             && i.sms_consent != MarketingConsent::Unknown
