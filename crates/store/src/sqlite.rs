@@ -2744,6 +2744,20 @@ fn transaction_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportedTransactio
     })
 }
 
+/// One row of `aliases`, read as (alias, customer_id, created_at, trace_id).
+fn alias_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AliasRecord>> {
+    let (alias, customer, at_ms, trace): (String, String, i64, Option<String>) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+    Ok((|| {
+        let customer =
+            customer.parse().map_err(|_| StoreError::Corrupt(format!("alias customer id {customer}")))?;
+        let trace_id = trace
+            .map(|t| t.parse().map_err(|_| StoreError::Corrupt(format!("alias trace id {t}"))))
+            .transpose()?;
+        Ok(AliasRecord { alias, customer, at_ms, trace_id })
+    })())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2934,18 +2948,4 @@ mod tests {
         let old = lz4_flex::compress_prepend_size(&json);
         assert_eq!(decode_body(CODEC_LZ4, old).unwrap(), json, "rows written by earlier versions still read");
     }
-}
-
-/// One row of `aliases`, read as (alias, customer_id, created_at, trace_id).
-fn alias_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AliasRecord>> {
-    let (alias, customer, at_ms, trace): (String, String, i64, Option<String>) =
-        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-    Ok((|| {
-        let customer =
-            customer.parse().map_err(|_| StoreError::Corrupt(format!("alias customer id {customer}")))?;
-        let trace_id = trace
-            .map(|t| t.parse().map_err(|_| StoreError::Corrupt(format!("alias trace id {t}"))))
-            .transpose()?;
-        Ok(AliasRecord { alias, customer, at_ms, trace_id })
-    })())
 }
