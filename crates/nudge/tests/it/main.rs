@@ -8,6 +8,7 @@ mod architecture;
 mod bigcommerce;
 mod crash;
 mod destinations;
+mod identity;
 mod isolation;
 mod lists;
 mod pipelined;
