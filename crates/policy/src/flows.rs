@@ -41,7 +41,8 @@ pub enum Trigger {
     CustomerUpdated,
     /// The customer's segment or model version changed, or a score moved by at least 1 % of its scale.
     ScoresChanged,
-    /// Any event that changed the customer's state (what the built-in profile sync listens to).
+    /// Any event that changed the customer's state (what the built-in profile sync listens to), except
+    /// storefront behaviour and message engagement, which fire their own triggers only.
     StateChanged,
     /// A cron schedule (`schedule`, UTC), evaluated for every customer: fired only by the flow's own
     /// [`Event::ScheduleTick`], and decided for that flow alone ([`FlowSet::decide_flow`]).
@@ -148,6 +149,12 @@ impl Trigger {
             // A firing changed nothing: it fires its schedule, not `state_changed`.
             Event::ScheduleTick(_) => return vec![Trigger::Schedule],
         };
+        // Storefront behaviour and message engagement come by the thousand and change nothing a profile
+        // sync writes: they fire their own trigger (and `scores_changed` when the scores move), not
+        // `state_changed`.
+        if matches!(event, Event::Behaviour(_) | Event::Engagement(_)) {
+            return first.into_iter().collect();
+        }
         first.into_iter().chain([Trigger::StateChanged]).collect()
     }
 }
