@@ -285,6 +285,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         batch_size: cfg.pipeline.batch_size,
         approval_counts: Default::default(),
         sources: sources.clone(),
+        browse_retention: cfg.pipeline.browse_retention.0,
     });
     let push_latency = Arc::new(LatencySample::new(100_000));
     let delivery =

@@ -77,14 +77,17 @@ pub async fn audit(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
         AuditCmd::Customer { customer_id, limit, json } => {
             let id: CustomerId = customer_id.parse()?;
             let records = store.customer_audit(&id, limit).await?;
+            let aliases = store.aliases_of(&id).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&records)?);
-            } else if records.is_empty() {
-                println!("no audit records for {id}");
-            } else {
-                for r in &records {
-                    println!("{}", record_line(r));
+                // The records as before; the aliases only when there are any.
+                if aliases.is_empty() {
+                    println!("{}", serde_json::to_string_pretty(&records)?);
+                } else {
+                    let v = serde_json::json!({ "aliases": aliases, "records": records });
+                    println!("{}", serde_json::to_string_pretty(&v)?);
                 }
+            } else {
+                print!("{}", customer_text(&id, &aliases, &records));
             }
         }
         AuditCmd::Stats => {
@@ -101,6 +104,34 @@ pub async fn audit(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `audit customer` as text: the ids the customer is known by and the customers merged into it (no
+/// email: aliases are ids and digests), then the audit records, newest first.
+fn customer_text(id: &CustomerId, aliases: &[nudge_store::AliasRecord], records: &[AuditRecord]) -> String {
+    let mut out = String::new();
+    for a in aliases {
+        let at = crate::pipeline::ms_to_ts(a.at_ms);
+        let trace = a.trace_id.map(|t| format!(" (trace {t})")).unwrap_or_default();
+        out.push_str(&format!("alias {} → {id} since {}{trace}\n", a.alias, crate::pipeline::fmt_ts(at)));
+    }
+    for r in records {
+        if let Some(from) = r.detail.get("merged_from").and_then(|v| v.as_str()) {
+            out.push_str(&format!(
+                "merged {from} into {id} at {} (trace {})\n",
+                crate::pipeline::fmt_ts(r.at),
+                r.trace_id
+            ));
+        }
+    }
+    if records.is_empty() {
+        out.push_str(&format!("no audit records for {id}\n"));
+    }
+    for r in records {
+        out.push_str(&record_line(r));
+        out.push('\n');
+    }
+    out
 }
 
 /// `audit show` as text. A delivery's trail ends in its terminal state, or says it is still in progress. A
@@ -242,6 +273,28 @@ mod tests {
         let text = show_text(&view);
         assert!(text.starts_with(&format!("admin API access (trace {t})\n")), "{text}");
         assert!(!text.contains("terminal"), "{text}");
+    }
+
+    /// A customer's trail names the ids stitched to it and the states merged into it.
+    #[test]
+    fn customer_text_lists_aliases_and_merges() {
+        let id: CustomerId = "shopify:1".parse().unwrap();
+        let t = TraceId::new();
+        let aliases = vec![nudge_store::AliasRecord {
+            alias: "anon:v-1".into(),
+            customer: id.clone(),
+            at_ms: 1_700_000_000_000,
+            trace_id: Some(t),
+        }];
+        let mut merged =
+            record(t, AuditStage::StateChanged, serde_json::json!({ "merged_from": "anon:v-1" }));
+        merged.customer = Some(id.clone());
+        let text = customer_text(&id, &aliases, &[merged]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], format!("alias anon:v-1 → shopify:1 since 2023-11-14T22:13:20Z (trace {t})"));
+        assert!(lines[1].starts_with("merged anon:v-1 into shopify:1 at "), "{text}");
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(customer_text(&id, &[], &[]), "no audit records for shopify:1\n");
     }
 
     /// A delivery's trace keeps its header and terminal line, settled or not.

@@ -728,6 +728,8 @@ pub struct PipelineConfig {
     /// The destinations the scheduled push writes to; empty: every configured destination that takes
     /// profiles (all but `slack`).
     pub batch_push_destinations: Vec<String>,
+    /// How long storefront behaviour (product views, cart adds, searches) stays in a customer's state.
+    pub browse_retention: HumanDuration,
 }
 
 /// How the background workers share the CPU with the ack path.
@@ -767,6 +769,7 @@ impl Default for PipelineConfig {
             worker_scheduling: WorkerScheduling::Idle,
             batch_push_schedule: None,
             batch_push_destinations: Vec::new(),
+            browse_retention: HumanDuration(Duration::from_secs(30 * 86_400)),
         }
     }
 }
@@ -1343,6 +1346,7 @@ mod tests {
         assert_eq!(c.storage.data_dir, PathBuf::from("./nudge-data"));
         assert_eq!(c.pipeline.checkout_abandon_after.0, Duration::from_secs(3600));
         assert_eq!(c.pipeline.attribute_prefix, "ai_");
+        assert_eq!(c.pipeline.browse_retention.0, Duration::from_secs(30 * 86_400));
     }
 
     #[test]

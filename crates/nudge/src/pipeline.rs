@@ -88,6 +88,8 @@ pub struct Pipeline {
     pub approval_counts: std::sync::Mutex<HashMap<String, u64>>,
     /// The commerce sources, whose parsers read stored deliveries back.
     pub sources: Arc<nudge_ingest::source::Registry>,
+    /// How long storefront behaviour stays in a customer's state (`pipeline.browse_retention`).
+    pub browse_retention: Duration,
 }
 
 /// What a delivery's body turned into before state is touched.
@@ -109,9 +111,11 @@ struct Built {
     states: HashMap<CustomerId, CustomerState>,
     last_seq: i64,
     enqueued: usize,
-    /// Customers an erasure in this batch removed (and no later delivery of the batch brought back): the
-    /// overlay must forget them.
+    /// Customers an erasure in this batch removed (and no later delivery of the batch brought back), and
+    /// provisional customers merged into a known one: the overlay must forget them.
     erased: Vec<CustomerId>,
+    /// Aliases the batch stitched, for the next batch to resolve by before this one's commit lands.
+    aliases: Vec<(String, CustomerId)>,
 }
 
 /// States left by batches whose commits are in flight, each with the number of the batch that wrote it,
@@ -120,6 +124,8 @@ struct Built {
 struct Overlay {
     states: HashMap<CustomerId, (CustomerState, u64)>,
     emails: HashMap<String, CustomerId>,
+    /// Aliases written by batches in flight, with the batch's number.
+    aliases: HashMap<String, (CustomerId, u64)>,
 }
 
 fn email_key(email: &str) -> String {
@@ -128,7 +134,7 @@ fn email_key(email: &str) -> String {
 
 impl Overlay {
     fn insert(&mut self, customer: CustomerId, state: CustomerState, generation: u64) {
-        if let Some(e) = &state.email {
+        if let Some(e) = state.email.as_ref().filter(|_| keeps_email(&customer)) {
             self.emails.insert(email_key(e), customer.clone());
         }
         self.states.insert(customer, (state, generation));
@@ -147,6 +153,7 @@ impl Overlay {
         self.states.remove(customer);
         let states = &self.states;
         self.emails.retain(|_, c| states.contains_key(c));
+        self.aliases.retain(|a, (c, _)| c != customer && *a != customer.to_string());
     }
 
     /// Forgets what batch `generation` wrote, now that it is in the store (later batches' states stay).
@@ -154,6 +161,7 @@ impl Overlay {
         self.states.retain(|_, (_, g)| *g != generation);
         let states = &self.states;
         self.emails.retain(|_, c| states.contains_key(c));
+        self.aliases.retain(|_, (_, g)| *g != generation);
     }
 }
 
@@ -229,20 +237,51 @@ impl Pipeline {
             })
             .collect();
 
-        // Resolve guest customers to known ones by email (the secondary key).
+        // Identity: score reviews, then resolve each event's customer and record the links it makes, in
+        // batch order, so later events of the batch see the links earlier ones made.
+        let mut keys: Vec<String> = Vec::new();
         for (_, p) in prepared.iter_mut() {
             if let Prepared::Events(events) = p {
                 for ev in events.iter_mut() {
-                    if let (Some(c), Some(email)) = (ev.customer(), event_email(ev))
-                        && c.local().starts_with("guest-")
+                    if let Event::ReviewPosted(r) = ev
+                        && r.sentiment.is_none()
                     {
-                        let known = match overlay.customer_by_email(email) {
-                            Some(k) => Some(k),
-                            None => self.store.customer_by_email(email).await?,
-                        };
-                        if let Some(known) = known {
-                            ev.set_customer(known);
-                        }
+                        score_review(r);
+                    }
+                    keys.extend(alias_keys(ev));
+                }
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        let mut aliases: HashMap<String, CustomerId> = HashMap::new();
+        keys.retain(|k| match overlay.aliases.get(k) {
+            Some((c, _)) => {
+                aliases.insert(k.clone(), c.clone());
+                false
+            }
+            None => true,
+        });
+        for a in self.store.resolve_aliases(&keys).await? {
+            aliases.insert(a.alias, a.customer);
+        }
+        let mut stitched: Vec<Vec<(String, CustomerId)>> = vec![Vec::new(); prepared.len()];
+        let mut linked: Vec<CustomerId> = Vec::new();
+        for (i, (_, p)) in prepared.iter_mut().enumerate() {
+            let Prepared::Events(events) = p else { continue };
+            for ev in events.iter_mut() {
+                let Some(c) = ev.customer().cloned() else { continue };
+                let resolved = self.resolve(&c, ev.email(), &aliases, overlay).await?;
+                if resolved != c {
+                    ev.set_customer(resolved.clone());
+                }
+                for l in link_sources(ev, &resolved) {
+                    if aliases.get(&l) != Some(&resolved) {
+                        aliases.insert(l.clone(), resolved.clone());
+                        stitched[i].push((l.clone(), resolved.clone()));
+                    }
+                    if let Ok(id) = l.parse::<CustomerId>() {
+                        linked.push(id);
                     }
                 }
             }
@@ -255,6 +294,7 @@ impl Pipeline {
                 _ => None,
             })
             .flatten()
+            .chain(linked)
             .collect();
         ids.sort();
         ids.dedup();
@@ -286,8 +326,9 @@ impl Pipeline {
         let mut outcomes = Vec::with_capacity(prepared.len());
         let mut enqueued = 0;
         let mut erased: Vec<CustomerId> = Vec::new();
-        for (d, p) in prepared {
-            let o = match p {
+        let mut batch_aliases: Vec<(String, CustomerId)> = Vec::new();
+        for ((d, p), links) in prepared.into_iter().zip(stitched) {
+            let mut o = match p {
                 Prepared::Privacy(req) => {
                     let o = crate::privacy::outcome_for(&d, req, now);
                     for c in o
@@ -304,6 +345,16 @@ impl Pipeline {
                 }
                 p => self.process_one(&d, p, &mut states, &mut counts, now),
             };
+            erased.extend(o.deleted_states.iter().cloned());
+            for (alias, customer) in links {
+                o.aliases.push(nudge_store::NewAlias {
+                    alias: alias.clone(),
+                    customer: customer.clone(),
+                    at_ms: ts_to_ms(now),
+                    trace_id: Some(d.trace_id),
+                });
+                batch_aliases.push((alias, customer));
+            }
             enqueued += o.outbox.len();
             outcomes.push(o);
         }
@@ -317,7 +368,8 @@ impl Pipeline {
                     let Some(s) = states.remove(slot.key()) else { continue };
                     o.states.push(StoredState {
                         customer: slot.key().clone(),
-                        email: s.email.clone(),
+                        // A provisional visitor's email is never a key to find a customer by.
+                        email: s.email.clone().filter(|_| keeps_email(slot.key())),
                         state_json: serde_json::to_string(&s).expect("state serialises"),
                     });
                     slot.insert(s);
@@ -325,7 +377,41 @@ impl Pipeline {
             }
         }
         erased.retain(|c| !changed.contains_key(c));
-        Ok(Built { outcomes, states: changed, last_seq, enqueued, erased })
+        Ok(Built { outcomes, states: changed, last_seq, enqueued, erased, aliases: batch_aliases })
+    }
+
+    /// The customer an event is about after identity stitching: an alias's customer; for a provisional
+    /// customer with an email, the known customer with that email (by the email key's alias, or the
+    /// stored email); the customer itself otherwise.
+    async fn resolve(
+        &self,
+        c: &CustomerId,
+        email: Option<&str>,
+        aliases: &HashMap<String, CustomerId>,
+        overlay: &Overlay,
+    ) -> Result<CustomerId, StoreError> {
+        let mut cur = c.clone();
+        // Aliases point at known customers; a few hops cover a re-pointed one.
+        for _ in 0..4 {
+            match aliases.get(&cur.to_string()) {
+                Some(t) if *t != cur => cur = t.clone(),
+                _ => break,
+            }
+        }
+        if !cur.is_provisional() {
+            return Ok(cur);
+        }
+        let Some(email) = email else { return Ok(cur) };
+        if let Some(t) = CustomerId::for_email(email).and_then(|k| aliases.get(&k.to_string()))
+            && !t.is_provisional()
+        {
+            return Ok(t.clone());
+        }
+        let known = match overlay.customer_by_email(email) {
+            Some(k) => Some(k),
+            None => self.store.customer_by_email(email).await?,
+        };
+        Ok(known.filter(|k| !k.is_provisional()).unwrap_or(cur))
     }
 
     fn process_one(
@@ -417,6 +503,33 @@ impl Pipeline {
                 reasons.push(format!("{cid}: no longer in the store, not decided"));
                 continue;
             }
+            // Identity stitching: a linked customer's state (a visitor who browsed before identifying, an
+            // email-only reviewer) is folded into this one and removed.
+            if !tick && !cid.is_provisional() {
+                for l in link_sources(ev, &cid).iter().filter_map(|l| l.parse::<CustomerId>().ok()) {
+                    if l == cid {
+                        continue;
+                    }
+                    let Some(other) = states.remove(&l) else { continue };
+                    let state = states.entry(cid.clone()).or_insert_with(|| CustomerState::new(cid.clone()));
+                    state.merge(other);
+                    out.deleted_states.push(l.clone());
+                    out.states.push(StoredState {
+                        customer: cid.clone(),
+                        email: None,
+                        state_json: String::new(),
+                    });
+                    audit(
+                        &mut out,
+                        Some(&cid),
+                        AuditStage::StateChanged,
+                        serde_json::json!({
+                            "event": ev.kind(), "merged_from": l.to_string(), "into": cid.to_string(),
+                            "revision": state.revision,
+                        }),
+                    );
+                }
+            }
             let state = states.entry(cid.clone()).or_insert_with(|| CustomerState::new(cid.clone()));
             let before = state.summary();
             let was_cancelled = match ev {
@@ -449,6 +562,7 @@ impl Pipeline {
                     continue;
                 }
             }
+            state.prune_browse(now - self.browse_retention);
             let after = state.summary();
             // A firing's state is written only if its decision adds to the flow's history (below).
             if !tick {
@@ -718,6 +832,9 @@ impl Pipeline {
             for (c, s) in built.states {
                 overlay.insert(c, s, generation);
             }
+            for (a, c) in built.aliases {
+                overlay.aliases.insert(a, (c, generation));
+            }
             let store = self.store.clone();
             let outcomes = built.outcomes;
             let commit =
@@ -815,8 +932,68 @@ fn prepare(sources: &nudge_ingest::source::Registry, d: &StoredDelivery) -> Prep
     }
 }
 
-fn event_email(ev: &Event) -> Option<&str> {
-    ev.email()
+/// The review sentiment hook: scores a review that came without a sentiment, before it is folded.
+fn score_review(r: &mut nudge_model::Review) {
+    // wired to nudge-sentiment by the lead
+    let _ = r;
+}
+
+/// Whether a state's email is stored as the key customers are found by: not for anonymous visitors and
+/// email-only keys, which must never stand in for the known customer with that email.
+fn keeps_email(c: &CustomerId) -> bool {
+    !matches!(c.source(), nudge_model::Source::Anonymous | nudge_model::Source::Email)
+}
+
+/// Whether an id may be stitched to another customer: commerce platforms' own customers never are (two
+/// of them are two customers), storefront, anonymous, email-only and Braze ids are.
+fn stitchable(c: &CustomerId) -> bool {
+    use nudge_model::Source;
+    matches!(c.source(), Source::Segment | Source::Anonymous | Source::Email | Source::Braze)
+}
+
+/// The other ids an event says belong to `customer` (already resolved), as alias text: an identify's
+/// links, email key and phone digest; a storefront event's anonymous id; an order's or customer
+/// record's email key. None for a provisional customer (it is not known who it is yet).
+fn link_sources(ev: &Event, customer: &CustomerId) -> Vec<String> {
+    if customer.is_provisional() {
+        return Vec::new();
+    }
+    let email_key = || ev.email().and_then(CustomerId::for_email);
+    let mut ids: Vec<CustomerId> = Vec::new();
+    let mut out = Vec::new();
+    match ev {
+        Event::Identified(i) => {
+            ids.extend(i.links.iter().cloned());
+            ids.extend(email_key());
+            out.extend(i.phone.as_deref().and_then(nudge_state::phone_alias));
+        }
+        Event::Behaviour(b) => {
+            ids.extend(
+                b.anonymous_id
+                    .as_deref()
+                    .and_then(|a| CustomerId::new(nudge_model::Source::Anonymous, a).ok()),
+            );
+        }
+        Event::OrderUpserted(_) | Event::OrderCancelled(_) | Event::CustomerUpserted(_) => {
+            ids.extend(email_key());
+        }
+        _ => {}
+    }
+    out.extend(ids.into_iter().filter(|l| l != customer && stitchable(l)).map(|l| l.to_string()));
+    out
+}
+
+/// The alias texts an event may resolve by: its customer, its email key, and the ids it links.
+fn alias_keys(ev: &Event) -> Vec<String> {
+    let mut keys: Vec<String> = ev.customer().map(|c| c.to_string()).into_iter().collect();
+    keys.extend(ev.email().and_then(CustomerId::for_email).map(|k| k.to_string()));
+    if let Event::Identified(i) = ev {
+        keys.extend(i.links.iter().map(|l| l.to_string()));
+    }
+    if let Event::Behaviour(b) = ev {
+        keys.extend(b.anonymous_id.as_deref().map(|a| format!("anon:{a}")));
+    }
+    keys
 }
 
 /// What the audit trail keeps of an action: its kind, names and ids, never an email.

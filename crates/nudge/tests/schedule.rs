@@ -293,6 +293,7 @@ async fn the_scheduler_fires_due_occurrences_once_and_forgets_removed_flows() {
         abandon_after: Duration::from_secs(3600),
         batch_size: 100,
         approval_counts: Default::default(),
+        browse_retention: Duration::from_secs(30 * 86_400),
         sources: Arc::new(nudge::app::sources(&cfg).expect("the default sources")),
     };
     let gone = TraceId::new();

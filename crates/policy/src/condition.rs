@@ -13,6 +13,35 @@
 //! - `scores`: every score by name (`scores.churn_risk`, `scores.p_alive`, …), `scores.segment` and
 //!   `scores.model_version`.
 //!
+//! # Behaviour, reviews, loyalty and engagement
+//!
+//! Flows can start on the triggers `product_viewed`, `product_added`, `cart_viewed`, `search`,
+//! `review_posted`, `loyalty_changed`, `email_opened` (never by a machine open), `email_clicked` and
+//! `unsubscribed` (an unsubscribe or a spam complaint), each fired when the event changed the state.
+//! Their conditions read, beside the fields above:
+//!
+//! | field | type | absent when |
+//! | --- | --- | --- |
+//! | `customer.viewed_products_7d` | list of product ids viewed in the last 7 days, newest first | never (empty) |
+//! | `customer.added_to_cart_7d` | list of product ids added to the cart in the last 7 days | never (empty) |
+//! | `customer.last_review_rating` | int, stars of the newest published review | no rated review |
+//! | `customer.last_review_sentiment` | double, its compound sentiment (−1 … 1) | no scored review |
+//! | `customer.negative_reviews` | int, published reviews rated ≤ 2 or with sentiment ≤ −0.5 | never |
+//! | `customer.loyalty_points` | int | no loyalty standing with points |
+//! | `customer.loyalty_tier` | string | no tier |
+//! | `customer.email_open_rate_90d` | double, human opens / delivered over 90 days | no delivery in 90 days |
+//! | `customer.email_click_rate_90d` | double, clicks / delivered over 90 days | no delivery in 90 days |
+//! | `customer.last_engaged_at` | timestamp of the newest human open or click | never engaged |
+//! | `customer.suppressed` | bool, unsubscribed or complained of spam | never |
+//! | `event.name` | string, a behaviour event's name as sent | not a behaviour event |
+//! | `event.query` | string, a search's query | not a search |
+//! | `event.rating` | int, a review's stars | not a rated review |
+//! | `event.sentiment` | double, a review's compound sentiment | not a scored review |
+//! | `event.points_change` | int, the points a loyalty change added (negative: spent) | not a loyalty change with points |
+//!
+//! A behaviour event's `event.product_ids` are the products it names. A suppressed customer gets no
+//! marketing action from any flow (status `suppressed`); alerts to the team still go.
+//!
 //! Everything is checked when the configuration is loaded ([`Condition::compile`]), so a bad condition is
 //! a configuration error with its line and column, never a surprise on a live event: syntax; unknown
 //! variables, fields and functions (with a "did you mean" when a name is close); operators applied to
@@ -182,6 +211,11 @@ impl Schema {
             ("order_id", Text),
             ("checkout_token", Text),
             ("product_ids", TextList),
+            ("name", Text),
+            ("query", Text),
+            ("rating", Int),
+            ("sentiment", Double),
+            ("points_change", Int),
         ] {
             schema = schema.with_field("event", field, ty);
         }
@@ -197,6 +231,17 @@ impl Schema {
             ("days_since_last_order", Double),
             ("tags", TextList),
             ("open_checkout_value", Double),
+            ("viewed_products_7d", TextList),
+            ("added_to_cart_7d", TextList),
+            ("last_review_rating", Int),
+            ("last_review_sentiment", Double),
+            ("negative_reviews", Int),
+            ("loyalty_points", Int),
+            ("loyalty_tier", Text),
+            ("email_open_rate_90d", Double),
+            ("email_click_rate_90d", Double),
+            ("last_engaged_at", Timestamp),
+            ("suppressed", Bool),
         ] {
             schema = schema.with_field("customer", field, ty);
         }

@@ -14,7 +14,7 @@
 use crate::condition::{Condition, ConditionError, FactValue, Facts, PreparedFacts, Schema};
 use crate::schedule::Schedule;
 use crate::{PolicyConfig, in_holdout, json_number, profile_action};
-use nudge_model::{Action, Event, MarketingConsent, ScoreSet, Timestamp};
+use nudge_model::{Action, BehaviourKind, EngagementKind, Event, MarketingConsent, ScoreSet, Timestamp};
 use nudge_state::CustomerState;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -41,11 +41,28 @@ pub enum Trigger {
     CustomerUpdated,
     /// The customer's segment or model version changed, or a score moved by at least 1 % of its scale.
     ScoresChanged,
-    /// Any event that changed the customer's state (what the built-in profile sync listens to).
+    /// Any event that changed the customer's state (what the built-in profile sync listens to), except
+    /// storefront behaviour and message engagement, which fire their own triggers only.
     StateChanged,
     /// A cron schedule (`schedule`, UTC), evaluated for every customer: fired only by the flow's own
     /// [`Event::ScheduleTick`], and decided for that flow alone ([`FlowSet::decide_flow`]).
     Schedule,
+    /// A storefront product view that was new to the state.
+    ProductViewed,
+    /// A product added to the cart on the storefront.
+    ProductAdded,
+    CartViewed,
+    /// A storefront search.
+    Search,
+    /// A review posted, or a newer version of one.
+    ReviewPosted,
+    /// A loyalty standing whose points or tier changed.
+    LoyaltyChanged,
+    /// A marketing email opened by a person (machine opens never fire it).
+    EmailOpened,
+    EmailClicked,
+    /// An unsubscribe or a spam complaint.
+    Unsubscribed,
 }
 
 impl Trigger {
@@ -62,6 +79,15 @@ impl Trigger {
             Trigger::ScoresChanged => "scores_changed",
             Trigger::StateChanged => "state_changed",
             Trigger::Schedule => "schedule",
+            Trigger::ProductViewed => "product_viewed",
+            Trigger::ProductAdded => "product_added",
+            Trigger::CartViewed => "cart_viewed",
+            Trigger::Search => "search",
+            Trigger::ReviewPosted => "review_posted",
+            Trigger::LoyaltyChanged => "loyalty_changed",
+            Trigger::EmailOpened => "email_opened",
+            Trigger::EmailClicked => "email_clicked",
+            Trigger::Unsubscribed => "unsubscribed",
         }
     }
 
@@ -104,14 +130,31 @@ impl Trigger {
             }
             Event::CustomerUpserted(_) => Some(Trigger::CustomerCreated),
             Event::ProductUpserted(_) => None,
-            Event::Behaviour(_)
-            | Event::Identified(_)
-            | Event::ReviewPosted(_)
-            | Event::LoyaltyChanged(_)
-            | Event::Engagement(_) => None,
+            Event::Behaviour(b) => match b.kind {
+                BehaviourKind::ProductViewed => Some(Trigger::ProductViewed),
+                BehaviourKind::ProductAdded => Some(Trigger::ProductAdded),
+                BehaviourKind::CartViewed => Some(Trigger::CartViewed),
+                BehaviourKind::Search => Some(Trigger::Search),
+                _ => None,
+            },
+            Event::Identified(_) => None,
+            Event::ReviewPosted(_) => Some(Trigger::ReviewPosted),
+            Event::LoyaltyChanged(_) => Some(Trigger::LoyaltyChanged),
+            Event::Engagement(e) => match e.kind {
+                EngagementKind::Opened if !e.machine => Some(Trigger::EmailOpened),
+                EngagementKind::Clicked => Some(Trigger::EmailClicked),
+                EngagementKind::Unsubscribed | EngagementKind::SpamComplaint => Some(Trigger::Unsubscribed),
+                _ => None,
+            },
             // A firing changed nothing: it fires its schedule, not `state_changed`.
             Event::ScheduleTick(_) => return vec![Trigger::Schedule],
         };
+        // Storefront behaviour and message engagement come by the thousand and change nothing a profile
+        // sync writes: they fire their own trigger (and `scores_changed` when the scores move), not
+        // `state_changed`.
+        if matches!(event, Event::Behaviour(_) | Event::Engagement(_)) {
+            return first.into_iter().collect();
+        }
         first.into_iter().chain([Trigger::StateChanged]).collect()
     }
 }
@@ -641,8 +684,23 @@ impl FlowSet {
             out.reason = format!("customer is in the flow's {}% holdout group", spec.holdout_percent);
             return out;
         }
+        // A suppressed customer gets no marketing action: the flow's other actions (alerts to the team,
+        // profile syncs) still go, and a flow with nothing else is `suppressed`.
+        let suppressed = ctx.state.engagement.suppressed;
+        let suppression = || {
+            format!(
+                "customer is suppressed: {}",
+                ctx.state.engagement.suppressed_reason.as_deref().unwrap_or("unsubscribed")
+            )
+        };
+        if suppressed && spec.actions.iter().all(ActionSpec::is_marketing) {
+            out.status = Status::Suppressed;
+            out.reason = suppression();
+            return out;
+        }
+        let sends_marketing = !suppressed && spec.actions.iter().any(ActionSpec::is_marketing);
         let consented = email_consent(ctx.state, Some(ctx.event));
-        if !consented && spec.actions.iter().any(ActionSpec::is_marketing) {
+        if !consented && sends_marketing {
             out.status = Status::NoConsent;
             out.reason = format!("no email marketing consent ({:?})", ctx.state.consent).to_lowercase();
             return out;
@@ -663,6 +721,7 @@ impl FlowSet {
             .actions
             .iter()
             .zip(&f.properties)
+            .filter(|(a, _)| !(suppressed && a.is_marketing()))
             .map(|(a, props)| {
                 let base = || base.get_or_init(|| shared_parts(ctx));
                 (a.destination().to_string(), build_action(a, props, f, ctx, prepared, base))
@@ -695,6 +754,9 @@ impl FlowSet {
         } else {
             "condition is true".into()
         };
+        if suppressed && spec.actions.iter().any(ActionSpec::is_marketing) {
+            out.reason = format!("{}; {}: its marketing actions are dropped", out.reason, suppression());
+        }
         out
     }
 }
@@ -819,6 +881,9 @@ pub enum Status {
     /// The flow acts, but its actions wait for a person to approve them (mode approval, or a live flow
     /// within its `approval.first_n`).
     AwaitingApproval,
+    /// The customer unsubscribed or complained of spam: the flow's marketing actions are never sent
+    /// (its alerts and profile syncs, which reach the team or only write attributes, still go).
+    Suppressed,
 }
 
 impl Status {
@@ -832,6 +897,7 @@ impl Status {
             Status::Capped => "capped",
             Status::Error => "error",
             Status::AwaitingApproval => "awaiting_approval",
+            Status::Suppressed => "suppressed",
         }
     }
 }
@@ -1093,6 +1159,7 @@ pub fn facts_of(event: &Event, state: &CustomerState, scores: &ScoreSet, now: Ti
     customer.insert("tags".into(), FactValue::TextList(state.tags.clone()));
     let open: f64 = state.open_checkouts.values().map(|c| c.total.to_f64()).sum();
     customer.insert("open_checkout_value".into(), FactValue::Double(open));
+    signal_facts(&mut customer, state, now);
 
     let mut sc = BTreeMap::new();
     for score in &scores.scores {
@@ -1139,7 +1206,71 @@ pub fn facts_of(event: &Event, state: &CustomerState, scores: &ScoreSet, now: Ti
         "product_ids".into(),
         FactValue::TextList(products.iter().filter_map(|li| li.product_id.clone()).collect()),
     );
+    signal_event_facts(&mut ev, event, state);
     Facts { event: ev, customer, scores: sc }
+}
+
+/// The customer's behaviour, reviews, loyalty and engagement as facts; absent (`Null`) where the customer
+/// has no such signal.
+fn signal_facts(customer: &mut BTreeMap<String, FactValue>, state: &CustomerState, now: Timestamp) {
+    use nudge_state::BrowseKind;
+    let week_ago = now - time::Duration::days(7);
+    let opt_f = |v: Option<f64>| v.map_or(FactValue::Null, FactValue::Double);
+    customer.insert(
+        "viewed_products_7d".into(),
+        FactValue::TextList(state.browsed_products(BrowseKind::Viewed, week_ago)),
+    );
+    customer.insert(
+        "added_to_cart_7d".into(),
+        FactValue::TextList(state.browsed_products(BrowseKind::Added, week_ago)),
+    );
+    let r = state.review_summary();
+    customer.insert(
+        "last_review_rating".into(),
+        r.last_rating.map_or(FactValue::Null, |v| FactValue::Int(i64::from(v))),
+    );
+    customer.insert("last_review_sentiment".into(), opt_f(r.last_sentiment));
+    customer.insert("negative_reviews".into(), FactValue::Int(i64::from(r.negative)));
+    let l = state.loyalty.as_ref();
+    customer
+        .insert("loyalty_points".into(), l.and_then(|l| l.points).map_or(FactValue::Null, FactValue::Int));
+    customer.insert(
+        "loyalty_tier".into(),
+        l.and_then(|l| l.tier.clone()).map_or(FactValue::Null, FactValue::Text),
+    );
+    customer.insert("email_open_rate_90d".into(), opt_f(state.engagement.open_rate_90d(now)));
+    customer.insert("email_click_rate_90d".into(), opt_f(state.engagement.click_rate_90d(now)));
+    customer.insert(
+        "last_engaged_at".into(),
+        state.engagement.last_engaged_at.map_or(FactValue::Null, FactValue::Timestamp),
+    );
+    customer.insert("suppressed".into(), FactValue::Bool(state.engagement.suppressed));
+}
+
+/// The event fields of behaviour, review and loyalty events; absent for other events.
+fn signal_event_facts(ev: &mut BTreeMap<String, FactValue>, event: &Event, state: &CustomerState) {
+    let text = |v: Option<String>| v.map_or(FactValue::Null, FactValue::Text);
+    let (name, query, rating, sentiment, points_change) = match event {
+        Event::Behaviour(b) => (Some(b.name.clone()), b.query.clone(), None, None, None),
+        Event::ReviewPosted(r) => {
+            (None, None, r.rating.map(i64::from), r.sentiment.as_ref().map(|s| s.compound), None)
+        }
+        Event::LoyaltyChanged(_) => {
+            (None, None, None, None, state.loyalty.as_ref().and_then(|l| l.last_points_change))
+        }
+        _ => (None, None, None, None, None),
+    };
+    ev.insert("name".into(), text(name));
+    ev.insert("query".into(), text(query));
+    ev.insert("rating".into(), rating.map_or(FactValue::Null, FactValue::Int));
+    ev.insert("sentiment".into(), sentiment.map_or(FactValue::Null, FactValue::Double));
+    ev.insert("points_change".into(), points_change.map_or(FactValue::Null, FactValue::Int));
+    if let Event::Behaviour(b) = event {
+        ev.insert(
+            "product_ids".into(),
+            FactValue::TextList(b.products.iter().filter_map(|p| p.product_id.clone()).collect()),
+        );
+    }
 }
 
 /// The facts a condition reads, as JSON for the audit.
@@ -1306,7 +1437,14 @@ mod tests {
             for (field, _) in schema.fields(var) {
                 for personal in ["email", "phone", "name", "address", "zip", "city", "birth"] {
                     let consent_flag = field.ends_with("_consent");
-                    assert!(!field.contains(personal) || consent_flag, "{var}.{field} looks personal");
+                    // The name of a storefront event as sent (`Product Viewed`), not a person's.
+                    let event_name = var == "event" && field == "name";
+                    // Rates of engagement with email messages.
+                    let email_rate = field.starts_with("email_") && field.ends_with("_rate_90d");
+                    assert!(
+                        !field.contains(personal) || consent_flag || event_name || email_rate,
+                        "{var}.{field} looks personal"
+                    );
                 }
             }
         }
@@ -1815,3 +1953,7 @@ mod tests {
         assert_eq!(Trigger::of_event(&record(Some(0)), true)[0], Trigger::CustomerUpdated);
     }
 }
+
+#[cfg(test)]
+#[path = "flows_signals_tests.rs"]
+mod signals_tests;

@@ -7,7 +7,13 @@
 use nudge_model::{Checkout, CustomerId, Event, LineItem, MarketingConsent, Money, Order, Timestamp};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+mod signals;
+pub use signals::{
+    BrowseEntry, BrowseKind, DayCounts, ENGAGEMENT_DAYS_KEPT, EngagementState, LoyaltyRecord,
+    MAX_BROWSE_ENTRIES, MAX_SEEN_ENGAGEMENTS, ReviewRecord, ReviewSummary, phone_alias,
+};
 
 /// Schema version of the persisted state, so stored states can be migrated.
 pub const STATE_SCHEMA_VERSION: u16 = 1;
@@ -84,6 +90,29 @@ pub struct CustomerState {
     /// A fingerprint of the scores last seen for this customer; a change fires `scores_changed` flows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scores_fingerprint: Option<String>,
+    /// Phone in E.164, from an identify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// When the newest identify applied happened (its profile fields win over older ones).
+    #[serde(with = "time::serde::rfc3339::option", default, skip_serializing_if = "Option::is_none")]
+    pub identified_at: Option<Timestamp>,
+    /// The other ids this customer is known by: `anon:…`, `segment:…`, `email:<digest>`, `phone:<digest>`.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub aliases: BTreeSet<String>,
+    /// The newest storefront behaviour of any kind.
+    #[serde(with = "time::serde::rfc3339::option", default, skip_serializing_if = "Option::is_none")]
+    pub last_active_at: Option<Timestamp>,
+    /// Recent product views, cart adds and removes, cart views and searches, oldest first (bounded, and
+    /// pruned by the pipeline's browse retention).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub browse: Vec<BrowseEntry>,
+    /// Reviews by review id, each its newest version.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reviews: BTreeMap<String, ReviewRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loyalty: Option<LoyaltyRecord>,
+    #[serde(default, skip_serializing_if = "signals::engagement_is_empty")]
+    pub engagement: EngagementState,
 }
 
 /// What applying one event did.
@@ -132,6 +161,14 @@ impl CustomerState {
             revision: 0,
             flow_history: BTreeMap::new(),
             scores_fingerprint: None,
+            phone: None,
+            identified_at: None,
+            aliases: BTreeSet::new(),
+            last_active_at: None,
+            browse: Vec::new(),
+            reviews: BTreeMap::new(),
+            loyalty: None,
+            engagement: EngagementState::default(),
         }
     }
 
@@ -195,12 +232,11 @@ impl CustomerState {
             // A schedule firing carries nothing to fold: the state stays as it is (the flow still decides).
             Event::ScheduleTick(_) => Applied::Unchanged,
             Event::CartUpserted(_) | Event::ProductUpserted(_) => Applied::NotApplicable,
-            // Folded once the state keeps behaviour, reviews, loyalty and engagement.
-            Event::Behaviour(_)
-            | Event::Identified(_)
-            | Event::ReviewPosted(_)
-            | Event::LoyaltyChanged(_)
-            | Event::Engagement(_) => Applied::NotApplicable,
+            Event::Behaviour(b) => self.apply_behaviour(b),
+            Event::Identified(i) => self.apply_identity(i),
+            Event::ReviewPosted(r) => self.apply_review(r),
+            Event::LoyaltyChanged(l) => self.apply_loyalty(l),
+            Event::Engagement(e) => self.apply_engagement(e),
         };
         if applied == Applied::Changed {
             self.revision += 1;
@@ -343,5 +379,7 @@ pub fn day_number(t: Timestamp) -> i32 {
     d.to_julian_day() - time::macros::date!(1970 - 01 - 01).to_julian_day()
 }
 
+#[cfg(test)]
+mod signals_tests;
 #[cfg(test)]
 mod tests;

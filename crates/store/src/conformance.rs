@@ -33,6 +33,7 @@ where
     fetch_jobs_are_durable_settled_and_replayed(make().await).await;
     erasure_removes_the_person_and_only_them(make().await).await;
     export_holds_only_the_person(make().await).await;
+    aliases_are_written_with_processing_and_states_merged_away(make().await).await;
 }
 
 fn delivery(webhook: &str, event: Option<&str>) -> NewDelivery {
@@ -1164,6 +1165,12 @@ async fn person_with_history(
             baseline: None,
             trace_id: trace,
         }],
+        aliases: vec![NewAlias {
+            alias: format!("anon:{webhook}"),
+            customer: customer.clone(),
+            at_ms: 1,
+            trace_id: Some(trace),
+        }],
         ..Default::default()
     }])
     .await
@@ -1226,6 +1233,8 @@ pub async fn erasure_removes_the_person_and_only_them(s: Arc<dyn Store>) {
     assert!(s.load_states(std::slice::from_ref(&ana)).await.unwrap().is_empty(), "erasure: state gone");
     assert!(s.customer_audit(&ana, 100).await.unwrap().is_empty(), "erasure: audit gone");
     assert_eq!(s.customer_by_email("ana@example.org").await.unwrap(), None, "erasure: email key gone");
+    assert!(s.aliases_of(&ana).await.unwrap().is_empty(), "erasure: aliases gone");
+    assert_eq!(s.aliases_of(&ben).await.unwrap().len(), 1, "others keep their aliases");
     let export = s.export_customer(vec![ana.clone()]).await.unwrap();
     assert!(export.states.is_empty() && export.outbox.is_empty() && export.transactions.is_empty());
     assert!(export.flow_decisions.is_empty(), "erasure: flow decisions gone");
@@ -1315,4 +1324,51 @@ pub async fn export_holds_only_the_person(s: Arc<dyn Store>) {
     assert_eq!(s.load_states(std::slice::from_ref(&ana)).await.unwrap().len(), 1, "an export erases nothing");
     s.finish_privacy_job(id, serde_json::json!({"file": "x.json"})).await.unwrap();
     assert!(s.privacy_jobs(true, None).await.unwrap().is_empty());
+}
+
+pub async fn aliases_are_written_with_processing_and_states_merged_away(s: Arc<dyn Store>) {
+    let known = cust(21);
+    let anon: CustomerId = "anon:v-1".parse().unwrap();
+    let state = |c: &CustomerId| StoredState { customer: c.clone(), email: None, state_json: "{}".into() };
+    for (webhook, outcome) in [
+        ("a1", ProcessOutcome { states: vec![state(&anon)], ..Default::default() }),
+        (
+            "a2",
+            ProcessOutcome {
+                states: vec![state(&known)],
+                deleted_states: vec![anon.clone()],
+                aliases: vec![
+                    NewAlias { alias: anon.to_string(), customer: known.clone(), at_ms: 5, trace_id: None },
+                    NewAlias {
+                        alias: "email:00112233aabbccdd".into(),
+                        customer: known.clone(),
+                        at_ms: 5,
+                        trace_id: None,
+                    },
+                ],
+                ..Default::default()
+            },
+        ),
+    ] {
+        let d = delivery(webhook, None);
+        let trace = d.trace_id;
+        s.commit_delivery(d).await.unwrap();
+        let seq = s.pending_deliveries(10).await.unwrap().iter().find(|p| p.trace_id == trace).unwrap().seq;
+        let o =
+            ProcessOutcome { seq, trace_id: Some(trace), status: Some(DeliveryStatus::Processed), ..outcome };
+        s.commit_processing(vec![o]).await.unwrap();
+    }
+    assert!(
+        s.load_states(std::slice::from_ref(&anon)).await.unwrap().is_empty(),
+        "aliases: merged state gone"
+    );
+    assert_eq!(s.load_states(std::slice::from_ref(&known)).await.unwrap().len(), 1);
+    let found = s
+        .resolve_aliases(&[anon.to_string(), "anon:unknown".into(), "email:00112233aabbccdd".into()])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 2, "aliases: the known ones resolve");
+    assert!(found.iter().all(|a| a.customer == known));
+    let of: Vec<String> = s.aliases_of(&known).await.unwrap().into_iter().map(|a| a.alias).collect();
+    assert_eq!(of, ["anon:v-1", "email:00112233aabbccdd"], "aliases: by customer, sorted");
 }

@@ -77,6 +77,13 @@ pub trait Store: Send + Sync + 'static {
     /// Finds a customer by (normalised) email, the secondary key.
     async fn customer_by_email(&self, email: &str) -> Result<Option<CustomerId>>;
 
+    /// The aliases among `aliases` that are known, each with the customer it points at (identity
+    /// stitching). Aliases are written by [`ProcessOutcome::aliases`].
+    async fn resolve_aliases(&self, aliases: &[String]) -> Result<Vec<AliasRecord>>;
+
+    /// Every alias that points at `customer`, by alias.
+    async fn aliases_of(&self, customer: &CustomerId) -> Result<Vec<AliasRecord>>;
+
     /// Commits the results of processing a batch of deliveries in one transaction: states, audit records,
     /// outbox items, timers, delivery statuses and terminal states.
     async fn commit_processing(&self, batch: Vec<ProcessOutcome>) -> Result<()> {

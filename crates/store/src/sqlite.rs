@@ -36,6 +36,8 @@ const PUSH_RUNS_MIGRATION: &str = include_str!("../migrations/sqlite_007_push_ru
 const FETCH_JOBS_MIGRATION: &str = include_str!("../migrations/sqlite_008_fetch_jobs.sql");
 /// Applied after the others on every open (idempotent): privacy jobs and the indexes erasure looks up by.
 const PRIVACY_MIGRATION: &str = include_str!("../migrations/sqlite_009_privacy.sql");
+/// Applied after the others on every open (idempotent): customer aliases (identity stitching).
+const ALIASES_MIGRATION: &str = include_str!("../migrations/sqlite_010_aliases.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
 const MAX_GROUP: usize = 4096;
 /// The most other write jobs (processing batches, attempts, …) one group commit takes.
@@ -488,6 +490,7 @@ impl SqliteStore {
         conn.execute_batch(PUSH_RUNS_MIGRATION)?;
         conn.execute_batch(FETCH_JOBS_MIGRATION)?;
         conn.execute_batch(PRIVACY_MIGRATION)?;
+        conn.execute_batch(ALIASES_MIGRATION)?;
         // Deleted rows are overwritten with zeros where they lay (no extra I/O: the page is written
         // anyway); an erasure turns the full mode on for its own deletes (see `sqlite_privacy`).
         conn.pragma_update(None, "secure_delete", "FAST")?;
@@ -1562,6 +1565,35 @@ impl Store for SqliteStore {
         self.commit_processing(vec![ProcessOutcome { states, ..Default::default() }]).await
     }
 
+    async fn resolve_aliases(&self, aliases: &[String]) -> Result<Vec<AliasRecord>> {
+        let keys = aliases.to_vec();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT alias, customer_id, created_at, trace_id FROM aliases WHERE alias = ?1",
+            )?;
+            let mut out = Vec::new();
+            for k in keys {
+                if let Some(r) = st.query_row([&k], alias_row).optional()? {
+                    out.push(r?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn aliases_of(&self, customer: &CustomerId) -> Result<Vec<AliasRecord>> {
+        let id = customer.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT alias, customer_id, created_at, trace_id FROM aliases WHERE customer_id = ?1 ORDER BY alias",
+            )?;
+            let rows = st.query_map([id], alias_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().collect()
+        })
+        .await
+    }
+
     async fn customer_by_email(&self, email: &str) -> Result<Option<CustomerId>> {
         let email = email.trim().to_lowercase();
         self.read(move |c| {
@@ -1621,6 +1653,18 @@ impl Store for SqliteStore {
                     // so this saves a page write per state written.
                     tx.prepare_cached("UPDATE customers SET email = ?2 WHERE customer_id = ?1 AND email IS NOT ?2")?
                         .execute(params![customer, email])?;
+                }
+                for c in &o.deleted_states {
+                    tx.prepare_cached("DELETE FROM customers WHERE customer_id = ?1")?.execute([c.to_string()])?;
+                }
+                for a in &o.aliases {
+                    tx.prepare_cached(
+                        "INSERT INTO aliases (alias, customer_id, created_at, trace_id) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(alias) DO UPDATE SET customer_id = excluded.customer_id,
+                         created_at = excluded.created_at, trace_id = excluded.trace_id
+                         WHERE aliases.customer_id IS NOT excluded.customer_id",
+                    )?
+                    .execute(params![a.alias, a.customer.to_string(), a.at_ms, a.trace_id.map(|t| t.to_string())])?;
                 }
                 for r in audit {
                     insert_audit(tx, r)?;
@@ -2699,6 +2743,20 @@ fn transaction_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImportedTransactio
         amount: r.get(3)?,
         source: r.get(4)?,
     })
+}
+
+/// One row of `aliases`, read as (alias, customer_id, created_at, trace_id).
+fn alias_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AliasRecord>> {
+    let (alias, customer, at_ms, trace): (String, String, i64, Option<String>) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+    Ok((|| {
+        let customer =
+            customer.parse().map_err(|_| StoreError::Corrupt(format!("alias customer id {customer}")))?;
+        let trace_id = trace
+            .map(|t| t.parse().map_err(|_| StoreError::Corrupt(format!("alias trace id {t}"))))
+            .transpose()?;
+        Ok(AliasRecord { alias, customer, at_ms, trace_id })
+    })())
 }
 
 #[cfg(test)]

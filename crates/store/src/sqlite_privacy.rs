@@ -165,6 +165,8 @@ fn erase_main(tx: &Connection, id: i64, job: &NewPrivacyJob, keys: &[String], no
         {
             removed[i].1 += tx.prepare_cached(sql)?.execute([k])? as u64;
         }
+        // The other ids the person was stitched by (ids and digests only), and an alias that is the key.
+        tx.prepare_cached("DELETE FROM aliases WHERE customer_id = ?1 OR alias = ?1")?.execute([k])?;
     }
     for t in &traces {
         // The records of the person's traces that name no customer (a delivery's receipt before its

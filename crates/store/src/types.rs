@@ -107,6 +107,28 @@ pub struct ProcessOutcome {
     pub fetch_jobs: Vec<NewFetchJob>,
     /// A privacy request this delivery carried: an erasure runs in this commit (see [`NewPrivacyJob`]).
     pub privacy: Option<NewPrivacyJob>,
+    /// Aliases this delivery stitched to a customer (written or re-pointed in this commit).
+    pub aliases: Vec<NewAlias>,
+    /// States removed in this commit: provisional customers merged into a known one.
+    pub deleted_states: Vec<CustomerId>,
+}
+
+/// An alias to write: another id (`anon:…`, `segment:…`, `email:<digest>`, `phone:<digest>`) of `customer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAlias {
+    pub alias: String,
+    pub customer: CustomerId,
+    pub at_ms: i64,
+    pub trace_id: Option<TraceId>,
+}
+
+/// A stored alias.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AliasRecord {
+    pub alias: String,
+    pub customer: CustomerId,
+    pub at_ms: i64,
+    pub trace_id: Option<TraceId>,
 }
 
 /// A fetch job to store with its notification's processing.

@@ -9,6 +9,7 @@ mod bigcommerce;
 mod crash;
 mod destinations;
 mod engagement;
+mod identity;
 mod isolation;
 mod lists;
 mod pipelined;
