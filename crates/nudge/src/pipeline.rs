@@ -932,10 +932,10 @@ fn prepare(sources: &nudge_ingest::source::Registry, d: &StoredDelivery) -> Prep
     }
 }
 
-/// The review sentiment hook: scores a review that came without a sentiment, before it is folded.
+/// Scores a review that came without a sentiment (VADER compound and themes of its title and text),
+/// before it is folded, so the state, the flows' `event.sentiment` and the audit all see the same score.
 fn score_review(r: &mut nudge_model::Review) {
-    // wired to nudge-sentiment by the lead
-    let _ = r;
+    r.sentiment = Some(nudge_sentiment::score_review(r.title.as_deref(), &r.body));
 }
 
 /// Whether a state's email is stored as the key customers are found by: not for anonymous visitors and
