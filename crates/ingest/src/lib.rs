@@ -11,6 +11,7 @@
 //! - [`headers`]: `Headers`, the case-insensitive header set every platform's verifier reads.
 //! - [`bigcommerce`]: BigCommerce callbacks (Standard Webhooks signature and/or custom auth headers),
 //!   fetch jobs for the resources they name, and the fetched REST answers → events.
+//! - [`segment`]: the Segment-spec storefront API (analytics SDKs' batches and messages).
 //! - [`shopify`]: Shopify webhooks over HTTPS, EventBridge and Pub/Sub (`verify`, `normalize`,
 //!   `envelope`, `fixtures`). Its main entry points are re-exported here.
 //!
@@ -20,6 +21,7 @@
 pub mod adobe;
 pub mod bigcommerce;
 pub mod headers;
+pub mod segment;
 pub mod shopify;
 pub mod source;
 
