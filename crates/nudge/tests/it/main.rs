@@ -13,6 +13,8 @@ mod lists;
 mod pipelined;
 mod privacy;
 mod reports;
+mod segment;
+mod segment_sdk;
 mod shopify_transports;
 mod spine;
 
