@@ -17,7 +17,7 @@ c = Client(write_key=key, host=host, gzip=(sys.argv[4] == "gzip"), max_retries=1
            on_error=lambda e, batch: errors.append(repr(e)))
 for i in range(n):
     if i % 10 == 0:
-        c.identify(user_id=i, traits={"email": "p%d@example.org" % i, "phone": "+49 151 %07d" % i})
+        c.identify(user_id=1000 + i, traits={"email": "p%d@example.org" % i, "phone": "+49 151 %07d" % i})
     else:
         c.track(anonymous_id="a-%d" % i, event="Product Viewed",
                 properties={"product_id": 9100000000 + i, "price": 39.95, "currency": "EUR"})
