@@ -184,12 +184,11 @@ impl SegmentSource {
                 let email =
                     str_at(traits, "email").map(str::trim).filter(|e| !e.is_empty()).map(str::to_string);
                 let mut links = Vec::new();
-                if let Some(a) = &anonymous_id {
-                    if let Ok(anon) = CustomerId::new(IdSource::Anonymous, a.as_str()) {
-                        if anon != customer {
-                            links.push(anon);
-                        }
-                    }
+                if let Some(anon) =
+                    anonymous_id.as_deref().and_then(|a| CustomerId::new(IdSource::Anonymous, a).ok())
+                    && anon != customer
+                {
+                    links.push(anon);
                 }
                 if let Some(e) = email.as_deref().and_then(CustomerId::for_email) {
                     links.push(e);
@@ -406,13 +405,7 @@ fn consent(traits: &Map<String, Value>, status: &str, booleans: &[&str]) -> Mark
 /// `+` kept and `00` read as `+`; a number without a country code is `None`.
 pub fn e164(raw: &str) -> Option<String> {
     let s: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{a0}')).collect();
-    let digits = if let Some(rest) = s.strip_prefix('+') {
-        rest
-    } else if let Some(rest) = s.strip_prefix("00") {
-        rest
-    } else {
-        return None;
-    };
+    let digits = if let Some(rest) = s.strip_prefix('+') { rest } else { s.strip_prefix("00")? };
     let ok = (8..=15).contains(&digits.len())
         && digits.bytes().all(|b| b.is_ascii_digit())
         && !digits.starts_with('0');

@@ -367,9 +367,7 @@ fn normalise(
     if !identified {
         return Err(Drop::NoId);
     }
-    if kind == MessageType::Track
-        && !m.get("event").is_some_and(|e| e.as_str().is_some_and(|s| !s.is_empty()))
-    {
+    if kind == MessageType::Track && m.get("event").and_then(Value::as_str).is_none_or(str::is_empty) {
         return Err(Drop::Invalid);
     }
     merge_into(&mut m, "context", shared.context.as_ref());
@@ -381,10 +379,8 @@ fn normalise(
         };
     }
     let at = corrected_time(&m, received_at);
-    if let Some(original) = m.remove("timestamp") {
-        if !original.is_null() {
-            m.insert("originalTimestamp".into(), original);
-        }
+    if let Some(original) = m.remove("timestamp").filter(|t| !t.is_null()) {
+        m.insert("originalTimestamp".into(), original);
     }
     m.insert("timestamp".into(), Value::String(format_rfc3339(at)));
     m.insert("receivedAt".into(), Value::String(received.to_string()));
