@@ -8,6 +8,9 @@
 //! Every request is built before the clock starts (unique `messageId`s), and written raw over HTTP/1.1
 //! from tasks of the same process, so the figure is what nudge sustains, not the cost of building JSON.
 //! The workers parse and fold the stored messages meanwhile, as in production.
+//!
+//! Measured once, 8 connections, 5 s, `durability = full`, on a 2-core machine busy with other builds:
+//! 56,000 durable messages/s (p50 12 ms, p99 39 ms per 100-message request); the target is 100,000/s.
 
 use nudge::config::{Config, SegmentSourceConfig};
 use std::collections::BTreeMap;
@@ -88,6 +91,7 @@ fn main() {
         Some(o) => panic!("--durability full|normal, not {o}"),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    nudge_testkit::ensure_crypto_provider();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config::from_toml("", &BTreeMap::new()).unwrap();

@@ -349,6 +349,8 @@ fn normalise(
         None => m.get("type").and_then(Value::as_str).and_then(MessageType::parse).ok_or(Drop::Invalid)?,
     };
     m.insert("type".into(), kind.as_str().into());
+    // A key repeated inside a message is a credential: never stored.
+    m.remove("writeKey");
     for field in ["userId", "anonymousId", "previousId", "groupId", "messageId"] {
         match id_text(m.get(field)) {
             Some(s) => {

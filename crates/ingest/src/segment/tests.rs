@@ -104,12 +104,14 @@ fn per_message_limits_drop_only_the_message() {
     items[2] = json!({"type":"track","event":"Nobody","userId":null,"anonymousId":null});
     items[3] = json!({"type":"alias","userId":"u1","previousId":"a-1"});
     items[4] = json!("not an object");
+    items[5]["writeKey"] = KEY.into();
     let r = read(Route::Batch, &Headers::new(), &json!({"batch": items, "writeKey": KEY})).unwrap();
     assert_eq!(r.dropped, Dropped { oversize: 1, no_id: 1, over_limit: 2, invalid: 1 });
     assert_eq!(r.messages.len(), 2_500 - 3);
     assert_eq!(stored(&r.messages[0])["userId"], "0", "numeric ids become strings");
     assert_eq!(r.messages[1].kind, MessageType::Alias);
     assert!(r.messages[1].dedupe_key.is_none(), "no messageId, no dedupe key");
+    assert!(r.messages.iter().all(|m| stored(m).get("writeKey").is_none()));
 }
 
 #[test]
