@@ -15,6 +15,7 @@
 //! - [`braze_currents`]: Braze Currents' custom HTTP connector (email engagement batches) → events.
 //! - [`yotpo`], [`smile`]: Yotpo reviews and Smile.io loyalty, authenticated by a URL token
 //!   ([`url_token`]) and confirmed by reading the record from the platform's API.
+//! - [`segment`]: the Segment-spec storefront API (analytics SDKs' batches and messages).
 //! - [`shopify`]: Shopify webhooks over HTTPS, EventBridge and Pub/Sub (`verify`, `normalize`,
 //!   `envelope`, `fixtures`). Its main entry points are re-exported here.
 //!
@@ -26,6 +27,7 @@ pub mod bigcommerce;
 pub mod braze_currents;
 pub mod headers;
 pub mod klaviyo_webhooks;
+pub mod segment;
 pub mod shopify;
 pub mod smile;
 pub mod source;

@@ -233,6 +233,15 @@ impl Registry {
         self
     }
 
+    /// Parses deliveries stored under `source`'s name without serving it at any `/webhooks/` path (a
+    /// source received on routes of its own, such as the Segment API), unless that name has a parser.
+    pub fn register_parser(&mut self, source: std::sync::Arc<dyn Source>) -> &mut Self {
+        if !self.parsers.iter().any(|s| s.name() == source.name()) {
+            self.parsers.push(source);
+        }
+        self
+    }
+
     /// The intake at `/webhooks/<path>`.
     pub fn intake(&self, path: &str) -> Option<&std::sync::Arc<dyn Source>> {
         let path = path.trim_matches('/');

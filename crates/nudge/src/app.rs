@@ -51,6 +51,8 @@ pub struct Shared {
     pub policy: nudge_policy::PolicyConfig,
     /// Re-reads the configuration for a reload over the API (`POST /api/flows/reload`); set by `serve`.
     pub config_loader: std::sync::RwLock<Option<ConfigLoader>>,
+    /// The Segment-compatible API's keys and limits (`sources.segment`).
+    pub segment: Arc<crate::segment_api::SegmentApi>,
 }
 
 /// Reads the configuration again, as the server was started with it (file, environment, overrides).
@@ -193,6 +195,10 @@ pub fn sources(cfg: &Config) -> anyhow::Result<nudge_ingest::source::Registry> {
     r.register("yotpo", Arc::new(nudge_ingest::yotpo::YotpoSource::new(yotpo)));
     let smile = cfg.sources.smile.as_ref().map(|s| s.source()).unwrap_or_default();
     r.register("smile", Arc::new(nudge_ingest::smile::SmileSource::new(smile)));
+    // Segment messages arrive at `/v1/…` (`segment_api`), never at `/webhooks/`; the workers parse them.
+    let segment = cfg.sources.segment.clone().unwrap_or_default();
+    let namespace = segment.namespace().map_err(|e| anyhow::anyhow!("{e}"))?;
+    r.register_parser(Arc::new(nudge_ingest::segment::SegmentSource::new(namespace, segment.currency)));
     Ok(r)
 }
 
@@ -434,6 +440,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         destinations: cfg.destination_names(),
         policy: cfg.policy(),
         config_loader: Default::default(),
+        segment: crate::segment_api::SegmentApi::new(cfg.sources.segment.as_ref()),
     });
     let addr = listener.local_addr()?;
     let router = crate::http::router(shared.clone());

@@ -170,6 +170,8 @@ pub struct SourcesConfig {
     pub yotpo: Option<YotpoSourceConfig>,
     /// Smile.io loyalty, served at `POST /webhooks/smile?token=<url_token>`.
     pub smile: Option<SmileSourceConfig>,
+    /// The Segment-compatible storefront API (`POST /v1/batch`, `/v1/track`, …).
+    pub segment: Option<SegmentSourceConfig>,
 }
 
 /// `[sources.klaviyo_webhooks]`: the system webhook's `secret_key` (one, or a list while rotating) and the
@@ -205,6 +207,59 @@ impl fmt::Debug for KlaviyoWebhooksConfig {
         f.debug_struct("KlaviyoWebhooksConfig")
             .field("secret", &format!("[{} redacted]", self.secret.len()))
             .field("max_skew", &self.max_skew)
+            .finish()
+    }
+}
+
+/// `[sources.segment]`: the Segment-compatible API that storefront analytics SDKs send to.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentSourceConfig {
+    /// Accepted write keys (several while one is rotated out). None: the API answers 404.
+    #[serde(default)]
+    pub write_keys: Vec<String>,
+    /// Whose id `userId` is: `segment` (the storefront's own, the default), `shopify`,
+    /// `bigcommerce:<store_hash>` or `adobe:<instance>`.
+    #[serde(default = "default_segment_namespace")]
+    pub user_id_namespace: String,
+    /// The currency of amounts in events that name none.
+    #[serde(default = "default_segment_currency")]
+    pub currency: String,
+    /// The largest request body, compressed and decompressed alike (default 4 MiB).
+    #[serde(default = "default_segment_max_request_bytes")]
+    pub max_request_bytes: usize,
+}
+
+fn default_segment_namespace() -> String {
+    "segment".into()
+}
+
+fn default_segment_currency() -> String {
+    "USD".into()
+}
+
+fn default_segment_max_request_bytes() -> usize {
+    nudge_ingest::segment::DEFAULT_MAX_REQUEST_BYTES
+}
+
+impl Default for SegmentSourceConfig {
+    fn default() -> Self {
+        Self {
+            write_keys: Vec::new(),
+            user_id_namespace: default_segment_namespace(),
+            currency: default_segment_currency(),
+            max_request_bytes: default_segment_max_request_bytes(),
+        }
+    }
+}
+
+impl fmt::Debug for SegmentSourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SegmentSourceConfig")
+            .field("write_keys", &format!("[{} redacted]", self.write_keys.len()))
+            .field("user_id_namespace", &self.user_id_namespace)
+            .field("currency", &self.currency)
+            .field("max_request_bytes", &self.max_request_bytes)
             .finish()
     }
 }
@@ -271,6 +326,30 @@ impl BrazeCurrentsSourceConfig {
     /// The intake's settings.
     pub fn source(&self) -> nudge_ingest::braze_currents::BrazeCurrentsConfig {
         nudge_ingest::braze_currents::BrazeCurrentsConfig { token: self.token.clone() }
+    }
+}
+
+impl SegmentSourceConfig {
+    /// The namespace of `userId`, checked.
+    pub fn namespace(&self) -> Result<nudge_ingest::segment::UserIdNamespace, ConfigError> {
+        nudge_ingest::segment::UserIdNamespace::parse(&self.user_id_namespace)
+            .map_err(|e| err("sources.segment.user_id_namespace", e))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        const AT: &str = "sources.segment";
+        for (i, k) in self.write_keys.iter().enumerate() {
+            if k.trim().is_empty() {
+                return Err(err(format!("{AT}.write_keys[{i}]"), "write key is empty"));
+            }
+        }
+        self.namespace()?;
+        nudge_model::Currency::parse(&self.currency)
+            .map_err(|e| err(format!("{AT}.currency"), e.to_string()))?;
+        if self.max_request_bytes < 1024 {
+            return Err(err(format!("{AT}.max_request_bytes"), "must be at least 1024"));
+        }
+        Ok(())
     }
 }
 
@@ -1044,6 +1123,9 @@ impl Config {
         if let Some(b) = &self.sources.braze_currents {
             b.validate()?;
         }
+        if let Some(sg) = &self.sources.segment {
+            sg.validate()?;
+        }
         if let Some(k) = &self.destinations.klaviyo {
             k.validate().map_err(|e| err("destinations.klaviyo", e.to_string()))?;
         }
@@ -1254,6 +1336,7 @@ impl Config {
         if let Some(s) = &self.sources.smile {
             v.extend([s.api_key.clone(), s.url_token.clone()]);
         }
+        v.extend(self.sources.segment.iter().flat_map(|s| s.write_keys.clone()));
         if let Some(s) = &self.sources.shopify {
             v.extend(s.eventbridge.iter().map(|e| e.value.clone()));
             v.extend(s.admin.iter().map(|a| a.access_token.clone()));

@@ -48,6 +48,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .nest("/api", api)
+        .merge(crate::segment_api::routes())
         .layer(DefaultBodyLimit::max(shared.max_body_bytes))
         .with_state(shared)
 }

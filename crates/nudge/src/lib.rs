@@ -40,6 +40,7 @@ pub mod push;
 pub mod push_cli;
 pub mod report_cli;
 pub mod scheduler;
+pub mod segment_api;
 pub mod svg;
 pub mod telemetry;
 pub mod tokens_cli;

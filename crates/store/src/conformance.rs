@@ -13,6 +13,7 @@ where
     Fut: Future<Output = Arc<dyn Store>>,
 {
     dedupe_and_group_commit(make().await).await;
+    batch_commit_skips_duplicates(make().await).await;
     processing_round_trip(make().await).await;
     pipelined_batches(make().await).await;
     outbox_keeps_per_customer_order(make().await).await;
@@ -53,6 +54,26 @@ fn delivery(webhook: &str, event: Option<&str>) -> NewDelivery {
         body: b"{\"id\":1}".to_vec(),
         dedupe_keys: keys,
     }
+}
+
+/// `commit_deliveries`: results in order, a key seen before or earlier in the same batch is a duplicate,
+/// and every committed delivery is readable.
+pub async fn batch_commit_skips_duplicates(s: Arc<dyn Store>) {
+    assert!(matches!(s.commit_delivery(delivery("b0", None)).await.unwrap(), CommitResult::Committed { .. }));
+    let batch = vec![delivery("b1", None), delivery("b0", None), delivery("b2", None), delivery("b1", None)];
+    let first = batch[0].trace_id;
+    let results = s.commit_deliveries(batch).await.unwrap();
+    assert_eq!(results.len(), 4, "batch: one result per delivery");
+    assert!(matches!(results[0], CommitResult::Committed { .. }), "batch: new is committed");
+    assert!(matches!(results[1], CommitResult::Duplicate { .. }), "batch: seen before is a duplicate");
+    assert!(matches!(results[2], CommitResult::Committed { .. }), "batch: new is committed");
+    match &results[3] {
+        CommitResult::Duplicate { original, .. } => assert_eq!(*original, first, "batch: in-batch duplicate"),
+        other => panic!("batch: expected an in-batch duplicate, got {other:?}"),
+    }
+    assert!(s.commit_deliveries(Vec::new()).await.unwrap().is_empty(), "batch: empty");
+    let pending = s.pending_deliveries(100).await.unwrap();
+    assert_eq!(pending.len(), 3, "batch: three stored in all");
 }
 
 fn cust(n: u32) -> CustomerId {

@@ -55,6 +55,18 @@ pub trait Store: Send + Sync + 'static {
     /// Returns only after the commit is durable: the caller acknowledges the sender after this.
     async fn commit_delivery(&self, d: NewDelivery) -> Result<CommitResult>;
 
+    /// Commits several deliveries, each as [`Store::commit_delivery`] would (its own dedupe keys; a
+    /// duplicate is reported, not stored), and returns their results in order once all are durable. An
+    /// error means some may not be stored: the caller answers so that the sender retries, and the dedupe
+    /// keys make the retry store only what is missing. Backends may commit them together for throughput.
+    async fn commit_deliveries(&self, ds: Vec<NewDelivery>) -> Result<Vec<CommitResult>> {
+        let mut out = Vec::with_capacity(ds.len());
+        for d in ds {
+            out.push(self.commit_delivery(d).await?);
+        }
+        Ok(out)
+    }
+
     /// The oldest deliveries waiting to be processed, in sequence order.
     async fn pending_deliveries(&self, limit: usize) -> Result<Vec<StoredDelivery>> {
         self.pending_deliveries_after(None, limit).await

@@ -1492,6 +1492,35 @@ impl Store for SqliteStore {
         orx.await.map_err(|_| StoreError::Closed)?
     }
 
+    async fn commit_deliveries(&self, ds: Vec<NewDelivery>) -> Result<Vec<CommitResult>> {
+        if let Some(bad) = ds.iter().flat_map(|d| &d.dedupe_keys).find(|k| k.is_empty() || k.contains('\n')) {
+            return Err(StoreError::Database(format!("dedupe key {bad:?} is empty or contains a newline")));
+        }
+        // Queued back to back, so the writer takes them into the same group commit (up to its group size).
+        let mut replies = Vec::with_capacity(ds.len());
+        for mut d in ds {
+            let (codec, body) = encode_body(std::mem::take(&mut d.body));
+            d.body = body;
+            let (otx, orx) = oneshot::channel();
+            self.log_tx.send(Cmd::Deliver(Box::new(d), codec, otx)).map_err(|_| StoreError::Closed)?;
+            replies.push(orx);
+        }
+        let mut out = Vec::with_capacity(replies.len());
+        let mut first_error = None;
+        for r in replies {
+            match r.await.map_err(|_| StoreError::Closed).and_then(|r| r) {
+                Ok(c) => out.push(c),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
     async fn pending_deliveries_after(
         &self,
         after: Option<i64>,

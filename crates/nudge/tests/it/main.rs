@@ -16,6 +16,8 @@ mod pipelined;
 mod privacy;
 mod reports;
 mod reviews_loyalty;
+mod segment;
+mod segment_sdk;
 mod shopify_transports;
 mod spine;
 
