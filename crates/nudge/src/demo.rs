@@ -72,6 +72,7 @@ struct Fakes {
     hubspot: nudge_testkit::FakeHubSpotHandle,
     /// The second store: BigCommerce's REST API, read behind each callback.
     bigcommerce: nudge_testkit::FakeBigCommerceHandle,
+    yotpo: nudge_testkit::FakeYotpoHandle,
 }
 
 /// The BigCommerce store's client secret (the key of its callbacks' signatures).
@@ -539,6 +540,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .await?,
         bigcommerce: nudge_testkit::FakeBigCommerce::start(nudge_testkit::FakeBigCommerceConfig::default())
             .await?,
+        yotpo: nudge_testkit::FakeYotpo::start(nudge_testkit::FakeYotpoConfig::default()).await?,
     };
 
     let mut cfg = Config::from_toml("", &BTreeMap::new()).expect("defaults are valid");
@@ -566,6 +568,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     cfg.pipeline.checkout_abandon_after = HumanDuration(args.abandon_after);
     cfg.pipeline.timer_tick = HumanDuration(Duration::from_millis(200));
     cfg.flows = Some(demo_flows());
+    crate::demo_signals::configure(&mut cfg, &fakes.yotpo);
 
     // 1. The synthetic store's history, imported and fitted before the server starts.
     let now = OffsetDateTime::now_utc();
@@ -641,6 +644,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let live_secs = live_start.elapsed().as_secs_f64();
     let bigcommerce_acks = demo_bigcommerce(&app, &fakes.bigcommerce).await?;
+    // Storefront browsing, reviews and engagement for twenty of the store's customers.
+    let signal_customers: Vec<(u64, String)> = (0..20u64.min(args.customers as u64))
+        .map(|c| (ID_BASE + c, format!("customer{c}@example.com")))
+        .collect();
+    let signals = crate::demo_signals::play(&app, &fakes.yotpo, &signal_customers).await?;
 
     // 4. Let abandonment timers fire, decide the approval queue (as a marketer would: reject the oldest,
     // approve the rest), and let the outbox drain.
@@ -655,6 +663,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let ok = summarize(&app, &fakes, &tally, live_secs, started, &args, idle).await?;
     print_reports(&app).await?;
     print_bigcommerce(&app, &fakes, bigcommerce_acks).await?;
+    crate::demo_signals::print(&app, &signals).await?;
     demo_erasure(&app, &fakes).await?;
     if args.keep_serving {
         eprintln!("serving on http://{} until Ctrl-C", app.addr);

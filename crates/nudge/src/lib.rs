@@ -25,6 +25,7 @@ pub mod approvals_cli;
 pub mod audit_cli;
 pub mod config;
 pub mod demo;
+pub mod demo_signals;
 pub mod fetch;
 pub mod flows_cli;
 pub mod http;
