@@ -4,8 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-const PURE: [&str; 6] =
-    ["nudge-model", "nudge-ingest", "nudge-state", "nudge-models", "nudge-scoring", "nudge-policy"];
+const PURE: [&str; 7] = [
+    "nudge-model",
+    "nudge-ingest",
+    "nudge-state",
+    "nudge-models",
+    "nudge-scoring",
+    "nudge-policy",
+    "nudge-sentiment",
+];
 const IO_CRATES: [&str; 9] =
     ["tokio", "axum", "hyper", "reqwest", "sqlx", "rusqlite", "mio", "lapin", "redis"];
 
@@ -18,6 +25,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("nudge-models", vec![]),
         ("nudge-scoring", vec!["nudge-model", "nudge-state", "nudge-models"]),
         ("nudge-policy", vec!["nudge-model", "nudge-state"]),
+        ("nudge-sentiment", vec!["nudge-model"]),
         ("nudge-store", vec!["nudge-model"]),
         ("nudge-deliver", vec!["nudge-model"]),
         ("nudge-testkit", vec!["nudge-model", "nudge-ingest", "nudge-deliver"]),
