@@ -21,6 +21,7 @@
 mod envelope;
 mod normalize;
 mod props;
+mod segment_fuzz;
 mod shopify_transports;
 mod source_adobe;
 mod source_bigcommerce;
