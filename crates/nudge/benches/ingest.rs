@@ -92,6 +92,9 @@ fn args(m: &BTreeMap<String, String>) -> Args {
             "timeline",
             "flows",
             "destinations",
+            "source",
+            "drain-orders",
+            "quota",
         ];
         assert!(known.contains(&k.as_str()), "unknown argument --{k}");
     }

@@ -9,8 +9,7 @@
 //! from tasks of the same process, so the figure is what nudge sustains, not the cost of building JSON.
 //! The workers parse and fold the stored messages meanwhile, as in production.
 //!
-//! Measured once, 8 connections, 5 s, `durability = full`, on a 2-core machine busy with other builds:
-//! 56,000 durable messages/s (p50 12 ms, p99 39 ms per 100-message request); the target is 100,000/s.
+//! Results, with the machine and the spread, are in BENCHMARKS.md ("Storefront events: the Segment API").
 
 use nudge::config::{Config, SegmentSourceConfig};
 use std::collections::BTreeMap;
