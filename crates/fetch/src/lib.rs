@@ -49,3 +49,14 @@ pub trait Fetcher: Send + Sync {
     /// request the platform would answer 429.
     async fn fetch(&self, job: &FetchJob) -> FetchOutcome;
 }
+
+/// The HTTP client a fetcher reads its platform's API with: `timeout` per request (connecting within
+/// at most 5 s of it), no redirects (an API answer is never a redirect to follow with credentials).
+pub(crate) fn http_client(platform: &str, timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(std::time::Duration::from_secs(5)))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("{platform} HTTP client: {e}"))
+}

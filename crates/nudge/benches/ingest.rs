@@ -495,29 +495,7 @@ fn main() {
         let count = a.seconds * 40_000;
         let cpu0 = cpu_seconds();
         let started = Instant::now();
-        let r = {
-            let args = vec![
-                ("addr", addr.clone()),
-                ("connections", a.connections.to_string()),
-                ("first", "0".to_string()),
-                ("count", count.to_string()),
-                ("seconds", a.seconds.to_string()),
-            ];
-            tokio::task::spawn_blocking(move || spawn_loadgen(&args)).await.unwrap()
-        };
-        let acked = r["ok"].as_u64().unwrap_or(0);
-        let secs = r["secs"].as_f64().unwrap_or(1.0);
-        println!(
-            "phase 1 (closed loop, {}s): {acked} durable acks, {:.0} acks/s, ack p50 {:.2} ms p99 {:.2} ms \
-             p99.9 {:.2} ms (non-200: {}, connection errors: {})",
-            a.seconds,
-            acked as f64 / secs,
-            r["p50_ms"].as_f64().unwrap_or(0.0),
-            r["p99_ms"].as_f64().unwrap_or(0.0),
-            r["p999_ms"].as_f64().unwrap_or(0.0),
-            r["other_status"],
-            r["errors"],
-        );
+        let (acked, secs) = closed_loop(&addr, &a, count, 0, None).await;
         if m.contains_key("progress") {
             // The backlog once a second while it drains: (deliveries not yet processed, outbox items not yet
             // pushed); shows which stage is behind.
@@ -593,6 +571,34 @@ fn main() {
     drop(fake_rt);
 }
 
+/// Phase 1: `count` requests (numbered from `first`) sent back to back from `a.connections` connections
+/// for `a.seconds` by the load generator; prints and returns the durable acks and the seconds taken.
+async fn closed_loop(addr: &str, a: &Args, count: u64, first: u64, source: Option<&str>) -> (u64, f64) {
+    let mut args = vec![
+        ("addr", addr.to_string()),
+        ("connections", a.connections.to_string()),
+        ("first", first.to_string()),
+        ("count", count.to_string()),
+        ("seconds", a.seconds.to_string()),
+    ];
+    args.extend(source.map(|s| ("source", s.to_string())));
+    let r = tokio::task::spawn_blocking(move || spawn_loadgen(&args)).await.unwrap();
+    let acked = r["ok"].as_u64().unwrap_or(0);
+    let secs = r["secs"].as_f64().unwrap_or(1.0);
+    println!(
+        "phase 1 (closed loop, {}s): {acked} durable acks, {:.0} acks/s, ack p50 {:.2} ms p99 {:.2} ms \
+             p99.9 {:.2} ms (non-200: {}, connection errors: {})",
+        a.seconds,
+        acked as f64 / secs,
+        r["p50_ms"].as_f64().unwrap_or(0.0),
+        r["p99_ms"].as_f64().unwrap_or(0.0),
+        r["p999_ms"].as_f64().unwrap_or(0.0),
+        r["other_status"],
+        r["errors"],
+    );
+    (acked, secs)
+}
+
 /// `--source bigcommerce`: durable acks of thin callbacks, then a fetch drain under the API's quota.
 fn bigcommerce(m: &BTreeMap<String, String>, a: &Args) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -617,30 +623,7 @@ fn bigcommerce(m: &BTreeMap<String, String>, a: &Args) {
         );
         let count = a.seconds * 40_000;
         let started = Instant::now();
-        let r = {
-            let args = vec![
-                ("addr", addr.clone()),
-                ("connections", a.connections.to_string()),
-                ("first", "1".to_string()),
-                ("count", count.to_string()),
-                ("seconds", a.seconds.to_string()),
-                ("source", "bigcommerce".to_string()),
-            ];
-            tokio::task::spawn_blocking(move || spawn_loadgen(&args)).await.unwrap()
-        };
-        let acked = r["ok"].as_u64().unwrap_or(0);
-        let secs = r["secs"].as_f64().unwrap_or(1.0);
-        println!(
-            "phase 1 (closed loop, {}s): {acked} durable acks, {:.0} acks/s, ack p50 {:.2} ms p99 {:.2} ms \
-             p99.9 {:.2} ms (non-200: {}, connection errors: {})",
-            a.seconds,
-            acked as f64 / secs,
-            r["p50_ms"].as_f64().unwrap_or(0.0),
-            r["p99_ms"].as_f64().unwrap_or(0.0),
-            r["p999_ms"].as_f64().unwrap_or(0.0),
-            r["other_status"],
-            r["errors"],
-        );
+        let (_, secs) = closed_loop(&addr, a, count, 1, Some("bigcommerce")).await;
         app.wait_idle(Duration::from_secs(900)).await;
         println!(
             "  every callback processed and its fetch settled {:.1}s after the phase ended ({} API reads)",

@@ -128,6 +128,24 @@ struct Overlay {
     aliases: HashMap<String, (CustomerId, u64)>,
 }
 
+/// What batches in flight wrote for `keys`: taken from the overlay, and those keys removed from `keys`
+/// (what is left is read from the store).
+fn take_in_flight<K, V>(keys: &mut Vec<K>, in_flight: &HashMap<K, (V, u64)>) -> HashMap<K, V>
+where
+    K: std::hash::Hash + Eq + Clone,
+    V: Clone,
+{
+    let mut found = HashMap::new();
+    keys.retain(|k| match in_flight.get(k) {
+        Some((v, _)) => {
+            found.insert(k.clone(), v.clone());
+            false
+        }
+        None => true,
+    });
+    found
+}
+
 fn email_key(email: &str) -> String {
     email.trim().to_lowercase()
 }
@@ -254,14 +272,7 @@ impl Pipeline {
         }
         keys.sort();
         keys.dedup();
-        let mut aliases: HashMap<String, CustomerId> = HashMap::new();
-        keys.retain(|k| match overlay.aliases.get(k) {
-            Some((c, _)) => {
-                aliases.insert(k.clone(), c.clone());
-                false
-            }
-            None => true,
-        });
+        let mut aliases = take_in_flight(&mut keys, &overlay.aliases);
         for a in self.store.resolve_aliases(&keys).await? {
             aliases.insert(a.alias, a.customer);
         }
@@ -298,14 +309,7 @@ impl Pipeline {
             .collect();
         ids.sort();
         ids.dedup();
-        let mut states: HashMap<CustomerId, CustomerState> = HashMap::new();
-        ids.retain(|c| match overlay.states.get(c) {
-            Some((s, _)) => {
-                states.insert(c.clone(), s.clone());
-                false
-            }
-            None => true,
-        });
+        let mut states = take_in_flight(&mut ids, &overlay.states);
         for s in self.store.load_states(&ids).await? {
             let state: CustomerState = serde_json::from_str(&s.state_json)
                 .map_err(|e| StoreError::Corrupt(format!("state of {}: {e}", s.customer)))?;

@@ -45,12 +45,7 @@ enum Attempt {
 
 impl BigCommerceFetcher {
     pub fn new(cfg: BigCommerceFetchConfig) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("bigcommerce HTTP client: {e}"))?;
+        let client = crate::http_client("bigcommerce", cfg.timeout)?;
         Ok(Self { cfg, client, window: Mutex::new(Window::default()) })
     }
 

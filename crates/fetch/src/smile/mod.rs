@@ -90,12 +90,7 @@ impl std::fmt::Debug for SmileFetcher {
 impl SmileFetcher {
     pub fn new(mut cfg: SmileFetchConfig) -> Result<Self, String> {
         cfg.max_per_second = cfg.max_per_second.clamp(1, MAX_PER_SECOND);
-        let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("smile HTTP client: {e}"))?;
+        let client = crate::http_client("smile", cfg.timeout)?;
         Ok(Self { cfg, client, limiter: Mutex::new(Limiter::default()) })
     }
 

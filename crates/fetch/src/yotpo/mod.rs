@@ -128,12 +128,7 @@ enum Step {
 
 impl YotpoFetcher {
     pub fn new(cfg: YotpoFetchConfig) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("yotpo HTTP client: {e}"))?;
+        let client = crate::http_client("yotpo", cfg.timeout)?;
         Ok(Self { cfg, client, state: Mutex::new(State::default()) })
     }
 
