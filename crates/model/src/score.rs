@@ -23,6 +23,9 @@ pub struct ScoreSet {
     pub segment: Segment,
     /// The model version that produced the set as a whole.
     pub model_version: String,
+    /// Text-valued predictions (`preferred_category`, `best_channel`, `next_best_offer`), by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
     #[serde(with = "time::serde::rfc3339")]
     pub scored_at: crate::Timestamp,
 }

@@ -61,6 +61,8 @@ enum Command {
     /// A flow's shadow report (against its baseline rule) or lift report (treated against held out).
     #[command(subcommand)]
     Report(nudge::report_cli::ReportCmd),
+    /// Run a decision model's simulator (known ground truth) and print how the models do on it.
+    Simulate(nudge::simulate_cli::SimulateArgs),
     /// Erase or export one person; the state of erasures at each destination.
     #[command(subcommand)]
     Privacy(nudge::privacy_cli::PrivacyCmd),
@@ -168,6 +170,7 @@ fn main() -> ExitCode {
                 serve(cfg, loader).await
             }
             Command::Demo(args) => nudge::demo::run(args).await,
+            Command::Simulate(args) => nudge::simulate_cli::run(args).await,
             Command::Audit(cmd) => match load() {
                 Ok(cfg) => nudge::audit_cli::audit(&cfg, cmd).await,
                 Err(e) => return config_error(e),

@@ -105,6 +105,10 @@ pub struct FitArgs {
     /// Defaults to the last day in the data (no holdout).
     #[arg(long, value_parser = parse_date_arg, conflicts_with = "summary")]
     pub calibration_end: Option<Date>,
+    /// What to fit: `btyd` (the transaction families below, the default), or a decision model:
+    /// `propensity`, `bandit`, `send_time`, `cold_start` (README, "Decision models").
+    #[arg(long, value_enum, default_value_t = FitFamily::Btyd)]
+    pub family: FitFamily,
     /// The transaction-model families to fit, comma separated (Pareto/NBD is the slowest to fit).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = FamilyArg::ALL)]
     pub families: Vec<FamilyArg>,
@@ -911,7 +915,30 @@ async fn save_version(store: &dyn Store, fitted: Fitted) -> anyhow::Result<(Stri
 // `models fit`.
 // ---------------------------------------------------------------------------------------------------------
 
+/// What `nudge models fit --family` fits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum FitFamily {
+    /// The BTYD transaction families and Gamma-Gamma (churn risk, P(alive), CLV).
+    Btyd,
+    /// Abandonment and 7-day purchase propensity.
+    Propensity,
+    /// The offer bandit's learning, from the offer log.
+    Bandit,
+    /// Best send hour per customer and channel.
+    SendTime,
+    /// New customers' 12-month value.
+    ColdStart,
+}
+
 async fn fit_cmd(cfg: &Config, args: FitArgs) -> anyhow::Result<()> {
+    match args.family {
+        FitFamily::Btyd => {}
+        FitFamily::Propensity => return crate::fit_propensity::fit(cfg, &args).await,
+        FitFamily::Bandit => return crate::fit_bandit::fit(cfg, &args).await,
+        FitFamily::SendTime => return crate::fit_send_time::fit(cfg, &args).await,
+        FitFamily::ColdStart => return crate::fit_cold_start::fit(cfg, &args).await,
+    }
     let unit: TimeUnit = args.unit.into();
     let needs_store = !args.no_save || (args.transactions.is_none() && args.summary.is_none());
     // Phase timings (`RUST_LOG=nudge::models_cli=debug`).

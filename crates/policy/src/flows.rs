@@ -1488,6 +1488,7 @@ mod tests {
             scores: vec![s("churn_risk", churn), s("p_alive", 1.0 - churn / 100.0)],
             segment: Segment::Active,
             model_version: "v1".into(),
+            labels: Default::default(),
             scored_at: NOW,
         }
     }

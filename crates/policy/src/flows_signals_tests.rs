@@ -23,6 +23,7 @@ fn scores() -> ScoreSet {
         }],
         segment: Segment::Active,
         model_version: "v1".into(),
+        labels: Default::default(),
         scored_at: NOW,
     }
 }

@@ -27,6 +27,7 @@ fn scores() -> ScoreSet {
         }],
         segment: Segment::Active,
         model_version: "rules-v1".into(),
+        labels: Default::default(),
         scored_at: NOW,
     }
 }

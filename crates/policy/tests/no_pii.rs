@@ -35,6 +35,7 @@ fn scores() -> ScoreSet {
         scores: vec![s("churn_risk", 72.5), s("p_alive", 0.275), s("predicted_clv", 310.0)],
         segment: Segment::HighValueAtRisk,
         model_version: "v1".into(),
+        labels: Default::default(),
         scored_at: NOW,
     }
 }

@@ -144,7 +144,13 @@ impl Scorer for BtydScorer {
             }
         }
         let segment = segment_for(state, &scores, now, &self.thresholds);
-        Ok(ScoreSet { scores, segment, model_version: self.model.version.clone(), scored_at: now })
+        Ok(ScoreSet {
+            scores,
+            segment,
+            model_version: self.model.version.clone(),
+            labels: Default::default(),
+            scored_at: now,
+        })
     }
 }
 

@@ -73,7 +73,13 @@ impl Scorer for RulesScorer {
             ));
         }
         let segment = segment_for(state, &scores, now, &self.thresholds);
-        Ok(ScoreSet { scores, segment, model_version: RULES_VERSION.into(), scored_at: now })
+        Ok(ScoreSet {
+            scores,
+            segment,
+            model_version: RULES_VERSION.into(),
+            labels: Default::default(),
+            scored_at: now,
+        })
     }
 }
 

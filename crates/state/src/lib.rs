@@ -9,6 +9,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod offers;
 mod signals;
 pub use signals::{
     BrowseEntry, BrowseKind, DayCounts, ENGAGEMENT_DAYS_KEPT, EngagementState, LoyaltyRecord,
@@ -113,6 +114,16 @@ pub struct CustomerState {
     pub loyalty: Option<LoyaltyRecord>,
     #[serde(default, skip_serializing_if = "signals::engagement_is_empty")]
     pub engagement: EngagementState,
+    /// Offers the `choose_offer` flow action made, oldest first (bounded): the guardrails read them and
+    /// an order settles the open ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offers: Vec<offers::OfferRecord>,
+    /// What was known of the customer when they were first seen (for the cold-start value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acquisition: Option<offers::Acquisition>,
+    /// The customer's offset from UTC in minutes, when an event told it (for local send hours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utc_offset_minutes: Option<i16>,
 }
 
 /// What applying one event did.
@@ -169,6 +180,9 @@ impl CustomerState {
             reviews: BTreeMap::new(),
             loyalty: None,
             engagement: EngagementState::default(),
+            offers: Vec::new(),
+            acquisition: None,
+            utc_offset_minutes: None,
         }
     }
 

@@ -575,6 +575,28 @@ pub async fn registry(s: Arc<dyn Store>) {
     assert_eq!(s.active_model_version().await.unwrap().unwrap().id, "v2");
     s.activate_model_version("v1").await.unwrap();
     assert_eq!(s.active_model_version().await.unwrap().unwrap().id, "v1", "roll back");
+    // Each kind has its own active version: a decision family's activation leaves BTYD's alone.
+    for (i, (id, family)) in
+        [("p1", "propensity"), ("p2", "propensity"), ("m1", "pareto_nbd")].iter().enumerate()
+    {
+        s.save_model_version(ModelVersion {
+            id: id.to_string(),
+            family: family.to_string(),
+            created_at_ms: 10 + i as i64,
+            active: false,
+            body: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
+    }
+    s.activate_model_version("p1").await.unwrap();
+    s.activate_model_version("p2").await.unwrap();
+    assert_eq!(s.active_model_version().await.unwrap().unwrap().id, "v1", "BTYD untouched");
+    assert_eq!(s.active_model_version_of("propensity").await.unwrap().unwrap().id, "p2");
+    s.activate_model_version("m1").await.unwrap();
+    assert_eq!(s.active_model_version().await.unwrap().unwrap().id, "m1", "BTYD families share a kind");
+    assert_eq!(s.active_model_version_of("propensity").await.unwrap().unwrap().id, "p2");
+    assert!(s.active_model_version_of("send_time").await.unwrap().is_none());
 }
 
 pub async fn import_is_idempotent(s: Arc<dyn Store>) {

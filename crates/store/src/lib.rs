@@ -192,11 +192,19 @@ pub trait Store: Send + Sync + 'static {
     /// All model versions, newest first.
     async fn model_versions(&self) -> Result<Vec<ModelVersion>>;
 
-    /// Makes one version the only active one.
+    /// Makes one version the only active one of its kind ([`model_kind`]): activating a propensity
+    /// version leaves the active BTYD version active.
     async fn activate_model_version(&self, id: &str) -> Result<()>;
 
-    /// The active version, if any.
-    async fn active_model_version(&self) -> Result<Option<ModelVersion>>;
+    /// The active BTYD version, if any.
+    async fn active_model_version(&self) -> Result<Option<ModelVersion>> {
+        self.active_model_version_of("btyd").await
+    }
+
+    /// The active version of a kind (`btyd`, `propensity`, `bandit`, `send_time`, `cold_start`), if any.
+    async fn active_model_version_of(&self, kind: &str) -> Result<Option<ModelVersion>> {
+        Ok(self.model_versions().await?.into_iter().find(|v| v.active && v.kind() == kind))
+    }
 
     /// Stores a new API token under a unique `name` with its `role` and `hash` (the SHA-256 of the token,
     /// hex; the token itself never reaches the store); returns its id. A name already taken, by a revoked

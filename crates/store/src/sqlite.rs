@@ -2311,20 +2311,30 @@ impl Store for SqliteStore {
     async fn activate_model_version(&self, id: &str) -> Result<()> {
         let id = id.to_string();
         self.write(move |tx| {
-            let exists: Option<String> = tx
-                .query_row("SELECT id FROM model_versions WHERE id = ?1", [&id], |r| r.get(0))
+            let family: Option<String> = tx
+                .query_row("SELECT family FROM model_versions WHERE id = ?1", [&id], |r| r.get(0))
                 .optional()?;
-            if exists.is_none() {
+            let Some(family) = family else {
                 return Err(StoreError::NotFound(format!("model version {id}")));
+            };
+            let kind = crate::types::model_kind(&family).to_string();
+            // Only the versions of the same kind give way.
+            let mut families: Vec<String> = Vec::new();
+            {
+                let mut st = tx.prepare("SELECT DISTINCT family FROM model_versions")?;
+                for f in st.query_map([], |r| r.get::<_, String>(0))? {
+                    let f = f?;
+                    if crate::types::model_kind(&f) == kind {
+                        families.push(f);
+                    }
+                }
             }
-            tx.execute("UPDATE model_versions SET active = (id = ?1)", [&id])?;
+            for f in families {
+                tx.execute("UPDATE model_versions SET active = (id = ?1) WHERE family = ?2", params![id, f])?;
+            }
             Ok(())
         })
         .await
-    }
-
-    async fn active_model_version(&self) -> Result<Option<ModelVersion>> {
-        Ok(self.model_versions().await?.into_iter().find(|v| v.active))
     }
 
     async fn create_token(&self, name: &str, role: &str, hash: &str) -> Result<i64> {

@@ -435,6 +435,22 @@ pub struct ModelVersion {
     pub body: serde_json::Value,
 }
 
+/// The registry families that are decision models, each its own kind (see [`model_kind`]).
+pub const DECISION_FAMILIES: [&str; 4] = ["propensity", "bandit", "send_time", "cold_start"];
+
+/// The registry kind of a family: one version of each kind is active at a time. The BTYD families
+/// (`bgnbd`, `mbgnbd`, `pareto_nbd`) share the kind `btyd`; each decision family is a kind of its own.
+pub fn model_kind(family: &str) -> &str {
+    if DECISION_FAMILIES.contains(&family) { family } else { "btyd" }
+}
+
+impl ModelVersion {
+    /// The version's registry kind ([`model_kind`] of its family).
+    pub fn kind(&self) -> &str {
+        model_kind(&self.family)
+    }
+}
+
 /// An API token as the store keeps it, without its hash: nothing read back from the store can be used to
 /// authenticate. The token itself is never stored; its SHA-256 (hex) is, and is only ever compared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

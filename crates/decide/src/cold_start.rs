@@ -1,0 +1,18 @@
+//! (being written)
+
+use crate::serve::StateModel;
+use nudge_model::{ScoreSet, Timestamp};
+use nudge_state::CustomerState;
+
+/// The labelled rules fallback (placeholder until the fitted model lands: adds nothing).
+pub struct RulesColdStart;
+
+impl StateModel for RulesColdStart {
+    fn family(&self) -> &'static str {
+        crate::families::COLD_START
+    }
+    fn version(&self) -> &str {
+        "rules-cold-start-v1"
+    }
+    fn score(&self, _state: &CustomerState, _now: Timestamp, _out: &mut ScoreSet) {}
+}

@@ -1,0 +1,9 @@
+//! `nudge models fit --family propensity` (being written).
+
+use crate::config::Config;
+use crate::models_cli::FitArgs;
+
+pub async fn fit(cfg: &Config, args: &FitArgs) -> anyhow::Result<()> {
+    let _ = (cfg, args);
+    anyhow::bail!("fitting the propensity family is not available yet")
+}

@@ -1,0 +1,40 @@
+//! What the decision models keep in a customer's state: the offers made to them and how they were
+//! acquired.
+
+use nudge_model::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// One offer a `choose_offer` action made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OfferRecord {
+    /// The flow that made it.
+    pub flow: String,
+    /// The arm chosen (`none`, `free_shipping`, `pct_10`, …).
+    pub arm: String,
+    /// The decision's id in the offer log (stable: the trace and the flow).
+    pub decision_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub decided_at: Timestamp,
+    /// Whether an order settled it (an unsettled offer past its window settles at zero in the log).
+    #[serde(default)]
+    pub settled: bool,
+}
+
+/// What was known about a customer when first seen.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Acquisition {
+    /// The source: a UTM source or referrer domain, the platform's `source_name`, or the intake.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The first product category viewed or bought.
+    #[serde(default)]
+    pub first_category: Option<String>,
+    /// Country code, when an address or context gave one.
+    #[serde(default)]
+    pub country: Option<String>,
+    /// `mobile`, `desktop`, `tablet`, when a storefront context gave one.
+    #[serde(default)]
+    pub device: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub first_seen_at: Option<Timestamp>,
+}
