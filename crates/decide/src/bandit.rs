@@ -867,7 +867,12 @@ pub fn off_policy_value(logged: &[LoggedOutcome], learner: &Learner) -> OpeEstim
     let mut ws = Vec::new();
     let mut matched = 0;
     for o in logged {
-        if !o.explored || o.context.len() != learner.dim || o.propensity.is_nan() || o.propensity <= 0.0 || !o.reward.is_finite() {
+        if !o.explored
+            || o.context.len() != learner.dim
+            || o.propensity.is_nan()
+            || o.propensity <= 0.0
+            || !o.reward.is_finite()
+        {
             continue;
         }
         let w = if learner.greedy(&o.context, None) == o.arm { 1.0 / o.propensity } else { 0.0 };

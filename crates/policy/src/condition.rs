@@ -1681,7 +1681,11 @@ mod tests {
         assert_eq!(e.message, "unknown field `customer.order_count`: did you mean `customer.orders_count`?");
         assert_eq!(e.position, Some((2, 2)));
         let e = err("has(scores.zzz)");
-        assert!(e.message.starts_with("unknown field `scores.zzz` (`scores` has abandon_propensity, best_channel,"), "{e}");
+        assert!(
+            e.message
+                .starts_with("unknown field `scores.zzz` (`scores` has abandon_propensity, best_channel,"),
+            "{e}"
+        );
         let e = err("customer[\"favourite_color\"] == \"red\"");
         assert!(e.message.starts_with("unknown field `customer.favourite_color`"), "{e}");
         let e = err("customer == 1");

@@ -1819,6 +1819,10 @@ impl Store for SqliteStore {
                         f.arm
                     ])?;
                 }
+                // An order settles the offers made before it, never the one it makes itself.
+                for st in &o.offer_settlements {
+                    settle_offers(tx, Some(&st.customer.to_string()), st.order_at_ms, st.value, now_ms)?;
+                }
                 for offer in &o.offers {
                     tx.prepare_cached(
                         "INSERT OR IGNORE INTO offer_log
@@ -1836,9 +1840,6 @@ impl Store for SqliteStore {
                         offer.decided_at_ms,
                         offer.window_end_ms
                     ])?;
-                }
-                for st in &o.offer_settlements {
-                    settle_offers(tx, Some(&st.customer.to_string()), st.order_at_ms, st.value, now_ms)?;
                 }
                 for token in &o.cancel_timers {
                     tx.prepare_cached("DELETE FROM timers WHERE checkout_token = ?1 OR cart_token = ?1")?
