@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// The number of equal-width bins of the calibration table and the ECE.
 pub const CALIBRATION_BINS: usize = 10;
 
-/// One bin of the calibration table: predictions in `[lower, upper)` (the last bin includes 1).
+/// One bin of the calibration table: predictions in `(lower, upper]` (the first bin includes 0).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationBin {
     pub lower: f64,
@@ -166,9 +166,12 @@ pub fn log_loss(labels: &[bool], probs: &[f64]) -> Result<f64, DecideError> {
     Ok(s / labels.len() as f64)
 }
 
-/// The bin of a probability among `bins` equal-width bins of [0, 1] (1 falls in the last).
+/// The bin of a probability among `bins` equal-width bins of [0, 1], as scikit-learn's
+/// `calibration_curve` bins: the number of inner edges `i/bins` strictly below `p`, so a probability on an
+/// edge falls in the lower bin (0 in the first, 1 in the last).
 pub fn bin_of(p: f64, bins: usize) -> usize {
-    ((p * bins as f64).floor().max(0.0) as usize).min(bins - 1)
+    let step = 1.0 / bins as f64;
+    (1..bins).take_while(|&i| i as f64 * step < p).count()
 }
 
 /// The calibration table over `bins` equal-width bins (empty bins are kept, with no means).
@@ -257,5 +260,7 @@ mod tests {
         assert_eq!(bin_of(1.0, 10), 9);
         assert_eq!(bin_of(0.0, 10), 0);
         assert_eq!(bin_of(0.25, 10), 2);
+        assert_eq!(bin_of(0.1, 10), 0);
+        assert_eq!(bin_of(0.1000001, 10), 1);
     }
 }
