@@ -120,11 +120,7 @@ fn check_xy(x: &[f64], d: usize, y: &[bool]) -> Result<(), DecideError> {
         return Err(DecideError::Input("a logistic model needs at least one feature".into()));
     }
     if x.len() != y.len() * d {
-        return Err(DecideError::Input(format!(
-            "{} values for {} rows of {d} features",
-            x.len(),
-            y.len()
-        )));
+        return Err(DecideError::Input(format!("{} values for {} rows of {d} features", x.len(), y.len())));
     }
     if x.iter().any(|v| !v.is_finite()) {
         return Err(DecideError::Input("a feature value is not a finite number".into()));

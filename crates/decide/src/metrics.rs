@@ -63,11 +63,7 @@ impl Metrics {
 
 fn check(labels: &[bool], scores: &[f64]) -> Result<(), DecideError> {
     if labels.len() != scores.len() {
-        return Err(DecideError::Input(format!(
-            "{} labels but {} scores",
-            labels.len(),
-            scores.len()
-        )));
+        return Err(DecideError::Input(format!("{} labels but {} scores", labels.len(), scores.len())));
     }
     if labels.is_empty() {
         return Err(DecideError::Input("no examples to evaluate".into()));
@@ -175,7 +171,11 @@ pub fn bin_of(p: f64, bins: usize) -> usize {
 }
 
 /// The calibration table over `bins` equal-width bins (empty bins are kept, with no means).
-pub fn calibration_table(labels: &[bool], probs: &[f64], bins: usize) -> Result<Vec<CalibrationBin>, DecideError> {
+pub fn calibration_table(
+    labels: &[bool],
+    probs: &[f64],
+    bins: usize,
+) -> Result<Vec<CalibrationBin>, DecideError> {
     check(labels, probs)?;
     if bins == 0 {
         return Err(DecideError::Input("the calibration table needs at least one bin".into()));

@@ -24,7 +24,8 @@ fn metrics_match_scikit_learn() {
     let r = reference();
     for case in r["metrics"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let labels: Vec<bool> = case["labels"].as_array().unwrap().iter().map(|v| v.as_i64() == Some(1)).collect();
+        let labels: Vec<bool> =
+            case["labels"].as_array().unwrap().iter().map(|v| v.as_i64() == Some(1)).collect();
         let scores = floats(&case["scores"]);
         let m = Metrics::evaluate(&labels, &scores).unwrap();
         close(m.auc.unwrap(), case["roc_auc"].as_f64().unwrap(), 1e-12, &format!("{name} AUC"));
@@ -33,12 +34,12 @@ fn metrics_match_scikit_learn() {
         close(m.log_loss, case["log_loss"].as_f64().unwrap(), 1e-9, &format!("{name} log loss"));
         close(m.ece, case["ece"].as_f64().unwrap(), 1e-12, &format!("{name} ECE"));
         let nonempty: Vec<_> = m.calibration.iter().filter(|b| b.count > 0).collect();
-        let counts: Vec<u64> = case["calibration_counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let counts: Vec<u64> =
+            case["calibration_counts"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
         assert_eq!(nonempty.iter().map(|b| b.count).collect::<Vec<_>>(), counts, "{name} bin counts");
-        for (b, (obs, pred)) in nonempty
-            .iter()
-            .zip(floats(&case["calibration_observed"]).into_iter().zip(floats(&case["calibration_predicted"])))
-        {
+        for (b, (obs, pred)) in nonempty.iter().zip(
+            floats(&case["calibration_observed"]).into_iter().zip(floats(&case["calibration_predicted"])),
+        ) {
             close(b.observed_rate.unwrap(), obs, 1e-12, &format!("{name} observed rate"));
             close(b.mean_predicted.unwrap(), pred, 1e-12, &format!("{name} mean predicted"));
         }
