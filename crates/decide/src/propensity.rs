@@ -250,6 +250,7 @@ impl Default for LabelOptions {
 /// The checkout examples of one customer as of `as_of`: each order carrying a checkout or cart token is a
 /// converted checkout (label `false`, at the order's time, the order's total and items as the cart);
 /// each checkout still open `abandon_after_hours` after its last update is abandoned (label `true`).
+/// Checkouts and orders newer than `as_of − abandon_after_hours` are not labelled yet.
 pub fn abandon_examples(
     customer: usize,
     state: &CustomerState,
@@ -258,8 +259,11 @@ pub fn abandon_examples(
     currency: Currency,
 ) -> Vec<Example> {
     let mut out = Vec::new();
+    // Only checkouts whose label window has closed: a recent conversion is as unlabelled as a recent
+    // open checkout (counting one and not the other would bias the newest examples toward conversions).
+    let cutoff = as_of - time::Duration::hours(opts.abandon_after_hours);
     for (id, o) in &state.orders {
-        if o.checkout_token.is_none() && o.cart_token.is_none() || o.created_at > as_of {
+        if o.checkout_token.is_none() && o.cart_token.is_none() || o.created_at > cutoff {
             continue;
         }
         let items = o.items.iter().map(|i| i.quantity).sum();
@@ -267,7 +271,6 @@ pub fn abandon_examples(
         let x = features(state, Some(&view), o.created_at, currency);
         out.push(Example { customer, key: format!("order:{id}"), at: o.created_at, x, label: false });
     }
-    let cutoff = as_of - time::Duration::hours(opts.abandon_after_hours);
     for (token, c) in &state.open_checkouts {
         if c.updated_at > cutoff {
             continue;
@@ -385,9 +388,11 @@ pub fn time_split(examples: &mut [Example], holdout_share: f64) -> usize {
 /// How a head is fitted and gated.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
-    /// The logistic model's inverse regularisation strength (scikit-learn's `C`).
+    /// The logistic model's inverse regularisation strength (scikit-learn's `C`) above [`CV_MAX_ROWS`]
+    /// rows; below, `C` is chosen by cross-validation from [`C_GRID`].
     pub c: f64,
-    /// Time-ordered folds for the out-of-fold scores Platt scaling is fitted on (0 or 1: no calibration).
+    /// Time-ordered folds of the cross-validation that chooses `C` and fits Platt scaling (0 or 1: neither,
+    /// `c` is used and the model is not recalibrated).
     pub calibration_folds: usize,
     /// The sufficiency gate: labelled examples at least.
     pub min_examples: usize,
@@ -434,6 +439,7 @@ pub struct HeadBody {
     pub coef: Vec<f64>,
     pub intercept: f64,
     pub calibration: Platt,
+    /// The `C` the served coefficients were fitted with.
     pub c: f64,
     pub converged: bool,
     /// The examples the served coefficients were fitted on.
@@ -547,46 +553,88 @@ fn matrix(examples: &[&Example], idx: &[usize]) -> (Vec<f64>, Vec<bool>) {
     (x, y)
 }
 
-/// Fits a logistic model on `examples` and Platt scaling on its time-ordered out-of-fold scores.
+/// The values of `C` tried by cross-validation on data sets up to [`CV_MAX_ROWS`] rows.
+pub const C_GRID: [f64; 6] = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0];
+/// Above this many rows the penalty hardly matters: `TrainOptions::c` is used without a search.
+pub const CV_MAX_ROWS: usize = 100_000;
+
+/// Out-of-fold log-odds over contiguous time-ordered folds, each from a model fitted on the other folds
+/// (warm started from `init`). Standardisation is the whole data's, which uses no labels.
+fn out_of_fold(
+    z: &[f64],
+    d: usize,
+    y: &[bool],
+    k: usize,
+    cfg: &LogisticConfig,
+    init: (&[f64], f64),
+) -> Option<Vec<f64>> {
+    let n = y.len();
+    let mut oof = vec![0.0; n];
+    for f in 0..k {
+        let (lo, hi) = (f * n / k, (f + 1) * n / k);
+        let mut zt = Vec::with_capacity((n - (hi - lo)) * d);
+        zt.extend_from_slice(&z[..lo * d]);
+        zt.extend_from_slice(&z[hi * d..]);
+        let yt: Vec<bool> = y[..lo].iter().chain(&y[hi..]).copied().collect();
+        let (w, b, _, _) = logistic::fit_standardized(&zt, d, &yt, cfg, Some(init)).ok()?;
+        for i in lo..hi {
+            oof[i] = b + z[i * d..(i + 1) * d].iter().zip(&w).map(|(a, c)| a * c).sum::<f64>();
+        }
+    }
+    Some(oof)
+}
+
+fn mean_log_loss(log_odds: &[f64], y: &[bool], platt: &Platt) -> f64 {
+    let p: Vec<f64> = log_odds.iter().map(|&s| platt.apply(s)).collect();
+    crate::metrics::log_loss(y, &p).unwrap_or(f64::INFINITY)
+}
+
+/// Fits a logistic model on `examples`. On up to [`CV_MAX_ROWS`] rows, `C` is chosen from [`C_GRID`] by
+/// the out-of-fold log loss of time-ordered folds, and Platt scaling is fitted on the chosen `C`'s
+/// out-of-fold scores — kept only when it lowers their log loss by more than 0.001 (a logistic model
+/// with a well-chosen penalty is usually calibrated already). Returns the head, the `C` used and whether
+/// the final fit converged.
 fn fit_calibrated(
     examples: &[&Example],
     idx: &[usize],
     opts: &TrainOptions,
-) -> Result<(Head, bool), DecideError> {
+) -> Result<(Head, f64, bool), DecideError> {
     let d = idx.len();
     let (x, y) = matrix(examples, idx);
-    let cfg = LogisticConfig { c: opts.c, ..LogisticConfig::default() };
-    let model = logistic::fit(&x, d, &y, &cfg)?;
-    let converged = model.converged;
-    let z = model.standardizer.apply(&x);
+    let standardizer = Standardizer::fit(&x, d);
+    let z = standardizer.apply(&x);
     let k = opts.calibration_folds;
     let n = y.len();
+    let mut c = opts.c;
     let mut platt = Platt::IDENTITY;
-    if k >= 2 && n >= 2 * k {
-        // Contiguous time-ordered folds; each fold's scores come from a model fitted on the others (warm
-        // started from the full fit). Standardisation is the full data's, which uses no labels.
-        let mut oof = vec![0.0; n];
-        let mut ok = true;
-        for f in 0..k {
-            let (lo, hi) = (f * n / k, (f + 1) * n / k);
-            let mut zt = Vec::with_capacity((n - (hi - lo)) * d);
-            zt.extend_from_slice(&z[..lo * d]);
-            zt.extend_from_slice(&z[hi * d..]);
-            let yt: Vec<bool> = y[..lo].iter().chain(&y[hi..]).copied().collect();
-            match logistic::fit_standardized(&zt, d, &yt, &cfg, Some((&model.coef, model.intercept))) {
-                Ok((w, b, _, _)) => {
-                    for i in lo..hi {
-                        oof[i] = b + z[i * d..(i + 1) * d].iter().zip(&w).map(|(a, c)| a * c).sum::<f64>();
-                    }
+    let cv = k >= 2 && n >= 10 * k;
+    let grid: Vec<f64> = if cv && n <= CV_MAX_ROWS { C_GRID.to_vec() } else { vec![opts.c] };
+    let mut best: Option<(f64, f64, Vec<f64>)> = None;
+    if cv {
+        let first = LogisticConfig { c: grid[0], ..LogisticConfig::default() };
+        let (w0, b0, _, _) = logistic::fit_standardized(&z, d, &y, &first, None)?;
+        for &ci in &grid {
+            let cfg = LogisticConfig { c: ci, ..LogisticConfig::default() };
+            if let Some(oof) = out_of_fold(&z, d, &y, k, &cfg, (&w0, b0)) {
+                let loss = mean_log_loss(&oof, &y, &Platt::IDENTITY);
+                if best.as_ref().is_none_or(|b| loss < b.1) {
+                    best = Some((ci, loss, oof));
                 }
-                Err(_) => ok = false,
             }
         }
-        if ok {
-            platt = Platt::fit(&oof, &y).unwrap_or(Platt::IDENTITY);
+    }
+    if let Some((ci, loss, oof)) = best {
+        c = ci;
+        if let Ok(fitted) = Platt::fit(&oof, &y)
+            && mean_log_loss(&oof, &y, &fitted) < loss - 1e-3
+        {
+            platt = fitted;
         }
     }
-    Ok((Head { idx: idx.to_vec(), model, platt }, converged))
+    let cfg = LogisticConfig { c, ..LogisticConfig::default() };
+    let (coef, intercept, iterations, converged) = logistic::fit_standardized(&z, d, &y, &cfg, None)?;
+    let model = Logistic { standardizer, coef, intercept, iterations, converged };
+    Ok((Head { idx: idx.to_vec(), model, platt }, c, converged))
 }
 
 /// Fits one head: first on `train` with the metrics measured on `holdout` (when not empty), then the
@@ -604,7 +652,7 @@ pub fn fit_head(
     let (metrics, ece_uncalibrated) = if ho.is_empty() {
         (None, None)
     } else {
-        let (head, _) = fit_calibrated(&tr, idx, opts)?;
+        let (head, _, _) = fit_calibrated(&tr, idx, opts)?;
         let y: Vec<bool> = ho.iter().map(|e| e.label).collect();
         let raw: Vec<f64> = ho.iter().map(|e| head.log_odds(&e.x)).collect();
         let p: Vec<f64> = raw.iter().map(|&s| head.platt.apply(s)).collect();
@@ -612,7 +660,7 @@ pub fn fit_head(
         (Some(Metrics::evaluate(&y, &p)?), Some(crate::metrics::ece(&y, &p0)?))
     };
     let all: Vec<&Example> = tr.iter().chain(&ho).copied().collect();
-    let (head, converged) = fit_calibrated(&all, idx, opts)?;
+    let (head, c, converged) = fit_calibrated(&all, idx, opts)?;
     let owned = |v: &[&Example]| v.iter().map(|e| (*e).clone()).collect::<Vec<_>>();
     let body = HeadBody {
         features: idx.iter().map(|&i| FEATURES[i].0.to_string()).collect(),
@@ -621,7 +669,7 @@ pub fn fit_head(
         coef: head.model.coef.clone(),
         intercept: head.model.intercept,
         calibration: head.platt,
-        c: opts.c,
+        c,
         converged,
         fitted_on: Span::of(&owned(&all)).expect("a fit has examples"),
         train: if ho.is_empty() { None } else { Span::of(&owned(&tr)) },
