@@ -85,8 +85,8 @@ impl Logistic {
     pub fn decision(&self, row: &[f64]) -> f64 {
         let s = &self.standardizer;
         let mut eta = self.intercept;
-        for i in 0..self.coef.len() {
-            eta += self.coef[i] * (row[i] - s.mean[i]) / s.scale[i];
+        for (((c, v), m), sd) in self.coef.iter().zip(row).zip(&s.mean).zip(&s.scale) {
+            eta += c * (v - m) / sd;
         }
         eta
     }

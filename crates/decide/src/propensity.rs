@@ -38,7 +38,7 @@ pub const FEATURES: [(&str, &str); N_FEATURES] = [
     ("cart_value_log", "ln(1 + the checkout's total), in the model's currency (missing in another currency)"),
     ("cart_items_log", "ln(1 + the number of items in the checkout)"),
     ("prior_orders_log", "ln(1 + valid orders before t)"),
-    ("days_since_last_order_log", "ln(1 + days since the last valid order before t); 0 without one"),
+    ("days_since_last_order_log", "ln(1 + whole days since the last valid order before t); 0 without one"),
     (
         "avg_order_value_log",
         "ln(1 + the mean total of prior orders in the model's currency); 0 without orders, missing when \
@@ -46,7 +46,7 @@ pub const FEATURES: [(&str, &str); N_FEATURES] = [
     ),
     (
         "days_since_first_seen_log",
-        "ln(1 + days since the customer was first seen: acquisition time, first order, first browse or \
+        "ln(1 + whole days since the customer was first seen: acquisition time, first order, first browse or \
          first engagement day before t)",
     ),
     ("views_7d_log", "ln(1 + product views in the 7 days before t)"),
@@ -58,7 +58,7 @@ pub const FEATURES: [(&str, &str); N_FEATURES] = [
     ("click_rate_90d", "clicks per delivered message over the 90 days before t's day; 0 without deliveries"),
     ("email_history", "1 when a message was delivered in those 90 days, else 0"),
     ("other_open_checkouts", "other checkouts still open, updated in the 30 days before t"),
-    ("hour_sin", "sin(2π·h/24), h the hour of t in the customer's time zone (UTC when unknown)"),
+    ("hour_sin", "sin(2π·h/24), h the whole hour of t in the customer's time zone (UTC when unknown)"),
     ("hour_cos", "cos(2π·h/24)"),
     ("weekend", "1 when t falls on a Saturday or Sunday in the customer's time zone"),
     ("returning", "1 when the customer has a valid order before t"),
@@ -97,8 +97,11 @@ pub type Row = [f64; N_FEATURES];
 
 const DAY_S: i64 = 86_400;
 
+/// Whole days between two moments. Times enter the features at day (and hour) resolution on purpose: a
+/// converted checkout's moment is its order's, minutes after the checkout itself, and a finer clock would
+/// let a model tell converted from abandoned checkouts by that gap alone (a label leak).
 fn days_between(earlier: Timestamp, later: Timestamp) -> f64 {
-    ((later - earlier).whole_seconds().max(0)) as f64 / DAY_S as f64
+    ((later - earlier).whole_seconds().max(0) / DAY_S) as f64
 }
 
 /// The feature row of `state` as of `t` (see [`FEATURES`]), for `checkout` when given (else the
@@ -195,7 +198,7 @@ pub fn features(
         .and_then(|m| time::UtcOffset::from_whole_seconds(i32::from(m) * 60).ok())
         .unwrap_or(time::UtcOffset::UTC);
     let local = t.to_offset(offset);
-    let hour = f64::from(local.hour()) + f64::from(local.minute()) / 60.0;
+    let hour = f64::from(local.hour());
     let angle = std::f64::consts::TAU * hour / 24.0;
     x[12] = angle.sin();
     x[13] = angle.cos();
@@ -517,9 +520,13 @@ impl Head {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
-        if !(finite(&b.mean) && finite(&b.coef) && b.scale.iter().all(|s| s.is_finite() && *s > 0.0))
-            || !(b.intercept.is_finite() && b.calibration.a.is_finite() && b.calibration.b.is_finite())
-        {
+        let ok = finite(&b.mean)
+            && finite(&b.coef)
+            && b.scale.iter().all(|s| s.is_finite() && *s > 0.0)
+            && b.intercept.is_finite()
+            && b.calibration.a.is_finite()
+            && b.calibration.b.is_finite();
+        if !ok {
             return Err(DecideError::Body(
                 "a head holds a non-finite parameter or a non-positive scale".into(),
             ));

@@ -40,9 +40,7 @@ use super::{SimArgs, SimReport};
 use crate::metrics::{self, Metrics};
 use crate::propensity::{self, ABANDON_FEATURES, Example, LabelOptions, TrainOptions};
 use nudge_model::{CustomerId, Money, Source, Timestamp};
-use nudge_state::{
-    BrowseEntry, BrowseKind, CheckoutRecord, CustomerState, DayCounts, ItemRecord, OrderRecord,
-};
+use nudge_state::{BrowseEntry, BrowseKind, CheckoutRecord, CustomerState, ItemRecord, OrderRecord};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -95,11 +93,7 @@ pub fn simulate(args: &SimArgs) -> World {
         for day in first_day..args.days {
             let day_start = start + time::Duration::days(i64::from(day));
             if rng.gen_bool(2.0 / 7.0) {
-                let c = st
-                    .engagement
-                    .days
-                    .entry(nudge_state::day_number(day_start))
-                    .or_insert(DayCounts::default());
+                let c = st.engagement.days.entry(nudge_state::day_number(day_start)).or_default();
                 c.sent += 1;
                 c.delivered += 1;
                 if rng.gen_bool(e) {
