@@ -24,6 +24,7 @@ pub mod app;
 pub mod approvals_cli;
 pub mod audit_cli;
 pub mod config;
+pub mod decision_models;
 pub mod demo;
 pub mod demo_signals;
 pub mod fetch;
