@@ -248,7 +248,8 @@ struct ArmStats {
     since_refresh: u64,
 }
 
-/// The serialised learner: the sufficient statistics only (the inverses are rebuilt on load).
+/// The serialised learner: the sufficient statistics, and the inverses as they were (so that a restored
+/// learner makes bit-identical choices; they are checked against `A` on load).
 #[derive(Serialize, Deserialize)]
 struct LearnerBody {
     arms: Vec<Arm>,
@@ -257,16 +258,82 @@ struct LearnerBody {
     lambda: f64,
     alpha: f64,
     v: f64,
+    pool: ArmBody,
     stats: Vec<ArmBody>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct ArmBody {
+    #[serde(with = "exact")]
     a: Vec<f64>,
+    #[serde(with = "exact")]
+    a_inv: Vec<f64>,
+    #[serde(with = "exact")]
     b: Vec<f64>,
     n: u64,
-    sum_r: f64,
-    sum_r2: f64,
+    /// `[Σ r, Σ r²]`.
+    #[serde(with = "exact")]
+    sums: Vec<f64>,
+    since_refresh: u64,
+}
+
+/// Numbers as their shortest round-trip decimal strings: JSON number parsers need not round correctly,
+/// and a restored learner must choose bit-identically.
+mod exact {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|x| format!("{x:?}")))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|t| t.parse::<f64>().map_err(|_| serde::de::Error::custom(format!("not a number: {t:?}"))))
+            .collect()
+    }
+}
+
+impl From<ArmStats> for ArmBody {
+    fn from(s: ArmStats) -> Self {
+        ArmBody {
+            a: s.a,
+            a_inv: s.a_inv,
+            b: s.b,
+            n: s.n,
+            sums: vec![s.sum_r, s.sum_r2],
+            since_refresh: s.since_refresh,
+        }
+    }
+}
+
+impl ArmBody {
+    /// Checks sizes, finiteness and that `A⁻¹` inverts `A` (to 1e-6 relative).
+    fn into_stats(self, d: usize, what: &str) -> Result<ArmStats, DecideError> {
+        let bad = |m: &str| DecideError::Body(format!("bandit learner, {what}: {m}"));
+        if self.a.len() != d * d || self.a_inv.len() != d * d || self.b.len() != d || self.sums.len() != 2 {
+            return Err(bad("statistics of the wrong size"));
+        }
+        if self.a.iter().chain(&self.a_inv).chain(&self.b).chain(&self.sums).any(|v| !v.is_finite()) {
+            return Err(bad("statistics not finite"));
+        }
+        let exact = spd_inverse(&self.a, d).ok_or_else(|| bad("A is not positive definite"))?;
+        let scale = exact.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        if exact.iter().zip(&self.a_inv).any(|(e, g)| (e - g).abs() > 1e-6 * scale) {
+            return Err(bad("the stored inverse does not invert A"));
+        }
+        Ok(ArmStats {
+            a: self.a,
+            a_inv: self.a_inv,
+            b: self.b,
+            theta: vec![0.0; d],
+            rss: 0.0,
+            n: self.n,
+            sum_r: self.sums[0],
+            sum_r2: self.sums[1],
+            since_refresh: self.since_refresh,
+        })
+    }
 }
 
 /// The learner's state: per arm ridge-regression sufficient statistics (`A = λI + Σxxᵀ`, `b = Σ r x`,
@@ -284,7 +351,7 @@ pub struct Learner {
     /// Thompson's posterior scale.
     v: f64,
     /// All arms' outcomes together (`A = λI + Σ_all x xᵀ`): the pooled estimate each arm is shrunk
-    /// toward. Derived from the arms' statistics, so not serialised.
+    /// toward.
     pool: ArmStats,
     stats: Vec<ArmStats>,
 }
@@ -298,11 +365,8 @@ impl From<Learner> for LearnerBody {
             lambda: l.lambda,
             alpha: l.alpha,
             v: l.v,
-            stats: l
-                .stats
-                .into_iter()
-                .map(|s| ArmBody { a: s.a, b: s.b, n: s.n, sum_r: s.sum_r, sum_r2: s.sum_r2 })
-                .collect(),
+            pool: l.pool.into(),
+            stats: l.stats.into_iter().map(ArmBody::from).collect(),
         }
     }
 }
@@ -322,26 +386,17 @@ impl TryFrom<LearnerBody> for Learner {
         if !(body.lambda > 0.0 && body.alpha >= 0.0 && body.v > 0.0) {
             return Err(bad("lambda and v must be positive and alpha non-negative".into()));
         }
-        let mut stats = Vec::with_capacity(body.stats.len());
-        for (arm, s) in body.arms.iter().zip(body.stats) {
-            if s.a.len() != d * d || s.b.len() != d || s.a.iter().chain(&s.b).any(|v| !v.is_finite()) {
-                return Err(bad(format!("arm {}: statistics of the wrong size or not finite", arm.name)));
-            }
-            let a_inv = spd_inverse(&s.a, d)
-                .ok_or_else(|| bad(format!("arm {}: A is not positive definite", arm.name)))?;
-            let st = ArmStats {
-                a: s.a,
-                a_inv,
-                b: s.b,
-                theta: vec![0.0; d],
-                rss: 0.0,
-                n: s.n,
-                sum_r: s.sum_r,
-                sum_r2: s.sum_r2,
-                since_refresh: 0,
-            };
-            stats.push(st);
+        let stats = body
+            .arms
+            .iter()
+            .zip(body.stats)
+            .map(|(arm, s)| s.into_stats(d, &format!("arm {}", arm.name)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut pool = body.pool.into_stats(d, "pooled statistics")?;
+        if pool.n != stats.iter().map(|s| s.n).sum::<u64>() {
+            return Err(bad("the pooled count is not the sum of the arms'".into()));
         }
+        pool.solve(None, body.lambda);
         let mut learner = Learner {
             arms: body.arms,
             policy: body.policy,
@@ -349,10 +404,10 @@ impl TryFrom<LearnerBody> for Learner {
             lambda: body.lambda,
             alpha: body.alpha,
             v: body.v,
-            pool: ArmStats::new(d, body.lambda),
+            pool,
             stats,
         };
-        learner.rebuild_pool();
+        learner.resolve();
         Ok(learner)
     }
 }
@@ -526,37 +581,18 @@ impl Learner {
         self
     }
 
-    /// Rebuilds the pooled statistics from the arms' (`A_pool = λI + Σ_a (A_a − λI)`, `b_pool = Σ b_a`)
-    /// and every estimate.
-    fn rebuild_pool(&mut self) {
-        let d = self.dim;
-        let mut pool = ArmStats::new(d, self.lambda);
-        for s in &self.stats {
-            for (p, a) in pool.a.iter_mut().zip(&s.a) {
-                *p += a;
-            }
-            for i in 0..d {
-                pool.a[i * d + i] -= self.lambda;
-            }
-            for (p, b) in pool.b.iter_mut().zip(&s.b) {
-                *p += b;
-            }
-            pool.n += s.n;
-            pool.sum_r += s.sum_r;
-            pool.sum_r2 += s.sum_r2;
-        }
-        pool.a_inv = spd_inverse(&pool.a, d).unwrap_or_else(|| pool.a_inv.clone());
-        pool.solve(None, self.lambda);
-        self.pool = pool;
-        self.resolve();
-    }
-
     /// Re-solves every arm toward the current pooled estimate.
     fn resolve(&mut self) {
         let m = self.pool.theta.clone();
         for s in &mut self.stats {
             s.solve(Some(&m), self.lambda);
         }
+    }
+
+    /// The same statistics under another policy.
+    pub fn with_policy(mut self, policy: PolicyKind) -> Learner {
+        self.policy = policy;
+        self
     }
 
     /// Sets LinUCB's width (posterior sds above the mean).
@@ -924,7 +960,12 @@ pub fn off_policy_value(logged: &[LoggedOutcome], learner: &Learner) -> OpeEstim
     let mut ws = Vec::new();
     let mut matched = 0;
     for o in logged {
-        if !o.explored || o.context.len() != learner.dim || o.propensity.is_nan() || o.propensity <= 0.0 || !o.reward.is_finite() {
+        if !o.explored
+            || o.context.len() != learner.dim
+            || o.propensity.is_nan()
+            || o.propensity <= 0.0
+            || !o.reward.is_finite()
+        {
             continue;
         }
         let w = if learner.greedy(&o.context, None) == o.arm { 1.0 / o.propensity } else { 0.0 };

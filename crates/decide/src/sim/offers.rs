@@ -297,7 +297,11 @@ pub fn run(args: &SimArgs, decisions: usize) -> OffersResult {
 
 /// Runs the scenario ([`DECISIONS`] decisions per policy) and evaluates the policies on it.
 pub fn evaluate(args: &SimArgs) -> SimReport {
-    let r = run(args, DECISIONS);
+    render(args, &run(args, DECISIONS))
+}
+
+/// The table and JSON of a run.
+pub fn render(args: &SimArgs, r: &OffersResult) -> SimReport {
     let uniform = r.regret("uniform");
     let eps = r.regret("epsilon_greedy");
     let mut text = format!(
