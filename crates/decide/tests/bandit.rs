@@ -136,7 +136,14 @@ fn thompson_propensity_agrees_with_the_frequency_of_its_choices() {
 #[test]
 fn two_arm_win_probability_has_its_closed_form() {
     // P(X₁ > X₂) = Φ((μ₁ − μ₂) / √(s₁² + s₂²)).
-    for &(m1, s1, m2, s2) in &[(1.0, 1.0, 0.0, 1.0), (0.0, 0.3, 0.2, 2.0), (5.0, 0.01, 4.99, 0.02)] {
+    for &(m1, s1, m2, s2) in &[
+        (1.0, 1.0, 0.0, 1.0),
+        (0.0, 0.3, 0.2, 2.0),
+        (5.0, 0.01, 4.99, 0.02),
+        (0.0, 2.0, 0.2, 0.01),
+        (0.0, 5.0, -3.0, 0.001),
+        (10.0, 0.5, 12.0, 40.0),
+    ] {
         let p = win_probability(&[(m1, s1), (m2, s2)], 0);
         let z: f64 = (m1 - m2) / (s1 * s1 + s2 * s2).sqrt();
         let want = 0.5 * statrs::function::erf::erfc(-z / std::f64::consts::SQRT_2);

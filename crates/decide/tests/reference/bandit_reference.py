@@ -14,7 +14,7 @@ import numpy as np
 from scipy import integrate, stats
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LAMBDA, NU0, V, ALPHA = 1.0, 2.0, 0.5, 1.0
+LAMBDA, NU0, V, ALPHA = 1.0, 20.0, 0.5, 1.0
 D, K, N = 4, 3, 300
 
 rng = np.random.default_rng(20261204)
