@@ -86,7 +86,7 @@ fn bandit() {
     println!(
         "seed  uniform  ε-greedy  LinUCB (÷ε, ÷unif)     Thompson (÷ε, ÷unif)   +holdout  OPE IPS [95 %]        TRUE   s"
     );
-    for seed in 1..=5 {
+    for seed in 1..=10 {
         let start = Instant::now();
         let r = offers::run(&SimArgs { customers: 10_000, days: 90, seed }, offers::DECISIONS);
         let (u, e, l, t, h) = (

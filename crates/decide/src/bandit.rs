@@ -186,10 +186,13 @@ pub fn context_features(state: &CustomerState, now: Timestamp, propensity: Optio
     x
 }
 
-/// What a `choose_offer` action never does.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// What a `choose_offer` action never does. Unknown keys are refused; the default limits nothing
+/// (`max_discount_pct` 100).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Guardrails {
     /// Arms with a larger discount are never chosen.
+    #[serde(default = "no_discount_limit")]
     pub max_discount_pct: f64,
     /// 0 = no limit; an arm with a cost is not chosen when the customer's last costly offer is more
     /// recent than this many days.
@@ -204,6 +207,22 @@ pub struct Guardrails {
     pub margin_floor_pct: Option<f64>,
     #[serde(default)]
     pub margin_pct: Option<f64>,
+}
+
+fn no_discount_limit() -> f64 {
+    100.0
+}
+
+impl Default for Guardrails {
+    fn default() -> Self {
+        Guardrails {
+            max_discount_pct: no_discount_limit(),
+            min_days_between_offers: 0,
+            skip_if_propensity_above: None,
+            margin_floor_pct: None,
+            margin_pct: None,
+        }
+    }
 }
 
 impl Guardrails {

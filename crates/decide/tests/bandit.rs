@@ -269,6 +269,25 @@ fn all_arms() -> Vec<Arm> {
 }
 
 #[test]
+fn guardrails_parse_with_defaults_and_refuse_unknown_keys() {
+    let g: Guardrails = serde_json::from_str(
+        r#"{"max_discount_pct": 15, "min_days_between_offers": 14, "skip_if_propensity_above": 0.8}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (g.max_discount_pct, g.min_days_between_offers, g.skip_if_propensity_above),
+        (15.0, 14, Some(0.8))
+    );
+    let none: Guardrails = serde_json::from_str("{}").unwrap();
+    assert_eq!(none, Guardrails::default());
+    assert!(
+        none.eligible(&all_arms(), &state(), now(), Some(0.99)).iter().all(|&e| e),
+        "the default limits nothing"
+    );
+    assert!(serde_json::from_str::<Guardrails>(r#"{"max_discount": 15}"#).is_err());
+}
+
+#[test]
 fn guardrail_max_discount() {
     let g = Guardrails { max_discount_pct: 15.0, ..Guardrails::default() };
     assert_eq!(g.eligible(&all_arms(), &state(), now(), None), vec![true, true, true, true, true, false]);
