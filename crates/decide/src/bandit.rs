@@ -21,6 +21,8 @@
 //!   audit's propensity is reproducible; about 40–80 evaluations of the integrand.
 //! - LinUCB: the largest `μ + α s` (deterministic; propensity 1).
 //!
+//! Defaults: λ = 1, v = 0.5, α = 1 (v = 1 explored too much on the simulator; see BENCHMARKS.md).
+//!
 //! **Holdout.** With probability `explore_holdout_percent / 100` the choice is uniform over the eligible
 //! arms instead and marked `explored`; its propensity is then `1 / eligible` (propensities are
 //! conditional on the branch the decision took, which `explored` records). [`off_policy_value`]
@@ -776,7 +778,7 @@ impl Learner {
             let cheapest = (0..k)
                 .min_by(|&a, &b| {
                     let (x, y) = (&self.arms[a], &self.arms[b]);
-                    (x.discount_pct, x.fixed_cost).partial_cmp(&(y.discount_pct, y.fixed_cost)).unwrap()
+                    x.discount_pct.total_cmp(&y.discount_pct).then(x.fixed_cost.total_cmp(&y.fixed_cost))
                 })
                 .expect("a learner has arms");
             return choice(cheapest, 1.0, false, true, estimates);

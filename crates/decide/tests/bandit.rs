@@ -6,7 +6,7 @@
 use nudge_decide::bandit::*;
 use nudge_model::{CustomerId, Money, Source};
 use nudge_state::offers::OfferRecord;
-use nudge_state::{CheckoutRecord, CustomerState, OrderRecord};
+use nudge_state::{CheckoutRecord, CustomerState, DayCounts, OrderRecord};
 use serde_json::Value;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -396,8 +396,16 @@ fn context_features_from_a_customer_state() {
             abandoned: false,
         },
     );
+    // Human opens and clicks in the last 30 days (machine opens and older days do not count).
+    let today = nudge_state::day_number(now());
+    s.engagement
+        .days
+        .insert(today - 2, DayCounts { opened: 2, clicked: 1, machine_opened: 9, ..DayCounts::default() });
+    s.engagement.days.insert(today - 29, DayCounts { opened: 1, ..DayCounts::default() });
+    s.engagement.days.insert(today - 45, DayCounts { opened: 7, ..DayCounts::default() });
     let x = context_features(&s, now(), None);
     assert_eq!((x[1], x[2], x[8], x[9]), (0.0, 1.0, 0.5, 0.0));
+    assert!((x[5] - 5f64.ln() / 31f64.ln()).abs() < 1e-12, "engagement {}", x[5]);
     // A new customer.
     let x = context_features(&state(), now(), Some(0.1));
     assert_eq!(x, vec![1.0, 0.1, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
