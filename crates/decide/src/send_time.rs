@@ -314,8 +314,10 @@ impl SendTimeModel {
             let ok = |v: &[f64]| v.len() == 24 && v.iter().all(|x| x.is_finite() && *x >= 0.0);
             if !ok(&p.population)
                 || !p.segments.values().all(|s| ok(s))
-                || p.strength.is_nan() || p.strength <= 0.0
-                || p.bandwidth.is_nan() || p.bandwidth < 0.0
+                || p.strength.is_nan()
+                || p.strength <= 0.0
+                || p.bandwidth.is_nan()
+                || p.bandwidth < 0.0
             {
                 return Err(DecideError::Body(format!("send_time: channel {c} has a malformed prior")));
             }
