@@ -284,6 +284,16 @@ fn to_hours(v: &[f64]) -> Hours {
 pub struct SendTimeModel {
     pub version_id: String,
     pub body: SendTimeBody,
+    /// Per channel, the kernel and the priors smoothed with it (computed once: serving then smooths only
+    /// the customer's non-zero hours).
+    smoothed: BTreeMap<String, Smoothed>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Smoothed {
+    kernel: Hours,
+    population: Hours,
+    segments: BTreeMap<String, Hours>,
 }
 
 /// What a `send_time` version stores.
@@ -325,7 +335,25 @@ impl SendTimeModel {
         if body.channels.is_empty() {
             return Err(DecideError::Body("send_time: no channel priors".into()));
         }
-        Ok(SendTimeModel { version_id: version_id.to_string(), body })
+        Ok(SendTimeModel::new(version_id, body))
+    }
+
+    /// A model from a fitted body (what [`SendTimeModel::from_body`] returns after checking it).
+    pub fn new(version_id: &str, body: SendTimeBody) -> SendTimeModel {
+        let smoothed = body
+            .channels
+            .iter()
+            .map(|(c, p)| {
+                let sm = |v: &[f64]| smooth(&to_hours(v), p.bandwidth);
+                let s = Smoothed {
+                    kernel: kernel(p.bandwidth),
+                    population: sm(&p.population),
+                    segments: p.segments.iter().map(|(k, v)| (k.clone(), sm(v))).collect(),
+                };
+                (c.clone(), s)
+            })
+            .collect();
+        SendTimeModel { version_id: version_id.to_string(), body, smoothed }
     }
 
     pub fn to_body(&self) -> Value {
@@ -340,11 +368,10 @@ impl SendTimeModel {
         segment: Option<&str>,
     ) -> Option<(usize, String)> {
         let prior = self.body.channels.get(channel)?;
-        let (pi, from) = prior.prior_for(segment);
-        let zero = [0.0; 24];
-        let c = counts.unwrap_or(&zero);
-        let n: f64 = c.iter().sum();
-        let theta = posterior(c, &pi, prior.strength);
+        let seg = segment.filter(|s| prior.segments.contains_key(*s));
+        let (hour, n) = self.best_hour(channel, counts, seg)?;
+        let from =
+            seg.map_or_else(|| "the population's hours".to_string(), |s| format!("the {s} segment's hours"));
         let why = if n > 0.0 {
             format!(
                 "{n:.0} human opens and clicks shrunk toward {from} (strength {:.1}, smoothing {:.1} h)",
@@ -353,7 +380,33 @@ impl SendTimeModel {
         } else {
             format!("no opens or clicks yet: the peak of {from}")
         };
-        Some((smoothed_mode(&theta, prior.bandwidth), why))
+        Some((hour, why))
+    }
+
+    /// The lookup alone: one channel's best local hour for local-hour `counts` and the customer's segment,
+    /// with the number of engagements it rests on; `None` when the version has no prior for the channel.
+    pub fn best_hour(
+        &self,
+        channel: &str,
+        counts: Option<&Hours>,
+        segment: Option<&str>,
+    ) -> Option<(usize, f64)> {
+        let strength = self.body.channels.get(channel)?.strength;
+        let sm = self.smoothed.get(channel)?;
+        // The mode of smooth((n + α·π) / (N + α)) is that of smooth(n) + α·smooth(π): smoothing is linear.
+        let sp = segment.and_then(|s| sm.segments.get(s)).unwrap_or(&sm.population);
+        let mut theta = [0.0; 24];
+        for (t, p) in theta.iter_mut().zip(sp) {
+            *t = strength * p;
+        }
+        let mut n = 0.0;
+        for (h, c) in counts.into_iter().flat_map(|c| c.iter().enumerate()).filter(|(_, c)| **c > 0.0) {
+            n += c;
+            for (j, t) in theta.iter_mut().enumerate() {
+                *t += c * sm.kernel[(j + 24 - h) % 24];
+            }
+        }
+        Some((mode(&theta), n))
     }
 }
 
@@ -369,49 +422,26 @@ impl StateModel for SendTimeModel {
         let counts = local_channel_counts(state, shift);
         let tz = describe_offset(shift, source);
         let segment = state.acquisition.as_ref().and_then(|a| a.device.as_deref());
-        for c in counts.keys() {
-            match self.channel_hour(c, counts.get(c), segment) {
-                Some((h, why)) => add_score(
-                    out,
-                    &channel_score_name(c),
-                    h as f64,
-                    &self.version_id,
-                    format!("{c}: {why}; {tz}"),
-                ),
-                None => {
-                    let (h, why) = RulesSendTime::hour(counts.get(c));
-                    add_score(
-                        out,
-                        &channel_score_name(c),
-                        h as f64,
-                        RULES_VERSION,
-                        format!("{c}: the version has no {c} prior, rules: {why}; {tz}"),
-                    )
-                }
-            }
-        }
         let main = best_channel(&counts)
             .map(|(c, _)| c)
             .unwrap_or_else(|| counts.keys().next().cloned().unwrap_or_else(|| "email".to_string()));
-        match self.channel_hour(&main, counts.get(&main), segment) {
-            Some((h, why)) => add_score(
-                out,
-                names::BEST_SEND_HOUR,
-                h as f64,
-                &self.version_id,
-                format!("{main}: {why}; {tz}"),
-            ),
+        let answer = |c: &str| match self.channel_hour(c, counts.get(c), segment) {
+            Some((h, why)) => (h, self.version_id.as_str(), format!("{c}: {why}; {tz}")),
             None => {
-                let (h, why) = RulesSendTime::hour(counts.get(&main));
-                add_score(
-                    out,
-                    names::BEST_SEND_HOUR,
-                    h as f64,
-                    RULES_VERSION,
-                    format!("{main}: the version has no {main} prior, rules: {why}; {tz}"),
-                )
+                let (h, why) = RulesSendTime::hour(counts.get(c));
+                (h, RULES_VERSION, format!("{c}: the version has no {c} prior, rules: {why}; {tz}"))
             }
+        };
+        let mut best = None;
+        for c in counts.keys() {
+            let (h, version, why) = answer(c);
+            if *c == main {
+                best = Some((h, version, why.clone()));
+            }
+            add_score(out, &channel_score_name(c), h as f64, version, why);
         }
+        let (h, version, why) = best.unwrap_or_else(|| answer(&main));
+        add_score(out, names::BEST_SEND_HOUR, h as f64, version, why);
         add_labels(state, now, &counts, out);
     }
 }

@@ -116,7 +116,7 @@ fn the_fitted_model_shrinks_thin_data_toward_the_segment_and_round_trips() {
     let few = send_time::fit(&refs[..10], &Default::default()).unwrap();
     assert_eq!(few.sufficiency["ok"], false);
     assert!(few.sufficiency["reason"].as_str().unwrap().contains("10 customers"));
-    let model = SendTimeModel { version_id: "v1".into(), body };
+    let model = SendTimeModel::new("v1", body);
     let again = SendTimeModel::from_body("v1", &model.to_body()).unwrap();
     assert_eq!(again, model);
     // A new mobile customer without opens gets the segment's 20:00.

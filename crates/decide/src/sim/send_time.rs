@@ -198,7 +198,7 @@ pub fn evaluate(args: &SimArgs) -> SimReport {
         Ok(body) => {
             let strength = body.channels.get("email").map(|c| (c.strength, c.bandwidth));
             let metrics = body.metrics.clone();
-            let model = SendTimeModel { version_id: "sim".into(), body };
+            let model = SendTimeModel::new("sim", body);
             (Some(open_rate(&model, &w, Some(STORE_OFFSET_MINUTES))), strength, metrics)
         }
         Err(_) => (None, None, serde_json::Value::Null),
