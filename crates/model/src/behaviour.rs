@@ -104,6 +104,33 @@ pub struct Behaviour {
     /// A custom event's properties as sent (`null` for the spec's events, whose fields are above).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub properties: serde_json::Value,
+    /// What the sender's context said about the visitor (absent in events stored before it existed).
+    #[serde(default, skip_serializing_if = "VisitorContext::is_empty")]
+    pub context: VisitorContext,
+}
+
+/// What a storefront message's context tells about the visitor: where they came from, where they are and
+/// on what. Every field optional; the state keeps the first of each as the customer's acquisition facts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitorContext {
+    /// The campaign source (`utm_source`), else the referrer's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The country as the sender's location gave it (a code or a name, as sent, trimmed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// `mobile`, `tablet` or `desktop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The visitor's offset from UTC at the event's time, in minutes (from the context's time zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utc_offset_minutes: Option<i16>,
+}
+
+impl VisitorContext {
+    pub fn is_empty(&self) -> bool {
+        self == &VisitorContext::default()
+    }
 }
 
 /// Who a visitor or storefront user is: a Segment `identify` or `alias`. Links the ids it names to one
@@ -273,6 +300,7 @@ mod tests {
             value: None,
             url: None,
             properties: serde_json::Value::Null,
+            context: VisitorContext::default(),
         });
         assert_eq!(e.kind(), "product_viewed");
         let json = serde_json::to_value(&e).unwrap();

@@ -29,7 +29,7 @@ pub mod score;
 pub use audit::{AuditRecord, AuditStage, TerminalState};
 pub use behaviour::{
     Behaviour, BehaviourKind, BehaviourProduct, Engagement, EngagementKind, Identity, Loyalty, Review,
-    ReviewSentiment,
+    ReviewSentiment, VisitorContext,
 };
 pub use decision::{Action, AttrValue, Decision};
 pub use event::{

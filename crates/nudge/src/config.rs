@@ -87,6 +87,9 @@ pub struct ModelsConfig {
     /// The scheduled refit does not activate a version whose churn lift quality on the holdout is lower
     /// than the active version's on the same holdout by more than this (0.05 = 5 points).
     pub refit_max_quality_drop: f64,
+    /// The store's offset from UTC in minutes (e.g. 60 for UTC+1), which the send-time model assumes for
+    /// customers whose own time zone no event told; unset: UTC.
+    pub store_utc_offset_minutes: Option<i16>,
 }
 
 impl Default for ModelsConfig {
@@ -97,6 +100,7 @@ impl Default for ModelsConfig {
             max_chi_square_ratio: rules.max_chi_square_ratio,
             refit_holdout: HumanDuration(Duration::from_secs(91 * 86_400)),
             refit_max_quality_drop: 0.05,
+            store_utc_offset_minutes: None,
         }
     }
 }

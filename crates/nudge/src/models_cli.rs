@@ -1550,8 +1550,8 @@ async fn activate_cmd(cfg: &Config, id: &str, force: bool) -> anyhow::Result<()>
             "model version {id} is a record of what the offer bandit learned; the bandit learns online, nothing to activate"
         );
     }
-    if v.family == nudge_decide::families::PROPENSITY {
-        nudge_decide::propensity::PropensityModel::from_body(&v.id, &v.body).map_err(|e| anyhow!("{e}"))?;
+    if nudge_store::DECISION_FAMILIES.contains(&v.family.as_str()) {
+        crate::decision_models::model_of(&v)?;
     } else {
         scorer_of(&v)?;
     }
@@ -1579,6 +1579,24 @@ async fn report_cmd(cfg: &Config, id: &str, out: Option<PathBuf>, json_out: bool
     let v = find_version(&*store, id).await?;
     if v.family == nudge_decide::families::PROPENSITY {
         return crate::fit_propensity::report(&v, json_out);
+    }
+    if v.family == nudge_decide::families::SEND_TIME || v.family == nudge_decide::families::COLD_START {
+        if json_out {
+            println!("{}", serde_json::to_string_pretty(&v.body)?);
+        } else {
+            println!(
+                "model version {} ({}), {}",
+                v.id,
+                v.family,
+                if v.active { "active" } else { "inactive" }
+            );
+            for key in ["training_window", "features", "metrics", "sufficiency", "data_digest"] {
+                if let Some(x) = v.body.get(key) {
+                    println!("{key}: {}", serde_json::to_string_pretty(x)?);
+                }
+            }
+        }
+        return Ok(());
     }
     if v.family == nudge_decide::families::BANDIT {
         if json_out {

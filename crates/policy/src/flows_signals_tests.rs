@@ -52,6 +52,7 @@ fn behaviour(
         value: None,
         url: None,
         properties: serde_json::Value::Null,
+        context: Default::default(),
     })
 }
 

@@ -12,8 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 pub mod offers;
 mod signals;
 pub use signals::{
-    BrowseEntry, BrowseKind, DayCounts, ENGAGEMENT_DAYS_KEPT, EngagementState, LoyaltyRecord,
-    MAX_BROWSE_ENTRIES, MAX_SEEN_ENGAGEMENTS, ReviewRecord, ReviewSummary, phone_alias,
+    ADD_WEIGHT, BrowseEntry, BrowseKind, CATEGORY_HALF_LIFE_DAYS, DayCounts, ENGAGEMENT_DAYS_KEPT,
+    EngagementState, LoyaltyRecord, MAX_BROWSE_ENTRIES, MAX_SEEN_ENGAGEMENTS, PURCHASE_WEIGHT, ReviewRecord,
+    ReviewSummary, phone_alias,
 };
 
 /// Schema version of the persisted state, so stored states can be migrated.
@@ -192,7 +193,15 @@ impl CustomerState {
         if event.customer().is_some_and(|c| c != &self.customer) {
             return Applied::NotApplicable;
         }
-        let applied = match event {
+        // When the customer was first seen (orders, checkouts and the platform's customer record count;
+        // behaviour events fold their own facts in `apply_behaviour`).
+        let seen_at = match event {
+            Event::OrderUpserted(o) | Event::OrderCancelled(o) => Some(o.created_at),
+            Event::CheckoutUpserted(c) => Some(c.created_at),
+            Event::CustomerUpserted(c) => c.created_at,
+            _ => None,
+        };
+        let mut applied = match event {
             Event::OrderUpserted(o) => self.apply_order(o, false),
             Event::OrderCancelled(o) => self.apply_order(o, true),
             Event::CheckoutUpserted(c) => self.apply_checkout(c),
@@ -252,6 +261,12 @@ impl CustomerState {
             Event::LoyaltyChanged(l) => self.apply_loyalty(l),
             Event::Engagement(e) => self.apply_engagement(e),
         };
+        if let Some(at) = seen_at
+            && !matches!(applied, Applied::Stale { .. })
+            && self.note_acquisition(at, None, None)
+        {
+            applied = Applied::Changed;
+        }
         if applied == Applied::Changed {
             self.revision += 1;
         }

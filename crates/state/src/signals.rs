@@ -9,7 +9,7 @@
 use crate::{Applied, CustomerState, day_number};
 use nudge_model::{
     Behaviour, BehaviourKind, CustomerId, Engagement, EngagementKind, Identity, Loyalty, MarketingConsent,
-    Review, Timestamp,
+    Review, Timestamp, VisitorContext,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -30,6 +30,9 @@ pub enum BrowseKind {
     Removed,
     CartViewed,
     Searched,
+    /// A product in a storefront `Order Completed` (the commerce platform's order stays the order's record;
+    /// this keeps what was bought with its category, for the preferred category).
+    Purchased,
 }
 
 /// One storefront action kept for flows and features.
@@ -42,6 +45,9 @@ pub struct BrowseEntry {
     pub product_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// The product's category, when the event named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     /// The dedupe key: the sender's message id, or what the event is made of without one.
     pub key: String,
 }
@@ -106,6 +112,10 @@ pub struct EngagementState {
     /// Human opens by hour of day (UTC), for a send-time model.
     #[serde(default)]
     pub open_hours: [u32; 24],
+    /// Human engagement (opens without machine opens, and clicks) by channel (`email`, `sms`, `push`) and
+    /// hour of day (UTC): what the send-time model learns each channel's best hour from.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub channel_hours: BTreeMap<String, [u32; 24]>,
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub last_engaged_at: Option<Timestamp>,
     #[serde(default)]
@@ -177,26 +187,35 @@ fn behaviour_entry(b: &Behaviour) -> Option<Vec<BrowseEntry>> {
         BehaviourKind::ProductRemoved => BrowseKind::Removed,
         BehaviourKind::CartViewed => BrowseKind::CartViewed,
         BehaviourKind::Search => BrowseKind::Searched,
+        BehaviourKind::OrderCompleted if !b.products.is_empty() => BrowseKind::Purchased,
         _ => return None,
     };
     let base =
         b.message_id.clone().unwrap_or_else(|| format!("{}:{}", b.kind.as_str(), b.at.unix_timestamp()));
-    let products: Vec<Option<String>> = match kind {
-        BrowseKind::Viewed | BrowseKind::Added | BrowseKind::Removed if !b.products.is_empty() => {
-            b.products.iter().map(|p| p.product_id.clone().or_else(|| p.sku.clone())).collect()
+    let products: Vec<(Option<String>, Option<String>)> = match kind {
+        BrowseKind::Viewed | BrowseKind::Added | BrowseKind::Removed | BrowseKind::Purchased
+            if !b.products.is_empty() =>
+        {
+            b.products
+                .iter()
+                .map(|p| {
+                    (p.product_id.clone().or_else(|| p.sku.clone()), clean_category(p.category.as_deref()))
+                })
+                .collect()
         }
-        _ => vec![None],
+        _ => vec![(None, None)],
     };
     let n = products.len();
     Some(
         products
             .into_iter()
             .enumerate()
-            .map(|(i, product_id)| BrowseEntry {
+            .map(|(i, (product_id, category))| BrowseEntry {
                 kind,
                 at: b.at,
                 key: if n == 1 { base.clone() } else { format!("{base}#{i}") },
                 product_id,
+                category,
                 query: b.query.clone().filter(|_| kind == BrowseKind::Searched),
             })
             .collect(),
@@ -234,12 +253,23 @@ impl CustomerState {
         {
             changed |= self.aliases.insert(a.to_string());
         }
+        let newest = self.last_active_at.is_none_or(|t| t <= b.at);
+        if let Some(entries) = behaviour_entry(b) {
+            changed |= insert_browse(&mut self.browse, entries);
+        }
+        // The newest event's time zone wins (people travel; offsets change with daylight saving time).
+        if let Some(offset) = b.context.utc_offset_minutes
+            && (newest || self.utc_offset_minutes.is_none())
+            && self.utc_offset_minutes != Some(offset)
+        {
+            self.utc_offset_minutes = Some(offset);
+            changed = true;
+        }
+        let category = b.products.iter().find_map(|p| clean_category(p.category.as_deref()));
+        changed |= self.note_acquisition(b.at, Some(&b.context), category.as_deref());
         if self.last_active_at.is_none_or(|t| t < b.at) {
             self.last_active_at = Some(b.at);
             changed = true;
-        }
-        if let Some(entries) = behaviour_entry(b) {
-            changed |= insert_browse(&mut self.browse, entries);
         }
         if changed { Applied::Changed } else { Applied::Unchanged }
     }
@@ -352,6 +382,12 @@ impl CustomerState {
         }
         let human =
             matches!(e.kind, EngagementKind::Clicked) || (e.kind == EngagementKind::Opened && !e.machine);
+        if human {
+            let h = e.at.to_offset(time::UtcOffset::UTC).hour() as usize;
+            let channel = e.channel.trim().to_ascii_lowercase();
+            let channel = if channel.is_empty() { "email".to_string() } else { channel };
+            eng.channel_hours.entry(channel).or_insert([0; 24])[h] += 1;
+        }
         if human && eng.last_engaged_at.is_none_or(|t| t < e.at) {
             eng.last_engaged_at = Some(e.at);
         }
@@ -457,6 +493,12 @@ impl CustomerState {
         for (h, n) in theirs.open_hours.iter().enumerate() {
             mine.open_hours[h] += n;
         }
+        for (channel, hours) in theirs.channel_hours {
+            let m = mine.channel_hours.entry(channel).or_insert([0; 24]);
+            for (h, n) in hours.iter().enumerate() {
+                m[h] += n;
+            }
+        }
         mine.last_engaged_at = mine.last_engaged_at.max(theirs.last_engaged_at);
         if theirs.suppressed && mine.suppressed_at.is_none_or(|t| theirs.suppressed_at.is_some_and(|o| o < t))
         {
@@ -505,9 +547,96 @@ impl CustomerState {
         if self.sms_consent == MarketingConsent::Unknown {
             self.sms_consent = other.sms_consent;
         }
+        if let Some(theirs) = other.acquisition {
+            let facts = VisitorContext {
+                source: theirs.source,
+                country: theirs.country,
+                device: theirs.device,
+                utc_offset_minutes: None,
+            };
+            if let Some(at) = theirs.first_seen_at {
+                self.note_acquisition(at, Some(&facts), theirs.first_category.as_deref());
+            }
+        }
+        if self.utc_offset_minutes.is_none() {
+            self.utc_offset_minutes = other.utc_offset_minutes;
+        }
         self.revision += 1;
     }
 }
+
+/// A category as the state keeps it: trimmed, `None` when empty.
+fn clean_category(c: Option<&str>) -> Option<String> {
+    c.map(str::trim).filter(|c| !c.is_empty()).map(str::to_string)
+}
+
+impl CustomerState {
+    /// Folds what an event at `at` tells about how the customer was acquired: `first_seen_at` is the
+    /// earliest event time seen; each fact (source, country, device, first category) comes from the
+    /// earliest event that carried it as far as arrival order tells: a fact missing so far is taken from
+    /// any event, and an event earlier than every one seen before replaces the facts it carries. True when
+    /// anything changed.
+    pub(crate) fn note_acquisition(
+        &mut self,
+        at: Timestamp,
+        context: Option<&VisitorContext>,
+        category: Option<&str>,
+    ) -> bool {
+        let acq = self.acquisition.get_or_insert_with(Default::default);
+        let before = acq.clone();
+        let earliest = acq.first_seen_at.is_none_or(|t| at < t);
+        if earliest {
+            acq.first_seen_at = Some(at);
+        }
+        let take = |slot: &mut Option<String>, v: Option<&str>| {
+            if let Some(v) = v
+                && (earliest || slot.is_none())
+            {
+                *slot = Some(v.to_string());
+            }
+        };
+        if let Some(c) = context {
+            take(&mut acq.source, c.source.as_deref());
+            take(&mut acq.country, c.country.as_deref());
+            take(&mut acq.device, c.device.as_deref());
+        }
+        take(&mut acq.first_category, category);
+        *acq != before
+    }
+
+    /// The preferred product category: every kept browse entry with a category counts, a purchase 5, a
+    /// cart add 2, a view 1 (removals count nothing), each weighted by `0.5^(age / 30 days)` at `now`
+    /// (entries after `now` count as new). Ties go to the category seen most recently. `None` without any
+    /// categorised entry. The entries are those the state keeps (the newest 200, within the pipeline's
+    /// browse retention), so this is a preference over recent behaviour.
+    pub fn preferred_category(&self, now: Timestamp) -> Option<(String, f64)> {
+        let mut weights: BTreeMap<&str, (f64, Timestamp)> = BTreeMap::new();
+        for e in &self.browse {
+            let Some(c) = e.category.as_deref() else { continue };
+            let w = match e.kind {
+                BrowseKind::Purchased => PURCHASE_WEIGHT,
+                BrowseKind::Added => ADD_WEIGHT,
+                BrowseKind::Viewed => 1.0,
+                _ => continue,
+            };
+            let age_days = ((now - e.at).as_seconds_f64() / 86_400.0).max(0.0);
+            let slot = weights.entry(c).or_insert((0.0, e.at));
+            slot.0 += w * 0.5f64.powf(age_days / CATEGORY_HALF_LIFE_DAYS);
+            slot.1 = slot.1.max(e.at);
+        }
+        weights
+            .into_iter()
+            .max_by(|a, b| a.1.0.total_cmp(&b.1.0).then(a.1.1.cmp(&b.1.1)))
+            .map(|(c, (w, _))| (c.to_string(), w))
+    }
+}
+
+/// How much a purchase counts toward the preferred category, against a view's 1.
+pub const PURCHASE_WEIGHT: f64 = 5.0;
+/// How much a cart add counts toward the preferred category, against a view's 1.
+pub const ADD_WEIGHT: f64 = 2.0;
+/// The half-life of a browse entry's weight toward the preferred category.
+pub const CATEGORY_HALF_LIFE_DAYS: f64 = 30.0;
 
 pub(crate) fn engagement_is_empty(e: &EngagementState) -> bool {
     e.is_empty()

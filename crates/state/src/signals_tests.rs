@@ -25,6 +25,7 @@ fn view(id: &str, product: &str, at: Timestamp) -> Event {
         value: None,
         url: None,
         properties: serde_json::Value::Null,
+        context: Default::default(),
     })
 }
 
@@ -85,7 +86,10 @@ fn browse_views_are_kept_in_time_order_once_and_bounded() {
         s.apply(&view(&format!("x{i}"), "p3", datetime!(2026-05-03 00:00 UTC) + time::Duration::minutes(i)));
     }
     assert_eq!(s.browse.len(), MAX_BROWSE_ENTRIES);
-    // Older than all a full list keeps: dropped, the state unchanged.
+    // Older than all a full list keeps: dropped from the list; it only moves the first-seen time earlier.
+    assert_eq!(s.apply(&view("old", "p9", datetime!(2026-04-01 10:00 UTC))), Applied::Changed);
+    assert!(s.browse.iter().all(|e| e.product_id.as_deref() != Some("p9")));
+    assert_eq!(s.acquisition.as_ref().unwrap().first_seen_at, Some(datetime!(2026-04-01 10:00 UTC)));
     assert_eq!(s.apply(&view("old", "p9", datetime!(2026-04-01 10:00 UTC))), Applied::Unchanged);
     assert!(s.prune_browse(datetime!(2026-05-03 03:00 UTC)));
     assert!(s.browse.iter().all(|e| e.at >= datetime!(2026-05-03 03:00 UTC)));
@@ -213,4 +217,172 @@ fn merge_keeps_the_history_of_both() {
         "consent":"unknown","orders":{},"open_checkouts":{},"revision":3}"#;
     let st: CustomerState = serde_json::from_str(old).unwrap();
     assert!(st.browse.is_empty() && st.aliases.is_empty() && !st.engagement.suppressed);
+}
+
+fn behaviour(
+    id: &str,
+    kind: BehaviourKind,
+    products: &[(&str, Option<&str>)],
+    context: nudge_model::VisitorContext,
+    at: Timestamp,
+) -> Event {
+    let Event::Behaviour(mut b) = view(id, "x", at) else { unreachable!() };
+    b.kind = kind;
+    b.products = products
+        .iter()
+        .map(|(p, c)| BehaviourProduct {
+            product_id: Some(p.to_string()),
+            category: c.map(str::to_string),
+            ..Default::default()
+        })
+        .collect();
+    b.context = context;
+    Event::Behaviour(b)
+}
+
+fn ctx(source: Option<&str>, country: Option<&str>, offset: Option<i16>) -> nudge_model::VisitorContext {
+    nudge_model::VisitorContext {
+        source: source.map(Into::into),
+        country: country.map(Into::into),
+        device: None,
+        utc_offset_minutes: offset,
+    }
+}
+
+#[test]
+fn human_engagement_is_counted_per_channel_and_hour_without_machine_opens() {
+    let mut s = CustomerState::new(cust());
+    s.apply(&engagement("o1", EngagementKind::Opened, false, datetime!(2026-05-01 09:10 UTC)));
+    s.apply(&engagement("o2", EngagementKind::Opened, true, datetime!(2026-05-01 03:10 UTC)));
+    s.apply(&engagement("c1", EngagementKind::Clicked, false, datetime!(2026-05-01 09:40 UTC)));
+    s.apply(&engagement("d1", EngagementKind::Delivered, false, datetime!(2026-05-01 08:00 UTC)));
+    let Event::Engagement(mut push) =
+        engagement("p1", EngagementKind::Opened, false, datetime!(2026-05-02 19:00 UTC))
+    else {
+        unreachable!()
+    };
+    push.channel = "Push".into();
+    s.apply(&Event::Engagement(push.clone()));
+    s.apply(&Event::Engagement(push));
+    let email = s.engagement.channel_hours["email"];
+    assert_eq!((email[9], email[3], email.iter().sum::<u32>()), (2, 0, 2));
+    assert_eq!(s.engagement.channel_hours["push"][19], 1);
+    let mut other = CustomerState::new("anon:v1".parse().unwrap());
+    other.apply(&Event::Engagement(Engagement {
+        customer: "anon:v1".parse().unwrap(),
+        ..match engagement("o9", EngagementKind::Opened, false, datetime!(2026-05-03 09:00 UTC)) {
+            Event::Engagement(e) => e,
+            _ => unreachable!(),
+        }
+    }));
+    s.merge(other);
+    assert_eq!(s.engagement.channel_hours["email"][9], 3);
+}
+
+#[test]
+fn acquisition_facts_come_from_the_earliest_events_that_carry_them() {
+    let mut s = CustomerState::new(cust());
+    let t1 = datetime!(2026-05-01 10:00 UTC);
+    let t2 = datetime!(2026-05-02 10:00 UTC);
+    // The later event arrives first: its facts fill the empty acquisition.
+    let later = behaviour(
+        "b2",
+        BehaviourKind::ProductViewed,
+        &[("p2", Some("Shoes"))],
+        ctx(Some("newsletter"), Some("DE"), Some(120)),
+        t2,
+    );
+    assert_eq!(s.apply(&later), Applied::Changed);
+    assert_eq!(s.utc_offset_minutes, Some(120));
+    // The earlier one replaces the facts it carries and keeps the others.
+    let earlier = behaviour(
+        "b1",
+        BehaviourKind::ProductViewed,
+        &[("p1", Some(" Hats "))],
+        ctx(Some("google"), None, Some(60)),
+        t1,
+    );
+    assert_eq!(s.apply(&earlier), Applied::Changed);
+    let a = s.acquisition.clone().unwrap();
+    assert_eq!(a.first_seen_at, Some(t1));
+    assert_eq!(a.source.as_deref(), Some("google"));
+    assert_eq!(a.country.as_deref(), Some("DE"));
+    assert_eq!(a.first_category.as_deref(), Some("Hats"));
+    // The newest event's offset is the one kept.
+    assert_eq!(s.utc_offset_minutes, Some(120));
+    assert_eq!(s.apply(&earlier), Applied::Unchanged);
+    // An order before both moves the first-seen time and keeps the facts (it carries none).
+    let mut o = order_at(datetime!(2026-04-20 08:00 UTC));
+    o.customer = Some(cust());
+    assert_eq!(s.apply(&Event::OrderUpserted(o)), Applied::Changed);
+    let a = s.acquisition.clone().unwrap();
+    assert_eq!(
+        (a.first_seen_at, a.source.as_deref()),
+        (Some(datetime!(2026-04-20 08:00 UTC)), Some("google"))
+    );
+}
+
+fn order_at(at: Timestamp) -> nudge_model::Order {
+    nudge_model::Order {
+        id: "o1".into(),
+        name: None,
+        customer: None,
+        email: None,
+        created_at: at,
+        updated_at: at,
+        cancelled_at: None,
+        total: nudge_model::Money::parse("10.00", "EUR").unwrap(),
+        financial_status: None,
+        line_items: vec![],
+        checkout_token: None,
+        cart_token: None,
+        accepts_marketing: None,
+    }
+}
+
+#[test]
+fn the_preferred_category_weighs_purchases_over_views_and_decays_with_age() {
+    let mut s = CustomerState::new(cust());
+    let now = datetime!(2026-06-01 00:00 UTC);
+    assert_eq!(s.preferred_category(now), None);
+    for i in 0..4 {
+        s.apply(&behaviour(
+            &format!("v{i}"),
+            BehaviourKind::ProductViewed,
+            &[("p1", Some("Hats"))],
+            ctx(None, None, None),
+            now - time::Duration::days(1),
+        ));
+    }
+    // One purchase (weight 5) outweighs four fresh views (weight 4).
+    s.apply(&behaviour(
+        "o1",
+        BehaviourKind::OrderCompleted,
+        &[("p2", Some("Shoes")), ("p3", None)],
+        ctx(None, None, None),
+        now - time::Duration::days(1),
+    ));
+    let (c, w) = s.preferred_category(now).unwrap();
+    assert_eq!(c, "Shoes");
+    assert!((w - 5.0 * 0.5f64.powf(1.0 / 30.0)).abs() < 1e-12);
+    assert_eq!(s.browse.iter().filter(|e| e.kind == BrowseKind::Purchased).count(), 2);
+    // Sixty days later the same purchase is worth a quarter: four newer views win.
+    let mut old = CustomerState::new(cust());
+    old.apply(&behaviour(
+        "o1",
+        BehaviourKind::OrderCompleted,
+        &[("p2", Some("Shoes"))],
+        ctx(None, None, None),
+        now - time::Duration::days(60),
+    ));
+    for i in 0..2 {
+        old.apply(&behaviour(
+            &format!("v{i}"),
+            BehaviourKind::ProductViewed,
+            &[("p1", Some("Hats"))],
+            ctx(None, None, None),
+            now,
+        ));
+    }
+    assert_eq!(old.preferred_category(now).unwrap().0, "Hats");
 }

@@ -110,6 +110,7 @@ pub fn simulate(args: &SimArgs) -> World {
                     at,
                     product_id: Some(format!("p{}", rng.gen_range(0..50))),
                     query: None,
+                    category: None,
                     key: format!("v{i}-{}", st.browse.len()),
                 });
             }
@@ -132,6 +133,7 @@ pub fn simulate(args: &SimArgs) -> World {
                     at: a,
                     product_id: Some(format!("p{}", rng.gen_range(0..50))),
                     query: None,
+                    category: None,
                     key: format!("a{i}-{}", st.browse.len()),
                 });
                 adds_at.push(a);

@@ -4,7 +4,7 @@ use super::timestamp::parse_lenient;
 use crate::source::{Inbound, Parsed, Rejection, Source, StoredView, Verified};
 use nudge_model::{
     Behaviour, BehaviourKind, BehaviourProduct, CustomerId, Event, Identity, MarketingConsent, Money, Review,
-    Source as IdSource,
+    Source as IdSource, VisitorContext,
 };
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -127,6 +127,8 @@ impl SegmentSource {
             .and_then(|p| p.get("url"))
             .and_then(Value::as_str)
             .map(str::to_string);
+        let visitor =
+            m.get("context").and_then(Value::as_object).map(|c| visitor_context(c, at)).unwrap_or_default();
         let behaviour = |kind: BehaviourKind, name: String| -> Result<Behaviour, String> {
             Ok(Behaviour {
                 customer: customer()?,
@@ -143,6 +145,7 @@ impl SegmentSource {
                 value: None,
                 url: str_at(props, "url").map(str::to_string).or_else(|| page_url.clone()),
                 properties: Value::Null,
+                context: visitor.clone(),
             })
         };
         match kind {
@@ -350,6 +353,57 @@ fn product(p: &Map<String, Value>, currency: &str) -> BehaviourProduct {
             _ => None,
         }),
     }
+}
+
+/// What a message's `context` says about the visitor: the campaign source (`campaign.source`, else the
+/// referrer's host from `referrer.url` or `page.referrer`), the country (`location.country`), the device
+/// class (`device.type` `ios`/`android` is mobile; else from `userAgent`: `iPad` or `Tablet` is tablet,
+/// `Mobi`, `iPhone` or `Android` is mobile, anything else desktop) and the UTC offset at `at` of the IANA
+/// time zone in `timezone` (an unknown zone name gives none).
+fn visitor_context(c: &Map<String, Value>, at: nudge_model::Timestamp) -> VisitorContext {
+    fn nonempty(v: Option<&Value>) -> Option<&str> {
+        v.and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+    }
+    let at_path = |a: &str, b: &str| nonempty(c.get(a).and_then(|o| o.get(b)));
+    let host = |url: &str| {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+        let host = host.split(':').next().unwrap_or("").trim_start_matches("www.").to_ascii_lowercase();
+        (!host.is_empty()).then_some(host)
+    };
+    let source = at_path("campaign", "source")
+        .map(|s| s.to_ascii_lowercase())
+        .or_else(|| at_path("referrer", "url").or(at_path("page", "referrer")).and_then(host));
+    let device = match at_path("device", "type").map(str::to_ascii_lowercase).as_deref() {
+        Some("ios" | "android" | "mobile") => Some("mobile".to_string()),
+        Some("tablet") => Some("tablet".to_string()),
+        _ => nonempty(c.get("userAgent")).map(|ua| {
+            if ua.contains("iPad") || ua.contains("Tablet") {
+                "tablet"
+            } else if ua.contains("Mobi") || ua.contains("iPhone") || ua.contains("Android") {
+                "mobile"
+            } else {
+                "desktop"
+            }
+            .to_string()
+        }),
+    };
+    VisitorContext {
+        source,
+        country: at_path("location", "country").map(str::to_string),
+        device,
+        utc_offset_minutes: nonempty(c.get("timezone")).and_then(|z| utc_offset_minutes(z, at)),
+    }
+}
+
+/// The offset from UTC, in minutes, of the IANA time zone `zone` at `at`.
+fn utc_offset_minutes(zone: &str, at: nudge_model::Timestamp) -> Option<i16> {
+    use chrono::{Offset, TimeZone};
+    let tz: chrono_tz::Tz = zone.parse().ok()?;
+    let utc = chrono::DateTime::from_timestamp(at.unix_timestamp(), 0)?.naive_utc();
+    let seconds = tz.offset_from_utc_datetime(&utc).fix().local_minus_utc();
+    i16::try_from(seconds / 60).ok()
 }
 
 /// Money from a JSON number (or a numeric string), in `currency`.

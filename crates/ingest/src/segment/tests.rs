@@ -293,3 +293,40 @@ fn every_stored_message_parses_alone() {
         assert!(matches!(SegmentSource::default().parse_message(&m.body), Parsed::Events(_)), "{}", m.topic);
     }
 }
+
+#[test]
+fn the_context_gives_the_visitors_source_country_device_and_utc_offset() {
+    let src = SegmentSource::default();
+    let msg = |context: Value, ts: &str| {
+        let e = events(
+            &src,
+            json!({"type":"page","anonymousId":"a-1","messageId":"m1","timestamp":ts,"context":context}),
+        );
+        let Event::Behaviour(b) = &e[0] else { panic!() };
+        b.context.clone()
+    };
+    let c = msg(
+        json!({"campaign":{"source":"Newsletter"},"location":{"country":" DE "},"timezone":"Europe/Berlin",
+        "userAgent":"Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148"}),
+        "2026-07-01T10:00:00Z",
+    );
+    assert_eq!(c.source.as_deref(), Some("newsletter"));
+    assert_eq!(c.country.as_deref(), Some("DE"));
+    assert_eq!(c.device.as_deref(), Some("mobile"));
+    // Summer time in Berlin is UTC+2, winter time UTC+1.
+    assert_eq!(c.utc_offset_minutes, Some(120));
+    let c = msg(json!({"timezone":"Europe/Berlin"}), "2026-01-15T10:00:00Z");
+    assert_eq!(c.utc_offset_minutes, Some(60));
+    let c = msg(json!({"timezone":"Asia/Kolkata","device":{"type":"android"}}), "2026-01-15T10:00:00Z");
+    assert_eq!((c.utc_offset_minutes, c.device.as_deref()), (Some(330), Some("mobile")));
+    // A referrer's host when there is no campaign; an unknown zone gives no offset.
+    let c = msg(
+        json!({"page":{"referrer":"https://www.Google.com/search?q=x"},"timezone":"Mars/Olympus",
+        "userAgent":"Mozilla/5.0 (Windows NT 10.0; Win64; x64)"}),
+        "2026-01-15T10:00:00Z",
+    );
+    assert_eq!(c.source.as_deref(), Some("google.com"));
+    assert_eq!(c.utc_offset_minutes, None);
+    assert_eq!(c.device.as_deref(), Some("desktop"));
+    assert!(msg(json!({"library":{"name":"analytics.js"}}), "2026-01-15T10:00:00Z").is_empty());
+}

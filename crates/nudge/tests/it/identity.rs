@@ -41,6 +41,7 @@ fn view(n: u32, customer: CustomerId) -> Event {
         value: None,
         url: None,
         properties: serde_json::Value::Null,
+        context: Default::default(),
     })
 }
 
