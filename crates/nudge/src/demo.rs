@@ -10,8 +10,9 @@
 //!
 //! Its flows are the two built-in ones written out, plus `vip_thanks` (its first five decisions wait for
 //! approval; the demo rejects the oldest and approves the rest) and `winback_shadow`, a flow a marketing
-//! team would add and run in shadow first: its decisions are recorded and audited, nothing is sent. The
-//! summary counts every flow's decisions by status.
+//! team would add and run in shadow first: its decisions are recorded and audited, nothing is sent; and
+//! `abandoned_offer`, whose offer bandit chooses an offer arm for each abandoned checkout. The summary
+//! counts every flow's decisions by status and the offers by arm.
 
 use crate::app::App;
 use crate::config::{Config, HumanDuration};
@@ -117,6 +118,18 @@ frequency_cap = "1/7d"
 baseline = "customer.days_since_last_order > 90.0"
 actions = [
   { type = "track_event", destination = "klaviyo", metric = "AI Winback", properties = { tier = "scores.segment" } },
+]
+
+# Offers on abandoned checkouts: the offer bandit picks an arm for each customer within the guardrails
+# (10 % of customers held out as the control group the campaign report compares with; 5 % of choices
+# made at random, for the off-policy estimate). The arm rides on the event as `ai_offer`.
+[[flows]]
+name = "abandoned_offer"
+trigger = "checkout_abandoned"
+holdout_percent = 10
+actions = [
+  { type = "choose_offer", arms = ["none", "content_only", "free_shipping", "pct_10"], policy = "thompson", guardrails = { max_discount_pct = 15, min_days_between_offers = 14 }, explore_holdout_percent = 5, window = "7d", shipping_cost = 6.0 },
+  { type = "track_event", destination = "klaviyo", metric = "AI Checkout Offer" },
 ]
 
 # A thank-you to repeat buyers whose first decisions wait for a person: the demo approves all but one of
@@ -662,6 +675,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let ok = summarize(&app, &fakes, &tally, live_secs, started, &args, idle).await?;
     print_reports(&app).await?;
+    print_offers(&app).await?;
     print_bigcommerce(&app, &fakes, bigcommerce_acks).await?;
     crate::demo_signals::print(&app, &signals).await?;
     demo_erasure(&app, &fakes).await?;
@@ -709,6 +723,26 @@ async fn demo_erasure(app: &App, fakes: &Fakes) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The offers `abandoned_offer` made, by arm: how many, how many an order settled so far, and how many
+/// came from the random holdout.
+async fn print_offers(app: &crate::app::App) -> anyhow::Result<()> {
+    let offers = app.store().offers_of_flow("abandoned_offer").await?;
+    println!();
+    println!("offers chosen by abandoned_offer ({} sent):", offers.len());
+    println!("  {:<14} {:>7} {:>10} {:>9}", "arm", "offers", "converted", "explored");
+    let mut arms: std::collections::BTreeMap<&str, (usize, usize, usize)> = Default::default();
+    for o in &offers {
+        let e = arms.entry(o.arm.as_str()).or_default();
+        e.0 += 1;
+        e.1 += usize::from(o.outcome_value.is_some_and(|v| v > 0.0));
+        e.2 += usize::from(o.explored);
+    }
+    for (arm, (n, converted, explored)) in arms {
+        println!("  {arm:<14} {n:>7} {converted:>10} {explored:>9}");
+    }
+    Ok(())
 }
 
 /// The shadow report of `winback_shadow` against its baseline rule, and its lift against its holdout, with
