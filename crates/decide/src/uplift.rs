@@ -371,6 +371,10 @@ fn drivers(treated: &[&Unit], names: &[String], opts: &Options) -> Vec<Driver> {
         if pos.len() < opts.min_class.max(2) || neg.len() < opts.min_class.max(2) {
             continue;
         }
+        // A constant feature separates nothing (its variance may still round above zero).
+        if pos.iter().chain(&neg).all(|v| *v == pos[0]) {
+            continue;
+        }
         let (Some(auc), Some(smd)) = (univariate_auc(&pos, &neg), standardized_mean_difference(&pos, &neg))
         else {
             continue;
@@ -392,6 +396,9 @@ fn drivers(treated: &[&Unit], names: &[String], opts: &Options) -> Vec<Driver> {
     out.truncate(opts.top_drivers);
     out
 }
+
+/// A driver is named in the summary only when its AUC is at least this far from 0.5.
+pub const NOTABLE_AUC: f64 = 0.05;
 
 /// What the summary's sentences name.
 #[derive(Debug, Clone, PartialEq)]
@@ -537,14 +544,24 @@ pub fn summary(ctx: &SummaryContext<'_>, a: &Analysis) -> String {
         let named: Vec<String> = a
             .drivers
             .iter()
+            .filter(|d| (d.auc - 0.5).abs() >= NOTABLE_AUC)
             .take(3)
             .map(|d| format!("{} ({} among responders, AUC {:.2})", d.feature, d.direction, d.auc))
             .collect();
-        let _ = write!(
-            s,
-            "Among the treated, those who ordered differed most in {} — associations, not effects of the campaign.",
-            named.join(", ")
-        );
+        if named.is_empty() {
+            let _ = write!(
+                s,
+                "No feature known at decision time separates the treated who ordered from the others noticeably \
+                 (every AUC within {NOTABLE_AUC} of 0.5)."
+            );
+        } else {
+            let _ = write!(
+                s,
+                "Among the treated, those who ordered differed most in {} — associations, not effects of the \
+                 campaign.",
+                named.join(", ")
+            );
+        }
     }
     s.trim_end().to_string()
 }

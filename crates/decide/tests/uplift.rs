@@ -301,7 +301,7 @@ fn empty_groups_give_no_interval_and_say_why() {
 fn drivers_need_both_classes_and_skip_constant_features() {
     let mut units = population(400, &Truth { effect_loyal: 0.0, effect_lapsed: 0.0 }, 5);
     for u in &mut units {
-        u.features.push(Some(1.0)); // constant
+        u.features.push(Some(20.0 / 3.0)); // constant (whose computed variance rounds above zero)
         u.features.push(u.converted.then_some(2.0)); // known for responders only
     }
     let mut n = names();
@@ -315,4 +315,11 @@ fn drivers_need_both_classes_and_skip_constant_features() {
     );
     let a = uplift::analyse(&units, &n, &Newcombe, &Options { top_drivers: 1, ..Options::default() });
     assert_eq!(a.drivers.len(), 1);
+    // A driver that barely separates is listed but not named in the summary as what set responders apart.
+    let mut a = uplift::analyse(&units, &n, &Newcombe, &Options::default());
+    for d in &mut a.drivers {
+        d.auc = 0.5 + (d.auc - 0.5).signum() * 0.02;
+    }
+    let s = uplift::summary(&ctx(), &a);
+    assert!(s.contains("No feature known at decision time separates") && !s.contains("differed most"), "{s}");
 }

@@ -272,6 +272,7 @@ async fn campaign_report_from_a_store_of_decisions_and_orders() {
         assert!(orders.auc > 0.55, "{orders:?}");
         assert_eq!(driver("score.churn_risk").map(|d| d.direction), Some("lower"), "{:?}", a.drivers);
         assert!(a.drivers.len() <= 5);
+        assert!(driver("days_since_last_order").is_none(), "every last order was 20 days before: constant");
 
         // JSON keys, HTML with two plots.
         let json = serde_json::to_value(&r).unwrap();
