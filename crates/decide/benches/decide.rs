@@ -1,42 +1,173 @@
-//! Benchmarks of the decision models, hand-timed (release build):
-//! `cargo bench -p nudge-decide --bench decide -- [--only NAME]`. Each section is its own function.
+//! Benchmarks of the decision models, hand-timed on one thread. Each family has its own section,
+//! selected with `--only NAME` (all sections run without it).
+//!
+//! Run with `cargo bench -p nudge-decide --bench decide -- [--only propensity] [section options]`.
 
-use std::hint::black_box;
 use std::time::Instant;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
-    let wanted = |name: &str| only.as_deref().is_none_or(|o| o == name);
-    if wanted("uplift") {
-        uplift();
+    let wants = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if wants("propensity") {
+        propensity::run(&args);
+    }
+    if wants("uplift") {
+        uplift::run();
     }
 }
 
-/// Median and spread (min–max) of `runs` timings of `f`, in milliseconds.
-fn time_ms(runs: usize, mut f: impl FnMut()) -> (f64, f64, f64) {
-    let mut ms: Vec<f64> = (0..runs)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    ms.sort_by(f64::total_cmp);
-    (ms[ms.len() / 2], ms[0], ms[ms.len() - 1])
+fn median_and_spread(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
-// ---- uplift: the campaign report's analysis --------------------------------------------------------
+// ---------------------------------------------------------------------------------------------------------
+// propensity: training time on 1M labelled checkouts, inference per customer, the holdout AUC beside
+// scikit-learn (`--csv PATH` writes the simulated examples for `benches/propensity_reference.py`).
+// ---------------------------------------------------------------------------------------------------------
+mod propensity {
+    use super::{Instant, median_and_spread};
+    use nudge_decide::propensity::{
+        self as p, ABANDON_FEATURES, BODY_SCHEMA, Example, LabelOptions, PropensityBody, PropensityModel,
+        SufficiencyBody, TrainOptions,
+    };
+    use nudge_decide::serve::StateModel;
+    use nudge_decide::sim::{SimArgs, abandonment};
+    use rand::{Rng, SeedableRng};
+    use std::io::Write;
 
-/// `uplift::analyse` on a campaign of 100,000 customers with 10 features, with and without the revenue
-/// bootstrap (1,000 resamples).
-fn uplift() {
+    fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
+    }
+
+    pub fn run(args: &[String]) {
+        let rows: usize = arg(args, "--rows").unwrap_or(1_000_000);
+        let rounds: usize = arg(args, "--rounds").unwrap_or(3);
+        let sim = SimArgs { customers: 40_000, days: 90, seed: 7 };
+        let t = Instant::now();
+        let world = abandonment::simulate(&sim);
+        let (ex, _truth, cut) = abandonment::examples(&world);
+        println!(
+            "propensity: simulated {} customers, {} labelled checkouts ({} held out) in {:.2} s",
+            sim.customers,
+            ex.len(),
+            ex.len() - cut,
+            t.elapsed().as_secs_f64()
+        );
+        if let Some(path) = arg::<String>(args, "--csv") {
+            let mut f =
+                std::io::BufWriter::new(std::fs::File::create(&path).expect("the CSV path is writable"));
+            let names: Vec<&str> = ABANDON_FEATURES.iter().map(|&i| p::FEATURES[i].0).collect();
+            writeln!(f, "{},label,holdout", names.join(",")).unwrap();
+            for (i, e) in ex.iter().enumerate() {
+                let xs: Vec<String> = ABANDON_FEATURES.iter().map(|&j| format!("{}", e.x[j])).collect();
+                writeln!(f, "{},{},{}", xs.join(","), u8::from(e.label), u8::from(i >= cut)).unwrap();
+            }
+            println!("propensity: wrote {path}");
+        }
+        // The holdout AUC of the model trained on everything before the holdout, and its fit time.
+        let mut times = Vec::new();
+        let mut auc = 0.0;
+        for _ in 0..rounds {
+            let t = Instant::now();
+            let (_, body) =
+                p::fit_head(&ex[..cut], &ex[cut..], &ABANDON_FEATURES, &TrainOptions::default()).unwrap();
+            times.push(t.elapsed().as_secs_f64());
+            auc = body.metrics.unwrap().auc.unwrap();
+        }
+        let (m, lo, hi) = median_and_spread(times);
+        println!(
+            "propensity: {} training checkouts, holdout AUC {auc:.4}; fit + evaluate + refit {m:.3} s (min {lo:.3}, max {hi:.3})",
+            cut
+        );
+        // Training time on `rows` labelled checkouts (resampled from the simulated ones).
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut big: Vec<Example> = (0..rows).map(|_| ex[rng.gen_range(0..ex.len())].clone()).collect();
+        let cut_big = p::time_split(&mut big, 0.0);
+        let mut times = Vec::new();
+        let mut served = None;
+        for _ in 0..rounds {
+            let t = Instant::now();
+            let (_, body) =
+                p::fit_head(&big[..cut_big], &[], &ABANDON_FEATURES, &TrainOptions::default()).unwrap();
+            times.push(t.elapsed().as_secs_f64());
+            served = Some(body);
+        }
+        let (m, lo, hi) = median_and_spread(times);
+        println!(
+            "propensity: training on {rows} labelled checkouts (with calibration folds): {m:.3} s (min {lo:.3}, max {hi:.3})"
+        );
+        // Inference: score every simulated customer with a fitted version (both heads).
+        let purchase = {
+            let refs =
+                p::reference_times(world.end - time::Duration::days(90), world.end, &LabelOptions::default());
+            let usd = nudge_model::Currency::parse("USD").unwrap();
+            let mut pe: Vec<Example> = world
+                .states
+                .iter()
+                .enumerate()
+                .take(5_000)
+                .flat_map(|(i, s)| p::purchase_examples(i, s, &refs, &LabelOptions::default(), usd))
+                .collect();
+            let c = p::time_split(&mut pe, 0.25);
+            p::fit_head(&pe[..c], &pe[c..], &p::PURCHASE_FEATURES, &TrainOptions::default()).unwrap().1
+        };
+        let body = PropensityBody {
+            schema: BODY_SCHEMA,
+            currency: "USD".into(),
+            features: PropensityBody::feature_docs(),
+            labels: LabelOptions::default(),
+            train: TrainOptions::default(),
+            abandon: served,
+            purchase_7d: Some(purchase),
+            data_digest: "bench".into(),
+            sufficiency: SufficiencyBody { ok: true, reason: None },
+            customers: sim.customers as u64,
+        };
+        let model = PropensityModel::from_body("bench", &serde_json::to_value(&body).unwrap()).unwrap();
+        let now = world.end;
+        let mut times = Vec::new();
+        let mut with_checkout = 0;
+        for _ in 0..rounds.max(3) {
+            let t = Instant::now();
+            with_checkout = 0;
+            for s in &world.states {
+                let mut out = nudge_model::ScoreSet {
+                    scores: Vec::new(),
+                    segment: nudge_model::Segment::Prospect,
+                    model_version: String::new(),
+                    labels: Default::default(),
+                    scored_at: now,
+                };
+                model.score(s, now, &mut out);
+                with_checkout += usize::from(out.scores.len() == 2);
+                std::hint::black_box(&out);
+            }
+            times.push(t.elapsed().as_secs_f64() * 1e6 / world.states.len() as f64);
+        }
+        let (m, lo, hi) = median_and_spread(times);
+        println!(
+            "propensity: inference {m:.2} µs per customer (min {lo:.2}, max {hi:.2}; both scores, {with_checkout} of {} with an open checkout)",
+            world.states.len()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// uplift: the campaign report's analysis (`uplift::analyse`) on 100,000 customers with 10 features, with and
+// without the revenue bootstrap (1,000 resamples).
+// ---------------------------------------------------------------------------------------------------------
+mod uplift {
+    use super::{Instant, median_and_spread};
     use nudge_decide::uplift::{Options, RateIntervals, Unit, analyse};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
+    use std::hint::black_box;
 
     /// Normal-approximation intervals: the bench times the analysis, not the interval formula.
     struct Wald;
+
     impl RateIntervals for Wald {
         fn rate(&self, k: u64, n: u64) -> Option<(f64, f64)> {
             let p = k as f64 / n as f64;
@@ -54,30 +185,37 @@ fn uplift() {
         }
     }
 
-    let n = 100_000;
-    let mut rng = StdRng::seed_from_u64(1);
-    let segments = ["new", "active", "loyal", "lapsed", "high_value_at_risk"];
-    let units: Vec<Unit> = (0..n)
-        .map(|_| {
-            let treated = rng.gen_bool(0.9);
-            let converted = rng.gen_bool(if treated { 0.12 } else { 0.10 });
-            Unit {
-                treated,
-                converted,
-                revenue: if converted { rng.gen_range(10.0..300.0) } else { 0.0 },
-                segment: segments[rng.gen_range(0..segments.len())].to_string(),
-                features: (0..10).map(|_| rng.gen_bool(0.9).then(|| rng.gen_range(0.0..100.0))).collect(),
-            }
-        })
-        .collect();
-    let names: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
-    for (label, resamples) in [("without bootstrap", 0), ("with 1,000 bootstrap resamples", 1000)] {
-        let opts = Options { resamples, ..Options::default() };
-        let (median, lo, hi) = time_ms(5, || {
-            black_box(analyse(black_box(&units), &names, &Wald, &opts));
-        });
-        println!(
-            "uplift::analyse, {n} customers, 10 features, {label}: median {median:.1} ms (min {lo:.1}, max {hi:.1}, 5 runs)"
-        );
+    pub fn run() {
+        let n = 100_000;
+        let mut rng = StdRng::seed_from_u64(1);
+        let segments = ["new", "active", "loyal", "lapsed", "high_value_at_risk"];
+        let units: Vec<Unit> = (0..n)
+            .map(|_| {
+                let treated = rng.gen_bool(0.9);
+                let converted = rng.gen_bool(if treated { 0.12 } else { 0.10 });
+                Unit {
+                    treated,
+                    converted,
+                    revenue: if converted { rng.gen_range(10.0..300.0) } else { 0.0 },
+                    segment: segments[rng.gen_range(0..segments.len())].to_string(),
+                    features: (0..10).map(|_| rng.gen_bool(0.9).then(|| rng.gen_range(0.0..100.0))).collect(),
+                }
+            })
+            .collect();
+        let names: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
+        for (label, resamples) in [("without bootstrap", 0), ("with 1,000 bootstrap resamples", 1000)] {
+            let opts = Options { resamples, ..Options::default() };
+            let ms: Vec<f64> = (0..5)
+                .map(|_| {
+                    let start = Instant::now();
+                    black_box(analyse(black_box(&units), &names, &Wald, &opts));
+                    start.elapsed().as_secs_f64() * 1000.0
+                })
+                .collect();
+            let (median, lo, hi) = median_and_spread(ms);
+            println!(
+                "uplift::analyse, {n} customers, 10 features, {label}: median {median:.1} ms (min {lo:.1}, max {hi:.1}, 5 runs)"
+            );
+        }
     }
 }

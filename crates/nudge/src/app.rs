@@ -292,6 +292,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         approval_counts: Default::default(),
         sources: sources.clone(),
         browse_retention: cfg.pipeline.browse_retention.0,
+        offers: Default::default(),
     });
     let push_latency = Arc::new(LatencySample::new(100_000));
     let delivery =

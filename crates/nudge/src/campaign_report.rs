@@ -113,8 +113,8 @@ pub struct CampaignReport {
 }
 
 /// The offer arm a decision chose: the one place `--arm` reads it.
-fn arm_of(_d: &FlowDecision) -> Option<&str> {
-    None
+fn arm_of(d: &FlowDecision) -> Option<&str> {
+    d.arm.as_deref()
 }
 
 /// What a customer's anchor decision recorded in its audit trail.
@@ -347,6 +347,13 @@ pub async fn build(
         notes.push(format!(
             "{n} customer(s) have no segment recorded at decision time: their latest recorded segment is used, \
              which may reflect the campaign's own outcome"
+        ));
+    }
+    if let Some(arm) = arm {
+        notes.push(format!(
+            "with --arm, the treated are the customers the flow made offer `{arm}` to, while the holdout also holds \
+             customers who would have been sent nothing (no consent, capped): this is not intention to treat, and \
+             can favour the arm; the report without --arm is"
         ));
     }
     if excluded_shadow_decisions > 0 {

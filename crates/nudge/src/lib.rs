@@ -38,6 +38,7 @@ pub mod import;
 pub mod keys;
 pub mod model_report;
 pub mod models_cli;
+pub mod offers;
 pub mod outbox;
 pub mod pipeline;
 pub mod privacy;

@@ -1545,7 +1545,11 @@ async fn list_cmd(cfg: &Config, json_out: bool) -> anyhow::Result<()> {
 async fn activate_cmd(cfg: &Config, id: &str, force: bool) -> anyhow::Result<()> {
     let store = crate::app::open_store(cfg)?;
     let v = find_version(&*store, id).await?;
-    scorer_of(&v)?;
+    if v.family == nudge_decide::families::PROPENSITY {
+        nudge_decide::propensity::PropensityModel::from_body(&v.id, &v.body).map_err(|e| anyhow!("{e}"))?;
+    } else {
+        scorer_of(&v)?;
+    }
     if let Some(why) = activation_blocker(&v.body, &v.family)
         && !force
     {
@@ -1568,6 +1572,9 @@ async fn activate_cmd(cfg: &Config, id: &str, force: bool) -> anyhow::Result<()>
 async fn report_cmd(cfg: &Config, id: &str, out: Option<PathBuf>, json_out: bool) -> anyhow::Result<()> {
     let store = crate::app::open_store(cfg)?;
     let v = find_version(&*store, id).await?;
+    if v.family == nudge_decide::families::PROPENSITY {
+        return crate::fit_propensity::report(&v, json_out);
+    }
     let body: VersionBody = serde_json::from_value(v.body.clone()).with_context(|| {
         format!("model version {id} has no fit report (it was not made by `nudge models fit`)")
     })?;

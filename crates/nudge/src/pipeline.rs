@@ -6,6 +6,7 @@
 //! commit simply reprocesses the batch: nothing is half-applied and nothing is enqueued twice.
 
 use crate::telemetry;
+use nudge_decide::serve::DecisionModels;
 use nudge_ingest::{Parsed, PrivacyRequest, StoredView};
 use nudge_model::{
     AuditRecord, AuditStage, CheckoutAbandoned, CustomerId, Event, ScoreSet, TerminalState, Timestamp,
@@ -24,35 +25,51 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
-/// The scorers the pipeline uses: the active fitted model when there is one, rules otherwise.
+/// The scorers the pipeline uses: the active fitted model when there is one, rules otherwise; then the
+/// decision families (propensity, send time, cold start), each its active version or its labelled rules.
 pub struct Scoring {
     /// Replaced when a model version is activated; readers clone the `Arc` and never hold the lock long.
     primary: RwLock<Option<Arc<dyn Scorer>>>,
     rules: RulesScorer,
+    decision: RwLock<DecisionModels>,
 }
 
 impl Scoring {
     pub fn new(rules: RulesScorer) -> Self {
-        Scoring { primary: RwLock::new(None), rules }
+        Scoring { primary: RwLock::new(None), rules, decision: RwLock::new(DecisionModels::rules()) }
     }
 
     pub fn set_primary(&self, scorer: Option<Arc<dyn Scorer>>) {
         *self.primary.write().expect("scorer lock poisoned") = scorer;
     }
 
-    /// Scores with the active model, falling back to rules when there is none or it fails; the second value
-    /// says why the fallback was used.
+    /// Replaces the decision families' models (on activation, or at boot).
+    pub fn set_decision_models(&self, models: DecisionModels) {
+        *self.decision.write().expect("scorer lock poisoned") = models;
+    }
+
+    /// The decision families serving, `family=version` joined by `,`.
+    pub fn decision_versions(&self) -> String {
+        self.decision.read().expect("scorer lock poisoned").versions()
+    }
+
+    /// Scores with the active model, falling back to rules when there is none or it fails (the second value
+    /// says why the fallback was used), then adds the decision families' scores and labels.
     pub fn score(&self, state: &CustomerState, now: Timestamp) -> (ScoreSet, Option<String>) {
         let primary = self.primary.read().expect("scorer lock poisoned").clone();
-        let fallback_reason = match primary {
-            Some(p) => match p.score(state, now) {
-                Ok(s) => return (s, None),
-                Err(e) => e.to_string(),
-            },
-            None => "no active model version".to_string(),
+        let (mut set, fallback_reason) = match primary.map(|p| p.score(state, now)) {
+            Some(Ok(s)) => (s, None),
+            Some(Err(e)) => {
+                (self.rules.score(state, now).expect("the rules scorer is total"), Some(e.to_string()))
+            }
+            None => (
+                self.rules.score(state, now).expect("the rules scorer is total"),
+                Some("no active model version".to_string()),
+            ),
         };
-        let set = self.rules.score(state, now).expect("the rules scorer is total");
-        (set, Some(fallback_reason))
+        let decision = self.decision.read().expect("scorer lock poisoned").clone();
+        decision.score(state, now, &mut set);
+        (set, fallback_reason)
     }
 }
 
@@ -90,6 +107,8 @@ pub struct Pipeline {
     pub sources: Arc<nudge_ingest::source::Registry>,
     /// How long storefront behaviour stays in a customer's state (`pipeline.browse_retention`).
     pub browse_retention: Duration,
+    /// The offer flows' learners, fed from the offer log.
+    pub offers: Arc<crate::offers::OfferLearning>,
 }
 
 /// What a delivery's body turned into before state is touched.
@@ -233,6 +252,8 @@ impl Pipeline {
         if batch.is_empty() {
             return Ok((0, 0));
         }
+        // Every step learns from every outcome settled before it.
+        self.offers.sync(&*self.store, &self.flows.current()).await?;
         let built = self.build(batch, &Overlay::default()).await?;
         let (n, enqueued) = (built.outcomes.len(), built.enqueued);
         if let Err(e) = self.store.commit_processing(built.outcomes).await {
@@ -326,6 +347,7 @@ impl Pipeline {
             }
         }
 
+        let learners = self.offers.maybe_sync(&*self.store, &flows).await?;
         let now = time::OffsetDateTime::now_utc();
         let mut outcomes = Vec::with_capacity(prepared.len());
         let mut enqueued = 0;
@@ -347,7 +369,7 @@ impl Pipeline {
                     }
                     o
                 }
-                p => self.process_one(&d, p, &mut states, &mut counts, now),
+                p => self.process_one(&d, p, &mut states, &mut counts, &learners, now),
             };
             erased.extend(o.deleted_states.iter().cloned());
             for (alias, customer) in links {
@@ -424,6 +446,7 @@ impl Pipeline {
         p: Prepared,
         states: &mut HashMap<CustomerId, CustomerState>,
         approval_counts: &mut HashMap<String, u64>,
+        learners: &nudge_policy::offers::Learners,
         now: Timestamp,
     ) -> ProcessOutcome {
         let trace = d.trace_id;
@@ -567,6 +590,18 @@ impl Pipeline {
                 }
             }
             state.prune_browse(now - self.browse_retention);
+            // A new order settles the customer's open offers whose window holds it.
+            if let Event::OrderUpserted(o) = ev
+                && !known_before
+                && o.cancelled_at.is_none()
+                && nudge_state::offers::settle_offers(&mut state.offers, o.created_at)
+            {
+                out.offer_settlements.push(nudge_store::OfferSettlement {
+                    customer: cid.clone(),
+                    order_at_ms: ts_to_ms(o.created_at),
+                    value: o.total.to_f64(),
+                });
+            }
             let after = state.summary();
             // A firing's state is written only if its decision adds to the flow's history (below).
             if !tick {
@@ -611,7 +646,7 @@ impl Pipeline {
                 AuditStage::Scored,
                 serde_json::json!({
                     "inputs": after, "model_version": scores.model_version, "scores": scores.scores,
-                    "segment": scores.segment, "fallback_reason": fallback,
+                    "labels": scores.labels, "segment": scores.segment, "fallback_reason": fallback,
                 }),
             );
             let mut triggers = Trigger::of_change(ev, known_before, was_cancelled);
@@ -635,6 +670,7 @@ impl Pipeline {
                 now,
                 policy: &self.policy,
                 approvals_so_far: &|flow: &str| approval_counts.get(flow).copied().unwrap_or(0),
+                learners,
             };
             let decided = match ev {
                 Event::ScheduleTick(t) => flows.decide_flow(&t.flow, &ctx).into_iter().collect(),
@@ -665,7 +701,36 @@ impl Pipeline {
                         matched: o.matched(),
                         baseline: o.baseline,
                         trace_id: trace,
+                        arm: o.offer.as_ref().filter(|_| o.acted()).map(|c| c.arm.clone()),
                     });
+                }
+                // An offer sent is logged for the bandit to learn from (a shadow or waiting one is not: it
+                // reached no one yet).
+                if let (Some(offer), Status::Live) = (&o.offer, o.status) {
+                    let decision_id = format!("{trace}:{}", o.flow);
+                    let window_end = now + time::Duration::seconds(offer.window_secs);
+                    out.offers.push(nudge_store::NewOffer {
+                        id: decision_id.clone(),
+                        flow: o.flow.clone(),
+                        customer: cid.clone(),
+                        arm: offer.arm.clone(),
+                        propensity: offer.choice.propensity,
+                        explored: offer.choice.explored,
+                        context: offer.context.clone(),
+                        decided_at_ms: ts_to_ms(now),
+                        window_end_ms: ts_to_ms(window_end),
+                    });
+                    nudge_state::offers::record_offer(
+                        &mut state.offers,
+                        nudge_state::offers::OfferRecord {
+                            flow: o.flow.clone(),
+                            arm: offer.arm.clone(),
+                            decision_id,
+                            decided_at: now,
+                            window_end,
+                            settled: false,
+                        },
+                    );
                 }
                 let actions: Vec<serde_json::Value> = o
                     .actions
@@ -678,7 +743,7 @@ impl Pipeline {
                     .collect();
                 summary.push(serde_json::json!({
                     "flow": o.flow, "trigger": o.trigger, "status": o.status, "reason": o.reason,
-                    "inputs": o.inputs, "baseline": o.baseline, "actions": actions,
+                    "inputs": o.inputs, "baseline": o.baseline, "actions": actions, "offer": o.offer,
                 }));
                 match o.status {
                     Status::Live => {

@@ -25,6 +25,13 @@ holdout_percent = 30
 actions = [ { type = "track_event", destination = "klaviyo", metric = "AI Winback" } ]
 
 [[flows]]
+name = "welcome"
+trigger = "order_placed"
+when = "customer.orders_count >= 1"
+holdout_percent = 20
+actions = [ { type = "track_event", destination = "klaviyo", metric = "AI Welcome" } ]
+
+[[flows]]
 name = "thanks"
 trigger = "order_placed"
 when = "customer.orders_count >= 1"
@@ -65,6 +72,8 @@ struct Expected {
     at_decision: u64,
     unknown: u64,
     shadow_decisions: u64,
+    /// Treated customers offered `pct_10`: (customers, conversions).
+    pct_10: (u64, u64),
 }
 
 /// 600 customers decided 30–40 days ago: held out by the flow's own hash (30 %); treated customers order
@@ -104,6 +113,11 @@ async fn fill(store: &dyn Store, now: OffsetDateTime) -> Expected {
         g.2 += revenue;
         let trace = TraceId::new();
         let at_ms = anchor.unix_timestamp() * 1000;
+        // Treated customers were offered an arm: `pct_10` to even ones, `free_shipping` to odd ones.
+        let arm = (!held).then(|| if c % 2 == 0 { "pct_10" } else { "free_shipping" }.to_string());
+        if c % 2 == 0 && !held {
+            exp.pct_10 = (exp.pct_10.0 + 1, exp.pct_10.1 + u64::from(converted));
+        }
         let decision = |at_ms: i64, status: &str, matched: bool, version: &str| FlowDecision {
             flow: "winback".into(),
             flow_version: version.into(),
@@ -113,6 +127,7 @@ async fn fill(store: &dyn Store, now: OffsetDateTime) -> Expected {
             matched,
             baseline: None,
             trace_id: trace,
+            arm: if status == "live" { arm.clone() } else { None },
         };
         let mut decisions = vec![
             decision(at_ms, if held { "held_out" } else { "live" }, true, "v2"),
@@ -170,6 +185,7 @@ async fn fill(store: &dyn Store, now: OffsetDateTime) -> Expected {
             matched: true,
             baseline: None,
             trace_id: trace,
+            arm: None,
         }],
         ..Default::default()
     });
@@ -185,7 +201,28 @@ async fn fill(store: &dyn Store, now: OffsetDateTime) -> Expected {
             matched: true,
             baseline: None,
             trace_id: trace,
+            arm: None,
         }],
+        ..Default::default()
+    });
+    // A flow with a holdout but no offer arm.
+    outcomes.push(ProcessOutcome {
+        trace_id: Some(trace),
+        decisions: ["live", "held_out"]
+            .iter()
+            .enumerate()
+            .map(|(i, status)| FlowDecision {
+                flow: "welcome".into(),
+                flow_version: "v2".into(),
+                customer: cid(i as u64),
+                at_ms: (now - Duration::days(20)).unix_timestamp() * 1000,
+                status: status.to_string(),
+                matched: true,
+                baseline: None,
+                trace_id: trace,
+                arm: None,
+            })
+            .collect(),
         ..Default::default()
     });
     store.put_states(states).await.unwrap();
@@ -325,10 +362,29 @@ async fn campaign_report_from_a_store_of_decisions_and_orders() {
         q.report.until = Some("2020-01-01".into());
         let e = err(report(&store, q, now).await);
         assert!(e.to_string().contains("recorded no decisions in the period"), "{e}");
-        let mut q = query("winback");
+        let mut q = query("welcome");
         q.arm = Some("pct_10".into());
         let e = err(report(&store, q, now).await);
         assert!(e.to_string().contains("this flow has recorded no offer arms"), "{e}");
+
+        // One arm against the holdout.
+        let mut q = query("winback");
+        q.arm = Some("pct_10".into());
+        let one = report(&store, q, now).await.unwrap();
+        assert_eq!((one.analysis.treated.n, one.analysis.treated.conversions), exp.pct_10);
+        assert_eq!(
+            (one.analysis.control.n, one.analysis.control.conversions),
+            (exp.control.0, exp.control.1)
+        );
+        assert_eq!(one.other_arms, exp.treated.0 - exp.pct_10.0);
+        assert_eq!(one.arm.as_deref(), Some("pct_10"));
+        assert!(one.summary.contains("offered `pct_10`"), "{}", one.summary);
+        assert!(one.notes.iter().any(|n| n.contains("not intention to treat")), "{:?}", one.notes);
+        let mut q = query("winback");
+        q.arm = Some("pct_99".into());
+        let none = report(&store, q, now).await.unwrap();
+        assert_eq!(none.analysis.treated.n, 0);
+        assert!(none.summary.contains("cannot be estimated"), "{}", none.summary);
         exp
     };
 

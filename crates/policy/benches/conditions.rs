@@ -248,6 +248,7 @@ fn main() {
             now: datetime!(2026-05-01 12:00 UTC),
             policy: &policy,
             approvals_so_far: &no_approvals,
+            learners: &nudge_policy::offers::NO_LEARNERS,
         })
     };
     let outcomes = decide(&mixed);

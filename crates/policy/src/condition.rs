@@ -251,6 +251,12 @@ impl Schema {
             ("predicted_clv", Double),
             ("expected_orders_90d", Double),
             ("days_to_next_order", Double),
+            ("abandon_propensity", Double),
+            ("purchase_propensity_7d", Double),
+            ("best_send_hour", Double),
+            ("best_channel", Text),
+            ("preferred_category", Text),
+            ("next_best_offer", Text),
             ("segment", Text),
             ("model_version", Text),
         ] {
@@ -1675,7 +1681,11 @@ mod tests {
         assert_eq!(e.message, "unknown field `customer.order_count`: did you mean `customer.orders_count`?");
         assert_eq!(e.position, Some((2, 2)));
         let e = err("has(scores.zzz)");
-        assert!(e.message.starts_with("unknown field `scores.zzz` (`scores` has churn_risk,"), "{e}");
+        assert!(
+            e.message
+                .starts_with("unknown field `scores.zzz` (`scores` has abandon_propensity, best_channel,"),
+            "{e}"
+        );
         let e = err("customer[\"favourite_color\"] == \"red\"");
         assert!(e.message.starts_with("unknown field `customer.favourite_color`"), "{e}");
         let e = err("customer == 1");

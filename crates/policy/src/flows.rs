@@ -194,6 +194,9 @@ pub enum ActionSpec {
     /// `customer` and `scores`, evaluated when the flow decides; those facts hold no personal data, so
     /// neither can the message.
     SlackAlert { destination: String, text: String },
+    /// Choose an offer arm with the offer bandit (see [`crate::offers`]); the arm goes with the flow's
+    /// other actions, and the arm `none` drops its marketing actions.
+    ChooseOffer(crate::offers::OfferSpec),
 }
 
 /// Longest list id a flow may name. Marketing platforms use short ids (Klaviyo's are six characters);
@@ -233,6 +236,8 @@ impl ActionSpec {
             | ActionSpec::AddToList { destination, .. }
             | ActionSpec::RemoveFromList { destination, .. }
             | ActionSpec::SlackAlert { destination, .. } => destination,
+            // Not sent anywhere: it shapes the flow's other actions.
+            ActionSpec::ChooseOffer(_) => "",
         }
     }
 
@@ -244,6 +249,7 @@ impl ActionSpec {
             ActionSpec::AddToList { .. } => "add_to_list",
             ActionSpec::RemoveFromList { .. } => "remove_from_list",
             ActionSpec::SlackAlert { .. } => "alert",
+            ActionSpec::ChooseOffer(_) => "offer",
         }
     }
 
@@ -255,6 +261,7 @@ impl ActionSpec {
             ActionSpec::AddToList { .. } => "add_to_list",
             ActionSpec::RemoveFromList { .. } => "remove_from_list",
             ActionSpec::SlackAlert { .. } => "slack_alert",
+            ActionSpec::ChooseOffer(_) => "choose_offer",
         }
     }
 
@@ -265,7 +272,8 @@ impl ActionSpec {
     /// never held back for want of consent.
     pub fn is_marketing(&self) -> bool {
         match self {
-            ActionSpec::TrackEvent { .. } | ActionSpec::AddToList { .. } => true,
+            // An offer reaches the customer through the flow's marketing actions.
+            ActionSpec::TrackEvent { .. } | ActionSpec::AddToList { .. } | ActionSpec::ChooseOffer(_) => true,
             // An alert goes to the team, not to the customer.
             ActionSpec::SyncProfile { .. }
             | ActionSpec::RemoveFromList { .. }
@@ -289,6 +297,14 @@ impl ActionSpec {
             }
             ActionSpec::SlackAlert { destination, text } => {
                 format!("slack_alert → {destination} (text: {text})")
+            }
+            ActionSpec::ChooseOffer(o) => {
+                format!(
+                    "choose_offer [{}] ({}, {}% explored)",
+                    o.arms.join(", "),
+                    o.policy,
+                    o.explore_holdout_percent
+                )
             }
         }
     }
@@ -405,6 +421,8 @@ pub struct CompiledFlow {
     properties: Vec<Vec<(String, Condition)>>,
     /// `nudge:<name with - for _>:`, the start of its trigger events' `unique_id`s.
     unique_prefix: String,
+    /// The flow's `choose_offer` action, checked.
+    pub offer: Option<crate::offers::CompiledOffer>,
 }
 
 /// A checked set of flows, with the version (content hash) every decision records.
@@ -513,8 +531,29 @@ impl FlowSet {
                 .transpose()
                 .map_err(|m| named("frequency_cap", m))?;
             let mut properties = Vec::with_capacity(spec.actions.len());
+            let mut offer = None;
             for (j, a) in spec.actions.iter().enumerate() {
                 let key = |k: &str| format!("actions[{j}].{k}");
+                if let ActionSpec::ChooseOffer(o) = a {
+                    if offer.is_some() {
+                        return Err(named(
+                            &key("type"),
+                            "a flow chooses one offer: give one choose_offer".into(),
+                        ));
+                    }
+                    if spec.actions.iter().all(|a| matches!(a, ActionSpec::ChooseOffer(_))) {
+                        return Err(named(
+                            &key("type"),
+                            "choose_offer passes its arm to the flow's other actions: add a track_event or \
+                             sync_profile"
+                                .into(),
+                        ));
+                    }
+                    offer =
+                        Some(crate::offers::CompiledOffer::compile(o).map_err(|(k, m)| named(&key(&k), m))?);
+                    properties.push(Vec::new());
+                    continue;
+                }
                 if !destinations.contains(&a.destination()) {
                     let known = if destinations.is_empty() {
                         "no destination is configured".to_string()
@@ -557,6 +596,7 @@ impl FlowSet {
             }
             let unique_prefix = format!("nudge:{}:", spec.name.replace('_', "-"));
             flows.push(CompiledFlow {
+                offer,
                 spec: spec.clone(),
                 when,
                 baseline,
@@ -666,6 +706,7 @@ impl FlowSet {
             inputs: inputs_of(&f.when, facts),
             baseline: f.baseline.as_ref().map(|b| b.eval_prepared(prepared).unwrap_or(false)),
             actions: Vec::new(),
+            offer: None,
         };
         match f.when.eval_prepared(prepared) {
             Ok(true) => {}
@@ -717,16 +758,46 @@ impl FlowSet {
                 return out;
             }
         }
+        let offer = match &f.offer {
+            None => None,
+            Some(o) => {
+                let key = event_anchor(ctx.event, ctx.now).2;
+                let seed = crate::offers::decision_seed(&spec.name, &ctx.state.customer.to_string(), &key);
+                let propensity = ctx.scores.value(nudge_decide::names::PURCHASE_PROPENSITY_7D);
+                match crate::offers::choose(
+                    o,
+                    ctx.learners.get(&spec.name),
+                    ctx.state,
+                    ctx.now,
+                    propensity,
+                    seed,
+                ) {
+                    Ok(chosen) => Some(chosen),
+                    Err(why) => {
+                        out.status = Status::Capped;
+                        out.reason = format!("choose_offer: {why}");
+                        return out;
+                    }
+                }
+            }
+        };
+        // The arm `none` is "no message": the flow's marketing actions are dropped.
+        let no_message = offer.as_ref().is_some_and(|o| o.arm == "none");
         out.actions = spec
             .actions
             .iter()
             .zip(&f.properties)
-            .filter(|(a, _)| !(suppressed && a.is_marketing()))
-            .map(|(a, props)| {
+            .filter(|(a, _)| !((suppressed || no_message) && a.is_marketing()))
+            .filter_map(|(a, props)| {
                 let base = || base.get_or_init(|| shared_parts(ctx));
-                (a.destination().to_string(), build_action(a, props, f, ctx, prepared, base))
+                let mut action = build_action(a, props, f, ctx, prepared, base)?;
+                if let Some(o) = &offer {
+                    crate::offers::attach(&mut action, o, &ctx.policy.attribute_prefix);
+                }
+                Some((a.destination().to_string(), action))
             })
             .collect();
+        out.offer = offer;
         let shadow = spec.mode == Mode::Shadow || ctx.policy.shadow;
         let first_n = spec.approval.as_ref().map_or(0, |a| a.first_n);
         if !shadow && spec.mode == Mode::Approval {
@@ -756,6 +827,13 @@ impl FlowSet {
         };
         if suppressed && spec.actions.iter().any(ActionSpec::is_marketing) {
             out.reason = format!("{}; {}: its marketing actions are dropped", out.reason, suppression());
+        }
+        if let Some(o) = &out.offer {
+            out.reason = if o.arm == "none" {
+                format!("{}; offer arm `none`: no marketing action is sent", out.reason)
+            } else {
+                format!("{}; offer arm `{}`", out.reason, o.arm)
+            };
         }
         out
     }
@@ -813,6 +891,8 @@ pub struct DecideContext<'a> {
     /// How many decisions of a flow (by name) have gone through approval so far, including those decided
     /// earlier in the same batch: a live flow with `approval.first_n = N` waits while this is below N.
     pub approvals_so_far: &'a dyn Fn(&str) -> u64,
+    /// The offer bandits' learners, by flow ([`crate::offers::NO_LEARNERS`] when none has learned yet).
+    pub learners: &'a crate::offers::Learners,
 }
 
 /// A [`DecideContext::approvals_so_far`] for callers with no approval history (tests, dry runs).
@@ -852,6 +932,9 @@ pub struct FlowOutcome {
     /// The actions, by destination (only when the flow acts: live or shadow).
     #[serde(skip)]
     pub actions: Vec<(String, Action)>,
+    /// The offer a `choose_offer` action chose, with its evidence (features, each arm's estimate, the
+    /// seed).
+    pub offer: Option<crate::offers::OfferOutcome>,
 }
 
 impl FlowOutcome {
@@ -919,6 +1002,9 @@ fn shared_parts(ctx: &DecideContext<'_>) -> Shared {
     for s in &ctx.scores.scores {
         properties.insert(format!("{p}{}", s.name), json_number(s.value));
     }
+    for (name, label) in &ctx.scores.labels {
+        properties.insert(format!("{p}{name}"), label.clone().into());
+    }
     properties.insert(format!("{p}segment"), ctx.scores.segment.as_str().into());
     properties.insert(format!("{p}model_version"), ctx.scores.model_version.clone().into());
     let (value, time, key) = event_anchor(ctx.event, ctx.now);
@@ -933,8 +1019,10 @@ fn build_action<'b>(
     ctx: &DecideContext<'_>,
     prepared: &PreparedFacts<'_>,
     base: impl FnOnce() -> &'b Shared,
-) -> Action {
-    match a {
+) -> Option<Action> {
+    Some(match a {
+        // Shapes the other actions; sends nothing itself.
+        ActionSpec::ChooseOffer(_) => return None,
         ActionSpec::SyncProfile { .. } => profile_action(ctx.state, ctx.scores, ctx.policy),
         ActionSpec::TrackEvent { metric, .. } => {
             let shared = base();
@@ -985,7 +1073,7 @@ fn build_action<'b>(
             email: ctx.state.email.clone().or_else(|| event_email(ctx.event)),
             list_id: list_id.clone(),
         },
-    }
+    })
 }
 
 /// Whether `destination` is the Slack alert channel, which takes alerts only.
@@ -1164,6 +1252,9 @@ pub fn facts_of(event: &Event, state: &CustomerState, scores: &ScoreSet, now: Ti
     let mut sc = BTreeMap::new();
     for score in &scores.scores {
         sc.insert(score.name.clone(), FactValue::Double(score.value));
+    }
+    for (name, label) in &scores.labels {
+        sc.insert(name.clone(), FactValue::Text(label.clone()));
     }
     sc.insert("segment".into(), FactValue::Text(scores.segment.as_str().into()));
     sc.insert("model_version".into(), FactValue::Text(scores.model_version.clone()));
@@ -1578,6 +1669,7 @@ mod tests {
             now: NOW,
             policy: &PolicyConfig::default(),
             approvals_so_far: &no_approvals,
+            learners: &crate::offers::NO_LEARNERS,
         })
     }
 
@@ -1705,6 +1797,7 @@ mod tests {
             now: NOW,
             policy: &PolicyConfig::default(),
             approvals_so_far: &no_approvals,
+            learners: &crate::offers::NO_LEARNERS,
         });
         assert_eq!(out[0].status, Status::NotMatched);
         assert_eq!(out[0].reason, "condition is false");
@@ -1795,6 +1888,7 @@ mod tests {
             now: NOW,
             policy: &PolicyConfig::default(),
             approvals_so_far: &no_approvals,
+            learners: &crate::offers::NO_LEARNERS,
         };
         // Deciding by trigger would fire every schedule flow; a firing decides its own flow.
         assert_eq!(set.decide(&ctx).len(), 2);
@@ -1853,6 +1947,7 @@ mod tests {
                 now: NOW,
                 policy,
                 approvals_so_far: &count,
+                learners: &crate::offers::NO_LEARNERS,
             })
         };
         let policy = PolicyConfig::default();

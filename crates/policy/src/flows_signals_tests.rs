@@ -131,6 +131,7 @@ fn decide(set: &FlowSet, ev: &Event, st: &CustomerState) -> FlowOutcome {
         now: NOW,
         policy: &PolicyConfig::default(),
         approvals_so_far: &no_approvals,
+        learners: &crate::offers::NO_LEARNERS,
     });
     out.into_iter().next().unwrap_or_else(|| panic!("no flow listens to {triggers:?}"))
 }

@@ -15,6 +15,7 @@
 
 pub mod condition;
 pub mod flows;
+pub mod offers;
 pub mod reports;
 pub mod schedule;
 
@@ -70,6 +71,9 @@ pub fn profile_action(state: &CustomerState, scores: &ScoreSet, cfg: &PolicyConf
     let mut attributes = BTreeMap::new();
     for s in &scores.scores {
         attributes.insert(format!("{p}{}", s.name), AttrValue::Number(s.value));
+    }
+    for (name, label) in &scores.labels {
+        attributes.insert(format!("{p}{name}"), AttrValue::Text(label.clone()));
     }
     attributes.insert(format!("{p}segment"), AttrValue::Text(scores.segment.as_str().into()));
     attributes.insert(format!("{p}model_version"), AttrValue::Text(scores.model_version.clone()));

@@ -73,6 +73,7 @@ fn decide(set: &FlowSet, consent: MarketingConsent, event: &Event) -> Vec<FlowOu
         now: NOW,
         policy: &PolicyConfig::default(),
         approvals_so_far: &no_approvals,
+        learners: &nudge_policy::offers::NO_LEARNERS,
     })
 }
 

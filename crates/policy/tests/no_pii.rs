@@ -164,6 +164,7 @@ fn decision_audits_hold_no_email_or_name() {
             now: NOW,
             policy: &policy,
             approvals_so_far: &no_approvals,
+            learners: &nudge_policy::offers::NO_LEARNERS,
         });
         assert_eq!(outcomes.len(), set.flows.len(), "every flow listens to state_changed");
         for o in &outcomes {

@@ -15,9 +15,38 @@ pub struct OfferRecord {
     pub decision_id: String,
     #[serde(with = "time::serde::rfc3339")]
     pub decided_at: Timestamp,
+    /// An order after this settles nothing.
+    #[serde(with = "time::serde::rfc3339")]
+    pub window_end: Timestamp,
     /// Whether an order settled it (an unsettled offer past its window settles at zero in the log).
     #[serde(default)]
     pub settled: bool,
+}
+
+/// At most this many offers are kept in a state (the oldest go first).
+pub const MAX_OFFERS: usize = 32;
+
+/// Records an offer made (bounded by [`MAX_OFFERS`]).
+pub fn record_offer(offers: &mut Vec<OfferRecord>, offer: OfferRecord) {
+    if offers.iter().any(|o| o.decision_id == offer.decision_id) {
+        return;
+    }
+    offers.push(offer);
+    if offers.len() > MAX_OFFERS {
+        offers.drain(..offers.len() - MAX_OFFERS);
+    }
+}
+
+/// Marks settled the open offers whose window holds an order placed at `order_at`; returns whether any
+/// was.
+pub fn settle_offers(offers: &mut [OfferRecord], order_at: Timestamp) -> bool {
+    let mut any = false;
+    for o in offers.iter_mut().filter(|o| !o.settled && o.decided_at <= order_at && order_at <= o.window_end)
+    {
+        o.settled = true;
+        any = true;
+    }
+    any
 }
 
 /// What was known about a customer when first seen.

@@ -253,6 +253,15 @@ pub trait Store: Send + Sync + 'static {
     /// rejection); returns how many.
     async fn expire_approvals(&self, now_ms: i64) -> Result<usize>;
 
+    /// Settles at zero every open offer whose window ended before `now_ms`; returns how many.
+    async fn expire_offers(&self, now_ms: i64) -> Result<u64>;
+
+    /// Settled offers with `settle_seq` above `after`, in settlement order, at most `limit`.
+    async fn settled_offers_after(&self, after: i64, limit: usize) -> Result<Vec<LoggedOffer>>;
+
+    /// Every offer `flow` made (open and settled), oldest first.
+    async fn offers_of_flow(&self, flow: &str) -> Result<Vec<LoggedOffer>>;
+
     /// The recorded decisions of `flow` made at or after `since_ms` and before `until_ms`, oldest first.
     async fn flow_decisions(&self, flow: &str, since_ms: i64, until_ms: i64) -> Result<Vec<FlowDecision>>;
 

@@ -38,6 +38,8 @@ const FETCH_JOBS_MIGRATION: &str = include_str!("../migrations/sqlite_008_fetch_
 const PRIVACY_MIGRATION: &str = include_str!("../migrations/sqlite_009_privacy.sql");
 /// Applied after the others on every open (idempotent): customer aliases (identity stitching).
 const ALIASES_MIGRATION: &str = include_str!("../migrations/sqlite_010_aliases.sql");
+/// Applied after [`ALIASES_MIGRATION`] on every open (idempotent): the offer log.
+const OFFERS_MIGRATION: &str = include_str!("../migrations/sqlite_011_offers.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
 const MAX_GROUP: usize = 4096;
 /// The most other write jobs (processing batches, attempts, …) one group commit takes.
@@ -168,6 +170,77 @@ impl KeyIndex {
 }
 
 /// Adds a column that a database written by an earlier version lacks.
+/// Settles open offers at `value`: the customer's whose window holds `order_at_ms` (an order), or with no
+/// customer every offer whose window ended before `order_at_ms` (expiry, at zero). Each takes the next
+/// `settle_seq`, so the learner reads every settlement once. Returns how many were settled.
+fn settle_offers(
+    tx: &Connection,
+    customer: Option<&str>,
+    order_at_ms: i64,
+    value: f64,
+    now_ms: i64,
+) -> Result<u64> {
+    let ids: Vec<String> = match customer {
+        Some(c) => tx
+            .prepare_cached(
+                "SELECT id FROM offer_log WHERE customer_id = ?1 AND settled_at IS NULL
+                 AND decided_at <= ?2 AND window_end >= ?2 ORDER BY decided_at, id",
+            )?
+            .query_map(params![c, order_at_ms], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?,
+        None => tx
+            .prepare_cached(
+                "SELECT id FROM offer_log WHERE settled_at IS NULL AND window_end < ?1 ORDER BY window_end, id",
+            )?
+            .query_map([order_at_ms], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?,
+    };
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut seq: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(settle_seq), 0) FROM offer_log")?
+        .query_row([], |r| r.get(0))?;
+    for id in &ids {
+        seq += 1;
+        tx.prepare_cached(
+            "UPDATE offer_log SET outcome_value = ?1, settled_at = ?2, settle_seq = ?3 WHERE id = ?4",
+        )?
+        .execute(params![value, now_ms, seq, id])?;
+    }
+    Ok(ids.len() as u64)
+}
+
+const OFFER_COLUMNS: &str = "id, flow, customer_id, arm, propensity, explored, context, decided_at, window_end, \
+     outcome_value, settled_at, settle_seq";
+
+fn read_offers(c: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<LoggedOffer>> {
+    let mut st = c.prepare_cached(sql)?;
+    let mut rows = st.query(args)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let customer: String = r.get(2)?;
+        let context: String = r.get(6)?;
+        out.push(LoggedOffer {
+            id: r.get(0)?,
+            flow: r.get(1)?,
+            customer: customer
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("offer customer id {customer}")))?,
+            arm: r.get(3)?,
+            propensity: r.get(4)?,
+            explored: r.get(5)?,
+            context: serde_json::from_str(&context)?,
+            decided_at_ms: r.get(7)?,
+            window_end_ms: r.get(8)?,
+            outcome_value: r.get(9)?,
+            settled_at_ms: r.get(10)?,
+            settle_seq: r.get(11)?,
+        });
+    }
+    Ok(out)
+}
+
 fn add_column_if_missing(conn: &Connection, table: &str, column: &str, decl: &str) -> Result<()> {
     let present: bool = conn.query_row(
         &format!("SELECT EXISTS(SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1)"),
@@ -491,6 +564,8 @@ impl SqliteStore {
         conn.execute_batch(FETCH_JOBS_MIGRATION)?;
         conn.execute_batch(PRIVACY_MIGRATION)?;
         conn.execute_batch(ALIASES_MIGRATION)?;
+        conn.execute_batch(OFFERS_MIGRATION)?;
+        add_column_if_missing(&conn, "flow_decisions", "arm", "TEXT")?;
         // Deleted rows are overwritten with zeros where they lay (no extra I/O: the page is written
         // anyway); an erasure turns the full mode on for its own deletes (see `sqlite_privacy`).
         conn.pragma_update(None, "secure_delete", "FAST")?;
@@ -1729,8 +1804,8 @@ impl Store for SqliteStore {
                 }
                 for f in &o.decisions {
                     tx.prepare_cached(
-                        "INSERT INTO flow_decisions (flow, flow_version, customer_id, at, status, matched, baseline, trace_id)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        "INSERT INTO flow_decisions (flow, flow_version, customer_id, at, status, matched, baseline, trace_id, arm)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     )?
                     .execute(params![
                         f.flow,
@@ -1740,7 +1815,30 @@ impl Store for SqliteStore {
                         f.status,
                         f.matched,
                         f.baseline,
-                        f.trace_id.to_string()
+                        f.trace_id.to_string(),
+                        f.arm
+                    ])?;
+                }
+                // An order settles the offers made before it, never the one it makes itself.
+                for st in &o.offer_settlements {
+                    settle_offers(tx, Some(&st.customer.to_string()), st.order_at_ms, st.value, now_ms)?;
+                }
+                for offer in &o.offers {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO offer_log
+                         (id, flow, customer_id, arm, propensity, explored, context, decided_at, window_end)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )?
+                    .execute(params![
+                        offer.id,
+                        offer.flow,
+                        offer.customer.to_string(),
+                        offer.arm,
+                        offer.propensity,
+                        offer.explored,
+                        serde_json::to_string(&offer.context)?,
+                        offer.decided_at_ms,
+                        offer.window_end_ms
                     ])?;
                 }
                 for token in &o.cancel_timers {
@@ -2561,11 +2659,40 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn expire_offers(&self, now_ms: i64) -> Result<u64> {
+        self.write(move |tx| settle_offers(tx, None, now_ms, 0.0, now_ms)).await
+    }
+
+    async fn settled_offers_after(&self, after: i64, limit: usize) -> Result<Vec<LoggedOffer>> {
+        self.read(move |c| {
+            read_offers(
+                c,
+                &format!(
+                    "SELECT {OFFER_COLUMNS} FROM offer_log WHERE settle_seq > ?1 ORDER BY settle_seq LIMIT ?2"
+                ),
+                params![after, limit as i64],
+            )
+        })
+        .await
+    }
+
+    async fn offers_of_flow(&self, flow: &str) -> Result<Vec<LoggedOffer>> {
+        let flow = flow.to_string();
+        self.read(move |c| {
+            read_offers(
+                c,
+                &format!("SELECT {OFFER_COLUMNS} FROM offer_log WHERE flow = ?1 ORDER BY decided_at, id"),
+                [&flow],
+            )
+        })
+        .await
+    }
+
     async fn flow_decisions(&self, flow: &str, since_ms: i64, until_ms: i64) -> Result<Vec<FlowDecision>> {
         let flow = flow.to_string();
         self.read(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT flow, flow_version, customer_id, at, status, matched, baseline, trace_id
+                "SELECT flow, flow_version, customer_id, at, status, matched, baseline, trace_id, arm
                  FROM flow_decisions WHERE flow = ?1 AND at >= ?2 AND at < ?3 ORDER BY at, id",
             )?;
             let rows = st.query_map(params![flow, since_ms, until_ms], |r| {
@@ -2578,11 +2705,12 @@ impl Store for SqliteStore {
                     r.get::<_, bool>(5)?,
                     r.get::<_, Option<bool>>(6)?,
                     r.get::<_, String>(7)?,
+                    r.get::<_, Option<String>>(8)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (flow, flow_version, customer, at_ms, status, matched, baseline, trace) = row?;
+                let (flow, flow_version, customer, at_ms, status, matched, baseline, trace, arm) = row?;
                 out.push(FlowDecision {
                     flow,
                     flow_version,
@@ -2596,6 +2724,7 @@ impl Store for SqliteStore {
                     trace_id: trace
                         .parse()
                         .map_err(|_| StoreError::Corrupt(format!("flow decision trace id {trace}")))?,
+                    arm,
                 });
             }
             Ok(out)

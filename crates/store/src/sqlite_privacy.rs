@@ -165,6 +165,9 @@ fn erase_main(tx: &Connection, id: i64, job: &NewPrivacyJob, keys: &[String], no
         {
             removed[i].1 += tx.prepare_cached(sql)?.execute([k])? as u64;
         }
+        // The offers made to the person (what the bandit learned from them stays, as it does in the
+        // learner's memory: only the rows naming them go).
+        tx.prepare_cached("DELETE FROM offer_log WHERE customer_id = ?1")?.execute([k])?;
         // The other ids the person was stitched by (ids and digests only), and an alias that is the key.
         tx.prepare_cached("DELETE FROM aliases WHERE customer_id = ?1 OR alias = ?1")?.execute([k])?;
     }

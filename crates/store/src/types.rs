@@ -111,6 +111,10 @@ pub struct ProcessOutcome {
     pub aliases: Vec<NewAlias>,
     /// States removed in this commit: provisional customers merged into a known one.
     pub deleted_states: Vec<CustomerId>,
+    /// Offers `choose_offer` actions made (the offer log).
+    pub offers: Vec<NewOffer>,
+    /// Orders that settle open offers.
+    pub offer_settlements: Vec<OfferSettlement>,
 }
 
 /// An alias to write: another id (`anon:…`, `segment:…`, `email:<digest>`, `phone:<digest>`) of `customer`.
@@ -193,6 +197,56 @@ pub struct FlowDecision {
     /// The baseline rule's verdict; `None` without a baseline.
     pub baseline: Option<bool>,
     pub trace_id: TraceId,
+    /// The offer arm a `choose_offer` action chose, when the flow has one and acted.
+    pub arm: Option<String>,
+}
+
+/// An offer a `choose_offer` action made, written to the offer log in the processing commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOffer {
+    /// Stable: the trace and the flow (`<trace>:<flow>`), so reprocessing a delivery writes it once.
+    pub id: String,
+    pub flow: String,
+    pub customer: CustomerId,
+    pub arm: String,
+    /// The probability the policy had of choosing this arm.
+    pub propensity: f64,
+    /// Chosen by the uniform-random holdout.
+    pub explored: bool,
+    /// The decision's context features.
+    pub context: Vec<f64>,
+    pub decided_at_ms: i64,
+    /// An order after this settles nothing; the offer settles at zero once it has passed.
+    pub window_end_ms: i64,
+}
+
+/// An order that settles a customer's open offers: every unsettled offer of the customer whose window
+/// holds `order_at_ms` takes `value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OfferSettlement {
+    pub customer: CustomerId,
+    pub order_at_ms: i64,
+    /// The order's value (before the arm's cost, which the learner subtracts).
+    pub value: f64,
+}
+
+/// A row of the offer log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedOffer {
+    pub id: String,
+    pub flow: String,
+    pub customer: CustomerId,
+    pub arm: String,
+    pub propensity: f64,
+    pub explored: bool,
+    pub context: Vec<f64>,
+    pub decided_at_ms: i64,
+    pub window_end_ms: i64,
+    /// The settling order's value (0 when the window passed without one); `None` while open.
+    pub outcome_value: Option<f64>,
+    pub settled_at_ms: Option<i64>,
+    /// The order of settlements (`None` while open).
+    pub settle_seq: Option<i64>,
 }
 
 /// A decision whose actions wait for approval: approved, they enter the outbox as ordinary items of the

@@ -97,6 +97,7 @@ async fn run(events: &[Event], batch_size: usize) -> (Arc<dyn Store>, tempfile::
         approval_counts: Default::default(),
         sources: Arc::new(nudge_ingest::source::Registry::new()),
         browse_retention: Duration::from_secs(30 * 86_400),
+        offers: Default::default(),
     };
     while pipeline.step().await.expect("a batch processes").0 > 0 {}
     (store, dir)

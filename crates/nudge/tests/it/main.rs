@@ -12,6 +12,7 @@ mod engagement;
 mod identity;
 mod isolation;
 mod lists;
+mod offers;
 mod pipelined;
 mod privacy;
 mod reports;
