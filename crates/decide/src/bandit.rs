@@ -6,17 +6,22 @@
 //! `θ = A⁻¹ b`; `A⁻¹` is kept up to date by a Sherman–Morrison rank-one update (refreshed from `A` by a
 //! Cholesky inverse every [`REFRESH_EVERY`] updates and on load, so rounding cannot accumulate). The
 //! noise variance of an arm is estimated from its residuals, shrunk toward the pooled second moment of
-//! all rewards (`σ² = (ν₀ s² + RSS) / (ν₀ + n)`, ν₀ = 2), so the policies need no reward scale.
+//! all rewards (`σ² = (ν₀ s² + RSS) / (ν₀ + max(n − d, 0))`, ν₀ = 20), so the policies need no reward
+//! scale. Each arm's estimate is shrunk toward the pooled estimate over all arms (prior mean), not
+//! toward 0: `θ_a = A_a⁻¹ (b_a + λ m)`, `m = (λI + Σ_all x xᵀ)⁻¹ Σ_all r x`.
 //!
 //! **Policies.** For a context `x`, arm `a`'s expected reward is `μ = xᵀθ` with posterior sd
 //! `s = σ √(xᵀA⁻¹x)`.
 //! - Thompson sampling (linear Thompson): draws `θ̃ ~ N(θ, v² σ² A⁻¹)` per arm and takes the largest
 //!   `xᵀθ̃`. Only the scalar `xᵀθ̃ ~ N(μ, v² s²)` matters, so that is what is drawn (the same choice
 //!   distribution, d times cheaper). Its propensity — the probability the policy had of choosing the arm
-//!   it chose — is computed, not sampled: `P(a) = ∫ φ_a(t) Π_{j≠a} Φ_j(t) dt`, by Simpson's rule on 96
-//!   intervals over `μ_a ± 8 v s_a` (exact to ~1e-6; tested against the two-arm closed form and Monte
-//!   Carlo).
+//!   it chose — is computed, not sampled: `P(a) = ∫ φ_a(t) Π_{j≠a} Φ_j(t) dt`, by composite
+//!   5-point Gauss–Legendre over `μ_a ± 7 v s_a` (error below 1e-6; tested against scipy's adaptive
+//!   quadrature, the two-arm closed form and the frequency of the choices). Deterministic, so the
+//!   audit's propensity is reproducible; about 40–80 evaluations of the integrand.
 //! - LinUCB: the largest `μ + α s` (deterministic; propensity 1).
+//!
+//! Defaults: λ = 1, v = 0.5, α = 1 (v = 1 explored too much on the simulator; see BENCHMARKS.md).
 //!
 //! **Holdout.** With probability `explore_holdout_percent / 100` the choice is uniform over the eligible
 //! arms instead and marked `explored`; its propensity is then `1 / eligible` (propensities are
@@ -32,6 +37,11 @@ use crate::DecideError;
 use nudge_model::Timestamp;
 use nudge_state::CustomerState;
 use serde::{Deserialize, Serialize};
+
+/// The weight, in outcomes, of the prior on an arm's noise variance (the pooled second moment of the
+/// rewards). Large enough that an arm seen a few times on low-variance contexts is not trusted to be
+/// precise everywhere — the guard against an arm being starved by early bad luck.
+pub const NOISE_PRIOR_WEIGHT: f64 = 20.0;
 
 /// Updates per arm between exact refreshes of `A⁻¹` from `A`.
 pub const REFRESH_EVERY: u64 = 4096;
@@ -178,10 +188,13 @@ pub fn context_features(state: &CustomerState, now: Timestamp, propensity: Optio
     x
 }
 
-/// What a `choose_offer` action never does.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// What a `choose_offer` action never does. Unknown keys are refused; the default limits nothing
+/// (`max_discount_pct` 100).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Guardrails {
     /// Arms with a larger discount are never chosen.
+    #[serde(default = "no_discount_limit")]
     pub max_discount_pct: f64,
     /// 0 = no limit; an arm with a cost is not chosen when the customer's last costly offer is more
     /// recent than this many days.
@@ -196,6 +209,22 @@ pub struct Guardrails {
     pub margin_floor_pct: Option<f64>,
     #[serde(default)]
     pub margin_pct: Option<f64>,
+}
+
+fn no_discount_limit() -> f64 {
+    100.0
+}
+
+impl Default for Guardrails {
+    fn default() -> Self {
+        Guardrails {
+            max_discount_pct: no_discount_limit(),
+            min_days_between_offers: 0,
+            skip_if_propensity_above: None,
+            margin_floor_pct: None,
+            margin_pct: None,
+        }
+    }
 }
 
 impl Guardrails {
@@ -238,15 +267,14 @@ struct ArmStats {
     a_inv: Vec<f64>,
     /// `Σ r x`.
     b: Vec<f64>,
-    /// `A⁻¹ b`.
-    theta: Vec<f64>,
     n: u64,
     sum_r: f64,
     sum_r2: f64,
     since_refresh: u64,
 }
 
-/// The serialised learner: the sufficient statistics only (the inverses are rebuilt on load).
+/// The serialised learner: the sufficient statistics, and the inverses as they were (so that a restored
+/// learner makes bit-identical choices; they are checked against `A` on load).
 #[derive(Serialize, Deserialize)]
 struct LearnerBody {
     arms: Vec<Arm>,
@@ -255,16 +283,80 @@ struct LearnerBody {
     lambda: f64,
     alpha: f64,
     v: f64,
+    pool: ArmBody,
     stats: Vec<ArmBody>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct ArmBody {
+    #[serde(with = "exact")]
     a: Vec<f64>,
+    #[serde(with = "exact")]
+    a_inv: Vec<f64>,
+    #[serde(with = "exact")]
     b: Vec<f64>,
     n: u64,
-    sum_r: f64,
-    sum_r2: f64,
+    /// `[Σ r, Σ r²]`.
+    #[serde(with = "exact")]
+    sums: Vec<f64>,
+    since_refresh: u64,
+}
+
+/// Numbers as their shortest round-trip decimal strings: JSON number parsers need not round correctly,
+/// and a restored learner must choose bit-identically.
+mod exact {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|x| format!("{x:?}")))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|t| t.parse::<f64>().map_err(|_| serde::de::Error::custom(format!("not a number: {t:?}"))))
+            .collect()
+    }
+}
+
+impl From<ArmStats> for ArmBody {
+    fn from(s: ArmStats) -> Self {
+        ArmBody {
+            a: s.a,
+            a_inv: s.a_inv,
+            b: s.b,
+            n: s.n,
+            sums: vec![s.sum_r, s.sum_r2],
+            since_refresh: s.since_refresh,
+        }
+    }
+}
+
+impl ArmBody {
+    /// Checks sizes, finiteness and that `A⁻¹` inverts `A` (to 1e-6 relative).
+    fn into_stats(self, d: usize, what: &str) -> Result<ArmStats, DecideError> {
+        let bad = |m: &str| DecideError::Body(format!("bandit learner, {what}: {m}"));
+        if self.a.len() != d * d || self.a_inv.len() != d * d || self.b.len() != d || self.sums.len() != 2 {
+            return Err(bad("statistics of the wrong size"));
+        }
+        if self.a.iter().chain(&self.a_inv).chain(&self.b).chain(&self.sums).any(|v| !v.is_finite()) {
+            return Err(bad("statistics not finite"));
+        }
+        let exact = spd_inverse(&self.a, d).ok_or_else(|| bad("A is not positive definite"))?;
+        let scale = exact.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        if exact.iter().zip(&self.a_inv).any(|(e, g)| (e - g).abs() > 1e-6 * scale) {
+            return Err(bad("the stored inverse does not invert A"));
+        }
+        Ok(ArmStats {
+            a: self.a,
+            a_inv: self.a_inv,
+            b: self.b,
+            n: self.n,
+            sum_r: self.sums[0],
+            sum_r2: self.sums[1],
+            since_refresh: self.since_refresh,
+        })
+    }
 }
 
 /// The learner's state: per arm ridge-regression sufficient statistics (`A = λI + Σxxᵀ`, `b = Σ r x`,
@@ -281,6 +373,9 @@ pub struct Learner {
     alpha: f64,
     /// Thompson's posterior scale.
     v: f64,
+    /// All arms' outcomes together (`A = λI + Σ_all x xᵀ`): the pooled estimate each arm is shrunk
+    /// toward.
+    pool: ArmStats,
     stats: Vec<ArmStats>,
 }
 
@@ -293,11 +388,8 @@ impl From<Learner> for LearnerBody {
             lambda: l.lambda,
             alpha: l.alpha,
             v: l.v,
-            stats: l
-                .stats
-                .into_iter()
-                .map(|s| ArmBody { a: s.a, b: s.b, n: s.n, sum_r: s.sum_r, sum_r2: s.sum_r2 })
-                .collect(),
+            pool: l.pool.into(),
+            stats: l.stats.into_iter().map(ArmBody::from).collect(),
         }
     }
 }
@@ -307,7 +399,7 @@ impl TryFrom<LearnerBody> for Learner {
     fn try_from(body: LearnerBody) -> Result<Self, DecideError> {
         let d = body.dim;
         let bad = |m: String| DecideError::Body(format!("bandit learner: {m}"));
-        if d == 0 || body.arms.is_empty() || body.stats.len() != body.arms.len() {
+        if d == 0 || d > 64 || body.arms.is_empty() || body.stats.len() != body.arms.len() {
             return Err(bad(format!(
                 "{} arms, {} arm statistics, dimension {d}",
                 body.arms.len(),
@@ -317,35 +409,27 @@ impl TryFrom<LearnerBody> for Learner {
         if !(body.lambda > 0.0 && body.alpha >= 0.0 && body.v > 0.0) {
             return Err(bad("lambda and v must be positive and alpha non-negative".into()));
         }
-        let mut stats = Vec::with_capacity(body.stats.len());
-        for (arm, s) in body.arms.iter().zip(body.stats) {
-            if s.a.len() != d * d || s.b.len() != d || s.a.iter().chain(&s.b).any(|v| !v.is_finite()) {
-                return Err(bad(format!("arm {}: statistics of the wrong size or not finite", arm.name)));
-            }
-            let a_inv = spd_inverse(&s.a, d)
-                .ok_or_else(|| bad(format!("arm {}: A is not positive definite", arm.name)))?;
-            let mut st = ArmStats {
-                a: s.a,
-                a_inv,
-                b: s.b,
-                theta: vec![0.0; d],
-                n: s.n,
-                sum_r: s.sum_r,
-                sum_r2: s.sum_r2,
-                since_refresh: 0,
-            };
-            st.solve();
-            stats.push(st);
+        let stats = body
+            .arms
+            .iter()
+            .zip(body.stats)
+            .map(|(arm, s)| s.into_stats(d, &format!("arm {}", arm.name)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pool = body.pool.into_stats(d, "pooled statistics")?;
+        if pool.n != stats.iter().map(|s| s.n).sum::<u64>() {
+            return Err(bad("the pooled count is not the sum of the arms'".into()));
         }
-        Ok(Learner {
+        let learner = Learner {
             arms: body.arms,
             policy: body.policy,
             dim: d,
             lambda: body.lambda,
             alpha: body.alpha,
             v: body.v,
+            pool,
             stats,
-        })
+        };
+        Ok(learner)
     }
 }
 
@@ -357,25 +441,54 @@ impl ArmStats {
             a[i * d + i] = lambda;
             a_inv[i * d + i] = 1.0 / lambda;
         }
-        ArmStats {
-            a,
-            a_inv,
-            b: vec![0.0; d],
-            theta: vec![0.0; d],
-            n: 0,
-            sum_r: 0.0,
-            sum_r2: 0.0,
-            since_refresh: 0,
-        }
+        ArmStats { a, a_inv, b: vec![0.0; d], n: 0, sum_r: 0.0, sum_r2: 0.0, since_refresh: 0 }
     }
 
-    /// `θ = A⁻¹ b`.
-    fn solve(&mut self) {
+    /// `θ = A⁻¹ (b + λ m)` (the ridge estimate shrunk toward the prior mean `m`, none = 0), and the
+    /// residual sum of squares there, `Σr² − 2θᵀb + θᵀ(A − λI)θ`.
+    fn solve(&self, prior_mean: Option<&[f64]>, lambda: f64) -> (Vec<f64>, f64) {
         let d = self.b.len();
+        let mut rhs = [0.0f64; 64];
         for i in 0..d {
-            let row = &self.a_inv[i * d..(i + 1) * d];
-            self.theta[i] = row.iter().zip(&self.b).map(|(a, b)| a * b).sum();
+            rhs[i] = self.b[i] + prior_mean.map_or(0.0, |m| lambda * m[i]);
         }
+        let theta: Vec<f64> = (0..d)
+            .map(|i| self.a_inv[i * d..(i + 1) * d].iter().zip(&rhs[..d]).map(|(a, b)| a * b).sum())
+            .collect();
+        let mut quad = 0.0;
+        for i in 0..d {
+            let row = &self.a[i * d..(i + 1) * d];
+            let at: f64 = row.iter().zip(&theta).map(|(a, t)| a * t).sum();
+            quad += theta[i] * (at - lambda * theta[i]);
+        }
+        let tb: f64 = theta.iter().zip(&self.b).map(|(t, b)| t * b).sum();
+        (theta, (self.sum_r2 - 2.0 * tb + quad).max(0.0))
+    }
+
+    /// Adds `x xᵀ` to `A` and `r x` to `b` and updates `A⁻¹` (Sherman–Morrison, or an exact refresh
+    /// every [`REFRESH_EVERY`] updates).
+    fn add(&mut self, x: &[f64], r: f64) {
+        let d = x.len();
+        for i in 0..d {
+            let xi = x[i];
+            let row = &mut self.a[i * d..(i + 1) * d];
+            for (a, xj) in row.iter_mut().zip(x) {
+                *a += xi * xj;
+            }
+            self.b[i] += r * xi;
+        }
+        self.n += 1;
+        self.sum_r += r;
+        self.sum_r2 += r * r;
+        self.since_refresh += 1;
+        if self.since_refresh >= REFRESH_EVERY {
+            self.since_refresh = 0;
+            if let Some(inv) = spd_inverse(&self.a, d) {
+                self.a_inv = inv;
+                return;
+            }
+        }
+        sherman_morrison(&mut self.a_inv, x, d);
     }
 
     /// `xᵀA⁻¹x`.
@@ -388,13 +501,6 @@ impl ArmStats {
             q += x[i] * ax;
         }
         q.max(0.0)
-    }
-
-    /// The residual sum of squares of the ridge fit: `Σr² − θᵀb − λ|θ|²`.
-    fn rss(&self, lambda: f64) -> f64 {
-        let tb: f64 = self.theta.iter().zip(&self.b).map(|(t, b)| t * b).sum();
-        let tt: f64 = self.theta.iter().map(|t| t * t).sum();
-        (self.sum_r2 - tb - lambda * tt).max(0.0)
     }
 }
 
@@ -462,18 +568,44 @@ impl SeedStream {
     }
 }
 
+/// A learner's estimates at one moment: per arm `θ = A⁻¹ (b + λ m)` (`m` the pooled estimate) and the
+/// noise variance (the residual variance, on about n − d degrees of freedom, shrunk toward the pooled
+/// second moment of the rewards with weight [`NOISE_PRIOR_WEIGHT`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fit {
+    pub thetas: Vec<Vec<f64>>,
+    pub noise: Vec<f64>,
+}
+
+impl Fit {
+    /// The greedy choice (largest expected reward) among `eligible` arms (all when `None`).
+    pub fn greedy(&self, context: &[f64], eligible: Option<&[bool]>) -> usize {
+        let mut best = (usize::MAX, f64::NEG_INFINITY);
+        for (a, theta) in self.thetas.iter().enumerate() {
+            if eligible.is_some_and(|e| !e.get(a).copied().unwrap_or(false)) {
+                continue;
+            }
+            let mean: f64 = theta.iter().zip(context).map(|(t, x)| t * x).sum();
+            if best.0 == usize::MAX || mean > best.1 {
+                best = (a, mean);
+            }
+        }
+        if best.0 == usize::MAX { 0 } else { best.0 }
+    }
+}
+
 impl Learner {
-    /// A learner with no outcomes over [`CONTEXT_DIM`] features: λ = 1, LinUCB α = 1, Thompson v = 1.
+    /// A learner with no outcomes over [`CONTEXT_DIM`] features: λ = 1, LinUCB α = 1, Thompson v = 0.5.
     pub fn new(arms: Vec<Arm>, policy: PolicyKind) -> Learner {
         Learner::with_dim(arms, policy, CONTEXT_DIM)
     }
 
     /// A learner over contexts of `dim` features.
     pub fn with_dim(arms: Vec<Arm>, policy: PolicyKind, dim: usize) -> Learner {
-        assert!(dim > 0, "a learner needs at least one feature");
+        assert!(dim > 0 && dim <= 64, "a learner has 1 to 64 features");
         let lambda = 1.0;
         let stats = arms.iter().map(|_| ArmStats::new(dim, lambda)).collect();
-        Learner { arms, policy, dim, lambda, alpha: 1.0, v: 1.0, stats }
+        Learner { arms, policy, dim, lambda, alpha: 1.0, v: 0.5, pool: ArmStats::new(dim, lambda), stats }
     }
 
     /// Sets the ridge penalty (only before any update: it is part of `A`).
@@ -481,6 +613,32 @@ impl Learner {
         assert!(lambda > 0.0 && self.stats.iter().all(|s| s.n == 0), "lambda is set on a fresh learner, > 0");
         self.lambda = lambda;
         self.stats = self.arms.iter().map(|_| ArmStats::new(self.dim, lambda)).collect();
+        self.pool = ArmStats::new(self.dim, lambda);
+        self
+    }
+
+    /// Every arm's estimate toward the current pooled estimate and its noise variance.
+    pub fn fit(&self) -> Fit {
+        let (m, _) = self.pool.solve(None, self.lambda);
+        let (n_all, r2_all) = (self.pool.n, self.pool.sum_r2);
+        let pooled = if n_all > 0 && r2_all > 0.0 { r2_all / n_all as f64 } else { 1.0 };
+        let nu0 = NOISE_PRIOR_WEIGHT;
+        let (thetas, noise): (Vec<Vec<f64>>, Vec<f64>) = self
+            .stats
+            .iter()
+            .map(|s| {
+                let (theta, rss) = s.solve(Some(&m), self.lambda);
+                // The residuals of a d-parameter fit have about n − d degrees of freedom.
+                let dof = (s.n as f64 - self.dim as f64).max(0.0);
+                (theta, (nu0 * pooled + rss) / (nu0 + dof))
+            })
+            .unzip();
+        Fit { thetas, noise }
+    }
+
+    /// The same statistics under another policy.
+    pub fn with_policy(mut self, policy: PolicyKind) -> Learner {
+        self.policy = policy;
         self
     }
 
@@ -514,9 +672,9 @@ impl Learner {
         self.stats.iter().map(|s| s.n).collect()
     }
 
-    /// Arm `arm`'s ridge estimate `θ = A⁻¹ b`.
-    pub fn theta(&self, arm: usize) -> &[f64] {
-        &self.stats[arm].theta
+    /// Arm `arm`'s estimate `θ = A⁻¹ (b + λ m)`, `m` the pooled estimate.
+    pub fn theta(&self, arm: usize) -> Vec<f64> {
+        self.fit().thetas.swap_remove(arm)
     }
 
     /// Arm `arm`'s `A⁻¹` (row-major, `dim × dim`).
@@ -526,11 +684,7 @@ impl Learner {
 
     /// Arm `arm`'s noise variance estimate (residual variance shrunk toward the pooled second moment).
     pub fn noise_var(&self, arm: usize) -> f64 {
-        let (n_all, r2_all) = self.stats.iter().fold((0u64, 0.0), |(n, r2), s| (n + s.n, r2 + s.sum_r2));
-        let pooled = if n_all > 0 && r2_all > 0.0 { r2_all / n_all as f64 } else { 1.0 };
-        let s = &self.stats[arm];
-        const NU0: f64 = 2.0;
-        (NU0 * pooled + s.rss(self.lambda)) / (NU0 + s.n as f64)
+        self.fit().noise[arm]
     }
 
     /// Adds one outcome (reward = the order value within the window minus the arm's cost; 0 without an
@@ -560,57 +714,25 @@ impl Learner {
         if !reward.is_finite() || context.iter().any(|v| !v.is_finite()) {
             return Err(DecideError::Input("reward and context must be finite".into()));
         }
-        let d = self.dim;
-        let s = &mut self.stats[arm];
-        for i in 0..d {
-            let xi = context[i];
-            let row = &mut s.a[i * d..(i + 1) * d];
-            for (a, xj) in row.iter_mut().zip(context) {
-                *a += xi * xj;
-            }
-            s.b[i] += reward * xi;
-        }
-        s.n += 1;
-        s.sum_r += reward;
-        s.sum_r2 += reward * reward;
-        s.since_refresh += 1;
-        if s.since_refresh >= REFRESH_EVERY {
-            s.since_refresh = 0;
-            if let Some(inv) = spd_inverse(&s.a, d) {
-                s.a_inv = inv;
-                s.solve();
-                return Ok(());
-            }
-        }
-        sherman_morrison(&mut s.a_inv, context, d);
-        s.solve();
+        self.stats[arm].add(context, reward);
+        self.pool.add(context, reward);
         Ok(())
     }
 
     /// Per arm, `(mean, posterior sd)` of the expected reward for `context`.
     pub fn estimates(&self, context: &[f64]) -> Vec<(f64, f64)> {
+        let fit = self.fit();
         (0..self.arms.len())
             .map(|a| {
-                let s = &self.stats[a];
-                let mean: f64 = s.theta.iter().zip(context).map(|(t, x)| t * x).sum();
-                (mean, (self.noise_var(a) * s.quad(context)).sqrt())
+                let mean: f64 = fit.thetas[a].iter().zip(context).map(|(t, x)| t * x).sum();
+                (mean, (fit.noise[a] * self.stats[a].quad(context)).sqrt())
             })
             .collect()
     }
 
     /// The greedy choice (largest expected reward) among `eligible` arms (all when `None`).
     pub fn greedy(&self, context: &[f64], eligible: Option<&[bool]>) -> usize {
-        let mut best = (usize::MAX, f64::NEG_INFINITY);
-        for a in 0..self.arms.len() {
-            if eligible.is_some_and(|e| !e.get(a).copied().unwrap_or(false)) {
-                continue;
-            }
-            let mean: f64 = self.stats[a].theta.iter().zip(context).map(|(t, x)| t * x).sum();
-            if best.0 == usize::MAX || mean > best.1 {
-                best = (a, mean);
-            }
-        }
-        if best.0 == usize::MAX { 0 } else { best.0 }
+        self.fit().greedy(context, eligible)
     }
 
     /// Chooses for one customer. `eligible[i]`: the guardrails allow arm i ([`Guardrails::eligible`]).
@@ -656,7 +778,7 @@ impl Learner {
             let cheapest = (0..k)
                 .min_by(|&a, &b| {
                     let (x, y) = (&self.arms[a], &self.arms[b]);
-                    (x.discount_pct, x.fixed_cost).partial_cmp(&(y.discount_pct, y.fixed_cost)).unwrap()
+                    x.discount_pct.total_cmp(&y.discount_pct).then(x.fixed_cost.total_cmp(&y.fixed_cost))
                 })
                 .expect("a learner has arms");
             return choice(cheapest, 1.0, false, true, estimates);
@@ -763,7 +885,8 @@ fn std_normal_cdf(z: f64) -> f64 {
 }
 
 /// The probability that the `me`-th of independent normals `(mean, sd)` is the largest:
-/// `∫ φ_me(t) Π_{j≠me} Φ_j(t) dt`, by Simpson's rule on 96 intervals over `mean ± 8 sd`.
+/// `∫ φ_me(t) Π_{j≠me} Φ_j(t) dt`, by composite 5-point Gauss–Legendre over `mean ± 7 sd` (broken where
+/// another arm's Φ varies; sub-intervals of at most 1.5 of the smallest sd varying there).
 pub fn win_probability(normals: &[(f64, f64)], me: usize) -> f64 {
     if normals.len() == 1 {
         return 1.0;
@@ -786,34 +909,76 @@ pub fn win_probability(normals: &[(f64, f64)], me: usize) -> f64 {
             })
             .product();
     }
-    const STEPS: usize = 96;
-    let h = 16.0 * sd / STEPS as f64;
-    let mut total = 0.0;
-    for i in 0..=STEPS {
-        let t = mu - 8.0 * sd + h * i as f64;
+    let integrand = |t: f64| {
         let z = (t - mu) / sd;
         let mut f = (-0.5 * z * z).exp() / (sd * (std::f64::consts::TAU).sqrt());
         for (j, &(m, s)) in normals.iter().enumerate() {
-            if j != me {
-                f *= if s > 0.0 {
-                    std_normal_cdf((t - m) / s)
-                } else if m < t {
-                    1.0
-                } else {
-                    0.0
-                };
+            if j == me {
+                continue;
+            }
+            // Φ is 1 to within 1e-15 above 8 sds and 0 below −8 (no erfc needed).
+            let zj = if s > 0.0 {
+                (t - m) / s
+            } else if m < t {
+                f64::INFINITY
+            } else {
+                f64::NEG_INFINITY
+            };
+            if zj < -8.0 {
+                return 0.0;
+            }
+            if zj < 8.0 {
+                f *= std_normal_cdf(zj);
             }
         }
-        let w = if i == 0 || i == STEPS {
-            1.0
-        } else if i % 2 == 1 {
-            4.0
-        } else {
-            2.0
-        };
-        total += w * f;
+        f
+    };
+    // Over [mu − 7 sd, mu + 7 sd], broken where another arm's Φ rises (its mean ± 8 of its sds); each
+    // piece in sub-intervals of at most 1.5 of the smallest sd varying on it, each by 5-point
+    // Gauss–Legendre (exact for polynomials of degree 9).
+    const NODES: [f64; 5] = [
+        0.0,
+        -0.538_469_310_105_683_1,
+        0.538_469_310_105_683_1,
+        -0.906_179_845_938_664,
+        0.906_179_845_938_664,
+    ];
+    const WEIGHTS: [f64; 5] = [
+        0.568_888_888_888_888_9,
+        0.478_628_670_499_366_5,
+        0.478_628_670_499_366_5,
+        0.236_926_885_056_189_1,
+        0.236_926_885_056_189_1,
+    ];
+    let (lo, hi) = (mu - 7.0 * sd, mu + 7.0 * sd);
+    let mut cuts = vec![lo, hi];
+    for (j, &(m, s)) in normals.iter().enumerate() {
+        if j != me {
+            cuts.extend([m - 8.0 * s, m + 8.0 * s].into_iter().filter(|&c| c > lo && c < hi));
+        }
     }
-    (total * h / 3.0).clamp(0.0, 1.0)
+    cuts.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    let mut total = 0.0;
+    for w in cuts.windows(2) {
+        let (p, q) = (w[0], w[1]);
+        if q - p <= 0.0 {
+            continue;
+        }
+        let scale = normals
+            .iter()
+            .enumerate()
+            .filter(|&(j, &(m, s))| j != me && s > 0.0 && m - 8.0 * s < q && m + 8.0 * s > p)
+            .fold(sd, |acc, (_, &(_, s))| acc.min(s));
+        let pieces = (((q - p) / (1.5 * scale)).ceil() as usize).clamp(1, 256);
+        let h = (q - p) / pieces as f64;
+        for k in 0..pieces {
+            let mid = p + h * (k as f64 + 0.5);
+            total += 0.5
+                * h
+                * NODES.iter().zip(WEIGHTS).map(|(x, w)| w * integrand(mid + 0.5 * h * x)).sum::<f64>();
+        }
+    }
+    total.clamp(0.0, 1.0)
 }
 
 /// One logged decision and its outcome.
@@ -863,6 +1028,7 @@ pub struct OpeEstimate {
 /// from the explored (uniform) decisions: inverse-propensity and self-normalised IPS, each with a 95 %
 /// normal interval. Decisions with a context of the wrong length or a non-positive propensity are skipped.
 pub fn off_policy_value(logged: &[LoggedOutcome], learner: &Learner) -> OpeEstimate {
+    let fit = learner.fit();
     let mut w_r = Vec::new();
     let mut ws = Vec::new();
     let mut matched = 0;
@@ -875,7 +1041,7 @@ pub fn off_policy_value(logged: &[LoggedOutcome], learner: &Learner) -> OpeEstim
         {
             continue;
         }
-        let w = if learner.greedy(&o.context, None) == o.arm { 1.0 / o.propensity } else { 0.0 };
+        let w = if fit.greedy(&o.context, None) == o.arm { 1.0 / o.propensity } else { 0.0 };
         matched += usize::from(w > 0.0);
         ws.push((w, o.reward));
         w_r.push(w * o.reward);
@@ -914,6 +1080,7 @@ pub fn report(learner: &Learner, logged: &[LoggedOutcome]) -> serde_json::Value 
         mean_x[0] = 1.0;
     }
     let est = learner.estimates(&mean_x);
+    let fit = learner.fit();
     let arms: Vec<serde_json::Value> = learner
         .arms
         .iter()
@@ -929,7 +1096,7 @@ pub fn report(learner: &Learner, logged: &[LoggedOutcome]) -> serde_json::Value 
                 "estimate_at_mean_context": est[a].0,
                 "sd": est[a].1,
                 "noise_sd": learner.noise_var(a).sqrt(),
-                "theta": CONTEXT_NAMES.iter().zip(&s.theta).map(|(n, t)| (n.to_string(), serde_json::Value::from(*t))).collect::<serde_json::Map<_, _>>(),
+                "theta": CONTEXT_NAMES.iter().zip(&fit.thetas[a]).map(|(n, t)| (n.to_string(), serde_json::Value::from(*t))).collect::<serde_json::Map<_, _>>(),
             })
         })
         .collect();
@@ -942,4 +1109,65 @@ pub fn report(learner: &Learner, logged: &[LoggedOutcome]) -> serde_json::Value 
         "arms": arms,
         "off_policy": off_policy_value(logged, learner),
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::needless_range_loop)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incremental_estimate_matches_a_direct_solve() {
+        let arms = vec![Arm::parse("none", 0.0).unwrap(), Arm::parse("pct_10", 0.0).unwrap()];
+        let d = 4;
+        let mut l = Learner::with_dim(arms, PolicyKind::Thompson, d);
+        let mut rng = SeedStream::new(3);
+        let mut a = [vec![0.0; d * d], vec![0.0; d * d]];
+        let mut b = [vec![0.0; d], vec![0.0; d]];
+        for t in 0..20_000 {
+            let arm = t % 2;
+            let x = [1.0, rng.uniform(), rng.uniform(), rng.normal()];
+            let r = 3.0 * x[1] - 2.0 * x[3] + arm as f64 + rng.normal();
+            l.update(arm, &x, r);
+            for i in 0..d {
+                for j in 0..d {
+                    a[arm][i * d + j] += x[i] * x[j];
+                }
+                b[arm][i] += r * x[i];
+            }
+        }
+        // Pooled: λI + ΣΣ xxᵀ.
+        let mut ap = vec![0.0; d * d];
+        let mut bp = vec![0.0; d];
+        for k in 0..2 {
+            for i in 0..d * d {
+                ap[i] += a[k][i];
+            }
+            for i in 0..d {
+                bp[i] += b[k][i];
+            }
+        }
+        for i in 0..d {
+            ap[i * d + i] += 1.0;
+        }
+        let ip = spd_inverse(&ap, d).unwrap();
+        let m: Vec<f64> = (0..d).map(|i| (0..d).map(|j| ip[i * d + j] * bp[j]).sum()).collect();
+        for k in 0..2 {
+            let mut ak = a[k].clone();
+            for i in 0..d {
+                ak[i * d + i] += 1.0;
+            }
+            let ik = spd_inverse(&ak, d).unwrap();
+            let theta: Vec<f64> =
+                (0..d).map(|i| (0..d).map(|j| ik[i * d + j] * (b[k][j] + m[j])).sum()).collect();
+            for i in 0..d {
+                assert!(
+                    (theta[i] - l.theta(k)[i]).abs() < 1e-9,
+                    "arm {k} θ{i}: {} vs {}",
+                    theta[i],
+                    l.theta(k)[i]
+                );
+            }
+        }
+    }
 }

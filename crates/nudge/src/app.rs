@@ -275,6 +275,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     let sources = Arc::new(sources(&cfg)?);
     let scoring = Arc::new(Scoring::new(nudge_scoring::RulesScorer { thresholds: cfg.segments.clone() }));
     crate::models_cli::load_active_scorer(&*store, &scoring, &cfg).await?;
+    crate::decision_models::load(&*store, &scoring).await?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let wake_pipeline = Arc::new(Notify::new());
@@ -398,6 +399,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         let mut rx = shutdown_rx.clone();
         tasks.push(work.spawn(async move {
             let mut active = store.active_model_version().await.ok().flatten().map(|v| v.id);
+            let mut decision_active = crate::decision_models::active_ids(&*store).await.ok();
             let refit_every = cfg.pipeline.refit_every.0;
             let mut next_refit = (!refit_every.is_zero()).then(|| tokio::time::Instant::now() + refit_every);
             loop {
@@ -420,6 +422,13 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
                     if let Err(e) = crate::models_cli::load_active_scorer(&*store, &scoring, &cfg).await {
                         tracing::error!(error = %e, "loading the active model version failed; rules fallback");
                         scoring.set_primary(None);
+                    }
+                }
+                let now_decision = crate::decision_models::active_ids(&*store).await.ok();
+                if now_decision.is_some() && now_decision != decision_active {
+                    decision_active = now_decision;
+                    if let Err(e) = crate::decision_models::load(&*store, &scoring).await {
+                        tracing::error!(error = %e, "loading the active decision models failed");
                     }
                 }
             }

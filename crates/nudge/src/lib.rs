@@ -25,6 +25,7 @@ pub mod approvals_cli;
 pub mod audit_cli;
 pub mod campaign_report;
 pub mod config;
+pub mod decision_models;
 pub mod demo;
 pub mod demo_signals;
 pub mod fetch;

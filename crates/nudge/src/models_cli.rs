@@ -1545,6 +1545,11 @@ async fn list_cmd(cfg: &Config, json_out: bool) -> anyhow::Result<()> {
 async fn activate_cmd(cfg: &Config, id: &str, force: bool) -> anyhow::Result<()> {
     let store = crate::app::open_store(cfg)?;
     let v = find_version(&*store, id).await?;
+    if v.family == nudge_decide::families::BANDIT {
+        bail!(
+            "model version {id} is a record of what the offer bandit learned; the bandit learns online, nothing to activate"
+        );
+    }
     if v.family == nudge_decide::families::PROPENSITY {
         nudge_decide::propensity::PropensityModel::from_body(&v.id, &v.body).map_err(|e| anyhow!("{e}"))?;
     } else {
@@ -1574,6 +1579,14 @@ async fn report_cmd(cfg: &Config, id: &str, out: Option<PathBuf>, json_out: bool
     let v = find_version(&*store, id).await?;
     if v.family == nudge_decide::families::PROPENSITY {
         return crate::fit_propensity::report(&v, json_out);
+    }
+    if v.family == nudge_decide::families::BANDIT {
+        if json_out {
+            println!("{}", serde_json::to_string_pretty(&v.body)?);
+        } else {
+            print!("{}", crate::fit_bandit::report_text(&v.body));
+        }
+        return Ok(());
     }
     let body: VersionBody = serde_json::from_value(v.body.clone()).with_context(|| {
         format!("model version {id} has no fit report (it was not made by `nudge models fit`)")

@@ -3,9 +3,10 @@
 //! settlement order; after a restart the whole log is folded again, so nothing learned is lost and no
 //! outcome counts twice. The policy decides on a snapshot, swapped whole after each sync.
 
+use nudge_decide::bandit::{Learner, LoggedOutcome};
 use nudge_policy::flows::FlowSet;
 use nudge_policy::offers::Learners;
-use nudge_store::{Store, StoreError};
+use nudge_store::{LoggedOffer, Store, StoreError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -75,13 +76,8 @@ impl OfferLearning {
             let page = store.settled_offers_after(cursor, SYNC_PAGE).await?;
             for row in &page {
                 cursor = row.settle_seq.unwrap_or(cursor);
-                let Some(learner) = learners.get_mut(&row.flow) else { continue };
-                // An arm the flow no longer has teaches nothing.
-                let Some(arm) = learner.arms().iter().position(|a| a.name == row.arm) else { continue };
-                let value = row.outcome_value.unwrap_or(0.0);
-                let reward = value - learner.arms()[arm].cost(value);
-                if row.context.len() == nudge_decide::bandit::CONTEXT_DIM {
-                    learner.update(arm, &row.context, reward);
+                if let Some(learner) = learners.get_mut(&row.flow) {
+                    fold(learner, row);
                 }
             }
             if page.len() < SYNC_PAGE {
@@ -95,4 +91,25 @@ impl OfferLearning {
         p.last_sync = Some(Instant::now());
         Ok(snapshot)
     }
+}
+
+/// Folds one settled offer into its flow's learner: the reward is the settling order's value less the
+/// arm's cost on it (0 when the window passed without an order). An open offer, an arm the flow no longer
+/// has or a context of another shape teaches nothing (`None`).
+pub fn fold(learner: &mut Learner, row: &LoggedOffer) -> Option<LoggedOutcome> {
+    row.settle_seq?;
+    let arm = learner.arms().iter().position(|a| a.name == row.arm)?;
+    if row.context.len() != learner.dim() {
+        return None;
+    }
+    let value = row.outcome_value.unwrap_or(0.0);
+    let reward = value - learner.arms()[arm].cost(value);
+    learner.update(arm, &row.context, reward);
+    Some(LoggedOutcome {
+        arm,
+        context: row.context.clone(),
+        reward,
+        propensity: row.propensity,
+        explored: row.explored,
+    })
 }

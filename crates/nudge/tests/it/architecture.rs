@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-const PURE: [&str; 7] = [
+const PURE: [&str; 8] = [
     "nudge-model",
     "nudge-ingest",
     "nudge-state",
@@ -12,6 +12,7 @@ const PURE: [&str; 7] = [
     "nudge-scoring",
     "nudge-policy",
     "nudge-sentiment",
+    "nudge-decide",
 ];
 const IO_CRATES: [&str; 9] =
     ["tokio", "axum", "hyper", "reqwest", "sqlx", "rusqlite", "mio", "lapin", "redis"];
@@ -24,7 +25,8 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("nudge-state", vec!["nudge-model"]),
         ("nudge-models", vec![]),
         ("nudge-scoring", vec!["nudge-model", "nudge-state", "nudge-models"]),
-        ("nudge-policy", vec!["nudge-model", "nudge-state"]),
+        ("nudge-policy", vec!["nudge-model", "nudge-state", "nudge-decide"]),
+        ("nudge-decide", vec!["nudge-model", "nudge-state"]),
         ("nudge-sentiment", vec!["nudge-model"]),
         ("nudge-store", vec!["nudge-model"]),
         ("nudge-deliver", vec!["nudge-model"]),

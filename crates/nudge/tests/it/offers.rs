@@ -132,3 +132,69 @@ async fn an_order_settles_the_offer_once_and_the_learner_counts_it_once() {
     let again = restarted.sync(&*store, &flows).await.unwrap();
     assert_eq!(again["offers"].counts(), learned["offers"].counts());
 }
+
+/// `nudge models fit --family bandit` rebuilds what the pipeline learned from the same log, saves it as a
+/// record (never active) and prints it; `models report` shows it again; activating it is refused.
+#[tokio::test]
+async fn the_bandit_fit_reports_what_the_offer_log_taught() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path(), Durability::Full).unwrap());
+    let p = pipeline(store.clone());
+    let now = OffsetDateTime::now_utc();
+    store
+        .commit_delivery(delivery("o1", &order("1", now - time::Duration::hours(1), "20.00")))
+        .await
+        .unwrap();
+    drain(&p).await;
+    let later = order("2", OffsetDateTime::now_utc() + time::Duration::minutes(1), "80.00");
+    store.commit_delivery(delivery("o2", &later)).await.unwrap();
+    drain(&p).await;
+    drop(p);
+    drop(store);
+    let config = dir.path().join("nudge.toml");
+    std::fs::write(
+        &config,
+        r#"[destinations.klaviyo]
+api_key = "pk_test"
+
+[[flows]]
+name = "offers"
+trigger = "order_placed"
+actions = [
+  { type = "choose_offer", arms = ["none", "content_only", "pct_10"], explore_holdout_percent = 0 },
+  { type = "track_event", destination = "klaviyo", metric = "AI Offer" },
+]
+"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nudge"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let o = run(&["models", "fit", "--family", "bandit", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let body: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let flow = &body["flows"][0];
+    assert_eq!(
+        (flow["flow"].as_str(), flow["offers"].as_u64(), flow["settled"].as_u64()),
+        (Some("offers"), Some(2), Some(1))
+    );
+    assert_eq!(flow["learned_from"], 1);
+    let arms = flow["report"]["arms"].as_array().unwrap();
+    assert_eq!(arms.iter().map(|a| a["n"].as_u64().unwrap()).sum::<u64>(), 1);
+    let version = body["version"].as_str().expect("saved").to_string();
+    let text = run(&["models", "report", &version]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("flow offers: 2 offers (1 settled, 1 open)"));
+    let refused = run(&["models", "activate", &version]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("nothing to activate"));
+    let refused = run(&["models", "fit", "--family", "bandit", "--activate"]);
+    assert!(!refused.status.success());
+}
