@@ -1,7 +1,7 @@
 //! Benchmarks of the decision models, hand-timed on one thread. Each family has its own section,
 //! selected with `--only NAME` (all sections run without it).
 //!
-//! Run with `cargo bench -p nudge-decide --bench decide -- [--only propensity|bandit|send_time|cold_start] [section options]`.
+//! Run with `cargo bench -p nudge-decide --bench decide -- [--only propensity|bandit|send_time|cold_start|uplift] [section options]`.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -21,6 +21,9 @@ fn main() {
     }
     if wants("cold_start") {
         cold_start();
+    }
+    if wants("uplift") {
+        uplift::run();
     }
 }
 
@@ -358,5 +361,71 @@ fn empty_set() -> nudge_model::ScoreSet {
         model_version: String::new(),
         labels: Default::default(),
         scored_at: time::OffsetDateTime::UNIX_EPOCH,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// uplift: the campaign report's analysis (`uplift::analyse`) on 100,000 customers with 10 features, with and
+// without the revenue bootstrap (1,000 resamples).
+// ---------------------------------------------------------------------------------------------------------
+mod uplift {
+    use super::{Instant, median_and_spread};
+    use nudge_decide::uplift::{Options, RateIntervals, Unit, analyse};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use std::hint::black_box;
+
+    /// Normal-approximation intervals: the bench times the analysis, not the interval formula.
+    struct Wald;
+
+    impl RateIntervals for Wald {
+        fn rate(&self, k: u64, n: u64) -> Option<(f64, f64)> {
+            let p = k as f64 / n as f64;
+            let h = 1.96 * (p * (1.0 - p) / n as f64).sqrt();
+            (n > 0).then_some((p - h, p + h))
+        }
+        fn difference(&self, k1: u64, n1: u64, k2: u64, n2: u64) -> Option<(f64, f64)> {
+            let (a, b) = (self.rate(k1, n1)?, self.rate(k2, n2)?);
+            let d = k1 as f64 / n1 as f64 - k2 as f64 / n2 as f64;
+            let h = (((a.1 - a.0) / 2.0).powi(2) + ((b.1 - b.0) / 2.0).powi(2)).sqrt();
+            Some((d - h, d + h))
+        }
+        fn method(&self) -> &'static str {
+            "Wald"
+        }
+    }
+
+    pub fn run() {
+        let n = 100_000;
+        let mut rng = StdRng::seed_from_u64(1);
+        let segments = ["new", "active", "loyal", "lapsed", "high_value_at_risk"];
+        let units: Vec<Unit> = (0..n)
+            .map(|_| {
+                let treated = rng.gen_bool(0.9);
+                let converted = rng.gen_bool(if treated { 0.12 } else { 0.10 });
+                Unit {
+                    treated,
+                    converted,
+                    revenue: if converted { rng.gen_range(10.0..300.0) } else { 0.0 },
+                    segment: segments[rng.gen_range(0..segments.len())].to_string(),
+                    features: (0..10).map(|_| rng.gen_bool(0.9).then(|| rng.gen_range(0.0..100.0))).collect(),
+                }
+            })
+            .collect();
+        let names: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
+        for (label, resamples) in [("without bootstrap", 0), ("with 1,000 bootstrap resamples", 1000)] {
+            let opts = Options { resamples, ..Options::default() };
+            let ms: Vec<f64> = (0..5)
+                .map(|_| {
+                    let start = Instant::now();
+                    black_box(analyse(black_box(&units), &names, &Wald, &opts));
+                    start.elapsed().as_secs_f64() * 1000.0
+                })
+                .collect();
+            let (median, lo, hi) = median_and_spread(ms);
+            println!(
+                "uplift::analyse, {n} customers, 10 features, {label}: median {median:.1} ms (min {lo:.1}, max {hi:.1}, 5 runs)"
+            );
+        }
     }
 }

@@ -23,6 +23,7 @@ pub mod access;
 pub mod app;
 pub mod approvals_cli;
 pub mod audit_cli;
+pub mod campaign_report;
 pub mod config;
 pub mod decision_models;
 pub mod demo;

@@ -21,6 +21,8 @@ pub enum ReportCmd {
     Shadow(ReportArgs),
     /// Treated against held-out customers: conversion rates, their difference and its 95 % interval.
     Lift(ReportArgs),
+    /// A flow's campaign: uplift against its holdout with intervals, revenue, segments, drivers, a summary.
+    Campaign(crate::campaign_report::CampaignArgs),
 }
 
 #[derive(Args, Debug)]
@@ -118,7 +120,7 @@ pub fn parse_instant(key: &str, s: &str, now: OffsetDateTime) -> Result<i64, Rep
 }
 
 /// Reads the query's window and period.
-fn report_window(q: &ReportQuery, now: OffsetDateTime) -> Result<ReportWindow, ReportError> {
+pub(crate) fn report_window(q: &ReportQuery, now: OffsetDateTime) -> Result<ReportWindow, ReportError> {
     let window = q.window.as_deref().unwrap_or("14d").trim();
     let window_secs = parse_duration_secs(window).filter(|s| *s > 0).ok_or_else(|| {
         ReportError::BadInput(format!("window: `{window}` is not a duration such as 14d or 48h"))
@@ -228,6 +230,7 @@ pub async fn run(cfg: &crate::config::Config, cmd: ReportCmd) -> anyhow::Result<
     let (kind, args) = match cmd {
         ReportCmd::Shadow(a) => (ReportKind::Shadow, a),
         ReportCmd::Lift(a) => (ReportKind::Lift, a),
+        ReportCmd::Campaign(a) => return crate::campaign_report::run(cfg, a).await,
     };
     let q = ReportQuery {
         flow: args.flow.clone(),
