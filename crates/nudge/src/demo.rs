@@ -742,6 +742,24 @@ async fn print_offers(app: &crate::app::App) -> anyhow::Result<()> {
     for (arm, (n, converted, explored)) in arms {
         println!("  {arm:<14} {n:>7} {converted:>10} {explored:>9}");
     }
+    // The campaign report of the offers against the flow's holdout, windows still open (as `nudge report
+    // campaign --flow abandoned_offer --partial` prints it).
+    let q = crate::campaign_report::CampaignQuery {
+        report: crate::report_cli::ReportQuery {
+            flow: "abandoned_offer".into(),
+            partial: true,
+            ..Default::default()
+        },
+        arm: None,
+    };
+    let flows = app.flows.current();
+    match crate::campaign_report::build(&**app.store(), &flows, &q, OffsetDateTime::now_utc()).await {
+        Ok(report) => {
+            println!();
+            print!("{}", crate::campaign_report::text(&report));
+        }
+        Err(e) => println!("\ncampaign report of abandoned_offer: {e:#}"),
+    }
     Ok(())
 }
 
@@ -1128,7 +1146,11 @@ mod tests {
         let dests = ["klaviyo", "braze", "hubspot"];
         let set = nudge_policy::flows::FlowSet::compile(&demo_flows(), &dests).unwrap();
         let names: Vec<&str> = set.flows.iter().map(|f| f.spec.name.as_str()).collect();
-        assert_eq!(names, ["profile_sync", "checkout_abandoned", "winback_shadow", "vip_thanks"]);
+        assert_eq!(
+            names,
+            ["profile_sync", "checkout_abandoned", "winback_shadow", "abandoned_offer", "vip_thanks"]
+        );
+        assert!(set.flows[3].offer.is_some(), "abandoned_offer chooses an offer");
         assert_eq!(set.flows[2].spec.mode, nudge_policy::flows::Mode::Shadow);
         // The two built-in flows, written out, are the built-in ones.
         let builtin =
