@@ -456,7 +456,8 @@ fn pp(v: Option<f64>) -> String {
 }
 
 fn num(v: Option<f64>) -> String {
-    v.map_or_else(|| "n/a".into(), |v| format!("{v:.2}"))
+    // `+ 0.0` turns a negative zero (a sum of nothing) into 0.00, not -0.00.
+    v.map_or_else(|| "n/a".into(), |v| format!("{:.2}", v + 0.0))
 }
 
 fn signed(v: Option<f64>) -> String {
