@@ -1355,9 +1355,21 @@ async fn score_cmd(cfg: &Config, args: ScoreArgs) -> anyhow::Result<()> {
     let version = match &args.version {
         Some(id) => find_version(&*store, id).await?,
         None => store.active_model_version().await?.ok_or_else(|| {
-            anyhow!("no model version is active; activate one with `nudge models activate VERSION` or pass --version")
+            anyhow!(
+                "no model version is active of the BTYD kind (the one `nudge models score` uses); activate one with \
+                 `nudge models activate VERSION` or pass --version"
+            )
         })?,
     };
+    if version.kind() != "btyd" {
+        bail!(
+            "model version {} is a {} version; `nudge models score` scores with BTYD versions (`nudge models \
+             report {}` shows what it measured)",
+            version.id,
+            version.family,
+            version.id
+        );
+    }
     let model = scorer_of(&version)?;
     let ds = Dataset::load(
         &*store,

@@ -252,6 +252,14 @@ async fn too_little_data_is_saved_but_not_activated_without_force() {
     assert!(out.contains(&format!("active model version: {version} (propensity)")), "{out}");
     assert_eq!(active(&data), [(version.clone(), "propensity".to_string())]);
 
+    // `models score` scores with BTYD versions: an active propensity version is not one, and a propensity
+    // version named with --version is refused with what it is.
+    let summary = cdnow_summary();
+    let (_, err) = fails(&data, &["models", "score", "--summary", &summary]);
+    assert!(err.contains("no model version is active of the BTYD kind"), "{err}");
+    let (_, err) = fails(&data, &["models", "score", "--version", &version, "--summary", &summary]);
+    assert!(err.contains("is a propensity version") && err.contains("models report"), "{err}");
+
     // --force on the fit activates at once.
     let forced =
         json(&ok(&data, &["models", "fit", "--family", "propensity", "--activate", "--force", "--json"]));
