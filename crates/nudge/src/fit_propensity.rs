@@ -4,7 +4,9 @@
 //! Labels come from what happened (`nudge_decide::propensity`): an order carrying a checkout or cart
 //! token is a converted checkout, a checkout still open a day after its last update is abandoned; a
 //! customer purchased within 7 days of a weekly reference time or not. Features are computed as of each
-//! example's moment from what happened before it. The examples are split by time (the latest quarter is
+//! example's moment from what happened before it. Labels are as of now, or as of the store's latest
+//! activity when its data ends earlier (an imported history): nothing is known after it, so the weeks
+//! since are not labelled "no purchase". The examples are split by time (the latest quarter is
 //! the holdout the metrics are measured on), the served coefficients are then fitted on all of them.
 //! A version below the sufficiency gate (300 labelled examples and 30 of each class, for each model) is
 //! saved but refused activation without `--force`; `nudge models report VERSION` prints its metrics.
@@ -66,6 +68,8 @@ fn sampled(customer: &str, every: u64) -> bool {
 
 /// The labelled examples of the store as of `as_of`.
 struct Examples {
+    /// The moment the examples are labelled as of.
+    as_of: nudge_model::Timestamp,
     customers: usize,
     currency: Currency,
     abandon: Vec<Example>,
@@ -73,14 +77,18 @@ struct Examples {
     purchase_sample_every: u64,
 }
 
+/// The labelled examples of the store as of `now`, or as of its latest activity (an order, a checkout or a
+/// browse entry) when that is earlier: what happened after a store's data ends is unknown, so an imported
+/// history that stopped months ago must not label every later week as "no purchase".
 async fn examples(
     store: &dyn Store,
-    as_of: nudge_model::Timestamp,
+    now: nudge_model::Timestamp,
     labels: &LabelOptions,
 ) -> anyhow::Result<Examples> {
-    // First pass: the main currency and the customer count.
+    // First pass: the main currency, the customer count and the span of the data.
     let mut counts: BTreeMap<Currency, usize> = BTreeMap::new();
     let mut earliest: Option<nudge_model::Timestamp> = None;
+    let mut latest: Option<nudge_model::Timestamp> = None;
     let customers = scan(store, |_, s| {
         let c = propensity::main_currency([s]);
         if !s.orders.is_empty() || !s.open_checkouts.is_empty() {
@@ -89,11 +97,21 @@ async fn examples(
         for o in s.orders.values() {
             earliest = Some(earliest.map_or(o.created_at, |e| e.min(o.created_at)));
         }
+        let activity = s
+            .orders
+            .values()
+            .map(|o| o.created_at.max(o.updated_at))
+            .chain(s.open_checkouts.values().map(|c| c.updated_at))
+            .chain(s.browse.iter().map(|b| b.at));
+        for t in activity {
+            latest = Some(latest.map_or(t, |l| l.max(t)));
+        }
     })
     .await?;
     if customers == 0 {
         bail!("the store has no customers yet; import history with `nudge import` first");
     }
+    let as_of = latest.map_or(now, |l| l.min(now));
     let currency = counts
         .into_iter()
         .max_by_key(|&(_, n)| n)
@@ -109,7 +127,7 @@ async fn examples(
         }
     })
     .await?;
-    Ok(Examples { customers, currency, abandon, purchase, purchase_sample_every: every })
+    Ok(Examples { as_of, customers, currency, abandon, purchase, purchase_sample_every: every })
 }
 
 /// Fits one head when there is enough to fit; else why not.
@@ -192,11 +210,11 @@ pub async fn fit(cfg: &Config, args: &FitArgs) -> anyhow::Result<()> {
     }
     let store = crate::app::open_store(cfg)?;
     let labels = LabelOptions::default();
-    let as_of = time::OffsetDateTime::now_utc();
-    let ex = examples(&*store, as_of, &labels).await?;
+    let ex = examples(&*store, time::OffsetDateTime::now_utc(), &labels).await?;
+    let as_of = ex.as_of;
     eprintln!(
         "fitting abandonment propensity on {} checkouts and 7-day purchase propensity on {} customer-weeks{} \
-         ({} customers)…",
+         ({} customers), labelled as of {}…",
         ex.abandon.len(),
         ex.purchase.len(),
         if ex.purchase_sample_every > 1 {
@@ -204,7 +222,8 @@ pub async fn fit(cfg: &Config, args: &FitArgs) -> anyhow::Result<()> {
         } else {
             String::new()
         },
-        ex.customers
+        ex.customers,
+        as_of.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
     );
     let body = tokio::task::spawn_blocking(move || fit_body(ex, labels)).await?;
     if body.abandon.is_none() && body.purchase_7d.is_none() {
@@ -232,10 +251,9 @@ pub async fn fit(cfg: &Config, args: &FitArgs) -> anyhow::Result<()> {
         }
     }
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report_json(version.as_deref().unwrap_or("unsaved"), &body, activated))?
-        );
+        let mut out = report_json(version.as_deref().unwrap_or("unsaved"), &body, activated);
+        out["labelled_as_of"] = json!(as_of.format(&time::format_description::well_known::Rfc3339)?);
+        println!("{}", serde_json::to_string(&out)?);
     } else {
         print!("{}", report_text(version.as_deref(), &body));
         match (&version, activated) {

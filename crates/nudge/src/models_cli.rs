@@ -1355,9 +1355,21 @@ async fn score_cmd(cfg: &Config, args: ScoreArgs) -> anyhow::Result<()> {
     let version = match &args.version {
         Some(id) => find_version(&*store, id).await?,
         None => store.active_model_version().await?.ok_or_else(|| {
-            anyhow!("no model version is active; activate one with `nudge models activate VERSION` or pass --version")
+            anyhow!(
+                "no model version is active of the BTYD kind (the one `nudge models score` uses); activate one with \
+                 `nudge models activate VERSION` or pass --version"
+            )
         })?,
     };
+    if version.kind() != "btyd" {
+        bail!(
+            "model version {} is a {} version; `nudge models score` scores with BTYD versions (`nudge models \
+             report {}` shows what it measured)",
+            version.id,
+            version.family,
+            version.id
+        );
+    }
     let model = scorer_of(&version)?;
     let ds = Dataset::load(
         &*store,
@@ -1470,10 +1482,14 @@ fn created_at(ms: i64) -> String {
 /// The facts `models list` shows about a version, read leniently from its body.
 fn list_entry(v: &ModelVersion) -> Value {
     let b = &v.body;
+    if v.family == nudge_decide::families::PROPENSITY {
+        return propensity_list_entry(v);
+    }
     let converged = b.pointer(&format!("/fits/{}/converged", v.family)).and_then(Value::as_bool);
     json!({
         "id": v.id,
         "family": v.family,
+        "kind": v.kind(),
         "created": created_at(v.created_at_ms),
         "created_at_ms": v.created_at_ms,
         "active": v.active,
@@ -1489,6 +1505,41 @@ fn list_entry(v: &ModelVersion) -> Value {
                 .and_then(Value::as_f64)
         }),
         "calibration_end": b.get("calibration_end").cloned().unwrap_or(Value::Null),
+        "data_digest": b.get("data_digest").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// The facts `models list` shows about a propensity version: its heads converged, whether they were
+/// measured on a time-based holdout, and each head's holdout AUC.
+fn propensity_list_entry(v: &ModelVersion) -> Value {
+    let b = &v.body;
+    let heads: Vec<(&str, &Value)> = ["abandon", "purchase_7d"]
+        .into_iter()
+        .filter_map(|h| b.get(h).filter(|v| !v.is_null()).map(|v| (h, v)))
+        .collect();
+    let converged = (!heads.is_empty())
+        .then(|| heads.iter().all(|(_, h)| h.get("converged").and_then(Value::as_bool) == Some(true)));
+    let auc: serde_json::Map<String, Value> = heads
+        .iter()
+        .filter_map(|(name, h)| {
+            h.pointer("/metrics/auc").filter(|a| a.is_number()).map(|a| (name.to_string(), a.clone()))
+        })
+        .collect();
+    json!({
+        "id": v.id,
+        "family": v.family,
+        "kind": v.kind(),
+        "created": created_at(v.created_at_ms),
+        "created_at_ms": v.created_at_ms,
+        "active": v.active,
+        "customers": b.get("customers").and_then(Value::as_u64),
+        "converged": converged,
+        "sufficiency": b.get("sufficiency").cloned().unwrap_or(Value::Null),
+        "holdout": !auc.is_empty(),
+        "holdout_auc": auc,
+        "misfit": Value::Null,
+        "lift_quality": Value::Null,
+        "calibration_end": Value::Null,
         "data_digest": b.get("data_digest").cloned().unwrap_or(Value::Null),
     })
 }
@@ -1519,10 +1570,15 @@ async fn list_cmd(cfg: &Config, json_out: bool) -> anyhow::Result<()> {
             ),
             None => "-".to_string(),
         };
-        let fit = match e["misfit"].as_str() {
+        let mut fit = match e["misfit"].as_str() {
             Some(reason) => format!("MISFIT: {reason}"),
             None => "ok".to_string(),
         };
+        if let Some(auc) = e["holdout_auc"].as_object().filter(|a| !a.is_empty()) {
+            let each: Vec<String> =
+                auc.iter().filter_map(|(head, a)| a.as_f64().map(|a| format!("{head} {a:.3}"))).collect();
+            fit.push_str(&format!("; holdout AUC {}", each.join(", ")));
+        }
         let quality =
             e["lift_quality"].as_f64().map(|q| format!("{:.0}%", 100.0 * q)).unwrap_or_else(|| "-".into());
         println!(
@@ -1560,7 +1616,9 @@ async fn activate_cmd(cfg: &Config, id: &str, force: bool) -> anyhow::Result<()>
     {
         bail!("model version {id} is not activated: {why}; pass --force to activate it anyway");
     }
-    let previous = store.active_model_version().await?.map(|p| p.id);
+    // The version it replaces is the active one of its own kind: a propensity version leaves the active
+    // BTYD version active, and the other way round.
+    let previous = store.active_model_version_of(v.kind()).await?.map(|p| p.id);
     if previous.as_deref() == Some(id) {
         println!("model version {id} is already active");
         return Ok(());
