@@ -40,6 +40,9 @@ pub mod names {
     pub const PREDICTED_CLV: &str = "predicted_clv";
     /// A label: the offer arm last chosen for the customer.
     pub const NEXT_BEST_OFFER: &str = "next_best_offer";
+    /// A label: the decision families' versions that scored (`propensity=…,send_time=…,cold_start=…`),
+    /// beside `model_version`, the BTYD version.
+    pub const MODEL_VERSIONS: &str = "model_versions";
 }
 
 /// The registry families this crate fits (besides the BTYD families of `nudge-models`).

@@ -44,6 +44,7 @@ impl DecisionModels {
         if let Some(arm) = state.offers.last().map(|o| o.arm.clone()) {
             out.labels.insert(crate::names::NEXT_BEST_OFFER.to_string(), arm);
         }
+        out.labels.insert(crate::names::MODEL_VERSIONS.to_string(), self.versions());
     }
 
     /// The versions serving, `family=version` joined by `,` (for the audit and `ai_model_versions`).

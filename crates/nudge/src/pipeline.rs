@@ -48,11 +48,6 @@ impl Scoring {
         *self.decision.write().expect("scorer lock poisoned") = models;
     }
 
-    /// The decision families serving, `family=version` joined by `,`.
-    pub fn decision_versions(&self) -> String {
-        self.decision.read().expect("scorer lock poisoned").versions()
-    }
-
     /// Scores with the active model, falling back to rules when there is none or it fails (the second value
     /// says why the fallback was used), then adds the decision families' scores and labels.
     pub fn score(&self, state: &CustomerState, now: Timestamp) -> (ScoreSet, Option<String>) {

@@ -257,6 +257,7 @@ impl Schema {
             ("best_channel", Text),
             ("preferred_category", Text),
             ("next_best_offer", Text),
+            ("model_versions", Text),
             ("segment", Text),
             ("model_version", Text),
         ] {
