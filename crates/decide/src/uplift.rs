@@ -420,6 +420,8 @@ fn pp(v: f64) -> String {
 }
 
 fn money(v: f64, currency: Option<&str>) -> String {
+    // `+ 0.0` prints a negative zero (a sum of nothing) as 0.00.
+    let v = v + 0.0;
     match currency {
         Some(c) => format!("{v:.2} {c}"),
         None => format!("{v:.2}"),

@@ -121,12 +121,12 @@ actions = [
 ]
 
 # Offers on abandoned checkouts: the offer bandit picks an arm for each customer within the guardrails
-# (10 % of customers held out as the control group the campaign report compares with; 5 % of choices
+# (25 % of customers held out as the control group the campaign report compares with; 5 % of choices
 # made at random, for the off-policy estimate). The arm rides on the event as `ai_offer`.
 [[flows]]
 name = "abandoned_offer"
 trigger = "checkout_abandoned"
-holdout_percent = 10
+holdout_percent = 25
 actions = [
   { type = "choose_offer", arms = ["none", "content_only", "free_shipping", "pct_10"], policy = "thompson", guardrails = { max_discount_pct = 15, min_days_between_offers = 14 }, explore_holdout_percent = 5, window = "7d", shipping_cost = 6.0 },
   { type = "track_event", destination = "klaviyo", metric = "AI Checkout Offer" },
