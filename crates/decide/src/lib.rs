@@ -10,6 +10,8 @@
 //! - [`cold_start`]: a new customer's 12-month value by empirical Bayes over what is known at sign-up.
 //! - [`uplift`]: did a campaign work: uplift against holdout with intervals, per segment, and the
 //!   features that separate responders.
+//! - [`recs`]: which products to recommend: the customer's own repeat purchases blended with item-to-item
+//!   co-occurrence, then merchandiser rules.
 //! - [`sim`]: the simulators whose ground truth is known, which the quality bars are measured on.
 //! - [`serve`]: the seam the pipeline scores through: every family's fitted model or its labelled rules
 //!   fallback, as [`serve::StateModel`]s.
@@ -19,6 +21,7 @@ pub mod cold_start;
 pub mod logistic;
 pub mod metrics;
 pub mod propensity;
+pub mod recs;
 pub mod send_time;
 pub mod serve;
 pub mod sim;

@@ -2,6 +2,7 @@
 //! generative process and is seeded: the same seed gives the same world and the same evaluation.
 
 pub mod abandonment;
+pub mod baskets;
 pub mod cold_start;
 pub mod offers;
 pub mod send_time;
@@ -19,7 +20,7 @@ pub struct SimArgs {
 /// A scenario's evaluation: a human-readable table and the same figures as JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimReport {
-    /// `offers`, `send_time`, `abandonment`, `cold_start`.
+    /// `offers`, `send_time`, `abandonment`, `cold_start`, `recs`.
     pub scenario: &'static str,
     pub text: String,
     pub json: serde_json::Value,
