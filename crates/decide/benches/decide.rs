@@ -1,7 +1,7 @@
 //! Benchmarks of the decision models, hand-timed on one thread. Each family has its own section,
 //! selected with `--only NAME` (all sections run without it).
 //!
-//! Run with `cargo bench -p nudge-decide --bench decide -- [--only propensity|bandit|send_time|cold_start|uplift] [section options]`.
+//! Run with `cargo bench -p nudge-decide --bench decide -- [--only propensity|bandit|send_time|cold_start|uplift|recs] [section options]`.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -24,6 +24,9 @@ fn main() {
     }
     if wants("uplift") {
         uplift::run();
+    }
+    if wants("recs") {
+        recs::run();
     }
 }
 
@@ -427,5 +430,60 @@ mod uplift {
                 "uplift::analyse, {n} customers, 10 features, {label}: median {median:.1} ms (min {lo:.1}, max {hi:.1}, 5 runs)"
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// recs: fit time on about 3M simulated order lines, scoring time for every customer (one thread).
+// ---------------------------------------------------------------------------------------------------------
+mod recs {
+    use super::{Instant, median_and_spread};
+    use nudge_decide::recs::{self as r, FitOptions};
+    use nudge_decide::sim::{SimArgs, baskets};
+    use std::hint::black_box;
+
+    pub fn run() {
+        let t = Instant::now();
+        let w = baskets::world(&SimArgs { customers: 64_000, days: 365, seed: 5 });
+        let lines: usize = w.orders.iter().map(|o| o.products.len()).sum();
+        println!(
+            "recs: simulated {} orders, {lines} order lines in {:.2} s",
+            w.orders.len(),
+            t.elapsed().as_secs_f64()
+        );
+        let opts = FitOptions { now: Some(baskets::NOW), ..FitOptions::default() };
+        let mut fits = Vec::new();
+        let mut model = None;
+        for _ in 0..3 {
+            let t = Instant::now();
+            model = Some(r::fit(black_box(&w.orders), &w.products, &opts).expect("fits"));
+            fits.push(t.elapsed().as_secs_f64());
+        }
+        let m = model.expect("fitted");
+        let (med, lo, hi) = median_and_spread(fits);
+        println!("recs: fit on {lines} order lines: median {med:.3} s (min {lo:.3}, max {hi:.3}), bar 2 s");
+        // Scoring: every customer's history, top 10 by the blend.
+        let mut starts = vec![0];
+        for i in 1..w.orders.len() {
+            if w.orders[i].customer != w.orders[i - 1].customer {
+                starts.push(i);
+            }
+        }
+        starts.push(w.orders.len());
+        let hists: Vec<Vec<(i64, Vec<u32>)>> =
+            starts.windows(2).map(|s| m.index_history(&w.orders[s[0]..s[1]])).collect();
+        let mut per_100k = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            for h in &hists {
+                black_box(m.candidates(h, baskets::NOW).top(m.body.weights, 10));
+            }
+            per_100k.push(t.elapsed().as_secs_f64() * 100_000.0 / hists.len() as f64);
+        }
+        let (med, lo, hi) = median_and_spread(per_100k);
+        println!(
+            "recs: scoring {} customers: median {med:.3} s per 100k (min {lo:.3}, max {hi:.3}), bar 1 s",
+            hists.len()
+        );
     }
 }
