@@ -457,44 +457,101 @@ struct Scorer<'a> {
     half_life_days: f64,
 }
 
+/// Per-product scratch space reused across customers (its arrays are all zero between calls).
+#[derive(Debug, Default)]
+struct Scratch {
+    own: Vec<f64>,
+    knn: Vec<f64>,
+    best: Vec<f64>,
+    via: Vec<u32>,
+    seen: Vec<bool>,
+    touched: Vec<u32>,
+    history: Vec<u32>,
+}
+
+impl Scratch {
+    fn ensure(&mut self, n: usize) {
+        if self.own.len() < n {
+            self.own.resize(n, 0.0);
+            self.knn.resize(n, 0.0);
+            self.best.resize(n, 0.0);
+            self.via.resize(n, u32::MAX);
+            self.seen.resize(n, false);
+        }
+    }
+    fn touch(&mut self, i: u32) {
+        if !self.seen[i as usize] {
+            self.seen[i as usize] = true;
+            self.touched.push(i);
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
 impl Scorer<'_> {
     fn candidates(&self, history: &IndexedHistory, now: i64) -> Candidates {
-        let mut own: HashMap<u32, f64> = HashMap::new();
+        SCRATCH.with(|s| self.candidates_in(&mut s.borrow_mut(), history, now))
+    }
+
+    fn candidates_in(&self, s: &mut Scratch, history: &IndexedHistory, now: i64) -> Candidates {
+        s.ensure(self.popularity.len());
+        let n = self.popularity.len() as u32;
         for (at, items) in history {
             let age = ((now - at) as f64 / DAY).max(0.0);
             let w = 0.5f64.powf(age / self.half_life_days);
-            for &i in items {
-                *own.entry(i).or_insert(0.0) += w;
+            for &i in items.iter().filter(|&&i| i < n) {
+                if !s.seen[i as usize] {
+                    s.history.push(i);
+                    s.touch(i);
+                }
+                s.own[i as usize] += w;
             }
         }
-        let mut parts: HashMap<u32, Parts> = HashMap::new();
-        let blank = |i: u32| Parts { item: i, own: 0.0, knn: 0.0, popularity: 0.0, via: u32::MAX };
-        let mut best_via: HashMap<u32, f64> = HashMap::new();
-        for (&j, &wj) in &own {
-            parts.entry(j).or_insert_with(|| blank(j)).own = wj;
-            for &(c, s) in self.neighbours.get(j as usize).map_or(&[][..], |v| v.as_slice()) {
-                let contrib = wj * s as f64;
-                let p = parts.entry(c).or_insert_with(|| blank(c));
-                p.knn += contrib;
-                let b = best_via.entry(c).or_insert(0.0);
-                if contrib > *b || (contrib == *b && j < p.via) {
-                    *b = contrib;
-                    p.via = j;
+        for h in 0..s.history.len() {
+            let j = s.history[h];
+            let wj = s.own[j as usize];
+            for &(c, sim) in &self.neighbours[j as usize] {
+                let contrib = wj * sim as f64;
+                s.touch(c);
+                let c = c as usize;
+                s.knn[c] += contrib;
+                if contrib > s.best[c] || (contrib == s.best[c] && j < s.via[c]) {
+                    s.best[c] = contrib;
+                    s.via[c] = j;
                 }
             }
         }
         for &c in self.popular {
-            parts.entry(c).or_insert_with(|| blank(c));
+            s.touch(c);
         }
-        let mut v: Vec<Parts> = parts.into_values().collect();
-        v.sort_unstable_by_key(|p| p.item);
-        let max_own = v.iter().map(|p| p.own).fold(0.0, f64::max);
-        let max_knn = v.iter().map(|p| p.knn).fold(0.0, f64::max);
+        let mut v: Vec<Parts> = Vec::with_capacity(s.touched.len());
+        let (mut max_own, mut max_knn) = (0.0f64, 0.0f64);
+        for &c in &s.touched {
+            let i = c as usize;
+            max_own = max_own.max(s.own[i]);
+            max_knn = max_knn.max(s.knn[i]);
+            let pop = self.popularity[i];
+            v.push(Parts {
+                item: c,
+                own: s.own[i],
+                knn: s.knn[i],
+                popularity: if self.max_popularity > 0.0 { pop / self.max_popularity } else { 0.0 },
+                via: s.via[i],
+            });
+            s.own[i] = 0.0;
+            s.knn[i] = 0.0;
+            s.best[i] = 0.0;
+            s.via[i] = u32::MAX;
+            s.seen[i] = false;
+        }
+        s.touched.clear();
+        s.history.clear();
         for p in &mut v {
             p.own = if max_own > 0.0 { p.own / max_own } else { 0.0 };
             p.knn = if max_knn > 0.0 { p.knn / max_knn } else { 0.0 };
-            let pop = self.popularity.get(p.item as usize).copied().unwrap_or(0.0);
-            p.popularity = if self.max_popularity > 0.0 { pop / self.max_popularity } else { 0.0 };
         }
         Candidates(v)
     }
