@@ -270,7 +270,7 @@ impl Default for FitOptions {
             half_life_days: 90.0,
             neighbours: 30,
             popular_candidates: 50,
-            validation_customers: 5_000,
+            validation_customers: 2_000,
         }
     }
 }
@@ -392,15 +392,23 @@ fn cooccurrence(
             count[i as usize] += 1;
         }
     }
-    // The inverted index: for each item, the baskets holding it.
+    // The kept baskets flattened (offsets into one item array), and the inverted index: for each item,
+    // the kept baskets holding it.
+    let mut off = Vec::with_capacity(kept + 1);
+    let mut flat = Vec::new();
+    off.push(0u32);
+    for (b, _) in baskets.iter().zip(keep).filter(|(_, k)| **k) {
+        flat.extend_from_slice(&b.2);
+        off.push(flat.len() as u32);
+    }
     let mut start = vec![0usize; n_items + 1];
     for i in 0..n_items {
         start[i + 1] = start[i] + count[i] as usize;
     }
     let mut fill = start.clone();
     let mut inv = vec![0u32; start[n_items]];
-    for (bi, (b, _)) in baskets.iter().zip(keep).enumerate().filter(|(_, (_, k))| **k) {
-        for &i in &b.2 {
+    for bi in 0..kept {
+        for &i in &flat[off[bi] as usize..off[bi + 1] as usize] {
             inv[fill[i as usize]] = bi as u32;
             fill[i as usize] += 1;
         }
@@ -410,15 +418,16 @@ fn cooccurrence(
     let mut neighbours = Vec::with_capacity(n_items);
     for i in 0..n_items {
         for &bi in &inv[start[i]..start[i + 1]] {
-            for &j in &baskets[bi as usize].2 {
-                if j as usize != i {
-                    if acc[j as usize] == 0 {
-                        touched.push(j);
-                    }
-                    acc[j as usize] += 1;
+            let bi = bi as usize;
+            for &j in &flat[off[bi] as usize..off[bi + 1] as usize] {
+                let a = &mut acc[j as usize];
+                if *a == 0 {
+                    touched.push(j);
                 }
+                *a += 1;
             }
         }
+        acc[i] = 0;
         let ni = count[i] as f64;
         let mut row: Vec<(u32, f32)> = touched
             .iter()
