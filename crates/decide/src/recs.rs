@@ -466,34 +466,24 @@ struct Scorer<'a> {
     half_life_days: f64,
 }
 
-/// Per-product scratch space reused across customers (its arrays are all zero between calls).
-#[derive(Debug, Default)]
-struct Scratch {
-    own: Vec<f64>,
-    knn: Vec<f64>,
-    best: Vec<f64>,
-    via: Vec<u32>,
-    seen: Vec<bool>,
-    touched: Vec<u32>,
-    history: Vec<u32>,
+/// One product's running sums while a customer is scored.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    own: f64,
+    knn: f64,
+    best: f64,
+    via: u32,
+    seen: bool,
 }
 
-impl Scratch {
-    fn ensure(&mut self, n: usize) {
-        if self.own.len() < n {
-            self.own.resize(n, 0.0);
-            self.knn.resize(n, 0.0);
-            self.best.resize(n, 0.0);
-            self.via.resize(n, u32::MAX);
-            self.seen.resize(n, false);
-        }
-    }
-    fn touch(&mut self, i: u32) {
-        if !self.seen[i as usize] {
-            self.seen[i as usize] = true;
-            self.touched.push(i);
-        }
-    }
+const EMPTY: Slot = Slot { own: 0.0, knn: 0.0, best: 0.0, via: u32::MAX, seen: false };
+
+/// Per-product scratch space reused across customers (every slot is empty between calls).
+#[derive(Debug, Default)]
+struct Scratch {
+    slots: Vec<Slot>,
+    touched: Vec<u32>,
+    history: Vec<u32>,
 }
 
 thread_local! {
@@ -506,61 +496,71 @@ impl Scorer<'_> {
     }
 
     fn candidates_in(&self, s: &mut Scratch, history: &IndexedHistory, now: i64) -> Candidates {
-        s.ensure(self.popularity.len());
-        let n = self.popularity.len() as u32;
+        let n = self.popularity.len();
+        if s.slots.len() < n {
+            s.slots.resize(n, EMPTY);
+        }
+        let Scratch { slots, touched, history: hist } = s;
         for (at, items) in history {
             let age = ((now - at) as f64 / DAY).max(0.0);
-            let w = 0.5f64.powf(age / self.half_life_days);
-            for &i in items.iter().filter(|&&i| i < n) {
-                if !s.seen[i as usize] {
-                    s.history.push(i);
-                    s.touch(i);
+            let w = (-age / self.half_life_days).exp2();
+            for &i in items {
+                let Some(slot) = slots.get_mut(i as usize) else { continue };
+                if !slot.seen {
+                    slot.seen = true;
+                    touched.push(i);
+                    hist.push(i);
                 }
-                s.own[i as usize] += w;
+                slot.own += w;
             }
         }
-        for h in 0..s.history.len() {
-            let j = s.history[h];
-            let wj = s.own[j as usize];
+        for &j in hist.iter() {
+            let wj = slots[j as usize].own;
             for &(c, sim) in &self.neighbours[j as usize] {
                 let contrib = wj * sim as f64;
-                s.touch(c);
-                let c = c as usize;
-                s.knn[c] += contrib;
-                if contrib > s.best[c] || (contrib == s.best[c] && j < s.via[c]) {
-                    s.best[c] = contrib;
-                    s.via[c] = j;
+                let slot = &mut slots[c as usize];
+                if !slot.seen {
+                    slot.seen = true;
+                    touched.push(c);
+                }
+                slot.knn += contrib;
+                if contrib > slot.best || (contrib == slot.best && j < slot.via) {
+                    slot.best = contrib;
+                    slot.via = j;
                 }
             }
         }
         for &c in self.popular {
-            s.touch(c);
+            let slot = &mut slots[c as usize];
+            if !slot.seen {
+                slot.seen = true;
+                touched.push(c);
+            }
         }
-        let mut v: Vec<Parts> = Vec::with_capacity(s.touched.len());
+        let mut v: Vec<Parts> = Vec::with_capacity(touched.len());
         let (mut max_own, mut max_knn) = (0.0f64, 0.0f64);
-        for &c in &s.touched {
-            let i = c as usize;
-            max_own = max_own.max(s.own[i]);
-            max_knn = max_knn.max(s.knn[i]);
-            let pop = self.popularity[i];
+        for &c in touched.iter() {
+            let slot = std::mem::replace(&mut slots[c as usize], EMPTY);
+            max_own = max_own.max(slot.own);
+            max_knn = max_knn.max(slot.knn);
+            let pop = self.popularity[c as usize];
             v.push(Parts {
                 item: c,
-                own: s.own[i],
-                knn: s.knn[i],
+                own: slot.own,
+                knn: slot.knn,
                 popularity: if self.max_popularity > 0.0 { pop / self.max_popularity } else { 0.0 },
-                via: s.via[i],
+                via: slot.via,
             });
-            s.own[i] = 0.0;
-            s.knn[i] = 0.0;
-            s.best[i] = 0.0;
-            s.via[i] = u32::MAX;
-            s.seen[i] = false;
         }
-        s.touched.clear();
-        s.history.clear();
+        touched.clear();
+        hist.clear();
+        let (io, ik) = (
+            if max_own > 0.0 { 1.0 / max_own } else { 0.0 },
+            if max_knn > 0.0 { 1.0 / max_knn } else { 0.0 },
+        );
         for p in &mut v {
-            p.own = if max_own > 0.0 { p.own / max_own } else { 0.0 };
-            p.knn = if max_knn > 0.0 { p.knn / max_knn } else { 0.0 };
+            p.own *= io;
+            p.knn *= ik;
         }
         Candidates(v)
     }
