@@ -353,10 +353,10 @@ fn check_request(config: &FakeLlmConfig, request: &Map<String, Value>) -> Result
         }
         Some(_) => {}
     }
-    if let Some(t) = request.get("temperature").filter(|t| !t.is_null()) {
-        if !t.as_f64().is_some_and(|t| (0.0..=2.0).contains(&t)) {
-            return Err(invalid("temperature must be between 0 and 2", "temperature"));
-        }
+    if let Some(t) = request.get("temperature").filter(|t| !t.is_null())
+        && !t.as_f64().is_some_and(|t| (0.0..=2.0).contains(&t))
+    {
+        return Err(invalid("temperature must be between 0 and 2", "temperature"));
     }
     Ok(())
 }
