@@ -88,3 +88,25 @@ fn prompt_errors_name_the_key() {
     let f: File = toml::from_str(&ok).unwrap();
     f.prompts[0].check().unwrap();
 }
+
+/// The commented `[llm]` and `[[prompts]]` examples of the reference file load and pass their checks.
+#[test]
+fn the_reference_file_examples_are_valid() {
+    let text = include_str!("../../../nudge.example.toml");
+    let block = |header: &str| -> String {
+        let start = text.find(&format!("# {header}\n")).unwrap_or_else(|| panic!("{header} is documented"));
+        text[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| l.trim_start_matches("# "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let toml_text = format!("{}\n{}\n", block("[llm]"), block("[[prompts]]"))
+        .replace("${NUDGE_LLM_API_KEY}", "sk-example");
+    let f: File = toml::from_str(&toml_text).unwrap();
+    let llm = f.llm.unwrap();
+    llm.check().unwrap();
+    assert_eq!(llm.timeout, Duration::from_secs(10));
+    f.prompts[0].check().unwrap();
+}
