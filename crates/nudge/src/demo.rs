@@ -260,6 +260,9 @@ pub enum FakeKind {
     Yotpo,
     /// Smile.io's REST API (`GET /v1/customers/{id}`, 10 req/s), seeded with one customer, for `sources.smile`.
     Smile,
+    /// An OpenAI-compatible Chat Completions server (`/v1/chat/completions`, `/health`) with deterministic
+    /// completions, for `llm.base_url`.
+    Llm,
 }
 
 /// What `nudge dev fake` was asked for.
@@ -275,6 +278,8 @@ pub struct FakeOptions {
     pub unthrottled: bool,
     /// Lists that exist in the fake (Klaviyo).
     pub lists: Vec<String>,
+    /// Milliseconds added to every answer (LLM).
+    pub latency_ms: u64,
 }
 
 /// Runs a fake on `listen` until Ctrl-C.
@@ -340,6 +345,18 @@ pub async fn run_fake(o: FakeOptions) -> anyhow::Result<()> {
             }
             eprintln!("fake webhook receiver listening on http://{listen}/hook (Ctrl-C to stop)");
             nudge_testkit::FakeWebhook::serve(listener, &o.secret, stop).await?;
+        }
+        FakeKind::Llm => {
+            let mut cfg = nudge_testkit::FakeLlmConfig::default();
+            if let Some(key) = o.api_key {
+                cfg.api_key = key;
+            }
+            eprintln!(
+                "fake Chat Completions API listening on http://{listen}/v1 (llm.base_url; model {}, API key {}; Ctrl-C to stop)",
+                cfg.model, cfg.api_key
+            );
+            let latency = std::time::Duration::from_millis(o.latency_ms);
+            nudge_testkit::FakeLlm::serve(listener, cfg, latency, stop).await?;
         }
         FakeKind::Slack => {
             let cfg = nudge_testkit::FakeSlackConfig::default();

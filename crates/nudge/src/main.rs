@@ -113,6 +113,9 @@ enum DevCmd {
         /// A list id that exists in the fake (`--kind klaviyo`); repeatable.
         #[arg(long = "list", value_name = "LIST_ID")]
         lists: Vec<String>,
+        /// Milliseconds added to every answer (`--kind llm`).
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
     },
 }
 
@@ -235,8 +238,16 @@ fn main() -> ExitCode {
             Command::Dev(DevCmd::FakeKlaviyo { listen, api_key, unthrottled, lists }) => {
                 nudge::demo::run_fake_klaviyo(listen, api_key, unthrottled, lists).await
             }
-            Command::Dev(DevCmd::Fake { kind, listen, secret, api_key, unthrottled, lists }) => {
-                let o = nudge::demo::FakeOptions { kind, listen, secret, api_key, unthrottled, lists };
+            Command::Dev(DevCmd::Fake { kind, listen, secret, api_key, unthrottled, lists, latency_ms }) => {
+                let o = nudge::demo::FakeOptions {
+                    kind,
+                    listen,
+                    secret,
+                    api_key,
+                    unthrottled,
+                    lists,
+                    latency_ms,
+                };
                 nudge::demo::run_fake(o).await
             }
         };

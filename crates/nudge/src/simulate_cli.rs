@@ -15,6 +15,8 @@ pub enum Scenario {
     Abandonment,
     /// New customers' 12-month value against the population-mean baseline.
     ColdStart,
+    /// Recommendations (popularity, own frequency, item kNN, the blend) on held-out next baskets.
+    Recs,
 }
 
 #[derive(Args, Debug)]
@@ -47,6 +49,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         Scenario::SendTime => sim::send_time::evaluate(&sim_args),
         Scenario::Abandonment => sim::abandonment::evaluate(&sim_args),
         Scenario::ColdStart => sim::cold_start::evaluate(&sim_args),
+        Scenario::Recs => sim::baskets::evaluate(&sim_args),
     })
     .await?;
     if args.json {

@@ -19,6 +19,9 @@
 //! - [`fake_shopify_admin`]: Shopify's GraphQL Admin API for one shop's `customer(id:)`, with the token
 //!   header, the API version path, the calculated-cost bucket with `extensions.cost` and THROTTLED
 //!   answers, and seeded customers.
+//! - [`fake_llm`]: an OpenAI-compatible Chat Completions server enforcing the request contract, with
+//!   deterministic completions derived from the prompt, latency, 429s, 5xx, malformed and over-long output
+//!   on demand, and every request body recorded.
 //! - [`fake_slack`]: a Slack incoming webhook with Slack's plain-text answers and its rate limit.
 //! - [`fake_adobe_io`]: Adobe I/O Events' key server (PEMs at paths, fetches counted) and a sender that
 //!   signs I/O Events and Commerce Webhooks-module requests as Adobe does.
@@ -41,6 +44,7 @@ pub mod fake_bigcommerce;
 pub mod fake_braze;
 pub mod fake_hubspot;
 pub mod fake_klaviyo;
+pub mod fake_llm;
 pub mod fake_marketo;
 pub mod fake_shopify_admin;
 pub mod fake_slack;
@@ -62,6 +66,7 @@ pub use fake_klaviyo::{
     FakeKlaviyo, FakeKlaviyoConfig, FakeKlaviyoHandle, FakeMode, FakeRateLimit, RecordedRequest, StoredEvent,
     StoredProfile,
 };
+pub use fake_llm::{FakeLlm, FakeLlmConfig, FakeLlmHandle, LlmAnswer, LlmProfile, LlmRequest};
 pub use fake_marketo::{
     FakeMarketo, FakeMarketoConfig, FakeMarketoHandle, MarketoMode, MarketoRequest, SkipSpelling,
     StoredActivity, StoredLead,

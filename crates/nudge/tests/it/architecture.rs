@@ -30,6 +30,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("nudge-sentiment", vec!["nudge-model"]),
         ("nudge-store", vec!["nudge-model"]),
         ("nudge-deliver", vec!["nudge-model"]),
+        ("nudge-llm", vec!["nudge-model"]),
         ("nudge-testkit", vec!["nudge-model", "nudge-ingest", "nudge-deliver"]),
     ])
 }
