@@ -24,6 +24,8 @@ pub struct DecisionModels {
     pub propensity: Arc<dyn StateModel>,
     pub send_time: Arc<dyn StateModel>,
     pub cold_start: Arc<dyn StateModel>,
+    /// [`DecisionModels::versions`], kept so scoring does not rebuild it per event (see `refreshed`).
+    versions: String,
 }
 
 impl DecisionModels {
@@ -33,7 +35,19 @@ impl DecisionModels {
             propensity: Arc::new(crate::propensity::RulesPropensity),
             send_time: Arc::new(crate::send_time::RulesSendTime),
             cold_start: Arc::new(crate::cold_start::RulesColdStart),
+            versions: String::new(),
         }
+        .refreshed()
+    }
+
+    /// Recomputes the versions label after a family's model was replaced.
+    pub fn refreshed(mut self) -> DecisionModels {
+        self.versions = [&self.propensity, &self.send_time, &self.cold_start]
+            .iter()
+            .map(|m| format!("{}={}", m.family(), m.version()))
+            .collect::<Vec<_>>()
+            .join(",");
+        self
     }
 
     /// Adds every family's scores and labels to a set the BTYD scorer (or its rules) produced.
@@ -44,15 +58,11 @@ impl DecisionModels {
         if let Some(arm) = state.offers.last().map(|o| o.arm.clone()) {
             out.labels.insert(crate::names::NEXT_BEST_OFFER.to_string(), arm);
         }
-        out.labels.insert(crate::names::MODEL_VERSIONS.to_string(), self.versions());
+        out.labels.insert(crate::names::MODEL_VERSIONS.to_string(), self.versions.clone());
     }
 
     /// The versions serving, `family=version` joined by `,` (for the audit and `ai_model_versions`).
-    pub fn versions(&self) -> String {
-        [&self.propensity, &self.send_time, &self.cold_start]
-            .iter()
-            .map(|m| format!("{}={}", m.family(), m.version()))
-            .collect::<Vec<_>>()
-            .join(",")
+    pub fn versions(&self) -> &str {
+        &self.versions
     }
 }

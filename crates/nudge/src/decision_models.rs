@@ -51,6 +51,6 @@ pub async fn load(store: &dyn Store, scoring: &Scoring) -> anyhow::Result<()> {
             ),
         }
     }
-    scoring.set_decision_models(models);
+    scoring.set_decision_models(models.refreshed());
     Ok(())
 }

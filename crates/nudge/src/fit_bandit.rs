@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::models_cli::FitArgs;
 use anyhow::bail;
 use nudge_decide::bandit::{self, LoggedOutcome};
-use nudge_store::{ModelVersion, Store};
+use nudge_store::Store;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -71,28 +71,8 @@ pub async fn fit(cfg: &Config, args: &FitArgs) -> anyhow::Result<()> {
 }
 
 async fn save(store: &dyn Store, body: &Value, digest: &str) -> anyhow::Result<String> {
-    let now = time::OffsetDateTime::now_utc();
-    let stamp =
-        now.format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))?;
-    let base = format!("b{stamp}-{}", &digest[..8]);
-    let existing: std::collections::HashSet<String> =
-        store.model_versions().await?.into_iter().map(|v| v.id).collect();
-    let mut id = base.clone();
-    let mut n = 2;
-    while existing.contains(&id) {
-        id = format!("{base}-{n}");
-        n += 1;
-    }
-    store
-        .save_model_version(ModelVersion {
-            id: id.clone(),
-            family: nudge_decide::families::BANDIT.to_string(),
-            created_at_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
-            active: false,
-            body: body.clone(),
-        })
-        .await?;
-    Ok(id)
+    let family = nudge_decide::families::BANDIT;
+    crate::models_cli::save_new_version(store, "b", digest, family, body.clone()).await
 }
 
 /// A bandit version's body as text: per flow, the offers, each arm's figures and the off-policy value.

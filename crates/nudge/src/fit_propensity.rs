@@ -178,28 +178,9 @@ fn fit_body(ex: Examples, labels: LabelOptions) -> PropensityBody {
 }
 
 async fn save(store: &dyn Store, body: &PropensityBody) -> anyhow::Result<String> {
-    let now = time::OffsetDateTime::now_utc();
-    let stamp =
-        now.format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))?;
-    let base = format!("p{stamp}-{}", &body.data_digest[..8]);
-    let existing: std::collections::HashSet<String> =
-        store.model_versions().await?.into_iter().map(|v| v.id).collect();
-    let mut id = base.clone();
-    let mut n = 2;
-    while existing.contains(&id) {
-        id = format!("{base}-{n}");
-        n += 1;
-    }
-    store
-        .save_model_version(ModelVersion {
-            id: id.clone(),
-            family: nudge_decide::families::PROPENSITY.to_string(),
-            created_at_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
-            active: false,
-            body: serde_json::to_value(body)?,
-        })
-        .await?;
-    Ok(id)
+    let family = nudge_decide::families::PROPENSITY;
+    crate::models_cli::save_new_version(store, "p", &body.data_digest, family, serde_json::to_value(body)?)
+        .await
 }
 
 pub async fn fit(cfg: &Config, args: &FitArgs) -> anyhow::Result<()> {

@@ -7,7 +7,7 @@ use crate::models_cli::FitArgs;
 use anyhow::{Context, anyhow, bail};
 use nudge_decide::send_time::{self, SendTimeFitOptions};
 use nudge_state::CustomerState;
-use nudge_store::{ModelVersion, Store};
+use nudge_store::Store;
 use serde_json::{Value, json};
 
 /// Customer states read per store call.
@@ -54,27 +54,8 @@ pub(crate) async fn save_and_activate(
     if args.no_save {
         return Ok(Saved { version: None, activated: false, refused: None });
     }
-    let now = time::OffsetDateTime::now_utc();
-    let stamp =
-        now.format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))?;
     let digest = body.get("data_digest").and_then(Value::as_str).unwrap_or("00000000");
-    let base = format!("{family}-v{stamp}-{}", &digest[..digest.len().min(8)]);
-    let existing: std::collections::HashSet<String> =
-        store.model_versions().await?.into_iter().map(|v| v.id).collect();
-    let mut id = base.clone();
-    let mut n = 2;
-    while existing.contains(&id) {
-        id = format!("{base}-{n}");
-        n += 1;
-    }
-    store
-        .save_model_version(ModelVersion {
-            id: id.clone(),
-            family: family.to_string(),
-            created_at_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
-            active: false,
-            body: body.clone(),
-        })
+    let id = crate::models_cli::save_new_version(store, &format!("{family}-v"), digest, family, body.clone())
         .await?;
     let mut saved = Saved { version: Some(id.clone()), activated: false, refused: None };
     if args.activate {

@@ -883,12 +883,11 @@ impl FamilyContext<'_> {
     }
 }
 
-/// Saves a fit as a new, inactive registry version and returns its id and body.
-async fn save_version(store: &dyn Store, fitted: Fitted) -> anyhow::Result<(String, VersionBody)> {
-    let now = time::OffsetDateTime::now_utc();
-    let stamp =
-        now.format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))?;
-    let base = format!("v{stamp}-{}", &fitted.digest[..8]);
+/// A version id not taken yet: `<prefix><UTC stamp>-<first 8 of the digest>`, with `-2`, `-3`… if taken.
+async fn fresh_version_id(store: &dyn Store, prefix: &str, digest: &str) -> anyhow::Result<String> {
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))?;
+    let base = format!("{prefix}{stamp}-{}", &digest[..digest.len().min(8)]);
     let existing: std::collections::HashSet<String> =
         store.model_versions().await?.into_iter().map(|v| v.id).collect();
     let mut id = base.clone();
@@ -897,13 +896,41 @@ async fn save_version(store: &dyn Store, fitted: Fitted) -> anyhow::Result<(Stri
         id = format!("{base}-{n}");
         n += 1;
     }
+    Ok(id)
+}
+
+/// Saves `body` as a new, inactive registry version of `family` under a fresh id and returns the id.
+/// Every decision family's fit saves through this.
+pub(crate) async fn save_new_version(
+    store: &dyn Store,
+    prefix: &str,
+    digest: &str,
+    family: &str,
+    body: Value,
+) -> anyhow::Result<String> {
+    let id = fresh_version_id(store, prefix, digest).await?;
+    store
+        .save_model_version(ModelVersion {
+            id: id.clone(),
+            family: family.to_string(),
+            created_at_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
+            active: false,
+            body,
+        })
+        .await?;
+    Ok(id)
+}
+
+/// Saves a BTYD fit as a new, inactive registry version and returns its id and body (which names the id).
+async fn save_version(store: &dyn Store, fitted: Fitted) -> anyhow::Result<(String, VersionBody)> {
+    let id = fresh_version_id(store, "v", &fitted.digest).await?;
     let family = fitted.selected.clone();
     let body = fitted.into_body(&id)?;
     store
         .save_model_version(ModelVersion {
             id: id.clone(),
             family,
-            created_at_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
+            created_at_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
             active: false,
             body: serde_json::to_value(&body)?,
         })
