@@ -151,6 +151,7 @@ mod propensity {
                     segment: nudge_model::Segment::Prospect,
                     model_version: String::new(),
                     labels: Default::default(),
+                    products: Vec::new(),
                     scored_at: now,
                 };
                 model.score(s, now, &mut out);
@@ -363,6 +364,7 @@ fn empty_set() -> nudge_model::ScoreSet {
         segment: nudge_model::Segment::Prospect,
         model_version: String::new(),
         labels: Default::default(),
+        products: Vec::new(),
         scored_at: time::OffsetDateTime::UNIX_EPOCH,
     }
 }

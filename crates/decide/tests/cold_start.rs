@@ -20,6 +20,7 @@ fn set() -> ScoreSet {
         segment: Segment::Prospect,
         model_version: String::new(),
         labels: Default::default(),
+        products: Vec::new(),
         scored_at: datetime!(2026-06-01 00:00 UTC),
     }
 }

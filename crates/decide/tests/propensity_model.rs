@@ -20,6 +20,7 @@ fn empty(now: nudge_model::Timestamp) -> ScoreSet {
         segment: Segment::Prospect,
         model_version: String::new(),
         labels: Default::default(),
+        products: Vec::new(),
         scored_at: now,
     }
 }

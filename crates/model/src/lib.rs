@@ -39,7 +39,7 @@ pub use event::{
 pub use ids::{CustomerId, IdError, Source, TraceId};
 pub use money::{Currency, Money, MoneyError};
 pub use privacy::{PiiKind, PseudonymKey, pseudonym, pseudonymize_json};
-pub use score::{Score, ScoreSet, Segment};
+pub use score::{RecommendedProduct, Score, ScoreSet, Segment};
 
 /// Timestamps everywhere are UTC-normalised offsets; RFC 3339 on the wire.
 pub type Timestamp = time::OffsetDateTime;

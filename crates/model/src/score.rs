@@ -26,8 +26,33 @@ pub struct ScoreSet {
     /// Text-valued predictions (`preferred_category`, `best_channel`, `next_best_offer`), by name.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The customer's recommended products, best first (empty when no recommendation model serves).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub products: Vec<RecommendedProduct>,
     #[serde(with = "time::serde::rfc3339")]
     pub scored_at: crate::Timestamp,
+}
+
+/// One recommended product, as profiles, trigger events, prompts and the recommendations API carry it.
+/// Catalogue facts only: nothing about the customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecommendedProduct {
+    /// The product id as nudge knows it (`shopify:8123…`).
+    pub id: String,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    /// The price as a decimal string in `currency` (`"24.90"`), when the catalogue knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Why it is on the list: `pinned`, `bought_before`, `bought_with`, `popular`.
+    pub reason: String,
+    /// The blended score (0 for a pin the model does not know).
+    pub score: f64,
 }
 
 impl ScoreSet {

@@ -44,6 +44,16 @@ pub struct Config {
     pub flows: Option<Vec<nudge_policy::flows::FlowSpec>>,
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    /// Product recommendations: how many, from how much history, and the merchandiser rules (`[recs]`).
+    #[serde(default)]
+    pub recs: nudge_decide::recs::RecsConfig,
+    /// The OpenAI-compatible Chat Completions endpoint copy is generated with (`[llm]`); absent: no
+    /// generation, every `generate_copy` action uses its prompt's fallback copy.
+    #[serde(default)]
+    pub llm: Option<nudge_llm::LlmConfig>,
+    /// Versioned prompt templates (`[[prompts]]`), by name and version.
+    #[serde(default)]
+    pub prompts: Vec<nudge_llm::PromptSpec>,
 }
 
 /// Personal data that leaves nudge (`[privacy]`).
@@ -1194,6 +1204,20 @@ impl Config {
                 "pipeline.worker_nice",
                 "must be between 0 (same priority as the ack path) and 19",
             ));
+        }
+        self.recs.check().map_err(|e| err("recs", e.to_string()))?;
+        if let Some(l) = &self.llm {
+            l.check().map_err(|e| err(format!("llm.{}", e.key), e.reason))?;
+        }
+        let mut prompt_ids = std::collections::BTreeSet::new();
+        for (i, p) in self.prompts.iter().enumerate() {
+            p.check().map_err(|e| err(format!("prompts[{i}].{}", e.key), e.reason))?;
+            if !prompt_ids.insert((p.name.as_str(), p.version)) {
+                return Err(err(
+                    format!("prompts[{i}]"),
+                    format!("prompt `{}` version {} is defined twice", p.name, p.version),
+                ));
+            }
         }
         self.flow_set()?;
         if let Some(k) = &self.privacy.pseudonym_key {

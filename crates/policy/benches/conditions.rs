@@ -383,6 +383,7 @@ fn score_set() -> ScoreSet {
         segment: Segment::HighValueAtRisk,
         model_version: "btyd-7".into(),
         labels: Default::default(),
+        products: Vec::new(),
         scored_at: datetime!(2026-05-01 12:00 UTC),
     }
 }

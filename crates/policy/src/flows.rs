@@ -1580,6 +1580,7 @@ mod tests {
             segment: Segment::Active,
             model_version: "v1".into(),
             labels: Default::default(),
+            products: Vec::new(),
             scored_at: NOW,
         }
     }

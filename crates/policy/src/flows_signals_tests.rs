@@ -24,6 +24,7 @@ fn scores() -> ScoreSet {
         segment: Segment::Active,
         model_version: "v1".into(),
         labels: Default::default(),
+        products: Vec::new(),
         scored_at: NOW,
     }
 }

@@ -28,6 +28,7 @@ fn scores() -> ScoreSet {
         segment: Segment::Active,
         model_version: "rules-v1".into(),
         labels: Default::default(),
+        products: Vec::new(),
         scored_at: NOW,
     }
 }

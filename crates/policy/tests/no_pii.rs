@@ -36,6 +36,7 @@ fn scores() -> ScoreSet {
         segment: Segment::HighValueAtRisk,
         model_version: "v1".into(),
         labels: Default::default(),
+        products: Vec::new(),
         scored_at: NOW,
     }
 }

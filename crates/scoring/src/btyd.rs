@@ -149,6 +149,7 @@ impl Scorer for BtydScorer {
             segment,
             model_version: self.model.version.clone(),
             labels: Default::default(),
+            products: Vec::new(),
             scored_at: now,
         })
     }

@@ -78,6 +78,7 @@ impl Scorer for RulesScorer {
             segment,
             model_version: RULES_VERSION.into(),
             labels: Default::default(),
+            products: Vec::new(),
             scored_at: now,
         })
     }

@@ -169,6 +169,7 @@ pub fn evaluate(args: &SimArgs) -> SimReport {
                     segment: Segment::Prospect,
                     model_version: String::new(),
                     labels: Default::default(),
+                    products: Vec::new(),
                     scored_at: w.now,
                 };
                 model.score(&w.states[*i], w.now, &mut set);

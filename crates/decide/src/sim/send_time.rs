@@ -162,6 +162,7 @@ fn email_hour(model: &dyn StateModel, s: &CustomerState) -> Option<f64> {
         segment: Segment::Prospect,
         model_version: String::new(),
         labels: Default::default(),
+        products: Vec::new(),
         scored_at: time::OffsetDateTime::UNIX_EPOCH,
     };
     model.score(s, time::OffsetDateTime::UNIX_EPOCH, &mut set);
