@@ -478,7 +478,7 @@ mod recs {
         for _ in 0..3 {
             let t = Instant::now();
             for h in &hists {
-                black_box(m.candidates(h, baskets::NOW).top(m.body.weights, 10));
+                black_box(m.top(&m.candidates(h, baskets::NOW), 10));
             }
             per_100k.push(t.elapsed().as_secs_f64() * 100_000.0 / hists.len() as f64);
         }

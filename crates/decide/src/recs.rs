@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 
 /// The body schema version of a `recs` model.
-pub const BODY_SCHEMA: u32 = 1;
+pub const BODY_SCHEMA: u32 = 2;
 const DAY: f64 = 86_400.0;
 const TIE_BREAK: f64 = 1e-6;
 
@@ -287,7 +287,11 @@ pub struct RecsBody {
     pub popular: Vec<u32>,
     /// Each product's neighbours: (product, cosine similarity), most similar first.
     pub neighbours: Vec<Vec<(u32, f32)>>,
+    /// The linear blend's weights (served when `ranker` is `None`).
     pub weights: BlendWeights,
+    /// The learned ranker, served when the fit found it better than the linear blend.
+    #[serde(default)]
+    pub ranker: Option<Ranker>,
     pub half_life_days: f64,
     pub training_window: Value,
     pub data_digest: String,
@@ -305,7 +309,9 @@ pub struct RecsModel {
 /// A customer's orders with products as model indices.
 pub type IndexedHistory = [(i64, Vec<u32>)];
 
-/// A candidate's unnormalised parts.
+/// A candidate's parts: the three scorers' values (own and kNN divided by their largest values for the
+/// customer, popularity by the largest overall) and what the ranker reads about the customer's history of
+/// the product.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Parts {
     pub item: u32,
@@ -314,11 +320,104 @@ pub struct Parts {
     pub popularity: f64,
     /// The history product that contributed most to `knn`.
     pub via: u32,
+    /// How many of the customer's orders hold the product.
+    pub orders: u32,
+    /// `orders` divided by the customer's number of orders.
+    pub frequency: f64,
+    /// The repurchase rate since the first purchase: `(orders − 1 + ½) / (orders placed after it + 1)`
+    /// (0 when never bought).
+    pub rebuy: f64,
+    /// `1 / (1 + orders placed since the last purchase)` (0 when never bought).
+    pub recency: f64,
+    /// How due the product is: `exp(−|ln((days since the last purchase + 1) / (mean days between its
+    /// purchases + 1))|)`, 1 when exactly one usual interval has passed (0 when bought fewer than twice).
+    pub due: f64,
+    /// The customer's repeat ratio: of the products in their orders after the first, the share they had
+    /// bought before, `(repeats + 1) / (products + 2)`.
+    pub repeat_ratio: f64,
+}
+
+/// The number of ranker features.
+pub const NF: usize = 14;
+
+/// The ranker's features, in the order of [`Parts::features`] (logarithms are 0 for products the customer
+/// never bought).
+pub const FEATURES: [&str; NF] = [
+    "own",
+    "frequency",
+    "ln_frequency",
+    "rebuy",
+    "ln_rebuy",
+    "recency",
+    "due",
+    "bought_once",
+    "repeat_ratio",
+    "ln_customer_orders",
+    "knn",
+    "ln_knn",
+    "popularity",
+    "ln_popularity",
+];
+
+impl Parts {
+    /// The ranker's inputs (see [`FEATURES`]).
+    pub fn features(&self) -> [f64; NF] {
+        let bought = self.orders > 0;
+        let ln0 = |x: f64| if bought { x.max(1e-6).ln() } else { 0.0 };
+        let n_orders = if self.frequency > 0.0 { self.orders as f64 / self.frequency } else { 1.0 };
+        [
+            self.own,
+            self.frequency,
+            ln0(self.frequency),
+            self.rebuy,
+            ln0(self.rebuy),
+            self.recency,
+            self.due,
+            if self.orders == 1 { 1.0 } else { 0.0 },
+            self.repeat_ratio,
+            n_orders.max(1.0).ln(),
+            self.knn,
+            (self.knn + 1e-3).ln(),
+            self.popularity,
+            self.popularity.max(1e-6).ln(),
+        ]
+    }
+}
+
+/// The learned ranker: two logistic regressions of "in the next basket" on [`Parts::features`], one for
+/// products the customer bought before (repeat) and one for the others (explore); a candidate's score is
+/// its model's probability, so repeat and explore products are merged on one scale. Each vector holds the
+/// [`NF`] coefficients, then the intercept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ranker {
+    /// The feature names, [`FEATURES`].
+    pub features: Vec<String>,
+    pub repeat: Vec<f64>,
+    pub explore: Vec<f64>,
+}
+
+impl Ranker {
+    fn score(&self, p: &Parts) -> f64 {
+        let x = p.features();
+        let w = if p.orders > 0 { &self.repeat } else { &self.explore };
+        let t = w.iter().zip(x).map(|(w, x)| w * x).sum::<f64>() + w[NF];
+        1.0 / (1.0 + (-t).exp()) + TIE_BREAK * p.popularity
+    }
 }
 
 /// Candidates with parts already divided by their largest values.
 #[derive(Debug, Clone, Default)]
 pub struct Candidates(pub Vec<Parts>);
+
+fn top_by(mut s: Vec<(u32, f64)>, k: usize) -> Vec<u32> {
+    let cmp = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if s.len() > k && k > 0 {
+        s.select_nth_unstable_by(k - 1, cmp);
+        s.truncate(k);
+    }
+    s.sort_by(cmp);
+    s.into_iter().take(k).map(|x| x.0).collect()
+}
 
 impl Candidates {
     /// The blended score of each candidate.
@@ -330,14 +429,17 @@ impl Candidates {
 
     /// The k best items under these weights, best first (ties by item index).
     pub fn top(&self, w: BlendWeights, k: usize) -> Vec<u32> {
-        let mut s: Vec<(u32, f64)> = self.score(w).collect();
-        let cmp = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if s.len() > k && k > 0 {
-            s.select_nth_unstable_by(k - 1, cmp);
-            s.truncate(k);
-        }
-        s.sort_by(cmp);
-        s.into_iter().take(k).map(|x| x.0).collect()
+        top_by(self.score(w).collect(), k)
+    }
+
+    /// Each candidate's score under a ranker.
+    pub fn score_ranked<'a>(&'a self, r: &'a Ranker) -> impl Iterator<Item = (u32, f64)> + 'a {
+        self.0.iter().map(move |p| (p.item, r.score(p)))
+    }
+
+    /// The k best items under a ranker, best first (ties by item index).
+    pub fn top_ranked(&self, r: &Ranker, k: usize) -> Vec<u32> {
+        top_by(self.score_ranked(r).collect(), k)
     }
 }
 
@@ -474,9 +576,26 @@ struct Slot {
     best: f64,
     via: u32,
     seen: bool,
+    /// Orders holding the product, the first and last of them (positions in time order) and their times.
+    count: u32,
+    first: u32,
+    last: u32,
+    t_first: i64,
+    t_last: i64,
 }
 
-const EMPTY: Slot = Slot { own: 0.0, knn: 0.0, best: 0.0, via: u32::MAX, seen: false };
+const EMPTY: Slot = Slot {
+    own: 0.0,
+    knn: 0.0,
+    best: 0.0,
+    via: u32::MAX,
+    seen: false,
+    count: 0,
+    first: 0,
+    last: 0,
+    t_first: 0,
+    t_last: 0,
+};
 
 /// Per-product scratch space reused across customers (every slot is empty between calls).
 #[derive(Debug, Default)]
@@ -484,6 +603,7 @@ struct Scratch {
     slots: Vec<Slot>,
     touched: Vec<u32>,
     history: Vec<u32>,
+    order: Vec<usize>,
 }
 
 thread_local! {
@@ -500,8 +620,16 @@ impl Scorer<'_> {
         if s.slots.len() < n {
             s.slots.resize(n, EMPTY);
         }
-        let Scratch { slots, touched, history: hist } = s;
-        for (at, items) in history {
+        let Scratch { slots, touched, history: hist, order } = s;
+        order.clear();
+        order.extend(0..history.len());
+        if !history.windows(2).all(|w| w[0].0 <= w[1].0) {
+            order.sort_by_key(|&i| history[i].0);
+        }
+        let (mut repeats, mut lines) = (0u32, 0u32);
+        for (pos, &oi) in order.iter().enumerate() {
+            let (at, items) = &history[oi];
+            let pos = pos as u32;
             let age = ((now - at) as f64 / DAY).max(0.0);
             let w = (-age / self.half_life_days).exp2();
             for &i in items {
@@ -511,6 +639,22 @@ impl Scorer<'_> {
                     touched.push(i);
                     hist.push(i);
                 }
+                if slot.count > 0 && slot.last == pos {
+                    continue; // the same product twice in one order
+                }
+                if pos > 0 {
+                    lines += 1;
+                    if slot.count > 0 {
+                        repeats += 1;
+                    }
+                }
+                if slot.count == 0 {
+                    slot.first = pos;
+                    slot.t_first = *at;
+                }
+                slot.count += 1;
+                slot.last = pos;
+                slot.t_last = *at;
                 slot.own += w;
             }
         }
@@ -537,6 +681,8 @@ impl Scorer<'_> {
                 touched.push(c);
             }
         }
+        let n_orders = order.len().max(1) as f64;
+        let repeat_ratio = (repeats as f64 + 1.0) / (lines as f64 + 2.0);
         let mut v: Vec<Parts> = Vec::with_capacity(touched.len());
         let (mut max_own, mut max_knn) = (0.0f64, 0.0f64);
         for &c in touched.iter() {
@@ -544,12 +690,29 @@ impl Scorer<'_> {
             max_own = max_own.max(slot.own);
             max_knn = max_knn.max(slot.knn);
             let pop = self.popularity[c as usize];
+            let (mut rebuy, mut recency, mut due) = (0.0, 0.0, 0.0);
+            if slot.count > 0 {
+                let after = order.len() as f64 - 1.0 - slot.first as f64;
+                rebuy = (slot.count as f64 - 0.5) / (after + 1.0);
+                recency = 1.0 / (order.len() as f64 - slot.last as f64);
+            }
+            if slot.count > 1 {
+                let gap = (slot.t_last - slot.t_first) as f64 / DAY / (slot.count - 1) as f64;
+                let since = ((now - slot.t_last) as f64 / DAY).max(0.0);
+                due = (-((since + 1.0) / (gap.max(0.0) + 1.0)).ln().abs()).exp();
+            }
             v.push(Parts {
                 item: c,
                 own: slot.own,
                 knn: slot.knn,
                 popularity: if self.max_popularity > 0.0 { pop / self.max_popularity } else { 0.0 },
                 via: slot.via,
+                orders: slot.count,
+                frequency: slot.count as f64 / n_orders,
+                rebuy,
+                recency,
+                due,
+                repeat_ratio,
             });
         }
         touched.clear();
@@ -588,6 +751,157 @@ fn mean_metrics(cases: &[(Candidates, Vec<u32>)], w: BlendWeights) -> (f64, f64)
     }
     let m = cases.len().max(1) as f64;
     (n / m, r / m)
+}
+
+/// Mean NDCG@10 of a ranker over (candidates, relevant) pairs.
+fn mean_ndcg_ranked(cases: &[&(Candidates, Vec<u32>)], r: &Ranker) -> f64 {
+    let n: f64 = cases.iter().map(|(c, rel)| ndcg_at_k(&c.top_ranked(r, 10), rel, 10).unwrap_or(0.0)).sum();
+    n / cases.len().max(1) as f64
+}
+
+/// Rows each of the ranker's regressions is fitted on at most (every positive is kept; negatives are
+/// sampled uniformly and the intercept corrected by the log of the sampling rate).
+const RANKER_ROWS: usize = 60_000;
+/// The ridge penalty on the standardised coefficients.
+const RANKER_RIDGE: f64 = 1.0;
+
+/// Fits the ranker (see [`Ranker`]) on the validation cases. `None` when a part has no positive or no
+/// negative, or a fit does not converge to finite numbers.
+fn fit_ranker(cases: &[&(Candidates, Vec<u32>)]) -> Option<Ranker> {
+    let part = |repeat: bool| fit_logistic(cases, |p: &Parts| (p.orders > 0) == repeat);
+    Some(Ranker {
+        features: FEATURES.iter().map(|f| f.to_string()).collect(),
+        repeat: part(true)?,
+        explore: part(false)?,
+    })
+}
+
+/// An L2-regularised logistic regression of "in the held-out basket" on the features of the candidates
+/// `take` selects, by Newton's method on standardised features: NF coefficients, then the intercept.
+fn fit_logistic(cases: &[&(Candidates, Vec<u32>)], take: impl Fn(&Parts) -> bool) -> Option<Vec<f64>> {
+    const D: usize = NF + 1;
+    let (mut pos, mut neg) = (0usize, 0usize);
+    for (c, rel) in cases {
+        for p in c.0.iter().filter(|p| take(p)) {
+            if rel.contains(&p.item) {
+                pos += 1;
+            } else {
+                neg += 1;
+            }
+        }
+    }
+    if pos == 0 || neg == 0 {
+        return None;
+    }
+    let budget = RANKER_ROWS.saturating_sub(pos).max(pos);
+    let keep = (budget as f64 / neg as f64).min(1.0);
+    let threshold = (keep * u64::MAX as f64) as u64;
+    let mut rows: Vec<([f64; NF], f64)> = Vec::with_capacity(pos + budget.min(neg));
+    for (ci, (c, rel)) in cases.iter().enumerate() {
+        for (j, p) in c.0.iter().enumerate().filter(|(_, p)| take(p)) {
+            let y = rel.contains(&p.item);
+            if y || keep >= 1.0 || mix(((ci as u64) << 32) ^ j as u64) <= threshold {
+                rows.push((p.features(), if y { 1.0 } else { 0.0 }));
+            }
+        }
+    }
+    let m = rows.len() as f64;
+    let mut mean = [0.0; NF];
+    let mut sd = [0.0; NF];
+    for (x, _) in &rows {
+        for k in 0..NF {
+            mean[k] += x[k] / m;
+        }
+    }
+    for (x, _) in &rows {
+        for k in 0..NF {
+            sd[k] += (x[k] - mean[k]).powi(2) / m;
+        }
+    }
+    for v in &mut sd {
+        *v = if *v > 1e-12 { v.sqrt() } else { 0.0 };
+    }
+    let xs: Vec<([f64; D], f64)> = rows
+        .iter()
+        .map(|(x, y)| {
+            let mut o = [0.0; D];
+            for k in 0..NF {
+                o[k] = if sd[k] > 0.0 { (x[k] - mean[k]) / sd[k] } else { 0.0 };
+            }
+            o[NF] = 1.0;
+            (o, *y)
+        })
+        .collect();
+    let mut w = [0.0; D];
+    for _ in 0..30 {
+        let mut g = [0.0; D];
+        let mut h = [[0.0; D]; D];
+        for (x, y) in &xs {
+            let t: f64 = x.iter().zip(&w).map(|(a, b)| a * b).sum();
+            let p = 1.0 / (1.0 + (-t).exp());
+            let r = (p * (1.0 - p)).max(1e-9);
+            for i in 0..D {
+                g[i] += (y - p) * x[i];
+                for j in 0..=i {
+                    h[i][j] += r * x[i] * x[j];
+                }
+            }
+        }
+        for i in 0..D {
+            for j in 0..i {
+                h[j][i] = h[i][j];
+            }
+            if i < NF {
+                g[i] -= RANKER_RIDGE * w[i];
+                h[i][i] += RANKER_RIDGE;
+            } else {
+                h[i][i] += 1e-9;
+            }
+        }
+        let step = solve(h, g)?;
+        let mut biggest = 0.0f64;
+        for i in 0..D {
+            w[i] += step[i];
+            biggest = biggest.max(step[i].abs());
+        }
+        if !w.iter().all(|x| x.is_finite()) {
+            return None;
+        }
+        if biggest < 1e-7 {
+            break;
+        }
+    }
+    let mut out: Vec<f64> = (0..NF).map(|k| if sd[k] > 0.0 { w[k] / sd[k] } else { 0.0 }).collect();
+    let intercept = w[NF] - (0..NF).map(|k| out[k] * mean[k]).sum::<f64>() + keep.ln();
+    out.push(intercept);
+    Some(out)
+}
+
+/// Solves `a · x = b` by Gaussian elimination with partial pivoting (`None` when singular).
+fn solve<const D: usize>(mut a: [[f64; D]; D], mut b: [f64; D]) -> Option<[f64; D]> {
+    for col in 0..D {
+        let piv = (col..D).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[piv][col].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(col, piv);
+        b.swap(col, piv);
+        for r in col + 1..D {
+            let f = a[r][col] / a[col][col];
+            if f != 0.0 {
+                for c in col..D {
+                    a[r][c] -= f * a[col][c];
+                }
+                b[r] -= f * b[col];
+            }
+        }
+    }
+    let mut x = [0.0; D];
+    for r in (0..D).rev() {
+        let s: f64 = (r + 1..D).map(|c| a[r][c] * x[c]).sum();
+        x[r] = (b[r] - s) / a[r][r];
+    }
+    Some(x)
 }
 
 /// A deterministic pseudo-random order of customers (SplitMix64 of the index).
@@ -635,7 +949,7 @@ pub fn fit(orders: &[Basket], products: &[Product], opts: &FitOptions) -> Result
     let mut eligible: Vec<(usize, usize)> = ranges.iter().copied().filter(|(a, b)| b - a >= 2).collect();
     eligible.sort_by_key(|(a, _)| mix(*a as u64));
     eligible.truncate(opts.validation_customers);
-    let (weights, metrics) = if eligible.len() >= 20 {
+    let (weights, ranker, metrics) = if eligible.len() >= 20 {
         let mut keep = vec![true; data.baskets.len()];
         for (_, b) in &eligible {
             keep[b - 1] = false;
@@ -658,13 +972,43 @@ pub fn fit(orders: &[Basket], products: &[Product], opts: &FitOptions) -> Result
                 (scorer.candidates(&hist, target.1), target.2.clone())
             })
             .collect();
-        let mut best = (f64::NEG_INFINITY, BlendWeights { own: 0.5, knn: 0.5, popularity: 0.0 });
-        for w in weight_grid() {
-            let (n, _) = mean_metrics(&cases, w);
-            if n > best.0 + 1e-12 {
-                best = (n, w);
+        let best_weights = |cases: &[&(Candidates, Vec<u32>)]| {
+            let mut best = (f64::NEG_INFINITY, BlendWeights { own: 0.5, knn: 0.5, popularity: 0.0 });
+            for w in weight_grid() {
+                let n: f64 = cases
+                    .iter()
+                    .map(|(c, rel)| ndcg_at_k(&c.top(w, 10), rel, 10).unwrap_or(0.0))
+                    .sum::<f64>()
+                    / cases.len().max(1) as f64;
+                if n > best.0 + 1e-12 {
+                    best = (n, w);
+                }
             }
-        }
+            best.1
+        };
+        let all: Vec<&(Candidates, Vec<u32>)> = cases.iter().collect();
+        let weights = best_weights(&all);
+        // The ranker against the linear blend: both fitted on half of the validation customers and
+        // compared on the other half; the ranker is served (refitted on every validation customer) only
+        // when it is better there.
+        let (half_a, half_b): (Vec<_>, Vec<_>) = all.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        let half_a: Vec<&(Candidates, Vec<u32>)> = half_a.into_iter().map(|x| *x.1).collect();
+        let half_b: Vec<&(Candidates, Vec<u32>)> = half_b.into_iter().map(|x| *x.1).collect();
+        let blend_b = {
+            let w = best_weights(&half_a);
+            half_b.iter().map(|(c, rel)| ndcg_at_k(&c.top(w, 10), rel, 10).unwrap_or(0.0)).sum::<f64>()
+                / half_b.len().max(1) as f64
+        };
+        let own_b = half_b
+            .iter()
+            .map(|(c, rel)| ndcg_at_k(&c.top(BlendWeights::OWN, 10), rel, 10).unwrap_or(0.0))
+            .sum::<f64>()
+            / half_b.len().max(1) as f64;
+        let ranker_b = fit_ranker(&half_a).map(|r| mean_ndcg_ranked(&half_b, &r));
+        let ranker = match ranker_b {
+            Some(n) if n > blend_b => fit_ranker(&all),
+            _ => None,
+        };
         let m = |w| {
             let (n, r) = mean_metrics(&cases, w);
             json!({"ndcg_at_10": n, "recall_at_10": r})
@@ -674,12 +1018,15 @@ pub fn fit(orders: &[Basket], products: &[Product], opts: &FitOptions) -> Result
             "popularity": m(BlendWeights::POPULARITY),
             "own": m(BlendWeights::OWN),
             "knn": m(BlendWeights::KNN),
-            "blend": m(best.1),
+            "blend": m(weights),
+            "served": if ranker.is_some() { "ranker" } else { "blend" },
+            "second_half_ndcg_at_10": {"own": own_b, "blend": blend_b, "ranker": ranker_b},
         });
-        (best.1, metrics)
+        (weights, ranker, metrics)
     } else {
         (
             BlendWeights { own: 0.5, knn: 0.5, popularity: 0.0 },
+            None,
             json!({"validation_customers": eligible.len(), "reason": "fewer than 20 customers with two or more orders: fixed weights"}),
         )
     };
@@ -704,6 +1051,7 @@ pub fn fit(orders: &[Basket], products: &[Product], opts: &FitOptions) -> Result
         popular,
         neighbours,
         weights,
+        ranker,
         half_life_days: opts.half_life_days,
         training_window: json!({"from": first, "to": now, "lookback_days": opts.lookback_days,
             "orders": data.baskets.len(), "customers": ranges.len()}),
@@ -718,7 +1066,10 @@ impl RecsModel {
     pub fn new(body: RecsBody) -> Result<RecsModel, DecideError> {
         let n = body.products.len();
         if body.schema != BODY_SCHEMA {
-            return Err(DecideError::Body(format!("recs: schema {} (expected {BODY_SCHEMA})", body.schema)));
+            return Err(DecideError::Body(format!(
+                "recs: schema {} (expected {BODY_SCHEMA}); fit the model again (nudge models fit --family recs)",
+                body.schema
+            )));
         }
         if body.popularity.len() != n || body.neighbours.len() != n {
             return Err(DecideError::Body("recs: tables do not match the product list".into()));
@@ -739,6 +1090,16 @@ impl RecsModel {
             return Err(DecideError::Body(
                 "recs: a weight, half-life or popularity is not a finite positive number".into(),
             ));
+        }
+        if let Some(r) = &body.ranker
+            && (r.features.iter().map(String::as_str).ne(FEATURES.iter().copied())
+                || r.repeat.len() != NF + 1
+                || r.explore.len() != NF + 1
+                || !r.repeat.iter().chain(&r.explore).all(|c| c.is_finite()))
+        {
+            return Err(DecideError::Body(format!(
+                "recs: the ranker must have the features {FEATURES:?}, each with a finite coefficient, and an intercept, for repeat and explore"
+            )));
         }
         let index = body.products.iter().enumerate().map(|(i, p)| (p.clone(), i as u32)).collect();
         let max_popularity = body.popularity.iter().copied().fold(0.0, f64::max);
@@ -777,15 +1138,35 @@ impl RecsModel {
         .candidates(history, now)
     }
 
-    /// The customer's list: scored by the blend, then filtered by the rules (see [`RecsConfig`]). Pins come
+    /// Each candidate's served score: the ranker's when the model has one, else the linear blend's.
+    pub fn served_scores(&self, candidates: &Candidates) -> Vec<(u32, f64)> {
+        match &self.body.ranker {
+            Some(r) => candidates.score_ranked(r).collect(),
+            None => candidates.score(self.body.weights).collect(),
+        }
+    }
+
+    /// The k best candidates by the served score, best first (ties by item index).
+    pub fn top(&self, candidates: &Candidates, k: usize) -> Vec<u32> {
+        match &self.body.ranker {
+            Some(r) => candidates.top_ranked(r, k),
+            None => candidates.top(self.body.weights, k),
+        }
+    }
+
+    /// The customer's list: scored by the served scorer, then filtered by the rules (see [`RecsConfig`]). Pins come
     /// first when the customer is in their segment and they are available and not excluded; the
     /// recent-purchase rule and the brand cap apply to the scored products only.
     pub fn recommend(&self, customer: CustomerHistory<'_>, now: i64, rules: Rules<'_>) -> Vec<Rec> {
         let cfg = rules.config;
         let hist = self.index_history(customer.orders);
         let cands = self.candidates(&hist, now);
-        let mut scored: Vec<(u32, f64, Parts)> =
-            cands.score(self.body.weights).zip(cands.0.iter()).map(|((i, s), p)| (i, s, *p)).collect();
+        let mut scored: Vec<(u32, f64, Parts)> = self
+            .served_scores(&cands)
+            .into_iter()
+            .zip(cands.0.iter())
+            .map(|((i, s), p)| (i, s, *p))
+            .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let score_of: HashMap<u32, f64> = scored.iter().map(|x| (x.0, x.1)).collect();
         let recent_from = now - cfg.exclude_recent_days as i64 * 86_400;
@@ -842,7 +1223,10 @@ impl RecsModel {
                 *n += 1;
             }
             let w = self.body.weights;
-            let (o, k) = (w.own * parts.own, w.knn * parts.knn);
+            let (o, k) = match &self.body.ranker {
+                Some(_) => (if parts.orders > 0 { 1.0 } else { 0.0 }, parts.knn),
+                None => (w.own * parts.own, w.knn * parts.knn),
+            };
             let reason = if o > 0.0 && o >= k {
                 Reason::BoughtBefore
             } else if k > 0.0 && parts.via != u32::MAX {

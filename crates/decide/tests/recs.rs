@@ -103,6 +103,7 @@ fn rules_filter_pin_and_cap() {
     let (mut m, products) = fixture();
     // Fixed weights, so that the test reads the rules rather than the weight search.
     m.body.weights = BlendWeights { own: 0.5, knn: 0.5, popularity: 0.0 };
+    m.body.ranker = None;
     let cat = Catalogue::new(&products);
     let hist = vec![basket("new", 5, &["a"]), basket("new", 200, &["c"])];
     let segs = vec!["vip".to_string()];
