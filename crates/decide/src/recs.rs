@@ -7,13 +7,27 @@
 //!   (`c_ij / sqrt(n_i · n_j)`, pairs seen in at least two baskets); a candidate's score is the sum over the
 //!   customer's products of their own score times the similarity.
 //!
-//! The served score is a blend `w_own · own + w_knn · knn + w_pop · popularity` (each part divided by its
-//! largest value for the customer, popularity by the largest overall), plus a vanishing popularity term that
-//! breaks ties, so that every scorer back-fills with the best sellers. The weights are chosen on a validation
-//! split: for up to [`FitOptions::validation_customers`] customers with two or more orders, the last order is
-//! held out, the neighbours and popularity are fitted on everything else, and the weight pair (on a grid of
-//! `w_own` in 0, 0.1, …, 1 with `w_knn = 1 − w_own`, and `w_pop` in 0, 0.05, 0.2) with the best NDCG@10 on the
-//! held-out orders wins. The served neighbours and popularity are then fitted on all orders.
+//! The candidates are the customer's products, their neighbours and the best sellers. Two ways to rank
+//! them are fitted, and the better one is served:
+//! - the **linear blend** `w_own · own + w_knn · knn + w_pop · popularity` (each part divided by its
+//!   largest value for the customer, popularity by the largest overall), plus a vanishing popularity term
+//!   that breaks ties, so that every scorer back-fills with the best sellers;
+//! - the **ranker** ([`Ranker`]): two logistic regressions of "in the next basket", one over the products
+//!   the customer bought before (repeat) and one over the others (explore), on [`FEATURES`]: the decayed
+//!   own score, the share of the customer's orders holding the product, the repurchase rate since its first
+//!   purchase, how many orders ago it was last bought, how due it is against the customer's usual interval
+//!   for it, the customer's repeat ratio and number of orders, the product's repeat rate over all
+//!   customers, kNN and popularity (with logarithms). A
+//!   candidate's score is its model's probability, so repeat and explore products share one scale: a
+//!   customer who rarely repeats gets more new products, one who repeats gets their staples first.
+//!
+//! Both are fitted on a validation split: for up to [`FitOptions::validation_customers`] customers with two
+//! or more orders, the last order is held out, the neighbours and popularity are fitted on everything else,
+//! and the held-out orders are the labels. The blend's weights are the best NDCG@10 on a grid (`w_own` in
+//! 0, 0.1, …, 1 with `w_knn = 1 − w_own`, and `w_pop` in 0, 0.05, 0.2). To choose between the two, both are
+//! fitted on half of the validation customers and compared by NDCG@10 on the other half; the ranker is
+//! served (refitted on every validation customer) only when it is better there, and the metrics record
+//! both figures. The served neighbours and popularity are then fitted on all orders.
 //!
 //! Merchandiser rules ([`RecsConfig`]) are applied after scoring, in [`RecsModel::recommend`].
 
@@ -283,6 +297,10 @@ pub struct RecsBody {
     pub products: Vec<String>,
     /// Share of baskets holding each product.
     pub popularity: Vec<f64>,
+    /// Each product's repeat rate: of its purchases, the share by a customer who had bought it before,
+    /// `(repeats + 1) / (purchases + 2)`.
+    #[serde(default)]
+    pub repeat_rate: Vec<f64>,
     /// The best sellers, most popular first.
     pub popular: Vec<u32>,
     /// Each product's neighbours: (product, cosine similarity), most similar first.
@@ -302,6 +320,7 @@ pub struct RecsBody {
 #[derive(Debug, Clone)]
 pub struct RecsModel {
     pub body: RecsBody,
+    ln_popularity: Vec<f64>,
     index: HashMap<String, u32>,
     max_popularity: f64,
 }
@@ -323,22 +342,28 @@ pub struct Parts {
     /// How many of the customer's orders hold the product.
     pub orders: u32,
     /// `orders` divided by the customer's number of orders.
-    pub frequency: f64,
+    pub frequency: f32,
     /// The repurchase rate since the first purchase: `(orders − 1 + ½) / (orders placed after it + 1)`
     /// (0 when never bought).
-    pub rebuy: f64,
+    pub rebuy: f32,
     /// `1 / (1 + orders placed since the last purchase)` (0 when never bought).
-    pub recency: f64,
+    pub recency: f32,
     /// How due the product is: `exp(−|ln((days since the last purchase + 1) / (mean days between its
     /// purchases + 1))|)`, 1 when exactly one usual interval has passed (0 when bought fewer than twice).
-    pub due: f64,
+    pub due: f32,
     /// The customer's repeat ratio: of the products in their orders after the first, the share they had
     /// bought before, `(repeats + 1) / (products + 2)`.
-    pub repeat_ratio: f64,
+    pub repeat_ratio: f32,
+    /// The product's repeat rate over every customer (see [`RecsBody::repeat_rate`]).
+    pub item_repeat_rate: f32,
+    /// The customer's number of orders.
+    pub customer_orders: u32,
+    /// `ln(popularity)` (popularity as above, at least 1e-6).
+    pub ln_popularity: f32,
 }
 
 /// The number of ranker features.
-pub const NF: usize = 14;
+pub const NF: usize = 16;
 
 /// The ranker's features, in the order of [`Parts::features`] (logarithms are 0 for products the customer
 /// never bought).
@@ -354,9 +379,11 @@ pub const FEATURES: [&str; NF] = [
     "repeat_ratio",
     "ln_customer_orders",
     "knn",
-    "ln_knn",
+    "sqrt_knn",
     "popularity",
     "ln_popularity",
+    "item_repeat_rate",
+    "item_repeat_rate_x_frequency",
 ];
 
 impl Parts {
@@ -364,30 +391,31 @@ impl Parts {
     pub fn features(&self) -> [f64; NF] {
         let bought = self.orders > 0;
         let ln0 = |x: f64| if bought { x.max(1e-6).ln() } else { 0.0 };
-        let n_orders = if self.frequency > 0.0 { self.orders as f64 / self.frequency } else { 1.0 };
         [
             self.own,
-            self.frequency,
-            ln0(self.frequency),
-            self.rebuy,
-            ln0(self.rebuy),
-            self.recency,
-            self.due,
+            self.frequency as f64,
+            ln0(self.frequency as f64),
+            self.rebuy as f64,
+            ln0(self.rebuy as f64),
+            self.recency as f64,
+            self.due as f64,
             if self.orders == 1 { 1.0 } else { 0.0 },
-            self.repeat_ratio,
-            n_orders.max(1.0).ln(),
+            self.repeat_ratio as f64,
+            (self.customer_orders.max(1) as f64).ln(),
             self.knn,
-            (self.knn + 1e-3).ln(),
+            self.knn.sqrt(),
             self.popularity,
-            self.popularity.max(1e-6).ln(),
+            self.ln_popularity as f64,
+            self.item_repeat_rate as f64,
+            (self.item_repeat_rate * self.frequency) as f64,
         ]
     }
 }
 
 /// The learned ranker: two logistic regressions of "in the next basket" on [`Parts::features`], one for
 /// products the customer bought before (repeat) and one for the others (explore); a candidate's score is
-/// its model's probability, so repeat and explore products are merged on one scale. Each vector holds the
-/// [`NF`] coefficients, then the intercept.
+/// its model's log-odds (the order of probabilities), so repeat and explore products are merged on one
+/// scale. Each vector holds the [`NF`] coefficients, then the intercept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ranker {
     /// The feature names, [`FEATURES`].
@@ -397,11 +425,33 @@ pub struct Ranker {
 }
 
 impl Ranker {
-    fn score(&self, p: &Parts) -> f64 {
-        let x = p.features();
-        let w = if p.orders > 0 { &self.repeat } else { &self.explore };
-        let t = w.iter().zip(x).map(|(w, x)| w * x).sum::<f64>() + w[NF];
-        1.0 / (1.0 + (-t).exp()) + TIE_BREAK * p.popularity
+    /// A scoring function for one customer's candidates (`first` is any of them: the customer's values are
+    /// the same in each). Explore candidates, most of them, are scored on the features that are not always
+    /// 0 for a product the customer never bought (8–14 of [`FEATURES`]); a ranker whose vectors do not have
+    /// `NF + 1` entries scores everything 0 (bodies are checked when loaded).
+    fn scorer(&self, first: Option<&Parts>) -> impl Fn(&Parts) -> f64 + '_ {
+        let e: [f64; NF + 1] = self.explore.as_slice().try_into().unwrap_or([0.0; NF + 1]);
+        let r: [f64; NF + 1] = self.repeat.as_slice().try_into().unwrap_or([0.0; NF + 1]);
+        let (ratio, orders) = first.map_or((0.0, 1), |p| (p.repeat_ratio as f64, p.customer_orders.max(1)));
+        let explore_base = e[8] * ratio + e[9] * (orders as f64).ln() + e[NF];
+        move |p: &Parts| {
+            let t = if p.orders > 0 {
+                let x = p.features();
+                let mut t = r[NF];
+                for k in 0..NF {
+                    t += r[k] * x[k];
+                }
+                t
+            } else {
+                explore_base
+                    + e[10] * p.knn
+                    + e[11] * p.knn.sqrt()
+                    + e[12] * p.popularity
+                    + e[13] * p.ln_popularity as f64
+                    + e[14] * p.item_repeat_rate as f64
+            };
+            t + TIE_BREAK * p.popularity
+        }
     }
 }
 
@@ -434,7 +484,8 @@ impl Candidates {
 
     /// Each candidate's score under a ranker.
     pub fn score_ranked<'a>(&'a self, r: &'a Ranker) -> impl Iterator<Item = (u32, f64)> + 'a {
-        self.0.iter().map(move |p| (p.item, r.score(p)))
+        let f = r.scorer(self.0.first());
+        self.0.iter().map(move |p| (p.item, f(p)))
     }
 
     /// The k best items under a ranker, best first (ties by item index).
@@ -552,6 +603,30 @@ fn cooccurrence(
     (pop, neighbours)
 }
 
+/// Each product's repeat rate over the kept baskets (sorted by customer, then time).
+fn repeat_rate(n_items: usize, baskets: &[(u32, i64, Vec<u32>)], keep: &[bool]) -> Vec<f64> {
+    let mut last_customer = vec![u32::MAX; n_items];
+    let mut purchases = vec![0u32; n_items];
+    let mut repeats = vec![0u32; n_items];
+    for (b, _) in baskets.iter().zip(keep).filter(|(_, k)| **k) {
+        for &i in &b.2 {
+            let i = i as usize;
+            purchases[i] += 1;
+            if last_customer[i] == b.0 {
+                repeats[i] += 1;
+            }
+            last_customer[i] = b.0;
+        }
+    }
+    purchases.iter().zip(&repeats).map(|(&p, &r)| (r as f64 + 1.0) / (p as f64 + 2.0)).collect()
+}
+
+/// `ln(popularity / max_popularity)`, at least `ln(1e-6)`.
+fn ln_popularity(pop: &[f64]) -> Vec<f64> {
+    let max = pop.iter().copied().fold(0.0, f64::max);
+    pop.iter().map(|&p| if max > 0.0 { (p / max).max(1e-6).ln() } else { 1e-6f64.ln() }).collect()
+}
+
 fn popular_list(pop: &[f64], n: usize) -> Vec<u32> {
     let mut idx: Vec<u32> = (0..pop.len() as u32).filter(|&i| pop[i as usize] > 0.0).collect();
     idx.sort_by(|&a, &b| pop[b as usize].total_cmp(&pop[a as usize]).then(a.cmp(&b)));
@@ -562,6 +637,9 @@ fn popular_list(pop: &[f64], n: usize) -> Vec<u32> {
 /// The scoring core, shared by the fitted model and the validation split.
 struct Scorer<'a> {
     popularity: &'a [f64],
+    /// `ln(popularity / max_popularity)`, at least `ln(1e-6)`.
+    ln_popularity: &'a [f64],
+    repeat_rate: &'a [f64],
     max_popularity: f64,
     popular: &'a [u32],
     neighbours: &'a [Vec<(u32, f32)>],
@@ -708,11 +786,14 @@ impl Scorer<'_> {
                 popularity: if self.max_popularity > 0.0 { pop / self.max_popularity } else { 0.0 },
                 via: slot.via,
                 orders: slot.count,
-                frequency: slot.count as f64 / n_orders,
-                rebuy,
-                recency,
-                due,
-                repeat_ratio,
+                frequency: (slot.count as f64 / n_orders) as f32,
+                rebuy: rebuy as f32,
+                recency: recency as f32,
+                due: due as f32,
+                repeat_ratio: repeat_ratio as f32,
+                item_repeat_rate: self.repeat_rate.get(c as usize).copied().unwrap_or(0.5) as f32,
+                customer_orders: order.len() as u32,
+                ln_popularity: self.ln_popularity[c as usize] as f32,
             });
         }
         touched.clear();
@@ -959,6 +1040,8 @@ pub fn fit(orders: &[Basket], products: &[Product], opts: &FitOptions) -> Result
         let scorer = Scorer {
             max_popularity: pop.iter().copied().fold(0.0, f64::max),
             popularity: &pop,
+            ln_popularity: &ln_popularity(&pop),
+            repeat_rate: &repeat_rate(n_items, &data.baskets, &keep),
             popular: &popular,
             neighbours: &nb,
             half_life_days: opts.half_life_days,
@@ -1030,6 +1113,8 @@ pub fn fit(orders: &[Basket], products: &[Product], opts: &FitOptions) -> Result
             json!({"validation_customers": eligible.len(), "reason": "fewer than 20 customers with two or more orders: fixed weights"}),
         )
     };
+    let all_kept = vec![true; data.baskets.len()];
+    let repeat_rate = repeat_rate(n_items, &data.baskets, &all_kept);
     let (popularity, neighbours) =
         cooccurrence(n_items, &data.baskets, &vec![true; data.baskets.len()], opts.neighbours);
     let popular = popular_list(&popularity, opts.popular_candidates);
@@ -1048,6 +1133,7 @@ pub fn fit(orders: &[Basket], products: &[Product], opts: &FitOptions) -> Result
         schema: BODY_SCHEMA,
         products: data.products,
         popularity,
+        repeat_rate,
         popular,
         neighbours,
         weights,
@@ -1071,7 +1157,7 @@ impl RecsModel {
                 body.schema
             )));
         }
-        if body.popularity.len() != n || body.neighbours.len() != n {
+        if body.popularity.len() != n || body.neighbours.len() != n || body.repeat_rate.len() != n {
             return Err(DecideError::Body("recs: tables do not match the product list".into()));
         }
         let in_range = |i: u32| (i as usize) < n;
@@ -1085,7 +1171,7 @@ impl RecsModel {
         let w = body.weights;
         if ![w.own, w.knn, w.popularity, body.half_life_days].iter().all(|x| x.is_finite() && *x >= 0.0)
             || body.half_life_days == 0.0
-            || body.popularity.iter().any(|p| !p.is_finite())
+            || body.popularity.iter().chain(&body.repeat_rate).any(|p| !p.is_finite())
         {
             return Err(DecideError::Body(
                 "recs: a weight, half-life or popularity is not a finite positive number".into(),
@@ -1103,7 +1189,8 @@ impl RecsModel {
         }
         let index = body.products.iter().enumerate().map(|(i, p)| (p.clone(), i as u32)).collect();
         let max_popularity = body.popularity.iter().copied().fold(0.0, f64::max);
-        Ok(RecsModel { body, index, max_popularity })
+        let ln_popularity = ln_popularity(&body.popularity);
+        Ok(RecsModel { body, ln_popularity, index, max_popularity })
     }
 
     pub fn from_body(body: &Value) -> Result<RecsModel, DecideError> {
@@ -1130,6 +1217,8 @@ impl RecsModel {
     pub fn candidates(&self, history: &IndexedHistory, now: i64) -> Candidates {
         Scorer {
             popularity: &self.body.popularity,
+            ln_popularity: &self.ln_popularity,
+            repeat_rate: &self.body.repeat_rate,
             max_popularity: self.max_popularity,
             popular: &self.body.popular,
             neighbours: &self.body.neighbours,

@@ -9,8 +9,14 @@ fn blend_beats_own_frequency_overall() {
     let s = &r.json["scorers"];
     let ndcg = |name: &str, part: &str| s[name][part]["ndcg_at_10"].as_f64().unwrap();
     let recall = |name: &str, part: &str| s[name][part]["recall_at_10"].as_f64().unwrap();
-    assert!(ndcg("blend", "overall") > ndcg("own", "overall"), "{}", r.text);
-    assert!(recall("blend", "overall") > recall("own", "overall"), "{}", r.text);
+    // The served model beats the customer's own purchase frequency overall by a clear margin, and does
+    // not lose on the products bought before.
+    assert!(ndcg("blend", "overall") >= ndcg("own", "overall") + 0.008, "{}", r.text);
+    assert!(recall("blend", "overall") >= recall("own", "overall") + 0.008, "{}", r.text);
+    assert!(ndcg("blend", "repeat") >= ndcg("own", "repeat"), "{}", r.text);
+    assert!(recall("blend", "repeat") >= recall("own", "repeat"), "{}", r.text);
+    assert!(ndcg("blend", "new") > ndcg("own", "new") + 0.005, "{}", r.text);
+    assert_eq!(r.json["fit_metrics"]["served"], "ranker", "{}", r.text);
     // Each scorer is what it claims: own frequency finds repeats, kNN finds new products better than
     // popularity alone.
     assert!(ndcg("own", "repeat") > ndcg("popularity", "repeat"), "{}", r.text);

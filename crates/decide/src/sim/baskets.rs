@@ -7,7 +7,8 @@
 //!   `consumable`; 95 % are available.
 //! - Each customer prefers 2 categories and has 3–10 favourite products (drawn by popularity, 80 % from the
 //!   preferred categories), each with a personal rebuy probability ~ Beta(2, 3).
-//! - A customer places `3 + Poisson(6)` orders at uniform times over the simulated days. Each basket holds:
+//! - A customer places `3 + Poisson(6)` orders on uniformly drawn days among the simulated days (at a
+//!   uniform hour of the day: whole hours, as the Instacart layout records them). Each basket holds:
 //!   every favourite with its rebuy probability; for each product so far, with probability 0.35, one of
 //!   its complements; and `Poisson(1.2)` discoveries (from a preferred category by popularity with
 //!   probability 0.6, else from the whole catalogue by popularity). A discovery becomes a favourite (rebuy
@@ -15,7 +16,9 @@
 //!
 //! Evaluation: the models are fitted on every order but each customer's last, and rank products for that
 //! last order; NDCG@10 and recall@10 are averaged over customers, for the whole basket, for its repeat
-//! products (bought before) and for its new products, for popularity, own frequency, item kNN and the blend.
+//! products (bought before) and for its new products, for popularity, own frequency, item kNN, the linear
+//! blend and the served model (the ranker when the fit chose it). [`evaluate_world`] runs the same
+//! evaluation on any orders, such as Instacart files read by [`super::instacart::load`].
 
 use super::{SimArgs, SimReport};
 use crate::recs::{self, Basket, BlendWeights, FitOptions, Product, ndcg_at_k, recall_at_k};
