@@ -475,7 +475,7 @@ mod recs {
         let hists: Vec<Vec<(i64, Vec<u32>)>> =
             starts.windows(2).map(|s| m.index_history(&w.orders[s[0]..s[1]])).collect();
         let served = m.body.metrics["served"].as_str().unwrap_or("?").to_string();
-        let time = |f: &dyn Fn(&Vec<(i64, Vec<u32>)>)| {
+        let time = |f: &dyn Fn(&r::IndexedHistory)| {
             let mut per_100k = Vec::new();
             for _ in 0..3 {
                 let t = Instant::now();

@@ -929,6 +929,7 @@ fn fit_logistic(cases: &[&(Candidates, Vec<u32>)], take: impl Fn(&Parts) -> bool
             }
         }
         for i in 0..D {
+            #[allow(clippy::needless_range_loop)] // mirrors the lower triangle
             for j in 0..i {
                 h[j][i] = h[i][j];
             }
@@ -967,11 +968,12 @@ fn solve<const D: usize>(mut a: [[f64; D]; D], mut b: [f64; D]) -> Option<[f64; 
         }
         a.swap(col, piv);
         b.swap(col, piv);
+        let pivot_row = a[col];
         for r in col + 1..D {
-            let f = a[r][col] / a[col][col];
+            let f = a[r][col] / pivot_row[col];
             if f != 0.0 {
-                for c in col..D {
-                    a[r][c] -= f * a[col][c];
+                for (x, p) in a[r][col..].iter_mut().zip(&pivot_row[col..]) {
+                    *x -= f * p;
                 }
                 b[r] -= f * b[col];
             }
