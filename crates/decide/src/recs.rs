@@ -17,9 +17,9 @@
 //!   own score, the share of the customer's orders holding the product, the repurchase rate since its first
 //!   purchase, how many orders ago it was last bought, how due it is against the customer's usual interval
 //!   for it, the customer's repeat ratio and number of orders, the product's repeat rate over all
-//!   customers, kNN and popularity (with logarithms). A
-//!   candidate's score is its model's log-odds (the order of its probability), so repeat and explore products share one scale: a
-//!   customer who rarely repeats gets more new products, one who repeats gets their staples first.
+//!   customers, kNN and popularity (with logarithms). A candidate's score is its model's log-odds (the
+//!   order of its probability), so repeat and explore products share one scale: a customer who rarely
+//!   repeats gets more new products, one who repeats gets their staples first.
 //!
 //! Both are fitted on a validation split: for up to [`FitOptions::validation_customers`] customers with two
 //! or more orders, the last order is held out, the neighbours and popularity are fitted on everything else,
