@@ -474,18 +474,34 @@ mod recs {
         starts.push(w.orders.len());
         let hists: Vec<Vec<(i64, Vec<u32>)>> =
             starts.windows(2).map(|s| m.index_history(&w.orders[s[0]..s[1]])).collect();
-        let mut per_100k = Vec::new();
-        for _ in 0..3 {
-            let t = Instant::now();
-            for h in &hists {
-                black_box(m.candidates(h, baskets::NOW).top(m.body.weights, 10));
+        let served = m.body.metrics["served"].as_str().unwrap_or("?").to_string();
+        let time = |f: &dyn Fn(&r::IndexedHistory)| {
+            let mut per_100k = Vec::new();
+            for _ in 0..3 {
+                let t = Instant::now();
+                for h in &hists {
+                    f(h);
+                }
+                per_100k.push(t.elapsed().as_secs_f64() * 100_000.0 / hists.len() as f64);
             }
-            per_100k.push(t.elapsed().as_secs_f64() * 100_000.0 / hists.len() as f64);
-        }
-        let (med, lo, hi) = median_and_spread(per_100k);
+            median_and_spread(per_100k)
+        };
+        let (med, lo, hi) = time(&|h| {
+            black_box(m.top(&m.candidates(h, baskets::NOW), 10));
+        });
         println!(
-            "recs: scoring {} customers: median {med:.3} s per 100k (min {lo:.3}, max {hi:.3}), bar 1 s",
+            "recs: scoring {} customers (served: {served}): median {med:.3} s per 100k (min {lo:.3}, max {hi:.3}), bar 1 s",
             hists.len()
         );
+        let (med, lo, hi) = time(&|h| {
+            black_box(m.candidates(h, baskets::NOW).top(m.body.weights, 10));
+        });
+        println!(
+            "recs: the same with the linear blend: median {med:.3} s per 100k (min {lo:.3}, max {hi:.3})"
+        );
+        let (med, lo, hi) = time(&|h| {
+            black_box(m.candidates(h, baskets::NOW));
+        });
+        println!("recs: the candidates alone: median {med:.3} s per 100k (min {lo:.3}, max {hi:.3})");
     }
 }

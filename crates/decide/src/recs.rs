@@ -7,13 +7,27 @@
 //!   (`c_ij / sqrt(n_i · n_j)`, pairs seen in at least two baskets); a candidate's score is the sum over the
 //!   customer's products of their own score times the similarity.
 //!
-//! The served score is a blend `w_own · own + w_knn · knn + w_pop · popularity` (each part divided by its
-//! largest value for the customer, popularity by the largest overall), plus a vanishing popularity term that
-//! breaks ties, so that every scorer back-fills with the best sellers. The weights are chosen on a validation
-//! split: for up to [`FitOptions::validation_customers`] customers with two or more orders, the last order is
-//! held out, the neighbours and popularity are fitted on everything else, and the weight pair (on a grid of
-//! `w_own` in 0, 0.1, …, 1 with `w_knn = 1 − w_own`, and `w_pop` in 0, 0.05, 0.2) with the best NDCG@10 on the
-//! held-out orders wins. The served neighbours and popularity are then fitted on all orders.
+//! The candidates are the customer's products, their neighbours and the best sellers. Two ways to rank
+//! them are fitted, and the better one is served:
+//! - the **linear blend** `w_own · own + w_knn · knn + w_pop · popularity` (each part divided by its
+//!   largest value for the customer, popularity by the largest overall), plus a vanishing popularity term
+//!   that breaks ties, so that every scorer back-fills with the best sellers;
+//! - the **ranker** ([`Ranker`]): two logistic regressions of "in the next basket", one over the products
+//!   the customer bought before (repeat) and one over the others (explore), on [`FEATURES`]: the decayed
+//!   own score, the share of the customer's orders holding the product, the repurchase rate since its first
+//!   purchase, how many orders ago it was last bought, how due it is against the customer's usual interval
+//!   for it, the customer's repeat ratio and number of orders, the product's repeat rate over all
+//!   customers, kNN and popularity (with logarithms). A candidate's score is its model's log-odds (the
+//!   order of its probability), so repeat and explore products share one scale: a customer who rarely
+//!   repeats gets more new products, one who repeats gets their staples first.
+//!
+//! Both are fitted on a validation split: for up to [`FitOptions::validation_customers`] customers with two
+//! or more orders, the last order is held out, the neighbours and popularity are fitted on everything else,
+//! and the held-out orders are the labels. The blend's weights are the best NDCG@10 on a grid (`w_own` in
+//! 0, 0.1, …, 1 with `w_knn = 1 − w_own`, and `w_pop` in 0, 0.05, 0.2). To choose between the two, both are
+//! fitted on half of the validation customers and compared by NDCG@10 on the other half; the ranker is
+//! served (refitted on every validation customer) only when it is better there, and the metrics record
+//! both figures. The served neighbours and popularity are then fitted on all orders.
 //!
 //! Merchandiser rules ([`RecsConfig`]) are applied after scoring, in [`RecsModel::recommend`].
 
@@ -23,7 +37,7 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 
 /// The body schema version of a `recs` model.
-pub const BODY_SCHEMA: u32 = 1;
+pub const BODY_SCHEMA: u32 = 2;
 const DAY: f64 = 86_400.0;
 const TIE_BREAK: f64 = 1e-6;
 
@@ -283,11 +297,19 @@ pub struct RecsBody {
     pub products: Vec<String>,
     /// Share of baskets holding each product.
     pub popularity: Vec<f64>,
+    /// Each product's repeat rate: of its purchases, the share by a customer who had bought it before,
+    /// `(repeats + 1) / (purchases + 2)`.
+    #[serde(default)]
+    pub repeat_rate: Vec<f64>,
     /// The best sellers, most popular first.
     pub popular: Vec<u32>,
     /// Each product's neighbours: (product, cosine similarity), most similar first.
     pub neighbours: Vec<Vec<(u32, f32)>>,
+    /// The linear blend's weights (served when `ranker` is `None`).
     pub weights: BlendWeights,
+    /// The learned ranker, served when the fit found it better than the linear blend.
+    #[serde(default)]
+    pub ranker: Option<Ranker>,
     pub half_life_days: f64,
     pub training_window: Value,
     pub data_digest: String,
@@ -298,6 +320,7 @@ pub struct RecsBody {
 #[derive(Debug, Clone)]
 pub struct RecsModel {
     pub body: RecsBody,
+    ln_popularity: Vec<f64>,
     index: HashMap<String, u32>,
     max_popularity: f64,
 }
@@ -305,7 +328,9 @@ pub struct RecsModel {
 /// A customer's orders with products as model indices.
 pub type IndexedHistory = [(i64, Vec<u32>)];
 
-/// A candidate's unnormalised parts.
+/// A candidate's parts: the three scorers' values (own and kNN divided by their largest values for the
+/// customer, popularity by the largest overall) and what the ranker reads about the customer's history of
+/// the product.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Parts {
     pub item: u32,
@@ -314,11 +339,135 @@ pub struct Parts {
     pub popularity: f64,
     /// The history product that contributed most to `knn`.
     pub via: u32,
+    /// How many of the customer's orders hold the product.
+    pub orders: u32,
+    /// `orders` divided by the customer's number of orders.
+    pub frequency: f32,
+    /// The repurchase rate since the first purchase: `(orders − 1 + ½) / (orders placed after it + 1)`
+    /// (0 when never bought).
+    pub rebuy: f32,
+    /// `1 / (1 + orders placed since the last purchase)` (0 when never bought).
+    pub recency: f32,
+    /// How due the product is: `exp(−|ln((days since the last purchase + 1) / (mean days between its
+    /// purchases + 1))|)`, 1 when exactly one usual interval has passed (0 when bought fewer than twice).
+    pub due: f32,
+    /// The customer's repeat ratio: of the products in their orders after the first, the share they had
+    /// bought before, `(repeats + 1) / (products + 2)`.
+    pub repeat_ratio: f32,
+    /// The product's repeat rate over every customer (see [`RecsBody::repeat_rate`]).
+    pub item_repeat_rate: f32,
+    /// The customer's number of orders.
+    pub customer_orders: u32,
+    /// `ln(popularity)` (popularity as above, at least 1e-6).
+    pub ln_popularity: f32,
+}
+
+/// The number of ranker features.
+pub const NF: usize = 16;
+
+/// The ranker's features, in the order of [`Parts::features`] (logarithms are 0 for products the customer
+/// never bought).
+pub const FEATURES: [&str; NF] = [
+    "own",
+    "frequency",
+    "ln_frequency",
+    "rebuy",
+    "ln_rebuy",
+    "recency",
+    "due",
+    "bought_once",
+    "repeat_ratio",
+    "ln_customer_orders",
+    "knn",
+    "sqrt_knn",
+    "popularity",
+    "ln_popularity",
+    "item_repeat_rate",
+    "item_repeat_rate_x_frequency",
+];
+
+impl Parts {
+    /// The ranker's inputs (see [`FEATURES`]).
+    pub fn features(&self) -> [f64; NF] {
+        let bought = self.orders > 0;
+        let ln0 = |x: f64| if bought { x.max(1e-6).ln() } else { 0.0 };
+        [
+            self.own,
+            self.frequency as f64,
+            ln0(self.frequency as f64),
+            self.rebuy as f64,
+            ln0(self.rebuy as f64),
+            self.recency as f64,
+            self.due as f64,
+            if self.orders == 1 { 1.0 } else { 0.0 },
+            self.repeat_ratio as f64,
+            (self.customer_orders.max(1) as f64).ln(),
+            self.knn,
+            self.knn.sqrt(),
+            self.popularity,
+            self.ln_popularity as f64,
+            self.item_repeat_rate as f64,
+            (self.item_repeat_rate * self.frequency) as f64,
+        ]
+    }
+}
+
+/// The learned ranker: two logistic regressions of "in the next basket" on [`Parts::features`], one for
+/// products the customer bought before (repeat) and one for the others (explore); a candidate's score is
+/// its model's log-odds (the order of probabilities), so repeat and explore products are merged on one
+/// scale. Each vector holds the [`NF`] coefficients, then the intercept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ranker {
+    /// The feature names, [`FEATURES`].
+    pub features: Vec<String>,
+    pub repeat: Vec<f64>,
+    pub explore: Vec<f64>,
+}
+
+impl Ranker {
+    /// A scoring function for one customer's candidates (`first` is any of them: the customer's values are
+    /// the same in each). Explore candidates, most of them, are scored on the features that are not always
+    /// 0 for a product the customer never bought (8–14 of [`FEATURES`]); a ranker whose vectors do not have
+    /// `NF + 1` entries scores everything 0 (bodies are checked when loaded).
+    fn scorer(&self, first: Option<&Parts>) -> impl Fn(&Parts) -> f64 + '_ {
+        let e: [f64; NF + 1] = self.explore.as_slice().try_into().unwrap_or([0.0; NF + 1]);
+        let r: [f64; NF + 1] = self.repeat.as_slice().try_into().unwrap_or([0.0; NF + 1]);
+        let (ratio, orders) = first.map_or((0.0, 1), |p| (p.repeat_ratio as f64, p.customer_orders.max(1)));
+        let explore_base = e[8] * ratio + e[9] * (orders as f64).ln() + e[NF];
+        move |p: &Parts| {
+            let t = if p.orders > 0 {
+                let x = p.features();
+                let mut t = r[NF];
+                for k in 0..NF {
+                    t += r[k] * x[k];
+                }
+                t
+            } else {
+                explore_base
+                    + e[10] * p.knn
+                    + e[11] * p.knn.sqrt()
+                    + e[12] * p.popularity
+                    + e[13] * p.ln_popularity as f64
+                    + e[14] * p.item_repeat_rate as f64
+            };
+            t + TIE_BREAK * p.popularity
+        }
+    }
 }
 
 /// Candidates with parts already divided by their largest values.
 #[derive(Debug, Clone, Default)]
 pub struct Candidates(pub Vec<Parts>);
+
+fn top_by(mut s: Vec<(u32, f64)>, k: usize) -> Vec<u32> {
+    let cmp = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    if s.len() > k && k > 0 {
+        s.select_nth_unstable_by(k - 1, cmp);
+        s.truncate(k);
+    }
+    s.sort_by(cmp);
+    s.into_iter().take(k).map(|x| x.0).collect()
+}
 
 impl Candidates {
     /// The blended score of each candidate.
@@ -330,14 +479,18 @@ impl Candidates {
 
     /// The k best items under these weights, best first (ties by item index).
     pub fn top(&self, w: BlendWeights, k: usize) -> Vec<u32> {
-        let mut s: Vec<(u32, f64)> = self.score(w).collect();
-        let cmp = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if s.len() > k && k > 0 {
-            s.select_nth_unstable_by(k - 1, cmp);
-            s.truncate(k);
-        }
-        s.sort_by(cmp);
-        s.into_iter().take(k).map(|x| x.0).collect()
+        top_by(self.score(w).collect(), k)
+    }
+
+    /// Each candidate's score under a ranker.
+    pub fn score_ranked<'a>(&'a self, r: &'a Ranker) -> impl Iterator<Item = (u32, f64)> + 'a {
+        let f = r.scorer(self.0.first());
+        self.0.iter().map(move |p| (p.item, f(p)))
+    }
+
+    /// The k best items under a ranker, best first (ties by item index).
+    pub fn top_ranked(&self, r: &Ranker, k: usize) -> Vec<u32> {
+        top_by(self.score_ranked(r).collect(), k)
     }
 }
 
@@ -450,6 +603,30 @@ fn cooccurrence(
     (pop, neighbours)
 }
 
+/// Each product's repeat rate over the kept baskets (sorted by customer, then time).
+fn repeat_rate(n_items: usize, baskets: &[(u32, i64, Vec<u32>)], keep: &[bool]) -> Vec<f64> {
+    let mut last_customer = vec![u32::MAX; n_items];
+    let mut purchases = vec![0u32; n_items];
+    let mut repeats = vec![0u32; n_items];
+    for (b, _) in baskets.iter().zip(keep).filter(|(_, k)| **k) {
+        for &i in &b.2 {
+            let i = i as usize;
+            purchases[i] += 1;
+            if last_customer[i] == b.0 {
+                repeats[i] += 1;
+            }
+            last_customer[i] = b.0;
+        }
+    }
+    purchases.iter().zip(&repeats).map(|(&p, &r)| (r as f64 + 1.0) / (p as f64 + 2.0)).collect()
+}
+
+/// `ln(popularity / max_popularity)`, at least `ln(1e-6)`.
+fn ln_popularity(pop: &[f64]) -> Vec<f64> {
+    let max = pop.iter().copied().fold(0.0, f64::max);
+    pop.iter().map(|&p| if max > 0.0 { (p / max).max(1e-6).ln() } else { 1e-6f64.ln() }).collect()
+}
+
 fn popular_list(pop: &[f64], n: usize) -> Vec<u32> {
     let mut idx: Vec<u32> = (0..pop.len() as u32).filter(|&i| pop[i as usize] > 0.0).collect();
     idx.sort_by(|&a, &b| pop[b as usize].total_cmp(&pop[a as usize]).then(a.cmp(&b)));
@@ -460,6 +637,9 @@ fn popular_list(pop: &[f64], n: usize) -> Vec<u32> {
 /// The scoring core, shared by the fitted model and the validation split.
 struct Scorer<'a> {
     popularity: &'a [f64],
+    /// `ln(popularity / max_popularity)`, at least `ln(1e-6)`.
+    ln_popularity: &'a [f64],
+    repeat_rate: &'a [f64],
     max_popularity: f64,
     popular: &'a [u32],
     neighbours: &'a [Vec<(u32, f32)>],
@@ -474,9 +654,26 @@ struct Slot {
     best: f64,
     via: u32,
     seen: bool,
+    /// Orders holding the product, the first and last of them (positions in time order) and their times.
+    count: u32,
+    first: u32,
+    last: u32,
+    t_first: i64,
+    t_last: i64,
 }
 
-const EMPTY: Slot = Slot { own: 0.0, knn: 0.0, best: 0.0, via: u32::MAX, seen: false };
+const EMPTY: Slot = Slot {
+    own: 0.0,
+    knn: 0.0,
+    best: 0.0,
+    via: u32::MAX,
+    seen: false,
+    count: 0,
+    first: 0,
+    last: 0,
+    t_first: 0,
+    t_last: 0,
+};
 
 /// Per-product scratch space reused across customers (every slot is empty between calls).
 #[derive(Debug, Default)]
@@ -484,6 +681,7 @@ struct Scratch {
     slots: Vec<Slot>,
     touched: Vec<u32>,
     history: Vec<u32>,
+    order: Vec<usize>,
 }
 
 thread_local! {
@@ -500,8 +698,16 @@ impl Scorer<'_> {
         if s.slots.len() < n {
             s.slots.resize(n, EMPTY);
         }
-        let Scratch { slots, touched, history: hist } = s;
-        for (at, items) in history {
+        let Scratch { slots, touched, history: hist, order } = s;
+        order.clear();
+        order.extend(0..history.len());
+        if !history.windows(2).all(|w| w[0].0 <= w[1].0) {
+            order.sort_by_key(|&i| history[i].0);
+        }
+        let (mut repeats, mut lines) = (0u32, 0u32);
+        for (pos, &oi) in order.iter().enumerate() {
+            let (at, items) = &history[oi];
+            let pos = pos as u32;
             let age = ((now - at) as f64 / DAY).max(0.0);
             let w = (-age / self.half_life_days).exp2();
             for &i in items {
@@ -511,6 +717,22 @@ impl Scorer<'_> {
                     touched.push(i);
                     hist.push(i);
                 }
+                if slot.count > 0 && slot.last == pos {
+                    continue; // the same product twice in one order
+                }
+                if pos > 0 {
+                    lines += 1;
+                    if slot.count > 0 {
+                        repeats += 1;
+                    }
+                }
+                if slot.count == 0 {
+                    slot.first = pos;
+                    slot.t_first = *at;
+                }
+                slot.count += 1;
+                slot.last = pos;
+                slot.t_last = *at;
                 slot.own += w;
             }
         }
@@ -537,6 +759,8 @@ impl Scorer<'_> {
                 touched.push(c);
             }
         }
+        let n_orders = order.len().max(1) as f64;
+        let repeat_ratio = (repeats as f64 + 1.0) / (lines as f64 + 2.0);
         let mut v: Vec<Parts> = Vec::with_capacity(touched.len());
         let (mut max_own, mut max_knn) = (0.0f64, 0.0f64);
         for &c in touched.iter() {
@@ -544,12 +768,32 @@ impl Scorer<'_> {
             max_own = max_own.max(slot.own);
             max_knn = max_knn.max(slot.knn);
             let pop = self.popularity[c as usize];
+            let (mut rebuy, mut recency, mut due) = (0.0, 0.0, 0.0);
+            if slot.count > 0 {
+                let after = order.len() as f64 - 1.0 - slot.first as f64;
+                rebuy = (slot.count as f64 - 0.5) / (after + 1.0);
+                recency = 1.0 / (order.len() as f64 - slot.last as f64);
+            }
+            if slot.count > 1 {
+                let gap = (slot.t_last - slot.t_first) as f64 / DAY / (slot.count - 1) as f64;
+                let since = ((now - slot.t_last) as f64 / DAY).max(0.0);
+                due = (-((since + 1.0) / (gap.max(0.0) + 1.0)).ln().abs()).exp();
+            }
             v.push(Parts {
                 item: c,
                 own: slot.own,
                 knn: slot.knn,
                 popularity: if self.max_popularity > 0.0 { pop / self.max_popularity } else { 0.0 },
                 via: slot.via,
+                orders: slot.count,
+                frequency: (slot.count as f64 / n_orders) as f32,
+                rebuy: rebuy as f32,
+                recency: recency as f32,
+                due: due as f32,
+                repeat_ratio: repeat_ratio as f32,
+                item_repeat_rate: self.repeat_rate.get(c as usize).copied().unwrap_or(0.5) as f32,
+                customer_orders: order.len() as u32,
+                ln_popularity: self.ln_popularity[c as usize] as f32,
             });
         }
         touched.clear();
@@ -588,6 +832,159 @@ fn mean_metrics(cases: &[(Candidates, Vec<u32>)], w: BlendWeights) -> (f64, f64)
     }
     let m = cases.len().max(1) as f64;
     (n / m, r / m)
+}
+
+/// Mean NDCG@10 of a ranker over (candidates, relevant) pairs.
+fn mean_ndcg_ranked(cases: &[&(Candidates, Vec<u32>)], r: &Ranker) -> f64 {
+    let n: f64 = cases.iter().map(|(c, rel)| ndcg_at_k(&c.top_ranked(r, 10), rel, 10).unwrap_or(0.0)).sum();
+    n / cases.len().max(1) as f64
+}
+
+/// Rows each of the ranker's regressions is fitted on at most (every positive is kept; negatives are
+/// sampled uniformly and the intercept corrected by the log of the sampling rate).
+const RANKER_ROWS: usize = 60_000;
+/// The ridge penalty on the standardised coefficients.
+const RANKER_RIDGE: f64 = 1.0;
+
+/// Fits the ranker (see [`Ranker`]) on the validation cases. `None` when a part has no positive or no
+/// negative, or a fit does not converge to finite numbers.
+fn fit_ranker(cases: &[&(Candidates, Vec<u32>)]) -> Option<Ranker> {
+    let part = |repeat: bool| fit_logistic(cases, |p: &Parts| (p.orders > 0) == repeat);
+    Some(Ranker {
+        features: FEATURES.iter().map(|f| f.to_string()).collect(),
+        repeat: part(true)?,
+        explore: part(false)?,
+    })
+}
+
+/// An L2-regularised logistic regression of "in the held-out basket" on the features of the candidates
+/// `take` selects, by Newton's method on standardised features: NF coefficients, then the intercept.
+fn fit_logistic(cases: &[&(Candidates, Vec<u32>)], take: impl Fn(&Parts) -> bool) -> Option<Vec<f64>> {
+    const D: usize = NF + 1;
+    let (mut pos, mut neg) = (0usize, 0usize);
+    for (c, rel) in cases {
+        for p in c.0.iter().filter(|p| take(p)) {
+            if rel.contains(&p.item) {
+                pos += 1;
+            } else {
+                neg += 1;
+            }
+        }
+    }
+    if pos == 0 || neg == 0 {
+        return None;
+    }
+    let budget = RANKER_ROWS.saturating_sub(pos).max(pos);
+    let keep = (budget as f64 / neg as f64).min(1.0);
+    let threshold = (keep * u64::MAX as f64) as u64;
+    let mut rows: Vec<([f64; NF], f64)> = Vec::with_capacity(pos + budget.min(neg));
+    for (ci, (c, rel)) in cases.iter().enumerate() {
+        for (j, p) in c.0.iter().enumerate().filter(|(_, p)| take(p)) {
+            let y = rel.contains(&p.item);
+            if y || keep >= 1.0 || mix(((ci as u64) << 32) ^ j as u64) <= threshold {
+                rows.push((p.features(), if y { 1.0 } else { 0.0 }));
+            }
+        }
+    }
+    let m = rows.len() as f64;
+    let mut mean = [0.0; NF];
+    let mut sd = [0.0; NF];
+    for (x, _) in &rows {
+        for k in 0..NF {
+            mean[k] += x[k] / m;
+        }
+    }
+    for (x, _) in &rows {
+        for k in 0..NF {
+            sd[k] += (x[k] - mean[k]).powi(2) / m;
+        }
+    }
+    for v in &mut sd {
+        *v = if *v > 1e-12 { v.sqrt() } else { 0.0 };
+    }
+    let xs: Vec<([f64; D], f64)> = rows
+        .iter()
+        .map(|(x, y)| {
+            let mut o = [0.0; D];
+            for k in 0..NF {
+                o[k] = if sd[k] > 0.0 { (x[k] - mean[k]) / sd[k] } else { 0.0 };
+            }
+            o[NF] = 1.0;
+            (o, *y)
+        })
+        .collect();
+    let mut w = [0.0; D];
+    for _ in 0..30 {
+        let mut g = [0.0; D];
+        let mut h = [[0.0; D]; D];
+        for (x, y) in &xs {
+            let t: f64 = x.iter().zip(&w).map(|(a, b)| a * b).sum();
+            let p = 1.0 / (1.0 + (-t).exp());
+            let r = (p * (1.0 - p)).max(1e-9);
+            for i in 0..D {
+                g[i] += (y - p) * x[i];
+                for j in 0..=i {
+                    h[i][j] += r * x[i] * x[j];
+                }
+            }
+        }
+        for i in 0..D {
+            #[allow(clippy::needless_range_loop)] // mirrors the lower triangle
+            for j in 0..i {
+                h[j][i] = h[i][j];
+            }
+            if i < NF {
+                g[i] -= RANKER_RIDGE * w[i];
+                h[i][i] += RANKER_RIDGE;
+            } else {
+                h[i][i] += 1e-9;
+            }
+        }
+        let step = solve(h, g)?;
+        let mut biggest = 0.0f64;
+        for i in 0..D {
+            w[i] += step[i];
+            biggest = biggest.max(step[i].abs());
+        }
+        if !w.iter().all(|x| x.is_finite()) {
+            return None;
+        }
+        if biggest < 1e-7 {
+            break;
+        }
+    }
+    let mut out: Vec<f64> = (0..NF).map(|k| if sd[k] > 0.0 { w[k] / sd[k] } else { 0.0 }).collect();
+    let intercept = w[NF] - (0..NF).map(|k| out[k] * mean[k]).sum::<f64>() + keep.ln();
+    out.push(intercept);
+    Some(out)
+}
+
+/// Solves `a · x = b` by Gaussian elimination with partial pivoting (`None` when singular).
+fn solve<const D: usize>(mut a: [[f64; D]; D], mut b: [f64; D]) -> Option<[f64; D]> {
+    for col in 0..D {
+        let piv = (col..D).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[piv][col].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(col, piv);
+        b.swap(col, piv);
+        let pivot_row = a[col];
+        for r in col + 1..D {
+            let f = a[r][col] / pivot_row[col];
+            if f != 0.0 {
+                for (x, p) in a[r][col..].iter_mut().zip(&pivot_row[col..]) {
+                    *x -= f * p;
+                }
+                b[r] -= f * b[col];
+            }
+        }
+    }
+    let mut x = [0.0; D];
+    for r in (0..D).rev() {
+        let s: f64 = (r + 1..D).map(|c| a[r][c] * x[c]).sum();
+        x[r] = (b[r] - s) / a[r][r];
+    }
+    Some(x)
 }
 
 /// A deterministic pseudo-random order of customers (SplitMix64 of the index).
@@ -635,7 +1032,7 @@ pub fn fit(orders: &[Basket], products: &[Product], opts: &FitOptions) -> Result
     let mut eligible: Vec<(usize, usize)> = ranges.iter().copied().filter(|(a, b)| b - a >= 2).collect();
     eligible.sort_by_key(|(a, _)| mix(*a as u64));
     eligible.truncate(opts.validation_customers);
-    let (weights, metrics) = if eligible.len() >= 20 {
+    let (weights, ranker, metrics) = if eligible.len() >= 20 {
         let mut keep = vec![true; data.baskets.len()];
         for (_, b) in &eligible {
             keep[b - 1] = false;
@@ -645,6 +1042,8 @@ pub fn fit(orders: &[Basket], products: &[Product], opts: &FitOptions) -> Result
         let scorer = Scorer {
             max_popularity: pop.iter().copied().fold(0.0, f64::max),
             popularity: &pop,
+            ln_popularity: &ln_popularity(&pop),
+            repeat_rate: &repeat_rate(n_items, &data.baskets, &keep),
             popular: &popular,
             neighbours: &nb,
             half_life_days: opts.half_life_days,
@@ -658,13 +1057,43 @@ pub fn fit(orders: &[Basket], products: &[Product], opts: &FitOptions) -> Result
                 (scorer.candidates(&hist, target.1), target.2.clone())
             })
             .collect();
-        let mut best = (f64::NEG_INFINITY, BlendWeights { own: 0.5, knn: 0.5, popularity: 0.0 });
-        for w in weight_grid() {
-            let (n, _) = mean_metrics(&cases, w);
-            if n > best.0 + 1e-12 {
-                best = (n, w);
+        let best_weights = |cases: &[&(Candidates, Vec<u32>)]| {
+            let mut best = (f64::NEG_INFINITY, BlendWeights { own: 0.5, knn: 0.5, popularity: 0.0 });
+            for w in weight_grid() {
+                let n: f64 = cases
+                    .iter()
+                    .map(|(c, rel)| ndcg_at_k(&c.top(w, 10), rel, 10).unwrap_or(0.0))
+                    .sum::<f64>()
+                    / cases.len().max(1) as f64;
+                if n > best.0 + 1e-12 {
+                    best = (n, w);
+                }
             }
-        }
+            best.1
+        };
+        let all: Vec<&(Candidates, Vec<u32>)> = cases.iter().collect();
+        let weights = best_weights(&all);
+        // The ranker against the linear blend: both fitted on half of the validation customers and
+        // compared on the other half; the ranker is served (refitted on every validation customer) only
+        // when it is better there.
+        let (half_a, half_b): (Vec<_>, Vec<_>) = all.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+        let half_a: Vec<&(Candidates, Vec<u32>)> = half_a.into_iter().map(|x| *x.1).collect();
+        let half_b: Vec<&(Candidates, Vec<u32>)> = half_b.into_iter().map(|x| *x.1).collect();
+        let blend_b = {
+            let w = best_weights(&half_a);
+            half_b.iter().map(|(c, rel)| ndcg_at_k(&c.top(w, 10), rel, 10).unwrap_or(0.0)).sum::<f64>()
+                / half_b.len().max(1) as f64
+        };
+        let own_b = half_b
+            .iter()
+            .map(|(c, rel)| ndcg_at_k(&c.top(BlendWeights::OWN, 10), rel, 10).unwrap_or(0.0))
+            .sum::<f64>()
+            / half_b.len().max(1) as f64;
+        let ranker_b = fit_ranker(&half_a).map(|r| mean_ndcg_ranked(&half_b, &r));
+        let ranker = match ranker_b {
+            Some(n) if n > blend_b => fit_ranker(&all),
+            _ => None,
+        };
         let m = |w| {
             let (n, r) = mean_metrics(&cases, w);
             json!({"ndcg_at_10": n, "recall_at_10": r})
@@ -674,15 +1103,20 @@ pub fn fit(orders: &[Basket], products: &[Product], opts: &FitOptions) -> Result
             "popularity": m(BlendWeights::POPULARITY),
             "own": m(BlendWeights::OWN),
             "knn": m(BlendWeights::KNN),
-            "blend": m(best.1),
+            "blend": m(weights),
+            "served": if ranker.is_some() { "ranker" } else { "blend" },
+            "second_half_ndcg_at_10": {"own": own_b, "blend": blend_b, "ranker": ranker_b},
         });
-        (best.1, metrics)
+        (weights, ranker, metrics)
     } else {
         (
             BlendWeights { own: 0.5, knn: 0.5, popularity: 0.0 },
+            None,
             json!({"validation_customers": eligible.len(), "reason": "fewer than 20 customers with two or more orders: fixed weights"}),
         )
     };
+    let all_kept = vec![true; data.baskets.len()];
+    let repeat_rate = repeat_rate(n_items, &data.baskets, &all_kept);
     let (popularity, neighbours) =
         cooccurrence(n_items, &data.baskets, &vec![true; data.baskets.len()], opts.neighbours);
     let popular = popular_list(&popularity, opts.popular_candidates);
@@ -701,9 +1135,11 @@ pub fn fit(orders: &[Basket], products: &[Product], opts: &FitOptions) -> Result
         schema: BODY_SCHEMA,
         products: data.products,
         popularity,
+        repeat_rate,
         popular,
         neighbours,
         weights,
+        ranker,
         half_life_days: opts.half_life_days,
         training_window: json!({"from": first, "to": now, "lookback_days": opts.lookback_days,
             "orders": data.baskets.len(), "customers": ranges.len()}),
@@ -718,9 +1154,12 @@ impl RecsModel {
     pub fn new(body: RecsBody) -> Result<RecsModel, DecideError> {
         let n = body.products.len();
         if body.schema != BODY_SCHEMA {
-            return Err(DecideError::Body(format!("recs: schema {} (expected {BODY_SCHEMA})", body.schema)));
+            return Err(DecideError::Body(format!(
+                "recs: schema {} (expected {BODY_SCHEMA}); fit the model again (nudge models fit --family recs)",
+                body.schema
+            )));
         }
-        if body.popularity.len() != n || body.neighbours.len() != n {
+        if body.popularity.len() != n || body.neighbours.len() != n || body.repeat_rate.len() != n {
             return Err(DecideError::Body("recs: tables do not match the product list".into()));
         }
         let in_range = |i: u32| (i as usize) < n;
@@ -734,15 +1173,26 @@ impl RecsModel {
         let w = body.weights;
         if ![w.own, w.knn, w.popularity, body.half_life_days].iter().all(|x| x.is_finite() && *x >= 0.0)
             || body.half_life_days == 0.0
-            || body.popularity.iter().any(|p| !p.is_finite())
+            || body.popularity.iter().chain(&body.repeat_rate).any(|p| !p.is_finite())
         {
             return Err(DecideError::Body(
                 "recs: a weight, half-life or popularity is not a finite positive number".into(),
             ));
         }
+        if let Some(r) = &body.ranker
+            && (r.features.iter().map(String::as_str).ne(FEATURES.iter().copied())
+                || r.repeat.len() != NF + 1
+                || r.explore.len() != NF + 1
+                || !r.repeat.iter().chain(&r.explore).all(|c| c.is_finite()))
+        {
+            return Err(DecideError::Body(format!(
+                "recs: the ranker must have the features {FEATURES:?}, each with a finite coefficient, and an intercept, for repeat and explore"
+            )));
+        }
         let index = body.products.iter().enumerate().map(|(i, p)| (p.clone(), i as u32)).collect();
         let max_popularity = body.popularity.iter().copied().fold(0.0, f64::max);
-        Ok(RecsModel { body, index, max_popularity })
+        let ln_popularity = ln_popularity(&body.popularity);
+        Ok(RecsModel { body, ln_popularity, index, max_popularity })
     }
 
     pub fn from_body(body: &Value) -> Result<RecsModel, DecideError> {
@@ -769,6 +1219,8 @@ impl RecsModel {
     pub fn candidates(&self, history: &IndexedHistory, now: i64) -> Candidates {
         Scorer {
             popularity: &self.body.popularity,
+            ln_popularity: &self.ln_popularity,
+            repeat_rate: &self.body.repeat_rate,
             max_popularity: self.max_popularity,
             popular: &self.body.popular,
             neighbours: &self.body.neighbours,
@@ -777,15 +1229,35 @@ impl RecsModel {
         .candidates(history, now)
     }
 
-    /// The customer's list: scored by the blend, then filtered by the rules (see [`RecsConfig`]). Pins come
+    /// Each candidate's served score: the ranker's when the model has one, else the linear blend's.
+    pub fn served_scores(&self, candidates: &Candidates) -> Vec<(u32, f64)> {
+        match &self.body.ranker {
+            Some(r) => candidates.score_ranked(r).collect(),
+            None => candidates.score(self.body.weights).collect(),
+        }
+    }
+
+    /// The k best candidates by the served score, best first (ties by item index).
+    pub fn top(&self, candidates: &Candidates, k: usize) -> Vec<u32> {
+        match &self.body.ranker {
+            Some(r) => candidates.top_ranked(r, k),
+            None => candidates.top(self.body.weights, k),
+        }
+    }
+
+    /// The customer's list: scored by the served scorer, then filtered by the rules (see [`RecsConfig`]). Pins come
     /// first when the customer is in their segment and they are available and not excluded; the
     /// recent-purchase rule and the brand cap apply to the scored products only.
     pub fn recommend(&self, customer: CustomerHistory<'_>, now: i64, rules: Rules<'_>) -> Vec<Rec> {
         let cfg = rules.config;
         let hist = self.index_history(customer.orders);
         let cands = self.candidates(&hist, now);
-        let mut scored: Vec<(u32, f64, Parts)> =
-            cands.score(self.body.weights).zip(cands.0.iter()).map(|((i, s), p)| (i, s, *p)).collect();
+        let mut scored: Vec<(u32, f64, Parts)> = self
+            .served_scores(&cands)
+            .into_iter()
+            .zip(cands.0.iter())
+            .map(|((i, s), p)| (i, s, *p))
+            .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let score_of: HashMap<u32, f64> = scored.iter().map(|x| (x.0, x.1)).collect();
         let recent_from = now - cfg.exclude_recent_days as i64 * 86_400;
@@ -842,7 +1314,10 @@ impl RecsModel {
                 *n += 1;
             }
             let w = self.body.weights;
-            let (o, k) = (w.own * parts.own, w.knn * parts.knn);
+            let (o, k) = match &self.body.ranker {
+                Some(_) => (if parts.orders > 0 { 1.0 } else { 0.0 }, parts.knn),
+                None => (w.own * parts.own, w.knn * parts.knn),
+            };
             let reason = if o > 0.0 && o >= k {
                 Reason::BoughtBefore
             } else if k > 0.0 && parts.via != u32::MAX {

@@ -103,6 +103,7 @@ fn rules_filter_pin_and_cap() {
     let (mut m, products) = fixture();
     // Fixed weights, so that the test reads the rules rather than the weight search.
     m.body.weights = BlendWeights { own: 0.5, knn: 0.5, popularity: 0.0 };
+    m.body.ranker = None;
     let cat = Catalogue::new(&products);
     let hist = vec![basket("new", 5, &["a"]), basket("new", 200, &["c"])];
     let segs = vec!["vip".to_string()];
@@ -166,6 +167,26 @@ fn body_round_trips_and_bad_bodies_are_refused() {
     let mut bad = body.clone();
     bad["neighbours"][0] = serde_json::json!([[99, 0.5]]);
     assert!(RecsModel::from_body(&bad).is_err());
+    // A ranker must name the features in order, with a coefficient each and an intercept.
+    let features: Vec<&str> = recs::FEATURES.to_vec();
+    let good = vec![0.5; recs::NF + 1];
+    let mut ok = body.clone();
+    ok["ranker"] = serde_json::json!({"features": features, "repeat": good, "explore": good});
+    let served = RecsModel::from_body(&ok).unwrap();
+    assert!(served.body.ranker.is_some());
+    for bad_ranker in [
+        serde_json::json!({"features": features, "repeat": [1.0], "explore": good}),
+        serde_json::json!({"features": ["own"], "repeat": good, "explore": good}),
+    ] {
+        let mut bad = body.clone();
+        bad["ranker"] = bad_ranker;
+        assert!(RecsModel::from_body(&bad).unwrap_err().to_string().contains("ranker"));
+    }
+    // A body of the previous schema is refused with what to do.
+    let mut old = body.clone();
+    old["schema"] = serde_json::json!(1);
+    old.as_object_mut().unwrap().remove("ranker");
+    assert!(RecsModel::from_body(&old).unwrap_err().to_string().contains("fit the model again"));
     let mut bad = body.clone();
     bad["surprise"] = serde_json::json!(1);
     bad["schema"] = serde_json::json!(9);

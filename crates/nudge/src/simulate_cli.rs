@@ -1,4 +1,5 @@
-//! `nudge simulate --scenario offers|send_time|abandonment|cold_start`: runs a documented simulator
+//! `nudge simulate --scenario offers|send_time|abandonment|cold_start|recs` (recs also on Instacart-layout
+//! files: `--instacart DIR`, `--write-instacart DIR`): runs a documented simulator
 //! whose ground truth is known (`nudge_decide::sim`) and prints how the decision models do on it.
 
 use clap::{Args, ValueEnum};
@@ -35,6 +36,42 @@ pub struct SimulateArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// `recs` only: evaluate on next-basket data in the Instacart layout in this directory (orders.csv,
+    /// order_products__prior.csv and, when present, order_products__train.csv) instead of simulating.
+    #[arg(long, value_name = "DIR", conflicts_with = "write_instacart")]
+    pub instacart: Option<std::path::PathBuf>,
+    /// `recs` only: also write the simulated orders in the Instacart layout to this directory.
+    #[arg(long, value_name = "DIR")]
+    pub write_instacart: Option<std::path::PathBuf>,
+}
+
+/// Reads the Instacart layout from a directory (see `nudge_decide::sim::instacart`).
+fn load_instacart(dir: &std::path::Path) -> anyhow::Result<sim::baskets::World> {
+    use anyhow::Context;
+    use std::io::BufReader;
+    let open = |name: &str| {
+        let p = dir.join(name);
+        std::fs::File::open(&p).map(BufReader::new).with_context(|| format!("opening {}", p.display()))
+    };
+    let train = dir.join("order_products__train.csv");
+    let train = if train.exists() { Some(open("order_products__train.csv")?) } else { None };
+    Ok(sim::instacart::load(open("orders.csv")?, open("order_products__prior.csv")?, train)?)
+}
+
+/// Writes the simulated world in the Instacart layout.
+fn write_instacart(dir: &std::path::Path, world: &sim::baskets::World) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let f = sim::instacart::write(world);
+    for (name, text) in [
+        ("orders.csv", &f.orders),
+        ("order_products__prior.csv", &f.prior),
+        ("order_products__train.csv", &f.train),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
 }
 
 /// Runs the scenario (CPU-bound, on a blocking thread) and prints its evaluation.
@@ -42,16 +79,32 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if args.customers == 0 || args.days == 0 {
         anyhow::bail!("--customers and --days must be above zero");
     }
+    if (args.instacart.is_some() || args.write_instacart.is_some()) && args.scenario != Scenario::Recs {
+        anyhow::bail!("--instacart and --write-instacart apply to --scenario recs only");
+    }
     let sim_args = SimArgs { customers: args.customers, days: args.days, seed: args.seed };
     let scenario = args.scenario;
-    let report: SimReport = tokio::task::spawn_blocking(move || match scenario {
-        Scenario::Offers => sim::offers::evaluate(&sim_args),
-        Scenario::SendTime => sim::send_time::evaluate(&sim_args),
-        Scenario::Abandonment => sim::abandonment::evaluate(&sim_args),
-        Scenario::ColdStart => sim::cold_start::evaluate(&sim_args),
-        Scenario::Recs => sim::baskets::evaluate(&sim_args),
+    let (instacart, write_to) = (args.instacart.clone(), args.write_instacart.clone());
+    let report: SimReport = tokio::task::spawn_blocking(move || -> anyhow::Result<SimReport> {
+        Ok(match scenario {
+            Scenario::Offers => sim::offers::evaluate(&sim_args),
+            Scenario::SendTime => sim::send_time::evaluate(&sim_args),
+            Scenario::Abandonment => sim::abandonment::evaluate(&sim_args),
+            Scenario::ColdStart => sim::cold_start::evaluate(&sim_args),
+            Scenario::Recs => match (instacart, write_to) {
+                (Some(dir), _) => {
+                    let world = load_instacart(&dir)?;
+                    sim::baskets::evaluate_world(&world, &format!("Instacart layout, {}", dir.display()))
+                }
+                (None, Some(dir)) => {
+                    write_instacart(&dir, &sim::baskets::world(&sim_args))?;
+                    sim::baskets::evaluate(&sim_args)
+                }
+                (None, None) => sim::baskets::evaluate(&sim_args),
+            },
+        })
     })
-    .await?;
+    .await??;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.json)?);
     } else {

@@ -7,7 +7,8 @@
 //!   `consumable`; 95 % are available.
 //! - Each customer prefers 2 categories and has 3–10 favourite products (drawn by popularity, 80 % from the
 //!   preferred categories), each with a personal rebuy probability ~ Beta(2, 3).
-//! - A customer places `3 + Poisson(6)` orders at uniform times over the simulated days. Each basket holds:
+//! - A customer places `3 + Poisson(6)` orders on uniformly drawn days among the simulated days (at a
+//!   uniform hour of the day: whole hours, as the Instacart layout records them). Each basket holds:
 //!   every favourite with its rebuy probability; for each product so far, with probability 0.35, one of
 //!   its complements; and `Poisson(1.2)` discoveries (from a preferred category by popularity with
 //!   probability 0.6, else from the whole catalogue by popularity). A discovery becomes a favourite (rebuy
@@ -15,7 +16,9 @@
 //!
 //! Evaluation: the models are fitted on every order but each customer's last, and rank products for that
 //! last order; NDCG@10 and recall@10 are averaged over customers, for the whole basket, for its repeat
-//! products (bought before) and for its new products, for popularity, own frequency, item kNN and the blend.
+//! products (bought before) and for its new products, for popularity, own frequency, item kNN, the linear
+//! blend and the served model (the ranker when the fit chose it). [`evaluate_world`] runs the same
+//! evaluation on any orders, such as Instacart files read by [`super::instacart::load`].
 
 use super::{SimArgs, SimReport};
 use crate::recs::{self, Basket, BlendWeights, FitOptions, Product, ndcg_at_k, recall_at_k};
@@ -26,10 +29,12 @@ use serde_json::json;
 const CATEGORIES: usize = 20;
 const PER_CATEGORY: usize = 100;
 const PRODUCTS: usize = CATEGORIES * PER_CATEGORY;
+const DAY: i64 = 86_400;
 /// "Now" of the simulated world (2026-06-01, Unix seconds).
 pub const NOW: i64 = 1_780_272_000;
 
 /// The simulated catalogue and orders.
+#[derive(Debug, Clone, PartialEq)]
 pub struct World {
     pub products: Vec<Product>,
     /// Every order, customers' orders in time order.
@@ -80,7 +85,7 @@ pub fn world(args: &SimArgs) -> World {
     let beta = Beta::new(2.0, 3.0).expect("valid beta");
     let n_orders = Poisson::new(6.0).expect("valid rate");
     let discoveries = Poisson::new(1.2).expect("valid rate");
-    let span = i64::from(args.days.max(1)) * 86_400;
+    let days = i64::from(args.days.max(1));
     let mut orders = Vec::new();
     for c in 0..args.customers {
         let cats = [rng.gen_range(0..CATEGORIES), rng.gen_range(0..CATEGORIES)];
@@ -98,7 +103,9 @@ pub fn world(args: &SimArgs) -> World {
             })
             .collect();
         let k = 3 + n_orders.sample(&mut rng) as usize;
-        let mut times: Vec<i64> = (0..k).map(|_| NOW - rng.gen_range(0..span)).collect();
+        // Whole days and hours, as the Instacart layout records them.
+        let mut times: Vec<i64> =
+            (0..k).map(|_| NOW - rng.gen_range(1..=days) * DAY + rng.gen_range(0..24) * 3_600).collect();
         times.sort_unstable();
         let customer = format!("u{c}");
         for at in times {
@@ -165,9 +172,34 @@ impl Scores {
     }
 }
 
-/// Runs the scenario: fits on all but each customer's last order and evaluates on the last orders.
+/// Runs the scenario: generates the world, then [`evaluate_world`].
 pub fn evaluate(args: &SimArgs) -> SimReport {
     let w = world(args);
+    let mut r = evaluate_world(
+        &w,
+        &format!("simulated, {} customers, {} days, seed {}", args.customers, args.days, args.seed),
+    );
+    if let Some(o) = r.json.as_object_mut() {
+        o.insert("customers".into(), json!(args.customers));
+        o.insert("seed".into(), json!(args.seed));
+    }
+    r
+}
+
+/// The scorers compared, in the report's order: name, and the weights (`None`: the served scorer).
+const SCORERS: [(&str, Option<BlendWeights>); 5] = [
+    ("popularity", Some(BlendWeights::POPULARITY)),
+    ("own", Some(BlendWeights::OWN)),
+    ("knn", Some(BlendWeights::KNN)),
+    ("linear_blend", None),
+    ("blend", None),
+];
+
+/// Evaluates next-basket recommendations on any world whose orders are grouped by customer in time order
+/// (the simulator's, or Instacart files read by [`super::instacart::load`]): the model is fitted on every
+/// order but each customer's last and ranks products for that last order. `linear_blend` is the fitted
+/// weights over own, kNN and popularity; `blend` is what the model serves (the ranker when the fit chose it).
+pub fn evaluate_world(w: &World, source: &str) -> SimReport {
     let mut train = Vec::with_capacity(w.orders.len());
     let mut test: Vec<&Basket> = Vec::new();
     for (i, o) in w.orders.iter().enumerate() {
@@ -177,13 +209,14 @@ pub fn evaluate(args: &SimArgs) -> SimReport {
             test.push(o);
         }
     }
-    let opts = FitOptions { now: Some(NOW), ..FitOptions::default() };
+    let (first, last) =
+        (w.orders.iter().map(|o| o.at).min().unwrap_or(0), w.orders.iter().map(|o| o.at).max().unwrap_or(0));
+    let lookback_days = ((last - first) / DAY + 2) as u32;
+    let opts = FitOptions { now: Some(last), lookback_days, ..FitOptions::default() };
     let model = recs::fit(&train, &w.products, &opts);
-    let names = ["popularity", "own", "knn", "blend"];
     let (scores, weights, fit_metrics) = match &model {
         Ok(m) => {
-            let settings = [BlendWeights::POPULARITY, BlendWeights::OWN, BlendWeights::KNN, m.body.weights];
-            let mut scores = vec![Scores::default(); 4];
+            let mut scores = vec![Scores::default(); SCORERS.len()];
             let mut s = 0;
             for t in &test {
                 let start = s;
@@ -196,8 +229,12 @@ pub fn evaluate(args: &SimArgs) -> SimReport {
                 let target: Vec<u32> = t.products.iter().filter_map(|p| m.index_of(p)).collect();
                 let (rep, new): (Vec<u32>, Vec<u32>) = target.iter().partition(|p| before.contains(p));
                 let cands = m.candidates(&hist, t.at);
-                for (k, ws) in settings.iter().enumerate() {
-                    let top = cands.top(*ws, 10);
+                for (k, (name, ws)) in SCORERS.iter().enumerate() {
+                    let top = match ws {
+                        Some(ws) => cands.top(*ws, 10),
+                        None if *name == "linear_blend" => cands.top(m.body.weights, 10),
+                        None => m.top(&cands, 10),
+                    };
                     scores[k].add(0, &top, &target);
                     scores[k].add(1, &top, &rep);
                     scores[k].add(2, &top, &new);
@@ -205,23 +242,21 @@ pub fn evaluate(args: &SimArgs) -> SimReport {
             }
             (scores, Some(m.body.weights), m.body.metrics.clone())
         }
-        Err(_) => (vec![Scores::default(); 4], None, serde_json::Value::Null),
+        Err(_) => (vec![Scores::default(); SCORERS.len()], None, serde_json::Value::Null),
     };
     let mut text = format!(
-        "recs: {} customers, {} orders, {} order lines (seed {})\n\
+        "recs: {source}: {} orders, {} order lines\n\
          next basket, {} held-out orders: NDCG@10 / recall@10\n\
-         \x20 scorer        overall          repeat           new\n",
-        args.customers,
+         \x20 scorer         overall          repeat           new\n",
         w.orders.len(),
         w.orders.iter().map(|o| o.products.len()).sum::<usize>(),
-        args.seed,
         test.len(),
     );
     let mut table = serde_json::Map::new();
-    for (name, s) in names.iter().zip(&scores) {
+    for ((name, _), s) in SCORERS.iter().zip(&scores) {
         let parts: Vec<(f64, f64)> = (0..3).map(|p| s.mean(p)).collect();
         text.push_str(&format!(
-            "  {name:<12} {:.3} / {:.3}    {:.3} / {:.3}    {:.3} / {:.3}\n",
+            "  {name:<13} {:.3} / {:.3}    {:.3} / {:.3}    {:.3} / {:.3}\n",
             parts[0].0, parts[0].1, parts[1].0, parts[1].1, parts[2].0, parts[2].1
         ));
         let j = |p: (f64, f64)| json!({"ndcg_at_10": p.0, "recall_at_10": p.1});
@@ -232,18 +267,21 @@ pub fn evaluate(args: &SimArgs) -> SimReport {
     }
     if let Some(wt) = weights {
         text.push_str(&format!(
-            "  blend weights (chosen on validation): own {:.2}, knn {:.2}, popularity {:.2}\n",
+            "  linear blend weights (chosen on validation): own {:.2}, knn {:.2}, popularity {:.2}\n",
             wt.own, wt.knn, wt.popularity
+        ));
+        text.push_str(&format!(
+            "  served: {}\n",
+            fit_metrics["served"].as_str().unwrap_or("blend (fixed weights)")
         ));
     }
     SimReport {
         scenario: "recs",
         text,
         json: json!({
-            "customers": args.customers,
+            "source": source,
             "orders": w.orders.len(),
             "held_out_orders": test.len(),
-            "seed": args.seed,
             "scorers": table,
             "weights": weights,
             "fit_metrics": fit_metrics,

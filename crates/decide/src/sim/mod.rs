@@ -4,6 +4,7 @@
 pub mod abandonment;
 pub mod baskets;
 pub mod cold_start;
+pub mod instacart;
 pub mod offers;
 pub mod send_time;
 
