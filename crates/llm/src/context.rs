@@ -262,7 +262,7 @@ mod tests {
     fn products_come_from_the_score_set_and_requests_pass_the_same_checks() {
         let mut set = ScoreSet {
             scores: Vec::new(),
-            segment: Segment::AtRisk,
+            segment: Segment::HighValueAtRisk,
             model_version: "rules-v1".into(),
             labels: Default::default(),
             products: Vec::new(),
