@@ -37,7 +37,9 @@ fn action(n: usize) -> Action {
         version: 1,
         target: "ai_copy".into(),
         segment: Segment::Lapsed,
-        scores: [("churn_risk".to_string(), 71.0), ("predicted_clv".to_string(), 182.5)].into_iter().collect(),
+        scores: [("churn_risk".to_string(), 71.0), ("predicted_clv".to_string(), 182.5)]
+            .into_iter()
+            .collect(),
         labels: [("preferred_category".to_string(), "outdoor".to_string())].into_iter().collect(),
         products: vec!["Trail running shoe".into(), "Merino wool socks".into()],
     };
@@ -80,7 +82,10 @@ async fn enqueue(store: &Arc<dyn Store>, first: usize, n: usize) -> Vec<(i64, Tr
             origin_us: 0,
         })
         .collect();
-    store.commit_processing(vec![ProcessOutcome { trace_id: Some(trace), outbox, ..Default::default() }]).await.unwrap();
+    store
+        .commit_processing(vec![ProcessOutcome { trace_id: Some(trace), outbox, ..Default::default() }])
+        .await
+        .unwrap();
     let due = store.due_outbox_for("klaviyo", i64::MAX / 2, n * 2 + first).await.unwrap();
     due.into_iter()
         .filter(|i| {

@@ -77,6 +77,9 @@ impl Copy {
     }
 }
 
+/// An action with its copy filled in, and the copy; or why it has none.
+type Filled = Result<(Action, Copy), CopyError>;
+
 /// Why a request could not be given copy at all (not even the fallback).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopyError {
@@ -211,7 +214,7 @@ impl CopyStage {
     }
 
     /// Fills one action's pending request: `None` when it holds none.
-    async fn fill(&self, action: &Action) -> Option<Result<(Action, Copy), CopyError>> {
+    async fn fill(&self, action: &Action) -> Option<Filled> {
         let Action::TriggerEvent { properties, .. } = action else { return None };
         let request = match CopyRequest::pending_in(properties)? {
             Ok(r) => r,
@@ -236,15 +239,14 @@ impl CopyStage {
         &self,
         items: Vec<(i64, TraceId, CustomerId, Action)>,
     ) -> Vec<Option<Result<Action, CopyError>>> {
-        let filled: Vec<(i64, TraceId, CustomerId, Option<Result<(Action, Copy), CopyError>>)> =
-            futures::stream::iter(items)
-                .map(|(id, trace, customer, action)| async move {
-                    let f = self.fill(&action).await;
-                    (id, trace, customer, f)
-                })
-                .buffered(CONCURRENCY)
-                .collect()
-                .await;
+        let filled: Vec<(i64, TraceId, CustomerId, Option<Filled>)> = futures::stream::iter(items)
+            .map(|(id, trace, customer, action)| async move {
+                let f = self.fill(&action).await;
+                (id, trace, customer, f)
+            })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
         let mut fill = CopyFill::default();
         for (id, trace, customer, f) in &filled {
             if let Some(Ok((action, copy))) = f {
