@@ -155,3 +155,49 @@ pub async fn run(cfg: &Config, cmd: PromptsCmd) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn cfg(dir: &std::path::Path) -> Config {
+        let mut cfg = Config::from_toml("", &BTreeMap::new()).unwrap();
+        cfg.storage.data_dir = dir.to_path_buf();
+        for version in [1, 3] {
+            cfg.prompts.push(
+                serde_json::from_value(json!({
+                    "name": "winback", "version": version, "system": "Copy for {{segment}}.",
+                    "user": "Scores {{scores}}; products {{products}}.",
+                    "slots": {"subject": {"max_chars": 40}}, "fallback": {"subject": "Hello again"}
+                }))
+                .unwrap(),
+            );
+        }
+        cfg
+    }
+
+    fn test_cmd(prompt: &str, version: Option<u32>, customer: &str, call: bool) -> PromptsCmd {
+        PromptsCmd::Test { prompt: prompt.into(), version, customer: customer.into(), call, json: true }
+    }
+
+    #[tokio::test]
+    async fn unknown_prompts_versions_and_customers_are_usage_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = cfg(dir.path());
+        assert_eq!(find_prompt(&cfg, "winback", None).unwrap().version, 3, "the newest by default");
+        assert_eq!(find_prompt(&cfg, "winback", Some(1)).unwrap().version, 1);
+        let usage =
+            |e: anyhow::Error| e.downcast::<UsageError>().map(|u| u.0).unwrap_or_else(|e| panic!("{e}"));
+        let e = usage(run(&cfg, test_cmd("nope", None, "shopify:1", false)).await.unwrap_err());
+        assert!(e.contains("the prompts are: winback"), "{e}");
+        let e = usage(run(&cfg, test_cmd("winback", Some(2), "shopify:1", false)).await.unwrap_err());
+        assert!(e.contains("no version 2 (configured: 1, 3)"), "{e}");
+        let e = usage(run(&cfg, test_cmd("winback", None, "shopify:1", true)).await.unwrap_err());
+        assert!(e.contains("--call needs [llm]"), "{e}");
+        let e = usage(run(&cfg, test_cmd("winback", None, "shopify:404", false)).await.unwrap_err());
+        assert!(e.contains("not known to nudge"), "{e}");
+        let e = usage(run(&cfg, test_cmd("winback", None, "no-colon", false)).await.unwrap_err());
+        assert!(e.contains("not a customer id"), "{e}");
+    }
+}
