@@ -152,6 +152,9 @@ impl LlmConfig {
     }
 }
 
+/// Names a slot may not have: the copy object a trigger event carries has these keys beside the slots.
+pub const RESERVED_SLOTS: &[&str] = &["prompt", "fallback"];
+
 /// One slot's limits.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,6 +202,16 @@ impl PromptSpec {
                 return Err(bad(
                     format!("{at}.slots.{slot}"),
                     "slot names are lowercase letters, digits and `_`",
+                ));
+            }
+            if RESERVED_SLOTS.contains(&slot.as_str()) {
+                return Err(bad(
+                    format!("{at}.slots.{slot}"),
+                    format!(
+                        "`{slot}` is reserved: the copy object carries the prompt and whether the fallback \
+                         was used under {}",
+                        RESERVED_SLOTS.join(" and ")
+                    ),
                 ));
             }
             match spec.max_chars {

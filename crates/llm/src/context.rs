@@ -6,7 +6,7 @@
 //! a segment, numbers, text predictions and product titles only. As a second line of defence, text that
 //! looks like an email address or a phone number is dropped when it is added.
 
-use nudge_model::{ScoreSet, Segment};
+use nudge_model::{CopyRequest, ScoreSet, Segment};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -106,7 +106,8 @@ impl CopyContext {
         CopyContext { segment: Some(segment), ..CopyContext::default() }
     }
 
-    /// The segment, scores and the text predictions `preferred_category` and `next_best_offer` of a set.
+    /// The segment, scores, the text predictions `preferred_category` and `next_best_offer` and the
+    /// recommended products' titles (up to [`MAX_PRODUCTS`]) of a set.
     pub fn from_scores(set: &ScoreSet) -> CopyContext {
         let mut c = CopyContext::new(set.segment);
         for s in &set.scores {
@@ -116,6 +117,25 @@ impl CopyContext {
             if let Some(v) = set.labels.get(key) {
                 c = c.label(key, v);
             }
+        }
+        for p in &set.products {
+            c = c.product(&p.title);
+        }
+        c
+    }
+
+    /// The context of a pending copy request (as a decision captured it), through the same checks as
+    /// every other way in: a stored request cannot bring contact-like text into a prompt either.
+    pub fn from_request(request: &CopyRequest) -> CopyContext {
+        let mut c = CopyContext::new(request.segment);
+        for (name, value) in &request.scores {
+            c = c.score(name, *value);
+        }
+        for (key, value) in &request.labels {
+            c = c.label(key, value);
+        }
+        for title in &request.products {
+            c = c.product(title);
         }
         c
     }
@@ -236,6 +256,39 @@ mod tests {
         assert!(Template::parse("{{product_6}}").is_err());
         assert!(Template::parse("{{score.}}").is_err());
         assert!(Template::parse("{{segment").unwrap_err().contains("never closed"));
+    }
+
+    #[test]
+    fn products_come_from_the_score_set_and_requests_pass_the_same_checks() {
+        let mut set = ScoreSet {
+            scores: Vec::new(),
+            segment: Segment::HighValueAtRisk,
+            model_version: "rules-v1".into(),
+            labels: Default::default(),
+            products: Vec::new(),
+            scored_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        for title in ["Trail shoe", "Rain jacket", "Gift for ana@example.org", "Socks", "Cap", "Tent", "Mug"]
+        {
+            set.products.push(nudge_model::RecommendedProduct {
+                id: format!("shopify:{title}"),
+                title: title.into(),
+                url: None,
+                image_url: None,
+                price: None,
+                currency: None,
+                reason: "popular".into(),
+                score: 1.0,
+            });
+        }
+        let c = CopyContext::from_scores(&set);
+        assert_eq!(c.vars()["products"], "Trail shoe; Rain jacket; Socks; Cap; Tent");
+        assert_eq!(c.vars()["product_count"], "5");
+        let mut request = CopyRequest::from_scores("winback", 1, "ai_copy", &set);
+        request.labels.insert("preferred_category".into(), "call 0161 496 0000".into());
+        let from_request = CopyContext::from_request(&request);
+        assert_eq!(from_request.vars()["preferred_category"], "none");
+        assert!(!from_request.vars()["products"].contains('@'));
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub enum AuditStage {
     /// audit trail is this record, naming a keyed pseudonym and how much was removed, never the person.
     /// Belongs to the erasure request's own trace.
     Erasure,
+    /// Copy for a `generate_copy` action was generated (or the prompt's fallback used): the prompt's name
+    /// and version, tokens, attempts, whether the fallback was used and why, and the copy itself (which
+    /// holds no personal data: the prompt saw a pseudonymous context only). Recorded under the trace of the
+    /// delivery whose decision it is.
+    CopyGenerated,
 }
 
 impl AuditStage {
@@ -63,6 +68,7 @@ impl AuditStage {
             AuditStage::FetchPending => "fetch_pending",
             AuditStage::FetchAttempt => "fetch_attempt",
             AuditStage::Erasure => "erasure",
+            AuditStage::CopyGenerated => "copy_generated",
         }
     }
 
@@ -81,6 +87,7 @@ impl AuditStage {
             "fetch_pending" => AuditStage::FetchPending,
             "fetch_attempt" => AuditStage::FetchAttempt,
             "erasure" => AuditStage::Erasure,
+            "copy_generated" => AuditStage::CopyGenerated,
             _ => return None,
         })
     }

@@ -13,12 +13,15 @@
 //!   engagement.
 //! - [`score`]: `Score`, `ScoreSet`, `Segment`.
 //! - [`decision`]: `Decision`, `Action` (destination-neutral).
+//! - [`copy`]: `CopyRequest`, the pseudonymous request for generated copy a decision leaves on a trigger
+//!   event.
 //! - [`audit`]: `AuditStage`, `TerminalState`, `AuditRecord`.
 //! - [`privacy`]: keyed pseudonyms (`pseudonym`, `pseudonymize_json`) for whatever leaves for a model,
 //!   an external scorer or an LLM.
 
 pub mod audit;
 pub mod behaviour;
+pub mod copy;
 pub mod decision;
 pub mod event;
 pub mod ids;
@@ -31,6 +34,7 @@ pub use behaviour::{
     Behaviour, BehaviourKind, BehaviourProduct, Engagement, EngagementKind, Identity, Loyalty, Review,
     ReviewSentiment, VisitorContext,
 };
+pub use copy::{COPY_REQUEST_PROPERTY, CopyRequest};
 pub use decision::{Action, AttrValue, Decision};
 pub use event::{
     Cart, Checkout, CheckoutAbandoned, Customer, EVENT_SCHEMA_VERSION, Event, EventEnvelope, LineItem,

@@ -53,6 +53,8 @@ pub struct Shared {
     pub config_loader: std::sync::RwLock<Option<ConfigLoader>>,
     /// The Segment-compatible API's keys and limits (`sources.segment`).
     pub segment: Arc<crate::segment_api::SegmentApi>,
+    /// Generated copy (`generate_copy`): the outbox worker and the approval filler share it.
+    pub copy: Arc<crate::copy::CopyStage>,
 }
 
 /// Reads the configuration again, as the server was started with it (file, environment, overrides).
@@ -93,6 +95,8 @@ impl Shared {
             ));
         }
         let reloaded = Reloaded { version: set.version.clone(), flows: set.flows.len(), notes };
+        // The flows were checked against the new prompts: the copy stage serves those from now on.
+        self.copy.replace_prompts(cfg.prompts.clone());
         self.flows.replace(set);
         Ok(reloaded)
     }
@@ -307,13 +311,13 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
             Some((name, dest, settings))
         })
         .collect();
-    let outbox = Arc::new(OutboxWorker::new(
-        store.clone(),
-        dests,
-        &cfg.delivery_settings(),
-        delivery,
-        push_latency.clone(),
-    ));
+    // Generated copy: off the decision path, filled by the outbox worker before a send and by the
+    // approval filler before a person looks; this month's token use is restored into the budget.
+    let copy = Arc::new(crate::copy::CopyStage::from_config(store.clone(), &cfg).await?);
+    let outbox = Arc::new(
+        OutboxWorker::new(store.clone(), dests, &cfg.delivery_settings(), delivery, push_latency.clone())
+            .with_copy(copy.clone()),
+    );
     let destination_latency = outbox.destination_latency();
     let work = work_runtime(cfg.pipeline.worker_priority())?;
     let mut tasks = vec![
@@ -342,6 +346,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
             })
             .run(wake_pipeline.clone(), shutdown_rx.clone()),
         ),
+        work.spawn(copy.clone().run_approvals(Duration::from_millis(250), shutdown_rx.clone())),
         work.spawn(crate::outbox::run_approval_expiry(
             store.clone(),
             Duration::from_secs(30),
@@ -451,6 +456,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         policy: cfg.policy(),
         config_loader: Default::default(),
         segment: crate::segment_api::SegmentApi::new(cfg.sources.segment.as_ref()),
+        copy,
     });
     let addr = listener.local_addr()?;
     let router = crate::http::router(shared.clone());

@@ -55,6 +55,20 @@ pub struct ApprovalChecks<'a> {
 pub struct Checked {
     pub results: Vec<(i64, DecideResult)>,
     pub consent_withdrawn: Vec<i64>,
+    /// Items left pending because their copy is still being generated: a person approves the copy they
+    /// saw, so an item is approved only once it shows its copy.
+    pub awaiting_copy: Vec<i64>,
+}
+
+/// Why an item whose copy is still being generated was not approved.
+pub const AWAITING_COPY: &str =
+    "its generated copy is not there yet (it is being generated); approve it once the copy shows";
+
+/// Whether any of an approval item's actions still waits for its generated copy.
+pub fn awaits_copy(actions: &serde_json::Value) -> bool {
+    actions.as_array().is_some_and(|a| {
+        a.iter().any(|q| q["action"]["properties"].get(nudge_model::COPY_REQUEST_PROPERTY).is_some())
+    })
 }
 
 /// The reason recorded for an item rejected at approval because consent was withdrawn.
@@ -94,7 +108,7 @@ pub async fn decide_checked(
 ) -> anyhow::Result<Checked> {
     if decision == ApprovalDecision::Reject {
         let results = store.decide_approvals(target, decision, by, reason, now_ms).await?;
-        return Ok(Checked { results, consent_withdrawn: Vec::new() });
+        return Ok(Checked { results, ..Default::default() });
     }
     let flow = match &target {
         ApprovalTarget::AllPending { flow } => flow.clone(),
@@ -118,6 +132,8 @@ pub async fn decide_checked(
     }
     let now = crate::pipeline::ms_to_ts(now_ms);
     let (mut withdrawn, mut updates) = (Vec::new(), Vec::new());
+    let awaiting: Vec<i64> = pending.iter().filter(|a| awaits_copy(&a.actions)).map(|a| a.id).collect();
+    let pending: Vec<ApprovalRecord> = pending.into_iter().filter(|a| !awaiting.contains(&a.id)).collect();
     for item in &pending {
         let Some(state) = states.get(&item.customer) else { continue };
         let Ok(mut actions) = serde_json::from_value::<Vec<QueuedAction>>(item.actions.clone()) else {
@@ -155,9 +171,9 @@ pub async fn decide_checked(
     // Every item named (or every pending one found), minus those just rejected: the store answers for each,
     // unknown and already-decided ones included.
     let target = match target {
-        ApprovalTarget::Ids(ids) => {
-            ApprovalTarget::Ids(ids.into_iter().filter(|id| !withdrawn.contains(id)).collect())
-        }
+        ApprovalTarget::Ids(ids) => ApprovalTarget::Ids(
+            ids.into_iter().filter(|id| !withdrawn.contains(id) && !awaiting.contains(id)).collect(),
+        ),
         ApprovalTarget::AllPending { .. } => {
             ApprovalTarget::Ids(pending.iter().map(|a| a.id).filter(|id| !withdrawn.contains(id)).collect())
         }
@@ -166,7 +182,7 @@ pub async fn decide_checked(
         ApprovalTarget::Ids(ids) if ids.is_empty() => Vec::new(),
         _ => store.decide_approvals(target, decision, by, reason, now_ms).await?,
     };
-    Ok(Checked { results, consent_withdrawn: withdrawn })
+    Ok(Checked { results, consent_withdrawn: withdrawn, awaiting_copy: awaiting })
 }
 
 /// One queued action of an approval item, as the pipeline serialises it.
@@ -250,8 +266,11 @@ async fn decide(
     for id in &checked.consent_withdrawn {
         eprintln!("approval item {id}: rejected instead: {CONSENT_WITHDRAWN}");
     }
+    for id in &checked.awaiting_copy {
+        eprintln!("approval item {id}: not approved: {AWAITING_COPY}");
+    }
     let results = checked.results;
-    let mut failed = checked.consent_withdrawn.len();
+    let mut failed = checked.consent_withdrawn.len() + checked.awaiting_copy.len();
     let mut decided = 0;
     for (id, r) in &results {
         match r {
@@ -302,8 +321,35 @@ pub fn list_text(items: &[ApprovalRecord]) -> String {
             fmt_ms(a.expires_at_ms),
             a.decided_by.as_deref().unwrap_or("-"),
         ));
+        for line in copy_lines(&a.actions) {
+            out.push_str(&format!("{:>8}  {line}\n", ""));
+        }
     }
     out
+}
+
+/// The generated copy an item's trigger events carry, one line per slot (`copy winback@2 subject: …`),
+/// or a line saying it is still being generated.
+fn copy_lines(actions: &serde_json::Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    for q in actions.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let Some(props) = q["action"]["properties"].as_object() else { continue };
+        if props.contains_key(nudge_model::COPY_REQUEST_PROPERTY) {
+            lines.push("copy: being generated".to_string());
+            continue;
+        }
+        for (key, v) in props {
+            let (Some(o), Some(prompt)) = (v.as_object(), v["prompt"].as_str()) else { continue };
+            if !v["fallback"].is_boolean() {
+                continue;
+            }
+            let fallback = if v["fallback"] == true { " (fallback)" } else { "" };
+            for (slot, text) in o.iter().filter(|(k, _)| *k != "prompt" && *k != "fallback") {
+                lines.push(format!("{key} {prompt}{fallback} {slot}: {}", text.as_str().unwrap_or_default()));
+            }
+        }
+    }
+    lines
 }
 
 #[cfg(test)]

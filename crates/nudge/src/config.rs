@@ -1314,7 +1314,9 @@ impl Config {
             Some(specs) => specs.clone(),
             None => FlowSet::default_specs(destinations, &self.policy()),
         };
-        let set = FlowSet::compile(&specs, destinations).map_err(|e| err(e.path, e.message))?;
+        let prompts: Vec<(&str, u32)> = self.prompts.iter().map(|p| (p.name.as_str(), p.version)).collect();
+        let set = FlowSet::compile_with_prompts(&specs, destinations, &prompts)
+            .map_err(|e| err(e.path, e.message))?;
         // A flow must not route an action type to a webhook whose `events` leave it out: it would never
         // arrive, so that is a configuration error rather than a silent drop.
         for (i, flow) in set.flows.iter().enumerate() {

@@ -74,6 +74,8 @@ struct Fakes {
     /// The second store: BigCommerce's REST API, read behind each callback.
     bigcommerce: nudge_testkit::FakeBigCommerceHandle,
     yotpo: nudge_testkit::FakeYotpoHandle,
+    /// The OpenAI-compatible LLM generated copy comes from.
+    llm: nudge_testkit::FakeLlmHandle,
 }
 
 /// The BigCommerce store's client secret (the key of its callbacks' signatures).
@@ -130,6 +132,7 @@ holdout_percent = 25
 actions = [
   { type = "choose_offer", arms = ["none", "content_only", "free_shipping", "pct_10"], policy = "thompson", guardrails = { max_discount_pct = 15, min_days_between_offers = 14 }, explore_holdout_percent = 5, window = "7d", shipping_cost = 6.0 },
   { type = "track_event", destination = "klaviyo", metric = "AI Checkout Offer" },
+  { type = "generate_copy", prompt = "checkout_nudge" },
 ]
 
 # A thank-you to repeat buyers whose first decisions wait for a person: the demo approves all but one of
@@ -143,6 +146,25 @@ actions = [{ type = "track_event", destination = "klaviyo", metric = "AI VIP Tha
 first_n = 5
 expires_after = "48h"
 "#;
+
+/// The prompt the demo's offer events get their copy from (`generate_copy` in `abandoned_offer`).
+const PROMPTS: &str = r#"
+[[prompts]]
+name = "checkout_nudge"
+version = 1
+system = "You write short, warm e-commerce copy. Never invent discounts."
+user = "A {{segment}} customer left a checkout. Preferred category: {{preferred_category}}. Recommended: {{products}}. Scores: {{scores}}."
+slots = { subject = { max_chars = 60 }, preheader = { max_chars = 90 }, body = { max_chars = 280 } }
+fallback = { subject = "You left something behind", preheader = "Your basket is saved", body = "Your basket is still here when you are ready." }
+"#;
+
+fn demo_prompts() -> Vec<nudge_llm::PromptSpec> {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        prompts: Vec<nudge_llm::PromptSpec>,
+    }
+    toml::from_str::<Doc>(PROMPTS).expect("the demo's prompts parse").prompts
+}
 
 /// The statuses the summary shows a column for, in order (`error` is added when a flow has one).
 const FLOW_STATUSES: [&str; 7] =
@@ -571,6 +593,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         bigcommerce: nudge_testkit::FakeBigCommerce::start(nudge_testkit::FakeBigCommerceConfig::default())
             .await?,
         yotpo: nudge_testkit::FakeYotpo::start(nudge_testkit::FakeYotpoConfig::default()).await?,
+        llm: nudge_testkit::FakeLlm::start(nudge_testkit::FakeLlmConfig::default()).await?,
     };
 
     let mut cfg = Config::from_toml("", &BTreeMap::new()).expect("defaults are valid");
@@ -598,6 +621,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     cfg.pipeline.checkout_abandon_after = HumanDuration(args.abandon_after);
     cfg.pipeline.timer_tick = HumanDuration(Duration::from_millis(200));
     cfg.flows = Some(demo_flows());
+    cfg.llm = Some(nudge_llm::LlmConfig::new(
+        &fakes.llm.base_url(),
+        &fakes.llm.config().model,
+        &fakes.llm.config().api_key,
+    ));
+    cfg.prompts = demo_prompts();
     crate::demo_signals::configure(&mut cfg, &fakes.yotpo);
 
     // 1. The synthetic store's history, imported and fitted before the server starts.
@@ -693,6 +722,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let ok = summarize(&app, &fakes, &tally, live_secs, started, &args, idle).await?;
     print_reports(&app).await?;
     print_offers(&app).await?;
+    print_copy(&app, &fakes).await?;
     print_bigcommerce(&app, &fakes, bigcommerce_acks).await?;
     crate::demo_signals::print(&app, &signals).await?;
     demo_erasure(&app, &fakes).await?;
@@ -704,8 +734,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     fakes.klaviyo.shutdown().await;
     fakes.braze.shutdown().await;
     fakes.hubspot.shutdown().await;
+    fakes.llm.shutdown().await;
     if !ok {
         anyhow::bail!("the demo found an invariant violation (see above)");
+    }
+    Ok(())
+}
+
+/// One generated subject line the Klaviyo fake received, and the tokens generated copy used.
+async fn print_copy(app: &App, fakes: &Fakes) -> anyhow::Result<()> {
+    let events: Vec<_> =
+        fakes.klaviyo.events().into_iter().filter(|e| e.properties.contains_key("ai_copy")).collect();
+    let usage = app.store().llm_usage(&crate::copy::month_of(OffsetDateTime::now_utc())).await?;
+    println!();
+    match events.iter().find(|e| e.properties["ai_copy"]["fallback"] == false).or(events.first()) {
+        Some(e) => println!(
+            "generated copy: {} events carry ai_copy ({} generations, {} fallback, {} tokens), e.g. subject \"{}\"",
+            events.len(),
+            usage.generations,
+            usage.fallbacks,
+            usage.tokens,
+            e.properties["ai_copy"]["subject"].as_str().unwrap_or_default()
+        ),
+        None => println!("generated copy: no event needed copy this run ({} tokens)", usage.tokens),
     }
     Ok(())
 }
@@ -1161,7 +1212,12 @@ mod tests {
     #[test]
     fn the_demo_flows_compile_with_a_shadow_flow() {
         let dests = ["klaviyo", "braze", "hubspot"];
-        let set = nudge_policy::flows::FlowSet::compile(&demo_flows(), &dests).unwrap();
+        let prompts: Vec<(String, u32)> =
+            demo_prompts().iter().map(|p| (p.name.clone(), p.version)).collect();
+        let prompts: Vec<(&str, u32)> = prompts.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        let set =
+            nudge_policy::flows::FlowSet::compile_with_prompts(&demo_flows(), &dests, &prompts).unwrap();
+        assert_eq!(set.flows[3].copy, Some(("checkout_nudge".to_string(), 1)), "abandoned_offer writes copy");
         let names: Vec<&str> = set.flows.iter().map(|f| f.spec.name.as_str()).collect();
         assert_eq!(
             names,

@@ -623,6 +623,12 @@ async fn decide_one(
     )
     .await
     .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e:#}")))?;
+    if checked.awaiting_copy.contains(&n) {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("approval item {n} was not approved: {}", crate::approvals_cli::AWAITING_COPY),
+        ));
+    }
     if checked.consent_withdrawn.contains(&n) {
         return Err(ApiError(
             StatusCode::CONFLICT,
@@ -688,7 +694,8 @@ async fn bulk_approvals(
     let expired = results.iter().filter(|r| r.1 == DecideResult::Expired).count();
     Ok(Json(serde_json::json!({
         "flow": b.flow, "decision": b.decision, "decided": decided, "expired": expired,
-        "consent_withdrawn": checked.consent_withdrawn.len(), "decided_by": by,
+        "consent_withdrawn": checked.consent_withdrawn.len(), "awaiting_copy": checked.awaiting_copy.len(),
+        "decided_by": by,
     })))
 }
 

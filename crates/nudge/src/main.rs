@@ -66,6 +66,9 @@ enum Command {
     /// Erase or export one person; the state of erasures at each destination.
     #[command(subcommand)]
     Privacy(nudge::privacy_cli::PrivacyCmd),
+    /// Prompts for generated copy: render one for a customer, optionally call the LLM.
+    #[command(subcommand)]
+    Prompts(nudge::prompts_cli::PromptsCmd),
     /// Developer tools.
     #[command(subcommand)]
     Dev(DevCmd),
@@ -208,6 +211,16 @@ fn main() -> ExitCode {
                 Ok(cfg) => match cfg.flow_set() {
                     Ok(_) => nudge::flows_cli::run(&cfg, cli.config.as_deref(), cmd).await,
                     Err(e) => return config_error(e),
+                },
+                Err(e) => return config_error(e),
+            },
+            Command::Prompts(cmd) => match load() {
+                Ok(cfg) => match nudge::prompts_cli::run(&cfg, cmd).await {
+                    Err(e) if e.downcast_ref::<nudge::prompts_cli::UsageError>().is_some() => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                    r => r,
                 },
                 Err(e) => return config_error(e),
             },

@@ -148,6 +148,9 @@ pub struct DestinationWorker {
     pub latency: Arc<LatencySample>,
     /// Event→push latency of this destination's successful pushes alone.
     pub destination_latency: Arc<LatencySample>,
+    /// Fills trigger events' pending copy requests before they are sent (`None`: an item holding one is
+    /// rejected, since a request must never reach a destination).
+    pub copy: Option<Arc<crate::copy::CopyStage>>,
     /// Items in requests that are on the wire now.
     in_flight: AtomicU64,
     wake: Notify,
@@ -170,6 +173,7 @@ impl DestinationWorker {
             circuit: Circuit::default(),
             latency,
             destination_latency: Arc::new(LatencySample::new(DESTINATION_LATENCY_SAMPLES)),
+            copy: None,
             in_flight: AtomicU64::new(0),
             wake: Notify::new(),
         }
@@ -239,6 +243,7 @@ impl DestinationWorker {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
         let mut actions = Vec::with_capacity(items.len());
         let mut positions = Vec::with_capacity(items.len());
+        let mut waiting_for_copy = Vec::new();
         for (i, item) in items.iter().enumerate() {
             if self.destination.is_none() {
                 outcomes[i] = Some(Outcome::Rejected {
@@ -249,6 +254,9 @@ impl DestinationWorker {
                 continue;
             }
             match serde_json::from_str::<Action>(&item.action_json) {
+                Ok(action) if nudge_model::CopyRequest::is_pending(&action) => {
+                    waiting_for_copy.push((i, action));
+                }
                 Ok(action) => {
                     actions.push(action);
                     positions.push(i);
@@ -261,6 +269,9 @@ impl DestinationWorker {
                     })
                 }
             }
+        }
+        if !waiting_for_copy.is_empty() {
+            self.fill_copy(&items, waiting_for_copy, &mut outcomes, &mut actions, &mut positions).await;
         }
         if let (Some(dest), false) = (&self.destination, actions.is_empty()) {
             self.in_flight.fetch_add(actions.len() as u64, Ordering::Relaxed);
@@ -291,6 +302,62 @@ impl DestinationWorker {
                 self.settle(item, o)
             })
             .collect()
+    }
+
+    /// Generates (and stores) the copy of the batch's items that wait for it; a filled item joins the send,
+    /// one that cannot be filled gets its outcome here: rejected when no copy can exist for it, retried when
+    /// the copy could not be stored (nothing goes out with copy a retry could not repeat).
+    async fn fill_copy(
+        &self,
+        items: &[OutboxItem],
+        waiting: Vec<(usize, Action)>,
+        outcomes: &mut [Option<Outcome>],
+        actions: &mut Vec<Action>,
+        positions: &mut Vec<usize>,
+    ) {
+        let Some(stage) = &self.copy else {
+            for (i, _) in waiting {
+                outcomes[i] = Some(Outcome::Rejected {
+                    endpoint: items[i].destination.clone(),
+                    status: None,
+                    error: "the action waits for generated copy and no copy stage runs".into(),
+                });
+            }
+            return;
+        };
+        let idx: Vec<usize> = waiting.iter().map(|(i, _)| *i).collect();
+        let requests = waiting
+            .into_iter()
+            .map(|(i, a)| (items[i].id, items[i].trace_id, items[i].customer.clone(), a))
+            .collect();
+        for (i, filled) in idx.into_iter().zip(stage.fill_outbox(requests).await) {
+            let endpoint = items[i].destination.clone();
+            match filled {
+                Some(Ok(action)) => {
+                    actions.push(action);
+                    positions.push(i);
+                }
+                Some(Err(e @ crate::copy::CopyError::Store(_))) => {
+                    outcomes[i] = Some(Outcome::Retry {
+                        endpoint,
+                        status: None,
+                        error: e.to_string(),
+                        retry_after: None,
+                    })
+                }
+                Some(Err(e)) => {
+                    outcomes[i] = Some(Outcome::Rejected { endpoint, status: None, error: e.to_string() })
+                }
+                None => {
+                    outcomes[i] = Some(Outcome::Retry {
+                        endpoint,
+                        status: None,
+                        error: "no copy request found".into(),
+                        retry_after: None,
+                    })
+                }
+            }
+        }
     }
 
     /// Turns one item's outcome into the record stored for it.
@@ -480,6 +547,16 @@ impl OutboxWorker {
             })
             .collect();
         OutboxWorker { store, workers, latency }
+    }
+
+    /// Gives every worker the copy stage (before the workers run).
+    pub fn with_copy(mut self, stage: Arc<crate::copy::CopyStage>) -> Self {
+        for w in &mut self.workers {
+            if let Some(w) = Arc::get_mut(w) {
+                w.copy = Some(stage.clone());
+            }
+        }
+        self
     }
 
     /// Each destination's own event→push sample, by destination name.

@@ -50,6 +50,19 @@ fn describe() {
     );
     describe_histogram!("nudge_destination_batch_size", "Items per request sent to a destination.");
     describe_counter!("nudge_destination_throttled_total", "Requests a destination answered with 429.");
+    describe_gauge!(
+        "nudge_llm_tokens_used",
+        "Tokens generated copy used this calendar month (UTC), counted against llm.monthly_token_budget."
+    );
+    describe_gauge!("nudge_llm_token_budget", "llm.monthly_token_budget (0 when there is none).");
+    describe_counter!(
+        "nudge_llm_generations_total",
+        "Copy generations by outcome: generated (validated LLM output) or fallback (the prompt's fallback copy)."
+    );
+    describe_histogram!(
+        "nudge_llm_generation_seconds",
+        "Time one generation of copy took (the LLM's answer, retries and validation; bounded by llm.timeout)."
+    );
     describe_counter!(
         "nudge_schedule_customers_total",
         "Customers sent into the ingest log by schedule flows' firings, by flow."
@@ -123,6 +136,18 @@ pub fn event_to_push(seconds: f64) {
 
 pub fn timers_fired(n: usize) {
     counter!("nudge_timers_fired_total").increment(n as u64);
+}
+
+/// This month's token use and the budget.
+pub fn llm_budget(used: u64, budget: Option<u64>) {
+    gauge!("nudge_llm_tokens_used").set(used as f64);
+    gauge!("nudge_llm_token_budget").set(budget.unwrap_or(0) as f64);
+}
+
+/// One generation of copy: `generated` or `fallback`, and how long it took.
+pub fn llm_generation(outcome: &'static str, seconds: f64) {
+    counter!("nudge_llm_generations_total", "outcome" => outcome).increment(1);
+    histogram!("nudge_llm_generation_seconds").record(seconds);
 }
 
 pub fn schedule_customers(flow: &str, n: usize) {

@@ -197,6 +197,16 @@ pub enum ActionSpec {
     /// Choose an offer arm with the offer bandit (see [`crate::offers`]); the arm goes with the flow's
     /// other actions, and the arm `none` drops its marketing actions.
     ChooseOffer(crate::offers::OfferSpec),
+    /// Generate copy (subject line, preheader, body…) for the flow's trigger events from a versioned prompt
+    /// (`[[prompts]]`; `version` absent: the newest configured). Nothing is generated when the flow
+    /// decides: each track_event carries a pseudonymous copy request, and the copy is generated before
+    /// the event is sent (or before a person sees an approval item) and lands in the event's
+    /// `<prefix>copy` property.
+    GenerateCopy {
+        prompt: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u32>,
+    },
 }
 
 /// Longest list id a flow may name. Marketing platforms use short ids (Klaviyo's are six characters);
@@ -228,6 +238,36 @@ pub fn list_id_problem(list_id: &str) -> Option<String> {
     None
 }
 
+/// The version of prompt `name` a `generate_copy` action uses: `version` when configured, else the newest
+/// configured. Errors name the action's key (`prompt`, `version`) and what is configured.
+fn resolve_prompt(
+    name: &str,
+    version: Option<u32>,
+    prompts: &[(&str, u32)],
+) -> Result<(String, u32), (&'static str, String)> {
+    let versions: Vec<u32> = prompts.iter().filter(|(n, _)| *n == name).map(|(_, v)| *v).collect();
+    if versions.is_empty() {
+        let mut known: Vec<&str> = prompts.iter().map(|(n, _)| *n).collect();
+        known.dedup();
+        let known = if known.is_empty() {
+            "no [[prompts]] is configured".to_string()
+        } else {
+            format!("configured: {}", known.join(", "))
+        };
+        return Err(("prompt", format!("prompt `{name}` is not configured ({known})")));
+    }
+    match version {
+        None => Ok((name.to_string(), versions.iter().copied().max().unwrap_or_default())),
+        Some(v) if versions.contains(&v) => Ok((name.to_string(), v)),
+        Some(v) => {
+            let mut vs = versions.clone();
+            vs.sort_unstable();
+            let vs: Vec<String> = vs.iter().map(u32::to_string).collect();
+            Err(("version", format!("prompt `{name}` has no version {v} (configured: {})", vs.join(", "))))
+        }
+    }
+}
+
 impl ActionSpec {
     pub fn destination(&self) -> &str {
         match self {
@@ -236,8 +276,8 @@ impl ActionSpec {
             | ActionSpec::AddToList { destination, .. }
             | ActionSpec::RemoveFromList { destination, .. }
             | ActionSpec::SlackAlert { destination, .. } => destination,
-            // Not sent anywhere: it shapes the flow's other actions.
-            ActionSpec::ChooseOffer(_) => "",
+            // Not sent anywhere: they shape the flow's other actions.
+            ActionSpec::ChooseOffer(_) | ActionSpec::GenerateCopy { .. } => "",
         }
     }
 
@@ -250,6 +290,7 @@ impl ActionSpec {
             ActionSpec::RemoveFromList { .. } => "remove_from_list",
             ActionSpec::SlackAlert { .. } => "alert",
             ActionSpec::ChooseOffer(_) => "offer",
+            ActionSpec::GenerateCopy { .. } => "copy",
         }
     }
 
@@ -262,6 +303,7 @@ impl ActionSpec {
             ActionSpec::RemoveFromList { .. } => "remove_from_list",
             ActionSpec::SlackAlert { .. } => "slack_alert",
             ActionSpec::ChooseOffer(_) => "choose_offer",
+            ActionSpec::GenerateCopy { .. } => "generate_copy",
         }
     }
 
@@ -272,8 +314,11 @@ impl ActionSpec {
     /// never held back for want of consent.
     pub fn is_marketing(&self) -> bool {
         match self {
-            // An offer reaches the customer through the flow's marketing actions.
-            ActionSpec::TrackEvent { .. } | ActionSpec::AddToList { .. } | ActionSpec::ChooseOffer(_) => true,
+            // An offer and copy reach the customer through the flow's marketing actions.
+            ActionSpec::TrackEvent { .. }
+            | ActionSpec::AddToList { .. }
+            | ActionSpec::ChooseOffer(_)
+            | ActionSpec::GenerateCopy { .. } => true,
             // An alert goes to the team, not to the customer.
             ActionSpec::SyncProfile { .. }
             | ActionSpec::RemoveFromList { .. }
@@ -305,6 +350,10 @@ impl ActionSpec {
                     o.policy,
                     o.explore_holdout_percent
                 )
+            }
+            ActionSpec::GenerateCopy { prompt, version: Some(v) } => format!("generate_copy {prompt}@{v}"),
+            ActionSpec::GenerateCopy { prompt, version: None } => {
+                format!("generate_copy {prompt} (newest version)")
             }
         }
     }
@@ -423,6 +472,8 @@ pub struct CompiledFlow {
     unique_prefix: String,
     /// The flow's `choose_offer` action, checked.
     pub offer: Option<crate::offers::CompiledOffer>,
+    /// The flow's `generate_copy` action: the prompt's name and the version it resolved to.
+    pub copy: Option<(String, u32)>,
 }
 
 /// A checked set of flows, with the version (content hash) every decision records.
@@ -436,6 +487,17 @@ impl FlowSet {
     /// Checks and compiles flow specs. `destinations` are the configured destinations' names; every action
     /// must name one of them. Every error names the flow's key path.
     pub fn compile(specs: &[FlowSpec], destinations: &[&str]) -> Result<FlowSet, FlowError> {
+        FlowSet::compile_with_prompts(specs, destinations, &[])
+    }
+
+    /// [`FlowSet::compile`] knowing the configured prompts (`[[prompts]]`, each name and version): a
+    /// `generate_copy` action must name one of them, and a flow that generates copy needs a track_event
+    /// to carry it.
+    pub fn compile_with_prompts(
+        specs: &[FlowSpec],
+        destinations: &[&str],
+        prompts: &[(&str, u32)],
+    ) -> Result<FlowSet, FlowError> {
         let schema = Schema::flows_default();
         let mut flows = Vec::with_capacity(specs.len());
         let mut seen = std::collections::BTreeSet::new();
@@ -532,8 +594,29 @@ impl FlowSet {
                 .map_err(|m| named("frequency_cap", m))?;
             let mut properties = Vec::with_capacity(spec.actions.len());
             let mut offer = None;
+            let mut copy = None;
             for (j, a) in spec.actions.iter().enumerate() {
                 let key = |k: &str| format!("actions[{j}].{k}");
+                if let ActionSpec::GenerateCopy { prompt, version } = a {
+                    if copy.is_some() {
+                        return Err(named(
+                            &key("type"),
+                            "a flow generates one set of copy: give one generate_copy".into(),
+                        ));
+                    }
+                    copy =
+                        Some(resolve_prompt(prompt, *version, prompts).map_err(|(k, m)| named(&key(k), m))?);
+                    if !spec.actions.iter().any(|a| matches!(a, ActionSpec::TrackEvent { .. })) {
+                        return Err(named(
+                            &key("type"),
+                            "generate_copy fills the flow's trigger events (the `copy` property a template \
+                             reads): add a track_event; profile syncs, lists and alerts carry no copy"
+                                .into(),
+                        ));
+                    }
+                    properties.push(Vec::new());
+                    continue;
+                }
                 if let ActionSpec::ChooseOffer(o) = a {
                     if offer.is_some() {
                         return Err(named(
@@ -597,6 +680,7 @@ impl FlowSet {
             let unique_prefix = format!("nudge:{}:", spec.name.replace('_', "-"));
             flows.push(CompiledFlow {
                 offer,
+                copy,
                 spec: spec.clone(),
                 when,
                 baseline,
@@ -1021,8 +1105,8 @@ fn build_action<'b>(
     base: impl FnOnce() -> &'b Shared,
 ) -> Option<Action> {
     Some(match a {
-        // Shapes the other actions; sends nothing itself.
-        ActionSpec::ChooseOffer(_) => return None,
+        // Shape the other actions; send nothing themselves.
+        ActionSpec::ChooseOffer(_) | ActionSpec::GenerateCopy { .. } => return None,
         ActionSpec::SyncProfile { .. } => profile_action(ctx.state, ctx.scores, ctx.policy),
         ActionSpec::TrackEvent { metric, .. } => {
             let shared = base();
@@ -1033,6 +1117,14 @@ fn build_action<'b>(
                 let v =
                     expr.value_prepared(prepared).map(|v| fact_json(&v)).unwrap_or(serde_json::Value::Null);
                 properties.insert(name.clone(), v);
+            }
+            if let Some((prompt, version)) = &f.copy {
+                let request =
+                    nudge_model::CopyRequest::from_scores(prompt, *version, &format!("{p}copy"), ctx.scores);
+                properties.insert(
+                    nudge_model::COPY_REQUEST_PROPERTY.into(),
+                    serde_json::to_value(request).expect("a copy request serialises"),
+                );
             }
             Action::TriggerEvent {
                 customer: ctx.state.customer.clone(),
@@ -1699,6 +1791,67 @@ mod tests {
         let sync = out.iter().find(|o| o.flow == "profile_sync").unwrap();
         assert!(
             matches!(&sync.actions[0].1, Action::UpsertProfile { attributes, .. } if attributes.contains_key("ai_segment"))
+        );
+    }
+
+    #[test]
+    fn generate_copy_names_a_configured_prompt_and_leaves_a_request_on_the_trigger_events() {
+        let flow = |actions: &str| {
+            spec(&format!(
+                r#"{{"flows":[{{"name":"winback","trigger":"checkout_abandoned","actions":[{actions}]}}]}}"#
+            ))
+        };
+        let track = r#"{"type":"track_event","destination":"klaviyo","metric":"AI Winback"}"#;
+        let prompts = [("winback", 1), ("winback", 2), ("welcome", 1)];
+        let err = |actions: &str| {
+            FlowSet::compile_with_prompts(&[flow(actions)], &["klaviyo"], &prompts).unwrap_err()
+        };
+        let e = err(&format!(r#"{track},{{"type":"generate_copy","prompt":"nope"}}"#));
+        assert_eq!(e.path, "flows[0].actions[1].prompt");
+        assert!(e.message.contains("configured: winback, welcome"), "{e}");
+        let e = err(&format!(r#"{{"type":"generate_copy","prompt":"winback","version":3}},{track}"#));
+        assert_eq!(e.path, "flows[0].actions[0].version");
+        assert!(e.message.contains("no version 3 (configured: 1, 2)"), "{e}");
+        let e = err(
+            r#"{"type":"generate_copy","prompt":"winback"},{"type":"sync_profile","destination":"klaviyo"}"#,
+        );
+        assert_eq!(e.path, "flows[0].actions[0].type");
+        assert!(e.message.contains("add a track_event"), "{e}");
+        let e = FlowSet::compile(
+            &[flow(&format!(r#"{track},{{"type":"generate_copy","prompt":"winback"}}"#))],
+            &["klaviyo"],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("no [[prompts]] is configured"), "{e}");
+        let e = err(&format!(
+            r#"{track},{{"type":"generate_copy","prompt":"winback"}},{{"type":"generate_copy","prompt":"welcome"}}"#
+        ));
+        assert_eq!(e.path, "flows[0].actions[2].type");
+
+        // Without a version: the newest. Each trigger event carries the request, nothing else does.
+        let set = FlowSet::compile_with_prompts(
+            &[flow(&format!(
+                r#"{{"type":"generate_copy","prompt":"winback"}},{track},{{"type":"sync_profile","destination":"klaviyo"}}"#
+            ))],
+            &["klaviyo"],
+            &prompts,
+        )
+        .unwrap();
+        assert_eq!(set.flows[0].copy, Some(("winback".to_string(), 2)));
+        let ev = abandoned(None);
+        let st =
+            state_after(&[Event::CheckoutUpserted(checkout(None)), ev.clone()], MarketingConsent::Subscribed);
+        let out = decide(&set, &ev, &st, &Trigger::of_event(&ev, true), &FlowHistory::new());
+        assert_eq!(out[0].status, Status::Live, "{out:?}");
+        assert_eq!(out[0].actions.len(), 2, "the track_event and the profile sync");
+        let Action::TriggerEvent { properties, .. } = &out[0].actions[0].1 else { panic!("{out:?}") };
+        let request = nudge_model::CopyRequest::pending_in(properties).unwrap().unwrap();
+        assert_eq!((request.prompt_key(), request.target.as_str()), ("winback@2".to_string(), "ai_copy"));
+        assert_eq!(request.scores["churn_risk"], 72.5);
+        let text = serde_json::to_string(&request).unwrap();
+        assert!(!text.contains("a@example.org"), "{text}");
+        assert!(
+            !matches!(&out[0].actions[1].1, Action::UpsertProfile { attributes, .. } if attributes.keys().any(|k| k.contains("copy")))
         );
     }
 

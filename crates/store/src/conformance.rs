@@ -36,6 +36,7 @@ where
     erasure_removes_the_person_and_only_them(make().await).await;
     export_holds_only_the_person(make().await).await;
     aliases_are_written_with_processing_and_states_merged_away(make().await).await;
+    generated_copy_is_stored_once_with_its_audit_and_usage(make().await).await;
 }
 
 fn delivery(webhook: &str, event: Option<&str>) -> NewDelivery {
@@ -1503,4 +1504,72 @@ pub async fn aliases_are_written_with_processing_and_states_merged_away(s: Arc<d
     assert!(found.iter().all(|a| a.customer == known));
     let of: Vec<String> = s.aliases_of(&known).await.unwrap().into_iter().map(|a| a.alias).collect();
     assert_eq!(of, ["anon:v-1", "email:00112233aabbccdd"], "aliases: by customer, sorted");
+}
+
+/// `store_generated_copy`: pending items holding a copy request get their copy once (an item filled, decided
+/// or delivered keeps what it has), the audit records join the decision's trace, and the month's usage adds
+/// up; `approvals_awaiting_copy` lists only pending items that still wait for copy.
+pub async fn generated_copy_is_stored_once_with_its_audit_and_usage(s: Arc<dyn Store>) {
+    let request = format!(
+        r#"{{"kind":"trigger_event","properties":{{"{}":{{}}}}}}"#,
+        nudge_model::COPY_REQUEST_PROPERTY
+    );
+    let filled = r#"{"kind":"trigger_event","properties":{"ai_copy":{"subject":"Hi"}}}"#.to_string();
+    let (t1, t2) = (TraceId::new(), TraceId::new());
+    let mut waiting = outbox_item(t1, 1, 1);
+    waiting.action_json = request.clone();
+    let plain = outbox_item(t1, 2, 2);
+    let mut pending_approval = approval(t2, "winback", 3, 3, i64::MAX / 4);
+    pending_approval.actions_json = format!(r#"[{{"destination":"klaviyo","action":{request}}}]"#);
+    let other_approval = approval(t2, "winback", 4, 4, i64::MAX / 4);
+    s.commit_processing(vec![
+        ProcessOutcome { trace_id: Some(t1), outbox: vec![waiting, plain], ..Default::default() },
+        ProcessOutcome {
+            trace_id: Some(t2),
+            approvals: vec![pending_approval, other_approval],
+            ..Default::default()
+        },
+    ])
+    .await
+    .unwrap();
+    let awaiting = s.approvals_awaiting_copy(10).await.unwrap();
+    assert_eq!(awaiting.len(), 1, "only the item holding a copy request");
+    assert_eq!(awaiting[0].customer, cust(3));
+    let due = s.due_outbox(i64::MAX / 2, 10).await.unwrap();
+    let (w, p) = (
+        due.iter().find(|i| i.customer == cust(1)).unwrap().id,
+        due.iter().find(|i| i.customer == cust(2)).unwrap().id,
+    );
+    let approval_fill = format!(r#"[{{"destination":"klaviyo","action":{filled}}}]"#);
+    let mut record = audit(t1, AuditStage::CopyGenerated);
+    record.detail = serde_json::json!({"prompt": "winback", "version": 2, "fallback": false});
+    let month = "2026-12";
+    let fill = CopyFill {
+        outbox: vec![(w, filled.clone()), (p, filled.clone())],
+        approvals: vec![(awaiting[0].id, approval_fill.clone())],
+        audit: vec![record],
+        usage: Some(LlmUsage { month: month.into(), tokens: 120, generations: 2, fallbacks: 1 }),
+    };
+    let stored = s.store_generated_copy(fill.clone()).await.unwrap();
+    assert_eq!(stored, CopyStored { outbox: 1, approvals: 1 }, "the plain item holds no request");
+    let due = s.due_outbox(i64::MAX / 2, 10).await.unwrap();
+    assert_eq!(due.iter().find(|i| i.id == w).unwrap().action_json, filled);
+    assert_eq!(due.iter().find(|i| i.id == p).unwrap().action_json, "{\"n\":2}");
+    assert!(s.approvals_awaiting_copy(10).await.unwrap().is_empty());
+    let trail = s.trace(t1).await.unwrap().unwrap();
+    assert!(trail.records.iter().any(|r| r.stage == AuditStage::CopyGenerated && r.detail["version"] == 2));
+    // Stored once: the same fill again replaces nothing, but usage still adds up.
+    let again = s.store_generated_copy(fill).await.unwrap();
+    assert_eq!(again, CopyStored::default());
+    let usage = s.llm_usage(month).await.unwrap();
+    assert_eq!((usage.tokens, usage.generations, usage.fallbacks), (240, 4, 2));
+    assert_eq!(s.llm_usage("2026-11").await.unwrap().tokens, 0);
+    // A terminal record is refused and nothing is written.
+    let bad = CopyFill {
+        audit: vec![audit(t1, AuditStage::Terminal)],
+        usage: Some(LlmUsage { month: month.into(), tokens: 1, generations: 1, fallbacks: 0 }),
+        ..Default::default()
+    };
+    assert!(s.store_generated_copy(bad).await.is_err());
+    assert_eq!(s.llm_usage(month).await.unwrap().tokens, 240);
 }

@@ -249,6 +249,21 @@ pub trait Store: Send + Sync + 'static {
     /// For an approval that brings an action up to date (a profile sync with the scores of now).
     async fn replace_approval_actions(&self, updates: Vec<(i64, String)>) -> Result<usize>;
 
+    /// Stores generated copy in one transaction: the filled actions of outbox items and the filled actions (a
+    /// JSON array as [`NewApproval::actions_json`]) of approval items, each only while the item is pending
+    /// and its stored action(s) still hold a pending copy request (copy once stored is never replaced, so a
+    /// retry sends what the first attempt sent and a person approves what they saw), the generations' audit
+    /// records (under their deliveries' traces), and the month's token use. Returns how many items were
+    /// replaced.
+    async fn store_generated_copy(&self, fill: CopyFill) -> Result<CopyStored>;
+
+    /// Generated copy's use of the LLM in `month` (`2026-12`, UTC); zeros for a month without any.
+    async fn llm_usage(&self, month: &str) -> Result<LlmUsage>;
+
+    /// Pending approval items whose actions still hold a pending copy request
+    /// ([`nudge_model::COPY_REQUEST_PROPERTY`]), oldest first, at most `limit`.
+    async fn approvals_awaiting_copy(&self, limit: usize) -> Result<Vec<ApprovalRecord>>;
+
     /// Expires every pending item whose expiry is at or before `now_ms` (audited, settling traces like a
     /// rejection); returns how many.
     async fn expire_approvals(&self, now_ms: i64) -> Result<usize>;

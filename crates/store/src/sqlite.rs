@@ -40,6 +40,8 @@ const PRIVACY_MIGRATION: &str = include_str!("../migrations/sqlite_009_privacy.s
 const ALIASES_MIGRATION: &str = include_str!("../migrations/sqlite_010_aliases.sql");
 /// Applied after [`ALIASES_MIGRATION`] on every open (idempotent): the offer log.
 const OFFERS_MIGRATION: &str = include_str!("../migrations/sqlite_011_offers.sql");
+/// Applied after the others on every open (idempotent): generated copy's token use per month.
+const LLM_USAGE_MIGRATION: &str = include_str!("../migrations/sqlite_013_llm_usage.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
 const MAX_GROUP: usize = 4096;
 /// The most other write jobs (processing batches, attempts, …) one group commit takes.
@@ -565,6 +567,7 @@ impl SqliteStore {
         conn.execute_batch(PRIVACY_MIGRATION)?;
         conn.execute_batch(ALIASES_MIGRATION)?;
         conn.execute_batch(OFFERS_MIGRATION)?;
+        conn.execute_batch(LLM_USAGE_MIGRATION)?;
         add_column_if_missing(&conn, "flow_decisions", "arm", "TEXT")?;
         // Deleted rows are overwritten with zeros where they lay (no extra I/O: the page is written
         // anyway); an erasure turns the full mode on for its own deletes (see `sqlite_privacy`).
@@ -2642,6 +2645,79 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT COUNT(*) FROM approvals WHERE flow = ?1")?
                 .query_row([flow], |r| r.get(0))?;
             Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn store_generated_copy(&self, fill: CopyFill) -> Result<CopyStored> {
+        if let Some(r) = fill.audit.iter().find(|r| r.stage == AuditStage::Terminal) {
+            return Err(StoreError::Database(format!(
+                "trace {}: a terminal state is recorded with its delivery, not with generated copy",
+                r.trace_id
+            )));
+        }
+        let rows = pack_audit(fill.audit)?;
+        let (outbox, approvals, usage) = (fill.outbox, fill.approvals, fill.usage);
+        self.write(move |tx| {
+            let mut stored = CopyStored::default();
+            {
+                let mut st = tx.prepare_cached(
+                    "UPDATE outbox SET action = ?2 WHERE id = ?1 AND status = 'pending' AND instr(action, ?3) > 0",
+                )?;
+                for (id, action) in &outbox {
+                    stored.outbox += st.execute(params![id, action, nudge_model::COPY_REQUEST_PROPERTY])?;
+                }
+                let mut st = tx.prepare_cached(
+                    "UPDATE approvals SET actions = ?2 WHERE id = ?1 AND status = 'pending' AND instr(actions, ?3) > 0",
+                )?;
+                for (id, actions) in &approvals {
+                    stored.approvals += st.execute(params![id, actions, nudge_model::COPY_REQUEST_PROPERTY])?;
+                }
+            }
+            for r in &rows {
+                insert_audit(tx, r)?;
+            }
+            if let Some(u) = usage {
+                tx.prepare_cached(
+                    "INSERT INTO llm_usage (month, tokens, generations, fallbacks) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(month) DO UPDATE SET tokens = tokens + ?2, generations = generations + ?3,
+                     fallbacks = fallbacks + ?4",
+                )?
+                .execute(params![u.month, u.tokens as i64, u.generations as i64, u.fallbacks as i64])?;
+            }
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn llm_usage(&self, month: &str) -> Result<LlmUsage> {
+        let month = month.to_string();
+        self.read(move |c| {
+            let row = c
+                .prepare_cached("SELECT tokens, generations, fallbacks FROM llm_usage WHERE month = ?1")?
+                .query_row([&month], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+                .optional()?;
+            let (tokens, generations, fallbacks) = row.unwrap_or((0, 0, 0));
+            Ok(LlmUsage {
+                month,
+                tokens: tokens.max(0) as u64,
+                generations: generations.max(0) as u64,
+                fallbacks: fallbacks.max(0) as u64,
+            })
+        })
+        .await
+    }
+
+    async fn approvals_awaiting_copy(&self, limit: usize) -> Result<Vec<ApprovalRecord>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending' AND instr(actions, ?1) > 0
+                 ORDER BY id LIMIT ?2"
+            ))?;
+            let rows = st
+                .query_map(params![nudge_model::COPY_REQUEST_PROPERTY, limit as i64], approval_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
         })
         .await
     }

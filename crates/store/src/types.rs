@@ -720,3 +720,34 @@ pub struct CustomerExport {
     pub timers: Vec<serde_json::Value>,
     pub transactions: Vec<ImportedTransaction>,
 }
+
+/// Generated copy to store ([`crate::Store::store_generated_copy`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CopyFill {
+    /// Outbox items by id, each with its action (JSON) holding the copy.
+    pub outbox: Vec<(i64, String)>,
+    /// Approval items by id, each with its actions (a JSON array) holding the copy.
+    pub approvals: Vec<(i64, String)>,
+    /// One `copy_generated` record per generation, under the trace of the decision it belongs to.
+    pub audit: Vec<nudge_model::AuditRecord>,
+    /// Added to the month's usage.
+    pub usage: Option<LlmUsage>,
+}
+
+/// What [`crate::Store::store_generated_copy`] replaced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopyStored {
+    pub outbox: usize,
+    pub approvals: usize,
+}
+
+/// Generated copy's use of the LLM in one calendar month (UTC).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmUsage {
+    /// `2026-12`.
+    pub month: String,
+    pub tokens: u64,
+    pub generations: u64,
+    /// Generations that used the prompt's fallback copy.
+    pub fallbacks: u64,
+}

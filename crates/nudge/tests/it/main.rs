@@ -6,6 +6,7 @@ mod adobe;
 mod approvals;
 mod architecture;
 mod bigcommerce;
+mod copy;
 mod crash;
 mod destinations;
 mod engagement;
