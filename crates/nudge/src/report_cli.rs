@@ -23,6 +23,9 @@ pub enum ReportCmd {
     Lift(ReportArgs),
     /// A flow's campaign: uplift against its holdout with intervals, revenue, segments, drivers, a summary.
     Campaign(crate::campaign_report::CampaignArgs),
+    /// Two scorers (built-in scores or `[[scoring.custom]]` outputs) compared over the stored customers:
+    /// agreement, and AUC / Brier on a holdout cut from each customer's history.
+    Models(crate::models_compare::ModelsReportArgs),
 }
 
 #[derive(Args, Debug)]
@@ -225,6 +228,10 @@ async fn order_times<'a>(
 
 /// Runs `nudge report …`.
 pub async fn run(cfg: &crate::config::Config, cmd: ReportCmd) -> anyhow::Result<()> {
+    let cmd = match cmd {
+        ReportCmd::Models(a) => return crate::models_compare::run(cfg, a).await,
+        other => other,
+    };
     let flows = cfg.flow_set()?;
     let store = crate::app::open_store(cfg)?;
     let (kind, args) = match cmd {
