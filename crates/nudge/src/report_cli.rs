@@ -228,16 +228,13 @@ async fn order_times<'a>(
 
 /// Runs `nudge report …`.
 pub async fn run(cfg: &crate::config::Config, cmd: ReportCmd) -> anyhow::Result<()> {
-    let cmd = match cmd {
-        ReportCmd::Models(a) => return crate::models_compare::run(cfg, a).await,
-        other => other,
-    };
     let flows = cfg.flow_set()?;
     let store = crate::app::open_store(cfg)?;
     let (kind, args) = match cmd {
         ReportCmd::Shadow(a) => (ReportKind::Shadow, a),
         ReportCmd::Lift(a) => (ReportKind::Lift, a),
         ReportCmd::Campaign(a) => return crate::campaign_report::run(cfg, a).await,
+        ReportCmd::Models(a) => return crate::models_compare::run(cfg, a).await,
     };
     let q = ReportQuery {
         flow: args.flow.clone(),
