@@ -350,7 +350,9 @@ pub async fn run_fake(o: FakeOptions) -> anyhow::Result<()> {
             nudge_testkit::FakeWebhook::serve(listener, &o.secret, stop).await?;
         }
         FakeKind::Scorer => {
-            eprintln!("fake scorer listening on http://{listen}/score (http.url; answers `churn`; Ctrl-C to stop)");
+            eprintln!(
+                "fake scorer listening on http://{listen}/score (http.url; answers `churn`; Ctrl-C to stop)"
+            );
             let latency = std::time::Duration::from_millis(o.latency_ms);
             nudge_testkit::FakeScorer::serve(
                 listener,

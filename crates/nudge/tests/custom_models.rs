@@ -87,8 +87,12 @@ fn an_onnx_model_without_the_feature_says_how_to_build() {
 }
 
 fn delivery(n: u64) -> NewDelivery {
-    let at = OffsetDateTime::from_unix_timestamp(1_780_000_000).unwrap() + Duration::from_secs(60 * n);
-    let c = n % 3;
+    order_delivery(n, n % 3, Duration::from_secs(60 * n))
+}
+
+/// Order `n` of customer `c`, `after` the first instant.
+fn order_delivery(n: u64, c: u64, after: Duration) -> NewDelivery {
+    let at = OffsetDateTime::from_unix_timestamp(1_780_000_000).unwrap() + after;
     let customer = CustomerFixture::new(1_000 + c, Some(&format!("c{c}@example.org")), at);
     let order = OrderFixture::new(5_000_000_000 + n, at).customer(customer).line_item(LineItemFixture::new(
         9_100_000_000,
@@ -111,10 +115,17 @@ fn delivery(n: u64) -> NewDelivery {
 }
 
 async fn setup(models: CustomModels, n: u64) -> (Arc<dyn Store>, Arc<Pipeline>, tempfile::TempDir) {
+    setup_with(models, (0..n).map(delivery).collect()).await
+}
+
+async fn setup_with(
+    models: CustomModels,
+    deliveries: Vec<NewDelivery>,
+) -> (Arc<dyn Store>, Arc<Pipeline>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path(), Durability::Full).unwrap());
-    for i in 0..n {
-        store.commit_delivery(delivery(i)).await.unwrap();
+    for d in deliveries {
+        store.commit_delivery(d).await.unwrap();
     }
     let scoring = Arc::new(Scoring::new(nudge_scoring::RulesScorer::default()));
     scoring.set_custom(models);
@@ -239,4 +250,59 @@ async fn a_hanging_or_failing_scorer_never_stops_the_pipeline() {
         assert_eq!(fb["served"], "churn_risk", "{mode:?}: {}", records[0]);
         fake.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_models_compares_a_builtin_score_with_a_shadow_model() {
+    // Customers 0–2 order every 15 days for 300 days; customers 3–5 stop after 150 days.
+    let mut ds = Vec::new();
+    let mut n = 0;
+    for day in (0..300u64).step_by(15) {
+        for c in 0..6 {
+            if c >= 3 && day >= 150 {
+                continue;
+            }
+            ds.push(order_delivery(n, c, Duration::from_secs(day * 86_400 + c * 60)));
+            n += 1;
+        }
+    }
+    let fake = FakeScorer::start(FakeScorerConfig::default()).await.unwrap();
+    let (store, p, _d) = setup_with(http_models(&fake.url(), "shadow", "shadow_churn"), ds).await;
+    while p.step().await.unwrap().0 > 0 {}
+    let args = |a: &str, b: &str| nudge::models_compare::ModelsReportArgs {
+        compare: vec![a.into(), b.into()],
+        cutoff: None,
+        horizon: "90d".into(),
+        outcome: "churn".into(),
+        json: true,
+    };
+    let now = OffsetDateTime::now_utc();
+    let r = nudge::models_compare::build(&*store, &p.scoring, &args("churn_risk", "shadow_churn"), now)
+        .await
+        .unwrap();
+    assert_eq!(r.a, nudge::models_compare::ScorerRef::Builtin("churn_risk".into()));
+    assert_eq!(r.b, nudge::models_compare::ScorerRef::Custom("shadow_churn".into()));
+    assert_eq!(r.customers, 6);
+    assert_eq!((r.agreement.n, r.missing), (6, [0, 0]));
+    assert!(r.agreement.spearman.is_some() && r.agreement.mean_abs_diff.unwrap() > 0.0);
+    let h = r.holdout.expect("a holdout");
+    // Cut 90 days before the newest order: the three who stopped did not order after it.
+    assert_eq!((h.a.n, h.a.positives), (6, 3), "{h:?}");
+    assert_eq!(h.b.n, 6);
+    assert!(h.a.auc.is_some_and(|a| (0.0..=1.0).contains(&a)));
+    assert!(h.a.brier.is_none(), "churn_risk is 0–100, not a probability");
+    assert!(h.b.brier.is_some(), "the scorer's outputs are probabilities");
+    let json = serde_json::to_value(
+        nudge::models_compare::build(&*store, &p.scoring, &args("p_alive", "custom:shadow_churn"), now)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["a"]["kind"], "builtin");
+    assert!(json["holdout"]["b"]["auc"].is_number(), "{json}");
+    let e = nudge::models_compare::build(&*store, &p.scoring, &args("churn_risk", "nope"), now)
+        .await
+        .unwrap_err();
+    assert!(e.downcast_ref::<nudge::report_cli::ReportError>().is_some_and(|e| e.is_usage()), "{e}");
+    fake.shutdown().await;
 }
