@@ -12,15 +12,13 @@
 use crate::config::{ConfigError, OutputSpec, bad};
 use crate::features::{FeatureMap, Features};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
-type Plan = Arc<TypedRunnableModel>;
-
 /// A loaded, checked and optimised ONNX model.
 pub struct OnnxModel {
-    plan: Plan,
+    /// One reusable run state (made once: making one per run costs more than a small model's run).
+    state: std::sync::Mutex<TypedSimpleState>,
     /// For each graph input (in the graph's order): which declared input feeds it, and its shape.
     feeds: Vec<(usize, Vec<usize>)>,
     /// The graph's output names, in the order a run returns them.
@@ -156,7 +154,9 @@ impl OnnxModel {
         let plan = model.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| {
             bad("onnx", format!("`{path}` cannot be prepared to run (an unsupported operator?): {e:#}"))
         })?;
-        Ok(OnnxModel { plan, feeds, output_names })
+        let state =
+            plan.spawn().map_err(|e| bad("onnx", format!("`{path}` cannot be prepared to run: {e:#}")))?;
+        Ok(OnnxModel { state: std::sync::Mutex::new(state), feeds, output_names })
     }
 
     /// One inference: the values of each graph output, flattened, as f64 (an output that is not numeric
@@ -167,7 +167,8 @@ impl OnnxModel {
             let t = Tensor::from_shape(shape, &features[*ix]).map_err(|e| e.to_string())?;
             inputs.push(t.into_tvalue());
         }
-        let out = self.plan.run(inputs).map_err(|e| format!("{e:#}"))?;
+        let out =
+            self.state.lock().unwrap_or_else(|e| e.into_inner()).run(inputs).map_err(|e| format!("{e:#}"))?;
         let mut values = BTreeMap::new();
         for (name, v) in self.output_names.iter().zip(out.iter()) {
             let vals = match v.cast_to::<f64>() {
