@@ -280,6 +280,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     let scoring = Arc::new(Scoring::new(nudge_scoring::RulesScorer { thresholds: cfg.segments.clone() }));
     crate::models_cli::load_active_scorer(&*store, &scoring, &cfg).await?;
     crate::decision_models::load(&*store, &scoring).await?;
+    scoring.set_custom(cfg.scoring.load(cfg.privacy.key()).map_err(|e| anyhow::anyhow!("{e}"))?);
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let wake_pipeline = Arc::new(Notify::new());

@@ -54,6 +54,51 @@ pub struct Config {
     /// Versioned prompt templates (`[[prompts]]`), by name and version.
     #[serde(default)]
     pub prompts: Vec<nudge_llm::PromptSpec>,
+    /// The user's own scoring models (`[[scoring.custom]]`).
+    #[serde(default)]
+    pub scoring: ScoringConfig,
+}
+
+/// `[scoring]`: the user's own models beside the built-in ones.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoringConfig {
+    /// Each an ONNX file run in process or an external HTTP scorer (`[[scoring.custom]]`).
+    #[serde(default)]
+    pub custom: Vec<nudge_custom::CustomModelSpec>,
+}
+
+impl ScoringConfig {
+    /// Loads the models (ONNX files relative to the working directory); the error names the key path.
+    pub fn load(
+        &self,
+        key: Option<nudge_model::PseudonymKey>,
+    ) -> Result<nudge_custom::CustomModels, ConfigError> {
+        nudge_custom::CustomModels::load(&self.custom, Path::new("."), key)
+            .map_err(|(i, e)| err(format!("scoring.custom[{i}].{}", e.key), e.reason))
+    }
+
+    /// The checks that need no network: every table, the inputs' expressions, the ONNX files (read and
+    /// checked against the mapping) and the pseudonym key an HTTP scorer needs.
+    fn check(&self, has_key: bool) -> Result<(), ConfigError> {
+        let at = |i: usize, e: nudge_custom::config::ConfigError| {
+            err(format!("scoring.custom[{i}].{}", e.key), e.reason)
+        };
+        nudge_custom::check_all(&self.custom).map_err(|(i, e)| at(i, e))?;
+        for (i, s) in self.custom.iter().enumerate() {
+            nudge_custom::FeatureMap::compile(&s.inputs).map_err(|e| at(i, e))?;
+            if s.http.is_some() && !has_key {
+                return Err(err(
+                    format!("scoring.custom[{i}].http"),
+                    "an HTTP scorer needs `privacy.pseudonym_key` (customers are sent as pseudonyms)",
+                ));
+            }
+            if s.onnx.is_some() {
+                nudge_custom::CustomModel::load(s, Path::new(".")).map_err(|e| at(i, e))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Personal data that leaves nudge (`[privacy]`).
@@ -1220,6 +1265,7 @@ impl Config {
             }
         }
         self.flow_set()?;
+        self.scoring.check(self.privacy.pseudonym_key.is_some())?;
         if let Some(k) = &self.privacy.pseudonym_key {
             let min = nudge_model::PseudonymKey::MIN_LEN;
             if k.len() < min {

@@ -285,6 +285,9 @@ pub enum FakeKind {
     /// An OpenAI-compatible Chat Completions server (`/v1/chat/completions`, `/health`) with deterministic
     /// completions, for `llm.base_url`.
     Llm,
+    /// An external scorer for `[[scoring.custom]]` (`POST /score`, the documented request checked, scores
+    /// under the key `churn`), for `http.url`.
+    Scorer,
 }
 
 /// What `nudge dev fake` was asked for.
@@ -367,6 +370,20 @@ pub async fn run_fake(o: FakeOptions) -> anyhow::Result<()> {
             }
             eprintln!("fake webhook receiver listening on http://{listen}/hook (Ctrl-C to stop)");
             nudge_testkit::FakeWebhook::serve(listener, &o.secret, stop).await?;
+        }
+        FakeKind::Scorer => {
+            eprintln!(
+                "fake scorer listening on http://{listen}/score (http.url; answers `churn`; Ctrl-C to stop)"
+            );
+            let latency = std::time::Duration::from_millis(o.latency_ms);
+            nudge_testkit::FakeScorer::serve(
+                listener,
+                nudge_testkit::FakeScorerConfig::default(),
+                nudge_testkit::ScorerMode::Ok,
+                latency,
+                stop,
+            )
+            .await?;
         }
         FakeKind::Llm => {
             let mut cfg = nudge_testkit::FakeLlmConfig::default();

@@ -40,6 +40,7 @@ pub mod import;
 pub mod keys;
 pub mod model_report;
 pub mod models_cli;
+pub mod models_compare;
 pub mod offers;
 pub mod outbox;
 pub mod pipeline;

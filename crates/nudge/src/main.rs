@@ -116,7 +116,7 @@ enum DevCmd {
         /// A list id that exists in the fake (`--kind klaviyo`); repeatable.
         #[arg(long = "list", value_name = "LIST_ID")]
         lists: Vec<String>,
-        /// Milliseconds added to every answer (`--kind llm`).
+        /// Milliseconds added to every answer (`--kind llm`, `--kind scorer`).
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
     },

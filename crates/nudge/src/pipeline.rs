@@ -32,11 +32,28 @@ pub struct Scoring {
     primary: RwLock<Option<Arc<dyn Scorer>>>,
     rules: RulesScorer,
     decision: RwLock<DecisionModels>,
+    /// The user's own models (`[[scoring.custom]]`), run after the built-in ones.
+    custom: RwLock<Arc<nudge_custom::CustomModels>>,
 }
 
 impl Scoring {
     pub fn new(rules: RulesScorer) -> Self {
-        Scoring { primary: RwLock::new(None), rules, decision: RwLock::new(DecisionModels::rules()) }
+        Scoring {
+            primary: RwLock::new(None),
+            rules,
+            decision: RwLock::new(DecisionModels::rules()),
+            custom: RwLock::new(Arc::new(nudge_custom::CustomModels::empty())),
+        }
+    }
+
+    /// Replaces the user's own models (at boot).
+    pub fn set_custom(&self, models: nudge_custom::CustomModels) {
+        *self.custom.write().expect("scorer lock poisoned") = Arc::new(models);
+    }
+
+    /// The user's own models.
+    pub fn custom(&self) -> Arc<nudge_custom::CustomModels> {
+        self.custom.read().expect("scorer lock poisoned").clone()
     }
 
     pub fn set_primary(&self, scorer: Option<Arc<dyn Scorer>>) {
@@ -344,6 +361,7 @@ impl Pipeline {
 
         let learners = self.offers.maybe_sync(&*self.store, &flows).await?;
         let now = time::OffsetDateTime::now_utc();
+        let prefetched = self.prefetch_custom(&prepared, &states, now).await;
         let mut outcomes = Vec::with_capacity(prepared.len());
         let mut enqueued = 0;
         let mut erased: Vec<CustomerId> = Vec::new();
@@ -364,7 +382,7 @@ impl Pipeline {
                     }
                     o
                 }
-                p => self.process_one(&d, p, &mut states, &mut counts, &learners, now),
+                p => self.process_one(&d, p, &mut states, &mut counts, &learners, &prefetched, now),
             };
             erased.extend(o.deleted_states.iter().cloned());
             for (alias, customer) in links {
@@ -435,6 +453,35 @@ impl Pipeline {
         Ok(known.filter(|k| !k.is_provisional()).unwrap_or(cur))
     }
 
+    /// The HTTP scorers' answers for the batch's customers, asked all at once from the states the batch
+    /// starts from (a customer new to nudge: an empty state) and their built-in scores; bounded by the
+    /// scorers' timeouts, and nothing at all without an HTTP scorer.
+    async fn prefetch_custom(
+        &self,
+        prepared: &[(StoredDelivery, Prepared)],
+        states: &HashMap<CustomerId, CustomerState>,
+        now: Timestamp,
+    ) -> nudge_custom::Prefetched {
+        let custom = self.scoring.custom();
+        if !custom.has_http() {
+            return nudge_custom::Prefetched::default();
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut customers = Vec::new();
+        for (_, p) in prepared {
+            let Prepared::Events(evs) = p else { continue };
+            for c in evs.iter().filter_map(|e| e.customer()) {
+                if seen.insert(c.clone()) {
+                    let state = states.get(c).cloned().unwrap_or_else(|| CustomerState::new(c.clone()));
+                    let (scores, _) = self.scoring.score(&state, now);
+                    customers.push((c.clone(), state, scores));
+                }
+            }
+        }
+        custom.prefetch(&customers, now).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn process_one(
         &self,
         d: &StoredDelivery,
@@ -442,6 +489,7 @@ impl Pipeline {
         states: &mut HashMap<CustomerId, CustomerState>,
         approval_counts: &mut HashMap<String, u64>,
         learners: &nudge_policy::offers::Learners,
+        prefetched: &nudge_custom::Prefetched,
         now: Timestamp,
     ) -> ProcessOutcome {
         let trace = d.trace_id;
@@ -634,16 +682,19 @@ impl Pipeline {
                     out.cancel_timers.push(c.token.clone());
                 }
             }
-            let (scores, fallback) = self.scoring.score(state, now);
-            audit(
-                &mut out,
-                Some(&cid),
-                AuditStage::Scored,
-                serde_json::json!({
-                    "inputs": after, "model_version": scores.model_version, "scores": scores.scores,
-                    "labels": scores.labels, "segment": scores.segment, "fallback_reason": fallback,
-                }),
-            );
+            let (mut scores, fallback) = self.scoring.score(state, now);
+            let custom = self.scoring.custom().apply(state, now, &mut scores, prefetched);
+            let mut scored = serde_json::json!({
+                "inputs": after, "model_version": scores.model_version, "scores": scores.scores,
+                "labels": scores.labels, "segment": scores.segment, "fallback_reason": fallback,
+            });
+            if !custom.is_empty() {
+                // Every custom model's valid outputs (shadow ones too) and fallbacks, for
+                // `nudge report models` and the audit.
+                scored["custom"] = serde_json::json!(custom);
+                telemetry::custom_models(&custom);
+            }
+            audit(&mut out, Some(&cid), AuditStage::Scored, scored);
             let mut triggers = Trigger::of_change(ev, known_before, was_cancelled);
             let fingerprint = nudge_policy::flows::scores_fingerprint(&scores);
             // A firing decides its own flow only: a score change it sees waits for the customer's next event.

@@ -23,6 +23,9 @@ pub enum ReportCmd {
     Lift(ReportArgs),
     /// A flow's campaign: uplift against its holdout with intervals, revenue, segments, drivers, a summary.
     Campaign(crate::campaign_report::CampaignArgs),
+    /// Two scorers (built-in scores or `[[scoring.custom]]` outputs) compared over the stored customers:
+    /// agreement, and AUC / Brier on a holdout cut from each customer's history.
+    Models(crate::models_compare::ModelsReportArgs),
 }
 
 #[derive(Args, Debug)]
@@ -231,6 +234,7 @@ pub async fn run(cfg: &crate::config::Config, cmd: ReportCmd) -> anyhow::Result<
         ReportCmd::Shadow(a) => (ReportKind::Shadow, a),
         ReportCmd::Lift(a) => (ReportKind::Lift, a),
         ReportCmd::Campaign(a) => return crate::campaign_report::run(cfg, a).await,
+        ReportCmd::Models(a) => return crate::models_compare::run(cfg, a).await,
     };
     let q = ReportQuery {
         flow: args.flow.clone(),

@@ -82,6 +82,19 @@ pub fn processed(outcome: &'static str) {
     counter!("nudge_deliveries_processed_total", "outcome" => outcome).increment(1);
 }
 
+/// What the user's own models did for one scored customer: outputs served or recorded, and fallbacks, by
+/// model and reason class.
+pub fn custom_models(reports: &[nudge_custom::ModelReport]) {
+    for r in reports {
+        counter!("nudge_custom_model_outputs_total", "model" => r.model.clone(), "mode" => r.mode)
+            .increment(r.outputs.len() as u64);
+        if !r.fallbacks.is_empty() {
+            counter!("nudge_custom_model_fallbacks_total", "model" => r.model.clone(), "mode" => r.mode)
+                .increment(r.fallbacks.len() as u64);
+        }
+    }
+}
+
 /// One fetch-job attempt's outcome (`fetched`, `gone`, `retry`, `dead_lettered`).
 pub fn fetch(outcome: &'static str) {
     counter!("nudge_fetch_jobs_total", "outcome" => outcome).increment(1);

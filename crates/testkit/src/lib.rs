@@ -22,6 +22,9 @@
 //! - [`fake_llm`]: an OpenAI-compatible Chat Completions server enforcing the request contract, with
 //!   deterministic completions derived from the prompt, latency, 429s, 5xx, malformed and over-long output
 //!   on demand, and every request body recorded.
+//! - [`fake_scorer`]: an external scorer for `[[scoring.custom]]` HTTP models, enforcing the request
+//!   contract (a pseudonymised customer, the named features), answering deterministic scores, and hanging,
+//!   500s, garbage, other shapes, out-of-range values or slowness on demand.
 //! - [`fake_slack`]: a Slack incoming webhook with Slack's plain-text answers and its rate limit.
 //! - [`fake_adobe_io`]: Adobe I/O Events' key server (PEMs at paths, fetches counted) and a sender that
 //!   signs I/O Events and Commerce Webhooks-module requests as Adobe does.
@@ -46,6 +49,7 @@ pub mod fake_hubspot;
 pub mod fake_klaviyo;
 pub mod fake_llm;
 pub mod fake_marketo;
+pub mod fake_scorer;
 pub mod fake_shopify_admin;
 pub mod fake_slack;
 pub mod fake_smile;
@@ -71,6 +75,7 @@ pub use fake_marketo::{
     FakeMarketo, FakeMarketoConfig, FakeMarketoHandle, MarketoMode, MarketoRequest, SkipSpelling,
     StoredActivity, StoredLead,
 };
+pub use fake_scorer::{FakeScorer, FakeScorerConfig, FakeScorerHandle, ScorerMode, ScorerRequest};
 pub use fake_shopify_admin::{
     AdminStats, FakeCustomer, FakeShopifyAdmin, FakeShopifyAdminConfig, FakeShopifyAdminHandle,
 };
