@@ -66,6 +66,9 @@ enum Command {
     /// Erase or export one person; the state of erasures at each destination.
     #[command(subcommand)]
     Privacy(nudge::privacy_cli::PrivacyCmd),
+    /// A customer's recommended products (from the active `recs` version and the catalogue).
+    #[command(subcommand)]
+    Recs(nudge::recs::RecsCmd),
     /// Developer tools.
     #[command(subcommand)]
     Dev(DevCmd),
@@ -213,6 +216,10 @@ fn main() -> ExitCode {
             },
             Command::Tokens(cmd) => match load() {
                 Ok(cfg) => nudge::tokens_cli::run(&cfg, cmd).await,
+                Err(e) => return config_error(e),
+            },
+            Command::Recs(cmd) => match load() {
+                Ok(cfg) => nudge::recs::run_cli(&cfg, cmd).await,
                 Err(e) => return config_error(e),
             },
             Command::Approvals(cmd) => match load() {

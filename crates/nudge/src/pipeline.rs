@@ -32,11 +32,28 @@ pub struct Scoring {
     primary: RwLock<Option<Arc<dyn Scorer>>>,
     rules: RulesScorer,
     decision: RwLock<DecisionModels>,
+    /// The recommendations served beside the scores (set once at boot; none in tests that do not).
+    recs: std::sync::OnceLock<Arc<crate::recs::Recs>>,
 }
 
 impl Scoring {
     pub fn new(rules: RulesScorer) -> Self {
-        Scoring { primary: RwLock::new(None), rules, decision: RwLock::new(DecisionModels::rules()) }
+        Scoring {
+            primary: RwLock::new(None),
+            rules,
+            decision: RwLock::new(DecisionModels::rules()),
+            recs: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Serves recommendations through `recs` from now on (once).
+    pub fn set_recs(&self, recs: Arc<crate::recs::Recs>) {
+        let _ = self.recs.set(recs);
+    }
+
+    /// The recommendations served, if set.
+    pub fn recs(&self) -> Option<&Arc<crate::recs::Recs>> {
+        self.recs.get()
     }
 
     pub fn set_primary(&self, scorer: Option<Arc<dyn Scorer>>) {
@@ -64,6 +81,9 @@ impl Scoring {
         };
         let decision = self.decision.read().expect("scorer lock poisoned").clone();
         decision.score(state, now, &mut set);
+        if let Some(recs) = self.recs.get() {
+            recs.fill(state, now, &mut set);
+        }
         (set, fallback_reason)
     }
 }
@@ -510,6 +530,18 @@ impl Pipeline {
             if let Event::OrderUpserted(o) | Event::OrderCancelled(o) = ev {
                 out.cancel_timers.extend(o.checkout_token.iter().cloned());
                 out.cancel_timers.extend(o.cart_token.iter().cloned());
+            }
+            // The catalogue: the newest record of a product is stored with this commit and served at once.
+            if let Event::ProductUpserted(p) = ev {
+                out.products.push(nudge_store::StoredProduct {
+                    id: p.id.clone(),
+                    source: d.source.clone(),
+                    updated_at_ms: ts_to_ms(p.updated_at),
+                    record: serde_json::to_string(p).expect("events serialise"),
+                });
+                if let Some(recs) = self.scoring.recs() {
+                    recs.upsert_product(p);
+                }
             }
             let Some(cid) = ev.customer().cloned() else {
                 reasons.push(format!(

@@ -36,7 +36,17 @@ fn scores() -> ScoreSet {
         segment: Segment::HighValueAtRisk,
         model_version: "v1".into(),
         labels: Default::default(),
-        products: Vec::new(),
+        // Catalogue facts only: nothing about the customer.
+        products: vec![nudge_model::RecommendedProduct {
+            id: "p-9".into(),
+            title: "Teapot".into(),
+            url: Some("https://shop.example/products/teapot".into()),
+            image_url: Some("https://cdn.example/teapot.jpg".into()),
+            price: Some("29.00".into()),
+            currency: Some("EUR".into()),
+            reason: "bought_with".into(),
+            score: 0.8,
+        }],
         scored_at: NOW,
     }
 }

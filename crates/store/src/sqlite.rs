@@ -40,6 +40,8 @@ const PRIVACY_MIGRATION: &str = include_str!("../migrations/sqlite_009_privacy.s
 const ALIASES_MIGRATION: &str = include_str!("../migrations/sqlite_010_aliases.sql");
 /// Applied after [`ALIASES_MIGRATION`] on every open (idempotent): the offer log.
 const OFFERS_MIGRATION: &str = include_str!("../migrations/sqlite_011_offers.sql");
+/// Applied after the migrations before it on every open (idempotent): the catalogue.
+const PRODUCTS_MIGRATION: &str = include_str!("../migrations/sqlite_012_products.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
 const MAX_GROUP: usize = 4096;
 /// The most other write jobs (processing batches, attempts, …) one group commit takes.
@@ -565,6 +567,7 @@ impl SqliteStore {
         conn.execute_batch(PRIVACY_MIGRATION)?;
         conn.execute_batch(ALIASES_MIGRATION)?;
         conn.execute_batch(OFFERS_MIGRATION)?;
+        conn.execute_batch(PRODUCTS_MIGRATION)?;
         add_column_if_missing(&conn, "flow_decisions", "arm", "TEXT")?;
         // Deleted rows are overwritten with zeros where they lay (no extra I/O: the page is written
         // anyway); an erasure turns the full mode on for its own deletes (see `sqlite_privacy`).
@@ -1823,6 +1826,16 @@ impl Store for SqliteStore {
                 for st in &o.offer_settlements {
                     settle_offers(tx, Some(&st.customer.to_string()), st.order_at_ms, st.value, now_ms)?;
                 }
+                // The newest record of a product wins; an equal `updated_at` takes the later delivery's.
+                for p in &o.products {
+                    tx.prepare_cached(
+                        "INSERT INTO products (id, source, updated_at, record) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(id) DO UPDATE SET source = excluded.source,
+                           updated_at = excluded.updated_at, record = excluded.record
+                         WHERE excluded.updated_at >= products.updated_at",
+                    )?
+                    .execute(params![p.id, p.source, p.updated_at_ms, p.record])?;
+                }
                 for offer in &o.offers {
                     tx.prepare_cached(
                         "INSERT OR IGNORE INTO offer_log
@@ -2684,6 +2697,43 @@ impl Store for SqliteStore {
                 &format!("SELECT {OFFER_COLUMNS} FROM offer_log WHERE flow = ?1 ORDER BY decided_at, id"),
                 [&flow],
             )
+        })
+        .await
+    }
+
+    async fn products(&self, ids: Option<Vec<String>>) -> Result<Vec<StoredProduct>> {
+        self.read(move |c| {
+            let row = |r: &rusqlite::Row<'_>| {
+                Ok(StoredProduct {
+                    id: r.get(0)?,
+                    source: r.get(1)?,
+                    updated_at_ms: r.get(2)?,
+                    record: r.get(3)?,
+                })
+            };
+            let mut out = Vec::new();
+            match ids {
+                None => {
+                    let mut st =
+                        c.prepare_cached("SELECT id, source, updated_at, record FROM products ORDER BY id")?;
+                    for p in st.query_map([], row)? {
+                        out.push(p?);
+                    }
+                }
+                Some(mut ids) => {
+                    ids.sort();
+                    ids.dedup();
+                    let mut st = c.prepare_cached(
+                        "SELECT id, source, updated_at, record FROM products WHERE id = ?1",
+                    )?;
+                    for id in &ids {
+                        if let Some(p) = st.query_map([id], row)?.next() {
+                            out.push(p?);
+                        }
+                    }
+                }
+            }
+            Ok(out)
         })
         .await
     }
