@@ -722,6 +722,7 @@ async fn demo_recs(app: &App, sender: &ShopifySender, customers: u64) -> anyhow:
     for product in 0..20u64 {
         let mut p = ProductFixture::new(9_100_000_000 + product, &format!("Product {product}"), now)
             .product_type(Some(CATEGORIES[(product % 5) as usize]))
+            .vendor(["Acme", "Northwind", "Globex", "Initech"][(product % 4) as usize])
             .price(&format!("{}.90", 12 + product * 5))
             .image(&format!("https://cdn.example.com/products/{product}.jpg"));
         if product % 7 == 3 {
@@ -754,7 +755,9 @@ async fn demo_recs(app: &App, sender: &ShopifySender, customers: u64) -> anyhow:
                 a.products.iter().map(|p| format!("{} ({})", p.title, p.reason)).collect();
             shown = Some(format!("recommendations for {cid} ({id}): {}", list.join(", ")));
         }
-        chosen.push(c);
+        if chosen.len() < 10 {
+            chosen.push(c);
+        }
         if chosen.len() >= 10 && shown.is_some() {
             break;
         }
