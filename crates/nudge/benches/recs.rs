@@ -188,7 +188,7 @@ async fn run(customers: usize, requests: usize) {
     let base = format!("http://127.0.0.1:{}/api/recs", app.addr.port());
     let http = reqwest::Client::new();
     let mut rng = Rng(11);
-    let mut one =
+    let one =
         |rng: &mut Rng| format!("{base}/shopify:{}?count=5", 1_000_000 + rng.next() as usize % customers);
     // Warm-up.
     for _ in 0..200 {

@@ -418,6 +418,10 @@ impl Pipeline {
             }
         }
         erased.retain(|c| !changed.contains_key(c));
+        // An erased (or merged-away) customer's recommendations go with them.
+        if let Some(recs) = self.scoring.recs() {
+            erased.iter().for_each(|c| recs.forget(c));
+        }
         Ok(Built { outcomes, states: changed, last_seq, enqueued, erased, aliases: batch_aliases })
     }
 
