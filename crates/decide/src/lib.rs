@@ -54,6 +54,8 @@ pub mod families {
     pub const BANDIT: &str = "bandit";
     pub const SEND_TIME: &str = "send_time";
     pub const COLD_START: &str = "cold_start";
+    /// Product recommendations (served beside the scores, not as a `StateModel`).
+    pub const RECS: &str = "recs";
     pub const ALL: [&str; 4] = [PROPENSITY, BANDIT, SEND_TIME, COLD_START];
 }
 

@@ -203,6 +203,10 @@ impl Catalogue {
     pub fn get(&self, id: &str) -> Option<&Product> {
         self.by_id.get(id)
     }
+    /// Adds or replaces one product (a catalogue update).
+    pub fn insert(&mut self, product: Product) {
+        self.by_id.insert(product.id.clone(), product);
+    }
 }
 
 /// What [`RecsModel::recommend`] filters by: the config and the current catalogue.

@@ -8,12 +8,27 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A profile attribute value. Numbers are floats here because they are statistical outputs, not money.
+/// `Json` holds an array or an object (the recommended products): a destination whose profiles take
+/// structured values (Klaviyo properties, Braze custom attributes, webhooks) sends it as it is; one that
+/// takes only scalars (HubSpot properties, Marketo fields) sends its JSON text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum AttrValue {
     Number(f64),
     Text(String),
     Bool(bool),
+    Json(serde_json::Value),
+}
+
+impl AttrValue {
+    /// The value as a scalar text for a destination that takes no arrays or objects: a `Json` value's
+    /// compact JSON text; `None` for the scalar variants, which each destination maps itself.
+    pub fn json_text(&self) -> Option<String> {
+        match self {
+            AttrValue::Json(v) => Some(v.to_string()),
+            _ => None,
+        }
+    }
 }
 
 // Written by hand rather than derived: an untagged derive buffers numbers in a way that breaks when
@@ -27,9 +42,10 @@ impl<'de> Deserialize<'de> for AttrValue {
                 .ok_or_else(|| serde::de::Error::custom(format!("attribute number {n} is out of range"))),
             serde_json::Value::String(s) => Ok(AttrValue::Text(s)),
             serde_json::Value::Bool(b) => Ok(AttrValue::Bool(b)),
-            other => Err(serde::de::Error::custom(format!(
-                "an attribute is a number, a string or a boolean, not {other}"
-            ))),
+            v @ (serde_json::Value::Array(_) | serde_json::Value::Object(_)) => Ok(AttrValue::Json(v)),
+            serde_json::Value::Null => Err(serde::de::Error::custom(
+                "an attribute is a number, a string, a boolean, an array or an object, not null",
+            )),
         }
     }
 }
@@ -45,6 +61,12 @@ mod tests {
         assert_eq!(json, r#"[12.5,"loyal",true]"#);
         assert_eq!(serde_json::from_str::<Vec<AttrValue>>(&json).unwrap(), v);
         assert!(serde_json::from_str::<AttrValue>("null").is_err());
+        let products = AttrValue::Json(serde_json::json!([{"id": "p1", "title": "Tee", "price": "24.90"}]));
+        let json = serde_json::to_string(&products).unwrap();
+        assert_eq!(json, r#"[{"id":"p1","price":"24.90","title":"Tee"}]"#);
+        assert_eq!(serde_json::from_str::<AttrValue>(&json).unwrap(), products);
+        assert_eq!(products.json_text().as_deref(), Some(json.as_str()));
+        assert_eq!(AttrValue::Bool(true).json_text(), None);
     }
 
     #[test]

@@ -245,6 +245,24 @@ pub struct Product {
     pub vendor: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Timestamp,
+    /// The product's storefront page, when the platform says (or its handle and the shop domain make it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The product's main image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    /// The first variant's price as exact decimal text (`"24.90"`); its currency when the payload says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Whether it can be bought now (published/active and, where stock is reported, in stock); `None`
+    /// when the payload does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<bool>,
+    /// The product's tags, trimmed, without empties.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// One customer's share of a schedule flow's firing.
@@ -316,6 +334,17 @@ mod tests {
         assert!(c.tags.is_empty());
         assert_eq!(c.sms_consent, MarketingConsent::Unknown);
         assert_eq!(MarketingConsent::default(), MarketingConsent::Unknown);
+    }
+
+    #[test]
+    fn product_events_stored_before_catalogue_facts_still_load() {
+        let stored = r#"{"type":"product_upserted","id":"9100000001","title":"Tee","category":"Apparel",
+            "vendor":"Acme","updated_at":"2026-05-01T10:00:00Z"}"#;
+        let Event::ProductUpserted(p) = serde_json::from_str::<Event>(stored).unwrap() else {
+            panic!("a product event")
+        };
+        assert_eq!((p.url, p.price, p.available), (None, None, None));
+        assert!(p.tags.is_empty());
     }
 
     #[test]

@@ -85,10 +85,12 @@ pub enum Permission {
     Privacy,
     /// Create, list and revoke API tokens.
     Tokens,
+    /// A customer's recommended products (catalogue facts only; what a send-time content feed reads).
+    ReadRecs,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         Permission::ReadAudit,
         Permission::ReadCustomerAudit,
         Permission::ReadFlows,
@@ -99,6 +101,7 @@ impl Permission {
         Permission::Replay,
         Permission::Privacy,
         Permission::Tokens,
+        Permission::ReadRecs,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -113,6 +116,7 @@ impl Permission {
             Permission::Replay => "replay",
             Permission::Privacy => "privacy",
             Permission::Tokens => "tokens",
+            Permission::ReadRecs => "read_recs",
         }
     }
 }
@@ -127,7 +131,9 @@ impl fmt::Display for Permission {
 /// role that holds it; the roles above hold it too (see the module's documentation).
 pub fn allows(role: Role, p: Permission) -> bool {
     let least = match p {
-        Permission::ReadAudit | Permission::ReadFlows | Permission::ReadReports => Role::Viewer,
+        Permission::ReadAudit | Permission::ReadFlows | Permission::ReadReports | Permission::ReadRecs => {
+            Role::Viewer
+        }
         Permission::Approve | Permission::ReloadFlows => Role::Marketer,
         Permission::Models | Permission::Replay => Role::DataEngineer,
         Permission::ReadCustomerAudit | Permission::Privacy => Role::Compliance,
@@ -168,6 +174,7 @@ pub const API_ROUTES: &[ApiRoute] = &[
     route("POST", "/api/privacy/erase", Permission::Privacy),
     route("GET", "/api/privacy/export/{customer_id}", Permission::Privacy),
     route("GET", "/api/privacy/status", Permission::Privacy),
+    route("GET", "/api/recs/{customer_id}", Permission::ReadRecs),
 ];
 
 /// Whether `path` (as requested, without the query) fits a route template.
@@ -259,15 +266,19 @@ mod tests {
     fn the_matrix_is_as_documented() {
         use Permission::*;
         let expected: [(Role, &[Permission]); 5] = [
-            (Role::Viewer, &[ReadAudit, ReadFlows, ReadReports]),
-            (Role::Marketer, &[ReadAudit, ReadFlows, ReadReports, Approve, ReloadFlows]),
-            (Role::DataEngineer, &[ReadAudit, ReadFlows, ReadReports, Approve, ReloadFlows, Models, Replay]),
+            (Role::Viewer, &[ReadAudit, ReadFlows, ReadReports, ReadRecs]),
+            (Role::Marketer, &[ReadAudit, ReadFlows, ReadReports, ReadRecs, Approve, ReloadFlows]),
+            (
+                Role::DataEngineer,
+                &[ReadAudit, ReadFlows, ReadReports, ReadRecs, Approve, ReloadFlows, Models, Replay],
+            ),
             (
                 Role::Compliance,
                 &[
                     ReadAudit,
                     ReadFlows,
                     ReadReports,
+                    ReadRecs,
                     Approve,
                     ReloadFlows,
                     Models,

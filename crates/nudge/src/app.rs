@@ -281,6 +281,9 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     crate::models_cli::load_active_scorer(&*store, &scoring, &cfg).await?;
     crate::decision_models::load(&*store, &scoring).await?;
     scoring.set_custom(cfg.scoring.load(cfg.privacy.key()).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let recs = Arc::new(crate::recs::Recs::new(cfg.recs.clone()));
+    scoring.set_recs(recs.clone());
+    let recs_active = recs.load(&*store).await.context("loading the recommendation model")?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let wake_pipeline = Arc::new(Notify::new());
@@ -406,6 +409,12 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         tasks.push(work.spawn(async move {
             let mut active = store.active_model_version().await.ok().flatten().map(|v| v.id);
             let mut decision_active = crate::decision_models::active_ids(&*store).await.ok();
+            let mut recs_active = recs_active;
+            let recs = recs.clone();
+            // Every stored customer's list, in the background (boot does not wait for it).
+            if recs_active.is_some() {
+                crate::recs::precompute_in_background(store.clone(), scoring.clone());
+            }
             let refit_every = cfg.pipeline.refit_every.0;
             let mut next_refit = (!refit_every.is_zero()).then(|| tokio::time::Instant::now() + refit_every);
             loop {
@@ -428,6 +437,25 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
                     if let Err(e) = crate::models_cli::load_active_scorer(&*store, &scoring, &cfg).await {
                         tracing::error!(error = %e, "loading the active model version failed; rules fallback");
                         scoring.set_primary(None);
+                    }
+                }
+                let now_recs = store
+                    .active_model_version_of(nudge_decide::families::RECS)
+                    .await
+                    .ok()
+                    .map(|v| v.map(|v| v.id));
+                if let Some(now_recs) = now_recs
+                    && now_recs != recs_active
+                {
+                    match recs.load(&*store).await {
+                        Ok(v) => {
+                            tracing::info!(version = ?v, "serving the active recommendation model version");
+                            recs_active = now_recs;
+                            if recs_active.is_some() {
+                                crate::recs::precompute_in_background(store.clone(), scoring.clone());
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %format!("{e:#}"), "loading the recommendation model failed"),
                     }
                 }
                 let now_decision = crate::decision_models::active_ids(&*store).await.ok();
@@ -497,6 +525,14 @@ impl App {
     }
 
     /// Waits until nothing is pending (deliveries, outbox) or `timeout` passes; true when idle.
+    /// Serves the active `recs` version at once (what the server does by itself within ten seconds of an
+    /// activation) and precomputes every stored customer's list; returns how many were computed.
+    pub async fn reload_recs(&self) -> anyhow::Result<usize> {
+        let recs = self.scoring.recs().context("recommendations are not being served")?;
+        recs.load(&*self.shared.store).await?;
+        crate::recs::precompute(&*self.shared.store, &self.scoring).await
+    }
+
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {

@@ -725,6 +725,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .map(|c| (ID_BASE + c, format!("customer{c}@example.com")))
         .collect();
     let signals = crate::demo_signals::play(&app, &fakes.yotpo, &signal_customers).await?;
+    // Recommendations: the catalogue, a `recs` version fitted on the orders so far, and pushes that carry
+    // each customer's list.
+    let recs_line = demo_recs(&app, &sender, args.customers as u64).await?;
 
     // 4. Let abandonment timers fire, decide the approval queue (as a marketer would: reject the oldest,
     // approve the rest), and let the outbox drain.
@@ -737,6 +740,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     let ok = summarize(&app, &fakes, &tally, live_secs, started, &args, idle).await?;
+    print_recs(&fakes, &recs_line);
     print_reports(&app).await?;
     print_offers(&app).await?;
     print_copy(&app, &fakes).await?;
@@ -776,6 +780,93 @@ async fn print_copy(app: &App, fakes: &Fakes) -> anyhow::Result<()> {
         None => println!("generated copy: no event needed copy this run ({} tokens)", usage.tokens),
     }
     Ok(())
+}
+
+/// Sends the catalogue (twenty products with prices, images and tags; one a draft), fits and activates a
+/// `recs` version on the orders so far, serves it, and sends a profile update and a checkout (abandoned:
+/// a trigger event follows) for ten customers with recommendations. Returns the line showing one list.
+async fn demo_recs(app: &App, sender: &ShopifySender, customers: u64) -> anyhow::Result<String> {
+    let now = OffsetDateTime::now_utc();
+    for product in 0..20u64 {
+        let mut p = ProductFixture::new(9_100_000_000 + product, &format!("Product {product}"), now)
+            .product_type(Some(CATEGORIES[(product % 5) as usize]))
+            .vendor(["Acme", "Northwind", "Globex", "Initech"][(product % 4) as usize])
+            .price(&format!("{}.90", 12 + product * 5))
+            .image(&format!("https://cdn.example.com/products/{product}.jpg"));
+        if product % 7 == 3 {
+            p = p.tags("consumable");
+        }
+        if product == 19 {
+            p = p.status("draft");
+        }
+        sender.send(&Delivery::new("products/create", p.to_bytes())).await?;
+    }
+    let _ = app.wait_idle(Duration::from_secs(30)).await;
+    let store = &*app.shared.store;
+    let id = match crate::fit_recs::fit_and_activate(store, &nudge_decide::recs::RecsConfig::default()).await
+    {
+        Ok(id) => id,
+        Err(e) => return Ok(format!("recommendations: not fitted ({e:#})")),
+    };
+    let precomputed = app.reload_recs().await?;
+    let recs = app.scoring.recs().context("recommendations are served")?;
+    let mut shown = None;
+    let mut chosen = Vec::new();
+    for c in 0..customers {
+        let cid = nudge_model::CustomerId::new(nudge_model::Source::Shopify, (ID_BASE + c).to_string())?;
+        let Some(a) = recs.cached(&cid, 5) else { continue };
+        if a.products.is_empty() {
+            continue;
+        }
+        if shown.is_none() && a.products.iter().any(|p| p.reason != "popular") {
+            let list: Vec<String> =
+                a.products.iter().map(|p| format!("{} ({})", p.title, p.reason)).collect();
+            shown = Some(format!("recommendations for {cid} ({id}): {}", list.join(", ")));
+        }
+        if chosen.len() < 10 {
+            chosen.push(c);
+        }
+        if chosen.len() >= 10 && shown.is_some() {
+            break;
+        }
+    }
+    let at = OffsetDateTime::now_utc();
+    for (n, c) in chosen.iter().enumerate() {
+        let email = format!("customer{c}@example.com");
+        let customer = CustomerFixture::new(ID_BASE + c, Some(&email), now - time::Duration::days(400))
+            .name(Some("Demo"), Some(&format!("Customer {c}")))
+            .consent(Some("subscribed"))
+            .updated_at(at);
+        sender.send(&Delivery::new("customers/update", customer.to_bytes())).await?;
+        let oid = 6_500_000_000_000 + n as u64;
+        let checkout = CheckoutFixture::new(oid, at)
+            .token(&format!("chk-recs-{oid}"))
+            .customer(customer)
+            .line_item(LineItemFixture::new(
+                9_100_000_000 + (*c % 20),
+                format!("Product {}", c % 20),
+                1,
+                "19.90",
+            ))
+            .accepts_marketing(true);
+        sender.send(&Delivery::new("checkouts/create", checkout.to_bytes())).await?;
+    }
+    Ok(format!(
+        "{}
+  {precomputed} customers' lists precomputed; {} customers sent a profile update and an abandoned checkout",
+        shown.unwrap_or_else(|| format!("recommendations ({id}): no customer with a list")),
+        chosen.len()
+    ))
+}
+
+/// The recommendations line, and how many pushes to the Klaviyo fake carried them.
+fn print_recs(fakes: &Fakes, line: &str) {
+    let key = format!("ai_{}", nudge_policy::RECOMMENDED_PRODUCTS);
+    let profiles = fakes.klaviyo.profiles().iter().filter(|p| p.properties.contains_key(&key)).count();
+    let events = fakes.klaviyo.events().iter().filter(|e| e.properties.contains_key(&key)).count();
+    println!();
+    println!("{line}");
+    println!("  Klaviyo fake: {profiles} profiles and {events} trigger events carry {key}");
 }
 
 /// Erases one customer the Braze fake holds, as `POST /api/privacy/erase` would (through the ingest log),

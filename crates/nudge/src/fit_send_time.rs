@@ -11,7 +11,7 @@ use nudge_store::Store;
 use serde_json::{Value, json};
 
 /// Customer states read per store call.
-const SCAN_PAGE: usize = 2_000;
+pub(crate) const SCAN_PAGE: usize = 2_000;
 
 /// Every customer state in the store.
 pub(crate) async fn all_states(store: &dyn Store) -> anyhow::Result<Vec<CustomerState>> {

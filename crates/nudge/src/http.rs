@@ -40,6 +40,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/privacy/erase", post(privacy_erase))
         .route("/privacy/export/{customer_id}", get(privacy_export))
         .route("/privacy/status", get(privacy_status))
+        .route("/recs/{customer_id}", get(customer_recs))
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(guard_state, guard));
     Router::new()
@@ -853,4 +854,32 @@ async fn privacy_status(
         .await
         .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")))?;
     Ok(Json(serde_json::json!({ "jobs": jobs })))
+}
+
+/// `GET /api/recs/{customer_id}?count=N`: the customer's recommended products (1–20, `recs.count` by
+/// default), from the precomputed list (computed from the stored state when it is not cached yet). 404
+/// for a customer the store does not know; an empty list when no recommendation model serves.
+async fn customer_recs(
+    State(app): State<Arc<Shared>>,
+    Path(customer): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Json<crate::recs::Answer>, ApiError> {
+    let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
+    let id: CustomerId = customer.parse().map_err(|e| bad(format!("{e}")))?;
+    let Some(recs) = app.scoring.recs() else {
+        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "recommendations are not being served".into()));
+    };
+    let mut count = recs.default_count();
+    for (k, v) in query.as_deref().unwrap_or("").split('&').filter_map(|kv| kv.split_once('=')) {
+        if k == "count" {
+            count = v.parse::<usize>().ok().filter(|n| (1..=crate::recs::MAX_COUNT).contains(n)).ok_or_else(
+                || bad(format!("count: {v:?} is not a whole number from 1 to {}", crate::recs::MAX_COUNT)),
+            )?;
+        }
+    }
+    match crate::recs::answer(&*app.store, &app.scoring, recs, &id, count).await {
+        Ok(Some(a)) => Ok(Json(a)),
+        Ok(None) => Err(ApiError(StatusCode::NOT_FOUND, format!("no customer {id}"))),
+        Err(e) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}"))),
+    }
 }

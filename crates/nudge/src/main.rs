@@ -69,6 +69,9 @@ enum Command {
     /// Prompts for generated copy: render one for a customer, optionally call the LLM.
     #[command(subcommand)]
     Prompts(nudge::prompts_cli::PromptsCmd),
+    /// A customer's recommended products (from the active `recs` version and the catalogue).
+    #[command(subcommand)]
+    Recs(nudge::recs::RecsCmd),
     /// Developer tools.
     #[command(subcommand)]
     Dev(DevCmd),
@@ -226,6 +229,10 @@ fn main() -> ExitCode {
             },
             Command::Tokens(cmd) => match load() {
                 Ok(cfg) => nudge::tokens_cli::run(&cfg, cmd).await,
+                Err(e) => return config_error(e),
+            },
+            Command::Recs(cmd) => match load() {
+                Ok(cfg) => nudge::recs::run_cli(&cfg, cmd).await,
                 Err(e) => return config_error(e),
             },
             Command::Approvals(cmd) => match load() {

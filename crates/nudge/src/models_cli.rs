@@ -956,6 +956,8 @@ pub enum FitFamily {
     SendTime,
     /// New customers' 12-month value.
     ColdStart,
+    /// Product recommendations from order history (`[recs]`).
+    Recs,
 }
 
 async fn fit_cmd(cfg: &Config, args: FitArgs) -> anyhow::Result<()> {
@@ -965,6 +967,7 @@ async fn fit_cmd(cfg: &Config, args: FitArgs) -> anyhow::Result<()> {
         FitFamily::Bandit => return crate::fit_bandit::fit(cfg, &args).await,
         FitFamily::SendTime => return crate::fit_send_time::fit(cfg, &args).await,
         FitFamily::ColdStart => return crate::fit_cold_start::fit(cfg, &args).await,
+        FitFamily::Recs => return crate::fit_recs::fit(cfg, &args).await,
     }
     let unit: TimeUnit = args.unit.into();
     let needs_store = !args.no_save || (args.transactions.is_none() && args.summary.is_none());
@@ -1633,7 +1636,9 @@ async fn activate_cmd(cfg: &Config, id: &str, force: bool) -> anyhow::Result<()>
             "model version {id} is a record of what the offer bandit learned; the bandit learns online, nothing to activate"
         );
     }
-    if nudge_store::DECISION_FAMILIES.contains(&v.family.as_str()) {
+    if v.family == nudge_decide::families::RECS {
+        crate::recs::ServedVersion::from_version(&v)?;
+    } else if nudge_store::DECISION_FAMILIES.contains(&v.family.as_str()) {
         crate::decision_models::model_of(&v)?;
     } else {
         scorer_of(&v)?;
@@ -1665,7 +1670,10 @@ async fn report_cmd(cfg: &Config, id: &str, out: Option<PathBuf>, json_out: bool
     if v.family == nudge_decide::families::PROPENSITY {
         return crate::fit_propensity::report(&v, json_out);
     }
-    if v.family == nudge_decide::families::SEND_TIME || v.family == nudge_decide::families::COLD_START {
+    if v.family == nudge_decide::families::SEND_TIME
+        || v.family == nudge_decide::families::COLD_START
+        || v.family == nudge_decide::families::RECS
+    {
         if json_out {
             println!("{}", serde_json::to_string_pretty(&v.body)?);
         } else {

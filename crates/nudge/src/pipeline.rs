@@ -34,6 +34,8 @@ pub struct Scoring {
     decision: RwLock<DecisionModels>,
     /// The user's own models (`[[scoring.custom]]`), run after the built-in ones.
     custom: RwLock<Arc<nudge_custom::CustomModels>>,
+    /// The recommendations served beside the scores (set once at boot; none in tests that do not).
+    recs: std::sync::OnceLock<Arc<crate::recs::Recs>>,
 }
 
 impl Scoring {
@@ -43,6 +45,7 @@ impl Scoring {
             rules,
             decision: RwLock::new(DecisionModels::rules()),
             custom: RwLock::new(Arc::new(nudge_custom::CustomModels::empty())),
+            recs: std::sync::OnceLock::new(),
         }
     }
 
@@ -54,6 +57,16 @@ impl Scoring {
     /// The user's own models.
     pub fn custom(&self) -> Arc<nudge_custom::CustomModels> {
         self.custom.read().expect("scorer lock poisoned").clone()
+    }
+
+    /// Serves recommendations through `recs` from now on (once).
+    pub fn set_recs(&self, recs: Arc<crate::recs::Recs>) {
+        let _ = self.recs.set(recs);
+    }
+
+    /// The recommendations served, if set.
+    pub fn recs(&self) -> Option<&Arc<crate::recs::Recs>> {
+        self.recs.get()
     }
 
     pub fn set_primary(&self, scorer: Option<Arc<dyn Scorer>>) {
@@ -81,6 +94,9 @@ impl Scoring {
         };
         let decision = self.decision.read().expect("scorer lock poisoned").clone();
         decision.score(state, now, &mut set);
+        if let Some(recs) = self.recs.get() {
+            recs.fill(state, now, &mut set);
+        }
         (set, fallback_reason)
     }
 }
@@ -416,6 +432,10 @@ impl Pipeline {
             }
         }
         erased.retain(|c| !changed.contains_key(c));
+        // An erased (or merged-away) customer's recommendations go with them.
+        if let Some(recs) = self.scoring.recs() {
+            erased.iter().for_each(|c| recs.forget(c));
+        }
         Ok(Built { outcomes, states: changed, last_seq, enqueued, erased, aliases: batch_aliases })
     }
 
@@ -558,6 +578,18 @@ impl Pipeline {
             if let Event::OrderUpserted(o) | Event::OrderCancelled(o) = ev {
                 out.cancel_timers.extend(o.checkout_token.iter().cloned());
                 out.cancel_timers.extend(o.cart_token.iter().cloned());
+            }
+            // The catalogue: the newest record of a product is stored with this commit and served at once.
+            if let Event::ProductUpserted(p) = ev {
+                out.products.push(nudge_store::StoredProduct {
+                    id: p.id.clone(),
+                    source: d.source.clone(),
+                    updated_at_ms: ts_to_ms(p.updated_at),
+                    record: serde_json::to_string(p).expect("events serialise"),
+                });
+                if let Some(recs) = self.scoring.recs() {
+                    recs.upsert_product(p);
+                }
             }
             let Some(cid) = ev.customer().cloned() else {
                 reasons.push(format!(

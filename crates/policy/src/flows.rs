@@ -1091,6 +1091,9 @@ fn shared_parts(ctx: &DecideContext<'_>) -> Shared {
     }
     properties.insert(format!("{p}segment"), ctx.scores.segment.as_str().into());
     properties.insert(format!("{p}model_version"), ctx.scores.model_version.clone().into());
+    if let Some(products) = crate::recommended_products_json(ctx.scores) {
+        properties.insert(format!("{p}{}", crate::RECOMMENDED_PRODUCTS), products);
+    }
     let (value, time, key) = event_anchor(ctx.event, ctx.now);
     let email = ctx.state.email.clone().or_else(|| event_email(ctx.event));
     Shared { properties, value, time, key, email }
@@ -1546,6 +1549,12 @@ impl FlowSet {
                     category: None,
                     vendor: None,
                     updated_at: now,
+                    url: None,
+                    image_url: None,
+                    price: None,
+                    currency: None,
+                    available: None,
+                    tags: Vec::new(),
                 });
                 let mut facts = facts_of(&placeholder, state, scores, now);
                 facts.event.insert("kind".into(), FactValue::Text(spec.trigger.as_str().into()));

@@ -5,7 +5,7 @@
 //! of earlier versions:
 //! - `profile_sync`: every state change upserts the customer's prefixed profile attributes
 //!   (`<prefix>churn_risk`, `<prefix>predicted_clv`, `<prefix>segment`, `<prefix>model_version`,
-//!   `<prefix>scored_at`, …).
+//!   `<prefix>scored_at`, `<prefix>recommended_products` when the customer has recommendations, …).
 //! - `checkout_abandoned`: a `CheckoutAbandoned` event sends the trigger event `AI Checkout Abandoned` with
 //!   the checkout's value, currency, items, recovery URL and the customer's scores, with a deterministic
 //!   `unique_id`, unless the customer falls into the flow's holdout group.
@@ -82,6 +82,9 @@ pub fn profile_action(state: &CustomerState, scores: &ScoreSet, cfg: &PolicyConf
         .format(&time::format_description::well_known::Rfc3339)
         .expect("a UTC timestamp always formats as RFC 3339");
     attributes.insert(format!("{p}scored_at"), AttrValue::Text(scored_at));
+    if let Some(products) = recommended_products_json(scores) {
+        attributes.insert(format!("{p}{RECOMMENDED_PRODUCTS}"), AttrValue::Json(products));
+    }
     Action::UpsertProfile {
         customer: state.customer.clone(),
         email: state.email.clone(),
@@ -91,6 +94,19 @@ pub fn profile_action(state: &CustomerState, scores: &ScoreSet, cfg: &PolicyConf
     }
 }
 
+/// The attribute (and trigger-event property) name of the recommended products, before the prefix.
+pub const RECOMMENDED_PRODUCTS: &str = "recommended_products";
+
+/// The customer's recommended products as profiles and trigger events carry them (an array of catalogue
+/// facts: id, title, url, image_url, price, currency, reason, score), or `None` when the list is empty
+/// (no recommendation model serves, or nothing passes the rules): the attribute is then not written.
+pub fn recommended_products_json(scores: &ScoreSet) -> Option<serde_json::Value> {
+    if scores.products.is_empty() {
+        return None;
+    }
+    serde_json::to_value(&scores.products).ok()
+}
+
 pub(crate) fn json_number(x: f64) -> serde_json::Value {
     serde_json::Number::from_f64(x).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null)
 }
@@ -98,6 +114,44 @@ pub(crate) fn json_number(x: f64) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recommended_products_go_on_the_profile_only_when_there_are_some() {
+        let at = time::macros::datetime!(2026-05-01 10:00 UTC);
+        let mut scores = ScoreSet {
+            scores: Vec::new(),
+            segment: nudge_model::Segment::Loyal,
+            model_version: "rules-v1".into(),
+            labels: Default::default(),
+            products: Vec::new(),
+            scored_at: at,
+        };
+        let state = CustomerState::new("shopify:7".parse().unwrap());
+        let cfg = PolicyConfig::default();
+        let attrs = |s: &ScoreSet| match profile_action(&state, s, &cfg) {
+            Action::UpsertProfile { attributes, .. } => attributes,
+            other => panic!("{other:?}"),
+        };
+        assert!(!attrs(&scores).contains_key("ai_recommended_products"));
+        scores.products.push(nudge_model::RecommendedProduct {
+            id: "p1".into(),
+            title: "Tee".into(),
+            url: Some("https://shop.example/products/tee".into()),
+            image_url: None,
+            price: Some("24.90".into()),
+            currency: Some("EUR".into()),
+            reason: "popular".into(),
+            score: 0.5,
+        });
+        let AttrValue::Json(v) = &attrs(&scores)["ai_recommended_products"] else {
+            panic!("a JSON attribute")
+        };
+        assert_eq!(
+            v,
+            &serde_json::json!([{"id": "p1", "title": "Tee", "url": "https://shop.example/products/tee",
+                "price": "24.90", "currency": "EUR", "reason": "popular", "score": 0.5}])
+        );
+    }
 
     #[test]
     fn holdout_is_deterministic_and_roughly_proportional() {

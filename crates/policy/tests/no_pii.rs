@@ -36,7 +36,17 @@ fn scores() -> ScoreSet {
         segment: Segment::HighValueAtRisk,
         model_version: "v1".into(),
         labels: Default::default(),
-        products: Vec::new(),
+        // Catalogue facts only: nothing about the customer.
+        products: vec![nudge_model::RecommendedProduct {
+            id: "p-9".into(),
+            title: "Teapot".into(),
+            url: Some("https://shop.example/products/teapot".into()),
+            image_url: Some("https://cdn.example/teapot.jpg".into()),
+            price: Some("29.00".into()),
+            currency: Some("EUR".into()),
+            reason: "bought_with".into(),
+            score: 0.8,
+        }],
         scored_at: NOW,
     }
 }
@@ -172,6 +182,21 @@ fn decision_audits_hold_no_email_or_name() {
             statuses.insert(o.status.as_str());
             let audit = serde_json::to_string(o).unwrap();
             assert_no_pii(&format!("{} on {}", o.flow, event.kind()), &audit);
+            // Trigger events and profiles carry the recommended products (catalogue facts only).
+            for (_, a) in &o.actions {
+                let carried = match a {
+                    nudge_model::Action::TriggerEvent { properties, .. } => {
+                        properties.get("ai_recommended_products").map(|v| v.to_string())
+                    }
+                    nudge_model::Action::UpsertProfile { attributes, .. } => {
+                        attributes.get("ai_recommended_products").map(|v| serde_json::to_string(v).unwrap())
+                    }
+                    _ => continue,
+                };
+                let carried = carried.unwrap_or_else(|| panic!("{} sends no recommended products", o.flow));
+                assert!(carried.contains("Teapot"), "{carried}");
+                assert_no_pii(&format!("{}'s recommended products", o.flow), &carried);
+            }
             if o.acted() {
                 history.entry(o.flow.clone()).or_default().push(NOW.unix_timestamp());
             }

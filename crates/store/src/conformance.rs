@@ -37,6 +37,7 @@ where
     export_holds_only_the_person(make().await).await;
     aliases_are_written_with_processing_and_states_merged_away(make().await).await;
     generated_copy_is_stored_once_with_its_audit_and_usage(make().await).await;
+    products_keep_the_newest_record(make().await).await;
 }
 
 fn delivery(webhook: &str, event: Option<&str>) -> NewDelivery {
@@ -1572,4 +1573,44 @@ pub async fn generated_copy_is_stored_once_with_its_audit_and_usage(s: Arc<dyn S
     };
     assert!(s.store_generated_copy(bad).await.is_err());
     assert_eq!(s.llm_usage(month).await.unwrap().tokens, 240);
+}
+
+/// Catalogue records are written with processing; the newest `updated_at` wins (an equal one takes the
+/// later commit), and the catalogue reads whole or by ids.
+pub async fn products_keep_the_newest_record(s: Arc<dyn Store>) {
+    let product = |id: &str, at: i64, title: &str| StoredProduct {
+        id: id.into(),
+        source: "shopify".into(),
+        updated_at_ms: at,
+        record: format!(r#"{{"id":"{id}","title":"{title}"}}"#),
+    };
+    let commit = |products: Vec<StoredProduct>| {
+        let s = s.clone();
+        async move {
+            s.commit_processing(vec![ProcessOutcome {
+                trace_id: Some(TraceId::new()),
+                terminal: Some(TerminalState::Ignored("catalogue".into())),
+                products,
+                ..Default::default()
+            }])
+            .await
+            .unwrap();
+        }
+    };
+    assert!(s.products(None).await.unwrap().is_empty());
+    commit(vec![product("p2", 2_000, "Mug v2"), product("p1", 1_000, "Tee")]).await;
+    // An older record of p2 arrives late: ignored. A newer p1 replaces the stored one.
+    commit(vec![product("p2", 1_500, "Mug v1"), product("p1", 3_000, "Tee v2")]).await;
+    let all = s.products(None).await.unwrap();
+    assert_eq!(
+        all.iter().map(|p| (p.id.as_str(), p.updated_at_ms)).collect::<Vec<_>>(),
+        [("p1", 3_000), ("p2", 2_000)]
+    );
+    assert!(all[0].record.contains("Tee v2") && all[1].record.contains("Mug v2"));
+    // The same instant again (a second update in the same second): the later commit wins.
+    commit(vec![product("p2", 2_000, "Mug v2b")]).await;
+    let some = s.products(Some(vec!["p2".into(), "nope".into(), "p2".into()])).await.unwrap();
+    assert_eq!(some.len(), 1);
+    assert!(some[0].record.contains("Mug v2b"));
+    assert!(s.products(Some(Vec::new())).await.unwrap().is_empty());
 }

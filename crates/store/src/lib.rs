@@ -277,6 +277,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every offer `flow` made (open and settled), oldest first.
     async fn offers_of_flow(&self, flow: &str) -> Result<Vec<LoggedOffer>>;
 
+    /// The catalogue: every stored product (`ids` = `None`) or those with these ids (unknown ids are
+    /// skipped), each the newest record by `updated_at`, in id order.
+    async fn products(&self, ids: Option<Vec<String>>) -> Result<Vec<StoredProduct>>;
+
     /// The recorded decisions of `flow` made at or after `since_ms` and before `until_ms`, oldest first.
     async fn flow_decisions(&self, flow: &str, since_ms: i64, until_ms: i64) -> Result<Vec<FlowDecision>>;
 

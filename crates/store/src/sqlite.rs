@@ -40,6 +40,8 @@ const PRIVACY_MIGRATION: &str = include_str!("../migrations/sqlite_009_privacy.s
 const ALIASES_MIGRATION: &str = include_str!("../migrations/sqlite_010_aliases.sql");
 /// Applied after [`ALIASES_MIGRATION`] on every open (idempotent): the offer log.
 const OFFERS_MIGRATION: &str = include_str!("../migrations/sqlite_011_offers.sql");
+/// Applied after the migrations before it on every open (idempotent): the catalogue.
+const PRODUCTS_MIGRATION: &str = include_str!("../migrations/sqlite_012_products.sql");
 /// Applied after the others on every open (idempotent): generated copy's token use per month.
 const LLM_USAGE_MIGRATION: &str = include_str!("../migrations/sqlite_013_llm_usage.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
@@ -567,6 +569,7 @@ impl SqliteStore {
         conn.execute_batch(PRIVACY_MIGRATION)?;
         conn.execute_batch(ALIASES_MIGRATION)?;
         conn.execute_batch(OFFERS_MIGRATION)?;
+        conn.execute_batch(PRODUCTS_MIGRATION)?;
         conn.execute_batch(LLM_USAGE_MIGRATION)?;
         add_column_if_missing(&conn, "flow_decisions", "arm", "TEXT")?;
         // Deleted rows are overwritten with zeros where they lay (no extra I/O: the page is written
@@ -1826,6 +1829,16 @@ impl Store for SqliteStore {
                 for st in &o.offer_settlements {
                     settle_offers(tx, Some(&st.customer.to_string()), st.order_at_ms, st.value, now_ms)?;
                 }
+                // The newest record of a product wins; an equal `updated_at` takes the later delivery's.
+                for p in &o.products {
+                    tx.prepare_cached(
+                        "INSERT INTO products (id, source, updated_at, record) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(id) DO UPDATE SET source = excluded.source,
+                           updated_at = excluded.updated_at, record = excluded.record
+                         WHERE excluded.updated_at >= products.updated_at",
+                    )?
+                    .execute(params![p.id, p.source, p.updated_at_ms, p.record])?;
+                }
                 for offer in &o.offers {
                     tx.prepare_cached(
                         "INSERT OR IGNORE INTO offer_log
@@ -2760,6 +2773,43 @@ impl Store for SqliteStore {
                 &format!("SELECT {OFFER_COLUMNS} FROM offer_log WHERE flow = ?1 ORDER BY decided_at, id"),
                 [&flow],
             )
+        })
+        .await
+    }
+
+    async fn products(&self, ids: Option<Vec<String>>) -> Result<Vec<StoredProduct>> {
+        self.read(move |c| {
+            let row = |r: &rusqlite::Row<'_>| {
+                Ok(StoredProduct {
+                    id: r.get(0)?,
+                    source: r.get(1)?,
+                    updated_at_ms: r.get(2)?,
+                    record: r.get(3)?,
+                })
+            };
+            let mut out = Vec::new();
+            match ids {
+                None => {
+                    let mut st =
+                        c.prepare_cached("SELECT id, source, updated_at, record FROM products ORDER BY id")?;
+                    for p in st.query_map([], row)? {
+                        out.push(p?);
+                    }
+                }
+                Some(mut ids) => {
+                    ids.sort();
+                    ids.dedup();
+                    let mut st = c.prepare_cached(
+                        "SELECT id, source, updated_at, record FROM products WHERE id = ?1",
+                    )?;
+                    for id in &ids {
+                        if let Some(p) = st.query_map([id], row)?.next() {
+                            out.push(p?);
+                        }
+                    }
+                }
+            }
+            Ok(out)
         })
         .await
     }

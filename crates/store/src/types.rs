@@ -115,6 +115,20 @@ pub struct ProcessOutcome {
     pub offers: Vec<NewOffer>,
     /// Orders that settle open offers.
     pub offer_settlements: Vec<OfferSettlement>,
+    /// Catalogue records the delivery carried; each replaces the stored one unless that one is newer.
+    pub products: Vec<StoredProduct>,
+}
+
+/// A catalogue record: the newest version of a product by its platform's `updated_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredProduct {
+    /// The product id as line items carry it.
+    pub id: String,
+    /// The source that sent it (`shopify`, `bigcommerce`, …).
+    pub source: String,
+    pub updated_at_ms: i64,
+    /// The canonical product (`nudge_model::Product`) as JSON.
+    pub record: String,
 }
 
 /// An alias to write: another id (`anon:…`, `segment:…`, `email:<digest>`, `phone:<digest>`) of `customer`.
@@ -490,7 +504,7 @@ pub struct ModelVersion {
 }
 
 /// The registry families that are decision models, each its own kind (see [`model_kind`]).
-pub const DECISION_FAMILIES: [&str; 4] = ["propensity", "bandit", "send_time", "cold_start"];
+pub const DECISION_FAMILIES: [&str; 5] = ["propensity", "bandit", "send_time", "cold_start", "recs"];
 
 /// The registry kind of a family: one version of each kind is active at a time. The BTYD families
 /// (`bgnbd`, `mbgnbd`, `pareto_nbd`) share the kind `btyd`; each decision family is a kind of its own.

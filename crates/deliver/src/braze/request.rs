@@ -291,7 +291,22 @@ fn attribute_json(key: &str, value: &AttrValue) -> Result<Value, DeliverError> {
             Value::String(s.clone())
         }
         AttrValue::Bool(b) => Value::Bool(*b),
+        // An array of objects is a nested custom attribute; every string inside keeps Braze's limit, since
+        // one invalid nested value drops all nested updates of the request.
+        AttrValue::Json(v) => {
+            check_nested_strings(key, v)?;
+            v.clone()
+        }
     })
+}
+
+fn check_nested_strings(key: &str, v: &Value) -> Result<(), DeliverError> {
+    match v {
+        Value::String(s) => check_string_value(key, s),
+        Value::Array(items) => items.iter().try_for_each(|x| check_nested_strings(key, x)),
+        Value::Object(map) => map.values().try_for_each(|x| check_nested_strings(key, x)),
+        _ => Ok(()),
+    }
 }
 
 /// An email worth sending: trimmed, `None` when blank, refused when it cannot be an address.

@@ -145,6 +145,8 @@ pub fn attribute(name: &str, value: &AttrValue) -> Result<(PropertySpec, String)
         }
         AttrValue::Bool(b) => Ok((PropertySpec::new(name, PropertyKind::Bool), b.to_string())),
         AttrValue::Text(s) => Ok((PropertySpec::new(name, PropertyKind::Text), s.clone())),
+        // Contact properties hold scalars: the JSON text in a text property.
+        AttrValue::Json(v) => Ok((PropertySpec::new(name, PropertyKind::Text), v.to_string())),
     }
 }
 

@@ -460,6 +460,8 @@ fn attr_json(key: &str, value: &AttrValue) -> Result<Value, DeliverError> {
             .ok_or_else(|| invalid(format!("profile property `{key}` is not a finite number")))?,
         AttrValue::Text(s) => Value::String(s.clone()),
         AttrValue::Bool(b) => Value::Bool(*b),
+        // Klaviyo profile properties take arrays and objects as they are.
+        AttrValue::Json(v) => v.clone(),
     })
 }
 

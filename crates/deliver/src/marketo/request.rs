@@ -236,6 +236,8 @@ fn attr_json(key: &str, value: &AttrValue) -> Result<Value, String> {
             .ok_or_else(|| format!("attribute `{key}` is not a finite number"))?,
         AttrValue::Text(s) => Value::String(s.clone()),
         AttrValue::Bool(b) => Value::Bool(*b),
+        // Lead fields hold scalars: the JSON text (a text-area field takes it).
+        AttrValue::Json(v) => Value::String(v.to_string()),
     })
 }
 

@@ -255,5 +255,11 @@ fn product(o: Obj<'_>) -> FieldResult<Product> {
         category: o.text("type_id")?,
         vendor: None,
         updated_at: o.required_time("updated_at")?,
+        url: None,
+        image_url: None,
+        price: None,
+        currency: None,
+        available: None,
+        tags: Vec::new(),
     })
 }

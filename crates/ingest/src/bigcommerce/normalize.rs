@@ -370,5 +370,26 @@ fn product(d: &At<'_>) -> Result<Product, FieldError> {
         Some(a) => a.instant()?,
         None => d.field("date_created")?.instant()?,
     };
-    Ok(Product { id, title: d.field("name")?.str()?.to_string(), category: None, vendor: None, updated_at })
+    // The catalogue answer's price and visibility, when it has them (a hidden product is not on sale).
+    let price = match d.opt("price")? {
+        Some(p) => Some(p.decimal()?.to_string()),
+        None => None,
+    };
+    let available = match d.opt("is_visible")? {
+        Some(v) => Some(v.bool()?),
+        None => None,
+    };
+    Ok(Product {
+        id,
+        title: d.field("name")?.str()?.to_string(),
+        category: None,
+        vendor: None,
+        updated_at,
+        url: None,
+        image_url: None,
+        price,
+        currency: None,
+        available,
+        tags: Vec::new(),
+    })
 }

@@ -709,6 +709,14 @@ pub struct ProductFixture {
     pub price: String,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// `active` by default.
+    pub status: String,
+    /// Shopify's comma-separated tags string.
+    pub tags: String,
+    /// The single variant's stock.
+    pub inventory_quantity: i64,
+    /// The main image's URL (none by default).
+    pub image: Option<String>,
 }
 
 impl ProductFixture {
@@ -721,7 +729,31 @@ impl ProductFixture {
             price: "39.95".into(),
             created_at,
             updated_at: created_at,
+            status: "active".into(),
+            tags: String::new(),
+            inventory_quantity: 42,
+            image: None,
         }
+    }
+
+    pub fn status(mut self, status: &str) -> Self {
+        self.status = status.into();
+        self
+    }
+
+    pub fn tags(mut self, tags: &str) -> Self {
+        self.tags = tags.into();
+        self
+    }
+
+    pub fn inventory_quantity(mut self, quantity: i64) -> Self {
+        self.inventory_quantity = quantity;
+        self
+    }
+
+    pub fn image(mut self, src: &str) -> Self {
+        self.image = Some(src.into());
+        self
     }
 
     pub fn product_type(mut self, product_type: Option<&str>) -> Self {
@@ -756,8 +788,8 @@ impl ProductFixture {
             "handle": handle,
             "vendor": self.vendor,
             "product_type": self.product_type.clone().unwrap_or_default(),
-            "status": "active",
-            "tags": "",
+            "status": self.status,
+            "tags": self.tags,
             "created_at": rfc3339(self.created_at),
             "updated_at": rfc3339(self.updated_at),
             "published_at": rfc3339(self.created_at),
@@ -780,12 +812,17 @@ impl ProductFixture {
                 "option1": "Default Title",
                 "taxable": true,
                 "barcode": null,
-                "inventory_quantity": 42,
+                "inventory_quantity": self.inventory_quantity,
                 "created_at": rfc3339(self.created_at),
                 "updated_at": rfc3339(self.updated_at)
             }],
-            "images": [],
-            "image": null
+            "images": self.image.iter().enumerate().map(|(i, src)| json!({
+                "id": self.id.wrapping_add(3_000_000 + i as u64), "product_id": self.id, "position": i + 1,
+                "src": src
+            })).collect::<Vec<_>>(),
+            "image": self.image.as_ref().map(|src| json!({
+                "id": self.id.wrapping_add(3_000_000), "product_id": self.id, "position": 1, "src": src
+            }))
         })
     }
 

@@ -166,9 +166,9 @@ fn normalize_with(
         Topic::CartsCreate | Topic::CartsUpdate => {
             Event::CartUpserted(cart(CartWire::read(&root).map_err(fail)?).map_err(fail)?)
         }
-        Topic::ProductsCreate | Topic::ProductsUpdate => {
-            Event::ProductUpserted(product(ProductWire::read(&root).map_err(fail)?).map_err(fail)?)
-        }
+        Topic::ProductsCreate | Topic::ProductsUpdate => Event::ProductUpserted(
+            product(ProductWire::read(&root).map_err(fail)?, shop_domain).map_err(fail)?,
+        ),
         Topic::CustomersDataRequest => {
             return compliance(topic, shop_domain, &root, ComplianceKind::DataRequest);
         }
@@ -288,17 +288,41 @@ fn cart(w: CartWire) -> Result<Cart, FieldError> {
     Ok(Cart { token: w.token, updated_at, line_items })
 }
 
-fn product(w: ProductWire) -> Result<Product, FieldError> {
+fn product(w: ProductWire, shop_domain: &str) -> Result<Product, FieldError> {
     let updated_at = w
         .updated_at
         .or(w.created_at)
         .ok_or(FieldError { field: "updated_at".into(), problem: FieldProblem::Missing })?;
+    // The storefront page: the payload's own URL, else the handle under the shop's domain (the
+    // `*.myshopify.com` domain redirects to the shop's primary domain).
+    let url = w.online_store_url.or_else(|| {
+        let domain = shop_domain.trim();
+        let handle = w.handle.as_deref().map(str::trim).filter(|h| !h.is_empty())?;
+        (!domain.is_empty()).then(|| format!("https://{domain}/products/{handle}"))
+    });
+    // Buyable: active (a draft or archived product is not on sale) and, when every variant reports its
+    // stock, some variant in stock or sold when out of stock (`inventory_policy = continue`).
+    let active = w.status.as_deref().is_none_or(|s| s.trim().eq_ignore_ascii_case("active"));
+    let stock_known = !w.variants.is_empty() && w.variants.iter().all(|v| v.inventory_quantity.is_some());
+    let in_stock = !stock_known
+        || w.variants.iter().any(|v| {
+            v.inventory_quantity.is_some_and(|q| q > 0)
+                || v.inventory_policy.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("continue"))
+        });
+    let stated = w.status.is_some() || stock_known;
     Ok(Product {
         id: w.id.into_string(),
         title: w.title,
         category: w.product_type,
         vendor: w.vendor,
         updated_at,
+        url,
+        image_url: w.image_src,
+        price: w.variants.first().and_then(|v| v.price).map(|p| p.to_string()),
+        // A product body carries no currency (prices are in the shop's currency); orders tell it.
+        currency: None,
+        available: stated.then_some(active && in_stock),
+        tags: w.tags.as_deref().map(split_tags).unwrap_or_default(),
     })
 }
 
@@ -438,6 +462,50 @@ fn invalid_json(topic: &Topic, e: &serde_json::Error) -> NormalizeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn product_of(body: serde_json::Value) -> Product {
+        let bytes = serde_json::to_vec(&body).unwrap();
+        match normalize(&Topic::ProductsUpdate, "demo-store.myshopify.com", &bytes).unwrap() {
+            Normalized::Events(evs) => match evs.into_iter().next() {
+                Some(Event::ProductUpserted(p)) => p,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn products_carry_their_catalogue_facts() {
+        use crate::shopify::fixtures::ProductFixture;
+        let at = time::macros::datetime!(2026-05-01 10:00 UTC);
+        let f = ProductFixture::new(9_100_000_001, "Organic Tee", at)
+            .price("24.90")
+            .tags("consumable,  summer ,")
+            .image("https://cdn.example/tee.jpg");
+        let p = product_of(f.to_json());
+        assert_eq!(p.url.as_deref(), Some("https://demo-store.myshopify.com/products/organic-tee"));
+        assert_eq!(p.image_url.as_deref(), Some("https://cdn.example/tee.jpg"));
+        assert_eq!(p.price.as_deref(), Some("24.90"));
+        assert_eq!(p.currency, None, "a product body carries no currency");
+        assert_eq!(p.available, Some(true));
+        assert_eq!(p.tags, ["consumable", "summer"]);
+        // Out of stock and not sold when out of stock; a draft; the storefront URL when the body has one.
+        assert_eq!(product_of(f.clone().inventory_quantity(0).to_json()).available, Some(false));
+        let mut body = f.clone().inventory_quantity(0).to_json();
+        body["variants"][0]["inventory_policy"] = "continue".into();
+        assert_eq!(product_of(body).available, Some(true));
+        assert_eq!(product_of(f.clone().status("draft").to_json()).available, Some(false));
+        let mut body = f.to_json();
+        body["online_store_url"] = "https://shop.example/products/tee".into();
+        body["images"] = serde_json::json!([]);
+        body["image"] = serde_json::json!({"src": "https://cdn.example/main.jpg"});
+        let p = product_of(body);
+        assert_eq!(p.url.as_deref(), Some("https://shop.example/products/tee"));
+        assert_eq!(p.image_url.as_deref(), Some("https://cdn.example/main.jpg"));
+        // A minimal body says nothing about availability.
+        let p = product_of(serde_json::json!({"id": 7, "title": "T", "updated_at": "2026-05-01T10:00:00Z"}));
+        assert_eq!((p.available, p.url, p.price), (None, None, None));
+    }
 
     #[test]
     fn guest_keys_ignore_case_and_blanks() {

@@ -174,6 +174,25 @@ pub struct ProductWire {
     pub vendor: Option<String>,
     pub created_at: Option<OffsetDateTime>,
     pub updated_at: Option<OffsetDateTime>,
+    pub handle: Option<String>,
+    /// `active`, `draft` or `archived`.
+    pub status: Option<String>,
+    /// Comma-separated.
+    pub tags: Option<String>,
+    /// The storefront URL when the payload carries it (GraphQL-shaped bodies).
+    pub online_store_url: Option<String>,
+    /// `images[0].src`, else `image.src`.
+    pub image_src: Option<String>,
+    pub variants: Vec<VariantWire>,
+}
+
+/// A product variant: its price and, when the shop tracks it, its stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantWire {
+    pub price: Option<Decimal>,
+    pub inventory_quantity: Option<i64>,
+    /// `deny` (not sold out of stock) or `continue`.
+    pub inventory_policy: Option<String>,
 }
 
 /// The body of `customers/data_request`, `customers/redact` and `shop/redact` (unused parts absent).
@@ -281,6 +300,25 @@ impl ProductWire {
             vendor: o.opt_text("vendor")?,
             created_at: o.opt("created_at", timestamp)?,
             updated_at: o.opt("updated_at", timestamp)?,
+            handle: o.opt_text("handle")?,
+            status: o.opt_text("status")?,
+            tags: o.opt_text("tags")?,
+            online_store_url: o.opt_text("online_store_url")?,
+            image_src: match o.list("images", |i| i.object()?.opt_text("src"))?.into_iter().next().flatten() {
+                Some(src) => Some(src),
+                None => match o.opt_obj("image")? {
+                    Some(img) => img.opt_text("src")?,
+                    None => None,
+                },
+            },
+            variants: o.list("variants", |i| {
+                let v = i.object()?;
+                Ok(VariantWire {
+                    price: v.opt("price", decimal)?,
+                    inventory_quantity: v.opt("inventory_quantity", integer)?,
+                    inventory_policy: v.opt_text("inventory_policy")?,
+                })
+            })?,
         })
     }
 }
@@ -366,10 +404,16 @@ pub const READ_KEYS: &[&str] = &[
     "email_marketing_consent",
     "financial_status",
     "first_name",
+    "handle",
     "id",
+    "image",
+    "images",
+    "inventory_policy",
+    "inventory_quantity",
     "last_name",
     "line_items",
     "name",
+    "online_store_url",
     "orders_requested",
     "orders_to_redact",
     "phone",
@@ -384,7 +428,9 @@ pub const READ_KEYS: &[&str] = &[
     "shop_money",
     "sku",
     "sms_marketing_consent",
+    "src",
     "state",
+    "status",
     "tags",
     "title",
     "token",
@@ -392,6 +438,7 @@ pub const READ_KEYS: &[&str] = &[
     "total_price_set",
     "updated_at",
     "variant_id",
+    "variants",
     "vendor",
 ];
 
@@ -710,6 +757,16 @@ pub fn timestamp(value: &Value) -> Result<OffsetDateTime, FieldProblem> {
     OffsetDateTime::parse(s.trim(), &Rfc3339)
         .map(|t| t.to_offset(time::UtcOffset::UTC))
         .map_err(|_| FieldProblem::NotTimestamp(s.clone()))
+}
+
+/// A whole number, possibly negative (a stock level can be oversold).
+pub fn integer(value: &Value) -> Result<i64, FieldProblem> {
+    match value {
+        Value::Number(n) => {
+            n.to_string().parse::<i64>().map_err(|_| FieldProblem::NotQuantity(n.to_string()))
+        }
+        other => Err(wrong("a whole number", other)),
+    }
 }
 
 /// A whole, non-negative item count that fits in `u32`.

@@ -325,7 +325,10 @@ fn products_use_product_type_as_category() {
             "title": "Organic Tee",
             "category": "Apparel",
             "vendor": "Acme",
-            "updated_at": "2026-03-01T08:00:00Z"
+            "updated_at": "2026-03-01T08:00:00Z",
+            "url": format!("https://{SHOP}/products/organic-tee"),
+            "price": "39.95",
+            "available": true
         }]}),
     );
     let untyped = product.product_type(None);

@@ -16,6 +16,7 @@ mod lists;
 mod offers;
 mod pipelined;
 mod privacy;
+mod recs;
 mod reports;
 mod reviews_loyalty;
 mod segment;
