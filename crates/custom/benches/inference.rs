@@ -1,6 +1,7 @@
 //! Per-customer inference of the committed ONNX test models (`tests/models`), hand-timed on one thread:
-//! the features from a customer's state and scores (the CEL mapping) plus one tract run, and the run
-//! alone. Needs the `onnx` feature.
+//! the features from a customer's state and scores (the CEL mapping) plus one run, and the run alone on
+//! the engine `load` chose (the native tree evaluator for the tree ensembles, tract for the logistic
+//! regression), with the tree classifier also timed on tract for comparison. Needs the `onnx` feature.
 //!
 //! Run with `cargo bench -p nudge-custom --features onnx --bench inference`.
 
@@ -66,22 +67,38 @@ fn main() {
         })
         .collect();
 
-    for name in ["logistic", "gbdt"] {
+    let churn = r#"{ custom_churn = { output = "probabilities", index = 1, min = 0.0, max = 1.0, fallback = "churn_risk" } }"#;
+    let spend = r#"{ custom_spend = { output = "variable", min = 0.0 } }"#;
+    for (name, outputs) in [("logistic", churn), ("gbdt", churn), ("gbdt_regressor", spend)] {
         let spec: nudge_custom::CustomModelSpec = toml::from_str(&format!(
             r#"name = "{name}"
 onnx = "{name}.onnx"
 mode = "live"
 inputs = {{ X = ["customer.orders_count", "customer.total_spent", "customer.days_since_last_order", "scores.churn_risk", "scores.p_alive"] }}
-outputs = {{ custom_churn = {{ output = "probabilities", index = 1, min = 0.0, max = 1.0, fallback = "churn_risk" }} }}"#
+outputs = {outputs}"#
         ))
         .unwrap();
         let model = CustomModel::load(&spec, &dir).unwrap();
-        let models = CustomModels::load(&[spec], &dir, None).unwrap();
+        let models = CustomModels::load(std::slice::from_ref(&spec), &dir, None).unwrap();
         let features: Vec<_> = customers.iter().map(|(s, b)| model.features.features(s, b, now)).collect();
         let pre = Prefetched::default();
         let mut full = Vec::new();
         let mut feats = Vec::new();
         let mut run = Vec::new();
+        // The same file on tract, when the native tree evaluator runs it and tract can load it.
+        let on_tract = (model.engine() == "trees")
+            .then(|| {
+                nudge_custom::onnx::OnnxModel::load_with(
+                    name,
+                    &std::fs::read(dir.join(format!("{name}.onnx"))).unwrap(),
+                    &model.features,
+                    &spec.outputs,
+                    nudge_custom::onnx::EngineChoice::Tract,
+                )
+                .ok()
+            })
+            .flatten();
+        let mut tract_run = Vec::new();
         for _round in 0..7 {
             let t = Instant::now();
             for (s, b) in &customers {
@@ -99,6 +116,13 @@ outputs = {{ custom_churn = {{ output = "probabilities", index = 1, min = 0.0, m
                 black_box(model.run_onnx(f).unwrap().unwrap());
             }
             run.push(t.elapsed().as_secs_f64() * 1e6 / customers.len() as f64);
+            if let Some(m) = &on_tract {
+                let t = Instant::now();
+                for f in &features {
+                    black_box(m.run(f).unwrap());
+                }
+                tract_run.push(t.elapsed().as_secs_f64() * 1e6 / customers.len() as f64);
+            }
         }
         let stat = |mut v: Vec<f64>| {
             v.sort_by(f64::total_cmp);
@@ -106,6 +130,9 @@ outputs = {{ custom_churn = {{ output = "probabilities", index = 1, min = 0.0, m
         };
         println!("{name}: per customer, features + run + validation: {}", stat(full));
         println!("{name}:   features alone (facts + CEL): {}", stat(feats));
-        println!("{name}:   tract run alone: {}", stat(run));
+        println!("{name}:   {} run alone: {}", model.engine(), stat(run));
+        if !tract_run.is_empty() {
+            println!("{name}:   (the same file on tract: {})", stat(tract_run));
+        }
     }
 }

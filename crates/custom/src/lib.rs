@@ -5,7 +5,9 @@
 //!   output names and ranges, fallbacks that name a built-in score, no name clashes).
 //! - [`features`]: the inputs, CEL expressions over the flow conditions' `customer` and `scores` facts,
 //!   compiled at load and evaluated to numbers per customer.
-//! - [`onnx`] (feature `onnx`): the tract runner, loaded, checked against the mapping and optimised once.
+//! - [`onnx`] (feature `onnx`): the ONNX runner, loaded, checked against the mapping and optimised once:
+//!   tree ensembles on the native evaluator ([`trees`]), every other graph on tract.
+//! - [`trees`]: the native evaluator of ONNX-ML tree ensembles (pure; fed the operator's attributes).
 //! - [`http`]: the scorer client (the JSON contract, the batch deadline, the circuit breaker).
 //! - [`CustomModels`]: the set as the pipeline uses it: [`CustomModels::prefetch`] asks the HTTP scorers
 //!   for a batch's customers at once (before the batch is processed, from the states it starts from);
@@ -19,6 +21,7 @@ pub mod features;
 pub mod http;
 #[cfg(feature = "onnx")]
 pub mod onnx;
+pub mod trees;
 
 pub use config::{CustomModelSpec, HttpSpec, InputSpec, Missing, Mode, OutputSpec, check_all};
 pub use features::{FeatureMap, Features};
@@ -61,6 +64,15 @@ impl CustomModel {
         match self.runner {
             #[cfg(feature = "onnx")]
             Runner::Onnx(_) => "onnx",
+            Runner::Http(_) => "http",
+        }
+    }
+
+    /// What runs it: `trees` (the native tree evaluator), `tract` (other ONNX graphs) or `http`.
+    pub fn engine(&self) -> &'static str {
+        match &self.runner {
+            #[cfg(feature = "onnx")]
+            Runner::Onnx(m) => m.engine(),
             Runner::Http(_) => "http",
         }
     }

@@ -324,6 +324,7 @@ pub struct RecsBody {
 #[derive(Debug, Clone)]
 pub struct RecsModel {
     pub body: RecsBody,
+    neighbours: NeighbourTable,
     ln_popularity: Vec<f64>,
     index: HashMap<String, u32>,
     max_popularity: f64,
@@ -433,7 +434,7 @@ impl Ranker {
     /// the same in each). Explore candidates, most of them, are scored on the features that are not always
     /// 0 for a product the customer never bought (8–14 of [`FEATURES`]); a ranker whose vectors do not have
     /// `NF + 1` entries scores everything 0 (bodies are checked when loaded).
-    fn scorer(&self, first: Option<&Parts>) -> impl Fn(&Parts) -> f64 + '_ {
+    fn scorer<'a>(&'a self, first: Option<&Parts>) -> impl Fn(&Parts) -> f64 + use<'a> {
         let e: [f64; NF + 1] = self.explore.as_slice().try_into().unwrap_or([0.0; NF + 1]);
         let r: [f64; NF + 1] = self.repeat.as_slice().try_into().unwrap_or([0.0; NF + 1]);
         let (ratio, orders) = first.map_or((0.0, 1), |p| (p.repeat_ratio as f64, p.customer_orders.max(1)));
@@ -638,6 +639,31 @@ fn popular_list(pop: &[f64], n: usize) -> Vec<u32> {
     idx
 }
 
+/// Every product's neighbours in one contiguous table: product `i`'s are `entries[start[i]..start[i + 1]]`
+/// (one allocation instead of one per product, so a customer's lists are read without chasing pointers).
+#[derive(Debug, Clone, Default)]
+struct NeighbourTable {
+    start: Vec<u32>,
+    entries: Vec<(u32, f32)>,
+}
+
+impl NeighbourTable {
+    fn new(lists: &[Vec<(u32, f32)>]) -> NeighbourTable {
+        let mut start = Vec::with_capacity(lists.len() + 1);
+        let mut entries = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+        start.push(0);
+        for l in lists {
+            entries.extend_from_slice(l);
+            start.push(entries.len() as u32);
+        }
+        NeighbourTable { start, entries }
+    }
+
+    fn of(&self, i: u32) -> &[(u32, f32)] {
+        &self.entries[self.start[i as usize] as usize..self.start[i as usize + 1] as usize]
+    }
+}
+
 /// The scoring core, shared by the fitted model and the validation split.
 struct Scorer<'a> {
     popularity: &'a [f64],
@@ -646,18 +672,28 @@ struct Scorer<'a> {
     repeat_rate: &'a [f64],
     max_popularity: f64,
     popular: &'a [u32],
-    neighbours: &'a [Vec<(u32, f32)>],
+    neighbours: &'a NeighbourTable,
     half_life_days: f64,
 }
 
-/// One product's running sums while a customer is scored.
+/// One product's kNN sums while a customer is scored: what the neighbour loop touches for every candidate,
+/// kept small so the table stays in the fastest cache.
 #[derive(Debug, Clone, Copy)]
-struct Slot {
-    own: f64,
+struct Hot {
     knn: f64,
     best: f64,
     via: u32,
     seen: bool,
+    /// In the customer's history (its [`Slot`] is in use).
+    bought: bool,
+}
+
+const EMPTY_HOT: Hot = Hot { knn: 0.0, best: 0.0, via: u32::MAX, seen: false, bought: false };
+
+/// One history product's running sums while a customer is scored.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    own: f64,
     /// Orders holding the product, the first and last of them (positions in time order) and their times.
     count: u32,
     first: u32,
@@ -666,22 +702,12 @@ struct Slot {
     t_last: i64,
 }
 
-const EMPTY: Slot = Slot {
-    own: 0.0,
-    knn: 0.0,
-    best: 0.0,
-    via: u32::MAX,
-    seen: false,
-    count: 0,
-    first: 0,
-    last: 0,
-    t_first: 0,
-    t_last: 0,
-};
+const EMPTY: Slot = Slot { own: 0.0, count: 0, first: 0, last: 0, t_first: 0, t_last: 0 };
 
-/// Per-product scratch space reused across customers (every slot is empty between calls).
+/// Per-product scratch space reused across customers (every entry is empty between calls).
 #[derive(Debug, Default)]
 struct Scratch {
+    hot: Vec<Hot>,
     slots: Vec<Slot>,
     touched: Vec<u32>,
     history: Vec<u32>,
@@ -694,15 +720,24 @@ thread_local! {
 
 impl Scorer<'_> {
     fn candidates(&self, history: &IndexedHistory, now: i64) -> Candidates {
-        SCRATCH.with(|s| self.candidates_in(&mut s.borrow_mut(), history, now))
+        let mut v = Vec::new();
+        self.scan(history, now, |p| v.push(p));
+        Candidates(v)
     }
 
-    fn candidates_in(&self, s: &mut Scratch, history: &IndexedHistory, now: i64) -> Candidates {
+    /// Calls `visit` with every candidate and its parts, `own` and `knn` already divided by their largest
+    /// values (in no particular order).
+    fn scan(&self, history: &IndexedHistory, now: i64, visit: impl FnMut(Parts)) {
+        SCRATCH.with(|s| self.scan_in(&mut s.borrow_mut(), history, now, visit))
+    }
+
+    fn scan_in(&self, s: &mut Scratch, history: &IndexedHistory, now: i64, mut visit: impl FnMut(Parts)) {
         let n = self.popularity.len();
         if s.slots.len() < n {
             s.slots.resize(n, EMPTY);
+            s.hot.resize(n, EMPTY_HOT);
         }
-        let Scratch { slots, touched, history: hist, order } = s;
+        let Scratch { hot, slots, touched, history: hist, order } = s;
         order.clear();
         order.extend(0..history.len());
         if !history.windows(2).all(|w| w[0].0 <= w[1].0) {
@@ -716,8 +751,10 @@ impl Scorer<'_> {
             let w = (-age / self.half_life_days).exp2();
             for &i in items {
                 let Some(slot) = slots.get_mut(i as usize) else { continue };
-                if !slot.seen {
-                    slot.seen = true;
+                let h = &mut hot[i as usize];
+                if !h.seen {
+                    h.seen = true;
+                    h.bought = true;
                     touched.push(i);
                     hist.push(i);
                 }
@@ -740,38 +777,49 @@ impl Scorer<'_> {
                 slot.own += w;
             }
         }
+        let mut max_own = 0.0f64;
+        // Branch-free: whether a neighbour is new, and whether it beats the best contribution so far, are
+        // coin flips a branch predictor loses on. Every neighbour is written at the end of `touched`, which
+        // only grows past it when it was new.
+        let mut nt = touched.len();
+        let room: usize = hist.iter().map(|&j| self.neighbours.of(j).len()).sum();
+        touched.resize(nt + room, 0);
         for &j in hist.iter() {
             let wj = slots[j as usize].own;
-            for &(c, sim) in &self.neighbours[j as usize] {
+            max_own = max_own.max(wj);
+            for &(c, sim) in self.neighbours.of(j) {
                 let contrib = wj * sim as f64;
-                let slot = &mut slots[c as usize];
-                if !slot.seen {
-                    slot.seen = true;
-                    touched.push(c);
-                }
-                slot.knn += contrib;
-                if contrib > slot.best || (contrib == slot.best && j < slot.via) {
-                    slot.best = contrib;
-                    slot.via = j;
-                }
+                let h = &mut hot[c as usize];
+                touched[nt] = c;
+                nt += usize::from(!h.seen);
+                h.seen = true;
+                h.knn += contrib;
+                let better = (contrib > h.best) | ((contrib == h.best) & (j < h.via));
+                h.best = if better { contrib } else { h.best };
+                h.via = if better { j } else { h.via };
             }
         }
+        touched.truncate(nt);
         for &c in self.popular {
-            let slot = &mut slots[c as usize];
-            if !slot.seen {
-                slot.seen = true;
+            let h = &mut hot[c as usize];
+            if !h.seen {
+                h.seen = true;
                 touched.push(c);
             }
         }
         let n_orders = order.len().max(1) as f64;
         let repeat_ratio = (repeats as f64 + 1.0) / (lines as f64 + 2.0);
-        let mut v: Vec<Parts> = Vec::with_capacity(touched.len());
-        let (mut max_own, mut max_knn) = (0.0f64, 0.0f64);
+        let mut max_knn = 0.0f64;
         for &c in touched.iter() {
-            let slot = std::mem::replace(&mut slots[c as usize], EMPTY);
-            max_own = max_own.max(slot.own);
-            max_knn = max_knn.max(slot.knn);
-            let pop = self.popularity[c as usize];
+            max_knn = max_knn.max(hot[c as usize].knn);
+        }
+        let (io, ik) = (
+            if max_own > 0.0 { 1.0 / max_own } else { 0.0 },
+            if max_knn > 0.0 { 1.0 / max_knn } else { 0.0 },
+        );
+        for &c in touched.iter() {
+            let h = std::mem::replace(&mut hot[c as usize], EMPTY_HOT);
+            let slot = if h.bought { std::mem::replace(&mut slots[c as usize], EMPTY) } else { EMPTY };
             let (mut rebuy, mut recency, mut due) = (0.0, 0.0, 0.0);
             if slot.count > 0 {
                 let after = order.len() as f64 - 1.0 - slot.first as f64;
@@ -783,12 +831,16 @@ impl Scorer<'_> {
                 let since = ((now - slot.t_last) as f64 / DAY).max(0.0);
                 due = (-((since + 1.0) / (gap.max(0.0) + 1.0)).ln().abs()).exp();
             }
-            v.push(Parts {
+            visit(Parts {
                 item: c,
-                own: slot.own,
-                knn: slot.knn,
-                popularity: if self.max_popularity > 0.0 { pop / self.max_popularity } else { 0.0 },
-                via: slot.via,
+                own: slot.own * io,
+                knn: h.knn * ik,
+                popularity: if self.max_popularity > 0.0 {
+                    self.popularity[c as usize] / self.max_popularity
+                } else {
+                    0.0
+                },
+                via: h.via,
                 orders: slot.count,
                 frequency: (slot.count as f64 / n_orders) as f32,
                 rebuy: rebuy as f32,
@@ -802,15 +854,6 @@ impl Scorer<'_> {
         }
         touched.clear();
         hist.clear();
-        let (io, ik) = (
-            if max_own > 0.0 { 1.0 / max_own } else { 0.0 },
-            if max_knn > 0.0 { 1.0 / max_knn } else { 0.0 },
-        );
-        for p in &mut v {
-            p.own *= io;
-            p.knn *= ik;
-        }
-        Candidates(v)
     }
 }
 
@@ -1049,7 +1092,7 @@ pub fn fit(orders: &[Basket], products: &[Product], opts: &FitOptions) -> Result
             ln_popularity: &ln_popularity(&pop),
             repeat_rate: &repeat_rate(n_items, &data.baskets, &keep),
             popular: &popular,
-            neighbours: &nb,
+            neighbours: &NeighbourTable::new(&nb),
             half_life_days: opts.half_life_days,
         };
         let cases: Vec<(Candidates, Vec<u32>)> = eligible
@@ -1196,7 +1239,8 @@ impl RecsModel {
         let index = body.products.iter().enumerate().map(|(i, p)| (p.clone(), i as u32)).collect();
         let max_popularity = body.popularity.iter().copied().fold(0.0, f64::max);
         let ln_popularity = ln_popularity(&body.popularity);
-        Ok(RecsModel { body, ln_popularity, index, max_popularity })
+        let neighbours = NeighbourTable::new(&body.neighbours);
+        Ok(RecsModel { body, neighbours, ln_popularity, index, max_popularity })
     }
 
     pub fn from_body(body: &Value) -> Result<RecsModel, DecideError> {
@@ -1219,18 +1263,51 @@ impl RecsModel {
         orders.iter().map(|o| (o.at, o.products.iter().filter_map(|p| self.index_of(p)).collect())).collect()
     }
 
-    /// Every candidate with its normalised parts.
-    pub fn candidates(&self, history: &IndexedHistory, now: i64) -> Candidates {
+    fn scorer(&self) -> Scorer<'_> {
         Scorer {
             popularity: &self.body.popularity,
             ln_popularity: &self.ln_popularity,
             repeat_rate: &self.body.repeat_rate,
             max_popularity: self.max_popularity,
             popular: &self.body.popular,
-            neighbours: &self.body.neighbours,
+            neighbours: &self.neighbours,
             half_life_days: self.body.half_life_days,
         }
-        .candidates(history, now)
+    }
+
+    /// Every candidate with its normalised parts.
+    pub fn candidates(&self, history: &IndexedHistory, now: i64) -> Candidates {
+        self.scorer().candidates(history, now)
+    }
+
+    /// Calls `visit` with every candidate's served score (as [`RecsModel::served_scores`]) and its parts,
+    /// without keeping the candidates.
+    fn scan_served(&self, history: &IndexedHistory, now: i64, mut visit: impl FnMut(f64, &Parts)) {
+        let scorer = self.scorer();
+        match &self.body.ranker {
+            Some(r) => {
+                // The ranker's customer-level terms are the same in every candidate's parts.
+                let mut f = None;
+                scorer.scan(history, now, |p| {
+                    let f = f.get_or_insert_with(|| r.scorer(Some(&p)));
+                    visit(f(&p), &p)
+                });
+            }
+            None => {
+                let w = self.body.weights;
+                scorer.scan(history, now, |p| {
+                    visit(w.own * p.own + w.knn * p.knn + (w.popularity + TIE_BREAK) * p.popularity, &p)
+                });
+            }
+        }
+    }
+
+    /// The k best candidates of a history by the served score, best first (ties by item index): the same
+    /// as [`RecsModel::top`] of [`RecsModel::candidates`], without keeping every candidate's parts.
+    pub fn top_of(&self, history: &IndexedHistory, now: i64, k: usize) -> Vec<u32> {
+        let mut scored = Vec::new();
+        self.scan_served(history, now, |s, p| scored.push((p.item, s)));
+        top_by(scored, k)
     }
 
     /// Each candidate's served score: the ranker's when the model has one, else the linear blend's.
@@ -1255,15 +1332,21 @@ impl RecsModel {
     pub fn recommend(&self, customer: CustomerHistory<'_>, now: i64, rules: Rules<'_>) -> Vec<Rec> {
         let cfg = rules.config;
         let hist = self.index_history(customer.orders);
-        let cands = self.candidates(&hist, now);
-        let mut scored: Vec<(u32, f64, Parts)> = self
-            .served_scores(&cands)
-            .into_iter()
-            .zip(cands.0.iter())
-            .map(|((i, s), p)| (i, s, *p))
-            .collect();
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let score_of: HashMap<u32, f64> = scored.iter().map(|x| (x.0, x.1)).collect();
+        // Each candidate with what its reason needs: (item, score, own part, kNN part, via).
+        let w = self.body.weights;
+        let ranked = self.body.ranker.is_some();
+        let mut scored: Vec<(u32, f64, f64, f64, u32)> = Vec::new();
+        self.scan_served(&hist, now, |score, p| {
+            let (o, k) = if ranked {
+                (if p.orders > 0 { 1.0 } else { 0.0 }, p.knn)
+            } else {
+                (w.own * p.own, w.knn * p.knn)
+            };
+            scored.push((p.item, score, o, k, p.via));
+        });
+        let best_first = |a: &(u32, f64, f64, f64, u32), b: &(u32, f64, f64, f64, u32)| {
+            b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+        };
         let recent_from = now - cfg.exclude_recent_days as i64 * 86_400;
         let recent: HashSet<&str> = customer
             .orders
@@ -1290,7 +1373,8 @@ impl RecsModel {
                 && !excluded(p)
                 && seen.insert(p.id.clone())
             {
-                let score = self.index_of(&p.id).and_then(|i| score_of.get(&i)).copied().unwrap_or(0.0);
+                let score =
+                    self.index_of(&p.id).and_then(|i| scored.iter().find(|x| x.0 == i)).map_or(0.0, |x| x.1);
                 out.push(Rec { product_id: p.id.clone(), score, reason: Reason::Pinned });
             }
         }
@@ -1298,10 +1382,22 @@ impl RecsModel {
         for b in out.iter().filter_map(|r| rules.catalogue.get(&r.product_id)?.brand.as_deref()) {
             *per_brand.entry(b).or_insert(0) += 1;
         }
-        for (i, score, parts) in scored {
-            if out.len() >= cfg.count {
-                break;
+        // Most lists fill from the first few candidates: order a head of them first, the rest only if the
+        // rules skip that many (the head is then the best `head` of all, so the order is the same).
+        let head = (cfg.count * 4 + 16).min(scored.len());
+        if head > 0 && head < scored.len() {
+            scored.select_nth_unstable_by(head - 1, best_first);
+        }
+        scored[..head].sort_unstable_by(best_first);
+        let mut sorted_to = head;
+        let mut at = 0;
+        while at < scored.len() && out.len() < cfg.count {
+            if at == sorted_to {
+                scored[at..].sort_unstable_by(best_first);
+                sorted_to = scored.len();
             }
+            let (i, score, o, k, via) = scored[at];
+            at += 1;
             let id = &self.body.products[i as usize];
             let Some(p) = rules.catalogue.get(id) else { continue };
             if !p.available || excluded(p) || seen.contains(id) {
@@ -1317,15 +1413,10 @@ impl RecsModel {
                 }
                 *n += 1;
             }
-            let w = self.body.weights;
-            let (o, k) = match &self.body.ranker {
-                Some(_) => (if parts.orders > 0 { 1.0 } else { 0.0 }, parts.knn),
-                None => (w.own * parts.own, w.knn * parts.knn),
-            };
             let reason = if o > 0.0 && o >= k {
                 Reason::BoughtBefore
-            } else if k > 0.0 && parts.via != u32::MAX {
-                Reason::BoughtWith(self.body.products[parts.via as usize].clone())
+            } else if k > 0.0 && via != u32::MAX {
+                Reason::BoughtWith(self.body.products[via as usize].clone())
             } else {
                 Reason::Popular
             };

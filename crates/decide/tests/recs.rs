@@ -204,3 +204,44 @@ fn bad_input_is_an_error() {
     let opts = FitOptions { now: Some(NOW), lookback_days: 365, ..FitOptions::default() };
     assert!(recs::fit(&old, &[], &opts).is_err());
 }
+
+#[test]
+fn the_fused_paths_rank_as_the_candidates_do() {
+    use nudge_decide::sim::{SimArgs, baskets};
+    let w = baskets::world(&SimArgs { customers: 600, days: 365, seed: 11 });
+    let opts = FitOptions { now: Some(baskets::NOW), validation_customers: 300, ..FitOptions::default() };
+    let m = recs::fit(&w.orders, &w.products, &opts).unwrap();
+    // Every product available, no brand cap, no tags.
+    let catalogue = Catalogue::new(
+        &w.products
+            .iter()
+            .map(|p| Product { brand: None, tags: vec![], available: true, ..p.clone() })
+            .collect::<Vec<_>>(),
+    );
+    let config = RecsConfig { count: 60, exclude_recent_days: 0, ..RecsConfig::default() };
+    let rules = Rules { config: &config, catalogue: &catalogue };
+    let mut checked = 0;
+    for chunk in w.orders.chunk_by(|a, b| a.customer == b.customer).take(200) {
+        let hist = m.index_history(chunk);
+        let cands = m.candidates(&hist, baskets::NOW);
+        for k in [1, 5, 10, 500] {
+            assert_eq!(m.top_of(&hist, baskets::NOW, k), m.top(&cands, k), "k = {k}");
+        }
+        // Past the head `recommend` orders first (4 × count + 16 = 256 > 60: ask for all to reach the tail).
+        let all = m.top(&cands, usize::MAX);
+        let config_all = RecsConfig { count: all.len(), ..config.clone() };
+        for cfg in [&config, &config_all] {
+            let got = m.recommend(
+                CustomerHistory { orders: chunk, segments: &[] },
+                baskets::NOW,
+                Rules { config: cfg, ..rules },
+            );
+            let ids: Vec<&str> = got.iter().map(|r| r.product_id.as_str()).collect();
+            let want: Vec<&str> =
+                all.iter().take(cfg.count).map(|&i| m.body.products[i as usize].as_str()).collect();
+            assert_eq!(ids, want);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 100);
+}

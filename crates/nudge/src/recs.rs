@@ -393,28 +393,46 @@ fn product_of(view: &CatalogueView, id: &str, score: f64, reason: u8) -> Option<
     })
 }
 
-/// Scores every stored customer once (which fills their cached lists), page by page; what boot and an
-/// activation start in the background. Returns how many customers were scored.
-pub async fn precompute(store: &dyn Store, scoring: &crate::pipeline::Scoring) -> anyhow::Result<usize> {
+/// Scores every stored customer once (which fills their cached lists), page by page, each page split over
+/// the machine's cores (blocking threads: decoding and scoring are CPU work); what boot and an activation
+/// start in the background. Returns how many customers were scored.
+pub async fn precompute(store: &dyn Store, scoring: &Arc<crate::pipeline::Scoring>) -> anyhow::Result<usize> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     let mut after = None;
     let mut n = 0;
     loop {
         let page = store.scan_states(after.clone(), SCAN_PAGE).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.customer.clone());
+        let full = page.len() == SCAN_PAGE;
+        let page = Arc::new(page);
+        let chunk = page.len().div_ceil(workers);
         let now = time::OffsetDateTime::now_utc();
-        for s in &page {
-            match serde_json::from_str::<CustomerState>(&s.state_json) {
-                Ok(state) => {
-                    scoring.score(&state, now);
-                    n += 1;
+        let mut tasks = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let (page, scoring) = (page.clone(), scoring.clone());
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let mut n = 0;
+                for s in page.iter().skip(w * chunk).take(chunk) {
+                    match serde_json::from_str::<CustomerState>(&s.state_json) {
+                        Ok(state) => {
+                            scoring.score(&state, now);
+                            n += 1;
+                        }
+                        Err(e) => tracing::warn!(
+                            customer = %s.customer,
+                            error = %e,
+                            "an unreadable state is not recommended for"
+                        ),
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(customer = %s.customer, error = %e, "an unreadable state is not recommended for")
-                }
-            }
+                n
+            }));
         }
-        if page.len() < SCAN_PAGE {
+        for t in tasks {
+            n += t.await.context("a precompute worker failed")?;
+        }
+        if !full {
             break;
         }
         tokio::task::yield_now().await;

@@ -3,7 +3,9 @@
 Trains, on a seeded synthetic dataset of customer features, a scikit-learn LogisticRegression and a small
 GradientBoostingClassifier (20 trees, depth 3), exports both to ONNX with skl2onnx (`zipmap=False`, so the
 probabilities are a plain [N, 2] tensor), and writes the source models' `predict_proba` on held-out inputs
-to `parity.json`. The Rust tests load the .onnx files with tract and compare to 1e-5.
+to `parity.json`. It also trains a GradientBoostingRegressor (20 trees, depth 3) on a spend target and
+writes its `predict` (the ONNX TreeEnsembleRegressor operator, which only the native tree evaluator runs).
+The Rust tests load the .onnx files and compare to 1e-5.
 
 The five features, in order, are what the README's example mapping feeds:
   customer.orders_count, customer.total_spent, customer.days_since_last_order (0 when none),
@@ -17,7 +19,7 @@ import os
 
 import numpy as np
 from skl2onnx import to_onnx
-from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -81,6 +83,23 @@ with open(os.path.join(HERE, "parity.json"), "w") as f:
     json.dump(fixture, f, indent=1)
     f.write("\n")
 print({k: v["inputs"] for k, v in fixture["models"].items()}, {k: v["outputs"] for k, v in fixture["models"].items()})
+
+# A regressor: next-year spend from the same features (drawn after everything above, so the models above
+# do not change).
+spend = np.maximum(0, 40 + 25 * x_train[:, 0] + 0.1 * x_train[:, 1] - 0.3 * x_train[:, 2] + rng.normal(0, 10, len(x_train)))
+regressor = GradientBoostingRegressor(n_estimators=20, max_depth=3, random_state=7).fit(x_train, spend)
+onx = to_onnx(regressor, x_train[:1], target_opset={"": 15, "ai.onnx.ml": 3})
+with open(os.path.join(HERE, "gbdt_regressor.onnx"), "wb") as f:
+    f.write(onx.SerializeToString())
+fixture["models"]["gbdt_regressor"] = {
+    "inputs": [{"name": i.name, "shape": [d.dim_value or None for d in i.type.tensor_type.shape.dim]}
+               for i in onx.graph.input],
+    "outputs": [o.name for o in onx.graph.output],
+    "predict": regressor.predict(x_test.astype(np.float64)).tolist(),
+}
+with open(os.path.join(HERE, "parity.json"), "w") as f:
+    json.dump(fixture, f, indent=1)
+    f.write("\n")
 
 # A probe for invalid outputs: y = log(x), NaN for x < 0 and -inf for x = 0 (tract keeps both as they are).
 from onnx import TensorProto, helper
