@@ -1,7 +1,7 @@
 //! Benchmarks of the decision models, hand-timed on one thread. Each family has its own section,
 //! selected with `--only NAME` (all sections run without it).
 //!
-//! Run with `cargo bench -p nudge-decide --bench decide -- [--only propensity|bandit|send_time|cold_start|uplift|recs] [section options]`.
+//! Run with `cargo bench -p nudge-decide --bench decide -- [--only propensity|bandit|send_time|cold_start|uplift|recs|segments] [section options]`.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -28,6 +28,45 @@ fn main() {
     if wants("recs") {
         recs::run();
     }
+    if wants("segments") {
+        segments();
+    }
+}
+
+/// Segment discovery on 1M customers of the planted store (10 signals): the `auto` search on the sample,
+/// then every customer assigned and the segments described; and a refresh (assigning 1M customers to
+/// adopted segments). Bar: 10 s.
+fn segments() {
+    use nudge_decide::segments::{self as s, DiscoverOptions};
+    use nudge_decide::sim::segments as sim;
+    let store = sim::store(1_000_000, 3);
+    let features = sim::features();
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..3 {
+        let t = Instant::now();
+        last = Some(
+            s::discover(&features, black_box(&store.rows), &DiscoverOptions::default()).expect("discovers"),
+        );
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let d = last.expect("ran");
+    let (med, lo, hi) = median_and_spread(times);
+    println!(
+        "segments: discover on 1,000,000 customers, k auto (2..10): median {med:.2} s (min {lo:.2}, max {hi:.2}), bar 10 s; k = {}, ARI {:.3}",
+        d.k,
+        s::adjusted_rand_index(&d.assignments, &store.types)
+    );
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        black_box(s::assign(&features, &store.rows, &d));
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let (med, lo, hi) = median_and_spread(times);
+    println!(
+        "segments: refresh (assign 1,000,000 to the adopted segments): median {med:.2} s (min {lo:.2}, max {hi:.2})"
+    );
 }
 
 fn median_and_spread(mut v: Vec<f64>) -> (f64, f64, f64) {

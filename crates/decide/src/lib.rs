@@ -12,6 +12,8 @@
 //!   features that separate responders.
 //! - [`recs`]: which products to recommend: the customer's own repeat purchases blended with item-to-item
 //!   co-occurrence, then merchandiser rules.
+//! - [`segments`]: discovering behavioural segments a marketer names (k-means on standardised signals, k
+//!   by the mean silhouette, each segment described against the rest), and refreshing adopted ones.
 //! - [`sim`]: the simulators whose ground truth is known, which the quality bars are measured on.
 //! - [`serve`]: the seam the pipeline scores through: every family's fitted model or its labelled rules
 //!   fallback, as [`serve::StateModel`]s.
@@ -22,6 +24,7 @@ pub mod logistic;
 pub mod metrics;
 pub mod propensity;
 pub mod recs;
+pub mod segments;
 pub mod send_time;
 pub mod serve;
 pub mod sim;

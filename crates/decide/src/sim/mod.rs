@@ -6,6 +6,7 @@ pub mod baskets;
 pub mod cold_start;
 pub mod instacart;
 pub mod offers;
+pub mod segments;
 pub mod send_time;
 
 /// What `nudge simulate` asks of a scenario.
