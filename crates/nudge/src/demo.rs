@@ -1263,6 +1263,29 @@ async fn summarize(
     if let Some((n, p50, p99)) = app.push_latency.quantiles() {
         println!("event→push latency ({n}): p50 {:.1} ms, p99 {:.1} ms", p50 * 1e3, p99 * 1e3);
     }
+    // The analyst: segments proposed from the demo store's customers.
+    let opts = nudge_decide::segments::DiscoverOptions::default();
+    match crate::segments_cli::discover_store(
+        &**app.store(),
+        &app.scoring,
+        &crate::segments_cli::SIGNALS,
+        &opts,
+    )
+    .await
+    {
+        Ok((r, _)) => {
+            println!(
+                "segments proposed ({} customers, {} signals, k = {} by the mean silhouette; nudge segments discover):",
+                r.customers,
+                r.signals.len(),
+                r.k
+            );
+            for p in &r.proposals {
+                println!("  {:>5.1} %  {}", p.share * 100.0, p.suggested_name);
+            }
+        }
+        Err(e) => println!("segments: none proposed ({e:#})"),
+    }
     // Show where to look: the trail of an abandoned checkout when there is one.
     let sample_customer = events
         .iter()

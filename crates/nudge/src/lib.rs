@@ -54,6 +54,7 @@ pub mod recs;
 pub mod report_cli;
 pub mod scheduler;
 pub mod segment_api;
+pub mod segments_cli;
 pub mod simulate_cli;
 pub mod svg;
 pub mod telemetry;

@@ -72,6 +72,9 @@ enum Command {
     /// A customer's recommended products (from the active `recs` version and the catalogue).
     #[command(subcommand)]
     Recs(nudge::recs::RecsCmd),
+    /// Behavioural segments proposed from the stored customers, for a marketer to review and name.
+    #[command(subcommand)]
+    Segments(nudge::segments_cli::SegmentsCmd),
     /// Developer tools.
     #[command(subcommand)]
     Dev(DevCmd),
@@ -233,6 +236,16 @@ fn main() -> ExitCode {
             },
             Command::Recs(cmd) => match load() {
                 Ok(cfg) => nudge::recs::run_cli(&cfg, cmd).await,
+                Err(e) => return config_error(e),
+            },
+            Command::Segments(cmd) => match load() {
+                Ok(cfg) => match nudge::segments_cli::run(&cfg, cmd).await {
+                    Err(e) if e.downcast_ref::<nudge::segments_cli::UsageError>().is_some() => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                    r => r,
+                },
                 Err(e) => return config_error(e),
             },
             Command::Approvals(cmd) => match load() {

@@ -1734,6 +1734,16 @@ async fn report_cmd(cfg: &Config, id: &str, out: Option<PathBuf>, json_out: bool
 // Server hooks.
 // ---------------------------------------------------------------------------------------------------------
 
+/// Scoring as the pipeline does it, for a command that reads the store: the rules, the active registry
+/// version, the decision families' versions and the configured custom models.
+pub async fn full_scoring(store: &dyn Store, cfg: &Config) -> anyhow::Result<Scoring> {
+    let scoring = Scoring::new(nudge_scoring::RulesScorer { thresholds: cfg.segments.clone() });
+    load_active_scorer(store, &scoring, cfg).await?;
+    crate::decision_models::load(store, &scoring).await?;
+    scoring.set_custom(cfg.scoring.load(cfg.privacy.key()).map_err(|e| anyhow::anyhow!("{e}"))?);
+    Ok(scoring)
+}
+
 /// Makes the active registry version the pipeline's primary scorer (rules remain the fallback). With no
 /// active version, or one whose scorer cannot be read, scoring stays with the rules; the latter is logged.
 pub async fn load_active_scorer(store: &dyn Store, scoring: &Scoring, cfg: &Config) -> anyhow::Result<()> {

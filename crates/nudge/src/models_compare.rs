@@ -295,10 +295,7 @@ pub fn text(r: &ModelsReport) -> String {
 pub async fn run(cfg: &crate::config::Config, args: ModelsReportArgs) -> anyhow::Result<()> {
     let store = crate::app::open_store(cfg)?;
     crate::privacy::init_key(cfg).context("the pseudonym key")?;
-    let scoring = Scoring::new(nudge_scoring::RulesScorer { thresholds: cfg.segments.clone() });
-    crate::models_cli::load_active_scorer(&*store, &scoring, cfg).await?;
-    crate::decision_models::load(&*store, &scoring).await?;
-    scoring.set_custom(cfg.scoring.load(cfg.privacy.key()).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let scoring = crate::models_cli::full_scoring(&*store, cfg).await?;
     let report = build(&*store, &scoring, &args, OffsetDateTime::now_utc()).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
