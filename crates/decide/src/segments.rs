@@ -340,33 +340,38 @@ fn describe(
     k: usize,
 ) -> Vec<Proposal> {
     let (n, d) = (rows.len(), features.len());
+    // Per segment and feature, the sums of the raw and the transformed values; the whole store's totals.
+    let mut size = vec![0usize; k];
+    let mut raw = vec![0.0; k * d];
+    let mut tr = vec![0.0; k * d];
+    for i in 0..n {
+        let c = assign[i] as usize;
+        size[c] += 1;
+        for j in 0..d {
+            raw[c * d + j] += rows[i][j];
+            tr[c * d + j] += t[i * d + j];
+        }
+    }
+    let total = |v: &[f64], j: usize| (0..k).map(|c| v[c * d + j]).sum::<f64>();
+    let raw_all: Vec<f64> = (0..d).map(|j| total(&raw, j)).collect();
+    let t_all: Vec<f64> = (0..d).map(|j| total(&tr, j)).collect();
+    let words: std::collections::HashMap<&str, &str> =
+        features.iter().map(|f| (f.name.as_str(), f.words.as_str())).collect();
     let mut out = Vec::with_capacity(k);
     for c in 0..k {
-        let members: Vec<usize> = (0..n).filter(|&i| assign[i] as usize == c).collect();
-        let size = members.len();
+        let size = size[c];
+        let (inside, rest) = (size.max(1) as f64, (n - size).max(1) as f64);
         let mut diffs = Vec::with_capacity(d);
         for (j, f) in features.iter().enumerate() {
-            let (mut raw_in, mut t_in, mut raw_all, mut t_all) = (0.0, 0.0, 0.0, 0.0);
-            for i in 0..n {
-                raw_all += rows[i][j];
-                t_all += t[i * d + j];
-            }
-            for &i in &members {
-                raw_in += rows[i][j];
-                t_in += t[i * d + j];
-            }
-            let rest = (n - size).max(1) as f64;
-            let mean_in = raw_in / size.max(1) as f64;
-            let mean_out = (raw_all - raw_in) / rest;
-            let z = if sds[j] > 1e-12 {
-                (t_in / size.max(1) as f64 - (t_all - t_in) / rest) / sds[j]
-            } else {
-                0.0
-            };
-            diffs.push(FeatureDiff { feature: f.name.clone(), mean_in, mean_out, z });
+            let (raw_in, t_in) = (raw[c * d + j], tr[c * d + j]);
+            let z = if sds[j] > 1e-12 { (t_in / inside - (t_all[j] - t_in) / rest) / sds[j] } else { 0.0 };
+            diffs.push(FeatureDiff {
+                feature: f.name.clone(),
+                mean_in: raw_in / inside,
+                mean_out: (raw_all[j] - raw_in) / rest,
+                z,
+            });
         }
-        let words: std::collections::HashMap<&str, &str> =
-            features.iter().map(|f| (f.name.as_str(), f.words.as_str())).collect();
         diffs.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()).then(a.feature.cmp(&b.feature)));
         let phrase = |x: &FeatureDiff| {
             format!(

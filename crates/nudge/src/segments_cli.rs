@@ -197,12 +197,9 @@ pub fn text(r: &Report) -> String {
     s
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 /// The report as a self-contained HTML page.
 pub fn html(r: &Report) -> String {
+    let esc = crate::svg::escape;
     let mut s = String::from(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>nudge: proposed segments</title>\
          <style>body{font-family:sans-serif;max-width:60rem;margin:2rem auto}table{border-collapse:collapse}\
