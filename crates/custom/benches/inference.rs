@@ -62,6 +62,7 @@ fn main() {
                 labels: Default::default(),
                 products: Vec::new(),
                 scored_at: now,
+                adopted_segments: None,
             };
             (s, set)
         })

@@ -48,6 +48,7 @@ pub fn builtin(churn_risk: f64, p_alive: f64) -> ScoreSet {
         labels: Default::default(),
         products: Vec::new(),
         scored_at: NOW,
+        adopted_segments: None,
     }
 }
 

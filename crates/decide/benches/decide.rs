@@ -192,6 +192,7 @@ mod propensity {
                     labels: Default::default(),
                     products: Vec::new(),
                     scored_at: now,
+                    adopted_segments: None,
                 };
                 model.score(s, now, &mut out);
                 with_checkout += usize::from(out.scores.len() == 2);
@@ -405,6 +406,7 @@ fn empty_set() -> nudge_model::ScoreSet {
         labels: Default::default(),
         products: Vec::new(),
         scored_at: time::OffsetDateTime::UNIX_EPOCH,
+        adopted_segments: None,
     }
 }
 

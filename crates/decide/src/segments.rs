@@ -401,15 +401,21 @@ fn describe(
 }
 
 /// Assigns `rows` to the nearest of an earlier discovery's segments (its standardisation and centroids):
-/// what a scheduled refresh does, so segment `i` keeps meaning the same behaviour.
+/// what a scheduled refresh does, so segment `i` keeps meaning the same behaviour. A missing value (NaN,
+/// or a row shorter than the features) counts as the feature's mean.
 pub fn assign(features: &[Feature], rows: &[Vec<f64>], earlier: &Discovery) -> Vec<u32> {
     let d = features.len();
     let mut z = vec![0.0; d];
     rows.iter()
         .map(|r| {
             for j in 0..d {
-                let t = transform(&features[j], r.get(j).copied().unwrap_or(0.0));
-                z[j] = if earlier.sds[j] > 1e-12 { (t - earlier.means[j]) / earlier.sds[j] } else { 0.0 };
+                let x = r.get(j).copied().unwrap_or(f64::NAN);
+                let t = transform(&features[j], x);
+                z[j] = if earlier.sds[j] > 1e-12 && x.is_finite() && t.is_finite() {
+                    (t - earlier.means[j]) / earlier.sds[j]
+                } else {
+                    0.0
+                };
             }
             nearest(&z, &earlier.centroids).0 as u32
         })

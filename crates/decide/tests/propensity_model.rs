@@ -22,6 +22,7 @@ fn empty(now: nudge_model::Timestamp) -> ScoreSet {
         labels: Default::default(),
         products: Vec::new(),
         scored_at: now,
+        adopted_segments: None,
     }
 }
 

@@ -15,6 +15,7 @@ fn set() -> ScoreSet {
         labels: Default::default(),
         products: Vec::new(),
         scored_at: datetime!(2026-06-01 00:00 UTC),
+        adopted_segments: None,
     }
 }
 

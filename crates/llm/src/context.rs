@@ -267,6 +267,7 @@ mod tests {
             labels: Default::default(),
             products: Vec::new(),
             scored_at: time::OffsetDateTime::UNIX_EPOCH,
+            adopted_segments: None,
         };
         for title in ["Trail shoe", "Rain jacket", "Gift for ana@example.org", "Socks", "Cap", "Tent", "Mug"]
         {

@@ -50,6 +50,14 @@ pub enum AuditStage {
     /// holds no personal data: the prompt saw a pseudonymous context only). Recorded under the trace of the
     /// delivery whose decision it is.
     CopyGenerated,
+    /// A refresh of the adopted segments (`nudge segments refresh`, `segments.refresh_schedule`): one record
+    /// per customer who joined or left a segment (naming the segment), and one per segment without a
+    /// customer with its members, joiners, leavers and stability. Belongs to the refresh's own trace.
+    SegmentMembership,
+    /// A campaign digest was built and sent (`pipeline.digest_schedule`, `nudge digest send`): its period,
+    /// where it went and with what outcome, and whether a generated summary was included or left out and
+    /// why. Belongs to no delivery, like a refit.
+    Digest,
 }
 
 impl AuditStage {
@@ -69,6 +77,8 @@ impl AuditStage {
             AuditStage::FetchAttempt => "fetch_attempt",
             AuditStage::Erasure => "erasure",
             AuditStage::CopyGenerated => "copy_generated",
+            AuditStage::SegmentMembership => "segment_membership",
+            AuditStage::Digest => "digest",
         }
     }
 
@@ -88,6 +98,8 @@ impl AuditStage {
             "fetch_attempt" => AuditStage::FetchAttempt,
             "erasure" => AuditStage::Erasure,
             "copy_generated" => AuditStage::CopyGenerated,
+            "segment_membership" => AuditStage::SegmentMembership,
+            "digest" => AuditStage::Digest,
             _ => return None,
         })
     }
@@ -95,7 +107,13 @@ impl AuditStage {
     /// Stages recorded on their own through `Store::append_audit`, under a trace id of their own with no
     /// delivery and no terminal state.
     pub fn belongs_to_no_delivery(self) -> bool {
-        matches!(self, AuditStage::ModelRefit | AuditStage::ApiAccess)
+        matches!(
+            self,
+            AuditStage::ModelRefit
+                | AuditStage::ApiAccess
+                | AuditStage::SegmentMembership
+                | AuditStage::Digest
+        )
     }
 }
 
@@ -178,6 +196,10 @@ mod tests {
             AuditStage::Approval,
             AuditStage::FetchPending,
             AuditStage::FetchAttempt,
+            AuditStage::Erasure,
+            AuditStage::CopyGenerated,
+            AuditStage::SegmentMembership,
+            AuditStage::Digest,
         ] {
             assert_eq!(AuditStage::parse(stage.as_str()), Some(stage));
             assert_eq!(serde_json::to_value(stage).unwrap(), serde_json::json!(stage.as_str()));

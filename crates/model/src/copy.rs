@@ -109,6 +109,7 @@ mod tests {
                 .collect(),
             products: Vec::new(),
             scored_at: time::OffsetDateTime::UNIX_EPOCH,
+            adopted_segments: None,
         };
         for i in 0..7 {
             set.products.push(RecommendedProduct {

@@ -29,6 +29,10 @@ pub struct ScoreSet {
     /// The customer's recommended products, best first (empty when no recommendation model serves).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub products: Vec<RecommendedProduct>,
+    /// The adopted segments the customer belongs to, by name (`nudge segments adopt`); `None` when no
+    /// segment is adopted (the `segments` attribute is then not written at all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted_segments: Option<Vec<String>>,
     #[serde(with = "time::serde::rfc3339")]
     pub scored_at: crate::Timestamp,
 }

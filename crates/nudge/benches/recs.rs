@@ -150,6 +150,7 @@ async fn run(customers: usize, requests: usize) {
             labels: Default::default(),
             products: Vec::new(),
             scored_at: now,
+            adopted_segments: None,
         };
         let mut runs = Vec::new();
         for _ in 0..3 {

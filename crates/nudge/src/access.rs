@@ -87,10 +87,12 @@ pub enum Permission {
     Tokens,
     /// A customer's recommended products (catalogue facts only; what a send-time content feed reads).
     ReadRecs,
+    /// Adopt a proposed segment under a name (what flows then target).
+    AdoptSegments,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 11] = [
+    pub const ALL: [Permission; 12] = [
         Permission::ReadAudit,
         Permission::ReadCustomerAudit,
         Permission::ReadFlows,
@@ -102,6 +104,7 @@ impl Permission {
         Permission::Privacy,
         Permission::Tokens,
         Permission::ReadRecs,
+        Permission::AdoptSegments,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,6 +120,7 @@ impl Permission {
             Permission::Privacy => "privacy",
             Permission::Tokens => "tokens",
             Permission::ReadRecs => "read_recs",
+            Permission::AdoptSegments => "adopt_segments",
         }
     }
 }
@@ -134,7 +138,7 @@ pub fn allows(role: Role, p: Permission) -> bool {
         Permission::ReadAudit | Permission::ReadFlows | Permission::ReadReports | Permission::ReadRecs => {
             Role::Viewer
         }
-        Permission::Approve | Permission::ReloadFlows => Role::Marketer,
+        Permission::Approve | Permission::ReloadFlows | Permission::AdoptSegments => Role::Marketer,
         Permission::Models | Permission::Replay => Role::DataEngineer,
         Permission::ReadCustomerAudit | Permission::Privacy => Role::Compliance,
         Permission::Tokens => Role::Admin,
@@ -175,6 +179,9 @@ pub const API_ROUTES: &[ApiRoute] = &[
     route("GET", "/api/privacy/export/{customer_id}", Permission::Privacy),
     route("GET", "/api/privacy/status", Permission::Privacy),
     route("GET", "/api/recs/{customer_id}", Permission::ReadRecs),
+    route("GET", "/api/segments", Permission::ReadReports),
+    route("GET", "/api/segments/proposals", Permission::ReadReports),
+    route("POST", "/api/segments/proposals/{id}/adopt", Permission::AdoptSegments),
 ];
 
 /// Whether `path` (as requested, without the query) fits a route template.
@@ -267,10 +274,23 @@ mod tests {
         use Permission::*;
         let expected: [(Role, &[Permission]); 5] = [
             (Role::Viewer, &[ReadAudit, ReadFlows, ReadReports, ReadRecs]),
-            (Role::Marketer, &[ReadAudit, ReadFlows, ReadReports, ReadRecs, Approve, ReloadFlows]),
+            (
+                Role::Marketer,
+                &[ReadAudit, ReadFlows, ReadReports, ReadRecs, Approve, ReloadFlows, AdoptSegments],
+            ),
             (
                 Role::DataEngineer,
-                &[ReadAudit, ReadFlows, ReadReports, ReadRecs, Approve, ReloadFlows, Models, Replay],
+                &[
+                    ReadAudit,
+                    ReadFlows,
+                    ReadReports,
+                    ReadRecs,
+                    Approve,
+                    ReloadFlows,
+                    AdoptSegments,
+                    Models,
+                    Replay,
+                ],
             ),
             (
                 Role::Compliance,
@@ -281,6 +301,7 @@ mod tests {
                     ReadRecs,
                     Approve,
                     ReloadFlows,
+                    AdoptSegments,
                     Models,
                     Replay,
                     ReadCustomerAudit,

@@ -368,6 +368,16 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
             .run(Arc::new(Notify::new()), shutdown_rx.clone()),
         ),
     );
+    if let Some(expr) = &cfg.pipeline.segment_refresh_schedule {
+        let schedule = nudge_policy::schedule::Schedule::parse(expr)
+            .map_err(|e| anyhow::anyhow!("pipeline.segment_refresh_schedule: {e}"))?;
+        let scheduled = crate::segment_adoption::ScheduledRefresh {
+            store: store.clone(),
+            scoring: scoring.clone(),
+            schedule,
+        };
+        tasks.push(work.spawn(scheduled.run(shutdown_rx.clone())));
+    }
     if let Some(expr) = &cfg.pipeline.batch_push_schedule {
         let schedule = nudge_policy::schedule::Schedule::parse(expr)
             .map_err(|e| anyhow::anyhow!("pipeline.batch_push_schedule: {e}"))?;
@@ -422,6 +432,11 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
                     _ = tokio::time::sleep(Duration::from_secs(10)) => {}
                     _ = rx.changed() => return,
                 }
+            // The adopted segments' membership, reloaded when a refresh or an adoption changes it.
+            let mut segments_seen = crate::segment_adoption::fingerprint(&*store).await.ok();
+            if let Err(e) = crate::segment_adoption::load_into(&*store, &scoring).await {
+                tracing::error!(error = %format!("{e:#}"), "loading the adopted segments failed");
+            }
                 if next_refit.is_some_and(|t| tokio::time::Instant::now() >= t) {
                     next_refit = Some(tokio::time::Instant::now() + refit_every);
                     match crate::models_cli::refit_from_store(&*store, &cfg).await {
@@ -463,6 +478,13 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
                     decision_active = now_decision;
                     if let Err(e) = crate::decision_models::load(&*store, &scoring).await {
                         tracing::error!(error = %e, "loading the active decision models failed");
+                    }
+                }
+                let now_segments = crate::segment_adoption::fingerprint(&*store).await.ok();
+                if now_segments.is_some() && now_segments != segments_seen {
+                    segments_seen = now_segments;
+                    if let Err(e) = crate::segment_adoption::load_into(&*store, &scoring).await {
+                        tracing::error!(error = %format!("{e:#}"), "loading the adopted segments failed");
                     }
                 }
             }

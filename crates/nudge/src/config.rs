@@ -866,6 +866,9 @@ pub struct PipelineConfig {
     /// The destinations the scheduled push writes to; empty: every configured destination that takes
     /// profiles (all but `slack`).
     pub batch_push_destinations: Vec<String>,
+    /// When the server refreshes the adopted segments' members (a 5-field cron expression in UTC, such as
+    /// `"0 4 * * *"`); absent: never (run `nudge segments refresh` by hand).
+    pub segment_refresh_schedule: Option<String>,
     /// How long storefront behaviour (product views, cart adds, searches) stays in a customer's state.
     pub browse_retention: HumanDuration,
 }
@@ -912,6 +915,7 @@ impl Default for PipelineConfig {
     }
 }
 
+            segment_refresh_schedule: None,
 /// A duration written as `90s`, `60m`, `2h`, `14d` or `250ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
@@ -1237,6 +1241,10 @@ impl Config {
                 let known = if names.is_empty() { "none".to_string() } else { names.join(", ") };
                 return Err(err(path, format!("destination `{d}` is not configured (configured: {known})")));
             }
+        if let Some(expr) = &p.segment_refresh_schedule {
+            nudge_policy::schedule::Schedule::parse(expr)
+                .map_err(|e| err("pipeline.segment_refresh_schedule", e))?;
+        }
             if nudge_policy::flows::is_alert_channel(d) {
                 return Err(err(path, format!("`{d}` takes alerts only, not profiles")));
             }

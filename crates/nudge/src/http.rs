@@ -41,6 +41,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/privacy/export/{customer_id}", get(privacy_export))
         .route("/privacy/status", get(privacy_status))
         .route("/recs/{customer_id}", get(customer_recs))
+        .route("/segments", get(adopted_segments))
+        .route("/segments/proposals", get(segment_proposals))
+        .route("/segments/proposals/{id}/adopt", post(adopt_segment))
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(guard_state, guard));
     Router::new()
@@ -882,4 +885,86 @@ async fn customer_recs(
         Ok(None) => Err(ApiError(StatusCode::NOT_FOUND, format!("no customer {id}"))),
         Err(e) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}"))),
     }
+}
+
+/// `GET /api/segments`: the adopted segments with their members and the last refresh's stability.
+async fn adopted_segments(State(app): State<Arc<Shared>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let adopted = app
+        .store
+        .adopted_segments()
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")))?;
+    Ok(Json(serde_json::json!({ "segments": adopted })))
+}
+
+/// `GET /api/segments/proposals[?discovery=N]`: the proposals of the latest discovery (or of discovery N).
+async fn segment_proposals(
+    State(app): State<Arc<Shared>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut discovery = None;
+    for (k, v) in query.as_deref().unwrap_or("").split('&').filter_map(|kv| kv.split_once('=')) {
+        if k == "discovery" {
+            discovery = Some(v.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                ApiError(StatusCode::BAD_REQUEST, format!("discovery: {v:?} is not a discovery id"))
+            })?);
+        }
+    }
+    let proposals = crate::segment_adoption::proposals(&*app.store, discovery)
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")))?;
+    if proposals.is_empty() && discovery.is_some() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no segment discovery {}", discovery.unwrap_or(0)),
+        ));
+    }
+    Ok(Json(serde_json::json!({ "proposals": proposals })))
+}
+
+/// The body of `POST /api/segments/proposals/{id}/adopt`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdoptBody {
+    name: String,
+    /// Lists the segment's members are kept in: `[{"destination": "klaviyo", "list_id": "Xy12Ab"}]`.
+    #[serde(default)]
+    lists: Vec<nudge_store::SegmentList>,
+}
+
+/// `POST /api/segments/proposals/{id}/adopt` with `{"name": ...}`: 201 adopted (its members are computed
+/// in the background; `GET /api/segments` shows them), 400 a bad name or list, 404 an unknown proposal,
+/// 409 a name taken or a proposal already adopted.
+async fn adopt_segment(
+    State(app): State<Arc<Shared>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Json<AdoptBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    use crate::segment_adoption::{self as adoption, AdoptError};
+    let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let mut takes = app.destinations.clone();
+    takes.retain(|d| !nudge_policy::flows::is_alert_channel(d));
+    let mut lists = Vec::new();
+    for l in &body.lists {
+        let spec = format!("{}:{}", l.destination, l.list_id);
+        lists.push(
+            adoption::parse_list(&spec, &takes)
+                .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?,
+        );
+    }
+    let by = format!("token:{}", caller.token_name);
+    let seg = adoption::adopt(&*app.store, &id, &body.name, &by, lists).await.map_err(|e| match e {
+        AdoptError::Usage(e) => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
+        AdoptError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
+        AdoptError::Conflict(m) => ApiError(StatusCode::CONFLICT, m),
+        AdoptError::Other(e) => ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+    })?;
+    let (store, scoring) = (app.store.clone(), app.scoring.clone());
+    tokio::spawn(async move {
+        if let Err(e) = adoption::refresh(&store, &scoring).await {
+            tracing::error!(error = %format!("{e:#}"), "computing the adopted segment's members failed");
+        }
+    });
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "adopted": seg, "members": "computing" }))))
 }

@@ -57,5 +57,6 @@ pub mod segment_api;
 pub mod segments_cli;
 pub mod simulate_cli;
 pub mod svg;
+pub mod segment_adoption;
 pub mod telemetry;
 pub mod tokens_cli;

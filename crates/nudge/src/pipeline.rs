@@ -36,7 +36,12 @@ pub struct Scoring {
     custom: RwLock<Arc<nudge_custom::CustomModels>>,
     /// The recommendations served beside the scores (set once at boot; none in tests that do not).
     recs: std::sync::OnceLock<Arc<crate::recs::Recs>>,
+    /// Each customer's adopted segments (`None` while no segment is adopted); replaced by each refresh.
+    adopted: RwLock<Option<Arc<AdoptedMembership>>>,
 }
+
+/// Customer → the names of the adopted segments they belong to.
+pub type AdoptedMembership = std::collections::HashMap<nudge_model::CustomerId, Vec<String>>;
 
 impl Scoring {
     pub fn new(rules: RulesScorer) -> Self {
@@ -46,7 +51,13 @@ impl Scoring {
             decision: RwLock::new(DecisionModels::rules()),
             custom: RwLock::new(Arc::new(nudge_custom::CustomModels::empty())),
             recs: std::sync::OnceLock::new(),
+            adopted: RwLock::new(None),
         }
+    }
+
+    /// Replaces the adopted segments' membership (`None`: no segment is adopted).
+    pub fn set_adopted_segments(&self, membership: Option<Arc<AdoptedMembership>>) {
+        *self.adopted.write().expect("scorer lock poisoned") = membership;
     }
 
     /// Replaces the user's own models (at boot).
@@ -96,6 +107,9 @@ impl Scoring {
         decision.score(state, now, &mut set);
         if let Some(recs) = self.recs.get() {
             recs.fill(state, now, &mut set);
+        }
+        if let Some(m) = self.adopted.read().expect("scorer lock poisoned").as_ref() {
+            set.adopted_segments = Some(m.get(&state.customer).cloned().unwrap_or_default());
         }
         (set, fallback_reason)
     }

@@ -55,7 +55,44 @@ pub enum SegmentsCmd {
         /// The seed of the sampling and the k-means starts (the same seed, the same segments).
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// Only show the proposals; do not store them for adoption.
+        #[arg(long)]
+        no_store: bool,
     },
+    /// The stored proposals (of the latest discovery, or of `--discovery N`), with their ids and whether
+    /// they were adopted.
+    Proposals {
+        #[arg(long)]
+        discovery: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Adopt a proposal (`3-2`) as a named segment and compute its members at once.
+    Adopt {
+        /// The proposal's id, `<discovery>-<n>`.
+        id: String,
+        /// The segment's name, as flow conditions read it (`"lapsing_vips" in customer.segments`).
+        #[arg(long)]
+        name: String,
+        /// A list the segment's members are kept in, `<destination>:<list id>` (repeatable).
+        #[arg(long = "list")]
+        lists: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The adopted segments: members, the last refresh's joiners, leavers and stability.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Place every customer again and update each adopted segment's members (audited; the lists it
+    /// follows are updated through the outbox).
+    Refresh {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop using an adopted segment (its membership goes; flows reading it see no one in it).
+    Drop { name: String },
 }
 
 /// A mistake in what was asked (an unknown signal, a bad `--k`, too few customers): exit status 2.
@@ -285,26 +322,182 @@ pub async fn discover_store(
 
 /// Runs `nudge segments`.
 pub async fn run(cfg: &Config, cmd: SegmentsCmd) -> anyhow::Result<()> {
-    let SegmentsCmd::Discover { k, features, out, json, seed } = cmd;
-    let k = parse_k(&k)?;
-    let signals = chosen_signals(&features)?;
+    use crate::segment_adoption as adoption;
     let store = crate::app::open_store(cfg)?;
-    crate::privacy::init_key(cfg).context("the pseudonym key")?;
-    let scoring = crate::models_cli::full_scoring(&*store, cfg).await?;
-    let opts = DiscoverOptions { k, seed, ..DiscoverOptions::default() };
-    let (report, _) = discover_store(&*store, &scoring, &signals, &opts).await?;
-    if let Some(path) = &out {
-        std::fs::write(path, html(&report)).with_context(|| format!("writing {}", path.display()))?;
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", text(&report));
-        if let Some(path) = &out {
-            println!("\nwritten: {}", path.display());
+    match cmd {
+        SegmentsCmd::Discover { k, features, out, json, seed, no_store } => {
+            let k = parse_k(&k)?;
+            let signals = chosen_signals(&features)?;
+            crate::privacy::init_key(cfg).context("the pseudonym key")?;
+            let scoring = crate::models_cli::full_scoring(&*store, cfg).await?;
+            let opts = DiscoverOptions { k, seed, ..DiscoverOptions::default() };
+            let (report, found) = discover_store(&*store, &scoring, &signals, &opts).await?;
+            let id = if no_store {
+                None
+            } else {
+                let stored = adoption::StoredDiscovery::new(&report, &found, features_of(&report), seed);
+                Some(adoption::save_discovery(&*store, &stored).await?)
+            };
+            if let Some(path) = &out {
+                std::fs::write(path, html(&report)).with_context(|| format!("writing {}", path.display()))?;
+            }
+            if json {
+                let mut v = serde_json::to_value(&report)?;
+                v["discovery_id"] = serde_json::json!(id);
+                if let (Some(id), Some(ps)) = (id, v["proposals"].as_array_mut()) {
+                    for p in ps {
+                        let n = p["index"].as_u64().unwrap_or(0) + 1;
+                        p["id"] = serde_json::json!(format!("{id}-{n}"));
+                    }
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", text(&report));
+                if let Some(id) = id {
+                    println!(
+                        "
+stored as discovery {id}: adopt a proposal with `nudge segments adopt {id}-<n> --name <name>`"
+                    );
+                }
+                if let Some(path) = &out {
+                    println!("written: {}", path.display());
+                }
+            }
         }
+        SegmentsCmd::Proposals { discovery, json } => {
+            let ps = adoption::proposals(&*store, discovery).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&ps)?);
+            } else if ps.is_empty() {
+                println!("no proposals stored: run `nudge segments discover` first");
+            } else {
+                for p in &ps {
+                    println!(
+                        "{}  \"{}\" — {} customers ({:.1} %){}",
+                        p.id,
+                        p.suggested_name,
+                        p.size,
+                        p.share * 100.0,
+                        p.adopted_as.as_ref().map_or(String::new(), |n| format!(", adopted as `{n}`"))
+                    );
+                    for d in &p.defining {
+                        println!("    {d}");
+                    }
+                }
+            }
+        }
+        SegmentsCmd::Adopt { id, name, lists, json } => {
+            let mut takes = cfg.destination_names();
+            takes.retain(|d| !nudge_policy::flows::is_alert_channel(d));
+            let lists = lists
+                .iter()
+                .map(|l| adoption::parse_list(l, &takes))
+                .collect::<Result<Vec<_>, UsageError>>()?;
+            crate::privacy::init_key(cfg).context("the pseudonym key")?;
+            let scoring = crate::models_cli::full_scoring(&*store, cfg).await?;
+            let (seg, summary) = adoption::adopt_and_refresh(&store, &scoring, &id, &name, "cli", lists)
+                .await
+                .map_err(|e| match e {
+                    adoption::AdoptError::Other(e) => e,
+                    other => anyhow::Error::new(UsageError(other.to_string())),
+                })?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"adopted": seg, "refresh": summary}))?
+                );
+            } else {
+                let members =
+                    summary.segments.iter().find(|c| c.segment == seg.name).map_or(0, |c| c.members);
+                println!("adopted {id} as `{}`: {members} members now", seg.name);
+                println!("flows can read it: \"{}\" in customer.segments", seg.name);
+            }
+        }
+        SegmentsCmd::List { json } => {
+            let adopted = store.adopted_segments().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&adopted)?);
+            } else if adopted.is_empty() {
+                println!("no segment adopted yet: see `nudge segments proposals`");
+            } else {
+                print!("{}", list_text(&adopted));
+            }
+        }
+        SegmentsCmd::Refresh { json } => {
+            crate::privacy::init_key(cfg).context("the pseudonym key")?;
+            let scoring = crate::models_cli::full_scoring(&*store, cfg).await?;
+            let summary = adoption::refresh(&store, &scoring).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else if summary.segments.is_empty() {
+                println!("no segment adopted yet: nothing to refresh");
+            } else {
+                print!("{}", refresh_text(&summary));
+            }
+        }
+        SegmentsCmd::Drop { name } => match store.drop_segment(&name).await {
+            Ok(()) => println!("dropped `{name}`"),
+            Err(nudge_store::StoreError::NotFound(_)) => {
+                return Err(UsageError(format!("no adopted segment named `{name}`")).into());
+            }
+            Err(e) => return Err(e.into()),
+        },
     }
     Ok(())
+}
+
+/// The features a report clustered on, as a refresh reads them again.
+pub fn features_of(report: &Report) -> Vec<Feature> {
+    report
+        .signals
+        .iter()
+        .filter_map(|n| SIGNALS.iter().find(|s| s.0 == n))
+        .map(|s| Feature::new(s.0, s.2, s.3))
+        .collect()
+}
+
+fn percent(x: Option<f64>) -> String {
+    x.map_or("—".to_string(), |v| format!("{:.1} %", v * 100.0))
+}
+
+/// The adopted segments as text.
+pub fn list_text(adopted: &[nudge_store::AdoptedSegment]) -> String {
+    let mut s = format!(
+        "{:<24} {:>8} {:>9} {:>8} {:>8} {:>10}  lists\n",
+        "segment", "proposal", "members", "joined", "left", "stability"
+    );
+    for a in adopted {
+        let lists: Vec<String> = a.lists.iter().map(|l| format!("{}:{}", l.destination, l.list_id)).collect();
+        s.push_str(&format!(
+            "{:<24} {:>8} {:>9} {:>8} {:>8} {:>10}  {}\n",
+            a.name,
+            format!("{}-{}", a.discovery_id, a.proposal + 1),
+            a.members,
+            a.last_joined,
+            a.last_left,
+            percent(a.last_stability),
+            if lists.is_empty() { "—".to_string() } else { lists.join(", ") }
+        ));
+    }
+    s
+}
+
+/// A refresh's summary as text.
+pub fn refresh_text(r: &crate::segment_adoption::RefreshSummary) -> String {
+    let mut s = format!("{} customers placed in {:.2} s\n", r.customers, r.seconds);
+    for c in &r.segments {
+        s.push_str(&format!(
+            "{}: {} members ({} before; {} joined, {} left; stability {}); {} list changes enqueued\n",
+            c.segment,
+            c.members,
+            c.before,
+            c.joined,
+            c.left,
+            percent(c.stability),
+            c.list_changes
+        ));
+    }
+    s
 }
 
 #[cfg(test)]

@@ -385,5 +385,6 @@ fn score_set() -> ScoreSet {
         labels: Default::default(),
         products: Vec::new(),
         scored_at: datetime!(2026-05-01 12:00 UTC),
+        adopted_segments: None,
     }
 }

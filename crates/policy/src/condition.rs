@@ -9,7 +9,8 @@
 //! fields nudge provides):
 //!
 //! - `event`: the event that is being decided on (`event.kind`, `event.value`, `event.currency`, …);
-//! - `customer`: the customer's state after the event (`customer.orders_count`, `customer.tags`, …);
+//! - `customer`: the customer's state after the event (`customer.orders_count`, `customer.tags`, …), and
+//!   the adopted segments it belongs to (`"lapsing_vips" in customer.segments`, see `nudge segments`);
 //! - `scores`: every score by name (`scores.churn_risk`, `scores.p_alive`, …), `scores.segment` and
 //!   `scores.model_version`.
 //!
@@ -230,6 +231,7 @@ impl Schema {
             ("last_order_at", Timestamp),
             ("days_since_last_order", Double),
             ("tags", TextList),
+            ("segments", TextList),
             ("open_checkout_value", Double),
             ("viewed_products_7d", TextList),
             ("added_to_cart_7d", TextList),

@@ -937,11 +937,15 @@ impl FlowSet {
     }
 }
 
-/// A fingerprint of what a profile shows of the scores: the segment, the model version and each score
+/// A fingerprint of what a profile shows of the scores: the segment, the adopted segments (when any is
+/// adopted), the model version and each score
 /// rounded to 1 % of its scale (churn risk to whole points, probabilities to 0.01, money and counts to two
 /// significant digits). A `scores_changed` trigger fires when it differs from the last one.
 pub fn scores_fingerprint(scores: &ScoreSet) -> String {
     let mut parts = vec![scores.segment.as_str().to_string(), scores.model_version.clone()];
+    if let Some(adopted) = &scores.adopted_segments {
+        parts.push(format!("segments={}", adopted.join(",")));
+    }
     for s in &scores.scores {
         let v = s.value;
         let r = if s.name == "churn_risk" {
@@ -1093,6 +1097,9 @@ fn shared_parts(ctx: &DecideContext<'_>) -> Shared {
     properties.insert(format!("{p}model_version"), ctx.scores.model_version.clone().into());
     if let Some(products) = crate::recommended_products_json(ctx.scores) {
         properties.insert(format!("{p}{}", crate::RECOMMENDED_PRODUCTS), products);
+    }
+    if let Some(adopted) = &ctx.scores.adopted_segments {
+        properties.insert(format!("{p}{}", crate::ADOPTED_SEGMENTS), serde_json::json!(adopted));
     }
     let (value, time, key) = event_anchor(ctx.event, ctx.now);
     let email = ctx.state.email.clone().or_else(|| event_email(ctx.event));
@@ -1340,6 +1347,8 @@ pub fn facts_of(event: &Event, state: &CustomerState, scores: &ScoreSet, now: Ti
         s.last_order_at.map_or(FactValue::Null, |t| FactValue::Double((now - t).as_seconds_f64() / 86_400.0)),
     );
     customer.insert("tags".into(), FactValue::TextList(state.tags.clone()));
+    customer
+        .insert("segments".into(), FactValue::TextList(scores.adopted_segments.clone().unwrap_or_default()));
     let open: f64 = state.open_checkouts.values().map(|c| c.total.to_f64()).sum();
     customer.insert("open_checkout_value".into(), FactValue::Double(open));
     signal_facts(&mut customer, state, now);
@@ -1683,6 +1692,7 @@ mod tests {
             labels: Default::default(),
             products: Vec::new(),
             scored_at: NOW,
+            adopted_segments: None,
         }
     }
 

@@ -26,6 +26,7 @@ fn scores() -> ScoreSet {
         labels: Default::default(),
         products: Vec::new(),
         scored_at: NOW,
+        adopted_segments: None,
     }
 }
 

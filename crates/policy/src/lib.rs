@@ -85,6 +85,9 @@ pub fn profile_action(state: &CustomerState, scores: &ScoreSet, cfg: &PolicyConf
     if let Some(products) = recommended_products_json(scores) {
         attributes.insert(format!("{p}{RECOMMENDED_PRODUCTS}"), AttrValue::Json(products));
     }
+    if let Some(adopted) = &scores.adopted_segments {
+        attributes.insert(format!("{p}{ADOPTED_SEGMENTS}"), AttrValue::Json(serde_json::json!(adopted)));
+    }
     Action::UpsertProfile {
         customer: state.customer.clone(),
         email: state.email.clone(),
@@ -93,6 +96,11 @@ pub fn profile_action(state: &CustomerState, scores: &ScoreSet, cfg: &PolicyConf
         attributes,
     }
 }
+
+/// The attribute (and trigger-event property) name of the adopted segments a customer belongs to (an
+/// array of names, empty when they belong to none), before the prefix: `ai_segments`. Written only once a
+/// segment is adopted, so a store that adopts none sends no such attribute.
+pub const ADOPTED_SEGMENTS: &str = "segments";
 
 /// The attribute (and trigger-event property) name of the recommended products, before the prefix.
 pub const RECOMMENDED_PRODUCTS: &str = "recommended_products";
@@ -125,6 +133,7 @@ mod tests {
             labels: Default::default(),
             products: Vec::new(),
             scored_at: at,
+            adopted_segments: None,
         };
         let state = CustomerState::new("shopify:7".parse().unwrap());
         let cfg = PolicyConfig::default();

@@ -48,6 +48,7 @@ fn scores() -> ScoreSet {
             score: 0.8,
         }],
         scored_at: NOW,
+        adopted_segments: None,
     }
 }
 

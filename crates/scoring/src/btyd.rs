@@ -151,6 +151,7 @@ impl Scorer for BtydScorer {
             labels: Default::default(),
             products: Vec::new(),
             scored_at: now,
+            adopted_segments: None,
         })
     }
 }

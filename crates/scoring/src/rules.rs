@@ -80,6 +80,7 @@ impl Scorer for RulesScorer {
             labels: Default::default(),
             products: Vec::new(),
             scored_at: now,
+            adopted_segments: None,
         })
     }
 }

@@ -206,6 +206,35 @@ pub trait Store: Send + Sync + 'static {
         Ok(self.model_versions().await?.into_iter().find(|v| v.active && v.kind() == kind))
     }
 
+    /// Stores a segment discovery's body; returns its id (increasing).
+    async fn save_segment_discovery(&self, created_at_ms: i64, body: serde_json::Value) -> Result<i64>;
+
+    /// The latest `limit` segment discoveries, newest first.
+    async fn segment_discoveries(&self, limit: usize) -> Result<Vec<SegmentDiscoveryRecord>>;
+
+    /// One segment discovery, if stored.
+    async fn segment_discovery(&self, id: i64) -> Result<Option<SegmentDiscoveryRecord>>;
+
+    /// Adopts a proposal under a name, with no members yet. A name already taken, or a proposal already
+    /// adopted (under another name), is refused with [`StoreError::Conflict`]; an unknown discovery with
+    /// [`StoreError::NotFound`].
+    async fn adopt_segment(&self, segment: AdoptedSegment) -> Result<()>;
+
+    /// Every adopted segment, by name.
+    async fn adopted_segments(&self) -> Result<Vec<AdoptedSegment>>;
+
+    /// Removes an adopted segment and its membership ([`StoreError::NotFound`] when there is none).
+    async fn drop_segment(&self, name: &str) -> Result<()>;
+
+    /// The current members of an adopted segment.
+    async fn segment_members(&self, name: &str) -> Result<Vec<CustomerId>>;
+
+    /// Every (customer, segment) membership, by customer.
+    async fn segment_memberships(&self) -> Result<Vec<(CustomerId, String)>>;
+
+    /// Replaces an adopted segment's members and records the refresh's figures on it, in one transaction.
+    async fn replace_segment_members(&self, refresh: SegmentRefresh) -> Result<()>;
+
     /// Stores a new API token under a unique `name` with its `role` and `hash` (the SHA-256 of the token,
     /// hex; the token itself never reaches the store); returns its id. A name already taken, by a revoked
     /// token too, is refused with [`StoreError::Conflict`] and nothing is written.

@@ -168,6 +168,8 @@ fn erase_main(tx: &Connection, id: i64, job: &NewPrivacyJob, keys: &[String], no
         // The offers made to the person (what the bandit learned from them stays, as it does in the
         // learner's memory: only the rows naming them go).
         tx.prepare_cached("DELETE FROM offer_log WHERE customer_id = ?1")?.execute([k])?;
+        // Their membership of adopted segments (the segments' counts are refreshed by the next refresh).
+        tx.prepare_cached("DELETE FROM segment_members WHERE customer_id = ?1")?.execute([k])?;
         // The other ids the person was stitched by (ids and digests only), and an alias that is the key.
         tx.prepare_cached("DELETE FROM aliases WHERE customer_id = ?1 OR alias = ?1")?.execute([k])?;
     }

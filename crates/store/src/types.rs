@@ -765,3 +765,52 @@ pub struct LlmUsage {
     /// Generations that used the prompt's fallback copy.
     pub fallbacks: u64,
 }
+
+/// A stored segment discovery (`nudge segments discover`): what a refresh needs to place customers again
+/// and the proposals as they were shown, as the caller's JSON (the store does not read it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentDiscoveryRecord {
+    pub id: i64,
+    pub created_at_ms: i64,
+    pub body: serde_json::Value,
+}
+
+/// A list in a destination that follows an adopted segment's members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentList {
+    pub destination: String,
+    pub list_id: String,
+}
+
+/// A proposal a marketer adopted under a name, with what its refreshes found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdoptedSegment {
+    pub name: String,
+    pub discovery_id: i64,
+    /// The proposal's index in its discovery (0-based).
+    pub proposal: u32,
+    pub adopted_at_ms: i64,
+    /// Who adopted it (a token's name, or `cli`).
+    pub adopted_by: String,
+    pub lists: Vec<SegmentList>,
+    pub members: u64,
+    pub refreshed_at_ms: Option<i64>,
+    pub refreshes: u64,
+    /// Of the members before the last refresh, the share still members after it (`None` before a
+    /// second membership exists).
+    pub last_stability: Option<f64>,
+    pub last_joined: u64,
+    pub last_left: u64,
+}
+
+/// A refresh's new membership of one adopted segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentRefresh {
+    pub segment: String,
+    pub at_ms: i64,
+    /// The members after the refresh (any order).
+    pub members: Vec<CustomerId>,
+    pub stability: Option<f64>,
+    pub joined: u64,
+    pub left: u64,
+}

@@ -171,6 +171,7 @@ pub fn evaluate(args: &SimArgs) -> SimReport {
                     labels: Default::default(),
                     products: Vec::new(),
                     scored_at: w.now,
+                    adopted_segments: None,
                 };
                 model.score(&w.states[*i], w.now, &mut set);
                 let p = set.value(crate::names::PREDICTED_CLV).unwrap_or(mean);

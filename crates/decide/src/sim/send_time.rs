@@ -164,6 +164,7 @@ fn email_hour(model: &dyn StateModel, s: &CustomerState) -> Option<f64> {
         labels: Default::default(),
         products: Vec::new(),
         scored_at: time::OffsetDateTime::UNIX_EPOCH,
+        adopted_segments: None,
     };
     model.score(s, time::OffsetDateTime::UNIX_EPOCH, &mut set);
     set.value(&send_time::channel_score_name("email"))
