@@ -1,7 +1,7 @@
 //! Benchmarks of the decision models, hand-timed on one thread. Each family has its own section,
 //! selected with `--only NAME` (all sections run without it).
 //!
-//! Run with `cargo bench -p nudge-decide --bench decide -- [--only propensity|bandit|send_time|cold_start|uplift|recs|segments] [section options]`.
+//! Run with `cargo bench -p nudge-decide --bench decide -- [--only propensity|bandit|send_time|cold_start|uplift|recs|segments|hypotheses] [section options]`.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -31,6 +31,43 @@ fn main() {
     if wants("segments") {
         segments();
     }
+    if wants("hypotheses") {
+        hypotheses();
+    }
+}
+
+/// Test hypotheses from a flow's past results: 200,000 customers of the planted history (5 segments, 3
+/// arms, 4 hours, 3 subject-line features), every comparison made, Holm-adjusted, proposals ranked. Bar: 1 s.
+fn hypotheses() {
+    use nudge_decide::hypotheses::{Options, propose};
+    use nudge_decide::sim::hypotheses::{self as sim, World};
+    use nudge_policy::reports::{Z95, newcombe, wilson};
+    struct Newcombe;
+    impl nudge_decide::uplift::RateIntervals for Newcombe {
+        fn rate(&self, k: u64, n: u64) -> Option<(f64, f64)> {
+            wilson(k, n, Z95)
+        }
+        fn difference(&self, k1: u64, n1: u64, k2: u64, n2: u64) -> Option<(f64, f64)> {
+            newcombe(k1, n1, k2, n2, Z95)
+        }
+        fn method(&self) -> &'static str {
+            "Newcombe"
+        }
+    }
+    let units = sim::history(200_000, World::Planted, 1);
+    let mut comparisons = 0;
+    let ms: Vec<f64> = (0..7)
+        .map(|_| {
+            let start = Instant::now();
+            let p = black_box(propose(black_box(&units), &Newcombe, &Options::default()));
+            comparisons = p.comparisons;
+            start.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    let (med, lo, hi) = median_and_spread(ms);
+    println!(
+        "hypotheses: propose from 200,000 customers ({comparisons} comparisons): median {med:.1} ms (min {lo:.1}, max {hi:.1}), bar 1 s"
+    );
 }
 
 /// Segment discovery on 1M customers of the planted store (10 signals): the `auto` search on the sample,

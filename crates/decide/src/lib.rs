@@ -14,12 +14,15 @@
 //!   co-occurrence, then merchandiser rules.
 //! - [`segments`]: discovering behavioural segments a marketer names (k-means on standardised signals, k
 //!   by the mean silhouette, each segment described against the rest), and refreshing adopted ones.
+//! - [`hypotheses`]: what to test next: A/B hypotheses from a flow's past results (offers, send hours,
+//!   subject lines, segments), Holm-adjusted, each with the sample size a test needs.
 //! - [`sim`]: the simulators whose ground truth is known, which the quality bars are measured on.
 //! - [`serve`]: the seam the pipeline scores through: every family's fitted model or its labelled rules
 //!   fallback, as [`serve::StateModel`]s.
 
 pub mod bandit;
 pub mod cold_start;
+pub mod hypotheses;
 pub mod logistic;
 pub mod metrics;
 pub mod propensity;

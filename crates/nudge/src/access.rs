@@ -89,10 +89,12 @@ pub enum Permission {
     ReadRecs,
     /// Adopt a proposed segment under a name (what flows then target).
     AdoptSegments,
+    /// Read the API's own description (`GET /api/openapi.json`): what routes exist and what they take.
+    ReadApi,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 12] = [
+    pub const ALL: [Permission; 13] = [
         Permission::ReadAudit,
         Permission::ReadCustomerAudit,
         Permission::ReadFlows,
@@ -105,6 +107,7 @@ impl Permission {
         Permission::Tokens,
         Permission::ReadRecs,
         Permission::AdoptSegments,
+        Permission::ReadApi,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -121,6 +124,7 @@ impl Permission {
             Permission::Tokens => "tokens",
             Permission::ReadRecs => "read_recs",
             Permission::AdoptSegments => "adopt_segments",
+            Permission::ReadApi => "read_api",
         }
     }
 }
@@ -135,9 +139,11 @@ impl fmt::Display for Permission {
 /// role that holds it; the roles above hold it too (see the module's documentation).
 pub fn allows(role: Role, p: Permission) -> bool {
     let least = match p {
-        Permission::ReadAudit | Permission::ReadFlows | Permission::ReadReports | Permission::ReadRecs => {
-            Role::Viewer
-        }
+        Permission::ReadAudit
+        | Permission::ReadFlows
+        | Permission::ReadReports
+        | Permission::ReadRecs
+        | Permission::ReadApi => Role::Viewer,
         Permission::Approve | Permission::ReloadFlows | Permission::AdoptSegments => Role::Marketer,
         Permission::Models | Permission::Replay => Role::DataEngineer,
         Permission::ReadCustomerAudit | Permission::Privacy => Role::Compliance,
@@ -182,6 +188,7 @@ pub const API_ROUTES: &[ApiRoute] = &[
     route("GET", "/api/segments", Permission::ReadReports),
     route("GET", "/api/segments/proposals", Permission::ReadReports),
     route("POST", "/api/segments/proposals/{id}/adopt", Permission::AdoptSegments),
+    route("GET", "/api/openapi.json", Permission::ReadApi),
 ];
 
 /// Whether `path` (as requested, without the query) fits a route template.
@@ -273,10 +280,10 @@ mod tests {
     fn the_matrix_is_as_documented() {
         use Permission::*;
         let expected: [(Role, &[Permission]); 5] = [
-            (Role::Viewer, &[ReadAudit, ReadFlows, ReadReports, ReadRecs]),
+            (Role::Viewer, &[ReadAudit, ReadFlows, ReadReports, ReadRecs, ReadApi]),
             (
                 Role::Marketer,
-                &[ReadAudit, ReadFlows, ReadReports, ReadRecs, Approve, ReloadFlows, AdoptSegments],
+                &[ReadAudit, ReadFlows, ReadReports, ReadRecs, ReadApi, Approve, ReloadFlows, AdoptSegments],
             ),
             (
                 Role::DataEngineer,
@@ -285,6 +292,7 @@ mod tests {
                     ReadFlows,
                     ReadReports,
                     ReadRecs,
+                    ReadApi,
                     Approve,
                     ReloadFlows,
                     AdoptSegments,
@@ -299,6 +307,7 @@ mod tests {
                     ReadFlows,
                     ReadReports,
                     ReadRecs,
+                    ReadApi,
                     Approve,
                     ReloadFlows,
                     AdoptSegments,

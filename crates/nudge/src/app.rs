@@ -36,6 +36,8 @@ pub struct Shared {
     pub key_fetcher: crate::keys::KeyFetcher,
     pub max_body_bytes: usize,
     pub admin_from_any_address: bool,
+    /// The console's session settings (`server.ui_secure_cookie`, `server.ui_session_idle`).
+    pub ui: crate::ui::UiSettings,
     /// Wakes the processing worker right after a commit, so event→push latency is not a poll interval.
     pub wake_pipeline: Arc<Notify>,
     pub metrics: PrometheusHandle,
@@ -390,6 +392,13 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         };
         tasks.push(work.spawn(scheduled.run(shutdown_rx.clone())));
     }
+    if let Some(expr) = &cfg.pipeline.digest_schedule {
+        let schedule = nudge_policy::schedule::Schedule::parse(expr)
+            .map_err(|e| anyhow::anyhow!("pipeline.digest_schedule: {e}"))?;
+        let digester = crate::digest::Digester::from_config(store.clone(), &cfg, true)?;
+        let scheduled = crate::digest::ScheduledDigest { digester, schedule };
+        tasks.push(work.spawn(scheduled.run(shutdown_rx.clone())));
+    }
     // Dedupe keys older than the retention are pruned hourly.
     {
         let store = store.clone();
@@ -425,6 +434,11 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
             if recs_active.is_some() {
                 crate::recs::precompute_in_background(store.clone(), scoring.clone());
             }
+            // The adopted segments' membership, reloaded when a refresh or an adoption changes it.
+            let mut segments_seen = crate::segment_adoption::fingerprint(&*store).await.ok();
+            if let Err(e) = crate::segment_adoption::load_into(&*store, &scoring).await {
+                tracing::error!(error = %format!("{e:#}"), "loading the adopted segments failed");
+            }
             let refit_every = cfg.pipeline.refit_every.0;
             let mut next_refit = (!refit_every.is_zero()).then(|| tokio::time::Instant::now() + refit_every);
             loop {
@@ -432,19 +446,30 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
                     _ = tokio::time::sleep(Duration::from_secs(10)) => {}
                     _ = rx.changed() => return,
                 }
-            // The adopted segments' membership, reloaded when a refresh or an adoption changes it.
-            let mut segments_seen = crate::segment_adoption::fingerprint(&*store).await.ok();
-            if let Err(e) = crate::segment_adoption::load_into(&*store, &scoring).await {
-                tracing::error!(error = %format!("{e:#}"), "loading the adopted segments failed");
-            }
                 if next_refit.is_some_and(|t| tokio::time::Instant::now() >= t) {
                     next_refit = Some(tokio::time::Instant::now() + refit_every);
-                    match crate::models_cli::refit_from_store(&*store, &cfg).await {
-                        Ok(Some(o)) if o.activated => tracing::info!(version = %o.version, "scheduled refit activated a new model version"),
-                        Ok(Some(o)) => tracing::warn!(version = %o.version, reason = %o.reason, "scheduled refit saved a version it did not activate"),
-                        Ok(None) => tracing::info!("scheduled refit: nothing new to fit"),
-                        Err(e) => tracing::error!(error = %e, "scheduled refit failed"),
-                    }
+                    let outcome = match crate::models_cli::refit_from_store(&*store, &cfg).await {
+                        Ok(Some(o)) if o.activated => {
+                            tracing::info!(version = %o.version, "scheduled refit activated a new model version");
+                            "activated"
+                        }
+                        Ok(Some(o)) => {
+                            tracing::warn!(version = %o.version, reason = %o.reason, "scheduled refit saved a version it did not activate");
+                            "not_activated"
+                        }
+                        Ok(None) => {
+                            tracing::info!("scheduled refit: nothing new to fit");
+                            "skipped"
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "scheduled refit failed");
+                            "failed"
+                        }
+                    };
+                    crate::telemetry::model_refit(outcome);
+                }
+                if let Ok((pending_deliveries, _)) = store.backlog().await {
+                    crate::telemetry::ingest_backlog(pending_deliveries);
                 }
                 let now_active = store.active_model_version().await.ok().flatten().map(|v| v.id);
                 if now_active != active {
@@ -473,18 +498,18 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
                         Err(e) => tracing::error!(error = %format!("{e:#}"), "loading the recommendation model failed"),
                     }
                 }
-                let now_decision = crate::decision_models::active_ids(&*store).await.ok();
-                if now_decision.is_some() && now_decision != decision_active {
-                    decision_active = now_decision;
-                    if let Err(e) = crate::decision_models::load(&*store, &scoring).await {
-                        tracing::error!(error = %e, "loading the active decision models failed");
-                    }
-                }
                 let now_segments = crate::segment_adoption::fingerprint(&*store).await.ok();
                 if now_segments.is_some() && now_segments != segments_seen {
                     segments_seen = now_segments;
                     if let Err(e) = crate::segment_adoption::load_into(&*store, &scoring).await {
                         tracing::error!(error = %format!("{e:#}"), "loading the adopted segments failed");
+                    }
+                }
+                let now_decision = crate::decision_models::active_ids(&*store).await.ok();
+                if now_decision.is_some() && now_decision != decision_active {
+                    decision_active = now_decision;
+                    if let Err(e) = crate::decision_models::load(&*store, &scoring).await {
+                        tracing::error!(error = %e, "loading the active decision models failed");
                     }
                 }
             }
@@ -497,6 +522,10 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         key_fetcher: crate::keys::KeyFetcher::new(),
         max_body_bytes: cfg.server.max_body_bytes,
         admin_from_any_address: cfg.server.admin_from_any_address,
+        ui: crate::ui::UiSettings {
+            secure_cookie: cfg.server.ui_secure_cookie,
+            session_idle: cfg.server.ui_session_idle.0,
+        },
         wake_pipeline,
         metrics: telemetry::metrics_handle(),
         ack_latency: Arc::new(LatencySample::new(100_000)),

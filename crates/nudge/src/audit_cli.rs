@@ -55,8 +55,11 @@ pub enum ReplayCmd {
 }
 
 fn parse_trace(s: &str) -> anyhow::Result<TraceId> {
-    s.parse()
-        .map_err(|_| anyhow::anyhow!("`{s}` is not a trace id (a UUID such as the one in the audit trail)"))
+    s.parse().map_err(|_| {
+        anyhow::Error::new(crate::cli::UsageError(format!(
+            "`{s}` is not a trace id (a UUID such as the one in the audit trail)"
+        )))
+    })
 }
 
 pub async fn audit(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
@@ -173,7 +176,9 @@ pub async fn replay(cfg: &Config, cmd: ReplayCmd) -> anyhow::Result<()> {
     match cmd {
         ReplayCmd::Quarantined { trace } => {
             let t = trace.as_deref().map(parse_trace).transpose()?;
+            let spinner = crate::cli::spinner("queueing quarantined deliveries");
             let n = store.requeue_quarantined(t).await?;
+            spinner.finish_and_clear();
             println!("{n} quarantined deliveries queued for processing");
         }
         ReplayCmd::DeadLetters { trace, destination, since } => {
@@ -182,11 +187,12 @@ pub async fn replay(cfg: &Config, cmd: ReplayCmd) -> anyhow::Result<()> {
             if let Some(d) = &destination
                 && !known.iter().any(|k| k == d)
             {
-                anyhow::bail!(
+                return Err(crate::cli::UsageError(format!(
                     "destination `{d}` is not configured (configured: {}); dead letters are replayed to a destination \
                      the server can reach",
                     if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                );
+                ))
+                .into());
             }
             let since_ms = since
                 .as_deref()
@@ -194,7 +200,9 @@ pub async fn replay(cfg: &Config, cmd: ReplayCmd) -> anyhow::Result<()> {
                 .transpose()?;
             let filter =
                 nudge_store::DeadLetterFilter { trace: t, destination: destination.clone(), since_ms };
+            let spinner = crate::cli::spinner("queueing dead-lettered pushes");
             let n = store.requeue_dead_letters(filter).await?;
+            spinner.finish_and_clear();
             match destination {
                 Some(d) => println!("{n} dead-lettered pushes to {d} queued for delivery"),
                 None => println!("{n} dead-lettered pushes queued for delivery"),
@@ -202,7 +210,9 @@ pub async fn replay(cfg: &Config, cmd: ReplayCmd) -> anyhow::Result<()> {
         }
         ReplayCmd::FetchJobs { trace } => {
             let t = trace.as_deref().map(parse_trace).transpose()?;
+            let spinner = crate::cli::spinner("queueing dead-lettered fetch jobs");
             let n = store.requeue_fetch_jobs(t).await?;
+            spinner.finish_and_clear();
             println!("{n} dead-lettered fetch jobs queued to run again");
         }
     }

@@ -24,7 +24,7 @@ use nudge_model::{AuditStage, CustomerId, TraceId};
 use nudge_policy::flows::FlowSet;
 use nudge_policy::reports::{Z95, newcombe, wilson};
 use nudge_state::CustomerState;
-use nudge_store::{FlowDecision, Store, StoreError};
+use nudge_store::{FlowDecision, Store};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -124,21 +124,6 @@ struct AtDecision {
     scores: BTreeMap<String, f64>,
 }
 
-/// The `scored` record of `customer` in `trace`, if the store still has it.
-async fn recorded_scores(
-    store: &dyn Store,
-    trace: TraceId,
-    customer: &CustomerId,
-) -> Result<Option<AtDecision>, ReportError> {
-    let Some(view) = store.trace(trace).await? else { return Ok(None) };
-    let record = view
-        .records
-        .iter()
-        .rev()
-        .find(|r| r.stage == AuditStage::Scored && r.customer.as_ref() == Some(customer));
-    Ok(record.map(|r| scored_detail(&r.detail)))
-}
-
 fn scored_detail(detail: &serde_json::Value) -> AtDecision {
     let segment = detail.get("segment").and_then(|s| s.as_str()).map(str::to_string);
     let scores = detail
@@ -210,6 +195,17 @@ pub async fn build(
     flows: &FlowSet,
     q: &CampaignQuery,
     now: OffsetDateTime,
+) -> Result<CampaignReport, ReportError> {
+    build_with(store, flows, q, now, None).await
+}
+
+/// [`build`], reading the customers' states through `cache` (shared by several reports of one period).
+pub async fn build_with(
+    store: &dyn Store,
+    flows: &FlowSet,
+    q: &CampaignQuery,
+    now: OffsetDateTime,
+    cache: Option<&crate::report_cli::StateCache>,
 ) -> Result<CampaignReport, ReportError> {
     let w = report_window(&q.report, now)?;
     let flow = q.report.flow.trim();
@@ -284,7 +280,16 @@ pub async fn build(
         pending.push(Pending { customer: customer.clone(), treated, anchor: (*first).clone() });
     }
 
-    let states = load_states(store, pending.iter().map(|p| &p.customer)).await?;
+    let customers: Vec<CustomerId> = pending.iter().map(|p| p.customer.clone()).collect();
+    let states = crate::report_cli::states_of(store, customers, cache).await?;
+    // Each anchor's `scored` record (the last one of its customer in the trace), the traces read together.
+    let traces: Vec<TraceId> = pending.iter().map(|p| p.anchor.trace_id).collect();
+    let mut scored: HashMap<(TraceId, CustomerId), AtDecision> = HashMap::new();
+    for r in store.audit_of_traces(traces, AuditStage::Scored).await? {
+        if let Some(c) = r.customer {
+            scored.insert((r.trace_id, c), scored_detail(&r.detail));
+        }
+    }
     let mut segment_source: BTreeMap<String, u64> = BTreeMap::new();
     let mut currencies: BTreeSet<String> = BTreeSet::new();
     let mut rows: Vec<(Unit, BTreeMap<String, f64>)> = Vec::with_capacity(pending.len());
@@ -309,7 +314,7 @@ pub async fn build(
             // An erased customer: no orders known.
             None => (false, 0.0, vec![None; STATE_FEATURES.len()]),
         };
-        let at = recorded_scores(store, p.anchor.trace_id, &p.customer).await?;
+        let at = scored.remove(&(p.anchor.trace_id, p.customer.clone()));
         let (segment, source, scores) = match at {
             Some(AtDecision { segment: Some(s), scores }) => (s, "at_decision", scores),
             other => {
@@ -398,23 +403,6 @@ fn window_label(window_ms: i64) -> String {
     } else {
         format!("{:.0} hours", window_ms as f64 / 3_600_000.0)
     }
-}
-
-/// The stored states of these customers (erased ones are absent).
-async fn load_states<'a>(
-    store: &dyn Store,
-    customers: impl Iterator<Item = &'a CustomerId>,
-) -> Result<HashMap<CustomerId, CustomerState>, ReportError> {
-    let distinct: Vec<CustomerId> = customers.cloned().collect();
-    let mut out = HashMap::with_capacity(distinct.len());
-    for chunk in distinct.chunks(500) {
-        for s in store.load_states(chunk).await? {
-            let state: CustomerState = serde_json::from_str(&s.state_json)
-                .map_err(|e| StoreError::Corrupt(format!("the stored state of {}: {e}", s.customer)))?;
-            out.insert(s.customer, state);
-        }
-    }
-    Ok(out)
 }
 
 /// Runs `nudge report campaign`.

@@ -57,6 +57,9 @@ pub struct Config {
     /// The user's own scoring models (`[[scoring.custom]]`).
     #[serde(default)]
     pub scoring: ScoringConfig,
+    /// Campaign digests (`[digest]`): where `pipeline.digest_schedule` and `nudge digest send` send them.
+    #[serde(default)]
+    pub digest: Option<crate::digest::DigestConfig>,
 }
 
 /// `[scoring]`: the user's own models beside the built-in ones.
@@ -180,6 +183,12 @@ pub struct ServerConfig {
     /// Serve `/api/*` (audit, admin) to non-loopback peers too. Every `/api` request needs a token with a
     /// role either way (`nudge tokens create`).
     pub admin_from_any_address: bool,
+    /// Mark the console's session cookie `Secure` (sent over HTTPS only; browsers also send it to
+    /// `http://localhost` and `127.0.0.1`). Turn off only to sign in to the console over plain HTTP from
+    /// another host.
+    pub ui_secure_cookie: bool,
+    /// A console session unused for this long is over: the next request goes to the sign-in page.
+    pub ui_session_idle: HumanDuration,
 }
 
 impl Default for ServerConfig {
@@ -188,6 +197,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 5 * 1024 * 1024,
             admin_from_any_address: false,
+            ui_secure_cookie: true,
+            ui_session_idle: HumanDuration(Duration::from_secs(8 * 3600)),
         }
     }
 }
@@ -863,12 +874,15 @@ pub struct PipelineConfig {
     /// When the server pushes every customer's scores to the destinations in bulk (a 5-field cron
     /// expression in UTC, such as `"0 3 * * *"`); absent: never (run `nudge push` by hand).
     pub batch_push_schedule: Option<String>,
-    /// The destinations the scheduled push writes to; empty: every configured destination that takes
-    /// profiles (all but `slack`).
-    pub batch_push_destinations: Vec<String>,
     /// When the server refreshes the adopted segments' members (a 5-field cron expression in UTC, such as
     /// `"0 4 * * *"`); absent: never (run `nudge segments refresh` by hand).
     pub segment_refresh_schedule: Option<String>,
+    /// The destinations the scheduled push writes to; empty: every configured destination that takes
+    /// profiles (all but `slack`).
+    pub batch_push_destinations: Vec<String>,
+    /// When the server sends a campaign digest (a 5-field cron expression in UTC, such as `"0 8 * * 1"`)
+    /// to the destinations of `[digest]`; absent: never (run `nudge digest send` by hand).
+    pub digest_schedule: Option<String>,
     /// How long storefront behaviour (product views, cart adds, searches) stays in a customer's state.
     pub browse_retention: HumanDuration,
 }
@@ -909,13 +923,14 @@ impl Default for PipelineConfig {
             worker_nice: 10,
             worker_scheduling: WorkerScheduling::Idle,
             batch_push_schedule: None,
+            segment_refresh_schedule: None,
             batch_push_destinations: Vec::new(),
+            digest_schedule: None,
             browse_retention: HumanDuration(Duration::from_secs(30 * 86_400)),
         }
     }
 }
 
-            segment_refresh_schedule: None,
 /// A duration written as `90s`, `60m`, `2h`, `14d` or `250ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
@@ -1234,6 +1249,22 @@ impl Config {
             nudge_policy::schedule::Schedule::parse(expr)
                 .map_err(|e| err("pipeline.batch_push_schedule", e))?;
         }
+        if let Some(expr) = &p.segment_refresh_schedule {
+            nudge_policy::schedule::Schedule::parse(expr)
+                .map_err(|e| err("pipeline.segment_refresh_schedule", e))?;
+        }
+        if let Some(expr) = &p.digest_schedule {
+            nudge_policy::schedule::Schedule::parse(expr).map_err(|e| err("pipeline.digest_schedule", e))?;
+            if !self.digest.as_ref().is_some_and(|d| d.has_destination()) {
+                return Err(err(
+                    "pipeline.digest_schedule",
+                    "nowhere to send the digest: set `[digest] slack = true` and/or `[digest.email]`",
+                ));
+            }
+        }
+        if let Some(d) = &self.digest {
+            d.check(self.destinations.slack.is_some()).map_err(|(k, r)| err(k, r))?;
+        }
         let names = self.destination_names();
         for (i, d) in p.batch_push_destinations.iter().enumerate() {
             let path = format!("pipeline.batch_push_destinations[{i}]");
@@ -1241,10 +1272,6 @@ impl Config {
                 let known = if names.is_empty() { "none".to_string() } else { names.join(", ") };
                 return Err(err(path, format!("destination `{d}` is not configured (configured: {known})")));
             }
-        if let Some(expr) = &p.segment_refresh_schedule {
-            nudge_policy::schedule::Schedule::parse(expr)
-                .map_err(|e| err("pipeline.segment_refresh_schedule", e))?;
-        }
             if nudge_policy::flows::is_alert_channel(d) {
                 return Err(err(path, format!("`{d}` takes alerts only, not profiles")));
             }

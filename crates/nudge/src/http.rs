@@ -5,10 +5,12 @@
 
 use crate::access::{self, Caller, Permission};
 use crate::app::Shared;
+use crate::openapi::schemas as oas;
 use crate::telemetry;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, OriginalUri, Path, Query, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -26,26 +28,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         Arc::new(ApiGuard { shared: shared.clone(), denials: Mutex::new(DenialWindow::default()) });
     // Paths below are under `/api`. The guard wraps the fallback too: an unknown route is answered 404 only
     // once the token is checked, so nothing about the API's shape is told to a caller without one.
-    let api = Router::new()
-        .route("/audit/events/{trace_id}", get(audit_trace))
-        .route("/audit/customers/{customer_id}", get(audit_customer))
-        .route("/flows", get(list_flows))
-        .route("/flows/reload", post(reload_flows))
-        .route("/reports/shadow", get(shadow_report))
-        .route("/reports/lift", get(lift_report))
-        .route("/approvals", get(list_approvals))
-        .route("/approvals/bulk", post(bulk_approvals))
-        .route("/approvals/{id}/approve", post(approve_one))
-        .route("/approvals/{id}/reject", post(reject_one))
-        .route("/privacy/erase", post(privacy_erase))
-        .route("/privacy/export/{customer_id}", get(privacy_export))
-        .route("/privacy/status", get(privacy_status))
-        .route("/recs/{customer_id}", get(customer_recs))
-        .route("/segments", get(adopted_segments))
-        .route("/segments/proposals", get(segment_proposals))
-        .route("/segments/proposals/{id}/adopt", post(adopt_segment))
-        .fallback(api_not_found)
-        .layer(middleware::from_fn_with_state(guard_state, guard));
+    let api =
+        api_routes().router.fallback(api_not_found).layer(middleware::from_fn_with_state(guard_state, guard));
     Router::new()
         .route("/webhooks/{*path}", post(webhook).get(webhook))
         .route("/healthz", get(|| async { "ok" }))
@@ -53,8 +37,72 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .nest("/api", api)
         .merge(crate::segment_api::routes())
+        .merge(crate::ui::router(shared.clone()))
         .layer(DefaultBodyLimit::max(shared.max_body_bytes))
         .with_state(shared)
+}
+
+/// The `/api` router being built, with the routes it serves written down as they are added.
+struct ApiRouter {
+    router: Router<Arc<Shared>>,
+    served: Vec<(&'static str, String)>,
+}
+
+impl ApiRouter {
+    fn get<H: Handler<T, Arc<Shared>>, T: 'static>(mut self, path: &'static str, handler: H) -> Self {
+        self.served.push(("GET", format!("/api{path}")));
+        self.router = self.router.route(path, get(handler));
+        self
+    }
+
+    fn post<H: Handler<T, Arc<Shared>>, T: 'static>(mut self, path: &'static str, handler: H) -> Self {
+        self.served.push(("POST", format!("/api{path}")));
+        self.router = self.router.route(path, post(handler));
+        self
+    }
+}
+
+/// The handlers of `/api` (paths below `/api`). Each needs its row in [`access::API_ROUTES`] (the guard
+/// answers 404 without one) and its `#[utoipa::path]` annotation listed in [`crate::openapi::ApiDoc`].
+fn api_routes() -> ApiRouter {
+    ApiRouter { router: Router::new(), served: Vec::new() }
+        .get("/audit/events/{trace_id}", audit_trace)
+        .get("/audit/customers/{customer_id}", audit_customer)
+        .get("/flows", list_flows)
+        .post("/flows/reload", reload_flows)
+        .get("/reports/shadow", shadow_report)
+        .get("/reports/lift", lift_report)
+        .get("/approvals", list_approvals)
+        .post("/approvals/bulk", bulk_approvals)
+        .post("/approvals/{id}/approve", approve_one)
+        .post("/approvals/{id}/reject", reject_one)
+        .post("/privacy/erase", privacy_erase)
+        .get("/privacy/export/{customer_id}", privacy_export)
+        .get("/privacy/status", privacy_status)
+        .get("/recs/{customer_id}", customer_recs)
+        .get("/segments", adopted_segments)
+        .get("/segments/proposals", segment_proposals)
+        .post("/segments/proposals/{id}/adopt", adopt_segment)
+        .get("/openapi.json", openapi_json)
+}
+
+/// The `/api` routes the router serves, as (method, full path): what the tests hold against
+/// [`access::API_ROUTES`] and the OpenAPI document.
+pub fn served_api_routes() -> Vec<(&'static str, String)> {
+    api_routes().served
+}
+
+/// `GET /api/openapi.json`: the OpenAPI document of this API ([`crate::openapi`]).
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "meta",
+    summary = "This API's OpenAPI document",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = oas::OpenApiDocument))
+)]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    Json(DOC.get_or_init(crate::openapi::document).clone())
 }
 
 /// The one error type at the HTTP edge: a status and a JSON `{"error": …}` body.
@@ -469,6 +517,13 @@ async fn api_not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiErro
 /// `GET /api/flows`: the running flow set (what a reload last swapped in), in the shape of
 /// `nudge flows list --json`. `builtin` says whether the set is exactly the built-in flows: rebuilt from the
 /// destinations, holdout and metric the running set names, the built-in specs equal it.
+#[utoipa::path(
+    get,
+    path = "/api/flows",
+    tag = "flows",
+    summary = "The running flow set",
+    responses((status = 200, description = "The flows as `nudge flows list --json` shows them", body = oas::FlowList))
+)]
 async fn list_flows(State(app): State<Arc<Shared>>) -> Json<serde_json::Value> {
     use nudge_policy::flows::{ActionSpec, FlowSet, FlowSpec};
     let set = app.flows.current();
@@ -500,6 +555,19 @@ async fn list_flows(State(app): State<Arc<Shared>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "version": set.version, "builtin": builtin, "flows": flows }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/audit/events/{trace_id}",
+    tag = "audit",
+    summary = "One trace's audit trail",
+    params(("trace_id" = String, Path, description = "The trace id (a UUID), as the webhook's `x-nudge-trace-id` names it")),
+    responses(
+        (status = 200, description = "The trace's records, in order, and how it ended", body = oas::TraceView),
+        (status = 400, description = "Not a trace id", body = oas::ApiErrorBody),
+        (status = 404, description = "No such trace", body = oas::ApiErrorBody),
+        (status = 500, description = "The store failed", body = oas::ApiErrorBody),
+    )
+)]
 async fn audit_trace(
     State(app): State<Arc<Shared>>,
     Path(trace): Path<String>,
@@ -519,11 +587,27 @@ struct Limit {
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/audit/customers/{customer_id}",
+    tag = "audit",
+    summary = "One customer's audit trail",
+    params(
+        ("customer_id" = String, Path, description = "The customer's key, such as `shopify:880012`"),
+        ("limit" = Option<u32>, Query, description = "At most this many records (1–10000; default 200)"),
+    ),
+    responses(
+        (status = 200, description = "The customer's records", body = oas::CustomerAudit),
+        (status = 400, description = "Not a customer key, or a malformed `limit`", body = oas::ApiErrorBody),
+        (status = 500, description = "The store failed", body = oas::ApiErrorBody),
+    )
+)]
 async fn audit_customer(
     State(app): State<Arc<Shared>>,
     Path(customer): Path<String>,
-    Query(q): Query<Limit>,
+    q: Result<Query<Limit>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let id: CustomerId = customer.parse().map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))?;
     let limit = q.limit.unwrap_or(200).clamp(1, 10_000);
     match app.store.customer_audit(&id, limit).await {
@@ -534,11 +618,27 @@ async fn audit_customer(
 
 /// `GET /api/approvals?flow=&status=`: approval items, oldest first (`status`: pending, approved, rejected,
 /// expired).
+#[utoipa::path(
+    get,
+    path = "/api/approvals",
+    tag = "approvals",
+    summary = "Approval items, oldest first",
+    params(
+        ("flow" = Option<String>, Query, description = "Only this flow's items"),
+        ("status" = Option<oas::ApprovalStatus>, Query, description = "Only items in this state"),
+        ("limit" = Option<u32>, Query, description = "At most this many (1–10000; default 100)"),
+    ),
+    responses(
+        (status = 200, description = "The items", body = oas::ApprovalList),
+        (status = 400, description = "An unknown status or a malformed limit", body = oas::ApiErrorBody),
+    )
+)]
 async fn list_approvals(
     State(app): State<Arc<Shared>>,
     axum::Extension(caller): axum::Extension<Caller>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
+    q: Result<Query<std::collections::HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     use nudge_store::{ApprovalFilter, ApprovalStatus};
     let status = match q.get("status").map(String::as_str).filter(|s| !s.is_empty()) {
         None => None,
@@ -587,6 +687,18 @@ fn redact_personal(v: &mut serde_json::Value) {
 }
 
 /// `POST /api/approvals/{id}/approve`.
+#[utoipa::path(
+    post,
+    path = "/api/approvals/{id}/approve",
+    tag = "approvals",
+    summary = "Approve one item (its actions are sent)",
+    params(("id" = String, Path, description = "The item's id (a whole number)")),
+    responses(
+        (status = 200, description = "Approved", body = oas::Decided),
+        (status = 404, description = "No such item", body = oas::ApiErrorBody),
+        (status = 409, description = "Already decided, expired, awaiting its copy, or the customer withdrew consent", body = oas::ApiErrorBody),
+    )
+)]
 async fn approve_one(
     State(app): State<Arc<Shared>>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -596,6 +708,18 @@ async fn approve_one(
 }
 
 /// `POST /api/approvals/{id}/reject`.
+#[utoipa::path(
+    post,
+    path = "/api/approvals/{id}/reject",
+    tag = "approvals",
+    summary = "Reject one item (nothing is sent)",
+    params(("id" = String, Path, description = "The item's id (a whole number)")),
+    responses(
+        (status = 200, description = "Rejected", body = oas::Decided),
+        (status = 404, description = "No such item", body = oas::ApiErrorBody),
+        (status = 409, description = "Already decided or expired", body = oas::ApiErrorBody),
+    )
+)]
 async fn reject_one(
     State(app): State<Arc<Shared>>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -670,6 +794,17 @@ struct BulkDecision {
 
 /// `POST /api/approvals/bulk` with `{"flow": F, "decision": "approve"|"reject"}`: every pending item of the
 /// flow, in one transaction; answers the counts.
+#[utoipa::path(
+    post,
+    path = "/api/approvals/bulk",
+    tag = "approvals",
+    summary = "Approve or reject every pending item of a flow",
+    request_body = oas::BulkDecision,
+    responses(
+        (status = 200, description = "What was decided", body = oas::BulkDecided),
+        (status = 400, description = "A malformed body or no flow named", body = oas::ApiErrorBody),
+    )
+)]
 async fn bulk_approvals(
     State(app): State<Arc<Shared>>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -705,6 +840,17 @@ async fn bulk_approvals(
 
 /// `POST /api/flows/reload`: re-reads the configuration as the server was started with it and replaces the
 /// running flows when they are valid (422 with the key path when not; the running set stays).
+#[utoipa::path(
+    post,
+    path = "/api/flows/reload",
+    tag = "flows",
+    summary = "Re-read the configuration and replace the running flows",
+    responses(
+        (status = 200, description = "The new flow set is running", body = oas::Reloaded),
+        (status = 409, description = "The server was not started from a configuration it can re-read", body = oas::ApiErrorBody),
+        (status = 422, description = "The configuration or its flows are invalid; the running set stays", body = oas::ApiErrorBody),
+    )
+)]
 async fn reload_flows(State(app): State<Arc<Shared>>) -> Result<Json<crate::app::Reloaded>, ApiError> {
     let loader = app.config_loader.read().unwrap_or_else(|e| e.into_inner()).clone();
     let Some(loader) = loader else {
@@ -773,6 +919,25 @@ async fn report(
 }
 
 /// `GET /api/reports/shadow?flow=F[&window=14d&since=…&until=…&partial=true]`.
+#[utoipa::path(
+    get,
+    path = "/api/reports/shadow",
+    tag = "reports",
+    summary = "The flow against its baseline rule",
+    params(
+        ("flow" = String, Query, description = "The flow (its `name`)"),
+        ("window" = Option<String>, Query, description = "The conversion window (`14d`, `48h`; default 14d)"),
+        ("since" = Option<String>, Query, description = "Only decisions from this instant (`2026-11-01`, RFC 3339) or this long ago (`30d`)"),
+        ("until" = Option<String>, Query, description = "Only decisions before this instant (date or RFC 3339)"),
+        ("partial" = Option<bool>, Query, description = "Also count customers whose window is still open"),
+    ),
+    responses(
+        (status = 200, description = "The report", body = oas::ShadowReport),
+        (status = 400, description = "A malformed parameter", body = oas::ApiErrorBody),
+        (status = 404, description = "No such flow", body = oas::ApiErrorBody),
+        (status = 409, description = "The flow has nothing this report compares with", body = oas::ApiErrorBody),
+    )
+)]
 async fn shadow_report(
     State(app): State<Arc<Shared>>,
     params: Result<Query<ReportParams>, axum::extract::rejection::QueryRejection>,
@@ -781,6 +946,25 @@ async fn shadow_report(
 }
 
 /// `GET /api/reports/lift?flow=F[&window=14d&since=…&until=…&partial=true]`.
+#[utoipa::path(
+    get,
+    path = "/api/reports/lift",
+    tag = "reports",
+    summary = "Treated against held-out customers",
+    params(
+        ("flow" = String, Query, description = "The flow (its `name`)"),
+        ("window" = Option<String>, Query, description = "The conversion window (`14d`, `48h`; default 14d)"),
+        ("since" = Option<String>, Query, description = "Only decisions from this instant (`2026-11-01`, RFC 3339) or this long ago (`30d`)"),
+        ("until" = Option<String>, Query, description = "Only decisions before this instant (date or RFC 3339)"),
+        ("partial" = Option<bool>, Query, description = "Also count customers whose window is still open"),
+    ),
+    responses(
+        (status = 200, description = "The report", body = oas::LiftReport),
+        (status = 400, description = "A malformed parameter", body = oas::ApiErrorBody),
+        (status = 404, description = "No such flow", body = oas::ApiErrorBody),
+        (status = 409, description = "The flow has nothing this report compares with", body = oas::ApiErrorBody),
+    )
+)]
 async fn lift_report(
     State(app): State<Arc<Shared>>,
     params: Result<Query<ReportParams>, axum::extract::rejection::QueryRejection>,
@@ -797,6 +981,17 @@ struct EraseBody {
 /// `POST /api/privacy/erase` `{"customer": "shopify:880012"}`: the request goes into the ingest log and is
 /// processed in order with the deliveries before it (202 with its trace and the person's pseudonym);
 /// `GET /api/privacy/status?customer=…` follows it.
+#[utoipa::path(
+    post,
+    path = "/api/privacy/erase",
+    tag = "privacy",
+    summary = "Erase a person (processed in order with the deliveries before it)",
+    request_body = oas::EraseRequest,
+    responses(
+        (status = 202, description = "Accepted; follow it with `GET /api/privacy/status`", body = oas::EraseAccepted),
+        (status = 400, description = "A malformed body or customer key", body = oas::ApiErrorBody),
+    )
+)]
 async fn privacy_erase(
     State(app): State<Arc<Shared>>,
     axum::Extension(caller): axum::Extension<Caller>,
@@ -821,6 +1016,17 @@ async fn privacy_erase(
 }
 
 /// `GET /api/privacy/export/{customer_id}`: everything nudge holds about the person, as one JSON document.
+#[utoipa::path(
+    get,
+    path = "/api/privacy/export/{customer_id}",
+    tag = "privacy",
+    summary = "Everything nudge holds about a person",
+    params(("customer_id" = String, Path, description = "The customer's key, such as `shopify:880012`")),
+    responses(
+        (status = 200, description = "One JSON document", body = oas::PrivacyExport),
+        (status = 400, description = "Not a customer key", body = oas::ApiErrorBody),
+    )
+)]
 async fn privacy_export(
     State(app): State<Arc<Shared>>,
     Path(customer): Path<String>,
@@ -840,10 +1046,22 @@ struct StatusQuery {
 }
 
 /// `GET /api/privacy/status[?customer=…]`: privacy jobs, newest first, with each destination's state.
+#[utoipa::path(
+    get,
+    path = "/api/privacy/status",
+    tag = "privacy",
+    summary = "Privacy jobs, newest first, with each destination's state",
+    params(("customer" = Option<String>, Query, description = "Only this customer's jobs (their key)")),
+    responses(
+        (status = 200, description = "The jobs", body = oas::PrivacyJobs),
+        (status = 400, description = "Not a customer key", body = oas::ApiErrorBody),
+    )
+)]
 async fn privacy_status(
     State(app): State<Arc<Shared>>,
-    Query(q): Query<StatusQuery>,
+    q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let pseudonym = match q.customer {
         Some(c) => {
             let id: CustomerId = c.parse().map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))?;
@@ -862,6 +1080,22 @@ async fn privacy_status(
 /// `GET /api/recs/{customer_id}?count=N`: the customer's recommended products (1–20, `recs.count` by
 /// default), from the precomputed list (computed from the stored state when it is not cached yet). 404
 /// for a customer the store does not know; an empty list when no recommendation model serves.
+#[utoipa::path(
+    get,
+    path = "/api/recs/{customer_id}",
+    tag = "recs",
+    summary = "A customer's recommended products",
+    params(
+        ("customer_id" = String, Path, description = "The customer's key, such as `shopify:880012`"),
+        ("count" = Option<u32>, Query, description = "How many (1–20; default `recs.count`)"),
+    ),
+    responses(
+        (status = 200, description = "The recommendations (empty when no model serves)", body = oas::Recommendations),
+        (status = 400, description = "Not a customer key, or a malformed count", body = oas::ApiErrorBody),
+        (status = 404, description = "No such customer", body = oas::ApiErrorBody),
+        (status = 503, description = "Recommendations are not being served", body = oas::ApiErrorBody),
+    )
+)]
 async fn customer_recs(
     State(app): State<Arc<Shared>>,
     Path(customer): Path<String>,
@@ -888,6 +1122,13 @@ async fn customer_recs(
 }
 
 /// `GET /api/segments`: the adopted segments with their members and the last refresh's stability.
+#[utoipa::path(
+    get,
+    path = "/api/segments",
+    tag = "segments",
+    summary = "The adopted segments",
+    responses((status = 200, description = "The segments with their members and last refresh", body = oas::AdoptedSegments))
+)]
 async fn adopted_segments(State(app): State<Arc<Shared>>) -> Result<Json<serde_json::Value>, ApiError> {
     let adopted = app
         .store
@@ -898,6 +1139,18 @@ async fn adopted_segments(State(app): State<Arc<Shared>>) -> Result<Json<serde_j
 }
 
 /// `GET /api/segments/proposals[?discovery=N]`: the proposals of the latest discovery (or of discovery N).
+#[utoipa::path(
+    get,
+    path = "/api/segments/proposals",
+    tag = "segments",
+    summary = "The proposals of the latest discovery (or of one)",
+    params(("discovery" = Option<i64>, Query, minimum = 1, description = "The discovery's id (default: the latest)")),
+    responses(
+        (status = 200, description = "The proposals (none when nothing was discovered)", body = oas::Proposals),
+        (status = 400, description = "Not a discovery id", body = oas::ApiErrorBody),
+        (status = 404, description = "No such discovery", body = oas::ApiErrorBody),
+    )
+)]
 async fn segment_proposals(
     State(app): State<Arc<Shared>>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
@@ -935,6 +1188,20 @@ struct AdoptBody {
 /// `POST /api/segments/proposals/{id}/adopt` with `{"name": ...}`: 201 adopted (its members are computed
 /// in the background; `GET /api/segments` shows them), 400 a bad name or list, 404 an unknown proposal,
 /// 409 a name taken or a proposal already adopted.
+#[utoipa::path(
+    post,
+    path = "/api/segments/proposals/{id}/adopt",
+    tag = "segments",
+    summary = "Adopt a proposed segment under a name",
+    params(("id" = String, Path, description = "The proposal's id, `<discovery>-<n>`")),
+    request_body = oas::AdoptRequest,
+    responses(
+        (status = 201, description = "Adopted; its members are computed in the background", body = oas::Adopted),
+        (status = 400, description = "A malformed body, name or list", body = oas::ApiErrorBody),
+        (status = 404, description = "No such proposal", body = oas::ApiErrorBody),
+        (status = 409, description = "The name is taken or the proposal already adopted", body = oas::ApiErrorBody),
+    )
+)]
 async fn adopt_segment(
     State(app): State<Arc<Shared>>,
     axum::Extension(caller): axum::Extension<Caller>,

@@ -26,7 +26,6 @@ use nudge_store::{ImportedTransaction, Store, StoredState};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use time::{Date, OffsetDateTime, UtcOffset};
@@ -588,7 +587,7 @@ pub struct ImportSummary {
 
 /// Whether progress bars are drawn: only when a person is watching stderr.
 pub fn progress_enabled() -> bool {
-    std::io::stderr().is_terminal()
+    crate::cli::progress_enabled()
 }
 
 /// A progress bar on stderr, or a hidden one.

@@ -10,6 +10,7 @@
 //! - [`keys`]: fetches the public keys a source asks for when verifying.
 //! - [`http`]: routes (webhooks at `/webhooks/<source path>`, health, metrics, audit API) and the guard of every `/api` route.
 //! - [`access`]: roles, permissions, the one role × permission matrix, the `/api` route table, tokens.
+//! - [`ui`]: the web console at `/ui/` (server-rendered pages, token sign-in, sessions, CSRF).
 //! - [`pipeline`]: the processing worker (delivery → events → state → scores → decision → outbox).
 //! - [`outbox`]: the delivery worker and the abandonment-timer worker.
 //! - [`scheduler`]: fires `schedule` flows (cron, UTC) for every customer, in chunks, through the ingest log.
@@ -18,17 +19,24 @@
 //! - [`audit_cli`], [`models_cli`], [`import`], [`tokens_cli`], [`approvals_cli`], [`push_cli`]: the other
 //!   subcommands; [`push`]: batch pushes of every selected customer's scores to one destination.
 //! - [`model_report`]: the renderers of `nudge models report` (text, HTML, SVG, JSON); [`svg`]: its charts.
+//! - [`digest`]: campaign digests to Slack and email (`pipeline.digest_schedule`, `nudge digest`);
+//!   [`digest_render`] and [`digest_grounding`]: their pure rendering and the summary's grounding check.
 
 pub mod access;
 pub mod app;
 pub mod approvals_cli;
 pub mod audit_cli;
 pub mod campaign_report;
+pub mod campaigns_cli;
+pub mod cli;
 pub mod config;
 pub mod copy;
 pub mod decision_models;
 pub mod demo;
 pub mod demo_signals;
+pub mod digest;
+pub mod digest_grounding;
+pub mod digest_render;
 pub mod fetch;
 pub mod fit_bandit;
 pub mod fit_cold_start;
@@ -43,6 +51,7 @@ pub mod model_report;
 pub mod models_cli;
 pub mod models_compare;
 pub mod offers;
+pub mod openapi;
 pub mod outbox;
 pub mod pipeline;
 pub mod privacy;
@@ -53,10 +62,11 @@ pub mod push_cli;
 pub mod recs;
 pub mod report_cli;
 pub mod scheduler;
+pub mod segment_adoption;
 pub mod segment_api;
 pub mod segments_cli;
 pub mod simulate_cli;
 pub mod svg;
-pub mod segment_adoption;
 pub mod telemetry;
 pub mod tokens_cli;
+pub mod ui;

@@ -75,6 +75,12 @@ enum Command {
     /// Behavioural segments proposed from the stored customers, for a marketer to review and name.
     #[command(subcommand)]
     Segments(nudge::segments_cli::SegmentsCmd),
+    /// Test hypotheses proposed from a flow's past results, and their variants adopted as flows.
+    #[command(subcommand)]
+    Campaigns(nudge::campaigns_cli::CampaignsCmd),
+    /// Campaign digests: preview one period's, or send it now to Slack and/or email.
+    #[command(subcommand)]
+    Digest(nudge::digest::DigestCmd),
     /// Developer tools.
     #[command(subcommand)]
     Dev(DevCmd),
@@ -248,6 +254,26 @@ fn main() -> ExitCode {
                 },
                 Err(e) => return config_error(e),
             },
+            Command::Campaigns(cmd) => match load() {
+                Ok(cfg) => match nudge::campaigns_cli::run(&cfg, cmd).await {
+                    Err(e) if e.downcast_ref::<nudge::campaigns_cli::UsageError>().is_some() => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                    r => r,
+                },
+                Err(e) => return config_error(e),
+            },
+            Command::Digest(cmd) => match load() {
+                Ok(cfg) => match nudge::digest::run(&cfg, cmd).await {
+                    Err(e) if e.downcast_ref::<nudge::digest::UsageError>().is_some() => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                    r => r,
+                },
+                Err(e) => return config_error(e),
+            },
             Command::Approvals(cmd) => match load() {
                 Ok(cfg) => nudge::approvals_cli::run(&cfg, cmd).await,
                 Err(e) => return config_error(e),
@@ -288,7 +314,8 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
-                ExitCode::from(1)
+                // 2 for a usage or configuration error of any command, 1 for a failure (`nudge::cli`).
+                ExitCode::from(nudge::cli::exit_code(&e))
             }
         }
     })

@@ -196,7 +196,14 @@ pub enum ModelsCmd {
 
 pub async fn run(cfg: &Config, cmd: ModelsCmd) -> anyhow::Result<()> {
     match cmd {
-        ModelsCmd::Fit(args) => fit_cmd(cfg, args).await,
+        ModelsCmd::Fit(args) => {
+            // A spinner while the fit runs (hidden unless stderr is a terminal; `nudge::cli`).
+            let family = clap::ValueEnum::to_possible_value(&args.family).map(|v| v.get_name().to_string());
+            let spinner = crate::cli::spinner(format!("fitting {} models", family.unwrap_or_default()));
+            let r = fit_cmd(cfg, args).await;
+            spinner.finish_and_clear();
+            r
+        }
         ModelsCmd::Score(args) => score_cmd(cfg, args).await,
         ModelsCmd::List { json } => list_cmd(cfg, json).await,
         ModelsCmd::Activate { version, force } => activate_cmd(cfg, &version, force).await,
@@ -1414,6 +1421,7 @@ async fn score_cmd(cfg: &Config, args: ScoreArgs) -> anyhow::Result<()> {
         monthly_discount_rate: args.discount_rate,
         unit: model.unit,
     };
+    let spinner = crate::cli::spinner(format!("scoring {} customers", ds.names.len()));
     let rows = tokio::task::spawn_blocking(move || -> anyhow::Result<(Vec<ScoreRow>, Option<i32>)> {
         let w = window(&ds, model.unit, None)?;
         let aov = average_order_values(&ds, &w.summaries, w.observation_end);
@@ -1425,8 +1433,9 @@ async fn score_cmd(cfg: &Config, args: ScoreArgs) -> anyhow::Result<()> {
         };
         Ok((rows, w.observation_end))
     })
-    .await??;
-    let (rows, as_of) = rows;
+    .await;
+    spinner.finish_and_clear();
+    let (rows, as_of) = rows??;
     let sink: Box<dyn Write> = match &args.out {
         Some(p) => {
             Box::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?)
@@ -1510,7 +1519,7 @@ fn created_at(ms: i64) -> String {
 }
 
 /// The facts `models list` shows about a version, read leniently from its body.
-fn list_entry(v: &ModelVersion) -> Value {
+pub(crate) fn list_entry(v: &ModelVersion) -> Value {
     let b = &v.body;
     if v.family == nudge_decide::families::PROPENSITY {
         return propensity_list_entry(v);
@@ -1630,7 +1639,34 @@ async fn list_cmd(cfg: &Config, json_out: bool) -> anyhow::Result<()> {
 
 async fn activate_cmd(cfg: &Config, id: &str, force: bool) -> anyhow::Result<()> {
     let store = crate::app::open_store(cfg)?;
-    let v = find_version(&*store, id).await?;
+    match activate(&*store, id, force).await? {
+        Activation::AlreadyActive => {
+            println!("model version {id} is already active");
+            return Ok(());
+        }
+        Activation::Activated { family, previous: Some(p) } => {
+            println!("active model version: {id} ({family}), was {p}")
+        }
+        Activation::Activated { family, previous: None } => println!("active model version: {id} ({family})"),
+    }
+    println!("a running server scores with it from its next model reload or restart");
+    Ok(())
+}
+
+/// What [`activate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activation {
+    /// The version was the active one of its kind already; nothing changed.
+    AlreadyActive,
+    /// The version is now the active one of its kind; `previous` is the one it replaced.
+    Activated { family: String, previous: Option<String> },
+}
+
+/// Makes a version the active one of its kind (rolling back is activating an older version), as
+/// `nudge models activate` and the console do: the version must load, and one that failed its checks
+/// (insufficient data, no convergence, misfit) is refused unless `force`.
+pub async fn activate(store: &dyn Store, id: &str, force: bool) -> anyhow::Result<Activation> {
+    let v = find_version(store, id).await?;
     if v.family == nudge_decide::families::BANDIT {
         bail!(
             "model version {id} is a record of what the offer bandit learned; the bandit learns online, nothing to activate"
@@ -1652,16 +1688,10 @@ async fn activate_cmd(cfg: &Config, id: &str, force: bool) -> anyhow::Result<()>
     // BTYD version active, and the other way round.
     let previous = store.active_model_version_of(v.kind()).await?.map(|p| p.id);
     if previous.as_deref() == Some(id) {
-        println!("model version {id} is already active");
-        return Ok(());
+        return Ok(Activation::AlreadyActive);
     }
     store.activate_model_version(id).await?;
-    match previous {
-        Some(p) => println!("active model version: {id} ({}), was {p}", v.family),
-        None => println!("active model version: {id} ({})", v.family),
-    }
-    println!("a running server scores with it from its next model reload or restart");
-    Ok(())
+    Ok(Activation::Activated { family: v.family, previous })
 }
 
 async fn report_cmd(cfg: &Config, id: &str, out: Option<PathBuf>, json_out: bool) -> anyhow::Result<()> {

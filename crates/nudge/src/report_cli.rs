@@ -152,6 +152,18 @@ pub async fn build(
     q: &ReportQuery,
     now: OffsetDateTime,
 ) -> Result<Report, ReportError> {
+    build_with(store, flows, kind, q, now, None).await
+}
+
+/// [`build`], reading the customers' states through `cache` (shared by several reports of one period).
+pub async fn build_with(
+    store: &dyn Store,
+    flows: &FlowSet,
+    kind: ReportKind,
+    q: &ReportQuery,
+    now: OffsetDateTime,
+    cache: Option<&StateCache>,
+) -> Result<Report, ReportError> {
     let w = report_window(q, now)?;
     let flow = q.flow.trim();
     if flow.is_empty() {
@@ -195,7 +207,7 @@ pub async fn build(
             }
         })
         .collect();
-    let orders = order_times(store, rows.iter().map(|r| &r.customer)).await?;
+    let orders = order_times(store, rows.iter().map(|r| &r.customer), cache).await?;
     let lookup = |c: &CustomerId| orders.get(c).cloned().unwrap_or_default();
     Ok(match kind {
         ReportKind::Shadow => Report::Shadow(reports::shadow(flow, &rows, &lookup, w)),
@@ -203,26 +215,72 @@ pub async fn build(
     })
 }
 
-/// Each customer's order times (ms; cancelled orders left out), read from their stored states in chunks.
+/// Each customer's order times (ms; cancelled orders left out), read from their stored states.
 async fn order_times<'a>(
     store: &dyn Store,
     customers: impl Iterator<Item = &'a CustomerId>,
+    cache: Option<&StateCache>,
 ) -> Result<HashMap<CustomerId, Vec<i64>>, ReportError> {
     let distinct: Vec<CustomerId> = customers.cloned().collect::<BTreeSet<_>>().into_iter().collect();
-    let mut out = HashMap::with_capacity(distinct.len());
-    for chunk in distinct.chunks(500) {
-        for s in store.load_states(chunk).await? {
-            let state: CustomerState = serde_json::from_str(&s.state_json)
-                .map_err(|e| StoreError::Corrupt(format!("the stored state of {}: {e}", s.customer)))?;
+    let states = states_of(store, distinct, cache).await?;
+    Ok(states
+        .into_iter()
+        .map(|(c, state)| {
             let times = state
                 .orders
                 .values()
                 .filter(|o| !o.cancelled)
                 .map(|o| crate::pipeline::ts_to_ms(o.created_at))
                 .collect();
-            out.insert(s.customer, times);
+            (c, times)
+        })
+        .collect())
+}
+
+/// Customers' stored states read once and shared by the reports of one period (a digest makes a lift and
+/// a campaign report of each flow from the same states).
+#[derive(Default)]
+pub struct StateCache(std::sync::Mutex<HashMap<CustomerId, std::sync::Arc<CustomerState>>>);
+
+/// The stored states of `customers` (erased ones are absent), through `cache` when given: only the ones it
+/// does not hold are read, in chunks.
+pub(crate) async fn states_of(
+    store: &dyn Store,
+    customers: Vec<CustomerId>,
+    cache: Option<&StateCache>,
+) -> Result<HashMap<CustomerId, std::sync::Arc<CustomerState>>, ReportError> {
+    let mut out = HashMap::with_capacity(customers.len());
+    let missing: Vec<CustomerId> = match cache {
+        Some(c) => {
+            let held = c.0.lock().expect("state cache lock poisoned");
+            customers
+                .into_iter()
+                .filter(|id| match held.get(id) {
+                    Some(s) => {
+                        out.insert(id.clone(), s.clone());
+                        false
+                    }
+                    None => true,
+                })
+                .collect()
+        }
+        None => customers,
+    };
+    let mut read = Vec::with_capacity(missing.len());
+    for chunk in missing.chunks(500) {
+        for s in store.load_states(chunk).await? {
+            let state: CustomerState = serde_json::from_str(&s.state_json)
+                .map_err(|e| StoreError::Corrupt(format!("the stored state of {}: {e}", s.customer)))?;
+            read.push((s.customer, std::sync::Arc::new(state)));
         }
     }
+    if let Some(c) = cache {
+        let mut held = c.0.lock().expect("state cache lock poisoned");
+        for (id, s) in &read {
+            held.insert(id.clone(), s.clone());
+        }
+    }
+    out.extend(read);
     Ok(out)
 }
 

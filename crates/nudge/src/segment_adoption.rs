@@ -320,16 +320,19 @@ pub async fn refresh(store: &Arc<dyn Store>, scoring: &Scoring) -> anyhow::Resul
     }
     let mut placers: BTreeMap<i64, Placer> = BTreeMap::new();
     for a in &adopted {
-        if !placers.contains_key(&a.discovery_id) {
-            let record = store
-                .segment_discovery(a.discovery_id)
-                .await?
-                .with_context(|| format!("segment discovery {} is gone", a.discovery_id))?;
-            let stored: StoredDiscovery = serde_json::from_value(record.body)
-                .with_context(|| format!("segment discovery {} is unreadable", a.discovery_id))?;
-            placers.insert(a.discovery_id, Placer::new(a.discovery_id, stored)?);
-        }
-        placers.get_mut(&a.discovery_id).expect("inserted").adopted.insert(a.proposal, a.name.clone());
+        let placer = match placers.entry(a.discovery_id) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let record = store
+                    .segment_discovery(a.discovery_id)
+                    .await?
+                    .with_context(|| format!("segment discovery {} is gone", a.discovery_id))?;
+                let stored: StoredDiscovery = serde_json::from_value(record.body)
+                    .with_context(|| format!("segment discovery {} is unreadable", a.discovery_id))?;
+                e.insert(Placer::new(a.discovery_id, stored)?)
+            }
+        };
+        placer.adopted.insert(a.proposal, a.name.clone());
     }
     // One pass over the customers: score once, place in every discovery.
     let mut members: HashMap<String, Vec<CustomerId>> =

@@ -27,46 +27,111 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// What kind of series a metric is. A histogram is exported as `<name>_bucket`, `<name>_sum` and
+/// `<name>_count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One exported metric: its name, kind and help text.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub help: &'static str,
+}
+
+const fn metric(name: &'static str, kind: MetricKind, help: &'static str) -> Metric {
+    Metric { name, kind, help }
+}
+
+/// Every metric nudge exports, described to the recorder from here (the dashboards and alerts in
+/// `deploy/` are checked against this list).
+pub const METRICS: &[Metric] = {
+    use MetricKind::*;
+    &[
+        metric("nudge_webhooks_total", Counter, "Inbound webhook deliveries by source, topic and outcome."),
+        metric("nudge_ack_seconds", Histogram, "Time from request to durable acknowledgement."),
+        metric("nudge_ingest_backlog", Gauge, "Deliveries in the ingest log not processed yet."),
+        metric("nudge_deliveries_processed_total", Counter, "Processed deliveries by terminal outcome."),
+        metric("nudge_decisions_total", Counter, "Decisions made, by shadow flag."),
+        metric(
+            "nudge_flow_decisions_total",
+            Counter,
+            "Each flow's decisions by status (live, shadow, held_out, no_consent, capped, not_matched, error).",
+        ),
+        metric(
+            "nudge_fetch_jobs_total",
+            Counter,
+            "Fetch-job attempts (thin notifications' API reads) by outcome.",
+        ),
+        metric("nudge_pushes_total", Counter, "Destination calls by destination and outcome."),
+        metric("nudge_event_to_push_seconds", Histogram, "Time from webhook receipt to a successful push."),
+        metric("nudge_timers_fired_total", Counter, "Abandonment timers that fired."),
+        metric(
+            "nudge_destination_backlog",
+            Gauge,
+            "Pending outbox items per destination (due or waiting to retry).",
+        ),
+        metric("nudge_destination_in_flight", Gauge, "Items in requests on the wire, per destination."),
+        metric(
+            "nudge_destination_circuit_open",
+            Gauge,
+            "1 while a destination's circuit is open or half-open (resting after repeated failures), else 0.",
+        ),
+        metric("nudge_destination_batch_size", Histogram, "Items per request sent to a destination."),
+        metric("nudge_destination_throttled_total", Counter, "Requests a destination answered with 429."),
+        metric(
+            "nudge_llm_tokens_used",
+            Gauge,
+            "Tokens generated copy used this calendar month (UTC), counted against llm.monthly_token_budget.",
+        ),
+        metric("nudge_llm_token_budget", Gauge, "llm.monthly_token_budget (0 when there is none)."),
+        metric(
+            "nudge_llm_generations_total",
+            Counter,
+            "Copy generations by outcome: generated (validated LLM output) or fallback (the prompt's fallback copy).",
+        ),
+        metric(
+            "nudge_llm_generation_seconds",
+            Histogram,
+            "Time one generation of copy took (the LLM's answer, retries and validation; bounded by llm.timeout).",
+        ),
+        metric(
+            "nudge_schedule_customers_total",
+            Counter,
+            "Customers sent into the ingest log by schedule flows' firings, by flow.",
+        ),
+        metric(
+            "nudge_model_refits_total",
+            Counter,
+            "Scheduled model refits by outcome: activated, not_activated (the gate refused it), skipped, failed.",
+        ),
+        metric(
+            "nudge_custom_model_outputs_total",
+            Counter,
+            "Outputs of the user's own models, served or recorded, by model and mode.",
+        ),
+        metric(
+            "nudge_custom_model_fallbacks_total",
+            Counter,
+            "Fallbacks of the user's own models (no usable output), by model and mode.",
+        ),
+        metric("nudge_segment_messages_total", Counter, "Messages of the Segment-compatible API by outcome."),
+    ]
+};
+
 fn describe() {
-    describe_counter!("nudge_webhooks_total", "Inbound webhook deliveries by source, topic and outcome.");
-    describe_histogram!("nudge_ack_seconds", "Time from request to durable acknowledgement.");
-    describe_counter!("nudge_deliveries_processed_total", "Processed deliveries by terminal outcome.");
-    describe_counter!("nudge_decisions_total", "Decisions made, by shadow flag.");
-    describe_counter!(
-        "nudge_fetch_jobs_total",
-        "Fetch-job attempts (thin notifications' API reads) by outcome."
-    );
-    describe_counter!("nudge_pushes_total", "Destination calls by destination and outcome.");
-    describe_histogram!("nudge_event_to_push_seconds", "Time from webhook receipt to a successful push.");
-    describe_counter!("nudge_timers_fired_total", "Abandonment timers that fired.");
-    describe_gauge!(
-        "nudge_destination_backlog",
-        "Pending outbox items per destination (due or waiting to retry)."
-    );
-    describe_gauge!("nudge_destination_in_flight", "Items in requests on the wire, per destination.");
-    describe_gauge!(
-        "nudge_destination_circuit_open",
-        "1 while a destination's circuit is open or half-open (resting after repeated failures), else 0."
-    );
-    describe_histogram!("nudge_destination_batch_size", "Items per request sent to a destination.");
-    describe_counter!("nudge_destination_throttled_total", "Requests a destination answered with 429.");
-    describe_gauge!(
-        "nudge_llm_tokens_used",
-        "Tokens generated copy used this calendar month (UTC), counted against llm.monthly_token_budget."
-    );
-    describe_gauge!("nudge_llm_token_budget", "llm.monthly_token_budget (0 when there is none).");
-    describe_counter!(
-        "nudge_llm_generations_total",
-        "Copy generations by outcome: generated (validated LLM output) or fallback (the prompt's fallback copy)."
-    );
-    describe_histogram!(
-        "nudge_llm_generation_seconds",
-        "Time one generation of copy took (the LLM's answer, retries and validation; bounded by llm.timeout)."
-    );
-    describe_counter!(
-        "nudge_schedule_customers_total",
-        "Customers sent into the ingest log by schedule flows' firings, by flow."
-    );
+    for m in METRICS {
+        match m.kind {
+            MetricKind::Counter => describe_counter!(m.name, m.help),
+            MetricKind::Gauge => describe_gauge!(m.name, m.help),
+            MetricKind::Histogram => describe_histogram!(m.name, m.help),
+        }
+    }
 }
 
 pub fn webhook(source: &'static str, topic: &str, outcome: &'static str) {
@@ -76,6 +141,16 @@ pub fn webhook(source: &'static str, topic: &str, outcome: &'static str) {
 
 pub fn ack_latency(seconds: f64) {
     histogram!("nudge_ack_seconds").record(seconds);
+}
+
+/// Deliveries waiting in the ingest log.
+pub fn ingest_backlog(pending: u64) {
+    gauge!("nudge_ingest_backlog").set(pending as f64);
+}
+
+/// One scheduled refit's outcome (`activated`, `not_activated`, `skipped`, `failed`).
+pub fn model_refit(outcome: &'static str) {
+    counter!("nudge_model_refits_total", "outcome" => outcome).increment(1);
 }
 
 pub fn processed(outcome: &'static str) {

@@ -146,6 +146,23 @@ pub trait Store: Send + Sync + 'static {
     /// nothing of. A trace of records from [`Store::append_audit`] has records and never a terminal state.
     async fn trace(&self, trace: TraceId) -> Result<Option<TraceView>>;
 
+    /// The records of `stage` in the audit trails of `traces` (each trace's in order), read together: for a
+    /// report that needs one record of many traces. Unknown traces give nothing. The default reads the
+    /// traces one by one.
+    async fn audit_of_traces(
+        &self,
+        traces: Vec<TraceId>,
+        stage: nudge_model::AuditStage,
+    ) -> Result<Vec<AuditRecord>> {
+        let mut out = Vec::new();
+        for t in traces {
+            if let Some(view) = self.trace(t).await? {
+                out.extend(view.records.into_iter().filter(|r| r.stage == stage));
+            }
+        }
+        Ok(out)
+    }
+
     /// The newest audit records about a customer (oldest first), at most `limit`.
     async fn customer_audit(&self, customer: &CustomerId, limit: usize) -> Result<Vec<AuditRecord>>;
 

@@ -2062,6 +2062,27 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn audit_of_traces(&self, traces: Vec<TraceId>, stage: AuditStage) -> Result<Vec<AuditRecord>> {
+        self.read(move |c| {
+            let mut out = Vec::new();
+            for chunk in traces.chunks(500) {
+                let marks = vec!["?"; chunk.len()].join(",");
+                let sql = format!(
+                    "SELECT trace_id, customer_id, stage, at, detail FROM audit WHERE trace_id IN ({marks}) \
+                     ORDER BY trace_id, id"
+                );
+                let ids: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+                let rows = c
+                    .prepare(&sql)?
+                    .query_map(rusqlite::params_from_iter(ids.iter()), audit_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                out.extend(rows.into_iter().flatten().filter(|r| r.stage == stage));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn trace(&self, trace: TraceId) -> Result<Option<TraceView>> {
         self.read(move |c| {
             let t = trace.to_string();

@@ -25,7 +25,10 @@
 //! - [`fake_scorer`]: an external scorer for `[[scoring.custom]]` HTTP models, enforcing the request
 //!   contract (a pseudonymised customer, the named features), answering deterministic scores, and hanging,
 //!   500s, garbage, other shapes, out-of-range values or slowness on demand.
-//! - [`fake_slack`]: a Slack incoming webhook with Slack's plain-text answers and its rate limit.
+//! - [`fake_slack`]: a Slack incoming webhook with Slack's plain-text answers, its Block Kit limits and its
+//!   rate limit.
+//! - [`fake_smtp`]: a local SMTP sink (EHLO, AUTH PLAIN/LOGIN, MAIL/RCPT/DATA in order) that keeps the
+//!   messages it accepted.
 //! - [`fake_adobe_io`]: Adobe I/O Events' key server (PEMs at paths, fetches counted) and a sender that
 //!   signs I/O Events and Commerce Webhooks-module requests as Adobe does.
 //! - [`shopify_sender`]: a client that delivers webhooks the way Shopify does (HMAC over the exact bytes,
@@ -53,6 +56,7 @@ pub mod fake_scorer;
 pub mod fake_shopify_admin;
 pub mod fake_slack;
 pub mod fake_smile;
+pub mod fake_smtp;
 pub mod fake_webhook;
 pub mod fake_yotpo;
 pub mod google_oidc;

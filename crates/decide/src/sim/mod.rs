@@ -4,6 +4,7 @@
 pub mod abandonment;
 pub mod baskets;
 pub mod cold_start;
+pub mod hypotheses;
 pub mod instacart;
 pub mod offers;
 pub mod segments;

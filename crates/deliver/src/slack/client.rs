@@ -59,6 +59,23 @@ impl SlackClient {
         })
     }
 
+    /// Posts a Block Kit message (`blocks` with the fallback `text`, see [`request::build_blocks`]): one
+    /// attempt, paced and answered like an alert.
+    pub async fn post_blocks(&self, text: &str, blocks: &[serde_json::Value]) -> Outcome {
+        if let Some(answer) = self.disabled_by() {
+            return Self::rejected(
+                None,
+                format!(
+                    "Slack answered `{answer}` earlier; messages are off until the webhook is fixed and the server restarted"
+                ),
+            );
+        }
+        match request::build_blocks(text, blocks) {
+            Ok(body) => self.send(body).await,
+            Err(e) => Self::rejected(None, e.to_string()),
+        }
+    }
+
     /// Slack's answer that disabled this destination, if one did.
     pub fn disabled_by(&self) -> Option<String> {
         self.disabled.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -1,4 +1,5 @@
-//! Slack incoming webhooks as a destination for alerts: `POST {"text": …}` to the webhook URL, which is
+//! Slack incoming webhooks as a destination for alerts (`POST {"text": …}`) and for Block Kit messages such
+//! as digests (`{"text": …, "blocks": […]}`) to the webhook URL, which is
 //! itself the credential (it is never logged, shown in `Debug` or put in an outcome).
 //!
 //! - `config`: [`SlackConfig`] (`[destinations.slack]`).
@@ -13,4 +14,4 @@ pub mod request;
 
 pub use client::{ENDPOINT_LABEL, SlackClient};
 pub use config::SlackConfig;
-pub use request::{MAX_TEXT_CHARS, build};
+pub use request::{MAX_BLOCKS, MAX_TEXT_CHARS, build, build_blocks};

@@ -31,6 +31,33 @@ pub fn build(action: &Action) -> Result<Vec<u8>, DeliverError> {
         .map_err(|e| DeliverError::Invalid(format!("cannot serialise the message: {e}")))
 }
 
+/// Slack takes at most this many blocks in one message.
+pub const MAX_BLOCKS: usize = 50;
+
+/// The body of a Block Kit message: `blocks` (built by the caller within Block Kit's limits) and `text`,
+/// the notification fallback Slack shows where blocks cannot be, escaped like an alert's.
+pub fn build_blocks(text: &str, blocks: &[serde_json::Value]) -> Result<Vec<u8>, DeliverError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(DeliverError::Invalid("the fallback text is empty; Slack requires text".into()));
+    }
+    if blocks.is_empty() || blocks.len() > MAX_BLOCKS {
+        return Err(DeliverError::Invalid(format!(
+            "the message has {} blocks; Slack takes 1 to {MAX_BLOCKS}",
+            blocks.len()
+        )));
+    }
+    let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let chars = escaped.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        return Err(DeliverError::Invalid(format!(
+            "the fallback text has {chars} characters; Slack takes at most {MAX_TEXT_CHARS}"
+        )));
+    }
+    serde_json::to_vec(&json!({ "text": escaped, "blocks": blocks }))
+        .map_err(|e| DeliverError::Invalid(format!("cannot serialise the message: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +78,19 @@ mod tests {
         let body: serde_json::Value =
             serde_json::from_slice(&build(&alert(" churn <90> & up ")).unwrap()).unwrap();
         assert_eq!(body, json!({"text": "churn &lt;90&gt; &amp; up"}));
+    }
+
+    #[test]
+    fn block_messages_carry_the_fallback_text() {
+        let blocks = vec![json!({"type": "divider"})];
+        let body: serde_json::Value =
+            serde_json::from_slice(&build_blocks("a <b>", &blocks).unwrap()).unwrap();
+        assert_eq!(body, json!({"text": "a &lt;b&gt;", "blocks": [{"type": "divider"}]}));
+        assert!(build_blocks(" ", &blocks).unwrap_err().to_string().contains("empty"));
+        assert!(build_blocks("t", &[]).is_err());
+        assert!(
+            build_blocks("t", &vec![json!({"type": "divider"}); 51]).unwrap_err().to_string().contains("51")
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod access;
 mod adobe;
+mod adopted_segments;
 mod approvals;
 mod architecture;
 mod bigcommerce;
@@ -14,6 +15,7 @@ mod identity;
 mod isolation;
 mod lists;
 mod offers;
+mod openapi;
 mod pipelined;
 mod privacy;
 mod recs;
@@ -23,6 +25,7 @@ mod segment;
 mod segment_sdk;
 mod shopify_transports;
 mod spine;
+mod ui;
 
 use nudge::app::App;
 use nudge::config::{Config, HumanDuration, ShopifyConfig};

@@ -15,9 +15,9 @@
 //! Failures on demand, as a queue of one-off answers ([`FakeLlmHandle::push`]) or a standing mode
 //! ([`FakeLlmHandle::set_mode`]): 429 with `retry-after-ms` / `retry-after` / `x-should-retry` /
 //! `x-ratelimit-*`, 429 `insufficient_quota`, 5xx, a 200 whose content is not JSON, a body that is not
-//! JSON, over-long slots, `finish_reason:"length"`, a refusal, no `usage`, and a hang; plus latency added
-//! to every answer and a llama.cpp-style `/health` 503 while "loading". Every request body is recorded so
-//! tests can scan what left nudge.
+//! JSON, over-long slots, `finish_reason:"length"`, a refusal, no `usage`, a hang, and scripted content;
+//! plus latency added to every answer and a llama.cpp-style `/health` 503 while "loading". Every request
+//! body is recorded so tests can scan what left nudge.
 
 use crate::TestkitError;
 use axum::Router;
@@ -108,6 +108,9 @@ pub enum LlmAnswer {
     NoUsage,
     /// Never answers (until the client gives up).
     Hang,
+    /// 200 whose message content is exactly this text: a scripted answer (a JSON object of the slots, for
+    /// a test that needs particular copy).
+    Content(String),
 }
 
 /// One request as received.
@@ -426,6 +429,7 @@ fn answer_with(config: &FakeLlmConfig, request: &Map<String, Value>, answer: Llm
         LlmAnswer::OverLong => (Some(completion(request, 10)), "stop", None, true),
         LlmAnswer::NoUsage => (Some(completion(request, 0)), "stop", None, false),
         LlmAnswer::Normal => (Some(completion(request, 0)), "stop", None, true),
+        LlmAnswer::Content(text) => (Some(text), "stop", None, true),
     };
     let prompt_chars: usize = request
         .get("messages")

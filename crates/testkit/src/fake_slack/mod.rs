@@ -1,6 +1,7 @@
 //! A fake Slack incoming webhook. It serves one webhook path (`/services/T…/B…/<token>`) and answers as
 //! Slack does, in plain text: `200 ok` for a message it accepts; `404 no_service` for any other path;
 //! `400 invalid_payload` when the body is not declared JSON or is not a JSON object;
+//! `400 invalid_blocks` when `blocks` breaks a Block Kit limit ([`check_blocks`]);
 //! `400 missing_text_or_fallback_or_attachments` when `text` is missing or empty (with or without
 //! `blocks`, the text is the notification fallback and nudge always sends it); `429` with `Retry-After`
 //! when more messages arrive in one second than the configured limit (about one a second at Slack).
@@ -176,7 +177,7 @@ fn decide(shared: &Shared, method: &Method, path: &str, content_type: Option<&st
         return (400, "invalid_payload".into(), None, delay);
     };
     if let Some(blocks) = message.get("blocks")
-        && blocks.as_array().is_none_or(|b| b.is_empty())
+        && check_blocks(blocks).is_err()
     {
         return (400, "invalid_blocks".into(), None, delay);
     }
@@ -197,6 +198,101 @@ fn decide(shared: &Shared, method: &Method, path: &str, content_type: Option<&st
     }
     state.messages.push(Value::Object(message));
     (200, "ok".into(), None, delay)
+}
+
+/// Block Kit's documented limits on a message's blocks.
+pub const MAX_BLOCKS: usize = 50;
+pub const MAX_SECTION_TEXT: usize = 3000;
+pub const MAX_SECTION_FIELDS: usize = 10;
+pub const MAX_FIELD_TEXT: usize = 2000;
+pub const MAX_HEADER_TEXT: usize = 150;
+pub const MAX_CONTEXT_ELEMENTS: usize = 10;
+pub const MAX_BLOCK_ID: usize = 255;
+
+/// Checks `blocks` as Slack does before posting (it answers `invalid_blocks` otherwise): a non-empty
+/// array of at most 50 blocks with unique `block_id`s (at most 255 characters); `header` with a
+/// `plain_text` of 1–150 characters; `section` with a text object of 1–3000 characters and/or 1–10 fields
+/// of at most 2000; `context` with 1–10 text or image elements; `divider` with nothing else. Other block
+/// types are accepted as long as they name one Slack knows. The error says which rule broke.
+pub fn check_blocks(blocks: &Value) -> Result<(), String> {
+    let Some(blocks) = blocks.as_array() else { return Err("blocks is not an array".into()) };
+    if blocks.is_empty() || blocks.len() > MAX_BLOCKS {
+        return Err(format!("{} blocks; 1 to {MAX_BLOCKS} are allowed", blocks.len()));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for (i, b) in blocks.iter().enumerate() {
+        let Some(b) = b.as_object() else { return Err(format!("blocks[{i}] is not an object")) };
+        if let Some(id) = b.get("block_id") {
+            let id = id.as_str().ok_or(format!("blocks[{i}].block_id is not a string"))?;
+            if id.is_empty() || id.chars().count() > MAX_BLOCK_ID || !ids.insert(id.to_string()) {
+                return Err(format!("blocks[{i}].block_id is empty, too long or repeated"));
+            }
+        }
+        let kind = b.get("type").and_then(Value::as_str).unwrap_or("");
+        match kind {
+            "header" => {
+                let t = b.get("text").ok_or(format!("blocks[{i}]: a header needs text"))?;
+                text_object(t, MAX_HEADER_TEXT, Some("plain_text"))
+                    .map_err(|e| format!("blocks[{i}].text: {e}"))?;
+            }
+            "section" => {
+                let text = b.get("text");
+                let fields = b.get("fields");
+                if text.is_none() && fields.is_none() {
+                    return Err(format!("blocks[{i}]: a section needs text or fields"));
+                }
+                if let Some(t) = text {
+                    text_object(t, MAX_SECTION_TEXT, None).map_err(|e| format!("blocks[{i}].text: {e}"))?;
+                }
+                if let Some(f) = fields {
+                    let f = f.as_array().ok_or(format!("blocks[{i}].fields is not an array"))?;
+                    if f.is_empty() || f.len() > MAX_SECTION_FIELDS {
+                        return Err(format!("blocks[{i}]: {} fields; 1 to {MAX_SECTION_FIELDS}", f.len()));
+                    }
+                    for (j, t) in f.iter().enumerate() {
+                        text_object(t, MAX_FIELD_TEXT, None)
+                            .map_err(|e| format!("blocks[{i}].fields[{j}]: {e}"))?;
+                    }
+                }
+            }
+            "context" => {
+                let e =
+                    b.get("elements").and_then(Value::as_array).ok_or(format!("blocks[{i}]: no elements"))?;
+                if e.is_empty() || e.len() > MAX_CONTEXT_ELEMENTS {
+                    return Err(format!("blocks[{i}]: {} elements; 1 to {MAX_CONTEXT_ELEMENTS}", e.len()));
+                }
+                for (j, el) in e.iter().enumerate() {
+                    if el.get("type").and_then(Value::as_str) == Some("image") {
+                        continue;
+                    }
+                    text_object(el, MAX_SECTION_TEXT, None)
+                        .map_err(|e| format!("blocks[{i}].elements[{j}]: {e}"))?;
+                }
+            }
+            "divider" => {
+                if b.keys().any(|k| k != "type" && k != "block_id") {
+                    return Err(format!("blocks[{i}]: a divider takes no other field"));
+                }
+            }
+            "actions" | "image" | "rich_text" | "markdown" | "input" | "file" | "video" | "table" => {}
+            other => return Err(format!("blocks[{i}]: unknown block type `{other}`")),
+        }
+    }
+    Ok(())
+}
+
+/// A text object: `mrkdwn` or `plain_text` (only `plain_text` where `only` says so), 1..=`max` characters.
+fn text_object(t: &Value, max: usize, only: Option<&str>) -> Result<(), String> {
+    let kind = t.get("type").and_then(Value::as_str).unwrap_or("");
+    if !matches!(kind, "mrkdwn" | "plain_text") || only.is_some_and(|o| o != kind) {
+        return Err(format!("text type `{kind}` is not allowed here"));
+    }
+    let text = t.get("text").and_then(Value::as_str).ok_or("text is missing")?;
+    let n = text.chars().count();
+    if n == 0 || n > max {
+        return Err(format!("{n} characters; 1 to {max} are allowed"));
+    }
+    Ok(())
 }
 
 /// A running fake; inspect what it received and accepted, switch its mode, stop it.
@@ -232,6 +328,33 @@ impl FakeSlackHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn block_limits_follow_the_docs() {
+        use serde_json::json;
+        let ok = json!([
+            {"type": "header", "text": {"type": "plain_text", "text": "Digest"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": "*a*"}, "fields": [{"type": "mrkdwn", "text": "b"}]},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": "c"}]},
+            {"type": "divider"},
+        ]);
+        check_blocks(&ok).unwrap();
+        let bad = [
+            json!([{"type": "header", "text": {"type": "mrkdwn", "text": "no"}}]),
+            json!([{"type": "header", "text": {"type": "plain_text", "text": "x".repeat(151)}}]),
+            json!([{"type": "section"}]),
+            json!([{"type": "section", "fields": vec![json!({"type": "mrkdwn", "text": "f"}); 11]}]),
+            json!([{"type": "section", "fields": [{"type": "mrkdwn", "text": "x".repeat(2001)}]}]),
+            json!([{"type": "context", "elements": []}]),
+            json!([{"type": "divider", "text": "x"}]),
+            json!([{"type": "banner"}]),
+            json!([{"type": "divider", "block_id": "a"}, {"type": "divider", "block_id": "a"}]),
+            json!([{"type": "section", "text": {"type": "mrkdwn", "text": ""}}]),
+        ];
+        for b in bad {
+            assert!(check_blocks(&b).is_err(), "{b}");
+        }
+    }
 
     async fn post(url: &str, content_type: &str, body: &str) -> (u16, String) {
         crate::ensure_crypto_provider();
@@ -271,6 +394,20 @@ mod tests {
             (410, "channel_is_archived".into())
         );
         assert!(fake.messages().iter().all(|m| m["text"].is_string()));
+        fake.set_mode(SlackMode::Normal);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let section = |n: usize| serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": "x".repeat(n)}});
+        let body = |blocks: Vec<Value>| serde_json::json!({"text": "fallback", "blocks": blocks}).to_string();
+        assert_eq!(
+            post(&url, "application/json", &body(vec![section(3001)])).await,
+            (400, "invalid_blocks".into())
+        );
+        assert_eq!(
+            post(&url, "application/json", &body(vec![serde_json::json!({"type": "divider"}); 51])).await,
+            (400, "invalid_blocks".into())
+        );
+        assert_eq!(post(&url, "application/json", &body(vec![])).await, (400, "invalid_blocks".into()));
+        assert_eq!(post(&url, "application/json", &body(vec![section(3000)])).await, (200, "ok".into()));
         fake.shutdown().await;
     }
 
