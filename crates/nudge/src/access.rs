@@ -188,6 +188,8 @@ pub const API_ROUTES: &[ApiRoute] = &[
     route("GET", "/api/segments", Permission::ReadReports),
     route("GET", "/api/segments/proposals", Permission::ReadReports),
     route("POST", "/api/segments/proposals/{id}/adopt", Permission::AdoptSegments),
+    route("GET", "/api/campaigns/hypotheses", Permission::ReadReports),
+    route("GET", "/api/digest", Permission::ReadReports),
     route("GET", "/api/openapi.json", Permission::ReadApi),
 ];
 

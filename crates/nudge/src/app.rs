@@ -51,6 +51,8 @@ pub struct Shared {
     pub destinations: Vec<String>,
     /// The policy settings the server started with (`pipeline.*`), which a reload does not change.
     pub policy: nudge_policy::PolicyConfig,
+    /// The configuration the server started with (what the analyst's endpoints read their settings from).
+    pub config: Arc<Config>,
     /// Re-reads the configuration for a reload over the API (`POST /api/flows/reload`); set by `serve`.
     pub config_loader: std::sync::RwLock<Option<ConfigLoader>>,
     /// The Segment-compatible API's keys and limits (`sources.segment`).
@@ -534,6 +536,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         scoring: scoring.clone(),
         destinations: cfg.destination_names(),
         policy: cfg.policy(),
+        config: Arc::new(cfg.clone()),
         config_loader: Default::default(),
         segment: crate::segment_api::SegmentApi::new(cfg.sources.segment.as_ref()),
         copy,

@@ -748,7 +748,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     crate::demo_signals::print(&app, &signals).await?;
     demo_erasure(&app, &fakes).await?;
     if args.keep_serving {
+        use crate::access::Role;
+        let viewer = crate::tokens_cli::create(&**app.store(), "demo-viewer", Role::Viewer).await?;
+        let marketer = crate::tokens_cli::create(&**app.store(), "demo-marketer", Role::Marketer).await?;
         eprintln!("serving on http://{} until Ctrl-C", app.addr);
+        eprintln!("console: http://{}/ui/ (sign in with a token)", app.addr);
+        eprintln!("  viewer token:   {viewer}");
+        eprintln!("  marketer token: {marketer} (approves, adopts segments)");
         tokio::signal::ctrl_c().await?;
     }
     app.shutdown().await;
@@ -1273,7 +1279,7 @@ async fn summarize(
     )
     .await
     {
-        Ok((r, _)) => {
+        Ok((r, found)) => {
             println!(
                 "segments proposed ({} customers, {} signals, k = {} by the mean silhouette; nudge segments discover):",
                 r.customers,
@@ -1283,6 +1289,7 @@ async fn summarize(
             for p in &r.proposals {
                 println!("  {:>5.1} %  {}", p.share * 100.0, p.suggested_name);
             }
+            demo_adopt(app, &r, &found, opts.seed).await;
         }
         Err(e) => println!("segments: none proposed ({e:#})"),
     }
@@ -1337,6 +1344,24 @@ async fn summarize(
 }
 
 #[cfg(test)]
+mod slug_tests {
+    #[test]
+    fn suggested_names_become_segment_names() {
+        assert_eq!(
+            super::segment_slug("high discount use, low order value"),
+            "high_discount_use_low_order_value"
+        );
+        assert_eq!(super::segment_slug("  9 orders+ (loyal) "), "segment_9_orders_loyal");
+        assert_eq!(super::segment_slug(""), "segment");
+        let long = super::segment_slug(&"word ".repeat(30));
+        assert!(long.len() <= 64 && !long.ends_with('_'), "{long}");
+        for s in ["high discount use, low order value", "  9 orders+ (loyal) ", &"word ".repeat(30)] {
+            crate::segment_adoption::check_name(&super::segment_slug(s)).unwrap();
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -1375,4 +1400,65 @@ mod tests {
         assert_eq!(c["profile_sync"]["live"], 340);
         assert_eq!(c.len(), 2);
     }
+}
+
+/// Adopts the largest proposed segment under a name made from its suggested one, as a marketer would
+/// with `nudge segments adopt`, then refreshes it once more and prints the stability.
+async fn demo_adopt(
+    app: &App,
+    report: &crate::segments_cli::Report,
+    found: &nudge_decide::segments::Discovery,
+    seed: u64,
+) {
+    use crate::segment_adoption as adoption;
+    let Some(first) = report.proposals.first() else { return };
+    let stored =
+        adoption::StoredDiscovery::new(report, found, crate::segments_cli::features_of(report), seed);
+    let name = segment_slug(&first.suggested_name);
+    let result = async {
+        let id = adoption::save_discovery(&**app.store(), &stored).await?;
+        let proposal = format!("{id}-{}", first.index + 1);
+        let (_, adopted) =
+            adoption::adopt_and_refresh(app.store(), &app.scoring, &proposal, &name, "demo", Vec::new())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let again = adoption::refresh(app.store(), &app.scoring).await?;
+        anyhow::Ok((proposal, adopted, again))
+    }
+    .await;
+    match result {
+        Ok((proposal, adopted, again)) => {
+            let members = adopted.segments.first().map_or(0, |c| c.members);
+            let stability = again.segments.first().and_then(|c| c.stability).unwrap_or(0.0);
+            println!(
+                "  adopted {proposal} as `{name}` ({members} members; flows read it as customer.segments); \
+                 a second refresh keeps {:.1} % of them (nudge segments adopt / refresh)",
+                stability * 100.0
+            );
+        }
+        Err(e) => println!("  adopting a segment failed: {e:#}"),
+    }
+}
+
+/// "high discount use, low order value" → `high_discount_use_low_order_value` (at most 64 characters).
+fn segment_slug(suggested: &str) -> String {
+    let mut s = String::new();
+    for c in suggested.chars() {
+        if c.is_ascii_alphanumeric() {
+            s.push(c.to_ascii_lowercase());
+        } else if !s.ends_with('_') && !s.is_empty() {
+            s.push('_');
+        }
+    }
+    let s = s.trim_end_matches('_');
+    let mut s: String = s.chars().take(64).collect();
+    while s.ends_with('_') {
+        s.pop();
+    }
+    if s.is_empty() {
+        s = "segment".into();
+    } else if !s.starts_with(|c: char| c.is_ascii_lowercase()) {
+        s = format!("segment_{s}").chars().take(64).collect();
+    }
+    s
 }

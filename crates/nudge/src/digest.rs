@@ -1033,6 +1033,27 @@ fn period_of(cfg: &DigestConfig, args: &DigestArgs, now: OffsetDateTime) -> Resu
     Ok(Period { since_ms, until_ms })
 }
 
+/// The digest of `since`..`until` (the same defaults as `nudge digest preview`), without a summary: what
+/// `GET /api/digest` answers. A bad period is a [`UsageError`].
+pub async fn preview(
+    cfg: &Config,
+    store: &dyn Store,
+    flows: &FlowSet,
+    since: Option<String>,
+    until: Option<String>,
+    now: OffsetDateTime,
+) -> anyhow::Result<Digest> {
+    let settings = settings(cfg);
+    let args = DigestArgs { since, until, format: PreviewFormat::Json, no_summary: true };
+    let period = period_of(&settings, &args, now)?;
+    build(store, flows, period, &settings.window, cfg.models.refit_max_quality_drop, now).await.map_err(|e| {
+        match e {
+            e if e.is_usage() => anyhow::Error::from(UsageError(e.to_string())),
+            e => anyhow::Error::from(e),
+        }
+    })
+}
+
 /// Runs `nudge digest …`.
 pub async fn run(cfg: &Config, cmd: DigestCmd) -> anyhow::Result<()> {
     let (args, sending) = match cmd {

@@ -82,6 +82,8 @@ fn api_routes() -> ApiRouter {
         .get("/recs/{customer_id}", customer_recs)
         .get("/segments", adopted_segments)
         .get("/segments/proposals", segment_proposals)
+        .get("/campaigns/hypotheses", campaign_hypotheses)
+        .get("/digest", digest_preview)
         .post("/segments/proposals/{id}/adopt", adopt_segment)
         .get("/openapi.json", openapi_json)
 }
@@ -1227,11 +1229,102 @@ async fn adopt_segment(
         AdoptError::Conflict(m) => ApiError(StatusCode::CONFLICT, m),
         AdoptError::Other(e) => ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
     })?;
-    let (store, scoring) = (app.store.clone(), app.scoring.clone());
-    tokio::spawn(async move {
-        if let Err(e) = adoption::refresh(&store, &scoring).await {
-            tracing::error!(error = %format!("{e:#}"), "computing the adopted segment's members failed");
-        }
-    });
+    adoption::refresh_in_background(app.store.clone(), app.scoring.clone());
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "adopted": seg, "members": "computing" }))))
+}
+
+/// The query of `GET /api/campaigns/hypotheses`.
+#[derive(serde::Deserialize)]
+struct HypothesesParams {
+    flow: Option<String>,
+    window: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    count: Option<usize>,
+}
+
+/// `GET /api/campaigns/hypotheses?flow=F[&window=14d&since=…&until=…&count=5]`: what to test next, as
+/// `nudge campaigns hypotheses` proposes it.
+#[utoipa::path(
+    get,
+    path = "/api/campaigns/hypotheses",
+    tag = "campaigns",
+    summary = "Test hypotheses from a flow's past results",
+    params(
+        ("flow" = String, Query, description = "The flow (its `name`)"),
+        ("window" = Option<String>, Query, description = "The outcome window after each customer's first decision (`14d`, `48h`; default 14d)"),
+        ("since" = Option<String>, Query, description = "Only decisions from this instant (`2026-11-01`, RFC 3339) or this long ago (`30d`)"),
+        ("until" = Option<String>, Query, description = "Only decisions before this instant (date or RFC 3339)"),
+        ("count" = Option<usize>, Query, minimum = 1, maximum = 10, description = "At most this many proposals (default 5)"),
+    ),
+    responses(
+        (status = 200, description = "The proposals with their evidence and variants", body = oas::Hypotheses),
+        (status = 400, description = "A bad parameter, an unknown flow or a flow without decisions", body = oas::ApiErrorBody),
+    )
+)]
+async fn campaign_hypotheses(
+    State(app): State<Arc<Shared>>,
+    params: Result<Query<HypothesesParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<crate::campaigns_cli::HypothesesReport>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let period = crate::campaigns_cli::Period {
+        flow: p.flow.unwrap_or_default(),
+        window: p.window.unwrap_or_else(|| "14d".into()),
+        since: p.since,
+        until: p.until,
+    };
+    if period.flow.trim().is_empty() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "flow: a flow name is required".into()));
+    }
+    let flows = app.flows.current();
+    let now = time::OffsetDateTime::now_utc();
+    crate::campaigns_cli::build(&app.config, &*app.store, &flows, &period, p.count.unwrap_or(5), now)
+        .await
+        .map(Json)
+        .map_err(|e| analyst_error(&e, e.downcast_ref::<crate::campaigns_cli::UsageError>().is_some()))
+}
+
+/// The query of `GET /api/digest`.
+#[derive(serde::Deserialize)]
+struct DigestParams {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `GET /api/digest[?since=…&until=…]`: the digest of a period, as `nudge digest preview --format json`
+/// makes it (without the generated summary).
+#[utoipa::path(
+    get,
+    path = "/api/digest",
+    tag = "campaigns",
+    summary = "The campaign digest of a period",
+    params(
+        ("since" = Option<String>, Query, description = "Decisions from this instant (`2026-11-01`, RFC 3339) or this long ago (`7d`); default `digest.period` back from `until`, else 7 days"),
+        ("until" = Option<String>, Query, description = "Decisions before this instant (date, RFC 3339, or a duration back from now); default now"),
+    ),
+    responses(
+        (status = 200, description = "The digest's claims with the numbers behind them", body = oas::Digest),
+        (status = 400, description = "A bad period", body = oas::ApiErrorBody),
+    )
+)]
+async fn digest_preview(
+    State(app): State<Arc<Shared>>,
+    params: Result<Query<DigestParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<crate::digest_render::Digest>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let flows = app.flows.current();
+    let now = time::OffsetDateTime::now_utc();
+    crate::digest::preview(&app.config, &*app.store, &flows, p.since, p.until, now)
+        .await
+        .map(Json)
+        .map_err(|e| analyst_error(&e, e.downcast_ref::<crate::digest::UsageError>().is_some()))
+}
+
+/// 400 for a mistake in the request, 503 otherwise (the store).
+fn analyst_error(e: &anyhow::Error, usage: bool) -> ApiError {
+    if usage {
+        ApiError(StatusCode::BAD_REQUEST, e.to_string())
+    } else {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}"))
+    }
 }

@@ -42,6 +42,8 @@ pub const SECURITY_SCHEME: &str = "bearer";
         crate::http::adopted_segments,
         crate::http::segment_proposals,
         crate::http::adopt_segment,
+        crate::http::campaign_hypotheses,
+        crate::http::digest_preview,
         crate::http::openapi_json,
     ),
     modifiers(&BearerAuth),
@@ -54,6 +56,7 @@ pub const SECURITY_SCHEME: &str = "bearer";
         (name = "privacy", description = "Privacy export and erasure."),
         (name = "recs", description = "A customer's recommended products."),
         (name = "segments", description = "Adopted and proposed segments."),
+        (name = "campaigns", description = "Test hypotheses and digests of the flows' outcomes."),
         (name = "meta", description = "This document."),
     )
 )]
@@ -475,6 +478,49 @@ pub mod schemas {
         pub adopted: AdoptedSegment,
         /// `computing`.
         pub members: String,
+    }
+
+    /// Test hypotheses proposed from a flow's past results (`nudge campaigns hypotheses --json`).
+    #[derive(ToSchema)]
+    pub struct Hypotheses {
+        pub flow: String,
+        pub window_days: f64,
+        pub since_ms: i64,
+        pub until_ms: i64,
+        /// Ranked proposals: id, kind, title, rationale, evidence (rates, difference, interval, p-values),
+        /// sample size per arm, significant, and the split to test.
+        pub hypotheses: Vec<serde_json::Value>,
+        pub units: u64,
+        pub treated: u64,
+        pub held_out: u64,
+        /// Comparisons made (the Holm family) and how many were significant after adjustment.
+        pub comparisons: u64,
+        pub significant: u64,
+        pub alpha: f64,
+        pub power: f64,
+        pub method: String,
+        pub notes: Vec<String>,
+        /// Per hypothesis id, the variant flow (TOML) `nudge campaigns adopt` would write.
+        pub variants: std::collections::BTreeMap<String, String>,
+        pub pending_window: u64,
+        pub excluded_shadow_decisions: u64,
+    }
+
+    /// A digest of the flows' outcomes over a period (`nudge digest preview --format json`).
+    #[derive(ToSchema)]
+    pub struct Digest {
+        pub since_ms: i64,
+        pub until_ms: i64,
+        pub window: String,
+        /// Each measured flow: its lift report, campaign report and claims.
+        pub flows: Vec<serde_json::Value>,
+        /// Flows that could not be measured, with why (`[name, reason]`).
+        pub unmeasured: Vec<serde_json::Value>,
+        pub segments: Vec<serde_json::Value>,
+        pub models: Vec<serde_json::Value>,
+        pub dead_letters: Vec<serde_json::Value>,
+        pub suggestions: Vec<serde_json::Value>,
+        pub summary: serde_json::Value,
     }
 
     /// An OpenAPI document.

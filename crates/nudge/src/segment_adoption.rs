@@ -252,6 +252,16 @@ pub async fn adopt_and_refresh(
     Ok((seg, summary))
 }
 
+/// Runs [`refresh`] in the background (after an adoption over the API or the console: the answer does not
+/// wait for every customer to be placed); a failure is logged.
+pub fn refresh_in_background(store: Arc<dyn Store>, scoring: Arc<Scoring>) {
+    tokio::spawn(async move {
+        if let Err(e) = refresh(&store, &scoring).await {
+            tracing::error!(error = %format!("{e:#}"), "computing the adopted segments' members failed");
+        }
+    });
+}
+
 /// What one refresh did to one segment.
 #[derive(Debug, Clone, Serialize)]
 pub struct SegmentChange {

@@ -26,6 +26,7 @@ mod flows;
 mod login;
 mod models;
 mod overview;
+mod segments;
 
 use crate::access::{self, Permission, Role};
 use crate::app::Shared;
@@ -112,6 +113,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> Router<S
         .route("/ui/models/{id}", get(models::detail))
         .route("/ui/models/{id}/plot.svg", get(models::plot))
         .route("/ui/models/{id}/activate", post(models::activate))
+        .route("/ui/segments", get(segments::page))
+        .route("/ui/segments/{id}/adopt", post(segments::adopt))
         .route("/ui/dead-letters", get(dead_letters::page))
         .route("/ui/dead-letters/replay", post(dead_letters::replay))
         .route("/ui/customers", get(customers::page))
@@ -504,7 +507,13 @@ fn svg_response(svg: String) -> Response {
     ([(header::CONTENT_TYPE, "image/svg+xml; charset=utf-8")], svg).into_response()
 }
 
-async fn not_found(signed: Result<Signed, Response>) -> Response {
+/// The fallback of the whole listener. Outside `/ui` (a browser's `/favicon.ico`, say) it is a plain 404:
+/// such a request carries no session cookie (its path is `/ui`), and answering it with the sign-in
+/// redirect would clear the cookie the browser holds.
+async fn not_found(uri: axum::http::Uri, signed: Result<Signed, Response>) -> Response {
+    if uri.path() != "/ui" && !uri.path().starts_with("/ui/") {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    }
     match signed {
         Ok(s) => {
             problem(&s, StatusCode::NOT_FOUND, "Not found", "No console page is at this address.".into())

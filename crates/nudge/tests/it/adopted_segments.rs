@@ -32,61 +32,21 @@ async fn post(t: &crate::TestApp, path: &str, token: &str, body: Value) -> reqwe
     t.http.post(format!("{}{path}", t.base)).bearer_auth(token).json(&body).send().await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_proposal_adopted_through_the_api_reaches_flows_profiles_and_lists() {
-    let flows: Vec<nudge_policy::flows::FlowSpec> = serde_json::from_value(json!([
+fn flows() -> Vec<nudge_policy::flows::FlowSpec> {
+    serde_json::from_value(json!([
         {"name": "big_list", "trigger": "order_placed", "when": "\"big_spenders\" in customer.segments",
          "actions": [{"type": "add_to_list", "destination": "klaviyo", "list_id": FLOW_LIST}]},
         {"name": "sync", "trigger": "state_changed",
          "actions": [{"type": "sync_profile", "destination": "klaviyo"}]}
     ]))
-    .unwrap();
-    let t = spawn_app(|c| c.flows = Some(flows)).await;
-    t.fake.create_list(FLOW_LIST);
-    t.fake.create_list(SEGMENT_LIST);
+    .unwrap()
+}
 
-    // Ten big spenders (four orders of 200) and ten small one-time buyers (one order of 15).
-    let mut id = 50_000;
-    for c in 0..20u64 {
-        // Their customer records carry their email consent (orders do not).
-        let now = time::OffsetDateTime::now_utc();
-        let record = CustomerFixture::new(
-            700 + c,
-            Some(&format!("c{}@example.org", 700 + c)),
-            now - time::Duration::days(400),
-        )
-        .consent(Some("subscribed"));
-        assert_eq!(
-            t.sender.send(&Delivery::new("customers/update", record.to_bytes())).await.unwrap().status,
-            200
-        );
-        let big = c % 2 == 0;
-        for k in 0..(if big { 4 } else { 1 }) {
-            id += 1;
-            let o = order(id, 700 + c, if big { "200.00" } else { "15.00" }, 20 + 30 * k);
-            assert_eq!(
-                t.sender.send(&Delivery::new("orders/create", o.to_bytes())).await.unwrap().status,
-                200
-            );
-        }
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_adopted_through_the_api_reaches_flows_profiles_and_lists() {
+    let t = spawn_app(|c| c.flows = Some(flows())).await;
+    let (discovery, _) = seed_and_discover(&t).await;
     let store = t.app.store().clone();
-    assert!(eventually(20, async || store.stats().await.unwrap().pending_deliveries == 0).await);
-    // Before any adoption, profiles carry no segments attribute.
-    assert!(eventually(10, async || t.fake.profiles().len() == 20).await, "{}", t.fake.profiles().len());
-    assert!(t.fake.profiles().iter().all(|p| !p.properties.contains_key("ai_segments")));
-
-    // A discovery on two signals, stored as `nudge segments discover` stores it.
-    let cfg = nudge::config::Config::from_toml("", &Default::default()).unwrap();
-    let scoring = nudge::models_cli::full_scoring(&*store, &cfg).await.unwrap();
-    let signals = nudge::segments_cli::chosen_signals("orders,avg_order_value").unwrap();
-    let opts = DiscoverOptions { k: Some(2), ..DiscoverOptions::default() };
-    let (report, found) =
-        nudge::segments_cli::discover_store(&*store, &scoring, &signals, &opts).await.unwrap();
-    let features = nudge::segments_cli::features_of(&report);
-    let stored = nudge::segment_adoption::StoredDiscovery::new(&report, &found, features, 7);
-    let discovery = nudge::segment_adoption::save_discovery(&*store, &stored).await.unwrap();
-
     let viewer = api_token(&t, "reader", Role::Viewer).await;
     let marketer = api_token(&t, "ana", Role::Marketer).await;
     let r = api_get(&t, "/api/segments/proposals", &viewer).await;
@@ -172,4 +132,158 @@ async fn a_proposal_adopted_through_the_api_reaches_flows_profiles_and_lists() {
             && r.detail["change"] == "joined"),
         "{trail:?}"
     );
+}
+
+/// Ten big spenders (customers 700, 702, …: four orders of 200) and ten small one-time buyers (701, 703,
+/// …: one order of 15), all consenting; then a two-segment discovery on order count and value, stored as
+/// `nudge segments discover` stores it. Returns the discovery's id and its proposals.
+async fn seed_and_discover(t: &crate::TestApp) -> (i64, Vec<nudge::segment_adoption::ProposalView>) {
+    t.fake.create_list(FLOW_LIST);
+    t.fake.create_list(SEGMENT_LIST);
+
+    // Ten big spenders (four orders of 200) and ten small one-time buyers (one order of 15).
+    let mut id = 50_000;
+    for c in 0..20u64 {
+        // Their customer records carry their email consent (orders do not).
+        let now = time::OffsetDateTime::now_utc();
+        let record = CustomerFixture::new(
+            700 + c,
+            Some(&format!("c{}@example.org", 700 + c)),
+            now - time::Duration::days(400),
+        )
+        .consent(Some("subscribed"));
+        assert_eq!(
+            t.sender.send(&Delivery::new("customers/update", record.to_bytes())).await.unwrap().status,
+            200
+        );
+        let big = c % 2 == 0;
+        for k in 0..(if big { 4 } else { 1 }) {
+            id += 1;
+            let o = order(id, 700 + c, if big { "200.00" } else { "15.00" }, 20 + 30 * k);
+            assert_eq!(
+                t.sender.send(&Delivery::new("orders/create", o.to_bytes())).await.unwrap().status,
+                200
+            );
+        }
+    }
+    let store = t.app.store().clone();
+    assert!(eventually(20, async || store.stats().await.unwrap().pending_deliveries == 0).await);
+    // Before any adoption, profiles carry no segments attribute.
+    assert!(eventually(10, async || t.fake.profiles().len() == 20).await, "{}", t.fake.profiles().len());
+    assert!(t.fake.profiles().iter().all(|p| !p.properties.contains_key("ai_segments")));
+
+    // A discovery on two signals, stored as `nudge segments discover` stores it.
+    let cfg = nudge::config::Config::from_toml("", &Default::default()).unwrap();
+    let scoring = nudge::models_cli::full_scoring(&*store, &cfg).await.unwrap();
+    let signals = nudge::segments_cli::chosen_signals("orders,avg_order_value").unwrap();
+    let opts = DiscoverOptions { k: Some(2), ..DiscoverOptions::default() };
+    let (report, found) =
+        nudge::segments_cli::discover_store(&*store, &scoring, &signals, &opts).await.unwrap();
+    let features = nudge::segments_cli::features_of(&report);
+    let stored = nudge::segment_adoption::StoredDiscovery::new(&report, &found, features, 7);
+    let discovery = nudge::segment_adoption::save_discovery(&*store, &stored).await.unwrap();
+
+    let proposals = nudge::segment_adoption::proposals(&*store, Some(discovery)).await.unwrap();
+    (discovery, proposals)
+}
+
+/// The console's session: signs in with a token and keeps the session cookie (redirects not followed).
+struct Console {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+}
+
+impl Console {
+    async fn sign_in(t: &crate::TestApp, token: &str) -> Console {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let r = http
+            .post(format!("{}/ui/login", t.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let set = r.headers()["set-cookie"].to_str().unwrap();
+        let cookie = set.split(';').next().unwrap().to_string();
+        Console { http, base: t.base.clone(), cookie }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, body: String) -> (u16, String) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+fn csrf_of(body: &str) -> String {
+    let key = r#"name="csrf" value=""#;
+    let at = body.find(key).expect("a form with a CSRF token") + key.len();
+    body[at..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_proposals_and_a_marketer_adopts_one() {
+    let t = spawn_app(|c| c.flows = Some(flows())).await;
+    let (discovery, proposals) = seed_and_discover(&t).await;
+    let big = proposals
+        .iter()
+        .max_by_key(|p| p.features.iter().find(|f| f.feature == "avg_order_value").map(|f| f.mean_in as i64))
+        .unwrap();
+    let viewer = Console::sign_in(&t, &api_token(&t, "reader", Role::Viewer).await).await;
+    let marketer = Console::sign_in(&t, &api_token(&t, "ana", Role::Marketer).await).await;
+
+    // The viewer reads the proposals but has no adopt form, and posting one is refused.
+    let (status, page) = viewer.get("/ui/segments").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&format!("{discovery}-1")) && page.contains("No segment adopted yet"), "{page}");
+    assert!(!page.contains("/adopt\""), "no adopt form for a viewer: {page}");
+    let (_, home) = viewer.get("/ui/").await;
+    let adopt = format!("/ui/segments/{}/adopt", big.id);
+    let (status, _) = viewer.post(&adopt, format!("csrf={}&name=big_spenders", csrf_of(&home))).await;
+    assert_eq!(status, 403);
+
+    // The marketer's form: without its CSRF token refused; with it, adopted and the members computed.
+    let (_, page) = marketer.get("/ui/segments").await;
+    assert!(page.contains(&format!("action=\"{adopt}\"")), "{page}");
+    let csrf = csrf_of(&page);
+    assert_eq!(marketer.post(&adopt, "name=big_spenders".into()).await.0, 403);
+    let (status, _) = marketer.post(&adopt, format!("csrf={csrf}&name=Big+Spenders")).await;
+    assert_eq!(status, 303, "a bad name is reported on the page, not adopted");
+    let (_, page) = marketer.get("/ui/segments").await;
+    assert!(page.contains("not a segment name") && page.contains("No segment adopted yet"), "{page}");
+    let (status, _) = marketer.post(&adopt, format!("csrf={csrf}&name=big_spenders")).await;
+    assert_eq!(status, 303);
+    let store = t.app.store().clone();
+    assert!(
+        eventually(20, async || store
+            .adopted_segments()
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|a| a.members == 10))
+        .await
+    );
+    let (_, page) = marketer.get("/ui/segments").await;
+    assert!(page.contains("<th scope=\"row\">big_spenders</th>") && page.contains("token:ana"), "{page}");
+    assert!(page.contains("adopted as <strong>big_spenders</strong>"), "{page}");
 }

@@ -286,6 +286,8 @@ fn request_for(method: &str, template: &str, trace: &str, approvals: &[i64]) -> 
         ("GET", "/api/reports/lift") => (format!("{path}?flow=thanks&partial=true"), None),
         ("GET", "/api/approvals") => (format!("{path}?limit=50"), None),
         ("GET", "/api/privacy/status") => (format!("{path}?customer=shopify:9006"), None),
+        ("GET", "/api/campaigns/hypotheses") => (format!("{path}?flow=thanks"), None),
+        ("GET", "/api/digest") => (format!("{path}?since=1d"), None),
         ("GET", _) if !template.contains("{id}") => (path, None),
         _ => panic!("the live test makes no request on {method} {template}: add one"),
     }

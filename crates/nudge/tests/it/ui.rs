@@ -239,6 +239,12 @@ async fn sign_in_takes_a_live_token_and_sessions_end() {
     let csp = headers.headers()["content-security-policy"].to_str().unwrap().to_string();
     assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
 
+    // A request outside `/ui` (a browser asks for `/favicon.ico` after every page) is a plain 404 that
+    // leaves the session cookie alone.
+    let icon = t.http.get(format!("{}/favicon.ico", t.base)).send().await.unwrap();
+    assert_eq!(icon.status(), StatusCode::NOT_FOUND);
+    assert!(icon.headers().get(SET_COOKIE).is_none(), "{:?}", icon.headers());
+
     // A made-up session id is no session.
     let mut forged = Browser::new(&t);
     forged.session = Some("0".repeat(64));
