@@ -2067,14 +2067,17 @@ impl Store for SqliteStore {
             let mut out = Vec::new();
             for chunk in traces.chunks(500) {
                 let marks = vec!["?"; chunk.len()].join(",");
+                // Only rows holding the stage are decoded (a trace holds a record per stage and attempt; a
+                // row may pack several stages as `a+b+c`).
                 let sql = format!(
                     "SELECT trace_id, customer_id, stage, at, detail FROM audit WHERE trace_id IN ({marks}) \
-                     ORDER BY trace_id, id"
+                     AND instr('+' || stage || '+', ?) > 0 ORDER BY trace_id, id"
                 );
-                let ids: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+                let mut params: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+                params.push(format!("+{}+", stage.as_str()));
                 let rows = c
                     .prepare(&sql)?
-                    .query_map(rusqlite::params_from_iter(ids.iter()), audit_row)?
+                    .query_map(rusqlite::params_from_iter(params.iter()), audit_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 out.extend(rows.into_iter().flatten().filter(|r| r.stage == stage));
             }
