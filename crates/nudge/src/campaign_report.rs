@@ -216,7 +216,7 @@ pub async fn build_with(
     if arm == Some("") {
         return Err(ReportError::BadInput("arm: an arm name is required after --arm".into()));
     }
-    let recorded = store.flow_decisions(flow, w.since_ms, w.until_ms).await?;
+    let recorded = crate::report_cli::decisions_of(store, flow, w.since_ms, w.until_ms, cache).await?;
     let configured = flows.get(flow);
     if configured.is_none() && recorded.is_empty() {
         let names: Vec<&str> = flows.flows.iter().map(|f| f.spec.name.as_str()).collect();

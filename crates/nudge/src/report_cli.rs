@@ -169,7 +169,7 @@ pub async fn build_with(
     if flow.is_empty() {
         return Err(ReportError::BadInput("flow: a flow name is required".into()));
     }
-    let recorded = store.flow_decisions(flow, w.since_ms, w.until_ms).await?;
+    let recorded = decisions_of(store, flow, w.since_ms, w.until_ms, cache).await?;
     let configured = flows.get(flow);
     if configured.is_none() && recorded.is_empty() {
         let names: Vec<&str> = flows.flows.iter().map(|f| f.spec.name.as_str()).collect();
@@ -237,10 +237,33 @@ async fn order_times<'a>(
         .collect())
 }
 
-/// Customers' stored states read once and shared by the reports of one period (a digest makes a lift and
-/// a campaign report of each flow from the same states).
+/// Customers' stored states and flows' recorded decisions read once and shared by the reports of one
+/// period (a digest makes a lift and a campaign report of each flow from the same reads).
 #[derive(Default)]
-pub struct StateCache(std::sync::Mutex<HashMap<CustomerId, std::sync::Arc<CustomerState>>>);
+pub struct StateCache(
+    std::sync::Mutex<HashMap<CustomerId, std::sync::Arc<CustomerState>>>,
+    #[allow(clippy::type_complexity)]
+    std::sync::Mutex<HashMap<(String, i64, i64), std::sync::Arc<Vec<nudge_store::FlowDecision>>>>,
+);
+
+/// A flow's recorded decisions in `since_ms..until_ms`, through `cache` when given.
+pub(crate) async fn decisions_of(
+    store: &dyn Store,
+    flow: &str,
+    since_ms: i64,
+    until_ms: i64,
+    cache: Option<&StateCache>,
+) -> Result<std::sync::Arc<Vec<nudge_store::FlowDecision>>, ReportError> {
+    let key = (flow.to_string(), since_ms, until_ms);
+    if let Some(hit) = cache.and_then(|c| c.1.lock().expect("state cache lock poisoned").get(&key).cloned()) {
+        return Ok(hit);
+    }
+    let read = std::sync::Arc::new(store.flow_decisions(flow, since_ms, until_ms).await?);
+    if let Some(c) = cache {
+        c.1.lock().expect("state cache lock poisoned").insert(key, read.clone());
+    }
+    Ok(read)
+}
 
 /// The stored states of `customers` (erased ones are absent), through `cache` when given: only the ones it
 /// does not hold are read, in chunks.
