@@ -68,8 +68,8 @@ pub struct CampaignQuery {
     pub arm: Option<String>,
 }
 
-/// The Wilson and Newcombe intervals of the lift report.
-struct LiftIntervals;
+/// The Wilson and Newcombe intervals of the lift report (the hypotheses use them too).
+pub(crate) struct LiftIntervals;
 
 impl RateIntervals for LiftIntervals {
     fn rate(&self, k: u64, n: u64) -> Option<(f64, f64)> {

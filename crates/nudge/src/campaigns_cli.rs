@@ -24,11 +24,9 @@
 
 use crate::report_cli::{ReportError, ReportQuery, report_window};
 use nudge_decide::hypotheses::{self, Change, Hypothesis, Options, PastUnit, Proposals};
-use nudge_decide::uplift::RateIntervals;
 use nudge_model::{AuditStage, CustomerId};
 use nudge_policy::flows::{ActionSpec, FlowSet, FlowSpec, Trigger};
 use nudge_policy::offers::OfferSpec;
-use nudge_policy::reports::{Z95, newcombe, wilson};
 use nudge_state::CustomerState;
 use nudge_store::{FlowDecision, Store, StoreError};
 use serde::Serialize;
@@ -87,20 +85,6 @@ pub struct Period {
     /// Only decisions before this instant (date or RFC 3339); outcomes are observed up to it. Default: now.
     #[arg(long)]
     pub until: Option<String>,
-}
-
-struct Newcombe;
-
-impl RateIntervals for Newcombe {
-    fn rate(&self, k: u64, n: u64) -> Option<(f64, f64)> {
-        wilson(k, n, Z95)
-    }
-    fn difference(&self, k1: u64, n1: u64, k2: u64, n2: u64) -> Option<(f64, f64)> {
-        newcombe(k1, n1, k2, n2, Z95)
-    }
-    fn method(&self) -> &'static str {
-        "Newcombe hybrid score"
-    }
 }
 
 /// The proposals for one flow, with what they were made from.
@@ -441,7 +425,7 @@ pub async fn build(
     }
     let past = past_results(store, flows, period, now).await.map_err(usage)?;
     let opts = Options { max_proposals: count, ..Options::default() };
-    let proposals = hypotheses::propose(&past.units, &Newcombe, &opts);
+    let proposals = hypotheses::propose(&past.units, &crate::campaign_report::LiftIntervals, &opts);
     let mut variants = BTreeMap::new();
     let mut proposals = proposals;
     if let Some(base) = flows.get(period.flow.trim()) {

@@ -138,14 +138,26 @@ pub async fn by_email(
     signed: Signed,
     form: Result<axum::Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    email_lookup(&ui, &signed, form, "/ui/audit", "/ui/audit?customer=").await
+}
+
+/// A form's `email` looked up (CSRF token; `ReadCustomerAudit`): a redirect to `found` followed by the
+/// customer's id, or back to `page` saying no customer has that email (the email is never put in a URL).
+pub async fn email_lookup(
+    ui: &Ui,
+    signed: &Signed,
+    form: Result<axum::Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+    page: &str,
+    found: &str,
+) -> Response {
     let form = fields(form);
-    if let Err(r) = signed.authorize_form(&ui, &form, Permission::ReadCustomerAudit).await {
+    if let Err(r) = signed.authorize_form(ui, &form, Permission::ReadCustomerAudit).await {
         return r;
     }
     let email = form.get("email").map(|e| e.trim()).unwrap_or("");
     match resolve_email(&*ui.shared.store, email).await {
-        Ok(Some(id)) => Redirect::to(&format!("/ui/audit?customer={}", enc(&id.to_string()))).into_response(),
-        Ok(None) => signed.done(&ui, "No customer is stored under that email.".into(), "/ui/audit"),
-        Err(e) => store_failed(&signed, e),
+        Ok(Some(id)) => Redirect::to(&format!("{found}{}", enc(&id.to_string()))).into_response(),
+        Ok(None) => signed.done(ui, "No customer is stored under that email.".into(), page),
+        Err(e) => store_failed(signed, e),
     }
 }

@@ -2,13 +2,13 @@
 //! [`crate::app::Shared::scoring`]), the flows' decisions and the newest audit records. Every customer's
 //! data is what `ReadCustomerAudit` (compliance and admin) reads, as at `/api/audit/customers/*`.
 
-use super::audit::{Row, resolve_email};
-use super::{Page, Signed, Ui, enc, fields, problem, render, store_failed};
+use super::audit::Row;
+use super::{Page, Signed, Ui, problem, render, store_failed};
 use crate::access::Permission;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use nudge_model::{AuditStage, CustomerId};
 use nudge_state::CustomerState;
 use std::collections::HashMap;
@@ -195,14 +195,5 @@ pub async fn by_email(
     signed: Signed,
     form: Result<axum::Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let form = fields(form);
-    if let Err(r) = signed.authorize_form(&ui, &form, Permission::ReadCustomerAudit).await {
-        return r;
-    }
-    let email = form.get("email").map(|e| e.trim()).unwrap_or("");
-    match resolve_email(&*ui.shared.store, email).await {
-        Ok(Some(id)) => Redirect::to(&format!("/ui/customers?id={}", enc(&id.to_string()))).into_response(),
-        Ok(None) => signed.done(&ui, "No customer is stored under that email.".into(), "/ui/customers"),
-        Err(e) => store_failed(&signed, e),
-    }
+    super::audit::email_lookup(&ui, &signed, form, "/ui/customers", "/ui/customers?id=").await
 }
