@@ -59,6 +59,8 @@ pub struct Shared {
     pub segment: Arc<crate::segment_api::SegmentApi>,
     /// Generated copy (`generate_copy`): the outbox worker and the approval filler share it.
     pub copy: Arc<crate::copy::CopyStage>,
+    /// The outbox's destination workers (the console reads their circuits and 429s).
+    pub outbox: Arc<OutboxWorker>,
 }
 
 /// Reads the configuration again, as the server was started with it (file, environment, overrides).
@@ -330,7 +332,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     let work = work_runtime(cfg.pipeline.worker_priority())?;
     let mut tasks = vec![
         work.spawn(pipeline.run(wake_pipeline.clone(), wake_outbox.clone(), shutdown_rx.clone())),
-        work.spawn(outbox.run(wake_outbox, shutdown_rx.clone())),
+        work.spawn(outbox.clone().run(wake_outbox, shutdown_rx.clone())),
         work.spawn(
             Arc::new(crate::fetch::FetchWorker {
                 store: store.clone(),
@@ -540,6 +542,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         config_loader: Default::default(),
         segment: crate::segment_api::SegmentApi::new(cfg.sources.segment.as_ref()),
         copy,
+        outbox,
     });
     let addr = listener.local_addr()?;
     let router = crate::http::router(shared.clone());

@@ -16,7 +16,7 @@ use nudge_deliver::{Backoff, Destination, Outcome};
 use nudge_model::{Action, AuditRecord, AuditStage};
 use nudge_store::{AttemptRecord, AttemptResult, OutboxItem, Store, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -153,7 +153,24 @@ pub struct DestinationWorker {
     pub copy: Option<Arc<crate::copy::CopyStage>>,
     /// Items in requests that are on the wire now.
     in_flight: AtomicU64,
+    /// Requests answered with 429 since the start, and when the last one was (ms since the epoch; 0: never).
+    throttled: AtomicU64,
+    last_throttled_ms: AtomicI64,
     wake: Notify,
+}
+
+/// One destination's health as the console's overview shows it: its circuit, in-flight items and 429s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationHealth {
+    pub name: String,
+    /// `closed`, `open` or `half_open`.
+    pub circuit: &'static str,
+    /// While the circuit rests: the seconds left (rounded up).
+    pub resting_for_s: Option<u64>,
+    pub in_flight: u64,
+    /// Requests answered with 429 since the start.
+    pub throttled: u64,
+    pub last_throttled_ms: Option<i64>,
 }
 
 impl DestinationWorker {
@@ -175,7 +192,25 @@ impl DestinationWorker {
             destination_latency: Arc::new(LatencySample::new(DESTINATION_LATENCY_SAMPLES)),
             copy: None,
             in_flight: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            last_throttled_ms: AtomicI64::new(0),
             wake: Notify::new(),
+        }
+    }
+
+    /// The destination's health now.
+    pub fn health(&self) -> DestinationHealth {
+        let last = self.last_throttled_ms.load(Ordering::Relaxed);
+        DestinationHealth {
+            name: self.name.clone(),
+            circuit: self.circuit.state_name(),
+            resting_for_s: self
+                .circuit
+                .resting_until()
+                .map(|t| t.saturating_duration_since(Instant::now()).as_millis().div_ceil(1000) as u64),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            throttled: self.throttled.load(Ordering::Relaxed),
+            last_throttled_ms: (last > 0).then_some(last),
         }
     }
 
@@ -375,6 +410,8 @@ impl DestinationWorker {
             Outcome::Retry { error, retry_after, status, .. } => {
                 if *status == Some(429) {
                     telemetry::destination_throttled(&self.name);
+                    self.throttled.fetch_add(1, Ordering::Relaxed);
+                    self.last_throttled_ms.store(at_ms, Ordering::Relaxed);
                 }
                 let age = Duration::from_micros((at_ms * 1000 - item.origin_us).max(0) as u64);
                 let too_old = self.settings.dead_letter_after.is_some_and(|limit| age >= limit);
@@ -557,6 +594,11 @@ impl OutboxWorker {
             }
         }
         self
+    }
+
+    /// Each configured destination's health, by name.
+    pub fn health(&self) -> Vec<DestinationHealth> {
+        self.workers.iter().map(|w| w.health()).collect()
     }
 
     /// Each destination's own event→push sample, by destination name.

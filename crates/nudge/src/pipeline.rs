@@ -20,7 +20,7 @@ use nudge_store::{
     StoreError, StoredDelivery, StoredState, TimerSpec,
 };
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -116,21 +116,41 @@ impl Scoring {
 }
 
 /// The running flow set, replaced as a whole when the flows are reloaded.
-pub struct Flows(RwLock<Arc<FlowSet>>);
+pub struct Flows {
+    set: RwLock<Arc<FlowSet>>,
+    /// Per flow, its decisions by status since the start (the console's flow list).
+    counts: std::sync::Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>,
+}
 
 impl Flows {
     pub fn new(set: FlowSet) -> Self {
-        Flows(RwLock::new(Arc::new(set)))
+        Flows { set: RwLock::new(Arc::new(set)), counts: Default::default() }
     }
 
     /// The current set; decisions of one event use one set.
     pub fn current(&self) -> Arc<FlowSet> {
-        self.0.read().expect("flows lock poisoned").clone()
+        self.set.read().expect("flows lock poisoned").clone()
     }
 
     /// Swaps in a new set (already checked).
     pub fn replace(&self, set: FlowSet) {
-        *self.0.write().expect("flows lock poisoned") = Arc::new(set);
+        *self.set.write().expect("flows lock poisoned") = Arc::new(set);
+    }
+
+    /// Counts one decision of `flow` (`status` as the policy names it), as `nudge_flow_decisions_total` does.
+    pub fn count(&self, flow: &str, status: &'static str) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        match counts.get_mut(flow) {
+            Some(by_status) => *by_status.entry(status).or_default() += 1,
+            None => {
+                counts.insert(flow.to_string(), BTreeMap::from([(status, 1)]));
+            }
+        }
+    }
+
+    /// Each flow's decisions by status since the start.
+    pub fn counts(&self) -> BTreeMap<String, BTreeMap<&'static str, u64>> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -783,6 +803,7 @@ impl Pipeline {
             let mut summary = Vec::with_capacity(decided.len());
             for o in &decided {
                 telemetry::flow_decision(&o.flow, o.status.as_str());
+                self.flows.count(&o.flow, o.status.as_str());
                 if flows.measured(&o.flow) {
                     out.decisions.push(FlowDecision {
                         flow: o.flow.clone(),

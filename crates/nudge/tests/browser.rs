@@ -243,6 +243,7 @@ async fn the_console_in_headless_chromium() {
         "flow: shows VIP <script>alert(2)</script> watch",
         "reflected: no script element",
         "no script from the data ran",
+        "live: the overview reloaded in place",
         "csrf: 403",
         "approve: flash",
         "viewer: no decision buttons",

@@ -31,6 +31,7 @@ where
     flow_decisions_for_reports(make().await).await;
     offer_log_settles_each_offer_once(make().await).await;
     dead_letters_replay_by_destination(make().await).await;
+    dead_letters_and_quarantine_are_listed_newest_first(make().await).await;
     schedule_runs(make().await).await;
     fetch_jobs_are_durable_settled_and_replayed(make().await).await;
     erasure_removes_the_person_and_only_them(make().await).await;
@@ -38,6 +39,7 @@ where
     aliases_are_written_with_processing_and_states_merged_away(make().await).await;
     generated_copy_is_stored_once_with_its_audit_and_usage(make().await).await;
     products_keep_the_newest_record(make().await).await;
+    delivery_ticks_follow_the_log(make().await).await;
 }
 
 fn delivery(webhook: &str, event: Option<&str>) -> NewDelivery {
@@ -1152,6 +1154,135 @@ pub async fn dead_letters_replay_by_destination(s: Arc<dyn Store>) {
     assert_eq!((stats.outbox_by_destination[1].pending, stats.outbox_by_destination[1].dead), (1, 0));
 }
 
+/// Dead letters are listed newest first a page at a time, by destination or trace, with what each holds;
+/// items that are not dead are not listed, and a replayed one leaves the list. Quarantined deliveries are
+/// listed newest first with their log entry's source, topic and arrival.
+pub async fn dead_letters_and_quarantine_are_listed_newest_first(s: Arc<dyn Store>) {
+    let traces: Vec<TraceId> = (0..5).map(|_| TraceId::new()).collect();
+    let dest = |i: usize| if i.is_multiple_of(2) { "klaviyo" } else { "webhook:crm" };
+    let outcomes = traces
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ProcessOutcome {
+            trace_id: Some(*t),
+            outbox: vec![NewOutboxItem {
+                destination: dest(i).into(),
+                ..outbox_item(*t, i as u32, i as u32)
+            }],
+            ..Default::default()
+        })
+        .collect();
+    s.commit_processing(outcomes).await.unwrap();
+    assert!(s.dead_letters(DeadLetterFilter::default(), None, 10).await.unwrap().is_empty(), "none dead yet");
+    let due = s.due_outbox(i64::MAX / 2, 10).await.unwrap();
+    assert_eq!(due.len(), 5);
+    // The last item is delivered, not dead: it is never listed.
+    let settle = |i: &OutboxItem, result: AttemptResult| AttemptRecord {
+        item_id: i.id,
+        trace_id: i.trace_id,
+        result,
+        audit: audit(i.trace_id, AuditStage::DeliveryAttempt),
+        at_ms: 5,
+    };
+    let mut attempts: Vec<AttemptRecord> = due[..4]
+        .iter()
+        .map(|i| settle(i, AttemptResult::DeadLettered(format!("down for {}", i.action_json))))
+        .collect();
+    attempts.push(settle(&due[4], AttemptResult::Delivered));
+    s.record_attempts(attempts).await.unwrap();
+
+    let all = s.dead_letters(DeadLetterFilter::default(), None, 10).await.unwrap();
+    let ids: Vec<i64> = all.iter().map(|d| d.id).collect();
+    let mut expected: Vec<i64> = due[..4].iter().map(|i| i.id).collect();
+    expected.reverse();
+    assert_eq!(ids, expected, "dead letters: newest first, the delivered one left out");
+    let newest = &all[0];
+    assert_eq!(
+        (newest.trace_id, newest.customer_id.as_str(), newest.destination.as_str()),
+        (traces[3], "shopify:3", "webhook:crm")
+    );
+    assert_eq!((newest.action_json.as_str(), newest.attempts), (r#"{"n":3}"#, 1));
+    assert_eq!(newest.last_error.as_deref(), Some(r#"down for {"n":3}"#));
+    assert!(newest.created_at_ms > 0, "dead letters: when it was enqueued");
+
+    // Pages: each starts below the last id of the one before, and the last is short.
+    let first = s.dead_letters(DeadLetterFilter::default(), None, 3).await.unwrap();
+    assert_eq!(first.iter().map(|d| d.id).collect::<Vec<_>>(), expected[..3]);
+    let next = s.dead_letters(DeadLetterFilter::default(), Some(first[2].id), 3).await.unwrap();
+    assert_eq!(next.iter().map(|d| d.id).collect::<Vec<_>>(), expected[3..]);
+    let past = s.dead_letters(DeadLetterFilter::default(), Some(expected[3]), 3).await.unwrap();
+    assert!(past.is_empty(), "dead letters: nothing older than the oldest");
+
+    // Filters: by destination, by trace, by both, by enqueue time.
+    let only = |d: &str| DeadLetterFilter { destination: Some(d.into()), ..Default::default() };
+    let crm = s.dead_letters(only("webhook:crm"), None, 10).await.unwrap();
+    assert_eq!(crm.iter().map(|d| d.trace_id).collect::<Vec<_>>(), vec![traces[3], traces[1]]);
+    let crm_older = s.dead_letters(only("webhook:crm"), Some(crm[0].id), 10).await.unwrap();
+    assert_eq!(crm_older.iter().map(|d| d.trace_id).collect::<Vec<_>>(), vec![traces[1]]);
+    assert!(s.dead_letters(only("slack"), None, 10).await.unwrap().is_empty());
+    let one = s.dead_letters(DeadLetterFilter::trace(traces[2]), None, 10).await.unwrap();
+    assert_eq!((one.len(), one[0].destination.as_str()), (1, "klaviyo"));
+    let both = DeadLetterFilter { trace: Some(traces[2]), ..only("webhook:crm") };
+    assert!(s.dead_letters(both, None, 10).await.unwrap().is_empty(), "dead letters: every condition holds");
+    assert!(s.dead_letters(DeadLetterFilter::trace(traces[4]), None, 10).await.unwrap().is_empty());
+    let later = DeadLetterFilter { since_ms: Some(i64::MAX / 2), ..Default::default() };
+    assert!(s.dead_letters(later, None, 10).await.unwrap().is_empty(), "dead letters: enqueued before");
+
+    // A replayed dead letter is pending again and leaves the list; the others stay.
+    assert_eq!(s.requeue_dead_letters(DeadLetterFilter::trace(traces[1])).await.unwrap(), 1);
+    let left = s.dead_letters(DeadLetterFilter::default(), None, 10).await.unwrap();
+    assert_eq!(left.iter().map(|d| d.trace_id).collect::<Vec<_>>(), vec![traces[3], traces[2], traces[0]]);
+    assert_eq!(s.stats().await.unwrap().outbox_pending, 1);
+
+    // Quarantine: three deliveries, two quarantined, listed newest first with their log entries.
+    assert!(s.quarantined(None, 10).await.unwrap().is_empty());
+    for (i, topic) in ["orders/create", "orders/updated", "checkouts/create"].into_iter().enumerate() {
+        let d = NewDelivery {
+            topic: topic.into(),
+            received_at_ms: 1_000 + i as i64,
+            ..delivery(&format!("ql{i}"), None)
+        };
+        s.commit_delivery(d).await.unwrap();
+    }
+    let pending = s.pending_deliveries(10).await.unwrap();
+    assert_eq!(pending.len(), 3);
+    let outcome = |d: &StoredDelivery, quarantined: bool| ProcessOutcome {
+        seq: d.seq,
+        trace_id: Some(d.trace_id),
+        status: Some(if quarantined { DeliveryStatus::Quarantined } else { DeliveryStatus::Processed }),
+        status_reason: quarantined.then(|| format!("bad json in {}", d.topic)),
+        terminal: Some(if quarantined {
+            TerminalState::Quarantined("bad json".into())
+        } else {
+            TerminalState::Ignored("nothing to do".into())
+        }),
+        ..Default::default()
+    };
+    s.commit_processing(vec![
+        outcome(&pending[0], true),
+        outcome(&pending[1], false),
+        outcome(&pending[2], true),
+    ])
+    .await
+    .unwrap();
+    let q = s.quarantined(None, 10).await.unwrap();
+    assert_eq!(q.iter().map(|x| x.seq).collect::<Vec<_>>(), vec![pending[2].seq, pending[0].seq]);
+    assert_eq!(
+        (q[0].trace_id, q[0].source.as_str(), q[0].topic.as_str(), q[0].received_at_ms),
+        (pending[2].trace_id, "shopify", "checkouts/create", 1_002)
+    );
+    assert_eq!(q[0].reason.as_deref(), Some("bad json in checkouts/create"));
+    let page = s.quarantined(None, 1).await.unwrap();
+    assert_eq!(page.iter().map(|x| x.seq).collect::<Vec<_>>(), vec![pending[2].seq]);
+    let older = s.quarantined(Some(page[0].seq), 1).await.unwrap();
+    assert_eq!(older.iter().map(|x| x.seq).collect::<Vec<_>>(), vec![pending[0].seq]);
+    assert!(s.quarantined(Some(pending[0].seq), 10).await.unwrap().is_empty());
+    // A replayed delivery leaves the list.
+    assert_eq!(s.requeue_quarantined(Some(pending[2].trace_id)).await.unwrap(), 1);
+    let q = s.quarantined(None, 10).await.unwrap();
+    assert_eq!(q.iter().map(|x| x.seq).collect::<Vec<_>>(), vec![pending[0].seq]);
+}
+
 /// Fetch jobs commit with their notification's processing, come due, retry, settle, dead-letter with
 /// their reason and terminal state, and are replayed.
 pub async fn fetch_jobs_are_durable_settled_and_replayed(s: Arc<dyn Store>) {
@@ -1613,4 +1744,36 @@ pub async fn products_keep_the_newest_record(s: Arc<dyn Store>) {
     assert_eq!(some.len(), 1);
     assert!(some[0].record.contains("Mug v2b"));
     assert!(s.products(Some(Vec::new())).await.unwrap().is_empty());
+}
+
+/// `delivery_ticks`: the log's tail in order from a sequence, or from about a receipt time.
+pub async fn delivery_ticks_follow_the_log(s: Arc<dyn Store>) {
+    assert!(s.delivery_ticks(None, 0, 10).await.unwrap().is_empty(), "ticks: an empty log has none");
+    let batch: Vec<NewDelivery> = (0..40)
+        .map(|i| {
+            let mut d = delivery(&format!("t{i}"), None);
+            d.received_at_ms = 60_000 * i;
+            d.topic = if i % 2 == 0 { "orders/create".into() } else { "checkouts/update".into() };
+            d
+        })
+        .collect();
+    s.commit_deliveries(batch).await.unwrap();
+    let all = s.delivery_ticks(None, 0, 100).await.unwrap();
+    assert_eq!(all.len(), 40, "ticks: every delivery from the start");
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "ticks: in log order");
+    assert_eq!((all[1].source.as_str(), all[1].topic.as_str()), ("shopify", "checkouts/update"));
+    let recent = s.delivery_ticks(None, 60_000 * 30, 100).await.unwrap();
+    assert_eq!(recent.len(), 10, "ticks: from the first received at or after the time");
+    assert_eq!(recent[0].received_at_ms, 60_000 * 30);
+    let after = s.delivery_ticks(Some(all[37].seq), 0, 100).await.unwrap();
+    assert_eq!(
+        after.iter().map(|t| t.seq).collect::<Vec<_>>(),
+        vec![all[38].seq, all[39].seq],
+        "ticks: after a seq"
+    );
+    assert_eq!(s.delivery_ticks(Some(all[0].seq), 0, 5).await.unwrap().len(), 5, "ticks: the limit holds");
+    assert!(
+        s.delivery_ticks(None, 60_000 * 50, 100).await.unwrap().is_empty(),
+        "ticks: none after the newest"
+    );
 }

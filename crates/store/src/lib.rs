@@ -172,8 +172,33 @@ pub trait Store: Send + Sync + 'static {
     /// Puts dead-lettered outbox items (all, or one trace) back into the outbox; returns how many.
     async fn requeue_dead_letters(&self, filter: DeadLetterFilter) -> Result<usize>;
 
+    /// Dead-lettered outbox items matching `filter` (every condition given must hold), newest first: at
+    /// most `limit` of those with an id below `before_id` (all when `None`). The next page starts before
+    /// the last id returned. Cheap however long the outbox is, as long as few of its items are dead.
+    async fn dead_letters(
+        &self,
+        filter: DeadLetterFilter,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterItem>>;
+
+    /// Quarantined deliveries, newest first: at most `limit` of those with a seq below `before_seq` (all
+    /// when `None`), with the source, topic and arrival the ingest log holds for each.
+    async fn quarantined(&self, before_seq: Option<i64>, limit: usize) -> Result<Vec<QuarantinedItem>>;
+
     /// Counts for health, metrics and the demo summary.
     async fn stats(&self) -> Result<StoreStats>;
+
+    /// The log's deliveries after `after_seq` in log order (sequence, source, topic and receipt time only), at
+    /// most `limit`. With `after_seq` `None` the walk starts at about the first delivery received at or after
+    /// `since_ms` (found by the log's order, not by a scan), so a caller can follow the log's tail cheaply
+    /// whatever its size: the console's deliveries-per-minute charts.
+    async fn delivery_ticks(
+        &self,
+        after_seq: Option<i64>,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DeliveryTick>>;
 
     /// Pending fetch jobs due at `now_ms`, oldest due first.
     async fn due_fetch_jobs(&self, now_ms: i64, limit: usize) -> Result<Vec<FetchJobRecord>>;

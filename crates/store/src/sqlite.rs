@@ -46,6 +46,9 @@ const PRODUCTS_MIGRATION: &str = include_str!("../migrations/sqlite_012_products
 const LLM_USAGE_MIGRATION: &str = include_str!("../migrations/sqlite_013_llm_usage.sql");
 /// Applied after the migrations before it on every open (idempotent): discovered and adopted segments.
 const SEGMENTS_MIGRATION: &str = include_str!("../migrations/sqlite_014_segments.sql");
+/// Applied after the migrations before it on every open (idempotent): the console's dead-letter and
+/// quarantine lists.
+const DEAD_LETTER_LIST_MIGRATION: &str = include_str!("../migrations/sqlite_015_dead_letter_list.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
 const MAX_GROUP: usize = 4096;
 /// The most other write jobs (processing batches, attempts, …) one group commit takes.
@@ -574,6 +577,7 @@ impl SqliteStore {
         conn.execute_batch(PRODUCTS_MIGRATION)?;
         conn.execute_batch(LLM_USAGE_MIGRATION)?;
         conn.execute_batch(SEGMENTS_MIGRATION)?;
+        conn.execute_batch(DEAD_LETTER_LIST_MIGRATION)?;
         add_column_if_missing(&conn, "flow_decisions", "arm", "TEXT")?;
         // Deleted rows are overwritten with zeros where they lay (no extra I/O: the page is written
         // anyway); an erasure turns the full mode on for its own deletes (see `sqlite_privacy`).
@@ -2181,6 +2185,85 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn dead_letters(
+        &self,
+        filter: DeadLetterFilter,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetterItem>> {
+        self.read(move |c| {
+            // Dead items only, newest first, from a partial index: a page reads the dead rows it shows and
+            // those the other conditions skip, never the rest of the outbox. One trace's come from the
+            // index by trace instead (a handful, sorted).
+            const COLUMNS: &str =
+                "id, trace_id, customer_id, destination, action, attempts, last_error, created_at";
+            const REST: &str = "status = 'dead' AND (?2 IS NULL OR destination = ?2)
+                 AND (?3 IS NULL OR created_at >= ?3) AND id < ?4 ORDER BY id DESC LIMIT ?5";
+            let sql = match filter.trace {
+                Some(_) => format!(
+                    "SELECT {COLUMNS} FROM outbox INDEXED BY outbox_dead WHERE trace_id = ?1 AND {REST}"
+                ),
+                None => format!(
+                    "SELECT {COLUMNS} FROM outbox INDEXED BY outbox_dead_id WHERE ?1 IS NULL AND {REST}"
+                ),
+            };
+            let args = params![
+                filter.trace.map(|t| t.to_string()),
+                filter.destination,
+                filter.since_ms,
+                before_id.unwrap_or(i64::MAX),
+                i64::try_from(limit).unwrap_or(i64::MAX),
+            ];
+            let rows = c
+                .prepare_cached(&sql)?
+                .query_map(args, |r| {
+                    Ok(DeadLetterItem {
+                        id: r.get(0)?,
+                        trace_id: parse_trace(&r.get::<_, String>(1)?)?,
+                        customer_id: r.get(2)?,
+                        destination: r.get(3)?,
+                        action_json: r.get(4)?,
+                        attempts: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(u32::MAX),
+                        last_error: r.get(6)?,
+                        created_at_ms: r.get(7)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn quarantined(&self, before_seq: Option<i64>, limit: usize) -> Result<Vec<QuarantinedItem>> {
+        self.read(move |c| {
+            // Quarantined rows only, newest first (a partial index), each with its log entry by seq. A log
+            // entry is never deleted (an erasure empties it), but a missing one leaves the row listed.
+            let rows = c
+                .prepare_cached(
+                    "SELECT p.seq, p.trace_id, d.source, d.topic, d.received_at, p.reason
+                     FROM processed AS p INDEXED BY processed_quarantined_seq
+                     LEFT JOIN log.deliveries AS d ON d.seq = p.seq
+                     WHERE p.status = 'quarantined' AND p.seq < ?1 ORDER BY p.seq DESC LIMIT ?2",
+                )?
+                .query_map(
+                    params![before_seq.unwrap_or(i64::MAX), i64::try_from(limit).unwrap_or(i64::MAX)],
+                    |r| {
+                        Ok(QuarantinedItem {
+                            seq: r.get(0)?,
+                            trace_id: parse_trace(&r.get::<_, String>(1)?)?,
+                            source: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                            topic: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                            received_at_ms: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                            reason: r.get(5)?,
+                        })
+                    },
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn due_fetch_jobs(&self, now_ms: i64, limit: usize) -> Result<Vec<FetchJobRecord>> {
         self.read(move |c| {
             let rows = c
@@ -2337,6 +2420,50 @@ impl Store for SqliteStore {
                 .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(s)
+        })
+        .await
+    }
+
+    async fn delivery_ticks(
+        &self,
+        after_seq: Option<i64>,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DeliveryTick>> {
+        self.read(move |c| {
+            let after = match after_seq {
+                Some(s) => s,
+                None => {
+                    // Receipt times grow with the sequence (the ack path's one writer appends in order), so a
+                    // binary search over the sequence finds the first delivery at or after `since_ms` in a few
+                    // dozen primary-key lookups.
+                    let (lo, hi): (i64, i64) = c.query_row(
+                        "SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM log.deliveries",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?;
+                    let mut first = c.prepare_cached(
+                        "SELECT seq, received_at FROM log.deliveries WHERE seq >= ?1 ORDER BY seq LIMIT 1",
+                    )?;
+                    let (mut l, mut h) = (lo, hi + 1);
+                    while l < h {
+                        let mid = l + (h - l) / 2;
+                        match first.query_row([mid], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))).optional()? {
+                            Some((_, at)) if at >= since_ms => h = mid,
+                            Some((seq, _)) => l = seq + 1,
+                            None => h = mid,
+                        }
+                    }
+                    l - 1
+                }
+            };
+            let mut st = c.prepare_cached(
+                "SELECT seq, source, topic, received_at FROM log.deliveries WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![after, limit as i64], |r| {
+                Ok(DeliveryTick { seq: r.get(0)?, source: r.get(1)?, topic: r.get(2)?, received_at_ms: r.get(3)? })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }

@@ -467,6 +467,15 @@ pub struct StoreStats {
     pub outbox_by_destination: Vec<DestinationCounts>,
 }
 
+/// One delivery of the log as the console's time series count it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeliveryTick {
+    pub seq: i64,
+    pub source: String,
+    pub topic: String,
+    pub received_at_ms: i64,
+}
+
 /// One destination's outbox items by status.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DestinationCounts {
@@ -567,6 +576,36 @@ impl DeadLetterFilter {
     pub fn trace(trace: TraceId) -> Self {
         DeadLetterFilter { trace: Some(trace), ..Default::default() }
     }
+}
+
+/// One dead-lettered outbox item, as [`crate::Store::dead_letters`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetterItem {
+    /// The outbox item's id: newer items have higher ids.
+    pub id: i64,
+    pub trace_id: TraceId,
+    pub customer_id: String,
+    pub destination: String,
+    /// The action as stored (JSON the destination's caller owns).
+    pub action_json: String,
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the item was enqueued (ms since the epoch).
+    pub created_at_ms: i64,
+}
+
+/// One quarantined delivery, as [`crate::Store::quarantined`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuarantinedItem {
+    /// The delivery's place in the ingest log: newer deliveries have higher numbers.
+    pub seq: i64,
+    pub trace_id: TraceId,
+    pub source: String,
+    pub topic: String,
+    pub received_at_ms: i64,
+    /// Why it was quarantined.
+    pub reason: Option<String>,
 }
 
 /// What a privacy job does.

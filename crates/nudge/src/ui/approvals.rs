@@ -25,6 +25,8 @@ pub struct Item {
     pub created: String,
     pub expires: String,
     pub expires_in: String,
+    /// For the countdown the console's script keeps ticking.
+    pub expires_at_ms: i64,
     pub status: &'static str,
     pub pending: bool,
     pub decided_by: String,
@@ -131,6 +133,7 @@ fn item(a: ApprovalRecord, personal: bool, now_ms: i64) -> Item {
         detail: serde_json::to_string_pretty(&actions_json).unwrap_or_default(),
         created: super::fmt_ms(a.created_at_ms),
         expires: super::fmt_ms(a.expires_at_ms),
+        expires_at_ms: a.expires_at_ms,
         expires_in: if pending { super::countdown(a.expires_at_ms, now_ms) } else { String::new() },
         status: a.status.as_str(),
         pending,

@@ -8,7 +8,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// One flow as the list shows it.
@@ -19,6 +19,41 @@ pub struct FlowRow {
     pub holdout: String,
     pub baseline: bool,
     pub actions: Vec<String>,
+    pub counts: FlowCounts,
+}
+
+/// One flow's decisions since the server started, grouped as the list shows them.
+#[derive(Default)]
+pub struct FlowCounts {
+    /// Every evaluation whose condition held (all but `not_matched`).
+    pub decided: u64,
+    /// Live: actions sent to the destinations.
+    pub sent: u64,
+    pub shadow: u64,
+    /// Waiting for a person (`awaiting_approval`).
+    pub held: u64,
+    /// Not sent for the customer's sake or the experiment's: held out, no consent, capped, suppressed.
+    pub suppressed: u64,
+    pub errors: u64,
+}
+
+impl FlowCounts {
+    fn of(by_status: Option<&BTreeMap<&'static str, u64>>) -> Self {
+        let mut c = FlowCounts::default();
+        for (status, n) in by_status.into_iter().flatten() {
+            let n = *n;
+            match *status {
+                "not_matched" => continue,
+                "live" => c.sent += n,
+                "shadow" => c.shadow += n,
+                "awaiting_approval" => c.held += n,
+                "held_out" | "no_consent" | "capped" | "suppressed" => c.suppressed += n,
+                _ => c.errors += n,
+            }
+            c.decided += n;
+        }
+        c
+    }
 }
 
 #[derive(Template)]
@@ -44,6 +79,7 @@ pub async fn list(State(ui): State<Arc<Ui>>, signed: Signed) -> Response {
         return r;
     }
     let set = ui.shared.flows.current();
+    let counts = ui.shared.flows.counts();
     let flows = set
         .flows
         .iter()
@@ -64,6 +100,7 @@ pub async fn list(State(ui): State<Arc<Ui>>, signed: Signed) -> Response {
                             .collect()
                     })
                     .unwrap_or_default(),
+                counts: FlowCounts::of(counts.get(&f.spec.name)),
             }
         })
         .collect();

@@ -26,6 +26,7 @@ mod flows;
 mod login;
 mod models;
 mod overview;
+mod pulse;
 mod segments;
 
 use crate::access::{self, Permission, Role};
@@ -88,19 +89,28 @@ pub struct Ui {
     shared: Arc<Shared>,
     sessions: Mutex<HashMap<String, Session>>,
     denials: Mutex<(i64, u32, u64)>,
+    /// The overview's counts and per-minute series.
+    pulse: pulse::Pulse,
 }
 
 /// The `/ui` routes, with their own state; merged into the main router by [`crate::http::router`].
 pub fn router<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> Router<S> {
-    let ui = Arc::new(Ui { shared, sessions: Mutex::new(HashMap::new()), denials: Mutex::new((0, 0, 0)) });
+    let ui = Arc::new(Ui {
+        shared,
+        sessions: Mutex::new(HashMap::new()),
+        denials: Mutex::new((0, 0, 0)),
+        pulse: Default::default(),
+    });
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(overview::page))
         .route("/ui/static/console.css", get(stylesheet))
+        .route("/ui/static/console.js", get(script))
         .route("/ui/login", get(login::form).post(login::sign_in))
         .route("/ui/logout", post(login::sign_out))
         .route("/ui/charts/terminal.svg", get(overview::terminal_chart))
         .route("/ui/charts/outbox.svg", get(overview::outbox_chart))
+        .route("/ui/charts/deliveries.svg", get(overview::deliveries_chart))
         .route("/ui/audit", get(audit::page))
         .route("/ui/audit/email", post(audit::by_email))
         .route("/ui/approvals", get(approvals::page))
@@ -119,6 +129,9 @@ pub fn router<S: Clone + Send + Sync + 'static>(shared: Arc<Shared>) -> Router<S
         .route("/ui/dead-letters/replay", post(dead_letters::replay))
         .route("/ui/customers", get(customers::page))
         .route("/ui/customers/email", post(customers::by_email))
+        .route("/ui/customers/scores.svg", get(customers::scores_chart))
+        .route("/ui/customers/export", get(customers::export))
+        .route("/ui/customers/erase", post(customers::erase))
         .fallback(not_found)
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn_with_state(ui.clone(), local_only))
@@ -527,6 +540,14 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../templates/ui/console.js"),
+    )
+        .into_response()
+}
+
 /// The console answers loopback peers only unless `server.admin_from_any_address`, like `/api`; a POST
 /// whose `Origin` names another site is refused too (a forged sign-in, a form posted from elsewhere).
 async fn local_only(State(ui): State<Arc<Ui>>, req: axum::extract::Request, next: Next) -> Response {
@@ -574,7 +595,7 @@ async fn security_headers(req: axum::extract::Request, next: Next) -> Response {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

@@ -7,9 +7,12 @@ use crate::*;
 use nudge::access::Role;
 use nudge_ingest::shopify::fixtures::{CustomerFixture, LineItemFixture, OrderFixture};
 use nudge_model::{AuditStage, TraceId};
+use nudge_store::DeadLetterFilter;
+use nudge_testkit::fake_klaviyo::FakeMode;
 use nudge_testkit::shopify_sender::Delivery;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -113,6 +116,9 @@ fn csrf_of(body: &str) -> String {
         + r#"name="csrf" value=""#.len();
     body[at..].split('"').next().unwrap().to_string()
 }
+
+/// The one script element a page has: the console's own.
+const CONSOLE_SCRIPT: &str = r#"<script src="/ui/static/console.js" defer></script>"#;
 
 /// Whether `page` shows `text` HTML-escaped (by name or by number: `&lt;` or `&#60;`).
 fn escaped(page: &str, text: &str) -> bool {
@@ -376,7 +382,8 @@ async fn every_page_renders_seeded_data_with_text_escaped() {
     assert_eq!(reflected.status, 200);
     assert!(escaped(&reflected.body, "<script>alert(3)</script>"), "{}", reflected.body);
     for page in [&customer, &approvals, &flow, &reflected.body] {
-        assert!(!page.contains("<script"), "no markup from data: {page}");
+        let data = page.replace(CONSOLE_SCRIPT, "");
+        assert!(!data.contains("<script"), "no markup from data: {page}");
     }
 
     // The email lookup answers with the customer's page by id; the email is in no URL.
@@ -600,4 +607,360 @@ async fn the_console_answers_non_loopback_peers_only_when_allowed() {
         assert_eq!(t.http.get(format!("{}/ui/login", t.base)).send().await.unwrap().status(), 200);
         t.app.shutdown().await;
     }
+}
+
+/// The overview's live parts, with this file's browser.
+#[path = "ui_overview.rs"]
+mod overview;
+
+/// A compliance user's customer page: the scores the pipeline recorded over time (a table, and the chart
+/// of the same figures), the privacy export (the API's document, as a download) and the erasure (the id
+/// typed again, with the form's CSRF token), which the pipeline then carries out. No other role reaches
+/// any of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compliance_user_sees_scores_over_time_and_exports_and_erases_a_customer() {
+    let t = spawn_app(|_| {}).await;
+    let id: nudge_model::CustomerId = "shopify:1001".parse().unwrap();
+    let r =
+        t.sender.send(&Delivery::new("orders/create", order(7501, 1001, "Lena").to_bytes())).await.unwrap();
+    assert_eq!(r.status, 200);
+    let record = CustomerFixture::new(1001, Some("c1001@example.org"), OffsetDateTime::now_utc())
+        .consent(Some("subscribed"))
+        .name(Some("Lena"), Some("Berg"));
+    let r = t.sender.send(&Delivery::new("customers/update", record.to_bytes())).await.unwrap();
+    assert_eq!(r.status, 200);
+    let store = t.app.store().clone();
+    let scored = async || {
+        let records = store.customer_audit(&id, 200).await.unwrap();
+        records.into_iter().filter(|r| r.stage == AuditStage::Scored).collect::<Vec<_>>()
+    };
+    assert!(eventually(10, async || scored().await.len() >= 2).await, "both events are scored");
+    let newest = scored().await.pop().unwrap();
+    let score_name = newest.detail["scores"][0]["name"].as_str().unwrap().to_string();
+    let model = newest.detail["model_version"].as_str().unwrap().to_string();
+
+    // Other roles reach neither the page nor its chart, the export or the erasure.
+    for role in [Role::Viewer, Role::Marketer] {
+        let token = api_token(&t, &format!("{role}-user"), role).await;
+        let mut b = Browser::new(&t);
+        b.sign_in(&token).await;
+        let csrf = b.csrf().await;
+        assert!(!b.get("/ui/").await.body.contains("/ui/customers/"), "{role}");
+        for path in ["/ui/customers?id=shopify:1001", "/ui/customers/scores.svg?id=shopify:1001"] {
+            assert_eq!(b.get(path).await.status, StatusCode::FORBIDDEN, "{role} {path}");
+        }
+        let r = b.get("/ui/customers/export?id=shopify:1001").await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{role}");
+        assert!(!r.body.contains("c1001@example.org"));
+        assert_eq!(audited(&t, &r).await["permission"], "privacy");
+        let fields = [("csrf", csrf.as_str()), ("id", "shopify:1001"), ("confirm", "shopify:1001")];
+        let r = b.post("/ui/customers/erase", &fields).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{role}");
+        assert_eq!(audited(&t, &r).await["permission"], "privacy");
+    }
+
+    let token = api_token(&t, "cleo", Role::Compliance).await;
+    let mut b = Browser::new(&t);
+    b.sign_in(&token).await;
+    let p = b.get("/ui/customers?id=shopify:1001").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    for needle in [
+        "Scores over time",
+        &format!(r#"<th scope="col">{score_name}</th>"#),
+        &format!("<td>{model}</td>"),
+        "/ui/customers/scores.svg?id=",
+        "the table above has the same figures",
+        r#"action="/ui/customers/export""#,
+        r#"action="/ui/customers/erase""#,
+        r#"name="confirm" required"#,
+    ] {
+        assert!(p.body.contains(needle), "the page shows {needle:?}: {}", p.body);
+    }
+    assert!(!p.body.contains("Privacy requests"), "no privacy job yet");
+    let chart = b.get("/ui/customers/scores.svg?id=shopify:1001").await;
+    assert_eq!(chart.status, 200);
+    assert!(chart.body.starts_with("<svg") && chart.body.contains(&format!("{score_name} over time")));
+    assert_eq!(b.get("/ui/customers/scores.svg?id=shopify:1999").await.status, 404, "nothing scored");
+    assert_eq!(b.get("/ui/customers/scores.svg?id=nonsense").await.status, 400);
+
+    // The export is the API's document, as a file.
+    let resp = b.with_cookie(b.http.get(format!("{}/ui/customers/export?id=shopify:1001", b.base))).send();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let header = |name: &str| resp.headers()[name].to_str().unwrap().to_string();
+    assert_eq!(header("content-type"), "application/json");
+    assert_eq!(header("content-disposition"), r#"attachment; filename="nudge-export-shopify_1001.json""#);
+    assert_eq!(header("cache-control"), "no-store");
+    let doc: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(doc["format"], "nudge-export-v1");
+    let api: serde_json::Value =
+        api_get(&t, "/api/privacy/export/shopify:1001", &token).await.json().await.unwrap();
+    let without_time = |mut d: serde_json::Value| {
+        d.as_object_mut().unwrap().remove("generated_at");
+        d
+    };
+    assert_eq!(without_time(doc.clone()), without_time(api), "the same document as the API's");
+    assert!(doc.to_string().contains("c1001@example.org"));
+
+    // The erasure needs the form's CSRF token and the id typed again; neither refusal erases anything.
+    let csrf = csrf_of(&p.body);
+    let r = b.post("/ui/customers/erase", &[("id", "shopify:1001"), ("confirm", "shopify:1001")]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(audited(&t, &r).await["reason"], "missing or wrong CSRF token");
+    for confirm in ["", "shopify:1002", "1001"] {
+        let fields = [("csrf", csrf.as_str()), ("id", "shopify:1001"), ("confirm", confirm)];
+        let r = b.post("/ui/customers/erase", &fields).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{confirm:?}");
+        assert!(r.body.contains("Nothing was erased"), "{}", r.body);
+    }
+    assert!(store.privacy_jobs(false, None).await.unwrap().is_empty());
+    assert_eq!(store.load_states(std::slice::from_ref(&id)).await.unwrap().len(), 1);
+
+    let fields = [("csrf", csrf.as_str()), ("id", "shopify:1001"), ("confirm", " shopify:1001 ")];
+    let r = b.post("/ui/customers/erase", &fields).await;
+    assert_eq!(
+        (r.status, r.location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/ui/customers?id=shopify:1001")),
+        "{}",
+        r.body
+    );
+    let next = b.get("/ui/customers?id=shopify:1001").await;
+    assert!(next.body.contains("Erasure of shopify:1001 accepted"), "{}", next.body);
+    assert!(next.body.contains("nudge privacy status"), "{}", next.body);
+    assert!(
+        eventually(30, async || {
+            let jobs = store.privacy_jobs(false, None).await.unwrap();
+            jobs.len() == 1 && jobs[0].done
+        })
+        .await,
+        "the erasure finishes: {:?}",
+        store.privacy_jobs(false, None).await.unwrap()
+    );
+    let job = store.privacy_jobs(false, None).await.unwrap().remove(0);
+    assert_eq!(job.kind, nudge_store::PrivacyJobKind::Erase);
+    assert!(store.load_states(std::slice::from_ref(&id)).await.unwrap().is_empty(), "the customer is gone");
+    // The page of an erased customer still follows the job.
+    let after = b.get("/ui/customers?id=shopify:1001").await;
+    assert_eq!(after.status, 404);
+    assert!(after.body.contains("Privacy requests") && after.body.contains("done"), "{}", after.body);
+    assert!(!after.body.contains("c1001@example.org"), "{}", after.body);
+    t.app.shutdown().await;
+}
+
+/// How many dead letters a page lists (each row has its own replay button for a replaying role).
+fn replay_buttons(body: &str) -> usize {
+    body.matches(r#"aria-label="Replay item "#).count()
+}
+
+/// How many rows of a page's dead-letter list are of `destination`.
+fn rows_of(body: &str, destination: &str) -> usize {
+    body.matches(&format!("<td>{destination}</td>")).count()
+}
+
+/// The href of a page's "Older dead letters" link.
+fn older_link(body: &str) -> Option<String> {
+    let end = body.find(r#"" rel="next">Older dead letters"#)?;
+    let start = body[..end].rfind("href=\"")? + "href=\"".len();
+    Some(body[start..end].replace("&amp;", "&").replace("&#38;", "&"))
+}
+
+/// Dead letters written straight into the store for `destination` (one per customer, each its own trace),
+/// the first with `first_error` and the rest with a plain one; returns them oldest first. For a
+/// destination that is not configured: no worker takes them meanwhile.
+async fn seed_dead_letters(
+    store: &Arc<dyn nudge_store::Store>,
+    destination: &str,
+    n: u32,
+    first_error: &str,
+) -> Vec<nudge_store::OutboxItem> {
+    let outcomes = (0..n)
+        .map(|i| {
+            let trace = TraceId::new();
+            nudge_store::ProcessOutcome {
+                trace_id: Some(trace),
+                outbox: vec![nudge_store::NewOutboxItem {
+                    trace_id: trace,
+                    customer: format!("shopify:{}", 2000 + i).parse().unwrap(),
+                    destination: destination.into(),
+                    action_json: format!(r#"{{"kind":"update_profile","n":{i}}}"#),
+                    origin_us: 0,
+                }],
+                ..Default::default()
+            }
+        })
+        .collect();
+    store.commit_processing(outcomes).await.unwrap();
+    let items = store.due_outbox_for(destination, i64::MAX / 2, n as usize + 1).await.unwrap();
+    assert_eq!(items.len(), n as usize);
+    let attempts = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let error = if i == 0 { first_error.to_string() } else { "503 from upstream".to_string() };
+            nudge_store::AttemptRecord {
+                item_id: item.id,
+                trace_id: item.trace_id,
+                audit: nudge_model::AuditRecord {
+                    trace_id: item.trace_id,
+                    customer: Some(item.customer.clone()),
+                    stage: AuditStage::DeliveryAttempt,
+                    at: OffsetDateTime::now_utc(),
+                    detail: serde_json::json!({ "error": error }),
+                },
+                result: nudge_store::AttemptResult::DeadLettered(error),
+                at_ms: 1,
+            }
+        })
+        .collect();
+    store.record_attempts(attempts).await.unwrap();
+    items
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_one_by_one_filtered_paged_and_replayed_one_at_a_time() {
+    // Klaviyo is down: with one attempt allowed, each order's push is dead at once.
+    let t = spawn_app(|c| c.pipeline.max_attempts = 1).await;
+    t.fake.set_mode(FakeMode::Down);
+    for i in 0..2 {
+        let r = t
+            .sender
+            .send(&Delivery::new("orders/create", order(7400 + i, 1400 + i, "Lena").to_bytes()))
+            .await;
+        assert_eq!(r.unwrap().status, 200);
+    }
+    let bad = br#"{"id": 5, "total_price": "5x", "created_at": "2026-01-01T00:00:00Z"}"#.to_vec();
+    assert_eq!(t.sender.send(&Delivery::new("orders/create", bad)).await.unwrap().status, 200);
+    let store = t.app.store().clone();
+    let settled = async || {
+        let s = store.stats().await.unwrap();
+        s.outbox_dead == 2 && s.outbox_pending == 0 && s.quarantined == 1
+    };
+    assert!(eventually(20, settled).await, "{:?}", store.stats().await.unwrap());
+    // More than a page of them for a destination that was configured once (Braze): the newest, added last,
+    // failed with an answer that quoted markup.
+    let error = "<script>alert(5)</script> upstream said no";
+    let braze = seed_dead_letters(&store, "braze", 60, "503 from upstream").await;
+    let newest = seed_dead_letters(&store, "braze", 1, error).await.remove(0);
+    let total = 2 + braze.len() + 1;
+
+    let token = api_token(&t, "ada", Role::Admin).await;
+    let mut b = Browser::new(&t);
+    b.sign_in(&token).await;
+    let first = b.get("/ui/dead-letters").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let body = &first.body;
+    assert!(escaped(body, error) && !body.contains("<script>alert"), "the error is shown as text: {body}");
+    assert!(body.contains(&format!(r#"href="/ui/audit?trace={}""#, newest.trace_id)), "{body}");
+    assert!(body.contains(&format!("Action of item {}", newest.id)), "an admin sees the action");
+    let unquoted = body.replace("&#34;", "\"").replace("&quot;", "\"");
+    assert!(unquoted.contains("{\n  \"kind\": \"update_profile\",\n  \"n\": 0\n}"), "pretty-printed: {body}");
+    assert!(body.contains("Quarantined deliveries, newest first") && body.contains("<td>orders/create</td>"));
+    assert_eq!(rows_of(body, "braze") + rows_of(body, "klaviyo"), 50, "one page");
+    assert_eq!(replay_buttons(body), 0, "Braze is not configured: none of its rows can be replayed");
+    let older = older_link(body).expect("a link to the older page");
+    assert!(older.starts_with("/ui/dead-letters?before="), "{older}");
+    let second = b.get(&older).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(rows_of(&second.body, "braze") + rows_of(&second.body, "klaviyo"), total - 50, "the rest");
+    assert_eq!(replay_buttons(&second.body), 2, "the oldest are Klaviyo's: {}", second.body);
+    assert!(older_link(&second.body).is_none(), "the last page");
+    assert!(!second.body.contains(&format!("Action of item {}<", newest.id)), "no row twice");
+
+    // Filtered by destination: only its rows, and the filter is kept in the form and the next page's link.
+    let only = b.get("/ui/dead-letters?destination=klaviyo").await;
+    assert_eq!(only.status, 200, "{}", only.body);
+    assert_eq!((rows_of(&only.body, "klaviyo"), rows_of(&only.body, "braze")), (2, 0), "{}", only.body);
+    assert!(only.body.contains(r#"<option value="klaviyo" selected>"#), "{}", only.body);
+    assert!(older_link(&only.body).is_none());
+    let only = b.get("/ui/dead-letters?destination=braze").await;
+    assert_eq!((rows_of(&only.body, "klaviyo"), rows_of(&only.body, "braze")), (0, 50));
+    let older = older_link(&only.body).expect("a next page");
+    assert!(older.starts_with("/ui/dead-letters?destination=braze&before="), "{older}");
+    assert_eq!(rows_of(&b.get(&older).await.body, "braze"), 11);
+
+    // Bad filters are refused.
+    for bad in ["?before=abc", "?qbefore=1x", "?destination=nowhere", "?destination=%3Cb%3E"] {
+        let p = b.get(&format!("/ui/dead-letters{bad}")).await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{bad}: {}", p.body);
+        assert!(!p.body.contains("<b>"), "{}", p.body);
+    }
+
+    // Replaying one row puts back exactly that item, with Klaviyo up again.
+    t.fake.set_mode(FakeMode::Normal);
+    let klaviyo = DeadLetterFilter { destination: Some("klaviyo".into()), ..Default::default() };
+    let target = store.dead_letters(klaviyo, None, 1).await.unwrap().remove(0);
+    let form_of = format!(
+        "<input type=\"hidden\" name=\"trace\" value=\"{}\">\n<input type=\"hidden\" name=\"destination\" value=\"klaviyo\">",
+        target.trace_id
+    );
+    assert!(
+        second.body.contains(&form_of),
+        "the row's form names its trace and destination: {}",
+        second.body
+    );
+    let ids = async || -> Vec<i64> {
+        store
+            .dead_letters(DeadLetterFilter::default(), None, 500)
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect()
+    };
+    let before = ids().await;
+    let fields = [
+        ("csrf", csrf_of(body)),
+        ("what", "dead_letters".into()),
+        ("trace", target.trace_id.to_string()),
+        ("destination", "klaviyo".into()),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = b.post("/ui/dead-letters/replay", &fields).await;
+    assert_eq!((r.status, r.location.as_deref()), (StatusCode::SEE_OTHER, Some("/ui/dead-letters")));
+    let expected: Vec<i64> = before.iter().copied().filter(|id| *id != target.id).collect();
+    assert_eq!(ids().await, expected, "only that item left the dead letters");
+    let stats = store.stats().await.unwrap();
+    let k = stats.outbox_by_destination.iter().find(|d| d.destination == "klaviyo").unwrap();
+    assert_eq!((k.dead, k.pending + k.delivered), (1, 1), "it is pending again (or sent already)");
+    let flash = b.get("/ui/dead-letters").await;
+    assert!(flash.body.contains("1 dead-lettered pushes to klaviyo queued for delivery."), "{}", flash.body);
+    let sent = async || {
+        let s = store.stats().await.unwrap();
+        s.outbox_by_destination.iter().any(|d| d.destination == "klaviyo" && d.delivered == 1)
+    };
+    assert!(eventually(10, sent).await, "{:?}", store.stats().await.unwrap());
+    t.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_sees_dead_letters_without_replay_buttons_or_the_customers_details() {
+    let t = spawn_app(|c| c.pipeline.max_attempts = 1).await;
+    t.fake.set_mode(FakeMode::Down);
+    let r =
+        t.sender.send(&Delivery::new("orders/create", order(7501, 1501, "Lena").to_bytes())).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let trace = v["trace_id"].as_str().unwrap().to_string();
+    assert!(eventually(20, async || t.app.store().stats().await.unwrap().outbox_dead == 1).await);
+    let item = t.app.store().dead_letters(DeadLetterFilter::default(), None, 1).await.unwrap().remove(0);
+    assert!(item.last_error.is_some(), "the reason is kept");
+
+    let token = api_token(&t, "vic", Role::Viewer).await;
+    let mut b = Browser::new(&t);
+    b.sign_in(&token).await;
+    let p = b.get("/ui/dead-letters").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains(&format!(r#"<a href="/ui/audit?trace={trace}">{trace}</a>"#)), "{}", p.body);
+    assert!(p.body.contains("<td>klaviyo</td>") && p.body.contains("<td>shopify:1501</td>"), "{}", p.body);
+    assert!(!p.body.contains("/ui/dead-letters/replay") && replay_buttons(&p.body) == 0, "{}", p.body);
+    assert!(!p.body.contains("Action of item"), "no customer details for a viewer: {}", p.body);
+    assert!(!p.body.contains("/ui/customers?id="), "{}", p.body);
+
+    // A data engineer may replay it, still without the customer's details.
+    let token = api_token(&t, "dee", Role::DataEngineer).await;
+    let mut b = Browser::new(&t);
+    b.sign_in(&token).await;
+    let p = b.get("/ui/dead-letters").await;
+    assert_eq!(replay_buttons(&p.body), 1, "{}", p.body);
+    assert!(!p.body.contains("Action of item"), "{}", p.body);
+    t.app.shutdown().await;
 }
