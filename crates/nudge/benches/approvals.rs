@@ -58,11 +58,7 @@ async fn one_round(items: usize) -> f64 {
         let mut st = nudge_state::CustomerState::new(customer.clone());
         st.consent = MarketingConsent::Subscribed;
         st.email = Some(format!("c{i}@example.org"));
-        states.push(StoredState {
-            customer: customer.clone(),
-            email: st.email.clone(),
-            state_json: serde_json::to_string(&st).unwrap(),
-        });
+        states.push(StoredState { customer: customer.clone(), email: st.email.clone(), state: st.encode() });
         let event = Action::TriggerEvent {
             customer: customer.clone(),
             email: st.email.clone(),

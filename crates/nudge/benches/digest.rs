@@ -124,11 +124,7 @@ async fn fill(store: &dyn Store, customers: usize, n_flows: usize, now: OffsetDa
                 },
                 ..Default::default()
             });
-            states.push(StoredState {
-                customer,
-                email: None,
-                state_json: serde_json::to_string(&state).unwrap(),
-            });
+            states.push(StoredState { customer, email: None, state: state.encode() });
         }
         store.put_states(states).await.unwrap();
         store.commit_processing(outcomes).await.unwrap();
@@ -248,7 +244,7 @@ fn main() {
         let read_ms = t.elapsed().as_secs_f64() * 1000.0;
         let t = Instant::now();
         for s in &raw {
-            let _: CustomerState = serde_json::from_str(&s.state_json).unwrap();
+            let _: CustomerState = CustomerState::decode(&s.state).unwrap();
         }
         let parse_ms = t.elapsed().as_secs_f64() * 1000.0;
         let mut traces = Vec::new();

@@ -119,11 +119,7 @@ async fn run(customers: usize, requests: usize) {
             let outcome = ProcessOutcome {
                 states: chunk
                     .iter()
-                    .map(|s| StoredState {
-                        customer: s.customer.clone(),
-                        email: None,
-                        state_json: serde_json::to_string(s).unwrap(),
-                    })
+                    .map(|s| StoredState { customer: s.customer.clone(), email: None, state: s.encode() })
                     .collect(),
                 ..Default::default()
             };

@@ -154,6 +154,50 @@ pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// States rewritten per store transaction by [`migrate_text_states`].
+const STATE_MIGRATION_CHUNK: usize = 10_000;
+
+/// Rewrites the customer states still stored as JSON text (by a version before the compact encoding) in
+/// the compact encoding, a chunk at a time; returns how many were rewritten. Nothing to do reads nothing
+/// (the store indexes its text rows). A state that does not decode is left as it is, with a warning.
+/// Every reader decodes both forms, so this only saves space and decoding time, and may be cut short.
+pub async fn migrate_text_states(store: &dyn Store) -> anyhow::Result<usize> {
+    let mut after = None;
+    let (mut rewritten, mut unreadable) = (0, 0);
+    loop {
+        let page = store.scan_text_states(after.clone(), STATE_MIGRATION_CHUNK).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.customer.clone());
+        let n = page.len();
+        let mut out = Vec::with_capacity(n);
+        for mut s in page {
+            match nudge_state::CustomerState::decode(&s.state) {
+                Ok(state) => {
+                    s.state = state.encode();
+                    out.push(s);
+                }
+                Err(e) => {
+                    unreadable += 1;
+                    tracing::warn!(customer = %s.customer, error = %e, "a stored state is unreadable; left as it is");
+                }
+            }
+        }
+        rewritten += out.len();
+        store.put_states(out).await?;
+        if n < STATE_MIGRATION_CHUNK {
+            break;
+        }
+    }
+    if rewritten + unreadable > 0 {
+        tracing::info!(
+            rewritten,
+            unreadable,
+            "customer states stored as JSON rewritten in the compact encoding"
+        );
+    }
+    Ok(rewritten)
+}
+
 /// The commerce sources, chosen in this one place: each line serves a source at `/webhooks/<path>`.
 /// Shopify, BigCommerce and Adobe Commerce are always registered (without secrets or keys every delivery
 /// is refused with 500, so the platform retries once the operator configures them).
@@ -279,6 +323,7 @@ pub fn destinations(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Dest
 /// Starts nudge on `listener` with `cfg`.
 pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     let store = open_store(&cfg)?;
+    migrate_text_states(&*store).await.context("rewriting stored states in the compact encoding")?;
     crate::privacy::init_key(&cfg).context("the pseudonym key")?;
     let dests = destinations(&cfg)?;
     let erasing = dests.clone();
@@ -618,5 +663,66 @@ impl Drop for App {
         if let Some(rt) = self.work.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nudge_model::CustomerId;
+    use nudge_state::CustomerState;
+    use nudge_store::StoredState;
+    use nudge_store::sqlite::Durability;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn states_stored_as_json_are_rewritten_compact_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let states: Vec<CustomerState> = (1..=5)
+            .map(|i| {
+                let mut s = CustomerState::new(format!("shopify:{i}").parse().unwrap());
+                s.email = Some(format!("c{i}@example.org"));
+                s.revision = i;
+                s
+            })
+            .collect();
+        {
+            // One state written now (compact), then the others as an earlier version wrote them: JSON text.
+            let store = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
+            let s = &states[4];
+            store
+                .put_states(vec![StoredState {
+                    customer: s.customer.clone(),
+                    email: s.email.clone(),
+                    state: s.encode(),
+                }])
+                .await
+                .unwrap();
+        }
+        {
+            let c = rusqlite::Connection::open(dir.path().join("nudge.db")).unwrap();
+            c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+            for s in &states[..4] {
+                c.execute(
+                    "INSERT INTO customers (customer_id, email, state, updated_at) VALUES (?1, ?2, ?3, 0)",
+                    rusqlite::params![s.customer.to_string(), s.email, serde_json::to_string(s).unwrap()],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
+        // Mixed rows read fine before the rewrite.
+        let ids: Vec<CustomerId> = states.iter().map(|s| s.customer.clone()).collect();
+        let read = |rows: Vec<StoredState>| -> Vec<CustomerState> {
+            rows.iter().map(|r| CustomerState::decode(&r.state).unwrap()).collect()
+        };
+        assert_eq!(read(store.load_states(&ids).await.unwrap()), states);
+        assert_eq!(store.scan_text_states(None, 10).await.unwrap().len(), 4);
+
+        assert_eq!(migrate_text_states(&store).await.unwrap(), 4);
+        assert!(store.scan_text_states(None, 10).await.unwrap().is_empty());
+        let rows = store.scan_states(None, 10).await.unwrap();
+        assert!(rows.iter().all(|r| !nudge_state::compact::is_legacy_json(&r.state)), "all compact now");
+        assert_eq!(read(rows), states, "the same states");
+        assert_eq!(migrate_text_states(&store).await.unwrap(), 0, "once");
     }
 }

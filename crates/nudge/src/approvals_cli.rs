@@ -125,7 +125,7 @@ pub async fn decide_checked(
     let mut states = std::collections::HashMap::new();
     for chunk in customers.chunks(500) {
         for s in store.load_states(chunk).await? {
-            let state: nudge_state::CustomerState = serde_json::from_str(&s.state_json)
+            let state: nudge_state::CustomerState = nudge_state::CustomerState::decode(&s.state)
                 .map_err(|e| anyhow::anyhow!("the stored state of {}: {e}", s.customer))?;
             states.insert(s.customer, state);
         }
@@ -441,7 +441,7 @@ mod tests {
             states.push(nudge_store::StoredState {
                 customer: c.clone(),
                 email: st.email.clone(),
-                state_json: serde_json::to_string(&st).unwrap(),
+                state: st.encode(),
             });
         }
         store.put_states(states).await.unwrap();

@@ -161,7 +161,7 @@ async fn load_states(
     let mut out = HashMap::with_capacity(customers.len());
     for chunk in customers.chunks(500) {
         for s in store.load_states(chunk).await? {
-            let state: CustomerState = serde_json::from_str(&s.state_json)
+            let state: CustomerState = CustomerState::decode(&s.state)
                 .map_err(|e| StoreError::Corrupt(format!("the stored state of {}: {e}", s.customer)))?;
             out.insert(s.customer, state);
         }

@@ -159,7 +159,7 @@ pub async fn print(app: &App, played: &Played) -> anyhow::Result<()> {
     let store = app.store();
     let mut states: Vec<CustomerState> = Vec::new();
     for s in store.load_states(&played.customers).await? {
-        states.push(serde_json::from_str(&s.state_json)?);
+        states.push(CustomerState::decode(&s.state)?);
     }
     let identified = states.iter().filter(|s| s.aliases.iter().any(|a| a.starts_with("anon:"))).count();
     let views: usize = states

@@ -43,7 +43,7 @@ async fn scan(store: &dyn Store, mut f: impl FnMut(usize, &CustomerState)) -> an
         let Some(last) = page.last() else { break };
         after = Some(last.customer.clone());
         for s in &page {
-            let state: CustomerState = serde_json::from_str(&s.state_json)
+            let state: CustomerState = CustomerState::decode(&s.state)
                 .with_context(|| format!("the stored state of {} is unreadable", s.customer))?;
             f(n, &state);
             n += 1;

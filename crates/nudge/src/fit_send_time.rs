@@ -23,7 +23,7 @@ pub(crate) async fn all_states(store: &dyn Store) -> anyhow::Result<Vec<Customer
         after = Some(last.customer.clone());
         for s in &page {
             out.push(
-                serde_json::from_str::<CustomerState>(&s.state_json)
+                CustomerState::decode(&s.state)
                     .with_context(|| format!("the stored state of {} is unreadable", s.customer))?,
             );
         }

@@ -108,9 +108,7 @@ async fn test(cfg: &Config, set: &FlowSet, flow: &str, customer: &str, json_out:
     let store = crate::app::open_store(cfg)?;
     let stored = store.load_states(std::slice::from_ref(&id)).await?;
     let state: CustomerState = match stored.first() {
-        Some(s) => {
-            serde_json::from_str(&s.state_json).with_context(|| format!("the stored state of {id}"))?
-        }
+        Some(s) => CustomerState::decode(&s.state).with_context(|| format!("the stored state of {id}"))?,
         None => bail!("customer {id} is not known to nudge (no event or imported order has named them)"),
     };
     let scoring = Scoring::new(nudge_scoring::RulesScorer { thresholds: cfg.segments.clone() });

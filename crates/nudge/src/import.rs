@@ -7,6 +7,10 @@
 //! customer and order id) and a backfill of customer states, one `OrderUpserted` per order. Fitting and
 //! scoring do not live here; see [`crate::models_cli`].
 //!
+//! `nudge import` streams: [`read_history`] reads and validates the whole file, writing the rows to
+//! sorted runs on disk, and only then does [`write_history`] merge them back customer by customer and
+//! write chunks of whole customers (see `import_spill`). Neither holds the whole file.
+//!
 //! Supported formats:
 //! - `csv`: a header naming `customer_id`, `date` and `amount`, optionally `order_id` and `currency`.
 //!   Dates are `YYYY-MM-DD` or RFC 3339; amounts are exact decimals, zero or more.
@@ -25,7 +29,7 @@ use nudge_state::CustomerState;
 use nudge_store::{ImportedTransaction, Store, StoredState};
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use time::{Date, OffsetDateTime, UtcOffset};
@@ -33,11 +37,12 @@ use time::{Date, OffsetDateTime, UtcOffset};
 /// The number of bad rows reported before parsing stops.
 pub const MAX_REPORTED_ERRORS: usize = 20;
 
-/// Transactions written per store transaction.
-const TRANSACTION_CHUNK: usize = 10_000;
+/// Rows written per chunk of an import: the chunk's transactions go to the store in one transaction and
+/// its customers' states after them. Chunks hold whole customers, so one may hold a few rows more.
+const CHUNK_ROWS: usize = 50_000;
 
 /// Customer states loaded and written per store transaction during the backfill.
-const STATE_CHUNK: usize = 1_000;
+const STATE_CHUNK: usize = 10_000;
 
 /// The layout of a history file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -129,6 +134,8 @@ pub enum ImportError {
     Header { path: PathBuf, message: String },
     #[error("{}", bad_rows_message(path, errors, *truncated))]
     BadRows { path: PathBuf, errors: Vec<RowError>, truncated: bool },
+    #[error("cannot write the import's temporary files: {0}")]
+    Spill(#[source] std::io::Error),
 }
 
 fn bad_rows_message(path: &Path, errors: &[RowError], truncated: bool) -> String {
@@ -178,13 +185,36 @@ pub fn parse_history_detailed(
     format: HistoryFormat,
     default_currency: Currency,
 ) -> Result<ParsedHistory, ImportError> {
+    let mut rows = Vec::new();
+    let mut parsed = scan_history(path, format, default_currency, &mut |row| {
+        rows.push(row);
+        Ok(())
+    })?;
+    derive_order_ids(&mut rows);
+    parsed.rows = rows;
+    Ok(parsed)
+}
+
+/// Where a parser passes each good row; an error (writing the row somewhere) stops the parse.
+type OnRow<'a> = &'a mut dyn FnMut(HistoryRow) -> Result<(), ImportError>;
+
+/// Reads a history file and passes each validated row to `on_row` in file order, with an empty order id
+/// where the file has none (see [`derive_order_ids`]). Returns the counts (without rows), or fails with
+/// every bad row (up to [`MAX_REPORTED_ERRORS`]) and its line number when any row is bad: only then does
+/// a caller know whether the rows it was given may be written.
+fn scan_history(
+    path: &Path,
+    format: HistoryFormat,
+    default_currency: Currency,
+    on_row: OnRow<'_>,
+) -> Result<ParsedHistory, ImportError> {
     let io = |source| ImportError::Io { path: path.to_path_buf(), source };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut errors = Errors::default();
     let parsed = match format {
-        HistoryFormat::Csv => parse_csv(file, path, default_currency, &mut errors)?,
-        HistoryFormat::Cdnow => parse_cdnow(file, default_currency, &mut errors).map_err(io)?,
-        HistoryFormat::ShopifyOrders => parse_shopify(file, path, default_currency, &mut errors)?,
+        HistoryFormat::Csv => parse_csv(file, path, default_currency, &mut errors, on_row)?,
+        HistoryFormat::Cdnow => parse_cdnow(file, path, default_currency, &mut errors, on_row)?,
+        HistoryFormat::ShopifyOrders => parse_shopify(file, path, default_currency, &mut errors, on_row)?,
     };
     if errors.list.is_empty() {
         Ok(parsed)
@@ -205,14 +235,19 @@ struct Errors {
 }
 
 impl Errors {
-    /// Keeps a good row or records a bad one; returns `false` when parsing should stop.
-    fn keep(&mut self, line: u64, row: Result<HistoryRow, String>, rows: &mut Vec<HistoryRow>) -> bool {
+    /// Passes a good row on or records a bad one; returns `false` when parsing should stop.
+    fn keep(
+        &mut self,
+        line: u64,
+        row: Result<HistoryRow, String>,
+        on_row: OnRow<'_>,
+    ) -> Result<bool, ImportError> {
         match row {
             Ok(r) => {
-                rows.push(r);
-                true
+                on_row(r)?;
+                Ok(true)
             }
-            Err(m) => self.push(line, m),
+            Err(m) => Ok(self.push(line, m)),
         }
     }
 
@@ -224,6 +259,15 @@ impl Errors {
         }
         self.list.push(RowError { line, message });
         true
+    }
+}
+
+/// Gives the rows without an order id their derived one (see [`OrderIds`]). `rows` are in file order and
+/// hold every row of their customers: all rows of a file, or one customer's.
+fn derive_order_ids(rows: &mut [HistoryRow]) {
+    let mut ids = OrderIds::default();
+    for r in rows.iter_mut().filter(|r| r.order_id.is_empty()) {
+        r.order_id = ids.derive(&r.customer, r.day, r.amount);
     }
 }
 
@@ -276,6 +320,7 @@ fn parse_csv(
     path: &Path,
     currency: Currency,
     errors: &mut Errors,
+    on_row: OnRow<'_>,
 ) -> Result<ParsedHistory, ImportError> {
     let header_error = |message: String| ImportError::Header { path: path.to_path_buf(), message };
     let mut rdr = csv_reader(file);
@@ -293,7 +338,6 @@ fn parse_csv(
     let c_order = cols.find(&["order_id"]);
     let c_currency = cols.find(&["currency"]);
     let mut out = ParsedHistory::default();
-    let mut ids = OrderIds::default();
     let mut rec = csv::StringRecord::new();
     loop {
         let line = rdr.position().line();
@@ -319,7 +363,7 @@ fn parse_csv(
                 c => Currency::parse(c).map_err(|e| e.to_string())?,
             };
             let order_id = match field(&rec, c_order) {
-                "" => ids.derive(&customer, day, amount),
+                "" => String::new(),
                 o => o.to_string(),
             };
             Ok::<_, String>(HistoryRow {
@@ -335,7 +379,7 @@ fn parse_csv(
                 source: HistoryFormat::Csv.name(),
             })
         })();
-        if !errors.keep(line, row, &mut out.rows) {
+        if !errors.keep(line, row, on_row)? {
             break;
         }
     }
@@ -344,15 +388,16 @@ fn parse_csv(
 
 fn parse_cdnow(
     file: std::fs::File,
+    path: &Path,
     currency: Currency,
     errors: &mut Errors,
-) -> std::io::Result<ParsedHistory> {
+    on_row: OnRow<'_>,
+) -> Result<ParsedHistory, ImportError> {
     use std::io::BufRead;
     let mut out = ParsedHistory::default();
-    let mut ids = OrderIds::default();
     let reader = std::io::BufReader::with_capacity(1 << 20, file);
     for (i, line) in reader.lines().enumerate() {
-        let line = line?;
+        let line = line.map_err(|source| ImportError::Io { path: path.to_path_buf(), source })?;
         let number = i as u64 + 1;
         if line.trim().is_empty() {
             continue;
@@ -371,7 +416,7 @@ fn parse_cdnow(
             let day = parse_yyyymmdd(f[2])?;
             f[3].parse::<u32>().map_err(|_| format!("ncds `{}` is not a count", f[3]))?;
             let amount = parse_amount(f[4])?;
-            let order_id = ids.derive(&customer, day, amount);
+            let order_id = String::new();
             Ok(HistoryRow {
                 line: number,
                 customer,
@@ -385,7 +430,7 @@ fn parse_cdnow(
                 source: HistoryFormat::Cdnow.name(),
             })
         })();
-        if !errors.keep(number, row, &mut out.rows) {
+        if !errors.keep(number, row, on_row)? {
             break;
         }
     }
@@ -397,6 +442,7 @@ fn parse_shopify(
     path: &Path,
     currency: Currency,
     errors: &mut Errors,
+    on_row: OnRow<'_>,
 ) -> Result<ParsedHistory, ImportError> {
     let header_error = |message: String| ImportError::Header { path: path.to_path_buf(), message };
     let mut rdr = csv_reader(file);
@@ -479,7 +525,7 @@ fn parse_shopify(
                 source: HistoryFormat::ShopifyOrders.name(),
             })
         })();
-        if !errors.keep(line, row, &mut out.rows) {
+        if !errors.keep(line, row, on_row)? {
             break;
         }
     }
@@ -491,7 +537,7 @@ fn customer_key(s: &str) -> Result<CustomerId, String> {
     if s.is_empty() {
         return Err("missing customer_id".into());
     }
-    if let Ok(id) = s.parse::<CustomerId>() {
+    if let Some(id) = s.contains(':').then(|| s.parse::<CustomerId>().ok()).flatten() {
         return Ok(id);
     }
     CustomerId::new(Source::Import, s).map_err(|e| format!("customer_id `{s}`: {e}"))
@@ -534,11 +580,28 @@ fn parse_date(s: &str) -> Result<(i32, Option<OffsetDateTime>), String> {
         return Err("missing date".into());
     }
     if s.len() == 10 {
+        if let Some(d) = plain_iso_date(s) {
+            return Ok((date_to_day(d), None));
+        }
         return parse_iso_date(s).map(|d| (date_to_day(d), None));
     }
     let t = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map_err(|_| format!("date `{s}` is neither YYYY-MM-DD nor an RFC 3339 timestamp"))?;
     Ok((utc_day(t), Some(t)))
+}
+
+/// A valid `YYYY-MM-DD` date read without a format description (the common case of a large file);
+/// `None` for anything else, which [`parse_iso_date`] then reads or explains.
+fn plain_iso_date(s: &str) -> Option<Date> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| {
+        b[r].iter().try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+    };
+    let month = time::Month::try_from(num(5..7)? as u8).ok()?;
+    Date::from_calendar_date(num(0..4)? as i32, month, num(8..10)? as u8).ok()
 }
 
 /// Shopify's export time (`2024-01-15 10:22:33 -0500`), also accepting RFC 3339.
@@ -602,30 +665,68 @@ pub fn progress_bar(len: u64, message: &'static str, enabled: bool) -> ProgressB
 }
 
 /// Writes rows into the store: resolves Shopify emails to known customers, imports the transactions
-/// (idempotent), and backfills the customer states so live scoring sees the history.
+/// (idempotent), and backfills the customer states so live scoring sees the history. For rows already in
+/// memory (the demo, tests); a file goes through [`read_history`] and [`write_history`], which stream.
 pub async fn import_rows(
     store: &dyn Store,
-    mut rows: Vec<HistoryRow>,
+    rows: Vec<HistoryRow>,
     progress: bool,
 ) -> anyhow::Result<ImportSummary> {
-    // A known email means a known customer: the order belongs to them, not to a new guest key.
-    let mut known: HashMap<String, Option<CustomerId>> = HashMap::new();
-    for row in rows.iter_mut() {
-        let Some(email) = row.email.as_deref() else { continue };
-        if !known.contains_key(email) {
-            let found = store.customer_by_email(email).await?;
-            known.insert(email.to_string(), found);
+    let bar = progress_bar(rows.len() as u64, "importing", progress);
+    let mut keyed: Vec<(String, HistoryRow)> =
+        rows.into_iter().map(|r| (r.customer.to_string(), r)).collect();
+    // Stable: each customer's rows keep their order.
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut writer = ChunkWriter::default();
+    let mut chunk = Vec::new();
+    let mut chunk_rows = 0;
+    let mut keyed = keyed.into_iter().peekable();
+    while let Some((key, row)) = keyed.next() {
+        let mut group = vec![row];
+        while let Some((_, r)) = keyed.next_if(|(k, _)| *k == key) {
+            group.push(r);
         }
-        if let Some(Some(id)) = known.get(email) {
-            row.customer = id.clone();
+        chunk_rows += group.len();
+        chunk.push(group);
+        if chunk_rows >= CHUNK_ROWS {
+            writer.write(store, std::mem::take(&mut chunk)).await?;
+            bar.inc(std::mem::take(&mut chunk_rows) as u64);
         }
     }
+    if !chunk.is_empty() {
+        writer.write(store, chunk).await?;
+    }
+    bar.finish_and_clear();
+    Ok(writer.summary)
+}
 
-    let bar = progress_bar(rows.len() as u64, "transactions", progress);
-    let mut new_transactions = 0;
-    for chunk in rows.chunks(TRANSACTION_CHUNK) {
-        let batch: Vec<ImportedTransaction> = chunk
+/// Writes chunks of whole customers, adding up what it did.
+#[derive(Default)]
+struct ChunkWriter {
+    summary: ImportSummary,
+}
+
+impl ChunkWriter {
+    /// Writes one chunk: each group holds all the rows of one customer key. The transactions go in one
+    /// store transaction, then the customers' states.
+    async fn write(&mut self, store: &dyn Store, mut groups: Vec<Vec<HistoryRow>>) -> anyhow::Result<()> {
+        // A known email means a known customer: the order belongs to them, not to a new guest key. An
+        // email's rows share one guest key, so they are all in this chunk.
+        let mut known: HashMap<String, Option<CustomerId>> = HashMap::new();
+        for row in groups.iter_mut().flatten() {
+            let Some(email) = row.email.as_deref() else { continue };
+            if !known.contains_key(email) {
+                let found = store.customer_by_email(email).await?;
+                known.insert(email.to_string(), found);
+            }
+            if let Some(Some(id)) = known.get(email) {
+                row.customer = id.clone();
+            }
+        }
+
+        let mut batch: Vec<ImportedTransaction> = groups
             .iter()
+            .flatten()
             .map(|r| ImportedTransaction {
                 customer_id: r.customer.to_string(),
                 order_id: r.order_id.clone(),
@@ -634,23 +735,39 @@ pub async fn import_rows(
                 source: r.source.to_string(),
             })
             .collect();
-        new_transactions += store.import_transactions(batch).await?;
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
+        // In primary key order, so the inserts walk the table's index once.
+        batch.sort_unstable_by(|a, b| (&a.customer_id, &a.order_id).cmp(&(&b.customer_id, &b.order_id)));
+        let rows = batch.len();
+        let customers: Vec<(&CustomerId, Vec<&HistoryRow>)> =
+            groups.iter().filter_map(|g| Some((&g.first()?.customer, g.iter().collect()))).collect();
+        // The two are independent (other tables): the states are folded while the store inserts.
+        let (new_transactions, states_updated) = futures::try_join!(
+            async { Ok::<_, anyhow::Error>(store.import_transactions(batch).await?) },
+            backfill_states(store, &customers),
+        )?;
 
-    let mut by_customer: BTreeMap<&CustomerId, Vec<&HistoryRow>> = BTreeMap::new();
-    for r in &rows {
-        by_customer.entry(&r.customer).or_default().push(r);
+        let s = &mut self.summary;
+        s.rows += rows;
+        s.new_transactions += new_transactions;
+        s.duplicates += rows - new_transactions;
+        s.customers += customers.len();
+        s.states_updated += states_updated;
+        Ok(())
     }
-    let customers: Vec<(&CustomerId, Vec<&HistoryRow>)> = by_customer.into_iter().collect();
-    let bar = progress_bar(customers.len() as u64, "customers", progress);
+}
+
+/// Applies each customer's orders to their stored state (one `OrderUpserted` per order) and writes the
+/// states that changed; returns how many did.
+async fn backfill_states(
+    store: &dyn Store,
+    customers: &[(&CustomerId, Vec<&HistoryRow>)],
+) -> anyhow::Result<usize> {
     let mut states_updated = 0;
     for chunk in customers.chunks(STATE_CHUNK) {
         let ids: Vec<CustomerId> = chunk.iter().map(|(c, _)| (*c).clone()).collect();
         let mut stored: HashMap<CustomerId, CustomerState> = HashMap::new();
         for s in store.load_states(&ids).await? {
-            let state: CustomerState = serde_json::from_str(&s.state_json)
+            let state: CustomerState = CustomerState::decode(&s.state)
                 .map_err(|e| anyhow::anyhow!("the stored state of {} is unreadable: {e}", s.customer))?;
             stored.insert(s.customer, state);
         }
@@ -682,7 +799,7 @@ pub async fn import_rows(
                 changed.push(StoredState {
                     customer: (*customer).clone(),
                     email: state.email.clone(),
-                    state_json: serde_json::to_string(&state)?,
+                    state: state.encode(),
                 });
             }
         }
@@ -690,30 +807,126 @@ pub async fn import_rows(
         if !changed.is_empty() {
             store.put_states(changed).await?;
         }
-        bar.inc(chunk.len() as u64);
     }
-    bar.finish_and_clear();
-
-    Ok(ImportSummary {
-        rows: rows.len(),
-        new_transactions,
-        duplicates: rows.len() - new_transactions,
-        customers: customers.len(),
-        states_updated,
-    })
+    Ok(states_updated)
 }
 
-/// `nudge import`: parse the whole file first (nothing is written when a row is bad), then import.
+/// A history file read and validated by [`read_history`], its rows waiting on disk in sorted runs.
+pub struct ReadHistory {
+    /// The counts of the file (without rows).
+    pub parsed: ParsedHistory,
+    /// The rows to write.
+    pub rows: u64,
+    runs: crate::import_spill::Runs,
+}
+
+/// The first pass of a streamed import: reads and validates the whole file, writing its rows to sorted
+/// runs in a temporary directory. Nothing reaches the store here, so a file with a bad row imports
+/// nothing. Blocking; memory holds one run of rows at most.
+pub fn read_history(
+    path: &Path,
+    format: HistoryFormat,
+    currency: Currency,
+    progress: bool,
+) -> Result<ReadHistory, ImportError> {
+    let bar = if progress {
+        let style = ProgressStyle::with_template("{msg:>14} {pos} rows ({per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        ProgressBar::new_spinner().with_style(style).with_message("reading")
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut runs = crate::import_spill::Runs::new().map_err(ImportError::Spill)?;
+    let mut rows = 0u64;
+    let parsed = scan_history(path, format, currency, &mut |row| {
+        rows += 1;
+        if rows.is_multiple_of(65_536) {
+            bar.set_position(rows);
+        }
+        runs.push(row).map_err(ImportError::Spill)
+    })?;
+    bar.finish_and_clear();
+    Ok(ReadHistory { parsed, rows, runs })
+}
+
+/// The second pass of a streamed import: merges the runs back one customer at a time (on a blocking
+/// thread, while this task writes) and writes chunks of about [`CHUNK_ROWS`] rows of whole customers,
+/// each chunk's transactions in one store transaction and its customers' states after them. Memory holds
+/// a few chunks at most.
+pub async fn write_history(
+    store: &dyn Store,
+    read: ReadHistory,
+    progress: bool,
+) -> anyhow::Result<ImportSummary> {
+    let bar = progress_bar(read.rows, "importing", progress);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Vec<HistoryRow>>>(1);
+    let runs = read.runs;
+    let merging = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut merge = runs.into_merge()?;
+        let mut chunk = Vec::new();
+        let mut chunk_rows = 0;
+        while let Some(mut group) = merge.next_customer()? {
+            derive_order_ids(&mut group);
+            chunk_rows += group.len();
+            chunk.push(group);
+            if chunk_rows >= CHUNK_ROWS {
+                chunk_rows = 0;
+                if tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
+                    // The writer stopped on an error of its own.
+                    return Ok(());
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = tx.blocking_send(chunk);
+        }
+        Ok(())
+    });
+    let mut writer = ChunkWriter::default();
+    let mut written = Ok(());
+    while let Some(chunk) = rx.recv().await {
+        let n = chunk.iter().map(Vec::len).sum::<usize>();
+        if let Err(e) = writer.write(store, chunk).await {
+            written = Err(e);
+            break;
+        }
+        bar.inc(n as u64);
+    }
+    drop(rx);
+    let merged = merging.await?;
+    written?;
+    merged.map_err(ImportError::Spill)?;
+    bar.finish_and_clear();
+    Ok(writer.summary)
+}
+
+/// A whole streamed import: [`read_history`], then [`write_history`].
+pub async fn import_file(
+    store: &dyn Store,
+    path: &Path,
+    format: HistoryFormat,
+    currency: Currency,
+    progress: bool,
+) -> anyhow::Result<(ParsedHistory, ImportSummary)> {
+    let p = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || read_history(&p, format, currency, progress)).await??;
+    let parsed = read.parsed.clone();
+    Ok((parsed, write_history(store, read, progress).await?))
+}
+
+/// `nudge import`: read and validate the whole file first (nothing is written when a row is bad), then
+/// import it, streamed.
 pub async fn run(cfg: &Config, args: ImportArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let path = args.transactions.clone();
-    let parsed =
-        tokio::task::spawn_blocking(move || parse_history_detailed(&path, args.format, args.currency))
-            .await??;
+    let progress = progress_enabled();
+    let read = tokio::task::spawn_blocking(move || read_history(&path, args.format, args.currency, progress))
+        .await??;
     let store = crate::app::open_store(cfg)?;
-    let records = parsed.records;
-    let skipped = (parsed.merged_line_items, parsed.skipped_cancelled, parsed.skipped_no_customer);
-    let summary = import_rows(&*store, parsed.rows, progress_enabled()).await?;
+    let records = read.parsed.records;
+    let skipped =
+        (read.parsed.merged_line_items, read.parsed.skipped_cancelled, read.parsed.skipped_no_customer);
+    let summary = write_history(&*store, read, progress).await?;
     println!(
         "imported {} ({}): {records} rows in {:.1}s",
         args.transactions.display(),
@@ -771,5 +984,54 @@ mod tests {
         let second = a.derive(&c, 5, Decimal::from_str("1.00").unwrap());
         assert_ne!(first, second);
         assert_eq!(first, b.derive(&c, 5, one));
+    }
+
+    #[test]
+    fn plain_dates_read_as_the_format_reads_them() {
+        for s in
+            ["1970-01-01", "2024-02-29", "1999-12-31", "0001-01-01", "2024-1-011", "2023-02-29", "2024-13-01"]
+        {
+            assert_eq!(plain_iso_date(s).ok_or(()), parse_iso_date(s).map_err(|_| ()), "{s}");
+        }
+        assert_eq!(plain_iso_date("+024-01-01"), None);
+    }
+
+    /// The streamed import writes what the whole-file parse reads (derived order ids included, rows of
+    /// one customer scattered over the file), and a second import adds nothing.
+    #[tokio::test]
+    async fn streamed_import_matches_the_parse_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("history.csv");
+        let mut text = String::from("customer_id,date,amount,order_id\n");
+        for i in 0..300 {
+            let order = if i % 4 == 0 { String::new() } else { format!("o{i}") };
+            // Repeats of one customer, day and amount without an order id: distinct derived ids.
+            text.push_str(&format!("{},2024-01-{:02},{}.50,{order}\n", i % 7, 1 + i % 3, i % 2));
+        }
+        std::fs::write(&csv, text).unwrap();
+        let usd = Currency::parse("USD").unwrap();
+        let parsed = parse_history(&csv, HistoryFormat::Csv, usd).unwrap();
+        let store =
+            nudge_store::sqlite::SqliteStore::open(&dir.path().join("data"), Default::default()).unwrap();
+
+        let (counts, first) = import_file(&store, &csv, HistoryFormat::Csv, usd, false).await.unwrap();
+        assert_eq!(counts.records, 300);
+        assert_eq!(
+            (first.rows, first.new_transactions, first.customers, first.states_updated),
+            (300, 300, 7, 7)
+        );
+        let mut expected: Vec<(String, String)> =
+            parsed.iter().map(|r| (r.customer.to_string(), r.order_id.clone())).collect();
+        expected.sort();
+        let mut stored: Vec<(String, String)> =
+            store.transactions().await.unwrap().into_iter().map(|t| (t.customer_id, t.order_id)).collect();
+        stored.sort();
+        assert_eq!(stored, expected);
+        let states = store.load_states(&[parsed[0].customer.clone()]).await.unwrap();
+        let state = CustomerState::decode(&states[0].state).unwrap();
+        assert_eq!(state.orders.len(), parsed.iter().filter(|r| r.customer == parsed[0].customer).count());
+
+        let (_, again) = import_file(&store, &csv, HistoryFormat::Csv, usd, false).await.unwrap();
+        assert_eq!((again.new_transactions, again.duplicates, again.states_updated), (0, 300, 0));
     }
 }

@@ -46,6 +46,7 @@ pub mod fit_send_time;
 pub mod flows_cli;
 pub mod http;
 pub mod import;
+mod import_spill;
 pub mod keys;
 pub mod model_report;
 pub mod models_cli;

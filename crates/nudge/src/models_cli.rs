@@ -382,7 +382,7 @@ impl Dataset {
             let Some(last) = page.last() else { break };
             after = Some(last.customer.clone());
             for s in &page {
-                let state: CustomerState = serde_json::from_str(&s.state_json)
+                let state: CustomerState = CustomerState::decode(&s.state)
                     .with_context(|| format!("the stored state of {} is unreadable", s.customer))?;
                 let days = state.purchase_days();
                 if days.is_empty() {

@@ -128,7 +128,7 @@ async fn scan(store: &dyn Store, mut f: impl FnMut(CustomerState)) -> anyhow::Re
         let Some(last) = page.last() else { break };
         after = Some(last.customer.clone());
         for s in &page {
-            f(serde_json::from_str(&s.state_json)
+            f(CustomerState::decode(&s.state)
                 .with_context(|| format!("the stored state of {} is unreadable", s.customer))?);
         }
         if page.len() < 2_000 {

@@ -9,11 +9,27 @@
 //! is done, its terminal state. After `CIRCUIT_THRESHOLD` whole requests in a row fail (no answer or
 //! 5xx), the circuit opens: no attempts (and no retry budget spent) until a cool-down passes, then one
 //! probe batch decides whether it closes again.
+//!
+//! Coalescing: when a destination cannot keep up with profile changes (its request budget spent, 429s in
+//! the last `THROTTLED_FOR_MS`, or more due customers than one round takes), pending profile syncs of one
+//! customer merge so only the newest state is sent. The worker reads, in one store query per round
+//! ([`Store::pending_after_heads`]), up to `COALESCE_DEPTH` items queued behind each head that is an
+//! `UpsertProfile` (behind a head that failed before, too, whatever the backlog), and takes the run of
+//! consecutive `UpsertProfile` items right behind it: anything else of the customer (a trigger event, a
+//! list change, an alert) ends the run, so it still sees the profile as of its time. The run's newest item
+//! goes in the head's place carrying [`fold_profiles`] of the run: a sync writes only the attributes it
+//! holds (some are written only when they have a value), so the older attributes are kept beneath the
+//! newer ones, which leaves the profile as sending each in order would. The older items are settled by
+//! that send in the same `record_attempts` transaction: delivered makes them
+//! [`AttemptResult::Coalesced`] (terminal; their traces settle `delivered`), a retry retries them too, a
+//! rejection or dead letter ends them with it; each is audited (`delivery_attempt`, outcome `coalesced`,
+//! `merged_into` the sent item's id) and the sent item's attempt names them (`merged`). The run's retry
+//! budget is its most tried item's. Nothing merges across destinations (each worker reads only its own).
 
 use crate::pipeline::Submitted;
 use crate::telemetry::{self, LatencySample};
 use nudge_deliver::{Backoff, Destination, Outcome};
-use nudge_model::{Action, AuditRecord, AuditStage};
+use nudge_model::{Action, AuditRecord, AuditStage, CustomerId};
 use nudge_store::{AttemptRecord, AttemptResult, OutboxItem, Store, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -239,6 +255,9 @@ impl DestinationWorker {
         };
         let batch = self.batch_size();
         let limit = lanes * batch;
+        // Throttled now (its request budget spent, or a 429 not long ago): syncs pile up behind it.
+        let throttled = self.destination.as_ref().is_some_and(|d| d.ready_at().is_some())
+            || now_ms() - self.last_throttled_ms.load(Ordering::Relaxed) < THROTTLED_FOR_MS;
         if linger
             && batch > 1
             && let Some(at) = self.destination.as_ref().and_then(|d| d.ready_at())
@@ -254,6 +273,10 @@ impl DestinationWorker {
             tokio::time::sleep(self.settings.linger).await;
             items = self.due(exclude, limit).await?;
         }
+        // A backlog: more due customers than one round takes, the destination throttled, or (per item) a
+        // head that has failed before.
+        let backlog = throttled || items.len() >= limit;
+        let (items, runs) = self.coalesce(items, exclude, backlog).await?;
         let batches: Vec<Vec<OutboxItem>> = chunk(items, batch);
         let results: Vec<Vec<AttemptRecord>> = futures::stream::iter(batches)
             .map(|b| self.attempt_batch(b))
@@ -264,7 +287,132 @@ impl DestinationWorker {
             // Nothing to probe with: close the circuit; the next failures would open it again.
             self.circuit.record(true);
         }
-        Ok(results.into_iter().flatten().collect())
+        let mut records: Vec<AttemptRecord> = results.into_iter().flatten().collect();
+        if !runs.is_empty() {
+            records = self.settle_runs(records, runs);
+        }
+        Ok(records)
+    }
+
+    /// Folds each head's run of pending profile syncs into its newest sync (see [`fold_profiles`]):
+    /// returns the items to send, the newest sync of each run in its head's place (carrying the folded
+    /// profile), and the runs' older items, which are settled by that send's outcome. Looks behind only
+    /// the heads that are profile syncs, and only in a `backlog` (or behind a head that has failed before,
+    /// while more syncs may have queued up): one store read for the whole round.
+    async fn coalesce(
+        &self,
+        items: Vec<OutboxItem>,
+        exclude: &HashSet<i64>,
+        backlog: bool,
+    ) -> Result<(Vec<OutboxItem>, Vec<Run>), StoreError> {
+        if self.destination.is_none() {
+            return Ok((items, Vec::new()));
+        }
+        let mut firsts: HashMap<i64, Action> = items
+            .iter()
+            .filter(|i| backlog || i.attempts > 0)
+            .filter_map(|i| profile_sync(i).map(|a| (i.id, a)))
+            .collect();
+        if firsts.is_empty() {
+            return Ok((items, Vec::new()));
+        }
+        let heads = items.iter().filter(|i| firsts.contains_key(&i.id)).map(|i| (i.customer.clone(), i.id));
+        let mut behind: HashMap<CustomerId, Vec<OutboxItem>> = HashMap::new();
+        for item in
+            self.store.pending_after_heads(&self.name, heads.collect(), now_ms(), COALESCE_DEPTH).await?
+        {
+            behind.entry(item.customer.clone()).or_default().push(item);
+        }
+        let mut out = Vec::with_capacity(items.len());
+        let mut runs = Vec::new();
+        for head in items {
+            let (Some(first), Some(next)) = (firsts.remove(&head.id), behind.remove(&head.customer)) else {
+                out.push(head);
+                continue;
+            };
+            let mut actions = vec![first];
+            let mut run = vec![head];
+            // Only consecutive syncs: anything else of the customer (a trigger event, a list change, an
+            // alert) ends the run, so what follows it is sent after it, as of its own time.
+            for item in next {
+                if exclude.contains(&item.id) || item.destination != self.name {
+                    break;
+                }
+                let Some(action) = profile_sync(&item) else { break };
+                actions.push(action);
+                run.push(item);
+            }
+            if run.len() == 1 {
+                out.extend(run);
+                continue;
+            }
+            let Some(json) = fold_profiles(actions).and_then(|a| serde_json::to_string(&a).ok()) else {
+                // Cannot happen (one customer's syncs, which serialize): the head goes alone.
+                out.push(run.swap_remove(0));
+                continue;
+            };
+            let mut newest = run.pop().expect("a run of two or more");
+            newest.action_json = json;
+            // The run's retry budget is its most tried item's, so new syncs never reset it.
+            newest.attempts = run.iter().map(|i| i.attempts).fold(newest.attempts, u32::max);
+            runs.push(Run { sent: newest.id, older: run });
+            out.push(newest);
+        }
+        Ok((out, runs))
+    }
+
+    /// Settles the older items of each run by its sent item's outcome, recorded before it (so a trace
+    /// reads "merged into item N" ahead of N's attempt): delivered makes them `coalesced`, a retry
+    /// retries them with it (at the same time), a rejection or dead letter ends them the same way. Each
+    /// is audited (stage `delivery_attempt`) naming the item it was folded into.
+    fn settle_runs(&self, records: Vec<AttemptRecord>, runs: Vec<Run>) -> Vec<AttemptRecord> {
+        let mut runs: HashMap<i64, Vec<OutboxItem>> = runs.into_iter().map(|r| (r.sent, r.older)).collect();
+        let mut out = Vec::with_capacity(records.len() + runs.values().map(Vec::len).sum::<usize>());
+        for mut sent in records {
+            if let Some(older) = runs.remove(&sent.item_id) {
+                if let Some(detail) = sent.audit.detail.as_object_mut() {
+                    detail.insert("merged".into(), older.iter().map(|i| i.id).collect::<Vec<_>>().into());
+                }
+                if matches!(sent.result, AttemptResult::Delivered) {
+                    telemetry::outbox_coalesced(&self.name, older.len());
+                }
+                out.extend(older.into_iter().map(|item| self.merged_record(item, &sent)));
+            }
+            out.push(sent);
+        }
+        out
+    }
+
+    /// The record of an older item of a run, from the outcome of the sync it was folded into.
+    fn merged_record(&self, item: OutboxItem, sent: &AttemptRecord) -> AttemptRecord {
+        let into = sent.item_id;
+        let note = |e: &str| format!("{e} (sent folded into outbox item {into})");
+        let (result, outcome, error) = match &sent.result {
+            AttemptResult::Delivered | AttemptResult::Coalesced { .. } => {
+                (AttemptResult::Coalesced { into }, "coalesced", None)
+            }
+            AttemptResult::RetryAt(t) => (AttemptResult::RetryAt(*t), "retry", None),
+            AttemptResult::Rejected(e) => (AttemptResult::Rejected(note(e)), "rejected", Some(note(e))),
+            AttemptResult::DeadLettered(e) => {
+                (AttemptResult::DeadLettered(note(e)), "dead_lettered", Some(note(e)))
+            }
+        };
+        let audit = AuditRecord {
+            trace_id: item.trace_id,
+            customer: Some(item.customer.clone()),
+            stage: AuditStage::DeliveryAttempt,
+            at: crate::pipeline::ms_to_ts(sent.at_ms),
+            detail: serde_json::json!({
+                "destination": item.destination,
+                "outcome": outcome,
+                "merged_into": into,
+                "merged_into_trace": sent.trace_id.to_string(),
+                "error": error,
+                "attempt": item.attempts + 1,
+                "next_attempt_at": match &result { AttemptResult::RetryAt(t) => Some(crate::pipeline::fmt_ts(crate::pipeline::ms_to_ts(*t))), _ => None },
+            }),
+        };
+        AttemptRecord { item_id: item.id, trace_id: item.trace_id, result, audit, at_ms: sent.at_ms }
     }
 
     async fn due(&self, exclude: &HashSet<i64>, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
@@ -433,6 +581,7 @@ impl DestinationWorker {
             AttemptResult::RetryAt(_) => "retry",
             AttemptResult::Rejected(_) => "rejected",
             AttemptResult::DeadLettered(_) => "dead_lettered",
+            AttemptResult::Coalesced { .. } => "coalesced",
         };
         telemetry::push(&self.name, result_name);
         if !matches!(result, AttemptResult::Delivered) {
@@ -518,6 +667,65 @@ impl DestinationWorker {
             }
         }
     }
+}
+
+/// Items looked at behind each head when coalescing (a longer run folds over several rounds).
+const COALESCE_DEPTH: usize = 32;
+
+/// How long after a 429 a destination counts as throttled for coalescing.
+const THROTTLED_FOR_MS: i64 = 30_000;
+
+/// A run of profile syncs folded into its newest item (`sent`); `older` are settled by its outcome.
+struct Run {
+    sent: i64,
+    older: Vec<OutboxItem>,
+}
+
+/// The item's action when it is a profile sync (the only kind that coalesces).
+fn profile_sync(item: &OutboxItem) -> Option<Action> {
+    match serde_json::from_str::<Action>(&item.action_json) {
+        Ok(a @ Action::UpsertProfile { .. }) => Some(a),
+        _ => None,
+    }
+}
+
+/// Folds profile syncs of one customer (oldest first) into one that leaves the profile as sending them
+/// in order would: a sync writes only the attributes it carries (some, such as the recommended products
+/// or the next best offer, are written only when there is a value), so the attributes are the union,
+/// a newer value winning per key; email and names are the newest non-empty ones. `None` unless every
+/// action is a profile sync of the same customer.
+fn fold_profiles(actions: Vec<Action>) -> Option<Action> {
+    let mut folded: Option<Action> = None;
+    for action in actions {
+        let Action::UpsertProfile { customer, email, first_name, last_name, attributes } = action else {
+            return None;
+        };
+        let newer = |old: Option<String>, new: Option<String>| new.filter(|s| !s.is_empty()).or(old);
+        folded = Some(match folded {
+            None => Action::UpsertProfile { customer, email, first_name, last_name, attributes },
+            Some(Action::UpsertProfile {
+                customer: c,
+                email: e,
+                first_name: f,
+                last_name: l,
+                attributes: mut a,
+            }) => {
+                if c != customer {
+                    return None;
+                }
+                a.extend(attributes);
+                Action::UpsertProfile {
+                    customer,
+                    email: newer(e, email),
+                    first_name: newer(f, first_name),
+                    last_name: newer(l, last_name),
+                    attributes: a,
+                }
+            }
+            Some(_) => return None,
+        });
+    }
+    folded
 }
 
 /// Splits `items` into runs of at most `size`.
@@ -757,6 +965,8 @@ mod tests {
         requests: AtomicUsize,
         sizes: Mutex<Vec<usize>>,
         delivered: Mutex<Vec<String>>,
+        /// Every action of every request, in order.
+        sent: Mutex<Vec<Action>>,
     }
 
     impl Scripted {
@@ -767,6 +977,7 @@ mod tests {
                 requests: AtomicUsize::new(0),
                 sizes: Mutex::new(Vec::new()),
                 delivered: Mutex::new(Vec::new()),
+                sent: Mutex::new(Vec::new()),
             })
         }
     }
@@ -785,6 +996,7 @@ mod tests {
         async fn deliver_batch(&self, actions: &[Action]) -> Vec<Outcome> {
             self.requests.fetch_add(1, Ordering::SeqCst);
             self.sizes.lock().unwrap().push(actions.len());
+            self.sent.lock().unwrap().extend(actions.iter().cloned());
             let down = self.down.load(Ordering::SeqCst);
             actions
                 .iter()
@@ -1019,5 +1231,255 @@ mod tests {
         );
         assert_eq!(w.step().await.unwrap(), 1);
         assert_eq!(store.stats().await.unwrap().outbox_dead, 1);
+    }
+
+    fn sync(customer: u32, email: Option<&str>, attributes: &[(&str, f64)]) -> Action {
+        Action::UpsertProfile {
+            customer: format!("shopify:{customer}").parse().unwrap(),
+            email: email.map(Into::into),
+            first_name: None,
+            last_name: None,
+            attributes: attributes.iter().map(|(k, v)| (k.to_string(), AttrValue::Number(*v))).collect(),
+        }
+    }
+
+    fn event(customer: u32, name: &str) -> Action {
+        Action::TriggerEvent {
+            customer: format!("shopify:{customer}").parse().unwrap(),
+            email: None,
+            name: name.into(),
+            properties: Default::default(),
+            value: None,
+            time: time::OffsetDateTime::now_utc(),
+            unique_id: name.into(),
+        }
+    }
+
+    use nudge_model::{AttrValue, TerminalState};
+
+    /// Enqueues each action for destination `dest` under a trace of its own (as separate deliveries
+    /// would), in order; returns the traces.
+    async fn enqueue_actions(store: &Arc<dyn Store>, dest: &str, actions: &[Action]) -> Vec<TraceId> {
+        let mut traces = Vec::new();
+        for a in actions {
+            let t = TraceId::new();
+            let item = NewOutboxItem {
+                trace_id: t,
+                customer: a.customer().clone(),
+                destination: dest.into(),
+                action_json: serde_json::to_string(a).unwrap(),
+                origin_us: now_ms() * 1000,
+            };
+            store
+                .commit_processing(vec![ProcessOutcome {
+                    trace_id: Some(t),
+                    outbox: vec![item],
+                    ..Default::default()
+                }])
+                .await
+                .unwrap();
+            traces.push(t);
+        }
+        traces
+    }
+
+    /// A destination whose request budget stays spent (a throttled one), answering like `Scripted`.
+    fn throttled(batch: usize) -> (Arc<Scripted>, Arc<Budgeted>) {
+        let inner = Scripted::new(batch);
+        let dest =
+            Arc::new(Budgeted { inner: inner.clone(), ready: Instant::now() + Duration::from_secs(3600) });
+        (inner, dest)
+    }
+
+    fn worker(store: &Arc<dyn Store>, name: &str, dest: Arc<dyn Destination>) -> DestinationWorker {
+        DestinationWorker::new(
+            name,
+            store.clone(),
+            Some(dest),
+            DeliverySettings::default(),
+            Arc::new(LatencySample::new(10)),
+        )
+    }
+
+    /// Every trace has exactly one terminal state, `delivered`, recorded once in its audit trail.
+    async fn all_delivered(store: &Arc<dyn Store>, traces: &[TraceId]) {
+        for t in traces {
+            let view = store.trace(*t).await.unwrap().unwrap();
+            assert_eq!(view.terminal, Some(TerminalState::Delivered), "{t}: {view:?}");
+            let settled = view.records.iter().filter(|r| r.stage == AuditStage::Terminal).count();
+            assert_eq!(settled, 1, "{t}: {view:?}");
+        }
+        let stats = store.stats().await.unwrap();
+        assert_eq!(stats.terminal_by_state, vec![("delivered".to_string(), traces.len() as u64)]);
+        assert_eq!((stats.outbox_pending, stats.outbox_rejected, stats.outbox_dead), (0, 0, 0), "{stats:?}");
+    }
+
+    /// The audit record of an older sync folded into item `into`.
+    async fn merged_into(store: &Arc<dyn Store>, trace: TraceId) -> Option<i64> {
+        let view = store.trace(trace).await.unwrap().unwrap();
+        view.records
+            .iter()
+            .find(|r| r.stage == AuditStage::DeliveryAttempt && r.detail["outcome"] == "coalesced")
+            .map(|r| r.detail["merged_into"].as_i64().unwrap())
+    }
+
+    #[tokio::test]
+    async fn profile_syncs_piled_up_behind_a_throttled_destination_go_as_one_with_the_newest_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let (inner, dest) = throttled(10);
+        let syncs = [
+            sync(1, Some("old@example.org"), &[("ai_churn", 0.1), ("ai_next_best_offer", 1.0)]),
+            sync(1, None, &[("ai_churn", 0.2)]),
+            sync(1, Some("new@example.org"), &[("ai_churn", 0.3), ("ai_clv", 40.0)]),
+            sync(1, Some(""), &[("ai_churn", 0.4)]),
+            sync(1, None, &[("ai_churn", 0.5), ("ai_segment", 2.0)]),
+        ];
+        let traces = enqueue_actions(&store, "k", &syncs).await;
+        let w = worker(&store, "k", dest);
+        assert_eq!(w.step().await.unwrap(), 5, "five items settled by one send");
+        assert_eq!(*inner.sizes.lock().unwrap(), vec![1], "one request carrying one profile");
+        assert_eq!(
+            inner.sent.lock().unwrap()[0],
+            sync(
+                1,
+                Some("new@example.org"),
+                &[("ai_churn", 0.5), ("ai_next_best_offer", 1.0), ("ai_clv", 40.0), ("ai_segment", 2.0)]
+            ),
+            "the newest values, with what only older syncs wrote"
+        );
+        assert_eq!(w.step().await.unwrap(), 0);
+        let newest = store.trace(traces[4]).await.unwrap().unwrap();
+        let attempt = newest.records.iter().find(|r| r.stage == AuditStage::DeliveryAttempt).unwrap();
+        assert_eq!(attempt.detail["outcome"], "delivered");
+        assert_eq!(attempt.detail["merged"].as_array().unwrap().len(), 4, "{attempt:?}");
+        let into = merged_into(&store, traces[0]).await.expect("audited as merged");
+        for t in &traces[..4] {
+            assert_eq!(merged_into(&store, *t).await, Some(into), "{t}");
+        }
+        assert_eq!(merged_into(&store, traces[4]).await, None);
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.outbox_delivered, stats.outbox_coalesced), (1, 4));
+        assert_eq!(stats.outbox_by_destination[0].coalesced, 4);
+        all_delivered(&store, &traces).await;
+    }
+
+    #[tokio::test]
+    async fn a_trigger_event_between_syncs_is_never_merged_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let (inner, dest) = throttled(10);
+        let actions = [
+            sync(1, None, &[("ai_churn", 0.1)]),
+            sync(1, None, &[("ai_churn", 0.2)]),
+            event(1, "AI Checkout Abandoned"),
+            sync(1, None, &[("ai_churn", 0.3)]),
+            event(1, "AI Win Back"),
+            sync(1, None, &[("ai_churn", 0.4)]),
+            sync(1, None, &[("ai_churn", 0.5)]),
+        ];
+        let traces = enqueue_actions(&store, "k", &actions).await;
+        let w = worker(&store, "k", dest);
+        let mut rounds = Vec::new();
+        loop {
+            match w.step().await.unwrap() {
+                0 => break,
+                n => rounds.push(n),
+            }
+        }
+        assert_eq!(rounds, vec![2, 1, 1, 1, 2], "each event alone, in order, between the syncs around it");
+        assert_eq!(
+            *inner.sent.lock().unwrap(),
+            vec![
+                sync(1, None, &[("ai_churn", 0.2)]),
+                actions[2].clone(),
+                actions[3].clone(),
+                actions[4].clone(),
+                sync(1, None, &[("ai_churn", 0.5)]),
+            ],
+            "the event sees the profile as of its time; nothing merged across it"
+        );
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.outbox_delivered, stats.outbox_coalesced), (5, 2));
+        all_delivered(&store, &traces).await;
+    }
+
+    #[tokio::test]
+    async fn interleaved_customers_are_merged_each_on_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let (inner, dest) = throttled(10);
+        let actions = [
+            sync(1, None, &[("ai_churn", 0.1)]),
+            sync(2, None, &[("ai_churn", 0.6)]),
+            sync(1, None, &[("ai_clv", 10.0)]),
+            sync(2, None, &[("ai_churn", 0.7)]),
+            sync(1, None, &[("ai_churn", 0.3)]),
+            sync(2, None, &[("ai_churn", 0.8)]),
+        ];
+        let traces = enqueue_actions(&store, "k", &actions).await;
+        // Another destination's syncs of the same customers are never folded in.
+        let other = enqueue_actions(&store, "other", &[sync(1, None, &[("ai_churn", 0.9)])]).await;
+        let w = worker(&store, "k", dest);
+        assert_eq!(w.step().await.unwrap(), 6);
+        assert_eq!(*inner.sizes.lock().unwrap(), vec![2], "one request, one profile per customer");
+        assert_eq!(
+            *inner.sent.lock().unwrap(),
+            vec![sync(1, None, &[("ai_churn", 0.3), ("ai_clv", 10.0)]), sync(2, None, &[("ai_churn", 0.8)])]
+        );
+        assert_eq!(merged_into(&store, traces[0]).await, merged_into(&store, traces[2]).await);
+        assert_ne!(merged_into(&store, traces[0]).await, merged_into(&store, traces[1]).await);
+        assert_eq!(store.pending_for("other").await.unwrap(), 1, "the other destination's item is its own");
+        let stats = store.stats().await.unwrap();
+        assert_eq!(stats.outbox_coalesced, 4);
+        let (_, up) = throttled(10);
+        assert_eq!(worker(&store, "other", up).step().await.unwrap(), 1);
+        all_delivered(&store, &[traces, other].concat()).await;
+    }
+
+    #[tokio::test]
+    async fn a_merged_send_that_fails_retries_the_whole_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let (inner, dest) = throttled(10);
+        inner.down.store(true, Ordering::SeqCst);
+        let syncs = [sync(1, None, &[("ai_churn", 0.1)]), sync(1, None, &[("ai_churn", 0.2)])];
+        let traces = enqueue_actions(&store, "k", &syncs).await;
+        let mut w = worker(&store, "k", dest);
+        w.backoff = Backoff { base: Duration::ZERO, max: Duration::ZERO, ..Backoff::default() };
+        assert_eq!(w.step().await.unwrap(), 2);
+        assert_eq!(store.pending_for("k").await.unwrap(), 2, "both wait for the retry; neither is settled");
+        assert_eq!(merged_into(&store, traces[0]).await, None);
+        for t in &traces {
+            assert_eq!(store.trace(*t).await.unwrap().unwrap().terminal, None);
+        }
+        // Another sync arrives meanwhile; the retry folds all three.
+        let late = enqueue_actions(&store, "k", &[sync(1, None, &[("ai_churn", 0.3)])]).await;
+        inner.down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(w.step().await.unwrap(), 3);
+        assert_eq!(inner.sent.lock().unwrap().last(), Some(&sync(1, None, &[("ai_churn", 0.3)])));
+        assert_eq!(store.stats().await.unwrap().outbox_coalesced, 2);
+        all_delivered(&store, &[traces, late].concat()).await;
+    }
+
+    #[test]
+    fn folding_keeps_the_newest_names_and_every_attribute() {
+        let customer: nudge_model::CustomerId = "shopify:1".parse().unwrap();
+        let named = |first: Option<&str>, attrs: &[(&str, f64)]| Action::UpsertProfile {
+            customer: customer.clone(),
+            email: None,
+            first_name: first.map(Into::into),
+            last_name: Some("Roe".into()),
+            attributes: attrs.iter().map(|(k, v)| (k.to_string(), AttrValue::Number(*v))).collect(),
+        };
+        let folded = fold_profiles(vec![
+            named(Some("Ann"), &[("a", 1.0), ("b", 1.0)]),
+            named(Some("Anne"), &[("b", 2.0)]),
+            named(None, &[("c", 3.0)]),
+        ]);
+        assert_eq!(folded, Some(named(Some("Anne"), &[("a", 1.0), ("b", 2.0), ("c", 3.0)])));
+        assert_eq!(fold_profiles(vec![named(None, &[]), sync(2, None, &[])]), None, "one customer only");
+        assert_eq!(fold_profiles(vec![named(None, &[]), event(1, "e")]), None, "profile syncs only");
     }
 }

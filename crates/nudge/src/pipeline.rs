@@ -394,7 +394,7 @@ impl Pipeline {
         ids.dedup();
         let mut states = take_in_flight(&mut ids, &overlay.states);
         for s in self.store.load_states(&ids).await? {
-            let state: CustomerState = serde_json::from_str(&s.state_json)
+            let state: CustomerState = CustomerState::decode(&s.state)
                 .map_err(|e| StoreError::Corrupt(format!("state of {}: {e}", s.customer)))?;
             states.insert(s.customer, state);
         }
@@ -459,7 +459,7 @@ impl Pipeline {
                         customer: slot.key().clone(),
                         // A provisional visitor's email is never a key to find a customer by.
                         email: s.email.clone().filter(|_| keeps_email(slot.key())),
-                        state_json: serde_json::to_string(&s).expect("state serialises"),
+                        state: s.encode(),
                     });
                     slot.insert(s);
                 }
@@ -650,11 +650,7 @@ impl Pipeline {
                     let state = states.entry(cid.clone()).or_insert_with(|| CustomerState::new(cid.clone()));
                     state.merge(other);
                     out.deleted_states.push(l.clone());
-                    out.states.push(StoredState {
-                        customer: cid.clone(),
-                        email: None,
-                        state_json: String::new(),
-                    });
+                    out.states.push(StoredState { customer: cid.clone(), email: None, state: Vec::new() });
                     audit(
                         &mut out,
                         Some(&cid),
@@ -714,11 +710,7 @@ impl Pipeline {
             let after = state.summary();
             // A firing's state is written only if its decision adds to the flow's history (below).
             if !tick {
-                out.states.push(StoredState {
-                    customer: cid.clone(),
-                    email: None,
-                    state_json: String::new(),
-                });
+                out.states.push(StoredState { customer: cid.clone(), email: None, state: Vec::new() });
                 audit(
                     &mut out,
                     Some(&cid),
@@ -913,7 +905,7 @@ impl Pipeline {
                         out.states.push(StoredState {
                             customer: cid.clone(),
                             email: None,
-                            state_json: String::new(),
+                            state: Vec::new(),
                         });
                     }
                 }

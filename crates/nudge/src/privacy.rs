@@ -155,9 +155,9 @@ pub(crate) fn outcome_for(d: &StoredDelivery, req: PrivacyRequest, now: Timestam
 pub async fn subject_for(store: &dyn Store, customer: &CustomerId) -> Result<PrivacySubject, StoreError> {
     let mut subject = PrivacySubject { customers: vec![customer.clone()], email: None, phone: None };
     if let Some(s) = store.load_states(std::slice::from_ref(customer)).await?.into_iter().next() {
-        let state: serde_json::Value = serde_json::from_str(&s.state_json).unwrap_or_default();
-        subject.email = s.email.clone().or_else(|| state["email"].as_str().map(str::to_string));
-        subject.phone = state["phone"].as_str().map(str::to_string);
+        let state = nudge_state::CustomerState::decode(&s.state).ok();
+        subject.email = s.email.clone().or_else(|| state.as_ref().and_then(|st| st.email.clone()));
+        subject.phone = state.and_then(|st| st.phone);
     }
     if let Some(email) = &subject.email
         && customer.source() == nudge_model::Source::Shopify
@@ -203,7 +203,18 @@ pub async fn export_document(
 ) -> Result<serde_json::Value, StoreError> {
     let export = store.export_customer(customers).await?;
     let mut doc = serde_json::to_value(&export).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // The states as JSON, as the state crate serialises them (the store keeps them in its compact encoding).
+    let states = export
+        .states
+        .iter()
+        .map(|b| {
+            let state =
+                nudge_state::CustomerState::decode(b).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            serde_json::to_value(&state).map_err(|e| StoreError::Corrupt(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(m) = doc.as_object_mut() {
+        m.insert("states".into(), states.into());
         m.insert("generated_at".into(), fmt_ts(time::OffsetDateTime::now_utc()).into());
         m.insert("format".into(), "nudge-export-v1".into());
     }

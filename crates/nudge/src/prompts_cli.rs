@@ -76,8 +76,9 @@ pub async fn run(cfg: &Config, cmd: PromptsCmd) -> anyhow::Result<()> {
     let store = crate::app::open_store(cfg)?;
     let stored = store.load_states(std::slice::from_ref(&id)).await?;
     let state: CustomerState = match stored.first() {
-        Some(s) => serde_json::from_str(&s.state_json)
-            .map_err(|e| anyhow::anyhow!("the stored state of {id}: {e}"))?,
+        Some(s) => {
+            CustomerState::decode(&s.state).map_err(|e| anyhow::anyhow!("the stored state of {id}: {e}"))?
+        }
         None => {
             return Err(UsageError(format!(
                 "customer {id} is not known to nudge (no event or imported order has named them)"

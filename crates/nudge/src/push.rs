@@ -173,7 +173,7 @@ pub async fn run(
         let mut actions = Vec::new();
         for stored in &states {
             summary.scanned += 1;
-            let state: CustomerState = match serde_json::from_str(&stored.state_json) {
+            let state: CustomerState = match CustomerState::decode(&stored.state) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(customer = %stored.customer, error = %e, "a stored state does not parse; skipped");

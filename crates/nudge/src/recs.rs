@@ -414,7 +414,7 @@ pub async fn precompute(store: &dyn Store, scoring: &Arc<crate::pipeline::Scorin
             tasks.push(tokio::task::spawn_blocking(move || {
                 let mut n = 0;
                 for s in page.iter().skip(w * chunk).take(chunk) {
-                    match serde_json::from_str::<CustomerState>(&s.state_json) {
+                    match CustomerState::decode(&s.state) {
                         Ok(state) => {
                             scoring.score(&state, now);
                             n += 1;
@@ -470,7 +470,7 @@ pub async fn answer(
     let Some(stored) = store.load_states(std::slice::from_ref(customer)).await?.into_iter().next() else {
         return Ok(None);
     };
-    let state: CustomerState = serde_json::from_str(&stored.state_json)
+    let state: CustomerState = CustomerState::decode(&stored.state)
         .with_context(|| format!("the stored state of {customer} is unreadable"))?;
     scoring.score(&state, time::OffsetDateTime::now_utc());
     Ok(Some(recs.cached(customer, count).unwrap_or(Answer {

@@ -292,7 +292,7 @@ pub(crate) async fn states_of(
     let mut read = Vec::with_capacity(missing.len());
     for chunk in missing.chunks(500) {
         for s in store.load_states(chunk).await? {
-            let state: CustomerState = serde_json::from_str(&s.state_json)
+            let state: CustomerState = CustomerState::decode(&s.state)
                 .map_err(|e| StoreError::Corrupt(format!("the stored state of {}: {e}", s.customer)))?;
             read.push((s.customer, std::sync::Arc::new(state)));
         }

@@ -355,7 +355,7 @@ pub async fn refresh(store: &Arc<dyn Store>, scoring: &Scoring) -> anyhow::Resul
         let Some(last) = page.last() else { break };
         after = Some(last.customer.clone());
         for s in &page {
-            let state: CustomerState = serde_json::from_str(&s.state_json)
+            let state: CustomerState = CustomerState::decode(&s.state)
                 .with_context(|| format!("the stored state of {} is unreadable", s.customer))?;
             let (scores, _) = scoring.score(&state, now);
             customers += 1;
@@ -403,7 +403,7 @@ pub async fn refresh(store: &Arc<dyn Store>, scoring: &Scoring) -> anyhow::Resul
             let mut states: HashMap<CustomerId, CustomerState> = HashMap::new();
             for chunk in wanted.chunks(1_000) {
                 for s in store.load_states(chunk).await? {
-                    if let Ok(state) = serde_json::from_str::<CustomerState>(&s.state_json) {
+                    if let Ok(state) = CustomerState::decode(&s.state) {
                         states.insert(s.customer.clone(), state);
                     }
                 }

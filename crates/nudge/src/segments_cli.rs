@@ -307,7 +307,7 @@ pub async fn discover_store(
         let Some(last) = page.last() else { break };
         after = Some(last.customer.clone());
         for s in &page {
-            let state: CustomerState = serde_json::from_str(&s.state_json)
+            let state: CustomerState = CustomerState::decode(&s.state)
                 .with_context(|| format!("the stored state of {} is unreadable", s.customer))?;
             let (scores, _) = scoring.score(&state, now);
             let f = map.features(&state, &scores, now);

@@ -85,6 +85,11 @@ pub const METRICS: &[Metric] = {
         metric("nudge_destination_batch_size", Histogram, "Items per request sent to a destination."),
         metric("nudge_destination_throttled_total", Counter, "Requests a destination answered with 429."),
         metric(
+            "nudge_outbox_coalesced_total",
+            Counter,
+            "Profile syncs folded into a newer sync of the same customer and sent as part of it, per destination.",
+        ),
+        metric(
             "nudge_llm_tokens_used",
             Gauge,
             "Tokens generated copy used this calendar month (UTC), counted against llm.monthly_token_budget.",
@@ -216,6 +221,10 @@ pub fn destination_batch(destination: &str, items: usize) {
 
 pub fn destination_throttled(destination: &str) {
     counter!("nudge_destination_throttled_total", "destination" => destination.to_string()).increment(1);
+}
+
+pub fn outbox_coalesced(destination: &str, n: usize) {
+    counter!("nudge_outbox_coalesced_total", "destination" => destination.to_string()).increment(n as u64);
 }
 
 pub fn event_to_push(seconds: f64) {

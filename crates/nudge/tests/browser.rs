@@ -196,7 +196,10 @@ async fn the_console_in_headless_chromium() {
     assert_eq!(r.status, 200);
     let named = async || {
         let s = t.app.store().load_states(&["shopify:701".parse().unwrap()]).await.unwrap();
-        s.first().is_some_and(|s| s.state_json.contains("alert(1)"))
+        s.first().is_some_and(|s| {
+            let state = nudge_state::CustomerState::decode(&s.state).unwrap();
+            serde_json::to_string(&state).unwrap().contains("alert(1)")
+        })
     };
     assert!(eventually(10, named).await, "the name is stored");
     let version = nudge_store::ModelVersion {

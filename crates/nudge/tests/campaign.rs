@@ -165,11 +165,7 @@ async fn fill(store: &dyn Store, now: OffsetDateTime) -> Expected {
             });
         }
         outcomes.push(ProcessOutcome { trace_id: Some(trace), audit, decisions, ..Default::default() });
-        states.push(StoredState {
-            customer: customer.clone(),
-            email: None,
-            state_json: serde_json::to_string(&state).unwrap(),
-        });
+        states.push(StoredState { customer: customer.clone(), email: None, state: state.encode() });
     }
     // Decided two days ago: the 14-day window is still open.
     let late = cid(CUSTOMERS + 1);

@@ -100,11 +100,7 @@ async fn fill(store: &dyn Store, now: OffsetDateTime) {
             }],
             ..Default::default()
         });
-        states.push(StoredState {
-            customer,
-            email: None,
-            state_json: serde_json::to_string(&state).unwrap(),
-        });
+        states.push(StoredState { customer, email: None, state: state.encode() });
     }
     store.put_states(states).await.unwrap();
     store.commit_processing(outcomes).await.unwrap();

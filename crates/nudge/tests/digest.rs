@@ -150,7 +150,7 @@ async fn fill(store: &dyn Store, now: OffsetDateTime) {
         states.push(StoredState {
             customer: customer.clone(),
             email: Some(format!("c{c}@example.org")),
-            state_json: serde_json::to_string(&state).unwrap(),
+            state: state.encode(),
         });
     }
     store.put_states(states).await.unwrap();

@@ -39,10 +39,10 @@ async fn erase_export_and_status_through_the_binary() {
         let store =
             nudge_store::sqlite::SqliteStore::open(dir.path(), nudge_store::sqlite::Durability::Normal)
                 .unwrap();
-        let state = |id: &str, email: &str| StoredState {
-            customer: id.parse().unwrap(),
-            email: Some(email.into()),
-            state_json: serde_json::json!({ "id": id, "email": email, "orders": {} }).to_string(),
+        let state = |id: &str, email: &str| {
+            let mut st = nudge_state::CustomerState::new(id.parse().unwrap());
+            st.email = Some(email.into());
+            StoredState { customer: id.parse().unwrap(), email: Some(email.into()), state: st.encode() }
         };
         use nudge_store::Store;
         store

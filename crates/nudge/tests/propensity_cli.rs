@@ -81,11 +81,7 @@ async fn fill(data_dir: &Path, customers: usize, days: u32, seed: u64) -> Filled
     let states = world
         .states
         .iter()
-        .map(|s| StoredState {
-            customer: s.customer.clone(),
-            email: None,
-            state_json: serde_json::to_string(s).expect("a state serialises"),
-        })
+        .map(|s| StoredState { customer: s.customer.clone(), email: None, state: s.encode() })
         .collect();
     store.put_states(states).await.expect("the states are stored");
     let latest = world

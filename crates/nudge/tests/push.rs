@@ -55,7 +55,7 @@ fn state(n: u32, orders: u32) -> StoredState {
             accepts_marketing: None,
         }));
     }
-    StoredState { customer: id, email: s.email.clone(), state_json: serde_json::to_string(&s).unwrap() }
+    StoredState { customer: id, email: s.email.clone(), state: s.encode() }
 }
 
 struct Setup {

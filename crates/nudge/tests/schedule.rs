@@ -92,7 +92,7 @@ fn state(n: u32, consent: MarketingConsent, orders: u32) -> StoredState {
             accepts_marketing: None,
         }));
     }
-    StoredState { customer: id, email: s.email.clone(), state_json: serde_json::to_string(&s).unwrap() }
+    StoredState { customer: id, email: s.email.clone(), state: s.encode() }
 }
 
 fn scheduler(store: &Arc<dyn Store>, cfg: &Config, chunk: usize) -> Scheduler {

@@ -9,8 +9,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod compact;
 pub mod offers;
 mod signals;
+pub use compact::StateDecodeError;
 pub use signals::{
     ADD_WEIGHT, BrowseEntry, BrowseKind, CATEGORY_HALF_LIFE_DAYS, DayCounts, ENGAGEMENT_DAYS_KEPT,
     EngagementState, LoyaltyRecord, MAX_BROWSE_ENTRIES, MAX_SEEN_ENGAGEMENTS, PURCHASE_WEIGHT, ReviewRecord,

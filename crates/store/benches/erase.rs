@@ -87,7 +87,7 @@ fn main() {
                         states: vec![StoredState {
                             customer: customer.clone(),
                             email: Some(format!("{customer}@example.org")),
-                            state_json: format!("{{\"orders\":{}}}", d.seq),
+                            state: format!("{{\"orders\":{}}}", d.seq).into_bytes(),
                         }],
                         audit,
                         ..Default::default()

@@ -164,7 +164,7 @@ pub async fn processing_round_trip(s: Arc<dyn Store>) {
         states: vec![StoredState {
             customer: cust(1),
             email: Some("Lena@Example.org ".into()),
-            state_json: "{\"a\":1}".into(),
+            state: b"{\"a\":1}".to_vec(),
         }],
         audit: trail.clone(),
         terminal: Some(TerminalState::Ignored("nothing to do".into())),
@@ -174,26 +174,28 @@ pub async fn processing_round_trip(s: Arc<dyn Store>) {
     assert_eq!(s.pending_deliveries(10).await.unwrap().len(), 2);
     let states = s.load_states(&[cust(1), cust(2)]).await.unwrap();
     assert_eq!(states.len(), 1);
-    assert_eq!(states[0].state_json, "{\"a\":1}");
+    assert_eq!(states[0].state, b"{\"a\":1}");
     assert_eq!(
         s.customer_by_email("lena@example.org").await.unwrap(),
         Some(cust(1)),
         "email is a secondary key"
     );
     // The secondary key follows the state: kept when unchanged, moved when changed, gone when cleared.
-    let state = |email: Option<&str>, json: &str| StoredState {
+    let state = |email: Option<&str>, bytes: &[u8]| StoredState {
         customer: cust(1),
         email: email.map(str::to_string),
-        state_json: json.into(),
+        state: bytes.to_vec(),
     };
-    for (email, json, lena, mara) in [
-        (Some("lena@example.org"), "{\"a\":2}", Some(cust(1)), None),
-        (Some("Mara@example.org"), "{\"a\":3}", None, Some(cust(1))),
-        (None, "{\"a\":4}", None, None),
-        (Some("lena@example.org"), "{\"a\":5}", Some(cust(1)), None),
+    // States are opaque bytes: any, NUL and invalid UTF-8 included.
+    let bytes: [&[u8]; 4] = [b"{\"a\":2}", &[1, 0, 0xff, 0x80, 7], &[0x81], b"{\"a\":5}"];
+    for (email, bytes, lena, mara) in [
+        (Some("lena@example.org"), bytes[0], Some(cust(1)), None),
+        (Some("Mara@example.org"), bytes[1], None, Some(cust(1))),
+        (None, bytes[2], None, None),
+        (Some("lena@example.org"), bytes[3], Some(cust(1)), None),
     ] {
-        s.put_states(vec![state(email, json)]).await.unwrap();
-        assert_eq!(s.load_states(&[cust(1)]).await.unwrap()[0].state_json, json);
+        s.put_states(vec![state(email, bytes)]).await.unwrap();
+        assert_eq!(s.load_states(&[cust(1)]).await.unwrap()[0].state, bytes);
         assert_eq!(s.customer_by_email("lena@example.org").await.unwrap(), lena, "after {email:?}");
         assert_eq!(s.customer_by_email("mara@example.org").await.unwrap(), mara, "after {email:?}");
     }
@@ -206,7 +208,7 @@ pub async fn processing_round_trip(s: Arc<dyn Store>) {
     assert!(s.trace(TraceId::new()).await.unwrap().is_none());
     // Backfill writes states directly; scanning pages through them in key order.
     let more: Vec<StoredState> = (2..6)
-        .map(|i| StoredState { customer: cust(i), email: None, state_json: format!("{{\"n\":{i}}}") })
+        .map(|i| StoredState { customer: cust(i), email: None, state: format!("{{\"n\":{i}}}").into_bytes() })
         .collect();
     s.put_states(more).await.unwrap();
     let page1 = s.scan_states(None, 3).await.unwrap();
@@ -214,6 +216,10 @@ pub async fn processing_round_trip(s: Arc<dyn Store>) {
     let page2 = s.scan_states(Some(page1[2].customer.clone()), 10).await.unwrap();
     assert_eq!(page1.len() + page2.len(), 5, "every state exactly once");
     assert!(page2.iter().all(|p| page1.iter().all(|q| q.customer != p.customer)));
+    assert!(
+        s.scan_text_states(None, 10).await.unwrap().is_empty(),
+        "states written through the store are bytes"
+    );
 }
 
 /// A processor reads batch N+1 while batch N's commit is in flight; N+1 commits only on top of N.
@@ -1398,7 +1404,7 @@ async fn person_with_history(
         states: vec![StoredState {
             customer: customer.clone(),
             email: Some(email.into()),
-            state_json: format!("{{\"email\":\"{email}\"}}"),
+            state: format!("{{\"email\":\"{email}\"}}").into_bytes(),
         }],
         audit: vec![a],
         outbox: vec![NewOutboxItem {
@@ -1594,7 +1600,7 @@ pub async fn export_holds_only_the_person(s: Arc<dyn Store>) {
 pub async fn aliases_are_written_with_processing_and_states_merged_away(s: Arc<dyn Store>) {
     let known = cust(21);
     let anon: CustomerId = "anon:v-1".parse().unwrap();
-    let state = |c: &CustomerId| StoredState { customer: c.clone(), email: None, state_json: "{}".into() };
+    let state = |c: &CustomerId| StoredState { customer: c.clone(), email: None, state: b"{}".to_vec() };
     for (webhook, outcome) in [
         ("a1", ProcessOutcome { states: vec![state(&anon)], ..Default::default() }),
         (

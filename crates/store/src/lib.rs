@@ -83,6 +83,11 @@ pub trait Store: Send + Sync + 'static {
     /// Customer states in key order after `after` (exclusive), at most `limit`: for refits and exports.
     async fn scan_states(&self, after: Option<CustomerId>, limit: usize) -> Result<Vec<StoredState>>;
 
+    /// The states still stored as text (written before states were stored as bytes), in key order after
+    /// `after` (exclusive), at most `limit`: what a rewrite into the current encoding reads. Empty once
+    /// every state has been written as bytes.
+    async fn scan_text_states(&self, after: Option<CustomerId>, limit: usize) -> Result<Vec<StoredState>>;
+
     /// Writes customer states directly (history backfill), without touching deliveries or the outbox.
     async fn put_states(&self, states: Vec<StoredState>) -> Result<()>;
 
@@ -118,6 +123,22 @@ pub trait Store: Send + Sync + 'static {
     /// for that destination (per-customer order per destination), oldest first. Each destination's
     /// worker reads only its own queue, so one destination's backlog never delays another's.
     async fn due_outbox_for(&self, destination: &str, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>>;
+
+    /// For each `(customer, head)` (a customer's oldest pending item for `destination`, as
+    /// [`Store::due_outbox_for`] returned it), the customer's next pending items for that destination in id
+    /// order: at most `depth` per head, and none from the first that is not due at `now_ms` on. Each
+    /// customer's items come together, oldest first. For coalescing a backlog of profile syncs; the default
+    /// looks nowhere ahead (a backend without it never coalesces).
+    async fn pending_after_heads(
+        &self,
+        destination: &str,
+        heads: Vec<(CustomerId, i64)>,
+        now_ms: i64,
+        depth: usize,
+    ) -> Result<Vec<OutboxItem>> {
+        let _ = (destination, heads, now_ms, depth);
+        Ok(Vec::new())
+    }
 
     /// How many items are pending (due or waiting for a retry) for `destination`.
     async fn pending_for(&self, destination: &str) -> Result<u64>;

@@ -49,6 +49,9 @@ const SEGMENTS_MIGRATION: &str = include_str!("../migrations/sqlite_014_segments
 /// Applied after the migrations before it on every open (idempotent): the console's dead-letter and
 /// quarantine lists.
 const DEAD_LETTER_LIST_MIGRATION: &str = include_str!("../migrations/sqlite_015_dead_letter_list.sql");
+/// Applied after the migrations before it on every open (idempotent): the index of states still stored as
+/// text.
+const STATE_BYTES_MIGRATION: &str = include_str!("../migrations/sqlite_016_state_bytes.sql");
 /// The most deliveries one group commit takes; bounds the latency of the first one in the batch.
 const MAX_GROUP: usize = 4096;
 /// The most other write jobs (processing batches, attempts, …) one group commit takes.
@@ -578,6 +581,7 @@ impl SqliteStore {
         conn.execute_batch(LLM_USAGE_MIGRATION)?;
         conn.execute_batch(SEGMENTS_MIGRATION)?;
         conn.execute_batch(DEAD_LETTER_LIST_MIGRATION)?;
+        conn.execute_batch(STATE_BYTES_MIGRATION)?;
         add_column_if_missing(&conn, "flow_decisions", "arm", "TEXT")?;
         // Deleted rows are overwritten with zeros where they lay (no extra I/O: the page is written
         // anyway); an erasure turns the full mode on for its own deletes (see `sqlite_privacy`).
@@ -1148,6 +1152,18 @@ fn parse_trace(s: &str) -> rusqlite::Result<TraceId> {
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
+/// A stored state's bytes: a BLOB as written now, or the text of a row written before states were bytes.
+fn state_bytes(v: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<Vec<u8>> {
+    match v {
+        rusqlite::types::ValueRef::Blob(b) | rusqlite::types::ValueRef::Text(b) => Ok(b.to_vec()),
+        other => Err(rusqlite::Error::FromSqlConversionFailure(
+            0,
+            other.data_type(),
+            "a customer state is text or bytes".into(),
+        )),
+    }
+}
+
 fn parse_customer(s: &str) -> rusqlite::Result<CustomerId> {
     s.parse()
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
@@ -1374,6 +1390,7 @@ fn record_one(tx: &Connection, a: Attempt) -> Result<()> {
         AttemptResult::RetryAt(t) => ("pending", Some(*t), None),
         AttemptResult::Rejected(e) => ("rejected", None, Some(e.clone())),
         AttemptResult::DeadLettered(e) => ("dead", None, Some(e.clone())),
+        AttemptResult::Coalesced { .. } => ("coalesced", None, None),
     };
     tx.prepare_cached(
         "UPDATE outbox SET status = ?1, attempts = attempts + 1, next_attempt_at = COALESCE(?2, next_attempt_at),
@@ -1648,11 +1665,11 @@ impl Store for SqliteStore {
             let mut out = Vec::new();
             for id in ids {
                 if let Some((email, state)) =
-                    st.query_row([&id], |r| Ok((r.get(0)?, r.get(1)?))).optional()?
+                    st.query_row([&id], |r| Ok((r.get(0)?, state_bytes(r.get_ref(1)?)?))).optional()?
                 {
                     let customer =
                         id.parse().map_err(|_| StoreError::Corrupt(format!("customer id {id}")))?;
-                    out.push(StoredState { customer, email, state_json: state });
+                    out.push(StoredState { customer, email, state });
                 }
             }
             Ok(out)
@@ -1670,7 +1687,26 @@ impl Store for SqliteStore {
                 Ok(StoredState {
                     customer: parse_customer(&r.get::<_, String>(0)?)?,
                     email: r.get(1)?,
-                    state_json: r.get(2)?,
+                    state: state_bytes(r.get_ref(2)?)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn scan_text_states(&self, after: Option<CustomerId>, limit: usize) -> Result<Vec<StoredState>> {
+        let after = after.map(|c| c.to_string()).unwrap_or_default();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT customer_id, email, state FROM customers INDEXED BY customers_text_state
+                 WHERE typeof(state) = 'text' AND customer_id > ?1 ORDER BY customer_id LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![after, limit as i64], |r| {
+                Ok(StoredState {
+                    customer: parse_customer(&r.get::<_, String>(0)?)?,
+                    email: r.get(1)?,
+                    state: state_bytes(r.get_ref(2)?)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -1764,7 +1800,7 @@ impl Store for SqliteStore {
                         "INSERT INTO customers (customer_id, email, state, updated_at) VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT(customer_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
                     )?
-                    .execute(params![customer, email, s.state_json, now_ms])?;
+                    .execute(params![customer, email, s.state, now_ms])?;
                     // The email apart, and only when it changed: SQLite rewrites an index entry whenever its
                     // column is assigned, even to the same value, and `customers_email` is keyed at random,
                     // so this saves a page write per state written.
@@ -2003,6 +2039,53 @@ impl Store for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn pending_after_heads(
+        &self,
+        destination: &str,
+        heads: Vec<(CustomerId, i64)>,
+        now_ms: i64,
+        depth: usize,
+    ) -> Result<Vec<OutboxItem>> {
+        let destination = destination.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT o.id, o.trace_id, o.customer_id, o.destination, o.action, o.attempts, o.origin_us,
+                        o.next_attempt_at <= ?4
+                 FROM outbox o INDEXED BY outbox_pending_dest_customer
+                 WHERE o.destination = ?1 AND o.customer_id = ?2 AND o.status = 'pending' AND o.id > ?3
+                 ORDER BY o.id LIMIT ?5",
+            )?;
+            let mut out = Vec::new();
+            for (customer, head) in heads {
+                let rows = st.query_map(
+                    params![destination, customer.to_string(), head, now_ms, depth as i64],
+                    |r| {
+                        let item = OutboxItem {
+                            id: r.get(0)?,
+                            trace_id: parse_trace(&r.get::<_, String>(1)?)?,
+                            customer: parse_customer(&r.get::<_, String>(2)?)?,
+                            destination: r.get(3)?,
+                            action_json: r.get(4)?,
+                            attempts: r.get(5)?,
+                            origin_us: r.get(6)?,
+                        };
+                        Ok((item, r.get::<_, bool>(7)?))
+                    },
+                )?;
+                // The run stops at the first item not due yet: nothing after it may be taken ahead of it.
+                for row in rows {
+                    let (item, due) = row?;
+                    if !due {
+                        break;
+                    }
+                    out.push(item);
+                }
+            }
+            Ok(out)
         })
         .await
     }
@@ -2372,6 +2455,7 @@ impl Store for SqliteStore {
                 outbox_delivered: 0,
                 outbox_rejected: 0,
                 outbox_dead: 0,
+                outbox_coalesced: 0,
                 timers: one("SELECT COUNT(*) FROM timers")?,
                 terminal_by_state: Vec::new(),
                 outbox_by_destination: Vec::new(),
@@ -2394,6 +2478,7 @@ impl Store for SqliteStore {
                     "delivered" => (&mut s.outbox_delivered, &mut d.delivered),
                     "rejected" => (&mut s.outbox_rejected, &mut d.rejected),
                     "dead" => (&mut s.outbox_dead, &mut d.dead),
+                    "coalesced" => (&mut s.outbox_coalesced, &mut d.coalesced),
                     _ => continue,
                 };
                 *total += n;
@@ -2409,8 +2494,9 @@ impl Store for SqliteStore {
                     .max(0) as u64;
                 d.last_error = c
                     .prepare_cached(
-                        "SELECT last_error FROM outbox WHERE destination = ?1 AND status != 'delivered'
-                         AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1",
+                        "SELECT last_error FROM outbox WHERE destination = ?1
+                         AND status NOT IN ('delivered', 'coalesced') AND last_error IS NOT NULL
+                         ORDER BY id DESC LIMIT 1",
                     )?
                     .query_row([&d.destination], |r| r.get::<_, String>(0))
                     .optional()?;

@@ -449,9 +449,9 @@ pub(super) fn export(c: &Connection, customers: &[CustomerId]) -> Result<Custome
     let mut out = CustomerExport { customers: customers.to_vec(), ..Default::default() };
     for cid in customers {
         let k = cid.to_string();
-        for s in strings(c, "SELECT state FROM customers WHERE customer_id = ?1", &k)? {
-            out.states.push(serde_json::from_str(&s)?);
-        }
+        let mut st = c.prepare_cached("SELECT state FROM customers WHERE customer_id = ?1")?;
+        let states = st.query_map([&k], |r| state_bytes(r.get_ref(0)?))?;
+        out.states.extend(states.collect::<rusqlite::Result<Vec<_>>>()?);
         let rows: Vec<Vec<AuditRecord>> = c
             .prepare_cached(
                 "SELECT trace_id, customer_id, stage, at, detail FROM audit WHERE customer_id = ?1 ORDER BY id",

@@ -44,12 +44,13 @@ pub struct StoredDelivery {
     pub body: Vec<u8>,
 }
 
-/// A customer's state as the store keeps it: JSON the state crate owns.
+/// A customer's state as the store keeps it: bytes in an encoding the state crate owns (opaque here).
+/// States written before states were bytes read back as their JSON text's bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredState {
     pub customer: CustomerId,
     pub email: Option<String>,
-    pub state_json: String,
+    pub state: Vec<u8>,
 }
 
 /// What processing does to a delivery.
@@ -427,6 +428,12 @@ pub enum AttemptResult {
     RetryAt(i64),
     Rejected(String),
     DeadLettered(String),
+    /// Settled without being sent: a profile sync folded into a newer pending sync of the same customer and
+    /// destination (the outbox item with this id), which went out in its place and was delivered. Terminal
+    /// (status `coalesced`), counted as neither a failure nor a dead letter: its trace settles as delivered.
+    Coalesced {
+        into: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -461,6 +468,8 @@ pub struct StoreStats {
     pub outbox_delivered: u64,
     pub outbox_rejected: u64,
     pub outbox_dead: u64,
+    /// Profile syncs settled by folding them into a newer sync of the same customer (never sent alone).
+    pub outbox_coalesced: u64,
     pub timers: u64,
     pub terminal_by_state: Vec<(String, u64)>,
     /// The outbox per destination, by name: each destination's backlog and outcomes apart.
@@ -484,6 +493,9 @@ pub struct DestinationCounts {
     pub delivered: u64,
     pub rejected: u64,
     pub dead: u64,
+    /// Profile syncs folded into a newer sync of the same customer instead of being sent.
+    #[serde(default)]
+    pub coalesced: u64,
     /// Pending items that have failed at least once (waiting for a retry).
     pub retrying: u64,
     /// The newest failure reason of an item not delivered (retrying, rejected or dead), if any.
@@ -761,9 +773,10 @@ pub struct ErasurePreview {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CustomerExport {
     pub customers: Vec<CustomerId>,
-    /// Each key's state as the state crate stores it (orders, checkouts, consent, flow history, scores'
-    /// fingerprint).
-    pub states: Vec<serde_json::Value>,
+    /// Each key's state as the store keeps it (orders, checkouts, consent, flow history, scores'
+    /// fingerprint): bytes in the state crate's encoding, which the export document holds decoded, as JSON.
+    #[serde(skip)]
+    pub states: Vec<Vec<u8>>,
     /// The audit trail about them (scores with their model versions, decisions, attempts), oldest first.
     pub audit: Vec<AuditRecord>,
     /// Their outbox items (pushes), any status: destination, action, status, attempts, last error.

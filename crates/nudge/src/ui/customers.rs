@@ -359,7 +359,7 @@ pub async fn page(
             Some(format!("No customer {id} is stored (no event or imported order has named them)."));
         return render(StatusCode::NOT_FOUND, &page);
     };
-    let state: CustomerState = match serde_json::from_str(&stored.state_json) {
+    let state: CustomerState = match CustomerState::decode(&stored.state) {
         Ok(s) => s,
         Err(e) => return store_failed(&signed, format!("the stored state of {id} is unreadable: {e}")),
     };

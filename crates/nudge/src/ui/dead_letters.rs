@@ -127,8 +127,9 @@ pub async fn page(
         (Err(e), _) | (_, Err(e)) => return bad(e),
     };
     let store = &ui.shared.store;
-    let stats = match store.stats().await {
-        Ok(s) => s,
+    // The counts as the overview has them (a snapshot in a large store), never a second count per page.
+    let stats = match super::pulse::Pulse::current(&ui).await {
+        Ok(s) => s.stats.clone(),
         Err(e) => return store_failed(&signed, e),
     };
     let configured = ui.shared.destinations.clone();

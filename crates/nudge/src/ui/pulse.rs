@@ -3,10 +3,12 @@
 //!
 //! Counting a large store is not free (the outbox and the terminal states are grouped in full), so the
 //! counts are a snapshot. When taking one is quick (under [`QUICK`]), every page takes its own and shows
-//! the store as it is; otherwise pages show the newest snapshot, which a background task renews every
-//! [`EVERY`] while the console has been looked at in the last [`WATCHED`], so a page never waits for the
-//! count and an unwatched console costs nothing. The per-minute series follow the ingest log's tail
-//! ([`nudge_store::Store::delivery_ticks`]): each renewal reads only the deliveries appended since the last.
+//! the store as it is; otherwise pages show the newest snapshot, which a background task renews while the
+//! console has been looked at in the last [`WATCHED`], so a page never waits for the count and an unwatched
+//! console costs nothing. A renewal waits at least [`EVERY`] and at least [`COST_SHARE`] times as long as the
+//! last count took, so counting takes at most a twentieth of one core however large the store (a count of 2 s
+//! is renewed every 40 s). The per-minute series follow the ingest log's tail
+//! ([`nudge_store::Store::delivery_ticks`]) every [`EVERY`], reading only the deliveries appended since.
 //! Nothing here is on the acknowledgement path: the log's reads use the store's reader connections.
 
 use super::Ui;
@@ -20,6 +22,8 @@ use std::time::{Duration, Instant};
 pub const QUICK: Duration = Duration::from_millis(25);
 /// How often the background task renews a slow snapshot.
 pub const EVERY: Duration = Duration::from_secs(5);
+/// A slow count is renewed after this many times as long as it took.
+pub const COST_SHARE: u32 = 20;
 /// How long after the last page view the background task keeps renewing.
 pub const WATCHED: Duration = Duration::from_secs(60);
 /// The per-minute series cover this many minutes.
@@ -159,18 +163,27 @@ impl Pulse {
     }
 }
 
-/// Renews slow snapshots every [`EVERY`] while the console is watched; ends with the console.
+/// Renews slow snapshots while the console is watched (see the module's docs for how often) and follows
+/// the log's tail every [`EVERY`]; ends with the console.
 async fn renew_while_watched(ui: Weak<Ui>) {
     loop {
         tokio::time::sleep(EVERY).await;
         let Some(ui) = ui.upgrade() else { return };
         let pulse = &ui.pulse;
         let watched = crate::outbox::now_ms() - pulse.watched_ms.load(Ordering::Relaxed);
-        let slow = lock(&pulse.snapshot).as_ref().is_some_and(|s| s.took >= QUICK);
-        if slow
-            && watched < WATCHED.as_millis() as i64
-            && let Err(e) = pulse.renew(&ui).await
-        {
+        if watched >= WATCHED.as_millis() as i64 {
+            continue;
+        }
+        let held = lock(&pulse.snapshot).clone();
+        let Some(held) = held.filter(|s| s.took >= QUICK) else { continue };
+        let age = Duration::from_millis((crate::outbox::now_ms() - held.taken_ms).max(0) as u64);
+        let result = if age >= EVERY.max(held.took * COST_SHARE) {
+            pulse.renew(&ui).await.map(|_| ())
+        } else {
+            let _one = pulse.renewing.lock().await;
+            pulse.follow_log(&ui).await
+        };
+        if let Err(e) = result {
             tracing::warn!(error = %e, "the console's overview could not count the store");
         }
     }

@@ -16,7 +16,9 @@ const CLIENT_ID: &str = "nudge-e2e-client";
 async fn state_has_order(t: &TestApp, customer: &str, order: &str) -> bool {
     let id: CustomerId = customer.parse().unwrap();
     let states = t.app.store().load_states(std::slice::from_ref(&id)).await.unwrap();
-    states.first().is_some_and(|s| s.state_json.contains(&format!("\"{order}\"")))
+    states
+        .first()
+        .is_some_and(|s| nudge_state::CustomerState::decode(&s.state).unwrap().orders.contains_key(order))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

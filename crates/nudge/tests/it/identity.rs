@@ -106,7 +106,7 @@ async fn run(events: &[Event], batch_size: usize) -> (Arc<dyn Store>, tempfile::
 
 async fn state(store: &Arc<dyn Store>, c: &CustomerId) -> Option<CustomerState> {
     let s = store.load_states(std::slice::from_ref(c)).await.unwrap();
-    s.first().map(|s| serde_json::from_str(&s.state_json).unwrap())
+    s.first().map(|s| CustomerState::decode(&s.state).unwrap())
 }
 
 fn viewed(s: &CustomerState) -> Vec<String> {

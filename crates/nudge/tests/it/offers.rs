@@ -77,7 +77,7 @@ async fn drain(p: &Pipeline) {
 
 async fn state(store: &Arc<dyn Store>) -> CustomerState {
     let s = store.load_states(&[customer()]).await.unwrap();
-    serde_json::from_str(&s[0].state_json).unwrap()
+    CustomerState::decode(&s[0].state).unwrap()
 }
 
 #[tokio::test]

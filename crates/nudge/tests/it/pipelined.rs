@@ -86,13 +86,13 @@ fn pipeline(store: Arc<dyn Store>) -> Arc<Pipeline> {
 
 /// What processing derived, in a comparable form: the states, how many pushes wait, and each customer's
 /// first push (without its scoring instant, which is wall-clock time).
-async fn derived(store: &Arc<dyn Store>) -> (Vec<(String, String)>, u64, Vec<(String, serde_json::Value)>) {
+async fn derived(store: &Arc<dyn Store>) -> (Vec<(String, Vec<u8>)>, u64, Vec<(String, serde_json::Value)>) {
     let states = store
         .scan_states(None, 1_000)
         .await
         .unwrap()
         .into_iter()
-        .map(|s| (s.customer.to_string(), s.state_json))
+        .map(|s| (s.customer.to_string(), s.state))
         .collect();
     let outbox = store
         .due_outbox(i64::MAX / 2, 10_000)

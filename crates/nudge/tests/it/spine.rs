@@ -257,7 +257,7 @@ async fn out_of_order_updates_never_overwrite_newer_state() {
     let trace = trace_of(&r2.body);
     assert!(eventually(10, async || matches!(terminal(&t, trace).await, Some(TerminalState::Ignored(r)) if r.contains("stale"))).await);
     let st = t.app.store().load_states(&["shopify:77".parse().unwrap()]).await.unwrap();
-    let state: nudge_state::CustomerState = serde_json::from_str(&st[0].state_json).unwrap();
+    let state: nudge_state::CustomerState = nudge_state::CustomerState::decode(&st[0].state).unwrap();
     assert_eq!(state.summary().spend.unwrap().amount.to_string(), "90.00");
     t.app.shutdown().await;
 }
