@@ -40,6 +40,7 @@ where
     generated_copy_is_stored_once_with_its_audit_and_usage(make().await).await;
     products_keep_the_newest_record(make().await).await;
     delivery_ticks_follow_the_log(make().await).await;
+    pending_after_heads_look_behind_each_customer(make().await).await;
 }
 
 fn delivery(webhook: &str, event: Option<&str>) -> NewDelivery {
@@ -1781,5 +1782,58 @@ pub async fn delivery_ticks_follow_the_log(s: Arc<dyn Store>) {
     assert!(
         s.delivery_ticks(None, 60_000 * 50, 100).await.unwrap().is_empty(),
         "ticks: none after the newest"
+    );
+}
+
+/// `pending_after_heads`: behind each customer's oldest item, their next due items for that destination,
+/// in order, at most `depth`; nothing of another destination, nothing not yet due.
+pub async fn pending_after_heads_look_behind_each_customer(s: Arc<dyn Store>) {
+    let t = TraceId::new();
+    let item =
+        |c: u32, n: u32, dest: &str| NewOutboxItem { destination: dest.into(), ..outbox_item(t, c, n) };
+    let outbox = vec![
+        item(1, 1, "klaviyo"),
+        item(1, 2, "klaviyo"),
+        item(2, 3, "klaviyo"),
+        item(1, 4, "braze"),
+        item(1, 5, "klaviyo"),
+        item(1, 6, "klaviyo"),
+        item(2, 7, "klaviyo"),
+    ];
+    s.commit_processing(vec![ProcessOutcome { trace_id: Some(t), outbox, ..Default::default() }])
+        .await
+        .unwrap();
+    let far = i64::MAX / 2;
+    let heads: Vec<(CustomerId, i64)> = s
+        .due_outbox_for("klaviyo", far, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| (i.customer.clone(), i.id))
+        .collect();
+    assert_eq!(heads.len(), 2, "look-ahead: one head per customer");
+    let behind = s.pending_after_heads("klaviyo", heads.clone(), far, 2).await.unwrap();
+    let of = |c: u32| -> Vec<&str> {
+        behind.iter().filter(|i| i.customer == cust(c)).map(|i| i.action_json.as_str()).collect()
+    };
+    assert_eq!(of(1), vec!["{\"n\":2}", "{\"n\":5}"], "look-ahead: customer 1's next two, in order");
+    assert_eq!(of(2), vec!["{\"n\":7}"], "look-ahead: customer 2's next one");
+    assert!(behind.iter().all(|i| i.destination == "klaviyo"), "look-ahead: one destination only");
+    let first = behind.iter().position(|i| i.customer == cust(1)).unwrap();
+    assert!(
+        behind[first..first + 2].iter().all(|i| i.customer == cust(1)),
+        "look-ahead: a customer's items together"
+    );
+    assert!(
+        s.pending_after_heads("klaviyo", heads.clone(), far, 0).await.unwrap().is_empty(),
+        "look-ahead: depth 0"
+    );
+    assert!(
+        s.pending_after_heads("klaviyo", Vec::new(), far, 5).await.unwrap().is_empty(),
+        "look-ahead: no heads"
+    );
+    assert!(
+        s.pending_after_heads("klaviyo", heads, 0, 5).await.unwrap().is_empty(),
+        "look-ahead: nothing due yet"
     );
 }
