@@ -1343,6 +1343,19 @@ fn stored_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDelivery> {
 }
 
 /// Deliveries in the log not yet processed: after the highest processed seq, plus those requeued below it.
+/// An outbox row read as `id, trace_id, customer_id, destination, action, attempts, origin_us` (columns 0–6).
+fn outbox_item_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
+    Ok(OutboxItem {
+        id: r.get(0)?,
+        trace_id: parse_trace(&r.get::<_, String>(1)?)?,
+        customer: parse_customer(&r.get::<_, String>(2)?)?,
+        destination: r.get(3)?,
+        action_json: r.get(4)?,
+        attempts: r.get(5)?,
+        origin_us: r.get(6)?,
+    })
+}
+
 const PENDING_COUNT: &str = "SELECT
     (SELECT COUNT(*) FROM log.deliveries WHERE seq > (SELECT COALESCE(MAX(seq), 0) FROM main.processed))
   + (SELECT COUNT(*) FROM main.requeued WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM main.processed))";
@@ -1999,17 +2012,7 @@ impl Store for SqliteStore {
                                WHERE p.customer_id = o.customer_id AND p.status = 'pending')
                  ORDER BY o.id LIMIT ?2",
             )?;
-            let rows = st.query_map(params![now_ms, limit as i64], |r| {
-                Ok(OutboxItem {
-                    id: r.get(0)?,
-                    trace_id: parse_trace(&r.get::<_, String>(1)?)?,
-                    customer: parse_customer(&r.get::<_, String>(2)?)?,
-                    destination: r.get(3)?,
-                    action_json: r.get(4)?,
-                    attempts: r.get(5)?,
-                    origin_us: r.get(6)?,
-                })
-            })?;
+            let rows = st.query_map(params![now_ms, limit as i64], outbox_item_of)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -2027,17 +2030,7 @@ impl Store for SqliteStore {
                                  AND p.status = 'pending')
                  ORDER BY o.id LIMIT ?2",
             )?;
-            let rows = st.query_map(params![now_ms, limit as i64, destination], |r| {
-                Ok(OutboxItem {
-                    id: r.get(0)?,
-                    trace_id: parse_trace(&r.get::<_, String>(1)?)?,
-                    customer: parse_customer(&r.get::<_, String>(2)?)?,
-                    destination: r.get(3)?,
-                    action_json: r.get(4)?,
-                    attempts: r.get(5)?,
-                    origin_us: r.get(6)?,
-                })
-            })?;
+            let rows = st.query_map(params![now_ms, limit as i64, destination], outbox_item_of)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -2063,18 +2056,7 @@ impl Store for SqliteStore {
             for (customer, head) in heads {
                 let rows = st.query_map(
                     params![destination, customer.to_string(), head, now_ms, depth as i64],
-                    |r| {
-                        let item = OutboxItem {
-                            id: r.get(0)?,
-                            trace_id: parse_trace(&r.get::<_, String>(1)?)?,
-                            customer: parse_customer(&r.get::<_, String>(2)?)?,
-                            destination: r.get(3)?,
-                            action_json: r.get(4)?,
-                            attempts: r.get(5)?,
-                            origin_us: r.get(6)?,
-                        };
-                        Ok((item, r.get::<_, bool>(7)?))
-                    },
+                    |r| Ok((outbox_item_of(r)?, r.get::<_, bool>(7)?)),
                 )?;
                 // The run stops at the first item not due yet: nothing after it may be taken ahead of it.
                 for row in rows {

@@ -303,14 +303,15 @@ async fn privacy_jobs(store: &dyn Store, id: &CustomerId) -> Result<Vec<String>,
     Ok(jobs.iter().map(crate::privacy::describe).collect())
 }
 
-/// The customer id of a query string or form (`id`), or why it is not one.
-fn id_of(q: &HashMap<String, String>) -> Result<CustomerId, String> {
-    q.get("id").map(|s| s.trim()).unwrap_or("").parse().map_err(|e| format!("{e}"))
-}
-
-/// The 400 page of an id that is not a customer id.
-fn not_an_id(signed: &Signed, why: String) -> Response {
-    problem(signed, StatusCode::BAD_REQUEST, "Not a customer id", why)
+/// The customer id of a query string or form (`id`), or the 400 page saying why it is not one. (The error
+/// is a response handed straight back, as `Signed::require`'s is; it is not worth boxing.)
+#[allow(clippy::result_large_err)]
+fn id_of(signed: &Signed, q: &HashMap<String, String>) -> Result<CustomerId, Response> {
+    q.get("id")
+        .map(|s| s.trim())
+        .unwrap_or("")
+        .parse()
+        .map_err(|e| problem(signed, StatusCode::BAD_REQUEST, "Not a customer id", format!("{e}")))
 }
 
 /// `GET /ui/customers?id=shopify:880012` (`ReadCustomerAudit`).
@@ -338,9 +339,9 @@ pub async fn page(
     if query.is_empty() {
         return render(StatusCode::OK, &page);
     }
-    let id = match id_of(&q) {
+    let id = match id_of(&signed, &q) {
         Ok(id) => id,
-        Err(e) => return not_an_id(&signed, e),
+        Err(r) => return r,
     };
     let store = &*ui.shared.store;
     // An erased customer's jobs show too: the page is where the console follows an erasure.
@@ -386,9 +387,9 @@ pub async fn scores_chart(
     if let Err(r) = signed.require(&ui, Permission::ReadCustomerAudit).await {
         return r;
     }
-    let id = match id_of(&q) {
+    let id = match id_of(&signed, &q) {
         Ok(id) => id,
-        Err(e) => return not_an_id(&signed, e),
+        Err(r) => return r,
     };
     match audit_and_scores(&*ui.shared.store, &id).await {
         Ok((_, history)) if history.is_empty() => problem(
@@ -412,9 +413,9 @@ pub async fn export(
     if let Err(r) = signed.require(&ui, Permission::Privacy).await {
         return r;
     }
-    let id = match id_of(&q) {
+    let id = match id_of(&signed, &q) {
         Ok(id) => id,
-        Err(e) => return not_an_id(&signed, e),
+        Err(r) => return r,
     };
     let store = &*ui.shared.store;
     let doc = match crate::privacy::subject_for(store, &id).await {
@@ -451,11 +452,11 @@ pub async fn erase(
     if let Err(r) = signed.authorize_form(&ui, &form, Permission::Privacy).await {
         return r;
     }
-    let id = match id_of(&form) {
+    let id = match id_of(&signed, &form) {
         Ok(id) => id,
-        Err(e) => {
+        Err(r) => {
             signed.audit_change(&ui, Permission::Privacy, StatusCode::BAD_REQUEST).await;
-            return not_an_id(&signed, e);
+            return r;
         }
     };
     let confirmed = form.get(CONFIRM_FIELD).and_then(|c| c.trim().parse::<CustomerId>().ok());
