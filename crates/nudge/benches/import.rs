@@ -20,11 +20,12 @@
 use nudge::import::{HistoryFormat, read_history, write_history};
 use nudge_model::Currency;
 use nudge_store::sqlite::{Durability, SqliteStore};
-use std::io::Write;
-use std::path::Path;
 use std::time::Instant;
 
 // The allocator of the `nudge` binary, so the figures are the command's.
+#[path = "common/history.rs"]
+mod history;
+
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -70,35 +71,6 @@ fn args() -> Args {
     a
 }
 
-/// The history file: deterministic (a fixed xorshift seed), written as it is generated.
-fn write_history_file(path: &Path, a: &Args) -> std::io::Result<()> {
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
-    w.write_all(if a.order_ids {
-        b"customer_id,date,amount,order_id\n"
-    } else {
-        b"customer_id,date,amount\n"
-    })?;
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let start = time::macros::date!(2023 - 01 - 01);
-    for i in 0..a.rows {
-        let date = start + time::Duration::days((i * 730 / a.rows.max(1)) as i64);
-        let customer = next() % a.customers.max(1);
-        let cents = 100 + next() % 49_900;
-        write!(w, "{customer},{date},{}.{:02}", cents / 100, cents % 100)?;
-        if a.order_ids {
-            write!(w, ",o{i}")?;
-        }
-        w.write_all(b"\n")?;
-    }
-    w.flush()
-}
-
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kb: f64 = status
@@ -119,7 +91,7 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("history.csv");
     let t = Instant::now();
-    write_history_file(&file, &a)?;
+    history::write_history_file(&file, a.rows, a.customers, a.order_ids)?;
     println!(
         "history: {} rows, {} customers, {} MB, written in {:.1}s",
         a.rows,

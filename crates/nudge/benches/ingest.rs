@@ -4,6 +4,14 @@
 //! `cargo bench -p nudge --bench ingest -- [--connections 64] [--seconds 10] [--rate 5000]
 //!  [--rate-seconds 10] [--durability full|normal] [--worker-nice N] [--worker-scheduling idle|nice]
 //!  [--progress 1] [--timeline 1] [--flows N] [--destinations 5] [--source bigcommerce]`
+//! `cargo bench -p nudge --bench ingest -- --sustain 60 --seconds 60 [--customers 1000000] [--perf FILE]`
+//!
+//! `--sustain S` measures processing capacity instead of the two phases below: a closed loop of `--seconds`
+//! (requests built while sending, so a long fill holds little memory; `--customers` spreads them) fills
+//! the durable log, then with no more requests it watches for up to S seconds how fast the backlog is
+//! worked off (every stage up to the outbox committed), how fast the outbox pushes to an unthrottled
+//! Klaviyo fake run in a process of its own (so its memory and CPU are not nudge's), nudge's resident
+//! memory, and CPU per processed delivery by thread. `--perf FILE` records the window with `perf record`.
 //!
 //! `--source bigcommerce` sends signed BigCommerce callbacks (`store/order/created`, Standard Webhooks
 //! signature) to `/webhooks/bigcommerce` instead of Shopify orders: phase 1 measures the durable acks of
@@ -95,6 +103,9 @@ fn args(m: &BTreeMap<String, String>) -> Args {
             "source",
             "drain-orders",
             "quota",
+            "sustain",
+            "customers",
+            "perf",
         ];
         assert!(known.contains(&k.as_str()), "unknown argument --{k}");
     }
@@ -166,8 +177,8 @@ impl BodyTemplate {
         BodyTemplate { parts, slots }
     }
 
-    fn body(&self, i: u64) -> Vec<u8> {
-        let cust = i % CUSTOMERS;
+    fn body(&self, i: u64, customers: u64) -> Vec<u8> {
+        let cust = i % customers;
         let email = format!("b{cust}@example.org");
         let mut out = String::with_capacity(self.parts.iter().map(String::len).sum::<usize>() + 96);
         for (part, slot) in self.parts.iter().zip(&self.slots) {
@@ -261,6 +272,14 @@ fn quantile(v: &[f64], p: f64) -> f64 {
     if v.is_empty() { 0.0 } else { v[((v.len() as f64 - 1.0) * p).round() as usize] }
 }
 
+/// Where the load generator's requests come from: all built before the clock starts, or built on a thread
+/// while sending (`--stream 1`, for runs too long to hold every request in memory).
+#[derive(Clone)]
+enum Feed {
+    Built(Arc<Vec<Vec<u8>>>),
+    Stream(Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Vec<u8>>>>),
+}
+
 /// The child: `--role loadgen --addr A --connections C --first N --count K` and either `--seconds S`
 /// (closed loop until S seconds have passed or the K requests are used) or `--rate R` (open loop).
 fn loadgen(m: &BTreeMap<String, String>) {
@@ -271,20 +290,39 @@ fn loadgen(m: &BTreeMap<String, String>) {
     let seconds = num(m, "seconds", 0);
     let rate = num(m, "rate", 0);
     let timeline = m.contains_key("timeline");
+    let customers = num(m, "customers", CUSTOMERS);
     let built = Instant::now();
-    let requests: Arc<Vec<Vec<u8>>> = if m.get("source").map(String::as_str) == Some("bigcommerce") {
-        let sender = BigCommerceSender::new("http://unused", Some(BC_SECRET), vec![]).expect("sender");
-        Arc::new((0..count).map(|i| bigcommerce_request(&addr, &sender, first + i)).collect())
+    let feed = if m.contains_key("stream") {
+        // Built on a thread of its own while the connections send, a bounded queue ahead of them: memory
+        // stays small however long the run (at the cost of the building's CPU during the run).
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8192);
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let tpl = BodyTemplate::new();
+            for i in 0..count {
+                if tx.blocking_send(request(&addr, &tpl.body(first + i, customers))).is_err() {
+                    break;
+                }
+            }
+        });
+        eprintln!("loadgen: up to {count} signed requests, built while sending");
+        Feed::Stream(Arc::new(tokio::sync::Mutex::new(rx)))
     } else {
-        let tpl = BodyTemplate::new();
-        Arc::new((0..count).map(|i| request(&addr, &tpl.body(first + i))).collect())
+        let requests: Vec<Vec<u8>> = if m.get("source").map(String::as_str) == Some("bigcommerce") {
+            let sender = BigCommerceSender::new("http://unused", Some(BC_SECRET), vec![]).expect("sender");
+            (0..count).map(|i| bigcommerce_request(&addr, &sender, first + i)).collect()
+        } else {
+            let tpl = BodyTemplate::new();
+            (0..count).map(|i| request(&addr, &tpl.body(first + i, customers))).collect()
+        };
+        let bytes: usize = requests.iter().map(Vec::len).sum();
+        eprintln!(
+            "loadgen: {count} signed requests ({:.1} MB) built in {:.1}s",
+            bytes as f64 / 1e6,
+            built.elapsed().as_secs_f64()
+        );
+        Feed::Built(Arc::new(requests))
     };
-    let bytes: usize = requests.iter().map(Vec::len).sum();
-    eprintln!(
-        "loadgen: {count} signed requests ({:.1} MB) built in {:.1}s",
-        bytes as f64 / 1e6,
-        built.elapsed().as_secs_f64()
-    );
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let result = rt.block_on(async move {
         let next = Arc::new(AtomicU64::new(0));
@@ -293,7 +331,7 @@ fn loadgen(m: &BTreeMap<String, String>) {
         let interval = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
         let mut tasks = Vec::new();
         for _ in 0..connections {
-            let (requests, next, addr) = (requests.clone(), next.clone(), addr.clone());
+            let (feed, next, addr) = (feed.clone(), next.clone(), addr.clone());
             tasks.push(tokio::spawn(async move {
                 let mut conn = tokio::net::TcpStream::connect(&addr).await.expect("connect to nudge");
                 conn.set_nodelay(true).unwrap();
@@ -302,10 +340,27 @@ fn loadgen(m: &BTreeMap<String, String>) {
                 let mut late = Vec::new();
                 tokio::time::sleep_until(start.into()).await;
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= requests.len() as u64 || deadline.is_some_and(|d| Instant::now() >= d) {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
                         break;
                     }
+                    let (i, owned) = match &feed {
+                        Feed::Built(requests) => {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= requests.len() as u64 {
+                                break;
+                            }
+                            (i, None)
+                        }
+                        Feed::Stream(rx) => {
+                            let Some(r) = rx.lock().await.recv().await else { break };
+                            (next.fetch_add(1, Ordering::Relaxed), Some(r))
+                        }
+                    };
+                    let bytes: &[u8] = match (&feed, &owned) {
+                        (_, Some(r)) => r,
+                        (Feed::Built(requests), None) => &requests[i as usize],
+                        (Feed::Stream(_), None) => unreachable!("a streamed request is owned"),
+                    };
                     let t0 = match interval {
                         Some(iv) => {
                             let due = start + iv * i as u32;
@@ -326,7 +381,7 @@ fn loadgen(m: &BTreeMap<String, String>) {
                         None => Instant::now(),
                     };
                     let r = async {
-                        conn.write_all(&requests[i as usize]).await?;
+                        conn.write_all(bytes).await?;
                         read_response(&mut conn, &mut buf).await
                     }
                     .await;
@@ -419,8 +474,10 @@ fn cpu_seconds() -> f64 {
 
 fn main() {
     let m = flags();
-    if m.get("role").map(String::as_str) == Some("loadgen") {
-        return loadgen(&m);
+    match m.get("role").map(String::as_str) {
+        Some("loadgen") => return loadgen(&m),
+        Some("fake") => return fake_child(),
+        _ => {}
     }
     nudge_testkit::ensure_crypto_provider();
     // Warnings and errors of the server under test show up in the benchmark's output.
@@ -429,23 +486,11 @@ fn main() {
     if m.get("source").map(String::as_str) == Some("bigcommerce") {
         return bigcommerce(&m, &a);
     }
+    if let Some(window) = m.get("sustain") {
+        return sustain(&m, &a, window.parse().expect("--sustain takes seconds"));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let mut cfg = Config::from_toml("", &BTreeMap::new()).unwrap();
-    cfg.storage.durability = a.durability;
-    cfg.sources.shopify = Some(ShopifyConfig::with_secrets(vec![SECRET.into()]));
-    cfg.pipeline.refit_every = nudge::config::HumanDuration(Duration::ZERO);
-    if let Some(n) = a.worker_nice {
-        cfg.pipeline.worker_nice = n;
-    }
-    if let Some(s) = a.worker_scheduling {
-        cfg.pipeline.worker_scheduling = s;
-    }
-    if let Some(n) = m.get("flows") {
-        cfg.flows = Some(bench_flows(n.parse().expect("--flows takes a number")));
-    }
-    if let Ok(b) = std::env::var("NUDGE_BENCH_BATCH") {
-        cfg.pipeline.batch_size = b.parse().expect("NUDGE_BENCH_BATCH is a number");
-    }
+    let mut cfg = spine_config(&m, &a);
     // The fake stands for Klaviyo, which runs elsewhere: it gets threads of its own at the background
     // workers' priority, so it does not compete with the ack path as if it were part of nudge.
     let fake_priority = cfg.pipeline.worker_priority();
@@ -569,6 +614,28 @@ fn main() {
         drop(others);
     });
     drop(fake_rt);
+}
+
+/// nudge's configuration for the Shopify spine: the arguments' durability, worker scheduling and flows,
+/// refits off, and `NUDGE_BENCH_BATCH` as the processing batch size when set.
+fn spine_config(m: &BTreeMap<String, String>, a: &Args) -> Config {
+    let mut cfg = Config::from_toml("", &BTreeMap::new()).unwrap();
+    cfg.storage.durability = a.durability;
+    cfg.sources.shopify = Some(ShopifyConfig::with_secrets(vec![SECRET.into()]));
+    cfg.pipeline.refit_every = nudge::config::HumanDuration(Duration::ZERO);
+    if let Some(n) = a.worker_nice {
+        cfg.pipeline.worker_nice = n;
+    }
+    if let Some(s) = a.worker_scheduling {
+        cfg.pipeline.worker_scheduling = s;
+    }
+    if let Some(n) = m.get("flows") {
+        cfg.flows = Some(bench_flows(n.parse().expect("--flows takes a number")));
+    }
+    if let Ok(b) = std::env::var("NUDGE_BENCH_BATCH") {
+        cfg.pipeline.batch_size = b.parse().expect("NUDGE_BENCH_BATCH is a number");
+    }
+    cfg
 }
 
 /// Phase 1: `count` requests (numbered from `first`) sent back to back from `a.connections` connections
@@ -808,4 +875,237 @@ actions = [{ type = "track_event", destination = "klaviyo", metric = "AI Checkou
     let mut flows = toml::from_str::<Flows>(&toml).expect("the benchmark's flows parse").flows;
     flows.truncate(n);
     flows
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sustained processing (`--sustain S`).
+
+/// The child `--role fake`: an unthrottled Klaviyo fake in a process of its own, so the memory it keeps
+/// (every request and profile) and its CPU are not nudge's. Prints its base URL, then its counts once a
+/// second as `requests profiles events cpu_seconds`, until its standard input closes.
+fn fake_child() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async {
+        let fake = FakeKlaviyo::start(FakeKlaviyoConfig::new(KEY).unthrottled()).await.unwrap();
+        println!("{}", fake.base_url());
+        let stdin_closed = tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {}
+        });
+        tokio::pin!(stdin_closed);
+        loop {
+            tokio::select! {
+                _ = &mut stdin_closed => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    let (r, p, e) = fake.counts();
+                    println!("{r} {p} {e} {:.3}", cpu_seconds());
+                }
+            }
+        }
+        fake.shutdown().await;
+    });
+}
+
+/// CPU seconds used so far by each of this process's threads, summed by thread name.
+fn thread_cpu() -> BTreeMap<String, f64> {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut by_name = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return by_name };
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else { continue };
+        // `pid (comm) state ppid …`: the name may hold spaces; the fields after it are fixed.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = stat[open + 1..close].to_string();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let (u, s) = (fields[11].parse::<f64>().unwrap_or(0.0), fields[12].parse::<f64>().unwrap_or(0.0));
+        // Tokio's worker threads are named per runtime; the blocking pool's take the runtime's name too.
+        *by_name.entry(name).or_insert(0.0) += (u + s) / tick;
+    }
+    by_name
+}
+
+/// Resident memory of this process now, in MB.
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// `--sustain S`: a closed-loop ack phase of `--seconds` (requests built while sending, spread over
+/// `--customers`) fills the durable log; then, with no more requests, processing is watched for up to
+/// S seconds while it works the backlog off: deliveries processed per second (normalise → state → scores
+/// → flows → audit → outbox committed), outbox items pushed to the fake (limits off, in a process of its
+/// own) per second, nudge's resident memory, and CPU per processed delivery by thread. `--perf FILE`
+/// records a CPU profile of the window with `perf record` (call graphs by DWARF) for `perf report`.
+fn sustain(m: &BTreeMap<String, String>, a: &Args, window: u64) {
+    let customers = num(m, "customers", CUSTOMERS);
+    let mut fake = Command::new(std::env::current_exe().expect("own path"))
+        .args(["--role", "fake"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the fake");
+    let mut lines = BufReader::new(fake.stdout.take().unwrap()).lines();
+    let base_url = lines.next().expect("the fake's URL").expect("read the fake");
+    // (requests, profiles, events, CPU seconds) of the fake, as last printed.
+    let fake_counts = Arc::new(std::sync::Mutex::new((0u64, 0u64, 0u64, 0f64)));
+    {
+        let fake_counts = fake_counts.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let v: Vec<&str> = line.split(' ').collect();
+                if let [r, p, e, c] = v[..] {
+                    *fake_counts.lock().unwrap() = (
+                        r.parse().unwrap_or(0),
+                        p.parse().unwrap_or(0),
+                        e.parse().unwrap_or(0),
+                        c.parse().unwrap_or(0.0),
+                    );
+                }
+            }
+        });
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut cfg = spine_config(m, a);
+    let unlimited = nudge_deliver::RateLimit::new(1_000_000, 60_000_000);
+    let mut klaviyo = nudge_deliver::klaviyo::KlaviyoConfig::new(KEY).with_base_url(base_url);
+    klaviyo.profile_import_limit = unlimited;
+    klaviyo.events_limit = unlimited;
+    cfg.destinations.klaviyo = Some(klaviyo);
+    rt.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        cfg.storage.data_dir = dir.path().to_path_buf();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app = nudge::app::run(cfg, listener).await.unwrap();
+        let addr = app.addr.to_string();
+        println!(
+            "machine: {} cores; durability {:?}; {} connections; {customers} customers; fill {}s closed loop, \
+             then up to {window}s of processing watched; the fake in a process of its own",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            a.durability,
+            a.connections,
+            a.seconds,
+        );
+        let args = vec![
+            ("addr", addr.clone()),
+            ("connections", a.connections.to_string()),
+            ("first", "0".to_string()),
+            ("count", (a.seconds * 60_000).to_string()),
+            ("seconds", a.seconds.to_string()),
+            ("customers", customers.to_string()),
+            ("stream", "1".to_string()),
+        ];
+        let fill_started = Instant::now();
+        let r = tokio::task::spawn_blocking(move || spawn_loadgen(&args)).await.unwrap();
+        let acked = r["ok"].as_u64().unwrap_or(0);
+        let (backlog0, outbox0) = app.shared.store.backlog().await.unwrap();
+        println!(
+            "fill (closed loop, {}s): {acked} durable acks, {:.0} acks/s, ack p99 {:.2} ms; {} processed meanwhile \
+             ({:.0}/s), {backlog0} waiting, {outbox0} outbox items pending",
+            a.seconds,
+            acked as f64 / r["secs"].as_f64().unwrap_or(1.0),
+            r["p99_ms"].as_f64().unwrap_or(0.0),
+            acked.saturating_sub(backlog0),
+            acked.saturating_sub(backlog0) as f64 / fill_started.elapsed().as_secs_f64(),
+        );
+
+        let perf = m.get("perf").map(|file| {
+            Command::new("perf")
+                .args(["record", "-F", "249", "--call-graph", "dwarf,16384", "-o", file, "-p"])
+                .arg(std::process::id().to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("perf record starts (install linux-perf)")
+        });
+        let (cpu0, threads0, fake0) = (cpu_seconds(), thread_cpu(), *fake_counts.lock().unwrap());
+        let started = Instant::now();
+        let pushed = || {
+            // Outbox items settled at the destination, from nudge's own counters: (delivered, merged into a
+            // newer profile sync of the same customer).
+            let text = app.shared.metrics.render();
+            let count = |prefix: &str, label: &str| {
+                text.lines()
+                    .filter(|l| l.starts_with(prefix) && l.contains(label))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>() as u64
+            };
+            (
+                count("nudge_pushes_total{", "outcome=\"delivered\""),
+                count("nudge_outbox_coalesced_total{", "destination="),
+            )
+        };
+        let pushed0 = pushed();
+        let (mut last_backlog, mut last_pushed) = (backlog0, pushed0);
+        let (mut per_second, mut max_rss) = (Vec::new(), rss_mb());
+        let mut drained_at = None;
+        println!("    t  processed/s   waiting   outbox pending   delivered/s   merged/s   nudge RSS");
+        for second in 1..=window {
+            tokio::time::sleep_until((started + Duration::from_secs(second)).into()).await;
+            let (backlog, outbox) = app.shared.store.backlog().await.unwrap();
+            let settled = pushed();
+            let rss = rss_mb();
+            max_rss = f64::max(max_rss, rss);
+            let processed = last_backlog.saturating_sub(backlog);
+            println!(
+                "  {second:3}s  {processed:11}  {backlog:8}  {outbox:15}  {:12}  {:9}  {rss:7.0} MB",
+                settled.0.saturating_sub(last_pushed.0),
+                settled.1.saturating_sub(last_pushed.1),
+            );
+            (last_backlog, last_pushed) = (backlog, settled);
+            if backlog == 0 {
+                drained_at = Some(started.elapsed().as_secs_f64());
+                break;
+            }
+            per_second.push(processed);
+        }
+        let secs = started.elapsed().as_secs_f64();
+        if let Some(mut p) = perf {
+            // SAFETY: a signal to the child we started.
+            unsafe { libc::kill(p.id() as i32, libc::SIGINT) };
+            let _ = p.wait();
+        }
+        let processed = backlog0.saturating_sub(last_backlog);
+        let cpu = cpu_seconds() - cpu0;
+        let fake1 = *fake_counts.lock().unwrap();
+        per_second.sort_unstable();
+        println!(
+            "sustained processing: {processed} deliveries in {secs:.1}s = {:.0} deliveries/s (per full second: \
+             median {}, min {}, max {}){}",
+            processed as f64 / secs,
+            per_second.get(per_second.len() / 2).copied().unwrap_or(0),
+            per_second.first().copied().unwrap_or(0),
+            per_second.last().copied().unwrap_or(0),
+            match drained_at {
+                Some(t) => format!("; the backlog ran out at {t:.1}s (fill longer for a longer window)"),
+                None => String::new(),
+            }
+        );
+        let settled = pushed();
+        let (sent, merged) = (settled.0 - pushed0.0, settled.1 - pushed0.1);
+        println!(
+            "  outbox items settled: {sent} delivered to the fake ({:.0}/s), {merged} merged into a newer profile \
+             sync ({:.0}/s; the fake holds {} profiles); nudge used {:.0} µs CPU per processed delivery (pushing \
+             included), the fake {:.0} µs; nudge's RSS peaked at {max_rss:.0} MB",
+            sent as f64 / secs,
+            merged as f64 / secs,
+            fake1.1,
+            cpu / processed.max(1) as f64 * 1e6,
+            (fake1.3 - fake0.3) / processed.max(1) as f64 * 1e6,
+        );
+        println!("  CPU per processed delivery by thread:");
+        let threads1 = thread_cpu();
+        for (name, t1) in &threads1 {
+            let used = t1 - threads0.get(name).copied().unwrap_or(0.0);
+            if used > 0.0 {
+                println!("    {name:28} {:7.1} µs", used / processed.max(1) as f64 * 1e6);
+            }
+        }
+        app.shutdown().await;
+    });
+    drop(fake.stdin.take());
+    let _ = fake.wait();
 }

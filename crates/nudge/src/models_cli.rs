@@ -373,32 +373,29 @@ impl Dataset {
         Ok(Dataset { source: "summary", names, data: Data::Summary(rows) })
     }
 
+    /// Every stored customer with a valid order, in the store's key order, with their purchase days. Each
+    /// page is decoded on a blocking thread while the next is read, so reading and decoding share the two
+    /// cores of a small machine, and decoding converts the orders alone
+    /// ([`CustomerState::decode_purchase_days`]).
     async fn from_store(store: &dyn Store) -> anyhow::Result<Dataset> {
         let mut names = Vec::new();
         let mut transactions = Vec::new();
-        let mut after = None;
-        loop {
-            let page = store.scan_states(after.clone(), SCAN_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.customer.clone());
-            for s in &page {
-                let state: CustomerState = CustomerState::decode(&s.state)
-                    .with_context(|| format!("the stored state of {} is unreadable", s.customer))?;
-                let days = state.purchase_days();
-                if days.is_empty() {
-                    continue;
+        let mut page = store.scan_states(None, SCAN_PAGE).await?;
+        while let Some(last) = page.last() {
+            let after = (page.len() == SCAN_PAGE).then(|| last.customer.clone());
+            let first = names.len() as u64;
+            let decoding = tokio::task::spawn_blocking(move || purchase_days_of(page, first));
+            let reading = async {
+                match after {
+                    Some(after) => store.scan_states(Some(after), SCAN_PAGE).await,
+                    None => Ok(Vec::new()),
                 }
-                let customer = names.len() as u64;
-                names.push(s.customer.to_string());
-                transactions.extend(days.into_iter().map(|(day, amount)| Transaction {
-                    customer,
-                    day,
-                    amount,
-                }));
-            }
-            if page.len() < SCAN_PAGE {
-                break;
-            }
+            };
+            let (decoded, read) = tokio::join!(decoding, reading);
+            let (page_names, page_transactions) = decoded??;
+            names.extend(page_names);
+            transactions.extend(page_transactions);
+            page = read?;
         }
         Ok(Dataset { source: "store", names, data: Data::Transactions(transactions) })
     }
@@ -430,6 +427,27 @@ impl Dataset {
         }
         Ok(ds)
     }
+}
+
+/// The customers of one page of stored states that have a valid order, numbered from `first`, and their
+/// purchase days as transactions.
+fn purchase_days_of(
+    page: Vec<nudge_store::StoredState>,
+    first: u64,
+) -> anyhow::Result<(Vec<String>, Vec<Transaction>)> {
+    let mut names = Vec::with_capacity(page.len());
+    let mut transactions = Vec::with_capacity(page.len() * 3);
+    for s in page {
+        let days = CustomerState::decode_purchase_days(&s.state)
+            .with_context(|| format!("the stored state of {} is unreadable", s.customer))?;
+        if days.is_empty() {
+            continue;
+        }
+        let customer = first + names.len() as u64;
+        names.push(s.customer.to_string());
+        transactions.extend(days.into_iter().map(|(day, amount)| Transaction { customer, day, amount }));
+    }
+    Ok((names, transactions))
 }
 
 /// Reads a per-customer summary CSV. Every bad row is reported with its line number.

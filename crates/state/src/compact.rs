@@ -106,26 +106,68 @@ impl CustomerState {
     /// Reads a state in any encoding a store may hold: every compact version, compressed or not, and
     /// the legacy JSON form.
     pub fn decode(bytes: &[u8]) -> Result<CustomerState, StateDecodeError> {
-        let Some(&first) = bytes.first() else { return Err(StateDecodeError::Empty) };
         if is_legacy_json(bytes) {
             return Ok(serde_json::from_slice(bytes)?);
         }
-        let payload: Cow<'_, [u8]> = if first & LZ4_FLAG != 0 {
-            Cow::Owned(lz4_flex::block::decompress_size_prepended(&bytes[1..])?)
-        } else {
-            Cow::Borrowed(&bytes[1..])
-        };
-        match first & !LZ4_FLAG {
-            1 => {
-                let (mirror, rest): (CState<'_>, &[u8]) = postcard::take_from_bytes(&payload)?;
-                if !rest.is_empty() {
-                    return Err(StateDecodeError::Trailing(rest.len()));
-                }
-                mirror.into_state()
-            }
-            _ => Err(StateDecodeError::UnknownVersion(first)),
-        }
+        let payload = compact_payload(bytes)?;
+        read_mirror(&payload)?.into_state()
     }
+
+    /// [`CustomerState::purchase_days`] of stored state bytes, without building the state: what a model
+    /// fit reads for every customer. The compact form is parsed in full (a malformed state is an error as
+    /// with [`CustomerState::decode`]) but only the orders are converted, so none of the ids, texts, maps and
+    /// other records a state holds are allocated. The legacy JSON form is decoded in full.
+    ///
+    /// The result is the same, bit for bit: the encoding writes the orders in the order of their keys, as
+    /// the state's map holds them, so the valid orders sort by time, and each day's amounts add up, in the
+    /// same order as in [`CustomerState::purchase_days`].
+    pub fn decode_purchase_days(bytes: &[u8]) -> Result<Vec<(i32, f64)>, StateDecodeError> {
+        if is_legacy_json(bytes) {
+            return Ok(Self::decode(bytes)?.purchase_days());
+        }
+        let payload = compact_payload(bytes)?;
+        let mirror = read_mirror(&payload)?;
+        let mut valid = Vec::with_capacity(mirror.orders.len());
+        for (_, o) in mirror.orders {
+            if !o.cancelled {
+                valid.push((ts_out(o.created_at, 0)?, o.total.into_money()?.to_f64()));
+            }
+        }
+        // Stable, as `valid_orders`: orders at the same instant stay in key order.
+        valid.sort_by_key(|(at, _)| *at);
+        let mut days: Vec<(i32, f64)> = Vec::with_capacity(valid.len());
+        for (at, amount) in valid {
+            let day = crate::day_number(at);
+            match days.last_mut() {
+                Some((d, sum)) if *d == day => *sum += amount,
+                _ => days.push((day, 0.0 + amount)),
+            }
+        }
+        Ok(days)
+    }
+}
+
+/// The payload of a compact state (after its version byte, decompressed when flagged), checked to be of a
+/// version this build reads.
+fn compact_payload(bytes: &[u8]) -> Result<Cow<'_, [u8]>, StateDecodeError> {
+    let Some(&first) = bytes.first() else { return Err(StateDecodeError::Empty) };
+    if first & !LZ4_FLAG != 1 {
+        return Err(StateDecodeError::UnknownVersion(first));
+    }
+    Ok(if first & LZ4_FLAG != 0 {
+        Cow::Owned(lz4_flex::block::decompress_size_prepended(&bytes[1..])?)
+    } else {
+        Cow::Borrowed(&bytes[1..])
+    })
+}
+
+/// The version-1 mirror of a payload, which must be read to its end.
+fn read_mirror(payload: &[u8]) -> Result<CState<'_>, StateDecodeError> {
+    let (mirror, rest): (CState<'_>, &[u8]) = postcard::take_from_bytes(payload)?;
+    if !rest.is_empty() {
+        return Err(StateDecodeError::Trailing(rest.len()));
+    }
+    Ok(mirror)
 }
 
 // ---- Scalars ------------------------------------------------------------------------------------------

@@ -293,6 +293,68 @@ fn large_states_are_compressed_and_small_ones_not() {
     assert_round_trip(&s);
 }
 
+/// Purchase days as bits, so sums that differ in their last bit are told apart.
+fn day_bits(days: &[(i32, f64)]) -> Vec<(i32, u64)> {
+    days.iter().map(|(d, a)| (*d, a.to_bits())).collect()
+}
+
+fn assert_same_purchase_days(s: &CustomerState) {
+    let want = day_bits(&s.purchase_days());
+    assert_eq!(day_bits(&CustomerState::decode_purchase_days(&s.encode()).unwrap()), want);
+    let json = serde_json::to_vec(s).unwrap();
+    let from_json = CustomerState::decode(&json).unwrap().purchase_days();
+    assert_eq!(day_bits(&CustomerState::decode_purchase_days(&json).unwrap()), day_bits(&from_json));
+}
+
+#[test]
+fn purchase_days_read_from_bytes_equal_the_states() {
+    let usd = Currency::parse("USD").unwrap();
+    let day = datetime!(2025-03-01 0:00 UTC);
+    let mut s = CustomerState::new("shopify:1".parse().unwrap());
+    // Keys whose text order is not their numeric order; amounts whose sum depends on the order they are
+    // added in; the same instant at other offsets; an order late on the day before (UTC) at a negative
+    // offset; a cancelled order; a second day.
+    let orders = [
+        ("9", "0.1", day, false),
+        ("10", "0.2", day, false),
+        ("e0f1a2b3c4d5e6f7", "0.3", day.to_offset(time::macros::offset!(+01:00)), false),
+        ("o-1", "1e-17", day, false),
+        ("11", "7.5", day - time::Duration::minutes(30), false),
+        ("12", "100", day, true),
+        ("2", "-0", day + time::Duration::days(3), false),
+        ("3", "12.34", day + time::Duration::days(3) + time::Duration::hours(5), false),
+    ];
+    for (key, amount, at, cancelled) in orders {
+        let o = OrderRecord {
+            created_at: at,
+            updated_at: at,
+            total: Money::new(Decimal::from_str(amount).unwrap(), usd),
+            cancelled,
+            items: vec![],
+            checkout_token: None,
+            cart_token: None,
+        };
+        s.orders.insert(key.to_string(), o);
+    }
+    assert_eq!(s.purchase_days().len(), 3);
+    assert_same_purchase_days(&s);
+    assert_same_purchase_days(&CustomerState::new("shopify:2".parse().unwrap()));
+    assert_same_purchase_days(&full_state());
+    // Compressed.
+    for i in 0..300 {
+        s.engagement.seen.push_back(format!("klaviyo:01HZX{i:05}QWERTY"));
+    }
+    assert_eq!(s.encode()[0], COMPACT_VERSION | LZ4_FLAG);
+    assert_same_purchase_days(&s);
+    // Bad bytes are errors, as for `decode`.
+    let mut bytes = full_state().encode();
+    bytes.push(0);
+    assert!(CustomerState::decode_purchase_days(&bytes).is_err());
+    for cut in 0..bytes.len() - 1 {
+        assert!(CustomerState::decode_purchase_days(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+}
+
 /// The v1 layout is frozen: these bytes must keep decoding to this state (see the versioning rule).
 #[test]
 fn version_1_bytes_stay_readable() {
@@ -630,6 +692,13 @@ proptest! {
         // move in their last digit; the compact form keeps their bits).
         let json = serde_json::to_vec(&s).unwrap();
         prop_assert_eq!(CustomerState::decode(&json).unwrap(), serde_json::from_slice::<CustomerState>(&json).unwrap());
+    }
+
+    #[test]
+    fn generated_states_purchase_days_read_from_bytes(s in arb_state()) {
+        let bytes = s.encode();
+        let want = day_bits(&s.purchase_days());
+        prop_assert_eq!(day_bits(&CustomerState::decode_purchase_days(&bytes).unwrap()), want);
     }
 
     #[test]

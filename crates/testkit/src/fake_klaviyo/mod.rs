@@ -399,6 +399,13 @@ impl FakeKlaviyoHandle {
         self.shared.lock().requests.clone()
     }
 
+    /// How many requests, stored profiles and stored events there are, without copying them (for load
+    /// runs that watch the fake's progress).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let s = self.shared.advanced();
+        (s.requests.len(), s.store.profiles.len(), s.store.events.len())
+    }
+
     pub fn clear_requests(&self) {
         self.shared.lock().requests.clear();
     }
