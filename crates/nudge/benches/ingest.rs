@@ -881,8 +881,8 @@ actions = [{ type = "track_event", destination = "klaviyo", metric = "AI Checkou
 // Sustained processing (`--sustain S`).
 
 /// The child `--role fake`: an unthrottled Klaviyo fake in a process of its own, so the memory it keeps
-/// (every request and profile) and its CPU are not nudge's. Prints its base URL, then its counts once a
-/// second as `requests profiles events cpu_seconds`, until its standard input closes.
+/// (every request and profile) and its CPU are not nudge's. Prints its base URL, then once a second
+/// `profiles cpu_seconds` (the profiles it holds, its CPU so far), until its standard input closes.
 fn fake_child() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     rt.block_on(async {
@@ -897,8 +897,8 @@ fn fake_child() {
             tokio::select! {
                 _ = &mut stdin_closed => break,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                    let (r, p, e) = fake.counts();
-                    println!("{r} {p} {e} {:.3}", cpu_seconds());
+                    let (_, profiles, _) = fake.counts();
+                    println!("{profiles} {:.3}", cpu_seconds());
                 }
             }
         }
@@ -950,20 +950,14 @@ fn sustain(m: &BTreeMap<String, String>, a: &Args, window: u64) {
         .expect("start the fake");
     let mut lines = BufReader::new(fake.stdout.take().unwrap()).lines();
     let base_url = lines.next().expect("the fake's URL").expect("read the fake");
-    // (requests, profiles, events, CPU seconds) of the fake, as last printed.
-    let fake_counts = Arc::new(std::sync::Mutex::new((0u64, 0u64, 0u64, 0f64)));
+    // (profiles held, CPU seconds) of the fake, as last printed.
+    let fake_counts = Arc::new(std::sync::Mutex::new((0u64, 0f64)));
     {
         let fake_counts = fake_counts.clone();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
-                let v: Vec<&str> = line.split(' ').collect();
-                if let [r, p, e, c] = v[..] {
-                    *fake_counts.lock().unwrap() = (
-                        r.parse().unwrap_or(0),
-                        p.parse().unwrap_or(0),
-                        e.parse().unwrap_or(0),
-                        c.parse().unwrap_or(0.0),
-                    );
+                if let Some((p, c)) = line.split_once(' ') {
+                    *fake_counts.lock().unwrap() = (p.parse().unwrap_or(0), c.parse().unwrap_or(0.0));
                 }
             }
         });
@@ -1092,9 +1086,9 @@ fn sustain(m: &BTreeMap<String, String>, a: &Args, window: u64) {
              included), the fake {:.0} µs; nudge's RSS peaked at {max_rss:.0} MB",
             sent as f64 / secs,
             merged as f64 / secs,
-            fake1.1,
+            fake1.0,
             cpu / processed.max(1) as f64 * 1e6,
-            (fake1.3 - fake0.3) / processed.max(1) as f64 * 1e6,
+            (fake1.1 - fake0.1) / processed.max(1) as f64 * 1e6,
         );
         println!("  CPU per processed delivery by thread:");
         let threads1 = thread_cpu();

@@ -1152,6 +1152,35 @@ fn parse_trace(s: &str) -> rusqlite::Result<TraceId> {
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
+impl SqliteStore {
+    /// A page of `customers` rows in key order after `after`, from `from` (the table, with an index hint) and
+    /// rows matching `filter` (a condition followed by `AND`, or nothing).
+    async fn scan_customers(
+        &self,
+        from: &'static str,
+        filter: &'static str,
+        after: Option<CustomerId>,
+        limit: usize,
+    ) -> Result<Vec<StoredState>> {
+        let after = after.map(|c| c.to_string()).unwrap_or_default();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT customer_id, email, state FROM {from} WHERE {filter} customer_id > ?1
+                 ORDER BY customer_id LIMIT ?2"
+            ))?;
+            let rows = st.query_map(params![after, limit as i64], |r| {
+                Ok(StoredState {
+                    customer: parse_customer(&r.get::<_, String>(0)?)?,
+                    email: r.get(1)?,
+                    state: state_bytes(r.get_ref(2)?)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+}
+
 /// A stored state's bytes: a BLOB as written now, or the text of a row written before states were bytes.
 fn state_bytes(v: rusqlite::types::ValueRef<'_>) -> rusqlite::Result<Vec<u8>> {
     match v {
@@ -1691,39 +1720,16 @@ impl Store for SqliteStore {
     }
 
     async fn scan_states(&self, after: Option<CustomerId>, limit: usize) -> Result<Vec<StoredState>> {
-        let after = after.map(|c| c.to_string()).unwrap_or_default();
-        self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT customer_id, email, state FROM customers WHERE customer_id > ?1 ORDER BY customer_id LIMIT ?2",
-            )?;
-            let rows = st.query_map(params![after, limit as i64], |r| {
-                Ok(StoredState {
-                    customer: parse_customer(&r.get::<_, String>(0)?)?,
-                    email: r.get(1)?,
-                    state: state_bytes(r.get_ref(2)?)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
+        self.scan_customers("customers", "", after, limit).await
     }
 
     async fn scan_text_states(&self, after: Option<CustomerId>, limit: usize) -> Result<Vec<StoredState>> {
-        let after = after.map(|c| c.to_string()).unwrap_or_default();
-        self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT customer_id, email, state FROM customers INDEXED BY customers_text_state
-                 WHERE typeof(state) = 'text' AND customer_id > ?1 ORDER BY customer_id LIMIT ?2",
-            )?;
-            let rows = st.query_map(params![after, limit as i64], |r| {
-                Ok(StoredState {
-                    customer: parse_customer(&r.get::<_, String>(0)?)?,
-                    email: r.get(1)?,
-                    state: state_bytes(r.get_ref(2)?)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
+        self.scan_customers(
+            "customers INDEXED BY customers_text_state",
+            "typeof(state) = 'text' AND",
+            after,
+            limit,
+        )
         .await
     }
 
