@@ -14,6 +14,7 @@ use nudge::digest_render as render;
 use nudge_model::{AuditRecord, AuditStage, CustomerId, Money, TraceId};
 use nudge_policy::flows::{FlowSet, FlowSpec};
 use nudge_state::{CustomerState, OrderRecord};
+use nudge_store::prelude::*;
 use nudge_store::sqlite::{Durability, SqliteStore};
 use nudge_store::{
     AttemptRecord, AttemptResult, FlowDecision, ModelVersion, NewOutboxItem, ProcessOutcome, Store,

@@ -11,7 +11,8 @@
 
 use nudge_model::{CustomerId, Event, LineItem, Money, Order, ScoreSet, Segment};
 use nudge_state::CustomerState;
-use nudge_store::{ProcessOutcome, Store, StoredState};
+use nudge_store::prelude::*;
+use nudge_store::{ProcessOutcome, StoredState};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

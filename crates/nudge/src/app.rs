@@ -672,6 +672,7 @@ mod tests {
     use nudge_model::CustomerId;
     use nudge_state::CustomerState;
     use nudge_store::StoredState;
+    use nudge_store::prelude::*;
     use nudge_store::sqlite::Durability;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -948,6 +948,7 @@ pub async fn run(cfg: &Config, args: ImportArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nudge_store::prelude::*;
 
     #[test]
     fn dates_and_amounts() {

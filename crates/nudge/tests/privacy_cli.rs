@@ -3,6 +3,7 @@
 //! asked) and leaves no trace of them in the data directory or the logs; status shows the job by
 //! pseudonym.
 
+use nudge_store::prelude::*;
 use nudge_store::{ProcessOutcome, StoredState};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -44,7 +45,7 @@ async fn erase_export_and_status_through_the_binary() {
             st.email = Some(email.into());
             StoredState { customer: id.parse().unwrap(), email: Some(email.into()), state: st.encode() }
         };
-        use nudge_store::Store;
+
         store
             .commit_processing(vec![ProcessOutcome {
                 states: vec![state(ID, EMAIL), state("shopify:8812734465002", "kept@example.org")],

@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS privacy_destinations (
     PRIMARY KEY (job_id, destination)
 ) WITHOUT ROWID;
 -- Filled with zeros and emptied by an erasure, so free pages left by earlier writes keep no old copy of
--- the person's rows (see `erase_main` in sqlite_privacy.rs).
+-- the person's rows (see `erase_main` in sqlite/privacy.rs).
 CREATE TABLE IF NOT EXISTS privacy_scrub (
     b BLOB
 );

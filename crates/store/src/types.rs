@@ -369,7 +369,7 @@ pub struct ApprovalRecord {
     pub reason: Option<String>,
 }
 
-/// Which approval items [`crate::Store::list_approvals`] returns, oldest first.
+/// Which approval items [`crate::Approvals::list_approvals`] returns, oldest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ApprovalFilter {
     pub flow: Option<String>,
@@ -386,7 +386,7 @@ pub enum ApprovalDecision {
     Reject,
 }
 
-/// Which items [`crate::Store::decide_approvals`] decides.
+/// Which items [`crate::Approvals::decide_approvals`] decides.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApprovalTarget {
     /// These items, by id.
@@ -551,11 +551,11 @@ pub struct TokenRecord {
     pub role: String,
     pub created_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
-    /// When the token last authenticated a request, to the minute (see [`crate::Store::touch_token`]).
+    /// When the token last authenticated a request, to the minute (see [`crate::Tokens::touch_token`]).
     pub last_used_at_ms: Option<i64>,
 }
 
-/// Which token [`crate::Store::revoke_token`] revokes.
+/// Which token [`crate::Tokens::revoke_token`] revokes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenRef {
     Name(String),
@@ -571,7 +571,7 @@ impl std::fmt::Display for TokenRef {
     }
 }
 
-/// Which dead-lettered outbox items [`crate::Store::requeue_dead_letters`] puts back: every condition given
+/// Which dead-lettered outbox items [`crate::Outbox::requeue_dead_letters`] puts back: every condition given
 /// must hold (none given: all of them).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeadLetterFilter {
@@ -590,7 +590,7 @@ impl DeadLetterFilter {
     }
 }
 
-/// One dead-lettered outbox item, as [`crate::Store::dead_letters`] lists it.
+/// One dead-lettered outbox item, as [`crate::Outbox::dead_letters`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeadLetterItem {
     /// The outbox item's id: newer items have higher ids.
@@ -607,7 +607,7 @@ pub struct DeadLetterItem {
     pub created_at_ms: i64,
 }
 
-/// One quarantined delivery, as [`crate::Store::quarantined`] lists it.
+/// One quarantined delivery, as [`crate::DeliveryLog::quarantined`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QuarantinedItem {
     /// The delivery's place in the ingest log: newer deliveries have higher numbers.
@@ -650,9 +650,9 @@ impl PrivacyJobKind {
 /// A privacy request to act on. For an erasure, the store removes the person from `nudge.db` in the same
 /// transaction that records the job (their state, outbox items of any status, timers, approvals, flow
 /// decisions, imported transactions and audit records; the reasons of their traces' terminal states),
-/// remembers their traces so [`crate::Store::erase_from_log`] can remove the deliveries from the ingest
+/// remembers their traces so [`crate::Privacy::erase_from_log`] can remove the deliveries from the ingest
 /// log, and records one pending request per destination in `destinations`. The identifiers are kept only
-/// until the job is finished ([`crate::Store::finish_privacy_job`]); the pseudonym stays.
+/// until the job is finished ([`crate::Privacy::finish_privacy_job`]); the pseudonym stays.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewPrivacyJob {
     pub kind: PrivacyJobKind,
@@ -787,7 +787,7 @@ pub struct CustomerExport {
     pub transactions: Vec<ImportedTransaction>,
 }
 
-/// Generated copy to store ([`crate::Store::store_generated_copy`]).
+/// Generated copy to store ([`crate::Approvals::store_generated_copy`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CopyFill {
     /// Outbox items by id, each with its action (JSON) holding the copy.
@@ -800,7 +800,7 @@ pub struct CopyFill {
     pub usage: Option<LlmUsage>,
 }
 
-/// What [`crate::Store::store_generated_copy`] replaced.
+/// What [`crate::Approvals::store_generated_copy`] replaced.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CopyStored {
     pub outbox: usize,

@@ -2,8 +2,9 @@
 //! every duplicate points at the trace that committed first.
 
 use nudge_model::TraceId;
+use nudge_store::prelude::*;
 use nudge_store::sqlite::{Durability, SqliteStore};
-use nudge_store::{CommitResult, NewDelivery, Store};
+use nudge_store::{CommitResult, NewDelivery};
 use proptest::prelude::*;
 use std::collections::HashMap;
 

@@ -1,6 +1,7 @@
 //! Runs the store conformance suite against the embedded SQLite backend.
 
 use nudge_store::Store;
+use nudge_store::prelude::*;
 use nudge_store::sqlite::{Durability, SqliteStore};
 use std::sync::Arc;
 

@@ -1,8 +1,9 @@
 //! Dropping the embedded store stops its threads once everything queued is answered. In a test binary of
 //! its own: it counts the process's threads by name, which another test's store would disturb.
 
+use nudge_store::prelude::*;
 use nudge_store::sqlite::{Durability, SqliteStore};
-use nudge_store::{CommitResult, NewDelivery, Store};
+use nudge_store::{CommitResult, NewDelivery};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,9 @@
 //! listed for rewriting until they are written again.
 
 use nudge_model::CustomerId;
+use nudge_store::StoredState;
+use nudge_store::prelude::*;
 use nudge_store::sqlite::{Durability, SqliteStore};
-use nudge_store::{Store, StoredState};
 
 fn cust(i: u32) -> CustomerId {
     format!("shopify:{i}").parse().unwrap()

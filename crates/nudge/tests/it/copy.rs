@@ -8,6 +8,7 @@ use nudge::access::Role;
 use nudge_ingest::shopify::fixtures::{CustomerFixture, LineItemFixture, OrderFixture};
 use nudge_llm::{LlmConfig, PromptSpec};
 use nudge_model::{AuditStage, TraceId};
+use nudge_store::prelude::*;
 use nudge_testkit::fake_llm::{DEFAULT_API_KEY, DEFAULT_MODEL};
 use nudge_testkit::shopify_sender::Delivery;
 use nudge_testkit::{FakeLlm, FakeLlmConfig, FakeLlmHandle, LlmAnswer};
@@ -292,7 +293,7 @@ async fn a_spent_budget_falls_back_without_a_call_even_after_a_restart() {
             tokio::runtime::Handle::current().block_on(async {
                 let s = nudge_store::sqlite::SqliteStore::open(&dir, nudge_store::sqlite::Durability::Normal)
                     .unwrap();
-                use nudge_store::Store;
+
                 s.store_generated_copy(nudge_store::CopyFill {
                     usage: Some(nudge_store::LlmUsage {
                         month: month.clone(),

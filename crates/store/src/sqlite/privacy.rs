@@ -14,6 +14,48 @@
 
 use super::*;
 
+#[async_trait]
+impl Privacy for SqliteStore {
+    async fn submit_privacy_job(&self, job: NewPrivacyJob) -> Result<i64> {
+        self.write(move |tx| privacy::submit(tx, &job, ts_to_ms(time::OffsetDateTime::now_utc()))).await
+    }
+
+    async fn preview_erasure(
+        &self,
+        customers: Vec<CustomerId>,
+        email: Option<String>,
+    ) -> Result<ErasurePreview> {
+        self.read(move |c| privacy::preview(c, &customers, email.as_deref())).await
+    }
+
+    async fn privacy_jobs(&self, pending_only: bool, pseudonym: Option<String>) -> Result<Vec<PrivacyJob>> {
+        self.read(move |c| privacy::jobs(c, pending_only, pseudonym.as_deref())).await
+    }
+
+    async fn erase_from_log(&self, job_id: i64) -> Result<u64> {
+        let (traces, keys) = self.read(move |c| privacy::log_work(c, job_id)).await?;
+        let n = self.write_on(&self.log_tx, move |tx| privacy::erase_log(tx, &traces, &keys)).await?;
+        self.write(move |tx| {
+            privacy::mark_log_erased(tx, job_id, n, ts_to_ms(time::OffsetDateTime::now_utc()))
+        })
+        .await?;
+        Ok(n)
+    }
+
+    async fn record_erasure_destination(&self, job_id: i64, d: ErasureDestination) -> Result<()> {
+        self.write(move |tx| privacy::record_destination(tx, job_id, &d)).await
+    }
+
+    async fn finish_privacy_job(&self, job_id: i64, summary: serde_json::Value) -> Result<()> {
+        self.write(move |tx| privacy::finish(tx, job_id, &summary, ts_to_ms(time::OffsetDateTime::now_utc())))
+            .await
+    }
+
+    async fn export_customer(&self, customers: Vec<CustomerId>) -> Result<CustomerExport> {
+        self.read(move |c| privacy::export(c, &customers)).await
+    }
+}
+
 /// The job row's lasting counts: what was removed, by kind.
 pub(super) fn count_json(pairs: &[(&str, u64)]) -> serde_json::Value {
     serde_json::Value::Object(
