@@ -14,8 +14,10 @@
 //! Nothing here knows a platform payload, a destination's request shape, or how scores are computed:
 //! states, actions and model bodies are stored as JSON the callers own.
 
+mod codec;
 pub mod conformance;
 pub mod ports;
+pub mod postgres;
 pub mod sqlite;
 mod types;
 

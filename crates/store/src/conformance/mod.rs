@@ -4,69 +4,95 @@
 use crate::*;
 use nudge_model::{AuditRecord, AuditStage, CustomerId, TerminalState, TraceId};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-mod log;
-mod processing;
-mod outbox;
-mod audit;
-mod timers;
-mod registry;
-mod tokens;
 mod approvals;
+mod audit;
 mod bandit;
 mod fetch;
-mod privacy;
 mod identity;
+mod log;
+mod outbox;
+mod privacy;
+mod processing;
+mod registry;
+mod timers;
+mod tokens;
 
-pub use log::*;
-pub use processing::*;
-pub use outbox::*;
-pub use audit::*;
-pub use timers::*;
-pub use registry::*;
-pub use tokens::*;
 pub use approvals::*;
+pub use audit::*;
 pub use bandit::*;
 pub use fetch::*;
-pub use privacy::*;
 pub use identity::*;
+pub use log::*;
+pub use outbox::*;
+pub use privacy::*;
+pub use processing::*;
+pub use registry::*;
+pub use timers::*;
+pub use tokens::*;
 
-/// Runs every check against fresh stores from `make`. Panics with the check's name on failure.
+/// A check: given a fresh, empty store, panics (with the reason) if the backend misbehaves.
+pub type Check = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Every check, by name, in the order [`run_all`] runs them: a backend's test can run them one by one (each
+/// in a task of its own, to report every failure) or a chosen few.
+pub fn checks() -> Vec<(&'static str, Check)> {
+    vec![
+        ("dedupe_and_group_commit", |s| Box::pin(dedupe_and_group_commit(s))),
+        ("batch_commit_skips_duplicates", |s| Box::pin(batch_commit_skips_duplicates(s))),
+        ("processing_round_trip", |s| Box::pin(processing_round_trip(s))),
+        ("pipelined_batches", |s| Box::pin(pipelined_batches(s))),
+        ("outbox_keeps_per_customer_order", |s| Box::pin(outbox_keeps_per_customer_order(s))),
+        ("outbox_queues_are_per_destination", |s| Box::pin(outbox_queues_are_per_destination(s))),
+        ("push_runs_are_kept_per_destination", |s| Box::pin(push_runs_are_kept_per_destination(s))),
+        ("terminal_states_and_replay", |s| Box::pin(terminal_states_and_replay(s))),
+        ("appended_audit_belongs_to_no_delivery", |s| Box::pin(appended_audit_belongs_to_no_delivery(s))),
+        ("timers_fire_and_cancel", |s| Box::pin(timers_fire_and_cancel(s))),
+        ("quarantine_and_replay", |s| Box::pin(quarantine_and_replay(s))),
+        ("registry", |s| Box::pin(registry(s))),
+        ("import_is_idempotent", |s| Box::pin(import_is_idempotent(s))),
+        ("api_tokens", |s| Box::pin(api_tokens(s))),
+        ("approvals_queue", |s| Box::pin(approvals_queue(s))),
+        ("approvals_in_bulk", |s| Box::pin(approvals_in_bulk(s))),
+        ("flow_decisions_for_reports", |s| Box::pin(flow_decisions_for_reports(s))),
+        ("offer_log_settles_each_offer_once", |s| Box::pin(offer_log_settles_each_offer_once(s))),
+        ("dead_letters_replay_by_destination", |s| Box::pin(dead_letters_replay_by_destination(s))),
+        ("dead_letters_and_quarantine_are_listed_newest_first", |s| {
+            Box::pin(dead_letters_and_quarantine_are_listed_newest_first(s))
+        }),
+        ("schedule_runs", |s| Box::pin(schedule_runs(s))),
+        ("fetch_jobs_are_durable_settled_and_replayed", |s| {
+            Box::pin(fetch_jobs_are_durable_settled_and_replayed(s))
+        }),
+        ("erasure_removes_the_person_and_only_them", |s| {
+            Box::pin(erasure_removes_the_person_and_only_them(s))
+        }),
+        ("export_holds_only_the_person", |s| Box::pin(export_holds_only_the_person(s))),
+        ("aliases_are_written_with_processing_and_states_merged_away", |s| {
+            Box::pin(aliases_are_written_with_processing_and_states_merged_away(s))
+        }),
+        ("generated_copy_is_stored_once_with_its_audit_and_usage", |s| {
+            Box::pin(generated_copy_is_stored_once_with_its_audit_and_usage(s))
+        }),
+        ("products_keep_the_newest_record", |s| Box::pin(products_keep_the_newest_record(s))),
+        ("delivery_ticks_follow_the_log", |s| Box::pin(delivery_ticks_follow_the_log(s))),
+        ("pending_after_heads_look_behind_each_customer", |s| {
+            Box::pin(pending_after_heads_look_behind_each_customer(s))
+        }),
+    ]
+}
+
+/// Runs every check against fresh stores from `make`. Panics on the first failure.
 pub async fn run_all<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn Store>>,
 {
-    dedupe_and_group_commit(make().await).await;
-    batch_commit_skips_duplicates(make().await).await;
-    processing_round_trip(make().await).await;
-    pipelined_batches(make().await).await;
-    outbox_keeps_per_customer_order(make().await).await;
-    outbox_queues_are_per_destination(make().await).await;
-    push_runs_are_kept_per_destination(make().await).await;
-    terminal_states_and_replay(make().await).await;
-    appended_audit_belongs_to_no_delivery(make().await).await;
-    timers_fire_and_cancel(make().await).await;
-    quarantine_and_replay(make().await).await;
-    registry(make().await).await;
-    import_is_idempotent(make().await).await;
-    api_tokens(make().await).await;
-    approvals_queue(make().await).await;
-    approvals_in_bulk(make().await).await;
-    flow_decisions_for_reports(make().await).await;
-    offer_log_settles_each_offer_once(make().await).await;
-    dead_letters_replay_by_destination(make().await).await;
-    dead_letters_and_quarantine_are_listed_newest_first(make().await).await;
-    schedule_runs(make().await).await;
-    fetch_jobs_are_durable_settled_and_replayed(make().await).await;
-    erasure_removes_the_person_and_only_them(make().await).await;
-    export_holds_only_the_person(make().await).await;
-    aliases_are_written_with_processing_and_states_merged_away(make().await).await;
-    generated_copy_is_stored_once_with_its_audit_and_usage(make().await).await;
-    products_keep_the_newest_record(make().await).await;
-    delivery_ticks_follow_the_log(make().await).await;
-    pending_after_heads_look_behind_each_customer(make().await).await;
+    for (_, check) in checks() {
+        check(make().await).await;
+    }
 }
 
 fn delivery(webhook: &str, event: Option<&str>) -> NewDelivery {

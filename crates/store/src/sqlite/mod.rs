@@ -6,6 +6,7 @@
 //! next group. Reads use a small pool of read-only connections on blocking threads,
 //! so the audit API never waits behind the writer.
 
+use crate::codec::*;
 use crate::*;
 use nudge_model::{AuditRecord, AuditStage, CustomerId, TerminalState, TraceId};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -275,59 +276,6 @@ fn add_column_if_missing(conn: &Connection, table: &str, column: &str, decl: &st
         conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
     }
     Ok(())
-}
-
-/// Body codecs (`deliveries.body_codec`).
-const CODEC_RAW: i64 = 0;
-const CODEC_LZ4: i64 = 1;
-
-/// Compresses bytes for storage when that makes them smaller: delivery bodies and large audit details (JSON
-/// typically shrinks 3–5×, which is that much less for the WAL, the checkpoint and the reads).
-/// The LZ4 form is the body's length (u32, little endian) and then the LZ4 block. The hash table and the
-/// output buffer are kept per thread, so a body costs one allocation (the stored bytes) and no zeroing.
-fn encode_body(body: Vec<u8>) -> (i64, Vec<u8>) {
-    use lz4_flex::block::{CompressTable, compress_into_with_table, get_maximum_output_size};
-    thread_local! {
-        static SCRATCH: std::cell::RefCell<(CompressTable, Vec<u8>)> =
-            std::cell::RefCell::new((CompressTable::small(), Vec::new()));
-    }
-    let len = match u32::try_from(body.len()) {
-        Ok(n) if n >= 256 => n,
-        _ => return (CODEC_RAW, body),
-    };
-    SCRATCH.with_borrow_mut(|(table, out)| {
-        let needed = 4 + get_maximum_output_size(body.len());
-        if out.len() < needed {
-            out.resize(needed, 0);
-        }
-        out[..4].copy_from_slice(&len.to_le_bytes());
-        let packed = match compress_into_with_table(&body, &mut out[4..needed], table) {
-            Ok(n) if 4 + n < body.len() => Some(out[..4 + n].to_vec()),
-            _ => None,
-        };
-        // A rare huge body does not pin its buffer to the thread.
-        if out.len() > 1 << 20 {
-            *out = Vec::new();
-        }
-        match packed {
-            Some(p) => (CODEC_LZ4, p),
-            None => (CODEC_RAW, body),
-        }
-    })
-}
-
-fn decode_body(codec: i64, stored: Vec<u8>) -> rusqlite::Result<Vec<u8>> {
-    match codec {
-        CODEC_RAW => Ok(stored),
-        CODEC_LZ4 => lz4_flex::decompress_size_prepended(&stored).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Blob, Box::new(e))
-        }),
-        other => Err(rusqlite::Error::FromSqlConversionFailure(
-            9,
-            rusqlite::types::Type::Integer,
-            format!("unknown body codec {other}").into(),
-        )),
-    }
 }
 
 /// Databases written by earlier versions kept the deliveries (with their processing status) and the dedupe
@@ -1150,15 +1098,6 @@ impl Drop for Checkpointer {
     }
 }
 
-fn ms_to_ts(ms: i64) -> nudge_model::Timestamp {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-}
-
-pub(crate) fn ts_to_ms(t: nudge_model::Timestamp) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 fn parse_trace(s: &str) -> rusqlite::Result<TraceId> {
     s.parse()
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
@@ -1400,17 +1339,6 @@ fn outbox_item_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxItem> {
 const PENDING_COUNT: &str = "SELECT
     (SELECT COUNT(*) FROM log.deliveries WHERE seq > (SELECT COALESCE(MAX(seq), 0) FROM main.processed))
   + (SELECT COUNT(*) FROM main.requeued WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM main.processed))";
-
-fn terminal_from(state: &str, reason: Option<String>) -> TerminalState {
-    let r = reason.unwrap_or_default();
-    match state {
-        "delivered" => TerminalState::Delivered,
-        "rejected" => TerminalState::Rejected(r),
-        "dead_lettered" => TerminalState::DeadLettered(r),
-        "ignored" => TerminalState::Ignored(r),
-        _ => TerminalState::Quarantined(r),
-    }
-}
 
 /// An attempt as the writer records it: its audit record already serialized by the caller.
 struct Attempt {
@@ -1864,4 +1792,9 @@ mod tests {
         let old = lz4_flex::compress_prepend_size(&json);
         assert_eq!(decode_body(CODEC_LZ4, old).unwrap(), json, "rows written by earlier versions still read");
     }
+}
+
+fn decode_body(codec: i64, stored: Vec<u8>) -> rusqlite::Result<Vec<u8>> {
+    unpack(codec, stored)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Blob, e.into()))
 }

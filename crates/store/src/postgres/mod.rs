@@ -1,0 +1,304 @@
+//! The PostgreSQL backend: every concern in one database (or one schema of it) that several nodes share.
+//!
+//! Each method is one transaction on a pooled connection (READ COMMITTED), so what one node commits every
+//! other node sees at once. What makes the shared database safe for several writers:
+//! - Dedupe is a primary key (`delivery_keys.key`): of two nodes committing the same key, one insert wins and
+//!   the other's delivery is a duplicate.
+//! - Each delivery carries its processing status, so deliveries committed out of `seq` order by different
+//!   nodes are never skipped, and a processing commit marks exactly its deliveries.
+//! - Rows that are claimed (due timers, and what several workers could take at once) are taken with
+//!   `FOR UPDATE SKIP LOCKED` or by a conditional update, so each is taken once.
+//! - The schema is applied under an advisory lock, so nodes starting together apply it once.
+
+use crate::codec::*;
+use crate::*;
+use nudge_model::{AuditRecord, AuditStage, CustomerId, TerminalState, TraceId};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+mod approvals;
+mod audit;
+mod bandit;
+mod fetch;
+mod identity;
+mod log;
+mod outbox;
+mod privacy;
+mod processing;
+mod registry;
+mod segments;
+mod states;
+mod timers;
+mod tokens;
+
+const SCHEMA: &str = include_str!("../../migrations/postgres/001_init.sql");
+
+/// The advisory lock key the schema is applied under (any fixed number; "nudge" in ASCII).
+const SCHEMA_LOCK: i64 = 0x6e75_6467_65;
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// `postgres://user:password@host:port/database?sslmode=…`
+    pub url: String,
+    /// The schema the tables live in (created if missing); `None` is the connection's default (`public`).
+    /// Several deployments can share a database, each in a schema of its own.
+    pub schema: Option<String>,
+    /// The pool's size per node.
+    pub max_connections: u32,
+    /// How long a call waits for a pooled connection (or a new one) before it fails.
+    pub acquire_timeout: Duration,
+}
+
+impl PgConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        PgConfig {
+            url: url.into(),
+            schema: None,
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The PostgreSQL store.
+pub struct PgStore {
+    pool: PgPool,
+    schema: String,
+}
+
+pub(crate) type Tx = Transaction<'static, Postgres>;
+
+impl PgStore {
+    /// Connects, creates the schema if needed and applies the tables (idempotent, serialised between nodes).
+    pub async fn connect(config: &PgConfig) -> Result<Self> {
+        let mut options = PgConnectOptions::from_str(&config.url)
+            .map_err(|e| StoreError::Database(format!("postgres_url: {e}")))?
+            .application_name("nudge");
+        let schema = config.schema.clone().unwrap_or_else(|| "public".to_string());
+        if !valid_schema_name(&schema) {
+            return Err(StoreError::Database(format!(
+                "postgres schema {schema:?}: use letters, digits and underscores (not starting with a digit)"
+            )));
+        }
+        options = options.options([("search_path", schema.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(2))
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        let store = PgStore { pool, schema };
+        store.apply_schema().await?;
+        Ok(store)
+    }
+
+    async fn apply_schema(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SCHEMA_LOCK).execute(&mut *tx).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema)))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The connection pool (for the cluster's own tables and leases).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema the tables live in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    pub(crate) async fn begin(&self) -> Result<Tx> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Closes the pool: waits for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn valid_schema_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolClosed => StoreError::Closed,
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    ts_to_ms(time::OffsetDateTime::now_utc())
+}
+
+pub(crate) fn parse_trace(s: &str) -> Result<TraceId> {
+    s.parse().map_err(|_| StoreError::Corrupt(format!("trace id {s:?}")))
+}
+
+pub(crate) fn parse_customer(s: &str) -> Result<CustomerId> {
+    s.parse().map_err(|_| StoreError::Corrupt(format!("customer id {s:?}")))
+}
+
+/// Appends audit records, one row each (the detail as JSON text; PostgreSQL compresses large values itself).
+pub(crate) async fn insert_audit(tx: &mut Tx, records: &[AuditRecord]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut traces = Vec::with_capacity(records.len());
+    let mut customers = Vec::with_capacity(records.len());
+    let mut stages = Vec::with_capacity(records.len());
+    let mut ats = Vec::with_capacity(records.len());
+    let mut details = Vec::with_capacity(records.len());
+    for r in records {
+        traces.push(r.trace_id.to_string());
+        customers.push(r.customer.as_ref().map(|c| c.to_string()));
+        stages.push(r.stage.as_str().to_string());
+        ats.push(ts_to_ms(r.at));
+        details.push(serde_json::to_string(&r.detail)?);
+    }
+    sqlx::query(
+        "INSERT INTO audit (trace_id, customer_id, stage, at, detail)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])",
+    )
+    .bind(traces)
+    .bind(customers)
+    .bind(stages)
+    .bind(ats)
+    .bind(details)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The columns [`audit_record`] reads, in order.
+pub(crate) const AUDIT_COLUMNS: &str = "trace_id, customer_id, stage, at, detail";
+
+/// An audit row read as [`AUDIT_COLUMNS`].
+pub(crate) fn audit_record(r: &PgRow) -> Result<AuditRecord> {
+    let trace = parse_trace(&r.try_get::<String, _>(0)?)?;
+    let customer = r.try_get::<Option<String>, _>(1)?.as_deref().map(parse_customer).transpose()?;
+    let stage: String = r.try_get(2)?;
+    let detail: String = r.try_get(4)?;
+    Ok(AuditRecord {
+        trace_id: trace,
+        customer,
+        stage: AuditStage::parse(&stage)
+            .ok_or_else(|| StoreError::Corrupt(format!("audit stage {stage:?}")))?,
+        at: ms_to_ts(r.try_get(3)?),
+        detail: serde_json::from_str(&detail)?,
+    })
+}
+
+/// Records a trace's terminal state unless it has one (the first one recorded stands).
+pub(crate) async fn insert_terminal(
+    tx: &mut Tx,
+    trace: TraceId,
+    t: &TerminalState,
+    at_ms: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO terminal (trace_id, state, reason, at) VALUES ($1, $2, $3, $4) ON CONFLICT (trace_id) DO NOTHING",
+    )
+    .bind(trace.to_string())
+    .bind(t.name())
+    .bind(t.reason())
+    .bind(at_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The columns [`stored_delivery`] reads, in order.
+pub(crate) const DELIVERY_COLUMNS: &str =
+    "seq, trace_id, source, topic, shop, webhook_id, received_at, headers, body, body_codec";
+
+/// A delivery row read as [`DELIVERY_COLUMNS`].
+pub(crate) fn stored_delivery(r: &PgRow) -> Result<StoredDelivery> {
+    let codec: i16 = r.try_get(9)?;
+    Ok(StoredDelivery {
+        seq: r.try_get(0)?,
+        trace_id: parse_trace(&r.try_get::<String, _>(1)?)?,
+        source: r.try_get(2)?,
+        topic: r.try_get(3)?,
+        shop: r.try_get(4)?,
+        webhook_id: r.try_get(5)?,
+        received_at_ms: r.try_get(6)?,
+        headers_json: r.try_get(7)?,
+        body: unpack(i64::from(codec), r.try_get(8)?).map_err(StoreError::Corrupt)?,
+    })
+}
+
+/// The columns [`outbox_item`] reads, in order.
+pub(crate) const OUTBOX_COLUMNS: &str = "id, trace_id, customer_id, destination, action, attempts, origin_us";
+
+/// An outbox row read as [`OUTBOX_COLUMNS`].
+pub(crate) fn outbox_item(r: &PgRow) -> Result<OutboxItem> {
+    Ok(OutboxItem {
+        id: r.try_get(0)?,
+        trace_id: parse_trace(&r.try_get::<String, _>(1)?)?,
+        customer: parse_customer(&r.try_get::<String, _>(2)?)?,
+        destination: r.try_get(3)?,
+        action_json: r.try_get(4)?,
+        attempts: r.try_get::<i64, _>(5)?.clamp(0, i64::from(u32::MAX)) as u32,
+        origin_us: r.try_get(6)?,
+    })
+}
+
+/// Settles open offers at `value`: a customer's offers whose window holds `order_at_ms` (an order), or, with
+/// no customer, every offer whose window ended before `order_at_ms` (expiry). Settlement numbers come from a
+/// sequence, so they increase across nodes. Returns how many were settled.
+pub(crate) async fn settle_offers(
+    tx: &mut Tx,
+    customer: Option<&str>,
+    order_at_ms: i64,
+    value: f64,
+    now_ms: i64,
+) -> Result<u64> {
+    let ids: Vec<String> = match customer {
+        Some(c) => {
+            sqlx::query_scalar(
+                "SELECT id FROM offer_log WHERE customer_id = $1 AND settled_at IS NULL
+                 AND decided_at <= $2 AND window_end >= $2 ORDER BY decided_at, id FOR UPDATE",
+            )
+            .bind(c)
+            .bind(order_at_ms)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+        None => {
+            sqlx::query_scalar(
+                "SELECT id FROM offer_log WHERE settled_at IS NULL AND window_end < $1
+                 ORDER BY window_end, id FOR UPDATE SKIP LOCKED",
+            )
+            .bind(order_at_ms)
+            .fetch_all(&mut **tx)
+            .await?
+        }
+    };
+    for id in &ids {
+        sqlx::query(
+            "UPDATE offer_log SET outcome_value = $1, settled_at = $2, settle_seq = nextval('offer_settle_seq')
+             WHERE id = $3",
+        )
+        .bind(value)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(ids.len() as u64)
+}
