@@ -136,7 +136,7 @@ async fn run(customers: usize, requests: usize) {
     cfg.storage.data_dir = dir.path().to_path_buf();
     cfg.storage.durability = nudge_store::sqlite::Durability::Normal;
     {
-        let store = nudge::app::open_store(&cfg).unwrap();
+        let store = nudge::app::open_store(&cfg).await.unwrap();
         let recs = nudge::recs::Recs::new(cfg.recs.clone());
         recs.load(&*store).await.unwrap();
         let now = time::OffsetDateTime::now_utc();

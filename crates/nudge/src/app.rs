@@ -2,7 +2,7 @@
 //! the HTTP server. [`run`] is what `nudge serve`, `nudge demo` and the integration tests call; the one
 //! place where backends and destinations are chosen.
 
-use crate::config::Config;
+use crate::config::{Config, StorageBackend};
 use crate::outbox::OutboxWorker;
 use crate::pipeline::{Pipeline, Scoring};
 use crate::telemetry::{self, LatencySample};
@@ -10,6 +10,7 @@ use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use nudge_deliver::Destination;
 use nudge_store::Store;
+use nudge_store::postgres::{PgConfig, PgStore};
 use nudge_store::sqlite::{BackgroundPriority, SqliteStore};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -144,14 +145,45 @@ fn work_runtime(priority: BackgroundPriority) -> anyhow::Result<tokio::runtime::
 }
 
 /// The one place a storage backend is chosen.
-pub fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = SqliteStore::open_with_priority(
-        &cfg.storage.data_dir,
-        cfg.storage.durability,
-        cfg.pipeline.worker_priority(),
-    )
-    .with_context(|| format!("opening the store in {}", cfg.storage.data_dir.display()))?;
-    Ok(Arc::new(store))
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(open_backend(cfg).await?.0)
+}
+
+/// A node's id when `cluster.node_id` is not set: the host name and the port it listens on.
+fn default_node_id(listener: &TcpListener) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    format!("{host}:{port}")
+}
+
+/// The store, and with the PostgreSQL backend the same store as the cluster's (leases, nodes).
+pub async fn open_backend(cfg: &Config) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<PgStore>>)> {
+    match cfg.storage.backend {
+        StorageBackend::Sqlite => {
+            let store = SqliteStore::open_with_priority(
+                &cfg.storage.data_dir,
+                cfg.storage.durability,
+                cfg.pipeline.worker_priority(),
+            )
+            .with_context(|| format!("opening the store in {}", cfg.storage.data_dir.display()))?;
+            Ok((Arc::new(store), None))
+        }
+        StorageBackend::Postgres => {
+            let url = cfg.storage.postgres_url.clone().context("storage.postgres_url is not set")?;
+            let mut pg = PgConfig::new(url);
+            pg.schema = Some(cfg.storage.postgres_schema.clone());
+            pg.max_connections = cfg.storage.postgres_pool;
+            let store = PgStore::connect(&pg).await.with_context(|| {
+                format!("opening the PostgreSQL store (schema {})", cfg.storage.postgres_schema)
+            })?;
+            let store = Arc::new(store);
+            Ok((store.clone(), Some(store)))
+        }
+    }
 }
 
 /// States rewritten per store transaction by [`migrate_text_states`].
@@ -322,7 +354,7 @@ pub fn destinations(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Dest
 
 /// Starts nudge on `listener` with `cfg`.
 pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
-    let store = open_store(&cfg)?;
+    let (store, cluster) = open_backend(&cfg).await?;
     migrate_text_states(&*store).await.context("rewriting stored states in the compact encoding")?;
     crate::privacy::init_key(&cfg).context("the pseudonym key")?;
     let dests = destinations(&cfg)?;
@@ -342,18 +374,6 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     let flow_set = cfg.flow_set().map_err(|e| anyhow::anyhow!("invalid flows: {e}"))?;
     tracing::info!(version = %flow_set.version, flows = flow_set.flows.len(), "flows loaded");
     let flows = Arc::new(crate::pipeline::Flows::new(flow_set));
-    let pipeline = Arc::new(Pipeline {
-        store: store.clone(),
-        scoring: scoring.clone(),
-        policy: cfg.policy(),
-        flows: flows.clone(),
-        abandon_after: cfg.pipeline.checkout_abandon_after.0,
-        batch_size: cfg.pipeline.batch_size,
-        approval_counts: Default::default(),
-        sources: sources.clone(),
-        browse_retention: cfg.pipeline.browse_retention.0,
-        offers: Default::default(),
-    });
     let push_latency = Arc::new(LatencySample::new(100_000));
     let delivery =
         crate::outbox::DeliverySettings { max_attempts: cfg.pipeline.max_attempts, ..Default::default() };
@@ -375,97 +395,79 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     );
     let destination_latency = outbox.destination_latency();
     let work = work_runtime(cfg.pipeline.worker_priority())?;
-    let mut tasks = vec![
-        work.spawn(pipeline.run(wake_pipeline.clone(), wake_outbox.clone(), shutdown_rx.clone())),
-        work.spawn(outbox.clone().run(wake_outbox, shutdown_rx.clone())),
-        work.spawn(
-            Arc::new(crate::fetch::FetchWorker {
-                store: store.clone(),
-                fetchers: fetchers(&cfg)?,
-                max_attempts: cfg.pipeline.max_attempts,
-                tick: Duration::from_millis(250),
-            })
-            .run(wake_pipeline.clone(), shutdown_rx.clone()),
-        ),
-        work.spawn(crate::outbox::run_timers(
-            store.clone(),
-            cfg.pipeline.timer_tick.0,
-            wake_pipeline.clone(),
-            shutdown_rx.clone(),
-        )),
-        work.spawn(
-            Arc::new(crate::scheduler::Scheduler {
-                store: store.clone(),
-                flows: flows.clone(),
-                chunk: crate::scheduler::CHUNK,
-            })
-            .run(wake_pipeline.clone(), shutdown_rx.clone()),
-        ),
-        work.spawn(copy.clone().run_approvals(Duration::from_millis(250), shutdown_rx.clone())),
-        work.spawn(crate::outbox::run_approval_expiry(
-            store.clone(),
-            Duration::from_secs(30),
-            shutdown_rx.clone(),
-        )),
-    ];
-    // Erasures and exports: resumed from the store after a restart.
-    tasks.push(
-        work.spawn(
-            Arc::new(crate::privacy::PrivacyWorker {
-                store: store.clone(),
-                destinations: erasing,
-                data_dir: cfg.storage.data_dir.clone(),
-            })
-            .run(Arc::new(Notify::new()), shutdown_rx.clone()),
-        ),
-    );
-    if let Some(expr) = &cfg.pipeline.segment_refresh_schedule {
-        let schedule = nudge_policy::schedule::Schedule::parse(expr)
-            .map_err(|e| anyhow::anyhow!("pipeline.segment_refresh_schedule: {e}"))?;
-        let scheduled = crate::segment_adoption::ScheduledRefresh {
-            store: store.clone(),
-            scoring: scoring.clone(),
-            schedule,
+    let parse =
+        |expr: &Option<String>, key: &str| -> anyhow::Result<Option<nudge_policy::schedule::Schedule>> {
+            expr.as_deref()
+                .map(|e| {
+                    nudge_policy::schedule::Schedule::parse(e).map_err(|err| anyhow::anyhow!("{key}: {err}"))
+                })
+                .transpose()
         };
-        tasks.push(work.spawn(scheduled.run(shutdown_rx.clone())));
-    }
-    if let Some(expr) = &cfg.pipeline.batch_push_schedule {
-        let schedule = nudge_policy::schedule::Schedule::parse(expr)
-            .map_err(|e| anyhow::anyhow!("pipeline.batch_push_schedule: {e}"))?;
-        let scheduled = crate::push::ScheduledPush {
+    let workers = {
+        let (p_store, p_scoring, p_flows, p_sources) =
+            (store.clone(), scoring.clone(), flows.clone(), sources.clone());
+        let (policy, abandon_after, batch_size, browse_retention) = (
+            cfg.policy(),
+            cfg.pipeline.checkout_abandon_after.0,
+            cfg.pipeline.batch_size,
+            cfg.pipeline.browse_retention.0,
+        );
+        Arc::new(crate::workers::Workers {
+            runtime: work.handle().clone(),
             store: store.clone(),
+            make_pipeline: Box::new(move || Pipeline {
+                store: p_store.clone(),
+                scoring: p_scoring.clone(),
+                policy: policy.clone(),
+                flows: p_flows.clone(),
+                abandon_after,
+                batch_size,
+                approval_counts: Default::default(),
+                sources: p_sources.clone(),
+                browse_retention,
+                offers: Default::default(),
+            }),
+            outbox: outbox.clone(),
+            copy: copy.clone(),
+            flows: flows.clone(),
             scoring: scoring.clone(),
-            policy: cfg.policy(),
-            schedule,
-            destinations: pushed_to,
-        };
-        tasks.push(work.spawn(scheduled.run(shutdown_rx.clone())));
+            fetchers: fetchers(&cfg)?,
+            max_attempts: cfg.pipeline.max_attempts,
+            timer_tick: cfg.pipeline.timer_tick.0,
+            erasing,
+            data_dir: cfg.storage.data_dir.clone(),
+            segment_refresh: parse(
+                &cfg.pipeline.segment_refresh_schedule,
+                "pipeline.segment_refresh_schedule",
+            )?,
+            batch_push: parse(&cfg.pipeline.batch_push_schedule, "pipeline.batch_push_schedule")?
+                .map(|s| (s, cfg.policy(), pushed_to)),
+            digest: parse(&cfg.pipeline.digest_schedule, "pipeline.digest_schedule")?
+                .map(|s| (s, cfg.clone())),
+            dedupe_retention: cfg.storage.dedupe_retention.0,
+            wake_pipeline: wake_pipeline.clone(),
+            wake_outbox,
+        })
+    };
+    // A digest's settings are checked at boot, not when a node first leads.
+    if cfg.pipeline.digest_schedule.is_some() {
+        crate::digest::Digester::from_config(store.clone(), &cfg, true)?;
     }
-    if let Some(expr) = &cfg.pipeline.digest_schedule {
-        let schedule = nudge_policy::schedule::Schedule::parse(expr)
-            .map_err(|e| anyhow::anyhow!("pipeline.digest_schedule: {e}"))?;
-        let digester = crate::digest::Digester::from_config(store.clone(), &cfg, true)?;
-        let scheduled = crate::digest::ScheduledDigest { digester, schedule };
-        tasks.push(work.spawn(scheduled.run(shutdown_rx.clone())));
-    }
-    // Dedupe keys older than the retention are pruned hourly.
-    {
-        let store = store.clone();
-        let retention = cfg.storage.dedupe_retention.0;
-        let mut rx = shutdown_rx.clone();
-        tasks.push(work.spawn(async move {
-            loop {
-                let cutoff = crate::outbox::now_ms() - retention.as_millis() as i64;
-                if let Err(e) = store.prune_dedupe(cutoff).await {
-                    tracing::error!(error = %e, "pruning dedupe keys failed");
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-                    _ = rx.changed() => return,
-                }
-            }
-        }));
-    }
+    let mut tasks = match &cluster {
+        None => workers.spawn(shutdown_rx.clone())?,
+        Some(pg) => {
+            let node = nudge_store::postgres::cluster::NodeRecord {
+                node_id: cfg.cluster.node_id.clone().unwrap_or_else(|| default_node_id(&listener)),
+                address: listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                started_at_ms: crate::outbox::now_ms(),
+                seen_at_ms: crate::outbox::now_ms(),
+                leader: false,
+            };
+            tracing::info!(node = %node.node_id, "joining the cluster on PostgreSQL");
+            vec![tokio::spawn(crate::workers::lead(pg.clone(), workers.clone(), node, shutdown_rx.clone()))]
+        }
+    };
 
     // The active model version is reloaded when it changes (`nudge models activate` while serving), and
     // the models are refitted from the store's history every `pipeline.refit_every`.

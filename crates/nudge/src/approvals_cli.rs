@@ -200,7 +200,7 @@ pub fn cli_user() -> String {
 }
 
 pub async fn run(cfg: &Config, cmd: ApprovalsCmd) -> anyhow::Result<()> {
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     match cmd {
         ApprovalsCmd::List { flow, status, json } => {
             let status = status

@@ -63,7 +63,7 @@ fn parse_trace(s: &str) -> anyhow::Result<TraceId> {
 }
 
 pub async fn audit(cfg: &Config, cmd: AuditCmd) -> anyhow::Result<()> {
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     match cmd {
         AuditCmd::Show { trace_id, json } => {
             let trace = parse_trace(&trace_id)?;
@@ -172,7 +172,7 @@ fn record_line(r: &AuditRecord) -> String {
 }
 
 pub async fn replay(cfg: &Config, cmd: ReplayCmd) -> anyhow::Result<()> {
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     match cmd {
         ReplayCmd::Quarantined { trace } => {
             let t = trace.as_deref().map(parse_trace).transpose()?;

@@ -408,7 +408,7 @@ fn window_label(window_ms: i64) -> String {
 /// Runs `nudge report campaign`.
 pub async fn run(cfg: &crate::config::Config, args: CampaignArgs) -> anyhow::Result<()> {
     let flows = cfg.flow_set()?;
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let q = CampaignQuery {
         report: ReportQuery {
             flow: args.flow.clone(),

@@ -539,7 +539,7 @@ pub async fn run(cfg: &crate::config::Config, cmd: CampaignsCmd) -> anyhow::Resu
     let now = OffsetDateTime::now_utc();
     match cmd {
         CampaignsCmd::Hypotheses { period, json, count } => {
-            let store = crate::app::open_store(cfg)?;
+            let store = crate::app::open_store(cfg).await?;
             let r = build(cfg, &*store, &flows, &period, count, now).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -556,7 +556,7 @@ pub async fn run(cfg: &crate::config::Config, cmd: CampaignsCmd) -> anyhow::Resu
                 ))
                 .into());
             }
-            let store = crate::app::open_store(cfg)?;
+            let store = crate::app::open_store(cfg).await?;
             let r = build(cfg, &*store, &flows, &period, 10, now).await?;
             let Some(h) = r.proposals.hypotheses.iter().find(|h| h.id == id) else {
                 let ids: Vec<&str> = r.proposals.hypotheses.iter().map(|h| h.id.as_str()).collect();

@@ -22,6 +22,9 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    /// This node in a cluster of nodes sharing a PostgreSQL store (`[cluster]`).
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     #[serde(default)]
     pub sources: SourcesConfig,
     #[serde(default)]
@@ -206,7 +209,17 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// The embedded SQLite databases (`ingest.db`, the log of deliveries; `nudge.db`, the rest) live here.
+    /// `sqlite` (the embedded default: files in `data_dir`) or `postgres` (a database several nodes share).
+    pub backend: StorageBackend,
+    /// The PostgreSQL database (`postgres://user:password@host:port/database`, `?sslmode=require` for TLS);
+    /// required with `backend = "postgres"`. `${VAR}` expansion keeps the password out of the file.
+    pub postgres_url: Option<String>,
+    /// The schema nudge's tables live in (created when missing), so deployments can share a database.
+    pub postgres_schema: String,
+    /// Connections per node in the PostgreSQL pool.
+    pub postgres_pool: u32,
+    /// The embedded SQLite databases (`ingest.db`, the log of deliveries; `nudge.db`, the rest) live here;
+    /// with PostgreSQL, only node-local files (the pid file, exports, the pseudonym key when not configured).
     pub data_dir: PathBuf,
     /// `full` (fsync per group commit) or `normal` (survives a process crash, not a power cut).
     pub durability: Durability,
@@ -214,9 +227,30 @@ pub struct StorageConfig {
     pub dedupe_retention: HumanDuration,
 }
 
+/// A node of a cluster (nodes sharing `storage.backend = "postgres"`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The node's name in `nudge cluster status` (unique in the cluster). Default: the host name and the
+    /// port the node listens on.
+    pub node_id: Option<String>,
+}
+
+/// Where nudge's durable data lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    Sqlite,
+    Postgres,
+}
+
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
+            backend: StorageBackend::Sqlite,
+            postgres_url: None,
+            postgres_schema: "public".into(),
+            postgres_pool: 16,
             data_dir: PathBuf::from("./nudge-data"),
             durability: Durability::Full,
             dedupe_retention: HumanDuration(Duration::from_secs(14 * 86_400)),
@@ -1133,6 +1167,31 @@ impl Config {
         }
         if self.storage.dedupe_retention.0 < Duration::from_secs(7 * 86_400) {
             return Err(err("storage.dedupe_retention", "must be at least 7d"));
+        }
+        if self.storage.backend == StorageBackend::Postgres {
+            match self.storage.postgres_url.as_deref() {
+                None | Some("") => {
+                    return Err(err("storage.postgres_url", "is required with backend = \"postgres\""));
+                }
+                Some(u) if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) => {
+                    return Err(err("storage.postgres_url", "must start with postgres:// or postgresql://"));
+                }
+                _ => {}
+            }
+        }
+        let schema = &self.storage.postgres_schema;
+        if schema.is_empty()
+            || schema.len() > 63
+            || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || schema.starts_with(|c: char| c.is_ascii_digit())
+        {
+            return Err(err(
+                "storage.postgres_schema",
+                "use 1 to 63 letters, digits and underscores, not starting with a digit",
+            ));
+        }
+        if !(2..=1000).contains(&self.storage.postgres_pool) {
+            return Err(err("storage.postgres_pool", "must be between 2 and 1000"));
         }
         if let Some(s) = &self.sources.shopify {
             if s.secrets.is_empty() && s.pubsub.is_none() && s.eventbridge.is_none() {

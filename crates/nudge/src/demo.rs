@@ -985,7 +985,7 @@ async fn load_history(cfg: &Config, history: &[nudge_models::Transaction]) -> an
             source: "demo",
         })
         .collect();
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let summary = crate::import::import_rows(&*store, rows, false).await?;
     eprintln!(
         "history: {} orders of {} customers imported into customer state",

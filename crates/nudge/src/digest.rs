@@ -1071,7 +1071,7 @@ pub async fn run(cfg: &Config, cmd: DigestCmd) -> anyhow::Result<()> {
         )
         .into());
     }
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let mut digester = Digester::from_config(store, cfg, sending)?;
     if args.no_summary {
         digester.llm = None;

@@ -30,7 +30,7 @@ pub async fn fit(cfg: &Config, args: &FitArgs) -> anyhow::Result<()> {
     if offer_flows.is_empty() {
         bail!("no flow has a choose_offer action (README, \"Offers (choose_offer)\")");
     }
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let mut digest = Sha256::new();
     let mut reports = Vec::new();
     for (name, offer) in offer_flows {

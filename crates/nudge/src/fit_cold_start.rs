@@ -9,7 +9,7 @@ use nudge_decide::cold_start::{self, ColdStartFitOptions};
 use nudge_state::CustomerState;
 
 pub async fn fit(cfg: &Config, args: &FitArgs) -> anyhow::Result<()> {
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let states = all_states(&*store).await?;
     let now = time::OffsetDateTime::now_utc();
     let body = tokio::task::spawn_blocking(move || {

@@ -189,7 +189,7 @@ pub async fn fit(cfg: &Config, args: &FitArgs) -> anyhow::Result<()> {
             "the propensity family is fitted on the store's customer states; --transactions and --summary do not apply"
         );
     }
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let labels = LabelOptions::default();
     let ex = examples(&*store, time::OffsetDateTime::now_utc(), &labels).await?;
     let as_of = ex.as_of;

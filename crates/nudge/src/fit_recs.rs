@@ -23,7 +23,7 @@ pub struct Fitted {
 }
 
 pub async fn fit(cfg: &Config, args: &FitArgs) -> anyhow::Result<()> {
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let f = fit_store(&*store, &cfg.recs).await?;
     let saved = save_and_activate(&*store, nudge_decide::families::RECS, &f.body, args).await?;
     finish(nudge_decide::families::RECS, &f.body, saved, args.json, f.table)

@@ -115,7 +115,7 @@ pub async fn fit(cfg: &Config, args: &FitArgs) -> anyhow::Result<()> {
     if offset.is_some_and(|o| o.abs() > 14 * 60) {
         bail!("models.store_utc_offset_minutes must be within ±840 minutes (UTC−14 to UTC+14)");
     }
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let states = all_states(&*store).await?;
     let opts = SendTimeFitOptions { store_utc_offset_minutes: offset, ..Default::default() };
     let body = tokio::task::spawn_blocking(move || {

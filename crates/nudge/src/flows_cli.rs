@@ -105,7 +105,7 @@ async fn test(cfg: &Config, set: &FlowSet, flow: &str, customer: &str, json_out:
     }
     let id: CustomerId =
         customer.parse().map_err(|e| anyhow!("`{customer}` is not a customer id (source:id): {e}"))?;
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let stored = store.load_states(std::slice::from_ref(&id)).await?;
     let state: CustomerState = match stored.first() {
         Some(s) => CustomerState::decode(&s.state).with_context(|| format!("the stored state of {id}"))?,

@@ -922,7 +922,7 @@ pub async fn run(cfg: &Config, args: ImportArgs) -> anyhow::Result<()> {
     let progress = progress_enabled();
     let read = tokio::task::spawn_blocking(move || read_history(&path, args.format, args.currency, progress))
         .await??;
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let records = read.parsed.records;
     let skipped =
         (read.parsed.merged_line_items, read.parsed.skipped_cancelled, read.parsed.skipped_no_customer);

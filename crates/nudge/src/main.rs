@@ -81,6 +81,11 @@ enum Command {
     /// Campaign digests: preview one period's, or send it now to Slack and/or email.
     #[command(subcommand)]
     Digest(nudge::digest::DigestCmd),
+    /// Nodes sharing a PostgreSQL store: which are live, which leads, what is waiting.
+    #[command(subcommand)]
+    Cluster(nudge::cluster_cli::ClusterCmd),
+    /// Copy the embedded store's data into the PostgreSQL store the configuration names.
+    Migrate(nudge::migrate_cli::MigrateArgs),
     /// Developer tools.
     #[command(subcommand)]
     Dev(DevCmd),
@@ -234,6 +239,14 @@ fn main() -> ExitCode {
                     }
                     r => r,
                 },
+                Err(e) => return config_error(e),
+            },
+            Command::Cluster(cmd) => match load() {
+                Ok(cfg) => nudge::cluster_cli::run(&cfg, cmd).await,
+                Err(e) => return config_error(e),
+            },
+            Command::Migrate(args) => match load() {
+                Ok(cfg) => nudge::migrate_cli::run(&cfg, args).await,
                 Err(e) => return config_error(e),
             },
             Command::Tokens(cmd) => match load() {

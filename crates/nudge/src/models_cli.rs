@@ -998,7 +998,7 @@ async fn fit_cmd(cfg: &Config, args: FitArgs) -> anyhow::Result<()> {
     let needs_store = !args.no_save || (args.transactions.is_none() && args.summary.is_none());
     // Phase timings (`RUST_LOG=nudge::models_cli=debug`).
     let phase = std::time::Instant::now();
-    let store = if needs_store { Some(crate::app::open_store(cfg)?) } else { None };
+    let store = if needs_store { Some(crate::app::open_store(cfg).await?) } else { None };
     tracing::debug!(elapsed_s = phase.elapsed().as_secs_f64(), "models fit: open the store");
     let phase = std::time::Instant::now();
     let ds = match (&args.transactions, &args.summary, &store) {
@@ -1406,7 +1406,7 @@ async fn score_cmd(cfg: &Config, args: ScoreArgs) -> anyhow::Result<()> {
     if !(args.discount_rate.is_finite() && args.discount_rate >= 0.0) {
         bail!("--discount-rate must be a number of at least 0 (0.01 = 1% a month)");
     }
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let version = match &args.version {
         Some(id) => find_version(&*store, id).await?,
         None => store.active_model_version().await?.ok_or_else(|| {
@@ -1602,7 +1602,7 @@ fn propensity_list_entry(v: &ModelVersion) -> Value {
 }
 
 async fn list_cmd(cfg: &Config, json_out: bool) -> anyhow::Result<()> {
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let versions = store.model_versions().await?;
     let entries: Vec<Value> = versions.iter().map(list_entry).collect();
     if json_out {
@@ -1656,7 +1656,7 @@ async fn list_cmd(cfg: &Config, json_out: bool) -> anyhow::Result<()> {
 }
 
 async fn activate_cmd(cfg: &Config, id: &str, force: bool) -> anyhow::Result<()> {
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     match activate(&*store, id, force).await? {
         Activation::AlreadyActive => {
             println!("model version {id} is already active");
@@ -1713,7 +1713,7 @@ pub async fn activate(store: &dyn Store, id: &str, force: bool) -> anyhow::Resul
 }
 
 async fn report_cmd(cfg: &Config, id: &str, out: Option<PathBuf>, json_out: bool) -> anyhow::Result<()> {
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let v = find_version(&*store, id).await?;
     if v.family == nudge_decide::families::PROPENSITY {
         return crate::fit_propensity::report(&v, json_out);

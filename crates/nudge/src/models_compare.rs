@@ -293,7 +293,7 @@ pub fn text(r: &ModelsReport) -> String {
 
 /// Runs `nudge report models`.
 pub async fn run(cfg: &crate::config::Config, args: ModelsReportArgs) -> anyhow::Result<()> {
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     crate::privacy::init_key(cfg).context("the pseudonym key")?;
     let scoring = crate::models_cli::full_scoring(&*store, cfg).await?;
     let report = build(&*store, &scoring, &args, OffsetDateTime::now_utc()).await?;

@@ -846,8 +846,12 @@ impl OutboxWorker {
 
     /// Runs every worker until `shutdown`; `wake` (the pipeline's "enqueued" signal) wakes them all.
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-        let tasks: Vec<_> =
-            self.workers.iter().map(|w| tokio::spawn(w.clone().run(shutdown.clone()))).collect();
+        // A set, not detached tasks: when this future is dropped (a node that lost the cluster's leader
+        // lease aborts its workers), every destination's worker stops with it.
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in &self.workers {
+            tasks.spawn(w.clone().run(shutdown.clone()));
+        }
         let mut last_sweep = Instant::now() - Duration::from_secs(60);
         loop {
             if *shutdown.borrow() {
@@ -869,9 +873,7 @@ impl OutboxWorker {
                 _ = shutdown.changed() => {}
             }
         }
-        for t in tasks {
-            let _ = t.await;
-        }
+        while tasks.join_next().await.is_some() {}
     }
 }
 
@@ -901,7 +903,7 @@ impl Recording {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     crate::pipeline::ts_to_ms(time::OffsetDateTime::now_utc())
 }
 

@@ -47,7 +47,7 @@ fn customer(s: &str) -> anyhow::Result<CustomerId> {
 
 pub async fn run(cfg: &Config, cmd: PrivacyCmd) -> anyhow::Result<()> {
     privacy::init_key(cfg).context("the pseudonym key")?;
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     match cmd {
         PrivacyCmd::Erase { customer: c, dry_run, wait_secs } => {
             let c = customer(&c)?;

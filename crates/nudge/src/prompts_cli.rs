@@ -73,7 +73,7 @@ pub async fn run(cfg: &Config, cmd: PromptsCmd) -> anyhow::Result<()> {
     let id: CustomerId = customer
         .parse()
         .map_err(|e| UsageError(format!("`{customer}` is not a customer id (source:id): {e}")))?;
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let stored = store.load_states(std::slice::from_ref(&id)).await?;
     let state: CustomerState = match stored.first() {
         Some(s) => {

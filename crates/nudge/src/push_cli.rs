@@ -63,7 +63,7 @@ pub fn options(cfg: &Config, cmd: &PushCmd) -> Result<PushOptions, PushError> {
 
 pub async fn run(cfg: &Config, cmd: PushCmd) -> anyhow::Result<()> {
     let opts = options(cfg, &cmd)?;
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let scoring =
         crate::pipeline::Scoring::new(nudge_scoring::RulesScorer { thresholds: cfg.segments.clone() });
     crate::models_cli::load_active_scorer(&*store, &scoring, cfg).await?;

@@ -505,7 +505,7 @@ pub async fn run_cli(cfg: &crate::config::Config, cmd: RecsCmd) -> anyhow::Resul
     if !(1..=MAX_COUNT).contains(&count) {
         anyhow::bail!("--count: {count} is not between 1 and {MAX_COUNT}");
     }
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     // Scored as the server scores (the segment and preferred category decide segment pins).
     let scoring =
         crate::pipeline::Scoring::new(nudge_scoring::RulesScorer { thresholds: cfg.segments.clone() });

@@ -310,7 +310,7 @@ pub(crate) async fn states_of(
 /// Runs `nudge report …`.
 pub async fn run(cfg: &crate::config::Config, cmd: ReportCmd) -> anyhow::Result<()> {
     let flows = cfg.flow_set()?;
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     let (kind, args) = match cmd {
         ReportCmd::Shadow(a) => (ReportKind::Shadow, a),
         ReportCmd::Lift(a) => (ReportKind::Lift, a),

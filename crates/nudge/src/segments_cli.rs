@@ -323,7 +323,7 @@ pub async fn discover_store(
 /// Runs `nudge segments`.
 pub async fn run(cfg: &Config, cmd: SegmentsCmd) -> anyhow::Result<()> {
     use crate::segment_adoption as adoption;
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     match cmd {
         SegmentsCmd::Discover { k, features, out, json, seed, no_store } => {
             let k = parse_k(&k)?;

@@ -154,6 +154,11 @@ pub fn ingest_backlog(pending: u64) {
 }
 
 /// One scheduled refit's outcome (`activated`, `not_activated`, `skipped`, `failed`).
+/// 1 while this node holds the cluster's leader lease (PostgreSQL backend), 0 otherwise.
+pub fn cluster_leader(leads: bool) {
+    gauge!("nudge_cluster_leader").set(if leads { 1.0 } else { 0.0 });
+}
+
 pub fn model_refit(outcome: &'static str) {
     counter!("nudge_model_refits_total", "outcome" => outcome).increment(1);
 }

@@ -34,7 +34,7 @@ pub enum TokensCmd {
 }
 
 pub async fn run(cfg: &Config, cmd: TokensCmd) -> anyhow::Result<()> {
-    let store = crate::app::open_store(cfg)?;
+    let store = crate::app::open_store(cfg).await?;
     match cmd {
         TokensCmd::Create { name, role } => {
             let token = create(&*store, &name, role).await?;

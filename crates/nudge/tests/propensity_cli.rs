@@ -76,7 +76,7 @@ async fn fill(data_dir: &Path, customers: usize, days: u32, seed: u64) -> Filled
     let mut cfg = Config::from_toml("", &BTreeMap::new()).expect("the empty configuration is valid");
     cfg.storage.data_dir = data_dir.to_path_buf();
     cfg.storage.durability = nudge_store::sqlite::Durability::Normal;
-    let store = nudge::app::open_store(&cfg).expect("the store opens");
+    let store = nudge::app::open_store(&cfg).await.expect("the store opens");
     let world = abandonment::simulate(&SimArgs { customers, days, seed });
     let states = world
         .states

@@ -74,7 +74,7 @@ async fn setup(n: u32) -> Setup {
     cfg.storage.data_dir = dir.path().to_path_buf();
     cfg.storage.durability = nudge_store::sqlite::Durability::Normal;
     cfg.destinations.braze = Some(nudge_deliver::BrazeConfig::new(KEY, fake.base_url()).allowing_private());
-    let store = nudge::app::open_store(&cfg).unwrap();
+    let store = nudge::app::open_store(&cfg).await.unwrap();
     let states = (0..n).map(|i| state(1000 + i, i % 4)).collect();
     store.commit_processing(vec![ProcessOutcome { states, ..Default::default() }]).await.unwrap();
     Setup { store, fake, cfg, _dir: dir }

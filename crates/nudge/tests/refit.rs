@@ -39,7 +39,7 @@ fn config(dir: &Path, models_toml: &str) -> Config {
 
 /// Opens the store of `cfg` and imports the CDNOW sample into it (transactions and customer states).
 async fn store_with_cdnow(cfg: &Config) -> Arc<dyn Store> {
-    let store = nudge::app::open_store(cfg).expect("the store opens");
+    let store = nudge::app::open_store(cfg).await.expect("the store opens");
     let path = cdnow_dir().join("CDNOW_sample.txt");
     let usd = Currency::parse("USD").unwrap();
     let rows = tokio::task::spawn_blocking(move || parse_history(&path, HistoryFormat::Cdnow, usd))

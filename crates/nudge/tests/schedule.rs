@@ -136,7 +136,7 @@ async fn a_schedule_flow_fires_once_for_every_customer_across_a_restart() {
     let fired_at = datetime!(2026-01-01 0:00 UTC);
     assert!(now > fired_at, "the test's occurrence is in the past");
     {
-        let store = nudge::app::open_store(&cfg).unwrap();
+        let store = nudge::app::open_store(&cfg).await.unwrap();
         store.put_states(customers.to_vec()).await.unwrap();
         store.put_states(many).await.unwrap();
         store
@@ -246,7 +246,7 @@ async fn a_schedule_flow_fires_once_for_every_customer_across_a_restart() {
 async fn the_scheduler_fires_due_occurrences_once_and_forgets_removed_flows() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "http://127.0.0.1:9", &format!("{NEW_YEAR}{EVERY_MINUTE}"));
-    let store = nudge::app::open_store(&cfg).unwrap();
+    let store = nudge::app::open_store(&cfg).await.unwrap();
     store.put_states((1..=5).map(|n| state(n, MarketingConsent::Subscribed, 1)).collect()).await.unwrap();
     let flows = Arc::new(Flows::new(cfg.flow_set().unwrap()));
     let s = Scheduler { store: store.clone(), flows: flows.clone(), chunk: 2 };

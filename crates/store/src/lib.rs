@@ -16,6 +16,7 @@
 
 mod codec;
 pub mod conformance;
+pub mod migrate;
 pub mod ports;
 pub mod postgres;
 pub mod sqlite;

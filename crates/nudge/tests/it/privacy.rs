@@ -214,7 +214,7 @@ async fn an_erasure_left_half_done_resumes_after_a_restart() {
     {
         let mut cfg = nudge::config::Config::from_toml("", &Default::default()).unwrap();
         cfg.storage.data_dir = data.clone();
-        let store = nudge::app::open_store(&cfg).unwrap();
+        let store = nudge::app::open_store(&cfg).await.unwrap();
         store
             .submit_privacy_job(NewPrivacyJob {
                 kind: PrivacyJobKind::Erase,

@@ -1,13 +1,316 @@
 //! DeliveryLog in the PostgreSQL backend.
+//!
+//! A delivery's dedupe keys are rows of `delivery_keys` (one a key, the key the primary key), so dedupe is
+//! cluster-wide: of two nodes committing the same key at once, one insert wins and the other waits for the
+//! winner's transaction, then sees the conflict and reports a duplicate of the winner's delivery.
+//!
+//! A batch is one transaction of a few statements whatever its size: sequence numbers are taken for every
+//! delivery first, then every key of the batch goes in with one insert (in byte order, so two batches
+//! never wait on each other in a cycle), the keys found taken name the deliveries that hold them, and the
+//! batch is then decided in order as the embedded log does (a delivery is a duplicate if any key of it is
+//! held, by an earlier delivery or one of its own batch). The keys of the deliveries that lost are given
+//! back or handed to a later delivery of the batch that holds them, and the winners go in with one insert.
 
 use super::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-#[allow(unused_variables)] // Until every method is written.
+/// Why a batch failed: a database error (retried when it is a deadlock or a serialisation failure, which
+/// roll back everything the transaction wrote), a key whose holder vanished under the commit (pruned
+/// meanwhile: retried), or anything else.
+pub(crate) enum LogFail {
+    Sql(sqlx::Error),
+    Store(StoreError),
+    Vanished(String),
+}
+
+impl From<sqlx::Error> for LogFail {
+    fn from(e: sqlx::Error) -> Self {
+        LogFail::Sql(e)
+    }
+}
+
+impl From<StoreError> for LogFail {
+    fn from(e: StoreError) -> Self {
+        LogFail::Store(e)
+    }
+}
+
+impl From<LogFail> for StoreError {
+    fn from(e: LogFail) -> Self {
+        match e {
+            LogFail::Sql(e) => e.into(),
+            LogFail::Store(e) => e,
+            LogFail::Vanished(key) => StoreError::Database(format!(
+                "dedupe key {key:?} was taken and then removed while the delivery was committed; retry"
+            )),
+        }
+    }
+}
+
+impl LogFail {
+    /// The transaction rolled back whole and may simply run again.
+    fn retryable(&self) -> bool {
+        match self {
+            LogFail::Sql(e) => {
+                e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "40P01" || c == "40001")
+            }
+            LogFail::Vanished(_) => true,
+            LogFail::Store(_) => false,
+        }
+    }
+}
+
+/// How many times a batch runs when it keeps meeting deadlocks or vanishing keys.
+const ATTEMPTS: usize = 4;
+
+/// Refuses a key the log cannot take (with the embedded backend's message).
+fn check_keys<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<()> {
+    for k in keys {
+        if k.is_empty() || k.contains('\n') {
+            return Err(StoreError::Database(format!("dedupe key {k:?} is empty or contains a newline")));
+        }
+    }
+    Ok(())
+}
+
+/// A prepared body: the codec and the stored bytes.
+pub(crate) type Encoded = (i64, Vec<u8>);
+
+/// Stores deliveries in `tx`, in order, each unless one of its keys is held (by a delivery stored before,
+/// or by an earlier one of `ds`), with their bodies already encoded. Returns the results in order.
+pub(crate) async fn insert_deliveries(
+    tx: &mut Tx,
+    ds: &[(NewDelivery, Encoded)],
+) -> std::result::Result<Vec<CommitResult>, LogFail> {
+    if ds.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Sequence numbers for all, in batch order (a duplicate leaves a gap, as a rolled-back insert would).
+    let mut seqs: Vec<i64> = sqlx::query_scalar(
+        "SELECT nextval(pg_get_serial_sequence('deliveries', 'seq')) FROM generate_series(1, $1::bigint)",
+    )
+    .bind(ds.len() as i64)
+    .fetch_all(&mut **tx)
+    .await?;
+    seqs.sort_unstable();
+    if seqs.len() != ds.len() {
+        return Err(StoreError::Database("deliveries: sequence numbers missing".into()).into());
+    }
+
+    // Every key of the batch, under its first claimant, in byte order.
+    let mut claim: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, (d, _)) in ds.iter().enumerate() {
+        for k in &d.dedupe_keys {
+            claim.entry(k.as_str()).or_insert(i);
+        }
+    }
+    let mut won: HashSet<String> = HashSet::new();
+    if !claim.is_empty() {
+        let keys: Vec<&str> = claim.keys().copied().collect();
+        let key_seqs: Vec<i64> = claim.values().map(|&i| seqs[i]).collect();
+        let key_ats: Vec<i64> = claim.values().map(|&i| ds[i].0.received_at_ms).collect();
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO delivery_keys (key, seq, created_at)
+             SELECT key, seq, at FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY
+                 AS u(key, seq, at, n)
+             ORDER BY n
+             ON CONFLICT (key) DO NOTHING RETURNING key",
+        )
+        .bind(&keys)
+        .bind(&key_seqs)
+        .bind(&key_ats)
+        .fetch_all(&mut **tx)
+        .await?;
+        won.extend(inserted);
+    }
+
+    // The keys held already, with the deliveries that hold them.
+    let taken: Vec<&str> = claim.keys().copied().filter(|k| !won.contains(*k)).collect();
+    let mut held: HashMap<String, TraceId> = HashMap::new();
+    if !taken.is_empty() {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT k.key, d.trace_id FROM delivery_keys k JOIN deliveries d ON d.seq = k.seq
+             WHERE k.key = ANY($1::text[])",
+        )
+        .bind(&taken)
+        .fetch_all(&mut **tx)
+        .await?;
+        for (k, t) in rows {
+            held.insert(k, parse_trace(&t)?);
+        }
+        if let Some(k) = taken.iter().find(|k| !held.contains_key(**k)) {
+            return Err(LogFail::Vanished(k.to_string()));
+        }
+    }
+
+    // Decided in order: the first key of a delivery (in its own order) that is held makes it a duplicate.
+    let mut holder: HashMap<&str, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(ds.len());
+    let mut stored = Vec::with_capacity(ds.len());
+    for (i, (d, _)) in ds.iter().enumerate() {
+        let dup = d.dedupe_keys.iter().find_map(|k| {
+            held.get(k).copied().or_else(|| holder.get(k.as_str()).map(|&j| ds[j].0.trace_id)).map(|t| (t, k))
+        });
+        match dup {
+            Some((original, key)) => out.push(CommitResult::Duplicate { original, key: key.clone() }),
+            None => {
+                for k in &d.dedupe_keys {
+                    holder.insert(k.as_str(), i);
+                }
+                stored.push(i);
+                out.push(CommitResult::Committed { seq: seqs[i] });
+            }
+        }
+    }
+
+    // Keys this batch took for a delivery that lost: handed to the one of the batch that holds them, or
+    // given back.
+    let mut moved: (Vec<&str>, Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new(), Vec::new());
+    let mut freed: Vec<&str> = Vec::new();
+    for (k, &first) in &claim {
+        if !won.contains(*k) {
+            continue;
+        }
+        match holder.get(k) {
+            Some(&j) if j == first => {}
+            Some(&j) => {
+                moved.0.push(k);
+                moved.1.push(seqs[j]);
+                moved.2.push(ds[j].0.received_at_ms);
+            }
+            None => freed.push(k),
+        }
+    }
+    if !moved.0.is_empty() {
+        sqlx::query(
+            "UPDATE delivery_keys AS k SET seq = u.seq, created_at = u.at
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) AS u(key, seq, at) WHERE k.key = u.key",
+        )
+        .bind(&moved.0)
+        .bind(&moved.1)
+        .bind(&moved.2)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !freed.is_empty() {
+        sqlx::query("DELETE FROM delivery_keys WHERE key = ANY($1::text[])")
+            .bind(&freed)
+            .execute(&mut **tx)
+            .await?;
+    }
+
+    // The winners, in one insert.
+    if !stored.is_empty() {
+        let mut cols = DeliveryColumns::default();
+        for &i in &stored {
+            let (d, (codec, body)) = &ds[i];
+            cols.seq.push(seqs[i]);
+            cols.trace.push(d.trace_id.to_string());
+            cols.source.push(d.source.as_str());
+            cols.topic.push(d.topic.as_str());
+            cols.shop.push(d.shop.as_deref());
+            cols.webhook.push(d.webhook_id.as_deref());
+            cols.event.push(d.event_id.as_deref());
+            cols.received.push(d.received_at_ms);
+            cols.headers.push(d.headers_json.as_str());
+            cols.body.push(body.as_slice());
+            cols.codec.push(
+                i16::try_from(*codec).map_err(|_| StoreError::Database(format!("body codec {codec}")))?,
+            );
+        }
+        sqlx::query(
+            "INSERT INTO deliveries (seq, trace_id, source, topic, shop, webhook_id, event_id, received_at,
+                 headers, body, body_codec)
+             OVERRIDING SYSTEM VALUE
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                 $7::text[], $8::bigint[], $9::text[], $10::bytea[], $11::smallint[])",
+        )
+        .bind(cols.seq)
+        .bind(cols.trace)
+        .bind(cols.source)
+        .bind(cols.topic)
+        .bind(cols.shop)
+        .bind(cols.webhook)
+        .bind(cols.event)
+        .bind(cols.received)
+        .bind(cols.headers)
+        .bind(cols.body)
+        .bind(cols.codec)
+        .execute(&mut **tx)
+        .await?;
+        // A hint for the node that processes (delivered when this transaction commits, one per transaction).
+        sqlx::query("SELECT pg_notify('nudge_deliveries_' || current_schema(), '')")
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(out)
+}
+
+/// The columns of the deliveries a batch stores, one array each.
+#[derive(Default)]
+struct DeliveryColumns<'a> {
+    seq: Vec<i64>,
+    trace: Vec<String>,
+    source: Vec<&'a str>,
+    topic: Vec<&'a str>,
+    shop: Vec<Option<&'a str>>,
+    webhook: Vec<Option<&'a str>>,
+    event: Vec<Option<&'a str>>,
+    received: Vec<i64>,
+    headers: Vec<&'a str>,
+    body: Vec<&'a [u8]>,
+    codec: Vec<i16>,
+}
+
+impl PgStore {
+    /// Commits deliveries in one transaction, retried whole on a deadlock.
+    async fn commit_encoded(&self, ds: &[(NewDelivery, Encoded)]) -> Result<Vec<CommitResult>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_commit_encoded(ds).await {
+                Ok(out) => return Ok(out),
+                Err(e) if attempt < ATTEMPTS && e.retryable() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn try_commit_encoded(
+        &self,
+        ds: &[(NewDelivery, Encoded)],
+    ) -> std::result::Result<Vec<CommitResult>, LogFail> {
+        let mut tx = self.begin().await?;
+        let out = insert_deliveries(&mut tx, ds).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+/// Separates the bodies from their deliveries, encoded.
+fn encode_all(ds: Vec<NewDelivery>) -> Vec<(NewDelivery, Encoded)> {
+    ds.into_iter()
+        .map(|mut d| {
+            let encoded = encode_body(std::mem::take(&mut d.body));
+            (d, encoded)
+        })
+        .collect()
+}
+
 #[async_trait]
 impl DeliveryLog for PgStore {
     async fn commit_delivery(&self, d: NewDelivery) -> Result<CommitResult> {
-        let _ = self;
-        Err(StoreError::Database("commit_delivery: not implemented on PostgreSQL yet".into()))
+        check_keys(&d.dedupe_keys)?;
+        let mut out = self.commit_encoded(&encode_all(vec![d])).await?;
+        out.pop().ok_or_else(|| StoreError::Database("commit_delivery: no result".into()))
+    }
+
+    async fn commit_deliveries(&self, ds: Vec<NewDelivery>) -> Result<Vec<CommitResult>> {
+        check_keys(ds.iter().flat_map(|d| &d.dedupe_keys))?;
+        if ds.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.commit_encoded(&encode_all(ds)).await
     }
 
     async fn pending_deliveries_after(
@@ -15,18 +318,56 @@ impl DeliveryLog for PgStore {
         after: Option<i64>,
         limit: usize,
     ) -> Result<Vec<StoredDelivery>> {
-        let _ = self;
-        Err(StoreError::Database("pending_deliveries_after: not implemented on PostgreSQL yet".into()))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'pending' AND seq > $1 ORDER BY seq LIMIT $2"
+        )))
+        .bind(after.unwrap_or(i64::MIN))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_delivery).collect()
     }
 
     async fn requeue_quarantined(&self, trace: Option<TraceId>) -> Result<usize> {
-        let _ = self;
-        Err(StoreError::Database("requeue_quarantined: not implemented on PostgreSQL yet".into()))
+        let mut tx = self.begin().await?;
+        let traces: Vec<String> = sqlx::query_scalar(
+            "UPDATE deliveries SET status = 'pending', reason = NULL
+             WHERE status = 'quarantined' AND ($1::text IS NULL OR trace_id = $1) RETURNING trace_id",
+        )
+        .bind(trace.map(|t| t.to_string()))
+        .fetch_all(&mut *tx)
+        .await?;
+        if !traces.is_empty() {
+            sqlx::query("DELETE FROM terminal WHERE trace_id = ANY($1::text[])")
+                .bind(&traces)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(traces.len())
     }
 
     async fn quarantined(&self, before_seq: Option<i64>, limit: usize) -> Result<Vec<QuarantinedItem>> {
-        let _ = self;
-        Err(StoreError::Database("quarantined: not implemented on PostgreSQL yet".into()))
+        let rows = sqlx::query(
+            "SELECT seq, trace_id, source, topic, received_at, reason FROM deliveries
+             WHERE status = 'quarantined' AND seq < $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(before_seq.unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QuarantinedItem {
+                    seq: r.try_get(0)?,
+                    trace_id: parse_trace(&r.try_get::<String, _>(1)?)?,
+                    source: r.try_get(2)?,
+                    topic: r.try_get(3)?,
+                    received_at_ms: r.try_get(4)?,
+                    reason: r.try_get(5)?,
+                })
+            })
+            .collect()
     }
 
     async fn delivery_ticks(
@@ -35,12 +376,49 @@ impl DeliveryLog for PgStore {
         since_ms: i64,
         limit: usize,
     ) -> Result<Vec<DeliveryTick>> {
-        let _ = self;
-        Err(StoreError::Database("delivery_ticks: not implemented on PostgreSQL yet".into()))
+        let mut c = self.pool.acquire().await?;
+        let after = match after_seq {
+            Some(s) => s,
+            None => {
+                // The first delivery received at or after `since_ms`, by the receipt-time index (receipt
+                // times grow with the sequence, give or take the clocks of the nodes).
+                let first: Option<i64> = sqlx::query_scalar(
+                    "SELECT seq FROM deliveries WHERE received_at >= $1 ORDER BY received_at, seq LIMIT 1",
+                )
+                .bind(since_ms)
+                .fetch_optional(&mut *c)
+                .await?;
+                match first {
+                    Some(seq) => seq - 1,
+                    None => return Ok(Vec::new()),
+                }
+            }
+        };
+        let rows = sqlx::query(
+            "SELECT seq, source, topic, received_at FROM deliveries WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *c)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeliveryTick {
+                    seq: r.try_get(0)?,
+                    source: r.try_get(1)?,
+                    topic: r.try_get(2)?,
+                    received_at_ms: r.try_get(3)?,
+                })
+            })
+            .collect()
     }
 
     async fn prune_dedupe(&self, older_than_ms: i64) -> Result<usize> {
-        let _ = self;
-        Err(StoreError::Database("prune_dedupe: not implemented on PostgreSQL yet".into()))
+        let n = sqlx::query("DELETE FROM delivery_keys WHERE created_at < $1")
+            .bind(older_than_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 mod approvals;
 mod audit;
 mod bandit;
+pub mod cluster;
 mod fetch;
 mod identity;
 mod log;
@@ -34,9 +35,10 @@ mod timers;
 mod tokens;
 
 const SCHEMA: &str = include_str!("../../migrations/postgres/001_init.sql");
+const CLUSTER_SCHEMA: &str = include_str!("../../migrations/postgres/002_cluster.sql");
 
 /// The advisory lock key the schema is applied under (any fixed number; "nudge" in ASCII).
-const SCHEMA_LOCK: i64 = 0x6e75_6467_65;
+const SCHEMA_LOCK: i64 = 0x006e_7564_6765;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -67,6 +69,11 @@ impl PgConfig {
 pub struct PgStore {
     pool: PgPool,
     schema: String,
+    /// For connections outside the pool (the leader lease).
+    options: PgConnectOptions,
+    /// Processing commits of this node go one at a time, in call order: a batch computed on top of one whose
+    /// commit is still in flight (`commit_processing_after`) waits for it rather than finding it uncommitted.
+    processing_gate: tokio::sync::Mutex<()>,
 }
 
 pub(crate) type Tx = Transaction<'static, Postgres>;
@@ -74,22 +81,25 @@ pub(crate) type Tx = Transaction<'static, Postgres>;
 impl PgStore {
     /// Connects, creates the schema if needed and applies the tables (idempotent, serialised between nodes).
     pub async fn connect(config: &PgConfig) -> Result<Self> {
-        let mut options = PgConnectOptions::from_str(&config.url)
-            .map_err(|e| StoreError::Database(format!("postgres_url: {e}")))?
-            .application_name("nudge");
         let schema = config.schema.clone().unwrap_or_else(|| "public".to_string());
         if !valid_schema_name(&schema) {
             return Err(StoreError::Database(format!(
                 "postgres schema {schema:?}: use letters, digits and underscores (not starting with a digit)"
             )));
         }
-        options = options.options([("search_path", schema.as_str())]);
+        // `nudge/<schema>` in pg_stat_activity: an operator sees (and can end) one deployment's sessions.
+        let options = PgConnectOptions::from_str(&config.url)
+            .map_err(|e| StoreError::Database(format!("postgres_url: {e}")))?
+            .application_name(&format!("nudge/{schema}"))
+            // JIT compilation pays off for long analytical queries, not for this short-query workload, where
+            // a misestimated plan could spend 100 ms compiling.
+            .options([("search_path", schema.as_str()), ("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(2))
             .acquire_timeout(config.acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        let store = PgStore { pool, schema };
+        let store = PgStore { pool, schema, options, processing_gate: tokio::sync::Mutex::new(()) };
         store.apply_schema().await?;
         Ok(store)
     }
@@ -97,10 +107,13 @@ impl PgStore {
     async fn apply_schema(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(SCHEMA_LOCK).execute(&mut *tx).await?;
+        // Not a notice per table that already exists, on every start of every node.
+        sqlx::query("SET LOCAL client_min_messages = warning").execute(&mut *tx).await?;
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema)))
             .execute(&mut *tx)
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
+        sqlx::raw_sql(CLUSTER_SCHEMA).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -172,7 +185,10 @@ pub(crate) async fn insert_audit(tx: &mut Tx, records: &[AuditRecord]) -> Result
     }
     sqlx::query(
         "INSERT INTO audit (trace_id, customer_id, stage, at, detail)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])",
+         SELECT u.t, u.c, u.s, u.a, u.d
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY
+           AS u(t, c, s, a, d, n)
+         ORDER BY u.n",
     )
     .bind(traces)
     .bind(customers)

@@ -1,27 +1,411 @@
-//! Processing in the PostgreSQL backend.
+//! Processing in the PostgreSQL backend: the one commit that spans concerns, and the figures over them.
+//!
+//! A batch is one transaction. Its deliveries are marked with a conditional update (`status = 'pending'`), so
+//! a batch that another node has already committed (in part) changes nothing and answers
+//! [`StoreError::Conflict`]: the effects of a delivery are written once, with its status. The rows a batch
+//! writes most (states, audit, outbox, delivery statuses, terminal states) go in one statement each; the
+//! rest go outcome by outcome, in order, since their order matters (a timer cancelled then set again, an
+//! offer made and then settled by a later order). An erasure ends a chunk: what came before it is written
+//! first, so it removes the person's rows of the whole batch so far, and nothing after it.
 
 use super::*;
 
-#[allow(unused_variables)] // Until every method is written.
 #[async_trait]
 impl Processing for PgStore {
     async fn commit_processing_after(&self, batch: Vec<ProcessOutcome>, after: Option<i64>) -> Result<()> {
-        let _ = self;
-        Err(StoreError::Database("commit_processing_after: not implemented on PostgreSQL yet".into()))
-    }
-
-    async fn stats(&self) -> Result<StoreStats> {
-        let _ = self;
-        Err(StoreError::Database("stats: not implemented on PostgreSQL yet".into()))
+        let _in_order = self.processing_gate.lock().await;
+        let mut tx = self.begin().await?;
+        if let Some(seq) = after {
+            let status: Option<String> = sqlx::query_scalar("SELECT status FROM deliveries WHERE seq = $1")
+                .bind(seq)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if status.as_deref().is_none_or(|s| s == "pending") {
+                return Err(StoreError::Conflict(format!(
+                    "delivery {seq}, which this batch was computed after, is not processed"
+                )));
+            }
+        }
+        let now_ms = now_ms();
+        let mut rest = &batch[..];
+        while !rest.is_empty() {
+            // Up to and including the first outcome that carries a privacy request.
+            let end = rest.iter().position(|o| o.privacy.is_some()).map_or(rest.len(), |i| i + 1);
+            let (chunk, tail) = rest.split_at(end);
+            write_chunk(&mut tx, chunk, now_ms).await?;
+            rest = tail;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn backlog(&self) -> Result<(u64, u64)> {
-        let _ = self;
-        Err(StoreError::Database("backlog: not implemented on PostgreSQL yet".into()))
+        let (deliveries, outbox): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 'pending')
+                  + (SELECT COUNT(*) FROM fetch_jobs WHERE status = 'pending'),
+                    (SELECT COUNT(*) FROM outbox WHERE status = 'pending')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((deliveries.max(0) as u64, outbox.max(0) as u64))
     }
 
-    async fn compact(&self) -> Result<()> {
-        let _ = self;
-        Err(StoreError::Database("compact: not implemented on PostgreSQL yet".into()))
+    async fn stats(&self) -> Result<StoreStats> {
+        let mut c = self.pool.acquire().await?;
+        let (deliveries, pending, quarantined, fetch_pending, fetch_dead, customers, timers): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        ) = sqlx::query_as(
+            "SELECT (SELECT COUNT(DISTINCT trace_id) FROM deliveries),
+                    (SELECT COUNT(*) FROM deliveries WHERE status = 'pending'),
+                    (SELECT COUNT(*) FROM deliveries WHERE status = 'quarantined'),
+                    (SELECT COUNT(*) FROM fetch_jobs WHERE status = 'pending'),
+                    (SELECT COUNT(*) FROM fetch_jobs WHERE status = 'dead'),
+                    (SELECT COUNT(*) FROM customers),
+                    (SELECT COUNT(*) FROM timers)",
+        )
+        .fetch_one(&mut *c)
+        .await?;
+        let n = |v: i64| v.max(0) as u64;
+        let mut s = StoreStats {
+            deliveries: n(deliveries),
+            pending_deliveries: n(pending),
+            fetch_jobs_pending: n(fetch_pending),
+            fetch_jobs_dead: n(fetch_dead),
+            quarantined: n(quarantined),
+            customers: n(customers),
+            outbox_pending: 0,
+            outbox_delivered: 0,
+            outbox_rejected: 0,
+            outbox_dead: 0,
+            outbox_coalesced: 0,
+            timers: n(timers),
+            terminal_by_state: Vec::new(),
+            outbox_by_destination: Vec::new(),
+        };
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT destination, status, COUNT(*) FROM outbox GROUP BY destination, status ORDER BY destination",
+        )
+        .fetch_all(&mut *c)
+        .await?;
+        for (destination, status, count) in rows {
+            if s.outbox_by_destination.last().is_none_or(|d| d.destination != destination) {
+                s.outbox_by_destination.push(DestinationCounts { destination, ..Default::default() });
+            }
+            let d = s.outbox_by_destination.last_mut().expect("just pushed");
+            let (total, own) = match status.as_str() {
+                "pending" => (&mut s.outbox_pending, &mut d.pending),
+                "delivered" => (&mut s.outbox_delivered, &mut d.delivered),
+                "rejected" => (&mut s.outbox_rejected, &mut d.rejected),
+                "dead" => (&mut s.outbox_dead, &mut d.dead),
+                "coalesced" => (&mut s.outbox_coalesced, &mut d.coalesced),
+                _ => continue,
+            };
+            *total += n(count);
+            *own += n(count);
+        }
+        for d in &mut s.outbox_by_destination {
+            d.retrying = n(sqlx::query_scalar(
+                "SELECT COUNT(*) FROM outbox WHERE destination = $1 AND status = 'pending' AND attempts > 0",
+            )
+            .bind(&d.destination)
+            .fetch_one(&mut *c)
+            .await?);
+            d.last_error = sqlx::query_scalar(
+                "SELECT last_error FROM outbox WHERE destination = $1
+                 AND status NOT IN ('delivered', 'coalesced') AND last_error IS NOT NULL
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(&d.destination)
+            .fetch_optional(&mut *c)
+            .await?;
+        }
+        let terminal: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM terminal GROUP BY state ORDER BY state")
+                .fetch_all(&mut *c)
+                .await?;
+        s.terminal_by_state = terminal.into_iter().map(|(k, v)| (k, n(v))).collect();
+        Ok(s)
     }
+
+    /// PostgreSQL keeps no copy of a deleted row once it is vacuumed: this runs a plain `VACUUM` of the tables
+    /// an erasure deletes from (it does not lock them against writes). Old row versions can also remain in
+    /// the server's write-ahead log and base backups until those roll over: the operator's retention governs
+    /// them, as the README's privacy section says.
+    async fn compact(&self) -> Result<()> {
+        sqlx::raw_sql(
+            "VACUUM customers, aliases, audit, outbox, timers, approvals, flow_decisions, offer_log,
+             segment_members, deliveries, privacy_jobs, privacy_job_traces",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Writes a chunk of outcomes in which only the last may carry a privacy request (applied last).
+async fn write_chunk(tx: &mut Tx, chunk: &[ProcessOutcome], now_ms: i64) -> Result<()> {
+    // Delivery statuses, conditional on the delivery still being pending.
+    let marked: Vec<&ProcessOutcome> = chunk.iter().filter(|o| o.status.is_some()).collect();
+    if !marked.is_empty() {
+        let seqs: Vec<i64> = marked.iter().map(|o| o.seq).collect();
+        let statuses: Vec<&str> = marked
+            .iter()
+            .map(|o| match o.status {
+                Some(DeliveryStatus::Quarantined) => "quarantined",
+                _ => "processed",
+            })
+            .collect();
+        let reasons: Vec<Option<&str>> = marked.iter().map(|o| o.status_reason.as_deref()).collect();
+        let updated = sqlx::query(
+            "UPDATE deliveries d SET status = u.status, reason = u.reason
+             FROM UNNEST($1::bigint[], $2::text[], $3::text[]) AS u(seq, status, reason)
+             WHERE d.seq = u.seq AND d.status = 'pending'",
+        )
+        .bind(&seqs)
+        .bind(&statuses)
+        .bind(&reasons)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if updated != seqs.len() as u64 {
+            return Err(StoreError::Conflict(format!(
+                "{} of the batch's {} deliveries are not pending (processed elsewhere, or not in the log)",
+                seqs.len() as u64 - updated,
+                seqs.len()
+            )));
+        }
+    }
+
+    // States: the last write of each customer in the chunk (a write or a removal) is what stands.
+    let mut last: std::collections::HashMap<String, Option<&StoredState>> = std::collections::HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for o in chunk {
+        for s in &o.states {
+            let k = s.customer.to_string();
+            if last.insert(k.clone(), Some(s)).is_none() {
+                order.push(k);
+            }
+        }
+        for c in &o.deleted_states {
+            let k = c.to_string();
+            if last.insert(k.clone(), None).is_none() {
+                order.push(k);
+            }
+        }
+    }
+    let (mut ids, mut emails, mut states, mut gone) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for k in order {
+        match last.remove(&k).flatten() {
+            Some(s) => {
+                emails.push(s.email.as_ref().map(|e| e.trim().to_lowercase()));
+                states.push(s.state.as_slice());
+                ids.push(k);
+            }
+            None => gone.push(k),
+        }
+    }
+    if !ids.is_empty() {
+        sqlx::query(
+            "INSERT INTO customers (customer_id, email, state, is_text, updated_at)
+             SELECT u.id, u.email, u.state, FALSE, $4 FROM UNNEST($1::text[], $2::text[], $3::bytea[]) AS u(id, email, state)
+             ON CONFLICT (customer_id) DO UPDATE SET email = excluded.email, state = excluded.state,
+               is_text = FALSE, updated_at = excluded.updated_at",
+        )
+        .bind(&ids)
+        .bind(&emails)
+        .bind(&states)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !gone.is_empty() {
+        sqlx::query("DELETE FROM customers WHERE customer_id = ANY($1::text[])")
+            .bind(&gone)
+            .execute(&mut **tx)
+            .await?;
+    }
+
+    let audit: Vec<AuditRecord> = chunk.iter().flat_map(|o| o.audit.iter().cloned()).collect();
+    insert_audit(tx, &audit).await?;
+
+    let items: Vec<&NewOutboxItem> = chunk.iter().flat_map(|o| &o.outbox).collect();
+    if !items.is_empty() {
+        let traces: Vec<String> = items.iter().map(|i| i.trace_id.to_string()).collect();
+        let customers: Vec<String> = items.iter().map(|i| i.customer.to_string()).collect();
+        let destinations: Vec<&str> = items.iter().map(|i| i.destination.as_str()).collect();
+        let actions: Vec<&str> = items.iter().map(|i| i.action_json.as_str()).collect();
+        let origins: Vec<i64> = items.iter().map(|i| i.origin_us).collect();
+        sqlx::query(
+            "INSERT INTO outbox (trace_id, customer_id, destination, action, next_attempt_at, created_at, origin_us)
+             SELECT u.t, u.c, u.d, u.a, $6, $6, u.o
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) WITH ORDINALITY
+               AS u(t, c, d, a, o, n)
+             ORDER BY u.n",
+        )
+        .bind(&traces)
+        .bind(&customers)
+        .bind(&destinations)
+        .bind(&actions)
+        .bind(&origins)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+    }
+
+    for o in chunk {
+        write_in_order(tx, o, now_ms).await?;
+    }
+
+    let ended: Vec<(TraceId, &TerminalState)> =
+        chunk.iter().filter_map(|o| Some((o.trace_id?, o.terminal.as_ref()?))).collect();
+    if !ended.is_empty() {
+        let traces: Vec<String> = ended.iter().map(|(t, _)| t.to_string()).collect();
+        let names: Vec<&str> = ended.iter().map(|(_, s)| s.name()).collect();
+        let reasons: Vec<Option<&str>> = ended.iter().map(|(_, s)| s.reason()).collect();
+        sqlx::query(
+            "INSERT INTO terminal (trace_id, state, reason, at)
+             SELECT u.t, u.s, u.r, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(t, s, r)
+             ON CONFLICT (trace_id) DO NOTHING",
+        )
+        .bind(&traces)
+        .bind(&names)
+        .bind(&reasons)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+    }
+
+    if let Some(job) = chunk.last().and_then(|o| o.privacy.as_ref()) {
+        super::privacy::submit(tx, job, now_ms).await?;
+    }
+    Ok(())
+}
+
+/// The parts of one outcome whose order against the other outcomes matters.
+async fn write_in_order(tx: &mut Tx, o: &ProcessOutcome, now_ms: i64) -> Result<()> {
+    for a in &o.aliases {
+        sqlx::query(
+            "INSERT INTO aliases (alias, customer_id, created_at, trace_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (alias) DO UPDATE SET customer_id = excluded.customer_id,
+               created_at = excluded.created_at, trace_id = excluded.trace_id
+             WHERE aliases.customer_id IS DISTINCT FROM excluded.customer_id",
+        )
+        .bind(&a.alias)
+        .bind(a.customer.to_string())
+        .bind(a.at_ms)
+        .bind(a.trace_id.map(|t| t.to_string()))
+        .execute(&mut **tx)
+        .await?;
+    }
+    for a in &o.approvals {
+        sqlx::query(
+            "INSERT INTO approvals (trace_id, flow, flow_version, customer_id, actions, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(a.trace_id.to_string())
+        .bind(&a.flow)
+        .bind(&a.flow_version)
+        .bind(a.customer.to_string())
+        .bind(&a.actions_json)
+        .bind(a.created_at_ms)
+        .bind(a.expires_at_ms)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for f in &o.decisions {
+        sqlx::query(
+            "INSERT INTO flow_decisions (flow, flow_version, customer_id, at, status, matched, baseline, trace_id, arm)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&f.flow)
+        .bind(&f.flow_version)
+        .bind(f.customer.to_string())
+        .bind(f.at_ms)
+        .bind(&f.status)
+        .bind(f.matched)
+        .bind(f.baseline)
+        .bind(f.trace_id.to_string())
+        .bind(&f.arm)
+        .execute(&mut **tx)
+        .await?;
+    }
+    // An order settles the offers made before it, never the one it makes itself.
+    for st in &o.offer_settlements {
+        settle_offers(tx, Some(&st.customer.to_string()), st.order_at_ms, st.value, now_ms).await?;
+    }
+    // The newest record of a product wins; an equal `updated_at` takes the later delivery's.
+    for p in &o.products {
+        sqlx::query(
+            "INSERT INTO products (id, source, updated_at, record) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET source = excluded.source, updated_at = excluded.updated_at,
+               record = excluded.record
+             WHERE excluded.updated_at >= products.updated_at",
+        )
+        .bind(&p.id)
+        .bind(&p.source)
+        .bind(p.updated_at_ms)
+        .bind(&p.record)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for offer in &o.offers {
+        sqlx::query(
+            "INSERT INTO offer_log (id, flow, customer_id, arm, propensity, explored, context, decided_at, window_end)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&offer.id)
+        .bind(&offer.flow)
+        .bind(offer.customer.to_string())
+        .bind(&offer.arm)
+        .bind(offer.propensity)
+        .bind(offer.explored)
+        .bind(serde_json::to_string(&offer.context)?)
+        .bind(offer.decided_at_ms)
+        .bind(offer.window_end_ms)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for token in &o.cancel_timers {
+        sqlx::query("DELETE FROM timers WHERE checkout_token = $1 OR cart_token = $1")
+            .bind(token)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for t in &o.set_timers {
+        sqlx::query(
+            "INSERT INTO timers (checkout_token, cart_token, customer_id, due_at, payload, origin_trace)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (checkout_token) DO UPDATE SET cart_token = excluded.cart_token,
+               customer_id = excluded.customer_id, due_at = excluded.due_at, payload = excluded.payload,
+               origin_trace = excluded.origin_trace",
+        )
+        .bind(&t.checkout_token)
+        .bind(&t.cart_token)
+        .bind(t.customer.to_string())
+        .bind(t.due_at_ms)
+        .bind(&t.payload_json)
+        .bind(t.origin_trace.to_string())
+        .execute(&mut **tx)
+        .await?;
+    }
+    for j in &o.fetch_jobs {
+        sqlx::query(
+            "INSERT INTO fetch_jobs (trace_id, source, job, status, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, 'pending', $4, $5)",
+        )
+        .bind(j.trace_id.to_string())
+        .bind(&j.source)
+        .bind(&j.job)
+        .bind(j.due_at_ms)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }

@@ -1602,6 +1602,11 @@ fn alias_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AliasRecord>> {
     })())
 }
 
+fn decode_body(codec: i64, stored: Vec<u8>) -> rusqlite::Result<Vec<u8>> {
+    unpack(codec, stored)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Blob, e.into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1792,9 +1797,4 @@ mod tests {
         let old = lz4_flex::compress_prepend_size(&json);
         assert_eq!(decode_body(CODEC_LZ4, old).unwrap(), json, "rows written by earlier versions still read");
     }
-}
-
-fn decode_body(codec: i64, stored: Vec<u8>) -> rusqlite::Result<Vec<u8>> {
-    unpack(codec, stored)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(8, rusqlite::types::Type::Blob, e.into()))
 }

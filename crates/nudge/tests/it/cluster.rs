@@ -1,0 +1,476 @@
+//! Several `nudge serve` processes on one PostgreSQL store (runs when `NUDGE_TEST_POSTGRES_URL` is set; each
+//! test in a schema of its own). Load is spread over the nodes; the leader is killed with `kill -9` mid-load
+//! and started again later, the database's connections are cut mid-load, and the same webhook goes to
+//! two nodes at once. Every acknowledged delivery must reach exactly one terminal state, no event reaches
+//! Klaviyo twice, and each customer's profile updates reach Klaviyo in the order of the customer's events.
+
+use crate::*;
+use nudge_ingest::shopify::fixtures::{CheckoutFixture, CustomerFixture, LineItemFixture};
+use nudge_model::TraceId;
+use nudge_store::postgres::{PgConfig, PgStore};
+use nudge_store::prelude::*;
+use nudge_testkit::shopify_sender::{Delivery, ShopifySender};
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+const SECRET: &str = "shpss_cluster_test_secret_9c2f";
+const KEY: &str = "pk_cluster_test_key_41be";
+const PSEUDONYM_KEY: &str = "cluster-test-pseudonym-key-0123456789abcdef";
+
+fn pg_url() -> Option<String> {
+    let url = std::env::var("NUDGE_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("skipped: NUDGE_TEST_POSTGRES_URL is not set");
+    }
+    url
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    url: String,
+    schema: String,
+    fake_url: String,
+    ports: Vec<u16>,
+    children: Vec<Option<Child>>,
+    store: Arc<PgStore>,
+}
+
+impl Cluster {
+    async fn start(url: &str, fake_url: &str, nodes: usize) -> Cluster {
+        let schema = format!("nudge_c_{}", uuid::Uuid::new_v4().simple());
+        let mut pg = PgConfig::new(url);
+        pg.schema = Some(schema.clone());
+        pg.max_connections = 4;
+        let store = Arc::new(PgStore::connect(&pg).await.expect("connect"));
+        let ports = (0..nodes)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+            .collect();
+        let mut c = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            url: url.to_string(),
+            schema,
+            fake_url: fake_url.to_string(),
+            ports,
+            children: (0..nodes).map(|_| None).collect(),
+            store,
+        };
+        for i in 0..nodes {
+            c.start_node(i);
+        }
+        let http = reqwest::Client::new();
+        for i in 0..nodes {
+            c.wait_healthy(&http, i).await;
+        }
+        c
+    }
+
+    fn config(&self, i: usize) -> std::path::PathBuf {
+        let path = self.dir.path().join(format!("n{i}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[server]
+listen = "127.0.0.1:{port}"
+[storage]
+backend = "postgres"
+postgres_url = "{url}"
+postgres_schema = "{schema}"
+postgres_pool = 6
+data_dir = "{data}"
+[cluster]
+node_id = "n{i}"
+[privacy]
+pseudonym_key = "${{T_PSEUDONYM_KEY}}"
+[sources.shopify]
+secrets = ["${{T_SHOPIFY_SECRET}}"]
+[destinations.klaviyo]
+api_key = "${{T_KLAVIYO_KEY}}"
+base_url = "{fake}"
+[pipeline]
+checkout_abandon_after = "2s"
+timer_tick = "100ms"
+"#,
+                port = self.ports[i],
+                url = self.url,
+                schema = self.schema,
+                data = self.dir.path().join(format!("data{i}")).display(),
+                fake = self.fake_url,
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let config = self.config(i);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("n{i}.log")))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_nudge"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env("T_SHOPIFY_SECRET", SECRET)
+            .env("T_KLAVIYO_KEY", KEY)
+            .env("T_PSEUDONYM_KEY", PSEUDONYM_KEY)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("nudge starts");
+        self.children[i] = Some(child);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn base(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[i])
+    }
+
+    async fn wait_healthy(&self, http: &reqwest::Client, i: usize) {
+        for _ in 0..400 {
+            if let Ok(r) = http.get(format!("{}/healthz", self.base(i))).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("node {i} did not become healthy:\n{}", self.log(i));
+    }
+
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("n{i}.log"))).unwrap_or_default()
+    }
+
+    /// The live leader's index, once one leads.
+    async fn leader(&self) -> Option<usize> {
+        let nodes = self.store.nodes().await.ok()?;
+        let now = nudge::outbox::now_ms();
+        let id = nodes.into_iter().find(|n| n.leader && now - n.seen_at_ms < 3_000)?.node_id;
+        id.strip_prefix('n')?.parse().ok()
+    }
+
+    async fn finish(mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema)))
+            .execute(self.store.pool())
+            .await
+            .unwrap();
+        self.store.close().await;
+    }
+}
+
+impl Drop for Cluster {
+    /// A failed test leaves no node running.
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Sends `d` to the nodes in turn, starting at `first`, until one acknowledges it (as a platform retries);
+/// returns the trace of the acknowledgement.
+async fn send_anywhere(senders: &[ShopifySender], first: usize, d: &Delivery) -> TraceId {
+    for attempt in 0..400 {
+        let s = &senders[(first + attempt) % senders.len()];
+        if let Ok(r) = s.send(d).await
+            && r.status == 200
+        {
+            return trace_of(&r.body);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no node acknowledged a delivery");
+}
+
+fn trace_of(body: &[u8]) -> TraceId {
+    let v: serde_json::Value = serde_json::from_slice(body).expect("JSON acknowledgement");
+    v["trace_id"].as_str().and_then(|t| t.parse().ok()).expect("trace_id in the acknowledgement")
+}
+
+/// Each customer's profile names as Klaviyo received them, in request order: `(email, version)`.
+fn profile_versions(fake: &FakeKlaviyoHandle) -> BTreeMap<String, Vec<u32>> {
+    let mut out: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for r in fake.requests() {
+        if r.method != "POST" || r.status >= 300 || !r.path.contains("profile") {
+            continue;
+        }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&r.body) else { continue };
+        let mut profiles = Vec::new();
+        collect_profiles(&v, &mut profiles);
+        for (email, name) in profiles {
+            if let Some(n) = name.strip_prefix('v').and_then(|n| n.parse().ok()) {
+                out.entry(email).or_default().push(n);
+            }
+        }
+    }
+    out
+}
+
+fn collect_profiles(v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let (Some(e), Some(n)) =
+                (m.get("email").and_then(|e| e.as_str()), m.get("first_name").and_then(|n| n.as_str()))
+            {
+                out.push((e.to_lowercase(), n.to_string()));
+            }
+            for x in m.values() {
+                collect_profiles(x, out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_profiles(x, out)),
+        _ => {}
+    }
+}
+
+/// The load: for each customer, three updates of the first name (v1, v2, v3) sent one after the other (the
+/// next only once the one before is acknowledged), and for some an abandoned checkout; customers in
+/// parallel, spread over the nodes. Calls `midway` once a third of the customers are done.
+async fn load(
+    senders: Arc<Vec<ShopifySender>>,
+    customers: u64,
+    checkouts: u64,
+    midway: impl AsyncFnOnce(),
+) -> (Vec<TraceId>, u64) {
+    let now = OffsetDateTime::now_utc();
+    let done = Arc::new(AtomicUsize::new(0));
+    let traces = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for w in 0..24 {
+        let (senders, done, traces, next) = (senders.clone(), done.clone(), traces.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as u64;
+                if i >= customers {
+                    return;
+                }
+                let id = 500_000 + i;
+                let email = format!("c{i}@example.org");
+                for v in 1..=3i64 {
+                    let c = CustomerFixture::new(id, Some(&email), now)
+                        .name(Some(&format!("v{v}")), Some("Lane"))
+                        .consent(Some("subscribed"))
+                        .updated_at(now + time::Duration::seconds(v));
+                    let topic = if v == 1 { "customers/create" } else { "customers/update" };
+                    let t =
+                        send_anywhere(&senders, w + v as usize, &Delivery::new(topic, c.to_bytes())).await;
+                    traces.lock().unwrap().push(t);
+                }
+                if i < checkouts {
+                    let c = CustomerFixture::new(id, Some(&email), now)
+                        .name(Some("v3"), Some("Lane"))
+                        .consent(Some("subscribed"));
+                    let k = CheckoutFixture::new(7_000_000 + i, now)
+                        .token(&format!("cluster-{i}"))
+                        .customer(c)
+                        .line_item(LineItemFixture::new(9_100_000_009, "Lamp", 1, "40.00"))
+                        .accepts_marketing(true);
+                    let t =
+                        send_anywhere(&senders, w, &Delivery::new("checkouts/create", k.to_bytes())).await;
+                    traces.lock().unwrap().push(t);
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let third = (customers / 3) as usize;
+    while done.load(Ordering::Relaxed) < third {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    midway().await;
+    for w in workers {
+        w.await.unwrap();
+    }
+    let traces = std::mem::take(&mut *traces.lock().unwrap());
+    (traces, checkouts)
+}
+
+/// After the load: everything processed and delivered, each acknowledged delivery with one terminal state,
+/// no event twice, each customer's profile versions in order and ending at v3.
+async fn check_outcome(
+    cluster: &Cluster,
+    fake: &FakeKlaviyoHandle,
+    traces: &[TraceId],
+    customers: u64,
+    checkouts: u64,
+) {
+    let store = cluster.store.clone();
+    let idle = eventually(240, async || {
+        let versions = profile_versions(fake);
+        let complete = (0..customers)
+            .all(|i| versions.get(&format!("c{i}@example.org")).and_then(|v| v.last()) == Some(&3));
+        let abandoned = fake.events().iter().filter(|e| e.metric == "AI Checkout Abandoned").count() as u64;
+        complete && abandoned >= checkouts && store.backlog().await.ok() == Some((0, 0))
+    })
+    .await;
+    let versions = profile_versions(fake);
+    assert!(
+        idle,
+        "not everything was processed: backlog {:?}, {} customers with profiles, {} abandoned events\n{}",
+        store.backlog().await.ok(),
+        versions.len(),
+        fake.events().len(),
+        (0..cluster.children.len()).map(|i| cluster.log(i)).collect::<Vec<_>>().join("\n----\n")
+    );
+    // A retry after a lost acknowledgement is answered with the original's trace: each trace once.
+    let mut traces = traces.to_vec();
+    traces.sort();
+    traces.dedup();
+    let mut unterminated = Vec::new();
+    for t in &traces {
+        let view = store.trace(*t).await.unwrap();
+        if view.and_then(|v| v.terminal).is_none() {
+            unterminated.push(*t);
+        }
+    }
+    assert!(unterminated.is_empty(), "{} acknowledged deliveries have no terminal state", unterminated.len());
+    let events = fake.events();
+    let mut ids: Vec<&str> = events.iter().filter_map(|e| e.unique_id.as_deref()).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "no event reached Klaviyo twice");
+    assert_eq!(n as u64, checkouts, "one abandoned-checkout event per checkout");
+    let mut out_of_order = Vec::new();
+    for (email, seq) in &versions {
+        if seq.windows(2).any(|w| w[0] > w[1]) {
+            out_of_order.push(format!("{email}: {seq:?}"));
+        }
+    }
+    assert!(out_of_order.is_empty(), "profile updates out of order: {out_of_order:?}");
+}
+
+async fn fake() -> FakeKlaviyoHandle {
+    nudge_testkit::ensure_crypto_provider();
+    FakeKlaviyo::start(FakeKlaviyoConfig::new(KEY).unthrottled()).await.unwrap()
+}
+
+fn senders(c: &Cluster) -> Arc<Vec<ShopifySender>> {
+    Arc::new(
+        (0..c.ports.len())
+            .map(|i| ShopifySender::new(format!("{}/webhooks/shopify", c.base(i)), SECRET).unwrap())
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_survive_the_leader_killed_mid_load() {
+    let Some(url) = pg_url() else { return };
+    let fake = fake().await;
+    let mut cluster = Cluster::start(&url, &fake.base_url(), 3).await;
+    let leader = eventually(20, async || cluster.leader().await.is_some()).await;
+    assert!(leader, "a node leads: {:?}\n{}", cluster.store.nodes().await, cluster.log(0));
+    let first = cluster.leader().await.unwrap();
+    let senders = senders(&cluster);
+    let customers =
+        std::env::var("NUDGE_CLUSTER_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let checkouts = 100.min(customers);
+    let killed = std::sync::Mutex::new(None);
+    let (traces, _) = load(senders, customers, checkouts, async || {
+        // kill -9 the leader in the middle of the load; the others take over.
+        let i = cluster.leader().await.unwrap_or(first);
+        cluster.kill(i);
+        *killed.lock().unwrap() = Some(i);
+    })
+    .await;
+    let killed = killed.lock().unwrap().unwrap();
+    let took_over = eventually(30, async || cluster.leader().await.is_some_and(|l| l != killed)).await;
+    assert!(
+        took_over,
+        "another node leads after the leader was killed: {:?}\n{}",
+        cluster.store.nodes().await,
+        (0..3).map(|i| cluster.log(i)).collect::<Vec<_>>().join("\n----\n")
+    );
+    // The killed node comes back and rejoins as a follower.
+    cluster.start_node(killed);
+    cluster.wait_healthy(&reqwest::Client::new(), killed).await;
+    check_outcome(&cluster, &fake, &traces, customers, checkouts).await;
+    let nodes = cluster.store.nodes().await.unwrap();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    cluster.finish().await;
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_connections_cut_mid_load_lose_nothing() {
+    let Some(url) = pg_url() else { return };
+    let fake = fake().await;
+    let cluster = Cluster::start(&url, &fake.base_url(), 2).await;
+    assert!(eventually(20, async || cluster.leader().await.is_some()).await, "a node leads");
+    let senders = senders(&cluster);
+    let (customers, checkouts) = (600, 40);
+    let app_name = format!("nudge/{}", cluster.schema);
+    let admin = cluster.store.clone();
+    let (traces, _) = load(senders, customers, checkouts, async || {
+        // Every session of this deployment ended by the server, as a restart or a failover would.
+        let ended: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&app_name)
+        .fetch_all(admin.pool())
+        .await
+        .unwrap_or_default();
+        assert!(!ended.is_empty(), "sessions were ended");
+    })
+    .await;
+    check_outcome(&cluster, &fake, &traces, customers, checkouts).await;
+    cluster.finish().await;
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_webhook_to_two_nodes_at_once_is_processed_once() {
+    let Some(url) = pg_url() else { return };
+    let fake = fake().await;
+    let cluster = Cluster::start(&url, &fake.base_url(), 2).await;
+    let senders = senders(&cluster);
+    let now = OffsetDateTime::now_utc();
+    let mut handles = Vec::new();
+    for i in 0..100u64 {
+        let c =
+            CustomerFixture::new(800_000 + i, Some(&format!("d{i}@example.org")), now).name(Some("v1"), None);
+        let mut d = Delivery::new("customers/create", c.to_bytes());
+        d.webhook_id = format!("dup-{i}");
+        for n in 0..2 {
+            let (s, d) = (senders[n].clone(), d.clone());
+            handles.push(tokio::spawn(async move { s.send(&d).await.map(|r| r.status) }));
+        }
+    }
+    let mut statuses: HashMap<u16, usize> = HashMap::new();
+    for h in handles {
+        *statuses.entry(h.await.unwrap().unwrap()).or_default() += 1;
+    }
+    assert_eq!(statuses.get(&200), Some(&200), "both copies acknowledged: {statuses:?}");
+    let stats = cluster.store.stats().await.unwrap();
+    assert_eq!(stats.deliveries, 100, "one delivery stored per webhook id");
+    let done = eventually(60, async || {
+        (0..100).all(|i| fake.profile_by_email(&format!("d{i}@example.org")).is_some())
+            && cluster.store.backlog().await.ok() == Some((0, 0))
+    })
+    .await;
+    assert!(done, "every webhook processed");
+    let pushes: usize = profile_versions(&fake).values().map(|v| v.len()).sum();
+    assert!(pushes >= 100, "{pushes}");
+    assert_eq!(cluster.store.stats().await.unwrap().customers, 100);
+    cluster.finish().await;
+    fake.shutdown().await;
+}

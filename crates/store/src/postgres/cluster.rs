@@ -1,0 +1,130 @@
+//! Several nodes on one PostgreSQL database: who is there, and who leads.
+//!
+//! Every node accepts webhooks and API calls (they go to the shared tables). The work that must happen once
+//! cluster-wide and in order — processing the log, delivering the outbox, firing timers and schedules,
+//! privacy jobs, batch pushes — runs on the node that holds the leader lease: a session-level advisory lock
+//! on a connection of its own. PostgreSQL releases the lock the moment that connection ends (the node was
+//! killed, its machine is gone, the network cut it off), and another node takes the lease on its next try.
+//! A leader that loses its lease connection stops its workers before it tries again.
+
+use super::*;
+use sqlx::Connection;
+
+/// The advisory lock class of the leader lease ("lead" in ASCII); the lock's second key is the schema's hash,
+/// so deployments in different schemas of one database each have a leader.
+const LEADER_LOCK: i32 = 0x6c65_6164;
+
+/// A node as the cluster table records it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeRecord {
+    pub node_id: String,
+    pub address: String,
+    pub version: String,
+    pub started_at_ms: i64,
+    pub seen_at_ms: i64,
+    pub leader: bool,
+}
+
+/// The leader lease while held: dropping it (or the connection failing) releases it.
+pub struct Lease {
+    conn: sqlx::PgConnection,
+}
+
+impl Lease {
+    /// True while the lease's connection answers within `timeout` (and so still holds the lock).
+    pub async fn alive(&mut self, timeout: Duration) -> bool {
+        matches!(tokio::time::timeout(timeout, self.conn.ping()).await, Ok(Ok(())))
+    }
+
+    /// Gives the lease up at once (closing its connection releases the lock).
+    pub async fn release(self) {
+        let _ = self.conn.close().await;
+    }
+}
+
+impl PgStore {
+    /// Takes the leader lease if no other node holds it.
+    pub async fn try_lead(&self) -> Result<Option<Lease>> {
+        let mut conn = sqlx::PgConnection::connect_with(&self.options).await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext(current_schema()))")
+            .bind(LEADER_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        if got {
+            Ok(Some(Lease { conn }))
+        } else {
+            let _ = conn.close().await;
+            Ok(None)
+        }
+    }
+
+    /// Records that `node` is alive now (creating its row), and whether it leads; a leader clears the flag of
+    /// every other node, so a dead leader's row never claims the lead.
+    pub async fn heartbeat(&self, node: &NodeRecord) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO cluster_nodes (node_id, address, version, started_at, seen_at, leader)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (node_id) DO UPDATE SET address = excluded.address, version = excluded.version,
+               started_at = excluded.started_at, seen_at = excluded.seen_at, leader = excluded.leader",
+        )
+        .bind(&node.node_id)
+        .bind(&node.address)
+        .bind(&node.version)
+        .bind(node.started_at_ms)
+        .bind(node.seen_at_ms)
+        .bind(node.leader)
+        .execute(&mut *tx)
+        .await?;
+        if node.leader {
+            sqlx::query("UPDATE cluster_nodes SET leader = FALSE WHERE node_id <> $1 AND leader")
+                .bind(&node.node_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every node recorded, by id.
+    pub async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        let rows: Vec<(String, String, String, i64, i64, bool)> = sqlx::query_as(
+            "SELECT node_id, address, version, started_at, seen_at, leader FROM cluster_nodes ORDER BY node_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(node_id, address, version, started_at_ms, seen_at_ms, leader)| NodeRecord {
+                node_id,
+                address,
+                version,
+                started_at_ms,
+                seen_at_ms,
+                leader,
+            })
+            .collect())
+    }
+
+    /// Forgets nodes not seen since `before_ms` (a node that comes back registers again).
+    pub async fn forget_nodes_before(&self, before_ms: i64) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM cluster_nodes WHERE seen_at < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Waits for deliveries committed by any node: yields each time one or more transactions that committed
+    /// deliveries end (a hint to look at the log, not a message to act on; coalesced by PostgreSQL).
+    pub async fn listen_deliveries(&self) -> Result<sqlx::postgres::PgListener> {
+        let mut l = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        l.listen(&self.wake_channel()).await?;
+        Ok(l)
+    }
+
+    /// The NOTIFY channel of committed deliveries (one per schema).
+    pub(crate) fn wake_channel(&self) -> String {
+        format!("nudge_deliveries_{}", self.schema)
+    }
+}
