@@ -1178,6 +1178,14 @@ impl Config {
                 }
                 _ => {}
             }
+            // Nodes sharing a store must agree on pseudonyms (erasure records, exports, scorers, the LLM):
+            // the key kept in a data directory would be each node's own.
+            if self.privacy.pseudonym_key.is_none() {
+                return Err(err(
+                    "privacy.pseudonym_key",
+                    "is required with storage.backend = \"postgres\" (the same key on every node)",
+                ));
+            }
         }
         let schema = &self.storage.postgres_schema;
         if schema.is_empty()
@@ -2065,6 +2073,9 @@ mod tests {
         assert_eq!(c.server.listen, d.server.listen);
         assert_eq!(c.server.max_body_bytes, d.server.max_body_bytes);
         assert_eq!(c.storage.data_dir, d.storage.data_dir);
+        assert_eq!(c.storage.backend, d.storage.backend);
+        assert_eq!(c.storage.postgres_schema, d.storage.postgres_schema);
+        assert_eq!(c.storage.postgres_pool, d.storage.postgres_pool);
         assert_eq!(c.pipeline.checkout_abandon_after, d.pipeline.checkout_abandon_after);
         assert_eq!(c.pipeline.refit_every, d.pipeline.refit_every);
         assert_eq!(c.pipeline.worker_priority(), d.pipeline.worker_priority());
@@ -2101,5 +2112,33 @@ mod tests {
         assert_eq!(HumanDuration::parse("250ms").unwrap().0, Duration::from_millis(250));
         assert!(HumanDuration::parse("h").is_err());
         assert!(HumanDuration::parse("5w").is_err());
+    }
+
+    #[test]
+    fn the_postgres_backend_needs_a_url_and_a_plain_schema_name() {
+        let e = Config::from_toml("[storage]\nbackend = \"postgres\"", &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("storage.postgres_url"), "{e}");
+        let e =
+            Config::from_toml("[storage]\nbackend = \"postgres\"\npostgres_url = \"mysql://x\"", &env(&[]))
+                .unwrap_err();
+        assert!(e.to_string().contains("postgres://"), "{e}");
+        let text = "[storage]\nbackend = \"postgres\"\npostgres_url = \"${PG}\"\npostgres_schema = \"shop_eu\"\n\
+                    [cluster]\nnode_id = \"a\"";
+        let e = Config::from_toml(text, &env(&[("PG", "postgres://u:p@db:5432/nudge")])).unwrap_err();
+        assert!(e.to_string().contains("privacy.pseudonym_key"), "{e}");
+        let text = format!("{text}\n[privacy]\npseudonym_key = \"{}\"", "k".repeat(40));
+        let c = Config::from_toml(&text, &env(&[("PG", "postgres://u:p@db:5432/nudge")])).unwrap();
+        assert_eq!(c.storage.backend, StorageBackend::Postgres);
+        assert_eq!(c.storage.postgres_url.as_deref(), Some("postgres://u:p@db:5432/nudge"));
+        assert_eq!(c.cluster.node_id.as_deref(), Some("a"));
+        for bad in ["\"\"", "\"1st\"", "\"a-b\"", "\"a;drop\""] {
+            let text = format!("[storage]\npostgres_schema = {bad}");
+            let e = Config::from_toml(&text, &env(&[])).unwrap_err();
+            assert!(e.to_string().contains("storage.postgres_schema"), "{bad}: {e}");
+        }
+        let e = Config::from_toml("[storage]\npostgres_pool = 1", &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("storage.postgres_pool"), "{e}");
+        let e = Config::from_toml("[storage]\nbackend = \"mysql\"", &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("backend"), "{e}");
     }
 }

@@ -111,6 +111,11 @@ pub const METRICS: &[Metric] = {
             "Customers sent into the ingest log by schedule flows' firings, by flow.",
         ),
         metric(
+            "nudge_cluster_leader",
+            Gauge,
+            "1 while this node holds the cluster's leader lease and runs the workers (PostgreSQL store), else 0.",
+        ),
+        metric(
             "nudge_model_refits_total",
             Counter,
             "Scheduled model refits by outcome: activated, not_activated (the gate refused it), skipped, failed.",

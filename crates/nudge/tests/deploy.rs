@@ -208,3 +208,31 @@ fn the_metric_list_names_every_recorded_metric() {
     }
     assert!(recorded >= METRICS.len(), "found {recorded} recording sites");
 }
+
+/// The configuration the compose file's nodes run with is valid, on the PostgreSQL store, and the compose
+/// file gives each node its own id and every variable the configuration expands.
+#[test]
+fn the_compose_setup_configures_two_nodes_on_postgres() {
+    let text = std::fs::read_to_string(repo().join("deploy/scale.toml")).unwrap();
+    let env: std::collections::BTreeMap<String, String> = [
+        ("NUDGE_POSTGRES_URL", "postgres://nudge:pw@postgres:5432/nudge"),
+        ("NUDGE_PSEUDONYM_KEY", "change-me-to-32-or-more-random-bytes-0001"),
+        ("SHOPIFY_APP_SECRET", "shpss_x"),
+        ("KLAVIYO_PRIVATE_KEY", "pk_fake_demo"),
+        ("NUDGE__CLUSTER__NODE_ID", "nudge-a"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let cfg = nudge::config::Config::from_toml(&text, &env).expect("deploy/scale.toml is valid");
+    assert_eq!(cfg.storage.backend, nudge::config::StorageBackend::Postgres);
+    assert_eq!(cfg.cluster.node_id.as_deref(), Some("nudge-a"));
+    let compose = std::fs::read_to_string(repo().join("deploy/docker-compose.yml")).unwrap();
+    for var in ["NUDGE_POSTGRES_URL", "NUDGE_PSEUDONYM_KEY", "SHOPIFY_APP_SECRET", "KLAVIYO_PRIVATE_KEY"] {
+        assert!(compose.contains(&format!("{var}:")), "the compose file sets {var}");
+    }
+    assert!(
+        compose.contains("NUDGE__CLUSTER__NODE_ID: nudge-a")
+            && compose.contains("NUDGE__CLUSTER__NODE_ID: nudge-b")
+    );
+}
