@@ -471,6 +471,28 @@ async fn the_same_webhook_to_two_nodes_at_once_is_processed_once() {
     let pushes: usize = profile_versions(&fake).values().map(|v| v.len()).sum();
     assert!(pushes >= 100, "{pushes}");
     assert_eq!(cluster.store.stats().await.unwrap().customers, 100);
+    // `nudge cluster status` sees both nodes, the one that leads, and nothing waiting.
+    let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
+        .args(["cluster", "status", "--json", "--config"])
+        .arg(cluster.config(1))
+        .env("T_SHOPIFY_SECRET", SECRET)
+        .env("T_KLAVIYO_KEY", KEY)
+        .env("T_PSEUDONYM_KEY", PSEUDONYM_KEY)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["backend"], "postgres");
+    let nodes = status["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{status}");
+    assert!(nodes.iter().all(|n| n["live"] == true), "{status}");
+    let leader = status["leader"].as_str().expect("a leader");
+    assert!(leader == "n0" || leader == "n1", "{status}");
+    assert_eq!(nodes.iter().filter(|n| n["leader"] == true).count(), 1, "{status}");
+    assert_eq!(
+        (status["deliveries_pending"].as_u64(), status["outbox_pending"].as_u64()),
+        (Some(0), Some(0))
+    );
     cluster.finish().await;
     fake.shutdown().await;
 }

@@ -238,10 +238,6 @@ pub(crate) async fn insert_deliveries(
         .bind(cols.codec)
         .execute(&mut **tx)
         .await?;
-        // A hint for the node that processes (delivered when this transaction commits, one per transaction).
-        sqlx::query("SELECT pg_notify('nudge_deliveries_' || current_schema(), '')")
-            .execute(&mut **tx)
-            .await?;
     }
     Ok(out)
 }
@@ -283,6 +279,9 @@ impl PgStore {
         let mut tx = self.begin().await?;
         let out = insert_deliveries(&mut tx, ds).await?;
         tx.commit().await?;
+        if out.iter().any(|r| matches!(r, CommitResult::Committed { .. })) {
+            self.wake_leader();
+        }
         Ok(out)
     }
 }

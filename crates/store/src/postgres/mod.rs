@@ -16,6 +16,7 @@ use nudge_model::{AuditRecord, AuditStage, CustomerId, TerminalState, TraceId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 mod approvals;
@@ -74,6 +75,26 @@ pub struct PgStore {
     /// Processing commits of this node go one at a time, in call order: a batch computed on top of one whose
     /// commit is still in flight (`commit_processing_after`) waits for it rather than finding it uncommitted.
     processing_gate: tokio::sync::Mutex<()>,
+    /// Wakes the task that tells the leader about new deliveries ([`PgStore::wake_leader`]).
+    notifier: Arc<Notifier>,
+}
+
+/// A node's coalesced notifications of new deliveries: a NOTIFY inside each acknowledging transaction would
+/// take PostgreSQL's notification lock across that transaction's commit flush and so serialise every node's
+/// acknowledgements; one small NOTIFY of its own, at most every [`NOTIFY_SPACING`], tells the leader as well.
+struct Notifier {
+    wake: tokio::sync::Notify,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+/// The least time between two notifications from one node.
+const NOTIFY_SPACING: Duration = Duration::from_millis(2);
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.notifier.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.notifier.wake.notify_one();
+    }
 }
 
 pub(crate) type Tx = Transaction<'static, Postgres>;
@@ -99,7 +120,12 @@ impl PgStore {
             .acquire_timeout(config.acquire_timeout)
             .connect_with(options.clone())
             .await?;
-        let store = PgStore { pool, schema, options, processing_gate: tokio::sync::Mutex::new(()) };
+        let notifier = Arc::new(Notifier {
+            wake: tokio::sync::Notify::new(),
+            stop: std::sync::atomic::AtomicBool::new(false),
+        });
+        tokio::spawn(notify_loop(pool.clone(), notifier.clone()));
+        let store = PgStore { pool, schema, options, processing_gate: tokio::sync::Mutex::new(()), notifier };
         store.apply_schema().await?;
         Ok(store)
     }
@@ -135,6 +161,29 @@ impl PgStore {
     /// Closes the pool: waits for connections in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+impl PgStore {
+    /// Tells the leader (on whichever node) that deliveries were committed, soon and coalesced.
+    pub(crate) fn wake_leader(&self) {
+        self.notifier.wake.notify_one();
+    }
+}
+
+async fn notify_loop(pool: PgPool, n: Arc<Notifier>) {
+    loop {
+        n.wake.notified().await;
+        if n.stop.load(std::sync::atomic::Ordering::Relaxed) || pool.is_closed() {
+            return;
+        }
+        // A lost hint costs only latency: the leader also polls.
+        if let Err(e) =
+            sqlx::query("SELECT pg_notify('nudge_deliveries_' || current_schema(), '')").execute(&pool).await
+        {
+            tracing::debug!(error = %e, "notifying the leader of new deliveries failed");
+        }
+        tokio::time::sleep(NOTIFY_SPACING).await;
     }
 }
 
