@@ -403,6 +403,8 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
                 })
                 .transpose()
         };
+    // Whether this node runs the batch work (always on the embedded store; the leader's on a cluster).
+    let leading = Arc::new(std::sync::atomic::AtomicBool::new(cluster.is_none()));
     let workers = {
         let (p_store, p_scoring, p_flows, p_sources) =
             (store.clone(), scoring.clone(), flows.clone(), sources.clone());
@@ -447,6 +449,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
             dedupe_retention: cfg.storage.dedupe_retention.0,
             wake_pipeline: wake_pipeline.clone(),
             wake_outbox,
+            leading: leading.clone(),
         })
     };
     // A digest's settings are checked at boot, not when a node first leads.
@@ -476,6 +479,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         let scoring = scoring.clone();
         let cfg = cfg.clone();
         let mut rx = shutdown_rx.clone();
+        let leading = leading.clone();
         tasks.push(work.spawn(async move {
             let mut active = store.active_model_version().await.ok().flatten().map(|v| v.id);
             let mut decision_active = crate::decision_models::active_ids(&*store).await.ok();
@@ -497,7 +501,10 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
                     _ = tokio::time::sleep(Duration::from_secs(10)) => {}
                     _ = rx.changed() => return,
                 }
-                if next_refit.is_some_and(|t| tokio::time::Instant::now() >= t) {
+                // A refit is a batch run: on a cluster, only the leader does it (every node reloads it).
+                if next_refit.is_some_and(|t| tokio::time::Instant::now() >= t)
+                    && leading.load(std::sync::atomic::Ordering::Relaxed)
+                {
                     next_refit = Some(tokio::time::Instant::now() + refit_every);
                     let outcome = match crate::models_cli::refit_from_store(&*store, &cfg).await {
                         Ok(Some(o)) if o.activated => {

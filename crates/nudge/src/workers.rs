@@ -37,6 +37,9 @@ pub struct Workers {
     pub dedupe_retention: Duration,
     pub wake_pipeline: Arc<Notify>,
     pub wake_outbox: Arc<Notify>,
+    /// True while this node runs the workers (set by [`lead`] on a cluster): other batch work, such as the
+    /// scheduled refit, runs only then.
+    pub leading: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub type PushTargets = Vec<(String, Arc<dyn Destination>, crate::outbox::DeliverySettings)>;
@@ -216,6 +219,7 @@ pub async fn lead(
                 }
                 tracing::info!(node = %node.node_id, "this node leads: processing and delivery run here");
                 crate::telemetry::cluster_leader(true);
+                workers.leading.store(true, std::sync::atomic::Ordering::Relaxed);
                 let (stop, stop_rx) = watch::channel(false);
                 let tasks = match workers.spawn(stop_rx) {
                     Ok(t) => t,
@@ -243,6 +247,7 @@ pub async fn lead(
                         break true;
                     }
                 };
+                workers.leading.store(false, std::sync::atomic::Ordering::Relaxed);
                 let _ = stop.send(true);
                 if lost {
                     // Another node may lead from now on: nothing more is sent from here, not even what is
