@@ -33,6 +33,15 @@
 //! and signs every request before the clock starts, then writes them over raw HTTP/1.1 keep-alive
 //! connections from one thread, so what is measured is nudge, not the cost of building JSON and HMACs.
 //!
+//! `--postgres URL [--pool 16]` runs the in-process nudge on the PostgreSQL backend instead of the embedded
+//! store (`URL` as `storage.postgres_url`, e.g. `postgres://postgres@127.0.0.1:5432/test`), in a fresh schema
+//! `nudge_bench_<random>` with `--pool` connections, dropped at the end of the run (`--sustain` too; not with
+//! `--source bigcommerce`). `--durability` does not apply. The node is alone, so it takes the leader lease,
+//! then waits out the takeover grace before its workers start: the phases start once it leads. Each phase
+//! also reports PostgreSQL's CPU per delivery (its processes' user + system time on this machine, all of
+//! them and nudge's sessions alone), and the end of the run the schema's bytes per delivery, as the run
+//! left them and compacted (`VACUUM FULL`).
+//!
 //! Phase 1 sends back to back from `--connections` connections (closed loop) and reports sustained durable
 //! acks/s with the ack latency quantiles, while nudge processes and pushes concurrently; then how long the
 //! backlog took to drain, and the end-to-end rate (acked, processed and pushed). Phase 2 sends at a fixed
@@ -106,6 +115,8 @@ fn args(m: &BTreeMap<String, String>) -> Args {
             "sustain",
             "customers",
             "perf",
+            "postgres",
+            "pool",
         ];
         assert!(known.contains(&k.as_str()), "unknown argument --{k}");
     }
@@ -126,6 +137,225 @@ fn args(m: &BTreeMap<String, String>) -> Args {
             Some(other) => panic!("--durability full|normal, not {other}"),
         },
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The PostgreSQL backend (`--postgres URL`).
+
+/// `--postgres URL`: nudge on the PostgreSQL backend, in a schema of its own (`nudge_bench_<random>`),
+/// dropped when this is dropped: at the end of the run, or when the run fails.
+struct PgBench {
+    url: String,
+    schema: String,
+    pool: u32,
+}
+
+/// The tables a delivery's bytes are counted over.
+const DELIVERY_TABLES: [&str; 6] =
+    ["deliveries", "delivery_keys", "customers", "outbox", "audit", "terminal"];
+
+/// With `--postgres`: a connection to the benchmark's schema, once the node leads (and says so).
+async fn lead_probe<'a>(
+    pg: Option<&'a PgBench>,
+    app: &nudge::app::App,
+) -> Option<(&'a PgBench, sqlx::PgPool)> {
+    let pg = pg?;
+    let probe = pg.probe().await;
+    let waited = pg.wait_leads(&probe, app).await;
+    println!("{}; the node leads {waited:.1}s after it started", pg.describe());
+    Some((pg, probe))
+}
+
+impl PgBench {
+    fn from_flags(m: &BTreeMap<String, String>) -> Option<PgBench> {
+        let url = m.get("postgres")?.clone();
+        assert!(!url.is_empty(), "--postgres takes a URL (postgres://user@host:port/database)");
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Some(PgBench { url, schema: format!("nudge_bench_{}", &id[..12]), pool: num(m, "pool", 16) as u32 })
+    }
+
+    /// Points nudge's storage at the schema.
+    fn configure(&self, cfg: &mut Config) {
+        cfg.storage.backend = nudge::config::StorageBackend::Postgres;
+        cfg.storage.postgres_url = Some(self.url.clone());
+        cfg.storage.postgres_schema = self.schema.clone();
+        cfg.storage.postgres_pool = self.pool;
+    }
+
+    /// A small pool of the benchmark's own on the schema, named apart from nudge's sessions.
+    async fn probe(&self) -> sqlx::PgPool {
+        use sqlx::ConnectOptions;
+        use std::str::FromStr;
+        // Not a slow-statement warning for the compaction at the end.
+        let options = sqlx::postgres::PgConnectOptions::from_str(&self.url)
+            .expect("--postgres takes a postgres:// URL")
+            .application_name("nudge-bench-probe")
+            .options([("search_path", self.schema.as_str())])
+            .disable_statement_logging();
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .expect("the benchmark connects to PostgreSQL")
+    }
+
+    fn describe(&self) -> String {
+        format!("storage: PostgreSQL, schema {} (dropped at the end), pool {}", self.schema, self.pool)
+    }
+
+    /// Waits until the node leads: it records itself as the leader when it takes the lease, and starts its
+    /// workers after the takeover grace (the `nudge_cluster_leader` gauge turns 1). Returns the seconds waited.
+    async fn wait_leads(&self, probe: &sqlx::PgPool, app: &nudge::app::App) -> f64 {
+        let started = Instant::now();
+        loop {
+            let leads: Option<bool> = sqlx::query_scalar("SELECT bool_or(leader) FROM cluster_nodes")
+                .fetch_one(probe)
+                .await
+                .ok()
+                .flatten();
+            if leads == Some(true) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the node did not take the leader lease in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let took = Instant::now();
+        loop {
+            let text = app.shared.metrics.render();
+            let workers_up = text.lines().any(|l| {
+                l.strip_prefix("nudge_cluster_leader ").and_then(|v| v.trim().parse::<f64>().ok())
+                    == Some(1.0)
+            });
+            if workers_up {
+                break;
+            }
+            if took.elapsed() > nudge::workers::TAKEOVER_GRACE + Duration::from_secs(3) {
+                println!("  (the leader gauge did not turn 1; going on after the takeover grace)");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        started.elapsed().as_secs_f64()
+    }
+
+    /// The server processes of nudge's sessions (`application_name` `nudge/<schema>`).
+    async fn session_pids(&self, probe: &sqlx::PgPool) -> Vec<i32> {
+        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
+            .bind(format!("nudge/{}", self.schema))
+            .fetch_all(probe)
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Prints PostgreSQL's CPU per delivery since `before`: all its processes on this machine (the server's
+    /// own, such as the WAL writer and checkpointer, and any other client's sessions), and nudge's sessions.
+    async fn report_cpu(&self, probe: &sqlx::PgPool, before: &BTreeMap<i32, f64>, deliveries: u64) {
+        let after = postgres_cpu();
+        let used = |pid: &i32| after.get(pid).map_or(0.0, |t| t - before.get(pid).copied().unwrap_or(0.0));
+        let all: f64 = after.keys().map(used).sum();
+        let ours: f64 = self.session_pids(probe).await.iter().map(used).sum();
+        let per = |s: f64| s / deliveries.max(1) as f64 * 1e6;
+        println!(
+            "  PostgreSQL used {:.0} µs CPU per delivery ({:.1}s over all its processes; nudge's sessions alone \
+             {:.0} µs)",
+            per(all),
+            all,
+            per(ours),
+        );
+    }
+
+    /// (bytes of each of [`DELIVERY_TABLES`], bytes of every table of the schema), indexes and TOAST included.
+    async fn sizes(&self, probe: &sqlx::PgPool) -> (Vec<(&'static str, i64)>, i64) {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT c.relname::text, pg_total_relation_size(c.oid) FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
+        )
+        .bind(&self.schema)
+        .fetch_all(probe)
+        .await
+        .unwrap_or_default();
+        let of = |t: &str| rows.iter().find(|(n, _)| n == t).map_or(0, |(_, b)| *b);
+        (DELIVERY_TABLES.iter().map(|t| (*t, of(t))).collect(), rows.iter().map(|(_, b)| b).sum())
+    }
+
+    /// Prints the bytes the schema's delivery tables take per delivery, as the run left them (dead rows of
+    /// updates included) and compacted (`VACUUM FULL`).
+    async fn report_size(&self, probe: &sqlx::PgPool) {
+        let deliveries: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM deliveries").fetch_one(probe).await.unwrap_or(0);
+        let per = |b: i64| b as f64 / deliveries.max(1) as f64;
+        let show = |label: &str, (named, all): (Vec<(&'static str, i64)>, i64)| {
+            let sum: i64 = named.iter().map(|(_, b)| b).sum();
+            let parts: Vec<String> = named.iter().map(|(t, b)| format!("{t} {:.0}", per(*b))).collect();
+            println!(
+                "  PostgreSQL bytes per delivery {label}: {:.0} ({}; every table of the schema {:.0}; {:.1} MB \
+                 for {deliveries} deliveries)",
+                per(sum),
+                parts.join(", "),
+                per(all),
+                sum as f64 / 1e6,
+            );
+        };
+        show("as the run left them", self.sizes(probe).await);
+        let compact_started = Instant::now();
+        for t in DELIVERY_TABLES {
+            let vacuum = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("VACUUM FULL {}.{t}", self.schema)));
+            if let Err(e) = vacuum.execute(probe).await {
+                println!("  VACUUM FULL {t} failed: {e}");
+            }
+        }
+        show(
+            &format!("compacted (VACUUM FULL, {:.1}s)", compact_started.elapsed().as_secs_f64()),
+            self.sizes(probe).await,
+        );
+    }
+}
+
+impl Drop for PgBench {
+    /// Drops the schema, from a thread and runtime of its own (this may run while a runtime unwinds).
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&url).await?;
+                sqlx::raw_sql("SET lock_timeout = '20s'").execute(&mut conn).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+                    .execute(&mut conn)
+                    .await?;
+                conn.close().await
+            })
+        })
+        .join();
+        match done {
+            Ok(Ok(())) => println!("schema {} dropped", self.schema),
+            Ok(Err(e)) => eprintln!("dropping schema {} failed ({e}); drop it by hand", self.schema),
+            Err(_) => eprintln!("dropping schema {} failed; drop it by hand", self.schema),
+        }
+    }
+}
+
+/// CPU seconds (user + system) used so far by each process of the PostgreSQL server on this machine
+/// (processes named `postgres`), by pid.
+fn postgres_cpu() -> BTreeMap<i32, f64> {
+    let mut by_pid = BTreeMap::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return by_pid };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(p.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        if &stat[open + 1..close] != "postgres" {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let (u, s) = (fields[11].parse::<f64>().unwrap_or(0.0), fields[12].parse::<f64>().unwrap_or(0.0));
+        by_pid.insert(pid, (u + s) / 100.0); // USER_HZ on Linux
+    }
+    by_pid
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -483,14 +713,21 @@ fn main() {
     // Warnings and errors of the server under test show up in the benchmark's output.
     nudge::telemetry::init_logging(false, "warn");
     let a = args(&m);
+    // Dropped last: the schema goes once nudge has stopped (or the run failed).
+    let pg = PgBench::from_flags(&m);
+    let pg = pg.as_ref();
     if m.get("source").map(String::as_str) == Some("bigcommerce") {
+        assert!(pg.is_none(), "--postgres is not supported with --source bigcommerce (embedded store only)");
         return bigcommerce(&m, &a);
     }
     if let Some(window) = m.get("sustain") {
-        return sustain(&m, &a, window.parse().expect("--sustain takes seconds"));
+        return sustain(&m, &a, window.parse().expect("--sustain takes seconds"), pg);
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let mut cfg = spine_config(&m, &a);
+    if let Some(pg) = pg {
+        pg.configure(&mut cfg);
+    }
     // The fake stands for Klaviyo, which runs elsewhere: it gets threads of its own at the background
     // workers' priority, so it does not compete with the ack path as if it were part of nudge.
     let fake_priority = cfg.pipeline.worker_priority();
@@ -535,9 +772,11 @@ fn main() {
             a.worker_nice.map_or("default".to_string(), |n| n.to_string()),
             a.worker_scheduling.map_or("default".to_string(), |s| format!("{s:?}").to_lowercase()),
         );
+        let probe = lead_probe(pg, &app).await;
 
         // Phase 1: sustained throughput, closed loop.
         let count = a.seconds * 40_000;
+        let pg_cpu0 = probe.as_ref().map(|_| postgres_cpu());
         let cpu0 = cpu_seconds();
         let started = Instant::now();
         let (acked, secs) = closed_loop(&addr, &a, count, 0, None).await;
@@ -562,11 +801,16 @@ fn main() {
             acked as f64 / total,
             cpu / acked.max(1) as f64 * 1e6
         );
+        if let (Some((pg, probe)), Some(before)) = (&probe, &pg_cpu0) {
+            pg.report_cpu(probe, before, acked).await;
+        }
 
         // Phase 2: fixed rate, open loop.
         app.push_latency.reset();
         app.shared.ack_latency.reset();
         let total = a.rate * a.rate_seconds;
+        let pg_cpu0 = probe.as_ref().map(|_| postgres_cpu());
+        let cpu0 = cpu_seconds();
         let r = {
             let mut args = vec![
                 ("addr", addr.clone()),
@@ -602,6 +846,7 @@ fn main() {
             );
         }
         app.wait_idle(Duration::from_secs(900)).await;
+        let cpu = cpu_seconds() - cpu0;
         if let Some((n, p50, p99)) = app.push_latency.quantiles() {
             println!(
                 "event→push during phase 2 (unthrottled fake, {n} pushes): p50 {:.1} ms p99 {:.1} ms",
@@ -609,9 +854,21 @@ fn main() {
                 p99 * 1e3
             );
         }
+        let acked2 = r["ok"].as_u64().unwrap_or(0);
+        println!(
+            "  phase 2 until every delivery was pushed: nudge + fake used {:.0} µs CPU per delivery",
+            cpu / acked2.max(1) as f64 * 1e6
+        );
+        if let (Some((pg, probe)), Some(before)) = (&probe, &pg_cpu0) {
+            pg.report_cpu(probe, before, acked2).await;
+            pg.report_size(probe).await;
+        }
         app.shutdown().await;
         fake.shutdown().await;
         drop(others);
+        if let Some((_, probe)) = probe {
+            probe.close().await;
+        }
     });
     drop(fake_rt);
 }
@@ -940,7 +1197,7 @@ fn rss_mb() -> f64 {
 /// → flows → audit → outbox committed), outbox items pushed to the fake (limits off, in a process of its
 /// own) per second, nudge's resident memory, and CPU per processed delivery by thread. `--perf FILE`
 /// records a CPU profile of the window with `perf record` (call graphs by DWARF) for `perf report`.
-fn sustain(m: &BTreeMap<String, String>, a: &Args, window: u64) {
+fn sustain(m: &BTreeMap<String, String>, a: &Args, window: u64, pg: Option<&PgBench>) {
     let customers = num(m, "customers", CUSTOMERS);
     let mut fake = Command::new(std::env::current_exe().expect("own path"))
         .args(["--role", "fake"])
@@ -969,12 +1226,16 @@ fn sustain(m: &BTreeMap<String, String>, a: &Args, window: u64) {
     klaviyo.profile_import_limit = unlimited;
     klaviyo.events_limit = unlimited;
     cfg.destinations.klaviyo = Some(klaviyo);
+    if let Some(pg) = pg {
+        pg.configure(&mut cfg);
+    }
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         cfg.storage.data_dir = dir.path().to_path_buf();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = nudge::app::run(cfg, listener).await.unwrap();
         let addr = app.addr.to_string();
+        let probe = lead_probe(pg, &app).await;
         println!(
             "machine: {} cores; durability {:?}; {} connections; {customers} customers; fill {}s closed loop, \
              then up to {window}s of processing watched; the fake in a process of its own",
@@ -1015,6 +1276,7 @@ fn sustain(m: &BTreeMap<String, String>, a: &Args, window: u64) {
                 .spawn()
                 .expect("perf record starts (install linux-perf)")
         });
+        let pg_cpu0 = probe.as_ref().map(|_| postgres_cpu());
         let (cpu0, threads0, fake0) = (cpu_seconds(), thread_cpu(), *fake_counts.lock().unwrap());
         let started = Instant::now();
         let pushed = || {
@@ -1098,7 +1360,14 @@ fn sustain(m: &BTreeMap<String, String>, a: &Args, window: u64) {
                 println!("    {name:28} {:7.1} µs", used / processed.max(1) as f64 * 1e6);
             }
         }
+        if let (Some((pg, probe)), Some(before)) = (&probe, &pg_cpu0) {
+            pg.report_cpu(probe, before, processed).await;
+            pg.report_size(probe).await;
+        }
         app.shutdown().await;
+        if let Some((_, probe)) = probe {
+            probe.close().await;
+        }
     });
     drop(fake.stdin.take());
     let _ = fake.wait();

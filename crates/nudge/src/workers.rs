@@ -150,6 +150,10 @@ pub const LEASE_CHECK: Duration = Duration::from_millis(500);
 /// How long a lease check may take before the lease counts as lost.
 pub const LEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often the leader refreshes PostgreSQL's statistics of the fastest-changing tables (in case the server's
+/// autovacuum is off or behind: the due-outbox query's plan depends on them).
+pub const ANALYZE_EVERY: Duration = Duration::from_secs(15);
+
 /// A node is shown as live while its last heartbeat is younger than this.
 pub const LIVE_FOR: Duration = Duration::from_secs(10);
 
@@ -230,6 +234,7 @@ pub async fn lead(
                 };
                 workers.wake_pipeline.notify_one();
                 let mut last_beat = tokio::time::Instant::now() - HEARTBEAT;
+                let mut last_analyze = tokio::time::Instant::now();
                 let lost = loop {
                     if last_beat.elapsed() >= HEARTBEAT {
                         last_beat = tokio::time::Instant::now();
@@ -238,6 +243,15 @@ pub async fn lead(
                         if let Err(e) = pg.heartbeat(&node).await {
                             tracing::warn!(error = %e, "recording the heartbeat failed");
                         }
+                    }
+                    if last_analyze.elapsed() >= ANALYZE_EVERY {
+                        last_analyze = tokio::time::Instant::now();
+                        let pg = pg.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = pg.analyze_hot_tables().await {
+                                tracing::warn!(error = %e, "refreshing the planner's statistics failed");
+                            }
+                        });
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(LEASE_CHECK) => {}

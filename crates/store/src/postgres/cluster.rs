@@ -106,6 +106,16 @@ impl PgStore {
             .collect())
     }
 
+    /// Refreshes the planner's statistics of the tables whose size and shape change fastest (the log, the
+    /// outbox, states, timers, terminal states): the due-outbox and pending-delivery queries depend on them,
+    /// and a server with autovacuum off would otherwise plan them for empty tables. Cheap (sampled).
+    pub async fn analyze_hot_tables(&self) -> Result<()> {
+        sqlx::raw_sql("ANALYZE deliveries, delivery_keys, outbox, customers, timers, terminal")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Forgets nodes not seen since `before_ms` (a node that comes back registers again).
     pub async fn forget_nodes_before(&self, before_ms: i64) -> Result<u64> {
         Ok(sqlx::query("DELETE FROM cluster_nodes WHERE seen_at < $1")

@@ -13,14 +13,16 @@ use std::collections::{HashMap, HashSet};
 #[async_trait]
 impl Outbox for PgStore {
     async fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>> {
-        // "No older pending item of the customer" rather than "the customer's oldest pending item": the
-        // planner reads it as an anti-join walked in id order, which stops at `limit` (the MIN subquery
-        // made it expect to scan every pending item, and pay for a JIT compilation each call).
+        // The pending items in id order, each kept when it is its customer's first pending item: a correlated
+        // `ORDER BY id LIMIT 1` subquery is always one index probe per candidate, and the walk stops at
+        // `limit`, whatever the planner's statistics say. (A `NOT EXISTS` form was planned as an anti-join
+        // that rescans every pending item per candidate when the statistics are missing or stale: 885 ms
+        // against 0.5 ms for 256 items out of 15,000 pending.)
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox o
              WHERE o.status = 'pending' AND o.next_attempt_at <= $1
-               AND NOT EXISTS (SELECT 1 FROM outbox p
-                               WHERE p.customer_id = o.customer_id AND p.status = 'pending' AND p.id < o.id)
+               AND o.id = (SELECT p.id FROM outbox p WHERE p.customer_id = o.customer_id AND p.status = 'pending'
+                           ORDER BY p.id LIMIT 1)
              ORDER BY o.id LIMIT $2"
         )))
         .bind(now_ms)
@@ -34,9 +36,9 @@ impl Outbox for PgStore {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox o
              WHERE o.destination = $3 AND o.status = 'pending' AND o.next_attempt_at <= $1
-               AND NOT EXISTS (SELECT 1 FROM outbox p
-                               WHERE p.destination = $3 AND p.customer_id = o.customer_id
-                                 AND p.status = 'pending' AND p.id < o.id)
+               AND o.id = (SELECT p.id FROM outbox p
+                           WHERE p.destination = $3 AND p.customer_id = o.customer_id AND p.status = 'pending'
+                           ORDER BY p.id LIMIT 1)
              ORDER BY o.id LIMIT $2"
         )))
         .bind(now_ms)
