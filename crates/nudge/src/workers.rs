@@ -202,11 +202,7 @@ pub async fn lead(
         match pg.try_lead().await {
             Ok(Some(mut lease)) => {
                 tracing::info!(node = %node.node_id, grace = ?TAKEOVER_GRACE, "took the leader lease");
-                node.leader = true;
-                node.seen_at_ms = crate::outbox::now_ms();
-                if let Err(e) = pg.heartbeat(&node).await {
-                    tracing::warn!(error = %e, "recording the heartbeat failed");
-                }
+                beat(&pg, &mut node, true).await;
                 // A former leader may still be finishing a send: wait until it must have stopped.
                 let grace_end = tokio::time::Instant::now() + TAKEOVER_GRACE;
                 let mut held = true;
@@ -238,11 +234,7 @@ pub async fn lead(
                 let lost = loop {
                     if last_beat.elapsed() >= HEARTBEAT {
                         last_beat = tokio::time::Instant::now();
-                        node.leader = true;
-                        node.seen_at_ms = crate::outbox::now_ms();
-                        if let Err(e) = pg.heartbeat(&node).await {
-                            tracing::warn!(error = %e, "recording the heartbeat failed");
-                        }
+                        beat(&pg, &mut node, true).await;
                     }
                     if last_analyze.elapsed() >= ANALYZE_EVERY {
                         last_analyze = tokio::time::Instant::now();
@@ -276,20 +268,24 @@ pub async fn lead(
                 }
                 lease.release().await;
                 crate::telemetry::cluster_leader(false);
-                node.leader = false;
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "trying the leader lease failed"),
         }
-        node.leader = false;
-        node.seen_at_ms = crate::outbox::now_ms();
-        if let Err(e) = pg.heartbeat(&node).await {
-            tracing::warn!(error = %e, "recording the heartbeat failed");
-        }
+        beat(&pg, &mut node, false).await;
         tokio::select! {
             _ = tokio::time::sleep(HEARTBEAT) => {}
             _ = shutdown.changed() => {}
         }
     }
     let _ = listener.await;
+}
+
+/// Records that `node` is alive now, and whether it leads (a failure is logged: the next beat retries).
+async fn beat(pg: &PgStore, node: &mut NodeRecord, leader: bool) {
+    node.leader = leader;
+    node.seen_at_ms = crate::outbox::now_ms();
+    if let Err(e) = pg.heartbeat(node).await {
+        tracing::warn!(error = %e, "recording the heartbeat failed");
+    }
 }

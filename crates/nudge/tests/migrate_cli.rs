@@ -63,10 +63,7 @@ async fn migrate_refuses_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_copies_once_and_reports() {
-    let Some(url) = std::env::var("NUDGE_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
-        eprintln!("skipped: NUDGE_TEST_POSTGRES_URL is not set");
-        return;
-    };
+    let Some(url) = nudge_store::conformance::postgres_test_url() else { return };
     let dir = tempfile::tempdir().unwrap();
     embedded_store(dir.path()).await;
     let schema = format!("nudge_t_{}", uuid::Uuid::new_v4().simple());
@@ -106,9 +103,5 @@ async fn migrate_copies_once_and_reports() {
     let pg = nudge_store::postgres::PgStore::connect(&config).await.unwrap();
     assert_eq!(pg.list_tokens().await.unwrap()[0].name, "ops");
     assert_eq!(pg.pending_deliveries(10).await.unwrap().len(), 2);
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(pg.pool())
-        .await
-        .unwrap();
-    pg.close().await;
+    pg.drop_schema().await.unwrap();
 }

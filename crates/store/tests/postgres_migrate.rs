@@ -4,38 +4,12 @@
 //! schema per test); skipped, with a note, when it is not set.
 
 use nudge_model::{AuditRecord, AuditStage, CustomerId, TerminalState, TraceId};
+use nudge_store::conformance::{fresh_postgres, postgres_test_url};
 use nudge_store::migrate::{MigrationReport, sqlite_to_postgres};
-use nudge_store::postgres::{PgConfig, PgStore};
 use nudge_store::prelude::*;
 use nudge_store::sqlite::{Durability, SqliteStore};
 use nudge_store::*;
 use std::path::Path;
-
-fn test_url() -> Option<String> {
-    let url = std::env::var("NUDGE_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!(
-            "skipped: NUDGE_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
-        );
-    }
-    url
-}
-
-async fn fresh_store(url: &str) -> (PgStore, String) {
-    let schema = format!("nudge_t_{}", uuid::Uuid::new_v4().simple());
-    let mut config = PgConfig::new(url);
-    config.schema = Some(schema.clone());
-    config.max_connections = 4;
-    (PgStore::connect(&config).await.expect("connect to PostgreSQL"), schema)
-}
-
-async fn drop_schema(store: &PgStore, schema: &str) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-        .execute(store.pool())
-        .await
-        .expect("drop the test schema");
-    store.close().await;
-}
 
 fn cust(n: u32) -> CustomerId {
     format!("shopify:{n}").parse().unwrap()
@@ -471,14 +445,14 @@ fn assert_counts(report: &MigrationReport, table: &str, copied: u64, present: u6
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_reads_back_the_same_on_postgres() {
-    let Some(url) = test_url() else { return };
+    let Some(url) = postgres_test_url() else { return };
     let dir = tempfile::tempdir().unwrap();
     let fx = fill(dir.path()).await;
     let expected = {
         let s = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
         snapshot(&s, &fx).await
     };
-    let (pg, schema) = fresh_store(&url).await;
+    let pg = fresh_postgres(&url, "nudge_t").await;
     let mut seen: Vec<(String, u64)> = Vec::new();
     let report = sqlite_to_postgres(dir.path(), &pg, |t, n| seen.push((t.to_string(), n))).await.unwrap();
     assert!(seen.iter().any(|(t, _)| t == "audit"), "progress per table: {seen:?}");
@@ -489,7 +463,7 @@ async fn embedded_store_reads_back_the_same_on_postgres() {
     assert_counts(&report, "api_tokens", 2, 0);
     assert_counts(&report, "offer_log", 3, 0);
     assert!(report.table("audit").unwrap().copied >= 10, "{report:#?}");
-    let got = snapshot(&pg, &fx).await;
+    let got = snapshot(&*pg, &fx).await;
     assert_eq!(got.len(), expected.len());
     for ((name, want), (_, have)) in expected.iter().zip(&got) {
         assert_eq!(have, want, "{name} differs after the migration");
@@ -540,17 +514,17 @@ async fn embedded_store_reads_back_the_same_on_postgres() {
         .await
         .unwrap();
     // A second run copies nothing and changes nothing.
-    let before = snapshot(&pg, &fx).await;
+    let before = snapshot(&*pg, &fx).await;
     let second = sqlite_to_postgres(dir.path(), &pg, |_, _| {}).await.unwrap();
     assert_eq!(second.copied(), 0, "{second:#?}");
     assert_eq!(second.already_present(), report.copied(), "{second:#?}");
-    assert_eq!(snapshot(&pg, &fx).await, before);
-    drop_schema(&pg, &schema).await;
+    assert_eq!(snapshot(&*pg, &fx).await, before);
+    pg.drop_schema().await.expect("drop the test schema");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_copy_is_completed_by_a_second_run() {
-    let Some(url) = test_url() else { return };
+    let Some(url) = postgres_test_url() else { return };
     let dir = tempfile::tempdir().unwrap();
     {
         let s = SqliteStore::open(dir.path(), Durability::Normal).unwrap();
@@ -573,7 +547,7 @@ async fn an_interrupted_copy_is_completed_by_a_second_run() {
             .collect();
         s.import_transactions(rows).await.unwrap();
     }
-    let (pg, schema) = fresh_store(&url).await;
+    let pg = fresh_postgres(&url, "nudge_t").await;
     // As if the first run had stopped after part of the log: some deliveries already there.
     let first = sqlite_to_postgres(dir.path(), &pg, |_, _| {}).await.unwrap();
     let total = nudge_store::migrate::CHUNK_ROWS as u64 + 7;
@@ -587,15 +561,15 @@ async fn an_interrupted_copy_is_completed_by_a_second_run() {
     assert_counts(&second, "deliveries", removed, total - removed);
     assert_counts(&second, "delivery_keys", 2 * removed, 2 * (total - removed));
     assert_eq!(pg.pending_deliveries(usize::MAX).await.unwrap().len() as u64, total);
-    drop_schema(&pg, &schema).await;
+    pg.drop_schema().await.expect("drop the test schema");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_without_an_embedded_store_is_refused() {
-    let Some(url) = test_url() else { return };
+    let Some(url) = postgres_test_url() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (pg, schema) = fresh_store(&url).await;
+    let pg = fresh_postgres(&url, "nudge_t").await;
     let err = sqlite_to_postgres(dir.path(), &pg, |_, _| {}).await.unwrap_err();
     assert!(err.to_string().contains("nudge.db"), "{err}");
-    drop_schema(&pg, &schema).await;
+    pg.drop_schema().await.expect("drop the test schema");
 }

@@ -4,7 +4,7 @@
 
 use nudge_model::CustomerId;
 use nudge_store::Store;
-use nudge_store::postgres::{PgConfig, PgStore};
+use nudge_store::conformance::{fresh_postgres, postgres_test_url};
 use nudge_store::sqlite::{Durability, SqliteStore};
 use nudge_store::{AdoptedSegment, SegmentList, SegmentRefresh, StoreError};
 use std::sync::Arc;
@@ -148,23 +148,10 @@ async fn sqlite_segments() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_segments() {
-    let Some(url) = std::env::var("NUDGE_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
-        eprintln!(
-            "skipped: NUDGE_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
-        );
-        return;
-    };
-    let schema = format!("nudge_t_{}", uuid::Uuid::new_v4().simple());
-    let mut config = PgConfig::new(url);
-    config.schema = Some(schema.clone());
-    config.max_connections = 4;
-    let store = Arc::new(PgStore::connect(&config).await.expect("connect to PostgreSQL"));
+    let Some(url) = postgres_test_url() else { return };
+    let store = fresh_postgres(&url, "nudge_t").await;
     let outcome = tokio::spawn(segments_behave(store.clone() as Arc<dyn Store>)).await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-        .execute(store.pool())
-        .await
-        .expect("drop the test schema");
-    store.close().await;
+    store.drop_schema().await.expect("drop the test schema");
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }

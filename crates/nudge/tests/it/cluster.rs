@@ -7,7 +7,7 @@
 use crate::*;
 use nudge_ingest::shopify::fixtures::{CheckoutFixture, CustomerFixture, LineItemFixture};
 use nudge_model::TraceId;
-use nudge_store::postgres::{PgConfig, PgStore};
+use nudge_store::postgres::PgStore;
 use nudge_store::prelude::*;
 use nudge_testkit::shopify_sender::{Delivery, ShopifySender};
 use std::collections::{BTreeMap, HashMap};
@@ -21,14 +21,6 @@ const SECRET: &str = "shpss_cluster_test_secret_9c2f";
 const KEY: &str = "pk_cluster_test_key_41be";
 const PSEUDONYM_KEY: &str = "cluster-test-pseudonym-key-0123456789abcdef";
 
-fn pg_url() -> Option<String> {
-    let url = std::env::var("NUDGE_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!("skipped: NUDGE_TEST_POSTGRES_URL is not set");
-    }
-    url
-}
-
 struct Cluster {
     dir: tempfile::TempDir,
     url: String,
@@ -41,11 +33,8 @@ struct Cluster {
 
 impl Cluster {
     async fn start(url: &str, fake_url: &str, nodes: usize) -> Cluster {
-        let schema = format!("nudge_c_{}", uuid::Uuid::new_v4().simple());
-        let mut pg = PgConfig::new(url);
-        pg.schema = Some(schema.clone());
-        pg.max_connections = 4;
-        let store = Arc::new(PgStore::connect(&pg).await.expect("connect"));
+        let store = nudge_store::conformance::fresh_postgres(url, "nudge_c").await;
+        let schema = store.schema().to_string();
         let ports = (0..nodes)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
             .collect();
@@ -166,11 +155,7 @@ timer_tick = "100ms"
         for i in 0..self.children.len() {
             self.kill(i);
         }
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema)))
-            .execute(self.store.pool())
-            .await
-            .unwrap();
-        self.store.close().await;
+        self.store.drop_schema().await.unwrap();
     }
 }
 
@@ -373,7 +358,7 @@ fn senders(c: &Cluster) -> Arc<Vec<ShopifySender>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_survive_the_leader_killed_mid_load() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = nudge_store::conformance::postgres_test_url() else { return };
     let fake = fake().await;
     let mut cluster = Cluster::start(&url, &fake.base_url(), 3).await;
     let leader = eventually(20, async || cluster.leader().await.is_some()).await;
@@ -411,7 +396,7 @@ async fn three_nodes_survive_the_leader_killed_mid_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_connections_cut_mid_load_lose_nothing() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = nudge_store::conformance::postgres_test_url() else { return };
     let fake = fake().await;
     let cluster = Cluster::start(&url, &fake.base_url(), 2).await;
     assert!(eventually(20, async || cluster.leader().await.is_some()).await, "a node leads");
@@ -439,7 +424,7 @@ async fn postgres_connections_cut_mid_load_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_webhook_to_two_nodes_at_once_is_processed_once() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = nudge_store::conformance::postgres_test_url() else { return };
     let fake = fake().await;
     let cluster = Cluster::start(&url, &fake.base_url(), 2).await;
     let senders = senders(&cluster);

@@ -33,6 +33,27 @@ pub use registry::*;
 pub use timers::*;
 pub use tokens::*;
 
+/// The PostgreSQL database the backend's tests use (`NUDGE_TEST_POSTGRES_URL`); `None`, with a note on
+/// stderr, when it is not set (the tests then skip).
+pub fn postgres_test_url() -> Option<String> {
+    let url = std::env::var("NUDGE_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!(
+            "skipped: NUDGE_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
+        );
+    }
+    url
+}
+
+/// A PostgreSQL store in a fresh schema `<prefix>_<random>` of `url` (drop it with
+/// [`crate::postgres::PgStore::drop_schema`]).
+pub async fn fresh_postgres(url: &str, prefix: &str) -> Arc<crate::postgres::PgStore> {
+    let mut config = crate::postgres::PgConfig::new(url);
+    config.schema = Some(format!("{prefix}_{}", uuid::Uuid::new_v4().simple()));
+    config.max_connections = 4;
+    Arc::new(crate::postgres::PgStore::connect(&config).await.expect("connect to PostgreSQL"))
+}
+
 /// A check: given a fresh, empty store, panics (with the reason) if the backend misbehaves.
 pub type Check = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 

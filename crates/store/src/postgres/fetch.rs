@@ -94,12 +94,7 @@ impl FetchJobs for PgStore {
         .bind(now_ms())
         .fetch_all(&mut *tx)
         .await?;
-        if !traces.is_empty() {
-            sqlx::query("DELETE FROM terminal WHERE trace_id = ANY($1::text[])")
-                .bind(&traces)
-                .execute(&mut *tx)
-                .await?;
-        }
+        reopen_traces(&mut tx, &traces).await?;
         tx.commit().await?;
         Ok(traces.len())
     }

@@ -336,12 +336,7 @@ impl DeliveryLog for PgStore {
         .bind(trace.map(|t| t.to_string()))
         .fetch_all(&mut *tx)
         .await?;
-        if !traces.is_empty() {
-            sqlx::query("DELETE FROM terminal WHERE trace_id = ANY($1::text[])")
-                .bind(&traces)
-                .execute(&mut *tx)
-                .await?;
-        }
+        reopen_traces(&mut tx, &traces).await?;
         tx.commit().await?;
         Ok(traces.len())
     }

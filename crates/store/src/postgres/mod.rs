@@ -158,6 +158,19 @@ impl PgStore {
         Ok(self.pool.begin().await?)
     }
 
+    /// Drops this store's schema with everything in it, then closes the pool: for tests and benchmarks,
+    /// which each work in a schema of their own. Refuses the default schema.
+    pub async fn drop_schema(&self) -> Result<()> {
+        if self.schema == "public" {
+            return Err(StoreError::Conflict("the public schema is not dropped".into()));
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema)))
+            .execute(&self.pool)
+            .await?;
+        self.close().await;
+        Ok(())
+    }
+
     /// Closes the pool: waits for connections in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -216,21 +229,21 @@ pub(crate) fn parse_customer(s: &str) -> Result<CustomerId> {
 }
 
 /// Appends audit records, one row each (the detail as JSON text; PostgreSQL compresses large values itself).
-pub(crate) async fn insert_audit(tx: &mut Tx, records: &[AuditRecord]) -> Result<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let mut traces = Vec::with_capacity(records.len());
-    let mut customers = Vec::with_capacity(records.len());
-    let mut stages = Vec::with_capacity(records.len());
-    let mut ats = Vec::with_capacity(records.len());
-    let mut details = Vec::with_capacity(records.len());
+pub(crate) async fn insert_audit<'a>(
+    tx: &mut Tx,
+    records: impl IntoIterator<Item = &'a AuditRecord>,
+) -> Result<()> {
+    let (mut traces, mut customers, mut stages, mut ats, mut details) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in records {
         traces.push(r.trace_id.to_string());
         customers.push(r.customer.as_ref().map(|c| c.to_string()));
         stages.push(r.stage.as_str().to_string());
         ats.push(ts_to_ms(r.at));
         details.push(serde_json::to_string(&r.detail)?);
+    }
+    if traces.is_empty() {
+        return Ok(());
     }
     sqlx::query(
         "INSERT INTO audit (trace_id, customer_id, stage, at, detail)
@@ -284,6 +297,17 @@ pub(crate) async fn insert_terminal(
     .bind(at_ms)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Forgets the terminal states of traces put back to work (a requeue): they get new ones when they end again.
+pub(crate) async fn reopen_traces(tx: &mut Tx, traces: &[String]) -> Result<()> {
+    if !traces.is_empty() {
+        sqlx::query("DELETE FROM terminal WHERE trace_id = ANY($1::text[])")
+            .bind(traces)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 

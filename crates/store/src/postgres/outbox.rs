@@ -311,10 +311,10 @@ impl Outbox for PgStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let mut traces: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        let mut traces: Vec<String> = rows.into_iter().map(|r| r.1).collect();
         traces.sort_unstable();
         traces.dedup();
-        sqlx::query("DELETE FROM terminal WHERE trace_id = ANY($1)").bind(&traces).execute(&mut *tx).await?;
+        reopen_traces(&mut tx, &traces).await?;
         tx.commit().await?;
         Ok(n as usize)
     }

@@ -10,6 +10,7 @@
 //! deleted and updated row versions in place until `VACUUM` reclaims them, so operators run `VACUUM` (and
 //! `Processing::compact` runs one) to make an erasure final on disk.
 
+use super::approvals::{APPROVAL_COLUMNS, approval_record};
 use super::*;
 
 /// The job row's lasting counts: what was removed, by kind.
@@ -278,25 +279,6 @@ async fn erase_log(tx: &mut Tx, traces: &[String], keys: &[String]) -> Result<u6
     Ok(n)
 }
 
-fn approval_row(r: &PgRow) -> Result<ApprovalRecord> {
-    let actions: String = r.try_get(5)?;
-    let status: String = r.try_get(8)?;
-    Ok(ApprovalRecord {
-        id: r.try_get(0)?,
-        trace_id: parse_trace(&r.try_get::<String, _>(1)?)?,
-        flow: r.try_get(2)?,
-        flow_version: r.try_get(3)?,
-        customer: parse_customer(&r.try_get::<String, _>(4)?)?,
-        actions: serde_json::from_str(&actions).unwrap_or(serde_json::Value::String(actions)),
-        created_at_ms: r.try_get(6)?,
-        expires_at_ms: r.try_get(7)?,
-        status: ApprovalStatus::parse(&status).unwrap_or(ApprovalStatus::Pending),
-        decided_at_ms: r.try_get(9)?,
-        decided_by: r.try_get(10)?,
-        reason: r.try_get(11)?,
-    })
-}
-
 fn job_row(r: &PgRow) -> Result<PrivacyJob> {
     let customers: Option<String> = r.try_get(10)?;
     let customers: Vec<String> = customers.and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default();
@@ -558,15 +540,14 @@ impl Privacy for PgStore {
                     "last_error": r.try_get::<Option<String>, _>(6)?, "created_at_ms": r.try_get::<i64, _>(7)?,
                 }));
             }
-            let rows = sqlx::query(
-                "SELECT id, trace_id, flow, flow_version, customer_id, actions, created_at, expires_at, status,
-                 decided_at, decided_by, reason FROM approvals WHERE customer_id = $1 ORDER BY id",
-            )
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE customer_id = $1 ORDER BY id"
+            )))
             .bind(&k)
             .fetch_all(&mut *tx)
             .await?;
             for r in &rows {
-                out.approvals.push(approval_row(r)?);
+                out.approvals.push(approval_record(r)?);
             }
             let rows = sqlx::query(
                 "SELECT flow, flow_version, at, status, matched, baseline, trace_id FROM flow_decisions

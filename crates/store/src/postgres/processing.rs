@@ -231,8 +231,7 @@ async fn write_chunk(tx: &mut Tx, chunk: &[ProcessOutcome], now_ms: i64) -> Resu
             .await?;
     }
 
-    let audit: Vec<AuditRecord> = chunk.iter().flat_map(|o| o.audit.iter().cloned()).collect();
-    insert_audit(tx, &audit).await?;
+    insert_audit(tx, chunk.iter().flat_map(|o| &o.audit)).await?;
 
     let items: Vec<&NewOutboxItem> = chunk.iter().flat_map(|o| &o.outbox).collect();
     if !items.is_empty() {
