@@ -3,7 +3,8 @@
 //!
 //! What lives here: the [`Destination`] trait every platform implements, the [`Outcome`] of one attempt,
 //! the retry classification shared by all destinations ([`classify_status`], [`parse_retry_after`]),
-//! the jittered exponential [`Backoff`], the client-side [`RateLimiter`], and the crate's error type.
+//! the jittered exponential [`Backoff`], the client-side [`RateLimiter`] (optionally shared by all nodes
+//! through Redis, see [`shared_limits`]), and the crate's error type.
 //! Platform clients live in their own modules, each laid out the same way (`config`, a pure `request`
 //! builder, `client`): [`klaviyo`], [`braze`] (`/users/track` batches), [`hubspot`] (batch contact upserts),
 //! [`marketo`] (Sync Leads, custom activities), [`webhook`] (Standard Webhooks), [`slack`]. [`endpoint`]
@@ -18,6 +19,7 @@ pub mod endpoint;
 pub mod hubspot;
 pub mod klaviyo;
 pub mod marketo;
+pub mod shared_limits;
 pub mod slack;
 pub mod webhook;
 
@@ -34,6 +36,7 @@ pub use braze::{BrazeClient, BrazeConfig};
 pub use hubspot::{HubSpotClient, HubSpotConfig};
 pub use klaviyo::{KlaviyoClient, KlaviyoConfig};
 pub use marketo::{MarketoClient, MarketoConfig};
+pub use shared_limits::SharedLimits;
 pub use slack::{SlackClient, SlackConfig};
 pub use webhook::{WebhookClient, WebhookConfig};
 
@@ -320,6 +323,9 @@ impl RateLimit {
 /// our own timing. Callers reserve the earliest free slot under a short lock and then sleep outside it, so
 /// waiters are served in arrival order. Time is [`tokio::time::Instant`], so tests can drive it with
 /// paused time.
+///
+/// A limiter made [`shared`](RateLimiter::shared) keeps its log in Redis instead, so that all nodes of a
+/// deployment together stay within the windows; see [`shared_limits`].
 #[derive(Debug)]
 pub struct RateLimiter {
     /// `(allowed, window)` pairs, each `allowed >= 1`.
@@ -331,6 +337,9 @@ pub struct RateLimiter {
     /// platform a little before that, if the earlier one spent longer on the way, and count against the
     /// window it should have left.
     margin: Duration,
+    /// The log in Redis that [`RateLimiter::acquire`] reserves in, when the limit is shared by all nodes.
+    /// `grants` then holds only this node's own shared grants, for [`RateLimiter::next_free`].
+    shared: Option<shared_limits::SharedLog>,
 }
 
 impl RateLimiter {
@@ -351,7 +360,20 @@ impl RateLimiter {
             .filter(|(_, w)| !w.is_zero())
             .map(|(count, w)| ((*count).max(1) as usize, *w))
             .collect();
-        RateLimiter { windows, grants: Mutex::new(VecDeque::new()), margin: Duration::ZERO }
+        RateLimiter { windows, grants: Mutex::new(VecDeque::new()), margin: Duration::ZERO, shared: None }
+    }
+
+    /// This limiter with its log kept in Redis under `limits`' key `<prefix>:limit:<name>`, shared by
+    /// every limiter (on any node) that uses the same key and windows. `name` says which destination and
+    /// endpoint the limit is for, such as `klaviyo:events`.
+    pub fn shared(mut self, limits: &SharedLimits, name: &str) -> Self {
+        self.shared = Some(limits.log(name));
+        self
+    }
+
+    /// Whether this limiter's log is kept in Redis.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 
     /// This limiter with `margin` added to every window.
@@ -366,6 +388,9 @@ impl RateLimiter {
     }
 
     /// Reserves the earliest slot that keeps every window within its limit and returns when it starts.
+    ///
+    /// This uses the node's own log only, also for a shared limiter; [`RateLimiter::acquire`] is what
+    /// reserves in the shared log.
     pub fn reserve(&self) -> Instant {
         let now = Instant::now();
         let mut grants = self.grants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -386,6 +411,9 @@ impl RateLimiter {
     }
 
     /// The earliest instant a request could start now, without reserving it; `None` when that is now.
+    ///
+    /// For a shared limiter this is an estimate from the grants this node was given: other nodes' grants
+    /// are not seen, so the real next slot can only be later, and [`RateLimiter::acquire`] waits for it.
     pub fn next_free(&self) -> Option<Instant> {
         let now = Instant::now();
         let grants = self.grants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -399,13 +427,36 @@ impl RateLimiter {
     }
 
     /// Waits until a request may be sent and returns how long that took.
+    ///
+    /// A shared limiter reserves its slot in Redis (one atomic script) and, while Redis cannot be
+    /// reached, keeps waiting and asking again rather than letting the request go unthrottled.
     pub async fn acquire(&self) -> Duration {
         let start = Instant::now();
-        let at = self.reserve();
+        let at = match &self.shared {
+            Some(log) => {
+                let wait = log.reserve(&self.windows, self.margin).await;
+                let at = Instant::now() + wait;
+                self.note_shared_grant(at);
+                at
+            }
+            None => self.reserve(),
+        };
         if at > start {
             tokio::time::sleep_until(at).await;
         }
         start.elapsed()
+    }
+
+    /// Records a grant this node was given from the shared log, in order, so that
+    /// [`RateLimiter::next_free`] can estimate the next free slot without asking Redis.
+    fn note_shared_grant(&self, at: Instant) {
+        let mut grants = self.grants.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let position = grants.iter().rposition(|g| *g <= at).map_or(0, |i| i + 1);
+        grants.insert(position, at);
+        let keep = self.windows.iter().map(|(n, _)| *n).max().unwrap_or(1);
+        while grants.len() > keep {
+            grants.pop_front();
+        }
     }
 }
 

@@ -320,10 +320,36 @@ pub fn fetchers(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn nudge_fe
 
 /// The one place destinations are chosen.
 pub fn destinations(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Destination>>> {
+    destinations_sharing(cfg, None)
+}
+
+/// The rate limits shared by a cluster's nodes (`[cache] backend = "redis"`), keyed by deployment (the
+/// PostgreSQL schema); `None` with the embedded cache.
+pub async fn shared_limits(cfg: &Config) -> anyhow::Result<Option<nudge_deliver::SharedLimits>> {
+    if cfg.cache.backend != crate::config::CacheBackend::Redis {
+        return Ok(None);
+    }
+    let url = cfg.cache.redis_url.as_deref().context("cache.redis_url is not set")?;
+    let prefix = format!("nudge:{}", cfg.storage.postgres_schema);
+    let limits = nudge_deliver::SharedLimits::connect(url, &prefix)
+        .await
+        .map_err(|e| anyhow::anyhow!("cache.redis_url: {e}"))?;
+    Ok(Some(limits))
+}
+
+/// The configured destinations, their request limits kept in `shared` when given (each destination's
+/// limits under its own name, so every node sending to one account draws on one budget).
+pub fn destinations_sharing(
+    cfg: &Config,
+    shared: Option<&nudge_deliver::SharedLimits>,
+) -> anyhow::Result<HashMap<String, Arc<dyn Destination>>> {
     let mut map: HashMap<String, Arc<dyn Destination>> = HashMap::new();
     if let Some(k) = &cfg.destinations.klaviyo {
-        let client =
+        let mut client =
             nudge_deliver::klaviyo::KlaviyoClient::new(k.clone()).context("building the Klaviyo client")?;
+        if let Some(l) = shared {
+            client = client.with_shared_limits(l, "klaviyo");
+        }
         map.insert("klaviyo".into(), Arc::new(client));
     }
     for w in cfg.destinations.webhooks.iter().filter(|w| w.enabled) {
@@ -332,19 +358,33 @@ pub fn destinations(cfg: &Config) -> anyhow::Result<HashMap<String, Arc<dyn Dest
         map.insert(w.destination_name(), Arc::new(client));
     }
     if let Some(s) = &cfg.destinations.slack {
-        let client = nudge_deliver::SlackClient::new(s.clone()).context("building the Slack client")?;
+        let mut client = nudge_deliver::SlackClient::new(s.clone()).context("building the Slack client")?;
+        if let Some(l) = shared {
+            client = client.with_shared_limits(l, "slack");
+        }
         map.insert("slack".into(), Arc::new(client));
     }
     if let Some(b) = &cfg.destinations.braze {
-        let client = nudge_deliver::BrazeClient::new(b.clone()).context("building the Braze client")?;
+        let mut client = nudge_deliver::BrazeClient::new(b.clone()).context("building the Braze client")?;
+        if let Some(l) = shared {
+            client = client.with_shared_limits(l, "braze");
+        }
         map.insert("braze".into(), Arc::new(client));
     }
     if let Some(h) = &cfg.destinations.hubspot {
-        let client = nudge_deliver::HubSpotClient::new(h.clone()).context("building the HubSpot client")?;
+        let mut client =
+            nudge_deliver::HubSpotClient::new(h.clone()).context("building the HubSpot client")?;
+        if let Some(l) = shared {
+            client = client.with_shared_limits(l, "hubspot");
+        }
         map.insert("hubspot".into(), Arc::new(client));
     }
     if let Some(m) = &cfg.destinations.marketo {
-        let client = nudge_deliver::MarketoClient::new(m.clone()).context("building the Marketo client")?;
+        let mut client =
+            nudge_deliver::MarketoClient::new(m.clone()).context("building the Marketo client")?;
+        if let Some(l) = shared {
+            client = client.with_shared_limits(l, "marketo");
+        }
         map.insert("marketo".into(), Arc::new(client));
     }
     let enabled = cfg.destination_names();
@@ -357,7 +397,8 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     let (store, cluster) = open_backend(&cfg).await?;
     migrate_text_states(&*store).await.context("rewriting stored states in the compact encoding")?;
     crate::privacy::init_key(&cfg).context("the pseudonym key")?;
-    let dests = destinations(&cfg)?;
+    let limits = shared_limits(&cfg).await?;
+    let dests = destinations_sharing(&cfg, limits.as_ref())?;
     let erasing = dests.clone();
     let sources = Arc::new(sources(&cfg)?);
     let scoring = Arc::new(Scoring::new(nudge_scoring::RulesScorer { thresholds: cfg.segments.clone() }));
@@ -367,6 +408,27 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     let recs = Arc::new(crate::recs::Recs::new(cfg.recs.clone()));
     scoring.set_recs(recs.clone());
     let recs_active = recs.load(&*store).await.context("loading the recommendation model")?;
+
+    // On a cluster, the partition count is the one the cluster first started with. With the rate limits
+    // shared in Redis, every node delivers its share of the partitions; otherwise the leader delivers all.
+    let partitions = match &cluster {
+        Some(pg) => {
+            let n = pg
+                .partition_count(cfg.bus.partitions)
+                .await
+                .context("reading the cluster's partition count")?;
+            if n != cfg.bus.partitions {
+                anyhow::bail!(
+                    "bus.partitions = {} but this cluster runs {n} partitions (fixed when it first started): \
+                     set bus.partitions = {n}, or change the count with `nudge cluster repartition` while every node is stopped",
+                    cfg.bus.partitions
+                );
+            }
+            n
+        }
+        None => cfg.bus.partitions,
+    };
+    let spread = cluster.is_some() && cfg.cache.backend == crate::config::CacheBackend::Redis;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let wake_pipeline = Arc::new(Notify::new());
@@ -448,8 +510,9 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
                 .map(|s| (s, cfg.clone())),
             dedupe_retention: cfg.storage.dedupe_retention.0,
             wake_pipeline: wake_pipeline.clone(),
-            wake_outbox,
+            wake_outbox: wake_outbox.clone(),
             leading: leading.clone(),
+            spread_over: cluster.clone().filter(|_| spread),
         })
     };
     // A digest's settings are checked at boot, not when a node first leads.
@@ -468,7 +531,24 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
                 leader: false,
             };
             tracing::info!(node = %node.node_id, "joining the cluster on PostgreSQL");
-            vec![tokio::spawn(crate::workers::lead(pg.clone(), workers.clone(), node, shutdown_rx.clone()))]
+            let mut tasks = Vec::new();
+            if spread {
+                tasks.push(work.spawn(crate::workers::deliver_share(
+                    pg.clone(),
+                    outbox.clone(),
+                    wake_outbox.clone(),
+                    node.node_id.clone(),
+                    partitions,
+                    shutdown_rx.clone(),
+                )));
+            }
+            tasks.push(tokio::spawn(crate::workers::lead(
+                pg.clone(),
+                workers.clone(),
+                node,
+                shutdown_rx.clone(),
+            )));
+            tasks
         }
     };
 

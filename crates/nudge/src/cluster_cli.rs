@@ -15,6 +15,13 @@ pub enum ClusterCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Changes the number of delivery partitions (`bus.partitions`), fixed when the cluster first started.
+    /// Every node must be stopped; start them again with `bus.partitions` set to the new count.
+    Repartition {
+        /// The new count (1 to 4096).
+        #[arg(long)]
+        partitions: u32,
+    },
 }
 
 /// What `status` reports.
@@ -31,6 +38,16 @@ pub struct Status {
     pub outbox_pending: u64,
     /// Outbox items pending by destination.
     pub outbox_by_destination: Vec<(String, u64)>,
+    /// The cluster's partition count (recorded at its first start; `None` before, and on the embedded store).
+    pub partitions: Option<u32>,
+    /// `leader` (the leader delivers every partition) or `partitions` (every node delivers its share: the
+    /// rate limits are shared in Redis), by this configuration.
+    pub delivery: &'static str,
+    /// Partitions no live node delivers now (while `delivery` is `partitions`): their items wait until a
+    /// node takes them (within seconds of a node's loss).
+    pub partitions_undelivered: Vec<u32>,
+    /// Pending outbox items by partition (partitions with some), while `delivery` is `partitions`.
+    pub outbox_by_partition: Vec<(u32, u64)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -39,6 +56,8 @@ pub struct NodeStatus {
     pub node: NodeRecord,
     pub live: bool,
     pub seen_ago_ms: i64,
+    /// The partitions the node delivers (as it last recorded them).
+    pub partitions: Vec<u32>,
 }
 
 pub async fn run(cfg: &Config, cmd: ClusterCmd) -> anyhow::Result<()> {
@@ -52,7 +71,45 @@ pub async fn run(cfg: &Config, cmd: ClusterCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        ClusterCmd::Repartition { partitions } => {
+            println!("{}", repartition(cfg, partitions).await?);
+            Ok(())
+        }
     }
+}
+
+/// Records a new partition count, while no node of the cluster is live.
+pub async fn repartition(cfg: &Config, partitions: u32) -> anyhow::Result<String> {
+    if !(1..=nudge_store::postgres::partitions::MAX_PARTITIONS).contains(&partitions) {
+        anyhow::bail!("--partitions must be between 1 and 4096");
+    }
+    let (_, cluster) = crate::app::open_backend(cfg).await?;
+    let Some(pg) = cluster else {
+        anyhow::bail!("the embedded store has no partitions (storage.backend = \"postgres\" for a cluster)");
+    };
+    let now = crate::outbox::now_ms();
+    let live: Vec<String> = pg
+        .nodes()
+        .await?
+        .into_iter()
+        .filter(|n| now - n.seen_at_ms < LIVE_FOR.as_millis() as i64)
+        .map(|n| n.node_id)
+        .collect();
+    if !live.is_empty() {
+        anyhow::bail!(
+            "nodes are running ({}): stop every node first (a node seen in the last {} s counts as running)",
+            live.join(", "),
+            LIVE_FOR.as_secs()
+        );
+    }
+    let before = pg.recorded_partition_count().await?;
+    pg.set_partition_count(partitions).await?;
+    Ok(match before {
+        Some(b) => {
+            format!("partitions: {b} -> {partitions}; start the nodes with bus.partitions = {partitions}")
+        }
+        None => format!("partitions: {partitions}; start the nodes with bus.partitions = {partitions}"),
+    })
 }
 
 /// Reads the cluster's state from the store the configuration names.
@@ -60,16 +117,36 @@ pub async fn status(cfg: &Config) -> anyhow::Result<Status> {
     let (store, cluster) = crate::app::open_backend(cfg).await?;
     let now = crate::outbox::now_ms();
     let nodes: Vec<NodeStatus> = match &cluster {
-        Some(pg) => pg
-            .nodes()
-            .await?
-            .into_iter()
-            .map(|node| {
-                let ago = (now - node.seen_at_ms).max(0);
-                NodeStatus { live: ago < LIVE_FOR.as_millis() as i64, seen_ago_ms: ago, node }
-            })
-            .collect(),
+        Some(pg) => {
+            let owners = pg.partition_owners().await?;
+            pg.nodes()
+                .await?
+                .into_iter()
+                .map(|node| {
+                    let ago = (now - node.seen_at_ms).max(0);
+                    let partitions = owners
+                        .iter()
+                        .find(|o| o.node_id == node.node_id)
+                        .map(|o| o.partitions.clone())
+                        .unwrap_or_default();
+                    NodeStatus { live: ago < LIVE_FOR.as_millis() as i64, seen_ago_ms: ago, node, partitions }
+                })
+                .collect()
+        }
         None => Vec::new(),
+    };
+    let spread = cluster.is_some() && cfg.cache.backend == crate::config::CacheBackend::Redis;
+    let partitions = match &cluster {
+        Some(pg) => pg.recorded_partition_count().await?,
+        None => None,
+    };
+    let (partitions_undelivered, outbox_by_partition) = match (&cluster, partitions) {
+        (Some(pg), Some(of)) if spread => {
+            let delivered: std::collections::HashSet<u32> =
+                nodes.iter().filter(|n| n.live).flat_map(|n| n.partitions.iter().copied()).collect();
+            ((0..of).filter(|p| !delivered.contains(p)).collect(), pg.pending_by_partition(of).await?)
+        }
+        _ => (Vec::new(), Vec::new()),
     };
     let leader = nodes.iter().find(|n| n.live && n.node.leader).map(|n| n.node.node_id.clone());
     let (deliveries_pending, outbox_pending) = store.backlog().await?;
@@ -85,6 +162,10 @@ pub async fn status(cfg: &Config) -> anyhow::Result<Status> {
         deliveries_pending,
         outbox_pending,
         outbox_by_destination,
+        partitions,
+        delivery: if spread { "partitions" } else { "leader" },
+        partitions_undelivered,
+        outbox_by_partition,
     })
 }
 
@@ -99,8 +180,11 @@ fn text(s: &Status) -> String {
     } else {
         let live = s.nodes.iter().filter(|n| n.live).count();
         let _ = writeln!(out, "nodes: {live} live of {} recorded", s.nodes.len());
-        let _ =
-            writeln!(out, "{:<28} {:<22} {:<8} {:<7} {:>10}", "NODE", "ADDRESS", "VERSION", "STATE", "SEEN");
+        let _ = writeln!(
+            out,
+            "{:<28} {:<22} {:<8} {:<7} {:>10} {:>11}",
+            "NODE", "ADDRESS", "VERSION", "STATE", "SEEN", "PARTITIONS"
+        );
         for n in &s.nodes {
             let state = match (n.live, n.node.leader) {
                 (true, true) => "leader",
@@ -109,15 +193,19 @@ fn text(s: &Status) -> String {
             };
             let _ = writeln!(
                 out,
-                "{:<28} {:<22} {:<8} {:<7} {:>8.1}s",
+                "{:<28} {:<22} {:<8} {:<7} {:>9.1}s {:>11}",
                 n.node.node_id,
                 n.node.address,
                 n.node.version,
                 state,
-                n.seen_ago_ms as f64 / 1000.0
+                n.seen_ago_ms as f64 / 1000.0,
+                n.partitions.len()
             );
         }
         match &s.leader {
+            Some(l) if s.delivery == "partitions" => {
+                let _ = writeln!(out, "leader: {l} (processes the log; every node delivers its partitions)");
+            }
             Some(l) => {
                 let _ = writeln!(out, "leader: {l} (processes the log and delivers the outbox)");
             }
@@ -125,6 +213,15 @@ fn text(s: &Status) -> String {
                 let _ =
                     writeln!(out, "leader: none live (a node takes the lease within a second of starting)");
             }
+        }
+    }
+    if let Some(of) = s.partitions.filter(|_| s.delivery == "partitions") {
+        let undelivered = &s.partitions_undelivered;
+        if undelivered.is_empty() {
+            let _ = writeln!(out, "partitions: {of}, each delivered by a live node");
+        } else {
+            let _ =
+                writeln!(out, "partitions: {of}, {} not delivered now: {undelivered:?}", undelivered.len());
         }
     }
     let _ = writeln!(out, "deliveries pending: {}", s.deliveries_pending);

@@ -25,6 +25,12 @@ pub struct Config {
     /// This node in a cluster of nodes sharing a PostgreSQL store (`[cluster]`).
     #[serde(default)]
     pub cluster: ClusterConfig,
+    /// Where acknowledged deliveries wait, and how delivery is partitioned among the nodes (`[bus]`).
+    #[serde(default)]
+    pub bus: BusConfig,
+    /// What the nodes share that needs no durability: destination rate limits (`[cache]`).
+    #[serde(default)]
+    pub cache: CacheConfig,
     #[serde(default)]
     pub sources: SourcesConfig,
     #[serde(default)]
@@ -234,6 +240,58 @@ pub struct ClusterConfig {
     /// The node's name in `nudge cluster status` (unique in the cluster). Default: the host name and the
     /// port the node listens on.
     pub node_id: Option<String>,
+}
+
+/// `[bus]`: the delivery log and the delivery partitions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    /// `store`: acknowledged deliveries wait in the store's own log (the embedded log, or PostgreSQL's
+    /// table, committed before the acknowledgement). `rabbitmq` is not available in this version.
+    #[serde(default)]
+    pub backend: BusBackend,
+    /// How many partitions the customers are spread over for delivery (1 to 4096). Fixed when a cluster
+    /// first starts; `nudge cluster repartition` changes it while every node is stopped.
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig { backend: BusBackend::Store, partitions: default_partitions() }
+    }
+}
+
+fn default_partitions() -> u32 {
+    32
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusBackend {
+    #[default]
+    Store,
+    Rabbitmq,
+}
+
+/// `[cache]`: state shared by the nodes without durability.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `embedded` (each node keeps its own) or `redis` (shared: destination rate limits hold across the
+    /// nodes, so the nodes can all deliver).
+    #[serde(default)]
+    pub backend: CacheBackend,
+    /// `redis://host:port[/db]` (`rediss://` for TLS); required with `backend = "redis"`.
+    pub redis_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheBackend {
+    #[default]
+    Embedded,
+    Redis,
 }
 
 /// Where nudge's durable data lives.
@@ -1201,6 +1259,33 @@ impl Config {
         if !(2..=1000).contains(&self.storage.postgres_pool) {
             return Err(err("storage.postgres_pool", "must be between 2 and 1000"));
         }
+        if self.bus.backend == BusBackend::Rabbitmq {
+            return Err(err(
+                "bus.backend",
+                "\"rabbitmq\" is not available in this version: use \"store\" (with storage.backend = \"postgres\" \
+                 the log is PostgreSQL's table, and a webhook is acknowledged once it is committed there)",
+            ));
+        }
+        if !(1..=nudge_store::postgres::partitions::MAX_PARTITIONS).contains(&self.bus.partitions) {
+            return Err(err("bus.partitions", "must be between 1 and 4096"));
+        }
+        if self.cache.backend == CacheBackend::Redis {
+            if self.storage.backend != StorageBackend::Postgres {
+                return Err(err(
+                    "cache.backend",
+                    "\"redis\" is for nodes sharing storage.backend = \"postgres\" (one embedded node keeps its limits itself)",
+                ));
+            }
+            match self.cache.redis_url.as_deref() {
+                None | Some("") => {
+                    return Err(err("cache.redis_url", "is required with backend = \"redis\""));
+                }
+                Some(u) if !(u.starts_with("redis://") || u.starts_with("rediss://")) => {
+                    return Err(err("cache.redis_url", "must start with redis:// or rediss://"));
+                }
+                _ => {}
+            }
+        }
         if let Some(s) = &self.sources.shopify {
             if s.secrets.is_empty() && s.pubsub.is_none() && s.eventbridge.is_none() {
                 return Err(err("sources.shopify.secrets", "list at least one app client secret"));
@@ -2140,5 +2225,33 @@ mod tests {
         assert!(e.to_string().contains("storage.postgres_pool"), "{e}");
         let e = Config::from_toml("[storage]\nbackend = \"mysql\"", &env(&[])).unwrap_err();
         assert!(e.to_string().contains("backend"), "{e}");
+    }
+
+    #[test]
+    fn bus_and_cache_keys_are_checked() {
+        let pg = "[storage]\nbackend = \"postgres\"\npostgres_url = \"postgres://db/n\"\n\
+                  [privacy]\npseudonym_key = \"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\"\n";
+        let c = Config::from_toml(pg, &env(&[])).unwrap();
+        assert_eq!(
+            (c.bus.backend, c.bus.partitions, c.cache.backend),
+            (BusBackend::Store, 32, CacheBackend::Embedded)
+        );
+        let c = Config::from_toml(
+            &format!("{pg}[bus]\npartitions = 64\n[cache]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\""),
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!((c.bus.partitions, c.cache.backend), (64, CacheBackend::Redis));
+        for (text, key) in [
+            (format!("{pg}[bus]\nbackend = \"rabbitmq\""), "bus.backend"),
+            (format!("{pg}[bus]\npartitions = 0"), "bus.partitions"),
+            (format!("{pg}[bus]\npartitions = 5000"), "bus.partitions"),
+            (format!("{pg}[cache]\nbackend = \"redis\""), "cache.redis_url"),
+            (format!("{pg}[cache]\nbackend = \"redis\"\nredis_url = \"http://x\""), "cache.redis_url"),
+            ("[cache]\nbackend = \"redis\"\nredis_url = \"redis://x\"".to_string(), "cache.backend"),
+        ] {
+            let e = Config::from_toml(&text, &env(&[])).unwrap_err();
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
     }
 }

@@ -30,7 +30,7 @@ use crate::pipeline::Submitted;
 use crate::telemetry::{self, LatencySample};
 use nudge_deliver::{Backoff, Destination, Outcome};
 use nudge_model::{Action, AuditRecord, AuditStage, CustomerId};
-use nudge_store::{AttemptRecord, AttemptResult, OutboxItem, Store, StoreError};
+use nudge_store::{AttemptRecord, AttemptResult, OutboxItem, Partitions, Store, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -167,6 +167,8 @@ pub struct DestinationWorker {
     /// Fills trigger events' pending copy requests before they are sent (`None`: an item holding one is
     /// rejected, since a request must never reach a destination).
     pub copy: Option<Arc<crate::copy::CopyStage>>,
+    /// The delivery partitions this node delivers (`None`: every customer), shared by the node's workers.
+    share: Arc<Share>,
     /// Items in requests that are on the wire now.
     in_flight: AtomicU64,
     /// Requests answered with 429 since the start, and when the last one was (ms since the epoch; 0: never).
@@ -207,6 +209,7 @@ impl DestinationWorker {
             latency,
             destination_latency: Arc::new(LatencySample::new(DESTINATION_LATENCY_SAMPLES)),
             copy: None,
+            share: Arc::default(),
             in_flight: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             last_throttled_ms: AtomicI64::new(0),
@@ -416,7 +419,12 @@ impl DestinationWorker {
     }
 
     async fn due(&self, exclude: &HashSet<i64>, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        let mut items = self.store.due_outbox_for(&self.name, now_ms(), limit + exclude.len()).await?;
+        let share = self.share.get();
+        let mut items = match &share {
+            None => self.store.due_outbox_for(&self.name, now_ms(), limit + exclude.len()).await?,
+            Some(p) if p.parts.is_empty() => Vec::new(),
+            Some(p) => self.store.due_outbox_in(&self.name, now_ms(), limit + exclude.len(), p).await?,
+        };
         items.retain(|i| !exclude.contains(&i.id));
         items.truncate(limit);
         Ok(items)
@@ -765,11 +773,28 @@ fn pad(mut outcomes: Vec<Outcome>, n: usize, name: &str) -> Vec<Outcome> {
     outcomes
 }
 
+/// The delivery partitions a node's destination workers deliver: `None` (the default) for every customer;
+/// on a cluster, the partitions whose leases the node holds ([`crate::workers::deliver_share`]).
+#[derive(Default)]
+pub struct Share(std::sync::RwLock<Option<Arc<Partitions>>>);
+
+impl Share {
+    pub fn get(&self) -> Option<Arc<Partitions>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, parts: Option<Partitions>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = parts.map(Arc::new);
+    }
+}
+
 /// Every destination's worker, plus a sweeper for items whose destination is no longer configured.
 pub struct OutboxWorker {
     pub store: Arc<dyn Store>,
     pub workers: Vec<Arc<DestinationWorker>>,
     pub latency: Arc<LatencySample>,
+    /// The partitions the workers deliver (one cell for all of them).
+    pub share: Arc<Share>,
 }
 
 impl OutboxWorker {
@@ -783,15 +808,18 @@ impl OutboxWorker {
     ) -> Self {
         let mut names: Vec<_> = destinations.keys().cloned().collect();
         names.sort();
+        let share = Arc::new(Share::default());
         let workers = names
             .into_iter()
             .map(|name| {
                 let s = settings.get(&name).cloned().unwrap_or_else(|| default.clone());
                 let dest = destinations.get(&name).cloned();
-                Arc::new(DestinationWorker::new(name, store.clone(), dest, s, latency.clone()))
+                let mut w = DestinationWorker::new(name, store.clone(), dest, s, latency.clone());
+                w.share = share.clone();
+                Arc::new(w)
             })
             .collect();
-        OutboxWorker { store, workers, latency }
+        OutboxWorker { store, workers, latency, share }
     }
 
     /// Gives every worker the copy stage (before the workers run).
@@ -844,20 +872,39 @@ impl OutboxWorker {
         Ok(n)
     }
 
-    /// Runs every worker until `shutdown`; `wake` (the pipeline's "enqueued" signal) wakes them all.
-    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    /// Runs every worker and the sweep until `shutdown`; `wake` (the pipeline's "enqueued" signal) wakes
+    /// them all.
+    pub async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: watch::Receiver<bool>) {
+        self.run_parts(wake, shutdown, true, true).await
+    }
+
+    /// Runs the destinations' workers alone (a node of a cluster delivering its partitions).
+    pub async fn run_destinations(self: Arc<Self>, wake: Arc<Notify>, shutdown: watch::Receiver<bool>) {
+        self.run_parts(wake, shutdown, true, false).await
+    }
+
+    /// Runs the destinations' workers, the sweep, or both, until `shutdown`.
+    pub(crate) async fn run_parts(
+        self: Arc<Self>,
+        wake: Arc<Notify>,
+        mut shutdown: watch::Receiver<bool>,
+        destinations: bool,
+        sweep: bool,
+    ) {
         // A set, not detached tasks: when this future is dropped (a node that lost the cluster's leader
         // lease aborts its workers), every destination's worker stops with it.
         let mut tasks = tokio::task::JoinSet::new();
-        for w in &self.workers {
-            tasks.spawn(w.clone().run(shutdown.clone()));
+        if destinations {
+            for w in &self.workers {
+                tasks.spawn(w.clone().run(shutdown.clone()));
+            }
         }
         let mut last_sweep = Instant::now() - Duration::from_secs(60);
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            if last_sweep.elapsed() >= Duration::from_secs(30) {
+            if sweep && last_sweep.elapsed() >= Duration::from_secs(30) {
                 last_sweep = Instant::now();
                 if let Err(e) = self.sweep().await {
                     tracing::error!(error = %e, "sweeping unconfigured destinations failed");

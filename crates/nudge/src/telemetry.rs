@@ -116,6 +116,11 @@ pub const METRICS: &[Metric] = {
             "1 while this node holds the cluster's leader lease and runs the workers (PostgreSQL store), else 0.",
         ),
         metric(
+            "nudge_cluster_partitions",
+            Gauge,
+            "Delivery partitions this node delivers now (a cluster sharing its rate limits in Redis).",
+        ),
+        metric(
             "nudge_model_refits_total",
             Counter,
             "Scheduled model refits by outcome: activated, not_activated (the gate refused it), skipped, failed.",
@@ -162,6 +167,10 @@ pub fn ingest_backlog(pending: u64) {
 /// 1 while this node holds the cluster's leader lease (PostgreSQL backend), 0 otherwise.
 pub fn cluster_leader(leads: bool) {
     gauge!("nudge_cluster_leader").set(if leads { 1.0 } else { 0.0 });
+}
+
+pub fn cluster_partitions(n: usize) {
+    gauge!("nudge_cluster_partitions").set(n as f64);
 }
 
 pub fn model_refit(outcome: &'static str) {

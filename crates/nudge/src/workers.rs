@@ -7,9 +7,9 @@
 use crate::outbox::OutboxWorker;
 use crate::pipeline::{Flows, Pipeline, Scoring};
 use nudge_deliver::Destination;
-use nudge_store::Store;
 use nudge_store::postgres::PgStore;
 use nudge_store::postgres::cluster::NodeRecord;
+use nudge_store::{Partitions, Store};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +40,10 @@ pub struct Workers {
     /// True while this node runs the workers (set by [`lead`] on a cluster): other batch work, such as the
     /// scheduled refit, runs only then.
     pub leading: Arc<std::sync::atomic::AtomicBool>,
+    /// On a cluster whose nodes share their rate limits (`[cache] backend = "redis"`): the store, to tell
+    /// every node about enqueued outbox items. Delivery then runs on every node ([`deliver_share`]), and the
+    /// leader's workers leave it out (they keep the sweep of unconfigured destinations' items).
+    pub spread_over: Option<Arc<PgStore>>,
 }
 
 pub type PushTargets = Vec<(String, Arc<dyn Destination>, crate::outbox::DeliverySettings)>;
@@ -49,9 +53,29 @@ impl Workers {
     pub fn spawn(&self, shutdown: watch::Receiver<bool>) -> anyhow::Result<Vec<JoinHandle<()>>> {
         let work = &self.runtime;
         let pipeline = Arc::new((self.make_pipeline)());
+        // Delivery runs here with the other workers, unless every node delivers its partitions: then the
+        // leader keeps the sweep of unconfigured destinations' items, and enqueued items wake this node's
+        // workers at once and the other nodes' through PostgreSQL.
+        let mut forwarder = None;
+        let enqueued = match &self.spread_over {
+            None => self.wake_outbox.clone(),
+            Some(pg) => {
+                let hint = Arc::new(Notify::new());
+                forwarder = Some(work.spawn(forward_outbox_hints(
+                    pg.clone(),
+                    hint.clone(),
+                    self.wake_outbox.clone(),
+                    shutdown.clone(),
+                )));
+                hint
+            }
+        };
+        let spread = self.spread_over.is_some();
+        let delivery =
+            self.outbox.clone().run_parts(self.wake_outbox.clone(), shutdown.clone(), !spread, true);
         let mut tasks = vec![
-            work.spawn(pipeline.run(self.wake_pipeline.clone(), self.wake_outbox.clone(), shutdown.clone())),
-            work.spawn(self.outbox.clone().run(self.wake_outbox.clone(), shutdown.clone())),
+            work.spawn(pipeline.run(self.wake_pipeline.clone(), enqueued, shutdown.clone())),
+            work.spawn(delivery),
             work.spawn(
                 Arc::new(crate::fetch::FetchWorker {
                     store: self.store.clone(),
@@ -91,6 +115,7 @@ impl Workers {
                 .run(Arc::new(Notify::new()), shutdown.clone()),
             ),
         ];
+        tasks.extend(forwarder);
         if let Some(schedule) = &self.segment_refresh {
             let scheduled = crate::segment_adoption::ScheduledRefresh {
                 store: self.store.clone(),
@@ -167,34 +192,12 @@ pub async fn lead(
     mut node: NodeRecord,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let wake = workers.wake_pipeline.clone();
-    let listener = {
-        let pg = pg.clone();
-        let mut rx = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                match pg.listen_deliveries().await {
-                    Ok(mut l) => loop {
-                        tokio::select! {
-                            n = l.recv() => match n {
-                                Ok(_) => wake.notify_one(),
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "the delivery notifications stopped; reconnecting");
-                                    break;
-                                }
-                            },
-                            _ = rx.changed() => return,
-                        }
-                    },
-                    Err(e) => tracing::warn!(error = %e, "listening for deliveries failed; retrying"),
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(HEARTBEAT) => {}
-                    _ = rx.changed() => return,
-                }
-            }
-        })
-    };
+    let listener = tokio::spawn(relay_hints(
+        pg.clone(),
+        Hints::Deliveries,
+        workers.wake_pipeline.clone(),
+        shutdown.clone(),
+    ));
     loop {
         if *shutdown.borrow() {
             break;
@@ -287,5 +290,227 @@ async fn beat(pg: &PgStore, node: &mut NodeRecord, leader: bool) {
     node.seen_at_ms = crate::outbox::now_ms();
     if let Err(e) = pg.heartbeat(node).await {
         tracing::warn!(error = %e, "recording the heartbeat failed");
+    }
+}
+
+/// Passes each "enqueued" hint of the pipeline on to this node's destination workers, and to every node's
+/// through a PostgreSQL notification (at most one every [`HINT_SPACING`]).
+async fn forward_outbox_hints(
+    pg: Arc<PgStore>,
+    hint: Arc<Notify>,
+    local: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = hint.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        local.notify_one();
+        if let Err(e) = pg.notify_outbox().await {
+            tracing::debug!(error = %e, "notifying the nodes of enqueued items failed (they also poll)");
+        }
+        tokio::time::sleep(HINT_SPACING).await;
+    }
+}
+
+/// The least time between two "enqueued" notifications from the leader.
+const HINT_SPACING: Duration = Duration::from_millis(2);
+
+/// For sharing the partitions out, a node counts as live while its last heartbeat is younger than this
+/// (shorter than [`LIVE_FOR`], so a dead node's partitions are taken over sooner).
+pub const SHARE_LIVE_FOR: Duration = Duration::from_secs(5);
+
+/// Delivers this node's share of the outbox until `shutdown`, on a cluster whose nodes share their rate
+/// limits: holds leases on about `1/n` of the `of` partitions (n the live nodes), takes free ones while it
+/// holds fewer, gives back the extra ones when nodes join, and runs the destination workers on the partitions
+/// it holds. A partition just taken is delivered after [`TAKEOVER_GRACE`] (its former holder may be finishing
+/// a send); one given back is first drained (the workers stop after their round and start again without
+/// it). When the leases' connection fails, the workers are stopped at once: another node may hold the
+/// partitions from then on.
+pub async fn deliver_share(
+    pg: Arc<PgStore>,
+    outbox: Arc<OutboxWorker>,
+    wake: Arc<Notify>,
+    node_id: String,
+    of: u32,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let listener = tokio::spawn(relay_hints(pg.clone(), Hints::Outbox, wake.clone(), shutdown.clone()));
+    // Nodes start their search at different partitions, so that nodes starting together rarely race.
+    let offset = nudge_store::partition_of(&node_id, of);
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let mut leases = match pg.partition_leases().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "connecting for the partition leases failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(HEARTBEAT) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        };
+        let mut held: std::collections::BTreeMap<u32, tokio::time::Instant> = Default::default();
+        let mut active: Vec<u32> = Vec::new();
+        let mut running: Option<(watch::Sender<bool>, JoinHandle<()>)> = None;
+        let mut recorded: Option<Vec<u32>> = None;
+        let lost = loop {
+            let share = match pg.nodes().await {
+                Ok(nodes) => {
+                    let now = crate::outbox::now_ms();
+                    let live = nodes
+                        .iter()
+                        .filter(|n| {
+                            n.node_id != node_id && now - n.seen_at_ms < SHARE_LIVE_FOR.as_millis() as i64
+                        })
+                        .count() as u32
+                        + 1;
+                    Some(of.div_ceil(live))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the cluster's nodes failed");
+                    None
+                }
+            };
+            let mut want: Vec<u32> = active.clone();
+            let mut give_back: Vec<u32> = Vec::new();
+            if let Some(share) = share {
+                // Too many (nodes joined): give back the ones not delivered yet first, then the highest.
+                while held.len() > share as usize {
+                    let p = held
+                        .keys()
+                        .copied()
+                        .rev()
+                        .find(|p| !active.contains(p))
+                        .or_else(|| held.keys().copied().next_back())
+                        .unwrap_or_default();
+                    held.remove(&p);
+                    want.retain(|x| *x != p);
+                    give_back.push(p);
+                }
+                // Too few: take free ones, starting at this node's offset.
+                let mut tried = 0;
+                while held.len() < share as usize && tried < of {
+                    let p = (offset + tried) % of;
+                    tried += 1;
+                    if held.contains_key(&p) {
+                        continue;
+                    }
+                    match leases.try_take(p).await {
+                        Ok(true) => {
+                            held.insert(p, tokio::time::Instant::now() + TAKEOVER_GRACE);
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "taking a partition lease failed");
+                            break;
+                        }
+                    }
+                }
+            }
+            // Delivered: the held partitions whose grace is over.
+            let now = tokio::time::Instant::now();
+            want.retain(|p| held.contains_key(p));
+            for (p, at) in &held {
+                if *at <= now && !want.contains(p) {
+                    want.push(*p);
+                }
+            }
+            want.sort_unstable();
+            if want != active {
+                let dropped: Vec<u32> = active.iter().copied().filter(|p| !want.contains(p)).collect();
+                outbox.share.set(Some(Partitions { of, parts: want.clone() }));
+                if !dropped.is_empty() {
+                    // Drain: the workers finish their round (and record it) before the leases go back.
+                    if let Some((stop, task)) = running.take() {
+                        let _ = stop.send(true);
+                        let _ = task.await;
+                    }
+                }
+                active = want;
+                tracing::info!(node = %node_id, partitions = ?active, "delivering these partitions");
+                crate::telemetry::cluster_partitions(active.len());
+                if running.is_none() {
+                    let (stop, rx) = watch::channel(false);
+                    running = Some((stop, tokio::spawn(outbox.clone().run_destinations(wake.clone(), rx))));
+                }
+                wake.notify_one();
+            }
+            // Leases given up above go back now that nothing here delivers them.
+            for p in give_back {
+                if let Err(e) = leases.give_back(p).await {
+                    tracing::warn!(error = %e, partition = p, "giving a partition lease back failed");
+                }
+            }
+            if recorded.as_ref() != Some(&active) {
+                match pg.record_partitions(&node_id, &active).await {
+                    Ok(()) => recorded = Some(active.clone()),
+                    Err(e) => tracing::warn!(error = %e, "recording the delivered partitions failed"),
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(LEASE_CHECK) => {}
+                _ = shutdown.changed() => break false,
+            }
+            if !leases.alive(LEASE_TIMEOUT).await {
+                break true;
+            }
+        };
+        outbox.share.set(Some(Partitions { of, parts: Vec::new() }));
+        if let Some((stop, task)) = running.take() {
+            let _ = stop.send(true);
+            if lost {
+                tracing::warn!(node = %node_id, "the partition leases were lost; stopping delivery at once");
+                task.abort();
+            }
+            let _ = task.await;
+        }
+        crate::telemetry::cluster_partitions(0);
+        leases.release_all().await;
+        let _ = pg.record_partitions(&node_id, &[]).await;
+    }
+    let _ = listener.await;
+}
+
+/// Which notifications [`relay_hints`] passes on.
+#[derive(Clone, Copy)]
+enum Hints {
+    /// Deliveries committed on any node (for the leader's processing).
+    Deliveries,
+    /// Outbox items enqueued by the leader (for every node's destination workers).
+    Outbox,
+}
+
+/// Wakes `wake` on every notification of `hints` from PostgreSQL until `shutdown`, listening again after
+/// a lost connection (a lost hint costs only latency: the workers also poll).
+async fn relay_hints(pg: Arc<PgStore>, hints: Hints, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let listening = match hints {
+            Hints::Deliveries => pg.listen_deliveries().await,
+            Hints::Outbox => pg.listen_outbox().await,
+        };
+        match listening {
+            Ok(mut l) => loop {
+                tokio::select! {
+                    n = l.recv() => match n {
+                        Ok(_) => wake.notify_one(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the store's notifications stopped; listening again");
+                            break;
+                        }
+                    },
+                    _ = shutdown.changed() => return,
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "listening for the store's notifications failed; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }

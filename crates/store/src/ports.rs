@@ -128,6 +128,21 @@ pub trait Outbox: Send + Sync + 'static {
     /// worker reads only its own queue, so one destination's backlog never delays another's.
     async fn due_outbox_for(&self, destination: &str, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>>;
 
+    /// [`Outbox::due_outbox_for`] for the customers of `parts` alone: what a node of a cluster delivers. The
+    /// default filters [`Outbox::due_outbox_for`]'s answer (so it may hold fewer than `limit` items, and is
+    /// only for backends a single node uses); a backend shared by nodes selects the share in its query.
+    async fn due_outbox_in(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        limit: usize,
+        parts: &Partitions,
+    ) -> Result<Vec<OutboxItem>> {
+        let mut items = self.due_outbox_for(destination, now_ms, limit).await?;
+        items.retain(|i| parts.contains(&i.customer.to_string()));
+        Ok(items)
+    }
+
     /// For each `(customer, head)` (a customer's oldest pending item for `destination`, as
     /// [`Outbox::due_outbox_for`] returned it), the customer's next pending items for that destination in id
     /// order: at most `depth` per head, and none from the first that is not due at `now_ms` on. Each

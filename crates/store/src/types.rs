@@ -420,6 +420,32 @@ pub struct OutboxItem {
     pub origin_us: i64,
 }
 
+/// A node's share of the delivery partitions: the customers whose partition ([`partition_of`]) is one of
+/// `parts`, out of `of` partitions in all. Every customer is in exactly one partition, and one node at a time
+/// delivers a partition, so each customer's pushes stay in order when several nodes deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partitions {
+    pub of: u32,
+    pub parts: Vec<u32>,
+}
+
+impl Partitions {
+    /// True when `customer` is in one of these partitions.
+    pub fn contains(&self, customer: &str) -> bool {
+        self.parts.contains(&partition_of(customer, self.of))
+    }
+}
+
+/// The delivery partition of a customer key, out of `of` (at least 1): the first four bytes of the key's MD5,
+/// read as a big-endian unsigned number, modulo `of`. PostgreSQL computes the same number in SQL
+/// (`('x' || left(md5(key), 8))::bit(32)::bigint % of`), so a node's share can be selected in the query;
+/// the function never changes, or stored work would move between partitions.
+pub fn partition_of(customer: &str, of: u32) -> u32 {
+    use md5::Digest;
+    let d = md5::Md5::digest(customer.as_bytes());
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % of.max(1)
+}
+
 /// The new status of an outbox item after an attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttemptResult {

@@ -24,7 +24,8 @@ use super::request::{self, Section, TRACK_LABEL, TRACK_PATH, TrackObject};
 use crate::endpoint::json_client;
 use crate::endpoint::{body_excerpt, read_capped, transport_error};
 use crate::{
-    DeliverError, Destination, Outcome, RateLimiter, StatusClass, classify_status, parse_retry_after,
+    DeliverError, Destination, Outcome, RateLimiter, SharedLimits, StatusClass, classify_status,
+    parse_retry_after,
 };
 use nudge_model::Action;
 use reqwest::header::RETRY_AFTER;
@@ -68,6 +69,15 @@ impl BrazeClient {
 
     pub fn config(&self) -> &BrazeConfig {
         &self.config
+    }
+
+    /// This client with its rate limiter (`/users/track`) shared by every node of the deployment through
+    /// Redis, so that together they stay within the account's quota. `destination` names the account's limit
+    /// in the key (`<prefix>:limit:<destination>:users-track`): nodes sending to one account must use the
+    /// same name, and two accounts different ones.
+    pub fn with_shared_limits(mut self, limits: &SharedLimits, destination: &str) -> Self {
+        self.limiter = self.limiter.shared(limits, &format!("{destination}:users-track"));
+        self
     }
 
     /// Sends one request carrying `objects` (1 to `batch_size`) and returns one outcome per object.

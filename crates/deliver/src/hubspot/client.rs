@@ -35,7 +35,8 @@ use super::request::{self, ContactInput, Endpoint, MAX_BATCH_INPUTS};
 use crate::endpoint::json_client;
 use crate::endpoint::{body_excerpt, read_capped, transport_error};
 use crate::{
-    DeliverError, Destination, Outcome, RateLimiter, StatusClass, classify_status, parse_retry_after,
+    DeliverError, Destination, Outcome, RateLimiter, SharedLimits, StatusClass, classify_status,
+    parse_retry_after,
 };
 use nudge_model::Action;
 use reqwest::header::RETRY_AFTER;
@@ -103,6 +104,15 @@ impl HubSpotClient {
 
     pub fn config(&self) -> &HubSpotConfig {
         &self.config
+    }
+
+    /// This client with its rate limiter (every call) shared by every node of the deployment through Redis,
+    /// so that together they stay within the account's quota. `destination` names the account's limit in the
+    /// key (`<prefix>:limit:<destination>:api`): nodes sending to one account must use the same name, and two
+    /// accounts different ones.
+    pub fn with_shared_limits(mut self, limits: &SharedLimits, destination: &str) -> Self {
+        self.limiter = self.limiter.shared(limits, &format!("{destination}:api"));
+        self
     }
 
     /// The rate limiter's windows, as `(requests, window)`.

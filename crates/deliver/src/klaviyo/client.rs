@@ -6,7 +6,8 @@
 use super::config::KlaviyoConfig;
 use super::request::{self, Endpoint, KlaviyoRequest};
 use crate::{
-    DeliverError, Destination, Outcome, RateLimiter, StatusClass, classify_status, parse_retry_after,
+    DeliverError, Destination, Outcome, RateLimiter, SharedLimits, StatusClass, classify_status,
+    parse_retry_after,
 };
 use nudge_model::Action;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
@@ -86,6 +87,22 @@ impl KlaviyoClient {
 
     pub fn config(&self) -> &KlaviyoConfig {
         &self.config
+    }
+
+    /// This client with its rate limiters shared by every node of the deployment through Redis, so that
+    /// together they stay within the account's quota. `destination` names the account's limits in the keys
+    /// (`<prefix>:limit:<destination>:<endpoint>`): nodes sending to one account must use the same name, and
+    /// two accounts different ones. Endpoints: `profile-import`, `events`, `lists`, `bulk-jobs`,
+    /// `bulk-job-reads`, `deletion-jobs`.
+    pub fn with_shared_limits(mut self, limits: &SharedLimits, destination: &str) -> Self {
+        let name = |endpoint: &str| format!("{destination}:{endpoint}");
+        self.profile_import_limiter = self.profile_import_limiter.shared(limits, &name("profile-import"));
+        self.events_limiter = self.events_limiter.shared(limits, &name("events"));
+        self.lists_limiter = self.lists_limiter.shared(limits, &name("lists"));
+        self.bulk_jobs_limiter = self.bulk_jobs_limiter.shared(limits, &name("bulk-jobs"));
+        self.bulk_job_reads_limiter = self.bulk_job_reads_limiter.shared(limits, &name("bulk-job-reads"));
+        self.deletion_limiter = self.deletion_limiter.shared(limits, &name("deletion-jobs"));
+        self
     }
 
     fn limiter(&self, endpoint: Endpoint) -> &RateLimiter {

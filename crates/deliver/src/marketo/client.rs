@@ -20,7 +20,7 @@ use super::request::{
 use super::token::TokenSource;
 use crate::endpoint::json_client;
 use crate::endpoint::{body_excerpt, read_capped, transport_error};
-use crate::{DeliverError, Destination, Outcome, RateLimiter};
+use crate::{DeliverError, Destination, Outcome, RateLimiter, SharedLimits};
 use nudge_model::Action;
 use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
@@ -93,6 +93,15 @@ impl MarketoClient {
 
     pub fn config(&self) -> &MarketoConfig {
         &self.config
+    }
+
+    /// This client with its rate limiter (every call but Identity's) shared by every node of the deployment
+    /// through Redis, so that together they stay within the account's quota. `destination` names the
+    /// account's limit in the key (`<prefix>:limit:<destination>:api`): nodes sending to one account must use
+    /// the same name, and two accounts different ones.
+    pub fn with_shared_limits(mut self, limits: &SharedLimits, destination: &str) -> Self {
+        self.limiter = self.limiter.shared(limits, &format!("{destination}:api"));
+        self
     }
 
     /// How many times Marketo Identity was asked for a token.

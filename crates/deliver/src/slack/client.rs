@@ -7,7 +7,8 @@ use super::config::SlackConfig;
 use super::request;
 use crate::endpoint::{GuardedResolver, body_excerpt, read_capped, transport_error};
 use crate::{
-    DeliverError, Destination, Outcome, RateLimiter, StatusClass, classify_status, parse_retry_after,
+    DeliverError, Destination, Outcome, RateLimiter, SharedLimits, StatusClass, classify_status,
+    parse_retry_after,
 };
 use nudge_model::Action;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -57,6 +58,14 @@ impl SlackClient {
             config,
             disabled: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// This client with its rate limiter shared by every node of the deployment through Redis, so that
+    /// together they stay within the webhook's quota. `destination` names the webhook's limit in the key
+    /// (`<prefix>:limit:<destination>:webhook`): nodes posting to one webhook must use the same name.
+    pub fn with_shared_limits(mut self, limits: &SharedLimits, destination: &str) -> Self {
+        self.limiter = self.limiter.shared(limits, &format!("{destination}:webhook"));
+        self
     }
 
     /// Posts a Block Kit message (`blocks` with the fallback `text`, see [`request::build_blocks`]): one

@@ -9,6 +9,7 @@ use nudge_ingest::shopify::fixtures::{CheckoutFixture, CustomerFixture, LineItem
 use nudge_model::TraceId;
 use nudge_store::postgres::PgStore;
 use nudge_store::prelude::*;
+use nudge_testkit::FakeRateLimit;
 use nudge_testkit::shopify_sender::{Delivery, ShopifySender};
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
@@ -29,10 +30,24 @@ struct Cluster {
     ports: Vec<u16>,
     children: Vec<Option<Child>>,
     store: Arc<PgStore>,
+    /// With a Redis URL, the nodes share their rate limits there and every node delivers its partitions.
+    redis: Option<String>,
+    /// Keys added to the `[destinations.klaviyo]` table.
+    klaviyo_keys: String,
 }
 
 impl Cluster {
     async fn start(url: &str, fake_url: &str, nodes: usize) -> Cluster {
+        Self::start_with(url, fake_url, nodes, None, "").await
+    }
+
+    async fn start_with(
+        url: &str,
+        fake_url: &str,
+        nodes: usize,
+        redis: Option<String>,
+        klaviyo_keys: &str,
+    ) -> Cluster {
         let store = nudge_store::conformance::fresh_postgres(url, "nudge_c").await;
         let schema = store.schema().to_string();
         let ports = (0..nodes)
@@ -46,6 +61,8 @@ impl Cluster {
             ports,
             children: (0..nodes).map(|_| None).collect(),
             store,
+            redis,
+            klaviyo_keys: klaviyo_keys.to_string(),
         };
         for i in 0..nodes {
             c.start_node(i);
@@ -80,15 +97,22 @@ secrets = ["${{T_SHOPIFY_SECRET}}"]
 [destinations.klaviyo]
 api_key = "${{T_KLAVIYO_KEY}}"
 base_url = "{fake}"
+{klaviyo_keys}
 [pipeline]
 checkout_abandon_after = "2s"
 timer_tick = "100ms"
-"#,
+{spread}"#,
                 port = self.ports[i],
                 url = self.url,
                 schema = self.schema,
                 data = self.dir.path().join(format!("data{i}")).display(),
                 fake = self.fake_url,
+                klaviyo_keys = self.klaviyo_keys,
+                spread = match &self.redis {
+                    Some(r) =>
+                        format!("[bus]\npartitions = 8\n[cache]\nbackend = \"redis\"\nredis_url = \"{r}\"\n"),
+                    None => String::new(),
+                },
             ),
         )
         .unwrap();
@@ -149,6 +173,50 @@ timer_tick = "100ms"
         let now = nudge::outbox::now_ms();
         let id = nodes.into_iter().find(|n| n.leader && now - n.seen_at_ms < 3_000)?.node_id;
         id.strip_prefix('n')?.parse().ok()
+    }
+
+    /// `nudge cluster status --json` as node `i`'s configuration sees it.
+    fn status(&self, i: usize) -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
+            .args(["cluster", "status", "--json", "--config"])
+            .arg(self.config(i))
+            .env("T_SHOPIFY_SECRET", SECRET)
+            .env("T_KLAVIYO_KEY", KEY)
+            .env("T_PSEUDONYM_KEY", PSEUDONYM_KEY)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The partitions each live node delivers, by node index (from the nodes' records).
+    async fn partitions(&self) -> BTreeMap<usize, Vec<u32>> {
+        let now = nudge::outbox::now_ms();
+        let live: Vec<String> = self
+            .store
+            .nodes()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| now - n.seen_at_ms < 3_000)
+            .map(|n| n.node_id)
+            .collect();
+        self.store
+            .partition_owners()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| live.contains(&o.node_id))
+            .filter_map(|o| Some((o.node_id.strip_prefix('n')?.parse().ok()?, o.partitions)))
+            .collect()
+    }
+
+    /// True when the live nodes `nodes` each deliver some partitions, none twice, all 8 covered.
+    async fn spread_over(&self, nodes: &[usize]) -> bool {
+        let parts = self.partitions().await;
+        let mut all: Vec<u32> = parts.values().flatten().copied().collect();
+        all.sort_unstable();
+        nodes.iter().all(|i| parts.get(i).is_some_and(|p| !p.is_empty())) && all == (0..8).collect::<Vec<_>>()
     }
 
     async fn finish(mut self) {
@@ -457,17 +525,9 @@ async fn the_same_webhook_to_two_nodes_at_once_is_processed_once() {
     assert!(pushes >= 100, "{pushes}");
     assert_eq!(cluster.store.stats().await.unwrap().customers, 100);
     // `nudge cluster status` sees both nodes, the one that leads, and nothing waiting.
-    let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(["cluster", "status", "--json", "--config"])
-        .arg(cluster.config(1))
-        .env("T_SHOPIFY_SECRET", SECRET)
-        .env("T_KLAVIYO_KEY", KEY)
-        .env("T_PSEUDONYM_KEY", PSEUDONYM_KEY)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = cluster.status(1);
     assert_eq!(status["backend"], "postgres");
+    assert_eq!(status["delivery"], "leader", "{status}");
     let nodes = status["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 2, "{status}");
     assert!(nodes.iter().all(|n| n["live"] == true), "{status}");
@@ -478,6 +538,110 @@ async fn the_same_webhook_to_two_nodes_at_once_is_processed_once() {
         (status["deliveries_pending"].as_u64(), status["outbox_pending"].as_u64()),
         (Some(0), Some(0))
     );
+    cluster.finish().await;
+    fake.shutdown().await;
+}
+
+/// The Redis server for the tests whose nodes share their rate limits (`NUDGE_TEST_REDIS_URL`).
+fn redis_test_url() -> Option<String> {
+    match std::env::var("NUDGE_TEST_REDIS_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            eprintln!("skipped: NUDGE_TEST_REDIS_URL is not set");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_share_delivery_by_partition_and_survive_one_killed() {
+    let Some(url) = nudge_store::conformance::postgres_test_url() else { return };
+    let Some(redis) = redis_test_url() else { return };
+    let fake = fake().await;
+    let mut cluster = Cluster::start_with(&url, &fake.base_url(), 3, Some(redis), "").await;
+    // The 8 partitions are shared out: every node delivers some, none is delivered twice.
+    let spread = eventually(40, async || cluster.spread_over(&[0, 1, 2]).await).await;
+    assert!(
+        spread,
+        "the partitions are shared by the three nodes: {:?}\n{}",
+        cluster.partitions().await,
+        cluster.log(0)
+    );
+    let status = cluster.status(0);
+    assert_eq!((status["delivery"].as_str(), status["partitions"].as_u64()), (Some("partitions"), Some(8)));
+    assert_eq!(status["partitions_undelivered"].as_array().map(Vec::len), Some(0), "{status}");
+    let leader = eventually(20, async || cluster.leader().await.is_some()).await;
+    assert!(leader, "a node leads");
+    let senders = senders(&cluster);
+    let customers =
+        std::env::var("NUDGE_CLUSTER_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_200);
+    let checkouts = 80.min(customers);
+    let killed = std::sync::Mutex::new(None);
+    let (traces, _) = load(senders, customers, checkouts, async || {
+        // kill -9 a node that delivers partitions but does not lead: the others take its partitions over.
+        let leader = cluster.leader().await;
+        let victim = (0..3).find(|i| Some(*i) != leader).unwrap();
+        cluster.kill(victim);
+        *killed.lock().unwrap() = Some(victim);
+    })
+    .await;
+    let killed = killed.lock().unwrap().unwrap();
+    let rest: Vec<usize> = (0..3).filter(|i| *i != killed).collect();
+    let taken_over = eventually(40, async || cluster.spread_over(&rest).await).await;
+    assert!(taken_over, "the two others deliver every partition: {:?}", cluster.partitions().await);
+    check_outcome(&cluster, &fake, &traces, customers, checkouts).await;
+    // The killed node comes back and gets its share again.
+    cluster.start_node(killed);
+    cluster.wait_healthy(&reqwest::Client::new(), killed).await;
+    let rebalanced = eventually(40, async || cluster.spread_over(&[0, 1, 2]).await).await;
+    assert!(rebalanced, "the node back delivers partitions again: {:?}", cluster.partitions().await);
+    cluster.finish().await;
+    fake.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_delivering_nodes_keep_one_shared_rate_limit() {
+    let Some(url) = nudge_store::conformance::postgres_test_url() else { return };
+    let Some(redis) = redis_test_url() else { return };
+    nudge_testkit::ensure_crypto_provider();
+    // Klaviyo's profile endpoints at 5 requests a second (the fake answers 429 above that), and nudge
+    // configured with the same limit: three nodes sending at their own 5/s would be refused.
+    let limit = FakeRateLimit::per_second_and_minute(5, 300);
+    let fake = FakeKlaviyo::start(
+        FakeKlaviyoConfig::new(KEY)
+            .unthrottled()
+            .with_profile_import_limit(limit)
+            .with_bulk_jobs_limit(limit),
+    )
+    .await
+    .unwrap();
+    let keys = "profile_import_limit = { burst_per_sec = 5, steady_per_min = 300 }\n\
+                bulk_jobs_limit = { burst_per_sec = 5, steady_per_min = 300 }";
+    let cluster = Cluster::start_with(&url, &fake.base_url(), 3, Some(redis), keys).await;
+    assert!(
+        eventually(40, async || cluster.spread_over(&[0, 1, 2]).await).await,
+        "the partitions are shared"
+    );
+    let senders = senders(&cluster);
+    let now = OffsetDateTime::now_utc();
+    let customers = 90u64;
+    for i in 0..customers {
+        let c =
+            CustomerFixture::new(900_000 + i, Some(&format!("r{i}@example.org")), now).name(Some("v1"), None);
+        send_anywhere(&senders, i as usize, &Delivery::new("customers/create", c.to_bytes())).await;
+    }
+    let done = eventually(120, async || {
+        (0..customers).all(|i| fake.profile_by_email(&format!("r{i}@example.org")).is_some())
+            && cluster.store.backlog().await.ok() == Some((0, 0))
+    })
+    .await;
+    assert!(done, "every profile arrived: backlog {:?}", cluster.store.backlog().await);
+    let requests = fake.requests();
+    let refused = requests.iter().filter(|r| r.status == 429).count();
+    let sent = requests.iter().filter(|r| r.method == "POST").count();
+    assert_eq!(refused, 0, "no request over the shared limit: {refused} of {sent} answered 429");
+    // All three nodes held partitions throughout, so the requests came from all of them.
+    assert!(cluster.spread_over(&[0, 1, 2]).await, "{:?}", cluster.partitions().await);
     cluster.finish().await;
     fake.shutdown().await;
 }

@@ -27,6 +27,7 @@ mod fetch;
 mod identity;
 mod log;
 mod outbox;
+pub mod partitions;
 mod privacy;
 mod processing;
 mod registry;
@@ -37,6 +38,7 @@ mod tokens;
 
 const SCHEMA: &str = include_str!("../../migrations/postgres/001_init.sql");
 const CLUSTER_SCHEMA: &str = include_str!("../../migrations/postgres/002_cluster.sql");
+const PARTITIONS_SCHEMA: &str = include_str!("../../migrations/postgres/003_partitions.sql");
 
 /// The advisory lock key the schema is applied under (any fixed number; "nudge" in ASCII).
 const SCHEMA_LOCK: i64 = 0x006e_7564_6765;
@@ -140,6 +142,7 @@ impl PgStore {
             .await?;
         sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
         sqlx::raw_sql(CLUSTER_SCHEMA).execute(&mut *tx).await?;
+        sqlx::raw_sql(PARTITIONS_SCHEMA).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }

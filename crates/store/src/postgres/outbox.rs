@@ -33,20 +33,17 @@ impl Outbox for PgStore {
     }
 
     async fn due_outbox_for(&self, destination: &str, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox o
-             WHERE o.destination = $3 AND o.status = 'pending' AND o.next_attempt_at <= $1
-               AND o.id = (SELECT p.id FROM outbox p
-                           WHERE p.destination = $3 AND p.customer_id = o.customer_id AND p.status = 'pending'
-                           ORDER BY p.id LIMIT 1)
-             ORDER BY o.id LIMIT $2"
-        )))
-        .bind(now_ms)
-        .bind(limit_of(limit))
-        .bind(destination)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(outbox_item).collect()
+        self.due_heads(destination, now_ms, limit, None).await
+    }
+
+    async fn due_outbox_in(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        limit: usize,
+        parts: &Partitions,
+    ) -> Result<Vec<OutboxItem>> {
+        self.due_heads(destination, now_ms, limit, Some(parts)).await
     }
 
     async fn pending_after_heads(
@@ -454,4 +451,38 @@ pub(crate) async fn trace_summaries(tx: &mut Tx, traces: &[String]) -> Result<Ha
             ))
         })
         .collect()
+}
+
+impl PgStore {
+    /// The due heads of `destination` (each customer's oldest pending item), oldest first, of the customers of
+    /// `parts` when given (the partition computed as [`crate::partition_of`] does, in SQL).
+    async fn due_heads(
+        &self,
+        destination: &str,
+        now_ms: i64,
+        limit: usize,
+        parts: Option<&Partitions>,
+    ) -> Result<Vec<OutboxItem>> {
+        let (of, share): (i64, Vec<i64>) = match parts {
+            Some(p) => (i64::from(p.of.max(1)), p.parts.iter().map(|&x| i64::from(x)).collect()),
+            None => (0, Vec::new()),
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox o
+             WHERE o.destination = $3 AND o.status = 'pending' AND o.next_attempt_at <= $1
+               AND ($4 = 0 OR ('x' || left(md5(o.customer_id), 8))::bit(32)::bigint % $4 = ANY($5::bigint[]))
+               AND o.id = (SELECT p.id FROM outbox p
+                           WHERE p.destination = $3 AND p.customer_id = o.customer_id AND p.status = 'pending'
+                           ORDER BY p.id LIMIT 1)
+             ORDER BY o.id LIMIT $2"
+        )))
+        .bind(now_ms)
+        .bind(limit_of(limit))
+        .bind(destination)
+        .bind(of)
+        .bind(&share)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outbox_item).collect()
+    }
 }
