@@ -645,3 +645,193 @@ async fn three_delivering_nodes_keep_one_shared_rate_limit() {
     cluster.finish().await;
     fake.shutdown().await;
 }
+
+/// A PostgreSQL server of the test's own (initdb in a temporary directory, on a free loopback port), so it
+/// can be crashed and started again mid-load. `None` (with a note) where the server's programs are missing.
+struct OwnPostgres {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnPostgres {
+    fn start() -> Option<OwnPostgres> {
+        let bin = Command::new("pg_config").arg("--bindir").output().ok().filter(|o| o.status.success())?;
+        let bin = std::path::PathBuf::from(String::from_utf8_lossy(&bin.stdout).trim());
+        if !bin.join("initdb").exists() {
+            eprintln!("skipped: no initdb next to pg_config");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pg = OwnPostgres { bin, dir, port };
+        // The server refuses to run as root: as root, it runs as the `postgres` user.
+        if unsafe { libc::geteuid() } == 0 {
+            let ok = Command::new("chown").args(["-R", "postgres"]).arg(pg.dir.path()).status().unwrap();
+            assert!(ok.success());
+        }
+        let data = pg.data();
+        let init = pg
+            .as_server(&pg.bin.join("initdb"), &["-A", "trust", "-U", "postgres", "--no-sync", "-D", &data]);
+        assert!(init.status.success(), "initdb: {}", String::from_utf8_lossy(&init.stderr));
+        pg.run();
+        Some(pg)
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn as_server(&self, program: &std::path::Path, args: &[&str]) -> std::process::Output {
+        let mut c = if unsafe { libc::geteuid() } == 0 {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        c.args(args).output().unwrap()
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    fn run(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log").display().to_string();
+        let out = self.as_server(
+            &self.bin.join("pg_ctl"),
+            &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "start"],
+        );
+        assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Stops the server the way a crash would (no shutdown checkpoint, clients cut off).
+    fn crash(&self) {
+        let out =
+            self.as_server(&self.bin.join("pg_ctl"), &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        assert!(out.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let _ =
+            self.as_server(&self.bin.join("pg_ctl"), &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+    }
+}
+
+/// A Redis server of the test's own on a free loopback port (nothing kept on disk), killed and started
+/// again mid-load.
+struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    fn start() -> Option<OwnRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut r = OwnRedis { port, child: None };
+        r.run()?;
+        Some(r)
+    }
+
+    fn run(&mut self) -> Option<()> {
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            eprintln!("skipped: redis-server is not installed");
+            return None;
+        };
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Some(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// PostgreSQL crashes mid-load and comes back 3 s later, with delivery spread over two nodes sharing their
+/// limits in a Redis that is also killed and restarted: while the database is down every webhook is
+/// answered 503 (never a 200 that could be lost); afterwards nothing acknowledged is missing, no event is
+/// sent twice, and each customer's updates arrive in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_and_redis_restarted_mid_load_lose_nothing() {
+    if nudge_store::conformance::postgres_test_url().is_none() {
+        return;
+    }
+    let Some(own) = OwnPostgres::start() else { return };
+    let Some(mut redis) = OwnRedis::start() else { return };
+    let fake = fake().await;
+    let cluster = Cluster::start_with(&own.url(), &fake.base_url(), 2, Some(redis.url()), "").await;
+    assert!(eventually(40, async || cluster.spread_over(&[0, 1]).await).await, "the partitions are shared");
+    let senders = senders(&cluster);
+    let (customers, checkouts) = (600, 40);
+    let probe = senders[0].clone();
+    let (traces, _) = load(senders, customers, checkouts, async || {
+        own.crash();
+        redis.kill();
+        // While the database is down, an acknowledgement is never given; the answer (503) comes within
+        // Shopify's 5 s.
+        let now = OffsetDateTime::now_utc();
+        let mut answered = Vec::new();
+        let until = tokio::time::Instant::now() + Duration::from_secs(4);
+        let mut i = 0u64;
+        while tokio::time::Instant::now() < until {
+            i += 1;
+            let c = CustomerFixture::new(990_000 + i, Some(&format!("down{i}@example.org")), now);
+            let status = probe.send(&Delivery::new("customers/create", c.to_bytes())).await;
+            answered.push(status.map(|r| r.status).map_err(|e| e.to_string()));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            answered.iter().all(|s| *s != Ok(200)),
+            "no webhook is acknowledged while the database is down: {answered:?}"
+        );
+        assert!(answered.contains(&Ok(503)), "the node answers 503 so the platform retries: {answered:?}");
+        own.run();
+        redis.run().expect("redis-server starts again");
+    })
+    .await;
+    check_outcome(&cluster, &fake, &traces, customers, checkouts).await;
+    cluster.finish().await;
+    fake.shutdown().await;
+}

@@ -53,7 +53,9 @@ pub struct PgConfig {
     pub schema: Option<String>,
     /// The pool's size per node.
     pub max_connections: u32,
-    /// How long a call waits for a pooled connection (or a new one) before it fails.
+    /// How long a call waits for a pooled connection (or a new one) before it fails. Short enough that a
+    /// webhook arriving while the database is unreachable is answered 503 well within the platforms'
+    /// timeouts (Shopify waits 5 s), so it is retried rather than counted as a failed delivery.
     pub acquire_timeout: Duration,
 }
 
@@ -63,7 +65,7 @@ impl PgConfig {
             url: url.into(),
             schema: None,
             max_connections: 16,
-            acquire_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(2),
         }
     }
 }
