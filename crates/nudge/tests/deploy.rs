@@ -216,6 +216,7 @@ fn the_compose_setup_configures_two_nodes_on_postgres() {
     let text = std::fs::read_to_string(repo().join("deploy/scale.toml")).unwrap();
     let env: std::collections::BTreeMap<String, String> = [
         ("NUDGE_POSTGRES_URL", "postgres://nudge:pw@postgres:5432/nudge"),
+        ("NUDGE_REDIS_URL", "redis://redis:6379"),
         ("NUDGE_PSEUDONYM_KEY", "change-me-to-32-or-more-random-bytes-0001"),
         ("SHOPIFY_APP_SECRET", "shpss_x"),
         ("KLAVIYO_PRIVATE_KEY", "pk_fake_demo"),
@@ -227,8 +228,15 @@ fn the_compose_setup_configures_two_nodes_on_postgres() {
     let cfg = nudge::config::Config::from_toml(&text, &env).expect("deploy/scale.toml is valid");
     assert_eq!(cfg.storage.backend, nudge::config::StorageBackend::Postgres);
     assert_eq!(cfg.cluster.node_id.as_deref(), Some("nudge-a"));
+    assert_eq!(cfg.cache.backend, nudge::config::CacheBackend::Redis, "the nodes share delivery");
     let compose = std::fs::read_to_string(repo().join("deploy/docker-compose.yml")).unwrap();
-    for var in ["NUDGE_POSTGRES_URL", "NUDGE_PSEUDONYM_KEY", "SHOPIFY_APP_SECRET", "KLAVIYO_PRIVATE_KEY"] {
+    for var in [
+        "NUDGE_POSTGRES_URL",
+        "NUDGE_REDIS_URL",
+        "NUDGE_PSEUDONYM_KEY",
+        "SHOPIFY_APP_SECRET",
+        "KLAVIYO_PRIVATE_KEY",
+    ] {
         assert!(compose.contains(&format!("{var}:")), "the compose file sets {var}");
     }
     assert!(
