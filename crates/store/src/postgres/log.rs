@@ -258,16 +258,27 @@ struct DeliveryColumns<'a> {
     codec: Vec<i16>,
 }
 
-impl PgStore {
+/// What commits batches of deliveries: the pool and the notifier that tells the leader about them. The
+/// committer tasks hold one each rather than the store, so dropping the store stops them.
+#[derive(Clone)]
+pub(crate) struct LogWriter {
+    pool: PgPool,
+    notifier: Arc<Notifier>,
+}
+
+impl LogWriter {
     /// Commits deliveries in one transaction, retried whole on a deadlock.
-    async fn commit_encoded(&self, ds: &[(NewDelivery, Encoded)]) -> Result<Vec<CommitResult>> {
+    async fn commit_encoded(
+        &self,
+        ds: &[(NewDelivery, Encoded)],
+    ) -> std::result::Result<Vec<CommitResult>, LogFail> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.try_commit_encoded(ds).await {
                 Ok(out) => return Ok(out),
                 Err(e) if attempt < ATTEMPTS && e.retryable() => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -276,13 +287,164 @@ impl PgStore {
         &self,
         ds: &[(NewDelivery, Encoded)],
     ) -> std::result::Result<Vec<CommitResult>, LogFail> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.pool.begin().await?;
         let out = insert_deliveries(&mut tx, ds).await?;
         tx.commit().await?;
         if out.iter().any(|r| matches!(r, CommitResult::Committed { .. })) {
-            self.wake_leader();
+            // Soon and coalesced: one small NOTIFY of the node's own, not one inside each transaction.
+            self.notifier.wake.notify_one();
         }
         Ok(out)
+    }
+
+    /// Commits one delivery in a transaction of its own.
+    async fn commit_one(&self, d: (NewDelivery, Encoded)) -> Result<CommitResult> {
+        let mut out = self.commit_encoded(std::slice::from_ref(&d)).await?;
+        out.pop().ok_or_else(|| StoreError::Database("commit_delivery: no result".into()))
+    }
+
+    /// Commits a batch of waiting acknowledgements in one transaction and answers each waiter with its own
+    /// result, or every waiter with the error. A batch the database refuses for what one delivery holds (a
+    /// value it cannot store, a key too long for the index) is committed again one delivery at a time, so
+    /// that delivery fails alone instead of failing every acknowledgement it was batched with each time
+    /// the platform retries it.
+    async fn commit_batch(&self, batch: Vec<Waiting>) {
+        let (ds, answers): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| (w.delivery, w.answer)).unzip();
+        match self.commit_encoded(&ds).await {
+            Ok(out) => {
+                // A waiter that went away (its request was cancelled) is not answered; its delivery stands.
+                for (answer, r) in answers.into_iter().zip(out) {
+                    let _ = answer.send(Ok(r));
+                }
+            }
+            Err(e) if ds.len() > 1 && refused_data(&e) => {
+                for (d, answer) in ds.into_iter().zip(answers) {
+                    let _ = answer.send(self.commit_one(d).await);
+                }
+            }
+            Err(e) => {
+                let e = StoreError::from(e);
+                tracing::warn!(error = %e, deliveries = ds.len(), "a group commit of acknowledgements failed");
+                for answer in answers {
+                    let _ = answer.send(Err(same_error(&e)));
+                }
+            }
+        }
+    }
+}
+
+/// The database refused the data itself (SQLSTATE classes 22, data exception; 23, integrity constraint
+/// violation; 54, program limit exceeded): other deliveries would go in without the one at fault.
+fn refused_data(e: &LogFail) -> bool {
+    match e {
+        LogFail::Sql(e) => e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54")),
+        LogFail::Store(_) | LogFail::Vanished(_) => false,
+    }
+}
+
+/// A copy of an error, for each waiter of a failed batch.
+fn same_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Database(m) => StoreError::Database(m.clone()),
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+        StoreError::NotFound(m) => StoreError::NotFound(m.clone()),
+        StoreError::Closed => StoreError::Closed,
+        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+    }
+}
+
+/// The most acknowledgements one transaction commits.
+const GROUP_MAX: usize = 256;
+
+/// How many acknowledgements may wait for a committer; a caller beyond them waits to join the queue.
+const GROUP_QUEUE: usize = 1024;
+
+/// One acknowledgement waiting for a committer: its delivery, with the body encoded, and where its result
+/// goes.
+struct Waiting {
+    delivery: (NewDelivery, Encoded),
+    answer: tokio::sync::oneshot::Sender<Result<CommitResult>>,
+}
+
+/// Group commit of acknowledgements: concurrent [`DeliveryLog::commit_delivery`] calls share transactions.
+///
+/// Each call queues its delivery and waits for its own answer. A few committer tasks take turns at the
+/// queue: the one whose turn it is waits for a delivery, takes it with whatever else is waiting (up to
+/// [`GROUP_MAX`]), gives the queue to the next and commits its batch as [`DeliveryLog::commit_deliveries`]
+/// would, in queue order. Nothing lingers to gather a batch: a batch is what waited while the committers
+/// were busy, so a lone acknowledgement commits at once and a busy node commits many per transaction. A
+/// call returns once its delivery is committed (or the batch failed), as it did with a transaction of its
+/// own.
+///
+/// The committers stop when the store is dropped (the queue closes) or its pool is closed. A call that
+/// finds no committer left commits in a transaction of its own; one whose committer went away mid-commit
+/// (a panic, a runtime shutting down) gets an error, and its retry stores only what is missing.
+pub(crate) struct GroupCommit {
+    queue: tokio::sync::mpsc::Sender<Waiting>,
+    writer: LogWriter,
+}
+
+impl GroupCommit {
+    /// Starts the committers: a quarter of the pool, between one and four (each holds a connection while it
+    /// commits; the rest of the pool is for everything else).
+    pub(crate) fn start(pool: PgPool, notifier: Arc<Notifier>, max_connections: u32) -> Self {
+        let writer = LogWriter { pool, notifier };
+        let (queue, rx) = tokio::sync::mpsc::channel(GROUP_QUEUE);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..(max_connections / 4).clamp(1, 4) {
+            tokio::spawn(committer(writer.clone(), rx.clone()));
+        }
+        GroupCommit { queue, writer }
+    }
+
+    /// Commits one delivery with whatever else is waiting; returns once it is committed.
+    async fn commit(&self, d: (NewDelivery, Encoded)) -> Result<CommitResult> {
+        let (answer, result) = tokio::sync::oneshot::channel();
+        if let Err(refused) = self.queue.send(Waiting { delivery: d, answer }).await {
+            return self.writer.commit_one(refused.0.delivery).await;
+        }
+        match result.await {
+            Ok(r) => r,
+            Err(_) if self.writer.pool.is_closed() => Err(StoreError::Closed),
+            Err(_) => Err(StoreError::Database(
+                "the acknowledgement's commit was cut short (whether it was stored is unknown); retry".into(),
+            )),
+        }
+    }
+}
+
+/// A committer: takes its turn at the queue, commits a batch, and again, until the queue closes (the store
+/// was dropped) or the pool does.
+async fn committer(writer: LogWriter, queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Waiting>>>) {
+    let mut closed = writer.pool.close_event();
+    loop {
+        let mut batch = Vec::with_capacity(GROUP_MAX);
+        let taken = closed
+            .do_until(async {
+                let mut rx = queue.lock().await;
+                rx.recv_many(&mut batch, GROUP_MAX).await
+            })
+            .await;
+        if !matches!(taken, Ok(n) if n > 0) {
+            // Waiters still queued are answered with an error when the last committer drops the queue.
+            return;
+        }
+        // In a task of its own: should the commit panic, its waiters get an error (their answers are
+        // dropped) and this committer carries on.
+        let w = writer.clone();
+        if let Err(e) = tokio::spawn(async move { w.commit_batch(batch).await }).await {
+            tracing::error!(error = %e, "a group commit of acknowledgements did not finish");
+        }
+    }
+}
+
+impl PgStore {
+    /// Commits deliveries in one transaction, retried whole on a deadlock.
+    async fn commit_encoded(&self, ds: &[(NewDelivery, Encoded)]) -> Result<Vec<CommitResult>> {
+        Ok(self.acks.writer.commit_encoded(ds).await?)
     }
 }
 
@@ -298,10 +460,10 @@ fn encode_all(ds: Vec<NewDelivery>) -> Vec<(NewDelivery, Encoded)> {
 
 #[async_trait]
 impl DeliveryLog for PgStore {
-    async fn commit_delivery(&self, d: NewDelivery) -> Result<CommitResult> {
+    async fn commit_delivery(&self, mut d: NewDelivery) -> Result<CommitResult> {
         check_keys(&d.dedupe_keys)?;
-        let mut out = self.commit_encoded(&encode_all(vec![d])).await?;
-        out.pop().ok_or_else(|| StoreError::Database("commit_delivery: no result".into()))
+        let encoded = encode_body(std::mem::take(&mut d.body));
+        self.acks.commit((d, encoded)).await
     }
 
     async fn commit_deliveries(&self, ds: Vec<NewDelivery>) -> Result<Vec<CommitResult>> {

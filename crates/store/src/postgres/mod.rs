@@ -79,8 +79,11 @@ pub struct PgStore {
     /// Processing commits of this node go one at a time, in call order: a batch computed on top of one whose
     /// commit is still in flight (`commit_processing_after`) waits for it rather than finding it uncommitted.
     processing_gate: tokio::sync::Mutex<()>,
-    /// Wakes the task that tells the leader about new deliveries ([`PgStore::wake_leader`]).
+    /// Wakes the task that tells the leader about new deliveries.
     notifier: Arc<Notifier>,
+    /// Acknowledgements waiting to be committed together, and the tasks that commit them (stopped when the
+    /// store is dropped or closed).
+    acks: log::GroupCommit,
 }
 
 /// A node's coalesced notifications of new deliveries: a NOTIFY inside each acknowledging transaction would
@@ -129,7 +132,9 @@ impl PgStore {
             stop: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(notify_loop(pool.clone(), notifier.clone()));
-        let store = PgStore { pool, schema, options, processing_gate: tokio::sync::Mutex::new(()), notifier };
+        let acks = log::GroupCommit::start(pool.clone(), notifier.clone(), config.max_connections.max(2));
+        let store =
+            PgStore { pool, schema, options, processing_gate: tokio::sync::Mutex::new(()), notifier, acks };
         store.apply_schema().await?;
         Ok(store)
     }
@@ -176,16 +181,10 @@ impl PgStore {
         Ok(())
     }
 
-    /// Closes the pool: waits for connections in use to be returned.
+    /// Closes the pool: waits for connections in use to be returned. The committers of acknowledgements stop
+    /// with it.
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-}
-
-impl PgStore {
-    /// Tells the leader (on whichever node) that deliveries were committed, soon and coalesced.
-    pub(crate) fn wake_leader(&self) {
-        self.notifier.wake.notify_one();
     }
 }
 
