@@ -42,6 +42,12 @@
 //! them and nudge's sessions alone), and the end of the run the schema's bytes per delivery, as the run
 //! left them and compacted (`VACUUM FULL`).
 //!
+//! `--nodes N` (with `--postgres`) runs N nodes of one cluster in this process, on one schema, each with a
+//! listener of its own; the load generator spreads its connections over them, and the figures are the
+//! cluster's (acks/s over all nodes, event→push over every node's pushes, CPU of the whole process). With
+//! `--redis URL` the nodes share their rate limits in Redis and each delivers its share of the partitions;
+//! without it the leader delivers everything.
+//!
 //! Phase 1 sends back to back from `--connections` connections (closed loop) and reports sustained durable
 //! acks/s with the ack latency quantiles, while nudge processes and pushes concurrently; then how long the
 //! backlog took to drain, and the end-to-end rate (acked, processed and pushed). Phase 2 sends at a fixed
@@ -117,6 +123,8 @@ fn args(m: &BTreeMap<String, String>) -> Args {
             "perf",
             "postgres",
             "pool",
+            "nodes",
+            "redis",
         ];
         assert!(known.contains(&k.as_str()), "unknown argument --{k}");
     }
@@ -157,11 +165,11 @@ const DELIVERY_TABLES: [&str; 6] =
 /// With `--postgres`: a connection to the benchmark's schema, once the node leads (and says so).
 async fn lead_probe<'a>(
     pg: Option<&'a PgBench>,
-    app: &nudge::app::App,
+    apps: &[&nudge::app::App],
 ) -> Option<(&'a PgBench, sqlx::PgPool)> {
     let pg = pg?;
     let probe = pg.probe().await;
-    let waited = pg.wait_leads(&probe, app).await;
+    let waited = pg.wait_leads(&probe, apps).await;
     println!("{}; the node leads {waited:.1}s after it started", pg.describe());
     Some((pg, probe))
 }
@@ -203,9 +211,9 @@ impl PgBench {
         format!("storage: PostgreSQL, schema {} (dropped at the end), pool {}", self.schema, self.pool)
     }
 
-    /// Waits until the node leads: it records itself as the leader when it takes the lease, and starts its
+    /// Waits until a node leads: it records itself as the leader when it takes the lease, and starts its
     /// workers after the takeover grace (the `nudge_cluster_leader` gauge turns 1). Returns the seconds waited.
-    async fn wait_leads(&self, probe: &sqlx::PgPool, app: &nudge::app::App) -> f64 {
+    async fn wait_leads(&self, probe: &sqlx::PgPool, apps: &[&nudge::app::App]) -> f64 {
         let started = Instant::now();
         loop {
             let leads: Option<bool> = sqlx::query_scalar("SELECT bool_or(leader) FROM cluster_nodes")
@@ -224,10 +232,11 @@ impl PgBench {
         }
         let took = Instant::now();
         loop {
-            let text = app.shared.metrics.render();
-            let workers_up = text.lines().any(|l| {
-                l.strip_prefix("nudge_cluster_leader ").and_then(|v| v.trim().parse::<f64>().ok())
-                    == Some(1.0)
+            let workers_up = apps.iter().any(|app| {
+                app.shared.metrics.render().lines().any(|l| {
+                    l.strip_prefix("nudge_cluster_leader ").and_then(|v| v.trim().parse::<f64>().ok())
+                        == Some(1.0)
+                })
             });
             if workers_up {
                 break;
@@ -513,7 +522,9 @@ enum Feed {
 /// The child: `--role loadgen --addr A --connections C --first N --count K` and either `--seconds S`
 /// (closed loop until S seconds have passed or the K requests are used) or `--rate R` (open loop).
 fn loadgen(m: &BTreeMap<String, String>) {
-    let addr = m.get("addr").expect("--addr").clone();
+    // `--addr A[,B,…]`: the connections are spread over the addresses (the nodes of a cluster).
+    let addrs: Vec<String> = m.get("addr").expect("--addr").split(',').map(str::to_string).collect();
+    let addr = addrs[0].clone();
     let connections = num(m, "connections", 64) as usize;
     let first = num(m, "first", 0);
     let count = num(m, "count", 100_000);
@@ -560,8 +571,8 @@ fn loadgen(m: &BTreeMap<String, String>) {
         let deadline = (seconds > 0).then(|| start + Duration::from_secs(seconds));
         let interval = (rate > 0).then(|| Duration::from_secs_f64(1.0 / rate as f64));
         let mut tasks = Vec::new();
-        for _ in 0..connections {
-            let (feed, next, addr) = (feed.clone(), next.clone(), addr.clone());
+        for c in 0..connections {
+            let (feed, next, addr) = (feed.clone(), next.clone(), addrs[c % addrs.len()].clone());
             tasks.push(tokio::spawn(async move {
                 let mut conn = tokio::net::TcpStream::connect(&addr).await.expect("connect to nudge");
                 conn.set_nodelay(true).unwrap();
@@ -760,9 +771,39 @@ fn main() {
         if others.is_some() && cfg.flows.is_none() {
             cfg.flows = Some(bench_flows(2));
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app = nudge::app::run(cfg, listener).await.unwrap();
-        let addr = app.addr.to_string();
+        // `--nodes N` (with `--postgres`): N nodes of one cluster in this process, each with its own
+        // listener; the load generator spreads its connections over them. `--redis URL` shares the rate
+        // limits there, so every node delivers its partitions (otherwise the leader delivers all).
+        let nodes = num(&m, "nodes", 1).max(1) as usize;
+        assert!(nodes == 1 || pg.is_some(), "--nodes takes --postgres (nodes share a PostgreSQL store)");
+        if let Some(r) = m.get("redis") {
+            assert!(pg.is_some(), "--redis takes --postgres");
+            cfg.cache.backend = nudge::config::CacheBackend::Redis;
+            cfg.cache.redis_url = Some(r.clone());
+        }
+        let mut apps = Vec::new();
+        for i in 0..nodes {
+            let mut c = cfg.clone();
+            if nodes > 1 {
+                c.cluster.node_id = Some(format!("bench-{i}"));
+                c.storage.data_dir = dir.path().join(format!("node{i}"));
+            }
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            apps.push(nudge::app::run(c, listener).await.unwrap());
+        }
+        let app = apps.remove(0);
+        let addr =
+            std::iter::once(&app).chain(&apps).map(|a| a.addr.to_string()).collect::<Vec<_>>().join(",");
+        if nodes > 1 {
+            println!(
+                "{nodes} nodes in this process on one schema; delivery by {}",
+                if m.contains_key("redis") {
+                    "every node (rate limits shared in Redis)"
+                } else {
+                    "the leader"
+                }
+            );
+        }
         println!(
             "machine: {} cores; durability {:?}; {} connections; worker_nice {}; worker_scheduling {}; \
              load generator in its own process",
@@ -772,7 +813,8 @@ fn main() {
             a.worker_nice.map_or("default".to_string(), |n| n.to_string()),
             a.worker_scheduling.map_or("default".to_string(), |s| format!("{s:?}").to_lowercase()),
         );
-        let probe = lead_probe(pg, &app).await;
+        let all: Vec<&nudge::app::App> = std::iter::once(&app).chain(&apps).collect();
+        let probe = lead_probe(pg, &all).await;
 
         // Phase 1: sustained throughput, closed loop.
         let count = a.seconds * 40_000;
@@ -806,8 +848,10 @@ fn main() {
         }
 
         // Phase 2: fixed rate, open loop.
-        app.push_latency.reset();
-        app.shared.ack_latency.reset();
+        for a in &all {
+            a.push_latency.reset();
+            a.shared.ack_latency.reset();
+        }
         let total = a.rate * a.rate_seconds;
         let pg_cpu0 = probe.as_ref().map(|_| postgres_cpu());
         let cpu0 = cpu_seconds();
@@ -838,7 +882,7 @@ fn main() {
             r["late_p50_ms"].as_f64().unwrap_or(0.0),
             r["late_p99_ms"].as_f64().unwrap_or(0.0),
         );
-        if let Some((_, p50, p99)) = app.shared.ack_latency.quantiles() {
+        if let Some((_, p50, p99)) = merged(all.iter().map(|a| &*a.shared.ack_latency)) {
             println!(
                 "  inside nudge (request read → commit answered): p50 {:.2} ms p99 {:.2} ms",
                 p50 * 1e3,
@@ -847,7 +891,7 @@ fn main() {
         }
         app.wait_idle(Duration::from_secs(900)).await;
         let cpu = cpu_seconds() - cpu0;
-        if let Some((n, p50, p99)) = app.push_latency.quantiles() {
+        if let Some((n, p50, p99)) = merged(all.iter().map(|a| &*a.push_latency)) {
             println!(
                 "event→push during phase 2 (unthrottled fake, {n} pushes): p50 {:.1} ms p99 {:.1} ms",
                 p50 * 1e3,
@@ -863,6 +907,10 @@ fn main() {
             pg.report_cpu(probe, before, acked2).await;
             pg.report_size(probe).await;
         }
+        drop(all);
+        for a in apps {
+            a.shutdown().await;
+        }
         app.shutdown().await;
         fake.shutdown().await;
         drop(others);
@@ -871,6 +919,16 @@ fn main() {
         }
     });
     drop(fake_rt);
+}
+
+/// (count, p50, p99) over the samples of several nodes.
+fn merged<'a>(samples: impl Iterator<Item = &'a nudge::telemetry::LatencySample>) -> Option<(u64, f64, f64)> {
+    let mut v: Vec<f64> = samples.flat_map(|s| s.samples()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some((v.len() as u64, quantile(&v, 0.5), quantile(&v, 0.99)))
 }
 
 /// nudge's configuration for the Shopify spine: the arguments' durability, worker scheduling and flows,
@@ -1235,7 +1293,7 @@ fn sustain(m: &BTreeMap<String, String>, a: &Args, window: u64, pg: Option<&PgBe
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let app = nudge::app::run(cfg, listener).await.unwrap();
         let addr = app.addr.to_string();
-        let probe = lead_probe(pg, &app).await;
+        let probe = lead_probe(pg, &[&app]).await;
         println!(
             "machine: {} cores; durability {:?}; {} connections; {customers} customers; fill {}s closed loop, \
              then up to {window}s of processing watched; the fake in a process of its own",

@@ -304,6 +304,11 @@ impl LatencySample {
         g.1 = 0;
     }
 
+    /// The samples kept, in seconds (for merging the samples of several nodes).
+    pub fn samples(&self) -> Vec<f64> {
+        self.inner.lock().expect("latency lock poisoned").0.clone()
+    }
+
     /// (count, p50, p99) in seconds; `None` when empty.
     pub fn quantiles(&self) -> Option<(u64, f64, f64)> {
         let g = self.inner.lock().expect("latency lock poisoned");
