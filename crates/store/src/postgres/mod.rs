@@ -39,6 +39,7 @@ mod tokens;
 const SCHEMA: &str = include_str!("../../migrations/postgres/001_init.sql");
 const CLUSTER_SCHEMA: &str = include_str!("../../migrations/postgres/002_cluster.sql");
 const PARTITIONS_SCHEMA: &str = include_str!("../../migrations/postgres/003_partitions.sql");
+const PACKED_AUDIT_SCHEMA: &str = include_str!("../../migrations/postgres/004_packed_audit.sql");
 
 /// The advisory lock key the schema is applied under (any fixed number; "nudge" in ASCII).
 const SCHEMA_LOCK: i64 = 0x006e_7564_6765;
@@ -150,6 +151,7 @@ impl PgStore {
         sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
         sqlx::raw_sql(CLUSTER_SCHEMA).execute(&mut *tx).await?;
         sqlx::raw_sql(PARTITIONS_SCHEMA).execute(&mut *tx).await?;
+        sqlx::raw_sql(PACKED_AUDIT_SCHEMA).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -275,7 +275,7 @@ impl Outbox for PgStore {
             .execute(&mut *tx)
             .await?;
         }
-        insert_audit(&mut tx, &records).await?;
+        super::audit::insert_packed_audit(&mut tx, &records).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -68,15 +68,31 @@ async fn traces_and_destinations(tx: &mut Tx, keys: &[String]) -> Result<(Vec<St
     Ok((traces, destinations))
 }
 
-/// How many rows of `table` name any of `keys` (`table` is a constant of this file).
+/// How many rows of `table` name any of `keys` (`table` is a constant of this file); of `audit`, how many
+/// records (a row may pack several).
 async fn count_keys(tx: &mut Tx, table: &str, keys: &[String]) -> Result<u64> {
+    let count = if table == "audit" { super::audit::AUDIT_RECORD_COUNT } else { "COUNT(*)" };
     let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM {table} WHERE customer_id = ANY($1::text[])"
+        "SELECT {count} FROM {table} WHERE customer_id = ANY($1::text[])"
     )))
     .bind(keys)
     .fetch_one(&mut **tx)
     .await?;
     Ok(n as u64)
+}
+
+/// Deletes the audit rows matching `filter` (a condition on `$1`, a constant of this file) and returns how many
+/// records they held.
+async fn delete_audit(tx: &mut Tx, filter: &str, values: &[String]) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "WITH gone AS (DELETE FROM audit WHERE {filter} RETURNING stage)
+         SELECT {} FROM gone",
+        super::audit::AUDIT_RECORD_COUNT
+    )))
+    .bind(values)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(n.max(0) as u64)
 }
 
 /// Records `job` and, for an erasure, removes the person from every table (see the module docs). Runs in
@@ -137,6 +153,11 @@ async fn erase_main(tx: &mut Tx, id: i64, job: &NewPrivacyJob, keys: &[String], 
             .into_iter()
             .enumerate()
     {
+        if table == "audit" {
+            // Records, not rows: a row may pack several.
+            removed[i].1 += delete_audit(tx, "customer_id = ANY($1::text[])", keys).await?;
+            continue;
+        }
         removed[i].1 += sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM {table} WHERE customer_id = ANY($1::text[])"
         )))
@@ -161,11 +182,7 @@ async fn erase_main(tx: &mut Tx, id: i64, job: &NewPrivacyJob, keys: &[String], 
         .await?;
     // The records of the person's traces that name no customer (a delivery's receipt before its customer
     // was known) are theirs too; a quarantine reason and a terminal reason may quote them.
-    removed[1].1 += sqlx::query("DELETE FROM audit WHERE trace_id = ANY($1::text[]) AND customer_id IS NULL")
-        .bind(&traces)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+    removed[1].1 += delete_audit(tx, "trace_id = ANY($1::text[]) AND customer_id IS NULL", &traces).await?;
     sqlx::query(
         "UPDATE deliveries SET reason = NULL WHERE trace_id = ANY($1::text[]) AND status = 'quarantined'",
     )
@@ -517,13 +534,13 @@ impl Privacy for PgStore {
                     .await?;
             out.states.extend(states);
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {AUDIT_COLUMNS} FROM audit WHERE customer_id = $1 ORDER BY id"
+                "SELECT {AUDIT_COLUMNS}, detail_lz4 FROM audit WHERE customer_id = $1 ORDER BY id"
             )))
             .bind(&k)
             .fetch_all(&mut *tx)
             .await?;
             for r in &rows {
-                out.audit.push(audit_record(r)?);
+                out.audit.extend(super::audit::audit_records(r)?);
             }
             let rows = sqlx::query(
                 "SELECT id, trace_id, destination, action, status, attempts, last_error, created_at

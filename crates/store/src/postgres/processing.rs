@@ -231,7 +231,7 @@ async fn write_chunk(tx: &mut Tx, chunk: &[ProcessOutcome], now_ms: i64) -> Resu
             .await?;
     }
 
-    insert_audit(tx, chunk.iter().flat_map(|o| &o.audit)).await?;
+    super::audit::insert_packed_audit(tx, chunk.iter().flat_map(|o| &o.audit)).await?;
 
     let items: Vec<&NewOutboxItem> = chunk.iter().flat_map(|o| &o.outbox).collect();
     if !items.is_empty() {
