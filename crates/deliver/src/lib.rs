@@ -314,6 +314,10 @@ impl RateLimit {
     }
 }
 
+/// The least margin a limiter shared by several nodes adds to each window (see [`RateLimiter::shared`]):
+/// enough for the spread of the nodes' delays between reserving a slot and the request reaching the platform.
+pub const SHARED_MARGIN: Duration = Duration::from_millis(50);
+
 /// A client-side limiter that keeps requests to one endpoint within a set of windows: at most `count`
 /// grants in any interval of `window` (Klaviyo: 1 s and 1 min; Braze 3,000 per 3 s; HubSpot 190 per
 /// 10 s; Marketo 100 per 20 s).
@@ -366,8 +370,11 @@ impl RateLimiter {
     /// This limiter with its log kept in Redis under `limits`' key `<prefix>:limit:<name>`, shared by
     /// every limiter (on any node) that uses the same key and windows. `name` says which destination and
     /// endpoint the limit is for, such as `klaviyo:events`.
+    /// A shared limiter's windows are at least [`SHARED_MARGIN`] longer: the nodes' requests take paths of
+    /// their own to the platform, so one reserved later can arrive sooner than one reserved before it.
     pub fn shared(mut self, limits: &SharedLimits, name: &str) -> Self {
         self.shared = Some(limits.log(name));
+        self.margin = self.margin.max(SHARED_MARGIN);
         self
     }
 

@@ -625,6 +625,7 @@ async fn three_delivering_nodes_keep_one_shared_rate_limit() {
     let senders = senders(&cluster);
     let now = OffsetDateTime::now_utc();
     let customers = 90u64;
+    let started = std::time::Instant::now();
     for i in 0..customers {
         let c =
             CustomerFixture::new(900_000 + i, Some(&format!("r{i}@example.org")), now).name(Some("v1"), None);
@@ -636,10 +637,15 @@ async fn three_delivering_nodes_keep_one_shared_rate_limit() {
     })
     .await;
     assert!(done, "every profile arrived: backlog {:?}", cluster.store.backlog().await);
+    let took = started.elapsed();
     let requests = fake.requests();
     let refused = requests.iter().filter(|r| r.status == 429).count();
     let sent = requests.iter().filter(|r| r.method == "POST").count();
-    assert_eq!(refused, 0, "no request over the shared limit: {refused} of {sent} answered 429");
+    // Three limiters of their own would send at 15/s: most requests refused, and done in about 6 s. One
+    // shared budget takes about 18 s; a rare 429 is a request delayed on its way across a window's edge
+    // (answered by a retry after Retry-After, as from the platform itself).
+    assert!(refused <= 3, "requests stay within the shared limit: {refused} of {sent} answered 429");
+    assert!(took >= Duration::from_secs(12), "90 profiles at 5/s take over 12 s, not {took:?}");
     // All three nodes held partitions throughout, so the requests came from all of them.
     assert!(cluster.spread_over(&[0, 1, 2]).await, "{:?}", cluster.partitions().await);
     cluster.finish().await;
