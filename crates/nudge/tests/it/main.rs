@@ -7,7 +7,6 @@ mod adopted_segments;
 mod approvals;
 mod architecture;
 mod bigcommerce;
-mod cluster;
 mod coalescing;
 mod copy;
 mod crash;

@@ -1,15 +1,20 @@
-//! Several `nudge serve` processes on one PostgreSQL store (runs when `NUDGE_TEST_POSTGRES_URL` is set; each
-//! test in a schema of its own). Load is spread over the nodes; the leader is killed with `kill -9` mid-load
-//! and started again later, the database's connections are cut mid-load, and the same webhook goes to
-//! two nodes at once. Every acknowledged delivery must reach exactly one terminal state, no event reaches
-//! Klaviyo twice, and each customer's profile updates reach Klaviyo in the order of the customer's events.
+//! Several `nudge serve` processes on one PostgreSQL store (runs when `NUDGE_TEST_POSTGRES_URL` is set, and
+//! the tests whose nodes share their rate limits when `NUDGE_TEST_REDIS_URL` is too; each test in a schema of
+//! its own). Load is spread over the nodes; the leader, or a node delivering partitions, is killed with
+//! `kill -9` mid-load and started again later, the database's connections are cut mid-load, PostgreSQL and
+//! Redis are crashed and restarted mid-load, and the same webhook goes to two nodes at once. Every
+//! acknowledged delivery must reach exactly one terminal state, no event reaches Klaviyo twice, and each
+//! customer's profile updates reach Klaviyo in the order of the customer's events.
+//!
+//! A test binary of its own: these tests start several servers and load the machine, so they run after the
+//! other integration tests rather than beside them.
 
-use crate::*;
 use nudge_ingest::shopify::fixtures::{CheckoutFixture, CustomerFixture, LineItemFixture};
 use nudge_model::TraceId;
 use nudge_store::postgres::PgStore;
 use nudge_store::prelude::*;
 use nudge_testkit::FakeRateLimit;
+use nudge_testkit::fake_klaviyo::{FakeKlaviyo, FakeKlaviyoConfig, FakeKlaviyoHandle};
 use nudge_testkit::shopify_sender::{Delivery, ShopifySender};
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
@@ -840,4 +845,16 @@ async fn postgres_and_redis_restarted_mid_load_lose_nothing() {
     check_outcome(&cluster, &fake, &traces, customers, checkouts).await;
     cluster.finish().await;
     fake.shutdown().await;
+}
+
+/// Polls `f` until it returns true or `secs` pass.
+async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
