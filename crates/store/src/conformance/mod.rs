@@ -71,6 +71,9 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         ("terminal_states_and_replay", |s| Box::pin(terminal_states_and_replay(s))),
         ("appended_audit_belongs_to_no_delivery", |s| Box::pin(appended_audit_belongs_to_no_delivery(s))),
         ("timers_fire_and_cancel", |s| Box::pin(timers_fire_and_cancel(s))),
+        ("one_batch_keeps_the_order_of_timers_and_aliases", |s| {
+            Box::pin(one_batch_keeps_the_order_of_timers_and_aliases(s))
+        }),
         ("quarantine_and_replay", |s| Box::pin(quarantine_and_replay(s))),
         ("registry", |s| Box::pin(registry(s))),
         ("import_is_idempotent", |s| Box::pin(import_is_idempotent(s))),

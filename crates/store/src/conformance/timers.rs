@@ -84,3 +84,53 @@ pub async fn schedule_runs(s: Arc<dyn Store>) {
     }
     assert_eq!(s.pending_deliveries(10).await.unwrap().len(), 1);
 }
+
+/// One commit of several outcomes applies their timers and aliases as one commit per outcome would: a
+/// timer set, cancelled and set again ends as last set; the same checkout moved twice keeps the last move;
+/// an alias re-pointed within the batch points where the last outcome put it.
+pub async fn one_batch_keeps_the_order_of_timers_and_aliases(s: Arc<dyn Store>) {
+    let t = TraceId::new();
+    let timer = |tok: &str, cart: &str, due: i64| TimerSpec {
+        checkout_token: tok.into(),
+        cart_token: Some(cart.into()),
+        customer: cust(1),
+        due_at_ms: due,
+        payload_json: format!("{{\"token\":\"{tok}\",\"due\":{due}}}"),
+        origin_trace: t,
+    };
+    let alias = |c: u32| NewAlias {
+        alias: "anon:v-9".into(),
+        customer: cust(c),
+        at_ms: i64::from(c),
+        trace_id: None,
+    };
+    s.commit_processing(vec![
+        ProcessOutcome {
+            set_timers: vec![timer("a", "ca", 100)],
+            aliases: vec![alias(1)],
+            ..Default::default()
+        },
+        ProcessOutcome { cancel_timers: vec!["a".into()], aliases: vec![alias(2)], ..Default::default() },
+        ProcessOutcome {
+            set_timers: vec![timer("a", "ca", 300), timer("b", "cb", 200)],
+            aliases: vec![alias(3), alias(2)],
+            ..Default::default()
+        },
+        ProcessOutcome {
+            cancel_timers: vec!["cb".into()],
+            set_timers: vec![timer("a", "ca", 700), timer("a", "ca", 800)],
+            ..Default::default()
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.stats().await.unwrap().timers, 1, "b was cancelled after it was set");
+    assert_eq!(s.fire_due_timers(750, 10).await.unwrap(), 0, "a moved to 800, its last setting");
+    assert_eq!(s.fire_due_timers(800, 10).await.unwrap(), 1);
+    let pending = s.pending_deliveries(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].body, b"{\"token\":\"a\",\"due\":800}");
+    let found = s.resolve_aliases(&["anon:v-9".into()]).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].customer, cust(2), "the alias points where the batch's last write put it");
+}
