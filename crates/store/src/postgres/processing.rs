@@ -434,7 +434,7 @@ async fn write_rows(tx: &mut Tx, chunk: &[ProcessOutcome], now_ms: i64) -> Resul
 }
 
 /// `items` cut into runs in which no key repeats: a run ends before the first item whose key it holds.
-fn runs_of_distinct<'a, T>(items: &'a [T], key: impl Fn(&T) -> &str) -> Vec<&'a [T]> {
+fn runs_of_distinct<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<&[T]> {
     let mut runs = Vec::new();
     let mut start = 0;
     let mut seen = std::collections::HashSet::new();
