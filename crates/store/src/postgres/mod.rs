@@ -170,6 +170,17 @@ impl PgStore {
         Ok(self.pool.begin().await?)
     }
 
+    /// A transaction whose queries are planned on indexes (no sequential or bitmap scans): for counts of the
+    /// pending rows, which partial indexes hold, where the planner would otherwise scan the whole table
+    /// whenever the statistics say the status is common.
+    pub(crate) async fn begin_by_index(&self) -> Result<Tx> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::raw_sql("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
     /// Drops this store's schema with everything in it, then closes the pool: for tests and benchmarks,
     /// which each work in a schema of their own. Refuses the default schema.
     pub async fn drop_schema(&self) -> Result<()> {

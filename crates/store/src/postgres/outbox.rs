@@ -94,11 +94,13 @@ impl Outbox for PgStore {
     }
 
     async fn pending_for(&self, destination: &str) -> Result<u64> {
+        let mut tx = self.begin_by_index().await?;
         let n: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE destination = $1 AND status = 'pending'")
                 .bind(destination)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await?;
+        tx.commit().await?;
         Ok(n.max(0) as u64)
     }
 

@@ -45,8 +45,11 @@ impl PartitionLeases {
         matches!(tokio::time::timeout(timeout, self.conn.ping()).await, Ok(Ok(())))
     }
 
-    /// Gives every lease up at once (closing the connection releases them).
-    pub async fn release_all(self) {
+    /// Gives every lease up at once: unlocked before the connection closes, so they are free when this
+    /// returns (the server ends a closed session's locks a moment later, when its process exits); a
+    /// connection that fails here frees them that way.
+    pub async fn release_all(mut self) {
+        let _ = sqlx::query("SELECT pg_advisory_unlock_all()").execute(&mut self.conn).await;
         let _ = self.conn.close().await;
     }
 }
