@@ -724,8 +724,12 @@ impl App {
         crate::recs::precompute(&*self.shared.store, &self.scoring).await
     }
 
+    /// Waits until nothing is pending (deliveries, fetch jobs, outbox items) or `timeout` passes; true when
+    /// idle. Looks often at first and then every 200 ms, so a long drain does not load the store with
+    /// its own polling.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut every = Duration::from_millis(10);
         loop {
             if let Ok((0, 0)) = self.shared.store.backlog().await {
                 return true;
@@ -733,7 +737,8 @@ impl App {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(every).await;
+            every = (every * 2).min(Duration::from_millis(200));
         }
     }
 

@@ -110,30 +110,23 @@ impl PgStore {
     /// outbox, states, timers, terminal states): the due-outbox and pending-delivery queries depend on them,
     /// and a server with autovacuum off would otherwise plan them for empty tables. Cheap (sampled).
     /// On a connection of its own, without the slow-statement warning: under load it takes a second or two,
-    /// which is expected of it and would otherwise be logged every time. A server whose autovacuum is on
-    /// keeps the statistics itself: then nothing is done, and the answer is false (true: analysed).
-    pub async fn analyze_hot_tables(&self) -> Result<bool> {
+    /// which is expected of it and would otherwise be logged every time. Done with autovacuum on too: its
+    /// analyse waits for a tenth of a table to change, so the statistics of a table that grows from nothing
+    /// (a new deployment, a busy hour) describe a table a fraction of its size, and the plans of the
+    /// outbox's queries and the identity lookups went from index probes to walks of every pending item when
+    /// it was left to autovacuum (measured: up to 0.7–3 ms a call instead of 0.05–0.15 ms).
+    pub async fn analyze_hot_tables(&self) -> Result<()> {
         use sqlx::ConnectOptions;
         let options =
             self.options.clone().log_slow_statements(tracing::log::LevelFilter::Off, Duration::ZERO);
         let mut conn = sqlx::PgConnection::connect_with(&options).await?;
-        let done = async {
-            let autovacuum: bool = sqlx::query_scalar(
-                "SELECT current_setting('autovacuum') = 'on' AND current_setting('track_counts') = 'on'",
-            )
-            .fetch_one(&mut conn)
-            .await?;
-            if autovacuum {
-                return Ok::<_, sqlx::Error>(false);
-            }
-            sqlx::raw_sql("ANALYZE deliveries, delivery_keys, outbox, customers, timers, terminal")
+        let done =
+            sqlx::raw_sql("ANALYZE deliveries, delivery_keys, outbox, customers, aliases, timers, terminal")
                 .execute(&mut conn)
-                .await?;
-            Ok(true)
-        }
-        .await;
+                .await;
         let _ = conn.close().await;
-        Ok(done?)
+        done?;
+        Ok(())
     }
 
     /// Forgets nodes not seen since `before_ms` (a node that comes back registers again).

@@ -170,14 +170,19 @@ impl PgStore {
         Ok(self.pool.begin().await?)
     }
 
-    /// A transaction whose queries are planned on indexes (no sequential or bitmap scans): for counts of the
-    /// pending rows, which partial indexes hold, where the planner would otherwise scan the whole table
-    /// whenever the statistics say the status is common.
+    /// A transaction whose queries are planned on plain index scans (no sequential, bitmap or index-only
+    /// scans): for counts of the pending rows, which partial indexes hold, where the planner would otherwise
+    /// scan the whole table whenever the statistics say the status is common. Plain index scans also mark
+    /// the entries of rows no longer pending as dead as they pass them (index-only scans do not), so later
+    /// scans skip them until a vacuum removes them.
     pub(crate) async fn begin_by_index(&self) -> Result<Tx> {
         let mut tx = self.pool.begin().await?;
-        sqlx::raw_sql("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::raw_sql(
+            "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
+             SET LOCAL enable_indexonlyscan = off",
+        )
+        .execute(&mut *tx)
+        .await?;
         Ok(tx)
     }
 

@@ -49,13 +49,16 @@ impl Processing for PgStore {
         // pending ones.
         let mut tx = self.begin_by_index().await?;
         let (deliveries, outbox): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT CASE WHEN lo IS NULL THEN 0
-                                 WHEN hi - lo < 4096 THEN (SELECT COUNT(*) FROM deliveries WHERE status = 'pending')
-                                 ELSE hi - lo + 1 END
-                     FROM (SELECT (SELECT MIN(seq) FROM deliveries WHERE status = 'pending') AS lo,
-                                  (SELECT MAX(seq) FROM deliveries) AS hi) AS ends)
-                  + (SELECT COUNT(*) FROM fetch_jobs WHERE status = 'pending'),
-                    (SELECT COUNT(*) FROM outbox WHERE status = 'pending')",
+            "WITH ends AS MATERIALIZED (
+                 SELECT (SELECT seq FROM deliveries WHERE status = 'pending' ORDER BY seq LIMIT 1) AS lo,
+                        (SELECT seq FROM deliveries ORDER BY seq DESC LIMIT 1) AS hi
+             )
+             SELECT CASE WHEN lo IS NULL THEN 0
+                         WHEN hi - lo < 4096 THEN (SELECT COUNT(*) FROM deliveries WHERE status = 'pending')
+                         ELSE hi - lo + 1 END
+                    + (SELECT COUNT(*) FROM fetch_jobs WHERE status = 'pending'),
+                    (SELECT COUNT(*) FROM outbox WHERE status = 'pending')
+             FROM ends",
         )
         .fetch_one(&mut *tx)
         .await?;
