@@ -20,6 +20,34 @@ pub async fn batch_commit_skips_duplicates(s: Arc<dyn Store>) {
     assert!(s.commit_deliveries(Vec::new()).await.unwrap().is_empty(), "batch: empty");
     let pending = s.pending_deliveries(100).await.unwrap();
     assert_eq!(pending.len(), 3, "batch: three stored in all");
+
+    // A delivery that loses on a key held already gives back the new keys it claimed first: to the later
+    // delivery of the batch that also has one (which is stored and holds it), or to nobody.
+    let keyed = |keys: &[&str]| NewDelivery {
+        dedupe_keys: keys.iter().map(|k| k.to_string()).collect(),
+        ..delivery("unused", None)
+    };
+    let batch = vec![
+        keyed(&["k:x", "shopify:webhook:b0"]),
+        keyed(&["k:y", "k:x"]),
+        keyed(&["k:z", "shopify:webhook:b2"]),
+    ];
+    let later = batch[1].trace_id;
+    let results = s.commit_deliveries(batch).await.unwrap();
+    assert!(matches!(results[0], CommitResult::Duplicate { .. }), "batch: held key");
+    assert!(matches!(results[1], CommitResult::Committed { .. }), "batch: the key passed on");
+    assert!(matches!(results[2], CommitResult::Duplicate { .. }), "batch: held key");
+    match s.commit_delivery(keyed(&["k:x"])).await.unwrap() {
+        CommitResult::Duplicate { original, .. } => {
+            assert_eq!(original, later, "batch: k:x is held by the later one")
+        }
+        other => panic!("batch: expected k:x held, got {other:?}"),
+    }
+    assert!(
+        matches!(s.commit_delivery(keyed(&["k:z"])).await.unwrap(), CommitResult::Committed { .. }),
+        "batch: k:z was given back"
+    );
+    assert_eq!(s.pending_deliveries(100).await.unwrap().len(), 5);
 }
 
 pub async fn dedupe_and_group_commit(s: Arc<dyn Store>) {
