@@ -85,6 +85,18 @@ pub(crate) async fn insert_deliveries(
     if ds.is_empty() {
         return Ok(Vec::new());
     }
+    // Sequence numbers for all, in batch order (a duplicate leaves a gap, as a rolled-back insert would).
+    let mut seqs: Vec<i64> = sqlx::query_scalar(
+        "SELECT nextval(pg_get_serial_sequence('deliveries', 'seq')) FROM generate_series(1, $1::bigint)",
+    )
+    .bind(ds.len() as i64)
+    .fetch_all(&mut **tx)
+    .await?;
+    seqs.sort_unstable();
+    if seqs.len() != ds.len() {
+        return Err(StoreError::Database("deliveries: sequence numbers missing".into()).into());
+    }
+
     // Every key of the batch, under its first claimant, in byte order.
     let mut claim: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, (d, _)) in ds.iter().enumerate() {
@@ -92,96 +104,24 @@ pub(crate) async fn insert_deliveries(
             claim.entry(k.as_str()).or_insert(i);
         }
     }
-
-    // One statement does what a batch without duplicates needs: a sequence number for every delivery (a
-    // duplicate leaves a gap, as a rolled-back insert would), its keys under the first claimant, and every
-    // delivery that won all of its keys itself (the first claimant of each, none held already). What else
-    // the batch holds is settled below, in the same transaction.
-    let mut cols = DeliveryColumns::default();
-    for (i, (d, (codec, body))) in ds.iter().enumerate() {
-        let mut own: Vec<&str> = d.dedupe_keys.iter().map(String::as_str).collect();
-        own.sort_unstable();
-        own.dedup();
-        cols.n.push(i as i64 + 1);
-        cols.keys.push(own.len() as i64);
-        cols.push(d, *codec, body)?;
-    }
-    let keys: Vec<&str> = claim.keys().copied().collect();
-    let key_ns: Vec<i64> = claim.values().map(|&i| i as i64 + 1).collect();
-    let key_ats: Vec<i64> = claim.values().map(|&i| ds[i].0.received_at_ms).collect();
-    let rows: Vec<(i16, i64, i64, Option<String>)> = sqlx::query_as(
-        "WITH s AS MATERIALIZED (
-             SELECT n, nextval(pg_get_serial_sequence('deliveries', 'seq')) AS seq
-             FROM generate_series(1, $1::bigint) AS n
-         ),
-         k AS (
-             INSERT INTO delivery_keys (key, seq, created_at)
-             SELECT u.key, s.seq, u.at
-             FROM UNNEST($2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS u(key, n, at, o)
-             JOIN s ON s.n = u.n
-             ORDER BY u.o
-             ON CONFLICT (key) DO NOTHING RETURNING key, seq
-         ),
-         won AS (SELECT seq, COUNT(*) AS c FROM k GROUP BY seq),
-         d AS (
-             INSERT INTO deliveries (seq, trace_id, source, topic, shop, webhook_id, event_id, received_at,
-                 headers, body, body_codec)
-             OVERRIDING SYSTEM VALUE
-             SELECT s.seq, u.trace, u.source, u.topic, u.shop, u.webhook, u.event, u.received, u.headers,
-                 u.body, u.codec
-             FROM UNNEST($5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[],
-                 $11::text[], $12::text[], $13::bigint[], $14::text[], $15::bytea[], $16::smallint[])
-                 AS u(n, keys, trace, source, topic, shop, webhook, event, received, headers, body, codec)
-             JOIN s ON s.n = u.n
-             LEFT JOIN won ON won.seq = s.seq
-             WHERE COALESCE(won.c, 0) = u.keys
-             ORDER BY s.seq
-             RETURNING seq
-         )
-         SELECT 0::smallint, n, seq, NULL::text FROM s
-         UNION ALL SELECT 1::smallint, 0, seq, key FROM k
-         UNION ALL SELECT 2::smallint, 0, seq, NULL::text FROM d",
-    )
-    .bind(ds.len() as i64)
-    .bind(&keys)
-    .bind(&key_ns)
-    .bind(&key_ats)
-    .bind(&cols.n)
-    .bind(&cols.keys)
-    .bind(&cols.trace)
-    .bind(&cols.source)
-    .bind(&cols.topic)
-    .bind(&cols.shop)
-    .bind(&cols.webhook)
-    .bind(&cols.event)
-    .bind(&cols.received)
-    .bind(&cols.headers)
-    .bind(&cols.body)
-    .bind(&cols.codec)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut seqs = vec![0i64; ds.len()];
     let mut won: HashSet<String> = HashSet::new();
-    let mut inserted: HashSet<i64> = HashSet::new();
-    for (kind, n, seq, key) in rows {
-        match (kind, key) {
-            (0, _) => {
-                let slot = usize::try_from(n - 1).ok().and_then(|i| seqs.get_mut(i));
-                *slot.ok_or_else(|| StoreError::Database(format!("deliveries: sequence for {n}")))? = seq;
-            }
-            (1, Some(k)) => {
-                won.insert(k);
-            }
-            _ => {
-                inserted.insert(seq);
-            }
-        }
-    }
-    if seqs.contains(&0) {
-        return Err(StoreError::Database("deliveries: sequence numbers missing".into()).into());
-    }
-    if inserted.len() == ds.len() {
-        return Ok(seqs.into_iter().map(|seq| CommitResult::Committed { seq }).collect());
+    if !claim.is_empty() {
+        let keys: Vec<&str> = claim.keys().copied().collect();
+        let key_seqs: Vec<i64> = claim.values().map(|&i| seqs[i]).collect();
+        let key_ats: Vec<i64> = claim.values().map(|&i| ds[i].0.received_at_ms).collect();
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO delivery_keys (key, seq, created_at)
+             SELECT key, seq, at FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY
+                 AS u(key, seq, at, n)
+             ORDER BY n
+             ON CONFLICT (key) DO NOTHING RETURNING key",
+        )
+        .bind(&keys)
+        .bind(&key_seqs)
+        .bind(&key_ats)
+        .fetch_all(&mut **tx)
+        .await?;
+        won.extend(inserted);
     }
 
     // The keys held already, with the deliveries that hold them.
@@ -212,17 +152,7 @@ pub(crate) async fn insert_deliveries(
             held.get(k).copied().or_else(|| holder.get(k.as_str()).map(|&j| ds[j].0.trace_id)).map(|t| (t, k))
         });
         match dup {
-            Some((original, key)) => {
-                if inserted.contains(&seqs[i]) {
-                    // Stored above because it won every key it has: nothing can hold one of them.
-                    return Err(StoreError::Database(format!(
-                        "deliveries: {} stored and a duplicate",
-                        seqs[i]
-                    ))
-                    .into());
-                }
-                out.push(CommitResult::Duplicate { original, key: key.clone() })
-            }
+            Some((original, key)) => out.push(CommitResult::Duplicate { original, key: key.clone() }),
             None => {
                 for k in &d.dedupe_keys {
                     holder.insert(k.as_str(), i);
@@ -269,14 +199,24 @@ pub(crate) async fn insert_deliveries(
             .await?;
     }
 
-    // The winners not stored by the first statement, in one insert.
-    let rest: Vec<usize> = stored.into_iter().filter(|&i| !inserted.contains(&seqs[i])).collect();
-    if !rest.is_empty() {
+    // The winners, in one insert.
+    if !stored.is_empty() {
         let mut cols = DeliveryColumns::default();
-        for &i in &rest {
+        for &i in &stored {
             let (d, (codec, body)) = &ds[i];
             cols.seq.push(seqs[i]);
-            cols.push(d, *codec, body)?;
+            cols.trace.push(d.trace_id.to_string());
+            cols.source.push(d.source.as_str());
+            cols.topic.push(d.topic.as_str());
+            cols.shop.push(d.shop.as_deref());
+            cols.webhook.push(d.webhook_id.as_deref());
+            cols.event.push(d.event_id.as_deref());
+            cols.received.push(d.received_at_ms);
+            cols.headers.push(d.headers_json.as_str());
+            cols.body.push(body.as_slice());
+            cols.codec.push(
+                i16::try_from(*codec).map_err(|_| StoreError::Database(format!("body codec {codec}")))?,
+            );
         }
         sqlx::query(
             "INSERT INTO deliveries (seq, trace_id, source, topic, shop, webhook_id, event_id, received_at,
@@ -305,10 +245,6 @@ pub(crate) async fn insert_deliveries(
 /// The columns of the deliveries a batch stores, one array each.
 #[derive(Default)]
 struct DeliveryColumns<'a> {
-    /// The delivery's place in the batch, from 1 (the first statement's key to its sequence number).
-    n: Vec<i64>,
-    /// How many distinct dedupe keys the delivery has.
-    keys: Vec<i64>,
     seq: Vec<i64>,
     trace: Vec<String>,
     source: Vec<&'a str>,
@@ -320,24 +256,6 @@ struct DeliveryColumns<'a> {
     headers: Vec<&'a str>,
     body: Vec<&'a [u8]>,
     codec: Vec<i16>,
-}
-
-impl<'a> DeliveryColumns<'a> {
-    /// Adds a delivery's stored columns (not `n`, `keys` or `seq`).
-    fn push(&mut self, d: &'a NewDelivery, codec: i64, body: &'a [u8]) -> Result<()> {
-        self.trace.push(d.trace_id.to_string());
-        self.source.push(d.source.as_str());
-        self.topic.push(d.topic.as_str());
-        self.shop.push(d.shop.as_deref());
-        self.webhook.push(d.webhook_id.as_deref());
-        self.event.push(d.event_id.as_deref());
-        self.received.push(d.received_at_ms);
-        self.headers.push(d.headers_json.as_str());
-        self.body.push(body);
-        self.codec
-            .push(i16::try_from(codec).map_err(|_| StoreError::Database(format!("body codec {codec}")))?);
-        Ok(())
-    }
 }
 
 /// What commits batches of deliveries: the pool and the notifier that tells the leader about them. The
