@@ -110,6 +110,26 @@ async fn derived(store: &Arc<dyn Store>) -> (Vec<(String, Vec<u8>)>, u64, Vec<(S
     (states, store.stats().await.unwrap().outbox_pending, outbox)
 }
 
+/// Equal, except that numbers may differ by one unit of the scores' coarsest rounding (0.1): the two
+/// runs score at their own wall-clock instants, seconds apart (more under load), and a score that moves
+/// continuously with time can cross a rounding boundary in between.
+fn same_but_for_the_clock(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            (x.as_f64().unwrap_or(f64::NAN) - y.as_f64().unwrap_or(f64::NAN)).abs() <= 0.1 + 1e-9
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_but_for_the_clock(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter().all(|(k, a)| y.get(k).is_some_and(|b| same_but_for_the_clock(a, b)))
+        }
+        _ => a == b,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_batches_derive_what_one_batch_at_a_time_derives() {
     let ds = deliveries();
@@ -124,9 +144,13 @@ async fn overlapping_batches_derive_what_one_batch_at_a_time_derives() {
         Arc::new(tokio::sync::Notify::new()),
         stopped,
     ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while overlapped.backlog().await.unwrap().0 > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "processing finished in time");
+    // A guard against a hang, generous for a machine starved by other tests.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while let backlog @ 1.. = overlapped.backlog().await.unwrap().0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "processing did not finish: {backlog} deliveries pending"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.send(true).unwrap();
@@ -135,7 +159,13 @@ async fn overlapping_batches_derive_what_one_batch_at_a_time_derives() {
     let got = derived(&overlapped).await;
     assert_eq!(got.0.len(), CUSTOMERS as usize, "guest orders were resolved to the known customers");
     assert_eq!(got.1, ds.len() as u64, "one push per delivery");
-    assert!(got == derived(&one_at_a_time).await, "overlapped processing derived something else");
+    let want = derived(&one_at_a_time).await;
+    assert!(got.0 == want.0 && got.1 == want.1, "overlapped processing derived other states or counts");
+    assert_eq!(got.2.len(), want.2.len());
+    for ((c1, a1), (c2, a2)) in got.2.iter().zip(&want.2) {
+        assert_eq!(c1, c2, "the pushes are in the same order");
+        assert!(same_but_for_the_clock(a1, a2), "overlapped processing pushed something else:\n{a1}\n{a2}");
+    }
     for d in &ds {
         let t = nudge_store::terminal_of(&*overlapped, d.trace_id).await.unwrap();
         let view = overlapped.trace(d.trace_id).await.unwrap().expect("trace");
