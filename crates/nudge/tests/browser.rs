@@ -15,6 +15,7 @@ use nudge::access::Role;
 use nudge::app::App;
 use nudge::config::{Config, HumanDuration, ShopifyConfig};
 use nudge_ingest::shopify::fixtures::{CustomerFixture, LineItemFixture, OrderFixture};
+use nudge_testkit::eventually;
 use nudge_testkit::fake_klaviyo::{FakeKlaviyo, FakeKlaviyoConfig, FakeKlaviyoHandle};
 use nudge_testkit::shopify_sender::{Delivery, ShopifySender};
 use std::collections::BTreeMap;
@@ -56,17 +57,6 @@ async fn spawn_app(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let base = format!("http://127.0.0.1:{}", app.addr.port());
     let sender = ShopifySender::new(format!("{base}/webhooks/shopify"), SECRET).unwrap();
     TestApp { app, fake, sender, base, _dir: dir }
-}
-
-async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while tokio::time::Instant::now() < deadline {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 async fn token(t: &TestApp, name: &str, role: Role) -> String {

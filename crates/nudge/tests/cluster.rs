@@ -14,6 +14,7 @@ use nudge_model::TraceId;
 use nudge_store::postgres::PgStore;
 use nudge_store::prelude::*;
 use nudge_testkit::FakeRateLimit;
+use nudge_testkit::eventually;
 use nudge_testkit::fake_klaviyo::{FakeKlaviyo, FakeKlaviyoConfig, FakeKlaviyoHandle};
 use nudge_testkit::shopify_sender::{Delivery, ShopifySender};
 use std::collections::{BTreeMap, HashMap};
@@ -845,16 +846,4 @@ async fn postgres_and_redis_restarted_mid_load_lose_nothing() {
     check_outcome(&cluster, &fake, &traces, customers, checkouts).await;
     cluster.finish().await;
     fake.shutdown().await;
-}
-
-/// Polls `f` until it returns true or `secs` pass.
-async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while tokio::time::Instant::now() < deadline {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }

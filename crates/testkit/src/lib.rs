@@ -40,7 +40,8 @@
 //! - [`google_oidc`]: RS256 tokens as Google signs them for an authenticated Pub/Sub push, with committed
 //!   test keys and the key documents (JWKS, certificate map, PEM) an operator would configure.
 //!
-//! - [`server`]: what every fake shares (an ephemeral local port, the server task, stopping it).
+//! - [`server`]: what every fake shares (an ephemeral local port, the server task, stopping it), and
+//!   [`eventually`], the polling wait the integration tests use.
 //!
 //! What does not live here: nudge's own logic. The fakes only know the external contracts.
 
@@ -115,4 +116,16 @@ pub fn ensure_crypto_provider() {
         // Losing a race with another thread installing one is fine: either way a provider is installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
+}
+
+/// Polls `f` every 50 ms until it returns true (then true) or `secs` pass (then false).
+pub async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
 }

@@ -30,6 +30,7 @@ mod ui;
 
 use nudge::app::App;
 use nudge::config::{Config, HumanDuration, ShopifyConfig};
+pub use nudge_testkit::eventually;
 use nudge_testkit::fake_klaviyo::{FakeKlaviyo, FakeKlaviyoConfig, FakeKlaviyoHandle};
 use nudge_testkit::shopify_sender::ShopifySender;
 use std::collections::BTreeMap;
@@ -75,18 +76,6 @@ pub async fn spawn_app_on(listen: &str, tweak: impl FnOnce(&mut Config)) -> Test
     let base = format!("http://127.0.0.1:{}", app.addr.port());
     let sender = ShopifySender::new(format!("{base}/webhooks/shopify"), SECRET).unwrap();
     TestApp { app, fake, sender, base, http: reqwest::Client::new(), _dir: dir }
-}
-
-/// Polls `f` until it returns true or `secs` pass.
-pub async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while tokio::time::Instant::now() < deadline {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 /// Creates an API token named `name` with `role` directly in the app's store (as `nudge tokens create`
