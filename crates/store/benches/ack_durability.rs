@@ -419,7 +419,8 @@ fn load_average() -> String {
 /// The server whose processes' CPU is counted.
 #[derive(Clone, Copy)]
 enum Server {
-    Postgres,
+    /// The server's port (its backends serving this process are found by their connections to it).
+    Postgres(u16),
     RabbitMq,
 }
 
@@ -435,15 +436,15 @@ async fn measure<B: Durable>(
     drive(backend, concurrency, Duration::from_secs_f64(args.warmup)).await;
     let load = load_average();
     let comm = match server {
-        Server::Postgres => "postgres",
+        Server::Postgres(_) => "postgres",
         Server::RabbitMq => "beam.smp",
     };
     let (client_before, server_before) = (own_cpu_ticks(), processes(comm));
     let run = drive(backend, concurrency, Duration::from_secs_f64(args.seconds)).await;
     let (client_after, server_after) = (own_cpu_ticks(), processes(comm));
     let server_ticks = match server {
-        Server::Postgres => {
-            let ports = own_ports_to(5432);
+        Server::Postgres(port) => {
+            let ports = own_ports_to(port);
             server_ticks(&server_before, &server_after, |p| postgres_ours(p, &ports))
         }
         Server::RabbitMq => server_ticks(&server_before, &server_after, |_| true),
@@ -461,8 +462,11 @@ async fn measure<B: Durable>(
 async fn bench_postgres(url: &str, args: &Args) {
     let store = nudge_store::conformance::fresh_postgres(url, "nudge_b").await;
     let backend = Arc::new(Postgres(store.clone()));
+    let port = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(url)
+        .expect("--postgres takes a postgres:// URL")
+        .get_port();
     for &c in &args.concurrency {
-        let mut row = measure(&backend, "PostgreSQL commit_delivery", c, args, Server::Postgres).await;
+        let mut row = measure(&backend, "PostgreSQL commit_delivery", c, args, Server::Postgres(port)).await;
         print_row(&mut row);
     }
     store.drop_schema().await.expect("drop the benchmark schema");
