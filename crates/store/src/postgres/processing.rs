@@ -2,10 +2,10 @@
 //!
 //! A batch is one transaction. Its deliveries are marked with a conditional update (`status = 'pending'`), so
 //! a batch that another node has already committed (in part) changes nothing and answers
-//! [`StoreError::Conflict`]: the effects of a delivery are written once, with its status. The rows a batch
-//! writes most (states, audit, outbox, delivery statuses, terminal states) go in one statement each; the
-//! rest go outcome by outcome, in order, since their order matters (a timer cancelled then set again, an
-//! offer made and then settled by a later order). An erasure ends a chunk: what came before it is written
+//! [`StoreError::Conflict`]: the effects of a delivery are written once, with its status. Each kind of row
+//! goes in one statement (or one per run where order matters: a timer cancelled then set again, an alias
+//! pointed twice; see [`write_rows`]); offer settlements, offers and products go outcome by outcome, since
+//! an offer made is settled only by a later order. An erasure ends a chunk: what came before it is written
 //! first, so it removes the person's rows of the whole batch so far, and nothing after it.
 
 use super::*;
