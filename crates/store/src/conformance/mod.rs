@@ -45,13 +45,50 @@ pub fn postgres_test_url() -> Option<String> {
     url
 }
 
-/// A PostgreSQL store in a fresh schema `<prefix>_<random>` of `url` (drop it with
-/// [`crate::postgres::PgStore::drop_schema`]).
+/// A PostgreSQL store in a fresh schema `<prefix>_<host>_<pid>_<random>` of `url` (drop it with
+/// [`crate::postgres::PgStore::drop_schema`]). First drops the schemas that test processes of this host
+/// left behind when they died before dropping theirs (a panicking test cannot make the async call), told
+/// by a process id that no longer runs here.
 pub async fn fresh_postgres(url: &str, prefix: &str) -> Arc<crate::postgres::PgStore> {
+    let host = host_tag();
+    drop_schemas_of_dead_tests(url, &host).await;
     let mut config = crate::postgres::PgConfig::new(url);
-    config.schema = Some(format!("{prefix}_{}", uuid::Uuid::new_v4().simple()));
+    config.schema = Some(format!("{prefix}_{host}_{}_{}", std::process::id(), uuid::Uuid::new_v4().simple()));
     config.max_connections = 4;
     Arc::new(crate::postgres::PgStore::connect(&config).await.expect("connect to PostgreSQL"))
+}
+
+/// Eight hex digits that name this host in test schemas, so test runs of several hosts sharing one
+/// database leave each other's schemas alone.
+pub fn host_tag() -> String {
+    use std::hash::{Hash, Hasher};
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.trim().hash(&mut h);
+    format!("{:08x}", h.finish() as u32)
+}
+
+/// Drops the test schemas of this host whose process is gone (best effort: a failure only leaves them).
+async fn drop_schemas_of_dead_tests(url: &str, host: &str) {
+    use sqlx::Connection;
+    let Ok(mut conn) = sqlx::PgConnection::connect(url).await else { return };
+    let pattern = format!("^nudge_[a-z]+_{host}_([0-9]+)_[0-9a-f]{{32}}$");
+    let found: Vec<(String, String)> = sqlx::query_as(
+        "SELECT nspname::text, (regexp_match(nspname::text, $1))[1] FROM pg_namespace WHERE nspname ~ $1",
+    )
+    .bind(&pattern)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap_or_default();
+    for (schema, pid) in found {
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
+            .execute(&mut conn)
+            .await;
+    }
+    let _ = conn.close().await;
 }
 
 /// A check: given a fresh, empty store, panics (with the reason) if the backend misbehaves.
