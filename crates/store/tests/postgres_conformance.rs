@@ -40,7 +40,7 @@ async fn schemas_of_dead_test_processes_are_dropped() {
     let host = nudge_store::conformance::host_tag();
     let dead =
         (1..4_000_000u32).rev().find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()).unwrap();
-    let random = || uuid::Uuid::new_v4().simple().to_string();
+    let random = || uuid::Uuid::new_v4().simple().to_string()[..20].to_string();
     let left = format!("nudge_t_{host}_{dead}_{}", random());
     let live = format!("nudge_t_{host}_{}_{}", std::process::id(), random());
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();

@@ -53,7 +53,10 @@ pub async fn fresh_postgres(url: &str, prefix: &str) -> Arc<crate::postgres::PgS
     let host = host_tag();
     drop_schemas_of_dead_tests(url, &host).await;
     let mut config = crate::postgres::PgConfig::new(url);
-    config.schema = Some(format!("{prefix}_{host}_{}_{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+    // 20 random hex digits keep the name, and the sessions' `nudge/<schema>` application name, well within
+    // PostgreSQL's 63 characters.
+    let random = &uuid::Uuid::new_v4().simple().to_string()[..20];
+    config.schema = Some(format!("{prefix}_{host}_{}_{random}", std::process::id()));
     config.max_connections = 4;
     Arc::new(crate::postgres::PgStore::connect(&config).await.expect("connect to PostgreSQL"))
 }
@@ -72,7 +75,7 @@ pub fn host_tag() -> String {
 async fn drop_schemas_of_dead_tests(url: &str, host: &str) {
     use sqlx::Connection;
     let Ok(mut conn) = sqlx::PgConnection::connect(url).await else { return };
-    let pattern = format!("^nudge_[a-z]+_{host}_([0-9]+)_[0-9a-f]{{32}}$");
+    let pattern = format!("^nudge_[a-z]+_{host}_([0-9]+)_[0-9a-f]{{20}}$");
     let found: Vec<(String, String)> = sqlx::query_as(
         "SELECT nspname::text, (regexp_match(nspname::text, $1))[1] FROM pg_namespace WHERE nspname ~ $1",
     )
