@@ -2,16 +2,21 @@
 
 use super::*;
 
-pub async fn timers_fire_and_cancel(s: Arc<dyn Store>) {
-    let t = TraceId::new();
-    let timer = |tok: &str, cart: &str, due: i64| TimerSpec {
+/// A timer of customer 1 for checkout `tok` (cart `cart`), due at `due`; its payload names both.
+fn timer(origin: TraceId, tok: &str, cart: &str, due: i64) -> TimerSpec {
+    TimerSpec {
         checkout_token: tok.into(),
         cart_token: Some(cart.into()),
         customer: cust(1),
         due_at_ms: due,
-        payload_json: format!("{{\"token\":\"{tok}\"}}"),
-        origin_trace: t,
-    };
+        payload_json: format!("{{\"token\":\"{tok}\",\"due\":{due}}}"),
+        origin_trace: origin,
+    }
+}
+
+pub async fn timers_fire_and_cancel(s: Arc<dyn Store>) {
+    let t = TraceId::new();
+    let timer = |tok: &str, cart: &str, due: i64| timer(t, tok, cart, due);
     s.commit_processing(vec![ProcessOutcome {
         set_timers: vec![timer("a", "ca", 100), timer("b", "cb", 100), timer("c", "cc", 500)],
         ..Default::default()
@@ -31,7 +36,7 @@ pub async fn timers_fire_and_cancel(s: Arc<dyn Store>) {
     let pending = s.pending_deliveries(10).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].source, "timer");
-    assert_eq!(pending[0].body, b"{\"token\":\"c\"}");
+    assert_eq!(pending[0].body, b"{\"token\":\"c\",\"due\":500}");
     assert_eq!(s.fire_due_timers(600, 10).await.unwrap(), 0, "a timer fires once");
     assert_eq!(s.stats().await.unwrap().timers, 1);
 }
@@ -90,14 +95,7 @@ pub async fn schedule_runs(s: Arc<dyn Store>) {
 /// an alias re-pointed within the batch points where the last outcome put it.
 pub async fn one_batch_keeps_the_order_of_timers_and_aliases(s: Arc<dyn Store>) {
     let t = TraceId::new();
-    let timer = |tok: &str, cart: &str, due: i64| TimerSpec {
-        checkout_token: tok.into(),
-        cart_token: Some(cart.into()),
-        customer: cust(1),
-        due_at_ms: due,
-        payload_json: format!("{{\"token\":\"{tok}\",\"due\":{due}}}"),
-        origin_trace: t,
-    };
+    let timer = |tok: &str, cart: &str, due: i64| timer(t, tok, cart, due);
     let alias = |c: u32| NewAlias {
         alias: "anon:v-9".into(),
         customer: cust(c),

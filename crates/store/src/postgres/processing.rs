@@ -371,53 +371,54 @@ async fn write_rows(tx: &mut Tx, chunk: &[ProcessOutcome], now_ms: i64) -> Resul
         write_offers_and_products(tx, o, now_ms).await?;
     }
 
-    // Timers: each outcome cancels, then sets; a run of cancellations is one statement, a run of settings
-    // (distinct checkouts) another.
-    enum TimerOp<'a> {
-        Cancel(&'a str),
-        Set(&'a TimerSpec),
+    // Timers: each outcome cancels, then sets; consecutive cancellations are one statement, consecutive
+    // settings another (a run per set of distinct checkouts).
+    enum TimerRun<'a> {
+        Cancel(Vec<&'a str>),
+        Set(Vec<&'a TimerSpec>),
     }
-    let mut ops: Vec<TimerOp> = Vec::new();
+    let mut runs: Vec<TimerRun> = Vec::new();
     for o in chunk {
-        ops.extend(o.cancel_timers.iter().map(|t| TimerOp::Cancel(t.as_str())));
-        ops.extend(o.set_timers.iter().map(TimerOp::Set));
-    }
-    let mut rest = &ops[..];
-    while let Some(first) = rest.first() {
-        let same = rest
-            .iter()
-            .position(|op| matches!(op, TimerOp::Cancel(_)) != matches!(first, TimerOp::Cancel(_)));
-        let (run, tail) = rest.split_at(same.unwrap_or(rest.len()));
-        rest = tail;
-        if matches!(first, TimerOp::Cancel(_)) {
-            let tokens: Vec<&str> = run
-                .iter()
-                .filter_map(|op| if let TimerOp::Cancel(t) = op { Some(*t) } else { None })
-                .collect();
-            sqlx::query("DELETE FROM timers WHERE checkout_token = ANY($1) OR cart_token = ANY($1)")
-                .bind(&tokens)
-                .execute(&mut **tx)
-                .await?;
-            continue;
+        let tokens = o.cancel_timers.iter().map(String::as_str);
+        match runs.last_mut() {
+            Some(TimerRun::Cancel(run)) => run.extend(tokens),
+            _ if !o.cancel_timers.is_empty() => runs.push(TimerRun::Cancel(tokens.collect())),
+            _ => {}
         }
-        let sets: Vec<&TimerSpec> =
-            run.iter().filter_map(|op| if let TimerOp::Set(t) = op { Some(*t) } else { None }).collect();
-        for run in runs_of_distinct(&sets, |t| t.checkout_token.as_str()) {
-            sqlx::query(
-                "INSERT INTO timers (checkout_token, cart_token, customer_id, due_at, payload, origin_trace)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])
-                 ON CONFLICT (checkout_token) DO UPDATE SET cart_token = excluded.cart_token,
-                   customer_id = excluded.customer_id, due_at = excluded.due_at, payload = excluded.payload,
-                   origin_trace = excluded.origin_trace",
-            )
-            .bind(run.iter().map(|t| t.checkout_token.as_str()).collect::<Vec<_>>())
-            .bind(run.iter().map(|t| t.cart_token.as_deref()).collect::<Vec<_>>())
-            .bind(run.iter().map(|t| t.customer.to_string()).collect::<Vec<_>>())
-            .bind(run.iter().map(|t| t.due_at_ms).collect::<Vec<_>>())
-            .bind(run.iter().map(|t| t.payload_json.as_str()).collect::<Vec<_>>())
-            .bind(run.iter().map(|t| t.origin_trace.to_string()).collect::<Vec<_>>())
-            .execute(&mut **tx)
-            .await?;
+        match runs.last_mut() {
+            Some(TimerRun::Set(run)) => run.extend(&o.set_timers),
+            _ if !o.set_timers.is_empty() => runs.push(TimerRun::Set(o.set_timers.iter().collect())),
+            _ => {}
+        }
+    }
+    for run in runs {
+        match run {
+            TimerRun::Cancel(tokens) => {
+                sqlx::query("DELETE FROM timers WHERE checkout_token = ANY($1) OR cart_token = ANY($1)")
+                    .bind(&tokens)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            TimerRun::Set(sets) => {
+                for run in runs_of_distinct(&sets, |t| t.checkout_token.as_str()) {
+                    sqlx::query(
+                        "INSERT INTO timers (checkout_token, cart_token, customer_id, due_at, payload, origin_trace)
+                         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
+                             $6::text[])
+                         ON CONFLICT (checkout_token) DO UPDATE SET cart_token = excluded.cart_token,
+                           customer_id = excluded.customer_id, due_at = excluded.due_at,
+                           payload = excluded.payload, origin_trace = excluded.origin_trace",
+                    )
+                    .bind(run.iter().map(|t| t.checkout_token.as_str()).collect::<Vec<_>>())
+                    .bind(run.iter().map(|t| t.cart_token.as_deref()).collect::<Vec<_>>())
+                    .bind(run.iter().map(|t| t.customer.to_string()).collect::<Vec<_>>())
+                    .bind(run.iter().map(|t| t.due_at_ms).collect::<Vec<_>>())
+                    .bind(run.iter().map(|t| t.payload_json.as_str()).collect::<Vec<_>>())
+                    .bind(run.iter().map(|t| t.origin_trace.to_string()).collect::<Vec<_>>())
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
         }
     }
 
