@@ -235,7 +235,9 @@ async fn the_approval_queue_shows_the_copy_and_approving_sends_exactly_it() {
 async fn every_llm_failure_falls_back_within_the_timeout_and_is_audited() {
     nudge_testkit::ensure_crypto_provider();
     let fake = FakeLlm::start(FakeLlmConfig::default()).await.unwrap();
-    let timeout_ms = 400;
+    // Long enough that an answer of the fake (500, 429, bad JSON) arrives within it on a machine busy with
+    // other tests, so each mode ends with its own reason rather than "timed out"; the hang ends with it.
+    let timeout_ms = 2_000;
     let t = spawn_app(|c| {
         c.llm = Some(llm(&fake, timeout_ms));
         c.prompts = vec![prompt()];
@@ -270,9 +272,9 @@ async fn every_llm_failure_falls_back_within_the_timeout_and_is_audited() {
         let reason = audit[0]["reason"].as_str().unwrap_or_default();
         assert!(reason.contains(why), "{mode:?}: {reason}");
         assert_eq!(audit[0]["fallback"], true);
-        // Bounded by the timeout: 10x slack for a loaded machine.
+        // Bounded by the timeout, with slack for a loaded machine.
         let took = audit[0]["latency_ms"].as_f64().unwrap();
-        assert!(took < (timeout_ms * 10) as f64, "{mode:?}: {took} ms");
+        assert!(took < (timeout_ms * 3) as f64, "{mode:?}: {took} ms");
     }
     let usage = t.app.store().llm_usage(&nudge::copy::month_of(OffsetDateTime::now_utc())).await.unwrap();
     assert_eq!(usage.fallbacks, modes.len() as u64);

@@ -4,6 +4,7 @@
 use crate::*;
 use nudge_ingest::shopify::fixtures::{CheckoutFixture, CustomerFixture, LineItemFixture, OrderFixture};
 use nudge_testkit::shopify_sender::Delivery;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -11,33 +12,86 @@ use time::OffsetDateTime;
 const CRASH_SECRET: &str = "shpss_crash_test_secret_5d1e";
 const CRASH_KEY: &str = "pk_crash_test_key_77aa";
 
-fn start(config: &std::path::Path, log: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_nudge"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "debug")
-        .env("T_SHOPIFY_SECRET", CRASH_SECRET)
-        .env("T_KLAVIYO_KEY", CRASH_KEY)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("nudge binary starts")
+/// A `nudge serve` child process, killed (SIGKILL) and reaped when dropped, so that a failing or timed-out
+/// test leaves no server behind.
+struct Node {
+    child: Child,
+    log: PathBuf,
 }
 
-async fn wait_healthy(http: &reqwest::Client, base: &str) {
-    for _ in 0..200 {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+impl Node {
+    fn start(config: &Path, log: &Path) -> Node {
+        let child = Command::new(env!("CARGO_BIN_EXE_nudge"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "debug")
+            .env("T_SHOPIFY_SECRET", CRASH_SECRET)
+            .env("T_KLAVIYO_KEY", CRASH_KEY)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("nudge binary starts");
+        Node { child, log: log.to_path_buf() }
     }
-    panic!("nudge did not become healthy");
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The last lines the server logged, for a failure message.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// The address the server listens on (it binds port 0 and logs the port it got), once `/healthz`
+    /// answers 200 there; at most 60 s, each look at most 2 s. A port picked by the test and handed over
+    /// would be free for a moment, and another test's server could take it.
+    async fn wait_healthy(&mut self) -> String {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("nudge exited ({status}) before it was healthy:\n{}", self.log_tail());
+            }
+            if let Some(base) = self.listening_on()
+                && let Ok(r) = http.get(format!("{base}/healthz")).send().await
+                && r.status() == 200
+            {
+                return base;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("nudge did not become healthy within 60 s:\n{}", self.log_tail());
+    }
+
+    /// `http://127.0.0.1:PORT` from the log's "nudge is listening" line, once it is there.
+    fn listening_on(&self) -> Option<String> {
+        let text = std::fs::read_to_string(&self.log).ok()?;
+        let line = text.lines().find(|l| l.contains("nudge is listening"))?;
+        let at = line.find("127.0.0.1:")? + "127.0.0.1:".len();
+        let port: String = line[at..].chars().take_while(char::is_ascii_digit).collect();
+        (!port.is_empty()).then(|| format!("http://127.0.0.1:{port}"))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_right_after_acks_loses_nothing_and_pushes_nothing_twice() {
+    // A bound on the whole test: a hang fails it (and its servers are killed) instead of stalling the run.
+    tokio::time::timeout(Duration::from_secs(300), kill_9_and_restart())
+        .await
+        .expect("the crash test finished within 300 s");
+}
+
+async fn kill_9_and_restart() {
     nudge_testkit::ensure_crypto_provider();
     let fake = nudge_testkit::fake_klaviyo::FakeKlaviyo::start(
         nudge_testkit::fake_klaviyo::FakeKlaviyoConfig::new(CRASH_KEY).unthrottled(),
@@ -45,7 +99,6 @@ async fn kill_9_right_after_acks_loses_nothing_and_pushes_nothing_twice() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let data = dir.path().join("data");
     let config = dir.path().join("nudge.toml");
     std::fs::write(
@@ -53,7 +106,7 @@ async fn kill_9_right_after_acks_loses_nothing_and_pushes_nothing_twice() {
         format!(
             r#"
 [server]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 [storage]
 data_dir = "{}"
 [sources.shopify]
@@ -70,11 +123,9 @@ timer_tick = "100ms"
         ),
     )
     .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
     let log1 = dir.path().join("run1.log");
-    let mut child = start(&config, &log1);
-    wait_healthy(&http, &base).await;
+    let mut node = Node::start(&config, &log1);
+    let base = node.wait_healthy().await;
 
     let sender =
         nudge_testkit::shopify_sender::ShopifySender::new(format!("{base}/webhooks/shopify"), CRASH_SECRET)
@@ -109,13 +160,12 @@ timer_tick = "100ms"
         }
     }
     // Kill -9 right after the last acknowledgement: most of the work is still queued.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    node.kill();
     assert!(acked_orders > 0 && acked_checkouts > 0);
 
     let log2 = dir.path().join("run2.log");
-    let mut child = start(&config, &log2);
-    wait_healthy(&http, &base).await;
+    let mut node = Node::start(&config, &log2);
+    node.wait_healthy().await;
     let done = eventually(90, async || {
         let profiles =
             fake.profiles().iter().filter(|p| p.email.as_deref().is_some_and(|e| e.starts_with('o'))).count();
@@ -124,9 +174,8 @@ timer_tick = "100ms"
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(done, "every acknowledged delivery was processed after the restart");
+    node.kill();
+    assert!(done, "every acknowledged delivery was processed after the restart:\n{}", node.log_tail());
     let events = fake.events();
     let mut ids: Vec<&str> = events.iter().filter_map(|e| e.unique_id.as_deref()).collect();
     let n = ids.len();
