@@ -509,6 +509,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
             digest: parse(&cfg.pipeline.digest_schedule, "pipeline.digest_schedule")?
                 .map(|s| (s, cfg.clone())),
             dedupe_retention: cfg.storage.dedupe_retention.0,
+            retention: (cfg.storage.retention.map(|d| d.0), cfg.storage.audit_retention.map(|d| d.0)),
             wake_pipeline: wake_pipeline.clone(),
             wake_outbox: wake_outbox.clone(),
             leading: leading.clone(),

@@ -231,6 +231,13 @@ pub struct StorageConfig {
     pub durability: Durability,
     /// How long webhook and event ids are remembered for dedupe (at least 7 days).
     pub dedupe_retention: HumanDuration,
+    /// How long finished work is kept: processed deliveries (the bodies as received) and the pushes of
+    /// finished traces. Pending work, quarantined deliveries and dead letters stay until they are dealt
+    /// with. At least `dedupe_retention`; unset (the default): kept for ever.
+    pub retention: Option<HumanDuration>,
+    /// How long the audit trail (and each trace's terminal state) is kept; at least a day, and at least
+    /// `retention` when both are set. Unset (the default): kept for ever.
+    pub audit_retention: Option<HumanDuration>,
 }
 
 /// A node of a cluster (nodes sharing `storage.backend = "postgres"`).
@@ -312,6 +319,8 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./nudge-data"),
             durability: Durability::Full,
             dedupe_retention: HumanDuration(Duration::from_secs(14 * 86_400)),
+            retention: None,
+            audit_retention: None,
         }
     }
 }
@@ -1226,6 +1235,25 @@ impl Config {
         if self.storage.dedupe_retention.0 < Duration::from_secs(7 * 86_400) {
             return Err(err("storage.dedupe_retention", "must be at least 7d"));
         }
+        if let Some(r) = self.storage.retention
+            && r.0 < self.storage.dedupe_retention.0
+        {
+            return Err(err(
+                "storage.retention",
+                "must be at least storage.dedupe_retention: a delivery is kept while its ids are remembered",
+            ));
+        }
+        if let Some(a) = self.storage.audit_retention {
+            if a.0 < Duration::from_secs(86_400) {
+                return Err(err("storage.audit_retention", "must be at least 1d"));
+            }
+            if self.storage.retention.is_some_and(|r| a.0 < r.0) {
+                return Err(err(
+                    "storage.audit_retention",
+                    "must be at least storage.retention: a trace's pushes are kept while its terminal state is",
+                ));
+            }
+        }
         if self.storage.backend == StorageBackend::Postgres {
             match self.storage.postgres_url.as_deref() {
                 None | Some("") => {
@@ -1719,6 +1747,29 @@ mod tests {
         assert_eq!(c.pipeline.checkout_abandon_after.0, Duration::from_secs(90));
         assert_eq!(c.server.listen.port(), 9999);
         assert!(!format!("{c:?}").contains("pk_x") && !format!("{c:?}").contains("s1\""));
+    }
+
+    #[test]
+    fn retention_is_checked_against_the_dedupe_window_and_the_audit_trail() {
+        let ok = Config::from_toml("[storage]\nretention = \"30d\"\naudit_retention = \"400d\"", &env(&[]))
+            .unwrap();
+        assert_eq!(ok.storage.retention, Some(HumanDuration(Duration::from_secs(30 * 86_400))));
+        assert_eq!(ok.storage.audit_retention, Some(HumanDuration(Duration::from_secs(400 * 86_400))));
+        assert_eq!(
+            Config::from_toml("", &env(&[])).unwrap().storage.retention,
+            None,
+            "kept for ever by default"
+        );
+        let e = Config::from_toml("[storage]\nretention = \"7d\"", &env(&[])).unwrap_err();
+        assert_eq!(e.path, "storage.retention");
+        assert!(e.reason.contains("dedupe_retention"), "{e}");
+        let e = Config::from_toml("[storage]\nretention = \"30d\"\naudit_retention = \"20d\"", &env(&[]))
+            .unwrap_err();
+        assert_eq!(e.path, "storage.audit_retention");
+        let e = Config::from_toml("[storage]\naudit_retention = \"2h\"", &env(&[])).unwrap_err();
+        assert!(e.reason.contains("at least 1d"), "{e}");
+        let e = Config::from_toml("[storage]\nretention = \"a month\"", &env(&[])).unwrap_err();
+        assert_eq!(e.path, "storage.retention");
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub mod push;
 pub mod push_cli;
 pub mod recs;
 pub mod report_cli;
+pub mod retention;
 pub mod scheduler;
 pub mod segment_adoption;
 pub mod segment_api;

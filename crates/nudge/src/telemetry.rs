@@ -136,6 +136,11 @@ pub const METRICS: &[Metric] = {
             "Fallbacks of the user's own models (no usable output), by model and mode.",
         ),
         metric("nudge_segment_messages_total", Counter, "Messages of the Segment-compatible API by outcome."),
+        metric(
+            "nudge_retention_pruned_total",
+            Counter,
+            "Rows removed by the retention policy, by kind: deliveries, outbox, audit, terminal.",
+        ),
     ]
 };
 
@@ -171,6 +176,15 @@ pub fn cluster_leader(leads: bool) {
 
 pub fn cluster_partitions(n: usize) {
     gauge!("nudge_cluster_partitions").set(n as f64);
+}
+
+/// Rows one retention sweep removed.
+pub fn retention_pruned(p: &nudge_store::Pruned) {
+    for (kind, n) in
+        [("deliveries", p.deliveries), ("outbox", p.outbox), ("audit", p.audit), ("terminal", p.terminal)]
+    {
+        counter!("nudge_retention_pruned_total", "kind" => kind).increment(n);
+    }
 }
 
 pub fn model_refit(outcome: &'static str) {

@@ -35,6 +35,8 @@ pub struct Workers {
     pub batch_push: Option<(nudge_policy::schedule::Schedule, nudge_policy::PolicyConfig, PushTargets)>,
     pub digest: Option<(nudge_policy::schedule::Schedule, crate::config::Config)>,
     pub dedupe_retention: Duration,
+    /// `storage.retention` and `storage.audit_retention`: swept by [`crate::retention::RetentionSweep`].
+    pub retention: (Option<Duration>, Option<Duration>),
     pub wake_pipeline: Arc<Notify>,
     pub wake_outbox: Arc<Notify>,
     /// True while this node runs the workers (set by [`lead`] on a cluster): other batch work, such as the
@@ -138,6 +140,14 @@ impl Workers {
             let digester = crate::digest::Digester::from_config(self.store.clone(), cfg, true)?;
             let scheduled = crate::digest::ScheduledDigest { digester, schedule: schedule.clone() };
             tasks.push(work.spawn(scheduled.run(shutdown.clone())));
+        }
+        let sweep = crate::retention::RetentionSweep {
+            store: self.store.clone(),
+            work: self.retention.0,
+            audit: self.retention.1,
+        };
+        if sweep.enabled() {
+            tasks.push(work.spawn(sweep.run(shutdown.clone())));
         }
         // Dedupe keys older than the retention are pruned hourly.
         {

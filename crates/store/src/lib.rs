@@ -80,6 +80,7 @@ pub trait Store:
     + Approvals
     + OfferLog
     + Privacy
+    + Retention
 {
 }
 
@@ -98,6 +99,7 @@ impl<T> Store for T where
         + Approvals
         + OfferLog
         + Privacy
+        + Retention
 {
 }
 

@@ -454,3 +454,11 @@ pub trait Privacy: Send + Sync + 'static {
     /// Everything stored under these customer keys, for an export.
     async fn export_customer(&self, customers: Vec<CustomerId>) -> Result<CustomerExport>;
 }
+
+/// Retention: finished work and old audit records removed in bounded steps (see [`PruneRequest`]).
+#[async_trait]
+pub trait Retention: Send + Sync + 'static {
+    /// Removes what `r` names, oldest first, at most `r.limit` rows of each kind, each kind in a
+    /// transaction of its own; call again while [`Pruned::more_than`] the limit.
+    async fn prune(&self, r: PruneRequest) -> Result<Pruned>;
+}

@@ -892,3 +892,40 @@ pub struct SegmentRefresh {
     pub joined: u64,
     pub left: u64,
 }
+
+/// What one [`crate::Retention::prune`] call removes (each kind at most `limit` rows):
+/// - with `work_before_ms`, finished work recorded before it: processed deliveries (the received bodies) and
+///   the pushes of finished traces (delivered, rejected or coalesced outbox items). Pending work, quarantined
+///   deliveries and dead letters stay, whatever their age: they wait for processing or for a person.
+/// - with `audit_before_ms`, audit records made before it, and the terminal states of the traces whose
+///   records went, when those ended before it too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneRequest {
+    pub work_before_ms: Option<i64>,
+    pub audit_before_ms: Option<i64>,
+    pub limit: usize,
+}
+
+/// Rows removed by a prune, by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    pub deliveries: u64,
+    pub outbox: u64,
+    pub audit: u64,
+    pub terminal: u64,
+}
+
+impl Pruned {
+    /// Whether some kind reached `limit` (there may be more to remove).
+    pub fn more_than(&self, limit: usize) -> bool {
+        let limit = limit as u64;
+        self.deliveries >= limit || self.outbox >= limit || self.audit >= limit
+    }
+
+    pub fn add(&mut self, o: Pruned) {
+        self.deliveries += o.deliveries;
+        self.outbox += o.outbox;
+        self.audit += o.audit;
+        self.terminal += o.terminal;
+    }
+}

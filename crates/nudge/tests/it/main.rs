@@ -21,6 +21,7 @@ mod pipelined;
 mod privacy;
 mod recs;
 mod reports;
+mod retention;
 mod reviews_loyalty;
 mod segment;
 mod segment_sdk;

@@ -17,6 +17,7 @@ mod outbox;
 mod privacy;
 mod processing;
 mod registry;
+mod retention;
 mod timers;
 mod tokens;
 
@@ -30,6 +31,7 @@ pub use outbox::*;
 pub use privacy::*;
 pub use processing::*;
 pub use registry::*;
+pub use retention::*;
 pub use timers::*;
 pub use tokens::*;
 
@@ -144,6 +146,9 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         ("delivery_ticks_follow_the_log", |s| Box::pin(delivery_ticks_follow_the_log(s))),
         ("pending_after_heads_look_behind_each_customer", |s| {
             Box::pin(pending_after_heads_look_behind_each_customer(s))
+        }),
+        ("retention_prunes_finished_work_and_old_audit_only", |s| {
+            Box::pin(retention_prunes_finished_work_and_old_audit_only(s))
         }),
     ]
 }

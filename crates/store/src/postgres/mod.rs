@@ -31,6 +31,7 @@ pub mod partitions;
 mod privacy;
 mod processing;
 mod registry;
+mod retention;
 mod segments;
 mod states;
 mod timers;

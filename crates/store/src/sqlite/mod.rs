@@ -25,6 +25,7 @@ mod outbox;
 mod privacy;
 mod processing;
 mod registry;
+mod retention;
 mod segments;
 mod states;
 mod timers;
