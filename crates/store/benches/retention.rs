@@ -124,9 +124,33 @@ async fn seed(s: &Arc<dyn Store>, traces: usize) {
     println!("  seeded {traces} finished traces in {secs:.1} s ({:.0}/s)", traces as f64 / secs);
 }
 
-async fn measure(name: &str, s: Arc<dyn Store>, traces: usize) {
+/// `sampled`: the same PostgreSQL store opened to count from samples, and the store to refresh the planner's
+/// statistics with (as the leader does every 15 s) before counting.
+async fn measure(
+    name: &str,
+    s: Arc<dyn Store>,
+    traces: usize,
+    sampled: Option<(Arc<dyn Store>, Arc<nudge_store::postgres::PgStore>)>,
+) {
     println!("{name}:");
     seed(&s, traces).await;
+    if let Some((_, pg)) = &sampled {
+        pg.analyze_hot_tables().await.unwrap();
+    }
+    let sampled = sampled.map(|(store, _)| store);
+    // What the console's pulse costs on a store this size: `stats` counted exactly, and (PostgreSQL) from a
+    // sample of each large table's pages.
+    for (how, store) in std::iter::once(("exact", &s)).chain(sampled.iter().map(|x| ("sampled", x))) {
+        let t = Instant::now();
+        let st = store.stats().await.unwrap();
+        println!(
+            "  stats ({how}): {:.1} ms; deliveries {}, delivered {}, estimated {}",
+            t.elapsed().as_secs_f64() * 1e3,
+            st.deliveries,
+            st.outbox_delivered,
+            st.estimated
+        );
+    }
     s.prune_dedupe(i64::MAX).await.unwrap();
     let cutoff = now_ms() + 60_000;
     let request = PruneRequest { work_before_ms: Some(cutoff), audit_before_ms: Some(cutoff), limit: STEP };
@@ -169,11 +193,17 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite =
         nudge_store::sqlite::SqliteStore::open(dir.path(), nudge_store::sqlite::Durability::Normal).unwrap();
-    measure("embedded (SQLite, durability normal)", Arc::new(sqlite), traces).await;
+    measure("embedded (SQLite, durability normal)", Arc::new(sqlite), traces, None).await;
     match postgres {
         Some(url) => {
             let pg = nudge_store::conformance::fresh_postgres(&url, "bench_retention").await;
-            measure("PostgreSQL", pg.clone(), traces).await;
+            let mut config = nudge_store::postgres::PgConfig::new(&url);
+            config.schema = Some(pg.schema().to_string());
+            config.exact_stats_below = 1;
+            let sampled = Arc::new(nudge_store::postgres::PgStore::connect(&config).await.unwrap());
+            measure("PostgreSQL", pg.clone(), traces, Some((sampled.clone() as Arc<dyn Store>, pg.clone())))
+                .await;
+            sampled.close().await;
             pg.drop_schema().await.unwrap();
         }
         None => println!("PostgreSQL: skipped (no --postgres URL)"),

@@ -500,6 +500,13 @@ pub struct StoreStats {
     pub terminal_by_state: Vec<(String, u64)>,
     /// The outbox per destination, by name: each destination's backlog and outcomes apart.
     pub outbox_by_destination: Vec<DestinationCounts>,
+    /// True when some counts of history are estimates: on PostgreSQL, a table of more rows than
+    /// [`crate::postgres::PgConfig::exact_stats_below`] has its deliveries, customers, delivered, rejected and
+    /// coalesced items and terminal states estimated from a sample of its pages. What waits (pending
+    /// deliveries and items, retrying, dead letters, quarantined, timers, fetch jobs) is always counted
+    /// exactly.
+    #[serde(default)]
+    pub estimated: bool,
 }
 
 /// One delivery of the log as the console's time series count it.

@@ -63,3 +63,76 @@ async fn schemas_of_dead_test_processes_are_dropped() {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{live}\""))).execute(&mut conn).await.unwrap();
     store.drop_schema().await.unwrap();
 }
+
+/// Past `exact_stats_below` rows (by the planner's statistics), the history counts of `stats` come from a
+/// sample of the table's pages, scaled to its size, and say so; what waits is still counted exactly. Here
+/// every table is under the sample's size, so the sample is the whole table and the figures must match the
+/// exact ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_tables_are_counted_from_a_sample() {
+    use nudge_model::{AuditRecord, AuditStage, TraceId};
+    use nudge_store::prelude::*;
+    use nudge_store::*;
+    let Some(url) = postgres_test_url() else { return };
+    let exact = fresh_postgres(&url, "nudge_t").await;
+    let ds: Vec<NewDelivery> = (0..60)
+        .map(|i| NewDelivery {
+            trace_id: TraceId::new(),
+            source: "shopify".into(),
+            topic: "orders/create".into(),
+            shop: None,
+            webhook_id: Some(format!("w{i}")),
+            event_id: None,
+            received_at_ms: 1_000,
+            headers_json: "{}".into(),
+            body: b"{}".to_vec(),
+            dedupe_keys: vec![format!("shopify:webhook:w{i}")],
+        })
+        .collect();
+    exact.commit_deliveries(ds).await.unwrap();
+    // 50 processed with an item each (for two destinations), 10 left pending.
+    let outcomes = exact.pending_deliveries(50).await.unwrap().into_iter().map(|d| ProcessOutcome {
+        seq: d.seq,
+        trace_id: Some(d.trace_id),
+        status: Some(DeliveryStatus::Processed),
+        outbox: vec![NewOutboxItem {
+            trace_id: d.trace_id,
+            customer: format!("shopify:{}", d.seq).parse().unwrap(),
+            destination: if d.seq % 2 == 0 { "klaviyo".into() } else { "braze".into() },
+            action_json: "{}".into(),
+            origin_us: 0,
+        }],
+        ..Default::default()
+    });
+    exact.commit_processing(outcomes.collect()).await.unwrap();
+    // 40 items delivered, 4 dead-lettered, 6 left pending.
+    let due = exact.due_outbox(i64::MAX / 2, 100).await.unwrap();
+    let attempts = due.iter().take(44).enumerate().map(|(k, i)| AttemptRecord {
+        item_id: i.id,
+        trace_id: i.trace_id,
+        result: if k < 40 { AttemptResult::Delivered } else { AttemptResult::DeadLettered("down".into()) },
+        audit: AuditRecord {
+            trace_id: i.trace_id,
+            customer: Some(i.customer.clone()),
+            stage: AuditStage::DeliveryAttempt,
+            at: time::OffsetDateTime::now_utc(),
+            detail: serde_json::json!({}),
+        },
+        at_ms: 1,
+    });
+    exact.record_attempts(attempts.collect()).await.unwrap();
+    exact.analyze_hot_tables().await.unwrap();
+
+    let mut config = nudge_store::postgres::PgConfig::new(&url);
+    config.schema = Some(exact.schema().to_string());
+    config.exact_stats_below = 10;
+    let sampled = nudge_store::postgres::PgStore::connect(&config).await.unwrap();
+    let want = exact.stats().await.unwrap();
+    let got = sampled.stats().await.unwrap();
+    assert!(!want.estimated && got.estimated);
+    assert_eq!(want.deliveries, 60);
+    assert_eq!((want.outbox_delivered, want.outbox_dead, want.outbox_pending), (40, 4, 6));
+    assert_eq!(StoreStats { estimated: false, ..got }, want);
+    sampled.close().await;
+    exact.drop_schema().await.unwrap();
+}

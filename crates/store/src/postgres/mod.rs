@@ -41,6 +41,7 @@ const SCHEMA: &str = include_str!("../../migrations/postgres/001_init.sql");
 const CLUSTER_SCHEMA: &str = include_str!("../../migrations/postgres/002_cluster.sql");
 const PARTITIONS_SCHEMA: &str = include_str!("../../migrations/postgres/003_partitions.sql");
 const PACKED_AUDIT_SCHEMA: &str = include_str!("../../migrations/postgres/004_packed_audit.sql");
+const STATS_SCHEMA: &str = include_str!("../../migrations/postgres/005_stats.sql");
 
 /// The advisory lock key the schema is applied under (any fixed number; "nudge" in ASCII).
 const SCHEMA_LOCK: i64 = 0x006e_7564_6765;
@@ -59,7 +60,14 @@ pub struct PgConfig {
     /// webhook arriving while the database is unreachable is answered 503 well within the platforms'
     /// timeouts (Shopify waits 5 s), so it is retried rather than counted as a failed delivery.
     pub acquire_timeout: Duration,
+    /// `Processing::stats` counts the history of a table exactly while the planner's statistics give it
+    /// fewer rows than this, and estimates it from a sample of about [`STATS_SAMPLE_ROWS`] rows above: the
+    /// console asks every 40 s, and an exact count reads the whole table.
+    pub exact_stats_below: u64,
 }
+
+/// About how many rows a sampled count of [`PgConfig::exact_stats_below`] reads.
+pub const STATS_SAMPLE_ROWS: f64 = 30_000.0;
 
 impl PgConfig {
     pub fn new(url: impl Into<String>) -> Self {
@@ -68,6 +76,7 @@ impl PgConfig {
             schema: None,
             max_connections: 16,
             acquire_timeout: Duration::from_secs(2),
+            exact_stats_below: 1_000_000,
         }
     }
 }
@@ -86,6 +95,8 @@ pub struct PgStore {
     /// Acknowledgements waiting to be committed together, and the tasks that commit them (stopped when the
     /// store is dropped or closed).
     acks: log::GroupCommit,
+    /// [`PgConfig::exact_stats_below`].
+    exact_stats_below: u64,
 }
 
 /// A node's coalesced notifications of new deliveries: a NOTIFY inside each acknowledging transaction would
@@ -135,8 +146,15 @@ impl PgStore {
         });
         tokio::spawn(notify_loop(pool.clone(), notifier.clone()));
         let acks = log::GroupCommit::start(pool.clone(), notifier.clone(), config.max_connections.max(2));
-        let store =
-            PgStore { pool, schema, options, processing_gate: tokio::sync::Mutex::new(()), notifier, acks };
+        let store = PgStore {
+            pool,
+            schema,
+            options,
+            processing_gate: tokio::sync::Mutex::new(()),
+            notifier,
+            acks,
+            exact_stats_below: config.exact_stats_below,
+        };
         store.apply_schema().await?;
         Ok(store)
     }
@@ -153,6 +171,7 @@ impl PgStore {
         sqlx::raw_sql(CLUSTER_SCHEMA).execute(&mut *tx).await?;
         sqlx::raw_sql(PARTITIONS_SCHEMA).execute(&mut *tx).await?;
         sqlx::raw_sql(PACKED_AUDIT_SCHEMA).execute(&mut *tx).await?;
+        sqlx::raw_sql(STATS_SCHEMA).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -68,33 +68,58 @@ impl Processing for PgStore {
 
     async fn stats(&self) -> Result<StoreStats> {
         let mut c = self.pool.acquire().await?;
-        let (deliveries, pending, quarantined, fetch_pending, fetch_dead, customers, timers): (
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-        ) = sqlx::query_as(
-            "SELECT (SELECT COUNT(DISTINCT trace_id) FROM deliveries),
-                    (SELECT COUNT(*) FROM deliveries WHERE status = 'pending'),
+        // The planner's row counts (kept fresh by the leader's ANALYZE): a table past the threshold has its
+        // history estimated from a sample of its pages; what waits is counted exactly from partial indexes.
+        let sizes: Vec<(String, f64)> = sqlx::query_as(
+            "SELECT relname::text, reltuples::float8 FROM pg_class
+             WHERE relnamespace = current_schema()::regnamespace
+               AND relname IN ('deliveries', 'customers', 'outbox', 'terminal')",
+        )
+        .fetch_all(&mut *c)
+        .await?;
+        let rows_of = |table: &str| sizes.iter().find(|(t, _)| t == table).map_or(-1.0, |(_, n)| *n);
+        let sampled = |table: &str| {
+            let rows = rows_of(table);
+            (rows >= self.exact_stats_below as f64)
+                .then(|| (rows, (100.0 * STATS_SAMPLE_ROWS / rows).clamp(0.000_1, 100.0)))
+        };
+        let (pending, quarantined, fetch_pending, fetch_dead, timers): (i64, i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM deliveries WHERE status = 'pending'),
                     (SELECT COUNT(*) FROM deliveries WHERE status = 'quarantined'),
                     (SELECT COUNT(*) FROM fetch_jobs WHERE status = 'pending'),
                     (SELECT COUNT(*) FROM fetch_jobs WHERE status = 'dead'),
-                    (SELECT COUNT(*) FROM customers),
                     (SELECT COUNT(*) FROM timers)",
-        )
-        .fetch_one(&mut *c)
-        .await?;
+            )
+            .fetch_one(&mut *c)
+            .await?;
         let n = |v: i64| v.max(0) as u64;
+        let est = |v: f64| v.max(0.0).round() as u64;
+        let deliveries = match sampled("deliveries") {
+            Some((rows, percent)) => {
+                let (seen, traces): (i64, i64) = sqlx::query_as(
+                    "SELECT COUNT(*), COUNT(DISTINCT trace_id) FROM deliveries TABLESAMPLE SYSTEM ($1::real)",
+                )
+                .bind(percent)
+                .fetch_one(&mut *c)
+                .await?;
+                if seen > 0 { est(rows * traces as f64 / seen as f64) } else { est(rows) }
+            }
+            None => n(sqlx::query_scalar("SELECT COUNT(DISTINCT trace_id) FROM deliveries")
+                .fetch_one(&mut *c)
+                .await?),
+        };
+        let customers = match sampled("customers") {
+            Some((rows, _)) => est(rows),
+            None => n(sqlx::query_scalar("SELECT COUNT(*) FROM customers").fetch_one(&mut *c).await?),
+        };
         let mut s = StoreStats {
-            deliveries: n(deliveries),
+            deliveries,
             pending_deliveries: n(pending),
             fetch_jobs_pending: n(fetch_pending),
             fetch_jobs_dead: n(fetch_dead),
             quarantined: n(quarantined),
-            customers: n(customers),
+            customers,
             outbox_pending: 0,
             outbox_delivered: 0,
             outbox_rejected: 0,
@@ -103,12 +128,48 @@ impl Processing for PgStore {
             timers: n(timers),
             terminal_by_state: Vec::new(),
             outbox_by_destination: Vec::new(),
+            estimated: false,
         };
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT destination, status, COUNT(*) FROM outbox GROUP BY destination, status ORDER BY destination",
-        )
-        .fetch_all(&mut *c)
-        .await?;
+        // (destination, status, count): exact, or the settled statuses from a sample, scaled to the table,
+        // with the pending items and dead letters counted exactly.
+        let rows: Vec<(String, String, u64)> = match sampled("outbox") {
+            None => sqlx::query_as::<_, (String, String, i64)>(
+                "SELECT destination, status, COUNT(*) FROM outbox GROUP BY destination, status",
+            )
+            .fetch_all(&mut *c)
+            .await?
+            .into_iter()
+            .map(|(d, st, k)| (d, st, n(k)))
+            .collect(),
+            Some((table_rows, percent)) => {
+                s.estimated = true;
+                let seen: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT destination, status, COUNT(*) FROM outbox TABLESAMPLE SYSTEM ($1::real)
+                     GROUP BY destination, status",
+                )
+                .bind(percent)
+                .fetch_all(&mut *c)
+                .await?;
+                let total: i64 = seen.iter().map(|r| r.2).sum();
+                let scale = if total > 0 { table_rows / total as f64 } else { 0.0 };
+                let mut rows: Vec<(String, String, u64)> = seen
+                    .into_iter()
+                    .filter(|(_, st, _)| st != "pending" && st != "dead")
+                    .map(|(d, st, k)| (d, st, est(k as f64 * scale)))
+                    .collect();
+                let waiting: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT destination, 'pending', COUNT(*) FROM outbox WHERE status = 'pending' GROUP BY destination
+                     UNION ALL
+                     SELECT destination, 'dead', COUNT(*) FROM outbox WHERE status = 'dead' GROUP BY destination",
+                )
+                .fetch_all(&mut *c)
+                .await?;
+                rows.extend(waiting.into_iter().map(|(d, st, k)| (d, st, n(k))));
+                rows
+            }
+        };
+        let mut rows = rows;
+        rows.sort();
         for (destination, status, count) in rows {
             if s.outbox_by_destination.last().is_none_or(|d| d.destination != destination) {
                 s.outbox_by_destination.push(DestinationCounts { destination, ..Default::default() });
@@ -122,8 +183,8 @@ impl Processing for PgStore {
                 "coalesced" => (&mut s.outbox_coalesced, &mut d.coalesced),
                 _ => continue,
             };
-            *total += n(count);
-            *own += n(count);
+            *total += count;
+            *own += count;
         }
         for d in &mut s.outbox_by_destination {
             d.retrying = n(sqlx::query_scalar(
@@ -132,20 +193,46 @@ impl Processing for PgStore {
             .bind(&d.destination)
             .fetch_one(&mut *c)
             .await?);
+            // The items that can hold an error (pending, rejected, dead), each kind from its partial index.
             d.last_error = sqlx::query_scalar(
-                "SELECT last_error FROM outbox WHERE destination = $1
-                 AND status NOT IN ('delivered', 'coalesced') AND last_error IS NOT NULL
-                 ORDER BY id DESC LIMIT 1",
+                "SELECT last_error FROM (
+                     (SELECT id, last_error FROM outbox WHERE destination = $1 AND status = 'pending'
+                        AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1)
+                     UNION ALL
+                     (SELECT id, last_error FROM outbox WHERE destination = $1 AND status = 'rejected'
+                        AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1)
+                     UNION ALL
+                     (SELECT id, last_error FROM outbox WHERE destination = $1 AND status = 'dead'
+                        AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1)
+                 ) e ORDER BY id DESC LIMIT 1",
             )
             .bind(&d.destination)
             .fetch_optional(&mut *c)
             .await?;
         }
-        let terminal: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, COUNT(*) FROM terminal GROUP BY state ORDER BY state")
+        s.terminal_by_state = match sampled("terminal") {
+            None => sqlx::query_as::<_, (String, i64)>(
+                "SELECT state, COUNT(*) FROM terminal GROUP BY state ORDER BY state",
+            )
+            .fetch_all(&mut *c)
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k, n(v)))
+            .collect(),
+            Some((table_rows, percent)) => {
+                s.estimated = true;
+                let seen: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT state, COUNT(*) FROM terminal TABLESAMPLE SYSTEM ($1::real) GROUP BY state ORDER BY state",
+                )
+                .bind(percent)
                 .fetch_all(&mut *c)
                 .await?;
-        s.terminal_by_state = terminal.into_iter().map(|(k, v)| (k, n(v))).collect();
+                let total: i64 = seen.iter().map(|r| r.1).sum();
+                let scale = if total > 0 { table_rows / total as f64 } else { 0.0 };
+                seen.into_iter().map(|(k, v)| (k, est(v as f64 * scale))).collect()
+            }
+        };
+        s.estimated |= sampled("deliveries").is_some() || sampled("customers").is_some();
         Ok(s)
     }
 

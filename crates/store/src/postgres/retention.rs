@@ -31,13 +31,13 @@ impl Retention for PgStore {
             out.outbox = sqlx::query(
                 "DELETE FROM outbox WHERE id IN (
                      SELECT o.id FROM outbox o
-                     WHERE o.id < COALESCE((SELECT id FROM outbox WHERE created_at >= $1 ORDER BY id LIMIT 1),
-                                           9223372036854775807)
+                     WHERE o.id < $1 AND o.created_at < $2
                        AND o.status IN ('delivered', 'rejected', 'coalesced')
                        AND EXISTS (SELECT 1 FROM terminal t WHERE t.trace_id = o.trace_id)
-                     ORDER BY o.id LIMIT $2)
+                     ORDER BY o.id LIMIT $3)
                  AND status IN ('delivered', 'rejected', 'coalesced')",
             )
+            .bind(self.frontier(Frontier::Outbox, before).await?)
             .bind(before)
             .bind(limit)
             .execute(&self.pool)
@@ -45,17 +45,16 @@ impl Retention for PgStore {
             .rows_affected();
         }
         if let Some(before) = r.audit_before_ms {
+            let frontier = self.frontier(Frontier::Audit, before).await?;
             let mut tx = self.begin().await?;
             let traces: Vec<String> = sqlx::query_scalar(
                 "WITH gone AS (
                      DELETE FROM audit WHERE id IN (
-                         SELECT id FROM audit
-                         WHERE id < COALESCE((SELECT id FROM audit WHERE at >= $1 ORDER BY id LIMIT 1),
-                                             9223372036854775807)
-                         ORDER BY id LIMIT $2)
+                         SELECT id FROM audit WHERE id < $1 AND at < $2 ORDER BY id LIMIT $3)
                      RETURNING trace_id)
                  SELECT trace_id FROM gone",
             )
+            .bind(frontier)
             .bind(before)
             .bind(limit)
             .fetch_all(&mut *tx)
@@ -76,5 +75,44 @@ impl Retention for PgStore {
             tx.commit().await?;
         }
         Ok(out)
+    }
+}
+
+/// The tables [`PgStore::frontier`] bisects, with their id and time columns.
+#[derive(Clone, Copy)]
+enum Frontier {
+    Outbox,
+    Audit,
+}
+
+impl PgStore {
+    /// The first id whose time is at or after `before` (past the last id when every row is older), by
+    /// bisecting the ids: a few index probes, where walking the old rows in order would read every row a step
+    /// leaves behind again at the next. The time grows with the id near enough (rows are written in time
+    /// order); a row out of order near the frontier waits for a later sweep.
+    async fn frontier(&self, table: Frontier, before: i64) -> Result<i64> {
+        let (bounds, probe) = match table {
+            Frontier::Outbox => (
+                "SELECT MIN(id), MAX(id) FROM outbox",
+                "SELECT id, created_at FROM outbox WHERE id >= $1 ORDER BY id LIMIT 1",
+            ),
+            Frontier::Audit => (
+                "SELECT MIN(id), MAX(id) FROM audit",
+                "SELECT id, at FROM audit WHERE id >= $1 ORDER BY id LIMIT 1",
+            ),
+        };
+        let mut c = self.pool.acquire().await?;
+        let (min, max): (Option<i64>, Option<i64>) = sqlx::query_as(bounds).fetch_one(&mut *c).await?;
+        let (Some(mut lo), Some(max)) = (min, max) else { return Ok(0) };
+        let mut hi = max + 1;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let row: Option<(i64, i64)> = sqlx::query_as(probe).bind(mid).fetch_optional(&mut *c).await?;
+            match row {
+                Some((id, t)) if t < before => lo = id + 1,
+                _ => hi = mid,
+            }
+        }
+        Ok(lo)
     }
 }

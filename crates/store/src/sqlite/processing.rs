@@ -203,6 +203,7 @@ impl Processing for SqliteStore {
                 timers: one("SELECT COUNT(*) FROM timers")?,
                 terminal_by_state: Vec::new(),
                 outbox_by_destination: Vec::new(),
+                estimated: false,
             };
             // One pass over the outbox (no index covers every status; this is for summaries, not hot paths).
             let mut st = c.prepare(
