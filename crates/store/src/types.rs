@@ -905,7 +905,9 @@ pub struct SegmentRefresh {
 ///   the pushes of finished traces (delivered, rejected or coalesced outbox items). Pending work, quarantined
 ///   deliveries and dead letters stay, whatever their age: they wait for processing or for a person.
 /// - with `audit_before_ms`, audit records made before it, and the terminal states of the traces whose
-///   records went, when those ended before it too.
+///   records went, when those ended before it too and nothing of the trace is held any more (no audit
+///   record, no outbox item such as a dead letter, no quarantined delivery): what is still held keeps its
+///   terminal state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PruneRequest {
     pub work_before_ms: Option<i64>,

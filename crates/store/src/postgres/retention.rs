@@ -1,6 +1,8 @@
 //! Retention in the PostgreSQL backend: finished work and old audit records removed oldest first, in bounded
-//! steps, each kind in a transaction of its own. Each kind walks its table's primary key from the start, so a
-//! step costs the rows it removes plus the few old rows that stay (quarantined deliveries, dead letters).
+//! steps, each kind in a transaction of its own. Each kind finds where its old rows end by bisecting the ids
+//! ([`PgStore::frontier`]; deliveries have an index on their receipt time), then walks its primary key from
+//! the start, so a step costs the rows it removes plus the few old rows that stay (quarantined deliveries,
+//! dead letters).
 //! The removed rows' space is reused once autovacuum has passed; the files do not shrink.
 
 use super::*;
@@ -65,7 +67,9 @@ impl Retention for PgStore {
             traces.dedup();
             out.terminal = sqlx::query(
                 "DELETE FROM terminal t WHERE t.trace_id = ANY($1) AND t.at < $2
-                   AND NOT EXISTS (SELECT 1 FROM audit a WHERE a.trace_id = t.trace_id)",
+                   AND NOT EXISTS (SELECT 1 FROM audit a WHERE a.trace_id = t.trace_id)
+                   AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.trace_id = t.trace_id)
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.trace_id = t.trace_id AND d.status = 'quarantined')",
             )
             .bind(&traces)
             .bind(before)

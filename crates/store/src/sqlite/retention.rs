@@ -1,6 +1,7 @@
 //! Retention in the SQLite backend: finished work and old audit records removed oldest first, in bounded
-//! steps. Each kind walks its table in id order from the start, so a step costs the rows it removes plus the
-//! few old rows that stay (quarantined deliveries, dead letters), whatever the table's size.
+//! steps. Each kind finds where its old rows end by bisecting the ids ([`frontier`]), then walks them in id
+//! order from the start, so a step costs the rows it removes plus the few old rows that stay (quarantined
+//! deliveries, dead letters), whatever the table's size.
 
 use super::*;
 
@@ -47,7 +48,9 @@ impl Retention for SqliteStore {
                     let mut terminal = 0u64;
                     let mut st = tx.prepare_cached(
                         "DELETE FROM terminal WHERE trace_id = ?1 AND at < ?2
-                           AND NOT EXISTS (SELECT 1 FROM audit WHERE trace_id = ?1)",
+                           AND NOT EXISTS (SELECT 1 FROM audit WHERE trace_id = ?1)
+                           AND NOT EXISTS (SELECT 1 FROM outbox WHERE trace_id = ?1)
+                           AND NOT EXISTS (SELECT 1 FROM processed WHERE trace_id = ?1 AND status = 'quarantined')",
                     )?;
                     for t in &traces {
                         terminal += st.execute(params![t, before])? as u64;
