@@ -32,8 +32,12 @@ impl RetentionSweep {
     }
 
     /// One sweep with `now_ms` as the present: steps until nothing more is old enough, the budget is spent
-    /// or `shutdown` turns true.
-    pub async fn sweep(&self, now_ms: i64, shutdown: &watch::Receiver<bool>) -> nudge_store::Result<Pruned> {
+    /// or `shutdown` turns true. Returns what went and whether more was left.
+    pub async fn sweep(
+        &self,
+        now_ms: i64,
+        shutdown: &watch::Receiver<bool>,
+    ) -> nudge_store::Result<(Pruned, bool)> {
         let cutoff = |keep: Option<Duration>| keep.map(|d| now_ms.saturating_sub(d.as_millis() as i64));
         let request = PruneRequest {
             work_before_ms: cutoff(self.work),
@@ -46,8 +50,11 @@ impl RetentionSweep {
             let step = self.store.prune(request).await?;
             crate::telemetry::retention_pruned(&step);
             total.add(step);
-            if !step.more_than(STEP) || started.elapsed() >= SWEEP_BUDGET || *shutdown.borrow() {
-                return Ok(total);
+            if !step.more_than(STEP) {
+                return Ok((total, false));
+            }
+            if started.elapsed() >= SWEEP_BUDGET || *shutdown.borrow() {
+                return Ok((total, true));
             }
             // A breath between steps for the ack path and the workers sharing the database.
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -61,15 +68,23 @@ impl RetentionSweep {
         }
         loop {
             match self.sweep(crate::outbox::now_ms(), &shutdown).await {
-                Ok(p) if p != Pruned::default() => tracing::info!(
-                    deliveries = p.deliveries,
-                    outbox = p.outbox,
-                    audit = p.audit,
-                    terminal = p.terminal,
-                    "retention: removed old rows"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "retention sweep failed; the next one tries again"),
+                Ok((p, behind)) => {
+                    crate::telemetry::retention_sweep(if behind { "behind" } else { "done" });
+                    if p != Pruned::default() {
+                        tracing::info!(
+                            deliveries = p.deliveries,
+                            outbox = p.outbox,
+                            audit = p.audit,
+                            terminal = p.terminal,
+                            more_left = behind,
+                            "retention: removed old rows"
+                        );
+                    }
+                }
+                Err(e) => {
+                    crate::telemetry::retention_sweep("failed");
+                    tracing::error!(error = %e, "retention sweep failed; the next one tries again");
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(SWEEP_EVERY) => {}

@@ -141,6 +141,12 @@ pub const METRICS: &[Metric] = {
             Counter,
             "Rows removed by the retention policy, by kind: deliveries, outbox, audit, terminal.",
         ),
+        metric(
+            "nudge_retention_sweeps_total",
+            Counter,
+            "Retention sweeps by outcome: done (nothing old was left), behind (the sweep's minute ran out with \
+             more to remove), failed.",
+        ),
     ]
 };
 
@@ -176,6 +182,11 @@ pub fn cluster_leader(leads: bool) {
 
 pub fn cluster_partitions(n: usize) {
     gauge!("nudge_cluster_partitions").set(n as f64);
+}
+
+/// How a retention sweep ended: `done`, `behind` or `failed`.
+pub fn retention_sweep(outcome: &'static str) {
+    counter!("nudge_retention_sweeps_total", "outcome" => outcome).increment(1);
 }
 
 /// Rows one retention sweep removed.

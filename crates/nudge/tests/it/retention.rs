@@ -100,5 +100,15 @@ async fn the_sweep_removes_old_finished_work_and_audit_and_keeps_new_work() {
     let view = store.trace(trace).await.unwrap().unwrap();
     assert!(view.records.iter().any(|r| r.stage == AuditStage::Received));
     assert_eq!(store.stats().await.unwrap().deliveries, 2);
+    // What went, and how the sweep ended, in /metrics (the recorder is shared by this process's tests: the
+    // series exist, their values are not compared).
+    let url = format!("{}/metrics", t.base);
+    let counted = eventually(10, async || {
+        let m = t.http.get(&url).send().await.unwrap().text().await.unwrap();
+        m.contains("nudge_retention_pruned_total{kind=\"deliveries\"}")
+            && m.contains("nudge_retention_sweeps_total{outcome=\"done\"}")
+    })
+    .await;
+    assert!(counted, "{}", t.http.get(&url).send().await.unwrap().text().await.unwrap());
     t.app.shutdown().await;
 }
