@@ -261,11 +261,16 @@ pub struct BusConfig {
     /// first starts; `nudge cluster repartition` changes it while every node is stopped.
     #[serde(default = "default_partitions")]
     pub partitions: u32,
+    /// The RabbitMQ broker of `backend = "rabbitmq"`. Read so that a configuration written for it is
+    /// refused with the reason (the `rabbitmq` backend is not available in this version), not as an
+    /// unknown key; set with `backend = "store"` it is refused as unused.
+    #[serde(default)]
+    pub amqp_url: Option<String>,
 }
 
 impl Default for BusConfig {
     fn default() -> Self {
-        BusConfig { backend: BusBackend::Store, partitions: default_partitions() }
+        BusConfig { backend: BusBackend::Store, partitions: default_partitions(), amqp_url: None }
     }
 }
 
@@ -1294,6 +1299,12 @@ impl Config {
                  the log is PostgreSQL's table, and a webhook is acknowledged once it is committed there)",
             ));
         }
+        if self.bus.amqp_url.is_some() {
+            return Err(err(
+                "bus.amqp_url",
+                "is only read with backend = \"rabbitmq\", which is not available in this version: remove it",
+            ));
+        }
         if !(1..=nudge_store::postgres::partitions::MAX_PARTITIONS).contains(&self.bus.partitions) {
             return Err(err("bus.partitions", "must be between 1 and 4096"));
         }
@@ -2295,6 +2306,12 @@ mod tests {
         assert_eq!((c.bus.partitions, c.cache.backend), (64, CacheBackend::Redis));
         for (text, key) in [
             (format!("{pg}[bus]\nbackend = \"rabbitmq\""), "bus.backend"),
+            // A configuration written for RabbitMQ: the reason, not an unknown key.
+            (
+                format!("{pg}[bus]\nbackend = \"rabbitmq\"\namqp_url = \"amqp://127.0.0.1:5672\""),
+                "not available",
+            ),
+            (format!("{pg}[bus]\namqp_url = \"amqp://127.0.0.1:5672\""), "bus.amqp_url"),
             (format!("{pg}[bus]\npartitions = 0"), "bus.partitions"),
             (format!("{pg}[bus]\npartitions = 5000"), "bus.partitions"),
             (format!("{pg}[cache]\nbackend = \"redis\""), "cache.redis_url"),
