@@ -61,11 +61,9 @@ impl RetentionSweep {
         }
     }
 
-    /// Sweeps at start and every [`SWEEP_EVERY`] until `shutdown`.
+    /// Sweeps at start and every [`SWEEP_EVERY`] until `shutdown` (the workers start it only when
+    /// [`Self::enabled`]).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        if !self.enabled() {
-            return;
-        }
         loop {
             match self.sweep(crate::outbox::now_ms(), &shutdown).await {
                 Ok((p, behind)) => {

@@ -128,11 +128,11 @@ impl Processing for PgStore {
             timers: n(timers),
             terminal_by_state: Vec::new(),
             outbox_by_destination: Vec::new(),
-            estimated: false,
+            estimated: ["deliveries", "customers", "outbox", "terminal"].iter().any(|t| sampled(t).is_some()),
         };
         // (destination, status, count): exact, or the settled statuses from a sample, scaled to the table,
         // with the pending items and dead letters counted exactly.
-        let rows: Vec<(String, String, u64)> = match sampled("outbox") {
+        let mut rows: Vec<(String, String, u64)> = match sampled("outbox") {
             None => sqlx::query_as::<_, (String, String, i64)>(
                 "SELECT destination, status, COUNT(*) FROM outbox GROUP BY destination, status",
             )
@@ -142,7 +142,6 @@ impl Processing for PgStore {
             .map(|(d, st, k)| (d, st, n(k)))
             .collect(),
             Some((table_rows, percent)) => {
-                s.estimated = true;
                 let seen: Vec<(String, String, i64)> = sqlx::query_as(
                     "SELECT destination, status, COUNT(*) FROM outbox TABLESAMPLE SYSTEM ($1::real)
                      GROUP BY destination, status",
@@ -150,8 +149,7 @@ impl Processing for PgStore {
                 .bind(percent)
                 .fetch_all(&mut *c)
                 .await?;
-                let total: i64 = seen.iter().map(|r| r.2).sum();
-                let scale = if total > 0 { table_rows / total as f64 } else { 0.0 };
+                let scale = sample_scale(table_rows, seen.iter().map(|r| r.2).sum());
                 let mut rows: Vec<(String, String, u64)> = seen
                     .into_iter()
                     .filter(|(_, st, _)| st != "pending" && st != "dead")
@@ -168,7 +166,6 @@ impl Processing for PgStore {
                 rows
             }
         };
-        let mut rows = rows;
         rows.sort();
         for (destination, status, count) in rows {
             if s.outbox_by_destination.last().is_none_or(|d| d.destination != destination) {
@@ -220,19 +217,16 @@ impl Processing for PgStore {
             .map(|(k, v)| (k, n(v)))
             .collect(),
             Some((table_rows, percent)) => {
-                s.estimated = true;
                 let seen: Vec<(String, i64)> = sqlx::query_as(
                     "SELECT state, COUNT(*) FROM terminal TABLESAMPLE SYSTEM ($1::real) GROUP BY state ORDER BY state",
                 )
                 .bind(percent)
                 .fetch_all(&mut *c)
                 .await?;
-                let total: i64 = seen.iter().map(|r| r.1).sum();
-                let scale = if total > 0 { table_rows / total as f64 } else { 0.0 };
+                let scale = sample_scale(table_rows, seen.iter().map(|r| r.1).sum());
                 seen.into_iter().map(|(k, v)| (k, est(v as f64 * scale))).collect()
             }
         };
-        s.estimated |= sampled("deliveries").is_some() || sampled("customers").is_some();
         Ok(s)
     }
 
@@ -249,6 +243,11 @@ impl Processing for PgStore {
         .await?;
         Ok(())
     }
+}
+
+/// What each row of a page sample stands for: the table's rows (the planner's count) over the rows seen.
+fn sample_scale(table_rows: f64, seen: i64) -> f64 {
+    if seen > 0 { table_rows / seen as f64 } else { 0.0 }
 }
 
 /// Writes a chunk of outcomes in which only the last may carry a privacy request (applied last).
