@@ -62,6 +62,8 @@ pub struct Shared {
     pub copy: Arc<crate::copy::CopyStage>,
     /// The outbox's destination workers (the console reads their circuits and 429s).
     pub outbox: Arc<OutboxWorker>,
+    /// With `[bus] backend = "rabbitmq"`: webhooks are acknowledged once this bus has them.
+    pub bus: Option<Arc<nudge_store::rabbitmq::AmqpBus>>,
 }
 
 /// Reads the configuration again, as the server was started with it (file, environment, overrides).
@@ -429,6 +431,20 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         None => cfg.bus.partitions,
     };
     let spread = cluster.is_some() && cfg.cache.backend == crate::config::CacheBackend::Redis;
+    let node_id = cfg.cluster.node_id.clone().unwrap_or_else(|| default_node_id(&listener));
+    let bus = match (&cfg.bus.backend, cfg.bus.amqp_url.as_deref()) {
+        (crate::config::BusBackend::Rabbitmq, Some(url)) => {
+            let bus =
+                nudge_store::rabbitmq::AmqpBus::connect(url, &cfg.bus.queue, &format!("nudge/{node_id}"))
+                    .await
+                    .with_context(|| {
+                        format!("connecting to RabbitMQ (bus.amqp_url), queue `{}`", cfg.bus.queue)
+                    })?;
+            tracing::info!(queue = %cfg.bus.queue, "webhooks are acknowledged once RabbitMQ has them");
+            Some(bus)
+        }
+        _ => None,
+    };
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let wake_pipeline = Arc::new(Notify::new());
@@ -524,7 +540,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         None => workers.spawn(shutdown_rx.clone())?,
         Some(pg) => {
             let node = nudge_store::postgres::cluster::NodeRecord {
-                node_id: cfg.cluster.node_id.clone().unwrap_or_else(|| default_node_id(&listener)),
+                node_id: node_id.clone(),
                 address: listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 started_at_ms: crate::outbox::now_ms(),
@@ -552,6 +568,30 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
             tasks
         }
     };
+
+    // Every node drains the bus into the log; the broker lets one at a time (single active consumer).
+    if let Some(bus) = &bus {
+        let wake = wake_pipeline.clone();
+        let on_batch = move |d: nudge_store::rabbitmq::Drained| {
+            if d.committed > 0 {
+                wake.notify_one();
+            }
+            telemetry::bus_drained(d);
+        };
+        tasks.push(work.spawn(bus.clone().drain(store.clone(), on_batch, shutdown_rx.clone())));
+        let (bus, mut rx) = (bus.clone(), shutdown_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if let Ok(d) = bus.depth().await {
+                    telemetry::bus_backlog(d.ready);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    _ = rx.changed() => return,
+                }
+            }
+        }));
+    }
 
     // The active model version is reloaded when it changes (`nudge models activate` while serving), and
     // the models are refitted from the store's history every `pipeline.refit_every`.
@@ -678,6 +718,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         segment: crate::segment_api::SegmentApi::new(cfg.sources.segment.as_ref()),
         copy,
         outbox,
+        bus,
     });
     let addr = listener.local_addr()?;
     let router = crate::http::router(shared.clone());

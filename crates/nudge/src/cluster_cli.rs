@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::workers::LIVE_FOR;
+use anyhow::Context;
 use clap::Subcommand;
 use nudge_store::postgres::cluster::NodeRecord;
 use serde::Serialize;
@@ -48,6 +49,16 @@ pub struct Status {
     pub partitions_undelivered: Vec<u32>,
     /// Pending outbox items by partition (partitions with some), while `delivery` is `partitions`.
     pub outbox_by_partition: Vec<(u32, u64)>,
+    /// With `[bus] backend = "rabbitmq"`: the queue, its messages not yet drained into the log, and whether
+    /// a node drains it now (every node registers; the broker lets one drain at a time).
+    pub bus: Option<BusStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BusStatus {
+    pub queue: String,
+    pub pending: u32,
+    pub draining: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -155,6 +166,17 @@ pub async fn status(cfg: &Config) -> anyhow::Result<Status> {
         let n = store.pending_for(&d).await?;
         outbox_by_destination.push((d, n));
     }
+    let bus = match (&cfg.bus.backend, cfg.bus.amqp_url.as_deref()) {
+        (crate::config::BusBackend::Rabbitmq, Some(url)) => {
+            let queue = cfg.bus.queue.clone();
+            let bus = nudge_store::rabbitmq::AmqpBus::connect(url, &queue, "nudge/cluster-status")
+                .await
+                .context("connecting to RabbitMQ (bus.amqp_url)")?;
+            let d = bus.depth().await.context("reading the bus queue's depth")?;
+            Some(BusStatus { queue, pending: d.ready, draining: d.consumers > 0 })
+        }
+        _ => None,
+    };
     Ok(Status {
         backend: if cluster.is_some() { "postgres" } else { "sqlite" },
         nodes,
@@ -166,6 +188,7 @@ pub async fn status(cfg: &Config) -> anyhow::Result<Status> {
         delivery: if spread { "partitions" } else { "leader" },
         partitions_undelivered,
         outbox_by_partition,
+        bus,
     })
 }
 
@@ -223,6 +246,14 @@ fn text(s: &Status) -> String {
             let _ =
                 writeln!(out, "partitions: {of}, {} not delivered now: {undelivered:?}", undelivered.len());
         }
+    }
+    if let Some(b) = &s.bus {
+        let draining = if b.draining { "a node drains it" } else { "no node drains it now" };
+        let _ = writeln!(
+            out,
+            "bus: RabbitMQ queue {}: {} message(s) not yet in the log; {draining}",
+            b.queue, b.pending
+        );
     }
     let _ = writeln!(out, "deliveries pending: {}", s.deliveries_pending);
     let _ = writeln!(out, "outbox pending: {}", s.outbox_pending);

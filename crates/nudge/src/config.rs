@@ -254,24 +254,38 @@ pub struct ClusterConfig {
 #[serde(deny_unknown_fields)]
 pub struct BusConfig {
     /// `store`: acknowledged deliveries wait in the store's own log (the embedded log, or PostgreSQL's
-    /// table, committed before the acknowledgement). `rabbitmq` is not available in this version.
+    /// table, committed before the acknowledgement). `rabbitmq` (with `storage.backend = "postgres"`): a
+    /// webhook is acknowledged once a RabbitMQ quorum queue has it (publisher confirm), and a drain moves
+    /// the queue into PostgreSQL's log, where it is deduplicated and processed.
     #[serde(default)]
     pub backend: BusBackend,
     /// How many partitions the customers are spread over for delivery (1 to 4096). Fixed when a cluster
     /// first starts; `nudge cluster repartition` changes it while every node is stopped.
     #[serde(default = "default_partitions")]
     pub partitions: u32,
-    /// The RabbitMQ broker of `backend = "rabbitmq"`. Read so that a configuration written for it is
-    /// refused with the reason (the `rabbitmq` backend is not available in this version), not as an
-    /// unknown key; set with `backend = "store"` it is refused as unused.
+    /// The RabbitMQ broker of `backend = "rabbitmq"`: `amqp://user:password@host:port/vhost` (the vhost
+    /// URL-encoded: `%2f` for `/`). Required with it; set with `backend = "store"` it is refused as unused.
     #[serde(default)]
     pub amqp_url: Option<String>,
+    /// The quorum queue of `backend = "rabbitmq"` (declared at start if missing). Every node of a
+    /// deployment uses the same one; deployments sharing a broker need their own.
+    #[serde(default = "default_queue")]
+    pub queue: String,
 }
 
 impl Default for BusConfig {
     fn default() -> Self {
-        BusConfig { backend: BusBackend::Store, partitions: default_partitions(), amqp_url: None }
+        BusConfig {
+            backend: BusBackend::Store,
+            partitions: default_partitions(),
+            amqp_url: None,
+            queue: default_queue(),
+        }
     }
+}
+
+fn default_queue() -> String {
+    nudge_store::rabbitmq::DEFAULT_QUEUE.to_string()
 }
 
 fn default_partitions() -> u32 {
@@ -1293,17 +1307,40 @@ impl Config {
             return Err(err("storage.postgres_pool", "must be between 2 and 1000"));
         }
         if self.bus.backend == BusBackend::Rabbitmq {
-            return Err(err(
-                "bus.backend",
-                "\"rabbitmq\" is not available in this version: use \"store\" (with storage.backend = \"postgres\" \
-                 the log is PostgreSQL's table, and a webhook is acknowledged once it is committed there)",
-            ));
-        }
-        if self.bus.amqp_url.is_some() {
-            return Err(err(
-                "bus.amqp_url",
-                "is only read with backend = \"rabbitmq\", which is not available in this version: remove it",
-            ));
+            if self.storage.backend != StorageBackend::Postgres {
+                return Err(err(
+                    "bus.backend",
+                    "\"rabbitmq\" drains into PostgreSQL's log: it needs storage.backend = \"postgres\"",
+                ));
+            }
+            match self.bus.amqp_url.as_deref() {
+                None | Some("") => {
+                    return Err(err("bus.amqp_url", "is required with backend = \"rabbitmq\""));
+                }
+                Some(u) if u.starts_with("amqps://") => {
+                    return Err(err(
+                        "bus.amqp_url",
+                        "amqps:// (TLS) is not supported in this version: use amqp:// on a private network",
+                    ));
+                }
+                Some(u) if !u.starts_with("amqp://") => {
+                    return Err(err("bus.amqp_url", "must start with amqp://"));
+                }
+                Some(_) => {}
+            }
+            let q = &self.bus.queue;
+            if q.is_empty()
+                || q.len() > 255
+                || q.starts_with("amq.")
+                || !q.chars().all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c))
+            {
+                return Err(err(
+                    "bus.queue",
+                    "use 1 to 255 letters, digits and . _ - :, not starting with \"amq.\" (reserved by RabbitMQ)",
+                ));
+            }
+        } else if self.bus.amqp_url.is_some() {
+            return Err(err("bus.amqp_url", "is only read with backend = \"rabbitmq\": remove it"));
         }
         if !(1..=nudge_store::postgres::partitions::MAX_PARTITIONS).contains(&self.bus.partitions) {
             return Err(err("bus.partitions", "must be between 1 and 4096"));
@@ -2304,12 +2341,27 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.bus.partitions, c.cache.backend), (64, CacheBackend::Redis));
+        let c = Config::from_toml(
+            &format!("{pg}[bus]\nbackend = \"rabbitmq\"\namqp_url = \"amqp://guest:guest@mq:5672/%2f\""),
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!((c.bus.backend, c.bus.queue.as_str()), (BusBackend::Rabbitmq, "nudge.deliveries"));
         for (text, key) in [
-            (format!("{pg}[bus]\nbackend = \"rabbitmq\""), "bus.backend"),
-            // A configuration written for RabbitMQ: the reason, not an unknown key.
+            (format!("{pg}[bus]\nbackend = \"rabbitmq\""), "bus.amqp_url"),
             (
-                format!("{pg}[bus]\nbackend = \"rabbitmq\"\namqp_url = \"amqp://127.0.0.1:5672\""),
-                "not available",
+                "[bus]\nbackend = \"rabbitmq\"\namqp_url = \"amqp://127.0.0.1:5672\"".to_string(),
+                "bus.backend",
+            ),
+            (format!("{pg}[bus]\nbackend = \"rabbitmq\"\namqp_url = \"amqps://mq:5671\""), "amqps://"),
+            (format!("{pg}[bus]\nbackend = \"rabbitmq\"\namqp_url = \"http://mq\""), "bus.amqp_url"),
+            (
+                format!("{pg}[bus]\nbackend = \"rabbitmq\"\namqp_url = \"amqp://mq\"\nqueue = \"amq.x\""),
+                "bus.queue",
+            ),
+            (
+                format!("{pg}[bus]\nbackend = \"rabbitmq\"\namqp_url = \"amqp://mq\"\nqueue = \"a b\""),
+                "bus.queue",
             ),
             (format!("{pg}[bus]\namqp_url = \"amqp://127.0.0.1:5672\""), "bus.amqp_url"),
             (format!("{pg}[bus]\npartitions = 0"), "bus.partitions"),

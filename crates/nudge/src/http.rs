@@ -215,7 +215,14 @@ async fn webhook(
         body: accepted.body.unwrap_or_else(|| body.to_vec()),
         dedupe_keys: accepted.dedupe_keys,
     };
-    let result = app.store.commit_delivery(delivery).await;
+    let result = match &app.bus {
+        None => app.store.commit_delivery(delivery).await,
+        // Durable once RabbitMQ confirms it; the drain deduplicates and commits it to the log.
+        Some(bus) => match bus.publish(&delivery).await {
+            Ok(()) => Ok(CommitResult::Committed { seq: 0 }),
+            Err(e) => Err(nudge_store::StoreError::Database(e.to_string())),
+        },
+    };
     let elapsed = started.elapsed().as_secs_f64();
     // Every acknowledgement names its trace in a short header, whatever its body.
     let reply = |status: &str, trace: TraceId| {
@@ -254,13 +261,29 @@ async fn webhook(
 }
 
 async fn readyz(State(app): State<Arc<Shared>>) -> Response {
+    // With the RabbitMQ bus, webhooks are acknowledged by the broker: without it the node is not ready.
+    let mut bus_pending = None;
+    if let Some(bus) = &app.bus {
+        match bus.depth().await {
+            Ok(d) => bus_pending = Some(d.ready),
+            Err(e) => {
+                return ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("bus unavailable: {e}"))
+                    .into_response();
+            }
+        }
+    }
     match app.store.backlog().await {
-        Ok((pending_deliveries, outbox_pending)) => Json(serde_json::json!({
-            "status": "ready",
-            "pending_deliveries": pending_deliveries,
-            "outbox_pending": outbox_pending,
-        }))
-        .into_response(),
+        Ok((pending_deliveries, outbox_pending)) => {
+            let mut body = serde_json::json!({
+                "status": "ready",
+                "pending_deliveries": pending_deliveries,
+                "outbox_pending": outbox_pending,
+            });
+            if let Some(n) = bus_pending {
+                body["bus_pending"] = n.into();
+            }
+            Json(body).into_response()
+        }
         Err(e) => {
             ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}")).into_response()
         }

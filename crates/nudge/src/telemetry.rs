@@ -170,6 +170,23 @@ pub fn ack_latency(seconds: f64) {
 }
 
 /// Deliveries waiting in the ingest log.
+/// One drained batch of the RabbitMQ bus: deliveries committed to the log, duplicates found, and
+/// unreadable messages rejected.
+pub fn bus_drained(d: nudge_store::rabbitmq::Drained) {
+    for (outcome, n) in
+        [("committed", d.committed), ("duplicate", d.duplicates), ("unreadable", d.unreadable)]
+    {
+        if n > 0 {
+            counter!("nudge_bus_drained_total", "outcome" => outcome).increment(n as u64);
+        }
+    }
+}
+
+/// Messages waiting in the RabbitMQ bus's queue (sampled every 10 s by each node).
+pub fn bus_backlog(ready: u32) {
+    gauge!("nudge_bus_backlog").set(f64::from(ready));
+}
+
 pub fn ingest_backlog(pending: u64) {
     gauge!("nudge_ingest_backlog").set(pending as f64);
 }

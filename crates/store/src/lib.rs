@@ -19,6 +19,7 @@ pub mod conformance;
 pub mod migrate;
 pub mod ports;
 pub mod postgres;
+pub mod rabbitmq;
 pub mod sqlite;
 mod types;
 

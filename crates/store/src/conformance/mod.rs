@@ -47,6 +47,15 @@ pub fn postgres_test_url() -> Option<String> {
     url
 }
 
+/// The RabbitMQ broker of the bus tests (`NUDGE_TEST_AMQP_URL`), or `None` with a note that they are skipped.
+pub fn amqp_test_url() -> Option<String> {
+    let url = std::env::var("NUDGE_TEST_AMQP_URL").ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("skipped: NUDGE_TEST_AMQP_URL is not set (e.g. amqp://guest:guest@127.0.0.1:5672/%2f)");
+    }
+    url
+}
+
 /// A PostgreSQL store in a fresh schema `<prefix>_<host>_<pid>_<random>` of `url` (drop it with
 /// [`crate::postgres::PgStore::drop_schema`]). First drops the schemas that test processes of this host
 /// left behind when they died before dropping theirs (a panicking test cannot make the async call), told

@@ -1,0 +1,240 @@
+//! The RabbitMQ ingest bus against a real broker and a real PostgreSQL (runs when `NUDGE_TEST_AMQP_URL` and
+//! `NUDGE_TEST_POSTGRES_URL` are set; each test on a queue and in a schema of its own, both removed after).
+//! Published deliveries reach the log once each, in queue order, with duplicates recognised; a message
+//! delivered again after its commit is stored once; a message that is not a delivery is rejected and the
+//! drain goes on; of two draining nodes one drains at a time, and the other takes over when it stops.
+
+use lapin::options::{BasicPublishOptions, QueueDeleteOptions};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use nudge_model::TraceId;
+use nudge_store::postgres::PgStore;
+use nudge_store::prelude::*;
+use nudge_store::rabbitmq::{AmqpBus, Drained};
+use nudge_store::{NewDelivery, Store};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+
+struct Setup {
+    amqp: String,
+    queue: String,
+    store: Arc<PgStore>,
+}
+
+impl Setup {
+    async fn new() -> Option<Setup> {
+        let amqp = nudge_store::conformance::amqp_test_url()?;
+        let pg = nudge_store::conformance::postgres_test_url()?;
+        let store = nudge_store::conformance::fresh_postgres(&pg, "nudge_bus").await;
+        let queue = format!("nudge.test.{}", uuid::Uuid::new_v4().simple());
+        Some(Setup { amqp, queue, store })
+    }
+
+    async fn bus(&self, name: &str) -> Arc<AmqpBus> {
+        AmqpBus::connect(&self.amqp, &self.queue, name).await.expect("connect to RabbitMQ")
+    }
+
+    /// Starts a drain; returns its shutdown switch, its task and its running counts.
+    fn drain(&self, bus: Arc<AmqpBus>) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>, Arc<Counts>) {
+        let (tx, rx) = watch::channel(false);
+        let counts = Arc::new(Counts::default());
+        let c = counts.clone();
+        let store: Arc<dyn Store> = self.store.clone();
+        let task = tokio::spawn(bus.drain(store, move |d: Drained| c.add(d), rx));
+        (tx, task, counts)
+    }
+
+    async fn finish(self) {
+        let conn = Connection::connect(&self.amqp, ConnectionProperties::default()).await.unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
+        let _ = conn.close(200, "done".into()).await;
+        self.store.drop_schema().await.unwrap();
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    committed: AtomicUsize,
+    duplicates: AtomicUsize,
+    unreadable: AtomicUsize,
+}
+
+impl Counts {
+    fn add(&self, d: Drained) {
+        self.committed.fetch_add(d.committed, Ordering::SeqCst);
+        self.duplicates.fetch_add(d.duplicates, Ordering::SeqCst);
+        self.unreadable.fetch_add(d.unreadable, Ordering::SeqCst);
+    }
+    fn get(&self) -> (usize, usize, usize) {
+        (
+            self.committed.load(Ordering::SeqCst),
+            self.duplicates.load(Ordering::SeqCst),
+            self.unreadable.load(Ordering::SeqCst),
+        )
+    }
+}
+
+fn delivery(n: usize, webhook: &str) -> NewDelivery {
+    NewDelivery {
+        trace_id: TraceId::new(),
+        source: "shopify".into(),
+        topic: "customers/update".into(),
+        shop: Some("bus.myshopify.com".into()),
+        webhook_id: Some(webhook.into()),
+        event_id: None,
+        received_at_ms: 1_700_000_000_000 + n as i64,
+        headers_json: "{}".into(),
+        body: format!("{{\"n\":{n}}}\n").into_bytes(),
+        dedupe_keys: vec![format!("shopify:{webhook}")],
+    }
+}
+
+async fn until(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < end {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f().await
+}
+
+/// The bodies' numbers of the pending deliveries, in processing order.
+async fn log_order(store: &PgStore) -> Vec<usize> {
+    store
+        .pending_deliveries(100_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let v: serde_json::Value = serde_json::from_slice(&d.body).unwrap();
+            v["n"].as_u64().unwrap() as usize
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_deliveries_reach_the_log_once_in_order() {
+    let Some(s) = Setup::new().await else { return };
+    let bus = s.bus("t-publisher").await;
+    // 400 deliveries; every tenth is sent again (a platform's retry) under a new trace.
+    let mut sent = Vec::new();
+    let mut retries = Vec::new();
+    for n in 0..400 {
+        let d = delivery(n, &format!("w{n}"));
+        bus.publish(&d).await.expect("published");
+        sent.push(d.trace_id);
+        if n % 10 == 0 {
+            let mut again = delivery(n + 10_000, &format!("w{n}"));
+            again.received_at_ms += 1;
+            bus.publish(&again).await.expect("published");
+            retries.push((again.trace_id, d.trace_id));
+        }
+    }
+    let (stop, task, counts) = s.drain(bus.clone());
+    assert!(until(60, async || counts.get().0 + counts.get().1 >= 440).await, "drained: {:?}", counts.get());
+    assert_eq!(counts.get(), (400, 40, 0));
+    assert_eq!(log_order(&s.store).await, (0..400).collect::<Vec<_>>(), "queue order is log order");
+    // A retry's trace names its original.
+    let (retry, original) = retries[3];
+    let view = s.store.trace(retry).await.unwrap().expect("the retry's trace is recorded");
+    assert_eq!(view.records[0].detail["duplicate_of"], original.to_string());
+    assert!(s.store.trace(sent[5]).await.unwrap().is_some());
+    assert!(until(10, async || bus.depth().await.unwrap().ready == 0).await, "the queue is empty");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_delivered_again_after_its_commit_is_stored_once() {
+    let Some(s) = Setup::new().await else { return };
+    let bus = s.bus("t-again").await;
+    // A node committed these and died before acknowledging them: the broker hands them out again.
+    let ds: Vec<NewDelivery> = (0..50).map(|n| delivery(n, &format!("a{n}"))).collect();
+    let committed: Vec<NewDelivery> = ds
+        .iter()
+        .map(|d| nudge_store::rabbitmq::decode(&nudge_store::rabbitmq::encode(d)).unwrap())
+        .collect();
+    s.store.commit_deliveries(committed).await.unwrap();
+    for d in &ds {
+        bus.publish(d).await.unwrap();
+    }
+    bus.publish(&delivery(50, "a50")).await.unwrap();
+    let (stop, task, counts) = s.drain(bus.clone());
+    assert!(until(60, async || counts.get().0 + counts.get().1 >= 51).await, "{:?}", counts.get());
+    assert_eq!(counts.get(), (1, 50, 0));
+    assert_eq!(s.store.stats().await.unwrap().deliveries, 51);
+    // The redelivered messages are their own originals: no duplicate note under their traces.
+    let view = s.store.trace(ds[0].trace_id).await.unwrap().unwrap();
+    assert!(view.records.iter().all(|r| r.detail.get("duplicate_of").is_none()), "{:?}", view.records);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_is_not_a_delivery_is_rejected_and_the_drain_goes_on() {
+    let Some(s) = Setup::new().await else { return };
+    let bus = s.bus("t-unreadable").await;
+    bus.publish(&delivery(0, "u0")).await.unwrap();
+    let conn = Connection::connect(&s.amqp, ConnectionProperties::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_publish(
+        "".into(),
+        s.queue.as_str().into(),
+        BasicPublishOptions::default(),
+        b"hello from another application",
+        BasicProperties::default(),
+    )
+    .await
+    .unwrap();
+    let _ = conn.close(200, "done".into()).await;
+    bus.publish(&delivery(1, "u1")).await.unwrap();
+    let (stop, task, counts) = s.drain(bus.clone());
+    assert!(until(60, async || counts.get().0 >= 2 && counts.get().2 >= 1).await, "{:?}", counts.get());
+    assert_eq!(counts.get(), (2, 0, 1));
+    assert_eq!(log_order(&s.store).await, vec![0, 1]);
+    assert!(until(10, async || bus.depth().await.unwrap().ready == 0).await, "nothing left queued");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_draining_nodes_one_drains_and_the_other_takes_over() {
+    let Some(s) = Setup::new().await else { return };
+    let (a, b) = (s.bus("t-node-a").await, s.bus("t-node-b").await);
+    let (stop_a, task_a, counts_a) = s.drain(a.clone());
+    let mut task_a = Some(task_a);
+    // Node a registered first: it is the active consumer.
+    assert!(until(10, async || a.depth().await.unwrap().consumers == 1).await);
+    let (stop_b, task_b, counts_b) = s.drain(b.clone());
+    eprintln!("consumers with two registered: {:?}", a.depth().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let publisher = s.bus("t-publisher").await;
+    for n in 0..300 {
+        publisher.publish(&delivery(n, &format!("t{n}"))).await.unwrap();
+        if n == 150 {
+            // Node a stops mid-load (its unacknowledged messages go back to the queue for node b).
+            assert!(until(30, async || counts_a.get().0 > 0).await);
+            stop_a.send(true).unwrap();
+            task_a.take().unwrap().await.unwrap();
+        }
+    }
+    assert!(
+        until(60, async || counts_a.get().0 + counts_b.get().0 >= 300).await,
+        "{:?} {:?}",
+        counts_a.get(),
+        counts_b.get()
+    );
+    assert!(counts_b.get().0 > 0, "node b took over");
+    assert_eq!(counts_a.get().0 + counts_b.get().0, 300, "each stored once");
+    assert_eq!(log_order(&s.store).await, (0..300).collect::<Vec<_>>(), "in order across the handover");
+    stop_b.send(true).unwrap();
+    task_b.await.unwrap();
+    s.finish().await;
+}
