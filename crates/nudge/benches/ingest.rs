@@ -42,6 +42,10 @@
 //! them and nudge's sessions alone), and the end of the run the schema's bytes per delivery, as the run
 //! left them and compacted (`VACUUM FULL`).
 //!
+//! `--amqp URL` (with `--postgres`) acknowledges each webhook on RabbitMQ's publisher confirm
+//! (`[bus] backend = "rabbitmq"`, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`) on a queue of the run's own,
+//! deleted at the end; the node drains it into PostgreSQL's log. Not with `--sustain`.
+//!
 //! `--nodes N` (with `--postgres`) runs N nodes of one cluster in this process, on one schema, each with a
 //! listener of its own; the load generator spreads its connections over them, and the figures are the
 //! cluster's (acks/s over all nodes, event→push over every node's pushes, CPU of the whole process). With
@@ -125,6 +129,7 @@ fn args(m: &BTreeMap<String, String>) -> Args {
             "pool",
             "nodes",
             "redis",
+            "amqp",
         ];
         assert!(known.contains(&k.as_str()), "unknown argument --{k}");
     }
@@ -144,6 +149,48 @@ fn args(m: &BTreeMap<String, String>) -> Args {
             Some("normal") => nudge_store::sqlite::Durability::Normal,
             Some(other) => panic!("--durability full|normal, not {other}"),
         },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The RabbitMQ bus (`--amqp URL`).
+
+/// `--amqp URL` (with `--postgres`): webhooks acknowledged on RabbitMQ's publisher confirm and drained into
+/// PostgreSQL (`[bus] backend = "rabbitmq"`), on a queue of the run's own, deleted when this is dropped.
+struct AmqpBench {
+    url: String,
+    queue: String,
+}
+
+impl AmqpBench {
+    fn from_flags(m: &BTreeMap<String, String>) -> Option<AmqpBench> {
+        let url = m.get("amqp")?.clone();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Some(AmqpBench { url, queue: format!("nudge.bench.{}", &id[..12]) })
+    }
+
+    fn configure(&self, cfg: &mut Config) {
+        cfg.bus.backend = nudge::config::BusBackend::Rabbitmq;
+        cfg.bus.amqp_url = Some(self.url.clone());
+        cfg.bus.queue = self.queue.clone();
+    }
+}
+
+impl Drop for AmqpBench {
+    fn drop(&mut self) {
+        let (url, queue) = (self.url.clone(), self.queue.clone());
+        // A runtime of its own, on a thread of its own: this may be dropped on a runtime's thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let conn =
+                    lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await.ok()?;
+                let ch = conn.create_channel().await.ok()?;
+                let _ = ch.queue_delete(queue.as_str().into(), Default::default()).await;
+                conn.close(200, "done".into()).await.ok()
+            })
+        })
+        .join();
     }
 }
 
@@ -727,6 +774,9 @@ fn main() {
     // Dropped last: the schema goes once nudge has stopped (or the run failed).
     let pg = PgBench::from_flags(&m);
     let pg = pg.as_ref();
+    let mq = AmqpBench::from_flags(&m);
+    assert!(mq.is_none() || pg.is_some(), "--amqp takes --postgres (the bus drains into PostgreSQL)");
+    assert!(mq.is_none() || !m.contains_key("sustain"), "--amqp is not supported with --sustain");
     if m.get("source").map(String::as_str) == Some("bigcommerce") {
         assert!(pg.is_none(), "--postgres is not supported with --source bigcommerce (embedded store only)");
         return bigcommerce(&m, &a);
@@ -738,6 +788,10 @@ fn main() {
     let mut cfg = spine_config(&m, &a);
     if let Some(pg) = pg {
         pg.configure(&mut cfg);
+    }
+    if let Some(mq) = &mq {
+        mq.configure(&mut cfg);
+        println!("bus: RabbitMQ, queue {} (deleted at the end)", mq.queue);
     }
     // The fake stands for Klaviyo, which runs elsewhere: it gets threads of its own at the background
     // workers' priority, so it does not compete with the ack path as if it were part of nudge.

@@ -56,6 +56,16 @@ pub const METRICS: &[Metric] = {
         metric("nudge_webhooks_total", Counter, "Inbound webhook deliveries by source, topic and outcome."),
         metric("nudge_ack_seconds", Histogram, "Time from request to durable acknowledgement."),
         metric("nudge_ingest_backlog", Gauge, "Deliveries in the ingest log not processed yet."),
+        metric(
+            "nudge_bus_drained_total",
+            Counter,
+            "Messages drained from the RabbitMQ bus by outcome (committed, duplicate, unreadable).",
+        ),
+        metric(
+            "nudge_bus_backlog",
+            Gauge,
+            "Messages in the RabbitMQ bus's queue not yet drained into the log.",
+        ),
         metric("nudge_deliveries_processed_total", Counter, "Processed deliveries by terminal outcome."),
         metric("nudge_decisions_total", Counter, "Decisions made, by shadow flag."),
         metric(

@@ -212,11 +212,12 @@ fn the_metric_list_names_every_recorded_metric() {
 /// The configuration the compose file's nodes run with is valid, on the PostgreSQL store, and the compose
 /// file gives each node its own id and every variable the configuration expands.
 #[test]
-fn the_compose_setup_configures_two_nodes_on_postgres() {
+fn the_compose_setup_configures_two_nodes_on_postgres_and_rabbitmq() {
     let text = std::fs::read_to_string(repo().join("deploy/scale.toml")).unwrap();
     let env: std::collections::BTreeMap<String, String> = [
         ("NUDGE_POSTGRES_URL", "postgres://nudge:pw@postgres:5432/nudge"),
         ("NUDGE_REDIS_URL", "redis://redis:6379"),
+        ("NUDGE_AMQP_URL", "amqp://guest:guest@rabbitmq:5672/%2f"),
         ("NUDGE_PSEUDONYM_KEY", "change-me-to-32-or-more-random-bytes-0001"),
         ("SHOPIFY_APP_SECRET", "shpss_x"),
         ("KLAVIYO_PRIVATE_KEY", "pk_fake_demo"),
@@ -229,10 +230,12 @@ fn the_compose_setup_configures_two_nodes_on_postgres() {
     assert_eq!(cfg.storage.backend, nudge::config::StorageBackend::Postgres);
     assert_eq!(cfg.cluster.node_id.as_deref(), Some("nudge-a"));
     assert_eq!(cfg.cache.backend, nudge::config::CacheBackend::Redis, "the nodes share delivery");
+    assert_eq!(cfg.bus.backend, nudge::config::BusBackend::Rabbitmq, "acknowledged through RabbitMQ");
     let compose = std::fs::read_to_string(repo().join("deploy/docker-compose.yml")).unwrap();
     for var in [
         "NUDGE_POSTGRES_URL",
         "NUDGE_REDIS_URL",
+        "NUDGE_AMQP_URL",
         "NUDGE_PSEUDONYM_KEY",
         "SHOPIFY_APP_SECRET",
         "KLAVIYO_PRIVATE_KEY",
