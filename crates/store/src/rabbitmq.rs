@@ -274,10 +274,12 @@ impl AmqpBus {
         let body = encode(d);
         let publish = async {
             channel
+                // Mandatory: if the queue is gone (deleted by hand), the broker returns the message rather
+                // than confirming a message it dropped.
                 .basic_publish(
                     "".into(),
                     self.queue.clone(),
-                    BasicPublishOptions::default(),
+                    BasicPublishOptions { mandatory: true, ..Default::default() },
                     &body,
                     properties,
                 )
@@ -285,7 +287,12 @@ impl AmqpBus {
                 .await
         };
         match tokio::time::timeout(CONFIRM_TIMEOUT, publish).await {
-            Ok(Ok(c)) if c.is_ack() => Ok(()),
+            Ok(Ok(lapin::Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(lapin::Confirmation::Ack(Some(_)))) => {
+                // The queue no longer exists: declared again by the next connection.
+                self.publishing.lock().await.link = None;
+                Err(BusError::Unavailable(format!("queue `{}` does not exist (deleted?)", self.queue)))
+            }
             Ok(Ok(_)) => Err(BusError::Refused),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(BusError::Unconfirmed(CONFIRM_TIMEOUT)),
@@ -377,12 +384,16 @@ impl AmqpBus {
                     Some(None) | None => break,
                 }
             }
-            let last_tag = batch.last().map(|m| m.delivery_tag).unwrap_or_default();
+            // Acknowledged up to the last message committed (rejected ones are settled already).
+            let mut last_tag = None;
             let mut drained = Drained::default();
             let mut deliveries = Vec::with_capacity(batch.len());
             for m in &batch {
                 match decode(&m.data) {
-                    Ok(d) => deliveries.push(d),
+                    Ok(d) => {
+                        deliveries.push(d);
+                        last_tag = Some(m.delivery_tag);
+                    }
                     Err(why) => {
                         // Not ours: nothing can store it, and requeueing it would block the queue.
                         tracing::error!(reason = %why, tag = m.delivery_tag, "rejected an unreadable message on the bus");
@@ -423,8 +434,8 @@ impl AmqpBus {
             {
                 tracing::warn!(error = %e, "recording duplicate deliveries in the audit trail failed");
             }
-            if drained.committed + drained.duplicates > 0 {
-                channel.basic_ack(last_tag, BasicAckOptions { multiple: true }).await?;
+            if let Some(tag) = last_tag {
+                channel.basic_ack(tag, BasicAckOptions { multiple: true }).await?;
             }
             on_batch(drained);
         }

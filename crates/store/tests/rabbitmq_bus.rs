@@ -238,3 +238,24 @@ async fn of_two_draining_nodes_one_drains_and_the_other_takes_over() {
     task_b.await.unwrap();
     s.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_to_a_deleted_queue_fails_and_the_next_declares_it_again() {
+    let Some(s) = Setup::new().await else { return };
+    let bus = s.bus("t-deleted").await;
+    bus.publish(&delivery(0, "q0")).await.unwrap();
+    let conn = Connection::connect(&s.amqp, ConnectionProperties::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_delete(s.queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
+    let _ = conn.close(200, "done".into()).await;
+    // Unroutable: returned by the broker, so not acknowledged (a webhook would get 503 and come again).
+    let e = bus.publish(&delivery(1, "q1")).await.expect_err("no queue to take it");
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    bus.publish(&delivery(2, "q2")).await.expect("the queue is declared again");
+    let (stop, task, counts) = s.drain(bus.clone());
+    assert!(until(30, async || counts.get().0 >= 1).await, "{:?}", counts.get());
+    assert_eq!(log_order(&s.store).await, vec![2]);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    s.finish().await;
+}
