@@ -578,7 +578,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
             }
             telemetry::bus_drained(d);
         };
-        tasks.push(work.spawn(bus.clone().drain(store.clone(), on_batch, shutdown_rx.clone())));
+        tasks.push(tokio::spawn(bus.clone().drain(store.clone(), on_batch, shutdown_rx.clone())));
         let (bus, mut rx) = (bus.clone(), shutdown_rx.clone());
         tasks.push(tokio::spawn(async move {
             loop {
