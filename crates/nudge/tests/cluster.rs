@@ -205,8 +205,14 @@ timer_tick = "100ms"
 
     /// `nudge cluster status --json` as node `i`'s configuration sees it.
     fn status(&self, i: usize) -> serde_json::Value {
+        serde_json::from_str(&self.cli(i, &["cluster", "status", "--json"])).unwrap()
+    }
+
+    /// Runs `nudge <args> --config <node i's>`; its standard output.
+    fn cli(&self, i: usize, args: &[&str]) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_nudge"))
-            .args(["cluster", "status", "--json", "--config"])
+            .args(args)
+            .arg("--config")
             .arg(self.config(i))
             .env("T_SHOPIFY_SECRET", SECRET)
             .env("T_KLAVIYO_KEY", KEY)
@@ -214,7 +220,7 @@ timer_tick = "100ms"
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// The partitions each live node delivers, by node index (from the nodes' records).
@@ -543,6 +549,21 @@ async fn through_rabbitmq_the_same_webhook_to_two_nodes_at_once_is_processed_onc
     let Some(amqp) = nudge_store::conformance::amqp_test_url() else { return };
     let fake = fake().await;
     let cluster = Cluster::start_on_bus(&url, &fake.base_url(), 2, &amqp).await;
+    // The console's overview shows what is still in the queue.
+    let token = cluster.cli(0, &["tokens", "create", "--name", "ops", "--role", "viewer"]);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http
+        .post(format!("{}/ui/login", cluster.base(1)))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", token.trim()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page = http.get(format!("{}/ui/", cluster.base(1))).header("cookie", cookie).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Acknowledged, still in RabbitMQ"), "{page}");
     same_webhook_to_two_nodes(cluster, fake).await;
 }
 

@@ -56,6 +56,8 @@ struct OverviewPage {
     flows_version: String,
     flows: usize,
     pending_approvals: usize,
+    /// With the RabbitMQ bus: messages acknowledged and not yet drained into the log (or why it is unknown).
+    bus_pending: Option<String>,
 }
 
 /// `GET /ui/`.
@@ -84,6 +86,14 @@ pub async fn page(State(ui): State<Arc<Ui>>, signed: Signed) -> Response {
         .quantiles()
         .map(|(n, p50, p99)| (n, format!("{:.1}", p50 * 1000.0), format!("{:.1}", p99 * 1000.0)));
     let flows = app.flows.current();
+    let bus_pending = match &app.bus {
+        None => None,
+        Some(bus) => Some(match bus.depth().await {
+            Ok(d) if d.consumers == 0 => format!("{} (no node drains the queue now)", d.ready),
+            Ok(d) => d.ready.to_string(),
+            Err(e) => format!("unknown: {e}"),
+        }),
+    };
     let page = OverviewPage {
         page: signed.page("Overview", "overview"),
         stats: snapshot.stats.clone(),
@@ -95,6 +105,7 @@ pub async fn page(State(ui): State<Arc<Ui>>, signed: Signed) -> Response {
         flows_version: flows.version.clone(),
         flows: flows.flows.len(),
         pending_approvals: snapshot.pending_approvals,
+        bus_pending,
     };
     render(StatusCode::OK, &page)
 }
