@@ -263,9 +263,7 @@ impl AmqpBus {
 
     /// Makes `d` durable in RabbitMQ: returns once the broker confirmed it.
     pub async fn publish(&self, d: &NewDelivery) -> Result<(), BusError> {
-        if let Some(k) = d.dedupe_keys.iter().find(|k| k.is_empty() || k.contains('\n')) {
-            return Err(BusError::Invalid(format!("dedupe key {k:?} is empty or contains a newline")));
-        }
+        storable(d)?;
         let link = self.link().await?;
         // A broker under a memory or disk alarm holds publishes: answer at once instead of waiting.
         if link.connection.status().blocked() {
@@ -410,10 +408,19 @@ impl AmqpBus {
                 }
             }
             let traces: Vec<TraceId> = deliveries.iter().map(|d| d.trace_id).collect();
+            let mut failures = 0u32;
             let results = loop {
                 match commit(store, deliveries.clone()).await {
                     Ok(r) => break r,
                     Err(e) => {
+                        failures += 1;
+                        if failures.is_multiple_of(20) {
+                            // Ten seconds of failures: name the batch, in case one of it is what fails.
+                            let first =
+                                deliveries.first().map(|d| d.trace_id.to_string()).unwrap_or_default();
+                            tracing::error!(error = %e, failures, first_trace = %first, batch = deliveries.len(),
+                                "drained deliveries still cannot be committed; the queue waits behind them");
+                        }
                         tracing::warn!(error = %e, "committing drained deliveries failed; retrying");
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -447,6 +454,20 @@ impl AmqpBus {
             on_batch(drained);
         }
     }
+}
+
+/// Refuses what the log would refuse, before it is acknowledged: once in the queue, a message the log
+/// refuses would hold up every message behind it.
+pub fn storable(d: &NewDelivery) -> Result<(), BusError> {
+    if let Some(k) = d.dedupe_keys.iter().find(|k| k.is_empty() || k.contains('\n')) {
+        return Err(BusError::Invalid(format!("dedupe key {k:?} is empty or contains a newline")));
+    }
+    let texts =
+        [Some(&d.source), Some(&d.topic), d.shop.as_ref(), d.webhook_id.as_ref(), d.event_id.as_ref()];
+    if texts.into_iter().flatten().chain(&d.dedupe_keys).any(|t| t.contains('\0')) {
+        return Err(BusError::Invalid("a header or key of the delivery contains a NUL character".into()));
+    }
+    Ok(())
 }
 
 /// The queue's arguments: a quorum queue whose messages go to one consumer at a time.
@@ -509,6 +530,14 @@ mod tests {
         assert_eq!(back.headers_json, d.headers_json);
         assert_eq!(back.dedupe_keys, vec!["shopify:w\n1".to_string(), bus_key(d.trace_id)]);
         assert!(decode(b"not ours").is_err());
+        // The log refuses these keys; so does the bus, before acknowledging.
+        assert!(storable(&d).is_err());
+        let mut ok = d.clone();
+        ok.dedupe_keys = vec!["shopify:w1".into()];
+        assert!(storable(&ok).is_ok());
+        let mut nul = ok.clone();
+        nul.topic = "orders/\0create".into();
+        assert!(storable(&nul).unwrap_err().to_string().contains("NUL"));
         assert!(decode(b"{\"x\":1}\nbody").is_err());
     }
 }
