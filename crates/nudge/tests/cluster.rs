@@ -1024,3 +1024,44 @@ async fn through_rabbitmq_a_node_killed_and_the_broker_cut_off_lose_nothing() {
     cluster.finish().await;
     fake.shutdown().await;
 }
+
+/// Through RabbitMQ, PostgreSQL crashes mid-load and comes back 3 s later: webhooks are still acknowledged
+/// meanwhile (they wait in the queue), and afterwards they and the load are all processed, once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn through_rabbitmq_webhooks_are_acknowledged_while_postgres_is_down() {
+    if nudge_store::conformance::postgres_test_url().is_none() {
+        return;
+    }
+    let Some(amqp) = nudge_store::conformance::amqp_test_url() else { return };
+    let Some(own) = OwnPostgres::start() else { return };
+    let fake = fake().await;
+    let cluster = Cluster::start_on_bus(&own.url(), &fake.base_url(), 2, &amqp).await;
+    assert!(eventually(20, async || cluster.leader().await.is_some()).await, "a node leads");
+    let senders = senders(&cluster);
+    let probe = senders[1].clone();
+    let (customers, checkouts) = (400, 30);
+    let during = std::sync::Mutex::new(Vec::new());
+    let (mut traces, _) = load(senders, customers, checkouts, async || {
+        own.crash();
+        let now = OffsetDateTime::now_utc();
+        for i in 0..20u64 {
+            let c = CustomerFixture::new(995_000 + i, Some(&format!("queued{i}@example.org")), now)
+                .name(Some("v1"), None);
+            let r = probe.send(&Delivery::new("customers/create", c.to_bytes())).await.expect("an answer");
+            assert_eq!(r.status, 200, "acknowledged into the queue while the database is down");
+            during.lock().unwrap().push(trace_of(&r.body));
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        own.run();
+    })
+    .await;
+    traces.extend(during.into_inner().unwrap());
+    check_outcome(&cluster, &fake, &traces, customers, checkouts).await;
+    let queued = eventually(60, async || {
+        (0..20).all(|i| fake.profile_by_email(&format!("queued{i}@example.org")).is_some())
+    })
+    .await;
+    assert!(queued, "the webhooks acknowledged while the database was down reached Klaviyo");
+    cluster.finish().await;
+    fake.shutdown().await;
+}
