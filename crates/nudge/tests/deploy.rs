@@ -242,6 +242,10 @@ fn the_compose_setup_configures_two_nodes_on_postgres_and_rabbitmq() {
     ] {
         assert!(compose.contains(&format!("{var}:")), "the compose file sets {var}");
     }
+    // RabbitMQ's guest user is refused from other hosts: the nodes connect as the user the compose file
+    // creates.
+    assert!(compose.contains("RABBITMQ_DEFAULT_USER: nudge"), "the broker gets a user of its own");
+    assert!(compose.contains("NUDGE_AMQP_URL: amqp://nudge:"), "the nodes connect as that user");
     assert!(
         compose.contains("NUDGE__CLUSTER__NODE_ID: nudge-a")
             && compose.contains("NUDGE__CLUSTER__NODE_ID: nudge-b")
