@@ -155,7 +155,7 @@ struct Publishing {
 }
 
 /// What the queue holds, as the broker reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueDepth {
     /// Messages waiting to be handed to the draining node.
     pub ready: u32,
@@ -302,11 +302,6 @@ impl AmqpBus {
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(BusError::Unconfirmed(CONFIRM_TIMEOUT)),
         }
-    }
-
-    /// True when the publishing connection is open (or could be opened now).
-    pub async fn ready(&self) -> Result<(), BusError> {
-        self.link().await.map(|_| ())
     }
 
     /// The queue's depth (a passive declare on a channel of its own).
