@@ -394,6 +394,33 @@ pub fn destinations_sharing(
     Ok(map)
 }
 
+/// The RabbitMQ bus of `[bus] backend = "rabbitmq"` (None otherwise), connected as `name`; the error
+/// names the key to look at.
+pub(crate) async fn connect_bus(
+    cfg: &Config,
+    name: &str,
+) -> anyhow::Result<Option<Arc<nudge_store::rabbitmq::AmqpBus>>> {
+    let (crate::config::BusBackend::Rabbitmq, Some(url)) = (&cfg.bus.backend, cfg.bus.amqp_url.as_deref())
+    else {
+        return Ok(None);
+    };
+    let tls = cfg.bus.tls()?;
+    match nudge_store::rabbitmq::AmqpBus::connect_tls(url, tls, &cfg.bus.queue, name).await {
+        Ok(bus) => Ok(Some(bus)),
+        Err(e) => {
+            let hint = if url.starts_with("amqps://") && e.to_string().contains("certificate") {
+                " (TLS: is the broker's certificate signed by a CA in the system's trust store or in \
+                 bus.amqp_ca_file, for the host in bus.amqp_url? does the broker want bus.amqp_cert_file?)"
+            } else {
+                ""
+            };
+            Err(anyhow::anyhow!(e)).with_context(|| {
+                format!("connecting to RabbitMQ (bus.amqp_url), queue `{}`{hint}", cfg.bus.queue)
+            })
+        }
+    }
+}
+
 /// Starts nudge on `listener` with `cfg`.
 pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     let (store, cluster) = open_backend(&cfg).await?;
@@ -432,19 +459,10 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     };
     let spread = cluster.is_some() && cfg.cache.backend == crate::config::CacheBackend::Redis;
     let node_id = cfg.cluster.node_id.clone().unwrap_or_else(|| default_node_id(&listener));
-    let bus = match (&cfg.bus.backend, cfg.bus.amqp_url.as_deref()) {
-        (crate::config::BusBackend::Rabbitmq, Some(url)) => {
-            let bus =
-                nudge_store::rabbitmq::AmqpBus::connect(url, &cfg.bus.queue, &format!("nudge/{node_id}"))
-                    .await
-                    .with_context(|| {
-                        format!("connecting to RabbitMQ (bus.amqp_url), queue `{}`", cfg.bus.queue)
-                    })?;
-            tracing::info!(queue = %cfg.bus.queue, "webhooks are acknowledged once RabbitMQ has them");
-            Some(bus)
-        }
-        _ => None,
-    };
+    let bus = connect_bus(&cfg, &format!("nudge/{node_id}")).await?;
+    if bus.is_some() {
+        tracing::info!(queue = %cfg.bus.queue, "webhooks are acknowledged once RabbitMQ has them");
+    }
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let wake_pipeline = Arc::new(Notify::new());

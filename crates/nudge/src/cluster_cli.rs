@@ -166,16 +166,12 @@ pub async fn status(cfg: &Config) -> anyhow::Result<Status> {
         let n = store.pending_for(&d).await?;
         outbox_by_destination.push((d, n));
     }
-    let bus = match (&cfg.bus.backend, cfg.bus.amqp_url.as_deref()) {
-        (crate::config::BusBackend::Rabbitmq, Some(url)) => {
-            let queue = cfg.bus.queue.clone();
-            let bus = nudge_store::rabbitmq::AmqpBus::connect(url, &queue, "nudge/cluster-status")
-                .await
-                .context("connecting to RabbitMQ (bus.amqp_url)")?;
+    let bus = match crate::app::connect_bus(cfg, "nudge/cluster-status").await? {
+        Some(bus) => {
             let d = bus.depth().await.context("reading the bus queue's depth")?;
-            Some(BusStatus { queue, pending: d.ready, draining: d.consumers > 0 })
+            Some(BusStatus { queue: cfg.bus.queue.clone(), pending: d.ready, draining: d.consumers > 0 })
         }
-        _ => None,
+        None => None,
     };
     Ok(Status {
         backend: if cluster.is_some() { "postgres" } else { "sqlite" },

@@ -271,6 +271,44 @@ pub struct BusConfig {
     /// deployment uses the same one; deployments sharing a broker need their own.
     #[serde(default = "default_queue")]
     pub queue: String,
+    /// With an `amqps://` URL: a PEM file of CA certificates trusted, besides the system's, to sign the
+    /// broker's certificate (a private CA). Relative paths are read from the working directory.
+    #[serde(default)]
+    pub amqp_ca_file: Option<PathBuf>,
+    /// With an `amqps://` URL, for a broker that verifies its clients: this node's certificate chain (PEM),
+    /// with `amqp_key_file` (its unencrypted PEM private key). Set both or neither.
+    #[serde(default)]
+    pub amqp_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub amqp_key_file: Option<PathBuf>,
+}
+
+impl BusConfig {
+    /// The TLS settings of an `amqps://` broker, read from their files and checked; the error names the key.
+    pub fn tls(&self) -> Result<nudge_store::rabbitmq::BusTls, ConfigError> {
+        let read = |key: &str, path: &Path| {
+            std::fs::read_to_string(path)
+                .map_err(|e| err(format!("bus.{key}"), format!("cannot read {}: {e}", path.display())))
+        };
+        let ca_pem = self.amqp_ca_file.as_deref().map(|p| read("amqp_ca_file", p)).transpose()?;
+        let client = match (&self.amqp_cert_file, &self.amqp_key_file) {
+            (Some(c), Some(k)) => Some((read("amqp_cert_file", c)?, read("amqp_key_file", k)?)),
+            (None, None) => None,
+            (Some(_), None) => return Err(err("bus.amqp_key_file", "is required with bus.amqp_cert_file")),
+            (None, Some(_)) => return Err(err("bus.amqp_cert_file", "is required with bus.amqp_key_file")),
+        };
+        let tls = nudge_store::rabbitmq::BusTls { ca_pem, client };
+        tls.check().map_err(|(which, why)| {
+            let (key, path) = match which {
+                "ca" => ("amqp_ca_file", &self.amqp_ca_file),
+                "cert" => ("amqp_cert_file", &self.amqp_cert_file),
+                _ => ("amqp_key_file", &self.amqp_key_file),
+            };
+            let shown = path.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+            err(format!("bus.{key}"), format!("{shown} {why}"))
+        })?;
+        Ok(tls)
+    }
 }
 
 impl Default for BusConfig {
@@ -280,6 +318,9 @@ impl Default for BusConfig {
             partitions: default_partitions(),
             amqp_url: None,
             queue: default_queue(),
+            amqp_ca_file: None,
+            amqp_cert_file: None,
+            amqp_key_file: None,
         }
     }
 }
@@ -1318,15 +1359,25 @@ impl Config {
                     return Err(err("bus.amqp_url", "is required with backend = \"rabbitmq\""));
                 }
                 Some(u) if u.starts_with("amqps://") => {
-                    return Err(err(
-                        "bus.amqp_url",
-                        "amqps:// (TLS) is not supported in this version: use amqp:// on a private network",
-                    ));
+                    self.bus.tls()?;
                 }
                 Some(u) if !u.starts_with("amqp://") => {
-                    return Err(err("bus.amqp_url", "must start with amqp://"));
+                    return Err(err("bus.amqp_url", "must start with amqp:// or amqps:// (TLS)"));
                 }
-                Some(_) => {}
+                Some(_) => {
+                    for (key, set) in [
+                        ("amqp_ca_file", self.bus.amqp_ca_file.is_some()),
+                        ("amqp_cert_file", self.bus.amqp_cert_file.is_some()),
+                        ("amqp_key_file", self.bus.amqp_key_file.is_some()),
+                    ] {
+                        if set {
+                            return Err(err(
+                                format!("bus.{key}"),
+                                "is only read with an amqps:// (TLS) bus.amqp_url: use amqps:// or remove it",
+                            ));
+                        }
+                    }
+                }
             }
             let q = &self.bus.queue;
             if q.is_empty()
@@ -2353,7 +2404,12 @@ mod tests {
                 "[bus]\nbackend = \"rabbitmq\"\namqp_url = \"amqp://127.0.0.1:5672\"".to_string(),
                 "bus.backend",
             ),
-            (format!("{pg}[bus]\nbackend = \"rabbitmq\"\namqp_url = \"amqps://mq:5671\""), "amqps://"),
+            (
+                format!(
+                    "{pg}[bus]\nbackend = \"rabbitmq\"\namqp_url = \"amqp://mq\"\namqp_ca_file = \"ca.pem\""
+                ),
+                "bus.amqp_ca_file",
+            ),
             (format!("{pg}[bus]\nbackend = \"rabbitmq\"\namqp_url = \"http://mq\""), "bus.amqp_url"),
             (
                 format!("{pg}[bus]\nbackend = \"rabbitmq\"\namqp_url = \"amqp://mq\"\nqueue = \"amq.x\""),
@@ -2372,6 +2428,47 @@ mod tests {
         ] {
             let e = Config::from_toml(&text, &env(&[])).unwrap_err();
             assert!(e.to_string().contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_amqps_bus_reads_and_checks_its_tls_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        };
+        let ca = file("ca.pem", nudge_testkit::tls_front::CA_PEM);
+        let cert = file("node.pem", nudge_testkit::tls_front::CLIENT_CERT_PEM);
+        let key = file("node.key", nudge_testkit::tls_front::CLIENT_KEY_PEM);
+        let junk = file("junk.pem", "not a certificate");
+        let missing = dir.path().join("missing.pem").display().to_string();
+        let base = "[storage]\nbackend = \"postgres\"\npostgres_url = \"postgres://db/n\"\n\
+                    [privacy]\npseudonym_key = \"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\"\n\
+                    [bus]\nbackend = \"rabbitmq\"\namqp_url = \"amqps://nudge:pw@mq.example.com:5671/%2f\"\n";
+        // The system's trust store alone, then a private CA and a client certificate.
+        let c = Config::from_toml(base, &env(&[])).unwrap();
+        assert_eq!(c.bus.tls().unwrap(), nudge_store::rabbitmq::BusTls::default());
+        let text =
+            format!("{base}amqp_ca_file = {ca:?}\namqp_cert_file = {cert:?}\namqp_key_file = {key:?}\n");
+        let tls = Config::from_toml(&text, &env(&[])).unwrap().bus.tls().unwrap();
+        assert_eq!(tls.ca_pem.as_deref(), Some(nudge_testkit::tls_front::CA_PEM));
+        assert_eq!(tls.client.map(|c| c.1).as_deref(), Some(nudge_testkit::tls_front::CLIENT_KEY_PEM));
+        for (extra, key, says) in [
+            (format!("amqp_ca_file = {missing:?}"), "bus.amqp_ca_file", "cannot read"),
+            (format!("amqp_ca_file = {junk:?}"), "bus.amqp_ca_file", "no PEM certificate"),
+            (format!("amqp_cert_file = {cert:?}"), "bus.amqp_key_file", "is required"),
+            (format!("amqp_key_file = {key:?}"), "bus.amqp_cert_file", "is required"),
+            (format!("amqp_cert_file = {key:?}\namqp_key_file = {key:?}"), "bus.amqp_cert_file", "no PEM"),
+            (
+                format!("amqp_cert_file = {cert:?}\namqp_key_file = {cert:?}"),
+                "bus.amqp_key_file",
+                "private key",
+            ),
+        ] {
+            let e = Config::from_toml(&format!("{base}{extra}\n"), &env(&[])).unwrap_err();
+            assert!(e.to_string().contains(key) && e.to_string().contains(says), "{extra}: {e}");
         }
     }
 }

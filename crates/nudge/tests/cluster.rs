@@ -42,6 +42,9 @@ struct Cluster {
     klaviyo_keys: String,
     /// With `(amqp_url, queue)`, webhooks are acknowledged once RabbitMQ has them (`[bus] backend = "rabbitmq"`).
     bus: Option<(String, String)>,
+    /// With the bus: the URL and further `[bus]` keys the nodes use instead (a TLS front's `amqps://` URL
+    /// and its certificate files); the test itself uses the broker's plain URL.
+    bus_tls: Option<(String, String)>,
 }
 
 impl Cluster {
@@ -72,6 +75,7 @@ impl Cluster {
             redis,
             klaviyo_keys: klaviyo_keys.to_string(),
             bus: None,
+            bus_tls: None,
         };
         c.start_all(nodes).await;
         c
@@ -79,7 +83,18 @@ impl Cluster {
 
     /// A cluster whose webhooks go through RabbitMQ at `amqp` (a queue of its own).
     async fn start_on_bus(url: &str, fake_url: &str, nodes: usize, amqp: &str) -> Cluster {
+        Self::start_on_bus_tls(url, fake_url, nodes, amqp, None).await
+    }
+
+    async fn start_on_bus_tls(
+        url: &str,
+        fake_url: &str,
+        nodes: usize,
+        amqp: &str,
+        tls: Option<(String, String)>,
+    ) -> Cluster {
         let mut c = Self::start_with(url, fake_url, 0, None, "").await;
+        c.bus_tls = tls;
         c.ports = (0..nodes)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
             .collect();
@@ -137,8 +152,10 @@ timer_tick = "100ms"
                 spread = match (&self.redis, &self.bus) {
                     (Some(r), _) =>
                         format!("[bus]\npartitions = 8\n[cache]\nbackend = \"redis\"\nredis_url = \"{r}\"\n"),
-                    (None, Some((amqp, queue))) =>
-                        format!("[bus]\nbackend = \"rabbitmq\"\namqp_url = \"{amqp}\"\nqueue = \"{queue}\"\n"),
+                    (None, Some((amqp, queue))) => {
+                        let (amqp, keys) = self.bus_tls.as_ref().map_or((amqp.as_str(), ""), |(u, k)| (u, k));
+                        format!("[bus]\nbackend = \"rabbitmq\"\namqp_url = \"{amqp}\"\nqueue = \"{queue}\"\n{keys}")
+                    }
                     (None, None) => String::new(),
                 },
             ),
@@ -543,12 +560,31 @@ async fn the_same_webhook_to_two_nodes_at_once_is_processed_once() {
     same_webhook_to_two_nodes(cluster, fake).await;
 }
 
+/// Two nodes on a broker reached over TLS (`amqps://`, a private CA, client certificates): the same
+/// webhook sent to both at once is processed once, and `nudge cluster status` reads the queue over TLS too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn through_rabbitmq_the_same_webhook_to_two_nodes_at_once_is_processed_once() {
+async fn through_rabbitmq_over_tls_the_same_webhook_to_two_nodes_at_once_is_processed_once() {
     let Some(url) = nudge_store::conformance::postgres_test_url() else { return };
     let Some(amqp) = nudge_store::conformance::amqp_test_url() else { return };
     let fake = fake().await;
-    let cluster = Cluster::start_on_bus(&url, &fake.base_url(), 2, &amqp).await;
+    // The broker is reached over TLS, through a front that also verifies the nodes' client certificates.
+    let (target, _) = nudge_testkit::tls_front::amqps_through(&amqp, 0);
+    let front = nudge_testkit::tls_front::TlsFront::requiring_client_certificates(&target).await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = files.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let keys = format!(
+        "amqp_ca_file = {:?}\namqp_cert_file = {:?}\namqp_key_file = {:?}\n",
+        file("ca.pem", nudge_testkit::tls_front::CA_PEM),
+        file("node.pem", nudge_testkit::tls_front::CLIENT_CERT_PEM),
+        file("node.key", nudge_testkit::tls_front::CLIENT_KEY_PEM),
+    );
+    let (_, tls_url) = nudge_testkit::tls_front::amqps_through(&amqp, front.port);
+    let cluster = Cluster::start_on_bus_tls(&url, &fake.base_url(), 2, &amqp, Some((tls_url, keys))).await;
+    assert!(front.handshakes() >= 2, "both nodes connected over TLS");
     // The console's overview shows what is still in the queue.
     let token = cluster.cli(0, &["tokens", "create", "--name", "ops", "--role", "viewer"]);
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();

@@ -16,6 +16,10 @@
 //! - **Duplicates**: a webhook whose id was seen already is answered 200 at publish (nothing is known
 //!   then); the drain finds it a duplicate and records under its trace an audit record naming the original.
 //!
+//! - **TLS**: an `amqps://` URL is opened over TLS (rustls). The broker's certificate is checked against the
+//!   system's trust store and, with [`BusTls::ca_pem`], a private CA; a broker that demands a client
+//!   certificate gets [`BusTls::client`].
+//!
 //! The message is a JSON envelope (everything but the body) on one line, a newline, and the body verbatim.
 
 use crate::{CommitResult, NewDelivery, Store, StoreError};
@@ -173,9 +177,55 @@ pub struct Drained {
     pub unreadable: usize,
 }
 
+/// TLS settings of an `amqps://` broker (ignored for `amqp://`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BusTls {
+    /// PEM certificates trusted, besides the system's, to sign the broker's certificate (a private CA).
+    pub ca_pem: Option<String>,
+    /// A client certificate chain and its PKCS#8 key, both PEM, for a broker that verifies its clients.
+    pub client: Option<(String, String)>,
+}
+
+impl BusTls {
+    /// Checks the PEM texts before they are used: the CA file holds certificates, the client certificate
+    /// file holds certificates and the key file one PKCS#8, PKCS#1 or SEC1 private key. The error names
+    /// which of the three is wrong.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certificates = |pem: &str| -> Result<usize, String> {
+            let n = CertificateDer::pem_slice_iter(pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("is not PEM: {e}"))?
+                .len();
+            if n == 0 { Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into()) } else { Ok(n) }
+        };
+        if let Some(ca) = &self.ca_pem {
+            certificates(ca).map_err(|e| ("ca", e))?;
+        }
+        if let Some((cert, key)) = &self.client {
+            certificates(cert).map_err(|e| ("cert", e))?;
+            PrivateKeyDer::from_pem_slice(key.as_bytes())
+                .map_err(|e| ("key", format!("holds no unencrypted PEM private key: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn lapin(&self) -> lapin::tcp::OwnedTLSConfig {
+        lapin::tcp::OwnedTLSConfig {
+            identity: self.client.as_ref().map(|(cert, key)| lapin::tcp::OwnedIdentity::PKCS8 {
+                pem: cert.as_bytes().to_vec(),
+                key: key.as_bytes().to_vec(),
+            }),
+            cert_chain: self.ca_pem.clone(),
+        }
+    }
+}
+
 /// The bus: publishes deliveries and drains them into the delivery log.
 pub struct AmqpBus {
     url: String,
+    tls: BusTls,
     queue: ShortString,
     /// The name connections show in the broker's management UI.
     name: String,
@@ -187,8 +237,19 @@ impl AmqpBus {
     /// Connects to `url`, declares the queue, and keeps the connection for publishing. Fails when the
     /// broker cannot be reached or refuses the queue (a classic queue of that name, say).
     pub async fn connect(url: &str, queue: &str, name: &str) -> Result<Arc<AmqpBus>, BusError> {
+        AmqpBus::connect_tls(url, BusTls::default(), queue, name).await
+    }
+
+    /// [`AmqpBus::connect`] with the TLS settings of an `amqps://` broker.
+    pub async fn connect_tls(
+        url: &str,
+        tls: BusTls,
+        queue: &str,
+        name: &str,
+    ) -> Result<Arc<AmqpBus>, BusError> {
         let bus = Arc::new(AmqpBus {
             url: url.to_string(),
+            tls,
             queue: queue.into(),
             name: name.to_string(),
             publishing: Default::default(),
@@ -208,7 +269,13 @@ impl AmqpBus {
     async fn open(&self, channels: usize) -> Result<Link, BusError> {
         let open = async {
             let props = ConnectionProperties::default().with_connection_name(self.name.clone().into());
-            let connection = Connection::connect(&self.url, props).await?;
+            let connection = Connection::connect_with_config(
+                &self.url,
+                props,
+                self.tls.lapin(),
+                lapin::runtime::default_runtime()?,
+            )
+            .await?;
             let admin = connection.create_channel().await?;
             admin
                 .queue_declare(

@@ -2,15 +2,17 @@
 //! `NUDGE_TEST_POSTGRES_URL` are set; each test on a queue and in a schema of its own, both removed after).
 //! Published deliveries reach the log once each, in queue order, with duplicates recognised; a message
 //! delivered again after its commit is stored once; a message that is not a delivery is rejected and the
-//! drain goes on; of two draining nodes one drains at a time, and the other takes over when it stops.
+//! drain goes on; of two draining nodes one drains at a time, and the other takes over when it stops; a
+//! broker behind TLS is used when its CA is trusted and refused otherwise.
 
 use lapin::options::{BasicPublishOptions, QueueDeleteOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use nudge_model::TraceId;
 use nudge_store::postgres::PgStore;
 use nudge_store::prelude::*;
-use nudge_store::rabbitmq::{AmqpBus, Drained};
+use nudge_store::rabbitmq::{AmqpBus, BusTls, Drained};
 use nudge_store::{NewDelivery, Store};
+use nudge_testkit::tls_front;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -259,4 +261,55 @@ async fn a_publish_to_a_deleted_queue_fails_and_the_next_declares_it_again() {
     stop.send(true).unwrap();
     task.await.unwrap();
     s.finish().await;
+}
+
+/// A broker reached over TLS (`amqps://`) that also verifies its clients: a node that does not trust the
+/// CA that signed the broker's certificate refuses the connection; one that trusts it but shows no client
+/// certificate is refused by the broker; with both, deliveries are published and drained as over plain
+/// AMQP, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_trusted_broker_is_used_and_an_untrusted_one_refused() {
+    let Some(s) = Setup::new().await else { return };
+    let (target, _) = tls_front::amqps_through(&s.amqp, 0);
+    let front = tls_front::TlsFront::requiring_client_certificates(&target).await.unwrap();
+    let (_, url) = tls_front::amqps_through(&s.amqp, front.port);
+    let client = Some((tls_front::CLIENT_CERT_PEM.to_string(), tls_front::CLIENT_KEY_PEM.to_string()));
+    let ca = Some(tls_front::CA_PEM.to_string());
+
+    let untrusted = BusTls { ca_pem: None, client: client.clone() };
+    let err = AmqpBus::connect_tls(&url, untrusted, &s.queue, "t-untrusted").await.err().expect("refused");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    assert_eq!(front.handshakes(), 0);
+
+    let anonymous = BusTls { ca_pem: ca.clone(), client: None };
+    assert!(AmqpBus::connect_tls(&url, anonymous, &s.queue, "t-anonymous").await.is_err());
+    assert!(front.refused() >= 2, "the front refused {} handshakes", front.refused());
+
+    let both = BusTls { ca_pem: ca, client };
+    assert_eq!(both.check(), Ok(()));
+    let bus = AmqpBus::connect_tls(&url, both, &s.queue, "t-tls").await.expect("connected over TLS");
+    for n in 0..50 {
+        bus.publish(&delivery(n, &format!("t{n}"))).await.expect("published over TLS");
+    }
+    let (stop, task, counts) = s.drain(bus.clone());
+    assert!(until(60, async || counts.get().0 >= 50).await, "drained: {:?}", counts.get());
+    assert_eq!(log_order(&s.store).await, (0..50).collect::<Vec<_>>());
+    assert!(front.handshakes() >= 2, "publishing and draining went through the front");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    s.finish().await;
+}
+
+#[test]
+fn tls_settings_are_checked_before_use() {
+    let pem = |s: &str| Some(s.to_string());
+    let ok = BusTls { ca_pem: pem(tls_front::CA_PEM), client: None };
+    assert_eq!(ok.check(), Ok(()));
+    let not_pem = BusTls { ca_pem: pem("hello"), client: None };
+    assert_eq!(not_pem.check().unwrap_err().0, "ca");
+    let (cert, key) = (tls_front::CLIENT_CERT_PEM, tls_front::CLIENT_KEY_PEM);
+    for (pair, wrong) in [((key, key), "cert"), ((cert, cert), "key")] {
+        let tls = BusTls { ca_pem: None, client: Some((pair.0.into(), pair.1.into())) };
+        assert_eq!(tls.check().unwrap_err().0, wrong);
+    }
 }

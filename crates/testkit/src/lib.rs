@@ -64,6 +64,7 @@ pub mod google_oidc;
 pub mod klaviyo_webhook_sender;
 pub mod server;
 pub mod shopify_sender;
+pub mod tls_front;
 
 pub use fake_bigcommerce::{
     BigCommerceMode, BigCommerceRequest, BigCommerceSender, Callback, FakeBigCommerce, FakeBigCommerceConfig,
