@@ -564,6 +564,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
                 started_at_ms: crate::outbox::now_ms(),
                 seen_at_ms: crate::outbox::now_ms(),
                 leader: false,
+                schema_version: nudge_store::postgres::schema::SCHEMA_VERSION,
             };
             tracing::info!(node = %node.node_id, "joining the cluster on PostgreSQL");
             let mut tasks = Vec::new();

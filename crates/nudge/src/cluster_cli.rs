@@ -52,6 +52,9 @@ pub struct Status {
     /// With `[bus] backend = "rabbitmq"`: the queue, its messages not yet drained into the log, and whether
     /// a node drains it now (every node registers; the broker lets one drain at a time).
     pub bus: Option<BusStatus>,
+    /// The database's schema version, the oldest a node may be built for and still run on it, and the
+    /// nudge version that applied it (PostgreSQL only; README "Upgrading a cluster").
+    pub schema: Option<nudge_store::postgres::schema::SchemaRecord>,
 }
 
 #[derive(Debug, Serialize)]
@@ -185,6 +188,10 @@ pub async fn status(cfg: &Config) -> anyhow::Result<Status> {
         partitions_undelivered,
         outbox_by_partition,
         bus,
+        schema: match &cluster {
+            Some(pg) => pg.schema_record().await?,
+            None => None,
+        },
     })
 }
 
@@ -201,8 +208,8 @@ fn text(s: &Status) -> String {
         let _ = writeln!(out, "nodes: {live} live of {} recorded", s.nodes.len());
         let _ = writeln!(
             out,
-            "{:<28} {:<22} {:<8} {:<7} {:>10} {:>11}",
-            "NODE", "ADDRESS", "VERSION", "STATE", "SEEN", "PARTITIONS"
+            "{:<28} {:<22} {:<8} {:>6} {:<7} {:>10} {:>11}",
+            "NODE", "ADDRESS", "VERSION", "SCHEMA", "STATE", "SEEN", "PARTITIONS"
         );
         for n in &s.nodes {
             let state = match (n.live, n.node.leader) {
@@ -212,10 +219,11 @@ fn text(s: &Status) -> String {
             };
             let _ = writeln!(
                 out,
-                "{:<28} {:<22} {:<8} {:<7} {:>9.1}s {:>11}",
+                "{:<28} {:<22} {:<8} {:>6} {:<7} {:>9.1}s {:>11}",
                 n.node.node_id,
                 n.node.address,
                 n.node.version,
+                n.node.schema_version,
                 state,
                 n.seen_ago_ms as f64 / 1000.0,
                 n.partitions.len()
@@ -249,6 +257,13 @@ fn text(s: &Status) -> String {
             out,
             "bus: RabbitMQ queue {}: {} message(s) not yet in the log; {draining}",
             b.queue, b.pending
+        );
+    }
+    if let Some(r) = &s.schema {
+        let _ = writeln!(
+            out,
+            "schema: version {} (applied by nudge {}; nodes built for schema {} or later run on it)",
+            r.version, r.upgraded_by, r.readable_from
         );
     }
     let _ = writeln!(out, "deliveries pending: {}", s.deliveries_pending);

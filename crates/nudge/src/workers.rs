@@ -190,7 +190,7 @@ pub const LEASE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const ANALYZE_EVERY: Duration = Duration::from_secs(15);
 
 /// A node is shown as live while its last heartbeat is younger than this.
-pub const LIVE_FOR: Duration = Duration::from_secs(10);
+pub const LIVE_FOR: Duration = Duration::from_millis(nudge_store::postgres::schema::NODE_LIVE_FOR_MS as u64);
 
 /// Runs a node of a PostgreSQL cluster until `shutdown`: records its heartbeat every [`HEARTBEAT`], takes the
 /// leader lease when it is free, runs the workers while the lease holds, and stops them (waiting for them to

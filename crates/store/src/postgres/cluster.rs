@@ -23,6 +23,8 @@ pub struct NodeRecord {
     pub started_at_ms: i64,
     pub seen_at_ms: i64,
     pub leader: bool,
+    /// The schema version the node's build applies ([`super::schema::SCHEMA_VERSION`]).
+    pub schema_version: i64,
 }
 
 /// The leader lease while held: dropping it (or the connection failing) releases it.
@@ -63,10 +65,11 @@ impl PgStore {
     pub async fn heartbeat(&self, node: &NodeRecord) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "INSERT INTO cluster_nodes (node_id, address, version, started_at, seen_at, leader)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO cluster_nodes (node_id, address, version, started_at, seen_at, leader, schema_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (node_id) DO UPDATE SET address = excluded.address, version = excluded.version,
-               started_at = excluded.started_at, seen_at = excluded.seen_at, leader = excluded.leader",
+               started_at = excluded.started_at, seen_at = excluded.seen_at, leader = excluded.leader,
+               schema_version = excluded.schema_version",
         )
         .bind(&node.node_id)
         .bind(&node.address)
@@ -74,6 +77,7 @@ impl PgStore {
         .bind(node.started_at_ms)
         .bind(node.seen_at_ms)
         .bind(node.leader)
+        .bind(node.schema_version)
         .execute(&mut *tx)
         .await?;
         if node.leader {
@@ -88,20 +92,16 @@ impl PgStore {
 
     /// Every node recorded, by id.
     pub async fn nodes(&self) -> Result<Vec<NodeRecord>> {
-        let rows: Vec<(String, String, String, i64, i64, bool)> = sqlx::query_as(
-            "SELECT node_id, address, version, started_at, seen_at, leader FROM cluster_nodes ORDER BY node_id",
+        let rows: Vec<(String, String, String, i64, i64, bool, i64)> = sqlx::query_as(
+            "SELECT node_id, address, version, started_at, seen_at, leader, schema_version
+             FROM cluster_nodes ORDER BY node_id",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(node_id, address, version, started_at_ms, seen_at_ms, leader)| NodeRecord {
-                node_id,
-                address,
-                version,
-                started_at_ms,
-                seen_at_ms,
-                leader,
+            .map(|(node_id, address, version, started_at_ms, seen_at_ms, leader, schema_version)| {
+                NodeRecord { node_id, address, version, started_at_ms, seen_at_ms, leader, schema_version }
             })
             .collect())
     }

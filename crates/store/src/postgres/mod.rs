@@ -8,7 +8,9 @@
 //!   nodes are never skipped, and a processing commit marks exactly its deliveries.
 //! - Rows that are claimed (due timers, and what several workers could take at once) are taken with
 //!   `FOR UPDATE SKIP LOCKED` or by a conditional update, so each is taken once.
-//! - The schema is applied under an advisory lock, so nodes starting together apply it once.
+//! - The schema is applied under an advisory lock, so nodes starting together apply it once; its version is
+//!   recorded, and a node built for a schema the database no longer keeps readable refuses to start
+//!   ([`schema`]).
 
 use crate::codec::*;
 use crate::*;
@@ -32,6 +34,7 @@ mod privacy;
 mod processing;
 mod registry;
 mod retention;
+pub mod schema;
 mod segments;
 mod states;
 mod timers;
@@ -42,6 +45,7 @@ const CLUSTER_SCHEMA: &str = include_str!("../../migrations/postgres/002_cluster
 const PARTITIONS_SCHEMA: &str = include_str!("../../migrations/postgres/003_partitions.sql");
 const PACKED_AUDIT_SCHEMA: &str = include_str!("../../migrations/postgres/004_packed_audit.sql");
 const STATS_SCHEMA: &str = include_str!("../../migrations/postgres/005_stats.sql");
+const VERSIONS_SCHEMA: &str = include_str!("../../migrations/postgres/006_schema_versions.sql");
 
 /// The advisory lock key the schema is applied under (any fixed number; "nudge" in ASCII).
 const SCHEMA_LOCK: i64 = 0x006e_7564_6765;
@@ -167,11 +171,19 @@ impl PgStore {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema)))
             .execute(&mut *tx)
             .await?;
+        // Rolling upgrades: refuse before changing anything if this build cannot run on the schema, or if
+        // its migrations cannot run beside a live older node.
+        let recorded = schema::recorded(&mut tx).await?;
+        let live = schema::live_nodes(&mut tx, now_ms()).await?;
+        schema::may_run(recorded.as_ref(), &live, schema::SCHEMA_VERSION, schema::READABLE_FROM)
+            .map_err(StoreError::Conflict)?;
         sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
         sqlx::raw_sql(CLUSTER_SCHEMA).execute(&mut *tx).await?;
         sqlx::raw_sql(PARTITIONS_SCHEMA).execute(&mut *tx).await?;
         sqlx::raw_sql(PACKED_AUDIT_SCHEMA).execute(&mut *tx).await?;
         sqlx::raw_sql(STATS_SCHEMA).execute(&mut *tx).await?;
+        sqlx::raw_sql(VERSIONS_SCHEMA).execute(&mut *tx).await?;
+        schema::record(&mut tx, recorded.as_ref()).await?;
         tx.commit().await?;
         Ok(())
     }
