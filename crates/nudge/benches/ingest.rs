@@ -44,7 +44,9 @@
 //!
 //! `--amqp URL` (with `--postgres`) acknowledges each webhook on RabbitMQ's publisher confirm
 //! (`[bus] backend = "rabbitmq"`, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`) on a queue of the run's own,
-//! deleted at the end; the node drains it into PostgreSQL's log. Not with `--sustain`.
+//! deleted at the end; the node drains it into PostgreSQL's log. Not with `--sustain`. With
+//! `--amqp-tls front` the node reaches the broker over TLS (`amqps://`), through a TLS front on loopback
+//! (in this process, on a thread of its own) that stands for the broker's own TLS listener.
 //!
 //! `--nodes N` (with `--postgres`) runs N nodes of one cluster in this process, on one schema, each with a
 //! listener of its own; the load generator spreads its connections over them, and the figures are the
@@ -130,6 +132,7 @@ fn args(m: &BTreeMap<String, String>) -> Args {
             "nodes",
             "redis",
             "amqp",
+            "amqp-tls",
         ];
         assert!(known.contains(&k.as_str()), "unknown argument --{k}");
     }
@@ -160,19 +163,51 @@ fn args(m: &BTreeMap<String, String>) -> Args {
 struct AmqpBench {
     url: String,
     queue: String,
+    /// With `--amqp-tls front`: the nodes reach the broker over TLS, through a loopback TLS front.
+    tls: Option<TlsBench>,
+}
+
+/// A TLS front for the broker on a runtime (one thread) of its own, and the test CA the node trusts.
+struct TlsBench {
+    front: nudge_testkit::tls_front::TlsFront,
+    url: String,
+    ca: tempfile::NamedTempFile,
+    _rt: tokio::runtime::Runtime,
 }
 
 impl AmqpBench {
     fn from_flags(m: &BTreeMap<String, String>) -> Option<AmqpBench> {
         let url = m.get("amqp")?.clone();
         let id = uuid::Uuid::new_v4().simple().to_string();
-        Some(AmqpBench { url, queue: format!("nudge.bench.{}", &id[..12]) })
+        let tls = match m.get("amqp-tls").map(String::as_str) {
+            None => None,
+            Some("front") => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let (target, _) = nudge_testkit::tls_front::amqps_through(&url, 0);
+                let front =
+                    rt.block_on(nudge_testkit::tls_front::TlsFront::start(&target)).expect("the TLS front");
+                let (_, url) = nudge_testkit::tls_front::amqps_through(&url, front.port);
+                let ca = tempfile::NamedTempFile::new().unwrap();
+                std::fs::write(ca.path(), nudge_testkit::tls_front::CA_PEM).unwrap();
+                Some(TlsBench { front, url, ca, _rt: rt })
+            }
+            Some(other) => panic!("--amqp-tls front, not {other}"),
+        };
+        Some(AmqpBench { url, queue: format!("nudge.bench.{}", &id[..12]), tls })
     }
 
     fn configure(&self, cfg: &mut Config) {
         cfg.bus.backend = nudge::config::BusBackend::Rabbitmq;
         cfg.bus.amqp_url = Some(self.url.clone());
         cfg.bus.queue = self.queue.clone();
+        if let Some(t) = &self.tls {
+            cfg.bus.amqp_url = Some(t.url.clone());
+            cfg.bus.amqp_ca_file = Some(t.ca.path().to_path_buf());
+        }
     }
 }
 
@@ -792,6 +827,9 @@ fn main() {
     if let Some(mq) = &mq {
         mq.configure(&mut cfg);
         println!("bus: RabbitMQ, queue {} (deleted at the end)", mq.queue);
+        if let Some(t) = &mq.tls {
+            println!("bus over TLS: amqps:// through a loopback TLS front on port {}", t.front.port);
+        }
     }
     // The fake stands for Klaviyo, which runs elsewhere: it gets threads of its own at the background
     // workers' priority, so it does not compete with the ack path as if it were part of nudge.

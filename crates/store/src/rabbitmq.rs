@@ -84,9 +84,36 @@ impl From<lapin::Error> for BusError {
     }
 }
 
+/// The envelope format this build writes, and the newest it reads. A build that changes the envelope in a
+/// way older builds would misread raises it; an older node draining such a message leaves it in the queue
+/// for an upgraded node ([`STEP_BACK`]) instead of rejecting it.
+pub const ENVELOPE_FORMAT: u32 = 1;
+
+/// How long a node that met a message of a newer envelope format stays off the queue, so that an upgraded
+/// node (the next consumer in line) takes it.
+pub const STEP_BACK: Duration = Duration::from_secs(30);
+
+/// Why a message could not be read as a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unreadable {
+    /// Not a nudge delivery at all: rejected, since nothing could ever store it.
+    #[error("not a nudge delivery: {0}")]
+    NotOurs(String),
+    /// A delivery in an envelope format newer than this build reads (written by an upgraded node).
+    #[error("envelope format {0}, newer than this node reads ({ENVELOPE_FORMAT}): upgrade this node")]
+    Newer(u32),
+}
+
+fn first_format() -> u32 {
+    1
+}
+
 /// Everything of a delivery but its body.
 #[derive(Serialize, Deserialize)]
 struct Envelope {
+    /// The envelope format (absent in messages of builds before it was written: format 1).
+    #[serde(default = "first_format")]
+    v: u32,
     trace_id: TraceId,
     source: String,
     topic: String,
@@ -101,6 +128,7 @@ struct Envelope {
 /// The message for `d`: the envelope as one JSON line, then the body.
 pub fn encode(d: &NewDelivery) -> Vec<u8> {
     let envelope = Envelope {
+        v: ENVELOPE_FORMAT,
         trace_id: d.trace_id,
         source: d.source.clone(),
         topic: d.topic.clone(),
@@ -119,9 +147,25 @@ pub fn encode(d: &NewDelivery) -> Vec<u8> {
 }
 
 /// The delivery a message holds, with the bus's own dedupe key added.
-pub fn decode(message: &[u8]) -> Result<NewDelivery, String> {
-    let split = message.iter().position(|&b| b == b'\n').ok_or("no envelope line")?;
-    let e: Envelope = serde_json::from_slice(&message[..split]).map_err(|e| format!("envelope: {e}"))?;
+pub fn decode(message: &[u8]) -> Result<NewDelivery, Unreadable> {
+    let split = message
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| Unreadable::NotOurs("no envelope line".into()))?;
+    let line = &message[..split];
+    // A newer format may have changed any other field: its number is read first, on its own.
+    #[derive(Deserialize)]
+    struct Format {
+        #[serde(default = "first_format")]
+        v: u32,
+    }
+    if let Ok(Format { v }) = serde_json::from_slice::<Format>(line)
+        && v > ENVELOPE_FORMAT
+    {
+        return Err(Unreadable::Newer(v));
+    }
+    let e: Envelope =
+        serde_json::from_slice(line).map_err(|e| Unreadable::NotOurs(format!("envelope: {e}")))?;
     let mut dedupe_keys = e.dedupe_keys;
     dedupe_keys.push(bus_key(e.trace_id));
     Ok(NewDelivery {
@@ -400,7 +444,13 @@ impl AmqpBus {
         let mut pause = Duration::from_millis(200);
         while !*shutdown.borrow() {
             match self.drain_once(&*store, &on_batch, &mut shutdown).await {
-                Ok(()) => return,
+                Ok(Stopped::Shutdown) => return,
+                Ok(Stopped::SteppedBack) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(STEP_BACK) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, queue = %self.queue, "draining RabbitMQ stopped; connecting again");
                     tokio::select! {
@@ -413,13 +463,14 @@ impl AmqpBus {
         }
     }
 
-    /// One consuming connection, until it fails (an error) or `shutdown` (Ok).
+    /// One consuming connection, until it fails (an error), `shutdown`, or a message of a newer envelope
+    /// format (the node steps back).
     async fn drain_once(
         &self,
         store: &dyn Store,
         on_batch: &(impl Fn(Drained) + Send + Sync),
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), BusError> {
+    ) -> Result<Stopped, BusError> {
         let link = self.open(0).await?;
         let channel = link.connection.create_channel().await?;
         channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
@@ -439,7 +490,7 @@ impl AmqpBus {
             // The first message of a batch, then whatever else has arrived, up to DRAIN_BATCH.
             let first = tokio::select! {
                 m = consumer.next() => m,
-                _ = shutdown.changed() => { closed.await; return Ok(()); }
+                _ = shutdown.changed() => { closed.await; return Ok(Stopped::Shutdown); }
             };
             let Some(first) = first else {
                 return Err(BusError::Unavailable("the broker ended the consumer".into()));
@@ -455,11 +506,18 @@ impl AmqpBus {
             let mut last_tag = None;
             let mut drained = Drained::default();
             let mut deliveries = Vec::with_capacity(batch.len());
+            let mut newer = None;
             for m in &batch {
                 match decode(&m.data) {
                     Ok(d) => {
                         deliveries.push(d);
                         last_tag = Some(m.delivery_tag);
+                    }
+                    Err(Unreadable::Newer(v)) => {
+                        // Written by an upgraded node: this one and everything after it stay in the queue,
+                        // in order, for a node that reads them.
+                        newer = Some(v);
+                        break;
                     }
                     Err(why) => {
                         // Not ours: nothing can store it, and requeueing it would block the queue.
@@ -487,7 +545,7 @@ impl AmqpBus {
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                             // Unacknowledged: the broker hands them to the next active consumer.
-                            _ = shutdown.changed() => { closed.await; return Ok(()); }
+                            _ = shutdown.changed() => { closed.await; return Ok(Stopped::Shutdown); }
                         }
                     }
                 }
@@ -514,8 +572,24 @@ impl AmqpBus {
                 channel.basic_ack(tag, BasicAckOptions { multiple: true }).await?;
             }
             on_batch(drained);
+            if let Some(v) = newer {
+                tracing::error!(
+                    format = v, reads = ENVELOPE_FORMAT, queue = %self.queue, step_back = ?STEP_BACK,
+                    "a message on the bus was written by a newer nudge: it is left in the queue for an upgraded \
+                     node, and this node stops draining for a while (upgrade it)"
+                );
+                // Closing the channel returns every unacknowledged message to the queue, in order.
+                closed.await;
+                return Ok(Stopped::SteppedBack);
+            }
         }
     }
+}
+
+/// How a drain connection ended without an error.
+enum Stopped {
+    Shutdown,
+    SteppedBack,
 }
 
 /// Refuses what the log would refuse, before it is acknowledged: once in the queue, a message the log
@@ -572,9 +646,8 @@ fn duplicate_note(trace: TraceId, original: TraceId, key: &str) -> AuditRecord {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_message_holds_the_delivery_and_its_bus_key() {
-        let d = NewDelivery {
+    fn delivery() -> NewDelivery {
+        NewDelivery {
             trace_id: TraceId::new(),
             source: "shopify".into(),
             topic: "orders/create".into(),
@@ -585,7 +658,12 @@ mod tests {
             headers_json: "{\"a\":\"b\\nc\"}".into(),
             body: b"{\"x\":1}\n\nsecond line".to_vec(),
             dedupe_keys: vec!["shopify:w\n1".into()],
-        };
+        }
+    }
+
+    #[test]
+    fn a_message_holds_the_delivery_and_its_bus_key() {
+        let d = delivery();
         let back = decode(&encode(&d)).unwrap();
         assert_eq!(back.body, d.body);
         assert_eq!(back.webhook_id, d.webhook_id);
@@ -600,6 +678,22 @@ mod tests {
         let mut nul = ok.clone();
         nul.topic = "orders/\0create".into();
         assert!(storable(&nul).unwrap_err().to_string().contains("NUL"));
-        assert!(decode(b"{\"x\":1}\nbody").is_err());
+        assert!(matches!(decode(b"{\"x\":1}\nbody"), Err(Unreadable::NotOurs(_))));
+    }
+
+    #[test]
+    fn envelope_formats_old_current_and_newer() {
+        let d = NewDelivery { shop: None, dedupe_keys: vec!["shopify:w1".into()], ..delivery() };
+        let message = encode(&d);
+        assert!(message.starts_with(format!("{{\"v\":{ENVELOPE_FORMAT},").as_bytes()));
+        // Before the format was written, and with a field a later format added: both read.
+        let text = String::from_utf8(message.clone()).unwrap();
+        let unversioned = text.replacen(&format!("\"v\":{ENVELOPE_FORMAT},"), "", 1);
+        assert_eq!(decode(unversioned.as_bytes()).unwrap().trace_id, d.trace_id);
+        let added = text.replacen("{", "{\"extra\":[1],", 1);
+        assert_eq!(decode(added.as_bytes()).unwrap().trace_id, d.trace_id);
+        // A newer format, whatever else it changed, is named as such (not rejected as not ours).
+        let newer = format!("{{\"v\":{},\"trace\":\"renamed\"}}\nbody", ENVELOPE_FORMAT + 1);
+        assert_eq!(decode(newer.as_bytes()).unwrap_err(), Unreadable::Newer(ENVELOPE_FORMAT + 1));
     }
 }

@@ -10,12 +10,14 @@ use nudge_store::postgres::schema::{READABLE_FROM, SCHEMA_VERSION, SchemaRecord}
 use nudge_store::postgres::{PgConfig, PgStore};
 
 async fn set(pg: &PgStore, key: &str, value: &str) {
-    sqlx::query("INSERT INTO cluster_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2")
-        .bind(key)
-        .bind(value)
-        .execute(pg.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO cluster_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(pg.pool())
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -28,7 +30,11 @@ async fn schema_versions_let_compatible_nodes_run_and_refuse_the_others() {
     let this = env!("CARGO_PKG_VERSION").to_string();
     assert_eq!(
         pg.schema_record().await.unwrap(),
-        Some(SchemaRecord { version: SCHEMA_VERSION, readable_from: READABLE_FROM, upgraded_by: this.clone() })
+        Some(SchemaRecord {
+            version: SCHEMA_VERSION,
+            readable_from: READABLE_FROM,
+            upgraded_by: this.clone()
+        })
     );
 
     // A database from before schema versions, with a live node of that time.
@@ -45,7 +51,10 @@ async fn schema_versions_let_compatible_nodes_run_and_refuse_the_others() {
     let upgraded = PgStore::connect(&config).await.expect("an additive upgrade runs beside the old node");
     assert_eq!(upgraded.schema_record().await.unwrap().map(|r| r.version), Some(SCHEMA_VERSION));
     let nodes = upgraded.nodes().await.unwrap();
-    assert_eq!(nodes.iter().map(|n| (n.node_id.as_str(), n.schema_version)).collect::<Vec<_>>(), [("old", 5)]);
+    assert_eq!(
+        nodes.iter().map(|n| (n.node_id.as_str(), n.schema_version)).collect::<Vec<_>>(),
+        [("old", 5)]
+    );
     upgraded.close().await;
 
     // A newer build upgraded the schema, keeping it readable from 3: this build runs, and leaves the record.

@@ -3,7 +3,8 @@
 //! Published deliveries reach the log once each, in queue order, with duplicates recognised; a message
 //! delivered again after its commit is stored once; a message that is not a delivery is rejected and the
 //! drain goes on; of two draining nodes one drains at a time, and the other takes over when it stops; a
-//! broker behind TLS is used when its CA is trusted and refused otherwise.
+//! broker behind TLS is used when its CA is trusted and refused otherwise; a message of a newer envelope
+//! format is left in the queue, in order, for an upgraded node.
 
 use lapin::options::{BasicPublishOptions, QueueDeleteOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -45,6 +46,23 @@ impl Setup {
         let store: Arc<dyn Store> = self.store.clone();
         let task = tokio::spawn(bus.drain(store, move |d: Drained| c.add(d), rx));
         (tx, task, counts)
+    }
+
+    /// Publishes `body` to the queue as another application would (no envelope of this build's), on a
+    /// connection of its own, returned open.
+    async fn raw_publish(&self, body: &[u8]) -> (Connection, lapin::Channel) {
+        let conn = Connection::connect(&self.amqp, ConnectionProperties::default()).await.unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.basic_publish(
+            "".into(),
+            self.queue.as_str().into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+        (conn, ch)
     }
 
     async fn finish(self) {
@@ -183,17 +201,7 @@ async fn a_message_that_is_not_a_delivery_is_rejected_and_the_drain_goes_on() {
     let Some(s) = Setup::new().await else { return };
     let bus = s.bus("t-unreadable").await;
     bus.publish(&delivery(0, "u0")).await.unwrap();
-    let conn = Connection::connect(&s.amqp, ConnectionProperties::default()).await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    ch.basic_publish(
-        "".into(),
-        s.queue.as_str().into(),
-        BasicPublishOptions::default(),
-        b"hello from another application",
-        BasicProperties::default(),
-    )
-    .await
-    .unwrap();
+    let (conn, _) = s.raw_publish(b"hello from another application").await;
     let _ = conn.close(200, "done".into()).await;
     bus.publish(&delivery(1, "u1")).await.unwrap();
     let (stop, task, counts) = s.drain(bus.clone());
@@ -258,6 +266,64 @@ async fn a_publish_to_a_deleted_queue_fails_and_the_next_declares_it_again() {
     let (stop, task, counts) = s.drain(bus.clone());
     assert!(until(30, async || counts.get().0 >= 1).await, "{:?}", counts.get());
     assert_eq!(log_order(&s.store).await, vec![2]);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    s.finish().await;
+}
+
+/// A message written by a newer build (a newer envelope format) is neither stored nor rejected: the drain
+/// commits what came before it, leaves it and everything after it in the queue in order, and steps back
+/// so that an upgraded node can take the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_of_a_newer_format_is_left_in_the_queue_for_an_upgraded_node() {
+    let Some(s) = Setup::new().await else { return };
+    let bus = s.bus("t-newer").await;
+    for n in 0..3 {
+        bus.publish(&delivery(n, &format!("n{n}"))).await.unwrap();
+    }
+    let newer =
+        format!("{{\"v\":{},\"what\":\"changed\"}}\n{{}}", nudge_store::rabbitmq::ENVELOPE_FORMAT + 1);
+    let (conn, ch) = s.raw_publish(newer.as_bytes()).await;
+    for n in 3..5 {
+        bus.publish(&delivery(n, &format!("n{n}"))).await.unwrap();
+    }
+    let (stop, task, counts) = s.drain(bus.clone());
+    assert!(until(30, async || counts.get().0 >= 3).await, "{:?}", counts.get());
+    // Stepped back: three messages wait, the newer one first.
+    assert!(
+        until(10, async || bus.depth().await.unwrap()
+            == nudge_store::rabbitmq::QueueDepth { ready: 3, consumers: 0 })
+        .await
+    );
+    assert_eq!(counts.get(), (3, 0, 0));
+    assert_eq!(log_order(&s.store).await, vec![0, 1, 2]);
+    // An upgraded node (here a plain consumer) takes the queue while this node stays off it, and gets the
+    // newer message first, then the two after it.
+    let mut upgraded = ch
+        .basic_consume(
+            s.queue.as_str().into(),
+            "t-upgraded".into(),
+            lapin::options::BasicConsumeOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let m = tokio::time::timeout(Duration::from_secs(10), futures::StreamExt::next(&mut upgraded))
+            .await
+            .expect("the upgraded node is handed the queue")
+            .unwrap()
+            .unwrap();
+        got.push(m.data.clone());
+    }
+    assert_eq!(got[0], newer.as_bytes());
+    let later: Vec<usize> = got[1..]
+        .iter()
+        .map(|m| nudge_store::rabbitmq::decode(m).unwrap().received_at_ms as usize - 1_700_000_000_000)
+        .collect();
+    assert_eq!(later, vec![3, 4]);
+    let _ = conn.close(200, "done".into()).await;
     stop.send(true).unwrap();
     task.await.unwrap();
     s.finish().await;
