@@ -111,8 +111,9 @@ fn first_format() -> u32 {
 /// Everything of a delivery but its body.
 #[derive(Serialize, Deserialize)]
 struct Envelope {
-    /// The envelope format (absent in messages of builds before it was written: format 1).
-    #[serde(default = "first_format")]
+    /// The envelope format, under a key another application's JSON is unlikely to have (absent in
+    /// messages of builds before it was written: format 1).
+    #[serde(rename = "nudge", default = "first_format")]
     v: u32,
     trace_id: TraceId,
     source: String,
@@ -156,7 +157,7 @@ pub fn decode(message: &[u8]) -> Result<NewDelivery, Unreadable> {
     // A newer format may have changed any other field: its number is read first, on its own.
     #[derive(Deserialize)]
     struct Format {
-        #[serde(default = "first_format")]
+        #[serde(rename = "nudge", default = "first_format")]
         v: u32,
     }
     if let Ok(Format { v }) = serde_json::from_slice::<Format>(line)
@@ -685,15 +686,17 @@ mod tests {
     fn envelope_formats_old_current_and_newer() {
         let d = NewDelivery { shop: None, dedupe_keys: vec!["shopify:w1".into()], ..delivery() };
         let message = encode(&d);
-        assert!(message.starts_with(format!("{{\"v\":{ENVELOPE_FORMAT},").as_bytes()));
+        assert!(message.starts_with(format!("{{\"nudge\":{ENVELOPE_FORMAT},").as_bytes()));
         // Before the format was written, and with a field a later format added: both read.
         let text = String::from_utf8(message.clone()).unwrap();
-        let unversioned = text.replacen(&format!("\"v\":{ENVELOPE_FORMAT},"), "", 1);
+        let unversioned = text.replacen(&format!("\"nudge\":{ENVELOPE_FORMAT},"), "", 1);
         assert_eq!(decode(unversioned.as_bytes()).unwrap().trace_id, d.trace_id);
         let added = text.replacen("{", "{\"extra\":[1],", 1);
         assert_eq!(decode(added.as_bytes()).unwrap().trace_id, d.trace_id);
         // A newer format, whatever else it changed, is named as such (not rejected as not ours).
-        let newer = format!("{{\"v\":{},\"trace\":\"renamed\"}}\nbody", ENVELOPE_FORMAT + 1);
+        let newer = format!("{{\"nudge\":{},\"trace\":\"renamed\"}}\nbody", ENVELOPE_FORMAT + 1);
         assert_eq!(decode(newer.as_bytes()).unwrap_err(), Unreadable::Newer(ENVELOPE_FORMAT + 1));
+        // Another application's JSON with a version of its own is not ours, whatever the number.
+        assert!(matches!(decode(b"{\"v\":7,\"x\":1}\nbody"), Err(Unreadable::NotOurs(_))));
     }
 }

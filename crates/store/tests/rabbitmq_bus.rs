@@ -282,7 +282,7 @@ async fn a_message_of_a_newer_format_is_left_in_the_queue_for_an_upgraded_node()
         bus.publish(&delivery(n, &format!("n{n}"))).await.unwrap();
     }
     let newer =
-        format!("{{\"v\":{},\"what\":\"changed\"}}\n{{}}", nudge_store::rabbitmq::ENVELOPE_FORMAT + 1);
+        format!("{{\"nudge\":{},\"what\":\"changed\"}}\n{{}}", nudge_store::rabbitmq::ENVELOPE_FORMAT + 1);
     let (conn, ch) = s.raw_publish(newer.as_bytes()).await;
     for n in 3..5 {
         bus.publish(&delivery(n, &format!("n{n}"))).await.unwrap();
