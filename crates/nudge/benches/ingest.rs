@@ -29,6 +29,8 @@
 //! `--flows N` runs N live flows instead of the two built-in ones: the two built-in ones written out plus
 //! N − 2 flows of mixed triggers, conditions, caps, holdouts and baselines (`bench_flows`).
 //!
+//! `--in-flight N` sets the Klaviyo destination's `max_in_flight` (requests at once; default 4).
+//!
 //! The load generator is this same program started again as a child process (`--role loadgen`): it builds
 //! and signs every request before the clock starts, then writes them over raw HTTP/1.1 keep-alive
 //! connections from one thread, so what is measured is nudge, not the cost of building JSON and HMACs.
@@ -133,6 +135,7 @@ fn args(m: &BTreeMap<String, String>) -> Args {
             "redis",
             "amqp",
             "amqp-tls",
+            "in-flight",
         ];
         assert!(known.contains(&k.as_str()), "unknown argument --{k}");
     }
@@ -341,10 +344,57 @@ impl PgBench {
             .unwrap_or_default()
     }
 
+    /// PostgreSQL's CPU by process, the database's transactions, and the schema's row counters by table
+    /// (rows inserted + updated + deleted, index scans, sequential scans), now.
+    async fn snapshot(&self, probe: &sqlx::PgPool) -> PgSnapshot {
+        let xacts: i64 = sqlx::query_scalar(
+            "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(probe)
+        .await
+        .unwrap_or(0);
+        let tables: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT relname::text, (n_tup_ins + n_tup_upd + n_tup_del)::bigint, coalesce(idx_scan, 0)::bigint,
+                    seq_scan::bigint
+             FROM pg_stat_user_tables WHERE schemaname = $1",
+        )
+        .bind(&self.schema)
+        .fetch_all(probe)
+        .await
+        .unwrap_or_default();
+        PgSnapshot {
+            cpu: postgres_cpu(),
+            xacts,
+            tables: tables.into_iter().map(|(t, w, i, q)| (t, [w, i, q])).collect(),
+        }
+    }
+
     /// Prints PostgreSQL's CPU per delivery since `before`: all its processes on this machine (the server's
-    /// own, such as the WAL writer and checkpointer, and any other client's sessions), and nudge's sessions.
-    async fn report_cpu(&self, probe: &sqlx::PgPool, before: &BTreeMap<i32, f64>, deliveries: u64) {
-        let after = postgres_cpu();
+    /// own, such as the WAL writer and checkpointer, and any other client's sessions), and nudge's sessions;
+    /// then the transactions and the schema's row writes and scans per delivery (the statistics reach
+    /// PostgreSQL's counters within a second or so of each transaction: the figures lag a little).
+    async fn report_cpu(&self, probe: &sqlx::PgPool, before: &PgSnapshot, deliveries: u64) {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let now = self.snapshot(probe).await;
+        let n = deliveries.max(1) as f64;
+        let delta = |t: &str, k: usize| {
+            now.tables.get(t).map_or(0, |v| v[k]) - before.tables.get(t).map_or(0, |v| v[k])
+        };
+        let mut written: Vec<(String, i64)> =
+            now.tables.keys().map(|t| (t.clone(), delta(t, 0))).filter(|(_, w)| *w > 0).collect();
+        written.sort_by_key(|(_, w)| -w);
+        let index_scans: i64 = now.tables.keys().map(|t| delta(t, 1)).sum();
+        let seq_scans: i64 = now.tables.keys().map(|t| delta(t, 2)).sum();
+        println!(
+            "  PostgreSQL per delivery: {:.2} transactions (all of the database's), {:.1} index scans, {:.3} \
+             sequential scans; rows written {}",
+            (now.xacts - before.xacts) as f64 / n,
+            index_scans as f64 / n,
+            seq_scans as f64 / n,
+            written.iter().map(|(t, w)| format!("{t} {:.2}", *w as f64 / n)).collect::<Vec<_>>().join(", ")
+        );
+        let before = &before.cpu;
+        let after = now.cpu;
         let used = |pid: &i32| after.get(pid).map_or(0.0, |t| t - before.get(pid).copied().unwrap_or(0.0));
         let all: f64 = after.keys().map(used).sum();
         let ours: f64 = self.session_pids(probe).await.iter().map(used).sum();
@@ -432,6 +482,13 @@ impl Drop for PgBench {
 
 /// CPU seconds (user + system) used so far by each process of the PostgreSQL server on this machine
 /// (processes named `postgres`), by pid.
+/// What [`PgBench::snapshot`] read.
+struct PgSnapshot {
+    cpu: BTreeMap<i32, f64>,
+    xacts: i64,
+    tables: BTreeMap<String, [i64; 3]>,
+}
+
 fn postgres_cpu() -> BTreeMap<i32, f64> {
     let mut by_pid = BTreeMap::new();
     let Ok(procs) = std::fs::read_dir("/proc") else { return by_pid };
@@ -910,7 +967,10 @@ fn main() {
 
         // Phase 1: sustained throughput, closed loop.
         let count = a.seconds * 40_000;
-        let pg_cpu0 = probe.as_ref().map(|_| postgres_cpu());
+        let pg_cpu0 = match &probe {
+            Some((pg, probe)) => Some(pg.snapshot(probe).await),
+            None => None,
+        };
         let cpu0 = cpu_seconds();
         let started = Instant::now();
         let (acked, secs) = closed_loop(&addr, &a, count, 0, None).await;
@@ -945,7 +1005,10 @@ fn main() {
             a.shared.ack_latency.reset();
         }
         let total = a.rate * a.rate_seconds;
-        let pg_cpu0 = probe.as_ref().map(|_| postgres_cpu());
+        let pg_cpu0 = match &probe {
+            Some((pg, probe)) => Some(pg.snapshot(probe).await),
+            None => None,
+        };
         let cpu0 = cpu_seconds();
         let r = {
             let mut args = vec![
@@ -1041,6 +1104,14 @@ fn spine_config(m: &BTreeMap<String, String>, a: &Args) -> Config {
     }
     if let Ok(b) = std::env::var("NUDGE_BENCH_BATCH") {
         cfg.pipeline.batch_size = b.parse().expect("NUDGE_BENCH_BATCH is a number");
+    }
+    if let Some(n) = m.get("in-flight") {
+        // `[destinations.klaviyo] max_in_flight`: requests to the destination at once (default 4).
+        let keys = nudge::config::DeliveryKeys {
+            max_in_flight: Some(n.parse().expect("--in-flight takes a number (1-64)")),
+            ..Default::default()
+        };
+        cfg.delivery.insert("klaviyo".into(), keys);
     }
     cfg
 }
@@ -1426,7 +1497,10 @@ fn sustain(m: &BTreeMap<String, String>, a: &Args, window: u64, pg: Option<&PgBe
                 .spawn()
                 .expect("perf record starts (install linux-perf)")
         });
-        let pg_cpu0 = probe.as_ref().map(|_| postgres_cpu());
+        let pg_cpu0 = match &probe {
+            Some((pg, probe)) => Some(pg.snapshot(probe).await),
+            None => None,
+        };
         let (cpu0, threads0, fake0) = (cpu_seconds(), thread_cpu(), *fake_counts.lock().unwrap());
         let started = Instant::now();
         let pushed = || {
