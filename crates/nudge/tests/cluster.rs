@@ -274,19 +274,19 @@ timer_tick = "100ms"
         for i in 0..self.children.len() {
             self.kill(i);
         }
-        if let Some((amqp, queue)) = &self.bus {
-            delete_queue(amqp, queue).await;
-        }
         self.store.drop_schema().await.unwrap();
     }
 }
 
 impl Drop for Cluster {
-    /// A failed test leaves no node running.
+    /// A failed test leaves no node running, and no queue.
     fn drop(&mut self) {
         for c in self.children.iter_mut().flatten() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if let Some((amqp, queue)) = &self.bus {
+            nudge_store::conformance::delete_test_queue(amqp, queue);
         }
     }
 }
@@ -958,14 +958,6 @@ async fn never_acknowledged_for(probe: &ShopifySender, window: Duration, why: &s
     }
     assert!(answered.iter().all(|s| *s != Ok(200)), "no webhook is acknowledged while {why}: {answered:?}");
     assert!(answered.contains(&Ok(503)), "the node answers 503 so the platform retries: {answered:?}");
-}
-
-async fn delete_queue(amqp: &str, queue: &str) {
-    use lapin::options::QueueDeleteOptions;
-    let conn = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default()).await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let _ = ch.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
-    let _ = conn.close(200, "done".into()).await;
 }
 
 /// A loopback TCP proxy in front of RabbitMQ whose connections the test cuts, as a broker restart or a

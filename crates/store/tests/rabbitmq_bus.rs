@@ -66,11 +66,14 @@ impl Setup {
     }
 
     async fn finish(self) {
-        let conn = Connection::connect(&self.amqp, ConnectionProperties::default()).await.unwrap();
-        let ch = conn.create_channel().await.unwrap();
-        ch.queue_delete(self.queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
-        let _ = conn.close(200, "done".into()).await;
         self.store.drop_schema().await.unwrap();
+    }
+}
+
+impl Drop for Setup {
+    /// The queue goes whether the test passed or failed.
+    fn drop(&mut self) {
+        nudge_store::conformance::delete_test_queue(&self.amqp, &self.queue);
     }
 }
 

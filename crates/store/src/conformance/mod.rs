@@ -56,6 +56,29 @@ pub fn amqp_test_url() -> Option<String> {
     url
 }
 
+/// Deletes a test's queue on `amqp` if it is there (best effort), from any context: on a thread of its own
+/// with a runtime of its own, so a test's `Drop` can call it and a test that fails leaves no queue behind.
+pub fn delete_test_queue(amqp: &str, queue: &str) {
+    let (amqp, queue) = (amqp.to_string(), queue.to_string());
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        rt.block_on(async move {
+            let props = lapin::ConnectionProperties::default();
+            let conn = tokio::time::timeout(
+                std::time::Duration::from_secs(3),
+                lapin::Connection::connect(&amqp, props),
+            )
+            .await
+            .ok()?
+            .ok()?;
+            let ch = conn.create_channel().await.ok()?;
+            let _ = ch.queue_delete(queue.as_str().into(), Default::default()).await;
+            conn.close(200, "done".into()).await.ok()
+        })
+    })
+    .join();
+}
+
 /// A PostgreSQL store in a fresh schema `<prefix>_<host>_<pid>_<random>` of `url` (drop it with
 /// [`crate::postgres::PgStore::drop_schema`]). First drops the schemas that test processes of this host
 /// left behind when they died before dropping theirs (a panicking test cannot make the async call), told
