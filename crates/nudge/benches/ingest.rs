@@ -216,19 +216,7 @@ impl AmqpBench {
 
 impl Drop for AmqpBench {
     fn drop(&mut self) {
-        let (url, queue) = (self.url.clone(), self.queue.clone());
-        // A runtime of its own, on a thread of its own: this may be dropped on a runtime's thread.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let conn =
-                    lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await.ok()?;
-                let ch = conn.create_channel().await.ok()?;
-                let _ = ch.queue_delete(queue.as_str().into(), Default::default()).await;
-                conn.close(200, "done".into()).await.ok()
-            })
-        })
-        .join();
+        nudge_store::conformance::delete_test_queue(&self.url, &self.queue);
     }
 }
 

@@ -971,15 +971,9 @@ struct CuttableProxy {
 
 impl CuttableProxy {
     async fn start(amqp: &str) -> CuttableProxy {
-        // amqp://user:password@host:port/vhost
-        let rest = amqp.strip_prefix("amqp://").expect("an amqp:// URL");
-        let (auth, rest) = rest.rsplit_once('@').map_or(("", rest), |(a, r)| (a, r));
-        let (target, vhost) = rest.split_once('/').unwrap_or((rest, ""));
-        let target = if target.contains(':') { target.to_string() } else { format!("{target}:5672") };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let at = if auth.is_empty() { String::new() } else { format!("{auth}@") };
-        let url = format!("amqp://{at}127.0.0.1:{port}/{vhost}");
+        let (target, url) = nudge_testkit::tls_front::fronted(amqp, "amqp", port);
         let (cut, _) = tokio::sync::watch::channel(false);
         let cut = Arc::new(cut);
         let switch = cut.clone();

@@ -154,19 +154,24 @@ pub fn decode(message: &[u8]) -> Result<NewDelivery, Unreadable> {
         .position(|&b| b == b'\n')
         .ok_or_else(|| Unreadable::NotOurs("no envelope line".into()))?;
     let line = &message[..split];
-    // A newer format may have changed any other field: its number is read first, on its own.
-    #[derive(Deserialize)]
-    struct Format {
-        #[serde(rename = "nudge", default = "first_format")]
-        v: u32,
+    let e: Envelope = match serde_json::from_slice(line) {
+        Ok(e) => e,
+        Err(why) => {
+            // A newer format may have changed any other field: its number alone says it is ours.
+            #[derive(Deserialize)]
+            struct Format {
+                #[serde(rename = "nudge")]
+                v: u32,
+            }
+            return Err(match serde_json::from_slice::<Format>(line) {
+                Ok(Format { v }) if v > ENVELOPE_FORMAT => Unreadable::Newer(v),
+                _ => Unreadable::NotOurs(format!("envelope: {why}")),
+            });
+        }
+    };
+    if e.v > ENVELOPE_FORMAT {
+        return Err(Unreadable::Newer(e.v));
     }
-    if let Ok(Format { v }) = serde_json::from_slice::<Format>(line)
-        && v > ENVELOPE_FORMAT
-    {
-        return Err(Unreadable::Newer(v));
-    }
-    let e: Envelope =
-        serde_json::from_slice(line).map_err(|e| Unreadable::NotOurs(format!("envelope: {e}")))?;
     let mut dedupe_keys = e.dedupe_keys;
     dedupe_keys.push(bus_key(e.trace_id));
     Ok(NewDelivery {
@@ -696,6 +701,13 @@ mod tests {
         // A newer format, whatever else it changed, is named as such (not rejected as not ours).
         let newer = format!("{{\"nudge\":{},\"trace\":\"renamed\"}}\nbody", ENVELOPE_FORMAT + 1);
         assert_eq!(decode(newer.as_bytes()).unwrap_err(), Unreadable::Newer(ENVELOPE_FORMAT + 1));
+        // A newer format that only added fields reads as this one would, and is still newer.
+        let bumped = text.replacen(
+            &format!("\"nudge\":{ENVELOPE_FORMAT},"),
+            &format!("\"nudge\":{},", ENVELOPE_FORMAT + 1),
+            1,
+        );
+        assert_eq!(decode(bumped.as_bytes()).unwrap_err(), Unreadable::Newer(ENVELOPE_FORMAT + 1));
         // Another application's JSON with a version of its own is not ours, whatever the number.
         assert!(matches!(decode(b"{\"v\":7,\"x\":1}\nbody"), Err(Unreadable::NotOurs(_))));
     }

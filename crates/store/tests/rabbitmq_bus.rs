@@ -68,6 +68,13 @@ impl Setup {
     async fn finish(self) {
         self.store.drop_schema().await.unwrap();
     }
+
+    /// Stops a drain, waits for it, then [`Setup::finish`].
+    async fn finish_after(self, (stop, task): (watch::Sender<bool>, tokio::task::JoinHandle<()>)) {
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        self.finish().await;
+    }
 }
 
 impl Drop for Setup {
@@ -167,9 +174,7 @@ async fn published_deliveries_reach_the_log_once_in_order() {
     assert_eq!(view.records[0].detail["duplicate_of"], original.to_string());
     assert!(s.store.trace(sent[5]).await.unwrap().is_some());
     assert!(until(10, async || bus.depth().await.unwrap().ready == 0).await, "the queue is empty");
-    stop.send(true).unwrap();
-    task.await.unwrap();
-    s.finish().await;
+    s.finish_after((stop, task)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,9 +199,7 @@ async fn a_message_delivered_again_after_its_commit_is_stored_once() {
     // The redelivered messages are their own originals: no duplicate note under their traces.
     let view = s.store.trace(ds[0].trace_id).await.unwrap().unwrap();
     assert!(view.records.iter().all(|r| r.detail.get("duplicate_of").is_none()), "{:?}", view.records);
-    stop.send(true).unwrap();
-    task.await.unwrap();
-    s.finish().await;
+    s.finish_after((stop, task)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,9 +215,7 @@ async fn a_message_that_is_not_a_delivery_is_rejected_and_the_drain_goes_on() {
     assert_eq!(counts.get(), (2, 0, 1));
     assert_eq!(log_order(&s.store).await, vec![0, 1]);
     assert!(until(10, async || bus.depth().await.unwrap().ready == 0).await, "nothing left queued");
-    stop.send(true).unwrap();
-    task.await.unwrap();
-    s.finish().await;
+    s.finish_after((stop, task)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,9 +270,7 @@ async fn a_publish_to_a_deleted_queue_fails_and_the_next_declares_it_again() {
     let (stop, task, counts) = s.drain(bus.clone());
     assert!(until(30, async || counts.get().0 >= 1).await, "{:?}", counts.get());
     assert_eq!(log_order(&s.store).await, vec![2]);
-    stop.send(true).unwrap();
-    task.await.unwrap();
-    s.finish().await;
+    s.finish_after((stop, task)).await;
 }
 
 /// A message written by a newer build (a newer envelope format) is neither stored nor rejected: the drain
@@ -327,9 +326,7 @@ async fn a_message_of_a_newer_format_is_left_in_the_queue_for_an_upgraded_node()
         .collect();
     assert_eq!(later, vec![3, 4]);
     let _ = conn.close(200, "done".into()).await;
-    stop.send(true).unwrap();
-    task.await.unwrap();
-    s.finish().await;
+    s.finish_after((stop, task)).await;
 }
 
 /// A broker reached over TLS (`amqps://`) that also verifies its clients: a node that does not trust the
@@ -364,9 +361,7 @@ async fn over_tls_a_trusted_broker_is_used_and_an_untrusted_one_refused() {
     assert!(until(60, async || counts.get().0 >= 50).await, "drained: {:?}", counts.get());
     assert_eq!(log_order(&s.store).await, (0..50).collect::<Vec<_>>());
     assert!(front.handshakes() >= 2, "publishing and draining went through the front");
-    stop.send(true).unwrap();
-    task.await.unwrap();
-    s.finish().await;
+    s.finish_after((stop, task)).await;
 }
 
 #[test]

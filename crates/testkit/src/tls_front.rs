@@ -20,15 +20,20 @@ const BROKER_KEY_PEM: &str = include_str!("../keys/amqp-test-broker.pk8.pem");
 pub const CLIENT_CERT_PEM: &str = include_str!("../keys/amqp-test-client.cert.pem");
 pub const CLIENT_KEY_PEM: &str = include_str!("../keys/amqp-test-client.pk8.pem");
 
-/// Splits a broker's `amqp://user:password@host:port/vhost` into its `host:port` (the front's target) and
-/// the `amqps://` URL that reaches the same broker through a front on loopback `port`.
-pub fn amqps_through(amqp_url: &str, port: u16) -> (String, String) {
+/// Splits a broker's `amqp://user:password@host:port/vhost` into its `host:port` (a loopback front's
+/// target) and the `scheme://` URL that reaches the same broker through a front on loopback `port`.
+pub fn fronted(amqp_url: &str, scheme: &str, port: u16) -> (String, String) {
     let rest = amqp_url.strip_prefix("amqp://").unwrap_or(amqp_url);
     let (auth, rest) = rest.rsplit_once('@').unwrap_or(("", rest));
     let (target, vhost) = rest.split_once('/').unwrap_or((rest, ""));
     let target = if target.contains(':') { target.to_string() } else { format!("{target}:5672") };
     let at = if auth.is_empty() { String::new() } else { format!("{auth}@") };
-    (target, format!("amqps://{at}127.0.0.1:{port}/{vhost}"))
+    (target, format!("{scheme}://{at}127.0.0.1:{port}/{vhost}"))
+}
+
+/// [`fronted`] for a TLS front: the broker's `host:port` and its `amqps://` URL through the front.
+pub fn amqps_through(amqp_url: &str, port: u16) -> (String, String) {
+    fronted(amqp_url, "amqps", port)
 }
 
 /// A running TLS front; it stops when dropped.
