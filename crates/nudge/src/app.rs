@@ -524,6 +524,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
                 sources: p_sources.clone(),
                 browse_retention,
                 offers: Default::default(),
+                share: None,
             }),
             outbox: outbox.clone(),
             copy: copy.clone(),
@@ -548,6 +549,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
             wake_outbox: wake_outbox.clone(),
             leading: leading.clone(),
             spread_over: cluster.clone().filter(|_| spread),
+            partitions,
         })
     };
     // A digest's settings are checked at boot, not when a node first leads.
@@ -575,6 +577,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
                     wake_outbox.clone(),
                     node.node_id.clone(),
                     partitions,
+                    Some(workers.clone()),
                     shutdown_rx.clone(),
                 )));
             }

@@ -49,6 +49,13 @@ pub struct Status {
     pub partitions_undelivered: Vec<u32>,
     /// Pending outbox items by partition (partitions with some), while `delivery` is `partitions`.
     pub outbox_by_partition: Vec<(u32, u64)>,
+    /// `leader` (the leader processes the whole log) or `partitions` (the leader routes each delivery to a
+    /// partition and every node processes its share); the same as `delivery`.
+    pub processing: &'static str,
+    /// While `processing` is `partitions`: pending deliveries the leader has not routed yet.
+    pub deliveries_unrouted: u64,
+    /// While `processing` is `partitions`: pending deliveries by partition (partitions with some).
+    pub deliveries_by_partition: Vec<(u32, u64)>,
     /// With `[bus] backend = "rabbitmq"`: the queue, its messages not yet drained into the log, and whether
     /// a node drains it now (every node registers; the broker lets one drain at a time).
     pub bus: Option<BusStatus>,
@@ -162,6 +169,10 @@ pub async fn status(cfg: &Config) -> anyhow::Result<Status> {
         }
         _ => (Vec::new(), Vec::new()),
     };
+    let (deliveries_unrouted, deliveries_by_partition) = match &cluster {
+        Some(pg) if spread => pg.pending_routes().await?,
+        _ => (0, Vec::new()),
+    };
     let leader = nodes.iter().find(|n| n.live && n.node.leader).map(|n| n.node.node_id.clone());
     let (deliveries_pending, outbox_pending) = store.backlog().await?;
     let mut outbox_by_destination = Vec::new();
@@ -187,6 +198,9 @@ pub async fn status(cfg: &Config) -> anyhow::Result<Status> {
         delivery: if spread { "partitions" } else { "leader" },
         partitions_undelivered,
         outbox_by_partition,
+        processing: if spread { "partitions" } else { "leader" },
+        deliveries_unrouted,
+        deliveries_by_partition,
         bus,
         schema: match &cluster {
             Some(pg) => pg.schema_record().await?,
@@ -231,7 +245,10 @@ fn text(s: &Status) -> String {
         }
         match &s.leader {
             Some(l) if s.delivery == "partitions" => {
-                let _ = writeln!(out, "leader: {l} (processes the log; every node delivers its partitions)");
+                let _ = writeln!(
+                    out,
+                    "leader: {l} (routes the log to partitions; every node processes and delivers its partitions)"
+                );
             }
             Some(l) => {
                 let _ = writeln!(out, "leader: {l} (processes the log and delivers the outbox)");
@@ -245,10 +262,13 @@ fn text(s: &Status) -> String {
     if let Some(of) = s.partitions.filter(|_| s.delivery == "partitions") {
         let undelivered = &s.partitions_undelivered;
         if undelivered.is_empty() {
-            let _ = writeln!(out, "partitions: {of}, each delivered by a live node");
+            let _ = writeln!(out, "partitions: {of}, each processed and delivered by a live node");
         } else {
-            let _ =
-                writeln!(out, "partitions: {of}, {} not delivered now: {undelivered:?}", undelivered.len());
+            let _ = writeln!(
+                out,
+                "partitions: {of}, {} not processed or delivered now: {undelivered:?}",
+                undelivered.len()
+            );
         }
     }
     if let Some(b) = &s.bus {
@@ -267,6 +287,12 @@ fn text(s: &Status) -> String {
         );
     }
     let _ = writeln!(out, "deliveries pending: {}", s.deliveries_pending);
+    if s.processing == "partitions" && s.deliveries_pending > 0 {
+        let _ = writeln!(out, "  not routed yet: {}", s.deliveries_unrouted);
+        for (p, n) in &s.deliveries_by_partition {
+            let _ = writeln!(out, "  partition {p}: {n}");
+        }
+    }
     let _ = writeln!(out, "outbox pending: {}", s.outbox_pending);
     for (d, n) in &s.outbox_by_destination {
         let _ = writeln!(out, "  {d}: {n}");

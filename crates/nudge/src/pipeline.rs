@@ -171,6 +171,19 @@ pub struct Pipeline {
     pub browse_retention: Duration,
     /// The offer flows' learners, fed from the offer log.
     pub offers: Arc<crate::offers::OfferLearning>,
+    /// On a cluster whose nodes process by partition: the partitions this pipeline processes. `None`: every
+    /// pending delivery (the embedded store, or a cluster whose leader processes).
+    pub share: Option<ProcessingShare>,
+}
+
+/// The partitions of the log a node processes, on a cluster that processes by partition (see
+/// [`crate::workers::deliver_share`]). Batches then read only deliveries routed to these partitions, and
+/// each commit carries the states it was computed from, so a customer written meanwhile by another node
+/// (through an id stitched to it) refuses the commit instead of being overwritten.
+#[derive(Clone)]
+pub struct ProcessingShare {
+    pub pg: Arc<nudge_store::postgres::PgStore>,
+    pub parts: Vec<u32>,
 }
 
 /// What a delivery's body turned into before state is touched.
@@ -197,6 +210,8 @@ struct Built {
     erased: Vec<CustomerId>,
     /// Aliases the batch stitched, for the next batch to resolve by before this one's commit lands.
     aliases: Vec<(String, CustomerId)>,
+    /// The stored bytes of each state in `states`, as this batch's commit writes them.
+    bytes: HashMap<CustomerId, Vec<u8>>,
 }
 
 /// States left by batches whose commits are in flight, each with the number of the batch that wrote it,
@@ -207,6 +222,8 @@ struct Overlay {
     emails: HashMap<String, CustomerId>,
     /// Aliases written by batches in flight, with the batch's number.
     aliases: HashMap<String, (CustomerId, u64)>,
+    /// The stored bytes of each state in `states` (what the next batch expects to find when it commits).
+    bytes: HashMap<CustomerId, Vec<u8>>,
 }
 
 /// What batches in flight wrote for `keys`: taken from the overlay, and those keys removed from `keys`
@@ -232,10 +249,20 @@ fn email_key(email: &str) -> String {
 }
 
 impl Overlay {
-    fn insert(&mut self, customer: CustomerId, state: CustomerState, generation: u64) {
+    fn insert(
+        &mut self,
+        customer: CustomerId,
+        state: CustomerState,
+        bytes: Option<Vec<u8>>,
+        generation: u64,
+    ) {
         if let Some(e) = state.email.as_ref().filter(|_| keeps_email(&customer)) {
             self.emails.insert(email_key(e), customer.clone());
         }
+        match bytes {
+            Some(b) => self.bytes.insert(customer.clone(), b),
+            None => self.bytes.remove(&customer),
+        };
         self.states.insert(customer, (state, generation));
     }
 
@@ -250,6 +277,7 @@ impl Overlay {
     /// Forgets a customer an erasure removed, so the next batch starts them from nothing.
     fn forget(&mut self, customer: &CustomerId) {
         self.states.remove(customer);
+        self.bytes.remove(customer);
         let states = &self.states;
         self.emails.retain(|_, c| states.contains_key(c));
         self.aliases.retain(|a, (c, _)| c != customer && *a != customer.to_string());
@@ -260,6 +288,7 @@ impl Overlay {
         self.states.retain(|_, (_, g)| *g != generation);
         let states = &self.states;
         self.emails.retain(|_, c| states.contains_key(c));
+        self.bytes.retain(|c, _| states.contains_key(c));
         self.aliases.retain(|_, (_, g)| *g != generation);
     }
 }
@@ -307,10 +336,36 @@ struct InFlight {
 const SYNC_EVERY_BATCHES: u32 = 64;
 
 impl Pipeline {
+    /// The partition (of `of`) a delivery is processed in, on a cluster that processes by partition: that of
+    /// the customer id its first event names (the id as the platform sent it, before stitching, so one id's
+    /// deliveries stay in one partition), or of the first customer a privacy request names; a delivery that
+    /// names none (a product update, an ignored topic, a notification to fetch) is spread by its seq.
+    pub fn route_of(&self, d: &StoredDelivery, of: u32) -> u32 {
+        let customer = match prepare(&self.sources, d) {
+            Prepared::Events(evs) => evs.iter().find_map(|e| e.customer().map(CustomerId::to_string)),
+            Prepared::Privacy(
+                PrivacyRequest::Erase { subject, .. } | PrivacyRequest::Export { subject, .. },
+            ) => subject.customers.first().map(CustomerId::to_string),
+            _ => None,
+        };
+        match customer {
+            Some(c) => nudge_store::partition_of(&c, of),
+            None => d.seq.rem_euclid(i64::from(of.max(1))) as u32,
+        }
+    }
+
+    /// The next batch of pending deliveries after `after` (all of them, or this node's partitions').
+    async fn pending_after(&self, after: Option<i64>) -> Result<Vec<StoredDelivery>, StoreError> {
+        match &self.share {
+            None => self.store.pending_deliveries_after(after, self.batch_size).await,
+            Some(share) => share.pg.pending_deliveries_in(&share.parts, after, self.batch_size).await,
+        }
+    }
+
     /// Processes one batch of pending deliveries and waits for its commit; returns (deliveries processed,
     /// outbox items enqueued).
     pub async fn step(&self) -> Result<(usize, usize), StoreError> {
-        let batch = self.store.pending_deliveries(self.batch_size).await?;
+        let batch = self.pending_after(None).await?;
         if batch.is_empty() {
             return Ok((0, 0));
         }
@@ -393,15 +448,38 @@ impl Pipeline {
         ids.sort();
         ids.dedup();
         let mut states = take_in_flight(&mut ids, &overlay.states);
+        // What each state was read as (stored bytes, or none), for a commit conditional on it.
+        let mut read_as: HashMap<CustomerId, Option<Vec<u8>>> = HashMap::new();
+        if self.share.is_some() {
+            for c in states.keys() {
+                read_as.insert(c.clone(), overlay.bytes.get(c).cloned());
+            }
+            // Asked of the store: absent unless it has them.
+            for c in &ids {
+                read_as.insert(c.clone(), None);
+            }
+        }
         for s in self.store.load_states(&ids).await? {
             let state: CustomerState = CustomerState::decode(&s.state)
                 .map_err(|e| StoreError::Corrupt(format!("state of {}: {e}", s.customer)))?;
+            if self.share.is_some() {
+                read_as.insert(s.customer.clone(), Some(s.state));
+            }
             states.insert(s.customer, state);
         }
 
         // The approval counts of flows with `approval.first_n`, from the store the first time.
         let mut counts = self.approval_counts.lock().expect("approval counts lock").clone();
         let flows = self.flows.current();
+        if self.share.is_some() {
+            // Other nodes approve too: a flow still under its first_n is counted from the store again.
+            counts.retain(|flow, n| {
+                flows
+                    .get(flow)
+                    .and_then(|f| f.spec.approval.as_ref())
+                    .is_none_or(|a| *n >= u64::from(a.first_n))
+            });
+        }
         for f in &flows.flows {
             if flows.uses_first_n(&f.spec.name) && !counts.contains_key(&f.spec.name) {
                 let n = self.store.approval_count(&f.spec.name).await?;
@@ -466,11 +544,34 @@ impl Pipeline {
             }
         }
         erased.retain(|c| !changed.contains_key(c));
+        let mut bytes: HashMap<CustomerId, Vec<u8>> = HashMap::new();
+        let mut expected: Vec<nudge_store::ExpectedState> = Vec::new();
+        for o in &outcomes {
+            for s in &o.states {
+                bytes.insert(s.customer.clone(), s.state.clone());
+            }
+        }
+        if self.share.is_some() {
+            let written =
+                outcomes.iter().flat_map(|o| o.states.iter().map(|s| &s.customer).chain(&o.deleted_states));
+            let mut seen = std::collections::HashSet::new();
+            for c in written {
+                // Only states this batch read (every state it writes or removes is one).
+                if seen.insert(c.clone())
+                    && let Some(state) = read_as.get(c)
+                {
+                    expected.push(nudge_store::ExpectedState { customer: c.clone(), state: state.clone() });
+                }
+            }
+        }
+        if let Some(first) = outcomes.first_mut() {
+            first.expected_states = expected;
+        }
         // An erased (or merged-away) customer's recommendations go with them.
         if let Some(recs) = self.scoring.recs() {
             erased.iter().for_each(|c| recs.forget(c));
         }
-        Ok(Built { outcomes, states: changed, last_seq, enqueued, erased, aliases: batch_aliases })
+        Ok(Built { outcomes, states: changed, last_seq, enqueued, erased, aliases: batch_aliases, bytes })
     }
 
     /// The customer an event is about after identity stitching: an alias's customer; for a provisional
@@ -964,7 +1065,7 @@ impl Pipeline {
                 return;
             }
             let after = inflight.as_ref().map(|f| f.last_seq);
-            let batch = match self.store.pending_deliveries_after(after, self.batch_size).await {
+            let batch = match self.pending_after(after).await {
                 Ok(b) => b,
                 Err(e) => {
                     self.failed(e, inflight.take(), &mut overlay, &outbox_wake).await;
@@ -1003,8 +1104,10 @@ impl Pipeline {
             for c in &built.erased {
                 overlay.forget(c);
             }
+            let mut bytes = built.bytes;
             for (c, s) in built.states {
-                overlay.insert(c, s, generation);
+                let b = bytes.remove(&c);
+                overlay.insert(c, s, b, generation);
             }
             for (a, c) in built.aliases {
                 overlay.aliases.insert(a, (c, generation));
@@ -1042,6 +1145,11 @@ impl Pipeline {
                     outbox_wake.notify_one();
                 }
                 true
+            }
+            // Another node's commit came first (a stitched customer's state, or a partition that moved).
+            Err(e @ StoreError::Conflict(_)) => {
+                tracing::warn!(error = %e, "processing batch refused; computing it again");
+                false
             }
             Err(e) => {
                 tracing::error!(error = %e, "processing batch failed; retrying");

@@ -211,6 +211,11 @@ pub fn cluster_partitions(n: usize) {
     gauge!("nudge_cluster_partitions").set(n as f64);
 }
 
+/// Deliveries the leader routed to partitions, on a cluster whose nodes process by partition.
+pub fn routed(n: usize) {
+    counter!("nudge_deliveries_routed_total").increment(n as u64);
+}
+
 /// How a retention sweep ended: `done`, `behind` or `failed`.
 pub fn retention_sweep(outcome: &'static str) {
     counter!("nudge_retention_sweeps_total", "outcome" => outcome).increment(1);

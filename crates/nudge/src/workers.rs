@@ -46,6 +46,8 @@ pub struct Workers {
     /// every node about enqueued outbox items. Delivery then runs on every node ([`deliver_share`]), and the
     /// leader's workers leave it out (they keep the sweep of unconfigured destinations' items).
     pub spread_over: Option<Arc<PgStore>>,
+    /// The cluster's partition count (what the leader routes deliveries by when work is spread).
+    pub partitions: u32,
 }
 
 pub type PushTargets = Vec<(String, Arc<dyn Destination>, crate::outbox::DeliverySettings)>;
@@ -75,8 +77,19 @@ impl Workers {
         let spread = self.spread_over.is_some();
         let delivery =
             self.outbox.clone().run_parts(self.wake_outbox.clone(), shutdown.clone(), !spread, true);
+        // Processing: here, or, when every node processes its partitions, routing the log to them.
+        let processing = match &self.spread_over {
+            None => work.spawn(pipeline.run(self.wake_pipeline.clone(), enqueued, shutdown.clone())),
+            Some(pg) => work.spawn(route(
+                pg.clone(),
+                pipeline.clone(),
+                self.partitions,
+                self.wake_pipeline.clone(),
+                shutdown.clone(),
+            )),
+        };
         let mut tasks = vec![
-            work.spawn(pipeline.run(self.wake_pipeline.clone(), enqueued, shutdown.clone())),
+            processing,
             work.spawn(delivery),
             work.spawn(
                 Arc::new(crate::fetch::FetchWorker {
@@ -327,6 +340,58 @@ async fn forward_outbox_hints(
 /// The least time between two "enqueued" notifications from the leader.
 const HINT_SPACING: Duration = Duration::from_millis(2);
 
+/// How many deliveries the router routes in one statement.
+const ROUTE_BATCH: usize = 1000;
+
+/// Routes the log until `shutdown`, on the leader of a cluster whose nodes process by partition: each
+/// pending delivery not routed yet gets the partition of the customer id its first event names (spread by
+/// seq when it names none, as a product update does), and every node is told. A delivery whose route is
+/// written is processed by the node holding that partition, in seq order with the rest of it.
+pub async fn route(
+    pg: Arc<PgStore>,
+    pipeline: Arc<Pipeline>,
+    of: u32,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let routed = match pg.unrouted_deliveries(ROUTE_BATCH).await {
+            Ok(batch) if batch.is_empty() => Ok(0),
+            Ok(batch) => {
+                let routes: Vec<(i64, u32)> =
+                    batch.iter().map(|d| (d.seq, pipeline.route_of(d, of))).collect();
+                pg.route_deliveries(&routes).await.map(|n| n as usize)
+            }
+            Err(e) => Err(e),
+        };
+        match routed {
+            Ok(0) => {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Ok(n) => {
+                crate::telemetry::routed(n);
+                if let Err(e) = pg.notify_routed().await {
+                    tracing::debug!(error = %e, "telling the nodes of routed deliveries failed (they also poll)");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "routing deliveries failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+}
+
 /// For sharing the partitions out, a node counts as live while its last heartbeat is younger than this
 /// (shorter than [`LIVE_FOR`], so a dead node's partitions are taken over sooner).
 pub const SHARE_LIVE_FOR: Duration = Duration::from_secs(5);
@@ -344,9 +409,29 @@ pub async fn deliver_share(
     wake: Arc<Notify>,
     node_id: String,
     of: u32,
+    processing: Option<Arc<Workers>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let listener = tokio::spawn(relay_hints(pg.clone(), Hints::Outbox, wake.clone(), shutdown.clone()));
+    let mut listeners =
+        vec![tokio::spawn(relay_hints(pg.clone(), Hints::Outbox, wake.clone(), shutdown.clone()))];
+    // Processing of the held partitions: woken by the leader's routing; what it enqueues wakes this node's
+    // destination workers at once and the other nodes' through PostgreSQL.
+    let routed = Arc::new(Notify::new());
+    let enqueued = Arc::new(Notify::new());
+    if processing.is_some() {
+        listeners.push(tokio::spawn(relay_hints(
+            pg.clone(),
+            Hints::Routed,
+            routed.clone(),
+            shutdown.clone(),
+        )));
+        listeners.push(tokio::spawn(forward_outbox_hints(
+            pg.clone(),
+            enqueued.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        )));
+    }
     // Nodes start their search at different partitions, so that nodes starting together rarely race.
     let offset = nudge_store::partition_of(&node_id, of);
     loop {
@@ -367,6 +452,7 @@ pub async fn deliver_share(
         let mut held: std::collections::BTreeMap<u32, tokio::time::Instant> = Default::default();
         let mut active: Vec<u32> = Vec::new();
         let mut running: Option<(watch::Sender<bool>, JoinHandle<()>)> = None;
+        let mut processing_run: Option<(watch::Sender<bool>, JoinHandle<()>)> = None;
         let mut recorded: Option<Vec<u32>> = None;
         let lost = loop {
             let share = match pg.nodes().await {
@@ -434,6 +520,23 @@ pub async fn deliver_share(
             if want != active {
                 let dropped: Vec<u32> = active.iter().copied().filter(|p| !want.contains(p)).collect();
                 outbox.share.set(Some(Partitions { of, parts: want.clone() }));
+                if let Some(workers) = &processing {
+                    // A pipeline processes a fixed set: the one running lets its batch in flight land, and
+                    // one for the new set starts.
+                    if let Some((stop, task)) = processing_run.take() {
+                        let _ = stop.send(true);
+                        let _ = task.await;
+                    }
+                    if !want.is_empty() {
+                        let mut pipeline = (workers.make_pipeline)();
+                        pipeline.share =
+                            Some(crate::pipeline::ProcessingShare { pg: pg.clone(), parts: want.clone() });
+                        let (stop, rx) = watch::channel(false);
+                        let task = tokio::spawn(Arc::new(pipeline).run(routed.clone(), enqueued.clone(), rx));
+                        processing_run = Some((stop, task));
+                        routed.notify_one();
+                    }
+                }
                 if !dropped.is_empty() {
                     // Drain: the workers finish their round (and record it) before the leases go back.
                     if let Some((stop, task)) = running.take() {
@@ -471,6 +574,13 @@ pub async fn deliver_share(
             }
         };
         outbox.share.set(Some(Partitions { of, parts: Vec::new() }));
+        if let Some((stop, task)) = processing_run.take() {
+            let _ = stop.send(true);
+            if lost {
+                task.abort();
+            }
+            let _ = task.await;
+        }
         if let Some((stop, task)) = running.take() {
             let _ = stop.send(true);
             if lost {
@@ -483,7 +593,9 @@ pub async fn deliver_share(
         leases.release_all().await;
         let _ = pg.record_partitions(&node_id, &[]).await;
     }
-    let _ = listener.await;
+    for l in listeners {
+        let _ = l.await;
+    }
 }
 
 /// Which notifications [`relay_hints`] passes on.
@@ -493,6 +605,8 @@ enum Hints {
     Deliveries,
     /// Outbox items enqueued by the leader (for every node's destination workers).
     Outbox,
+    /// Deliveries the leader routed to partitions (for every node's processing).
+    Routed,
 }
 
 /// Wakes `wake` on every notification of `hints` from PostgreSQL until `shutdown`, listening again after
@@ -502,6 +616,7 @@ async fn relay_hints(pg: Arc<PgStore>, hints: Hints, wake: Arc<Notify>, mut shut
         let listening = match hints {
             Hints::Deliveries => pg.listen_deliveries().await,
             Hints::Outbox => pg.listen_outbox().await,
+            Hints::Routed => pg.listen_routed().await,
         };
         match listening {
             Ok(mut l) => loop {

@@ -220,6 +220,16 @@ timer_tick = "100ms"
         id.strip_prefix('n')?.parse().ok()
     }
 
+    /// How many deliveries node `i` processed, by its metrics (0 when it does not answer).
+    async fn processed_on(&self, i: usize) -> f64 {
+        let Ok(r) = reqwest::get(format!("{}/metrics", self.base(i))).await else { return 0.0 };
+        let text = r.text().await.unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with("nudge_deliveries_processed_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// `nudge cluster status --json` as node `i`'s configuration sees it.
     fn status(&self, i: usize) -> serde_json::Value {
         serde_json::from_str(&self.cli(i, &["cluster", "status", "--json"])).unwrap()
@@ -684,6 +694,7 @@ async fn three_nodes_share_delivery_by_partition_and_survive_one_killed() {
     );
     let status = cluster.status(0);
     assert_eq!((status["delivery"].as_str(), status["partitions"].as_u64()), (Some("partitions"), Some(8)));
+    assert_eq!(status["processing"].as_str(), Some("partitions"), "{status}");
     assert_eq!(status["partitions_undelivered"].as_array().map(Vec::len), Some(0), "{status}");
     let leader = eventually(20, async || cluster.leader().await.is_some()).await;
     assert!(leader, "a node leads");
@@ -705,6 +716,11 @@ async fn three_nodes_share_delivery_by_partition_and_survive_one_killed() {
     let taken_over = eventually(40, async || cluster.spread_over(&rest).await).await;
     assert!(taken_over, "the two others deliver every partition: {:?}", cluster.partitions().await);
     check_outcome(&cluster, &fake, &traces, customers, checkouts).await;
+    // Processing was spread too: both survivors processed deliveries of their own partitions.
+    for i in &rest {
+        let n = cluster.processed_on(*i).await;
+        assert!(n > 0.0, "node {i} processed no delivery\n{}", cluster.log(*i));
+    }
     // The killed node comes back and gets its share again.
     cluster.start_node(killed);
     cluster.wait_healthy(&reqwest::Client::new(), killed).await;

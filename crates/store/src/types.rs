@@ -118,6 +118,18 @@ pub struct ProcessOutcome {
     pub offer_settlements: Vec<OfferSettlement>,
     /// Catalogue records the delivery carried; each replaces the stored one unless that one is newer.
     pub products: Vec<StoredProduct>,
+    /// The stored states this outcome's batch was computed from, for the customers it writes or removes:
+    /// where several nodes process (each its partitions), a customer stitched to another id can be written
+    /// by two of them, so the commit is refused ([`crate::StoreError::Conflict`]) unless each state is still
+    /// the one read. A store with a single processor may ignore them. Empty: unconditional.
+    pub expected_states: Vec<ExpectedState>,
+}
+
+/// A state as a processing batch read it: the stored bytes, or `None` when the customer had no state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedState {
+    pub customer: CustomerId,
+    pub state: Option<Vec<u8>>,
 }
 
 /// A catalogue record: the newest version of a product by its platform's `updated_at`.

@@ -1,7 +1,8 @@
 //! Schema versions on PostgreSQL, for rolling upgrades (runs when `NUDGE_TEST_POSTGRES_URL` is set, in a fresh
-//! schema): a new database records this build's schema; a database from before schema versions is
-//! upgraded with its nodes counted as schema 5; a node starts on a newer schema that stays readable for it
-//! and leaves the record as it is; a node built for a schema the database no longer keeps readable refuses
+//! schema): a new database records this build's schema; a database from before schema versions is not
+//! upgraded while a node of that time (counted as schema 5) is live, since schema 7 cannot run beside it, and
+//! is once that node stopped; a node starts on a newer schema that stays readable for it and leaves the
+//! record as it is; a node built for a schema the database no longer keeps readable refuses
 //! to start and says which version to upgrade to.
 
 use nudge_store::StoreError;
@@ -48,7 +49,15 @@ async fn schema_versions_let_compatible_nodes_run_and_refuse_the_others() {
     .await
     .unwrap();
     assert_eq!(pg.schema_record().await.unwrap(), None);
-    let upgraded = PgStore::connect(&config).await.expect("an additive upgrade runs beside the old node");
+    assert_eq!(READABLE_FROM, 7, "schema 7 (processing by partition) cannot run beside older nodes");
+    match PgStore::connect(&config).await {
+        Err(StoreError::Conflict(why)) => assert!(why.contains("stop old (schema 5) first"), "{why}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("the upgrade ran beside a live node of an older schema"),
+    }
+    // The old node stops: the upgrade runs.
+    sqlx::query("UPDATE cluster_nodes SET seen_at = 0").execute(pg.pool()).await.unwrap();
+    let upgraded = PgStore::connect(&config).await.expect("the upgrade runs once the old node stopped");
     assert_eq!(upgraded.schema_record().await.unwrap().map(|r| r.version), Some(SCHEMA_VERSION));
     let nodes = upgraded.nodes().await.unwrap();
     assert_eq!(
@@ -57,12 +66,12 @@ async fn schema_versions_let_compatible_nodes_run_and_refuse_the_others() {
     );
     upgraded.close().await;
 
-    // A newer build upgraded the schema, keeping it readable from 3: this build runs, and leaves the record.
+    // A newer build upgraded the schema, keeping it readable from 7: this build runs, and leaves the record.
     set(&pg, "schema_version", "9").await;
-    set(&pg, "schema_readable_from", "3").await;
+    set(&pg, "schema_readable_from", "7").await;
     set(&pg, "schema_upgraded_by", "9.0.0").await;
     let beside = PgStore::connect(&config).await.expect("a compatible older build runs on the newer schema");
-    let newer = SchemaRecord { version: 9, readable_from: 3, upgraded_by: "9.0.0".into() };
+    let newer = SchemaRecord { version: 9, readable_from: 7, upgraded_by: "9.0.0".into() };
     assert_eq!(beside.schema_record().await.unwrap(), Some(newer));
     beside.close().await;
 

@@ -99,6 +99,7 @@ async fn run(events: &[Event], batch_size: usize) -> (Arc<dyn Store>, tempfile::
         sources: Arc::new(nudge_ingest::source::Registry::new()),
         browse_retention: Duration::from_secs(30 * 86_400),
         offers: Default::default(),
+        share: None,
     };
     while pipeline.step().await.expect("a batch processes").0 > 0 {}
     (store, dir)

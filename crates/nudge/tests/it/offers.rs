@@ -68,6 +68,7 @@ fn pipeline(store: Arc<dyn Store>) -> Pipeline {
         sources: Arc::new(nudge_ingest::source::Registry::new()),
         browse_retention: Duration::from_secs(30 * 86_400),
         offers: Default::default(),
+        share: None,
     }
 }
 

@@ -76,6 +76,7 @@ fn pipeline(store: Arc<dyn Store>) -> Arc<Pipeline> {
         approval_counts: Default::default(),
         browse_retention: Duration::from_secs(30 * 86_400),
         offers: Default::default(),
+        share: None,
         sources: Arc::new({
             let mut r = nudge_ingest::source::Registry::new();
             r.register("shopify", Arc::new(nudge_ingest::shopify::ShopifySource::new(Vec::new())));

@@ -492,7 +492,7 @@ impl DeliveryLog for PgStore {
     async fn requeue_quarantined(&self, trace: Option<TraceId>) -> Result<usize> {
         let mut tx = self.begin().await?;
         let traces: Vec<String> = sqlx::query_scalar(
-            "UPDATE deliveries SET status = 'pending', reason = NULL
+            "UPDATE deliveries SET status = 'pending', reason = NULL, part = NULL
              WHERE status = 'quarantined' AND ($1::text IS NULL OR trace_id = $1) RETURNING trace_id",
         )
         .bind(trace.map(|t| t.to_string()))

@@ -34,6 +34,7 @@ mod privacy;
 mod processing;
 mod registry;
 mod retention;
+mod routing;
 pub mod schema;
 mod segments;
 mod states;
@@ -46,6 +47,7 @@ const PARTITIONS_SCHEMA: &str = include_str!("../../migrations/postgres/003_part
 const PACKED_AUDIT_SCHEMA: &str = include_str!("../../migrations/postgres/004_packed_audit.sql");
 const STATS_SCHEMA: &str = include_str!("../../migrations/postgres/005_stats.sql");
 const VERSIONS_SCHEMA: &str = include_str!("../../migrations/postgres/006_schema_versions.sql");
+const ROUTED_SCHEMA: &str = include_str!("../../migrations/postgres/007_routed_processing.sql");
 
 /// The advisory lock key the schema is applied under (any fixed number; "nudge" in ASCII).
 const SCHEMA_LOCK: i64 = 0x006e_7564_6765;
@@ -183,6 +185,7 @@ impl PgStore {
         sqlx::raw_sql(PACKED_AUDIT_SCHEMA).execute(&mut *tx).await?;
         sqlx::raw_sql(STATS_SCHEMA).execute(&mut *tx).await?;
         sqlx::raw_sql(VERSIONS_SCHEMA).execute(&mut *tx).await?;
+        sqlx::raw_sql(ROUTED_SCHEMA).execute(&mut *tx).await?;
         schema::record(&mut tx, recorded.as_ref()).await?;
         tx.commit().await?;
         Ok(())

@@ -101,6 +101,10 @@ impl PgStore {
         .execute(&self.pool)
         .await?;
         sqlx::query("UPDATE cluster_nodes SET partitions = ''").execute(&self.pool).await?;
+        // Deliveries routed under the old count are routed again under the new one.
+        sqlx::query("UPDATE deliveries SET part = NULL WHERE part IS NOT NULL AND status <> 'processed'")
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -147,14 +151,27 @@ impl PgStore {
 
     /// Tells every node that outbox items were enqueued (a hint: nodes also poll).
     pub async fn notify_outbox(&self) -> Result<()> {
-        sqlx::query("SELECT pg_notify('nudge_outbox_' || current_schema(), '')").execute(&self.pool).await?;
-        Ok(())
+        self.hint("outbox").await
     }
 
     /// Waits for [`PgStore::notify_outbox`] hints from any node.
     pub async fn listen_outbox(&self) -> Result<sqlx::postgres::PgListener> {
+        self.hints("outbox").await
+    }
+
+    /// Sends a hint on this schema's channel `nudge_<kind>_<schema>`.
+    pub(crate) async fn hint(&self, kind: &str) -> Result<()> {
+        sqlx::query("SELECT pg_notify('nudge_' || $1 || '_' || current_schema(), '')")
+            .bind(kind)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A listener of this schema's channel `nudge_<kind>_<schema>`.
+    pub(crate) async fn hints(&self, kind: &str) -> Result<sqlx::postgres::PgListener> {
         let mut l = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
-        l.listen(&format!("nudge_outbox_{}", self.schema)).await?;
+        l.listen(&format!("nudge_{kind}_{}", self.schema)).await?;
         Ok(l)
     }
 }

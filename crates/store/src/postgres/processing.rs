@@ -27,6 +27,7 @@ impl Processing for PgStore {
             }
         }
         let now_ms = now_ms();
+        check_expected_states(&mut tx, &batch, now_ms).await?;
         let mut rest = &batch[..];
         while !rest.is_empty() {
             // Up to and including the first outcome that carries a privacy request.
@@ -251,6 +252,59 @@ fn sample_scale(table_rows: f64, seen: i64) -> f64 {
 }
 
 /// Writes a chunk of outcomes in which only the last may carry a privacy request (applied last).
+/// Refuses the batch ([`StoreError::Conflict`]) unless every state it was computed from is still stored as
+/// it was read: a stored one is locked (`FOR UPDATE`, in id order) and compared; one that was absent is
+/// claimed with a placeholder row (the batch's own write replaces it), so another node's concurrent insert of
+/// that customer fails one of the two.
+async fn check_expected_states(tx: &mut Tx, batch: &[ProcessOutcome], now_ms: i64) -> Result<()> {
+    let mut expected: std::collections::BTreeMap<String, Option<&[u8]>> = Default::default();
+    for e in batch.iter().flat_map(|o| &o.expected_states) {
+        expected.entry(e.customer.to_string()).or_insert(e.state.as_deref());
+    }
+    if expected.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = expected.keys().map(String::as_str).collect();
+    let stored: Vec<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT customer_id, state FROM customers WHERE customer_id = ANY($1::text[])
+         ORDER BY customer_id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    let stored: std::collections::HashMap<String, Vec<u8>> = stored.into_iter().collect();
+    let mut absent: Vec<&str> = Vec::new();
+    for (customer, want) in &expected {
+        let have = stored.get(customer).map(Vec::as_slice);
+        if have != *want {
+            return Err(StoreError::Conflict(format!(
+                "the state of {customer} changed since this batch read it (written by another node)"
+            )));
+        }
+        if have.is_none() {
+            absent.push(customer);
+        }
+    }
+    if !absent.is_empty() {
+        let claimed = sqlx::query(
+            "INSERT INTO customers (customer_id, email, state, is_text, updated_at)
+             SELECT u.id, NULL, ''::bytea, FALSE, $2 FROM UNNEST($1::text[]) AS u(id)
+             ON CONFLICT (customer_id) DO NOTHING",
+        )
+        .bind(&absent)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if claimed != absent.len() as u64 {
+            return Err(StoreError::Conflict(
+                "a customer this batch starts from nothing was written by another node meanwhile".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn write_chunk(tx: &mut Tx, chunk: &[ProcessOutcome], now_ms: i64) -> Result<()> {
     // Delivery statuses, conditional on the delivery still being pending.
     let marked: Vec<&ProcessOutcome> = chunk.iter().filter(|o| o.status.is_some()).collect();

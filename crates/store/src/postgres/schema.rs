@@ -14,11 +14,13 @@ use super::{PgStore, Tx};
 use crate::{Result, StoreError};
 
 /// The schema version this build applies: the number of its last migration.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The oldest schema version a node may be built for and still run on a database this build migrated.
-/// Every migration so far only adds, so nodes of every earlier version keep working beside this one.
-pub const READABLE_FROM: i64 = 1;
+/// Migrations 1–6 only added. Schema 7 routes processing by partition: every node processes its partitions,
+/// and a state is written only if it is still what the batch read. A leader of an earlier build processes
+/// every delivery and overwrites states unconditionally, so it must not run beside this build.
+pub const READABLE_FROM: i64 = 7;
 
 /// Nodes recorded before schema versions were (schema 5) are counted as running schema 5.
 pub(crate) const UNVERSIONED_NODE_SCHEMA: i64 = 5;
@@ -43,7 +45,14 @@ pub fn may_run(
     version: i64,
     readable_from: i64,
 ) -> std::result::Result<(), String> {
-    let Some(r) = recorded else { return Ok(()) };
+    // A database from before schema versions, with live nodes: they run schema 5, readable by every build.
+    let unversioned =
+        SchemaRecord { version: UNVERSIONED_NODE_SCHEMA, readable_from: 1, upgraded_by: String::new() };
+    let r = match recorded {
+        Some(r) => r,
+        None if live_nodes.is_empty() => return Ok(()),
+        None => &unversioned,
+    };
     if r.readable_from > version {
         return Err(format!(
             "this database's schema is version {} (applied by nudge {}), which nodes built for a schema older \
@@ -189,5 +198,9 @@ mod tests {
         assert_eq!(may_run(Some(&rec(7, 1)), &live[1..], 8, 7), Ok(()));
         // Already raised by another upgraded node: nothing more to wait for.
         assert_eq!(may_run(Some(&rec(8, 7)), &live[1..], 8, 7), Ok(()));
+        // A database from before schema versions: its live nodes run schema 5.
+        let e = may_run(None, &[("old".into(), 5)], 7, 7).unwrap_err();
+        assert!(e.contains("stop old (schema 5) first"), "{e}");
+        assert_eq!(may_run(None, &[("old".into(), 5)], 7, 1), Ok(()));
     }
 }
