@@ -414,17 +414,26 @@ impl Pipeline {
         for a in self.store.resolve_aliases(&keys).await? {
             aliases.insert(a.alias, a.customer);
         }
+        // Where several nodes process: what each id this batch resolves or links pointed at when read.
+        let mut alias_reads: Vec<(String, Option<CustomerId>)> = Vec::new();
+        let spread = self.share.is_some();
         let mut stitched: Vec<Vec<(String, CustomerId)>> = vec![Vec::new(); prepared.len()];
         let mut linked: Vec<CustomerId> = Vec::new();
         for (i, (_, p)) in prepared.iter_mut().enumerate() {
             let Prepared::Events(events) = p else { continue };
             for ev in events.iter_mut() {
                 let Some(c) = ev.customer().cloned() else { continue };
+                if spread && !stitched.iter().flatten().any(|(l, _)| *l == c.to_string()) {
+                    alias_reads.push((c.to_string(), aliases.get(&c.to_string()).cloned()));
+                }
                 let resolved = self.resolve(&c, ev.email(), &aliases, overlay).await?;
                 if resolved != c {
                     ev.set_customer(resolved.clone());
                 }
                 for l in link_sources(ev, &resolved) {
+                    if spread && !stitched.iter().flatten().any(|(s, _)| *s == l) {
+                        alias_reads.push((l.clone(), aliases.get(&l).cloned()));
+                    }
                     if aliases.get(&l) != Some(&resolved) {
                         aliases.insert(l.clone(), resolved.clone());
                         stitched[i].push((l.clone(), resolved.clone()));
@@ -436,6 +445,7 @@ impl Pipeline {
             }
         }
 
+        let linked_ids: Vec<CustomerId> = if spread { linked.clone() } else { Vec::new() };
         let mut ids: Vec<CustomerId> = prepared
             .iter()
             .filter_map(|(_, p)| match p {
@@ -552,11 +562,15 @@ impl Pipeline {
             }
         }
         if self.share.is_some() {
-            let written =
-                outcomes.iter().flat_map(|o| o.states.iter().map(|s| &s.customer).chain(&o.deleted_states));
+            // The states it writes or removes, and those of the ids it links (which another node may be
+            // writing under their own id).
+            let written = outcomes
+                .iter()
+                .flat_map(|o| o.states.iter().map(|s| &s.customer).chain(&o.deleted_states))
+                .chain(&linked_ids);
             let mut seen = std::collections::HashSet::new();
             for c in written {
-                // Only states this batch read (every state it writes or removes is one).
+                // Only states this batch read (every state it writes, removes or links is one).
                 if seen.insert(c.clone())
                     && let Some(state) = read_as.get(c)
                 {
@@ -566,6 +580,9 @@ impl Pipeline {
         }
         if let Some(first) = outcomes.first_mut() {
             first.expected_states = expected;
+            alias_reads.sort();
+            alias_reads.dedup_by(|a, b| a.0 == b.0);
+            first.expected_aliases = alias_reads;
         }
         // An erased (or merged-away) customer's recommendations go with them.
         if let Some(recs) = self.scoring.recs() {

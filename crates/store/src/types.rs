@@ -123,6 +123,10 @@ pub struct ProcessOutcome {
     /// by two of them, so the commit is refused ([`crate::StoreError::Conflict`]) unless each state is still
     /// the one read. A store with a single processor may ignore them. Empty: unconditional.
     pub expected_states: Vec<ExpectedState>,
+    /// What each id the batch resolved or linked pointed at through the aliases when read (`None`: no
+    /// alias): refused the same way if another node re-pointed one meanwhile (a customer identified while
+    /// this batch wrote their visitor id's state).
+    pub expected_aliases: Vec<(String, Option<CustomerId>)>,
 }
 
 /// A state as a processing batch read it: the stored bytes, or `None` when the customer had no state.

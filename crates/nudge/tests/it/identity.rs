@@ -190,3 +190,113 @@ async fn an_email_only_review_merges_into_the_shopify_customer_with_that_email()
         assert_eq!(store.customer_by_email("lena@example.org").await.unwrap(), Some(known()));
     }
 }
+
+/// A storefront view of `product` by `customer` (the visitor's or the customer's own id), `n` minutes ago.
+fn view_of(customer: CustomerId, visitor: &str, product: &str, minutes_ago: i64) -> Event {
+    let Event::Behaviour(mut b) = view(1, customer) else { unreachable!() };
+    b.anonymous_id = Some(visitor.into());
+    b.message_id = Some(format!("m-{visitor}-{product}"));
+    b.at = now() - time::Duration::minutes(minutes_ago);
+    b.products = vec![BehaviourProduct { product_id: Some(product.into()), ..Default::default() }];
+    Event::Behaviour(b)
+}
+
+fn identify_of(customer: &CustomerId, visitor: &CustomerId, minutes_ago: i64) -> Event {
+    let Event::Identified(mut i) = identify() else { unreachable!() };
+    i.customer = customer.clone();
+    i.links = vec![visitor.clone()];
+    i.email = None;
+    i.message_id = Some(format!("id-{customer}"));
+    i.at = now() - time::Duration::minutes(minutes_ago);
+    Event::Identified(i)
+}
+
+/// Two nodes processing their partitions at once, each holding one of two ids of the same people (a
+/// visitor's and the customer's own): every view, before and after the visitor is identified, ends up in the
+/// customer's one state. The visitor's deliveries and the customer's are processed by different pipelines at
+/// the same time, so they write the same state; a commit computed from a state the other wrote meanwhile is
+/// refused and computed again, never applied over it. Runs on PostgreSQL (`NUDGE_TEST_POSTGRES_URL`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processing_nodes_never_overwrite_a_stitched_customer() {
+    let Some(url) = nudge_store::conformance::postgres_test_url() else { return };
+    let pg = nudge_store::conformance::fresh_postgres(&url, "nudge_stitch").await;
+    let store: Arc<dyn Store> = pg.clone();
+    const OF: u32 = 2;
+    // People whose two ids fall in different partitions.
+    let people: Vec<(CustomerId, CustomerId)> = (0..400)
+        .map(|i| (format!("anon:v{i}").parse().unwrap(), format!("shopify:{}", 5000 + i).parse().unwrap()))
+        .filter(|(a, k): &(CustomerId, CustomerId)| {
+            nudge_store::partition_of(&a.to_string(), OF) != nudge_store::partition_of(&k.to_string(), OF)
+        })
+        .take(30)
+        .collect();
+    assert_eq!(people.len(), 30);
+    let mut events = Vec::new();
+    for (a, k) in &people {
+        let visitor = a.to_string().trim_start_matches("anon:").to_string();
+        events.push(view_of(a.clone(), &visitor, "before", 60));
+        events.push(identify_of(k, a, 50));
+        for r in 0..4 {
+            events.push(view_of(a.clone(), &visitor, &format!("visitor-{r}"), 40 - r));
+            events.push(view_of(k.clone(), &visitor, &format!("own-{r}"), 30 - r));
+        }
+    }
+    for (n, ev) in events.iter().enumerate() {
+        store.commit_delivery(delivery(n, ev)).await.expect("delivery commits");
+    }
+    let policy = nudge_policy::PolicyConfig::default();
+    let flows = nudge_policy::flows::FlowSet::compile(
+        &nudge_policy::flows::FlowSet::default_specs(&["klaviyo"], &policy),
+        &["klaviyo"],
+    )
+    .expect("the built-in flows compile");
+    let flows = Arc::new(nudge::pipeline::Flows::new(flows));
+    let node = |part: u32| {
+        Arc::new(Pipeline {
+            store: store.clone(),
+            scoring: Arc::new(Scoring::new(nudge_scoring::RulesScorer::default())),
+            policy: policy.clone(),
+            flows: flows.clone(),
+            abandon_after: Duration::from_secs(3600),
+            batch_size: 3,
+            approval_counts: Default::default(),
+            sources: Arc::new(nudge_ingest::source::Registry::new()),
+            browse_retention: Duration::from_secs(30 * 86_400),
+            offers: Default::default(),
+            share: Some(nudge::pipeline::ProcessingShare { pg: pg.clone(), parts: vec![part] }),
+        })
+    };
+    let (a, b) = (node(0), node(1));
+    // The leader's routing.
+    let pending = pg.unrouted_deliveries(10_000).await.unwrap();
+    let routes: Vec<(i64, u32)> = pending.iter().map(|d| (d.seq, a.route_of(d, OF))).collect();
+    assert_eq!(pg.route_deliveries(&routes).await.unwrap(), events.len() as u64);
+
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let outbox = Arc::new(tokio::sync::Notify::new());
+    let ta = tokio::spawn(a.run(wake.clone(), outbox.clone(), rx.clone()));
+    let tb = tokio::spawn(b.run(wake.clone(), outbox.clone(), rx));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while store.backlog().await.unwrap().0 > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the two nodes drain the log");
+        wake.notify_waiters();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    ta.await.unwrap();
+    tb.await.unwrap();
+
+    let mut want: Vec<String> = vec!["before".into()];
+    want.extend((0..4).flat_map(|r| [format!("visitor-{r}"), format!("own-{r}")]));
+    want.sort();
+    for (visitor, customer) in &people {
+        let s = state(&store, customer).await.expect("the customer's state");
+        let mut seen = viewed(&s);
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen, want, "{customer}: every view of both ids, none lost");
+        assert!(state(&store, visitor).await.is_none(), "{visitor} is merged away, not written again");
+    }
+    pg.drop_schema().await.unwrap();
+}

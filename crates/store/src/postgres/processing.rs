@@ -27,7 +27,7 @@ impl Processing for PgStore {
             }
         }
         let now_ms = now_ms();
-        check_expected_states(&mut tx, &batch, now_ms).await?;
+        check_expected_states(&mut tx, &batch).await?;
         let mut rest = &batch[..];
         while !rest.is_empty() {
             // Up to and including the first outcome that carries a privacy request.
@@ -252,54 +252,70 @@ fn sample_scale(table_rows: f64, seen: i64) -> f64 {
 }
 
 /// Writes a chunk of outcomes in which only the last may carry a privacy request (applied last).
-/// Refuses the batch ([`StoreError::Conflict`]) unless every state it was computed from is still stored as
-/// it was read: a stored one is locked (`FOR UPDATE`, in id order) and compared; one that was absent is
-/// claimed with a placeholder row (the batch's own write replaces it), so another node's concurrent insert of
-/// that customer fails one of the two.
-async fn check_expected_states(tx: &mut Tx, batch: &[ProcessOutcome], now_ms: i64) -> Result<()> {
-    let mut expected: std::collections::BTreeMap<String, Option<&[u8]>> = Default::default();
-    for e in batch.iter().flat_map(|o| &o.expected_states) {
-        expected.entry(e.customer.to_string()).or_insert(e.state.as_deref());
+/// The advisory lock class of a customer id's processing lock ("cust" in ASCII; the second key is the hash
+/// of the schema and the id). Two-key advisory locks are a space apart from the one-key partition leases.
+const CUSTOMER_LOCK: i32 = 0x6375_7374;
+
+/// Refuses the batch ([`StoreError::Conflict`]) unless every state and alias it was computed from is still
+/// stored as it was read. The ids concerned are locked first (transaction advisory locks, taken in key order
+/// so that two nodes cannot deadlock), so every node that writes one of them commits after the other and
+/// checks what the other wrote: a state that changed, appeared or went, an id re-pointed to another customer.
+async fn check_expected_states(tx: &mut Tx, batch: &[ProcessOutcome]) -> Result<()> {
+    let mut states: std::collections::BTreeMap<String, Option<&[u8]>> = Default::default();
+    let mut aliases: std::collections::BTreeMap<&str, Option<String>> = Default::default();
+    for o in batch {
+        for e in &o.expected_states {
+            states.entry(e.customer.to_string()).or_insert(e.state.as_deref());
+        }
+        for (id, to) in &o.expected_aliases {
+            aliases.entry(id.as_str()).or_insert(to.as_ref().map(CustomerId::to_string));
+        }
     }
-    if expected.is_empty() {
+    if states.is_empty() && aliases.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = expected.keys().map(String::as_str).collect();
-    let stored: Vec<(String, Vec<u8>)> = sqlx::query_as(
-        "SELECT customer_id, state FROM customers WHERE customer_id = ANY($1::text[])
-         ORDER BY customer_id FOR UPDATE",
+    let mut ids: Vec<&str> = states.keys().map(String::as_str).chain(aliases.keys().copied()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock($1, k) FROM (
+           SELECT DISTINCT hashtext(current_schema() || ':' || id) AS k FROM UNNEST($2::text[]) AS id ORDER BY k
+         ) AS ids",
     )
+    .bind(CUSTOMER_LOCK)
     .bind(&ids)
-    .fetch_all(&mut **tx)
+    .execute(&mut **tx)
     .await?;
-    let stored: std::collections::HashMap<String, Vec<u8>> = stored.into_iter().collect();
-    let mut absent: Vec<&str> = Vec::new();
-    for (customer, want) in &expected {
-        let have = stored.get(customer).map(Vec::as_slice);
-        if have != *want {
-            return Err(StoreError::Conflict(format!(
-                "the state of {customer} changed since this batch read it (written by another node)"
-            )));
-        }
-        if have.is_none() {
-            absent.push(customer);
+    if !states.is_empty() {
+        let keys: Vec<&str> = states.keys().map(String::as_str).collect();
+        let stored: Vec<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT customer_id, state FROM customers WHERE customer_id = ANY($1::text[])")
+                .bind(&keys)
+                .fetch_all(&mut **tx)
+                .await?;
+        let stored: std::collections::HashMap<String, Vec<u8>> = stored.into_iter().collect();
+        for (customer, want) in &states {
+            if stored.get(customer).map(Vec::as_slice) != *want {
+                return Err(StoreError::Conflict(format!(
+                    "the state of {customer} changed since this batch read it (written by another node)"
+                )));
+            }
         }
     }
-    if !absent.is_empty() {
-        let claimed = sqlx::query(
-            "INSERT INTO customers (customer_id, email, state, is_text, updated_at)
-             SELECT u.id, NULL, ''::bytea, FALSE, $2 FROM UNNEST($1::text[]) AS u(id)
-             ON CONFLICT (customer_id) DO NOTHING",
-        )
-        .bind(&absent)
-        .bind(now_ms)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if claimed != absent.len() as u64 {
-            return Err(StoreError::Conflict(
-                "a customer this batch starts from nothing was written by another node meanwhile".into(),
-            ));
+    if !aliases.is_empty() {
+        let keys: Vec<&str> = aliases.keys().copied().collect();
+        let stored: Vec<(String, String)> =
+            sqlx::query_as("SELECT alias, customer_id FROM aliases WHERE alias = ANY($1::text[])")
+                .bind(&keys)
+                .fetch_all(&mut **tx)
+                .await?;
+        let stored: std::collections::HashMap<String, String> = stored.into_iter().collect();
+        for (id, want) in &aliases {
+            if stored.get(*id) != want.as_ref() {
+                return Err(StoreError::Conflict(format!(
+                    "{id} was stitched to another customer since this batch read it (by another node)"
+                )));
+            }
         }
     }
     Ok(())
