@@ -53,8 +53,9 @@
 //! `--nodes N` (with `--postgres`) runs N nodes of one cluster in this process, on one schema, each with a
 //! listener of its own; the load generator spreads its connections over them, and the figures are the
 //! cluster's (acks/s over all nodes, event→push over every node's pushes, CPU of the whole process). With
-//! `--redis URL` the nodes share their rate limits in Redis and each delivers its share of the partitions;
-//! without it the leader delivers everything.
+//! `--redis URL` the nodes share their rate limits in Redis and each processes and delivers its share of
+//! the partitions (the leader routes the log to them); without it the leader processes and delivers
+//! everything.
 //!
 //! Phase 1 sends back to back from `--connections` connections (closed loop) and reports sustained durable
 //! acks/s with the ack latency quantiles, while nudge processes and pushes concurrently; then how long the
@@ -933,9 +934,9 @@ fn main() {
             std::iter::once(&app).chain(&apps).map(|a| a.addr.to_string()).collect::<Vec<_>>().join(",");
         if nodes > 1 {
             println!(
-                "{nodes} nodes in this process on one schema; delivery by {}",
+                "{nodes} nodes in this process on one schema; processing and delivery by {}",
                 if m.contains_key("redis") {
-                    "every node (rate limits shared in Redis)"
+                    "every node, its partitions (rate limits shared in Redis)"
                 } else {
                     "the leader"
                 }

@@ -64,6 +64,10 @@ pub struct Shared {
     pub outbox: Arc<OutboxWorker>,
     /// With `[bus] backend = "rabbitmq"`: webhooks are acknowledged once this bus has them.
     pub bus: Option<Arc<nudge_store::rabbitmq::AmqpBus>>,
+    /// On a cluster that processes by partition (and acknowledges into PostgreSQL's log): the partition
+    /// count, so that a webhook naming a customer is stored with its partition and the leader need not
+    /// route it (one write of the row fewer).
+    pub route_by: Option<u32>,
 }
 
 /// Reads the configuration again, as the server was started with it (file, environment, overrides).
@@ -740,6 +744,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         segment: crate::segment_api::SegmentApi::new(cfg.sources.segment.as_ref()),
         copy,
         outbox,
+        route_by: (spread && bus.is_none()).then_some(partitions),
         bus,
     });
     let addr = listener.local_addr()?;

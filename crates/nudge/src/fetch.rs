@@ -90,6 +90,7 @@ impl FetchWorker {
                     .to_string(),
                     body,
                     dedupe_keys: vec![format!("{}:{}:fetch:{}", rec.source, job.shop.as_deref().unwrap_or(""), rec.id)],
+                    part: None,
                 };
                 match self.store.commit_delivery(d).await {
                     Ok(CommitResult::Committed { .. } | CommitResult::Duplicate { .. }) => {

@@ -214,6 +214,13 @@ async fn webhook(
         headers_json: serde_json::Value::Object(headers_json).to_string(),
         body: accepted.body.unwrap_or_else(|| body.to_vec()),
         dedupe_keys: accepted.dedupe_keys,
+        part: None,
+    };
+    let delivery = match app.route_by {
+        Some(of) => {
+            NewDelivery { part: crate::pipeline::route_at_ack(&app.sources, &delivery, of), ..delivery }
+        }
+        None => delivery,
     };
     let result = match &app.bus {
         None => app.store.commit_delivery(delivery).await,

@@ -336,19 +336,11 @@ struct InFlight {
 const SYNC_EVERY_BATCHES: u32 = 64;
 
 impl Pipeline {
-    /// The partition (of `of`) a delivery is processed in, on a cluster that processes by partition: that of
-    /// the customer id its first event names (the id as the platform sent it, before stitching, so one id's
-    /// deliveries stay in one partition), or of the first customer a privacy request names; a delivery that
-    /// names none (a product update, an ignored topic, a notification to fetch) is spread by its seq.
+    /// The partition (of `of`) a delivery is processed in, on a cluster that processes by partition (see
+    /// [`route_key`]); a delivery that names no customer (a product update, an ignored topic, a notification
+    /// to fetch) is spread by its seq.
     pub fn route_of(&self, d: &StoredDelivery, of: u32) -> u32 {
-        let customer = match prepare(&self.sources, d) {
-            Prepared::Events(evs) => evs.iter().find_map(|e| e.customer().map(CustomerId::to_string)),
-            Prepared::Privacy(
-                PrivacyRequest::Erase { subject, .. } | PrivacyRequest::Export { subject, .. },
-            ) => subject.customers.first().map(CustomerId::to_string),
-            _ => None,
-        };
-        match customer {
+        match route_key(&self.sources, d) {
             Some(c) => nudge_store::partition_of(&c, of),
             None => d.seq.rem_euclid(i64::from(of.max(1))) as u32,
         }
@@ -1197,6 +1189,39 @@ impl Pipeline {
         self.approval_counts.lock().expect("approval counts lock").clear();
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The customer id a delivery is routed by: the one its first event names, as the platform sent it (before
+/// stitching, so one id's deliveries stay in one partition), or the first a privacy request names.
+fn route_key(sources: &nudge_ingest::source::Registry, d: &StoredDelivery) -> Option<String> {
+    match prepare(sources, d) {
+        Prepared::Events(evs) => evs.iter().find_map(|e| e.customer().map(CustomerId::to_string)),
+        Prepared::Privacy(PrivacyRequest::Erase { subject, .. } | PrivacyRequest::Export { subject, .. }) => {
+            subject.customers.first().map(CustomerId::to_string)
+        }
+        _ => None,
+    }
+}
+
+/// The partition of a delivery being acknowledged, when it names a customer (see [`route_key`]): stored with
+/// it, so the leader need not route it. `None` leaves it to the leader.
+pub fn route_at_ack(
+    sources: &nudge_ingest::source::Registry,
+    d: &nudge_store::NewDelivery,
+    of: u32,
+) -> Option<u32> {
+    let stored = StoredDelivery {
+        seq: 0,
+        trace_id: d.trace_id,
+        source: d.source.clone(),
+        topic: d.topic.clone(),
+        shop: d.shop.clone(),
+        webhook_id: d.webhook_id.clone(),
+        received_at_ms: d.received_at_ms,
+        headers_json: d.headers_json.clone(),
+        body: d.body.clone(),
+    };
+    route_key(sources, &stored).map(|c| nudge_store::partition_of(&c, of))
 }
 
 fn prepare(sources: &nudge_ingest::source::Registry, d: &StoredDelivery) -> Prepared {

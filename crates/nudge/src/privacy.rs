@@ -191,6 +191,7 @@ pub async fn submit_via_log(
         headers_json: serde_json::json!({ "requested_by": requested_by }).to_string(),
         body: serde_json::to_vec(req).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         dedupe_keys: vec![format!("privacy:{trace}")],
+        part: None,
     };
     store.commit_delivery(d).await?;
     Ok(trace)

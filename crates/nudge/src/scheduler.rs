@@ -198,6 +198,7 @@ impl Scheduler {
                         headers_json: headers.to_string(),
                         body: serde_json::to_vec(&body).expect("a chunk serialises"),
                         dedupe_keys: vec![chunk_key(&run.flow, run.fire_at_ms, run.cursor.as_ref())],
+                        part: None,
                     })
                     .await?;
                 match result {

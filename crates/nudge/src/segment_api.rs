@@ -172,6 +172,7 @@ async fn receive(
             headers_json: headers_json.clone(),
             body: m.body,
             dedupe_keys: m.dedupe_key.into_iter().collect(),
+            part: None,
         })
         .collect();
     match app.store.commit_deliveries(deliveries).await {

@@ -111,6 +111,7 @@ fn order_delivery(n: u64, c: u64, after: Duration) -> NewDelivery {
         headers_json: "{}".into(),
         body: to_bytes(&order_json(&order)),
         dedupe_keys: vec![format!("shopify:webhook:{n}")],
+        part: None,
     }
 }
 

@@ -34,6 +34,7 @@ async fn embedded_store(dir: &Path) {
             headers_json: "{}".into(),
             body: b"{}".to_vec(),
             dedupe_keys: vec![format!("shopify:webhook:wh-{n}")],
+            part: None,
         })
         .await
         .unwrap();

@@ -316,6 +316,7 @@ async fn the_scheduler_fires_due_occurrences_once_and_forgets_removed_flows() {
             headers_json: "{}".into(),
             body: serde_json::to_vec(&body).unwrap(),
             dedupe_keys: vec!["schedule:new_year:test".into()],
+            part: None,
         })
         .await
         .unwrap();

@@ -165,6 +165,7 @@ impl Durable for Postgres {
             received_at_ms: 1,
             headers_json: w.headers_json,
             body: w.body,
+            part: None,
         };
         match self.0.commit_delivery(d).await {
             Ok(CommitResult::Committed { .. }) => Ok(()),

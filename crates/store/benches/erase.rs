@@ -53,6 +53,7 @@ fn main() {
                         headers_json: "{}".into(),
                         body: body.repeat(8).into_bytes(),
                         dedupe_keys: vec![format!("bench:webhook:w{i}")],
+                        part: None,
                     })
                     .await
                     .expect("commit");

@@ -66,6 +66,7 @@ async fn seed(s: &Arc<dyn Store>, traces: usize) {
                 headers_json: "{}".into(),
                 body: body(i),
                 dedupe_keys: vec![format!("shopify:webhook:w{i}")],
+                part: None,
             })
             .collect();
         s.commit_deliveries(ds).await.unwrap();

@@ -185,6 +185,7 @@ pub fn decode(message: &[u8]) -> Result<NewDelivery, Unreadable> {
         headers_json: e.headers_json,
         body: message[split + 1..].to_vec(),
         dedupe_keys,
+        part: None,
     })
 }
 
@@ -664,6 +665,7 @@ mod tests {
             headers_json: "{\"a\":\"b\\nc\"}".into(),
             body: b"{\"x\":1}\n\nsecond line".to_vec(),
             dedupe_keys: vec!["shopify:w\n1".into()],
+            part: None,
         }
     }
 

@@ -19,6 +19,10 @@ pub struct NewDelivery {
     pub body: Vec<u8>,
     /// Keys that make a later delivery a duplicate of this one (webhook id, event id, …).
     pub dedupe_keys: Vec<String>,
+    /// On a cluster that processes by partition: the partition this delivery is processed in, when the
+    /// node that acknowledges it knows it (a webhook naming a customer); `None` leaves it to the leader's
+    /// routing. Ignored by the embedded store.
+    pub part: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,6 +24,7 @@ fn delivery(webhook: u8, event: Option<u8>) -> NewDelivery {
         headers_json: "{}".into(),
         body: vec![webhook],
         dedupe_keys: keys,
+        part: None,
     }
 }
 

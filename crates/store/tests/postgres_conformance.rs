@@ -87,6 +87,7 @@ async fn large_tables_are_counted_from_a_sample() {
             headers_json: "{}".into(),
             body: b"{}".to_vec(),
             dedupe_keys: vec![format!("shopify:webhook:w{i}")],
+            part: None,
         })
         .collect();
     exact.commit_deliveries(ds).await.unwrap();

@@ -22,6 +22,7 @@ fn delivery(webhook: &str, event: &str) -> NewDelivery {
         headers_json: "{}".into(),
         body: format!("{{\"webhook\":\"{webhook}\"}}").into_bytes(),
         dedupe_keys: vec![format!("shopify:webhook:{webhook}"), format!("shopify:event:{event}")],
+        part: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn delivery(n: u32, body: Vec<u8>) -> NewDelivery {
         headers_json: format!("{{\"x-n\":\"{n}\"}}"),
         body,
         dedupe_keys: vec![format!("shopify:webhook:wh-{n}"), format!("shopify:event:ev-{n}")],
+        part: None,
     }
 }
 

@@ -22,6 +22,7 @@ fn delivery(n: usize) -> NewDelivery {
         headers_json: "{}".into(),
         body: format!("{{\"n\":{n}}}").into_bytes(),
         dedupe_keys: vec![format!("shopify:webhook:w{n}")],
+        part: None,
     }
 }
 
@@ -90,10 +91,18 @@ async fn routes_are_written_once_and_read_by_partition_in_order() {
         [seqs[1], seqs[5]]
     );
 
+    // Acknowledged with its partition (the node knew the customer): never unrouted.
+    let known = NewDelivery { part: Some(1), ..delivery(100) };
+    let CommitResult::Committed { seq: routed } = store.commit_delivery(known).await.unwrap() else {
+        panic!()
+    };
+    assert!(!store.unrouted_deliveries(100).await.unwrap().iter().any(|d| d.seq == routed));
+    assert_eq!(of(&[1], Some(seqs[3])).await, [routed]);
+
     // A new partition count: every pending delivery is routed again.
     store.partition_count(2).await.unwrap();
     store.set_partition_count(4).await.unwrap();
-    assert_eq!(store.unrouted_deliveries(100).await.unwrap().len(), 5);
+    assert_eq!(store.unrouted_deliveries(100).await.unwrap().len(), 6);
     assert_eq!(of(&[0, 1], None).await, Vec::<i64>::new());
     store.drop_schema().await.unwrap();
 }

@@ -118,6 +118,7 @@ fn delivery(n: usize, webhook: &str) -> NewDelivery {
         headers_json: "{}".into(),
         body: format!("{{\"n\":{n}}}\n").into_bytes(),
         dedupe_keys: vec![format!("shopify:{webhook}")],
+        part: None,
     }
 }
 

@@ -47,6 +47,7 @@ async fn reopening_keeps_committed_data() {
             headers_json: "{}".into(),
             body: vec![1, 2, 3],
             dedupe_keys: vec!["k".into()],
+            part: None,
         };
         s.commit_delivery(d).await.unwrap();
     }
@@ -73,6 +74,7 @@ fn delivery(key: &str, at_ms: i64) -> nudge_store::NewDelivery {
         headers_json: "{}".into(),
         body: b"{}".to_vec(),
         dedupe_keys: vec![key.into()],
+        part: None,
     }
 }
 

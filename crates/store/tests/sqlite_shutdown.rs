@@ -30,6 +30,7 @@ fn delivery(n: usize) -> NewDelivery {
         headers_json: "{}".into(),
         body: vec![b'x'; 3000],
         dedupe_keys: vec![format!("w{n}")],
+        part: None,
     }
 }
 

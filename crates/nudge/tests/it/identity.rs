@@ -72,6 +72,7 @@ fn delivery(n: usize, ev: &Event) -> NewDelivery {
         headers_json: "{}".into(),
         body: serde_json::to_vec(ev).unwrap(),
         dedupe_keys: vec![format!("test:{n}")],
+        part: None,
     }
 }
 

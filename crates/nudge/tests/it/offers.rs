@@ -45,6 +45,7 @@ fn delivery(key: &str, ev: &Event) -> NewDelivery {
         headers_json: "{}".into(),
         body: serde_json::to_vec(ev).unwrap(),
         dedupe_keys: vec![format!("test:{key}")],
+        part: None,
     }
 }
 

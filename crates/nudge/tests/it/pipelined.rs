@@ -40,6 +40,7 @@ fn deliveries() -> Vec<NewDelivery> {
                 headers_json: "{}".into(),
                 body: to_bytes(&order_json(&order)),
                 dedupe_keys: vec![format!("shopify:webhook:{id}")],
+                part: None,
             });
         }
     }

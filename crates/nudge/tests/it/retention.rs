@@ -31,6 +31,7 @@ fn seed_old_work(dir: &std::path::Path) -> Vec<TraceId> {
                     headers_json: "{}".into(),
                     body: b"{}".to_vec(),
                     dedupe_keys: Vec::new(),
+                    part: None,
                 };
                 traces.push(d.trace_id);
                 s.commit_delivery(d).await.unwrap();

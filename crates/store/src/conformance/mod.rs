@@ -212,6 +212,7 @@ fn delivery(webhook: &str, event: Option<&str>) -> NewDelivery {
         headers_json: "{}".into(),
         body: b"{\"id\":1}".to_vec(),
         dedupe_keys: keys,
+        part: None,
     }
 }
 

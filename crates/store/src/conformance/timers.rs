@@ -80,6 +80,7 @@ pub async fn schedule_runs(s: Arc<dyn Store>) {
         headers_json: "{}".into(),
         body: br#"{"customers":["shopify:1"]}"#.to_vec(),
         dedupe_keys: vec!["schedule:daily:2000:None".into()],
+        part: None,
     };
     let first = TraceId::new();
     assert!(matches!(s.commit_delivery(chunk(first)).await.unwrap(), CommitResult::Committed { .. }));

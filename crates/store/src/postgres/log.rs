@@ -217,13 +217,14 @@ pub(crate) async fn insert_deliveries(
             cols.codec.push(
                 i16::try_from(*codec).map_err(|_| StoreError::Database(format!("body codec {codec}")))?,
             );
+            cols.part.push(d.part.map(|p| p as i32));
         }
         sqlx::query(
             "INSERT INTO deliveries (seq, trace_id, source, topic, shop, webhook_id, event_id, received_at,
-                 headers, body, body_codec)
+                 headers, body, body_codec, part)
              OVERRIDING SYSTEM VALUE
              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                 $7::text[], $8::bigint[], $9::text[], $10::bytea[], $11::smallint[])",
+                 $7::text[], $8::bigint[], $9::text[], $10::bytea[], $11::smallint[], $12::int[])",
         )
         .bind(cols.seq)
         .bind(cols.trace)
@@ -236,6 +237,7 @@ pub(crate) async fn insert_deliveries(
         .bind(cols.headers)
         .bind(cols.body)
         .bind(cols.codec)
+        .bind(cols.part)
         .execute(&mut **tx)
         .await?;
     }
@@ -256,6 +258,7 @@ struct DeliveryColumns<'a> {
     headers: Vec<&'a str>,
     body: Vec<&'a [u8]>,
     codec: Vec<i16>,
+    part: Vec<Option<i32>>,
 }
 
 /// What commits batches of deliveries: the pool and the notifier that tells the leader about them. The

@@ -38,6 +38,7 @@ impl Timers for PgStore {
                     body: Vec::new(),
                     // `{:?}` escapes the token, so any token (even one with a newline) makes a distinct key.
                     dedupe_keys: vec![format!("timer:{token:?}:{due_at}")],
+                    part: None,
                 };
                 (d, encode_body(payload.as_bytes().to_vec()))
             })

@@ -34,6 +34,7 @@ impl Timers for SqliteStore {
                 body: payload.as_bytes().to_vec(),
                 // `{:?}` escapes the token, so any token (even one with a newline) makes a distinct key.
                 dedupe_keys: vec![format!("timer:{token:?}:{due_at}")],
+                part: None,
             })
             .await?;
         }
