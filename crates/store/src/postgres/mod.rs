@@ -179,13 +179,23 @@ impl PgStore {
         let live = schema::live_nodes(&mut tx, now_ms()).await?;
         schema::may_run(recorded.as_ref(), &live, schema::SCHEMA_VERSION, schema::READABLE_FROM)
             .map_err(StoreError::Conflict)?;
-        sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
-        sqlx::raw_sql(CLUSTER_SCHEMA).execute(&mut *tx).await?;
-        sqlx::raw_sql(PARTITIONS_SCHEMA).execute(&mut *tx).await?;
-        sqlx::raw_sql(PACKED_AUDIT_SCHEMA).execute(&mut *tx).await?;
-        sqlx::raw_sql(STATS_SCHEMA).execute(&mut *tx).await?;
-        sqlx::raw_sql(VERSIONS_SCHEMA).execute(&mut *tx).await?;
-        sqlx::raw_sql(ROUTED_SCHEMA).execute(&mut *tx).await?;
+        // A database already at this schema (or a newer one) is left alone: even a migration that changes
+        // nothing locks its tables (`ALTER TABLE … IF NOT EXISTS` takes the table's exclusive lock), which a
+        // node restarting beside live ones must not do to the log they are writing.
+        let up_to_date = recorded.as_ref().is_some_and(|r| r.version >= schema::SCHEMA_VERSION);
+        if !up_to_date {
+            for migration in [
+                SCHEMA,
+                CLUSTER_SCHEMA,
+                PARTITIONS_SCHEMA,
+                PACKED_AUDIT_SCHEMA,
+                STATS_SCHEMA,
+                VERSIONS_SCHEMA,
+                ROUTED_SCHEMA,
+            ] {
+                sqlx::raw_sql(migration).execute(&mut *tx).await?;
+            }
+        }
         schema::record(&mut tx, recorded.as_ref()).await?;
         tx.commit().await?;
         Ok(())
