@@ -67,6 +67,11 @@ pub const METRICS: &[Metric] = {
             "Messages in the RabbitMQ bus's queue not yet drained into the log.",
         ),
         metric("nudge_deliveries_processed_total", Counter, "Processed deliveries by terminal outcome."),
+        metric(
+            "nudge_deliveries_routed_total",
+            Counter,
+            "Deliveries the leader routed to partitions (a cluster that processes by partition).",
+        ),
         metric("nudge_decisions_total", Counter, "Decisions made, by shadow flag."),
         metric(
             "nudge_flow_decisions_total",
