@@ -546,14 +546,14 @@ impl Pipeline {
             }
         }
         erased.retain(|c| !changed.contains_key(c));
+        // Where several nodes process: the bytes each state is written as (what the next batch expects to
+        // find), and what this batch read. Nothing of it on a single processor.
         let mut bytes: HashMap<CustomerId, Vec<u8>> = HashMap::new();
         let mut expected: Vec<nudge_store::ExpectedState> = Vec::new();
-        for o in &outcomes {
-            for s in &o.states {
+        if self.share.is_some() {
+            for s in outcomes.iter().flat_map(|o| &o.states) {
                 bytes.insert(s.customer.clone(), s.state.clone());
             }
-        }
-        if self.share.is_some() {
             // The states it writes or removes, and those of the ids it links (which another node may be
             // writing under their own id).
             let written = outcomes

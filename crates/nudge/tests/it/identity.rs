@@ -83,13 +83,24 @@ async fn run(events: &[Event], batch_size: usize) -> (Arc<dyn Store>, tempfile::
     for (n, ev) in events.iter().enumerate() {
         store.commit_delivery(delivery(n, ev)).await.expect("delivery commits");
     }
+    let pipeline = pipeline(&store, batch_size, None);
+    while pipeline.step().await.expect("a batch processes").0 > 0 {}
+    (store, dir)
+}
+
+/// A pipeline with the built-in flows over `store`, processing `share`'s partitions (or everything).
+fn pipeline(
+    store: &Arc<dyn Store>,
+    batch_size: usize,
+    share: Option<nudge::pipeline::ProcessingShare>,
+) -> Pipeline {
     let policy = nudge_policy::PolicyConfig::default();
     let flows = nudge_policy::flows::FlowSet::compile(
         &nudge_policy::flows::FlowSet::default_specs(&["klaviyo"], &policy),
         &["klaviyo"],
     )
     .expect("the built-in flows compile");
-    let pipeline = Pipeline {
+    Pipeline {
         store: store.clone(),
         scoring: Arc::new(Scoring::new(nudge_scoring::RulesScorer::default())),
         policy,
@@ -100,10 +111,8 @@ async fn run(events: &[Event], batch_size: usize) -> (Arc<dyn Store>, tempfile::
         sources: Arc::new(nudge_ingest::source::Registry::new()),
         browse_retention: Duration::from_secs(30 * 86_400),
         offers: Default::default(),
-        share: None,
-    };
-    while pipeline.step().await.expect("a batch processes").0 > 0 {}
-    (store, dir)
+        share,
+    }
 }
 
 async fn state(store: &Arc<dyn Store>, c: &CustomerId) -> Option<CustomerState> {
@@ -245,27 +254,9 @@ async fn two_processing_nodes_never_overwrite_a_stitched_customer() {
     for (n, ev) in events.iter().enumerate() {
         store.commit_delivery(delivery(n, ev)).await.expect("delivery commits");
     }
-    let policy = nudge_policy::PolicyConfig::default();
-    let flows = nudge_policy::flows::FlowSet::compile(
-        &nudge_policy::flows::FlowSet::default_specs(&["klaviyo"], &policy),
-        &["klaviyo"],
-    )
-    .expect("the built-in flows compile");
-    let flows = Arc::new(nudge::pipeline::Flows::new(flows));
     let node = |part: u32| {
-        Arc::new(Pipeline {
-            store: store.clone(),
-            scoring: Arc::new(Scoring::new(nudge_scoring::RulesScorer::default())),
-            policy: policy.clone(),
-            flows: flows.clone(),
-            abandon_after: Duration::from_secs(3600),
-            batch_size: 3,
-            approval_counts: Default::default(),
-            sources: Arc::new(nudge_ingest::source::Registry::new()),
-            browse_retention: Duration::from_secs(30 * 86_400),
-            offers: Default::default(),
-            share: Some(nudge::pipeline::ProcessingShare { pg: pg.clone(), parts: vec![part] }),
-        })
+        let share = nudge::pipeline::ProcessingShare { pg: pg.clone(), parts: vec![part] };
+        Arc::new(pipeline(&store, 3, Some(share)))
     };
     let (a, b) = (node(0), node(1));
     // The leader's routing.
