@@ -66,6 +66,11 @@ pub async fn dedupe_and_group_commit(s: Arc<dyn Store>) {
         s.commit_delivery(delivery("w2", Some("e1"))).await.unwrap(),
         CommitResult::Duplicate { .. }
     ));
+    // The duplicate took none of its keys: its new webhook id is free for the next delivery.
+    assert!(
+        matches!(s.commit_delivery(delivery("w2", None)).await.unwrap(), CommitResult::Committed { .. }),
+        "dedupe: a duplicate holds none of its keys"
+    );
     // Many concurrent deliveries (group commit), with duplicates among them: exactly one of each key lands.
     let mut handles = Vec::new();
     for i in 0..200 {
@@ -81,9 +86,9 @@ pub async fn dedupe_and_group_commit(s: Arc<dyn Store>) {
         }
     }
     assert_eq!(committed, 100, "group commit: each key committed once");
-    assert_eq!(s.stats().await.unwrap().deliveries, 101);
+    assert_eq!(s.stats().await.unwrap().deliveries, 102);
     // Pruning old keys makes the key usable again.
-    assert!(s.prune_dedupe(2_000).await.unwrap() >= 101);
+    assert!(s.prune_dedupe(2_000).await.unwrap() >= 102);
     assert!(matches!(s.commit_delivery(delivery("w1", None)).await.unwrap(), CommitResult::Committed { .. }));
 }
 

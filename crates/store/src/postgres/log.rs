@@ -4,7 +4,10 @@
 //! cluster-wide: of two nodes committing the same key at once, one insert wins and the other waits for the
 //! winner's transaction, then sees the conflict and reports a duplicate of the winner's delivery.
 //!
-//! A batch is one transaction of a few statements whatever its size: sequence numbers are taken for every
+//! A batch none of whose keys is held (the common case) is one statement, in a transaction of its own: its
+//! sequence numbers, keys and deliveries go in together, and it undoes itself when a key turns out to be
+//! held ([`insert_new_deliveries`]). Any other batch is one transaction of a few statements whatever its
+//! size: sequence numbers are taken for every
 //! delivery first, then every key of the batch goes in with one insert (in byte order, so two batches
 //! never wait on each other in a cycle), the keys found taken name the deliveries that hold them, and the
 //! batch is then decided in order as the embedded log does (a delivery is a duplicate if any key of it is
@@ -203,21 +206,8 @@ pub(crate) async fn insert_deliveries(
     if !stored.is_empty() {
         let mut cols = DeliveryColumns::default();
         for &i in &stored {
-            let (d, (codec, body)) = &ds[i];
             cols.seq.push(seqs[i]);
-            cols.trace.push(d.trace_id.to_string());
-            cols.source.push(d.source.as_str());
-            cols.topic.push(d.topic.as_str());
-            cols.shop.push(d.shop.as_deref());
-            cols.webhook.push(d.webhook_id.as_deref());
-            cols.event.push(d.event_id.as_deref());
-            cols.received.push(d.received_at_ms);
-            cols.headers.push(d.headers_json.as_str());
-            cols.body.push(body.as_slice());
-            cols.codec.push(
-                i16::try_from(*codec).map_err(|_| StoreError::Database(format!("body codec {codec}")))?,
-            );
-            cols.part.push(d.part.map(|p| p as i32));
+            cols.push(&ds[i])?;
         }
         sqlx::query(
             "INSERT INTO deliveries (seq, trace_id, source, topic, shop, webhook_id, event_id, received_at,
@@ -244,6 +234,116 @@ pub(crate) async fn insert_deliveries(
     Ok(out)
 }
 
+/// The marker of the error [`insert_new_deliveries`] raises to undo itself when a key is held.
+const HELD_MARKER: &str = "nudge: dedupe keys held";
+
+/// Stores deliveries none of whose keys is held, the common case, in one statement (its own transaction,
+/// one round trip instead of the five of [`insert_deliveries`] in a transaction): sequence numbers, every
+/// key and every delivery. Returns `None`, having written nothing, when the batch names a key twice or a
+/// key turns out to be held already (by a delivery stored before, or one another node is committing at the
+/// same moment, whose commit the insert waits for): such a batch is decided by [`insert_deliveries`].
+///
+/// Undoing is the statement's own: when fewer keys went in than the batch holds, its last part fails on
+/// purpose (a text that is not a number, naming the count, cast to one), which rolls back all of it; that
+/// error is recognised by its SQLSTATE (22P02) and [`HELD_MARKER`].
+async fn insert_new_deliveries(
+    pool: &PgPool,
+    ds: &[(NewDelivery, Encoded)],
+) -> std::result::Result<Option<Vec<CommitResult>>, LogFail> {
+    if ds.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    // Every key with the place of its delivery, in byte order (as the other path takes them, so two batches
+    // never wait on each other in a cycle); a key or a trace named twice is for the other path.
+    let mut keys: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut traces = HashSet::new();
+    for (i, (d, _)) in ds.iter().enumerate() {
+        if !traces.insert(d.trace_id) {
+            return Ok(None);
+        }
+        for k in &d.dedupe_keys {
+            if keys.insert(k.as_str(), i).is_some() {
+                return Ok(None);
+            }
+        }
+    }
+    let mut cols = DeliveryColumns::default();
+    for d in ds {
+        cols.push(d)?;
+    }
+    let traces: Vec<&str> = keys.values().map(|&n| cols.trace[n].as_str()).collect();
+    let key_ats: Vec<i64> = keys.values().map(|&n| ds[n].0.received_at_ms).collect();
+    // The deliveries take their sequence numbers as they go in (in batch order), and each key the number of
+    // its delivery, found by trace id (unique in the batch). The statement is one a connection plans once:
+    // PostgreSQL keeps a generic plan for it after a few runs, where a form that numbered the rows itself
+    // was planned again each time, at more than its run's cost.
+    let rows = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(format!(
+        "WITH d AS (
+             INSERT INTO deliveries (trace_id, source, topic, shop, webhook_id, event_id, received_at, headers,
+                 body, body_codec, part)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                 $7::bigint[], $8::text[], $9::bytea[], $10::smallint[], $11::int[])
+             RETURNING trace_id, seq
+         ),
+         k AS (
+             INSERT INTO delivery_keys (key, seq, created_at)
+             SELECT u.key, d.seq, u.at FROM UNNEST($12::text[], $13::text[], $14::bigint[]) WITH ORDINALITY
+                 AS u(key, trace, at, n)
+             JOIN d ON d.trace_id = u.trace
+             ORDER BY u.n
+             ON CONFLICT (key) DO NOTHING RETURNING 1
+         )
+         SELECT d.trace_id, CASE WHEN taken.n = $15 THEN d.seq
+                                 ELSE CAST('{HELD_MARKER}: ' || taken.n || ' of ' || $15 || ' taken' AS bigint) END
+         FROM d CROSS JOIN (SELECT COUNT(*) AS n FROM k) AS taken"
+    )))
+    .bind(&cols.trace)
+    .bind(&cols.source)
+    .bind(&cols.topic)
+    .bind(&cols.shop)
+    .bind(&cols.webhook)
+    .bind(&cols.event)
+    .bind(&cols.received)
+    .bind(&cols.headers)
+    .bind(&cols.body)
+    .bind(&cols.codec)
+    .bind(&cols.part)
+    .bind(keys.keys().copied().collect::<Vec<_>>())
+    .bind(&traces)
+    .bind(&key_ats)
+    .bind(keys.len() as i64)
+    .fetch_all(pool)
+    .await;
+    match result_in_order(rows, &cols.trace) {
+        Ok(seqs) => Ok(Some(seqs.into_iter().map(|seq| CommitResult::Committed { seq }).collect())),
+        Err(LogFail::Sql(e)) if held_marker(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The sequence numbers of [`insert_new_deliveries`]'s rows, in the order of `traces`.
+fn result_in_order(
+    rows: std::result::Result<Vec<(String, i64)>, sqlx::Error>,
+    traces: &[String],
+) -> std::result::Result<Vec<i64>, LogFail> {
+    let by_trace: HashMap<String, i64> = rows?.into_iter().collect();
+    traces
+        .iter()
+        .map(|t| {
+            by_trace
+                .get(t)
+                .copied()
+                .ok_or_else(|| StoreError::Database("deliveries: sequence numbers missing".into()).into())
+        })
+        .collect()
+}
+
+/// The error [`insert_new_deliveries`] raises to undo itself.
+fn held_marker(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.code().as_deref() == Some("22P02") && d.message().contains(HELD_MARKER))
+}
+
 /// The columns of the deliveries a batch stores, one array each.
 #[derive(Default)]
 struct DeliveryColumns<'a> {
@@ -259,6 +359,25 @@ struct DeliveryColumns<'a> {
     body: Vec<&'a [u8]>,
     codec: Vec<i16>,
     part: Vec<Option<i32>>,
+}
+
+impl<'a> DeliveryColumns<'a> {
+    /// Adds a delivery's columns (all but its sequence number).
+    fn push(&mut self, (d, (codec, body)): &'a (NewDelivery, Encoded)) -> Result<()> {
+        self.trace.push(d.trace_id.to_string());
+        self.source.push(d.source.as_str());
+        self.topic.push(d.topic.as_str());
+        self.shop.push(d.shop.as_deref());
+        self.webhook.push(d.webhook_id.as_deref());
+        self.event.push(d.event_id.as_deref());
+        self.received.push(d.received_at_ms);
+        self.headers.push(d.headers_json.as_str());
+        self.body.push(body.as_slice());
+        self.codec
+            .push(i16::try_from(*codec).map_err(|_| StoreError::Database(format!("body codec {codec}")))?);
+        self.part.push(d.part.map(|p| p as i32));
+        Ok(())
+    }
 }
 
 /// What commits batches of deliveries: the pool and the notifier that tells the leader about them. The
@@ -290,9 +409,15 @@ impl LogWriter {
         &self,
         ds: &[(NewDelivery, Encoded)],
     ) -> std::result::Result<Vec<CommitResult>, LogFail> {
-        let mut tx = self.pool.begin().await?;
-        let out = insert_deliveries(&mut tx, ds).await?;
-        tx.commit().await?;
+        let out = match insert_new_deliveries(&self.pool, ds).await? {
+            Some(out) => out,
+            None => {
+                let mut tx = self.pool.begin().await?;
+                let out = insert_deliveries(&mut tx, ds).await?;
+                tx.commit().await?;
+                out
+            }
+        };
         if out.iter().any(|r| matches!(r, CommitResult::Committed { .. })) {
             // Soon and coalesced: one small NOTIFY of the node's own, not one inside each transaction.
             self.notifier.wake.notify_one();
