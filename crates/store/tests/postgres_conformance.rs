@@ -137,3 +137,52 @@ async fn large_tables_are_counted_from_a_sample() {
     sampled.close().await;
     exact.drop_schema().await.unwrap();
 }
+
+/// A batch of new keys is stored by the one-statement path, and a batch with a held key by the full one
+/// after that statement undid itself. Both paths give the same results; what tells them apart is the
+/// sequence: the undone statement used up numbers (a sequence is not rolled back), so only the fallback
+/// leaves a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_keys_go_in_one_statement_and_a_held_key_falls_back() {
+    use nudge_model::TraceId;
+    use nudge_store::*;
+    let Some(url) = postgres_test_url() else { return };
+    let store = fresh_postgres(&url, "nudge_t").await;
+    let delivery = |webhook: &str| NewDelivery {
+        trace_id: TraceId::new(),
+        source: "shopify".into(),
+        topic: "orders/create".into(),
+        shop: None,
+        webhook_id: Some(webhook.into()),
+        event_id: None,
+        received_at_ms: 1_000,
+        headers_json: "{}".into(),
+        body: b"{}".to_vec(),
+        dedupe_keys: vec![format!("shopify:webhook:{webhook}")],
+        part: None,
+    };
+    let seqs = |results: Vec<CommitResult>| -> Vec<Option<i64>> {
+        results
+            .into_iter()
+            .map(|r| match r {
+                CommitResult::Committed { seq } => Some(seq),
+                CommitResult::Duplicate { .. } => None,
+            })
+            .collect()
+    };
+    let first =
+        seqs(store.commit_deliveries(vec![delivery("a"), delivery("b"), delivery("c")]).await.unwrap());
+    let next = seqs(store.commit_deliveries(vec![delivery("d"), delivery("e")]).await.unwrap());
+    let s = first[0].expect("a is new");
+    assert_eq!(first, vec![Some(s), Some(s + 1), Some(s + 2)], "new keys: numbered in batch order");
+    assert_eq!(next, vec![Some(s + 3), Some(s + 4)], "new keys again: no number used up, so no fallback");
+    let mixed = seqs(store.commit_deliveries(vec![delivery("f"), delivery("a")]).await.unwrap());
+    assert_eq!(mixed[1], None, "a held key is a duplicate");
+    assert!(mixed[0].unwrap() > s + 5, "the undone statement used up numbers before the fallback stored f");
+    assert_eq!(
+        store.pending_deliveries(100).await.unwrap().len(),
+        6,
+        "f stored once, the duplicate not at all"
+    );
+    store.drop_schema().await.unwrap();
+}

@@ -239,8 +239,8 @@ const HELD_MARKER: &str = "nudge: dedupe keys held";
 
 /// Stores deliveries none of whose keys is held, the common case, in one statement (its own transaction,
 /// one round trip instead of the five of [`insert_deliveries`] in a transaction): sequence numbers, every
-/// key and every delivery. Returns `None`, having written nothing, when the batch names a key twice or a
-/// key turns out to be held already (by a delivery stored before, or one another node is committing at the
+/// key and every delivery. Returns `None`, having written nothing, when the batch names a key or a trace
+/// twice or a key turns out to be held already (by a delivery stored before, or one another node is committing at the
 /// same moment, whose commit the insert waits for): such a batch is decided by [`insert_deliveries`].
 ///
 /// Undoing is the statement's own: when fewer keys went in than the batch holds, its last part fails on
@@ -256,9 +256,9 @@ async fn insert_new_deliveries(
     // Every key with the place of its delivery, in byte order (as the other path takes them, so two batches
     // never wait on each other in a cycle); a key or a trace named twice is for the other path.
     let mut keys: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut traces = HashSet::new();
+    let mut seen = HashSet::new();
     for (i, (d, _)) in ds.iter().enumerate() {
-        if !traces.insert(d.trace_id) {
+        if !seen.insert(d.trace_id) {
             return Ok(None);
         }
         for k in &d.dedupe_keys {
