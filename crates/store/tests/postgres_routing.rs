@@ -1,13 +1,14 @@
 //! Processing by partition on PostgreSQL (runs when `NUDGE_TEST_POSTGRES_URL` is set, in a fresh schema):
 //! routes are written once and read back by partition in seq order; requeueing and a new partition count
 //! clear them; a processing commit that carries the states it was computed from is refused when another
-//! commit changed one of them meanwhile, or created one it read as absent, and then writes nothing.
+//! commit changed one of them meanwhile, or created one it read as absent, or pointed one of the ids it
+//! resolved elsewhere, and then writes nothing.
 
 use nudge_model::{CustomerId, TraceId};
 use nudge_store::conformance::{fresh_postgres, postgres_test_url};
 use nudge_store::{
-    CommitResult, CustomerStates, DeliveryLog, DeliveryStatus, ExpectedState, NewDelivery, ProcessOutcome,
-    Processing, StoreError, StoredState,
+    CommitResult, CustomerStates, DeliveryLog, DeliveryStatus, ExpectedState, Identity, NewAlias,
+    NewDelivery, ProcessOutcome, Processing, StoreError, StoredState,
 };
 
 fn delivery(n: usize) -> NewDelivery {
@@ -186,5 +187,39 @@ async fn a_commit_is_refused_when_a_state_it_read_changed_meanwhile() {
     };
     store.commit_processing(vec![plain]).await.unwrap();
     assert_eq!(stored(&known).await.as_deref(), Some(&b"v9"[..]));
+    store.drop_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_commit_is_refused_when_an_id_it_resolved_was_stitched_meanwhile() {
+    let Some(url) = postgres_test_url() else { return };
+    let store = fresh_postgres(&url, "nudge_cas_alias").await;
+    let mut seqs = Vec::new();
+    for n in 0..3 {
+        seqs.push(commit(&store, n).await);
+    }
+    let (one, two): (CustomerId, CustomerId) = ("shopify:1".parse().unwrap(), "shopify:2".parse().unwrap());
+    let visitor = "anon:v1".to_string();
+    // Computed with the visitor pointing nowhere; it points it at `one`.
+    let link = |seq, to: &CustomerId, expected: Option<&CustomerId>| ProcessOutcome {
+        seq,
+        status: Some(DeliveryStatus::Processed),
+        aliases: vec![NewAlias { alias: visitor.clone(), customer: to.clone(), at_ms: 1, trace_id: None }],
+        expected_aliases: vec![(visitor.clone(), expected.cloned())],
+        ..Default::default()
+    };
+    store.commit_processing(vec![link(seqs[0], &one, None)]).await.unwrap();
+    // Another batch also read it as pointing nowhere, before that commit: refused, nothing written.
+    match store.commit_processing(vec![link(seqs[1], &two, None)]).await {
+        Err(StoreError::Conflict(why)) => assert!(why.contains("anon:v1"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let pointed = store.resolve_aliases(std::slice::from_ref(&visitor)).await.unwrap();
+    assert_eq!(pointed.iter().map(|a| a.customer.clone()).collect::<Vec<_>>(), vec![one.clone()]);
+    assert_eq!(store.pending_deliveries(10).await.unwrap().len(), 2);
+    // Computed from where it points now: goes through.
+    store.commit_processing(vec![link(seqs[1], &two, Some(&one))]).await.unwrap();
+    let pointed = store.resolve_aliases(std::slice::from_ref(&visitor)).await.unwrap();
+    assert_eq!(pointed.iter().map(|a| a.customer.clone()).collect::<Vec<_>>(), vec![two]);
     store.drop_schema().await.unwrap();
 }

@@ -76,40 +76,84 @@ fn pack(records: impl IntoIterator<Item = impl std::borrow::Borrow<AuditRecord>>
     Ok(rows)
 }
 
+/// Audit records packed into rows (see the module docs), as the columns of one insert.
+#[derive(Default)]
+pub(crate) struct AuditColumns {
+    traces: Vec<String>,
+    customers: Vec<Option<String>>,
+    stages: Vec<String>,
+    ats: Vec<i64>,
+    texts: Vec<Option<String>>,
+    packed: Vec<Option<Vec<u8>>>,
+}
+
+impl AuditColumns {
+    /// `records` packed, in order.
+    pub(crate) fn of(
+        records: impl IntoIterator<Item = impl std::borrow::Borrow<AuditRecord>>,
+    ) -> Result<Self> {
+        let mut c = Self::default();
+        for r in pack(records)? {
+            c.traces.push(r.trace);
+            c.customers.push(r.customer);
+            c.stages.push(r.stage);
+            c.ats.push(r.at);
+            c.texts.push(r.detail);
+            c.packed.push(r.detail_lz4);
+        }
+        Ok(c)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.traces.is_empty()
+    }
+
+    /// The statement that inserts the rows in order, their columns bound as its parameters `$first` to
+    /// `$first + 5` (by [`Self::bind`]); it fits a statement of its own or a data-modifying `WITH` query.
+    pub(crate) fn insert_sql(first: usize) -> String {
+        let p = |i: usize| first + i;
+        format!(
+            "INSERT INTO audit (trace_id, customer_id, stage, at, detail, detail_lz4)
+             SELECT u.t, u.c, u.s, u.a, u.d, u.z
+             FROM UNNEST(${}::text[], ${}::text[], ${}::text[], ${}::bigint[], ${}::text[], ${}::bytea[])
+               WITH ORDINALITY AS u(t, c, s, a, d, z, n)
+             ORDER BY u.n",
+            p(0),
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5)
+        )
+    }
+
+    /// Binds the six columns, in the order [`Self::insert_sql`] numbers them.
+    pub(crate) fn bind<'q>(
+        self,
+        q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        q.bind(self.traces)
+            .bind(self.customers)
+            .bind(self.stages)
+            .bind(self.ats)
+            .bind(self.texts)
+            .bind(self.packed)
+    }
+}
+
+/// The audit insert as a statement of its own.
+static INSERT_AUDIT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| AuditColumns::insert_sql(1));
+
 /// Appends audit records packed into rows (see the module docs), in order.
 pub(crate) async fn insert_packed_audit(
     tx: &mut Tx,
     records: impl IntoIterator<Item = impl std::borrow::Borrow<AuditRecord>>,
 ) -> Result<()> {
-    let rows = pack(records)?;
-    if rows.is_empty() {
+    let columns = AuditColumns::of(records)?;
+    if columns.is_empty() {
         return Ok(());
     }
-    let (mut traces, mut customers, mut stages, mut ats, mut texts, mut packed) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for r in rows {
-        traces.push(r.trace);
-        customers.push(r.customer);
-        stages.push(r.stage);
-        ats.push(r.at);
-        texts.push(r.detail);
-        packed.push(r.detail_lz4);
-    }
-    sqlx::query(
-        "INSERT INTO audit (trace_id, customer_id, stage, at, detail, detail_lz4)
-         SELECT u.t, u.c, u.s, u.a, u.d, u.z
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bytea[]) WITH ORDINALITY
-           AS u(t, c, s, a, d, z, n)
-         ORDER BY u.n",
-    )
-    .bind(traces)
-    .bind(customers)
-    .bind(stages)
-    .bind(ats)
-    .bind(texts)
-    .bind(packed)
-    .execute(&mut **tx)
-    .await?;
+    columns.bind(sqlx::query(INSERT_AUDIT.as_str())).execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -188,7 +188,6 @@ impl Outbox for PgStore {
             }
         }
         let traces: Vec<String> = trace_ids.iter().map(ToString::to_string).collect();
-        lock_traces(&mut tx, &traces, false).await?;
 
         // Each item's new status, only while it is pending: an item another node already settled (or an
         // attempt recorded twice) keeps what it has; the attempt is still audited.
@@ -205,17 +204,26 @@ impl Outbox for PgStore {
         let ids: Vec<i64> = attempts.iter().map(|a| a.item_id).collect();
         let distinct = ids.iter().collect::<HashSet<_>>().len() == ids.len();
         let changed: Vec<bool> = if distinct {
+            // The traces' rows are locked (as `lock_traces` does) by the same statement, before it updates
+            // any: the count is a condition on no row, which PostgreSQL checks once, before the scan. An item
+            // another transaction changed meanwhile is updated as that transaction left it, if still pending.
             let updated: HashSet<i64> = sqlx::query_scalar(
-                "UPDATE outbox o SET status = u.status, attempts = o.attempts + 1,
+                "WITH locked AS MATERIALIZED (
+                     SELECT COUNT(*) AS n FROM (
+                         SELECT id FROM outbox WHERE trace_id = ANY($5) ORDER BY id FOR UPDATE
+                     ) l
+                 )
+                 UPDATE outbox o SET status = u.status, attempts = o.attempts + 1,
                    next_attempt_at = COALESCE(u.next, o.next_attempt_at), last_error = COALESCE(u.err, o.last_error)
                  FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[]) AS u(id, status, next, err)
-                 WHERE o.id = u.id AND o.status = 'pending'
+                 WHERE o.id = u.id AND o.status = 'pending' AND (SELECT n FROM locked) >= 0
                  RETURNING o.id",
             )
             .bind(&ids)
             .bind(fields.iter().map(|f| f.0).collect::<Vec<_>>())
             .bind(fields.iter().map(|f| f.1).collect::<Vec<_>>())
             .bind(fields.iter().map(|f| f.2).collect::<Vec<_>>())
+            .bind(&traces)
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
@@ -223,6 +231,7 @@ impl Outbox for PgStore {
             ids.iter().map(|id| updated.contains(id)).collect()
         } else {
             // An item named more than once: one by one, in order.
+            lock_traces(&mut tx, &traces, false).await?;
             let mut changed = Vec::with_capacity(ids.len());
             for (id, (status, next, err)) in ids.iter().zip(&fields) {
                 let n = sqlx::query(
@@ -277,22 +286,15 @@ impl Outbox for PgStore {
             });
             ended.push((trace, terminal, a.at_ms));
         }
-        if !ended.is_empty() {
-            // A replayed trace gets its new outcome: it replaces the earlier terminal state.
-            sqlx::query(
-                "INSERT INTO terminal (trace_id, state, reason, at)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
-                 ON CONFLICT (trace_id) DO UPDATE SET state = excluded.state, reason = excluded.reason,
-                   at = excluded.at",
-            )
+        // The terminal states and the audit trail in one statement. A replayed trace gets its new outcome: it
+        // replaces the earlier terminal state.
+        let audit = super::audit::AuditColumns::of(&records)?;
+        let q = sqlx::query(SETTLE.as_str())
             .bind(ended.iter().map(|e| e.0.as_str()).collect::<Vec<_>>())
             .bind(ended.iter().map(|e| e.1.name()).collect::<Vec<_>>())
             .bind(ended.iter().map(|e| e.1.reason()).collect::<Vec<_>>())
-            .bind(ended.iter().map(|e| e.2).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
-        }
-        super::audit::insert_packed_audit(&mut tx, &records).await?;
+            .bind(ended.iter().map(|e| e.2).collect::<Vec<_>>());
+        audit.bind(q).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -378,6 +380,21 @@ impl Outbox for PgStore {
 pub(crate) fn limit_of(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
+
+/// What recording a round of attempts writes last: the terminal states of the traces it settles
+/// (`$1`–`$4`) and the audit records (`$5`–`$10`).
+static SETTLE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH ended AS (
+             INSERT INTO terminal (trace_id, state, reason, at)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
+             ON CONFLICT (trace_id) DO UPDATE SET state = excluded.state, reason = excluded.reason,
+               at = excluded.at
+         )
+         {}",
+        super::audit::AuditColumns::insert_sql(5)
+    )
+});
 
 /// Locks what settling `traces` reads: their outbox rows, then (with `approvals`) their pending approval
 /// items, each in id order, so that transactions settling the same trace run one after the other and never

@@ -2,11 +2,13 @@
 //!
 //! A batch is one transaction. Its deliveries are marked with a conditional update (`status = 'pending'`), so
 //! a batch that another node has already committed (in part) changes nothing and answers
-//! [`StoreError::Conflict`]: the effects of a delivery are written once, with its status. Each kind of row
-//! goes in one statement (or one per run where order matters: a timer cancelled then set again, an alias
-//! pointed twice; see [`write_rows`]); offer settlements, offers and products go outcome by outcome, since
-//! an offer made is settled only by a later order. An erasure ends a chunk: what came before it is written
-//! first, so it removes the person's rows of the whole batch so far, and nothing after it.
+//! [`StoreError::Conflict`]: the effects of a delivery are written once, with its status. What every
+//! delivery writes (its status, the customers' states, outbox items, terminal states, the audit trail) goes
+//! in one statement with the batch's checks ([`WRITE_CORE`]); the rarer rows go a statement per kind (or
+//! per run where order matters: a timer cancelled then set again, an alias pointed twice; see
+//! [`write_rows`]); offer settlements, offers and products go outcome by outcome, since an offer made is
+//! settled only by a later order. An erasure ends a chunk: what came before it is written first, so it
+//! removes the person's rows of the whole batch so far, and nothing after it.
 
 use super::*;
 
@@ -15,25 +17,16 @@ impl Processing for PgStore {
     async fn commit_processing_after(&self, batch: Vec<ProcessOutcome>, after: Option<i64>) -> Result<()> {
         let _in_order = self.processing_gate.lock().await;
         let mut tx = self.begin().await?;
-        if let Some(seq) = after {
-            let status: Option<String> = sqlx::query_scalar("SELECT status FROM deliveries WHERE seq = $1")
-                .bind(seq)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if status.as_deref().is_none_or(|s| s == "pending") {
-                return Err(StoreError::Conflict(format!(
-                    "delivery {seq}, which this batch was computed after, is not processed"
-                )));
-            }
-        }
         let now_ms = now_ms();
-        check_expected_states(&mut tx, &batch).await?;
+        // What the batch was computed from is checked by its first chunk's statement, as it writes.
+        // So is the delivery it was computed after (alone, for an empty batch).
+        let mut first = Some((after, lock_expected(&mut tx, &batch).await?));
         let mut rest = &batch[..];
-        while !rest.is_empty() {
+        while !rest.is_empty() || first.as_ref().is_some_and(|(after, _)| after.is_some()) {
             // Up to and including the first outcome that carries a privacy request.
             let end = rest.iter().position(|o| o.privacy.is_some()).map_or(rest.len(), |i| i + 1);
             let (chunk, tail) = rest.split_at(end);
-            write_chunk(&mut tx, chunk, now_ms).await?;
+            write_chunk(&mut tx, chunk, first.take(), now_ms).await?;
             rest = tail;
         }
         tx.commit().await?;
@@ -256,11 +249,22 @@ fn sample_scale(table_rows: f64, seen: i64) -> f64 {
 /// of the schema and the id). Two-key advisory locks are a space apart from the one-key partition leases.
 const CUSTOMER_LOCK: i32 = 0x6375_7374;
 
-/// Refuses the batch ([`StoreError::Conflict`]) unless every state and alias it was computed from is still
-/// stored as it was read. The ids concerned are locked first (transaction advisory locks, taken in key order
-/// so that two nodes cannot deadlock), so every node that writes one of them commits after the other and
-/// checks what the other wrote: a state that changed, appeared or went, an id re-pointed to another customer.
-async fn check_expected_states(tx: &mut Tx, batch: &[ProcessOutcome]) -> Result<()> {
+/// What a batch was computed from, to be found stored as it was read: customers' states (`None`: absent)
+/// and where ids pointed through the aliases (`None`: nowhere).
+#[derive(Default)]
+struct Expected<'a> {
+    customers: Vec<String>,
+    states: Vec<Option<&'a [u8]>>,
+    aliases: Vec<&'a str>,
+    targets: Vec<Option<String>>,
+}
+
+/// Locks the ids whose states and aliases `batch` was computed from (transaction advisory locks, taken in key
+/// order so that two nodes cannot deadlock), so that every node that writes one of them commits after the
+/// other, and answers what the batch expects to find stored once it holds them: the first chunk's statement
+/// refuses the batch ([`StoreError::Conflict`]) when a state changed, appeared or went, or an id was
+/// re-pointed to another customer.
+async fn lock_expected<'a>(tx: &mut Tx, batch: &'a [ProcessOutcome]) -> Result<Expected<'a>> {
     let mut states: std::collections::BTreeMap<String, Option<&[u8]>> = Default::default();
     let mut aliases: std::collections::BTreeMap<&str, Option<String>> = Default::default();
     for o in batch {
@@ -272,11 +276,12 @@ async fn check_expected_states(tx: &mut Tx, batch: &[ProcessOutcome]) -> Result<
         }
     }
     if states.is_empty() && aliases.is_empty() {
-        return Ok(());
+        return Ok(Expected::default());
     }
     let mut ids: Vec<&str> = states.keys().map(String::as_str).chain(aliases.keys().copied()).collect();
     ids.sort_unstable();
     ids.dedup();
+    // A statement of its own: the one that checks must take its snapshot once the locks are held.
     sqlx::query(
         "SELECT pg_advisory_xact_lock($1, k) FROM (
            SELECT DISTINCT hashtext(current_schema() || ':' || id) AS k FROM UNNEST($2::text[]) AS id ORDER BY k
@@ -286,73 +291,81 @@ async fn check_expected_states(tx: &mut Tx, batch: &[ProcessOutcome]) -> Result<
     .bind(&ids)
     .execute(&mut **tx)
     .await?;
-    if !states.is_empty() {
-        let keys: Vec<&str> = states.keys().map(String::as_str).collect();
-        let stored: Vec<(String, Vec<u8>)> =
-            sqlx::query_as("SELECT customer_id, state FROM customers WHERE customer_id = ANY($1::text[])")
-                .bind(&keys)
-                .fetch_all(&mut **tx)
-                .await?;
-        let stored: std::collections::HashMap<String, Vec<u8>> = stored.into_iter().collect();
-        for (customer, want) in &states {
-            if stored.get(customer).map(Vec::as_slice) != *want {
-                return Err(StoreError::Conflict(format!(
-                    "the state of {customer} changed since this batch read it (written by another node)"
-                )));
-            }
-        }
-    }
-    if !aliases.is_empty() {
-        let keys: Vec<&str> = aliases.keys().copied().collect();
-        let stored: Vec<(String, String)> =
-            sqlx::query_as("SELECT alias, customer_id FROM aliases WHERE alias = ANY($1::text[])")
-                .bind(&keys)
-                .fetch_all(&mut **tx)
-                .await?;
-        let stored: std::collections::HashMap<String, String> = stored.into_iter().collect();
-        for (id, want) in &aliases {
-            if stored.get(*id) != want.as_ref() {
-                return Err(StoreError::Conflict(format!(
-                    "{id} was stitched to another customer since this batch read it (by another node)"
-                )));
-            }
-        }
-    }
-    Ok(())
+    let (customers, states) = states.into_iter().unzip();
+    let (aliases, targets) = aliases.into_iter().unzip();
+    Ok(Expected { customers, states, aliases, targets })
 }
 
-async fn write_chunk(tx: &mut Tx, chunk: &[ProcessOutcome], now_ms: i64) -> Result<()> {
+/// The rows every processed delivery writes, in one statement of data-modifying `WITH` queries (a round trip
+/// where there were up to seven): the deliveries' statuses, conditional on each still being pending (their
+/// count is answered), the customers' states written and removed, the outbox items, the terminal states and
+/// the audit trail. Every part reads the snapshot from before the statement and writes a table of its own
+/// (a customer is written or removed, never both), so the parts cannot see or undo each other. The text is
+/// the same whatever the chunk holds (an empty part inserts nothing), so PostgreSQL plans it once per
+/// connection. It also answers, from the same snapshot (taken once the batch's customer locks are held,
+/// and before its writes): the status of the delivery the batch was computed after (`$17`), the first
+/// customer whose stored state is not the one expected (`$24`, `$25`), and the first id that no longer
+/// points where it was expected to (`$26`, `$27`).
+static WRITE_CORE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH marked AS (
+             UPDATE deliveries d SET status = u.status, reason = u.reason
+             FROM UNNEST($1::bigint[], $2::text[], $3::text[]) AS u(seq, status, reason)
+             WHERE d.seq = u.seq AND d.status = 'pending'
+             RETURNING d.seq
+         ), written AS (
+             INSERT INTO customers (customer_id, email, state, is_text, updated_at)
+             SELECT u.id, u.email, u.state, FALSE, $7
+             FROM UNNEST($4::text[], $5::text[], $6::bytea[]) AS u(id, email, state)
+             ON CONFLICT (customer_id) DO UPDATE SET email = excluded.email, state = excluded.state,
+               is_text = FALSE, updated_at = excluded.updated_at
+         ), removed AS (
+             DELETE FROM customers WHERE customer_id = ANY($8::text[])
+         ), queued AS (
+             INSERT INTO outbox (trace_id, customer_id, destination, action, next_attempt_at, created_at, origin_us)
+             SELECT u.t, u.c, u.d, u.a, $7, $7, u.o
+             FROM UNNEST($9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[]) WITH ORDINALITY
+               AS u(t, c, d, a, o, n)
+             ORDER BY u.n
+         ), ended AS (
+             INSERT INTO terminal (trace_id, state, reason, at)
+             SELECT u.t, u.s, u.r, $7 FROM UNNEST($14::text[], $15::text[], $16::text[]) AS u(t, s, r)
+             ON CONFLICT (trace_id) DO NOTHING
+         ), audited AS (
+             {}
+         )
+         SELECT (SELECT COUNT(*) FROM marked), (SELECT status FROM deliveries WHERE seq = $17),
+                (SELECT e.id FROM UNNEST($24::text[], $25::bytea[]) AS e(id, state)
+                   LEFT JOIN customers c ON c.customer_id = e.id
+                 WHERE c.state IS DISTINCT FROM e.state LIMIT 1),
+                (SELECT e.id FROM UNNEST($26::text[], $27::text[]) AS e(id, target)
+                   LEFT JOIN aliases a ON a.alias = e.id
+                 WHERE a.customer_id IS DISTINCT FROM e.target LIMIT 1)",
+        super::audit::AuditColumns::insert_sql(18)
+    )
+});
+
+/// Writes a chunk of outcomes in which only the last may carry a privacy request (applied last), refusing it
+/// ([`StoreError::Conflict`]) when one of its deliveries is no longer pending. The batch's first chunk also
+/// checks what the batch was computed after and from (`first`).
+async fn write_chunk(
+    tx: &mut Tx,
+    chunk: &[ProcessOutcome],
+    first: Option<(Option<i64>, Expected<'_>)>,
+    now_ms: i64,
+) -> Result<()> {
+    let (after, expected) = first.unwrap_or_default();
     // Delivery statuses, conditional on the delivery still being pending.
     let marked: Vec<&ProcessOutcome> = chunk.iter().filter(|o| o.status.is_some()).collect();
-    if !marked.is_empty() {
-        let seqs: Vec<i64> = marked.iter().map(|o| o.seq).collect();
-        let statuses: Vec<&str> = marked
-            .iter()
-            .map(|o| match o.status {
-                Some(DeliveryStatus::Quarantined) => "quarantined",
-                _ => "processed",
-            })
-            .collect();
-        let reasons: Vec<Option<&str>> = marked.iter().map(|o| o.status_reason.as_deref()).collect();
-        let updated = sqlx::query(
-            "UPDATE deliveries d SET status = u.status, reason = u.reason
-             FROM UNNEST($1::bigint[], $2::text[], $3::text[]) AS u(seq, status, reason)
-             WHERE d.seq = u.seq AND d.status = 'pending'",
-        )
-        .bind(&seqs)
-        .bind(&statuses)
-        .bind(&reasons)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if updated != seqs.len() as u64 {
-            return Err(StoreError::Conflict(format!(
-                "{} of the batch's {} deliveries are not pending (processed elsewhere, or not in the log)",
-                seqs.len() as u64 - updated,
-                seqs.len()
-            )));
-        }
-    }
+    let seqs: Vec<i64> = marked.iter().map(|o| o.seq).collect();
+    let statuses: Vec<&str> = marked
+        .iter()
+        .map(|o| match o.status {
+            Some(DeliveryStatus::Quarantined) => "quarantined",
+            _ => "processed",
+        })
+        .collect();
+    let reasons: Vec<Option<&str>> = marked.iter().map(|o| o.status_reason.as_deref()).collect();
 
     // States: the last write of each customer in the chunk (a write or a removal) is what stands.
     let mut last: std::collections::HashMap<String, Option<&StoredState>> = std::collections::HashMap::new();
@@ -382,73 +395,65 @@ async fn write_chunk(tx: &mut Tx, chunk: &[ProcessOutcome], now_ms: i64) -> Resu
             None => gone.push(k),
         }
     }
-    if !ids.is_empty() {
-        sqlx::query(
-            "INSERT INTO customers (customer_id, email, state, is_text, updated_at)
-             SELECT u.id, u.email, u.state, FALSE, $4 FROM UNNEST($1::text[], $2::text[], $3::bytea[]) AS u(id, email, state)
-             ON CONFLICT (customer_id) DO UPDATE SET email = excluded.email, state = excluded.state,
-               is_text = FALSE, updated_at = excluded.updated_at",
-        )
+
+    let items: Vec<&NewOutboxItem> = chunk.iter().flat_map(|o| &o.outbox).collect();
+    let ended: Vec<(TraceId, &TerminalState)> =
+        chunk.iter().filter_map(|o| Some((o.trace_id?, o.terminal.as_ref()?))).collect();
+    let audit = super::audit::AuditColumns::of(chunk.iter().flat_map(|o| &o.audit))?;
+
+    let q = sqlx::query(WRITE_CORE.as_str())
+        .bind(&seqs)
+        .bind(&statuses)
+        .bind(&reasons)
         .bind(&ids)
         .bind(&emails)
         .bind(&states)
         .bind(now_ms)
-        .execute(&mut **tx)
+        .bind(&gone)
+        .bind(items.iter().map(|i| i.trace_id.to_string()).collect::<Vec<_>>())
+        .bind(items.iter().map(|i| i.customer.to_string()).collect::<Vec<_>>())
+        .bind(items.iter().map(|i| i.destination.as_str()).collect::<Vec<_>>())
+        .bind(items.iter().map(|i| i.action_json.as_str()).collect::<Vec<_>>())
+        .bind(items.iter().map(|i| i.origin_us).collect::<Vec<_>>())
+        .bind(ended.iter().map(|(t, _)| t.to_string()).collect::<Vec<_>>())
+        .bind(ended.iter().map(|(_, s)| s.name()).collect::<Vec<_>>())
+        .bind(ended.iter().map(|(_, s)| s.reason()).collect::<Vec<_>>())
+        .bind(after);
+    let row = audit
+        .bind(q)
+        .bind(&expected.customers)
+        .bind(&expected.states)
+        .bind(&expected.aliases)
+        .bind(&expected.targets)
+        .fetch_one(&mut **tx)
         .await?;
+    let (updated, after_status): (i64, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
+    if let Some(customer) = row.try_get::<Option<String>, _>(2)? {
+        return Err(StoreError::Conflict(format!(
+            "the state of {customer} changed since this batch read it (written by another node)"
+        )));
     }
-    if !gone.is_empty() {
-        sqlx::query("DELETE FROM customers WHERE customer_id = ANY($1::text[])")
-            .bind(&gone)
-            .execute(&mut **tx)
-            .await?;
+    if let Some(id) = row.try_get::<Option<String>, _>(3)? {
+        return Err(StoreError::Conflict(format!(
+            "{id} was stitched to another customer since this batch read it (by another node)"
+        )));
     }
-
-    super::audit::insert_packed_audit(tx, chunk.iter().flat_map(|o| &o.audit)).await?;
-
-    let items: Vec<&NewOutboxItem> = chunk.iter().flat_map(|o| &o.outbox).collect();
-    if !items.is_empty() {
-        let traces: Vec<String> = items.iter().map(|i| i.trace_id.to_string()).collect();
-        let customers: Vec<String> = items.iter().map(|i| i.customer.to_string()).collect();
-        let destinations: Vec<&str> = items.iter().map(|i| i.destination.as_str()).collect();
-        let actions: Vec<&str> = items.iter().map(|i| i.action_json.as_str()).collect();
-        let origins: Vec<i64> = items.iter().map(|i| i.origin_us).collect();
-        sqlx::query(
-            "INSERT INTO outbox (trace_id, customer_id, destination, action, next_attempt_at, created_at, origin_us)
-             SELECT u.t, u.c, u.d, u.a, $6, $6, u.o
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) WITH ORDINALITY
-               AS u(t, c, d, a, o, n)
-             ORDER BY u.n",
-        )
-        .bind(&traces)
-        .bind(&customers)
-        .bind(&destinations)
-        .bind(&actions)
-        .bind(&origins)
-        .bind(now_ms)
-        .execute(&mut **tx)
-        .await?;
+    if let Some(seq) = after
+        && after_status.as_deref().is_none_or(|s| s == "pending")
+    {
+        return Err(StoreError::Conflict(format!(
+            "delivery {seq}, which this batch was computed after, is not processed"
+        )));
+    }
+    if updated != seqs.len() as i64 {
+        return Err(StoreError::Conflict(format!(
+            "{} of the batch's {} deliveries are not pending (processed elsewhere, or not in the log)",
+            seqs.len() as i64 - updated,
+            seqs.len()
+        )));
     }
 
     write_rows(tx, chunk, now_ms).await?;
-
-    let ended: Vec<(TraceId, &TerminalState)> =
-        chunk.iter().filter_map(|o| Some((o.trace_id?, o.terminal.as_ref()?))).collect();
-    if !ended.is_empty() {
-        let traces: Vec<String> = ended.iter().map(|(t, _)| t.to_string()).collect();
-        let names: Vec<&str> = ended.iter().map(|(_, s)| s.name()).collect();
-        let reasons: Vec<Option<&str>> = ended.iter().map(|(_, s)| s.reason()).collect();
-        sqlx::query(
-            "INSERT INTO terminal (trace_id, state, reason, at)
-             SELECT u.t, u.s, u.r, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(t, s, r)
-             ON CONFLICT (trace_id) DO NOTHING",
-        )
-        .bind(&traces)
-        .bind(&names)
-        .bind(&reasons)
-        .bind(now_ms)
-        .execute(&mut **tx)
-        .await?;
-    }
 
     if let Some(job) = chunk.last().and_then(|o| o.privacy.as_ref()) {
         super::privacy::submit(tx, job, now_ms).await?;
