@@ -464,8 +464,10 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     let spread = cluster.is_some() && cfg.cache.backend == crate::config::CacheBackend::Redis;
     let node_id = cfg.cluster.node_id.clone().unwrap_or_else(|| default_node_id(&listener));
     let bus = connect_bus(&cfg, &format!("nudge/{node_id}")).await?;
-    if bus.is_some() {
+    if let Some(bus) = &bus {
         tracing::info!(queue = %cfg.bus.queue, "webhooks are acknowledged once RabbitMQ has them");
+        // A webhook's partition, computed at its acknowledgement, travels with it through the queue.
+        bus.route_by(spread.then_some(partitions));
     }
 
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -744,7 +746,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         segment: crate::segment_api::SegmentApi::new(cfg.sources.segment.as_ref()),
         copy,
         outbox,
-        route_by: (spread && bus.is_none()).then_some(partitions),
+        route_by: spread.then_some(partitions),
         bus,
     });
     let addr = listener.local_addr()?;

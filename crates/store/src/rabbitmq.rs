@@ -33,7 +33,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use nudge_model::{AuditRecord, AuditStage, TraceId};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -124,10 +124,23 @@ struct Envelope {
     received_at_ms: i64,
     headers_json: String,
     dedupe_keys: Vec<String>,
+    /// The partition the publishing node computed for the delivery, and the partition count it used
+    /// (absent when it computed none). Builds before it was written skip it and leave the routing to the
+    /// leader, as they always did: it only adds a field, so the format stays the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    route: Option<Route>,
 }
 
-/// The message for `d`: the envelope as one JSON line, then the body.
-pub fn encode(d: &NewDelivery) -> Vec<u8> {
+/// A delivery's partition as its publisher computed it, out of `of` partitions.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+struct Route {
+    part: u32,
+    of: u32,
+}
+
+/// The message for `d`: the envelope as one JSON line, then the body. `d.part`, computed out of `of`
+/// partitions, goes with it.
+pub fn encode(d: &NewDelivery, of: Option<u32>) -> Vec<u8> {
     let envelope = Envelope {
         v: ENVELOPE_FORMAT,
         trace_id: d.trace_id,
@@ -139,6 +152,7 @@ pub fn encode(d: &NewDelivery) -> Vec<u8> {
         received_at_ms: d.received_at_ms,
         headers_json: d.headers_json.clone(),
         dedupe_keys: d.dedupe_keys.clone(),
+        route: d.part.zip(of).map(|(part, of)| Route { part, of }),
     };
     // serde_json escapes every newline inside strings: the first newline ends the envelope.
     let mut out = serde_json::to_vec(&envelope).expect("an envelope always serialises");
@@ -147,8 +161,10 @@ pub fn encode(d: &NewDelivery) -> Vec<u8> {
     out
 }
 
-/// The delivery a message holds, with the bus's own dedupe key added.
-pub fn decode(message: &[u8]) -> Result<NewDelivery, Unreadable> {
+/// The delivery a message holds, with the bus's own dedupe key added, and with the partition its publisher
+/// computed when that was out of `of` partitions, the count in force (a message published before the count
+/// was changed is routed again, by the leader).
+pub fn decode(message: &[u8], of: Option<u32>) -> Result<NewDelivery, Unreadable> {
     let split = message
         .iter()
         .position(|&b| b == b'\n')
@@ -185,7 +201,7 @@ pub fn decode(message: &[u8]) -> Result<NewDelivery, Unreadable> {
         headers_json: e.headers_json,
         body: message[split + 1..].to_vec(),
         dedupe_keys,
-        part: None,
+        part: e.route.filter(|r| Some(r.of) == of && r.part < r.of).map(|r| r.part),
     })
 }
 
@@ -282,6 +298,10 @@ pub struct AmqpBus {
     name: String,
     publishing: tokio::sync::Mutex<Publishing>,
     next: AtomicUsize,
+    /// The partition count deliveries are routed by on a cluster that processes by partition (0: none):
+    /// a published delivery's partition goes with it, and a drained one keeps it when it was computed out
+    /// of this count.
+    route_of: AtomicU32,
 }
 
 impl AmqpBus {
@@ -305,6 +325,7 @@ impl AmqpBus {
             name: name.to_string(),
             publishing: Default::default(),
             next: AtomicUsize::new(0),
+            route_of: AtomicU32::new(0),
         });
         let link = bus.open(PUBLISH_CHANNELS).await?;
         bus.publishing.lock().await.link = Some(Arc::new(link));
@@ -313,6 +334,17 @@ impl AmqpBus {
 
     pub fn queue(&self) -> &str {
         self.queue.as_str()
+    }
+
+    /// Routes deliveries by `of` partitions (`None`: not at all): the partition a published delivery carries
+    /// ([`NewDelivery::part`]) goes with it into the queue, and the drain stores it with the delivery when
+    /// it was computed out of the same count, so that the leader need not route it.
+    pub fn route_by(&self, of: Option<u32>) {
+        self.route_of.store(of.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    fn routing(&self) -> Option<u32> {
+        Some(self.route_of.load(Ordering::Relaxed)).filter(|&of| of > 0)
     }
 
     /// Opens a connection with `channels` channels in confirm mode and declares the queue: durable, a
@@ -394,7 +426,7 @@ impl AmqpBus {
             .with_delivery_mode(2)
             .with_message_id(d.trace_id.to_string().into())
             .with_timestamp(u64::try_from(d.received_at_ms / 1000).unwrap_or(0));
-        let body = encode(d);
+        let body = encode(d, self.routing());
         let publish = async {
             channel
                 // Mandatory: if the queue is gone (deleted by hand), the broker returns the message rather
@@ -515,7 +547,7 @@ impl AmqpBus {
             let mut deliveries = Vec::with_capacity(batch.len());
             let mut newer = None;
             for m in &batch {
-                match decode(&m.data) {
+                match decode(&m.data, self.routing()) {
                     Ok(d) => {
                         deliveries.push(d);
                         last_tag = Some(m.delivery_tag);
@@ -672,12 +704,12 @@ mod tests {
     #[test]
     fn a_message_holds_the_delivery_and_its_bus_key() {
         let d = delivery();
-        let back = decode(&encode(&d)).unwrap();
+        let back = decode(&encode(&d, None), None).unwrap();
         assert_eq!(back.body, d.body);
         assert_eq!(back.webhook_id, d.webhook_id);
         assert_eq!(back.headers_json, d.headers_json);
         assert_eq!(back.dedupe_keys, vec!["shopify:w\n1".to_string(), bus_key(d.trace_id)]);
-        assert!(decode(b"not ours").is_err());
+        assert!(decode(b"not ours", None).is_err());
         // The log refuses these keys; so does the bus, before acknowledging.
         assert!(storable(&d).is_err());
         let mut ok = d.clone();
@@ -686,31 +718,51 @@ mod tests {
         let mut nul = ok.clone();
         nul.topic = "orders/\0create".into();
         assert!(storable(&nul).unwrap_err().to_string().contains("NUL"));
-        assert!(matches!(decode(b"{\"x\":1}\nbody"), Err(Unreadable::NotOurs(_))));
+        assert!(matches!(decode(b"{\"x\":1}\nbody", None), Err(Unreadable::NotOurs(_))));
     }
 
     #[test]
     fn envelope_formats_old_current_and_newer() {
         let d = NewDelivery { shop: None, dedupe_keys: vec!["shopify:w1".into()], ..delivery() };
-        let message = encode(&d);
+        let message = encode(&d, None);
         assert!(message.starts_with(format!("{{\"nudge\":{ENVELOPE_FORMAT},").as_bytes()));
         // Before the format was written, and with a field a later format added: both read.
         let text = String::from_utf8(message.clone()).unwrap();
         let unversioned = text.replacen(&format!("\"nudge\":{ENVELOPE_FORMAT},"), "", 1);
-        assert_eq!(decode(unversioned.as_bytes()).unwrap().trace_id, d.trace_id);
+        assert_eq!(decode(unversioned.as_bytes(), None).unwrap().trace_id, d.trace_id);
         let added = text.replacen("{", "{\"extra\":[1],", 1);
-        assert_eq!(decode(added.as_bytes()).unwrap().trace_id, d.trace_id);
+        assert_eq!(decode(added.as_bytes(), None).unwrap().trace_id, d.trace_id);
         // A newer format, whatever else it changed, is named as such (not rejected as not ours).
         let newer = format!("{{\"nudge\":{},\"trace\":\"renamed\"}}\nbody", ENVELOPE_FORMAT + 1);
-        assert_eq!(decode(newer.as_bytes()).unwrap_err(), Unreadable::Newer(ENVELOPE_FORMAT + 1));
+        assert_eq!(decode(newer.as_bytes(), None).unwrap_err(), Unreadable::Newer(ENVELOPE_FORMAT + 1));
         // A newer format that only added fields reads as this one would, and is still newer.
         let bumped = text.replacen(
             &format!("\"nudge\":{ENVELOPE_FORMAT},"),
             &format!("\"nudge\":{},", ENVELOPE_FORMAT + 1),
             1,
         );
-        assert_eq!(decode(bumped.as_bytes()).unwrap_err(), Unreadable::Newer(ENVELOPE_FORMAT + 1));
+        assert_eq!(decode(bumped.as_bytes(), None).unwrap_err(), Unreadable::Newer(ENVELOPE_FORMAT + 1));
         // Another application's JSON with a version of its own is not ours, whatever the number.
-        assert!(matches!(decode(b"{\"v\":7,\"x\":1}\nbody"), Err(Unreadable::NotOurs(_))));
+        assert!(matches!(decode(b"{\"v\":7,\"x\":1}\nbody", None), Err(Unreadable::NotOurs(_))));
+    }
+
+    #[test]
+    fn a_partition_goes_with_its_count_and_is_kept_only_under_that_count() {
+        let d = NewDelivery { dedupe_keys: vec!["shopify:w1".into()], part: Some(5), ..delivery() };
+        let routed = encode(&d, Some(8));
+        assert_eq!(decode(&routed, Some(8)).unwrap().part, Some(5));
+        // Drained under another count (repartitioned meanwhile), or by a node that does not route: the
+        // leader routes it.
+        assert_eq!(decode(&routed, Some(16)).unwrap().part, None);
+        assert_eq!(decode(&routed, None).unwrap().part, None);
+        // Published by a node that does not route, or with no partition: nothing is written for it, so the
+        // message reads as before.
+        for message in [encode(&d, None), encode(&NewDelivery { part: None, ..d.clone() }, Some(8))] {
+            assert!(!String::from_utf8_lossy(&message).contains("route"));
+            assert_eq!(decode(&message, Some(8)).unwrap().part, None);
+        }
+        // A partition out of its count is not trusted.
+        let text = String::from_utf8(routed).unwrap().replacen("\"part\":5", "\"part\":9", 1);
+        assert_eq!(decode(text.as_bytes(), Some(8)).unwrap().part, None);
     }
 }

@@ -4,7 +4,8 @@
 //! delivered again after its commit is stored once; a message that is not a delivery is rejected and the
 //! drain goes on; of two draining nodes one drains at a time, and the other takes over when it stops; a
 //! broker behind TLS is used when its CA is trusted and refused otherwise; a message of a newer envelope
-//! format is left in the queue, in order, for an upgraded node.
+//! format is left in the queue, in order, for an upgraded node; a partition computed at publish is stored
+//! with its delivery when the drain routes by the same count, and left to the leader otherwise.
 
 use lapin::options::{BasicPublishOptions, QueueDeleteOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -179,6 +180,46 @@ async fn published_deliveries_reach_the_log_once_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_computed_at_publish_is_stored_by_the_drain_under_the_same_count() {
+    let Some(s) = Setup::new().await else { return };
+    let bus = s.bus("t-routed").await;
+    bus.route_by(Some(8));
+    // Deliveries 0..30 carry their partition (n % 8); 30..40 name no customer (the leader routes them).
+    for n in 0..40 {
+        let part = (n < 30).then_some((n % 8) as u32);
+        bus.publish(&NewDelivery { part, ..delivery(n, &format!("r{n}")) }).await.unwrap();
+    }
+    let (stop, task, counts) = s.drain(bus.clone());
+    assert!(until(60, async || counts.get().0 >= 40).await, "drained: {:?}", counts.get());
+    let (unrouted, routed) = s.store.pending_routes().await.unwrap();
+    assert_eq!(unrouted, 10);
+    assert_eq!(routed, (0..8).map(|p| (p, if p < 6 { 4 } else { 3 })).collect::<Vec<_>>());
+    let in_five: Vec<usize> = s
+        .store
+        .pending_deliveries_in(&[5], None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| {
+            serde_json::from_slice::<serde_json::Value>(&d.body).unwrap()["n"].as_u64().unwrap() as usize
+        })
+        .collect();
+    assert_eq!(in_five, vec![5, 13, 21, 29], "a partition's deliveries, in queue order");
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    // Drained by a node whose count is another (the cluster was repartitioned meanwhile): not trusted.
+    for n in 40..45 {
+        bus.publish(&NewDelivery { part: Some(1), ..delivery(n, &format!("r{n}")) }).await.unwrap();
+    }
+    let other = s.bus("t-repartitioned").await;
+    other.route_by(Some(16));
+    let (stop, task, counts) = s.drain(other);
+    assert!(until(60, async || counts.get().0 >= 5).await, "drained: {:?}", counts.get());
+    assert_eq!(s.store.pending_routes().await.unwrap().0, 15, "routed again by the leader");
+    s.finish_after((stop, task)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_delivered_again_after_its_commit_is_stored_once() {
     let Some(s) = Setup::new().await else { return };
     let bus = s.bus("t-again").await;
@@ -186,7 +227,7 @@ async fn a_message_delivered_again_after_its_commit_is_stored_once() {
     let ds: Vec<NewDelivery> = (0..50).map(|n| delivery(n, &format!("a{n}"))).collect();
     let committed: Vec<NewDelivery> = ds
         .iter()
-        .map(|d| nudge_store::rabbitmq::decode(&nudge_store::rabbitmq::encode(d)).unwrap())
+        .map(|d| nudge_store::rabbitmq::decode(&nudge_store::rabbitmq::encode(d, None), None).unwrap())
         .collect();
     s.store.commit_deliveries(committed).await.unwrap();
     for d in &ds {
@@ -323,7 +364,7 @@ async fn a_message_of_a_newer_format_is_left_in_the_queue_for_an_upgraded_node()
     assert_eq!(got[0], newer.as_bytes());
     let later: Vec<usize> = got[1..]
         .iter()
-        .map(|m| nudge_store::rabbitmq::decode(m).unwrap().received_at_ms as usize - 1_700_000_000_000)
+        .map(|m| nudge_store::rabbitmq::decode(m, None).unwrap().received_at_ms as usize - 1_700_000_000_000)
         .collect();
     assert_eq!(later, vec![3, 4]);
     let _ = conn.close(200, "done".into()).await;
