@@ -2,7 +2,9 @@
 //! the tests whose nodes share their rate limits when `NUDGE_TEST_REDIS_URL` is too; each test in a schema of
 //! its own). Load is spread over the nodes; the leader, or a node delivering partitions, is killed with
 //! `kill -9` mid-load and started again later, the database's connections are cut mid-load, PostgreSQL and
-//! Redis are crashed and restarted mid-load, and the same webhook goes to two nodes at once. Every
+//! Redis are crashed and restarted mid-load, the same webhook goes to two nodes at once, and webhooks reach
+//! nodes that process by partition through RabbitMQ, each with the partition computed where it was
+//! acknowledged. Every
 //! acknowledged delivery must reach exactly one terminal state, no event reaches Klaviyo twice, and each
 //! customer's profile updates reach Klaviyo in the order of the customer's events.
 //!
@@ -83,17 +85,20 @@ impl Cluster {
 
     /// A cluster whose webhooks go through RabbitMQ at `amqp` (a queue of its own).
     async fn start_on_bus(url: &str, fake_url: &str, nodes: usize, amqp: &str) -> Cluster {
-        Self::start_on_bus_tls(url, fake_url, nodes, amqp, None).await
+        Self::start_on_bus_tls(url, fake_url, nodes, amqp, None, None).await
     }
 
+    /// [`Cluster::start_on_bus`], with the broker behind TLS (`tls`) and with the rate limits shared in
+    /// Redis (`redis`: processing and delivery by partition).
     async fn start_on_bus_tls(
         url: &str,
         fake_url: &str,
         nodes: usize,
         amqp: &str,
         tls: Option<(String, String)>,
+        redis: Option<String>,
     ) -> Cluster {
-        let mut c = Self::start_with(url, fake_url, 0, None, "").await;
+        let mut c = Self::start_with(url, fake_url, 0, redis, "").await;
         c.bus_tls = tls;
         c.ports = (0..nodes)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
@@ -149,14 +154,21 @@ timer_tick = "100ms"
                 data = self.dir.path().join(format!("data{i}")).display(),
                 fake = self.fake_url,
                 klaviyo_keys = self.klaviyo_keys,
-                spread = match (&self.redis, &self.bus) {
-                    (Some(r), _) =>
-                        format!("[bus]\npartitions = 8\n[cache]\nbackend = \"redis\"\nredis_url = \"{r}\"\n"),
-                    (None, Some((amqp, queue))) => {
+                spread = {
+                    let mut bus = String::new();
+                    if let Some((amqp, queue)) = &self.bus {
                         let (amqp, keys) = self.bus_tls.as_ref().map_or((amqp.as_str(), ""), |(u, k)| (u, k));
-                        format!("[bus]\nbackend = \"rabbitmq\"\namqp_url = \"{amqp}\"\nqueue = \"{queue}\"\n{keys}")
+                        bus = format!(
+                            "backend = \"rabbitmq\"\namqp_url = \"{amqp}\"\nqueue = \"{queue}\"\n{keys}"
+                        );
                     }
-                    (None, None) => String::new(),
+                    match &self.redis {
+                        Some(r) => format!(
+                            "[bus]\npartitions = 8\n{bus}[cache]\nbackend = \"redis\"\nredis_url = \"{r}\"\n"
+                        ),
+                        None if bus.is_empty() => String::new(),
+                        None => format!("[bus]\n{bus}"),
+                    }
                 },
             ),
         )
@@ -222,10 +234,15 @@ timer_tick = "100ms"
 
     /// How many deliveries node `i` processed, by its metrics (0 when it does not answer).
     async fn processed_on(&self, i: usize) -> f64 {
+        self.counted_on(i, "nudge_deliveries_processed_total").await
+    }
+
+    /// Node `i`'s counter `name`, summed over its labels (0 when the node does not answer).
+    async fn counted_on(&self, i: usize, name: &str) -> f64 {
         let Ok(r) = reqwest::get(format!("{}/metrics", self.base(i))).await else { return 0.0 };
         let text = r.text().await.unwrap_or_default();
         text.lines()
-            .filter(|l| l.starts_with("nudge_deliveries_processed_total{"))
+            .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
@@ -593,7 +610,8 @@ async fn through_rabbitmq_over_tls_the_same_webhook_to_two_nodes_at_once_is_proc
         file("node.key", nudge_testkit::tls_front::CLIENT_KEY_PEM),
     );
     let (_, tls_url) = nudge_testkit::tls_front::amqps_through(&amqp, front.port);
-    let cluster = Cluster::start_on_bus_tls(&url, &fake.base_url(), 2, &amqp, Some((tls_url, keys))).await;
+    let cluster =
+        Cluster::start_on_bus_tls(&url, &fake.base_url(), 2, &amqp, Some((tls_url, keys)), None).await;
     assert!(front.handshakes() >= 2, "both nodes connected over TLS");
     // The console's overview shows what is still in the queue.
     let token = cluster.cli(0, &["tokens", "create", "--name", "ops", "--role", "viewer"]);
@@ -1059,6 +1077,38 @@ async fn through_rabbitmq_a_node_killed_and_the_broker_cut_off_lose_nothing() {
     let status = cluster.status(0);
     assert_eq!(status["bus"]["pending"], 0, "{status}");
     assert_eq!(status["bus"]["draining"], true, "{status}");
+    cluster.finish().await;
+    fake.shutdown().await;
+}
+
+/// Through RabbitMQ, with processing and delivery by partition (Redis): a webhook's partition, computed by
+/// the node that acknowledges it, travels in its message, so the leader routes only what names nobody (the
+/// abandonment timers); both nodes process their partitions, and everything lands once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn through_rabbitmq_by_partition_each_webhook_brings_its_partition() {
+    let Some(url) = nudge_store::conformance::postgres_test_url() else { return };
+    let Some(amqp) = nudge_store::conformance::amqp_test_url() else { return };
+    let Some(redis) = redis_test_url() else { return };
+    let fake = fake().await;
+    let cluster = Cluster::start_on_bus_tls(&url, &fake.base_url(), 2, &amqp, None, Some(redis)).await;
+    assert!(eventually(40, async || cluster.spread_over(&[0, 1]).await).await, "the partitions are shared");
+    let status = cluster.status(0);
+    assert_eq!(status["processing"].as_str(), Some("partitions"), "{status}");
+    let customers = std::env::var("NUDGE_CLUSTER_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let checkouts = 40.min(customers);
+    let (traces, _) = load(senders(&cluster), customers, checkouts, async || {}).await;
+    check_outcome(&cluster, &fake, &traces, customers, checkouts).await;
+    let mut routed = 0.0;
+    for i in 0..2 {
+        assert!(cluster.processed_on(i).await > 0.0, "node {i} processed no delivery\n{}", cluster.log(i));
+        routed += cluster.counted_on(i, "nudge_deliveries_routed_total").await;
+    }
+    // Every webhook names its customer; only the abandonment timers (one a checkout at most) are routed.
+    assert!(
+        routed <= checkouts as f64,
+        "the leader routed {routed} of {} webhooks' deliveries",
+        traces.len()
+    );
     cluster.finish().await;
     fake.shutdown().await;
 }
