@@ -414,17 +414,16 @@ pub async fn deliver_share(
 ) {
     let mut listeners =
         vec![tokio::spawn(relay_hints(pg.clone(), Hints::Outbox, wake.clone(), shutdown.clone()))];
-    // Processing of the held partitions: woken by the leader's routing; what it enqueues wakes this node's
+    // Processing of the held partitions: woken by the leader's routing, and by new deliveries, which come
+    // routed when the node that acknowledged them computed their partition (then the leader routes nothing,
+    // and without this hint they would wait for the next poll); what it enqueues wakes this node's
     // destination workers at once and the other nodes' through PostgreSQL.
     let routed = Arc::new(Notify::new());
     let enqueued = Arc::new(Notify::new());
     if processing.is_some() {
-        listeners.push(tokio::spawn(relay_hints(
-            pg.clone(),
-            Hints::Routed,
-            routed.clone(),
-            shutdown.clone(),
-        )));
+        for hints in [Hints::Routed, Hints::Deliveries] {
+            listeners.push(tokio::spawn(relay_hints(pg.clone(), hints, routed.clone(), shutdown.clone())));
+        }
         listeners.push(tokio::spawn(forward_outbox_hints(
             pg.clone(),
             enqueued.clone(),
