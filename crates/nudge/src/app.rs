@@ -556,6 +556,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
             leading: leading.clone(),
             spread_over: cluster.clone().filter(|_| spread),
             partitions,
+            wake_partitions: Arc::new(Notify::new()),
         })
     };
     // A digest's settings are checked at boot, not when a node first leads.

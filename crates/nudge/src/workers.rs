@@ -48,6 +48,9 @@ pub struct Workers {
     pub spread_over: Option<Arc<PgStore>>,
     /// The cluster's partition count (what the leader routes deliveries by when work is spread).
     pub partitions: u32,
+    /// Wakes the processing of this node's partitions (when work is spread): on the leader's routing, and
+    /// on new deliveries, which come routed when the node that acknowledged them computed their partition.
+    pub wake_partitions: Arc<Notify>,
 }
 
 pub type PushTargets = Vec<(String, Arc<dyn Destination>, crate::outbox::DeliverySettings)>;
@@ -215,12 +218,13 @@ pub async fn lead(
     mut node: NodeRecord,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let listener = tokio::spawn(relay_hints(
-        pg.clone(),
-        Hints::Deliveries,
-        workers.wake_pipeline.clone(),
-        shutdown.clone(),
-    ));
+    // New deliveries wake the leader's processing (or routing) and, when work is spread, this node's own
+    // processing of its partitions: a delivery routed where it was acknowledged is routed by nobody else.
+    let mut woken = vec![workers.wake_pipeline.clone()];
+    if workers.spread_over.is_some() {
+        woken.push(workers.wake_partitions.clone());
+    }
+    let listener = tokio::spawn(relay_hints(pg.clone(), Hints::Deliveries, woken, shutdown.clone()));
     loop {
         if *shutdown.borrow() {
             break;
@@ -413,17 +417,19 @@ pub async fn deliver_share(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut listeners =
-        vec![tokio::spawn(relay_hints(pg.clone(), Hints::Outbox, wake.clone(), shutdown.clone()))];
-    // Processing of the held partitions: woken by the leader's routing, and by new deliveries, which come
-    // routed when the node that acknowledged them computed their partition (then the leader routes nothing,
-    // and without this hint they would wait for the next poll); what it enqueues wakes this node's
-    // destination workers at once and the other nodes' through PostgreSQL.
-    let routed = Arc::new(Notify::new());
+        vec![tokio::spawn(relay_hints(pg.clone(), Hints::Outbox, vec![wake.clone()], shutdown.clone()))];
+    // Processing of the held partitions: woken by the leader's routing, and by new deliveries (relayed by
+    // [`lead`]); what it enqueues wakes this node's destination workers at once and the other nodes'
+    // through PostgreSQL.
+    let routed = processing.as_ref().map_or_else(|| Arc::new(Notify::new()), |w| w.wake_partitions.clone());
     let enqueued = Arc::new(Notify::new());
     if processing.is_some() {
-        for hints in [Hints::Routed, Hints::Deliveries] {
-            listeners.push(tokio::spawn(relay_hints(pg.clone(), hints, routed.clone(), shutdown.clone())));
-        }
+        listeners.push(tokio::spawn(relay_hints(
+            pg.clone(),
+            Hints::Routed,
+            vec![routed.clone()],
+            shutdown.clone(),
+        )));
         listeners.push(tokio::spawn(forward_outbox_hints(
             pg.clone(),
             enqueued.clone(),
@@ -608,9 +614,14 @@ enum Hints {
     Routed,
 }
 
-/// Wakes `wake` on every notification of `hints` from PostgreSQL until `shutdown`, listening again after
-/// a lost connection (a lost hint costs only latency: the workers also poll).
-async fn relay_hints(pg: Arc<PgStore>, hints: Hints, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+/// Wakes each of `wake` on every notification of `hints` from PostgreSQL until `shutdown`, listening again
+/// after a lost connection (a lost hint costs only latency: the workers also poll).
+async fn relay_hints(
+    pg: Arc<PgStore>,
+    hints: Hints,
+    wake: Vec<Arc<Notify>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let listening = match hints {
             Hints::Deliveries => pg.listen_deliveries().await,
@@ -621,7 +632,7 @@ async fn relay_hints(pg: Arc<PgStore>, hints: Hints, wake: Arc<Notify>, mut shut
             Ok(mut l) => loop {
                 tokio::select! {
                     n = l.recv() => match n {
-                        Ok(_) => wake.notify_one(),
+                        Ok(_) => wake.iter().for_each(|w| w.notify_one()),
                         Err(e) => {
                             tracing::warn!(error = %e, "the store's notifications stopped; listening again");
                             break;
