@@ -35,14 +35,15 @@
 //! and signs every request before the clock starts, then writes them over raw HTTP/1.1 keep-alive
 //! connections from one thread, so what is measured is nudge, not the cost of building JSON and HMACs.
 //!
-//! `--postgres URL [--pool 16]` runs the in-process nudge on the PostgreSQL backend instead of the embedded
+//! `--postgres URL [--pool 16] [--ack-linger MS]` runs the in-process nudge on the PostgreSQL backend instead of the embedded
 //! store (`URL` as `storage.postgres_url`, e.g. `postgres://postgres@127.0.0.1:5432/test`), in a fresh schema
 //! `nudge_bench_<random>` with `--pool` connections, dropped at the end of the run (`--sustain` too; not with
 //! `--source bigcommerce`). `--durability` does not apply. The node is alone, so it takes the leader lease,
 //! then waits out the takeover grace before its workers start: the phases start once it leads. Each phase
 //! also reports PostgreSQL's CPU per delivery (its processes' user + system time on this machine, all of
 //! them and nudge's sessions alone), and the end of the run the schema's bytes per delivery, as the run
-//! left them and compacted (`VACUUM FULL`).
+//! left them and compacted (`VACUUM FULL`), and the server's WAL and checkpoints per phase. `--ack-linger`
+//! sets `storage.postgres_ack_linger` in milliseconds.
 //!
 //! `--amqp URL` (with `--postgres`) acknowledges each webhook on RabbitMQ's publisher confirm
 //! (`[bus] backend = "rabbitmq"`, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`) on a queue of the run's own,
@@ -132,6 +133,7 @@ fn args(m: &BTreeMap<String, String>) -> Args {
             "perf",
             "postgres",
             "pool",
+            "ack-linger",
             "nodes",
             "redis",
             "amqp",
@@ -230,6 +232,8 @@ struct PgBench {
     url: String,
     schema: String,
     pool: u32,
+    /// `storage.postgres_ack_linger` in ms (`--ack-linger`); the configuration's default when not given.
+    ack_linger: Option<u64>,
 }
 
 /// The tables a delivery's bytes are counted over.
@@ -253,7 +257,12 @@ impl PgBench {
         let url = m.get("postgres")?.clone();
         assert!(!url.is_empty(), "--postgres takes a URL (postgres://user@host:port/database)");
         let id = uuid::Uuid::new_v4().simple().to_string();
-        Some(PgBench { url, schema: format!("nudge_bench_{}", &id[..12]), pool: num(m, "pool", 16) as u32 })
+        Some(PgBench {
+            url,
+            schema: format!("nudge_bench_{}", &id[..12]),
+            pool: num(m, "pool", 16) as u32,
+            ack_linger: m.get("ack-linger").map(|v| v.parse().expect("--ack-linger takes milliseconds")),
+        })
     }
 
     /// Points nudge's storage at the schema.
@@ -262,6 +271,9 @@ impl PgBench {
         cfg.storage.postgres_url = Some(self.url.clone());
         cfg.storage.postgres_schema = self.schema.clone();
         cfg.storage.postgres_pool = self.pool;
+        if let Some(ms) = self.ack_linger {
+            cfg.storage.postgres_ack_linger = nudge::config::HumanDuration(Duration::from_millis(ms));
+        }
     }
 
     /// A small pool of the benchmark's own on the schema, named apart from nudge's sessions.
@@ -282,7 +294,11 @@ impl PgBench {
     }
 
     fn describe(&self) -> String {
-        format!("storage: PostgreSQL, schema {} (dropped at the end), pool {}", self.schema, self.pool)
+        let linger = self.ack_linger.map_or_else(|| "the default".to_string(), |ms| format!("{ms} ms"));
+        format!(
+            "storage: PostgreSQL, schema {} (dropped at the end), pool {}, acknowledgements linger {linger}",
+            self.schema, self.pool
+        )
     }
 
     /// Waits until a node leads: it records itself as the leader when it takes the lease, and starts its
@@ -351,10 +367,21 @@ impl PgBench {
         .fetch_all(probe)
         .await
         .unwrap_or_default();
+        let wal: (i64, i64) = sqlx::query_as("SELECT wal_bytes::bigint, wal_fpi::bigint FROM pg_stat_wal")
+            .fetch_one(probe)
+            .await
+            .unwrap_or((0, 0));
+        let checkpoints: (i64, i64) =
+            sqlx::query_as("SELECT checkpoints_timed::bigint, checkpoints_req::bigint FROM pg_stat_bgwriter")
+                .fetch_one(probe)
+                .await
+                .unwrap_or((0, 0));
         PgSnapshot {
             cpu: postgres_cpu(),
             xacts,
             tables: tables.into_iter().map(|(t, w, i, q)| (t, [w, i, q])).collect(),
+            wal: [wal.0, wal.1],
+            checkpoints: [checkpoints.0, checkpoints.1],
         }
     }
 
@@ -381,6 +408,14 @@ impl PgBench {
             index_scans as f64 / n,
             seq_scans as f64 / n,
             written.iter().map(|(t, w)| format!("{t} {:.2}", *w as f64 / n)).collect::<Vec<_>>().join(", ")
+        );
+        println!(
+            "  PostgreSQL's WAL (the whole server's): {:.0} bytes and {:.2} full-page images per delivery; \
+             checkpoints meanwhile: {} timed, {} requested",
+            (now.wal[0] - before.wal[0]) as f64 / n,
+            (now.wal[1] - before.wal[1]) as f64 / n,
+            now.checkpoints[0] - before.checkpoints[0],
+            now.checkpoints[1] - before.checkpoints[1],
         );
         let before = &before.cpu;
         let after = now.cpu;
@@ -476,6 +511,9 @@ struct PgSnapshot {
     cpu: BTreeMap<i32, f64>,
     xacts: i64,
     tables: BTreeMap<String, [i64; 3]>,
+    /// The server's WAL (bytes, full-page images) and checkpoints (timed, requested) so far.
+    wal: [i64; 2],
+    checkpoints: [i64; 2],
 }
 
 fn postgres_cpu() -> BTreeMap<i32, f64> {

@@ -183,6 +183,7 @@ pub async fn open_backend(cfg: &Config) -> anyhow::Result<(Arc<dyn Store>, Optio
             let mut pg = PgConfig::new(url);
             pg.schema = Some(cfg.storage.postgres_schema.clone());
             pg.max_connections = cfg.storage.postgres_pool;
+            pg.ack_linger = cfg.storage.postgres_ack_linger.0;
             let store = PgStore::connect(&pg).await.with_context(|| {
                 format!("opening the PostgreSQL store (schema {})", cfg.storage.postgres_schema)
             })?;

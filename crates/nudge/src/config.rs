@@ -224,6 +224,9 @@ pub struct StorageConfig {
     pub postgres_schema: String,
     /// Connections per node in the PostgreSQL pool.
     pub postgres_pool: u32,
+    /// How long a committer of webhook acknowledgements that finds only a few waiting waits for more, so
+    /// they share a transaction (PostgreSQL); at most 50ms, `"0ms"` commits at once.
+    pub postgres_ack_linger: HumanDuration,
     /// The embedded SQLite databases (`ingest.db`, the log of deliveries; `nudge.db`, the rest) live here;
     /// with PostgreSQL, only node-local files (the pid file, exports, the pseudonym key when not configured).
     pub data_dir: PathBuf,
@@ -376,6 +379,7 @@ impl Default for StorageConfig {
             postgres_url: None,
             postgres_schema: "public".into(),
             postgres_pool: 16,
+            postgres_ack_linger: HumanDuration(Duration::from_millis(2)),
             data_dir: PathBuf::from("./nudge-data"),
             durability: Durability::Full,
             dedupe_retention: HumanDuration(Duration::from_secs(14 * 86_400)),
@@ -1346,6 +1350,9 @@ impl Config {
         }
         if !(2..=1000).contains(&self.storage.postgres_pool) {
             return Err(err("storage.postgres_pool", "must be between 2 and 1000"));
+        }
+        if self.storage.postgres_ack_linger.0 > Duration::from_millis(50) {
+            return Err(err("storage.postgres_ack_linger", "must be at most 50ms"));
         }
         if self.bus.backend == BusBackend::Rabbitmq {
             if self.storage.backend != StorageBackend::Postgres {
@@ -2373,6 +2380,10 @@ mod tests {
         }
         let e = Config::from_toml("[storage]\npostgres_pool = 1", &env(&[])).unwrap_err();
         assert!(e.to_string().contains("storage.postgres_pool"), "{e}");
+        let e = Config::from_toml("[storage]\npostgres_ack_linger = \"51ms\"", &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("storage.postgres_ack_linger"), "{e}");
+        let c = Config::from_toml("[storage]\npostgres_ack_linger = \"0ms\"", &env(&[])).unwrap();
+        assert_eq!(c.storage.postgres_ack_linger.0, Duration::ZERO);
         let e = Config::from_toml("[storage]\nbackend = \"mysql\"", &env(&[])).unwrap_err();
         assert!(e.to_string().contains("backend"), "{e}");
     }

@@ -136,7 +136,7 @@ async fn measure(
     println!("{name}:");
     seed(&s, traces).await;
     if let Some((_, pg)) = &sampled {
-        pg.analyze_hot_tables().await.unwrap();
+        pg.analyze_hot_tables(false).await.unwrap();
     }
     let sampled = sampled.map(|(store, _)| store);
     // What the console's pulse costs on a store this size: `stats` counted exactly, and (PostgreSQL) from a

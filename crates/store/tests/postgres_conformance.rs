@@ -122,7 +122,7 @@ async fn large_tables_are_counted_from_a_sample() {
         at_ms: 1,
     });
     exact.record_attempts(attempts.collect()).await.unwrap();
-    exact.analyze_hot_tables().await.unwrap();
+    exact.analyze_hot_tables(false).await.unwrap();
 
     let mut config = nudge_store::postgres::PgConfig::new(&url);
     config.schema = Some(exact.schema().to_string());

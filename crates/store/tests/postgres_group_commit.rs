@@ -148,3 +148,80 @@ async fn committers_stop_with_the_store() {
     assert_eq!(cleanup.pending_deliveries(10).await.unwrap().len(), 1, "what was acknowledged stays");
     cleanup.drop_schema().await.expect("drop the test schema");
 }
+
+/// Acknowledgements arriving a few ms apart: with `ack_linger`, the committer that takes the first waits for
+/// the rest and commits them in one transaction (the rows share their inserting transaction id); without it,
+/// each commits on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linger_gathers_acknowledgements_that_arrive_apart_into_one_transaction() {
+    let Some(url) = postgres_test_url() else { return };
+    let scratch = fresh_postgres(&url, "nudge_t").await;
+    let schema = scratch.schema().to_string();
+    drop(scratch);
+    let transactions = |linger: Duration, tag: &'static str| {
+        let (url, schema) = (url.clone(), schema.clone());
+        async move {
+            let mut config = PgConfig::new(url);
+            config.schema = Some(schema);
+            config.ack_linger = linger;
+            let store = Arc::new(PgStore::connect(&config).await.expect("connect to PostgreSQL"));
+            let mut calls = Vec::new();
+            for i in 0..6u64 {
+                let store = store.clone();
+                calls.push(tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(if linger.is_zero() { 40 } else { 3 } * i))
+                        .await;
+                    store.commit_delivery(delivery(&format!("{tag}{i}"), &format!("{tag}{i}"))).await
+                }));
+            }
+            for call in calls {
+                assert!(matches!(call.await.unwrap(), Ok(CommitResult::Committed { .. })));
+            }
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(DISTINCT xmin::text) FROM deliveries WHERE webhook_id LIKE $1 || '%'",
+            )
+            .bind(tag)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            (store, n)
+        }
+    };
+    let (_, apart) = transactions(Duration::ZERO, "zero").await;
+    assert_eq!(apart, 6, "without a linger, acknowledgements 40 ms apart commit one by one");
+    let (store, together) = transactions(Duration::from_millis(200), "linger").await;
+    assert_eq!(together, 1, "a 200 ms linger gathers six acknowledgements 3 ms apart");
+    store.drop_schema().await.expect("drop the test schema");
+}
+
+/// The leader's periodic refresh of the planner's statistics analyses a table once enough of it changed, and
+/// not again while nothing does (PostgreSQL's change counters reach it within seconds, so it is asked until
+/// they have).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_statistics_refresh_analyses_only_tables_that_changed() {
+    let Some(url) = postgres_test_url() else { return };
+    let store = fresh_postgres(&url, "nudge_t").await;
+    let analysed = store.analyze_hot_tables(false).await.unwrap();
+    assert!(analysed.iter().any(|t| t == "deliveries") && analysed.len() >= 7, "asked for all: {analysed:?}");
+    for i in 0..200 {
+        store.commit_delivery(delivery(&format!("a{i}"), &format!("a{i}"))).await.unwrap();
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let analysed = store.analyze_hot_tables(true).await.unwrap();
+        if analysed.iter().any(|t| t == "deliveries") {
+            assert!(!analysed.iter().any(|t| t == "timers"), "timers did not change: {analysed:?}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "200 new deliveries are analysed within 30 s");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let again = store.analyze_hot_tables(true).await.unwrap();
+    assert!(!again.iter().any(|t| t == "deliveries"), "nothing changed since: {again:?}");
+    let rows: f32 = sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = 'deliveries'::regclass")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 200.0, "the planner counts the table as it is");
+    store.drop_schema().await.expect("drop the test schema");
+}

@@ -70,6 +70,11 @@ pub struct PgConfig {
     /// fewer rows than this, and estimates it from a sample of about [`STATS_SAMPLE_ROWS`] rows above: the
     /// console asks every 40 s, and an exact count reads the whole table.
     pub exact_stats_below: u64,
+    /// How long a committer of acknowledgements that found only a few waiting waits for more before it
+    /// commits them together: every transaction costs the server a commit (a WAL flush) and a round trip, so
+    /// at a steady rate a short wait buys fewer, larger transactions for a little latency. Zero commits at
+    /// once what waited.
+    pub ack_linger: Duration,
 }
 
 /// About how many rows a sampled count of [`PgConfig::exact_stats_below`] reads.
@@ -83,6 +88,7 @@ impl PgConfig {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(2),
             exact_stats_below: 1_000_000,
+            ack_linger: Duration::from_millis(2),
         }
     }
 }
@@ -151,7 +157,12 @@ impl PgStore {
             stop: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(notify_loop(pool.clone(), notifier.clone()));
-        let acks = log::GroupCommit::start(pool.clone(), notifier.clone(), config.max_connections.max(2));
+        let acks = log::GroupCommit::start(
+            pool.clone(),
+            notifier.clone(),
+            config.max_connections.max(2),
+            config.ack_linger,
+        );
         let store = PgStore {
             pool,
             schema,
