@@ -10,11 +10,13 @@
 //! 5xx), the circuit opens: no attempts (and no retry budget spent) until a cool-down passes, then one
 //! probe batch decides whether it closes again.
 //!
-//! Coalescing: when a destination cannot keep up with profile changes (its request budget spent, 429s in
-//! the last `THROTTLED_FOR_MS`, or more due customers than one round takes), pending profile syncs of one
-//! customer merge so only the newest state is sent. The worker reads, in one store query per round
+//! Coalescing: pending profile syncs of one customer queued behind each other (the destination is behind,
+//! throttled or down, or changes came faster than one round) merge so only the newest state is sent. It
+//! happens whenever syncs are queued, not only in a backlog: a folded send whose attempt could not be
+//! recorded leaves its head pending, and that head sent alone afterwards would take the profile back to
+//! an older state than one already sent. The worker reads, in one store query per round
 //! ([`Store::pending_after_heads`]), up to `COALESCE_DEPTH` items queued behind each head that is an
-//! `UpsertProfile` (behind a head that failed before, too, whatever the backlog), and takes the run of
+//! `UpsertProfile`, and takes the run of
 //! consecutive `UpsertProfile` items right behind it: anything else of the customer (a trigger event, a
 //! list change, an alert) ends the run, so it still sees the profile as of its time. The run's newest item
 //! goes in the head's place carrying [`fold_profiles`] of the run: a sync writes only the attributes it
@@ -258,9 +260,6 @@ impl DestinationWorker {
         };
         let batch = self.batch_size();
         let limit = lanes * batch;
-        // Throttled now (its request budget spent, or a 429 not long ago): syncs pile up behind it.
-        let throttled = self.destination.as_ref().is_some_and(|d| d.ready_at().is_some())
-            || now_ms() - self.last_throttled_ms.load(Ordering::Relaxed) < THROTTLED_FOR_MS;
         if linger
             && batch > 1
             && let Some(at) = self.destination.as_ref().and_then(|d| d.ready_at())
@@ -276,10 +275,7 @@ impl DestinationWorker {
             tokio::time::sleep(self.settings.linger).await;
             items = self.due(exclude, limit).await?;
         }
-        // A backlog: more due customers than one round takes, the destination throttled, or (per item) a
-        // head that has failed before.
-        let backlog = throttled || items.len() >= limit;
-        let (items, runs) = self.coalesce(items, exclude, backlog).await?;
+        let (items, runs) = self.coalesce(items, exclude).await?;
         let batches: Vec<Vec<OutboxItem>> = chunk(items, batch);
         let results: Vec<Vec<AttemptRecord>> = futures::stream::iter(batches)
             .map(|b| self.attempt_batch(b))
@@ -299,23 +295,24 @@ impl DestinationWorker {
 
     /// Folds each head's run of pending profile syncs into its newest sync (see [`fold_profiles`]):
     /// returns the items to send, the newest sync of each run in its head's place (carrying the folded
-    /// profile), and the runs' older items, which are settled by that send's outcome. Looks behind only
-    /// the heads that are profile syncs, and only in a `backlog` (or behind a head that has failed before,
-    /// while more syncs may have queued up): one store read for the whole round.
+    /// profile), and the runs' older items, which are settled by that send's outcome. Looks behind every
+    /// head that is a profile sync, in one store read for the whole round.
+    ///
+    /// Always, not only when the destination is behind: a folded send whose attempt could not be recorded
+    /// (the store went away after the request went out) leaves its head pending, and sending that head
+    /// alone afterwards would take the customer's profile back to an older state than the one already
+    /// sent. Folding whatever is queued behind means each send carries the newest state queued at its
+    /// time, so what the destination sees never goes back.
     async fn coalesce(
         &self,
         items: Vec<OutboxItem>,
         exclude: &HashSet<i64>,
-        backlog: bool,
     ) -> Result<(Vec<OutboxItem>, Vec<Run>), StoreError> {
         if self.destination.is_none() {
             return Ok((items, Vec::new()));
         }
-        let mut firsts: HashMap<i64, Action> = items
-            .iter()
-            .filter(|i| backlog || i.attempts > 0)
-            .filter_map(|i| profile_sync(i).map(|a| (i.id, a)))
-            .collect();
+        let mut firsts: HashMap<i64, Action> =
+            items.iter().filter_map(|i| profile_sync(i).map(|a| (i.id, a))).collect();
         if firsts.is_empty() {
             return Ok((items, Vec::new()));
         }
@@ -679,9 +676,6 @@ impl DestinationWorker {
 
 /// Items looked at behind each head when coalescing (a longer run folds over several rounds).
 const COALESCE_DEPTH: usize = 32;
-
-/// How long after a 429 a destination counts as throttled for coalescing.
-const THROTTLED_FOR_MS: i64 = 30_000;
 
 /// A run of profile syncs folded into its newest item (`sent`); `older` are settled by its outcome.
 struct Run {

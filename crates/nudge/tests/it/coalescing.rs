@@ -73,9 +73,10 @@ async fn piled_up_profile_syncs_reach_klaviyo_as_one_and_no_trigger_is_lost() {
         DeliverySettings::default(),
         Arc::new(LatencySample::new(10)),
     );
-    // The first sync meets a 429: from then on the destination counts as throttled.
+    // The first request (the three syncs queued before the event, as one) meets a 429, and all three are
+    // retried together.
     fake.set_mode(FakeMode::Throttle { retry_after_secs: 1, count: 1 });
-    assert_eq!(worker.step().await.unwrap(), 1, "the head alone: nothing piled up yet");
+    assert_eq!(worker.step().await.unwrap(), 3, "the three queued syncs go as one, whatever the backlog");
     let drained = eventually(15, async || {
         worker.step().await.unwrap();
         store.pending_for("klaviyo").await.unwrap() == 0
@@ -93,7 +94,7 @@ async fn piled_up_profile_syncs_reach_klaviyo_as_one_and_no_trigger_is_lost() {
     assert_eq!(
         paths,
         ["/api/profile-import", "/api/profile-import", "/api/events", "/api/profile-import"],
-        "the throttled attempt, the first three syncs as one, the event, the last two as one: {calls:?}"
+        "the first three syncs as one (throttled, then again), the event, the last two as one: {calls:?}"
     );
     assert_eq!(calls[0].1, 429);
     let profile = fake.profile_by_email("ada@example.org").expect("the profile exists");
