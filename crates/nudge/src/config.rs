@@ -379,7 +379,7 @@ impl Default for StorageConfig {
             postgres_url: None,
             postgres_schema: "public".into(),
             postgres_pool: 16,
-            postgres_ack_linger: HumanDuration(Duration::from_millis(2)),
+            postgres_ack_linger: HumanDuration(nudge_store::postgres::DEFAULT_ACK_LINGER),
             data_dir: PathBuf::from("./nudge-data"),
             durability: Durability::Full,
             dedupe_retention: HumanDuration(Duration::from_secs(14 * 86_400)),

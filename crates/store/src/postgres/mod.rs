@@ -77,6 +77,9 @@ pub struct PgConfig {
     pub ack_linger: Duration,
 }
 
+/// [`PgConfig::ack_linger`] unless configured (`storage.postgres_ack_linger`).
+pub const DEFAULT_ACK_LINGER: Duration = Duration::from_millis(2);
+
 /// About how many rows a sampled count of [`PgConfig::exact_stats_below`] reads.
 pub const STATS_SAMPLE_ROWS: f64 = 30_000.0;
 
@@ -88,7 +91,7 @@ impl PgConfig {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(2),
             exact_stats_below: 1_000_000,
-            ack_linger: Duration::from_millis(2),
+            ack_linger: DEFAULT_ACK_LINGER,
         }
     }
 }
