@@ -6,6 +6,10 @@
 //!  [--progress 1] [--timeline 1] [--flows N] [--destinations 5] [--source bigcommerce]`
 //! `cargo bench -p nudge --bench ingest -- --sustain 60 --seconds 60 [--customers 1000000] [--perf FILE]`
 //!
+//! Phase 2 reports event→processed (receipt to the processing commit) besides event→push; `--timeline 1`
+//! prints both, and the ack latency, per half second of the phase (on stderr), to tell a stall from a
+//! tail spread over the run, and the stage it came from.
+//!
 //! `--sustain S` measures processing capacity instead of the two phases below: a closed loop of `--seconds`
 //! (requests built while sending, so a long fill holds little memory; `--customers` spreads them) fills
 //! the durable log, then with no more requests it watches for up to S seconds how fast the backlog is
@@ -853,6 +857,35 @@ fn print_timeline(timed: &mut [(f64, Duration)]) {
     }
 }
 
+/// Event→processed and event→push by half second of phase 2 (by when each was recorded), on stderr: shows
+/// whether a tail comes from one stall or is spread over the run, and at which stage.
+fn print_stage_timeline(processed: Vec<(f64, f64)>, pushed: Vec<(f64, f64)>) {
+    let windows = |v: &[(f64, f64)]| -> BTreeMap<u64, Vec<f64>> {
+        let mut w: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+        for (at, l) in v {
+            w.entry((at * 2.0) as u64).or_default().push(*l);
+        }
+        w.values_mut().for_each(|l| l.sort_by(f64::total_cmp));
+        w
+    };
+    let (p, q) = (windows(&processed), windows(&pushed));
+    let keys: std::collections::BTreeSet<u64> = p.keys().chain(q.keys()).copied().collect();
+    let show = |l: Option<&Vec<f64>>| match l {
+        Some(l) => format!(
+            "{:6} p50 {:6.1} p99 {:6.1} max {:6.1} ms",
+            l.len(),
+            quantile(l, 0.5) * 1e3,
+            quantile(l, 0.99) * 1e3,
+            l.last().copied().unwrap_or(0.0) * 1e3
+        ),
+        None => format!("{:>41}", "-"),
+    };
+    eprintln!("  stage timeline (s: event→processed | event→push)");
+    for k in keys {
+        eprintln!("  {:5.1}s {} | {}", k as f64 / 2.0, show(p.get(&k)), show(q.get(&k)));
+    }
+}
+
 /// Runs the load generator as a child process and returns its result line.
 fn spawn_loadgen(extra: &[(&str, String)]) -> serde_json::Value {
     let mut cmd = Command::new(std::env::current_exe().expect("own path"));
@@ -1029,6 +1062,7 @@ fn main() {
         // Phase 2: fixed rate, open loop.
         for a in &all {
             a.push_latency.reset();
+            a.processed_latency.reset();
             a.shared.ack_latency.reset();
         }
         let total = a.rate * a.rate_seconds;
@@ -1073,12 +1107,24 @@ fn main() {
         }
         app.wait_idle(Duration::from_secs(900)).await;
         let cpu = cpu_seconds() - cpu0;
+        if let Some((n, p50, p99)) = merged(all.iter().map(|a| &*a.processed_latency)) {
+            println!(
+                "event→processed during phase 2 ({n} deliveries): p50 {:.1} ms p99 {:.1} ms",
+                p50 * 1e3,
+                p99 * 1e3
+            );
+        }
         if let Some((n, p50, p99)) = merged(all.iter().map(|a| &*a.push_latency)) {
             println!(
                 "event→push during phase 2 (unthrottled fake, {n} pushes): p50 {:.1} ms p99 {:.1} ms",
                 p50 * 1e3,
                 p99 * 1e3
             );
+        }
+        if m.contains_key("timeline") {
+            let processed = all.iter().flat_map(|a| a.processed_latency.timed()).collect();
+            let pushed = all.iter().flat_map(|a| a.push_latency.timed()).collect();
+            print_stage_timeline(processed, pushed);
         }
         let acked2 = r["ok"].as_u64().unwrap_or(0);
         println!(

@@ -126,6 +126,8 @@ pub struct App {
     pub shared: Arc<Shared>,
     pub scoring: Arc<Scoring>,
     pub push_latency: Arc<LatencySample>,
+    /// Event→processed latency: receipt to the processing commit (every pipeline of this node).
+    pub processed_latency: Arc<LatencySample>,
     /// Event→push latency per destination (each destination's pushes alone), by destination name.
     pub destination_latency: BTreeMap<String, Arc<LatencySample>>,
     /// The running flow set; [`App::reload_flows`] replaces it.
@@ -478,6 +480,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     tracing::info!(version = %flow_set.version, flows = flow_set.flows.len(), "flows loaded");
     let flows = Arc::new(crate::pipeline::Flows::new(flow_set));
     let push_latency = Arc::new(LatencySample::new(100_000));
+    let processed_latency = Arc::new(LatencySample::new(100_000));
     let delivery =
         crate::outbox::DeliverySettings { max_attempts: cfg.pipeline.max_attempts, ..Default::default() };
     let pushed_to: Vec<(String, Arc<dyn Destination>, crate::outbox::DeliverySettings)> = cfg
@@ -509,8 +512,8 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
     // Whether this node runs the batch work (always on the embedded store; the leader's on a cluster).
     let leading = Arc::new(std::sync::atomic::AtomicBool::new(cluster.is_none()));
     let workers = {
-        let (p_store, p_scoring, p_flows, p_sources) =
-            (store.clone(), scoring.clone(), flows.clone(), sources.clone());
+        let (p_store, p_scoring, p_flows, p_sources, p_latency) =
+            (store.clone(), scoring.clone(), flows.clone(), sources.clone(), processed_latency.clone());
         let (policy, abandon_after, batch_size, browse_retention) = (
             cfg.policy(),
             cfg.pipeline.checkout_abandon_after.0,
@@ -532,6 +535,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
                 browse_retention,
                 offers: Default::default(),
                 share: None,
+                processed_latency: Some(p_latency.clone()),
             }),
             outbox: outbox.clone(),
             copy: copy.clone(),
@@ -769,6 +773,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
         shared,
         scoring,
         push_latency,
+        processed_latency,
         destination_latency,
         flows,
         shutdown,

@@ -174,6 +174,9 @@ pub struct Pipeline {
     /// On a cluster whose nodes process by partition: the partitions this pipeline processes. `None`: every
     /// pending delivery (the embedded store, or a cluster whose leader processes).
     pub share: Option<ProcessingShare>,
+    /// Where each delivery's event→processed latency (receipt to its batch's commit) is also kept, besides
+    /// the `nudge_event_to_processed_seconds` histogram (the demo and benchmarks report it).
+    pub processed_latency: Option<Arc<crate::telemetry::LatencySample>>,
 }
 
 /// The partitions of the log a node processes, on a cluster that processes by partition (see
@@ -212,6 +215,8 @@ struct Built {
     aliases: Vec<(String, CustomerId)>,
     /// The stored bytes of each state in `states`, as this batch's commit writes them.
     bytes: HashMap<CustomerId, Vec<u8>>,
+    /// When each delivery of the batch was received (ms since the epoch), for the event→processed latency.
+    received_ms: Vec<i64>,
 }
 
 /// States left by batches whose commits are in flight, each with the number of the batch that wrote it,
@@ -329,6 +334,7 @@ struct InFlight {
     last_seq: i64,
     generation: u64,
     enqueued: usize,
+    received_ms: Vec<i64>,
 }
 
 /// Every this many batches in a row the processor lets its commits land before reading on, so deliveries
@@ -377,6 +383,7 @@ impl Pipeline {
     /// store's otherwise.
     async fn build(&self, batch: Vec<StoredDelivery>, overlay: &Overlay) -> Result<Built, StoreError> {
         let last_seq = batch.last().map_or(0, |d| d.seq);
+        let received_ms = batch.iter().map(|d| d.received_at_ms).collect();
         let mut prepared: Vec<(StoredDelivery, Prepared)> = batch
             .into_iter()
             .map(|d| {
@@ -580,7 +587,16 @@ impl Pipeline {
         if let Some(recs) = self.scoring.recs() {
             erased.iter().for_each(|c| recs.forget(c));
         }
-        Ok(Built { outcomes, states: changed, last_seq, enqueued, erased, aliases: batch_aliases, bytes })
+        Ok(Built {
+            outcomes,
+            states: changed,
+            last_seq,
+            enqueued,
+            erased,
+            aliases: batch_aliases,
+            bytes,
+            received_ms,
+        })
     }
 
     /// The customer an event is about after identity stitching: an alias's customer; for a provisional
@@ -1125,7 +1141,13 @@ impl Pipeline {
             let outcomes = built.outcomes;
             let commit =
                 Submitted::start(async move { store.commit_processing_after(outcomes, after).await }).await;
-            let next = InFlight { commit, last_seq: built.last_seq, generation, enqueued: built.enqueued };
+            let next = InFlight {
+                commit,
+                last_seq: built.last_seq,
+                generation,
+                enqueued: built.enqueued,
+                received_ms: built.received_ms,
+            };
             if let Some(prev) = inflight.replace(next)
                 && !self.land(prev, &mut overlay, &outbox_wake).await
             {
@@ -1149,6 +1171,14 @@ impl Pipeline {
     async fn land(&self, f: InFlight, overlay: &mut Overlay, outbox_wake: &Notify) -> bool {
         match f.commit.answer().await {
             Ok(()) => {
+                let now_ms = crate::outbox::now_ms();
+                for at in f.received_ms {
+                    let seconds = (now_ms - at).max(0) as f64 / 1e3;
+                    crate::telemetry::event_to_processed(seconds);
+                    if let Some(sample) = &self.processed_latency {
+                        sample.record(seconds);
+                    }
+                }
                 overlay.landed(f.generation);
                 if f.enqueued > 0 {
                     outbox_wake.notify_one();

@@ -85,6 +85,11 @@ pub const METRICS: &[Metric] = {
         ),
         metric("nudge_pushes_total", Counter, "Destination calls by destination and outcome."),
         metric("nudge_event_to_push_seconds", Histogram, "Time from webhook receipt to a successful push."),
+        metric(
+            "nudge_event_to_processed_seconds",
+            Histogram,
+            "Time from webhook receipt to its processing committed (state, decisions and outbox stored).",
+        ),
         metric("nudge_timers_fired_total", Counter, "Abandonment timers that fired."),
         metric(
             "nudge_destination_backlog",
@@ -312,6 +317,10 @@ pub fn event_to_push(seconds: f64) {
     histogram!("nudge_event_to_push_seconds").record(seconds);
 }
 
+pub fn event_to_processed(seconds: f64) {
+    histogram!("nudge_event_to_processed_seconds").record(seconds);
+}
+
 pub fn timers_fired(n: usize) {
     counter!("nudge_timers_fired_total").increment(n as u64);
 }
@@ -333,54 +342,69 @@ pub fn schedule_customers(flow: &str, n: usize) {
 }
 
 /// An in-process sample of latencies for exact quantiles in summaries (the demo, benchmarks).
-/// Bounded: keeps at most `cap` samples (a uniform reservoir beyond that).
+/// Bounded: keeps at most `cap` samples (a uniform reservoir beyond that), each with when it was recorded.
 pub struct LatencySample {
-    /// Samples in seconds plus the count seen, behind one lock; recording is rare enough per event.
-    inner: Mutex<(Vec<f64>, u64)>,
+    /// Samples plus the count seen, behind one lock; recording is rare enough per event.
+    inner: Mutex<Samples>,
     cap: usize,
+}
+
+struct Samples {
+    /// (seconds since `since` when recorded, latency in seconds).
+    kept: Vec<(f64, f64)>,
+    seen: u64,
+    since: std::time::Instant,
 }
 
 impl LatencySample {
     pub fn new(cap: usize) -> Self {
-        LatencySample { inner: Mutex::new((Vec::new(), 0)), cap }
+        let inner = Samples { kept: Vec::new(), seen: 0, since: std::time::Instant::now() };
+        LatencySample { inner: Mutex::new(inner), cap }
     }
 
     pub fn record(&self, seconds: f64) {
         let mut g = self.inner.lock().expect("latency lock poisoned");
-        g.1 += 1;
-        let seen = g.1;
-        if g.0.len() < self.cap {
-            g.0.push(seconds);
+        g.seen += 1;
+        let (seen, at) = (g.seen, g.since.elapsed().as_secs_f64());
+        if g.kept.len() < self.cap {
+            g.kept.push((at, seconds));
         } else {
             let j = rand::random::<u64>() % seen;
             if (j as usize) < self.cap {
-                g.0[j as usize] = seconds;
+                g.kept[j as usize] = (at, seconds);
             }
         }
     }
 
-    /// Forgets every sample (between benchmark phases).
+    /// Forgets every sample (between benchmark phases); times are counted from here on.
     pub fn reset(&self) {
         let mut g = self.inner.lock().expect("latency lock poisoned");
-        g.0.clear();
-        g.1 = 0;
+        g.kept.clear();
+        g.seen = 0;
+        g.since = std::time::Instant::now();
     }
 
     /// The samples kept, in seconds (for merging the samples of several nodes).
     pub fn samples(&self) -> Vec<f64> {
-        self.inner.lock().expect("latency lock poisoned").0.clone()
+        self.inner.lock().expect("latency lock poisoned").kept.iter().map(|(_, l)| *l).collect()
+    }
+
+    /// The samples kept as (seconds since the sample was made or last reset, latency in seconds), in the
+    /// order kept: a benchmark's timeline of where a tail came from.
+    pub fn timed(&self) -> Vec<(f64, f64)> {
+        self.inner.lock().expect("latency lock poisoned").kept.clone()
     }
 
     /// (count, p50, p99) in seconds; `None` when empty.
     pub fn quantiles(&self) -> Option<(u64, f64, f64)> {
         let g = self.inner.lock().expect("latency lock poisoned");
-        if g.0.is_empty() {
+        if g.kept.is_empty() {
             return None;
         }
-        let mut v = g.0.clone();
+        let mut v: Vec<f64> = g.kept.iter().map(|(_, l)| *l).collect();
         v.sort_by(f64::total_cmp);
         let q = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
-        Some((g.1, q(0.5), q(0.99)))
+        Some((g.seen, q(0.5), q(0.99)))
     }
 }
 

@@ -147,6 +147,7 @@ async fn setup_with(
         browse_retention: Duration::from_secs(30 * 86_400),
         offers: Default::default(),
         share: None,
+        processed_latency: None,
         sources: Arc::new({
             let mut r = nudge_ingest::source::Registry::new();
             r.register("shopify", Arc::new(nudge_ingest::shopify::ShopifySource::new(Vec::new())));

@@ -296,6 +296,7 @@ async fn the_scheduler_fires_due_occurrences_once_and_forgets_removed_flows() {
         browse_retention: Duration::from_secs(30 * 86_400),
         offers: Default::default(),
         share: None,
+        processed_latency: None,
         sources: Arc::new(nudge::app::sources(&cfg).expect("the default sources")),
     };
     let gone = TraceId::new();

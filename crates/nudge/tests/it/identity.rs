@@ -112,6 +112,7 @@ fn pipeline(
         browse_retention: Duration::from_secs(30 * 86_400),
         offers: Default::default(),
         share,
+        processed_latency: None,
     }
 }
 

@@ -70,6 +70,7 @@ fn pipeline(store: Arc<dyn Store>) -> Pipeline {
         browse_retention: Duration::from_secs(30 * 86_400),
         offers: Default::default(),
         share: None,
+        processed_latency: None,
     }
 }
 

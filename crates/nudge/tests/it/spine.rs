@@ -86,6 +86,13 @@ async fn order_flows_to_a_klaviyo_profile_with_a_full_audit_trail() {
     assert_eq!(anonymous.status(), 401);
     let metrics = t.http.get(format!("{}/metrics", t.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("nudge_webhooks_total"), "{metrics}");
+    // The delivery's time from receipt to its processing commit, and to its push, were measured.
+    assert!(metrics.contains("nudge_event_to_processed_seconds"), "{metrics}");
+    assert!(metrics.contains("nudge_event_to_push_seconds"), "{metrics}");
+    let (processed, p50, _) = t.app.processed_latency.quantiles().expect("an event→processed sample");
+    assert_eq!(processed, 1);
+    assert!((0.0..10.0).contains(&p50), "processed {p50} s after receipt");
+    assert!(t.app.push_latency.quantiles().is_some(), "an event→push sample");
     assert_eq!(t.http.get(format!("{}/healthz", t.base)).send().await.unwrap().status(), 200);
     assert_eq!(t.http.get(format!("{}/readyz", t.base)).send().await.unwrap().status(), 200);
     t.app.shutdown().await;
