@@ -217,6 +217,8 @@ struct Built {
     bytes: HashMap<CustomerId, Vec<u8>>,
     /// When each delivery of the batch was received (ms since the epoch), for the event→processed latency.
     received_ms: Vec<i64>,
+    /// The batch's sequence numbers: the next read leaves them out while this commit is in flight.
+    seqs: Vec<i64>,
 }
 
 /// States left by batches whose commits are in flight, each with the number of the batch that wrote it,
@@ -335,6 +337,7 @@ struct InFlight {
     generation: u64,
     enqueued: usize,
     received_ms: Vec<i64>,
+    seqs: Vec<i64>,
 }
 
 /// Every this many batches in a row the processor lets its commits land before reading on, so deliveries
@@ -353,17 +356,18 @@ impl Pipeline {
     }
 
     /// The next batch of pending deliveries after `after` (all of them, or this node's partitions').
-    async fn pending_after(&self, after: Option<i64>) -> Result<Vec<StoredDelivery>, StoreError> {
+    /// The next batch: pending deliveries besides those of the batch in flight (`in_flight`).
+    async fn pending_besides(&self, in_flight: &[i64]) -> Result<Vec<StoredDelivery>, StoreError> {
         match &self.share {
-            None => self.store.pending_deliveries_after(after, self.batch_size).await,
-            Some(share) => share.pg.pending_deliveries_in(&share.parts, after, self.batch_size).await,
+            None => self.store.pending_deliveries_besides(in_flight, self.batch_size).await,
+            Some(share) => share.pg.pending_deliveries_in(&share.parts, in_flight, self.batch_size).await,
         }
     }
 
     /// Processes one batch of pending deliveries and waits for its commit; returns (deliveries processed,
     /// outbox items enqueued).
     pub async fn step(&self) -> Result<(usize, usize), StoreError> {
-        let batch = self.pending_after(None).await?;
+        let batch = self.pending_besides(&[]).await?;
         if batch.is_empty() {
             return Ok((0, 0));
         }
@@ -384,6 +388,7 @@ impl Pipeline {
     async fn build(&self, batch: Vec<StoredDelivery>, overlay: &Overlay) -> Result<Built, StoreError> {
         let last_seq = batch.last().map_or(0, |d| d.seq);
         let received_ms = batch.iter().map(|d| d.received_at_ms).collect();
+        let seqs = batch.iter().map(|d| d.seq).collect();
         let mut prepared: Vec<(StoredDelivery, Prepared)> = batch
             .into_iter()
             .map(|d| {
@@ -596,6 +601,7 @@ impl Pipeline {
             aliases: batch_aliases,
             bytes,
             received_ms,
+            seqs,
         })
     }
 
@@ -1090,7 +1096,8 @@ impl Pipeline {
                 return;
             }
             let after = inflight.as_ref().map(|f| f.last_seq);
-            let batch = match self.pending_after(after).await {
+            let in_flight = inflight.as_ref().map_or(&[][..], |f| &f.seqs[..]);
+            let batch = match self.pending_besides(in_flight).await {
                 Ok(b) => b,
                 Err(e) => {
                     self.failed(e, inflight.take(), &mut overlay, &outbox_wake).await;
@@ -1147,6 +1154,7 @@ impl Pipeline {
                 generation,
                 enqueued: built.enqueued,
                 received_ms: built.received_ms,
+                seqs: built.seqs,
             };
             if let Some(prev) = inflight.replace(next)
                 && !self.land(prev, &mut overlay, &outbox_wake).await

@@ -34,6 +34,19 @@ pub trait DeliveryLog: Send + Sync + 'static {
     async fn pending_deliveries_after(&self, after: Option<i64>, limit: usize)
     -> Result<Vec<StoredDelivery>>;
 
+    /// [`DeliveryLog::pending_deliveries`] besides those of `in_flight` (a batch whose commit has not landed
+    /// yet): lets a processor read the next batch meanwhile. A log whose sequence numbers can become visible
+    /// out of order (several writers, each committing its own) reads below the batch too, so a delivery
+    /// committed after a later-numbered one is read at the next batch; by default it is the log after the
+    /// batch's highest sequence number.
+    async fn pending_deliveries_besides(
+        &self,
+        in_flight: &[i64],
+        limit: usize,
+    ) -> Result<Vec<StoredDelivery>> {
+        self.pending_deliveries_after(in_flight.iter().max().copied(), limit).await
+    }
+
     /// Puts quarantined deliveries (all, or one trace) back into the pending queue; returns how many.
     async fn requeue_quarantined(&self, trace: Option<TraceId>) -> Result<usize>;
 

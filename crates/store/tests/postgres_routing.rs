@@ -55,12 +55,12 @@ async fn routes_are_written_once_and_read_by_partition_in_order() {
         store.unrouted_deliveries(100).await.unwrap().iter().map(|d| d.seq).collect::<Vec<_>>(),
         [seqs[5]]
     );
-    let of = |parts: &[u32], after: Option<i64>| {
+    let of = |parts: &[u32], in_flight: &[i64]| {
         let store = store.clone();
-        let parts = parts.to_vec();
+        let (parts, in_flight) = (parts.to_vec(), in_flight.to_vec());
         async move {
             store
-                .pending_deliveries_in(&parts, after, 100)
+                .pending_deliveries_in(&parts, &in_flight, 100)
                 .await
                 .unwrap()
                 .iter()
@@ -68,10 +68,10 @@ async fn routes_are_written_once_and_read_by_partition_in_order() {
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(of(&[0], None).await, [seqs[0], seqs[2], seqs[4]]);
-    assert_eq!(of(&[1], None).await, [seqs[1], seqs[3]]);
-    assert_eq!(of(&[0, 1], Some(seqs[1])).await, [seqs[2], seqs[3], seqs[4]]);
-    assert_eq!(of(&[2], None).await, Vec::<i64>::new());
+    assert_eq!(of(&[0], &[]).await, [seqs[0], seqs[2], seqs[4]]);
+    assert_eq!(of(&[1], &[]).await, [seqs[1], seqs[3]]);
+    assert_eq!(of(&[0, 1], &[seqs[0], seqs[2]]).await, [seqs[1], seqs[3], seqs[4]]);
+    assert_eq!(of(&[2], &[]).await, Vec::<i64>::new());
     assert_eq!(store.pending_routes().await.unwrap(), (1, vec![(0, 3), (1, 2)]));
 
     // Processed: no longer pending anywhere. Quarantined, then requeued: routed again.
@@ -85,7 +85,7 @@ async fn routes_are_written_once_and_read_by_partition_in_order() {
         ..Default::default()
     };
     store.commit_processing(vec![done, quarantined]).await.unwrap();
-    assert_eq!(of(&[0, 1], None).await, [seqs[2], seqs[3], seqs[4]]);
+    assert_eq!(of(&[0, 1], &[]).await, [seqs[2], seqs[3], seqs[4]]);
     assert_eq!(store.requeue_quarantined(None).await.unwrap(), 1);
     assert_eq!(
         store.unrouted_deliveries(100).await.unwrap().iter().map(|d| d.seq).collect::<Vec<_>>(),
@@ -98,13 +98,13 @@ async fn routes_are_written_once_and_read_by_partition_in_order() {
         panic!()
     };
     assert!(!store.unrouted_deliveries(100).await.unwrap().iter().any(|d| d.seq == routed));
-    assert_eq!(of(&[1], Some(seqs[3])).await, [routed]);
+    assert_eq!(of(&[1], &[seqs[3]]).await, [routed]);
 
     // A new partition count: every pending delivery is routed again.
     store.partition_count(2).await.unwrap();
     store.set_partition_count(4).await.unwrap();
     assert_eq!(store.unrouted_deliveries(100).await.unwrap().len(), 6);
-    assert_eq!(of(&[0, 1], None).await, Vec::<i64>::new());
+    assert_eq!(of(&[0, 1], &[]).await, Vec::<i64>::new());
     store.drop_schema().await.unwrap();
 }
 
@@ -221,5 +221,32 @@ async fn a_commit_is_refused_when_an_id_it_resolved_was_stitched_meanwhile() {
     store.commit_processing(vec![link(seqs[1], &two, Some(&one))]).await.unwrap();
     let pointed = store.resolve_aliases(std::slice::from_ref(&visitor)).await.unwrap();
     assert_eq!(pointed.iter().map(|a| a.customer.clone()).collect::<Vec<_>>(), vec![two]);
+    store.drop_schema().await.unwrap();
+}
+
+/// Acknowledgements commit in several transactions at once, so a delivery can become visible after one
+/// numbered later, once a processor has read past it: the next read leaves out only the batch in flight and
+/// finds it, wherever its number falls.
+#[tokio::test]
+async fn the_next_batch_is_read_besides_the_one_in_flight_not_after_it() {
+    let Some(url) = postgres_test_url() else { return };
+    let store = fresh_postgres(&url, "nudge_rb").await;
+    let mut seqs = Vec::new();
+    for n in 0..4 {
+        seqs.push(commit(&store, n).await);
+    }
+    let read = |in_flight: Vec<i64>| {
+        let store = store.clone();
+        async move {
+            let ds = store.pending_deliveries_besides(&in_flight, 100).await.unwrap();
+            ds.iter().map(|d| d.seq).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(read(vec![]).await, seqs);
+    // The batch in flight holds the later two: the earlier two are read, in order.
+    assert_eq!(read(vec![seqs[2], seqs[3]]).await, [seqs[0], seqs[1]]);
+    assert_eq!(read(vec![seqs[1]]).await, [seqs[0], seqs[2], seqs[3]]);
+    let by_one = store.pending_deliveries_besides(&[seqs[0]], 1).await.unwrap();
+    assert_eq!(by_one.iter().map(|d| d.seq).collect::<Vec<_>>(), [seqs[1]]);
     store.drop_schema().await.unwrap();
 }

@@ -196,7 +196,7 @@ async fn a_partition_computed_at_publish_is_stored_by_the_drain_under_the_same_c
     assert_eq!(routed, (0..8).map(|p| (p, if p < 6 { 4 } else { 3 })).collect::<Vec<_>>());
     let in_five: Vec<usize> = s
         .store
-        .pending_deliveries_in(&[5], None, 100)
+        .pending_deliveries_in(&[5], &[], 100)
         .await
         .unwrap()
         .iter()

@@ -643,6 +643,24 @@ impl DeliveryLog for PgStore {
         rows.iter().map(stored_delivery).collect()
     }
 
+    async fn pending_deliveries_besides(
+        &self,
+        in_flight: &[i64],
+        limit: usize,
+    ) -> Result<Vec<StoredDelivery>> {
+        // Acknowledgements commit in several transactions at once, so a delivery can become visible after
+        // one numbered later: read from the oldest pending one, leaving out only the batch in flight.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE status = 'pending' AND seq <> ALL($1::bigint[])
+             ORDER BY seq LIMIT $2"
+        )))
+        .bind(in_flight)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(stored_delivery).collect()
+    }
+
     async fn requeue_quarantined(&self, trace: Option<TraceId>) -> Result<usize> {
         let mut tx = self.begin().await?;
         let traces: Vec<String> = sqlx::query_scalar(

@@ -41,20 +41,21 @@ impl PgStore {
         .rows_affected())
     }
 
-    /// Pending deliveries routed to one of `parts`, after `after` in seq order.
+    /// Pending deliveries routed to one of `parts` in seq order, besides those of `in_flight` (a batch whose
+    /// commit has not landed yet; see [`crate::ports::DeliveryLog::pending_deliveries_besides`]).
     pub async fn pending_deliveries_in(
         &self,
         parts: &[u32],
-        after: Option<i64>,
+        in_flight: &[i64],
         limit: usize,
     ) -> Result<Vec<StoredDelivery>> {
         let parts: Vec<i32> = parts.iter().map(|p| *p as i32).collect();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries
-             WHERE status = 'pending' AND part = ANY($1::int[]) AND seq > $2 ORDER BY seq LIMIT $3"
+             WHERE status = 'pending' AND part = ANY($1::int[]) AND seq <> ALL($2::bigint[]) ORDER BY seq LIMIT $3"
         )))
         .bind(&parts)
-        .bind(after.unwrap_or(i64::MIN))
+        .bind(in_flight)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
