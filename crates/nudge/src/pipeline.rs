@@ -206,7 +206,6 @@ struct Built {
     /// The states the batch leaves behind, by customer: what the next batch must start from even before
     /// this one's commit lands.
     states: HashMap<CustomerId, CustomerState>,
-    last_seq: i64,
     enqueued: usize,
     /// Customers an erasure in this batch removed (and no later delivery of the batch brought back), and
     /// provisional customers merged into a known one: the overlay must forget them.
@@ -333,7 +332,6 @@ impl Submitted {
 /// A batch's commit, running while the next batch is prepared.
 struct InFlight {
     commit: Submitted,
-    last_seq: i64,
     generation: u64,
     enqueued: usize,
     received_ms: Vec<i64>,
@@ -355,8 +353,8 @@ impl Pipeline {
         }
     }
 
-    /// The next batch of pending deliveries after `after` (all of them, or this node's partitions').
-    /// The next batch: pending deliveries besides those of the batch in flight (`in_flight`).
+    /// The next batch of pending deliveries (all of them, or this node's partitions') besides those of the
+    /// batch in flight (`in_flight`).
     async fn pending_besides(&self, in_flight: &[i64]) -> Result<Vec<StoredDelivery>, StoreError> {
         match &self.share {
             None => self.store.pending_deliveries_besides(in_flight, self.batch_size).await,
@@ -386,7 +384,6 @@ impl Pipeline {
     /// Turns a batch into its outcomes, starting from the overlay's states where it has them and the
     /// store's otherwise.
     async fn build(&self, batch: Vec<StoredDelivery>, overlay: &Overlay) -> Result<Built, StoreError> {
-        let last_seq = batch.last().map_or(0, |d| d.seq);
         let received_ms = batch.iter().map(|d| d.received_at_ms).collect();
         let seqs = batch.iter().map(|d| d.seq).collect();
         let mut prepared: Vec<(StoredDelivery, Prepared)> = batch
@@ -595,7 +592,6 @@ impl Pipeline {
         Ok(Built {
             outcomes,
             states: changed,
-            last_seq,
             enqueued,
             erased,
             aliases: batch_aliases,
@@ -1095,7 +1091,8 @@ impl Pipeline {
                 }
                 return;
             }
-            let after = inflight.as_ref().map(|f| f.last_seq);
+            // The batch is computed after the one in flight: its commit lands only once that one's did.
+            let after = inflight.as_ref().and_then(|f| f.seqs.last().copied());
             let in_flight = inflight.as_ref().map_or(&[][..], |f| &f.seqs[..]);
             let batch = match self.pending_besides(in_flight).await {
                 Ok(b) => b,
@@ -1150,7 +1147,6 @@ impl Pipeline {
                 Submitted::start(async move { store.commit_processing_after(outcomes, after).await }).await;
             let next = InFlight {
                 commit,
-                last_seq: built.last_seq,
                 generation,
                 enqueued: built.enqueued,
                 received_ms: built.received_ms,
