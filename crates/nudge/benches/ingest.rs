@@ -950,7 +950,7 @@ fn main() {
     }
     // The fake stands for Klaviyo, which runs elsewhere: it gets threads of its own at the background
     // workers' priority, so it does not compete with the ack path as if it were part of nudge.
-    let fake_priority = cfg.pipeline.worker_priority();
+    let fake_priority = cfg.worker_priority();
     let fake_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("fake-klaviyo")

@@ -368,7 +368,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     // The fakes stand for services that run elsewhere: threads of their own at the background workers'
     // priority, as in the ingest benchmark.
-    let priority = Config::from_toml("", &BTreeMap::new()).unwrap().pipeline.worker_priority();
+    let priority = Config::from_toml("", &BTreeMap::new()).unwrap().worker_priority();
     let fake_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("fake-tools")

@@ -175,7 +175,7 @@ pub async fn open_backend(cfg: &Config) -> anyhow::Result<(Arc<dyn Store>, Optio
             let store = SqliteStore::open_with_priority(
                 &cfg.storage.data_dir,
                 cfg.storage.durability,
-                cfg.pipeline.worker_priority(),
+                cfg.worker_priority(),
             )
             .with_context(|| format!("opening the store in {}", cfg.storage.data_dir.display()))?;
             Ok((Arc::new(store), None))
@@ -500,7 +500,7 @@ pub async fn run(cfg: Config, listener: TcpListener) -> anyhow::Result<App> {
             .with_copy(copy.clone()),
     );
     let destination_latency = outbox.destination_latency();
-    let work = work_runtime(cfg.pipeline.worker_priority())?;
+    let work = work_runtime(cfg.worker_priority())?;
     let parse =
         |expr: &Option<String>, key: &str| -> anyhow::Result<Option<nudge_policy::schedule::Schedule>> {
             expr.as_deref()

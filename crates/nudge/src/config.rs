@@ -1034,7 +1034,8 @@ pub struct PipelineConfig {
     /// OS scheduling niceness (0–19) of the background workers (processing, outbox, timers, refits);
     /// the ack path keeps the default priority, so under load acknowledging wins the CPU.
     pub worker_nice: i32,
-    /// Scheduling class of the background workers.
+    /// Scheduling class of the background workers (`auto`: by the storage backend, see
+    /// [`Config::worker_priority`]).
     pub worker_scheduling: WorkerScheduling,
     /// When the server pushes every customer's scores to the destinations in bulk (a 5-field cron
     /// expression in UTC, such as `"0 3 * * *"`); absent: never (run `nudge push` by hand).
@@ -1056,21 +1057,37 @@ pub struct PipelineConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkerScheduling {
+    /// `idle` with the embedded store, `nice` with PostgreSQL.
+    #[default]
+    Auto,
     /// Linux's idle class: the workers use only CPU the ack path leaves free, and a webhook arriving
     /// preempts them at once.
-    #[default]
     Idle,
     /// Normal class at `worker_nice`: the workers keep a small share of a busy CPU.
     Nice,
 }
 
 impl PipelineConfig {
-    /// The OS priority the background workers' threads run at.
+    /// The OS priority the background workers' threads run at with this storage backend. `auto` is the idle
+    /// class with the embedded store, where processing shares the store's one writer with the ack path,
+    /// and the normal class at `worker_nice` with PostgreSQL, where the workers mostly wait on the
+    /// database's processes (normal class themselves): there, the idle class had them preempted by every
+    /// other task, for more CPU per delivery and no better latency (BENCHMARKS.md).
+    pub fn worker_priority(&self, backend: StorageBackend) -> nudge_store::sqlite::BackgroundPriority {
+        let idle = match self.worker_scheduling {
+            WorkerScheduling::Auto => backend == StorageBackend::Sqlite,
+            WorkerScheduling::Idle => true,
+            WorkerScheduling::Nice => false,
+        };
+        nudge_store::sqlite::BackgroundPriority { nice: self.worker_nice, idle }
+    }
+}
+
+impl Config {
+    /// The OS priority of the background workers' threads (`pipeline.worker_scheduling`, by the storage
+    /// backend when `auto`).
     pub fn worker_priority(&self) -> nudge_store::sqlite::BackgroundPriority {
-        nudge_store::sqlite::BackgroundPriority {
-            nice: self.worker_nice,
-            idle: self.worker_scheduling == WorkerScheduling::Idle,
-        }
+        self.pipeline.worker_priority(self.storage.backend)
     }
 }
 
@@ -1086,7 +1103,7 @@ impl Default for PipelineConfig {
             timer_tick: HumanDuration(Duration::from_secs(1)),
             refit_every: HumanDuration(Duration::from_secs(86_400)),
             worker_nice: 10,
-            worker_scheduling: WorkerScheduling::Idle,
+            worker_scheduling: WorkerScheduling::Auto,
             batch_push_schedule: None,
             segment_refresh_schedule: None,
             batch_push_destinations: Vec::new(),
@@ -2293,12 +2310,21 @@ mod tests {
 
     #[test]
     fn worker_scheduling_sets_the_background_priority() {
-        let d = Config::from_toml("", &env(&[])).unwrap().pipeline;
-        assert_eq!(d.worker_scheduling, WorkerScheduling::Idle);
-        assert_eq!(d.worker_priority(), nudge_store::sqlite::BackgroundPriority { nice: 10, idle: true });
+        use nudge_store::sqlite::BackgroundPriority;
+        let d = Config::from_toml("", &env(&[])).unwrap();
+        assert_eq!(d.pipeline.worker_scheduling, WorkerScheduling::Auto);
+        assert_eq!(d.worker_priority(), BackgroundPriority { nice: 10, idle: true });
+        // Auto: the normal class at the niceness on PostgreSQL.
+        let pg = "[storage]\nbackend = \"postgres\"\npostgres_url = \"postgres://db/nudge\"\n\
+                  [privacy]\npseudonym_key = \"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\"\n";
+        let d = Config::from_toml(pg, &env(&[])).unwrap();
+        assert_eq!(d.worker_priority(), BackgroundPriority { nice: 10, idle: false });
+        let d =
+            Config::from_toml(&format!("{pg}[pipeline]\nworker_scheduling = \"idle\""), &env(&[])).unwrap();
+        assert_eq!(d.worker_priority(), BackgroundPriority { nice: 10, idle: true });
         let text = "[pipeline]\nworker_scheduling = \"nice\"\nworker_nice = 19";
-        let p = Config::from_toml(text, &env(&[])).unwrap().pipeline;
-        assert_eq!(p.worker_priority(), nudge_store::sqlite::BackgroundPriority { nice: 19, idle: false });
+        let p = Config::from_toml(text, &env(&[])).unwrap();
+        assert_eq!(p.worker_priority(), BackgroundPriority { nice: 19, idle: false });
         let p = Config::from_toml("", &env(&[("NUDGE__PIPELINE__WORKER_SCHEDULING", "nice")])).unwrap();
         assert_eq!(p.pipeline.worker_scheduling, WorkerScheduling::Nice);
     }
@@ -2320,7 +2346,7 @@ mod tests {
         assert_eq!(c.storage.postgres_pool, d.storage.postgres_pool);
         assert_eq!(c.pipeline.checkout_abandon_after, d.pipeline.checkout_abandon_after);
         assert_eq!(c.pipeline.refit_every, d.pipeline.refit_every);
-        assert_eq!(c.pipeline.worker_priority(), d.pipeline.worker_priority());
+        assert_eq!(c.worker_priority(), d.worker_priority());
         assert_eq!(c.segments, d.segments);
         assert_eq!(c.models.misfit_rules(), d.models.misfit_rules());
         assert_eq!(c.models.refit_holdout, d.models.refit_holdout);
