@@ -31,6 +31,16 @@ async fn postgres_passes_conformance() {
     assert!(failed.is_empty(), "{} of {ran} checks failed on PostgreSQL: {failed:?}", failed.len());
 }
 
+/// A batch with a delivery processed already writes nothing, its own transaction or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_writes_nothing() {
+    let Some(url) = postgres_test_url() else { return };
+    let store = fresh_postgres(&url, "nudge_t").await;
+    let outcome = tokio::spawn(nudge_store::conformance::a_refused_batch_writes_nothing(store.clone())).await;
+    store.drop_schema().await.expect("drop the test schema");
+    outcome.unwrap();
+}
+
 /// A schema left by a test process of this host that died is dropped when the next fresh schema is made; one
 /// of a live process (this one) stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,6 +123,58 @@ pub async fn pipelined_batches(s: Arc<dyn Store>) {
     assert!(a < b);
 }
 
+/// A batch one of whose deliveries was processed already is refused whole: none of the states, outbox
+/// items, audit records or timer cancellations of its other deliveries is written. Without that delivery
+/// the same outcome goes through. For a log that keeps each delivery's status, shared by nodes (PostgreSQL);
+/// the embedded log has one processor, which commits a batch over what it processed before.
+pub async fn a_refused_batch_writes_nothing(s: Arc<dyn Store>) {
+    for i in 0..2 {
+        s.commit_delivery(delivery(&format!("r{i}"), None)).await.unwrap();
+    }
+    let ds = s.pending_deliveries(10).await.unwrap();
+    let (a, b) = (&ds[0], &ds[1]);
+    let timer = TimerSpec {
+        checkout_token: "co".into(),
+        cart_token: Some("cart".into()),
+        customer: cust(3),
+        due_at_ms: 100,
+        payload_json: "{}".into(),
+        origin_trace: TraceId::new(),
+    };
+    s.commit_processing(vec![ProcessOutcome { set_timers: vec![timer], ..Default::default() }])
+        .await
+        .unwrap();
+    let processed = |d: &StoredDelivery| ProcessOutcome {
+        seq: d.seq,
+        trace_id: Some(d.trace_id),
+        status: Some(DeliveryStatus::Processed),
+        ..Default::default()
+    };
+    s.commit_processing(vec![processed(a)]).await.unwrap();
+    let mut record = audit(b.trace_id, AuditStage::Decided);
+    record.customer = Some(cust(3));
+    let full = ProcessOutcome {
+        states: vec![StoredState { customer: cust(3), email: None, state: b"s".to_vec() }],
+        outbox: vec![outbox_item(b.trace_id, 3, 1)],
+        audit: vec![record],
+        cancel_timers: vec!["cart".into()],
+        ..processed(b)
+    };
+    let again = s.commit_processing(vec![processed(a), full.clone()]).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(s.pending_deliveries(10).await.unwrap().len(), 1, "the other delivery is still pending");
+    assert!(s.load_states(&[cust(3)]).await.unwrap().is_empty(), "no state written");
+    assert!(s.due_outbox(i64::MAX / 2, 10).await.unwrap().is_empty(), "no item queued");
+    assert!(s.customer_audit(&cust(3), 10).await.unwrap().is_empty(), "no audit record");
+    assert_eq!(s.stats().await.unwrap().timers, 1, "the timer was not cancelled");
+    s.commit_processing(vec![full]).await.unwrap();
+    assert!(s.pending_deliveries(10).await.unwrap().is_empty());
+    assert_eq!(s.load_states(&[cust(3)]).await.unwrap().len(), 1);
+    assert_eq!(s.due_outbox(i64::MAX / 2, 10).await.unwrap().len(), 1);
+    assert_eq!(s.customer_audit(&cust(3), 10).await.unwrap().len(), 1);
+    assert_eq!(s.stats().await.unwrap().timers, 0, "cancelled with the batch");
+}
+
 pub async fn terminal_states_and_replay(s: Arc<dyn Store>) {
     let t = TraceId::new();
     s.commit_processing(vec![ProcessOutcome {

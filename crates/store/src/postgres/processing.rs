@@ -16,8 +16,19 @@ use super::*;
 impl Processing for PgStore {
     async fn commit_processing_after(&self, batch: Vec<ProcessOutcome>, after: Option<i64>) -> Result<()> {
         let _in_order = self.processing_gate.lock().await;
-        let mut tx = self.begin().await?;
         let now_ms = now_ms();
+        // The common batch, that writes only what every delivery writes (and cancels timers) and was computed
+        // without customer locks to take, is one statement in a transaction of its own: one round trip
+        // where a transaction around it took four. Its checks refuse it by failing it, which undoes it.
+        if batch.iter().all(writes_core_only) {
+            if batch.is_empty() && after.is_none() {
+                return Ok(());
+            }
+            let cancelled: Vec<&str> =
+                batch.iter().flat_map(|o| &o.cancel_timers).map(String::as_str).collect();
+            return write_core(&self.pool, &batch, (after, Expected::default()), &cancelled, now_ms).await;
+        }
+        let mut tx = self.begin().await?;
         // What the batch was computed from is checked by its first chunk's statement, as it writes.
         // So is the delivery it was computed after (alone, for an empty batch).
         let mut first = Some((after, lock_expected(&mut tx, &batch).await?));
@@ -302,10 +313,13 @@ async fn lock_expected<'a>(tx: &mut Tx, batch: &'a [ProcessOutcome]) -> Result<E
 /// the audit trail. Every part reads the snapshot from before the statement and writes a table of its own
 /// (a customer is written or removed, never both), so the parts cannot see or undo each other. The text is
 /// the same whatever the chunk holds (an empty part inserts nothing), so PostgreSQL plans it once per
-/// connection. It also answers, from the same snapshot (taken once the batch's customer locks are held,
+/// connection. It also checks, from the same snapshot (taken once the batch's customer locks are held,
 /// and before its writes): the status of the delivery the batch was computed after (`$17`), the first
-/// customer whose stored state is not the one expected (`$24`, `$25`), and the first id that no longer
-/// points where it was expected to (`$26`, `$27`).
+/// customer whose stored state is not the one expected (`$24`, `$25`), the first id that no longer
+/// points where it was expected to (`$26`, `$27`), and that every delivery was still pending (`$28` of
+/// them). A failed check fails the statement on purpose ([`REFUSED`]), so it writes nothing whether or not
+/// a transaction is around it. It also cancels the timers of `$29` (the chunk's first cancellations, before
+/// any timer it sets).
 static WRITE_CORE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH marked AS (
@@ -332,18 +346,99 @@ static WRITE_CORE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
              SELECT u.t, u.s, u.r, $7 FROM UNNEST($14::text[], $15::text[], $16::text[]) AS u(t, s, r)
              ON CONFLICT (trace_id) DO NOTHING
          ), audited AS (
-             {}
+             {audit}
+         ), cancelled AS (
+             DELETE FROM timers WHERE checkout_token = ANY($29::text[]) OR cart_token = ANY($29::text[])
          )
-         SELECT (SELECT COUNT(*) FROM marked), (SELECT status FROM deliveries WHERE seq = $17),
-                (SELECT e.id FROM UNNEST($24::text[], $25::bytea[]) AS e(id, state)
-                   LEFT JOIN customers c ON c.customer_id = e.id
-                 WHERE c.state IS DISTINCT FROM e.state LIMIT 1),
-                (SELECT e.id FROM UNNEST($26::text[], $27::text[]) AS e(id, target)
-                   LEFT JOIN aliases a ON a.alias = e.id
-                 WHERE a.customer_id IS DISTINCT FROM e.target LIMIT 1)",
-        super::audit::AuditColumns::insert_sql(18)
+         SELECT CASE
+             WHEN c.state_changed IS NOT NULL THEN CAST('{REFUSED}: state ' || c.state_changed AS bigint)
+             WHEN c.alias_changed IS NOT NULL THEN CAST('{REFUSED}: alias ' || c.alias_changed AS bigint)
+             WHEN $17::bigint IS NOT NULL AND COALESCE(c.after_status, 'pending') = 'pending'
+               THEN CAST('{REFUSED}: after ' || COALESCE(c.after_status, 'absent') AS bigint)
+             WHEN c.updated <> $28 THEN CAST('{REFUSED}: pending ' || c.updated AS bigint)
+             ELSE c.updated END
+         FROM (SELECT (SELECT COUNT(*) FROM marked) AS updated,
+                      (SELECT status FROM deliveries WHERE seq = $17) AS after_status,
+                      (SELECT e.id FROM UNNEST($24::text[], $25::bytea[]) AS e(id, state)
+                         LEFT JOIN customers c ON c.customer_id = e.id
+                       WHERE c.state IS DISTINCT FROM e.state LIMIT 1) AS state_changed,
+                      (SELECT e.id FROM UNNEST($26::text[], $27::text[]) AS e(id, target)
+                         LEFT JOIN aliases a ON a.alias = e.id
+                       WHERE a.customer_id IS DISTINCT FROM e.target LIMIT 1) AS alias_changed
+               OFFSET 0) AS c",
+        audit = super::audit::AuditColumns::insert_sql(18)
     )
 });
+
+/// The marker of the error [`WRITE_CORE`] raises to refuse a batch (undoing the statement), followed by what
+/// refused it: `state <customer>`, `alias <id>`, `after <status>` or `pending <count marked>`.
+const REFUSED: &str = "nudge: batch refused";
+
+/// The conflict [`WRITE_CORE`]'s refusal stands for, if `e` is one (SQLSTATE 22P02 with [`REFUSED`]).
+fn refusal(e: &sqlx::Error, after: Option<i64>, marked: usize) -> Option<StoreError> {
+    let d = e.as_database_error().filter(|d| d.code().as_deref() == Some("22P02"))?;
+    let msg = d.message();
+    let rest = &msg[msg.find(REFUSED)? + REFUSED.len()..];
+    let rest = rest.strip_prefix(": ")?;
+    let what = rest.trim_end_matches('"');
+    let (kind, arg) = what.split_once(' ').unwrap_or((what, ""));
+    Some(StoreError::Conflict(match kind {
+        "state" => format!("the state of {arg} changed since this batch read it (written by another node)"),
+        "alias" => {
+            format!("{arg} was stitched to another customer since this batch read it (by another node)")
+        }
+        "after" => format!(
+            "delivery {}, which this batch was computed after, is not processed",
+            after.map_or_else(|| "?".to_string(), |s| s.to_string())
+        ),
+        _ => {
+            let updated: usize = arg.parse().unwrap_or(0);
+            format!(
+                "{} of the batch's {marked} deliveries are not pending (processed elsewhere, or not in the log)",
+                marked.saturating_sub(updated)
+            )
+        }
+    }))
+}
+
+/// Whether an outcome writes only what [`WRITE_CORE`] writes (timers it cancels included), and was computed
+/// without states or aliases to check. Every field is named, so a new one must be placed here.
+fn writes_core_only(o: &ProcessOutcome) -> bool {
+    let ProcessOutcome {
+        seq: _,
+        trace_id: _,
+        status: _,
+        status_reason: _,
+        states: _,
+        audit: _,
+        outbox: _,
+        terminal: _,
+        deleted_states: _,
+        cancel_timers: _,
+        set_timers,
+        approvals,
+        decisions,
+        fetch_jobs,
+        privacy,
+        aliases,
+        offers,
+        offer_settlements,
+        products,
+        expected_states,
+        expected_aliases,
+    } = o;
+    set_timers.is_empty()
+        && approvals.is_empty()
+        && decisions.is_empty()
+        && fetch_jobs.is_empty()
+        && privacy.is_none()
+        && aliases.is_empty()
+        && offers.is_empty()
+        && offer_settlements.is_empty()
+        && products.is_empty()
+        && expected_states.is_empty()
+        && expected_aliases.is_empty()
+}
 
 /// Writes a chunk of outcomes in which only the last may carry a privacy request (applied last), refusing it
 /// ([`StoreError::Conflict`]) when one of its deliveries is no longer pending. The batch's first chunk also
@@ -354,7 +449,32 @@ async fn write_chunk(
     first: Option<(Option<i64>, Expected<'_>)>,
     now_ms: i64,
 ) -> Result<()> {
-    let (after, expected) = first.unwrap_or_default();
+    let mut runs = timer_runs(chunk);
+    let cancelled = match runs.first() {
+        Some(TimerRun::Cancel(_)) => match runs.remove(0) {
+            TimerRun::Cancel(tokens) => tokens,
+            TimerRun::Set(_) => unreachable!("the first run is a cancellation"),
+        },
+        _ => Vec::new(),
+    };
+    write_core(&mut **tx, chunk, first.unwrap_or_default(), &cancelled, now_ms).await?;
+    write_rows(tx, chunk, runs, now_ms).await?;
+
+    if let Some(job) = chunk.last().and_then(|o| o.privacy.as_ref()) {
+        super::privacy::submit(tx, job, now_ms).await?;
+    }
+    Ok(())
+}
+
+/// Runs [`WRITE_CORE`] for a chunk, checked against what it was computed after and from (`first`) and
+/// cancelling the timers of `cancelled`, in a transaction or as a statement of its own.
+async fn write_core<'e>(
+    ex: impl sqlx::PgExecutor<'e>,
+    chunk: &[ProcessOutcome],
+    (after, expected): (Option<i64>, Expected<'_>),
+    cancelled: &[&str],
+    now_ms: i64,
+) -> Result<()> {
     // Delivery statuses, conditional on the delivery still being pending.
     let marked: Vec<&ProcessOutcome> = chunk.iter().filter(|o| o.status.is_some()).collect();
     let seqs: Vec<i64> = marked.iter().map(|o| o.seq).collect();
@@ -419,45 +539,18 @@ async fn write_chunk(
         .bind(ended.iter().map(|(_, s)| s.name()).collect::<Vec<_>>())
         .bind(ended.iter().map(|(_, s)| s.reason()).collect::<Vec<_>>())
         .bind(after);
-    let row = audit
+    let pending = seqs.len();
+    audit
         .bind(q)
         .bind(&expected.customers)
         .bind(&expected.states)
         .bind(&expected.aliases)
         .bind(&expected.targets)
-        .fetch_one(&mut **tx)
-        .await?;
-    let (updated, after_status): (i64, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
-    if let Some(customer) = row.try_get::<Option<String>, _>(2)? {
-        return Err(StoreError::Conflict(format!(
-            "the state of {customer} changed since this batch read it (written by another node)"
-        )));
-    }
-    if let Some(id) = row.try_get::<Option<String>, _>(3)? {
-        return Err(StoreError::Conflict(format!(
-            "{id} was stitched to another customer since this batch read it (by another node)"
-        )));
-    }
-    if let Some(seq) = after
-        && after_status.as_deref().is_none_or(|s| s == "pending")
-    {
-        return Err(StoreError::Conflict(format!(
-            "delivery {seq}, which this batch was computed after, is not processed"
-        )));
-    }
-    if updated != seqs.len() as i64 {
-        return Err(StoreError::Conflict(format!(
-            "{} of the batch's {} deliveries are not pending (processed elsewhere, or not in the log)",
-            seqs.len() as i64 - updated,
-            seqs.len()
-        )));
-    }
-
-    write_rows(tx, chunk, now_ms).await?;
-
-    if let Some(job) = chunk.last().and_then(|o| o.privacy.as_ref()) {
-        super::privacy::submit(tx, job, now_ms).await?;
-    }
+        .bind(pending as i64)
+        .bind(cancelled)
+        .fetch_one(ex)
+        .await
+        .map_err(|e| refusal(&e, after, pending).unwrap_or_else(|| e.into()))?;
     Ok(())
 }
 
@@ -467,7 +560,12 @@ async fn write_chunk(
 /// timers' cancellations and settings stay in their order. Tables are independent of each other here, except
 /// that an order settles the offers made before it and never the one it makes itself: those go outcome by
 /// outcome. A chunk used to cost a round trip per alias and per timer token (two a checkout or order).
-async fn write_rows(tx: &mut Tx, chunk: &[ProcessOutcome], now_ms: i64) -> Result<()> {
+async fn write_rows(
+    tx: &mut Tx,
+    chunk: &[ProcessOutcome],
+    runs: Vec<TimerRun<'_>>,
+    now_ms: i64,
+) -> Result<()> {
     let aliases: Vec<&NewAlias> = chunk.iter().flat_map(|o| &o.aliases).collect();
     for run in runs_of_distinct(&aliases, |a| a.alias.as_str()) {
         sqlx::query(
@@ -532,26 +630,7 @@ async fn write_rows(tx: &mut Tx, chunk: &[ProcessOutcome], now_ms: i64) -> Resul
         write_offers_and_products(tx, o, now_ms).await?;
     }
 
-    // Timers: each outcome cancels, then sets; consecutive cancellations are one statement, consecutive
-    // settings another (a run per set of distinct checkouts).
-    enum TimerRun<'a> {
-        Cancel(Vec<&'a str>),
-        Set(Vec<&'a TimerSpec>),
-    }
-    let mut runs: Vec<TimerRun> = Vec::new();
-    for o in chunk {
-        let tokens = o.cancel_timers.iter().map(String::as_str);
-        match runs.last_mut() {
-            Some(TimerRun::Cancel(run)) => run.extend(tokens),
-            _ if !o.cancel_timers.is_empty() => runs.push(TimerRun::Cancel(tokens.collect())),
-            _ => {}
-        }
-        match runs.last_mut() {
-            Some(TimerRun::Set(run)) => run.extend(&o.set_timers),
-            _ if !o.set_timers.is_empty() => runs.push(TimerRun::Set(o.set_timers.iter().collect())),
-            _ => {}
-        }
-    }
+    // Timers: the runs left after the cancellations the chunk's core statement made.
     for run in runs {
         match run {
             TimerRun::Cancel(tokens) => {
@@ -600,6 +679,31 @@ async fn write_rows(tx: &mut Tx, chunk: &[ProcessOutcome], now_ms: i64) -> Resul
         .await?;
     }
     Ok(())
+}
+
+/// A chunk's timer changes in order: each outcome cancels, then sets; consecutive cancellations are one run,
+/// consecutive settings another (written a statement per set of distinct checkouts).
+enum TimerRun<'a> {
+    Cancel(Vec<&'a str>),
+    Set(Vec<&'a TimerSpec>),
+}
+
+fn timer_runs(chunk: &[ProcessOutcome]) -> Vec<TimerRun<'_>> {
+    let mut runs: Vec<TimerRun> = Vec::new();
+    for o in chunk {
+        let tokens = o.cancel_timers.iter().map(String::as_str);
+        match runs.last_mut() {
+            Some(TimerRun::Cancel(run)) => run.extend(tokens),
+            _ if !o.cancel_timers.is_empty() => runs.push(TimerRun::Cancel(tokens.collect())),
+            _ => {}
+        }
+        match runs.last_mut() {
+            Some(TimerRun::Set(run)) => run.extend(&o.set_timers),
+            _ if !o.set_timers.is_empty() => runs.push(TimerRun::Set(o.set_timers.iter().collect())),
+            _ => {}
+        }
+    }
+    runs
 }
 
 /// `items` cut into runs in which no key repeats: a run ends before the first item whose key it holds.
