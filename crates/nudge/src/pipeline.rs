@@ -411,10 +411,23 @@ impl Pipeline {
         }
         keys.sort();
         keys.dedup();
+        // Read with the aliases, in one round trip: the states of every key that is a customer id (an
+        // event's customer, its email key, the ids it links) and of the customers the aliases point at. A
+        // state the batch turns out to need beyond those is read after resolution.
+        let candidates: Vec<CustomerId> = keys
+            .iter()
+            .filter_map(|k| k.parse::<CustomerId>().ok())
+            .filter(|c| !overlay.states.contains_key(c))
+            .collect();
         let mut aliases = take_in_flight(&mut keys, &overlay.aliases);
-        for a in self.store.resolve_aliases(&keys).await? {
+        let (found, stored) = self.store.resolve_with_states(&keys, &candidates).await?;
+        let mut covered: std::collections::HashSet<CustomerId> = candidates.into_iter().collect();
+        for a in found {
+            covered.insert(a.customer.clone());
             aliases.insert(a.alias, a.customer);
         }
+        let mut stored: HashMap<CustomerId, StoredState> =
+            stored.into_iter().map(|s| (s.customer.clone(), s)).collect();
         // Where several nodes process: what each id this batch resolves or links pointed at when read.
         let mut alias_reads: Vec<(String, Option<CustomerId>)> = Vec::new();
         let spread = self.share.is_some();
@@ -470,7 +483,13 @@ impl Pipeline {
                 read_as.insert(c.clone(), None);
             }
         }
-        for s in self.store.load_states(&ids).await? {
+        let (read, missing): (Vec<CustomerId>, Vec<CustomerId>) =
+            ids.into_iter().partition(|c| covered.contains(c));
+        let mut loaded: Vec<StoredState> = read.iter().filter_map(|c| stored.remove(c)).collect();
+        if !missing.is_empty() {
+            loaded.extend(self.store.load_states(&missing).await?);
+        }
+        for s in loaded {
             let state: CustomerState = CustomerState::decode(&s.state)
                 .map_err(|e| StoreError::Corrupt(format!("state of {}: {e}", s.customer)))?;
             if self.share.is_some() {

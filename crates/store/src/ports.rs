@@ -97,6 +97,15 @@ pub trait Identity: Send + Sync + 'static {
     /// stitching). Aliases are written by [`ProcessOutcome::aliases`].
     async fn resolve_aliases(&self, aliases: &[String]) -> Result<Vec<AliasRecord>>;
 
+    /// [`Identity::resolve_aliases`] of `aliases`, and the stored states of `customers` and of every
+    /// customer those aliases point at ([`CustomerStates::load_states`]'s answer, in no particular order),
+    /// read together: what a processing batch starts from, in one round trip where the backend can.
+    async fn resolve_with_states(
+        &self,
+        aliases: &[String],
+        customers: &[CustomerId],
+    ) -> Result<(Vec<AliasRecord>, Vec<StoredState>)>;
+
     /// Every alias that points at `customer`, by alias.
     async fn aliases_of(&self, customer: &CustomerId) -> Result<Vec<AliasRecord>>;
 }

@@ -47,4 +47,22 @@ pub async fn aliases_are_written_with_processing_and_states_merged_away(s: Arc<d
     assert!(found.iter().all(|a| a.customer == known));
     let of: Vec<String> = s.aliases_of(&known).await.unwrap().into_iter().map(|a| a.alias).collect();
     assert_eq!(of, ["anon:v-1", "email:00112233aabbccdd"], "aliases: by customer, sorted");
+    // Read together: the aliases as `resolve_aliases` answers them, and the states of the customers asked
+    // for and of those the aliases point at, each once; an absent state is absent.
+    s.put_states(vec![state(&cust(22))]).await.unwrap();
+    let keys = ["email:00112233aabbccdd".to_string(), "anon:unknown".into(), anon.to_string()];
+    let (aliases, states) = s.resolve_with_states(&keys, &[cust(22), cust(23), known.clone()]).await.unwrap();
+    assert_eq!(aliases, s.resolve_aliases(&keys).await.unwrap());
+    let mut ids: Vec<String> = states.iter().map(|st| st.customer.to_string()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [cust(21).to_string(), cust(22).to_string()],
+        "states asked for and pointed at, once each"
+    );
+    let (aliases, states) = s.resolve_with_states(&[anon.to_string()], &[]).await.unwrap();
+    assert_eq!((aliases.len(), states.len()), (1, 1), "a target's state comes with its alias");
+    assert_eq!(states[0].customer, known);
+    let (aliases, states) = s.resolve_with_states(&[], &[]).await.unwrap();
+    assert!(aliases.is_empty() && states.is_empty());
 }

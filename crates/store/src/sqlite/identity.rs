@@ -4,6 +4,21 @@ use super::*;
 
 #[async_trait]
 impl Identity for SqliteStore {
+    async fn resolve_with_states(
+        &self,
+        aliases: &[String],
+        customers: &[CustomerId],
+    ) -> Result<(Vec<AliasRecord>, Vec<StoredState>)> {
+        // One reader on one machine: two reads cost what one would.
+        let found = self.resolve_aliases(aliases).await?;
+        let mut ids: Vec<CustomerId> =
+            customers.iter().cloned().chain(found.iter().map(|a| a.customer.clone())).collect();
+        ids.sort();
+        ids.dedup();
+        let states = crate::CustomerStates::load_states(self, &ids).await?;
+        Ok((found, states))
+    }
+
     async fn resolve_aliases(&self, aliases: &[String]) -> Result<Vec<AliasRecord>> {
         let keys = aliases.to_vec();
         self.read(move |c| {
