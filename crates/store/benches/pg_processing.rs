@@ -1,10 +1,11 @@
 //! The cost of a processing round on PostgreSQL: `n` deliveries (default 20,000) are acknowledged, then
 //! processed in batches (default 10, a round's size at 1,000 deliveries a second) as the pipeline commits
-//! them: each delivery writes a customer's state, an outbox item, four audit records and cancels two timer
-//! tokens. Prints the wall time, PostgreSQL's CPU (every process of the server on this machine) and this
+//! them: each round reads its customers' aliases and states (one statement; `--split-reads`: one for
+//! each, as before they were read together), then each delivery writes a customer's state, an outbox item,
+//! four audit records and cancels two timer tokens. Prints the wall time, PostgreSQL's CPU (every process of the server on this machine) and this
 //! process's CPU per round. Needs `NUDGE_TEST_POSTGRES_URL`; works in a fresh schema, dropped at the end.
 //!
-//! `NUDGE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p nudge-store --bench pg_processing [-- N BATCH]`
+//! `NUDGE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p nudge-store --bench pg_processing [-- N BATCH] [--split-reads]`
 
 use nudge_model::{AuditRecord, AuditStage, CustomerId, TraceId};
 use nudge_store::*;
@@ -51,6 +52,7 @@ async fn main() {
             .unwrap_or(default)
     };
     let (n, batch) = (arg(1, 20_000).max(100) / 100 * 100, arg(2, 10).max(1));
+    let split_reads = std::env::args().any(|a| a == "--split-reads");
     let store = nudge_store::conformance::fresh_postgres(&url, "nudge_bench").await;
     for chunk in 0..(n / 100) {
         let ds: Vec<NewDelivery> = (0..100)
@@ -79,6 +81,17 @@ async fn main() {
         let b = store.pending_deliveries(batch).await.unwrap();
         if b.is_empty() {
             break;
+        }
+        // What the batch starts from: its customers' aliases (an id and an email key each) and states.
+        let customers: Vec<CustomerId> =
+            b.iter().map(|d| format!("shopify:{}", d.seq % 5000).parse().unwrap()).collect();
+        let keys: Vec<String> =
+            customers.iter().flat_map(|c| [c.to_string(), format!("email:{c}")]).collect();
+        if split_reads {
+            store.resolve_aliases(&keys).await.unwrap();
+            store.load_states(&customers).await.unwrap();
+        } else {
+            store.resolve_with_states(&keys, &customers).await.unwrap();
         }
         let outs: Vec<ProcessOutcome> = b
             .iter()
