@@ -74,22 +74,19 @@ impl Identity for PgStore {
         .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
+        // `= ANY` matches each state once, however often its id is in the array.
         let mut found = std::collections::HashMap::new();
         let mut states = Vec::new();
-        let mut seen = std::collections::HashSet::new();
         for r in &rows {
-            if !r.try_get::<bool, _>(4)? {
-                let a = alias_record(r)?;
-                found.insert(a.alias.clone(), a);
-                continue;
-            }
-            let customer: String = r.try_get(1)?;
-            if seen.insert(customer.clone()) {
+            if r.try_get::<bool, _>(4)? {
                 states.push(StoredState {
-                    customer: parse_customer(&customer)?,
+                    customer: parse_customer(&r.try_get::<String, _>(1)?)?,
                     email: r.try_get(5)?,
                     state: r.try_get(6)?,
                 });
+            } else {
+                let a = alias_record(r)?;
+                found.insert(a.alias.clone(), a);
             }
         }
         // In the order asked for (once per time asked), as `resolve_aliases` answers.
